@@ -1,0 +1,137 @@
+"""App wiring: the Bolt app, the ASGI app that serves it, and the process's start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bot.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def build_bolt_app(ctx: AppContext) -> AsyncApp:
+    import handlers
+
+    settings = ctx.settings
+    app = AsyncApp(
+        client=ctx.slack,
+        signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
+        request_verification_enabled=not settings.socket_mode,
+        process_before_response=False,
+        authorize=_single_workspace_authorize(ctx),
+        logger=logging.getLogger("sitrep.bolt"),
+    )
+    handlers.register(app, ctx)
+    return app
+
+
+def _single_workspace_authorize(ctx: AppContext):
+    """One workspace, one bot token: ask `auth.test` once (as documented, no extra
+    arguments) and reuse the answer for every request."""
+    from slack_bolt.authorization import AuthorizeResult
+
+    cached: list[AuthorizeResult] = []
+
+    async def authorize(**_kwargs) -> AuthorizeResult:
+        if not cached:
+            answer = await ctx.slack.auth_test()
+            cached.append(
+                AuthorizeResult(
+                    enterprise_id=answer.get("enterprise_id"),
+                    team_id=answer.get("team_id"),
+                    bot_token=ctx.settings.slack_bot_token.get_secret_value(),
+                    bot_id=answer.get("bot_id"),
+                    bot_user_id=answer.get("user_id"),
+                )
+            )
+        return cached[0]
+
+    return authorize
+
+
+class Sitrep:
+    """One running bot: the context, the Bolt app and the reminder scheduler."""
+
+    def __init__(self, ctx: AppContext):
+        from scheduler.runner import ReminderScheduler
+
+        self.ctx = ctx
+        self.bolt = build_bolt_app(ctx)
+        self.scheduler = ReminderScheduler(ctx)
+        self.started = False
+
+    async def start(self) -> None:
+        await self.ctx.db.create_tables()
+        await self.scheduler.start()
+        self.started = True
+        log.info("sitrep started (instance %s)", self.ctx.instance_id)
+
+    async def stop(self) -> None:
+        if not self.started:
+            return
+        self.started = False
+        await self.scheduler.stop()
+        await self.ctx.aclose()
+        log.info("sitrep stopped")
+
+    def asgi(self) -> Starlette:
+        handler = AsyncSlackRequestHandler(self.bolt)
+
+        async def events(request: Request):
+            return await handler.handle(request)
+
+        async def healthz(_request: Request):
+            return JSONResponse({"ok": True})
+
+        @asynccontextmanager
+        async def lifespan(_app):
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return Starlette(
+            routes=[Route("/slack/events", events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])],
+            lifespan=lifespan,
+        )
+
+    async def serve_http(self, host: str = "0.0.0.0") -> None:
+        import uvicorn
+
+        config = uvicorn.Config(self.asgi(), host=host, port=self.ctx.settings.port, log_level="info", lifespan="on")
+        await uvicorn.Server(config).serve()
+
+    async def serve_socket_mode(self) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        await self.start()
+        handler = AsyncSocketModeHandler(self.bolt, self.ctx.settings.slack_app_token.get_secret_value())
+        stop = asyncio.Event()
+        _stop_on_signals(stop)
+        try:
+            await handler.connect_async()
+            await stop.wait()
+        finally:
+            await handler.close_async()
+            await self.stop()
+
+
+def _stop_on_signals(event: asyncio.Event) -> None:
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, event.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass

@@ -1,0 +1,353 @@
+"""Async client for the AppFirst maintenance-windows API (seed 003).
+
+Two things in the seed shape this module:
+
+* times come back as epoch seconds in lists and as ``yyyy-mm-dd HH:MM:SS``
+  strings from POST/PUT, so :class:`MaintenanceWindow` accepts both;
+* the server may store something other than what was sent (the seed's
+  14:00 comes back as 19:00), so every write returns the server's reply and
+  callers schedule from that, not from their own input.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from bot.errors import (
+    UpstreamNotFound,
+    UpstreamRejected,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+    scrub,
+    send_request,
+)
+
+__all__ = [
+    "SERVICE",
+    "MAX_PAGE_SIZE",
+    "MaintenanceWindow",
+    "Pagination",
+    "MaintenanceWindowPage",
+    "AppFirstClient",
+    "parse_appfirst_time",
+    "format_form_time",
+    "format_servers",
+]
+
+SERVICE = "AppFirst"
+MAX_PAGE_SIZE = 2500
+# Far beyond any real account (2,500,000 windows at full page size); only
+# there so a server that always answers "next" cannot loop us forever.
+MAX_PAGES = 1000
+
+_LIST_PATH = "api/maintenance_windows/"
+_STRING_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
+_MAX_TEXT_MESSAGE = 300
+
+
+def parse_appfirst_time(value: Any) -> datetime:
+    """Accept either wire form of a time (epoch seconds or ``yyyy-mm-dd HH:MM[:SS]``) as UTC."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, bool):  # bool is an int; True is not a time
+        raise ValueError("a boolean is not a time")
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text), UTC)
+        for fmt in _STRING_FORMATS:
+            try:
+                return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+            except ValueError:
+                pass
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"unrecognised time {value!r}") from None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    raise ValueError(f"unrecognised time {value!r}")
+
+
+def format_form_time(value: datetime) -> str:
+    """The seed's request form ``yyyy-mm-dd HH:MM`` in UTC (seconds are dropped)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: AppFirst needs an unambiguous UTC time")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def format_servers(servers: Iterable[int]) -> str:
+    """The seed's ``servers=[1,2,3]`` form value."""
+    return "[" + ",".join(str(int(s)) for s in servers) + "]"
+
+
+class MaintenanceWindow(BaseModel):
+    """One maintenance window as the server reports it.
+
+    ``started``/``ended`` are ``None`` when the reply omits them (POST/PUT replies do).
+    """
+
+    id: int
+    reason: str = ""
+    start: datetime
+    end: datetime
+    started: bool | None = None
+    ended: bool | None = None
+    servers: list[int] = Field(default_factory=list)
+    url: str | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _parse_time(cls, value: Any) -> datetime:
+        return parse_appfirst_time(value)
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason_text(cls, value: Any) -> Any:
+        return "" if value is None else value
+
+
+class Pagination(BaseModel):
+    count: int
+    next: str | None = None
+    previous: str | None = None
+
+
+class MaintenanceWindowPage(BaseModel):
+    pagination: Pagination
+    data: list[MaintenanceWindow]
+
+
+_NOT_JSON = object()
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _decode(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return _NOT_JSON
+
+
+def _flatten_message(value: Any) -> str | None:
+    """Turn ``"msg"``, ``["msg", ...]`` or ``{"field": ["msg"]}`` into one line."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, list):
+        parts = [p for p in (_flatten_message(v) for v in value) if p]
+        return " ".join(parts) or None
+    if isinstance(value, dict):
+        for key in ("message", "detail", "error", "Message"):
+            if key in value:
+                found = _flatten_message(value[key])
+                if found:
+                    return found
+        parts = []
+        for key, item in value.items():
+            text = _flatten_message(item)
+            if text:
+                parts.append(f"{key}: {text}")
+        return "; ".join(parts) or None
+    return None
+
+
+class AppFirstClient:
+    """Talks to AppFirst as one account; every call sends HTTP basic auth."""
+
+    def __init__(
+        self,
+        base_url: str,
+        email: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        page_size: int = MAX_PAGE_SIZE,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not base_url:
+            raise ValueError("base_url is required")
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
+        self._base_url = base_url.rstrip("/") + "/"
+        self._timeout = timeout
+        self._page_size = page_size
+        token = base64.b64encode(f"{email}:{api_key}".encode()).decode()
+        self._secrets = (api_key, email, token)
+        self._http = httpx.AsyncClient(
+            base_url=self._base_url,
+            auth=httpx.BasicAuth(email, api_key),
+            headers={"Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"AppFirstClient(base_url={self._base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- operations -------------------------------------------------------
+
+    async def list_page(self, page: int, limit: int) -> MaintenanceWindowPage:
+        """One page of windows (``page`` from 0, ``limit`` 1..2500 as the seed allows)."""
+        if page < 0:
+            raise ValueError("page starts at 0")
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
+        payload = await self._call("GET", _LIST_PATH, params={"limit": limit, "page": page})
+        return self._parse(MaintenanceWindowPage, payload, "list of maintenance windows")
+
+    async def list_windows(self) -> list[MaintenanceWindow]:
+        """Every window, following pages until the server says there are no more.
+
+        Windows are de-duplicated by id, since a window created mid-walk shifts
+        the pages and would otherwise be seen twice.
+        """
+        seen: dict[int, MaintenanceWindow] = {}
+        received = 0
+        for page_number in range(MAX_PAGES):
+            page = await self.list_page(page_number, self._page_size)
+            for window in page.data:
+                seen.setdefault(window.id, window)
+            received += len(page.data)
+            if not page.data or page.pagination.next is None or received >= page.pagination.count:
+                return list(seen.values())
+        raise UpstreamUnavailable(
+            SERVICE, f"its list of maintenance windows did not end after {MAX_PAGES} pages"
+        )
+
+    async def get_window(self, window_id: int) -> MaintenanceWindow:
+        payload = await self._call("GET", self._item_path(window_id), window_id=window_id)
+        return self._parse(MaintenanceWindow, payload, "maintenance window")
+
+    async def create_window(
+        self, *, start: datetime, end: datetime, reason: str, servers: Iterable[int]
+    ) -> MaintenanceWindow:
+        """Create a window; the returned times are what the server stored, which may differ."""
+        form = self._form(start, end, reason, servers)
+        payload = await self._call("POST", _LIST_PATH, data=form)
+        return self._parse(MaintenanceWindow, payload, "new maintenance window")
+
+    async def update_window(
+        self,
+        window_id: int,
+        *,
+        start: datetime,
+        end: datetime,
+        reason: str,
+        servers: Iterable[int],
+    ) -> MaintenanceWindow:
+        """Replace a window's fields; returns the server's version of it."""
+        form = self._form(start, end, reason, servers)
+        payload = await self._call("PUT", self._item_path(window_id), window_id=window_id, data=form)
+        # The seed's PUT reply leaves out "reason"; absent is not "cleared",
+        # so keep the reason we sent rather than report it as empty.
+        if isinstance(payload, dict) and "reason" not in payload:
+            payload = {**payload, "reason": reason}
+        return self._parse(MaintenanceWindow, payload, "updated maintenance window")
+
+    async def delete_window(self, window_id: int) -> None:
+        await self._call("DELETE", self._item_path(window_id), window_id=window_id, expect_body=False)
+
+    async def ping(self) -> None:
+        """Cheap authenticated call for a config check; raises the typed error on failure."""
+        await self.list_page(0, 1)
+
+    # -- plumbing ---------------------------------------------------------
+
+    @staticmethod
+    def _item_path(window_id: int) -> str:
+        return f"{_LIST_PATH}{int(window_id)}/"
+
+    @staticmethod
+    def _form(start: datetime, end: datetime, reason: str, servers: Iterable[int]) -> dict[str, str]:
+        return {
+            "start": format_form_time(start),
+            "end": format_form_time(end),
+            "reason": reason,
+            "servers": format_servers(servers),
+        }
+
+    @staticmethod
+    def _parse(model: type[_M], payload: Any, what: str) -> _M:
+        try:
+            return model.model_validate(payload)
+        except ValidationError:
+            raise UpstreamUnavailable(
+                SERVICE, f"its {what} reply did not have the documented fields"
+            ) from None
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        window_id: int | None = None,
+        expect_body: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """One request, mapped to the decoded JSON of a success or to a typed error."""
+        response = await send_request(self._http, SERVICE, self._timeout, method, path, **kwargs)
+        code = response.status_code
+
+        if response.is_success:
+            if not expect_body:
+                return None
+            payload = _decode(response)
+            if payload is _NOT_JSON:
+                raise UpstreamUnavailable(
+                    SERVICE, "it answered with something other than the documented JSON", code
+                )
+            return payload
+
+        message = self._upstream_message(response)
+        if code in (401, 403):
+            raise UpstreamUnauthorized(
+                SERVICE, message or f"the email or API key was refused (HTTP {code})", code
+            )
+        if code == 404:
+            if window_id is not None:
+                raise UpstreamNotFound(SERVICE, f"Maintenance window {window_id} was not found.", code)
+            raise UpstreamUnavailable(
+                SERVICE, "its API was not found at the configured URL (HTTP 404)", code
+            )
+        if code in (408, 429) or code >= 500:
+            raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)
+        if 400 <= code < 500:
+            raise UpstreamRejected(SERVICE, message or f"it refused the request (HTTP {code})", code)
+        raise UpstreamUnavailable(SERVICE, f"it answered with an unexpected HTTP {code}", code)
+
+    def _upstream_message(self, response: httpx.Response) -> str | None:
+        """Best human-readable reason in an error body: JSON fields, else short plain text."""
+        payload = _decode(response)
+        if payload is not _NOT_JSON:
+            message = _flatten_message(payload)
+        else:
+            text = response.text.strip()
+            looks_like_page = text.startswith("<") or "html" in response.headers.get("content-type", "")
+            message = text if text and not looks_like_page and len(text) <= _MAX_TEXT_MESSAGE else None
+        if message and len(message) > _MAX_TEXT_MESSAGE:
+            message = message[: _MAX_TEXT_MESSAGE - 1] + "…"
+        return scrub(message, self._secrets) if message else None

@@ -1,0 +1,66 @@
+"""Everything a handler or job needs, built once at start-up and passed down."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.settings import Settings
+from store.db import Database
+
+if TYPE_CHECKING:
+    from bot.appfirst import AppFirstClient
+    from bot.maintenance_backend import MaintenanceBackend
+    from bot.statuspage import StatusPageClient
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    slack: AsyncWebClient
+    statuspage: StatusPageClient | None = None
+    appfirst: AppFirstClient | None = None
+    maintenance: MaintenanceBackend | None = None
+    clock: Callable[[], datetime] = utcnow
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    async def aclose(self) -> None:
+        for client in (self.statuspage, self.appfirst):
+            if client is not None:
+                await client.aclose()
+        await self.db.dispose()
+
+
+def build_context(
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow, http_timeout: float = 10.0
+) -> AppContext:
+    """Wire the clients from settings; nothing here talks to the network."""
+    from bot.appfirst import AppFirstClient
+    from bot.maintenance_backend import make_backend
+    from bot.slack import make_slack_client
+    from bot.statuspage import StatusPageClient
+
+    ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
+    if settings.statuspage_url and settings.statuspage_api_key:
+        ctx.statuspage = StatusPageClient(
+            settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout
+        )
+    if settings.appfirst_url and settings.appfirst_email and settings.appfirst_api_key:
+        ctx.appfirst = AppFirstClient(
+            settings.appfirst_url,
+            settings.appfirst_email,
+            settings.appfirst_api_key.get_secret_value(),
+            timeout=http_timeout,
+        )
+    ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
+    return ctx

@@ -1,0 +1,83 @@
+"""What people type into the incident modals, and the rules it must meet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
+
+TITLE_MAX = 150
+TEXT_MAX = 3000
+
+DRAFT_DECLARE = "incident.declare"
+DRAFT_UPDATE = "incident.update"
+DRAFT_RESOLVE = "incident.resolve"
+
+
+@dataclass(frozen=True)
+class DeclareForm:
+    title: str
+    description: str = ""
+    status: str = "Investigating"
+    impact: str = "Major Outage"
+    component_ids: tuple[str, ...] = ()
+    notify: bool = True
+
+    def problems(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if not self.title.strip():
+            out["title"] = "Give the incident a title."
+        elif len(self.title) > TITLE_MAX:
+            out["title"] = f"Keep the title under {TITLE_MAX} characters."
+        if self.status not in INCIDENT_STATUSES:
+            out["status"] = "Pick a status."
+        if self.impact not in INCIDENT_IMPACTS:
+            out["impact"] = "Pick an impact."
+        return out
+
+    def summary(self) -> str:
+        lines = [f"Title: {self.title}", f"Status: {self.status}", f"Impact: {self.impact}"]
+        if self.description:
+            lines.append(f"Description: {self.description}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class UpdateForm:
+    incident_id: int
+    status: str
+    text: str
+
+    def problems(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if self.status not in INCIDENT_STATUSES:
+            out["status"] = "Pick a status."
+        if not self.text.strip():
+            out["text"] = "Say what changed."
+        return out
+
+    def summary(self) -> str:
+        return f"Incident #{self.incident_id} → {self.status}\n{self.text}"
+
+
+@dataclass(frozen=True)
+class ResolveForm:
+    incident_id: int
+    note: str = ""
+
+    def problems(self) -> dict[str, str]:
+        return {}
+
+    def summary(self) -> str:
+        return f"Resolve incident #{self.incident_id}" + (f"\nNote: {self.note}" if self.note else "")
+
+
+FORMS: dict[str, type] = {DRAFT_DECLARE: DeclareForm, DRAFT_UPDATE: UpdateForm, DRAFT_RESOLVE: ResolveForm}
+
+
+def form_from_payload(kind: str, payload: dict[str, Any]) -> DeclareForm | UpdateForm | ResolveForm:
+    data = dict(payload)
+    if "component_ids" in data:
+        data["component_ids"] = tuple(data["component_ids"])
+    return FORMS[kind](**data)

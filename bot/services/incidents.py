@@ -1,0 +1,250 @@
+"""The incident lifecycle: declare, update, resolve. Business rules live here, not in
+handlers; every submission is kept as a draft until the status page accepted it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.context import AppContext
+from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized
+from bot.services.incident_forms import (
+    DRAFT_DECLARE,
+    DRAFT_UPDATE,
+    FORMS,
+    DeclareForm,
+    ResolveForm,
+    UpdateForm,
+    form_from_payload,
+)
+from bot.statuspage import IncidentCreateModel, IncidentUpdateModel
+from handlers.incident import views
+from bot.user_errors import FeatureDisabled, NotAllowed, NotFound, SubmissionFailed
+from store import drafts as draft_store
+from store import incidents as incident_store
+from store.models import Incident, IncidentEvent
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class Submitted:
+    """What a successful submission produced, for the handler to render."""
+
+    incident: Incident
+    permalink: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class IncidentService:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    # --- guards ----------------------------------------------------------------------
+    def _client(self):
+        if self.ctx.statuspage is None:
+            raise FeatureDisabled(
+                "Incidents are turned off: STATUSPAGE_URL is not set. Ask whoever runs sitrep to configure the status page."
+            )
+        return self.ctx.statuspage
+
+    def ensure_enabled(self) -> None:
+        self._client()
+
+    def ensure_allowed(self, user_id: str) -> None:
+        if not self.ctx.settings.is_admin(user_id):
+            raise NotAllowed("Only the people listed in SITREP_ADMINS can change incidents.")
+
+    # --- reads -----------------------------------------------------------------------
+    async def open_incidents(self) -> list[Incident]:
+        async with self.ctx.db.session() as session:
+            return await incident_store.open_incidents(session)
+
+    async def find_open(self, ref: str) -> Incident:
+        """An open incident by short number or upstream ID, or a plain answer why not."""
+        async with self.ctx.db.session() as session:
+            incident = await incident_store.find_incident(session, ref)
+        if incident is None:
+            raise NotFound(f"I don't know an incident `{ref.strip()}`. Try `/incident list`.")
+        if not incident.is_open:
+            raise NotFound(f"Incident #{incident.id} is already resolved.")
+        return incident
+
+    async def _fetch_permalink(self, channel: str, ts: str) -> str | None:
+        try:
+            answer = await self.ctx.slack.chat_getPermalink(channel=channel, message_ts=ts)
+            return answer.get("permalink")
+        except SlackApiError:
+            return None
+
+    # --- writes ----------------------------------------------------------------------
+    async def submit(
+        self, kind: str, form: DeclareForm | UpdateForm | ResolveForm, *, user_id: str, channel_id: str | None
+    ) -> Submitted:
+        """Keep the draft, then send it; a failure leaves the draft for Retry."""
+        self.ensure_allowed(user_id)
+        self._client()
+        async with self.ctx.db.session() as session, session.begin():
+            draft = await draft_store.keep_draft(
+                session, kind=kind, user_id=user_id, channel_id=channel_id, payload=asdict(form), now=self.ctx.clock()
+            )
+        return await self._send(draft.id, kind, form, user_id)
+
+    async def retry(self, draft_id: int, *, user_id: str) -> tuple[str, Submitted]:
+        async with self.ctx.db.session() as session:
+            draft = await draft_store.get_draft(session, draft_id)
+        if draft is None or draft.kind not in FORMS:
+            raise NotFound("That submission is no longer kept.")
+        if draft.state == "done":
+            raise NotFound("That submission already went through.")
+        self.ensure_allowed(user_id)
+        form = form_from_payload(draft.kind, draft.payload)
+        return draft.kind, await self._send(draft.id, draft.kind, form, user_id)
+
+    async def draft_form(self, draft_id: int) -> tuple[str, DeclareForm | UpdateForm | ResolveForm]:
+        async with self.ctx.db.session() as session:
+            draft = await draft_store.get_draft(session, draft_id)
+        if draft is None or draft.kind not in FORMS:
+            raise NotFound("That submission is no longer kept.")
+        return draft.kind, form_from_payload(draft.kind, draft.payload)
+
+    async def _send(self, draft_id: int, kind: str, form: Any, user_id: str) -> Submitted:
+        try:
+            if kind == DRAFT_DECLARE:
+                result = await self._declare(form, user_id)
+            elif kind == DRAFT_UPDATE:
+                result = await self._update(form, user_id)
+            else:
+                result = await self._resolve(form, user_id)
+        except UpstreamError as exc:
+            if isinstance(exc, UpstreamUnauthorized):
+                log.error("status page refused the API key (401): check STATUSPAGE_API_KEY")
+            else:
+                log.warning("status page did not take %s: %s", kind, exc)
+            await self._record_attempt(draft_id, str(exc))
+            raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
+        await self._record_attempt(draft_id, None)
+        return result
+
+    async def _record_attempt(self, draft_id: int, error: str | None) -> None:
+        async with self.ctx.db.session() as session, session.begin():
+            draft = await draft_store.get_draft(session, draft_id)
+            if draft is not None:
+                draft_store.mark_attempt(draft, error=error, now=self.ctx.clock())
+
+    async def _declare(self, form: DeclareForm, user_id: str) -> Submitted:
+        upstream_id = await self._client().create_incident(
+            IncidentCreateModel(
+                Title=form.title,
+                Description=form.description,
+                Status=form.status,
+                Impact=form.impact,
+                AffectedComponents=list(form.component_ids),
+                IsNotify=form.notify,
+            )
+        )
+        now = self.ctx.clock()
+        channel = self.ctx.settings.sitrep_channel
+        async with self.ctx.db.session() as session, session.begin():
+            incident = await incident_store.add_incident(
+                session,
+                Incident(
+                    upstream_id=upstream_id,
+                    title=form.title,
+                    description=form.description,
+                    status=form.status,
+                    impact=form.impact,
+                    components=self.ctx.settings.component_names(form.component_ids),
+                    notify=form.notify,
+                    channel_id=channel,
+                    declared_by=user_id,
+                    declared_at=now,
+                    updated_at=now,
+                ),
+            )
+            await incident_store.add_event(
+                session, incident, kind="declared", status=form.status, text=form.description, user_id=user_id, at=now
+            )
+        text, blocks = views.announcement(incident)
+        posted = await self.ctx.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
+        permalink = await self._fetch_permalink(posted.get("channel", channel), posted["ts"])
+        async with self.ctx.db.session() as session, session.begin():
+            stored = await incident_store.get_incident(session, incident.id)
+            stored.message_ts = posted["ts"]
+            stored.channel_id = posted.get("channel", channel)
+            stored.permalink = permalink
+            incident = stored
+        return Submitted(incident=incident, permalink=permalink)
+
+    async def _update(self, form: UpdateForm, user_id: str) -> Submitted:
+        incident = await self.find_open(str(form.incident_id))
+        await self._client().update_incident(
+            IncidentUpdateModel(IncidentId=incident.upstream_id, Description=form.text, Status=form.status)
+        )
+        now = self.ctx.clock()
+        async with self.ctx.db.session() as session, session.begin():
+            incident = await incident_store.get_incident(session, incident.id)
+            incident.status = form.status
+            incident.updated_at = now
+            incident.update_count += 1
+            event = await incident_store.add_event(
+                session, incident, kind="update", status=form.status, text=form.text, user_id=user_id, at=now
+            )
+        await self._post_in_thread(incident, event.id, *views.update_reply(incident, event))
+        return Submitted(incident=incident, permalink=incident.permalink)
+
+    async def _resolve(self, form: ResolveForm, user_id: str) -> Submitted:
+        incident = await self.find_open(str(form.incident_id))
+        try:
+            await self._client().resolve_incident(incident.upstream_id)
+        except UpstreamRejected as exc:
+            if "already resolved" not in exc.message.lower():
+                raise
+            # The status page says it is resolved already: the store follows it, and the
+            # person still sees the upstream Message verbatim.
+            await self._close(incident, user_id=user_id, note=form.note, announce=False)
+            raise
+        incident = await self._close(incident, user_id=user_id, note=form.note, announce=True)
+        return Submitted(incident=incident, permalink=incident.permalink)
+
+    async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> Incident:
+        now = self.ctx.clock()
+        async with self.ctx.db.session() as session, session.begin():
+            incident = await incident_store.get_incident(session, incident.id)
+            incident.resolved_at = now
+            incident.resolved_by = user_id
+            incident.updated_at = now
+            event = await incident_store.add_event(
+                session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
+            )
+        if announce:
+            await self._post_in_thread(incident, event.id, *views.resolved_reply(incident, event), broadcast=True)
+        else:
+            await self._refresh_announcement(incident)
+        return incident
+
+    async def _post_in_thread(
+        self, incident: Incident, event_id: int, text: str, blocks: list[dict], *, broadcast: bool = False
+    ) -> None:
+        """Reply in the incident's thread, then keep the parent message current."""
+        if incident.message_ts:
+            reply = await self.ctx.slack.chat_postMessage(
+                channel=incident.channel_id,
+                thread_ts=incident.message_ts,
+                reply_broadcast=broadcast,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+            )
+            async with self.ctx.db.session() as session, session.begin():
+                event = await session.get(IncidentEvent, event_id)
+                event.message_ts = reply["ts"]
+        await self._refresh_announcement(incident)
+
+    async def _refresh_announcement(self, incident: Incident) -> None:
+        if not incident.message_ts:
+            return
+        text, blocks = views.announcement(incident)
+        await self.ctx.slack.chat_update(channel=incident.channel_id, ts=incident.message_ts, text=text, blocks=blocks)

@@ -1,0 +1,248 @@
+"""Configuration: read once at start-up into one `Settings` object that is passed down.
+
+The variable names are the contract in SPEC.md. A bad value must stop start-up with one
+line naming the variable, never with a traceback and never echoing a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class Component:
+    """A status-page component people can mark as affected."""
+
+    name: str
+    id: str
+
+
+# What each variable is, used to turn a validation failure into one helpful line.
+EXPECTED: dict[str, str] = {
+    "SLACK_BOT_TOKEN": "a bot token starting with xoxb-",
+    "SLACK_SIGNING_SECRET": "the app's signing secret (required unless SLACK_APP_TOKEN is set)",
+    "SLACK_APP_TOKEN": "an app-level token starting with xapp-",
+    "SLACK_API_URL": "an http(s) URL",
+    "SITREP_CHANNEL": "a channel ID such as C0123456789",
+    "STATUSPAGE_URL": "an http(s) URL",
+    "STATUSPAGE_API_KEY": "the status page's X-API-KEY (required with STATUSPAGE_URL)",
+    "APPFIRST_URL": "an http(s) URL",
+    "APPFIRST_EMAIL": "the AppFirst account e-mail (required with APPFIRST_URL)",
+    "APPFIRST_API_KEY": "the AppFirst API key (required with APPFIRST_URL)",
+    "MAINTENANCE_BACKEND": "statuspage or appfirst, and that backend must be configured",
+    "SITREP_COMPONENTS": "a list like Name=guid,Name=guid",
+    "SITREP_REMINDER_LEAD": "a whole number of minutes, 0 or more",
+    "SITREP_SYNC_INTERVAL": "a whole number of seconds, 10 or more",
+    "SITREP_ADMINS": "Slack user IDs separated by commas, such as U012,U034",
+    "DATABASE_URL": "a SQLAlchemy URL such as sqlite:///sitrep.db",
+    "PORT": "a port number between 1 and 65535",
+}
+
+_URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
+_CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
+_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+class SettingsError(Exception):
+    """One line for the operator: which variable, and what was expected."""
+
+    def __init__(self, variable: str, problem: str):
+        self.variable = variable
+        super().__init__(f"{variable} {problem}: expected {EXPECTED.get(variable, 'a valid value')}.")
+
+
+class _FieldProblem(ValueError):
+    """Raised by validators so the error names a variable without echoing its value."""
+
+    def __init__(self, variable: str, problem: str = "is not valid"):
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable} {problem}")
+
+
+def _url(value: str | None, variable: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if not _URL.match(value):
+        raise _FieldProblem(variable)
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    sitrep_channel: str
+    statuspage_url: str | None = None
+    statuspage_api_key: SecretStr | None = None
+    appfirst_url: str | None = None
+    appfirst_email: str | None = None
+    appfirst_api_key: SecretStr | None = None
+    maintenance_backend: Literal["statuspage", "appfirst"] | None = None
+    sitrep_components: Annotated[tuple[Component, ...], NoDecode] = ()
+    sitrep_reminder_lead: int = Field(default=15, ge=0, le=7 * 24 * 60)
+    sitrep_sync_interval: int = Field(default=300, ge=10)
+    sitrep_admins: Annotated[frozenset[str], NoDecode] = frozenset()
+    database_url: str = "sqlite:///sitrep.db"
+    port: int = Field(default=3000, ge=1, le=65535)
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value().startswith("xoxb-"):
+            raise _FieldProblem("SLACK_BOT_TOKEN")
+        return v
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        if not v.get_secret_value().startswith("xapp-"):
+            raise _FieldProblem("SLACK_APP_TOKEN")
+        return v
+
+    @field_validator("slack_signing_secret", "statuspage_api_key", "appfirst_api_key")
+    @classmethod
+    def _empty_secret_is_unset(cls, v: SecretStr | None) -> SecretStr | None:
+        return v if v is not None and v.get_secret_value() else None
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_url(cls, v: str) -> str:
+        v = _url(v, "SLACK_API_URL") or "https://slack.com/api/"
+        return v if v.endswith("/") else v + "/"
+
+    @field_validator("statuspage_url")
+    @classmethod
+    def _sp_url(cls, v: str | None) -> str | None:
+        return _url(v, "STATUSPAGE_URL")
+
+    @field_validator("appfirst_url")
+    @classmethod
+    def _af_url(cls, v: str | None) -> str | None:
+        return _url(v, "APPFIRST_URL")
+
+    @field_validator("appfirst_email")
+    @classmethod
+    def _af_email(cls, v: str | None) -> str | None:
+        return v or None
+
+    @field_validator("maintenance_backend", mode="before")
+    @classmethod
+    def _backend(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip().lower() or None
+        return v
+
+    @field_validator("sitrep_channel")
+    @classmethod
+    def _channel(cls, v: str) -> str:
+        v = v.strip()
+        if not _CHANNEL.match(v):
+            raise _FieldProblem("SITREP_CHANNEL")
+        return v
+
+    @field_validator("sitrep_components", mode="before")
+    @classmethod
+    def _components(cls, v: object) -> tuple[Component, ...]:
+        if isinstance(v, tuple):
+            return v
+        if not isinstance(v, str):
+            raise _FieldProblem("SITREP_COMPONENTS")
+        components: list[Component] = []
+        for item in filter(None, (part.strip() for part in v.split(","))):
+            name, sep, guid = item.rpartition("=")
+            if not sep or not name.strip() or not guid.strip():
+                raise _FieldProblem("SITREP_COMPONENTS")
+            components.append(Component(name=name.strip(), id=guid.strip()))
+        if len({c.id for c in components}) != len(components):
+            raise _FieldProblem("SITREP_COMPONENTS", "lists the same component twice")
+        return tuple(components)
+
+    @field_validator("sitrep_admins", mode="before")
+    @classmethod
+    def _admins(cls, v: object) -> frozenset[str]:
+        if isinstance(v, (set, frozenset)):
+            return frozenset(v)
+        if not isinstance(v, str):
+            raise _FieldProblem("SITREP_ADMINS")
+        admins = {part.strip() for part in v.split(",") if part.strip()}
+        if any(not _USER.match(a) for a in admins):
+            raise _FieldProblem("SITREP_ADMINS")
+        return frozenset(admins)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if "://" not in v:
+            raise _FieldProblem("DATABASE_URL")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.slack_app_token is None and self.slack_signing_secret is None:
+            raise _FieldProblem("SLACK_SIGNING_SECRET", "is required in HTTP mode")
+        if self.statuspage_url and self.statuspage_api_key is None:
+            raise _FieldProblem("STATUSPAGE_API_KEY", "is required with STATUSPAGE_URL")
+        if self.appfirst_url and self.appfirst_email is None:
+            raise _FieldProblem("APPFIRST_EMAIL", "is required with APPFIRST_URL")
+        if self.appfirst_url and self.appfirst_api_key is None:
+            raise _FieldProblem("APPFIRST_API_KEY", "is required with APPFIRST_URL")
+        if self.maintenance_backend is None:
+            only_appfirst = self.appfirst_url and not self.statuspage_url
+            self.maintenance_backend = "appfirst" if only_appfirst else "statuspage"
+        elif self.maintenance_backend == "appfirst" and not self.appfirst_url:
+            raise _FieldProblem("MAINTENANCE_BACKEND", "is appfirst but APPFIRST_URL is not set")
+        elif self.maintenance_backend == "statuspage" and not self.statuspage_url and self.appfirst_url:
+            raise _FieldProblem("MAINTENANCE_BACKEND", "is statuspage but STATUSPAGE_URL is not set")
+        return self
+
+    # --- derived, so callers never re-parse -------------------------------------------
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    @property
+    def incidents_enabled(self) -> bool:
+        return self.statuspage_url is not None
+
+    @property
+    def maintenance_enabled(self) -> bool:
+        if self.maintenance_backend == "appfirst":
+            return self.appfirst_url is not None
+        return self.statuspage_url is not None
+
+    def component_names(self, ids: list[str] | tuple[str, ...]) -> list[str]:
+        by_id = {c.id: c.name for c in self.sitrep_components}
+        return [by_id.get(i, i) for i in ids]
+
+    def is_admin(self, user_id: str) -> bool:
+        return not self.sitrep_admins or user_id in self.sitrep_admins
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (and `.env`) once; raise `SettingsError` naming one variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _to_settings_error(exc) from None
+
+
+def _to_settings_error(exc: ValidationError) -> SettingsError:
+    first = exc.errors(include_input=False, include_url=False)[0]
+    problem = (first.get("ctx") or {}).get("error")
+    if isinstance(problem, _FieldProblem):
+        return SettingsError(problem.variable, problem.problem)
+    variable = str(first["loc"][0]).upper() if first.get("loc") else "configuration"
+    if first.get("type") == "missing":
+        return SettingsError(variable, "is required")
+    return SettingsError(variable, "is not valid")

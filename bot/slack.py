@@ -1,0 +1,42 @@
+"""The Slack Web API client, configured once: base URL, timeout, retries."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_slack_client(settings: Settings, *, timeout: int = 10) -> AsyncWebClient:
+    """Honour a 429's `Retry-After` (off by default in slack_sdk) and retry lost connections."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=timeout,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+async def tell_user(
+    client: AsyncWebClient, *, user_id: str, channel_id: str | None, text: str, blocks: list[dict] | None = None
+) -> None:
+    """Answer one person: ephemeral where they were, or a DM when the bot can't post there."""
+    if channel_id:
+        try:
+            await client.chat_postEphemeral(channel=channel_id, user=user_id, text=text, blocks=blocks)
+            return
+        except SlackApiError as exc:
+            log.info("ephemeral answer failed (%s); sending a DM instead", exc.response.get("error"))
+    await client.chat_postMessage(channel=user_id, text=text, blocks=blocks)

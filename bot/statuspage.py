@@ -1,0 +1,295 @@
+"""Async client for the status-page API (seed 004: incidents, seed 000: maintenance).
+
+The models mirror the seed documents field for field: snake_case in Python,
+PascalCase on the wire.  Every reply is reduced to either a plain value or one
+of the typed errors in :mod:`bot.errors`, so handlers never see raw HTTP.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Generic, Literal, Self, TypeVar, get_args
+
+import httpx
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_serializer,
+    field_validator,
+)
+from pydantic.alias_generators import to_pascal
+
+from bot.errors import (
+    UpstreamRejected,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+    scrub,
+    send_request,
+)
+
+__all__ = [
+    "SERVICE",
+    "IncidentStatus",
+    "IncidentImpact",
+    "INCIDENT_STATUSES",
+    "INCIDENT_IMPACTS",
+    "IncidentCreateModel",
+    "MaintenanceCreateModel",
+    "IncidentUpdateModel",
+    "ResolveIncidentModel",
+    "ApiResponse",
+    "OngoingMaintenance",
+    "StatusPageClient",
+    "format_wire_datetime",
+]
+
+SERVICE = "status page"
+
+IncidentStatus = Literal["Investigating", "Identified", "Monitoring"]
+IncidentImpact = Literal["Degraded Performance", "Partial Outage", "Major Outage"]
+INCIDENT_STATUSES: tuple[str, ...] = get_args(IncidentStatus)
+INCIDENT_IMPACTS: tuple[str, ...] = get_args(IncidentImpact)
+
+_INCIDENT_PATH = "api/admin/Incident"
+_RESOLVE_PATH = "api/admin/Incident/ResolveIncident"
+_ONGOING_PATH = "api/maintenance/status"
+
+T = TypeVar("T")
+
+
+def format_wire_datetime(value: datetime) -> str:
+    """Render as the seed does (``2023-11-01T02:00:00Z``): always UTC, whole seconds."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime: the status page needs an unambiguous UTC time")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _WireModel(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, alias_generator=to_pascal)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body exactly as the seed spells it."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class IncidentCreateModel(_WireModel):
+    """Body of ``POST /api/admin/Incident`` for an incident (seed 004).
+
+    ``title`` may be empty here on purpose: the status page owns that rule and
+    answers ``Title is required.``, which the bot shows verbatim.
+    """
+
+    title: str
+    description: str = ""
+    status: IncidentStatus
+    impact: IncidentImpact
+    affected_components: list[str] = Field(default_factory=list)
+    # Defaults to False: forgetting the flag must not e-mail every subscriber.
+    is_notify: bool = False
+
+
+class MaintenanceCreateModel(_WireModel):
+    """Body of ``POST /api/admin/Incident`` with ``Type: "Maintenance"`` (seed 000).
+
+    The end-after-start rule is left to the server so its message reaches the user.
+    """
+
+    title: str
+    type: Literal["Maintenance"] = "Maintenance"
+    description: str = ""
+    start_date: AwareDatetime
+    end_date: AwareDatetime
+    affected_components: list[str] = Field(default_factory=list)
+
+    @field_serializer("start_date", "end_date")
+    def _serialize_date(self, value: datetime) -> str:
+        return format_wire_datetime(value)
+
+
+class IncidentUpdateModel(_WireModel):
+    """Body of ``PUT /api/admin/Incident`` (seed 004)."""
+
+    incident_id: str
+    description: str
+    status: IncidentStatus
+
+
+class ResolveIncidentModel(_WireModel):
+    """Body of ``POST /api/admin/Incident/ResolveIncident`` (seed 004)."""
+
+    incident_id: str
+
+
+class ApiResponse(_WireModel, Generic[T]):
+    """The ``{Success, Result, Message}`` envelope; update/resolve replies omit ``Result``."""
+
+    success: bool
+    result: T | None = None
+    message: str | None = None
+
+
+class OngoingMaintenance(_WireModel):
+    """One item of ``GET /api/maintenance/status`` (seed 000)."""
+
+    incident_id: str
+    title: str
+    status: str
+    start_date: datetime
+
+    @field_validator("start_date")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        # The seed shows a trailing "Z"; a .NET backend may also omit it.
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+_ONGOING_LIST = TypeAdapter(list[OngoingMaintenance])
+_NOT_JSON = object()
+
+
+def _decode(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both land here
+        return _NOT_JSON
+
+
+class StatusPageClient:
+    """Talks to one status page with one API key; every call sends ``X-API-KEY``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not base_url:
+            raise ValueError("base_url is required")
+        self._base_url = base_url.rstrip("/") + "/"
+        self._timeout = timeout
+        self._secrets = (api_key,)
+        self._http = httpx.AsyncClient(
+            base_url=self._base_url,
+            headers={"X-API-KEY": api_key, "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"StatusPageClient(base_url={self._base_url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- operations -------------------------------------------------------
+
+    async def create_incident(self, model: IncidentCreateModel) -> str:
+        """Open an incident; returns the new incident's GUID."""
+        payload = await self._call("POST", _INCIDENT_PATH, model.to_wire())
+        return self._new_id(payload, "incident")
+
+    async def create_maintenance(self, model: MaintenanceCreateModel) -> str:
+        """Schedule a maintenance window; returns its GUID (an incident ID)."""
+        payload = await self._call("POST", _INCIDENT_PATH, model.to_wire())
+        return self._new_id(payload, "maintenance")
+
+    async def update_incident(self, model: IncidentUpdateModel) -> str:
+        """Post an update; returns the upstream ``Message`` (the seed's reply has no ``Result``)."""
+        payload = await self._call("PUT", _INCIDENT_PATH, model.to_wire())
+        return self._envelope(payload).message or ""
+
+    async def resolve_incident(self, incident_id: str) -> str:
+        """Resolve an incident; returns the upstream ``Message``."""
+        body = ResolveIncidentModel(incident_id=incident_id).to_wire()
+        payload = await self._call("POST", _RESOLVE_PATH, body)
+        return self._envelope(payload).message or ""
+
+    async def ongoing_maintenance(self) -> list[OngoingMaintenance]:
+        """Windows in progress now, as the status page sees them."""
+        payload = await self._call("GET", _ONGOING_PATH)
+        if not isinstance(payload, list):
+            raise UpstreamUnavailable(SERVICE, "its maintenance status reply was not a list")
+        try:
+            return _ONGOING_LIST.validate_python(payload)
+        except ValidationError:
+            raise UpstreamUnavailable(
+                SERVICE, "its maintenance status reply did not have the documented fields"
+            ) from None
+
+    async def ping(self) -> None:
+        """Cheap authenticated call for a config check; raises the typed error on failure."""
+        await self.ongoing_maintenance()
+
+    # -- plumbing ---------------------------------------------------------
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One request, mapped to the decoded JSON of a success or to a typed error."""
+        kwargs: dict[str, Any] = {} if body is None else {"json": body}
+        response = await send_request(self._http, SERVICE, self._timeout, method, path, **kwargs)
+        payload = _decode(response)
+        code = response.status_code
+        message = self._upstream_message(payload)
+
+        if response.is_success:
+            if payload is _NOT_JSON:
+                raise UpstreamUnavailable(
+                    SERVICE, "it answered with something other than the documented JSON", code
+                )
+            if isinstance(payload, dict) and payload.get("Success") is False:
+                raise UpstreamRejected(SERVICE, message or "it did not accept the request", code)
+            return payload
+        if code in (401, 403):
+            raise UpstreamUnauthorized(SERVICE, message or f"the API key was refused (HTTP {code})", code)
+        if code in (404, 405):
+            # Every seed path exists, so this means the base URL points somewhere else.
+            raise UpstreamUnavailable(
+                SERVICE, f"its API was not found at the configured URL (HTTP {code})", code
+            )
+        if code in (408, 429) or code >= 500:
+            raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)
+        if 400 <= code < 500:
+            raise UpstreamRejected(SERVICE, message or f"it refused the request (HTTP {code})", code)
+        raise UpstreamUnavailable(SERVICE, f"it answered with an unexpected HTTP {code}", code)
+
+    def _upstream_message(self, payload: Any) -> str | None:
+        if isinstance(payload, dict):
+            message = payload.get("Message")
+            if isinstance(message, str) and message.strip():
+                return scrub(message.strip(), self._secrets)
+        return None
+
+    @staticmethod
+    def _envelope(payload: Any) -> ApiResponse[Any]:
+        try:
+            return ApiResponse[Any].model_validate(payload)
+        except ValidationError:
+            raise UpstreamUnavailable(
+                SERVICE, "its reply was not the documented {Success, Result, Message} envelope"
+            ) from None
+
+    def _new_id(self, payload: Any, what: str) -> str:
+        envelope = self._envelope(payload)
+        if not isinstance(envelope.result, str) or not envelope.result.strip():
+            raise UpstreamUnavailable(SERVICE, f"it did not return the new {what}'s ID")
+        return envelope.result.strip()

@@ -1,0 +1,41 @@
+"""Retry and Edit on a kept submission, for every feature: the draft's kind says whose it is."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.context import AppContext
+from bot.user_errors import NotFound
+from handlers import state
+from handlers.errors import renders_errors
+from handlers.ids import DraftAction
+from store import drafts as draft_store
+
+
+def register(app: AsyncApp, ctx: AppContext, owners: dict) -> None:
+    """`owners` maps a draft-kind prefix (`incident.`) to the feature's handlers."""
+
+    async def owner_of(body: dict):
+        value = state.action_value(body)
+        draft = None
+        if value.isdigit():
+            async with ctx.db.session() as session:
+                draft = await draft_store.get_draft(session, int(value))
+        if draft is None:
+            raise NotFound("That submission is no longer kept.")
+        for prefix, handlers in owners.items():
+            if draft.kind.startswith(prefix):
+                return draft.id, handlers
+        raise NotFound("That submission is no longer kept.")
+
+    async def retry(ack, body: dict) -> None:
+        await ack()
+        draft_id, handlers = await owner_of(body)
+        await handlers.retry_draft(draft_id, body)
+
+    async def edit(ack, body: dict) -> None:
+        draft_id, handlers = await owner_of(body)
+        await handlers.reopen_draft(ack, draft_id, body)
+
+    app.action(DraftAction.RETRY)(renders_errors(ctx, retry))
+    app.action(DraftAction.EDIT)(renders_errors(ctx, edit))

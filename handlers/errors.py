@@ -1,0 +1,126 @@
+"""The one place typed errors become something a person sees: an error inside the modal,
+an ephemeral answer, or a reply in a thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+
+from bot.context import AppContext
+from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized
+from bot.slack import tell_user
+from bot.user_errors import InputInvalid, SitrepError, SubmissionFailed
+from handlers.ids import DraftAction
+from handlers.text import button, escape, section, truncate
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[..., Awaitable[None]]
+
+MISCONFIGURED = (
+    "sitrep is misconfigured: the {service} refused its credentials. "
+    "The operator has been told (it is in the bot's log); nothing you typed is lost."
+)
+
+
+class TrackedAck:
+    """Remembers whether Slack was already answered, so the error handler knows what it may do."""
+
+    def __init__(self, ack: Callable[..., Awaitable[None]]):
+        self._ack = ack
+        self.done = False
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> None:
+        if not self.done:
+            self.done = True
+            await self._ack(*args, **kwargs)
+
+
+def who_and_where(body: dict) -> tuple[str | None, str | None]:
+    """The person and the channel to answer in, for every payload kind we receive."""
+    if "command" in body:
+        return body.get("user_id"), body.get("channel_id")
+    user_id = (body.get("user") or {}).get("id")
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    if channel is None and body.get("view"):
+        try:
+            channel = json.loads(body["view"].get("private_metadata") or "{}").get("channel")
+        except ValueError:
+            channel = None
+    return user_id, channel
+
+
+def failure_answer(err: SubmissionFailed) -> tuple[str, list[dict]]:
+    """The upstream's Message verbatim, what was typed, and Retry / Edit."""
+    cause = err.cause
+    head = ":warning: That didn't go through. " + upstream_sentence(cause)
+    retryable = not isinstance(cause, UpstreamRejected)
+    head += "\n*Retry* sends it again; *Edit* reopens the form with what you typed." if retryable else (
+        "\n*Edit* reopens the form with what you typed."
+    )
+    quoted = "\n".join("> " + escape(line) for line in truncate(err.summary, 2500).splitlines()) or "> (empty)"
+    buttons = [button("Edit", DraftAction.EDIT, str(err.draft_id))]
+    if retryable:
+        buttons.insert(0, button("Retry", DraftAction.RETRY, str(err.draft_id), "primary"))
+    blocks = [section(head), section(quoted), {"type": "actions", "elements": buttons}]
+    return f"That didn't go through: {escape(cause.message)}", blocks
+
+
+def upstream_sentence(exc: UpstreamError) -> str:
+    """Rejections quote the upstream Message verbatim; the rest say what happened."""
+    if isinstance(exc, UpstreamUnauthorized):
+        log.error("%s refused the credentials (401): check the configuration", exc.service)
+        return MISCONFIGURED.format(service=exc.service)
+    if isinstance(exc, UpstreamRejected):
+        return f"The {exc.service} said “{escape(exc.message)}”"
+    return escape(str(exc))
+
+
+def plain_answer(exc: Exception) -> str:
+    if isinstance(exc, UpstreamError):
+        return ":warning: " + upstream_sentence(exc)
+    if isinstance(exc, SitrepError):
+        return f":information_source: {exc}"
+    return ":warning: Something went wrong on our side; it has been logged. Please try again."
+
+
+async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, body: dict) -> None:
+    user_id, channel_id = who_and_where(body)
+    if isinstance(exc, InputInvalid) and not ack.done and body.get("type") == "view_submission":
+        await ack(response_action="errors", errors=exc.errors)
+        return
+    if not isinstance(exc, (SitrepError, UpstreamError)):
+        log.exception("unexpected error in a listener", exc_info=exc)
+    if isinstance(exc, SubmissionFailed):
+        text, blocks = failure_answer(exc)
+    else:
+        text = plain_answer(exc)
+        blocks = [section(text)]
+    if not ack.done and "command" in body:
+        await ack(text=text, blocks=blocks, response_type="ephemeral")
+        return
+    await ack()
+    if user_id is None:
+        return
+    try:
+        await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+    except SlackApiError as slack_error:
+        log.error("could not tell %s about an error: %s", user_id, slack_error.response.get("error"))
+
+
+def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
+    """Wrap a listener `(ack, body)` so every error it raises is rendered in one place."""
+
+    async def listener(ack, body) -> None:
+        tracked = TrackedAck(ack)
+        try:
+            await fn(tracked, body)
+        except Exception as exc:  # noqa: BLE001 - this is the one error handler
+            await render_error(ctx, exc, tracked, body)
+
+    listener.__name__ = getattr(fn, "__name__", "listener")
+    return listener

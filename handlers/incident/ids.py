@@ -1,0 +1,39 @@
+"""Every callback, block and action ID of the incident feature, named once."""
+
+from enum import StrEnum
+
+
+class Callback(StrEnum):
+    DECLARE = "incident_declare"
+    UPDATE = "incident_update"
+    RESOLVE = "incident_resolve"
+
+
+class Block(StrEnum):
+    TITLE = "incident_title"
+    DESCRIPTION = "incident_description"
+    STATUS = "incident_status"
+    IMPACT = "incident_impact"
+    COMPONENTS = "incident_components"
+    NOTIFY = "incident_notify"
+    INCIDENT = "incident_select"
+    UPDATE_TEXT = "incident_update_text"
+    NOTE = "incident_resolve_note"
+    ACTIONS = "incident_actions"
+
+
+class Action(StrEnum):
+    TITLE = "title"
+    DESCRIPTION = "description"
+    STATUS = "status"
+    IMPACT = "impact"
+    COMPONENTS = "components"
+    NOTIFY = "notify"
+    INCIDENT = "incident"
+    UPDATE_TEXT = "text"
+    NOTE = "note"
+    POST_UPDATE = "incident_post_update"
+    RESOLVE = "incident_resolve_button"
+
+
+NOTIFY_VALUE = "notify"

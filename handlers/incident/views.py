@@ -1,0 +1,296 @@
+"""Block Kit for incidents: pure functions from data to dicts. Builders never query."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
+from bot.settings import Component
+from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
+from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
+from handlers.text import button, context, duration, escape, mrkdwn, plain, section, slack_date, truncate, user
+from store.models import Incident, IncidentEvent
+
+STATUS_EMOJI = {
+    "Investigating": ":mag:",
+    "Identified": ":bulb:",
+    "Monitoring": ":eyes:",
+    "Resolved": ":white_check_mark:",
+}
+IMPACT_EMOJI = {
+    "Degraded Performance": ":large_yellow_circle:",
+    "Partial Outage": ":large_orange_circle:",
+    "Major Outage": ":red_circle:",
+}
+MAX_MESSAGE_BLOCKS = 50
+MAX_OPTIONS = 100
+
+
+def _option(text: str, value: str) -> dict:
+    return {"text": plain(text), "value": value}
+
+
+def _select(action_id: str, options: Sequence[tuple[str, str]], initial: str | None, placeholder: str) -> dict:
+    element: dict = {
+        "type": "static_select",
+        "action_id": action_id,
+        "placeholder": plain(placeholder),
+        "options": [_option(label, value) for label, value in options][:MAX_OPTIONS],
+    }
+    chosen = next(((label, value) for label, value in options if value == initial), None)
+    if chosen:
+        element["initial_option"] = _option(*chosen)
+    return element
+
+
+def _input(block_id: str, label: str, element: dict, *, optional: bool = False, hint: str | None = None) -> dict:
+    block = {"type": "input", "block_id": block_id, "label": plain(label), "element": element, "optional": optional}
+    if hint:
+        block["hint"] = plain(hint, 150)
+    return block
+
+
+def _text_input(action_id: str, *, initial: str = "", multiline: bool = False, max_length: int, placeholder: str) -> dict:
+    element = {
+        "type": "plain_text_input",
+        "action_id": action_id,
+        "multiline": multiline,
+        "max_length": max_length,
+        "placeholder": plain(placeholder, 150),
+    }
+    if initial:
+        element["initial_value"] = initial[:max_length]
+    return element
+
+
+def _modal(callback_id: str, title: str, submit: str, blocks: list[dict], metadata: dict) -> dict:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, 24),
+        "submit": plain(submit, 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps(metadata),
+        "blocks": blocks,
+    }
+
+
+def _incident_label(incident: Incident) -> str:
+    return truncate(f"#{incident.id} {incident.title}", 75)
+
+
+# --- modals -----------------------------------------------------------------------------
+
+
+def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel_id: str | None) -> dict:
+    blocks = [
+        _input(
+            Block.TITLE,
+            "Title",
+            _text_input(Action.TITLE, initial=form.title, max_length=TITLE_MAX, placeholder="Checkout is failing for EU users"),
+        ),
+        _input(
+            Block.DESCRIPTION,
+            "Description",
+            _text_input(
+                Action.DESCRIPTION,
+                initial=form.description,
+                multiline=True,
+                max_length=TEXT_MAX,
+                placeholder="What customers see, and what we know so far",
+            ),
+            optional=True,
+        ),
+        _input(Block.STATUS, "Status", _select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], form.status, "Status")),
+        _input(
+            Block.IMPACT,
+            "Impact",
+            _select(Action.IMPACT, [(f"{IMPACT_EMOJI[i]} {i}", i) for i in INCIDENT_IMPACTS], form.impact, "Impact"),
+        ),
+    ]
+    if components:
+        element: dict = {
+            "type": "multi_static_select",
+            "action_id": Action.COMPONENTS,
+            "placeholder": plain("Pick components"),
+            "options": [_option(c.name, c.id) for c in components][:MAX_OPTIONS],
+        }
+        initial = [_option(c.name, c.id) for c in components if c.id in form.component_ids]
+        if initial:
+            element["initial_options"] = initial
+        blocks.append(_input(Block.COMPONENTS, "Affected components", element, optional=True))
+    notify_option = _option("Notify subscribers", NOTIFY_VALUE)
+    checkboxes: dict = {"type": "checkboxes", "action_id": Action.NOTIFY, "options": [notify_option]}
+    if form.notify:
+        checkboxes["initial_options"] = [notify_option]
+    blocks.append(_input(Block.NOTIFY, "Subscribers", checkboxes, optional=True))
+    return _modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, {"channel": channel_id})
+
+
+def update_modal(
+    incidents: Sequence[Incident], *, selected: int | None, status: str | None, text: str = "", channel_id: str | None
+) -> dict:
+    chosen = next((i for i in incidents if i.id == selected), None)
+    options = [(_incident_label(i), str(i.id)) for i in incidents]
+    blocks = [
+        _input(Block.INCIDENT, "Incident", _select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
+        _input(
+            Block.STATUS,
+            "New status",
+            _select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], status or (chosen.status if chosen else None), "Status"),
+        ),
+        _input(
+            Block.UPDATE_TEXT,
+            "Update",
+            _text_input(
+                Action.UPDATE_TEXT, initial=text, multiline=True, max_length=TEXT_MAX, placeholder="What changed since the last update"
+            ),
+        ),
+    ]
+    return _modal(Callback.UPDATE, "Post an update", "Post update", blocks, {"channel": channel_id})
+
+
+def resolve_modal(incidents: Sequence[Incident], *, selected: int | None, note: str = "", channel_id: str | None) -> dict:
+    options = [(_incident_label(i), str(i.id)) for i in incidents]
+    chosen = next((i for i in incidents if i.id == selected), None)
+    question = (
+        f"Resolve *#{chosen.id} {escape(chosen.title)}*? The status page will show it as resolved."
+        if chosen
+        else "Resolve an incident? The status page will show it as resolved."
+    )
+    blocks = [
+        section(question),
+        _input(Block.INCIDENT, "Incident", _select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
+        _input(
+            Block.NOTE,
+            "Closing note",
+            _text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="What fixed it (optional)"),
+            optional=True,
+        ),
+    ]
+    return _modal(Callback.RESOLVE, "Resolve incident", "Resolve", blocks, {"channel": channel_id})
+
+
+# --- channel messages -------------------------------------------------------------------
+
+
+def _headline(incident: Incident) -> str:
+    status = "Resolved" if not incident.is_open else incident.status
+    return f"{STATUS_EMOJI.get(status, '')} *Incident #{incident.id}: {escape(incident.title)}*"
+
+
+def announcement(incident: Incident) -> tuple[str, list[dict]]:
+    """The parent message, kept current: every field a reader needs at a glance."""
+    status = "Resolved" if not incident.is_open else incident.status
+    fields = [
+        mrkdwn(f"*Status*\n{STATUS_EMOJI.get(status, '')} {status}"),
+        mrkdwn(f"*Impact*\n{IMPACT_EMOJI.get(incident.impact, '')} {incident.impact}"),
+        mrkdwn(f"*Components*\n{escape(', '.join(incident.components)) or 'None listed'}"),
+        mrkdwn(f"*Declared by*\n{user(incident.declared_by)}"),
+        mrkdwn(f"*Declared*\n{slack_date(incident.declared_at)}"),
+    ]
+    if incident.update_count:
+        noun = "update" if incident.update_count == 1 else "updates"
+        fields.append(mrkdwn(f"*Last update*\n{slack_date(incident.updated_at)} ({incident.update_count} {noun})"))
+    blocks: list[dict] = [section(_headline(incident))]
+    if incident.description:
+        blocks.append(section(escape(truncate(incident.description, 2900))))
+    blocks.append({"type": "section", "fields": fields})
+    if incident.is_open:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": Block.ACTIONS,
+                "elements": [
+                    button("Post update", Action.POST_UPDATE, str(incident.id), "primary"),
+                    button("Resolve", Action.RESOLVE, str(incident.id), "danger"),
+                ],
+            }
+        )
+    else:
+        lasted = duration(incident.resolved_at - incident.declared_at)
+        blocks.append(context(f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"))
+    blocks.append(context(f"Status page ID `{escape(incident.upstream_id)}` · updates in the thread"))
+    text = f"Incident #{incident.id}: {escape(incident.title)} ({status}, {incident.impact})"
+    return text, blocks
+
+
+def update_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
+    head = f"{STATUS_EMOJI.get(event.status, '')} *{event.status}* · update from {user(event.user_id)} · {slack_date(event.at)}"
+    blocks = [section(head), section(escape(event.text))]
+    return f"Incident #{incident.id} update ({event.status}): {escape(truncate(event.text, 200))}", blocks
+
+
+def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
+    lasted = duration(incident.resolved_at - incident.declared_at)
+    head = (
+        f":white_check_mark: *Resolved* · incident #{incident.id} *{escape(incident.title)}* "
+        f"resolved by {user(event.user_id)} · {slack_date(event.at)} · lasted {lasted}"
+    )
+    blocks = [section(head)]
+    if event.text:
+        blocks.append(section(escape(event.text)))
+    return f"Resolved: incident #{incident.id} {escape(incident.title)} (lasted {lasted})", blocks
+
+
+# --- answers to one person --------------------------------------------------------------
+
+
+def declared_answer(incident: Incident, permalink: str | None) -> tuple[str, list[dict]]:
+    where = f"<{permalink}|the announcement>" if permalink else f"<#{incident.channel_id}>"
+    text = f":white_check_mark: Incident #{incident.id} *{escape(incident.title)}* is declared. Follow and update it in {where}."
+    return text, [section(text)]
+
+
+def done_answer(verb: str, incident: Incident, permalink: str | None) -> tuple[str, list[dict]]:
+    where = f" <{permalink}|Open the thread>." if permalink else ""
+    text = f":white_check_mark: {verb} incident #{incident.id} *{escape(incident.title)}*.{where}"
+    return text, [section(text)]
+
+
+def incident_list(incidents: Sequence[Incident], now: datetime, permalinks: dict[int, str]) -> tuple[str, list[dict]]:
+    """Every open incident, within Slack's 50-block limit however many there are."""
+    if not incidents:
+        text = ":sunny: No open incidents. Declare one with `/incident declare`."
+        return text, [section(text)]
+    lines = []
+    for incident in incidents:
+        link = permalinks.get(incident.id)
+        title = escape(truncate(incident.title, 80))
+        title = f"<{link}|{title}>" if link else title
+        lines.append(
+            f"{IMPACT_EMOJI.get(incident.impact, '')} *#{incident.id}* {title} · {incident.status} · "
+            f"{incident.impact} · open {duration(now - incident.declared_at)}"
+        )
+    header = f"*{len(incidents)} open incident{'s' if len(incidents) != 1 else ''}*"
+    blocks = [section(header)]
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and (len("\n".join(chunk + [line])) > 2900):
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    if len(blocks) > MAX_MESSAGE_BLOCKS:
+        shown = blocks[: MAX_MESSAGE_BLOCKS - 1]
+        blocks = shown + [context("More open incidents than one message can show; resolve some or ask an admin.")]
+    return f"{len(incidents)} open incidents", blocks
+
+
+HELP = (
+    "*`/incident`* — run incidents from Slack\n"
+    "• `/incident declare [title]` — declare an incident (also plain `/incident`)\n"
+    "• `/incident update [ref]` — post an update and change the status\n"
+    "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
+    "• `/incident list` — open incidents, only to you\n"
+    "• `/incident help` — this help\n"
+    "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID."
+)
+
+
+def help_answer(prefix: str | None = None) -> tuple[str, list[dict]]:
+    text = f"{prefix}\n\n{HELP}" if prefix else HELP
+    return text, [section(text)]

@@ -1,0 +1,46 @@
+"""Queries on incidents and their timelines. Plain data in, models out; no Slack here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import Incident, IncidentEvent
+
+
+async def add_incident(session: AsyncSession, incident: Incident) -> Incident:
+    session.add(incident)
+    await session.flush()
+    return incident
+
+
+async def get_incident(session: AsyncSession, incident_id: int) -> Incident | None:
+    return await session.get(Incident, incident_id)
+
+
+async def find_incident(session: AsyncSession, ref: str) -> Incident | None:
+    """`ref` is the short number people see (`12`, `#12`) or the upstream ID."""
+    ref = ref.strip()
+    number = ref[1:] if ref.startswith("#") else ref
+    if number.isdigit():
+        found = await session.get(Incident, int(number))
+        if found is not None:
+            return found
+    return (await session.execute(select(Incident).where(Incident.upstream_id == ref))).scalar_one_or_none()
+
+
+async def open_incidents(session: AsyncSession) -> list[Incident]:
+    """Open incidents, newest first."""
+    query = select(Incident).where(Incident.resolved_at.is_(None)).order_by(Incident.id.desc())
+    return list((await session.execute(query)).scalars())
+
+
+async def add_event(
+    session: AsyncSession, incident: Incident, *, kind: str, status: str, text: str, user_id: str, at: datetime
+) -> IncidentEvent:
+    event = IncidentEvent(incident_id=incident.id, kind=kind, status=status, text=text, user_id=user_id, at=at)
+    session.add(event)
+    await session.flush()
+    return event

@@ -1,0 +1,142 @@
+"""SQLAlchemy 2 typed models. The store is the record of what the bot did: neither API
+lists incidents, and reminders must survive restarts, so everything lives here."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    """Stored as naive UTC (SQLite keeps no zone), always handed back aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[str]: JSON, list[int]: JSON}
+
+
+class Incident(Base):
+    """An incident the bot declared. `id` is the short number people type (`#12`)."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    upstream_id: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(32))
+    impact: Mapped[str] = mapped_column(String(32))
+    components: Mapped[list[str]] = mapped_column(default=list)
+    notify: Mapped[bool] = mapped_column(default=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    permalink: Mapped[str | None] = mapped_column(String(500), default=None)
+    declared_by: Mapped[str] = mapped_column(String(32))
+    declared_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    update_count: Mapped[int] = mapped_column(default=0)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)
+    resolved_by: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    events: Mapped[list[IncidentEvent]] = relationship(
+        back_populates="incident", order_by="IncidentEvent.id", lazy="selectin"
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class IncidentEvent(Base):
+    """One step of an incident's timeline: declared, an update, resolved."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    user_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime]
+    message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+
+    incident: Mapped[Incident] = relationship(back_populates="events")
+
+
+class Draft(Base):
+    """What a person submitted, kept until the upstream accepted it, so nothing typed is lost."""
+
+    __tablename__ = "drafts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    payload: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, failed, done
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class MaintenanceWindow(Base):
+    """A maintenance window on one backend. `id` is the short number people type."""
+
+    __tablename__ = "maintenance_windows"
+    __table_args__ = (UniqueConstraint("backend", "upstream_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    upstream_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(500), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    start: Mapped[datetime]
+    end: Mapped[datetime]
+    components: Mapped[list[str]] = mapped_column(default=list)
+    servers: Mapped[list[int]] = mapped_column(default=list)
+    state: Mapped[str] = mapped_column(String(16), default="scheduled")  # scheduled, in_progress, completed, cancelled
+    channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_by: Mapped[str | None] = mapped_column(String(32), default=None)  # None: made outside Slack
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    reminders: Mapped[list[Reminder]] = relationship(back_populates="window", order_by="Reminder.due_at", lazy="selectin")
+
+
+class Reminder(Base):
+    """One reminder of one window; the row, not the scheduler, is the truth about it."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("window_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    window_id: Mapped[int] = mapped_column(ForeignKey("maintenance_windows.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # heads_up, started, ended
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, claimed, posted, skipped, cancelled
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    posted_at: Mapped[datetime | None] = mapped_column(default=None)
+    message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    late: Mapped[bool] = mapped_column(default=False)
+
+    window: Mapped[MaintenanceWindow] = relationship(back_populates="reminders")

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from bot.settings import Settings
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.statuspage import FakeStatusPage
+from tests.harness import SIGNING_SECRET, BotUnderTest
+
+CHANNEL = "C0SITREP"
+COMPONENTS = "API=3fa85f64-5717-4562-b3fc-2c963f66afa0,Website=3fa85f64-5717-4562-b3fc-2c963f66afa1"
+
+
+@pytest.fixture(scope="session")
+def slack_server():
+    with FakeSlack() as server:
+        yield server
+
+
+@pytest.fixture
+def slack(slack_server):
+    slack_server.reset()
+    yield slack_server
+    assert slack_server.violations == [], slack_server.violations
+
+
+@pytest.fixture(scope="session")
+def statuspage_server():
+    with FakeStatusPage() as server:
+        yield server
+
+
+@pytest.fixture
+def statuspage(statuspage_server):
+    statuspage_server.reset()
+    return statuspage_server
+
+
+@pytest.fixture
+def settings(tmp_path, slack, statuspage, monkeypatch) -> Settings:
+    monkeypatch.chdir(tmp_path)  # no stray .env is read
+    return Settings(
+        slack_bot_token="xoxb-test-token",
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_url=slack.url,
+        sitrep_channel=CHANNEL,
+        statuspage_url=statuspage.url,
+        statuspage_api_key=statuspage.api_key,
+        sitrep_components=COMPONENTS,
+        database_url=f"sqlite:///{tmp_path / 'sitrep.db'}",
+    )
+
+
+@pytest.fixture
+def bot(settings):
+    with BotUnderTest(settings) as running:
+        yield running

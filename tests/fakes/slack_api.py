@@ -1,0 +1,844 @@
+"""A fake Slack Web API served over real HTTP, for tests.
+
+The bot talks to Slack only through ``slack_sdk``'s ``AsyncWebClient``; pointing that
+client at this server (``AsyncWebClient(base_url=slack.url)``) exercises the real
+request encoding, retries and error handling instead of a mocked method call.
+
+Every call is checked against Slack's own method documents
+(``shared/slack/docs_slack_dev_methods/*.json``) and against limits Slack enforces but
+``slack_sdk`` does not check for plain dicts, so a test fails on the kind of mistake
+that would only show up against the real Slack. Problems are collected in
+``violations``; tests should normally end with ``assert slack.violations == []``.
+
+The server runs in its own thread with its own event loop, so it can be used from
+sync tests and from async tests alike (it never shares the test's loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+__all__ = ["FakeSlack", "SlackCall", "load_method_docs", "default_shared_dir"]
+
+T = TypeVar("T")
+Json = dict[str, Any]
+_Answer = tuple[int, Json, dict[str, str]]
+
+#: Arguments Slack takes as JSON-encoded strings in form bodies.
+JSON_STRING_ARGS = frozenset(
+    {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "chunks"}
+)
+#: Methods whose ``blocks`` argument is a message's blocks.
+MESSAGE_METHODS = frozenset(
+    {"chat.postMessage", "chat.postEphemeral", "chat.update", "chat.scheduleMessage"}
+)
+VIEW_METHODS = frozenset({"views.open", "views.update", "views.push", "views.publish"})
+
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_VIEW_BUTTON_TEXT = 24  # modal title / submit / close
+MAX_PRIVATE_METADATA = 3000
+MAX_SECTION_TEXT = 3000
+MAX_INPUT_MAX_LENGTH = 3000
+
+TEAM_ID = "T1"
+TEAM_NAME = "Example"
+WORKSPACE_URL = "https://example.slack.com/"
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+APP_ID = "ABOT"
+DEFAULT_TZ = "America/New_York"
+_FIRST_TS_SECONDS = 1_700_000_000
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One HTTP request the fake received, with its arguments decoded."""
+
+    method: str
+    args: dict[str, Any]
+    token: str | None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: str
+    status: int
+    retry_after: int | None
+
+
+def default_shared_dir() -> Path:
+    """``shared/`` sits beside the repo (locally and in CI); SITREP_SHARED_DIR overrides."""
+    env = os.environ.get("SITREP_SHARED_DIR")
+    if env:
+        return Path(env)
+    repo_root = Path(__file__).resolve().parents[2]
+    return repo_root.parent / "shared"
+
+
+@lru_cache(maxsize=8)
+def load_method_docs(docs_dir: Path) -> dict[str, Json]:
+    """Map method name -> its ``args`` schema; cached because every test makes a fake."""
+    docs: dict[str, Json] = {}
+    for path in sorted(docs_dir.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or "args" not in doc:
+            continue  # methods.json is an index, not a method document
+        docs[path.stem] = doc["args"]
+    if not docs:
+        raise FileNotFoundError(f"no Slack method documents found in {docs_dir}")
+    return docs
+
+
+def _truthy(value: Any) -> bool:
+    """Slack booleans arrive as JSON bools, "true"/"false", or "1"/"0" (slack_sdk's GET params)."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes"}
+    return bool(value)
+
+
+def _text_of(obj: Any) -> str | None:
+    """The ``text`` of a text object, or the string itself."""
+    if isinstance(obj, dict):
+        text = obj.get("text")
+        return text if isinstance(text, str) else None
+    return obj if isinstance(obj, str) else None
+
+
+def _walk_dicts(node: Any) -> Iterator[Json]:
+    """Every dict inside a block tree, so nested elements are checked wherever they sit."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk_dicts(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _walk_dicts(item)
+
+
+def _error(error: str, status: int = 200, headers: dict[str, str] | None = None) -> _Answer:
+    return status, {"ok": False, "error": error}, headers or {}
+
+
+def _public(message: Json, include_metadata: bool = True) -> Json:
+    """A stored message as Slack would show it: no internal keys, no null fields."""
+    out = {k: copy.deepcopy(v) for k, v in message.items() if v is not None and k != "channel"}
+    if not include_metadata:
+        out.pop("metadata", None)
+    return out
+
+
+class FakeSlack:
+    """In-memory Slack workspace behind a real HTTP server on 127.0.0.1.
+
+    Use as ``with FakeSlack() as slack:`` (or ``start()``/``stop()``) and give
+    ``slack.url`` to ``AsyncWebClient(base_url=...)``.
+    """
+
+    def __init__(self, token: str = "xoxb-test-token", shared_dir: Path | str | None = None) -> None:
+        self.token = token
+        shared = Path(shared_dir) if shared_dir is not None else default_shared_dir()
+        self._docs = load_method_docs((shared / "slack" / "docs_slack_dev_methods").resolve())
+        self._lock = threading.Lock()
+        self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
+        self._users: dict[str, Json] = {}
+        self._handlers: dict[str, Callable[[Json], Json]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.getPermalink": self._chat_get_permalink,
+            "conversations.replies": self._conversations_replies,
+            "conversations.history": self._conversations_history,
+            "conversations.open": self._conversations_open,
+            "views.open": self._views_open,
+            "views.push": self._views_open,
+            "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "users.info": self._users_info,
+        }
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._port: int | None = None
+        self._reset_state()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeSlack:
+        """Bind a free port and serve from a background thread; returns self."""
+        if self._thread is not None:
+            raise RuntimeError("FakeSlack already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self._port = sock.getsockname()[1]
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        startup_error: list[BaseException] = []
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            app = web.Application()
+            app.router.add_route("*", "/api/{method}", self._handle)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+            try:
+                loop.run_until_complete(runner.setup())
+                loop.run_until_complete(web.SockSite(runner, sock).start())
+            except BaseException as exc:  # surfaced to start()'s caller
+                startup_error.append(exc)
+                ready.set()
+                loop.close()
+                sock.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(runner.cleanup())
+                loop.close()
+
+        self._loop = loop
+        self._thread = threading.Thread(target=serve, name="FakeSlack", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if startup_error:
+            self._thread.join()
+            self._thread = self._loop = None
+            raise RuntimeError("FakeSlack failed to start") from startup_error[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread; safe to call twice."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = self._loop = None
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL for ``AsyncWebClient(base_url=...)``; ends with ``/api/``."""
+        if self._port is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._port}/api/"
+
+    # ------------------------------------------------------------ test helpers
+
+    @property
+    def calls(self) -> list[SlackCall]:
+        """Snapshot of every request received, in arrival order."""
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def violations(self) -> list[str]:
+        """Snapshot of every rule a call broke (doc mismatch, Slack limits)."""
+        with self._lock:
+            return list(self._violations)
+
+    @property
+    def views(self) -> dict[str, Json]:
+        """Snapshot of views opened/pushed/published, by view id."""
+        with self._lock:
+            return copy.deepcopy(self._views)
+
+    def calls_to(self, method: str) -> list[Json]:
+        """The args of each call to ``method``, in order."""
+        with self._lock:
+            return [copy.deepcopy(c.args) for c in self._calls if c.method == method]
+
+    def reset(self) -> None:
+        """Forget calls, messages, views and violations; keep queued failures and users."""
+        with self._lock:
+            self._reset_state()
+
+    def fail_next(
+        self,
+        method: str,
+        error: str = "ratelimited",
+        status: int = 200,
+        retry_after: int | None = None,
+    ) -> None:
+        """Make the next call to ``method`` fail; calls queue up, one failure each.
+
+        ``status=429`` answers like Slack's rate limiter (HTTP 429 with ``Retry-After``).
+        """
+        if method not in self._docs:
+            raise ValueError(f"{method} is not a documented Slack method")
+        with self._lock:
+            self._failures[method].append(_Failure(error, status, retry_after))
+
+    def set_user(self, user_id: str, **fields: Any) -> None:
+        """Override fields of the user ``users.info`` returns (e.g. ``tz=...``)."""
+        with self._lock:
+            self._users.setdefault(user_id, {}).update(fields)
+
+    def messages(self, channel: str) -> list[Json]:
+        """Messages in ``channel`` (top-level and replies), in post order."""
+        channel = self._channel_id(channel)
+        with self._lock:
+            return [copy.deepcopy(m) for m in self._messages if m["channel"] == channel]
+
+    def thread(self, channel: str, ts: str) -> list[Json]:
+        """Replies to the message ``ts`` (without the parent), in post order."""
+        channel = self._channel_id(channel)
+        with self._lock:
+            return [
+                copy.deepcopy(m)
+                for m in self._messages
+                if m["channel"] == channel and m["thread_ts"] == ts
+            ]
+
+    def message(self, channel: str, ts: str) -> Json | None:
+        """The stored message, or None."""
+        with self._lock:
+            found = self._by_key.get((self._channel_id(channel), ts))
+            return copy.deepcopy(found) if found is not None else None
+
+    def ephemerals(self, channel: str | None = None) -> list[Json]:
+        """Ephemeral messages sent (optionally only to ``channel``), in order."""
+        with self._lock:
+            return [
+                copy.deepcopy(e)
+                for e in self._ephemerals
+                if channel is None or e["channel"] == self._channel_id(channel)
+            ]
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+        """Poll until ``predicate()`` is truthy and return it.
+
+        Blocks the calling thread: from an async test whose bot runs on the same
+        loop, use ``await_for`` instead or the bot never gets to run.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(self._timeout_report(predicate, timeout, value))
+            time.sleep(0.01)
+
+    async def await_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+        """Like ``wait_for`` but yields to the event loop between polls."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(self._timeout_report(predicate, timeout, value))
+            await asyncio.sleep(0.01)
+
+    def dump(self, max_arg_chars: int = 300) -> str:
+        """Human-readable record of calls and violations, for failure messages."""
+        with self._lock:
+            calls = list(self._calls)
+            violations = list(self._violations)
+        lines = [f"{len(calls)} call(s):"]
+        for i, call in enumerate(calls):
+            args = json.dumps(call.args, default=str, ensure_ascii=False)
+            if len(args) > max_arg_chars:
+                args = args[:max_arg_chars] + "..."
+            lines.append(f"  {i}: {call.method} {args}")
+        lines.append(f"{len(violations)} violation(s):")
+        lines.extend(f"  - {v}" for v in violations)
+        return "\n".join(lines)
+
+    def _timeout_report(self, predicate: Callable[..., Any], timeout: float, value: Any) -> str:
+        name = getattr(predicate, "__qualname__", repr(predicate))
+        return f"timed out after {timeout}s waiting for {name} (last value: {value!r})\n{self.dump()}"
+
+    # ------------------------------------------------------------- HTTP layer
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args, problems = await self._read_args(request)
+        token = None
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            token = auth[len("Bearer ") :].strip() or None
+        body_token = args.pop("token", None)
+        if token is None and isinstance(body_token, str):
+            token = body_token
+        with self._lock:
+            status, body, headers = self._dispatch(method, args, token, problems)
+        return web.json_response(body, status=status, headers=headers)
+
+    @staticmethod
+    async def _read_args(request: web.Request) -> tuple[Json, list[str]]:
+        """Merge query string and body; slack_sdk uses all three encodings."""
+        method = request.match_info["method"]
+        problems: list[str] = []
+        args: Json = dict(request.query.items())
+        if request.can_read_body:
+            ctype = request.content_type
+            if ctype == "application/json":
+                raw = await request.text()
+                try:
+                    body = json.loads(raw) if raw.strip() else {}
+                except json.JSONDecodeError as exc:
+                    body = {}
+                    problems.append(f"{method}: request body is not valid JSON ({exc})")
+                if isinstance(body, dict):
+                    args.update(body)
+                else:
+                    problems.append(f"{method}: JSON body must be an object, got {type(body).__name__}")
+            elif ctype in {"application/x-www-form-urlencoded", "multipart/form-data"}:
+                form = await request.post()
+                for key, value in form.items():
+                    args[key] = value if isinstance(value, str) else f"<file {value.filename}>"
+            else:
+                problems.append(f"{method}: unsupported Content-Type {ctype!r}")
+        for key in JSON_STRING_ARGS & args.keys():
+            value = args[key]
+            if isinstance(value, str):
+                try:
+                    args[key] = json.loads(value)
+                except json.JSONDecodeError:
+                    problems.append(f"{method}: argument {key!r} is not valid JSON: {value[:80]!r}")
+        return args, problems
+
+    def _dispatch(self, method: str, args: Json, token: str | None, problems: list[str]) -> _Answer:
+        """Record, validate, then answer. Runs under the lock."""
+        self._calls.append(SlackCall(method, copy.deepcopy(args), token))
+        schema = self._docs.get(method)
+        if schema is None:
+            self._violations.append(f"{method}: not a documented Slack method")
+            return _error("unknown_method")
+
+        problems = problems + self._check_args(method, schema, args, token)
+        block_problems = self._check_blocks(method, args)
+        metadata_problems = self._check_metadata(method, args)
+        self._violations.extend(problems + block_problems + metadata_problems)
+
+        queue = self._failures.get(method)
+        if queue:
+            failure = queue.popleft()
+            headers = {}
+            if failure.retry_after is not None or failure.status == 429:
+                headers["Retry-After"] = str(failure.retry_after if failure.retry_after is not None else 1)
+            if failure.status == 429:
+                return _error("ratelimited", 429, headers)
+            return _error(failure.error, failure.status, headers)
+
+        if token is None:
+            return _error("not_authed")
+        if token != self.token:
+            return _error("invalid_auth")
+        if problems:
+            return _error("invalid_arguments")
+        if block_problems:
+            return _error("invalid_blocks")
+        if metadata_problems:
+            return _error("invalid_metadata_format")
+        handler = self._handlers.get(method)
+        if handler is None:
+            return 200, {"ok": True}, {}
+        try:
+            return 200, handler(args), {}
+        except Exception as exc:  # a bug in the fake, or args it cannot make sense of
+            self._violations.append(f"{method}: fake could not handle {args!r}: {exc!r}")
+            return _error("internal_error", 500)
+
+    # ------------------------------------------------------------- validation
+
+    @staticmethod
+    def _check_args(method: str, schema: Json, args: Json, token: str | None) -> list[str]:
+        props = schema.get("properties", {})
+        problems: list[str] = []
+        for name in schema.get("required", []):
+            if name == "token":
+                if token is None:
+                    problems.append(f"{method}: no token (Authorization header or token argument)")
+            elif args.get(name) in (None, ""):
+                problems.append(f"{method}: missing required argument {name!r}")
+        for name in args:
+            if name not in props:
+                problems.append(f"{method}: unknown argument {name!r} (not in Slack's docs)")
+        if "link_names" in args:
+            problems.append(f"{method}: link_names must not be passed (mention with <@U…>/<!subteam^…>)")
+        if method in {"views.open", "views.push"} and not (
+            args.get("trigger_id") or args.get("interactivity_pointer")
+        ):
+            problems.append(f"{method}: trigger_id is required")
+        if method == "views.update" and not (args.get("view_id") or args.get("external_id")):
+            problems.append(f"{method}: view_id or external_id is required")
+        return problems
+
+    @staticmethod
+    def _check_blocks(method: str, args: Json) -> list[str]:
+        problems: list[str] = []
+        trees: list[Any] = []
+        if method in MESSAGE_METHODS and "blocks" in args:
+            blocks = args["blocks"]
+            if not isinstance(blocks, list):
+                problems.append(f"{method}: blocks must be a list, got {type(blocks).__name__}")
+            elif len(blocks) > MAX_MESSAGE_BLOCKS:
+                problems.append(f"{method}: {len(blocks)} blocks > {MAX_MESSAGE_BLOCKS} allowed in a message")
+            trees.append(blocks)
+        if method in VIEW_METHODS and "view" in args:
+            view = args["view"]
+            if not isinstance(view, dict):
+                problems.append(f"{method}: view must be an object, got {type(view).__name__}")
+            else:
+                problems.extend(FakeSlack._check_view(method, view))
+                trees.append(view.get("blocks", []))
+        for node in _walk_dicts(trees):
+            kind = node.get("type")
+            if kind == "section":
+                text = _text_of(node.get("text"))
+                if text is not None and len(text) > MAX_SECTION_TEXT:
+                    problems.append(
+                        f"{method}: section text is {len(text)} chars > {MAX_SECTION_TEXT} "
+                        f"(block_id={node.get('block_id')!r})"
+                    )
+            elif kind == "plain_text_input":
+                max_length = node.get("max_length")
+                if isinstance(max_length, int) and max_length > MAX_INPUT_MAX_LENGTH:
+                    problems.append(
+                        f"{method}: plain_text_input max_length {max_length} > {MAX_INPUT_MAX_LENGTH} "
+                        f"(action_id={node.get('action_id')!r})"
+                    )
+        return problems
+
+    @staticmethod
+    def _check_view(method: str, view: Json) -> list[str]:
+        problems: list[str] = []
+        expected_type = "home" if method == "views.publish" else "modal"
+        if view.get("type") != expected_type:
+            problems.append(f"{method}: view type must be {expected_type!r}, got {view.get('type')!r}")
+        if expected_type == "modal" and not _text_of(view.get("title")):
+            problems.append(f"{method}: a modal needs a title")
+        blocks = view.get("blocks", [])
+        if not isinstance(blocks, list):
+            problems.append(f"{method}: view.blocks must be a list")
+        elif len(blocks) > MAX_VIEW_BLOCKS:
+            problems.append(f"{method}: {len(blocks)} blocks > {MAX_VIEW_BLOCKS} allowed in a view")
+        for field in ("title", "submit", "close"):
+            text = _text_of(view.get(field))
+            if text is not None and len(text) > MAX_VIEW_BUTTON_TEXT:
+                problems.append(
+                    f"{method}: view {field} {text!r} is {len(text)} chars > {MAX_VIEW_BUTTON_TEXT}"
+                )
+        private = view.get("private_metadata")
+        if isinstance(private, str) and len(private) > MAX_PRIVATE_METADATA:
+            problems.append(
+                f"{method}: private_metadata is {len(private)} chars > {MAX_PRIVATE_METADATA}"
+            )
+        return problems
+
+    @staticmethod
+    def _check_metadata(method: str, args: Json) -> list[str]:
+        """Message metadata needs event_type + event_payload (or Work Object entities)."""
+        if method not in MESSAGE_METHODS or "metadata" not in args:
+            return []
+        metadata = args["metadata"]
+        if not isinstance(metadata, dict):
+            return [f"{method}: metadata must be a JSON object, got {type(metadata).__name__}"]
+        if "entities" in metadata:
+            return []
+        problems = []
+        if not isinstance(metadata.get("event_type"), str) or not metadata.get("event_type"):
+            problems.append(f"{method}: metadata.event_type must be a non-empty string")
+        if not isinstance(metadata.get("event_payload"), dict):
+            problems.append(f"{method}: metadata.event_payload must be an object")
+        return problems
+
+    # ------------------------------------------------------------- state
+
+    def _reset_state(self) -> None:
+        self._calls: list[SlackCall] = []
+        self._violations: list[str] = []
+        self._messages: list[Json] = []
+        self._by_key: dict[tuple[str, str], Json] = {}
+        self._ephemerals: list[Json] = []
+        self._views: dict[str, Json] = {}
+        self._home_views: dict[str, str] = {}  # user id -> view id
+        self._used_triggers: set[str] = set()
+        self._ts_counter = 0
+        self._id_counter = 0
+
+    def _next_ts(self) -> str:
+        """Unique, increasing Slack-style timestamps: 1700000000.000100, .000200, ..."""
+        self._ts_counter += 1
+        micros = self._ts_counter * 100
+        return f"{_FIRST_TS_SECONDS + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _next_id(self, prefix: str) -> str:
+        self._id_counter += 1
+        return f"{prefix}{self._id_counter:08d}"
+
+    @staticmethod
+    def _channel_id(channel: str) -> str:
+        """Posting to a user ID lands in the DM with that user."""
+        return f"D{channel}" if channel.startswith(("U", "W")) else channel
+
+    def _replies_of(self, channel: str, ts: str) -> list[Json]:
+        return [m for m in self._messages if m["channel"] == channel and m["thread_ts"] == ts]
+
+    def _render(self, message: Json, include_metadata: bool) -> Json:
+        """Add the thread summary Slack shows on a parent message."""
+        out = _public(message, include_metadata)
+        if message["thread_ts"] is None:
+            replies = self._replies_of(message["channel"], message["ts"])
+            if replies:
+                out["thread_ts"] = message["ts"]
+                out["reply_count"] = len(replies)
+                out["latest_reply"] = replies[-1]["ts"]
+        return out
+
+    @staticmethod
+    def _page(items: list[Json], args: Json) -> Json | None:
+        """Offset pagination with Slack's cursor fields; None means a bad cursor."""
+        cursor = args.get("cursor") or ""
+        try:
+            start = int(cursor) if cursor else 0
+            limit = int(args.get("limit") or 100)
+        except (TypeError, ValueError):
+            return None
+        limit = max(1, min(limit, 1000))
+        page = items[start : start + limit]
+        more = start + limit < len(items)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
+
+    # ------------------------------------------------------------- methods
+
+    def _auth_test(self, args: Json) -> Json:
+        return {
+            "ok": True,
+            "url": WORKSPACE_URL,
+            "team": TEAM_NAME,
+            "user": "sitrep",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, args: Json) -> Json:
+        if not any(args.get(k) for k in ("text", "blocks", "attachments", "markdown_text")):
+            return {"ok": False, "error": "no_text"}
+        channel = self._channel_id(str(args["channel"]))
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts is not None:
+            parent = self._by_key.get((channel, str(thread_ts)))
+            # A reply to a reply joins the parent's thread, as in Slack.
+            thread_ts = parent["thread_ts"] if parent and parent["thread_ts"] else str(thread_ts)
+        message: Json = {
+            "type": "message",
+            "channel": channel,
+            "ts": self._next_ts(),
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "text": args.get("text", ""),
+            "blocks": copy.deepcopy(args.get("blocks")),
+            "attachments": copy.deepcopy(args.get("attachments")),
+            "thread_ts": thread_ts,
+            "reply_broadcast": _truthy(args.get("reply_broadcast")) if thread_ts else None,
+            "metadata": copy.deepcopy(args.get("metadata")),
+        }
+        self._messages.append(message)
+        self._by_key[(channel, message["ts"])] = message
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": _public(message)}
+
+    def _chat_update(self, args: Json) -> Json:
+        channel = self._channel_id(str(args["channel"]))
+        message = self._by_key.get((channel, str(args["ts"])))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        for key in ("text", "blocks", "attachments", "metadata"):
+            if key in args:
+                message[key] = copy.deepcopy(args[key])
+        message["edited"] = {"user": BOT_USER_ID, "ts": self._next_ts()}
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message["ts"],
+            "text": message["text"],
+            "message": _public(message),
+        }
+
+    def _chat_delete(self, args: Json) -> Json:
+        channel = self._channel_id(str(args["channel"]))
+        message = self._by_key.pop((channel, str(args["ts"])), None)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        self._messages.remove(message)
+        return {"ok": True, "channel": channel, "ts": message["ts"]}
+
+    def _chat_post_ephemeral(self, args: Json) -> Json:
+        ephemeral = {
+            "channel": self._channel_id(str(args["channel"])),
+            "user": args["user"],
+            "text": args.get("text", ""),
+            "blocks": copy.deepcopy(args.get("blocks")),
+            "thread_ts": args.get("thread_ts"),
+            "message_ts": self._next_ts(),
+        }
+        self._ephemerals.append(ephemeral)
+        return {"ok": True, "message_ts": ephemeral["message_ts"]}
+
+    def _chat_get_permalink(self, args: Json) -> Json:
+        channel = self._channel_id(str(args["channel"]))
+        ts = str(args["message_ts"])
+        return {
+            "ok": True,
+            "channel": channel,
+            "permalink": f"{WORKSPACE_URL}archives/{channel}/p{ts.replace('.', '')}",
+        }
+
+    def _conversations_replies(self, args: Json) -> Json:
+        channel = self._channel_id(str(args["channel"]))
+        parent = self._by_key.get((channel, str(args["ts"])))
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        thread = [parent, *self._replies_of(channel, parent["ts"])]
+        page = self._page([self._render(m, with_metadata) for m in thread], args)
+        return page if page is not None else {"ok": False, "error": "invalid_cursor"}
+
+    def _conversations_history(self, args: Json) -> Json:
+        channel = self._channel_id(str(args["channel"]))
+        with_metadata = _truthy(args.get("include_all_metadata"))
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or "inf")
+        inclusive = _truthy(args.get("inclusive"))
+        visible = []
+        for m in reversed(self._messages):
+            if m["channel"] != channel or (m["thread_ts"] and not m["reply_broadcast"]):
+                continue
+            ts = float(m["ts"])
+            if oldest < ts < latest or (inclusive and ts in (oldest, latest)):
+                visible.append(self._render(m, with_metadata))
+        page = self._page(visible, args)
+        return page if page is not None else {"ok": False, "error": "invalid_cursor"}
+
+    def _conversations_open(self, args: Json) -> Json:
+        users = str(args.get("users") or "").split(",")
+        if args.get("channel"):
+            return {"ok": True, "channel": {"id": str(args["channel"])}}
+        return {"ok": True, "channel": {"id": self._channel_id(users[0])}}
+
+    def _new_view(self, view: Json, view_id: str, root_view_id: str | None = None) -> Json:
+        return {
+            "type": view.get("type"),
+            "blocks": [],
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            **copy.deepcopy(view),
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "root_view_id": root_view_id or view_id,
+            "previous_view_id": None,
+            "app_id": APP_ID,
+            "bot_id": BOT_ID,
+        }
+
+    def _external_id_taken(self, external_id: str, except_id: str | None = None) -> bool:
+        return bool(external_id) and any(
+            v.get("external_id") == external_id and vid != except_id for vid, v in self._views.items()
+        )
+
+    def _views_open(self, args: Json) -> Json:
+        """views.open and views.push: triggers are single-use, as in Slack."""
+        trigger_id = args.get("trigger_id")
+        if trigger_id is not None:
+            if trigger_id == "expired" or trigger_id in self._used_triggers:
+                return {"ok": False, "error": "expired_trigger_id"}
+            self._used_triggers.add(trigger_id)
+        if self._external_id_taken(args["view"].get("external_id", "")):
+            return {"ok": False, "error": "duplicate_external_id"}
+        view = self._new_view(args["view"], self._next_id("V"))
+        self._views[view["id"]] = view
+        return {"ok": True, "view": copy.deepcopy(view)}
+
+    def _find_view(self, args: Json) -> Json | None:
+        if args.get("view_id"):
+            return self._views.get(str(args["view_id"]))
+        external_id = args.get("external_id")
+        return next((v for v in self._views.values() if v.get("external_id") == external_id), None)
+
+    def _views_update(self, args: Json) -> Json:
+        current = self._find_view(args)
+        if current is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args["hash"] != current["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        if self._external_id_taken(args["view"].get("external_id", ""), current["id"]):
+            return {"ok": False, "error": "duplicate_external_id"}
+        view = self._new_view(args["view"], current["id"], current["root_view_id"])
+        self._views[view["id"]] = view
+        return {"ok": True, "view": copy.deepcopy(view)}
+
+    def _views_publish(self, args: Json) -> Json:
+        user_id = str(args["user_id"])
+        view_id = self._home_views.get(user_id)
+        current = self._views.get(view_id) if view_id else None
+        if current is not None and args.get("hash") and args["hash"] != current["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        view = self._new_view(args["view"], view_id or self._next_id("V"))
+        self._views[view["id"]] = view
+        self._home_views[user_id] = view["id"]
+        return {"ok": True, "view": copy.deepcopy(view)}
+
+    def _users_info(self, args: Json) -> Json:
+        user_id = str(args["user"])
+        overrides = self._users.get(user_id, {})
+        tz = overrides.get("tz", DEFAULT_TZ)
+        real_name = overrides.get("real_name", f"User {user_id}")
+        user: Json = {
+            "id": user_id,
+            "team_id": TEAM_ID,
+            "name": user_id.lower(),
+            "real_name": real_name,
+            "tz": tz,
+            "tz_label": tz,
+            "tz_offset": _tz_offset(tz),
+            "is_bot": user_id == BOT_USER_ID,
+            "deleted": False,
+            "profile": {"real_name": real_name, "display_name": real_name},
+        }
+        user.update(overrides)
+        return {"ok": True, "user": user}
+
+
+def _tz_offset(tz: str) -> int:
+    """Current UTC offset in seconds, as Slack reports it (DST-aware)."""
+    try:
+        from zoneinfo import ZoneInfo
+
+        offset = datetime.now(ZoneInfo(tz)).utcoffset()
+    except Exception:  # no tz database on this machine
+        return -18000 if tz == DEFAULT_TZ else 0
+    return int(offset.total_seconds()) if offset is not None else 0

@@ -1,0 +1,436 @@
+"""A fake status-page API (seeds 004 and 000) served over real HTTP.
+
+The server runs in its own thread with its own event loop, so it keeps
+answering while a test's loop is blocked, and sync tests can use it too::
+
+    with FakeStatusPage() as sp:
+        client = StatusPageClient(sp.url, sp.api_key)
+
+It answers with the seed envelopes and messages verbatim, and is deliberately
+independent of ``bot.statuspage`` so a bug in the client cannot hide itself.
+
+The threading plumbing (:class:`BackgroundServer`, :class:`RecordedRequest`)
+is shared with ``tests/fakes/appfirst.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+__all__ = [
+    "BackgroundServer",
+    "CaseInsensitiveDict",
+    "FakeStatusPage",
+    "RecordedRequest",
+    "utcnow",
+]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CaseInsensitiveDict(dict[str, str]):
+    """A plain dict of headers whose lookups ignore case, as HTTP does."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__({k.lower(): v for k, v in dict(items).items()})
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it, for asserting on the exact wire format."""
+
+    method: str
+    path: str
+    headers: CaseInsensitiveDict
+    json: Any | None
+    body: bytes
+    query: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str] | None = None
+
+
+class BackgroundServer:
+    """An aiohttp app on 127.0.0.1 (random port) in a private thread and loop.
+
+    Subclasses add routes and say how a forced failure looks; this class owns
+    the switches every fake shares (latency, forced failures, malformed body)
+    and the request log.
+    """
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.requests: list[RecordedRequest] = []
+        self._reset_switches()
+
+    def _reset_switches(self) -> None:
+        self.latency: float = 0.0
+        self.fail_status: int | None = None
+        self.malformed: bool = False
+        self.clock: Callable[[], datetime] = utcnow
+        self._fail_remaining = 0
+        self._fail_remaining_status = 500
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            return self
+        ready = threading.Event()
+        problems: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve())
+            except BaseException as exc:  # surface bind errors to start()
+                problems.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                assert self._runner is not None
+                loop.run_until_complete(self._runner.cleanup())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"{self.name}-server", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError(f"{self.name} did not start within 10 seconds")
+        if problems:
+            self._thread = None
+            raise problems[0]
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._thread = None
+        self._loop = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def _serve(self) -> None:
+        app = web.Application(middlewares=[self._middleware])
+        self._add_routes(app)
+        # handler_cancellation: a client that timed out should not keep a
+        # latency sleep alive; short shutdown: stop() must not wait on it.
+        runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.25
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        port = runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    # -- switches ---------------------------------------------------------
+
+    def fail_times(self, n: int, status: int = 500) -> None:
+        """The next ``n`` requests fail with ``status``, then the server recovers."""
+        with self._lock:
+            self._fail_remaining = n
+            self._fail_remaining_status = status
+
+    def reset(self) -> None:
+        """Forget all requests and state, and restore every switch to its default."""
+        with self._lock:
+            self.requests.clear()
+            self._reset_switches()
+            self._reset_state()
+
+    def _take_failure(self) -> int | None:
+        with self._lock:
+            if self._fail_remaining > 0:
+                self._fail_remaining -= 1
+                return self._fail_remaining_status
+            return self.fail_status
+
+    # -- hooks for subclasses ---------------------------------------------
+
+    def _add_routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def _reset_state(self) -> None:
+        raise NotImplementedError
+
+    def _failure_response(self, status: int) -> web.StreamResponse:
+        raise NotImplementedError
+
+    def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
+        """Return a response to refuse the request, or None to let it through."""
+        return None
+
+    # -- middleware ---------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request.read()
+        self._record(request, body)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        status = self._take_failure()
+        if status is not None:
+            return self._failure_response(status)
+        if self.malformed:
+            return web.Response(
+                status=200,
+                text="<html><body>Gateway says hello</body></html>",
+                content_type="text/html",
+            )
+        refusal = self._check_auth(request)
+        if refusal is not None:
+            return refusal
+        return await handler(request)
+
+    def _record(self, request: web.Request, body: bytes) -> None:
+        parsed_json: Any | None = None
+        form: dict[str, str] | None = None
+        if body and request.content_type == "application/json":
+            try:
+                parsed_json = json.loads(body)
+            except ValueError:
+                parsed_json = None
+        elif body and request.content_type == "application/x-www-form-urlencoded":
+            form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        recorded = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            headers=CaseInsensitiveDict(request.headers),
+            json=parsed_json,
+            body=body,
+            query=dict(request.query),
+            form=form,
+        )
+        with self._lock:
+            self.requests.append(recorded)
+
+
+# ---------------------------------------------------------------------------
+# The status page itself
+# ---------------------------------------------------------------------------
+
+_STATUSES = ("Investigating", "Identified", "Monitoring")
+_IMPACTS = ("Degraded Performance", "Partial Outage", "Major Outage")
+
+MSG_CREATED = "Incident created successfully"
+MSG_SCHEDULED = "Maintenance scheduled"
+MSG_UPDATED = "Incident updated successfully"
+MSG_RESOLVED = "Incident resolved successfully"
+MSG_TITLE_REQUIRED = "Title is required."
+MSG_END_BEFORE_START = "End date must be after start date."
+MSG_NOT_FOUND = "Incident ID not found."
+MSG_ALREADY_RESOLVED = "Incident already resolved."
+MSG_UNAUTHORIZED = "Invalid or missing API key."
+MSG_SERVER_ERROR = "An unexpected error occurred."
+# Not in the seeds (they only name the case): used for bodies they do not cover.
+MSG_INVALID_INCIDENT = "Invalid incident data."
+MSG_INVALID_SCHEDULE = "Invalid schedule."
+MSG_INVALID_UPDATE = "Invalid update data."
+MSG_INVALID_REQUEST = "Invalid request."
+
+
+def _envelope(success: bool, message: str, result: Any = None, *, status: int = 200) -> web.Response:
+    return web.json_response({"Success": success, "Result": result, "Message": message}, status=status)
+
+
+def _rejected(message: str) -> web.Response:
+    return _envelope(False, message, status=400)
+
+
+def _wire_date(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_date(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class FakeStatusPage(BackgroundServer):
+    """The status-page API of seeds 004/000, with switches to make it misbehave.
+
+    ``incidents`` maps each GUID to the create body plus ``"Resolved"`` and
+    ``"Updates"`` (the update bodies, oldest first).
+    """
+
+    name = "fake-statuspage"
+    DEFAULT_API_KEY = "sp-test-key"
+
+    def __init__(self, api_key: str = DEFAULT_API_KEY) -> None:
+        self.incidents: dict[str, dict[str, Any]] = {}
+        self._initial_api_key = api_key
+        super().__init__()
+
+    def _reset_switches(self) -> None:
+        super()._reset_switches()
+        self.api_key = self._initial_api_key
+
+    def _reset_state(self) -> None:
+        self.incidents.clear()
+
+    def add_maintenance(
+        self,
+        title: str,
+        start: datetime,
+        end: datetime,
+        *,
+        description: str = "",
+        affected_components: tuple[str, ...] | list[str] = (),
+    ) -> str:
+        """Seed a window as if someone scheduled it on the status page directly."""
+        body = {
+            "Title": title,
+            "Type": "Maintenance",
+            "Description": description,
+            "StartDate": _wire_date(start if start.tzinfo else start.replace(tzinfo=UTC)),
+            "EndDate": _wire_date(end if end.tzinfo else end.replace(tzinfo=UTC)),
+            "AffectedComponents": list(affected_components),
+        }
+        return self._store(body)
+
+    def _store(self, body: dict[str, Any]) -> str:
+        incident_id = str(uuid.uuid4())
+        with self._lock:
+            self.incidents[incident_id] = {**body, "Resolved": False, "Updates": []}
+        return incident_id
+
+    # -- HTTP ---------------------------------------------------------------
+
+    def _add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/admin/Incident", self._create)
+        app.router.add_put("/api/admin/Incident", self._update)
+        app.router.add_post("/api/admin/Incident/ResolveIncident", self._resolve)
+        app.router.add_get("/api/maintenance/status", self._ongoing)
+
+    def _failure_response(self, status: int) -> web.StreamResponse:
+        return _envelope(False, MSG_SERVER_ERROR, status=status)
+
+    def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("X-API-KEY") != self.api_key:
+            return _envelope(False, MSG_UNAUTHORIZED, status=401)
+        return None
+
+    @staticmethod
+    async def _json_object(request: web.Request) -> dict[str, Any] | None:
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        body = await self._json_object(request)
+        if body is None:
+            return _rejected(MSG_INVALID_INCIDENT)
+        title = body.get("Title")
+        if not isinstance(title, str) or not title.strip():
+            return _rejected(MSG_TITLE_REQUIRED)
+        if body.get("Type") == "Maintenance":
+            start, end = _parse_date(body.get("StartDate")), _parse_date(body.get("EndDate"))
+            if start is None or end is None:
+                return _rejected(MSG_INVALID_SCHEDULE)
+            if end <= start:
+                return _rejected(MSG_END_BEFORE_START)
+            return _envelope(True, MSG_SCHEDULED, self._store(body))
+        if body.get("Status") not in _STATUSES or body.get("Impact") not in _IMPACTS:
+            return _rejected(MSG_INVALID_INCIDENT)
+        return _envelope(True, MSG_CREATED, self._store(body))
+
+    async def _update(self, request: web.Request) -> web.StreamResponse:
+        body = await self._json_object(request)
+        if body is None or body.get("Status") not in _STATUSES:
+            return _rejected(MSG_INVALID_UPDATE)
+        with self._lock:
+            incident = self.incidents.get(str(body.get("IncidentId")))
+            if incident is None:
+                return _rejected(MSG_NOT_FOUND)
+            if incident["Resolved"]:
+                return _rejected(MSG_ALREADY_RESOLVED)
+            incident["Updates"].append(body)
+            incident["Status"] = body["Status"]
+        # Seed 004: the update reply has no "Result" at all.
+        return web.json_response({"Success": True, "Message": MSG_UPDATED})
+
+    async def _resolve(self, request: web.Request) -> web.StreamResponse:
+        body = await self._json_object(request)
+        if body is None:
+            return _rejected(MSG_INVALID_REQUEST)
+        with self._lock:
+            incident = self.incidents.get(str(body.get("IncidentId")))
+            if incident is None:
+                return _rejected(MSG_NOT_FOUND)
+            if incident["Resolved"]:
+                return _rejected(MSG_ALREADY_RESOLVED)
+            incident["Resolved"] = True
+        return web.json_response({"Success": True, "Message": MSG_RESOLVED})
+
+    async def _ongoing(self, request: web.Request) -> web.StreamResponse:
+        now = self.clock()
+        active: list[tuple[datetime, dict[str, Any]]] = []
+        with self._lock:
+            for incident_id, incident in self.incidents.items():
+                if incident.get("Type") != "Maintenance" or incident["Resolved"]:
+                    continue
+                start, end = _parse_date(incident.get("StartDate")), _parse_date(incident.get("EndDate"))
+                if start is None or end is None or not start <= now < end:
+                    continue
+                item = {
+                    "IncidentId": incident_id,
+                    "Title": incident["Title"],
+                    "Status": "In Progress",
+                    "StartDate": _wire_date(start),
+                }
+                active.append((start, item))
+        active.sort(key=lambda pair: pair[0])
+        return web.json_response([item for _, item in active])

@@ -1,0 +1,193 @@
+"""Runs the real bot over HTTP (uvicorn, its own thread and loop) and speaks to it the way
+Slack does: signed slash commands, block actions and view submissions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import httpx
+import uvicorn
+
+from bot.app import Sitrep
+from bot.context import build_context
+from bot.settings import Settings
+from tests.fakes.signing import command_body, interaction_body, new_trigger_id, slack_signature_headers
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+
+
+class FakeClock:
+    """An injected clock: tests move time instead of waiting for it."""
+
+    def __init__(self, now: datetime | None = None):
+        self.now = now or datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        with self._lock:
+            self.now += timedelta(**delta)
+            return self.now
+
+    def set(self, moment: datetime) -> None:
+        with self._lock:
+            self.now = moment
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- view state as Slack submits it ------------------------------------------------------
+
+
+def typed(value: str) -> dict:
+    return {"type": "plain_text_input", "value": value}
+
+
+def chose(value: str | None) -> dict:
+    return {"type": "static_select", "selected_option": {"value": value} if value else None}
+
+
+def chose_many(values: list[str]) -> dict:
+    return {"type": "multi_static_select", "selected_options": [{"value": v} for v in values]}
+
+
+def checked(values: list[str]) -> dict:
+    return {"type": "checkboxes", "selected_options": [{"value": v} for v in values]}
+
+
+def picked_time(moment: datetime | None) -> dict:
+    return {"type": "datetimepicker", "selected_date_time": int(moment.timestamp()) if moment else None}
+
+
+class BotUnderTest:
+    def __init__(self, settings: Settings, *, clock: FakeClock | None = None, http_timeout: float = 2.0):
+        self.settings = settings.model_copy(update={"port": free_port()})
+        self.clock = clock
+        self.http_timeout = http_timeout
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.bot: Sitrep | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.port}", timeout=15)
+
+    # --- life ----------------------------------------------------------------------------
+    def start(self) -> BotUnderTest:
+        ready = threading.Event()
+
+        def run() -> None:
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            kwargs: dict[str, Any] = {"http_timeout": self.http_timeout}
+            if self.clock is not None:
+                kwargs["clock"] = self.clock
+            self.bot = Sitrep(build_context(self.settings, **kwargs))
+            config = uvicorn.Config(
+                self.bot.asgi(), host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
+            )
+            self._server = uvicorn.Server(config)
+            self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            ready.set()
+            self.loop.run_until_complete(self._server.serve())
+            self.loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._server is not None and self._server.started:
+                return self
+            time.sleep(0.01)
+        raise RuntimeError("the bot did not start")
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(15)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> BotUnderTest:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run(self, coro) -> Any:
+        """Run a coroutine on the bot's own loop (to read its store, or drive its jobs)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    @property
+    def ctx(self):
+        assert self.bot is not None
+        return self.bot.ctx
+
+    # --- requests, signed as Slack signs them ---------------------------------------------
+    def post(self, body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> httpx.Response:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers.update(slack_signature_headers(secret, body, timestamp))
+        return self.http.post("/slack/events", content=body, headers=headers)
+
+    def command(
+        self, text: str, *, command: str = "/incident", user: str = "U123", channel: str = "C123", trigger_id: str | None = None
+    ) -> httpx.Response:
+        return self.post(command_body(command, text, user_id=user, channel_id=channel, trigger_id=trigger_id))
+
+    def submit(self, view: dict, values: dict, *, user: str = "U123") -> httpx.Response:
+        payload = {
+            "type": "view_submission",
+            "team": {"id": "T1", "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+            "api_app_id": "ABOT",
+            "trigger_id": new_trigger_id(),
+            "view": {
+                "id": view.get("id", "V1"),
+                "type": "modal",
+                "callback_id": view["callback_id"],
+                "private_metadata": view.get("private_metadata", ""),
+                "state": {"values": values},
+                "hash": "h",
+                "blocks": view.get("blocks", []),
+            },
+            "response_urls": [],
+        }
+        return self.post(interaction_body(payload))
+
+    def click(
+        self, action_id: str, value: str, *, user: str = "U123", channel: str = "C123", message_ts: str = "1.0"
+    ) -> httpx.Response:
+        payload = {
+            "type": "block_actions",
+            "team": {"id": "T1", "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+            "api_app_id": "ABOT",
+            "trigger_id": new_trigger_id(),
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+            "channel": {"id": channel, "name": "general"},
+            "message": {"ts": message_ts, "type": "message", "text": ""},
+            "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
+            "response_url": "http://127.0.0.1:9/resp",
+        }
+        return self.post(interaction_body(payload))
+
+
+def last_view(slack, method: str = "views.open") -> dict:
+    calls = slack.calls_to(method)
+    assert calls, f"no {method} call"
+    view = calls[-1]["view"]
+    return view if isinstance(view, dict) else json.loads(view)

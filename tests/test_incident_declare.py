@@ -1,0 +1,186 @@
+"""`/incident declare` end to end: signed request → modal → status page → announcement."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from handlers.ids import DraftAction
+from handlers.incident.ids import NOTIFY_VALUE, Action, Block
+from store.models import Draft, Incident
+from tests.conftest import CHANNEL
+from tests.harness import BotUnderTest, checked, chose, chose_many, last_view, typed
+
+API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
+
+
+def declare_values(title="DB down", description="Timeouts on checkout", components=(API,), notify=True):
+    return {
+        Block.TITLE: {Action.TITLE: typed(title)},
+        Block.DESCRIPTION: {Action.DESCRIPTION: typed(description)},
+        Block.STATUS: {Action.STATUS: chose("Investigating")},
+        Block.IMPACT: {Action.IMPACT: chose("Major Outage")},
+        Block.COMPONENTS: {Action.COMPONENTS: chose_many(list(components))},
+        Block.NOTIFY: {Action.NOTIFY: checked([NOTIFY_VALUE] if notify else [])},
+    }
+
+
+def incidents_in_store(bot: BotUnderTest) -> list[Incident]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return list((await session.execute(select(Incident))).scalars())
+
+    return bot.run(read())
+
+
+def drafts_in_store(bot: BotUnderTest) -> list[Draft]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return list((await session.execute(select(Draft))).scalars())
+
+    return bot.run(read())
+
+
+def open_declare_modal(bot, slack, text="declare DB down") -> dict:
+    response = bot.command(text)
+    assert response.status_code == 200
+    slack.wait_for(lambda: slack.calls_to("views.open"))
+    return last_view(slack)
+
+
+def test_declare_opens_prefilled_modal_and_announces(bot, slack, statuspage):
+    view = open_declare_modal(bot, slack)
+    title_block = next(b for b in view["blocks"] if b.get("block_id") == Block.TITLE)
+    assert title_block["element"]["initial_value"] == "DB down"
+    assert any(b.get("block_id") == Block.COMPONENTS for b in view["blocks"])
+
+    response = bot.submit(view, declare_values())
+    assert response.status_code == 200
+    assert response.content in (b"", b"null") or response.json() in (None, {})
+
+    posted = slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
+    create = [r for r in statuspage.requests if r.method == "POST" and r.path == "/api/admin/Incident"]
+    assert len(create) == 1
+    assert create[0].headers["X-API-KEY"] == statuspage.api_key
+    assert create[0].json == {
+        "Title": "DB down",
+        "Description": "Timeouts on checkout",
+        "Status": "Investigating",
+        "Impact": "Major Outage",
+        "AffectedComponents": [API],
+        "IsNotify": True,
+    }
+    announcement = posted[0]
+    assert "DB down" in announcement["text"]
+    body = str(announcement["blocks"])
+    assert "Investigating" in body and "Major Outage" in body and "API" in body and "<@U123>" in body
+    assert "<!date^" in body
+
+    incidents = slack.wait_for(lambda: [i for i in incidents_in_store(bot) if i.message_ts])
+    upstream_id = next(iter(statuspage.incidents))
+    assert incidents[0].upstream_id == upstream_id
+    assert incidents[0].message_ts == slack.messages(CHANNEL)[0]["ts"]
+    # The declarer gets a link to the announcement.
+    answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    assert answer[0]["user"] == "U123" and "https://example.slack.com/archives/" in str(answer[0]["blocks"])
+
+
+def test_plain_incident_command_opens_the_declare_modal(bot, slack):
+    view = open_declare_modal(bot, slack, text="")
+    assert view["callback_id"] == "incident_declare"
+
+
+def test_empty_title_comes_back_inside_the_modal(bot, slack, statuspage):
+    view = open_declare_modal(bot, slack)
+    response = bot.submit(view, declare_values(title="   "))
+    assert response.json() == {"response_action": "errors", "errors": {Block.TITLE: "Give the incident a title."}}
+    time.sleep(0.2)
+    assert statuspage.requests == []
+    assert slack.messages(CHANNEL) == []
+
+
+def test_upstream_400_message_is_shown_verbatim(bot, slack, statuspage):
+    statuspage.fail_times(1, status=400)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values())
+    answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    text = str(answer[0]["blocks"])
+    assert "The status page said “An unexpected error occurred.”" in text
+    assert DraftAction.EDIT in text and DraftAction.RETRY not in text  # a rejection is edited, not retried
+    assert slack.messages(CHANNEL) == []
+
+
+def _assert_told_and_kept(bot, slack, statuspage, expected_words):
+    answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    blocks = str(answer[0]["blocks"])
+    assert any(word in blocks for word in expected_words), blocks
+    assert "DB down" in blocks and "Timeouts on checkout" in blocks  # what they typed, given back
+    assert DraftAction.RETRY in blocks
+    assert slack.messages(CHANNEL) == []
+    drafts = drafts_in_store(bot)
+    assert drafts[0].state == "failed" and drafts[0].payload["title"] == "DB down"
+    return drafts[0]
+
+
+def test_upstream_500_tells_user_and_keeps_text_and_retry_succeeds(bot, slack, statuspage):
+    statuspage.fail_times(1, status=500)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values())
+    draft = _assert_told_and_kept(bot, slack, statuspage, ["An unexpected error occurred."])
+
+    slack.reset()
+    bot.click(DraftAction.RETRY, str(draft.id))
+    slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
+    assert len(statuspage.incidents) == 1
+    slack.wait_for(lambda: drafts_in_store(bot)[0].state == "done")
+    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+
+
+def test_upstream_timeout_tells_user_and_announces_nothing(bot, slack, statuspage):
+    statuspage.latency = 3.0  # the bot's client times out after 2 s in tests
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values())
+    _assert_told_and_kept(bot, slack, statuspage, ["not available right now: no reply within 2 seconds"])
+
+
+def test_slow_upstream_does_not_delay_the_ack(settings, slack, statuspage):
+    statuspage.latency = 8.0
+    with BotUnderTest(settings, http_timeout=10.0) as bot:
+        view = open_declare_modal(bot, slack)
+        started = time.monotonic()
+        response = bot.submit(view, declare_values())
+        elapsed = time.monotonic() - started
+        assert response.status_code == 200
+        assert elapsed < 2.5, f"ack took {elapsed:.1f}s"
+        statuspage.latency = 0
+
+
+def test_mentions_in_title_are_escaped(bot, slack, statuspage):
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values(title="<!channel> hi <@U1>"))
+    posted = slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
+    everything = posted[0]["text"] + str(posted[0]["blocks"])
+    assert "<!channel>" not in everything and "<@U1>" not in everything
+    assert "&lt;!channel&gt; hi &lt;@U1&gt;" in everything
+    assert statuspage.incidents[next(iter(statuspage.incidents))]["Title"] == "<!channel> hi <@U1>"
+
+
+def test_bad_signature_is_refused(bot, slack):
+    from tests.fakes.signing import command_body
+
+    response = bot.post(command_body("/incident", "declare x"), secret="wrong")
+    assert response.status_code == 401
+    assert slack.calls_to("views.open") == []
+
+
+def test_incidents_disabled_without_statuspage(settings, slack):
+    settings = settings.model_copy(update={"statuspage_url": None, "statuspage_api_key": None})
+    with BotUnderTest(settings) as bot:
+        response = bot.command("declare x")
+        assert "STATUSPAGE_URL" in response.text
+        assert slack.calls_to("views.open") == []
+
+
+def test_healthz(bot):
+    assert bot.http.get("/healthz").json() == {"ok": True}
