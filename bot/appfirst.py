@@ -12,7 +12,6 @@ Two things in the seed shape this module:
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -238,8 +237,8 @@ class AppFirstClient:
             SERVICE, f"its list of maintenance windows did not end after {MAX_PAGES} pages"
         )
 
-    async def get_window(self, window_id: int) -> MaintenanceWindow:
-        payload = await self._call("GET", self._item_path(window_id), window_id=window_id)
+    async def get_window(self, id: int) -> MaintenanceWindow:  # the brief's name for it
+        payload = await self._call("GET", self._item_path(id), window_id=id)
         return self._parse(MaintenanceWindow, payload, "maintenance window")
 
     async def create_window(
@@ -252,7 +251,7 @@ class AppFirstClient:
 
     async def update_window(
         self,
-        window_id: int,
+        id: int,  # the brief's name for it
         *,
         start: datetime,
         end: datetime,
@@ -261,15 +260,15 @@ class AppFirstClient:
     ) -> MaintenanceWindow:
         """Replace a window's fields; returns the server's version of it."""
         form = self._form(start, end, reason, servers)
-        payload = await self._call("PUT", self._item_path(window_id), window_id=window_id, data=form)
+        payload = await self._call("PUT", self._item_path(id), window_id=id, data=form)
         # The seed's PUT reply leaves out "reason"; absent is not "cleared",
         # so keep the reason we sent rather than report it as empty.
         if isinstance(payload, dict) and "reason" not in payload:
             payload = {**payload, "reason": reason}
         return self._parse(MaintenanceWindow, payload, "updated maintenance window")
 
-    async def delete_window(self, window_id: int) -> None:
-        await self._call("DELETE", self._item_path(window_id), window_id=window_id, expect_body=False)
+    async def delete_window(self, id: int) -> None:  # the brief's name for it
+        await self._call("DELETE", self._item_path(id), window_id=id, expect_body=False)
 
     async def ping(self) -> None:
         """Cheap authenticated call for a config check; raises the typed error on failure."""
@@ -282,7 +281,9 @@ class AppFirstClient:
         return f"{_LIST_PATH}{int(window_id)}/"
 
     @staticmethod
-    def _form(start: datetime, end: datetime, reason: str, servers: Iterable[int]) -> dict[str, str]:
+    def _form(
+        start: datetime, end: datetime, reason: str, servers: Iterable[int]
+    ) -> dict[str, str]:
         return {
             "start": format_form_time(start),
             "end": format_form_time(end),
@@ -329,14 +330,18 @@ class AppFirstClient:
             )
         if code == 404:
             if window_id is not None:
-                raise UpstreamNotFound(SERVICE, f"Maintenance window {window_id} was not found.", code)
+                raise UpstreamNotFound(
+                    SERVICE, f"Maintenance window {window_id} was not found.", code
+                )
             raise UpstreamUnavailable(
                 SERVICE, "its API was not found at the configured URL (HTTP 404)", code
             )
         if code in (408, 429) or code >= 500:
             raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)
         if 400 <= code < 500:
-            raise UpstreamRejected(SERVICE, message or f"it refused the request (HTTP {code})", code)
+            raise UpstreamRejected(
+                SERVICE, message or f"it refused the request (HTTP {code})", code
+            )
         raise UpstreamUnavailable(SERVICE, f"it answered with an unexpected HTTP {code}", code)
 
     def _upstream_message(self, response: httpx.Response) -> str | None:
@@ -346,8 +351,12 @@ class AppFirstClient:
             message = _flatten_message(payload)
         else:
             text = response.text.strip()
-            looks_like_page = text.startswith("<") or "html" in response.headers.get("content-type", "")
-            message = text if text and not looks_like_page and len(text) <= _MAX_TEXT_MESSAGE else None
+            looks_like_page = text.startswith("<") or "html" in response.headers.get(
+                "content-type", ""
+            )
+            message = (
+                text if text and not looks_like_page and len(text) <= _MAX_TEXT_MESSAGE else None
+            )
         if message and len(message) > _MAX_TEXT_MESSAGE:
             message = message[: _MAX_TEXT_MESSAGE - 1] + "…"
         return scrub(message, self._secrets) if message else None

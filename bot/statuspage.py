@@ -260,7 +260,9 @@ class StatusPageClient:
                 raise UpstreamRejected(SERVICE, message or "it did not accept the request", code)
             return payload
         if code in (401, 403):
-            raise UpstreamUnauthorized(SERVICE, message or f"the API key was refused (HTTP {code})", code)
+            raise UpstreamUnauthorized(
+                SERVICE, message or f"the API key was refused (HTTP {code})", code
+            )
         if code in (404, 405):
             # Every seed path exists, so this means the base URL points somewhere else.
             raise UpstreamUnavailable(
@@ -269,7 +271,9 @@ class StatusPageClient:
         if code in (408, 429) or code >= 500:
             raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)
         if 400 <= code < 500:
-            raise UpstreamRejected(SERVICE, message or f"it refused the request (HTTP {code})", code)
+            raise UpstreamRejected(
+                SERVICE, message or f"it refused the request (HTTP {code})", code
+            )
         raise UpstreamUnavailable(SERVICE, f"it answered with an unexpected HTTP {code}", code)
 
     def _upstream_message(self, payload: Any) -> str | None:

@@ -52,6 +52,8 @@ def settings(tmp_path, slack, statuspage, monkeypatch) -> Settings:
 
 
 @pytest.fixture
-def bot(settings):
+def bot(settings, caplog):
     with BotUnderTest(settings) as running:
         yield running
+    unexpected = [r.getMessage() for r in caplog.records if r.name == "handlers.errors" and r.levelname == "ERROR"]
+    assert unexpected == [], unexpected

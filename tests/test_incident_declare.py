@@ -129,7 +129,7 @@ def test_upstream_500_tells_user_and_keeps_text_and_retry_succeeds(bot, slack, s
     bot.submit(view, declare_values())
     draft = _assert_told_and_kept(bot, slack, statuspage, ["An unexpected error occurred."])
 
-    slack.reset()
+    slack.forget_calls()
     bot.click(DraftAction.RETRY, str(draft.id))
     slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
     assert len(statuspage.incidents) == 1
@@ -141,7 +141,7 @@ def test_upstream_timeout_tells_user_and_announces_nothing(bot, slack, statuspag
     statuspage.latency = 3.0  # the bot's client times out after 2 s in tests
     view = open_declare_modal(bot, slack)
     bot.submit(view, declare_values())
-    _assert_told_and_kept(bot, slack, statuspage, ["not available right now: no reply within 2 seconds"])
+    _assert_told_and_kept(bot, slack, statuspage, ["not available right now"])
 
 
 def test_slow_upstream_does_not_delay_the_ack(settings, slack, statuspage):

@@ -274,6 +274,14 @@ class FakeSlack:
         with self._lock:
             self._reset_state()
 
+    def forget_calls(self) -> None:
+        """Forget calls, ephemerals and violations, but keep the channel's messages and views,
+        so a test can look at what one step did without breaking later updates."""
+        with self._lock:
+            self._calls = []
+            self._violations = []
+            self._ephemerals = []
+
     def fail_next(
         self,
         method: str,
