@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 
 from bot.settings import Settings, SettingsError, load_settings
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     if args.command == "check":
         return 0 if asyncio.run(check(settings)) else 1
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; under the
+    # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         asyncio.run(_run(settings))
     except KeyboardInterrupt:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -33,6 +33,8 @@ class AppContext:
     maintenance: MaintenanceBackend | None = None
     clock: Callable[[], datetime] = utcnow
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # Set by the running scheduler: called when reminder rows change, so it re-plans its wake-up.
+    wake_reminders: Callable[[], Awaitable[None]] | None = None
 
     async def aclose(self) -> None:
         for client in (self.statuspage, self.appfirst):

@@ -109,7 +109,7 @@ class MaintenanceWindow(Base):
     title: Mapped[str] = mapped_column(String(500), default="")
     description: Mapped[str] = mapped_column(Text, default="")
     start: Mapped[datetime]
-    end: Mapped[datetime]
+    end: Mapped[datetime | None] = mapped_column(default=None)  # None: the backend did not say (status page's in-progress list)
     components: Mapped[list[str]] = mapped_column(default=list)
     servers: Mapped[list[int]] = mapped_column(default=list)
     state: Mapped[str] = mapped_column(String(16), default="scheduled")  # scheduled, in_progress, completed, cancelled

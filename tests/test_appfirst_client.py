@@ -59,7 +59,9 @@ def assert_no_secret(err: BaseException, *secrets: str) -> None:
 
 
 async def create_seed_window(client: AppFirstClient) -> MaintenanceWindow:
-    return await client.create_window(start=START, end=END, reason="server updates", servers=[1, 2, 3])
+    return await client.create_window(
+        start=START, end=END, reason="server updates", servers=[1, 2, 3]
+    )
 
 
 # -- model ----------------------------------------------------------------------
@@ -67,10 +69,19 @@ async def create_seed_window(client: AppFirstClient) -> MaintenanceWindow:
 
 @pytest.mark.parametrize(
     "value",
-    [1350745200, 1350745200.0, "1350745200", "2012-10-20 15:00:00", "2012-10-20 15:00", "2012-10-20T15:00:00Z"],
+    [
+        1350745200,
+        1350745200.0,
+        "1350745200",
+        "2012-10-20 15:00:00",
+        "2012-10-20 15:00",
+        "2012-10-20T15:00:00Z",
+    ],
 )
 def test_window_accepts_every_time_form_as_utc(value: Any) -> None:
-    window = MaintenanceWindow.model_validate({"id": 1, "start": value, "end": value, "servers": []})
+    window = MaintenanceWindow.model_validate(
+        {"id": 1, "start": value, "end": value, "servers": []}
+    )
     assert window.start == datetime(2012, 10, 20, 15, 0, tzinfo=UTC)
     assert window.start.tzinfo is not None and window.end.utcoffset() == timedelta(0)
 
@@ -117,7 +128,9 @@ async def test_create_window_sends_the_seed_form(fa: FakeAppFirst, client: AppFi
     assert window.started is None and window.ended is None  # POST reply omits them
 
 
-async def test_create_window_converts_to_utc_and_drops_seconds(fa: FakeAppFirst, client: AppFirstClient) -> None:
+async def test_create_window_converts_to_utc_and_drops_seconds(
+    fa: FakeAppFirst, client: AppFirstClient
+) -> None:
     minus_five = timezone(timedelta(hours=-5))
     await client.create_window(
         start=datetime(2012, 10, 20, 9, 0, 59, tzinfo=minus_five),
@@ -133,13 +146,19 @@ async def test_create_window_converts_to_utc_and_drops_seconds(fa: FakeAppFirst,
     }
 
 
-async def test_naive_datetime_is_refused_before_sending(fa: FakeAppFirst, client: AppFirstClient) -> None:
+async def test_naive_datetime_is_refused_before_sending(
+    fa: FakeAppFirst, client: AppFirstClient
+) -> None:
     with pytest.raises(ValueError):
-        await client.create_window(start=START.replace(tzinfo=None), end=END, reason="", servers=[1])
+        await client.create_window(
+            start=START.replace(tzinfo=None), end=END, reason="", servers=[1]
+        )
     assert fa.requests == []
 
 
-async def test_server_shifted_time_is_returned_as_truth(fa: FakeAppFirst, client: AppFirstClient) -> None:
+async def test_server_shifted_time_is_returned_as_truth(
+    fa: FakeAppFirst, client: AppFirstClient
+) -> None:
     fa.shift_minutes = 300  # the seed: 14:00 sent, 19:00 returned
 
     window = await create_seed_window(client)
@@ -151,12 +170,18 @@ async def test_server_shifted_time_is_returned_as_truth(fa: FakeAppFirst, client
     assert (fetched.start, fetched.end) == (window.start, window.end)
 
 
-async def test_update_window_sends_put_form_and_returns_reply(fa: FakeAppFirst, client: AppFirstClient) -> None:
+async def test_update_window_sends_put_form_and_returns_reply(
+    fa: FakeAppFirst, client: AppFirstClient
+) -> None:
     window_id = fa.add_window(START, END, reason="old", servers=[9])
     fa.shift_minutes = 60
 
     updated = await client.update_window(
-        window_id, start=START + timedelta(days=1), end=END + timedelta(days=1), reason="new", servers=[4, 5]
+        window_id,
+        start=START + timedelta(days=1),
+        end=END + timedelta(days=1),
+        reason="new",
+        servers=[4, 5],
     )
 
     request = fa.requests[-1]
@@ -226,7 +251,7 @@ async def test_delete_window(fa: FakeAppFirst, client: AppFirstClient, status: i
     fa.delete_status = status
     window_id = fa.add_window(START, END)
 
-    assert await client.delete_window(window_id) is None
+    await client.delete_window(window_id)
 
     request = fa.requests[-1]
     assert (request.method, request.path) == ("DELETE", f"/api/maintenance_windows/{window_id}/")
@@ -241,7 +266,9 @@ async def test_delete_window(fa: FakeAppFirst, client: AppFirstClient, status: i
 
 async def test_list_windows_follows_pages(fa: FakeAppFirst) -> None:
     for i in range(3000):
-        fa.add_window(START + timedelta(hours=i), START + timedelta(hours=i, minutes=30), servers=[i])
+        fa.add_window(
+            START + timedelta(hours=i), START + timedelta(hours=i, minutes=30), servers=[i]
+        )
 
     began = time.monotonic()
     async with AppFirstClient(fa.url, EMAIL, KEY, page_size=1000) as c:
@@ -262,7 +289,7 @@ async def test_list_windows_follows_pages(fa: FakeAppFirst) -> None:
 
 
 async def test_list_windows_default_page_size(fa: FakeAppFirst, client: AppFirstClient) -> None:
-    for i in range(3000):
+    for _ in range(3000):
         fa.add_window(START, END)
     windows = await client.list_windows()
     assert len(windows) == 3000
@@ -286,7 +313,9 @@ async def test_list_page_carries_pagination(fa: FakeAppFirst, client: AppFirstCl
     assert last.pagination.next is None and len(last.data) == 1
 
 
-async def test_seed_trailing_comma_body_is_unavailable_not_empty(fa: FakeAppFirst, client: AppFirstClient) -> None:
+async def test_seed_trailing_comma_body_is_unavailable_not_empty(
+    fa: FakeAppFirst, client: AppFirstClient
+) -> None:
     fa.seed_trailing_comma = True
     with pytest.raises(UpstreamUnavailable):
         await client.list_windows()
@@ -314,7 +343,9 @@ def paged_mock(pages: Callable[[int], dict[str, Any]]) -> tuple[AppFirstClient, 
         seen.append(page)
         return httpx.Response(200, json=pages(page))
 
-    client = AppFirstClient("http://af.test", EMAIL, KEY, page_size=2, transport=httpx.MockTransport(handler))
+    client = AppFirstClient(
+        "http://af.test", EMAIL, KEY, page_size=2, transport=httpx.MockTransport(handler)
+    )
     return client, seen
 
 
@@ -324,7 +355,10 @@ def item(window_id: int) -> dict[str, Any]:
 
 async def test_list_windows_stops_when_count_reached_even_if_next_set() -> None:
     client, seen = paged_mock(
-        lambda p: {"pagination": {"count": 4, "next": "x", "previous": None}, "data": [item(2 * p), item(2 * p + 1)]}
+        lambda p: {
+            "pagination": {"count": 4, "next": "x", "previous": None},
+            "data": [item(2 * p), item(2 * p + 1)],
+        }
     )
     async with client:
         windows = await client.list_windows()
@@ -333,7 +367,10 @@ async def test_list_windows_stops_when_count_reached_even_if_next_set() -> None:
 
 async def test_list_windows_stops_on_empty_page() -> None:
     client, seen = paged_mock(
-        lambda p: {"pagination": {"count": 99, "next": "x", "previous": None}, "data": [item(p)] if p < 2 else []}
+        lambda p: {
+            "pagination": {"count": 99, "next": "x", "previous": None},
+            "data": [item(p)] if p < 2 else [],
+        }
     )
     async with client:
         windows = await client.list_windows()
@@ -353,8 +390,10 @@ async def test_list_windows_has_a_page_cap(monkeypatch: pytest.MonkeyPatch) -> N
 
 async def test_list_windows_deduplicates_shifted_pages() -> None:
     client, _ = paged_mock(
-        lambda p: {"pagination": {"count": 3, "next": "x" if p == 0 else None, "previous": None},
-                   "data": [item(1), item(2)] if p == 0 else [item(2), item(3)]}
+        lambda p: {
+            "pagination": {"count": 3, "next": "x" if p == 0 else None, "previous": None},
+            "data": [item(1), item(2)] if p == 0 else [item(2), item(3)],
+        }
     )
     async with client:
         windows = await client.list_windows()
@@ -382,7 +421,9 @@ ALL_CALLS: dict[str, Call] = {
     [("ops@example.com", "wrong-key-must-not-leak"), ("intruder@example.org", KEY)],
     ids=["bad-key", "bad-email"],
 )
-async def test_bad_credentials_are_unauthorized(fa: FakeAppFirst, call: Call, email: str, key: str) -> None:
+async def test_bad_credentials_are_unauthorized(
+    fa: FakeAppFirst, call: Call, email: str, key: str
+) -> None:
     fa.add_window(START, END)
     async with AppFirstClient(fa.url, email, key) as c:
         with pytest.raises(UpstreamUnauthorized) as caught:
@@ -393,7 +434,9 @@ async def test_bad_credentials_are_unauthorized(fa: FakeAppFirst, call: Call, em
 
 
 @pytest.mark.parametrize("call", ALL_CALLS.values(), ids=ALL_CALLS.keys())
-async def test_server_error_is_unavailable(fa: FakeAppFirst, client: AppFirstClient, call: Call) -> None:
+async def test_server_error_is_unavailable(
+    fa: FakeAppFirst, client: AppFirstClient, call: Call
+) -> None:
     fa.fail_status = 500
     with pytest.raises(UpstreamUnavailable) as caught:
         await call(client)
@@ -402,7 +445,9 @@ async def test_server_error_is_unavailable(fa: FakeAppFirst, client: AppFirstCli
 
 
 @pytest.mark.parametrize("call", [c for n, c in ALL_CALLS.items() if n != "delete_window"])
-async def test_malformed_body_is_unavailable(fa: FakeAppFirst, client: AppFirstClient, call: Call) -> None:
+async def test_malformed_body_is_unavailable(
+    fa: FakeAppFirst, client: AppFirstClient, call: Call
+) -> None:
     fa.add_window(START, END)
     fa.malformed = True
     with pytest.raises(UpstreamUnavailable):
@@ -493,7 +538,12 @@ def test_fake_post_reply_matches_seed_shape(fa: FakeAppFirst) -> None:
     reply = httpx.post(
         f"{fa.url}/api/maintenance_windows/",
         auth=(EMAIL, KEY),
-        data={"start": "2012-10-20 14:00", "end": "2012-10-20 15:00", "reason": "server updates", "servers": "[1,2,3]"},
+        data={
+            "start": "2012-10-20 14:00",
+            "end": "2012-10-20 15:00",
+            "reason": "server updates",
+            "servers": "[1,2,3]",
+        },
     )
     assert reply.status_code == 200
     assert reply.json() == {

@@ -123,7 +123,12 @@ def test_envelope_without_result_parses() -> None:
 
 def test_ongoing_maintenance_naive_start_is_utc() -> None:
     item = OngoingMaintenance.model_validate(
-        {"IncidentId": "i", "Title": "t", "Status": "In Progress", "StartDate": "2023-11-01T02:00:00"}
+        {
+            "IncidentId": "i",
+            "Title": "t",
+            "Status": "In Progress",
+            "StartDate": "2023-11-01T02:00:00",
+        }
     )
     assert item.start_date == datetime(2023, 11, 1, 2, 0, tzinfo=UTC)
 
@@ -131,7 +136,9 @@ def test_ongoing_maintenance_naive_start_is_utc() -> None:
 # -- create -------------------------------------------------------------------
 
 
-async def test_create_incident_sends_the_seed_body(sp: FakeStatusPage, client: StatusPageClient) -> None:
+async def test_create_incident_sends_the_seed_body(
+    sp: FakeStatusPage, client: StatusPageClient
+) -> None:
     incident_id = await client.create_incident(seed_incident())
 
     uuid.UUID(incident_id)
@@ -164,7 +171,9 @@ async def test_create_incident_without_title_is_rejected_verbatim(
     assert sp.incidents == {}
 
 
-async def test_create_maintenance_sends_the_seed_body(sp: FakeStatusPage, client: StatusPageClient) -> None:
+async def test_create_maintenance_sends_the_seed_body(
+    sp: FakeStatusPage, client: StatusPageClient
+) -> None:
     # An aware non-UTC time must go out as the same instant in UTC with "Z".
     plus_two = timezone(timedelta(hours=2))
     model = seed_maintenance(start_date=datetime(2023, 11, 1, 4, 0, tzinfo=plus_two))
@@ -190,14 +199,18 @@ async def test_maintenance_end_not_after_start_is_rejected(
 ) -> None:
     start = datetime(2023, 11, 1, 2, 0, tzinfo=UTC)
     with pytest.raises(UpstreamRejected) as caught:
-        await client.create_maintenance(seed_maintenance(start_date=start, end_date=start + end_offset))
+        await client.create_maintenance(
+            seed_maintenance(start_date=start, end_date=start + end_offset)
+        )
     assert caught.value.message == "End date must be after start date."
 
 
 # -- update / resolve -----------------------------------------------------------
 
 
-async def test_update_incident_returns_message(sp: FakeStatusPage, client: StatusPageClient) -> None:
+async def test_update_incident_returns_message(
+    sp: FakeStatusPage, client: StatusPageClient
+) -> None:
     incident_id = await client.create_incident(seed_incident())
     update = IncidentUpdateModel(
         incident_id=incident_id,
@@ -221,7 +234,9 @@ async def test_update_incident_returns_message(sp: FakeStatusPage, client: Statu
 
 
 async def test_update_unknown_incident_is_rejected(client: StatusPageClient) -> None:
-    update = IncidentUpdateModel(incident_id=str(uuid.uuid4()), description="x", status="Monitoring")
+    update = IncidentUpdateModel(
+        incident_id=str(uuid.uuid4()), description="x", status="Monitoring"
+    )
     with pytest.raises(UpstreamRejected) as caught:
         await client.update_incident(update)
     assert caught.value.message == "Incident ID not found."
@@ -363,7 +378,9 @@ async def test_connection_refused_is_unavailable() -> None:
 
 
 @pytest.mark.parametrize("call", ALL_CALLS.values(), ids=ALL_CALLS.keys())
-async def test_malformed_body_is_unavailable(sp: FakeStatusPage, client: StatusPageClient, call: Call) -> None:
+async def test_malformed_body_is_unavailable(
+    sp: FakeStatusPage, client: StatusPageClient, call: Call
+) -> None:
     sp.malformed = True
     with pytest.raises(UpstreamUnavailable):
         await call(client)
@@ -380,7 +397,9 @@ def mock_client(status: int, body: Any) -> StatusPageClient:
 
 
 async def test_200_with_success_false_is_rejected() -> None:
-    async with mock_client(200, {"Success": False, "Result": None, "Message": "Component unknown."}) as c:
+    async with mock_client(
+        200, {"Success": False, "Result": None, "Message": "Component unknown."}
+    ) as c:
         with pytest.raises(UpstreamRejected) as caught:
             await c.create_incident(seed_incident())
     assert caught.value.message == "Component unknown."
@@ -402,7 +421,9 @@ async def test_create_with_wrong_shaped_body_is_unavailable(body: Any) -> None:
             await c.create_incident(seed_incident())
 
 
-@pytest.mark.parametrize("body", [{"Success": True}, [{"IncidentId": "x"}], {"Success": True, "Result": []}])
+@pytest.mark.parametrize(
+    "body", [{"Success": True}, [{"IncidentId": "x"}], {"Success": True, "Result": []}]
+)
 async def test_ongoing_with_wrong_shaped_body_is_unavailable(body: Any) -> None:
     async with mock_client(200, body) as c:
         with pytest.raises(UpstreamUnavailable):
@@ -436,7 +457,11 @@ async def test_client_repr_hides_key(sp: FakeStatusPage) -> None:
 def test_fake_refuses_status_get_without_key(sp: FakeStatusPage) -> None:
     reply = httpx.get(f"{sp.url}/api/maintenance/status")
     assert reply.status_code == 401
-    assert reply.json() == {"Success": False, "Result": None, "Message": "Invalid or missing API key."}
+    assert reply.json() == {
+        "Success": False,
+        "Result": None,
+        "Message": "Invalid or missing API key.",
+    }
 
 
 def test_fake_update_reply_has_no_result(sp: FakeStatusPage) -> None:
@@ -444,7 +469,12 @@ def test_fake_update_reply_has_no_result(sp: FakeStatusPage) -> None:
     created = httpx.post(
         f"{sp.url}/api/admin/Incident",
         headers=headers,
-        json={"Title": "T", "Description": "", "Status": "Investigating", "Impact": "Partial Outage"},
+        json={
+            "Title": "T",
+            "Description": "",
+            "Status": "Investigating",
+            "Impact": "Partial Outage",
+        },
     ).json()
     assert created["Success"] is True and created["Message"] == "Incident created successfully"
     reply = httpx.put(
@@ -458,24 +488,33 @@ def test_fake_update_reply_has_no_result(sp: FakeStatusPage) -> None:
 
 def test_fake_missing_title_and_500_envelope(sp: FakeStatusPage) -> None:
     headers = {"X-API-KEY": KEY}
-    reply = httpx.post(f"{sp.url}/api/admin/Incident", headers=headers, json={"Status": "Investigating"})
+    reply = httpx.post(
+        f"{sp.url}/api/admin/Incident", headers=headers, json={"Status": "Investigating"}
+    )
     assert (reply.status_code, reply.json()["Message"]) == (400, "Title is required.")
     sp.fail_status = 500
     reply = httpx.post(f"{sp.url}/api/admin/Incident", headers=headers, json={})
     assert reply.status_code == 500
-    assert reply.json() == {"Success": False, "Result": None, "Message": "An unexpected error occurred."}
+    assert reply.json() == {
+        "Success": False,
+        "Result": None,
+        "Message": "An unexpected error occurred.",
+    }
 
 
 def test_fake_reset_restores_defaults(sp: FakeStatusPage) -> None:
+    httpx.get(f"{sp.url}/api/maintenance/status")
+    sp.add_maintenance("x", NOW, NOW + timedelta(hours=1))
     sp.api_key = "other"
     sp.fail_status = 500
     sp.latency = 1.0
     sp.malformed = True
-    sp.add_maintenance("x", NOW, NOW + timedelta(hours=1))
-    httpx.get(f"{sp.url}/api/maintenance/status")
+    sp.fail_times(3)
+    sp.clock = lambda: NOW
 
     sp.reset()
 
-    assert (sp.api_key, sp.fail_status, sp.latency, sp.malformed) == (KEY, None, 0.0, False)
+    assert sp.api_key == KEY and sp.fail_status is None
+    assert sp.latency == 0.0 and sp.malformed is False
     assert sp.incidents == {} and sp.requests == []
     assert httpx.get(f"{sp.url}/api/maintenance/status", headers={"X-API-KEY": KEY}).json() == []

@@ -1,5 +1,174 @@
-"""Placeholder until the maintenance issue."""
+"""Slack listeners for `/maintenance`: parse the payload, call the service, render."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.context import AppContext
+from bot.services.maintenance import Done, MaintenanceService
+from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, CancelForm, ScheduleForm
+from bot.slack import tell_user
+from bot.user_errors import InputInvalid, NotFound
+from handlers import state
+from handlers.errors import renders_errors, who_and_where
+from handlers.maintenance import views
+from handlers.maintenance.ids import Action, Block, Callback
+
+# Which block shows the error for each form field.
+FIELD_BLOCKS = {
+    "title": Block.TITLE,
+    "start": Block.START,
+    "end": Block.END,
+    "servers": Block.SERVERS,
+}
 
 
-def register(app, ctx, owners) -> None:
-    return None
+def _check(problems: dict[str, str]) -> None:
+    if problems:
+        raise InputInvalid({FIELD_BLOCKS[field]: message for field, message in problems.items()})
+
+
+def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
+    return ScheduleForm(
+        title=state.text(values, Block.TITLE, Action.TITLE),
+        description=state.text(values, Block.DESCRIPTION, Action.DESCRIPTION),
+        start=state.date_time(values, Block.START, Action.START),
+        end=state.date_time(values, Block.END, Action.END),
+        component_ids=tuple(state.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
+        servers_text=state.text(values, Block.SERVERS, Action.SERVERS),
+        window_id=window_id,
+    )
+
+
+def _window_of(body: dict) -> int:
+    window_id = state.metadata(body).get("window")
+    if not isinstance(window_id, int):
+        raise NotFound("That form no longer says which window it was for. Open it again with `/maintenance`.")
+    return window_id
+
+
+class MaintenanceHandlers:
+    def __init__(self, ctx: AppContext, service: MaintenanceService):
+        self.ctx = ctx
+        self.service = service
+
+    # --- /maintenance ------------------------------------------------------------------
+    async def command(self, ack, body: dict) -> None:
+        sub, rest = state.split_command(body.get("text"))
+        if sub in ("", "schedule"):
+            await self.open_schedule(ack, body, ScheduleForm(title=rest))
+        elif sub == "list":
+            windows = await self.service.list_upcoming()
+            text, blocks = views.window_list(windows)
+            await ack(text=text, blocks=blocks, response_type="ephemeral")
+        elif sub == "status":
+            backend = self.service.ensure_enabled()
+            await ack()  # the API may be slow: answer Slack first
+            live = await self.service.status()
+            text, blocks = views.status_answer(live, backend.service)
+            user_id, channel_id = who_and_where(body)
+            await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+        elif sub == "edit":
+            await self.open_edit(ack, body, ref=rest)
+        elif sub == "cancel":
+            await self.open_cancel(ack, body, ref=rest)
+        elif sub == "help":
+            text, blocks = views.help_answer()
+            await ack(text=text, blocks=blocks, response_type="ephemeral")
+        else:
+            text, blocks = views.help_answer(f"I don't know `{sub}`. Here is what `/maintenance` can do:")
+            await ack(text=text, blocks=blocks, response_type="ephemeral")
+
+    async def open_schedule(self, ack, body: dict, form: ScheduleForm) -> None:
+        backend = self.service.ensure_enabled()
+        self.service.ensure_allowed(who_and_where(body)[0])
+        await ack()
+        view = views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=who_and_where(body)[1])
+        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def open_edit(self, ack, body: dict, ref: str, form: ScheduleForm | None = None) -> None:
+        backend = self.service.ensure_enabled()
+        self.service.ensure_allowed(who_and_where(body)[0])
+        window = await self.service.find_editable(ref)
+        await ack()
+        if form is None:
+            form = ScheduleForm(
+                title=window.title,
+                description=window.description,
+                start=window.start,
+                end=window.end,
+                component_ids=tuple(c.id for c in self.ctx.settings.sitrep_components if c.name in window.components),
+                servers_text=", ".join(str(s) for s in window.servers),
+                window_id=window.id,
+            )
+        view = views.schedule_modal(
+            form, backend, self.ctx.settings.sitrep_components, channel_id=who_and_where(body)[1], window=window
+        )
+        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+
+    async def open_cancel(self, ack, body: dict, ref: str, note: str = "") -> None:
+        self.service.ensure_enabled()
+        self.service.ensure_allowed(who_and_where(body)[0])
+        window = await self.service.find_cancellable(ref)
+        await ack()
+        view = views.cancel_modal(window, note=note, channel_id=who_and_where(body)[1])
+        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+
+    # --- the button on the announcement ------------------------------------------------
+    async def button_cancel(self, ack, body: dict) -> None:
+        await self.open_cancel(ack, body, ref="#" + state.action_value(body))
+
+    # --- modal submissions -------------------------------------------------------------
+    async def submit_schedule(self, ack, body: dict) -> None:
+        form = parse_schedule(state.view_values(body))
+        _check(self.service.problems(form))
+        await ack()
+        user_id, channel_id = who_and_where(body)
+        done = await self.service.schedule(form, user_id=user_id, channel_id=channel_id)
+        await self._tell_done(user_id, channel_id, done)
+
+    async def submit_edit(self, ack, body: dict) -> None:
+        window_id = _window_of(body)
+        original = await self.service.get(window_id)
+        form = parse_schedule(state.view_values(body), window_id=window_id)
+        _check(self.service.problems(form, original=original))
+        await ack()
+        user_id, channel_id = who_and_where(body)
+        done = await self.service.edit(form, user_id=user_id, channel_id=channel_id)
+        await self._tell_done(user_id, channel_id, done)
+
+    async def submit_cancel(self, ack, body: dict) -> None:
+        form = CancelForm(window_id=_window_of(body), note=state.text(state.view_values(body), Block.NOTE, Action.NOTE))
+        await ack()
+        user_id, channel_id = who_and_where(body)
+        done = await self.service.cancel(form, user_id=user_id, channel_id=channel_id)
+        await self._tell_done(user_id, channel_id, done)
+
+    async def _tell_done(self, user_id: str, channel_id: str | None, done: Done) -> None:
+        text, blocks = views.done_answer(done)
+        await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+
+    # --- kept drafts (Retry / Edit) ----------------------------------------------------
+    async def retry_draft(self, draft_id: int, body: dict) -> None:
+        user_id, channel_id = who_and_where(body)
+        done = await self.service.retry(draft_id, user_id=user_id)
+        await self._tell_done(user_id, channel_id, done)
+
+    async def reopen_draft(self, ack, draft_id: int, body: dict) -> None:
+        kind, form = await self.service.draft_form(draft_id)
+        if kind == DRAFT_EDIT:
+            await self.open_edit(ack, body, ref=f"#{form.window_id}", form=form)
+        elif kind == DRAFT_CANCEL:
+            await self.open_cancel(ack, body, ref=f"#{form.window_id}", note=form.note)
+        else:
+            await self.open_schedule(ack, body, form)
+
+
+def register(app: AsyncApp, ctx: AppContext, owners: dict) -> None:
+    handlers = MaintenanceHandlers(ctx, MaintenanceService(ctx))
+    app.command("/maintenance")(renders_errors(ctx, handlers.command))
+    app.view(Callback.SCHEDULE)(renders_errors(ctx, handlers.submit_schedule))
+    app.view(Callback.EDIT)(renders_errors(ctx, handlers.submit_edit))
+    app.view(Callback.CANCEL)(renders_errors(ctx, handlers.submit_cancel))
+    app.action(Action.CANCEL)(renders_errors(ctx, handlers.button_cancel))
+    owners["maintenance."] = handlers

@@ -29,37 +29,38 @@ __all__ = ["FakeAppFirst", "SEED_LIST_BODY"]
 
 MAX_LIMIT = 2500
 
-# The seed's list example, byte for byte: note the trailing comma after the
-# last item, which makes it invalid JSON.
+# The seed's list example, byte for byte once every ",\n" gets back the
+# trailing space the seed has (kept out of the source so editors cannot strip
+# it).  Note the trailing comma after the last item: it is invalid JSON.
 SEED_LIST_BODY = """{
     "pagination": {
-        "count": 118, 
-        "next": null, 
+        "count": 118,
+        "next": null,
         "previous": null
-    }, 
+    },
     "data": [
         {
-            "id": 61, 
-            "reason": "", 
-            "start": 1297821600, 
-            "end": 1297824300, 
-            "started": true, 
-            "ended": true, 
-            "servers": [], 
+            "id": 61,
+            "reason": "",
+            "start": 1297821600,
+            "end": 1297824300,
+            "started": true,
+            "ended": true,
+            "servers": [],
             "url": "/api/v5/maintenance_windows/61/"
-        }, 
+        },
         {
-            "id": 39, 
-            "reason": "", 
-            "start": 1296688500, 
-            "end": 1296689400, 
-            "started": true, 
-            "ended": true, 
-            "servers": [], 
+            "id": 39,
+            "reason": "",
+            "start": 1296688500,
+            "end": 1296689400,
+            "started": true,
+            "ended": true,
+            "servers": [],
             "url": "/api/v5/maintenance_windows/39/"
-        }, 
+        },
     ]
-}"""
+}""".replace(",\n", ", \n")
 
 _FORM_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 

@@ -55,7 +55,7 @@ class CaseInsensitiveDict(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and super().__contains__(key.lower())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
@@ -275,8 +275,12 @@ MSG_INVALID_UPDATE = "Invalid update data."
 MSG_INVALID_REQUEST = "Invalid request."
 
 
-def _envelope(success: bool, message: str, result: Any = None, *, status: int = 200) -> web.Response:
-    return web.json_response({"Success": success, "Result": result, "Message": message}, status=status)
+def _envelope(
+    success: bool, message: str, result: Any = None, *, status: int = 200
+) -> web.Response:
+    return web.json_response(
+        {"Success": success, "Result": result, "Message": message}, status=status
+    )
 
 
 def _rejected(message: str) -> web.Response:
@@ -422,7 +426,10 @@ class FakeStatusPage(BackgroundServer):
             for incident_id, incident in self.incidents.items():
                 if incident.get("Type") != "Maintenance" or incident["Resolved"]:
                     continue
-                start, end = _parse_date(incident.get("StartDate")), _parse_date(incident.get("EndDate"))
+                start, end = (
+                    _parse_date(incident.get("StartDate")),
+                    _parse_date(incident.get("EndDate")),
+                )
                 if start is None or end is None or not start <= now < end:
                     continue
                 item = {

@@ -1,0 +1,447 @@
+"""Maintenance windows: schedule, edit, cancel, list, status, on whichever backend is
+configured. Business rules live here, not in handlers; every submission is kept as a draft
+until the upstream accepted it. The scheduler and the sync job use `adopt_external`,
+`refresh_announcement` and `post_in_thread`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from sqlalchemy.exc import IntegrityError
+
+from bot.context import AppContext
+from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized
+from bot.maintenance_backend import BackendWindow, MaintenanceBackend
+from bot.services.maintenance_forms import (
+    DRAFT_CANCEL,
+    DRAFT_EDIT,
+    DRAFT_SCHEDULE,
+    FORMS,
+    CancelForm,
+    ScheduleForm,
+    form_from_payload,
+)
+from bot.user_errors import FeatureDisabled, NotAllowed, NotFound, NotSupported, SubmissionFailed
+from handlers.maintenance import views
+from scheduler import reminders
+from store import drafts as draft_store
+from store import maintenance as window_store
+from store.models import MaintenanceWindow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One field an edit changed, old and new value as stored."""
+
+    field: str  # title, description, start, end, servers, components
+    old: Any
+    new: Any
+
+
+@dataclass
+class Done:
+    """What a successful submission produced, for the handler to render."""
+
+    kind: str
+    window: MaintenanceWindow
+    permalink: str | None = None
+    #: The times the person entered, when the server stored different ones.
+    entered: tuple[datetime, datetime] | None = None
+    changes: list[Change] = field(default_factory=list)
+
+
+def _same_minute(a: datetime | None, b: datetime | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.replace(second=0, microsecond=0) == b.replace(second=0, microsecond=0)
+
+
+def state_at(start: datetime, end: datetime | None, now: datetime, in_progress: bool | None = None) -> str:
+    """The state a window is in at `now`: the upstream's "in progress" first, then its times."""
+    if in_progress:
+        return "in_progress"
+    if end is not None and end <= now:
+        return "completed"
+    if start <= now:
+        return "in_progress"
+    return "scheduled"
+
+
+class MaintenanceService:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    # --- guards ----------------------------------------------------------------------
+    @property
+    def backend(self) -> MaintenanceBackend:
+        if self.ctx.maintenance is None:
+            settings = self.ctx.settings
+            if settings.maintenance_backend == "appfirst":
+                missing = "APPFIRST_URL, APPFIRST_EMAIL and APPFIRST_API_KEY are"
+            else:
+                missing = "STATUSPAGE_URL and STATUSPAGE_API_KEY are"
+            raise FeatureDisabled(
+                f"Maintenance is turned off: MAINTENANCE_BACKEND is {settings.maintenance_backend} but {missing} not all set. "
+                "Ask whoever runs sitrep to configure it."
+            )
+        return self.ctx.maintenance
+
+    def ensure_enabled(self) -> MaintenanceBackend:
+        return self.backend
+
+    def ensure_allowed(self, user_id: str | None) -> None:
+        if not self.ctx.settings.is_admin(user_id or ""):
+            raise NotAllowed("Only the people listed in SITREP_ADMINS can change maintenance windows.")
+
+    def problems(self, form: ScheduleForm, *, original: MaintenanceWindow | None = None) -> dict[str, str]:
+        """The modal's rules, with this backend's field names and the injected clock."""
+        backend = self.backend
+        return form.problems(
+            now=self.ctx.clock(),
+            title_label=backend.title_label,
+            uses_servers=backend.uses_servers,
+            original_start=original.start if original is not None else None,
+        )
+
+    # --- reads -----------------------------------------------------------------------
+    async def list_upcoming(self) -> list[MaintenanceWindow]:
+        """Upcoming and ongoing windows of this backend, soonest first (from the store)."""
+        backend = self.backend
+        async with self.ctx.db.session() as session:
+            return await window_store.upcoming_windows(session, backend.name, self.ctx.clock())
+
+    async def status(self) -> list[tuple[BackendWindow, MaintenanceWindow | None]]:
+        """Windows in progress now, as the API says, each with our record of it if we have one."""
+        backend = self.backend
+        live = await backend.in_progress()
+        async with self.ctx.db.session() as session:
+            known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in live])
+        return [(w, known.get(w.upstream_id)) for w in live]
+
+    async def get(self, window_id: int) -> MaintenanceWindow | None:
+        async with self.ctx.db.session() as session:
+            return await window_store.get_window(session, window_id)
+
+    async def find(self, ref: str) -> MaintenanceWindow:
+        """A window by short number or upstream ID, or a plain answer why not."""
+        ref = (ref or "").strip()
+        if not ref:
+            raise NotFound("Say which window, e.g. `/maintenance cancel 3`. `/maintenance list` shows the numbers.")
+        async with self.ctx.db.session() as session:
+            window = await window_store.find_window(session, ref, self.backend.name)
+        if window is None:
+            raise NotFound(f"I don't know a maintenance window `{ref}`. Try `/maintenance list`.")
+        return window
+
+    async def _find_active(self, ref: str) -> MaintenanceWindow:
+        window = await self.find(ref)
+        if window.state == "cancelled":
+            raise NotFound(f"Maintenance #{window.id} is already cancelled.")
+        if window.state == "completed" or (window.end is not None and window.end <= self.ctx.clock()):
+            raise NotFound(f"Maintenance #{window.id} has already ended.")
+        return window
+
+    async def find_editable(self, ref: str) -> MaintenanceWindow:
+        if not self.backend.can_edit:
+            raise NotSupported(
+                "Editing maintenance windows is not supported on this backend: the status page cannot change a "
+                "window once it is scheduled. Cancel it with `/maintenance cancel <id>` and schedule a new one."
+            )
+        return await self._find_active(ref)
+
+    async def find_cancellable(self, ref: str) -> MaintenanceWindow:
+        if not self.backend.can_cancel:
+            raise NotSupported("Cancelling maintenance windows is not supported on this backend.")
+        return await self._find_active(ref)
+
+    async def _fetch_permalink(self, channel: str, ts: str) -> str | None:
+        try:
+            answer = await self.ctx.slack.chat_getPermalink(channel=channel, message_ts=ts)
+            return answer.get("permalink")
+        except SlackApiError:
+            return None
+
+    # --- writes ----------------------------------------------------------------------
+    async def schedule(self, form: ScheduleForm, *, user_id: str, channel_id: str | None) -> Done:
+        return await self._submit(DRAFT_SCHEDULE, form, user_id=user_id, channel_id=channel_id)
+
+    async def edit(self, form: ScheduleForm, *, user_id: str, channel_id: str | None) -> Done:
+        return await self._submit(DRAFT_EDIT, form, user_id=user_id, channel_id=channel_id)
+
+    async def cancel(self, form: CancelForm, *, user_id: str, channel_id: str | None) -> Done:
+        return await self._submit(DRAFT_CANCEL, form, user_id=user_id, channel_id=channel_id)
+
+    async def _submit(
+        self, kind: str, form: ScheduleForm | CancelForm, *, user_id: str, channel_id: str | None
+    ) -> Done:
+        """Keep the draft, then send it; a failure leaves the draft for Retry."""
+        self.ensure_allowed(user_id)
+        self.ensure_enabled()
+        async with self.ctx.db.session() as session, session.begin():
+            draft = await draft_store.keep_draft(
+                session, kind=kind, user_id=user_id, channel_id=channel_id, payload=form.to_payload(), now=self.ctx.clock()
+            )
+        return await self._send(draft.id, kind, form, user_id)
+
+    async def retry(self, draft_id: int, *, user_id: str) -> Done:
+        async with self.ctx.db.session() as session:
+            draft = await draft_store.get_draft(session, draft_id)
+        if draft is None or draft.kind not in FORMS:
+            raise NotFound("That submission is no longer kept.")
+        if draft.state == "done":
+            raise NotFound("That submission already went through.")
+        self.ensure_allowed(user_id)
+        form = form_from_payload(draft.kind, draft.payload)
+        return await self._send(draft.id, draft.kind, form, user_id)
+
+    async def draft_form(self, draft_id: int) -> tuple[str, ScheduleForm | CancelForm]:
+        async with self.ctx.db.session() as session:
+            draft = await draft_store.get_draft(session, draft_id)
+        if draft is None or draft.kind not in FORMS:
+            raise NotFound("That submission is no longer kept.")
+        return draft.kind, form_from_payload(draft.kind, draft.payload)
+
+    async def _send(self, draft_id: int, kind: str, form: Any, user_id: str) -> Done:
+        try:
+            if kind == DRAFT_SCHEDULE:
+                result = await self._schedule(form, user_id)
+            elif kind == DRAFT_EDIT:
+                result = await self._edit(form, user_id)
+            else:
+                result = await self._cancel(form, user_id)
+        except UpstreamError as exc:
+            if isinstance(exc, UpstreamUnauthorized):
+                log.error("%s refused the credentials (401): check the maintenance backend's settings", exc.service)
+            else:
+                log.warning("%s did not take %s: %s", exc.service, kind, exc)
+            await self._record_attempt(draft_id, str(exc))
+            raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
+        await self._record_attempt(draft_id, None)
+        return result
+
+    async def _record_attempt(self, draft_id: int, error: str | None) -> None:
+        async with self.ctx.db.session() as session, session.begin():
+            draft = await draft_store.get_draft(session, draft_id)
+            if draft is not None:
+                draft_store.mark_attempt(draft, error=error, now=self.ctx.clock())
+
+    @staticmethod
+    def _entered_if_shifted(form: ScheduleForm, window: MaintenanceWindow) -> tuple[datetime, datetime] | None:
+        """What the person entered, when the server stored other times (seeds README)."""
+        if _same_minute(form.start, window.start) and _same_minute(form.end, window.end):
+            return None
+        log.info(
+            "%s stored window %s as %s–%s, not the %s–%s asked for",
+            window.backend, window.upstream_id, window.start, window.end, form.start, form.end,
+        )
+        return (form.start, form.end)
+
+    async def _schedule(self, form: ScheduleForm, user_id: str) -> Done:
+        backend = self.backend
+        bw = await backend.create(
+            title=form.title,
+            description=form.description if backend.has_description else "",
+            start=form.start,
+            end=form.end,
+            components=() if backend.uses_servers else form.component_ids,
+            servers=form.servers if backend.uses_servers else (),
+        )
+        now = self.ctx.clock()
+        start = bw.start or form.start
+        end = bw.end or form.end
+        async with self.ctx.db.session() as session, session.begin():
+            window = await window_store.add_window(
+                session,
+                MaintenanceWindow(
+                    backend=backend.name,
+                    upstream_id=bw.upstream_id,
+                    title=bw.title or form.title,
+                    description=form.description if backend.has_description else "",
+                    start=start,
+                    end=end,
+                    components=[] if backend.uses_servers else self.ctx.settings.component_names(form.component_ids),
+                    servers=list(bw.servers) if backend.uses_servers else [],
+                    state="scheduled",  # the scheduler moves it on at the start and the end
+                    channel_id=self.ctx.settings.sitrep_channel,
+                    created_by=user_id,
+                    created_at=now,
+                    updated_at=now,
+                ),
+            )
+        window = await self._announce(window.id)
+        await reminders.schedule_window_reminders(self.ctx, window.id)
+        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        return Done(kind=DRAFT_SCHEDULE, window=window, permalink=permalink, entered=self._entered_if_shifted(form, window))
+
+    async def _edit(self, form: ScheduleForm, user_id: str) -> Done:
+        backend = self.backend
+        window = await self.find_editable(str(form.window_id))
+        bw = await backend.update(
+            window.upstream_id,
+            title=form.title,
+            description=form.description if backend.has_description else "",
+            start=form.start,
+            end=form.end,
+            components=() if backend.uses_servers else form.component_ids,
+            servers=form.servers if backend.uses_servers else (),
+        )
+        now = self.ctx.clock()
+        new = {
+            "title": bw.title or form.title,
+            "description": form.description if backend.has_description else window.description,
+            "start": bw.start or form.start,
+            "end": bw.end or form.end,
+            "servers": list(bw.servers) if backend.uses_servers else window.servers,
+            "components": window.components
+            if backend.uses_servers
+            else self.ctx.settings.component_names(form.component_ids),
+        }
+        async with self.ctx.db.session() as session, session.begin():
+            stored = await window_store.get_window(session, window.id)
+            changes = [Change(key, getattr(stored, key), value) for key, value in new.items() if getattr(stored, key) != value]
+            for key, value in new.items():
+                setattr(stored, key, value)
+            stored.updated_at = now
+            window = stored
+        if window.message_ts:
+            text, blocks = views.edited_reply(window, changes, user_id, now)
+            await self.post_in_thread(window.id, text, blocks)
+        await self.refresh_announcement(window.id)
+        await reminders.schedule_window_reminders(self.ctx, window.id)
+        window = await self.get(window.id)
+        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        return Done(
+            kind=DRAFT_EDIT, window=window, permalink=permalink, entered=self._entered_if_shifted(form, window), changes=changes
+        )
+
+    async def _cancel(self, form: CancelForm, user_id: str) -> Done:
+        window = await self.find_cancellable(str(form.window_id))
+        try:
+            await self.backend.cancel(window.upstream_id)
+        except UpstreamRejected as exc:
+            if "already resolved" not in exc.message.lower():
+                raise
+            # The status page has closed it already: the store follows, and the person still
+            # sees the upstream Message verbatim.
+            await self._close(window.id, user_id=user_id, note=form.note)
+            raise
+        window = await self._close(window.id, user_id=user_id, note=form.note)
+        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        return Done(kind=DRAFT_CANCEL, window=window, permalink=permalink)
+
+    async def _close(self, window_id: int, *, user_id: str, note: str) -> MaintenanceWindow:
+        now = self.ctx.clock()
+        async with self.ctx.db.session() as session, session.begin():
+            window = await window_store.get_window(session, window_id)
+            window.state = "cancelled"
+            window.updated_at = now
+        await reminders.cancel_window_reminders(self.ctx, window.id)
+        if window.message_ts:
+            text, blocks = views.cancelled_reply(window, user_id, now, note)
+            await self.post_in_thread(window.id, text, blocks, broadcast=True)
+        await self.refresh_announcement(window.id)
+        return window
+
+    # --- for the scheduler and the sync job ------------------------------------------
+    async def adopt_external(self, bw: BackendWindow) -> MaintenanceWindow:
+        """Record a window made outside Slack, announce it and schedule its reminders.
+
+        Idempotent on (backend, upstream_id): a window already known is returned as is.
+        A window that has already ended is recorded as `completed`, without announcement
+        or reminders, so a first sync over years of history posts nothing.
+        """
+        backend = self.backend
+        async with self.ctx.db.session() as session:
+            known = await window_store.by_upstream(session, backend.name, bw.upstream_id)
+        if known is not None:
+            return known
+        now = self.ctx.clock()
+        start = bw.start or now
+        state = state_at(start, bw.end, now, bw.in_progress)
+        try:
+            async with self.ctx.db.session() as session, session.begin():
+                window = await window_store.add_window(
+                    session,
+                    MaintenanceWindow(
+                        backend=backend.name,
+                        upstream_id=bw.upstream_id,
+                        title=bw.title,
+                        start=start,
+                        end=bw.end,
+                        components=list(bw.components),
+                        servers=list(bw.servers),
+                        state=state,
+                        channel_id=self.ctx.settings.sitrep_channel,
+                        created_by=None,
+                        created_at=now,
+                        updated_at=now,
+                    ),
+                )
+        except IntegrityError:
+            # Another instance adopted it first.
+            async with self.ctx.db.session() as session:
+                return await window_store.by_upstream(session, backend.name, bw.upstream_id)
+        if state == "completed":
+            return window
+        window = await self._announce(window.id)
+        await reminders.schedule_window_reminders(self.ctx, window.id)
+        return window
+
+    async def _announce(self, window_id: int) -> MaintenanceWindow:
+        """Post the window's one parent message and store where it is."""
+        window = await self.get(window_id)
+        channel = window.channel_id or self.ctx.settings.sitrep_channel
+        text, blocks = views.announcement(window)
+        posted = await self.ctx.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
+        async with self.ctx.db.session() as session, session.begin():
+            stored = await window_store.get_window(session, window_id)
+            stored.channel_id = posted.get("channel", channel)
+            stored.message_ts = posted["ts"]
+            window = stored
+        return window
+
+    async def refresh_announcement(self, window_id: int) -> None:
+        """Make the parent message show the stored window (after a state or time change)."""
+        window = await self.get(window_id)
+        if window is None or not window.message_ts:
+            return
+        text, blocks = views.announcement(window)
+        await self.ctx.slack.chat_update(channel=window.channel_id, ts=window.message_ts, text=text, blocks=blocks)
+
+    async def post_in_thread(
+        self,
+        window_id: int,
+        text: str,
+        blocks: list[dict],
+        *,
+        broadcast: bool = False,
+        metadata: dict | None = None,
+    ) -> str:
+        """Reply in the window's thread (announcing it first if it never was); returns the reply's ts.
+
+        Does not refresh the parent: call `refresh_announcement` after changing the window.
+        """
+        window = await self.get(window_id)
+        if window is None:
+            raise NotFound(f"Maintenance #{window_id} is not in the store.")
+        if not window.message_ts:
+            window = await self._announce(window_id)
+        kwargs: dict[str, Any] = {}
+        if metadata is not None:
+            kwargs["metadata"] = metadata
+        reply = await self.ctx.slack.chat_postMessage(
+            channel=window.channel_id,
+            thread_ts=window.message_ts,
+            reply_broadcast=broadcast,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            **kwargs,
+        )
+        return reply["ts"]

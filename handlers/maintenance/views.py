@@ -1,0 +1,376 @@
+"""Block Kit for maintenance windows: pure functions from data to dicts. Builders never query."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, SERVERS_MAX, TEXT_MAX, TITLE_MAX, ScheduleForm
+from bot.settings import Component
+from handlers.maintenance.ids import Action, Block, Callback
+from handlers.text import button, context, duration, escape, mrkdwn, plain, section, slack_date, truncate, user
+from store.models import MaintenanceWindow
+
+if TYPE_CHECKING:
+    from bot.maintenance_backend import BackendWindow
+    from bot.services.maintenance import Change, Done
+
+MAX_MESSAGE_BLOCKS = 50
+MAX_OPTIONS = 100
+FIELD_MAX = 1900  # a section field may hold 2000 characters
+
+STATE_LABEL = {
+    "scheduled": ":calendar: Scheduled",
+    "in_progress": ":construction: In progress",
+    "completed": ":white_check_mark: Completed",
+    "cancelled": ":no_entry_sign: Cancelled",
+}
+#: How each backend is named in a sentence, and what cancelling does there.
+BACKEND_LABEL = {"statuspage": "The status page", "appfirst": "AppFirst"}
+ORIGIN = {"statuspage": "on the status page", "appfirst": "in AppFirst"}
+CANCEL_EFFECT = {
+    "statuspage": "The status page will resolve its maintenance.",
+    "appfirst": "AppFirst will delete the window.",
+}
+
+
+class FormShape(Protocol):
+    """The parts of a maintenance backend that shape the form (see MaintenanceBackend)."""
+
+    title_label: str
+    has_description: bool
+    uses_servers: bool
+
+
+def _backend_label(window: MaintenanceWindow) -> str:
+    return BACKEND_LABEL.get(window.backend, window.backend)
+
+
+def _title(window: MaintenanceWindow) -> str:
+    return escape(window.title) if window.title.strip() else "(no reason given)"
+
+
+def _state(window: MaintenanceWindow) -> str:
+    return STATE_LABEL.get(window.state, window.state)
+
+
+def _when(start: datetime | None, end: datetime | None) -> str:
+    left = slack_date(start) if start else "not given"
+    right = slack_date(end) if end else "end not given"
+    lasted = f" ({duration(end - start)})" if start and end else ""
+    return f"{left} → {right}{lasted}"
+
+
+def _targets(window: MaintenanceWindow) -> tuple[str, str]:
+    """(label, text) for what the window affects."""
+    if window.servers:
+        return "Servers", truncate(", ".join(str(s) for s in window.servers), FIELD_MAX)
+    if window.backend == "appfirst":
+        return "Servers", "None listed"
+    return "Components", escape(truncate(", ".join(window.components), FIELD_MAX)) or "None listed"
+
+
+# --- modals -----------------------------------------------------------------------------
+
+
+def _input(block_id: str, label: str, element: dict, *, optional: bool = False, hint: str | None = None) -> dict:
+    block = {"type": "input", "block_id": block_id, "label": plain(label), "element": element, "optional": optional}
+    if hint:
+        block["hint"] = plain(hint, 150)
+    return block
+
+
+def _text_input(action_id: str, *, initial: str = "", multiline: bool = False, max_length: int, placeholder: str) -> dict:
+    element = {
+        "type": "plain_text_input",
+        "action_id": action_id,
+        "multiline": multiline,
+        "max_length": max_length,
+        "placeholder": plain(placeholder, 150),
+    }
+    if initial:
+        element["initial_value"] = initial[:max_length]
+    return element
+
+
+def _date_time(action_id: str, initial: datetime | None) -> dict:
+    element: dict[str, Any] = {"type": "datetimepicker", "action_id": action_id}
+    if initial is not None:
+        element["initial_date_time"] = int(initial.timestamp())
+    return element
+
+
+def _option(text: str, value: str) -> dict:
+    return {"text": plain(text), "value": value}
+
+
+def _modal(callback_id: str, title: str, submit: str, blocks: list[dict], metadata: dict) -> dict:
+    return {
+        "type": "modal",
+        "callback_id": callback_id,
+        "title": plain(title, 24),
+        "submit": plain(submit, 24),
+        "close": plain("Cancel", 24),
+        "private_metadata": json.dumps(metadata),
+        "blocks": blocks,
+    }
+
+
+def schedule_modal(
+    form: ScheduleForm,
+    shape: FormShape,
+    components: Sequence[Component],
+    *,
+    channel_id: str | None,
+    window: MaintenanceWindow | None = None,
+) -> dict:
+    """The schedule form; with `window`, the same form prefilled to edit it."""
+    label = shape.title_label
+    blocks: list[dict] = []
+    if window is not None:
+        blocks.append(section(f"Editing maintenance *#{window.id} {_title(window)}*."))
+    blocks.append(
+        _input(
+            Block.TITLE,
+            label,
+            _text_input(
+                Action.TITLE,
+                initial=form.title,
+                max_length=TITLE_MAX,
+                placeholder="Database upgrade" if label == "Title" else "Kernel updates on the web servers",
+            ),
+        )
+    )
+    if shape.has_description:
+        blocks.append(
+            _input(
+                Block.DESCRIPTION,
+                "Description",
+                _text_input(
+                    Action.DESCRIPTION,
+                    initial=form.description,
+                    multiline=True,
+                    max_length=TEXT_MAX,
+                    placeholder="What customers will notice, and what they should do",
+                ),
+                optional=True,
+            )
+        )
+    blocks.append(_input(Block.START, "Start", _date_time(Action.START, form.start), hint="In your own time zone."))
+    blocks.append(_input(Block.END, "End", _date_time(Action.END, form.end), hint="In your own time zone."))
+    if shape.uses_servers:
+        blocks.append(
+            _input(
+                Block.SERVERS,
+                "Servers",
+                _text_input(Action.SERVERS, initial=form.servers_text, max_length=SERVERS_MAX, placeholder="1, 2, 3"),
+                hint="Numeric server IDs, separated by commas.",
+            )
+        )
+    elif components:
+        element: dict = {
+            "type": "multi_static_select",
+            "action_id": Action.COMPONENTS,
+            "placeholder": plain("Pick components"),
+            "options": [_option(c.name, c.id) for c in components][:MAX_OPTIONS],
+        }
+        initial = [_option(c.name, c.id) for c in components if c.id in form.component_ids]
+        if initial:
+            element["initial_options"] = initial
+        blocks.append(_input(Block.COMPONENTS, "Affected components", element, optional=True))
+    metadata: dict[str, Any] = {"channel": channel_id}
+    if window is not None:
+        metadata["window"] = window.id
+        return _modal(Callback.EDIT, "Edit maintenance", "Save changes", blocks, metadata)
+    return _modal(Callback.SCHEDULE, "Schedule maintenance", "Schedule", blocks, metadata)
+
+
+def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str | None) -> dict:
+    question = (
+        f"Cancel maintenance *#{window.id} {_title(window)}* ({_when(window.start, window.end)})?\n"
+        f"{CANCEL_EFFECT.get(window.backend, '')} The announcement will show it as cancelled."
+    )
+    blocks = [
+        section(question),
+        _input(
+            Block.NOTE,
+            "Note for the thread",
+            _text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="Why (optional)"),
+            optional=True,
+        ),
+    ]
+    return _modal(Callback.CANCEL, "Cancel maintenance", "Cancel window", blocks, {"channel": channel_id, "window": window.id})
+
+
+# --- channel messages -------------------------------------------------------------------
+
+
+def announcement(window: MaintenanceWindow) -> tuple[str, list[dict]]:
+    """The parent message, kept current: every field a reader needs at a glance."""
+    target_label, targets = _targets(window)
+    fields = [
+        mrkdwn(f"*State*\n{_state(window)}"),
+        mrkdwn(f"*Start*\n{slack_date(window.start)}"),
+        mrkdwn(f"*End*\n{slack_date(window.end) if window.end else 'Not given'}"),
+        mrkdwn(f"*Duration*\n{duration(window.end - window.start) if window.end else 'Unknown'}"),
+        mrkdwn(f"*{target_label}*\n{targets}"),
+        mrkdwn(
+            f"*Scheduled by*\n{user(window.created_by)}"
+            if window.created_by
+            else f"*Scheduled*\noutside Slack, {ORIGIN.get(window.backend, window.backend)}"
+        ),
+    ]
+    blocks: list[dict] = [section(f":wrench: *Maintenance #{window.id}: {_title(window)}*")]
+    if window.description:
+        blocks.append(section(escape(truncate(window.description, 2900))))
+    blocks.append({"type": "section", "fields": fields})
+    if window.state in ("scheduled", "in_progress"):
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": Block.ACTIONS,
+                "elements": [button("Cancel window", Action.CANCEL, str(window.id), "danger")],
+            }
+        )
+    blocks.append(context(f"{_backend_label(window)} ID `{escape(window.upstream_id)}` · updates in the thread"))
+    state = STATE_LABEL.get(window.state, window.state).split(" ", 1)[-1]
+    text = f"Maintenance #{window.id}: {_title(window)} ({state}, {_when(window.start, window.end)})"
+    return text, blocks
+
+
+_FIELD_NAMES = {
+    "title": "Title",
+    "description": "Description",
+    "start": "Start",
+    "end": "End",
+    "servers": "Servers",
+    "components": "Components",
+}
+
+
+def _value(field: str, value: Any) -> str:
+    if value is None or value == "" or value == []:
+        return "_none_"
+    if isinstance(value, datetime):
+        return slack_date(value)
+    if isinstance(value, list):
+        return escape(truncate(", ".join(str(v) for v in value), 400))
+    return escape(truncate(str(value), 400))
+
+
+def edited_reply(window: MaintenanceWindow, changes: Sequence[Change], user_id: str | None, at: datetime) -> tuple[str, list[dict]]:
+    head = f":pencil2: *Edited* by {user(user_id)} · {slack_date(at)}"
+    if changes:
+        lines = [f"• *{_FIELD_NAMES.get(c.field, c.field)}*: {_value(c.field, c.old)} → {_value(c.field, c.new)}" for c in changes]
+        body = "\n".join(lines)
+    else:
+        body = "Saved with no changes."
+    what = ", ".join(_FIELD_NAMES.get(c.field, c.field).lower() for c in changes) or "nothing"
+    return f"Maintenance #{window.id} edited ({what} changed)", [section(head), section(body)]
+
+
+def cancelled_reply(window: MaintenanceWindow, user_id: str | None, at: datetime, note: str = "") -> tuple[str, list[dict]]:
+    head = f":no_entry_sign: *Cancelled* · maintenance #{window.id} *{_title(window)}* cancelled by {user(user_id)} · {slack_date(at)}"
+    blocks = [section(head)]
+    if note:
+        blocks.append(section(escape(note)))
+    return f"Cancelled: maintenance #{window.id} {_title(window)}", blocks
+
+
+# --- answers to one person --------------------------------------------------------------
+
+
+def shifted_note(window: MaintenanceWindow, entered: tuple[datetime, datetime]) -> str:
+    label = _backend_label(window)
+    return (
+        f":warning: {label} stored the window as {_when(window.start, window.end)}, "
+        f"not {_when(*entered)} as you entered. The announcement and reminders follow {label}."
+    )
+
+
+def done_answer(done: Done) -> tuple[str, list[dict]]:
+    window = done.window
+    where = f" <{done.permalink}|Open the announcement>." if done.permalink else ""
+    if done.kind == DRAFT_CANCEL:
+        text = f":white_check_mark: Cancelled maintenance #{window.id} *{_title(window)}*.{where}"
+    elif done.kind == DRAFT_EDIT:
+        n = len(done.changes)
+        changed = f"{n} change{'s' if n != 1 else ''}" if n else "no changes"
+        text = f":white_check_mark: Saved maintenance #{window.id} *{_title(window)}* ({changed}): {_when(window.start, window.end)}.{where}"
+    else:
+        text = f":white_check_mark: Maintenance #{window.id} *{_title(window)}* is scheduled: {_when(window.start, window.end)}.{where}"
+    blocks = [section(text)]
+    if done.entered is not None:
+        blocks.append(section(shifted_note(window, done.entered)))
+    return text, blocks
+
+
+def _chunked(header: str, lines: Sequence[str], overflow: str) -> list[dict]:
+    blocks = [section(header)]
+    chunk: list[str] = []
+    for line in lines:
+        if chunk and len("\n".join(chunk + [line])) > 2900:
+            blocks.append(section("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(section("\n".join(chunk)))
+    if len(blocks) > MAX_MESSAGE_BLOCKS:
+        blocks = blocks[: MAX_MESSAGE_BLOCKS - 1] + [context(overflow)]
+    return blocks
+
+
+def window_list(windows: Sequence[MaintenanceWindow]) -> tuple[str, list[dict]]:
+    """Upcoming and ongoing windows, soonest first, within Slack's 50-block limit."""
+    if not windows:
+        text = ":sunny: No maintenance scheduled. Schedule one with `/maintenance schedule`."
+        return text, [section(text)]
+    lines = []
+    for window in windows:
+        label, targets = _targets(window)
+        lines.append(
+            f"*#{window.id}* {escape(truncate(window.title, 80)) or '(no reason given)'} · {_state(window)} · "
+            f"{_when(window.start, window.end)} · {label.lower()}: {truncate(targets, 200)}"
+        )
+    n = len(windows)
+    header = f"*{n} upcoming or ongoing maintenance window{'s' if n != 1 else ''}*"
+    return f"{n} maintenance windows", _chunked(header, lines, "More windows than one message can show.")
+
+
+def status_answer(
+    live: Sequence[tuple[BackendWindow, MaintenanceWindow | None]], service: str
+) -> tuple[str, list[dict]]:
+    """What the API says is in progress right now."""
+    if not live:
+        text = f":sunny: No maintenance in progress right now, according to {service}."
+        return text, [section(text)]
+    lines = []
+    for bw, ours in live:
+        number = f"*#{ours.id}* " if ours is not None else ""
+        title = escape(truncate(bw.title, 80)) or "(no reason given)"
+        since = f"since {slack_date(bw.start)}" if bw.start else "started"
+        until = f", until {slack_date(bw.end)}" if bw.end else ""
+        targets = f" · servers: {', '.join(str(s) for s in bw.servers)}" if bw.servers else ""
+        lines.append(f":construction: {number}{title} · {since}{until}{targets} · ID `{escape(bw.upstream_id)}`")
+    n = len(live)
+    header = f"*{n} maintenance window{'s' if n != 1 else ''} in progress now* (from {service})"
+    return f"{n} maintenance windows in progress", _chunked(header, lines, "More windows than one message can show.")
+
+
+HELP = (
+    "*`/maintenance`* — plan maintenance from Slack\n"
+    "• `/maintenance schedule [title]` — schedule a window (also plain `/maintenance`)\n"
+    "• `/maintenance list` — upcoming and ongoing windows, only to you\n"
+    "• `/maintenance status` — what is in progress right now\n"
+    "• `/maintenance edit <id>` — change a window's title, times or servers\n"
+    "• `/maintenance cancel <id>` — call a window off\n"
+    "• `/maintenance help` — this help\n"
+    "`<id>` is the number the bot shows (`3` or `#3`) or the maintenance API's ID."
+)
+
+
+def help_answer(prefix: str | None = None) -> tuple[str, list[dict]]:
+    text = f"{prefix}\n\n{HELP}" if prefix else HELP
+    return text, [section(text)]

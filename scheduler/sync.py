@@ -1,0 +1,98 @@
+"""The periodic sync: windows made, moved or deleted outside Slack get the same treatment
+as ours. A failing API is logged and tried again at the next interval."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.context import AppContext
+from bot.errors import UpstreamError
+from scheduler import messages
+from scheduler.reminders import ACTIVE_STATES, cancel_window_reminders, schedule_window_reminders
+from store import maintenance as window_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncReport:
+    adopted: int = 0
+    moved: int = 0
+    vanished: int = 0
+    ended: int = 0
+    failed: bool = False
+
+
+async def sync_windows(ctx: AppContext) -> SyncReport:
+    from bot.services.maintenance import MaintenanceService
+
+    backend = ctx.maintenance
+    report = SyncReport()
+    if backend is None:
+        return report
+    try:
+        listed = await backend.list_windows()
+    except UpstreamError as exc:
+        log.warning("maintenance sync failed (%s); trying again at the next interval", exc)
+        report.failed = True
+        return report
+
+    now = ctx.clock()
+    service = MaintenanceService(ctx)
+    async with ctx.db.session() as session:
+        known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in listed])
+        active = await window_store.active_windows(session, backend.name)
+
+    for upstream in listed:
+        row = known.get(upstream.upstream_id)
+        if row is None:
+            if upstream.end is not None and upstream.end <= now:
+                continue  # history, not news
+            await service.adopt_external(upstream)
+            report.adopted += 1
+            continue
+        if row.state not in ACTIVE_STATES or not backend.lists_all:
+            continue
+        if upstream.start and upstream.end and (upstream.start != row.start or upstream.end != row.end):
+            before = (row.start, row.end)
+            async with ctx.db.session() as session, session.begin():
+                stored = await window_store.get_window(session, row.id)
+                stored.start, stored.end = upstream.start, upstream.end
+                stored.updated_at = now
+            await schedule_window_reminders(ctx, row.id)
+            async with ctx.db.session() as session:
+                stored = await window_store.get_window(session, row.id)
+            text, blocks = messages.moved_outside(stored, before=before, service=backend.service)
+            await service.post_in_thread(row.id, text, blocks)
+            await service.refresh_announcement(row.id)
+            report.moved += 1
+
+    listed_ids = {w.upstream_id for w in listed}
+    for row in active:
+        if row.upstream_id in listed_ids:
+            continue
+        if backend.lists_all:
+            async with ctx.db.session() as session, session.begin():
+                stored = await window_store.get_window(session, row.id)
+                stored.state = "cancelled"
+                stored.updated_at = now
+            await cancel_window_reminders(ctx, row.id)
+            async with ctx.db.session() as session:
+                stored = await window_store.get_window(session, row.id)
+            text, blocks = messages.vanished(stored, service=backend.service)
+            await service.post_in_thread(row.id, text, blocks, broadcast=True)
+            await service.refresh_announcement(row.id)
+            report.vanished += 1
+        elif row.state == "in_progress" and (row.end is None or row.end > now):
+            # The status page lists only windows in progress: one that left the list early
+            # has ended. Its "ended" reminder, due now, is posted once like any other.
+            async with ctx.db.session() as session, session.begin():
+                stored = await window_store.get_window(session, row.id)
+                stored.end = now
+                stored.updated_at = now
+            await schedule_window_reminders(ctx, row.id)
+            report.ended += 1
+    if report.adopted or report.moved or report.vanished or report.ended:
+        log.info("maintenance sync: %s", report)
+    return report

@@ -1,0 +1,71 @@
+"""Queries on maintenance windows. Plain data in, models out; no Slack here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import MaintenanceWindow
+
+#: States in which a window still matters to people (not cancelled, not over).
+ACTIVE_STATES = ("scheduled", "in_progress")
+
+
+async def add_window(session: AsyncSession, window: MaintenanceWindow) -> MaintenanceWindow:
+    session.add(window)
+    await session.flush()
+    return window
+
+
+async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
+    return await session.get(MaintenanceWindow, window_id)
+
+
+async def by_upstream(session: AsyncSession, backend: str, upstream_id: str) -> MaintenanceWindow | None:
+    query = select(MaintenanceWindow).where(
+        MaintenanceWindow.backend == backend, MaintenanceWindow.upstream_id == str(upstream_id)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def by_upstream_ids(session: AsyncSession, backend: str, upstream_ids: Iterable[str]) -> dict[str, MaintenanceWindow]:
+    ids = [str(i) for i in upstream_ids]
+    if not ids:
+        return {}
+    query = select(MaintenanceWindow).where(MaintenanceWindow.backend == backend, MaintenanceWindow.upstream_id.in_(ids))
+    return {w.upstream_id: w for w in (await session.execute(query)).scalars()}
+
+
+async def find_window(session: AsyncSession, ref: str, backend: str) -> MaintenanceWindow | None:
+    """`ref` is the short number people see (`3`, `#3`) or the backend's upstream ID.
+
+    A bare number is the short number first (as the bot shows it), then an upstream ID;
+    `#3` is only ever the short number.
+    """
+    ref = ref.strip()
+    hashed = ref.startswith("#")
+    number = ref[1:].strip() if hashed else ref
+    if number.isdigit():
+        found = await session.get(MaintenanceWindow, int(number))
+        if found is not None and found.backend == backend:
+            return found
+        if hashed:
+            return None
+    return await by_upstream(session, backend, ref)
+
+
+async def upcoming_windows(session: AsyncSession, backend: str, now: datetime) -> list[MaintenanceWindow]:
+    """Scheduled and ongoing windows of one backend that have not ended, soonest first."""
+    query = (
+        select(MaintenanceWindow)
+        .where(
+            MaintenanceWindow.backend == backend,
+            MaintenanceWindow.state.in_(ACTIVE_STATES),
+            or_(MaintenanceWindow.end.is_(None), MaintenanceWindow.end > now),
+        )
+        .order_by(MaintenanceWindow.start, MaintenanceWindow.id)
+    )
+    return list((await session.execute(query)).scalars())

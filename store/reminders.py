@@ -1,0 +1,96 @@
+"""Reminder rows: the truth about what is due and what was posted. Claims are atomic
+compare-and-set updates, so two processes sharing one database never both post."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import MaintenanceWindow, Reminder
+
+PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = "pending", "claimed", "posted", "skipped", "cancelled"
+
+
+async def reminders_of(session: AsyncSession, window_id: int) -> dict[str, Reminder]:
+    rows = await session.execute(select(Reminder).where(Reminder.window_id == window_id))
+    return {r.kind: r for r in rows.scalars()}
+
+
+async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
+    return await session.get(MaintenanceWindow, window_id)
+
+
+async def due(session: AsyncSession, now: datetime, stale_before: datetime) -> list[Reminder]:
+    """Pending reminders that are due, and claims that were never completed."""
+    query = (
+        select(Reminder)
+        .where(
+            or_(
+                (Reminder.state == PENDING) & (Reminder.due_at <= now),
+                (Reminder.state == CLAIMED) & (Reminder.claimed_at < stale_before),
+            )
+        )
+        .order_by(Reminder.due_at, Reminder.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def next_due_at(session: AsyncSession) -> datetime | None:
+    value = (await session.execute(select(func.min(Reminder.due_at)).where(Reminder.state == PENDING))).scalar()
+    if value is not None and value.tzinfo is None:  # aggregates bypass the column type
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+async def claim(
+    session: AsyncSession, reminder_id: int, *, instance: str, now: datetime, stale_before: datetime
+) -> str | None:
+    """Take a reminder for this process. Returns `fresh`, `stale` (a dead claim taken
+    over: the post may already be in Slack) or None when someone else holds it."""
+    taken = await session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.state == PENDING)
+        .values(state=CLAIMED, claimed_by=instance, claimed_at=now)
+    )
+    if taken.rowcount == 1:
+        return "fresh"
+    taken = await session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_at < stale_before)
+        .values(state=CLAIMED, claimed_by=instance, claimed_at=now)
+    )
+    return "stale" if taken.rowcount == 1 else None
+
+
+async def finish(
+    session: AsyncSession,
+    reminder_id: int,
+    *,
+    instance: str,
+    state: str,
+    now: datetime,
+    message_ts: str | None = None,
+    late: bool = False,
+) -> bool:
+    """Complete our own claim; False if it was taken over meanwhile."""
+    done = await session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
+        .values(state=state, posted_at=now if state == POSTED else None, message_ts=message_ts, late=late)
+    )
+    return done.rowcount == 1
+
+
+async def release(session: AsyncSession, reminder_id: int, *, instance: str) -> None:
+    """Give a claim back after a failed post. It stays a claim, but one already stale, so
+    the next run looks in the thread first: the post may have reached Slack anyway."""
+    await session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
+        .values(claimed_by=None, claimed_at=LONG_AGO)
+    )
+
+
+LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)

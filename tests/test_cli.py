@@ -1,0 +1,232 @@
+"""`sitrep` as an operator meets it: a real process, real settings from the environment, the fakes
+standing in for Slack and the APIs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import CHANNEL
+from tests.fakes.appfirst import FakeAppFirst
+from tests.fakes.signing import command_body, slack_signature_headers
+from tests.harness import SIGNING_SECRET, free_port
+from tests.test_settings import SPEC_VARIABLES
+
+SITREP = Path(sys.executable).with_name("sitrep")
+
+
+@pytest.fixture(scope="module")
+def appfirst_server():
+    with FakeAppFirst() as server:
+        yield server
+
+
+@pytest.fixture
+def appfirst(appfirst_server):
+    appfirst_server.reset()
+    return appfirst_server
+
+
+@pytest.fixture
+def base_env(tmp_path) -> dict[str, str]:
+    """The process environment without any SPEC variable (so nothing leaks in from outside)."""
+    env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'sitrep.db'}"
+    return env
+
+
+@pytest.fixture
+def full_env(base_env, slack, statuspage, appfirst) -> dict[str, str]:
+    return base_env | {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url,
+        "SITREP_CHANNEL": CHANNEL,
+        "STATUSPAGE_URL": statuspage.url,
+        "STATUSPAGE_API_KEY": statuspage.api_key,
+        "APPFIRST_URL": appfirst.url,
+        "APPFIRST_EMAIL": appfirst.email,
+        "APPFIRST_API_KEY": appfirst.api_key,
+    }
+
+
+def sitrep(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def lines_starting(output: str, prefix: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(prefix)]
+
+
+# --- sitrep check -------------------------------------------------------------------------------
+
+
+def test_check_reaches_every_service(full_env, tmp_path):
+    result = sitrep("check", env=full_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for service in ("slack:", "status page:", "appfirst:", "database:"):
+        (line,) = lines_starting(result.stdout, service)
+        assert ": ok" in line, line
+    assert "FAILED" not in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_check_says_what_is_not_configured(base_env, slack, tmp_path):
+    env = base_env | {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url,
+        "SITREP_CHANNEL": CHANNEL,
+    }
+    result = sitrep("check", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_starting(result.stdout, "status page: not configured")
+    assert lines_starting(result.stdout, "appfirst: not configured")
+    assert lines_starting(result.stdout, "incidents: disabled")
+
+
+def test_check_fails_on_a_wrong_slack_token(full_env, tmp_path):
+    token = "xoxb-wrong-secret-98765"
+    result = sitrep("check", env=full_env | {"SLACK_BOT_TOKEN": token}, cwd=tmp_path)
+    assert result.returncode != 0
+    (line,) = lines_starting(result.stdout, "slack:")
+    assert "FAILED" in line and "invalid_auth" in line
+    assert token not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("variable", "service"), [("STATUSPAGE_API_KEY", "status page:"), ("APPFIRST_API_KEY", "appfirst:")])
+def test_check_fails_on_a_wrong_api_key(full_env, tmp_path, variable, service):
+    key = "wrong-secret-key-4242"
+    result = sitrep("check", env=full_env | {variable: key}, cwd=tmp_path)
+    assert result.returncode != 0
+    (line,) = lines_starting(result.stdout, service)
+    assert "FAILED" in line, line
+    assert lines_starting(result.stdout, "slack: ok")
+    assert key not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_fails_when_an_api_is_unreachable(full_env, tmp_path):
+    result = sitrep("check", env=full_env | {"STATUSPAGE_URL": f"http://127.0.0.1:{free_port()}"}, cwd=tmp_path)
+    assert result.returncode != 0
+    (line,) = lines_starting(result.stdout, "status page:")
+    assert "FAILED" in line, line
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_missing_variable_stops_with_one_line(base_env, tmp_path, command):
+    env = base_env | {"SLACK_BOT_TOKEN": "xoxb-secret-value-1", "SLACK_SIGNING_SECRET": "signing-secret-2"}
+    result = sitrep(command, env=env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "SITREP_CHANNEL" in lines[0]
+    assert "Traceback" not in result.stderr
+    for secret in ("xoxb-secret-value-1", "signing-secret-2"):
+        assert secret not in result.stderr
+
+
+def test_malformed_secret_is_not_echoed(base_env, tmp_path):
+    env = base_env | {"SLACK_BOT_TOKEN": "badsecret123", "SLACK_SIGNING_SECRET": "s", "SITREP_CHANNEL": CHANNEL}
+    result = sitrep("check", env=env, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN" in result.stderr
+    assert "badsecret123" not in result.stderr + result.stdout
+
+
+def test_dot_env_in_the_working_directory_is_used(base_env, slack, tmp_path):
+    (tmp_path / ".env").write_text(
+        f"SLACK_BOT_TOKEN={slack.token}\nSLACK_SIGNING_SECRET={SIGNING_SECRET}\n"
+        f"SLACK_API_URL={slack.url}\nSITREP_CHANNEL={CHANNEL}\n",
+        encoding="utf-8",
+    )
+    result = sitrep("check", env=base_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_starting(result.stdout, "slack: ok")
+
+
+# --- the console script -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["check", "--help"]])
+def test_console_script_help(base_env, tmp_path, args):
+    assert SITREP.exists(), f"the sitrep console script is not installed next to {sys.executable}"
+    result = subprocess.run([str(SITREP), *args], env=base_env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: sitrep")
+    if args == ["--help"]:
+        assert "run" in result.stdout and "check" in result.stdout
+
+
+def test_no_command_prints_usage(base_env, tmp_path):
+    result = subprocess.run([str(SITREP)], env=base_env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "usage: sitrep" in result.stderr
+
+
+# --- sitrep run (HTTP mode) -----------------------------------------------------------------------
+
+
+def test_run_serves_healthz_and_slack_then_stops_on_sigterm(full_env, tmp_path):
+    port = free_port()
+    env = full_env | {"PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        healthy = False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = httpx.get(f"{base}/healthz", timeout=1)
+                if answer.status_code == 200 and answer.json() == {"ok": True}:
+                    healthy = True
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        assert healthy, "GET /healthz did not answer within 10 s"
+
+        body = command_body("/incident", "help")
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers |= slack_signature_headers(SIGNING_SECRET, body)
+        answer = httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=5)
+        assert answer.status_code == 200, answer.text
+        unsigned = httpx.post(f"{base}/slack/events", content=body, headers={"Content-Type": headers["Content-Type"]})
+        assert unsigned.status_code == 401
+
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    for secret in (full_env["SLACK_BOT_TOKEN"], SIGNING_SECRET, full_env["STATUSPAGE_API_KEY"], full_env["APPFIRST_API_KEY"]):
+        assert secret not in output

@@ -1,0 +1,228 @@
+"""`manifest.yml` is what a user pastes into Slack: it must be a valid v1 manifest, every slash
+command in it must reach a listener, and its bot scopes must be exactly what the code calls."""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.fakes.slack_api import default_shared_dir
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_PACKAGES = ("bot", "handlers", "scheduler", "store")
+EVENTS_PATH = "/slack/events"
+
+# Where a method's bot scope depends on the conversation type (conversations.replies wants
+# channels:history, groups:history, im:history or mpim:history), the kinds sitrep needs:
+# it only reads SITREP_CHANNEL, a public (C…) or private (G…/C…) channel, never DMs.
+CONVERSATION_KINDS = ("channels", "groups")
+
+# Sub-commands of SPEC's "Commands", which each usage hint must mention.
+SUBCOMMANDS = {
+    "/incident": ("declare", "update", "resolve", "list", "help"),
+    "/maintenance": ("schedule", "list", "status", "edit", "cancel", "help"),
+}
+
+
+@cache
+def shared_dir() -> Path:
+    path = default_shared_dir()  # repo_root.parent / "shared", or $SITREP_SHARED_DIR
+    assert (path / "slack").is_dir(), f"Slack's documents are not at {path / 'slack'} (set SITREP_SHARED_DIR)"
+    return path
+
+
+@cache
+def manifest() -> dict:
+    return yaml.safe_load((REPO / "manifest.yml").read_text(encoding="utf-8"))
+
+
+@cache
+def method_docs() -> dict[str, dict]:
+    docs = {}
+    for path in sorted((shared_dir() / "slack" / "docs_slack_dev_methods").glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and "args" in doc:
+            docs[path.stem] = doc
+    assert docs, "no Slack method documents found"
+    return docs
+
+
+def source_text() -> str:
+    files = [p for pkg in SOURCE_PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))]
+    assert files
+    return "\n".join(p.read_text(encoding="utf-8") for p in files)
+
+
+def manifest_commands() -> dict[str, dict]:
+    return {c["command"]: c for c in manifest()["features"]["slash_commands"]}
+
+
+def bot_scopes() -> list[str]:
+    return manifest()["oauth_config"]["scopes"]["bot"]
+
+
+# --- the manifest itself ---------------------------------------------------------------------
+
+
+def test_manifest_is_valid_against_slacks_v1_schema():
+    schema = json.loads((shared_dir() / "slack" / "slack_app_manifest.schema.1.0.0.json").read_text(encoding="utf-8"))
+    jsonschema.validate(manifest(), schema)
+    assert "_metadata" not in manifest(), "a v1 manifest has no _metadata"
+
+
+def test_manifest_is_ready_to_paste_for_http_mode():
+    m = manifest()
+    assert m["display_information"]["name"] == "sitrep"
+    assert m["display_information"].get("description")
+    assert m["features"]["bot_user"]["display_name"]
+    settings = m["settings"]
+    assert settings["socket_mode_enabled"] is False
+    assert settings["org_deploy_enabled"] is False
+    assert settings["token_rotation_enabled"] is False
+    # The schema does not catch interactivity without a request URL in HTTP mode.
+    assert settings["interactivity"]["is_enabled"] is True
+    urls = {settings["interactivity"].get("request_url")} | {c.get("url") for c in manifest_commands().values()}
+    assert len(urls) == 1, f"every Slack request goes to the one endpoint, got {urls}"
+    (url,) = urls
+    assert url and url.startswith("https://") and url.endswith(EVENTS_PATH)
+    assert "event_subscriptions" not in settings, "sitrep listens to no events; don't ask for them"
+    assert not m["oauth_config"]["scopes"].get("user"), "sitrep acts as its bot user only"
+
+
+def test_manifest_explains_socket_mode():
+    text = (REPO / "manifest.yml").read_text(encoding="utf-8")
+    comments = " ".join(line.strip() for line in text.splitlines() if line.strip().startswith("#"))
+    for needle in ("socket_mode_enabled", "connections:write", "SLACK_APP_TOKEN"):
+        assert needle in comments, f"the Socket Mode comment should mention {needle}"
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_slash_command_has_description_and_usage_hint(command):
+    entry = manifest_commands().get(command)
+    assert entry is not None, f"{command} is missing from the manifest"
+    assert entry["description"]
+    for sub in SUBCOMMANDS[command]:
+        assert sub in entry["usage_hint"], f"{command}'s usage hint does not mention {sub}"
+
+
+# --- every command reaches a listener, every listener is reachable -----------------------------
+
+
+class _Recorder:
+    """Stands in for the Bolt app during `handlers.register`, noting what is registered."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[str, object]] = []
+
+    def __getattr__(self, kind: str):
+        def register(constraint=None, *args, **kwargs):
+            self.registered.append((kind, constraint))
+            return lambda fn: fn
+
+        return register
+
+    def of(self, kind: str) -> set[str]:
+        return {str(c) for k, c in self.registered if k == kind}
+
+
+@pytest.fixture
+def registered(settings) -> _Recorder:
+    import handlers
+    from bot.app import build_bolt_app
+    from bot.context import build_context
+
+    ctx = build_context(settings)
+    recorder = _Recorder()
+    handlers.register(recorder, ctx)
+    # The recorder saw what the real app gets: same number of listeners.
+    assert len(build_bolt_app(build_context(settings))._async_listeners) == len(recorder.registered)
+    assert {k for k, _ in recorder.registered} <= {"command", "view", "action"}, recorder.registered
+    return recorder
+
+
+def test_registered_commands_are_exactly_the_manifests(registered):
+    assert registered.of("command") == set(manifest_commands())
+
+
+def test_every_manifest_command_is_answered(bot):
+    for command in manifest_commands():
+        response = bot.command("help", command=command)
+        assert response.status_code == 200, f"{command} help → {response.status_code} {response.text}"
+        assert "unhandled" not in response.text.lower()
+        assert response.text, f"{command} help answered nothing"
+
+
+def test_every_view_callback_and_action_is_dispatched(bot, registered):
+    """Interactivity reaches the same URL; Bolt answers 404 for a payload nobody listens to."""
+    assert registered.of("view") and registered.of("action")
+    for callback_id in sorted(registered.of("view")):
+        response = bot.submit({"callback_id": callback_id}, {})
+        assert response.status_code == 200, f"view {callback_id} → {response.status_code} {response.text}"
+    for action_id in sorted(registered.of("action")):
+        response = bot.click(action_id, "0")
+        assert response.status_code == 200, f"action {action_id} → {response.status_code} {response.text}"
+    assert bot.click("no_such_action", "0").status_code == 404  # the check above can fail
+
+
+# --- scopes: exactly what the code calls --------------------------------------------------------
+
+_SDK_CALL = re.compile(r"\.((?:auth|chat|conversations|views|users|reactions|pins|files|usergroups|team|bots|dnd)_\w+)\(")
+_API_CALL = re.compile(r"api_call\(\s*[\"']([\w.]+)[\"']")
+
+
+def called_methods() -> set[str]:
+    """Slack methods the code calls: `client.chat_postMessage(` → chat.postMessage."""
+    text = source_text()
+    found = {name.replace("_", ".") for name in _SDK_CALL.findall(text)} | set(_API_CALL.findall(text))
+    return found
+
+
+def scopes_for(method: str) -> set[str]:
+    doc = method_docs()[method]
+    bot = list((doc.get("scope") or {}).get("bot") or [])
+    if doc.get("no_scope_required") or not bot:
+        return set()
+    if len(bot) == 1:
+        return set(bot)
+    # Alternatives by conversation type: keep the kinds sitrep talks in.
+    chosen = {s for s in bot if s.split(":", 1)[0] in CONVERSATION_KINDS}
+    assert chosen, f"{method} needs one of {bot}; none fits {CONVERSATION_KINDS}"
+    return chosen
+
+
+def needed_scopes() -> dict[str, set[str]]:
+    """scope → the methods (or features) that need it."""
+    needs: dict[str, set[str]] = {}
+    if manifest()["features"].get("slash_commands"):
+        needs["commands"] = {"slash commands"}
+    for method in called_methods():
+        for scope in scopes_for(method):
+            needs.setdefault(scope, set()).add(method)
+    return needs
+
+
+def test_the_scan_finds_the_calls_we_know_about():
+    methods = called_methods()
+    assert {"auth.test", "chat.postMessage", "views.open", "conversations.replies"} <= methods, methods
+
+
+def test_every_called_method_is_a_documented_slack_method():
+    unknown = sorted(called_methods() - set(method_docs()))
+    assert not unknown, f"not in Slack's method documents: {unknown}"
+
+
+def test_scopes_cover_every_call():
+    missing = {scope: sorted(methods) for scope, methods in needed_scopes().items() if scope not in bot_scopes()}
+    assert not missing, f"manifest.yml lacks bot scopes the code needs: {missing}"
+
+
+def test_no_scope_is_requested_without_a_call_needing_it():
+    extra = sorted(set(bot_scopes()) - set(needed_scopes()))
+    assert not extra, f"manifest.yml asks for scopes nothing uses: {extra}"
+    assert len(bot_scopes()) == len(set(bot_scopes())), "a scope is listed twice"

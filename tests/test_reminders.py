@@ -1,0 +1,294 @@
+"""Reminders: on time, exactly once, across restarts and processes. Time is an injected
+clock; the bot's own loop runs the jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import ScheduleForm
+from scheduler.reminders import METADATA_EVENT, cancel_window_reminders, run_due_reminders, schedule_window_reminders
+from store.models import MaintenanceWindow, Reminder
+from tests.conftest import CHANNEL
+from tests.harness import BotUnderTest, FakeClock
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def bot(settings, clock):
+    with BotUnderTest(settings, clock=clock) as running:
+        yield running
+
+
+def schedule(bot, *, start_in=30, minutes=60, title="DB upgrade") -> MaintenanceWindow:
+    now = bot.ctx.clock()
+    form = ScheduleForm(title=title, start=now + timedelta(minutes=start_in), end=now + timedelta(minutes=start_in + minutes))
+    done = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123"))
+    return done.window
+
+
+def reminders(bot, window_id) -> dict[str, Reminder]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            rows = await session.execute(select(Reminder).where(Reminder.window_id == window_id))
+            return {r.kind: r for r in rows.scalars()}
+
+    return bot.run(read())
+
+
+def window_row(bot, window_id) -> MaintenanceWindow:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return await session.get(MaintenanceWindow, window_id)
+
+    return bot.run(read())
+
+
+def reminder_posts(slack, window=None, kind=None):
+    posts = []
+    for call in slack.calls_to("chat.postMessage"):
+        meta = call.get("metadata") or {}
+        if isinstance(meta, str):
+            meta = json.loads(meta)
+        payload = meta.get("event_payload") or {}
+        if meta.get("event_type") != METADATA_EVENT:
+            continue
+        if window is not None and payload.get("window_id") != window.id:
+            continue
+        if kind is not None and payload.get("kind") != kind:
+            continue
+        posts.append(call)
+    return posts
+
+
+def run_due(bot) -> int:
+    return bot.run(run_due_reminders(bot.ctx))
+
+
+def test_each_kind_fires_at_its_time_once(bot, slack, clock):
+    window = schedule(bot)
+    assert set(reminders(bot, window.id)) == {"heads_up", "started", "ended"}
+    assert run_due(bot) == 0
+
+    clock.advance(minutes=14, seconds=59)
+    assert run_due(bot) == 0
+    clock.advance(seconds=1)  # start - 15 min
+    assert run_due(bot) == 1
+    heads_up = reminder_posts(slack, window, "heads_up")
+    assert len(heads_up) == 1 and heads_up[0]["thread_ts"] == window.message_ts
+    assert heads_up[0]["reply_broadcast"] is True and "<!date^" in json.dumps(heads_up[0]["blocks"])
+    assert run_due(bot) == 0
+
+    clock.advance(minutes=15)  # the start
+    assert run_due(bot) == 1
+    assert len(reminder_posts(slack, window, "started")) == 1
+    assert window_row(bot, window.id).state == "in_progress"
+    assert "In progress" in json.dumps(slack.calls_to("chat.update")[-1]["blocks"])
+
+    clock.advance(minutes=60)  # the end
+    assert run_due(bot) == 1
+    assert run_due(bot) == 0
+    assert len(reminder_posts(slack, window, "ended")) == 1
+    assert window_row(bot, window.id).state == "completed"
+    assert "Completed" in json.dumps(slack.calls_to("chat.update")[-1]["blocks"])
+    assert {r.state for r in reminders(bot, window.id).values()} == {"posted"}
+    assert all(not r.late for r in reminders(bot, window.id).values())
+
+
+def test_lead_zero_has_no_heads_up(settings, slack, clock):
+    with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0}), clock=clock) as bot:
+        window = schedule(bot)
+        assert set(reminders(bot, window.id)) == {"started", "ended"}
+
+
+def test_window_scheduled_inside_the_lead_has_no_heads_up(bot, slack, clock):
+    window = schedule(bot, start_in=10)
+    assert set(reminders(bot, window.id)) == {"started", "ended"}
+
+
+def test_restart_between_scheduling_and_start_posts_each_once(settings, slack, clock):
+    with BotUnderTest(settings, clock=clock) as first:
+        window = schedule(first)
+    clock.advance(minutes=30)  # down across the heads-up and the start
+    with BotUnderTest(settings, clock=clock) as second:
+        slack.wait_for(lambda: reminder_posts(slack, window, "started"))
+        run_due(second)
+        clock.advance(minutes=60)
+        run_due(second)
+        run_due(second)
+    assert len(reminder_posts(slack, window, "started")) == 1
+    assert len(reminder_posts(slack, window, "ended")) == 1
+    assert reminder_posts(slack, window, "heads_up") == []  # the start had come: skipped
+
+
+def test_two_instances_on_one_database_post_once(settings, slack, clock):
+    with BotUnderTest(settings, clock=clock) as one, BotUnderTest(settings, clock=clock) as two:
+        windows = [schedule(one, title=f"Window {n}") for n in range(5)]
+        for minutes in (15, 15, 60):
+            clock.advance(minutes=minutes)
+            barrier = threading.Barrier(2)
+            results: list[int] = []
+
+            def race(bot):
+                barrier.wait()
+                results.append(run_due(bot))
+
+            threads = [threading.Thread(target=race, args=(b,)) for b in (one, two)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        for window in windows:
+            for kind in ("heads_up", "started", "ended"):
+                assert len(reminder_posts(slack, window, kind)) == 1, (window.id, kind)
+
+
+def _stale_claim(bot, window, kind, clock):
+    async def claim():
+        async with bot.ctx.db.session() as session, session.begin():
+            row = (await session.execute(select(Reminder).where(Reminder.window_id == window.id, Reminder.kind == kind))).scalar_one()
+            row.state = "claimed"
+            row.claimed_by = "dead-process"
+            row.claimed_at = clock() - timedelta(minutes=10)
+
+    bot.run(claim())
+
+
+def test_stale_claim_already_in_slack_is_not_posted_again(bot, slack, clock):
+    window = schedule(bot)
+    clock.advance(minutes=30)
+    _stale_claim(bot, window, "started", clock)
+    # The dead process had posted it before dying.
+    bot.run(
+        bot.ctx.slack.chat_postMessage(
+            channel=CHANNEL, thread_ts=window.message_ts, text="started",
+            metadata={"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": "started"}},
+        )
+    )
+    slack.forget_calls()
+    run_due(bot)
+    assert reminder_posts(slack, window, "started") == []
+    assert reminders(bot, window.id)["started"].state == "posted"
+    assert window_row(bot, window.id).state == "in_progress"
+
+
+def test_stale_claim_not_in_slack_is_posted(bot, slack, clock):
+    window = schedule(bot)
+    clock.advance(minutes=30)
+    _stale_claim(bot, window, "started", clock)
+    run_due(bot)
+    assert len(reminder_posts(slack, window, "started")) == 1
+    assert [c for c in slack.calls_to("conversations.replies") if c["ts"] == window.message_ts]
+
+
+def test_a_failed_post_is_retried_once_without_doubling(bot, slack, clock):
+    window = schedule(bot)
+    clock.advance(minutes=30)
+    slack.fail_next("chat.postMessage", error="internal_error")
+    run_due(bot)
+    assert reminders(bot, window.id)["started"].state == "claimed"
+    run_due(bot)
+    assert reminders(bot, window.id)["started"].state == "posted"
+    assert len(reminder_posts(slack, window, "started")) == 2  # one refused, one posted
+    posted = [m for m in slack.thread(CHANNEL, window.message_ts) if (m.get("metadata") or {}).get("event_payload", {}).get("kind") == "started"]
+    assert len(posted) == 1
+
+
+def test_late_start_is_posted_marked_late(bot, slack, clock):
+    window = schedule(bot)
+    clock.advance(minutes=50)  # 20 minutes into the window
+    run_due(bot)
+    started = reminder_posts(slack, window, "started")
+    assert len(started) == 1 and "late" in json.dumps(started[0]["blocks"]).lower()
+    assert reminder_posts(slack, window, "heads_up") == []
+    assert reminders(bot, window.id)["heads_up"].state == "skipped"
+    assert reminders(bot, window.id)["started"].late is True
+
+
+def test_late_end_within_the_hour_is_posted(bot, slack, clock):
+    window = schedule(bot)
+    clock.advance(minutes=30 + 60 + 30)
+    run_due(bot)
+    assert reminder_posts(slack, window, "started") == []  # the window is over
+    ended = reminder_posts(slack, window, "ended")
+    assert len(ended) == 1 and "late" in json.dumps(ended[0]["blocks"]).lower()
+    assert window_row(bot, window.id).state == "completed"
+
+
+def test_late_end_beyond_the_hour_is_recorded_as_skipped(bot, slack, clock):
+    window = schedule(bot)
+    clock.advance(minutes=30 + 60 + 61)
+    run_due(bot)
+    assert reminder_posts(slack, window) == []
+    assert {r.state for r in reminders(bot, window.id).values()} == {"skipped"}
+
+
+def test_editing_times_reschedules(bot, slack, clock):
+    window = schedule(bot)
+
+    async def move():
+        async with bot.ctx.db.session() as session, session.begin():
+            row = await session.get(MaintenanceWindow, window.id)
+            row.start = row.start + timedelta(hours=2)
+            row.end = row.end + timedelta(hours=2)
+        await schedule_window_reminders(bot.ctx, window.id)
+
+    bot.run(move())
+    clock.advance(minutes=30)
+    run_due(bot)
+    assert reminder_posts(slack, window) == []
+    clock.advance(hours=2)
+    run_due(bot)
+    assert len(reminder_posts(slack, window, "started")) == 1
+
+
+def test_cancel_removes_reminders(bot, slack, clock):
+    window = schedule(bot)
+
+    async def cancel():
+        async with bot.ctx.db.session() as session, session.begin():
+            row = await session.get(MaintenanceWindow, window.id)
+            row.state = "cancelled"
+        await cancel_window_reminders(bot.ctx, window.id)
+
+    bot.run(cancel())
+    clock.advance(hours=3)
+    run_due(bot)
+    assert reminder_posts(slack, window) == []
+    assert {r.state for r in reminders(bot, window.id).values()} == {"cancelled"}
+
+
+def test_the_scheduler_plans_its_wake_up_at_the_next_due_time(bot, slack, clock):
+    clock.set(datetime(2031, 1, 1, 9, 0, tzinfo=timezone.utc))  # ahead of the real time APScheduler uses
+    window = schedule(bot)
+    assert bot.bot.scheduler.next_wake() == reminders(bot, window.id)["heads_up"].due_at
+    clock.advance(minutes=15)
+    run_due(bot)
+    bot.run(bot.bot.scheduler.wake())
+    assert bot.bot.scheduler.next_wake() == reminders(bot, window.id)["started"].due_at
+
+
+def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
+    """No injected clock: APScheduler itself wakes the bot (seconds, not minutes)."""
+    with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
+        now = datetime.now(timezone.utc)
+        form = ScheduleForm(title="Quick one", start=now + timedelta(seconds=2), end=now + timedelta(seconds=4))
+        window = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+        slack.wait_for(lambda: reminder_posts(slack, window, "ended"), timeout=15)
+        rows = reminders(bot, window.id)
+        lateness = {kind: (row.posted_at - row.due_at).total_seconds() for kind, row in rows.items()}
+        print(f"reminder lateness in seconds: {lateness}")
+        assert all(row.state == "posted" for row in rows.values())
+        assert len(reminder_posts(slack, window, "started")) == 1
