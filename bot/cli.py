@@ -40,7 +40,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "aiosqlite"):
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

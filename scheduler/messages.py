@@ -22,7 +22,8 @@ def reminder(
         head = f":hourglass_flowing_sand: Heads-up: {name} starts {slack_date(window.start)} (in about {lead_minutes} minutes)."
         text = f"Heads-up: maintenance #{window.id} starts soon"
     elif kind == "started":
-        head = f":construction: {name} has started. Planned end: {slack_date(window.end)}."
+        until = f" Planned end: {slack_date(window.end)}." if window.end else ""
+        head = f":construction: {name} has started.{until}"
         text = f"Maintenance #{window.id} has started"
     else:
         head = f":white_check_mark: {name} has ended."

@@ -69,3 +69,11 @@ async def upcoming_windows(session: AsyncSession, backend: str, now: datetime) -
         .order_by(MaintenanceWindow.start, MaintenanceWindow.id)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def active_windows(session: AsyncSession, backend: str) -> list[MaintenanceWindow]:
+    """Every window of one backend still scheduled or in progress (for the sync)."""
+    query = select(MaintenanceWindow).where(
+        MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES)
+    )
+    return list((await session.execute(query)).scalars())

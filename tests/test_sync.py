@@ -1,0 +1,168 @@
+"""The periodic sync: windows made, moved or deleted outside Slack."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from scheduler.reminders import run_due_reminders
+from scheduler.sync import sync_windows
+from store.models import MaintenanceWindow, Reminder
+from tests.conftest import CHANNEL
+from tests.fakes.appfirst import FakeAppFirst
+from tests.harness import BotUnderTest, FakeClock
+from tests.test_reminders import reminder_posts
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def appfirst_server():
+    with FakeAppFirst() as server:
+        yield server
+
+
+@pytest.fixture
+def appfirst(appfirst_server):
+    appfirst_server.reset()
+    return appfirst_server
+
+
+@pytest.fixture
+def clock(appfirst, statuspage):
+    clock = FakeClock(T0)
+    appfirst.clock = clock
+    statuspage.clock = clock
+    return clock
+
+
+@pytest.fixture
+def appfirst_bot(settings, appfirst, clock):
+    settings = settings.model_copy(
+        update={
+            "appfirst_url": appfirst.url,
+            "appfirst_email": appfirst.email,
+            "appfirst_api_key": SecretStr(appfirst.api_key),
+            "maintenance_backend": "appfirst",
+        }
+    )
+    with BotUnderTest(settings, clock=clock) as bot:
+        yield bot
+
+
+@pytest.fixture
+def statuspage_bot(settings, clock):
+    with BotUnderTest(settings, clock=clock) as bot:
+        yield bot
+
+
+def windows(bot) -> list[MaintenanceWindow]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return list((await session.execute(select(MaintenanceWindow).order_by(MaintenanceWindow.id))).scalars())
+
+    return bot.run(read())
+
+
+def sync(bot):
+    return bot.run(sync_windows(bot.ctx))
+
+
+def test_a_new_appfirst_window_is_announced_and_gets_reminders(appfirst_bot, appfirst, slack, clock):
+    appfirst.add_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), reason="Kernel patching", servers=[7])
+    appfirst.add_window(T0 - timedelta(days=30), T0 - timedelta(days=29), reason="Old history")
+    report = sync(appfirst_bot)
+    assert report.adopted == 1
+    [window] = [w for w in windows(appfirst_bot) if w.state != "completed"]
+    assert window.title == "Kernel patching" and window.created_by is None and window.servers == [7]
+    parent = slack.message(CHANNEL, window.message_ts)
+    assert "Kernel patching" in json.dumps(parent["blocks"])
+    assert sync(appfirst_bot).adopted == 0  # idempotent
+    assert len([m for m in slack.messages(CHANNEL) if "Old history" in json.dumps(m.get("blocks"))]) == 0
+
+    clock.advance(hours=1)
+    appfirst_bot.run(run_due_reminders(appfirst_bot.ctx))
+    assert len(reminder_posts(slack, window, "started")) == 1
+
+
+def test_a_window_moved_on_appfirst_is_rescheduled(appfirst_bot, appfirst, slack, clock):
+    upstream = appfirst.add_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), reason="Move me")
+    sync(appfirst_bot)
+    appfirst.windows[upstream]["start"] = T0 + timedelta(hours=3)
+    appfirst.windows[upstream]["end"] = T0 + timedelta(hours=4)
+    assert sync(appfirst_bot).moved == 1
+    [window] = windows(appfirst_bot)
+    assert window.start == T0 + timedelta(hours=3)
+    thread = slack.thread(CHANNEL, window.message_ts)
+    assert "changed on" in json.dumps(thread[-1]["blocks"])
+
+    clock.advance(hours=1)
+    appfirst_bot.run(run_due_reminders(appfirst_bot.ctx))
+    assert reminder_posts(slack, window, "started") == []
+    clock.advance(hours=2)
+    appfirst_bot.run(run_due_reminders(appfirst_bot.ctx))
+    assert len(reminder_posts(slack, window, "started")) == 1
+
+
+def test_a_window_deleted_on_appfirst_is_cancelled_in_its_thread(appfirst_bot, appfirst, slack, clock):
+    upstream = appfirst.add_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), reason="Delete me")
+    sync(appfirst_bot)
+    del appfirst.windows[upstream]
+    assert sync(appfirst_bot).vanished == 1
+    [window] = windows(appfirst_bot)
+    assert window.state == "cancelled"
+    assert "no longer on" in json.dumps(slack.thread(CHANNEL, window.message_ts)[-1]["blocks"])
+    assert "Cancelled" in json.dumps(slack.calls_to("chat.update")[-1]["blocks"])
+    clock.advance(hours=2)
+    appfirst_bot.run(run_due_reminders(appfirst_bot.ctx))
+    assert reminder_posts(slack, window) == []
+
+
+def test_an_unknown_in_progress_status_page_window_is_announced_as_started(statuspage_bot, statuspage, slack, clock):
+    statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+    assert sync(statuspage_bot).adopted == 1
+    [window] = windows(statuspage_bot)
+    assert window.state == "in_progress" and window.created_by is None
+    statuspage_bot.run(run_due_reminders(statuspage_bot.ctx))
+    assert len(reminder_posts(slack, window, "started")) == 1
+
+    # Once it leaves the in-progress list it has ended: "ended" is posted once.
+    clock.advance(hours=2)
+    assert sync(statuspage_bot).ended == 1
+    statuspage_bot.run(run_due_reminders(statuspage_bot.ctx))
+    sync(statuspage_bot)
+    statuspage_bot.run(run_due_reminders(statuspage_bot.ctx))
+    assert len(reminder_posts(slack, window, "ended")) == 1
+    assert windows(statuspage_bot)[0].state == "completed"
+
+
+@pytest.mark.parametrize("failure", ["500", "timeout", "malformed", "trailing-comma", "401"])
+def test_a_failing_sync_keeps_the_bot_running(appfirst_bot, appfirst, slack, failure, caplog):
+    appfirst.add_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), reason="Kept")
+    sync(appfirst_bot)
+    if failure == "500":
+        appfirst.fail_status = 500
+    elif failure == "timeout":
+        appfirst.latency = 3.0
+    elif failure == "malformed":
+        appfirst.malformed = True
+    elif failure == "trailing-comma":
+        appfirst.seed_trailing_comma = True
+    else:
+        appfirst.api_key = "rotated"
+    report = sync(appfirst_bot)
+    assert report.failed
+    assert [w.state for w in windows(appfirst_bot)] == ["scheduled"]  # a failure is never "all deleted"
+    assert appfirst_bot.http.get("/healthz").json() == {"ok": True}
+    assert any("sync failed" in r.getMessage() for r in caplog.records)
+    assert appfirst.api_key not in caplog.text or failure == "401"
+
+
+def test_the_scheduled_sync_job_swallows_failures(appfirst_bot, appfirst):
+    appfirst.fail_status = 500
+    appfirst_bot.run(appfirst_bot.bot.scheduler._sync())
+    assert appfirst_bot.bot.scheduler.scheduler.running
