@@ -1,0 +1,98 @@
+"""Benchmarks, run by hand: `python bench/run.py`. Reported in the closing notes, never
+asserted in the test suite. Everything runs on loopback against the test fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.appfirst import AppFirstClient  # noqa: E402
+from bot.services.maintenance import MaintenanceService  # noqa: E402
+from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from scheduler.reminders import run_due_reminders  # noqa: E402
+from store.models import Incident  # noqa: E402
+from tests.fakes.appfirst import FakeAppFirst  # noqa: E402
+from tests.fakes.slack_api import FakeSlack  # noqa: E402
+from tests.fakes.statuspage import FakeStatusPage  # noqa: E402
+from tests.harness import SIGNING_SECRET, BotUnderTest, FakeClock  # noqa: E402
+
+
+def report(name: str, samples: list[float]) -> None:
+    samples = sorted(samples)
+    p95 = samples[int(len(samples) * 0.95) - 1] if len(samples) >= 20 else samples[-1]
+    print(f"{name:<48} n={len(samples):<4} median={statistics.median(samples) * 1000:8.1f} ms  p95={p95 * 1000:8.1f} ms")
+
+
+def main() -> None:
+    with FakeSlack() as slack, FakeStatusPage() as sp, FakeAppFirst() as fa, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
+            sitrep_channel="C0SITREP", statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            database_url=f"sqlite:///{tmp}/bench.db",
+        )
+        clock = FakeClock(datetime(2031, 1, 1, tzinfo=timezone.utc))
+        with BotUnderTest(settings, clock=clock) as bot:
+            # 1. Slash-command ack: opening the declare modal (includes views.open to the fake).
+            samples = []
+            for _ in range(50):
+                started = time.perf_counter()
+                bot.command("declare DB down")
+                samples.append(time.perf_counter() - started)
+            report("ack: /incident declare (modal opened)", samples)
+
+            # 2. `/incident list` answered in the ack with 400 open incidents.
+            async def many():
+                now = clock()
+                async with bot.ctx.db.session() as session, session.begin():
+                    for n in range(400):
+                        session.add(Incident(upstream_id=f"b-{n}", title=f"Incident {n}", status="Investigating",
+                                             impact="Partial Outage", channel_id="C0SITREP", declared_by="U1",
+                                             declared_at=now, updated_at=now))
+            bot.run(many())
+            samples = []
+            for _ in range(30):
+                started = time.perf_counter()
+                bot.command("list")
+                samples.append(time.perf_counter() - started)
+            report("ack: /incident list (400 open incidents)", samples)
+
+            # 3. Reminders: 200 windows whose "started" falls due at once.
+            service = MaintenanceService(bot.ctx)
+            for n in range(200):
+                start = clock() + timedelta(minutes=30)
+                bot.run(service.schedule(ScheduleForm(title=f"W{n}", start=start, end=start + timedelta(hours=1)),
+                                         user_id="U1", channel_id=None))
+            clock.advance(minutes=30)
+            started = time.perf_counter()
+            posted = bot.run(run_due_reminders(bot.ctx))
+            elapsed = time.perf_counter() - started
+            print(f"{'reminders: 400 due at once (200 late heads-ups skipped)':<48} posted={posted} in {elapsed:.2f} s "
+                  f"({elapsed / max(posted, 1) * 1000:.1f} ms each)")
+
+        # 4. AppFirst: listing 3,000 windows across pages.
+        now = datetime.now(timezone.utc)
+        for n in range(3000):
+            fa.add_window(now + timedelta(hours=n), now + timedelta(hours=n, minutes=30), reason=f"w{n}")
+
+        async def listing(page_size: int) -> float:
+            async with AppFirstClient(fa.url, fa.email, fa.api_key, page_size=page_size) as client:
+                started = time.perf_counter()
+                windows = await client.list_windows()
+                assert len(windows) == 3000
+                return time.perf_counter() - started
+
+        for page_size in (2500, 500):
+            samples = [asyncio.run(listing(page_size)) for _ in range(5)]
+            report(f"appfirst: list 3,000 windows (page size {page_size})", samples)
+
+
+if __name__ == "__main__":
+    main()
