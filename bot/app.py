@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,8 +23,13 @@ def build_bolt_app(ctx: AppContext) -> AsyncApp:
     import handlers
 
     settings = ctx.settings
+    # Bolt gets a token-less twin of our client: the token comes from `authorize`, so
+    # Bolt neither warns about two sources nor keeps a second copy of the secret.
+    bolt_client = AsyncWebClient(
+        base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers
+    )
     app = AsyncApp(
-        client=ctx.slack,
+        client=bolt_client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,

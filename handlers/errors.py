@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 Listener = Callable[..., Awaitable[None]]
 
 MISCONFIGURED = (
-    "sitrep is misconfigured: the {service} refused its credentials. "
+    "sitrep is misconfigured: {service} refused its credentials. "
     "The operator has been told (it is in the bot's log); nothing you typed is lost."
 )
 
@@ -70,13 +70,19 @@ def failure_answer(err: SubmissionFailed) -> tuple[str, list[dict]]:
     return f"That didn't go through: {escape(cause.message)}", blocks
 
 
+def _named(service: str) -> str:
+    """`status page` reads as "the status page"; a product name (`AppFirst`) stays bare."""
+    return f"the {service}" if service[:1].islower() else service
+
+
 def upstream_sentence(exc: UpstreamError) -> str:
     """Rejections quote the upstream Message verbatim; the rest say what happened."""
     if isinstance(exc, UpstreamUnauthorized):
         log.error("%s refused the credentials (401): check the configuration", exc.service)
-        return MISCONFIGURED.format(service=exc.service)
+        return MISCONFIGURED.format(service=_named(exc.service))
     if isinstance(exc, UpstreamRejected):
-        return f"The {exc.service} said “{escape(exc.message)}”"
+        named = _named(exc.service)
+        return f"{named[:1].upper()}{named[1:]} said “{escape(exc.message)}”"
     return escape(str(exc))
 
 

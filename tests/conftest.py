@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 
 from bot.settings import Settings
+from tests.fakes.appfirst import FakeAppFirst
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.statuspage import FakeStatusPage
 from tests.harness import SIGNING_SECRET, BotUnderTest
@@ -36,6 +38,18 @@ def statuspage(statuspage_server):
     return statuspage_server
 
 
+@pytest.fixture(scope="session")
+def appfirst_server():
+    with FakeAppFirst() as server:
+        yield server
+
+
+@pytest.fixture
+def appfirst(appfirst_server):
+    appfirst_server.reset()
+    return appfirst_server
+
+
 @pytest.fixture
 def settings(tmp_path, slack, statuspage, monkeypatch) -> Settings:
     monkeypatch.chdir(tmp_path)  # no stray .env is read
@@ -48,6 +62,19 @@ def settings(tmp_path, slack, statuspage, monkeypatch) -> Settings:
         statuspage_api_key=statuspage.api_key,
         sitrep_components=COMPONENTS,
         database_url=f"sqlite:///{tmp_path / 'sitrep.db'}",
+    )
+
+
+@pytest.fixture
+def appfirst_settings(settings, appfirst) -> Settings:
+    """The same bot with AppFirst configured and chosen as the maintenance backend."""
+    return settings.model_copy(
+        update={
+            "appfirst_url": appfirst.url,
+            "appfirst_email": appfirst.email,
+            "appfirst_api_key": SecretStr(appfirst.api_key),
+            "maintenance_backend": "appfirst",
+        }
     )
 
 

@@ -153,7 +153,9 @@ def test_slow_upstream_does_not_delay_the_ack(settings, slack, statuspage):
         elapsed = time.monotonic() - started
         assert response.status_code == 200
         assert elapsed < 2.5, f"ack took {elapsed:.1f}s"
-        statuspage.latency = 0
+        # The slow answer still arrives, and the incident is announced after it.
+        slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL], timeout=15)
+        slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
 
 
 def test_mentions_in_title_are_escaped(bot, slack, statuspage):

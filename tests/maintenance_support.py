@@ -1,0 +1,100 @@
+"""Helpers shared by the /maintenance end-to-end tests (both backends)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from handlers.maintenance.ids import Action, Block
+from store.models import Draft, MaintenanceWindow
+from tests.conftest import CHANNEL
+from tests.harness import BotUnderTest, chose_many, last_view, picked_time, typed
+
+NY = ZoneInfo("America/New_York")
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+# 09:00 to 11:00 in New York on a winter date (EST, UTC-5) and a summer date (EDT, UTC-4).
+WINTER_START = datetime(2026, 12, 1, 9, 0, tzinfo=NY)
+WINTER_END = datetime(2026, 12, 1, 11, 0, tzinfo=NY)
+SUMMER_START = datetime(2027, 7, 1, 9, 0, tzinfo=NY)
+SUMMER_END = datetime(2027, 7, 1, 11, 0, tzinfo=NY)
+API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
+
+
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def date_token(moment: datetime) -> str:
+    return f"<!date^{epoch(moment)}^"
+
+
+def schedule_values(
+    title: str = "DB upgrade",
+    *,
+    description: str | None = "Routine optimisation",
+    start: datetime | None = WINTER_START,
+    end: datetime | None = WINTER_END,
+    components: list[str] | None = None,
+    servers: str | None = None,
+) -> dict:
+    values: dict = {
+        Block.TITLE: {Action.TITLE: typed(title)},
+        Block.START: {Action.START: picked_time(start)},
+        Block.END: {Action.END: picked_time(end)},
+    }
+    if description is not None:
+        values[Block.DESCRIPTION] = {Action.DESCRIPTION: typed(description)}
+    if components is not None:
+        values[Block.COMPONENTS] = {Action.COMPONENTS: chose_many(components)}
+    if servers is not None:
+        values[Block.SERVERS] = {Action.SERVERS: typed(servers)}
+    return values
+
+
+def open_modal(bot: BotUnderTest, slack, text: str = "schedule DB upgrade") -> dict:
+    before = len(slack.calls_to("views.open"))
+    response = bot.command(text, command="/maintenance")
+    assert response.status_code == 200, response.text
+    slack.wait_for(lambda: len(slack.calls_to("views.open")) > before)
+    return last_view(slack)
+
+
+def block(view: dict, block_id: str) -> dict | None:
+    return next((b for b in view["blocks"] if b.get("block_id") == block_id), None)
+
+
+def announcements(slack) -> list[dict]:
+    """Top-level messages in the channel."""
+    return [m for m in slack.messages(CHANNEL) if not m.get("thread_ts")]
+
+
+def wait_announcement(slack) -> dict:
+    return slack.wait_for(lambda: announcements(slack))[0]
+
+
+def wait_answer(slack, count: int = 1) -> dict:
+    """The n-th ephemeral answer to the person (1-based)."""
+    return slack.wait_for(lambda: slack.ephemerals()[count - 1] if len(slack.ephemerals()) >= count else None)
+
+
+def windows(bot: BotUnderTest) -> list[MaintenanceWindow]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return list((await session.execute(select(MaintenanceWindow).order_by(MaintenanceWindow.id))).scalars())
+
+    return bot.run(read())
+
+
+def drafts(bot: BotUnderTest) -> list[Draft]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return list((await session.execute(select(Draft).order_by(Draft.id))).scalars())
+
+    return bot.run(read())
+
+
+def ack_text(response) -> str:
+    body = response.json()
+    return body.get("text", "") + str(body.get("blocks", ""))

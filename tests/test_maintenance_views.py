@@ -1,0 +1,132 @@
+"""The maintenance Block Kit builders stay within Slack's limits, whatever the data."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bot.maintenance_backend import AppFirstMaintenance, BackendWindow, StatusPageMaintenance
+from bot.services.maintenance import Change, Done
+from bot.services.maintenance_forms import DRAFT_SCHEDULE, ScheduleForm, parse_servers
+from bot.settings import Component
+from handlers.maintenance import views
+from handlers.maintenance.ids import Block
+from store.models import MaintenanceWindow
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def window(n: int = 1, *, title: str = "DB upgrade", backend: str = "appfirst", **kw) -> MaintenanceWindow:
+    fields = dict(
+        id=n,
+        backend=backend,
+        upstream_id=str(n),
+        title=title,
+        description="",
+        start=T0 + timedelta(hours=n),
+        end=T0 + timedelta(hours=n + 2),
+        components=[],
+        servers=[1, 2],
+        state="scheduled",
+        channel_id="C1",
+        message_ts="1.1",
+        created_by="U1",
+        created_at=T0,
+        updated_at=T0,
+    )
+    fields.update(kw)
+    return MaintenanceWindow(**fields)
+
+
+def check_message(blocks: list[dict]) -> None:
+    assert len(blocks) <= 50
+    for b in blocks:
+        if b["type"] == "section" and "text" in b:
+            assert len(b["text"]["text"]) <= 3000
+        for f in b.get("fields", []):
+            assert len(f["text"]) <= 2000
+        assert len(b.get("fields", [])) <= 10
+
+
+def check_modal(view: dict) -> None:
+    assert len(view["blocks"]) <= 100
+    for key in ("title", "submit", "close"):
+        assert len(view[key]["text"]) <= 24
+    assert len(view["private_metadata"]) <= 3000
+    check_message(view["blocks"][:50])
+    for b in view["blocks"]:
+        element = b.get("element", {})
+        if element.get("type") == "plain_text_input":
+            assert element["max_length"] <= 3000
+        assert len(element.get("options", [])) <= 100
+
+
+@pytest.mark.parametrize("backend", [StatusPageMaintenance(None), AppFirstMaintenance(None)], ids=["statuspage", "appfirst"])
+def test_schedule_and_edit_modals_fit(backend):
+    components = [Component(name=f"Component {i} " + "x" * 60, id=f"id-{i}") for i in range(150)]
+    form = ScheduleForm(title="t" * 500, description="d" * 5000, start=T0, end=T0 + timedelta(hours=1), servers_text="1," * 400)
+    check_modal(views.schedule_modal(form, backend, components, channel_id="C1"))
+    edit = views.schedule_modal(form, backend, components, channel_id="C1", window=window(99999, title="<!here>" * 100))
+    check_modal(edit)
+    assert json.loads(edit["private_metadata"]) == {"channel": "C1", "window": 99999}
+    assert "<!here>" not in json.dumps(edit)
+
+
+def test_cancel_modal_fits_and_escapes():
+    view = views.cancel_modal(window(title="<!channel> " * 400), channel_id="C1")
+    check_modal(view)
+    assert "<!channel>" not in json.dumps(view)
+
+
+def test_announcement_fits_with_huge_fields():
+    w = window(title="<@U9> " * 200, description="d" * 10000, servers=list(range(3000)))
+    text, blocks = views.announcement(w)
+    check_message(blocks)
+    assert "<@U9>" not in text + json.dumps(blocks)
+    sp = window(backend="statuspage", servers=[], components=["API " * 1000], end=None, created_by=None)
+    _, blocks = views.announcement(sp)
+    check_message(blocks)
+    assert "outside Slack, on the status page" in json.dumps(blocks) and "Not given" in json.dumps(blocks)
+
+
+@pytest.mark.parametrize("state", ["scheduled", "in_progress", "completed", "cancelled"])
+def test_announcement_shows_state_and_offers_cancel_only_while_active(state):
+    _, blocks = views.announcement(window(state=state))
+    body = json.dumps(blocks)
+    assert views.STATE_LABEL[state] in body
+    assert ("maintenance_cancel_button" in body) == (state in ("scheduled", "in_progress"))
+
+
+def test_list_and_status_stay_within_50_blocks():
+    many = [window(i, title="w" * 100, servers=list(range(50))) for i in range(1, 1500)]
+    _, blocks = views.window_list(many)
+    check_message(blocks)
+    live = [(BackendWindow(str(i), "t" * 100, T0, None, servers=tuple(range(20)), in_progress=True), None) for i in range(1500)]
+    _, blocks = views.status_answer(live, "AppFirst")
+    check_message(blocks)
+
+
+def test_edited_reply_and_shift_note_use_date_tokens():
+    w = window()
+    old = T0 + timedelta(hours=1)
+    _, blocks = views.edited_reply(w, [Change("start", old, w.start), Change("title", "<!here>", "b")], "U1", T0)
+    body = json.dumps(blocks)
+    assert f"<!date^{int(old.timestamp())}^" in body and "&lt;!here&gt;" in body
+    text, blocks = views.done_answer(Done(kind=DRAFT_SCHEDULE, window=w, entered=(T0, T0 + timedelta(hours=1))))
+    assert "AppFirst stored the window as" in json.dumps(blocks)
+
+
+def test_servers_parse():
+    assert parse_servers("1, 2 3") == (1, 2, 3)
+    assert parse_servers("[1,2,3]") == (1, 2, 3)
+    assert parse_servers("") == ()
+    assert parse_servers("1, web") is None
+    assert parse_servers("-1") is None
+
+
+def test_blocks_of_errors_exist_in_the_modals():
+    view = views.schedule_modal(ScheduleForm(title=""), AppFirstMaintenance(None), [], channel_id=None)
+    ids = {b.get("block_id") for b in view["blocks"]}
+    assert {Block.TITLE, Block.START, Block.END, Block.SERVERS} <= ids
