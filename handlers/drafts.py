@@ -5,11 +5,11 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.context import AppContext
+from bot.services.drafts import draft_kind
 from bot.user_errors import NotFound
 from handlers import state
 from handlers.errors import renders_errors
 from handlers.ids import DraftAction
-from store import drafts as draft_store
 
 
 def register(app: AsyncApp, ctx: AppContext, owners: dict) -> None:
@@ -17,15 +17,10 @@ def register(app: AsyncApp, ctx: AppContext, owners: dict) -> None:
 
     async def owner_of(body: dict):
         value = state.action_value(body)
-        draft = None
-        if value.isdigit():
-            async with ctx.db.session() as session:
-                draft = await draft_store.get_draft(session, int(value))
-        if draft is None:
-            raise NotFound("That submission is no longer kept.")
+        kind = await draft_kind(ctx, int(value)) if value.isdigit() else None
         for prefix, handlers in owners.items():
-            if draft.kind.startswith(prefix):
-                return draft.id, handlers
+            if kind is not None and kind.startswith(prefix):
+                return int(value), handlers
         raise NotFound("That submission is no longer kept.")
 
     async def retry(ack, body: dict) -> None:

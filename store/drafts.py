@@ -5,15 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Draft
+
+SENDING, FAILED, DONE = "sending", "failed", "done"
 
 
 async def keep_draft(
     session: AsyncSession, *, kind: str, user_id: str, channel_id: str | None, payload: dict[str, Any], now: datetime
 ) -> Draft:
-    draft = Draft(kind=kind, user_id=user_id, channel_id=channel_id, payload=payload, created_at=now, updated_at=now)
+    """A new draft, already marked as being sent by the caller."""
+    draft = Draft(
+        kind=kind, user_id=user_id, channel_id=channel_id, payload=payload, state=SENDING, created_at=now, updated_at=now
+    )
     session.add(draft)
     await session.flush()
     return draft
@@ -23,8 +29,18 @@ async def get_draft(session: AsyncSession, draft_id: int) -> Draft | None:
     return await session.get(Draft, draft_id)
 
 
-def mark_attempt(draft: Draft, *, error: str | None, now: datetime) -> None:
-    draft.attempts += 1
-    draft.state = "failed" if error else "done"
-    draft.error = error
-    draft.updated_at = now
+async def claim_for_retry(session: AsyncSession, draft_id: int, *, now: datetime) -> bool:
+    """Only a failed draft can be sent again, and only by one click at a time."""
+    claimed = await session.execute(
+        update(Draft).where(Draft.id == draft_id, Draft.state == FAILED).values(state=SENDING, updated_at=now)
+    )
+    return claimed.rowcount == 1
+
+
+async def record_attempt(session: AsyncSession, draft_id: int, *, error: str | None, now: datetime) -> None:
+    draft = await session.get(Draft, draft_id)
+    if draft is not None:
+        draft.attempts += 1
+        draft.state = FAILED if error else DONE
+        draft.error = error
+        draft.updated_at = now

@@ -3,7 +3,6 @@ clock; the bot's own loop runs the jobs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from datetime import datetime, timedelta, timezone

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
-from store.models import MaintenanceWindow, Reminder
+from store.models import MaintenanceWindow
 from tests.conftest import CHANNEL
 from tests.fakes.appfirst import FakeAppFirst
 from tests.harness import BotUnderTest, FakeClock

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
@@ -36,6 +36,9 @@ class DeclareForm:
             out["impact"] = "Pick an impact."
         return out
 
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
     def summary(self) -> str:
         lines = [f"Title: {self.title}", f"Status: {self.status}", f"Impact: {self.impact}"]
         if self.description:
@@ -57,6 +60,9 @@ class UpdateForm:
             out["text"] = "Say what changed."
         return out
 
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
+
     def summary(self) -> str:
         return f"Incident #{self.incident_id} → {self.status}\n{self.text}"
 
@@ -68,6 +74,9 @@ class ResolveForm:
 
     def problems(self) -> dict[str, str]:
         return {}
+
+    def to_payload(self) -> dict[str, Any]:
+        return asdict(self)
 
     def summary(self) -> str:
         return f"Resolve incident #{self.incident_id}" + (f"\nNote: {self.note}" if self.note else "")

@@ -4,13 +4,14 @@ handlers; every submission is kept as a draft until the status page accepted it.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
 from bot.context import AppContext
-from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized
+from bot.errors import UpstreamRejected
+from bot.services.drafts import DraftFlow
 from bot.services.incident_forms import (
     DRAFT_DECLARE,
     DRAFT_UPDATE,
@@ -22,8 +23,7 @@ from bot.services.incident_forms import (
 )
 from bot.statuspage import IncidentCreateModel, IncidentUpdateModel
 from handlers.incident import views
-from bot.user_errors import FeatureDisabled, NotAllowed, NotFound, SubmissionFailed
-from store import drafts as draft_store
+from bot.user_errors import FeatureDisabled, NotAllowed, NotFound
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent
 
@@ -35,12 +35,12 @@ class Submitted:
 
     incident: Incident
     permalink: str | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 class IncidentService:
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
+        self.drafts = DraftFlow(ctx, FORMS, form_from_payload)
 
     # --- guards ----------------------------------------------------------------------
     def _client(self):
@@ -86,53 +86,22 @@ class IncidentService:
         """Keep the draft, then send it; a failure leaves the draft for Retry."""
         self.ensure_allowed(user_id)
         self._client()
-        async with self.ctx.db.session() as session, session.begin():
-            draft = await draft_store.keep_draft(
-                session, kind=kind, user_id=user_id, channel_id=channel_id, payload=asdict(form), now=self.ctx.clock()
-            )
-        return await self._send(draft.id, kind, form, user_id)
+        return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send)
 
     async def retry(self, draft_id: int, *, user_id: str) -> tuple[str, Submitted]:
-        async with self.ctx.db.session() as session:
-            draft = await draft_store.get_draft(session, draft_id)
-        if draft is None or draft.kind not in FORMS:
-            raise NotFound("That submission is no longer kept.")
-        if draft.state == "done":
-            raise NotFound("That submission already went through.")
         self.ensure_allowed(user_id)
-        form = form_from_payload(draft.kind, draft.payload)
-        return draft.kind, await self._send(draft.id, draft.kind, form, user_id)
+        self._client()
+        return await self.drafts.retry(draft_id, user_id=user_id, send=self._send)
 
     async def draft_form(self, draft_id: int) -> tuple[str, DeclareForm | UpdateForm | ResolveForm]:
-        async with self.ctx.db.session() as session:
-            draft = await draft_store.get_draft(session, draft_id)
-        if draft is None or draft.kind not in FORMS:
-            raise NotFound("That submission is no longer kept.")
-        return draft.kind, form_from_payload(draft.kind, draft.payload)
+        return await self.drafts.form_of(draft_id)
 
-    async def _send(self, draft_id: int, kind: str, form: Any, user_id: str) -> Submitted:
-        try:
-            if kind == DRAFT_DECLARE:
-                result = await self._declare(form, user_id)
-            elif kind == DRAFT_UPDATE:
-                result = await self._update(form, user_id)
-            else:
-                result = await self._resolve(form, user_id)
-        except UpstreamError as exc:
-            if isinstance(exc, UpstreamUnauthorized):
-                log.error("status page refused the API key (401): check STATUSPAGE_API_KEY")
-            else:
-                log.warning("status page did not take %s: %s", kind, exc)
-            await self._record_attempt(draft_id, str(exc))
-            raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
-        await self._record_attempt(draft_id, None)
-        return result
-
-    async def _record_attempt(self, draft_id: int, error: str | None) -> None:
-        async with self.ctx.db.session() as session, session.begin():
-            draft = await draft_store.get_draft(session, draft_id)
-            if draft is not None:
-                draft_store.mark_attempt(draft, error=error, now=self.ctx.clock())
+    async def _send(self, kind: str, form: Any, user_id: str) -> Submitted:
+        if kind == DRAFT_DECLARE:
+            return await self._declare(form, user_id)
+        if kind == DRAFT_UPDATE:
+            return await self._update(form, user_id)
+        return await self._resolve(form, user_id)
 
     async def _declare(self, form: DeclareForm, user_id: str) -> Submitted:
         upstream_id = await self._client().create_incident(

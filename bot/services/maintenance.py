@@ -14,8 +14,9 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
 from bot.context import AppContext
-from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized
+from bot.errors import UpstreamRejected
 from bot.maintenance_backend import BackendWindow, MaintenanceBackend
+from bot.services.drafts import DraftFlow
 from bot.services.maintenance_forms import (
     DRAFT_CANCEL,
     DRAFT_EDIT,
@@ -25,10 +26,9 @@ from bot.services.maintenance_forms import (
     ScheduleForm,
     form_from_payload,
 )
-from bot.user_errors import FeatureDisabled, NotAllowed, NotFound, NotSupported, SubmissionFailed
+from bot.user_errors import FeatureDisabled, NotAllowed, NotFound, NotSupported
 from handlers.maintenance import views
 from scheduler import reminders
-from store import drafts as draft_store
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
 
@@ -76,6 +76,7 @@ def state_at(start: datetime, end: datetime | None, now: datetime, in_progress: 
 class MaintenanceService:
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
+        self.drafts = DraftFlow(ctx, FORMS, form_from_payload)
 
     # --- guards ----------------------------------------------------------------------
     @property
@@ -183,53 +184,22 @@ class MaintenanceService:
         """Keep the draft, then send it; a failure leaves the draft for Retry."""
         self.ensure_allowed(user_id)
         self.ensure_enabled()
-        async with self.ctx.db.session() as session, session.begin():
-            draft = await draft_store.keep_draft(
-                session, kind=kind, user_id=user_id, channel_id=channel_id, payload=form.to_payload(), now=self.ctx.clock()
-            )
-        return await self._send(draft.id, kind, form, user_id)
+        return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send)
 
     async def retry(self, draft_id: int, *, user_id: str) -> Done:
-        async with self.ctx.db.session() as session:
-            draft = await draft_store.get_draft(session, draft_id)
-        if draft is None or draft.kind not in FORMS:
-            raise NotFound("That submission is no longer kept.")
-        if draft.state == "done":
-            raise NotFound("That submission already went through.")
         self.ensure_allowed(user_id)
-        form = form_from_payload(draft.kind, draft.payload)
-        return await self._send(draft.id, draft.kind, form, user_id)
+        self.ensure_enabled()
+        return (await self.drafts.retry(draft_id, user_id=user_id, send=self._send))[1]
 
     async def draft_form(self, draft_id: int) -> tuple[str, ScheduleForm | CancelForm]:
-        async with self.ctx.db.session() as session:
-            draft = await draft_store.get_draft(session, draft_id)
-        if draft is None or draft.kind not in FORMS:
-            raise NotFound("That submission is no longer kept.")
-        return draft.kind, form_from_payload(draft.kind, draft.payload)
+        return await self.drafts.form_of(draft_id)
 
-    async def _send(self, draft_id: int, kind: str, form: Any, user_id: str) -> Done:
-        try:
-            if kind == DRAFT_SCHEDULE:
-                result = await self._schedule(form, user_id)
-            elif kind == DRAFT_EDIT:
-                result = await self._edit(form, user_id)
-            else:
-                result = await self._cancel(form, user_id)
-        except UpstreamError as exc:
-            if isinstance(exc, UpstreamUnauthorized):
-                log.error("%s refused the credentials (401): check the maintenance backend's settings", exc.service)
-            else:
-                log.warning("%s did not take %s: %s", exc.service, kind, exc)
-            await self._record_attempt(draft_id, str(exc))
-            raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
-        await self._record_attempt(draft_id, None)
-        return result
-
-    async def _record_attempt(self, draft_id: int, error: str | None) -> None:
-        async with self.ctx.db.session() as session, session.begin():
-            draft = await draft_store.get_draft(session, draft_id)
-            if draft is not None:
-                draft_store.mark_attempt(draft, error=error, now=self.ctx.clock())
+    async def _send(self, kind: str, form: Any, user_id: str) -> Done:
+        if kind == DRAFT_SCHEDULE:
+            return await self._schedule(form, user_id)
+        if kind == DRAFT_EDIT:
+            return await self._edit(form, user_id)
+        return await self._cancel(form, user_id)
 
     @staticmethod
     def _entered_if_shifted(form: ScheduleForm, window: MaintenanceWindow) -> tuple[datetime, datetime] | None:

@@ -1,0 +1,82 @@
+"""Every submission goes through here: kept as a draft first, sent, and each attempt
+recorded, so nothing anyone typed is lost and Retry sends it once, however often clicked."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any, Protocol, TypeVar
+
+from bot.context import AppContext
+from bot.errors import UpstreamError, UpstreamUnauthorized
+from bot.user_errors import NotFound, SubmissionFailed
+from store import drafts as draft_store
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Form(Protocol):
+    def to_payload(self) -> dict[str, Any]: ...
+
+    def summary(self) -> str: ...
+
+
+Send = Callable[[str, Any, str], Awaitable[T]]  # (kind, form, user_id) -> result
+
+
+class DraftFlow:
+    def __init__(self, ctx: AppContext, kinds: Collection[str], from_payload: Callable[[str, dict[str, Any]], Any]):
+        self.ctx = ctx
+        self.kinds = frozenset(kinds)
+        self.from_payload = from_payload
+
+    async def submit(self, kind: str, form: Form, *, user_id: str, channel_id: str | None, send: Send[T]) -> T:
+        async with self.ctx.db.session() as session, session.begin():
+            draft = await draft_store.keep_draft(
+                session, kind=kind, user_id=user_id, channel_id=channel_id, payload=form.to_payload(), now=self.ctx.clock()
+            )
+        return await self._attempt(draft.id, kind, form, user_id, send)
+
+    async def retry(self, draft_id: int, *, user_id: str, send: Send[T]) -> tuple[str, T]:
+        kind, form = await self.form_of(draft_id)
+        async with self.ctx.db.session() as session, session.begin():
+            claimed = await draft_store.claim_for_retry(session, draft_id, now=self.ctx.clock())
+        if not claimed:
+            raise NotFound("That submission already went through, or is being sent right now.")
+        return kind, await self._attempt(draft_id, kind, form, user_id, send)
+
+    async def form_of(self, draft_id: int) -> tuple[str, Any]:
+        async with self.ctx.db.session() as session:
+            draft = await draft_store.get_draft(session, draft_id)
+        if draft is None or draft.kind not in self.kinds:
+            raise NotFound("That submission is no longer kept.")
+        return draft.kind, self.from_payload(draft.kind, draft.payload)
+
+    async def _attempt(self, draft_id: int, kind: str, form: Form, user_id: str, send: Send[T]) -> T:
+        try:
+            result = await send(kind, form, user_id)
+        except UpstreamError as exc:
+            if isinstance(exc, UpstreamUnauthorized):
+                log.error("%s refused the credentials (401): check the configuration", exc.service)
+            else:
+                log.warning("%s did not take %s: %s", exc.service, kind, exc)
+            await self._record(draft_id, str(exc))
+            raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
+        except BaseException:
+            await self._record(draft_id, "interrupted")
+            raise
+        await self._record(draft_id, None)
+        return result
+
+    async def _record(self, draft_id: int, error: str | None) -> None:
+        async with self.ctx.db.session() as session, session.begin():
+            await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock())
+
+
+async def draft_kind(ctx: AppContext, draft_id: int) -> str | None:
+    """Which feature a kept draft belongs to (its kind, such as `incident.update`)."""
+    async with ctx.db.session() as session:
+        draft = await draft_store.get_draft(session, draft_id)
+    return draft.kind if draft is not None else None
