@@ -105,6 +105,10 @@ class MaintenanceBackend(Protocol):
 
     async def in_progress(self) -> list[BackendWindow]: ...
 
+    async def exists(self, upstream_id: str) -> bool:
+        """Asked before the sync cancels a window missing from a list (pages can shift)."""
+        ...
+
 
 class StatusPageMaintenance:
     """Seed 000: create as an incident of Type Maintenance, cancel = resolve, list = in progress."""
@@ -173,6 +177,10 @@ class StatusPageMaintenance:
 
     async def in_progress(self) -> list[BackendWindow]:
         return await self.list_windows()
+
+    async def exists(self, upstream_id: str) -> bool:
+        # No read of one window on the status page; its list is never taken as complete.
+        return True
 
 
 class AppFirstMaintenance:
@@ -255,6 +263,13 @@ class AppFirstMaintenance:
 
     async def in_progress(self) -> list[BackendWindow]:
         return [w for w in await self.list_windows() if w.in_progress]
+
+    async def exists(self, upstream_id: str) -> bool:
+        try:
+            await self.client.get_window(self._id(upstream_id))
+        except UpstreamNotFound:
+            return False
+        return True
 
 
 def make_backend(

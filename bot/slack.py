@@ -5,10 +5,7 @@ from __future__ import annotations
 import logging
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
@@ -17,15 +14,14 @@ log = logging.getLogger(__name__)
 
 
 def make_slack_client(settings: Settings, *, timeout: int = 10) -> AsyncWebClient:
-    """Honour a 429's `Retry-After` (off by default in slack_sdk) and retry lost connections."""
+    """Honour a 429's `Retry-After` (off by default in slack_sdk). No automatic retry on a
+    dropped connection: Slack may have taken the message already, and a reminder must not
+    be posted twice; the reminder's stale-claim path looks in the thread and retries."""
     return AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(),
         base_url=settings.slack_api_url,
         timeout=timeout,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=3),
-        ],
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
     )
 
 

@@ -42,54 +42,55 @@ def desired_due_times(window: MaintenanceWindow, *, lead_minutes: int, now: date
 
 
 async def schedule_window_reminders(ctx: AppContext, window_id: int) -> None:
-    """Create or move a window's reminders to match its (possibly edited) times."""
+    """Create or move a window's reminders to match its (possibly edited) times.
+    Every change to an existing row is a compare-and-set on the state we read, so a
+    reminder being posted by another process at this moment is never reset."""
     now = ctx.clock()
     async with ctx.db.session() as session, session.begin():
         window = await reminder_store.get_window(session, window_id)
         if window is None:
             return
         existing = await reminder_store.reminders_of(session, window_id)
-        if window.state not in ACTIVE_STATES:
-            _cancel_rows(existing.values())
-        else:
-            wanted = desired_due_times(window, lead_minutes=ctx.settings.sitrep_reminder_lead, now=now)
-            for kind in KINDS:
-                row = existing.get(kind)
-                due_at = wanted.get(kind)
-                if due_at is None:
-                    if row is not None and row.state == reminder_store.PENDING:
-                        row.state = reminder_store.CANCELLED
-                    continue
-                if row is None:
+        if window.state == "in_progress" and window.start > now:
+            window.state = "scheduled"  # moved into the future: it has not started after all
+        wanted = (
+            desired_due_times(window, lead_minutes=ctx.settings.sitrep_reminder_lead, now=now)
+            if window.state in ACTIVE_STATES
+            else {}
+        )
+        for kind in KINDS:
+            row, due_at = existing.get(kind), wanted.get(kind)
+            if row is None:
+                if due_at is not None:
                     session.add(Reminder(window_id=window_id, kind=kind, due_at=due_at))
-                elif row.due_at != due_at:
-                    moved_to_future = due_at > now
-                    if row.state in (reminder_store.PENDING, reminder_store.CANCELLED) or (
-                        row.state in (reminder_store.POSTED, reminder_store.SKIPPED) and moved_to_future
-                    ):
-                        # A window moved later is announced again at its new times.
-                        row.due_at = due_at
-                        row.state = reminder_store.PENDING
-                        row.message_ts = None
-                        row.posted_at = None
-                        row.late = False
-                    elif row.state == reminder_store.CLAIMED:
-                        row.due_at = due_at
-                elif row.state == reminder_store.CANCELLED:
-                    row.state = reminder_store.PENDING
+                continue
+            change = _change_for(row, due_at, now)
+            if change:
+                await reminder_store.change_if_state(session, row.id, seen_state=row.state, **change)
     await _wake(ctx)
+
+
+def _change_for(row: Reminder, due_at: datetime | None, now: datetime) -> dict:
+    """What to write to one reminder row so it matches the window's times."""
+    if due_at is None:
+        return {"state": reminder_store.CANCELLED} if row.state == reminder_store.PENDING else {}
+    if row.due_at == due_at:
+        return {"state": reminder_store.PENDING} if row.state == reminder_store.CANCELLED else {}
+    if row.state == reminder_store.CLAIMED:
+        return {"due_at": due_at}
+    if row.state in (reminder_store.PENDING, reminder_store.CANCELLED) or due_at > now:
+        # A window moved later is announced again at its new times.
+        return {"due_at": due_at, "state": reminder_store.PENDING, "message_ts": None, "posted_at": None, "late": False}
+    return {}
 
 
 async def cancel_window_reminders(ctx: AppContext, window_id: int) -> None:
     async with ctx.db.session() as session, session.begin():
-        _cancel_rows((await reminder_store.reminders_of(session, window_id)).values())
+        for row in (await reminder_store.reminders_of(session, window_id)).values():
+            await reminder_store.change_if_state(
+                session, row.id, seen_state=reminder_store.PENDING, state=reminder_store.CANCELLED
+            )
     await _wake(ctx)
-
-
-def _cancel_rows(rows) -> None:
-    for row in rows:
-        if row.state == reminder_store.PENDING:
-            row.state = reminder_store.CANCELLED
 
 
 async def _wake(ctx: AppContext) -> None:
@@ -167,19 +168,22 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
 
 
 async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, text: str, blocks: list[dict]) -> str:
-    channel = window.channel_id or ctx.settings.sitrep_channel
-    kwargs: dict = {}
-    if window.message_ts:
-        kwargs = {"thread_ts": window.message_ts, "reply_broadcast": True}
-    answer = await ctx.slack.chat_postMessage(
-        channel=channel,
-        text=text,
-        blocks=blocks,
+    """In the window's thread (announcing the window first if that never worked), broadcast,
+    tagged so a retry can tell it already reached Slack."""
+    return await _maintenance(ctx).post_in_thread(
+        window.id,
+        text,
+        blocks,
+        broadcast=True,
         metadata={"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}},
-        unfurl_links=False,
-        **kwargs,
     )
-    return answer["ts"]
+
+
+def _maintenance(ctx: AppContext):
+    # Imported here: the maintenance service schedules reminders, so it imports this module.
+    from bot.services.maintenance import MaintenanceService
+
+    return MaintenanceService(ctx)
 
 
 async def _find_posted(ctx: AppContext, window: MaintenanceWindow, kind: str) -> str | None:
@@ -231,9 +235,7 @@ async def _apply_state(ctx: AppContext, window: MaintenanceWindow, kind: str) ->
             return
         stored.state = new_state
         stored.updated_at = ctx.clock()
-    from bot.services.maintenance import MaintenanceService
-
     try:
-        await MaintenanceService(ctx).refresh_announcement(window.id)
+        await _maintenance(ctx).refresh_announcement(window.id)
     except SlackApiError as exc:
         log.warning("could not refresh the announcement of window %s: %s", window.id, exc.response.get("error"))

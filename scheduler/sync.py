@@ -31,6 +31,10 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
     report = SyncReport()
     if backend is None:
         return report
+    # What we knew before asking: a window scheduled from Slack while the pages are being
+    # read must not look as if it had vanished upstream.
+    async with ctx.db.session() as session:
+        active = await window_store.active_windows(session, backend.name)
     try:
         listed = await backend.list_windows()
     except UpstreamError as exc:
@@ -42,7 +46,6 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
     service = MaintenanceService(ctx)
     async with ctx.db.session() as session:
         known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in listed])
-        active = await window_store.active_windows(session, backend.name)
 
     for upstream in listed:
         row = known.get(upstream.upstream_id)
@@ -55,15 +58,16 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
         if row.state not in ACTIVE_STATES or not backend.lists_all:
             continue
         if upstream.start and upstream.end and (upstream.start != row.start or upstream.end != row.end):
-            before = (row.start, row.end)
             async with ctx.db.session() as session, session.begin():
-                stored = await window_store.get_window(session, row.id)
-                stored.start, stored.end = upstream.start, upstream.end
-                stored.updated_at = now
+                moved = await window_store.move_if_unchanged(
+                    session, row.id, seen=(row.start, row.end), new=(upstream.start, upstream.end), now=now
+                )
+            if not moved:
+                continue  # another process saw it first
             await schedule_window_reminders(ctx, row.id)
             async with ctx.db.session() as session:
                 stored = await window_store.get_window(session, row.id)
-            text, blocks = messages.moved_outside(stored, before=before, service=backend.service)
+            text, blocks = messages.moved_outside(stored, before=(row.start, row.end), service=backend.service)
             await service.post_in_thread(row.id, text, blocks)
             await service.refresh_announcement(row.id)
             report.moved += 1
@@ -73,10 +77,16 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
         if row.upstream_id in listed_ids:
             continue
         if backend.lists_all:
+            try:
+                if await backend.exists(row.upstream_id):
+                    continue  # the pages shifted under us; it is still there
+            except UpstreamError as exc:
+                log.warning("maintenance sync could not confirm window %s is gone (%s)", row.id, exc)
+                continue
             async with ctx.db.session() as session, session.begin():
-                stored = await window_store.get_window(session, row.id)
-                stored.state = "cancelled"
-                stored.updated_at = now
+                cancelled = await window_store.cancel_if_active(session, row.id, now=now)
+            if not cancelled:
+                continue
             await cancel_window_reminders(ctx, row.id)
             async with ctx.db.session() as session:
                 stored = await window_store.get_window(session, row.id)
@@ -88,11 +98,12 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             # The status page lists only windows in progress: one that left the list early
             # has ended. Its "ended" reminder, due now, is posted once like any other.
             async with ctx.db.session() as session, session.begin():
-                stored = await window_store.get_window(session, row.id)
-                stored.end = now
-                stored.updated_at = now
-            await schedule_window_reminders(ctx, row.id)
-            report.ended += 1
+                ended = await window_store.move_if_unchanged(
+                    session, row.id, seen=(row.start, row.end), new=(row.start, now), now=now
+                )
+            if ended:
+                await schedule_window_reminders(ctx, row.id)
+                report.ended += 1
     if report.adopted or report.moved or report.vanished or report.ended:
         log.info("maintenance sync: %s", report)
     return report

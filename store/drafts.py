@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Draft
@@ -29,10 +29,16 @@ async def get_draft(session: AsyncSession, draft_id: int) -> Draft | None:
     return await session.get(Draft, draft_id)
 
 
-async def claim_for_retry(session: AsyncSession, draft_id: int, *, now: datetime) -> bool:
-    """Only a failed draft can be sent again, and only by one click at a time."""
+async def claim_for_retry(session: AsyncSession, draft_id: int, *, now: datetime, stuck_before: datetime) -> bool:
+    """Only a failed draft can be sent again, and only by one click at a time; a send
+    that never finished (the process died) counts as failed once it is old enough."""
     claimed = await session.execute(
-        update(Draft).where(Draft.id == draft_id, Draft.state == FAILED).values(state=SENDING, updated_at=now)
+        update(Draft)
+        .where(
+            Draft.id == draft_id,
+            or_(Draft.state == FAILED, (Draft.state == SENDING) & (Draft.updated_at < stuck_before)),
+        )
+        .values(state=SENDING, updated_at=now)
     )
     return claimed.rowcount == 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import MaintenanceWindow
@@ -77,3 +77,37 @@ async def active_windows(session: AsyncSession, backend: str) -> list[Maintenanc
         MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def cancel_if_active(session: AsyncSession, window_id: int, *, now: datetime) -> bool:
+    """Compare-and-set: True for the one caller that moved the window to cancelled."""
+    done = await session.execute(
+        update(MaintenanceWindow)
+        .where(MaintenanceWindow.id == window_id, MaintenanceWindow.state.in_(ACTIVE_STATES))
+        .values(state="cancelled", updated_at=now)
+    )
+    return done.rowcount == 1
+
+
+async def move_if_unchanged(
+    session: AsyncSession,
+    window_id: int,
+    *,
+    seen: tuple[datetime | None, datetime | None],
+    new: tuple[datetime | None, datetime | None],
+    now: datetime,
+) -> bool:
+    """Compare-and-set on the times, so two processes syncing at once announce a move once."""
+    old_start, old_end = seen
+    start, end = new
+    query = update(MaintenanceWindow).where(
+        MaintenanceWindow.id == window_id,
+        MaintenanceWindow.state.in_(ACTIVE_STATES),
+        MaintenanceWindow.start == old_start,
+        MaintenanceWindow.end.is_(None) if old_end is None else MaintenanceWindow.end == old_end,
+    )
+    values: dict = {"start": start, "end": end, "updated_at": now}
+    if start is not None and start > now:
+        values["state"] = "scheduled"  # moved into the future: it has not started after all
+    done = await session.execute(query.values(**values))
+    return done.rowcount == 1

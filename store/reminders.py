@@ -22,6 +22,15 @@ async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow
     return await session.get(MaintenanceWindow, window_id)
 
 
+async def change_if_state(session: AsyncSession, reminder_id: int, *, seen_state: str, **values) -> bool:
+    """Compare-and-set: change a reminder only if nobody moved it on since we read it
+    (a claim taken meanwhile by another process wins)."""
+    done = await session.execute(
+        update(Reminder).where(Reminder.id == reminder_id, Reminder.state == seen_state).values(**values)
+    )
+    return done.rowcount == 1
+
+
 async def due(session: AsyncSession, now: datetime, stale_before: datetime) -> list[Reminder]:
     """Pending reminders that are due, and claims that were never completed."""
     query = (

@@ -14,6 +14,7 @@ from bot.settings import Component
 from handlers.maintenance import views
 from handlers.maintenance.ids import Block
 from store.models import MaintenanceWindow
+from tests.slack_limits import check_message, check_modal
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -38,29 +39,6 @@ def window(n: int = 1, *, title: str = "DB upgrade", backend: str = "appfirst", 
     )
     fields.update(kw)
     return MaintenanceWindow(**fields)
-
-
-def check_message(blocks: list[dict]) -> None:
-    assert len(blocks) <= 50
-    for b in blocks:
-        if b["type"] == "section" and "text" in b:
-            assert len(b["text"]["text"]) <= 3000
-        for f in b.get("fields", []):
-            assert len(f["text"]) <= 2000
-        assert len(b.get("fields", [])) <= 10
-
-
-def check_modal(view: dict) -> None:
-    assert len(view["blocks"]) <= 100
-    for key in ("title", "submit", "close"):
-        assert len(view[key]["text"]) <= 24
-    assert len(view["private_metadata"]) <= 3000
-    check_message(view["blocks"][:50])
-    for b in view["blocks"]:
-        element = b.get("element", {})
-        if element.get("type") == "plain_text_input":
-            assert element["max_length"] <= 3000
-        assert len(element.get("options", [])) <= 100
 
 
 @pytest.mark.parametrize("backend", [StatusPageMaintenance(None), AppFirstMaintenance(None)], ids=["statuspage", "appfirst"])

@@ -4,17 +4,21 @@ recorded, so nothing anyone typed is lost and Retry sends it once, however often
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Protocol, TypeVar
 
 from bot.context import AppContext
-from bot.errors import UpstreamError, UpstreamUnauthorized
+from bot.errors import UpstreamError
 from bot.user_errors import NotFound, SubmissionFailed
 from store import drafts as draft_store
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A draft still "sending" after this long was left by a process that died mid-send.
+STUCK_AFTER = timedelta(minutes=2)
 
 
 class Form(Protocol):
@@ -42,7 +46,8 @@ class DraftFlow:
     async def retry(self, draft_id: int, *, user_id: str, send: Send[T]) -> tuple[str, T]:
         kind, form = await self.form_of(draft_id)
         async with self.ctx.db.session() as session, session.begin():
-            claimed = await draft_store.claim_for_retry(session, draft_id, now=self.ctx.clock())
+            now = self.ctx.clock()
+            claimed = await draft_store.claim_for_retry(session, draft_id, now=now, stuck_before=now - STUCK_AFTER)
         if not claimed:
             raise NotFound("That submission already went through, or is being sent right now.")
         return kind, await self._attempt(draft_id, kind, form, user_id, send)
@@ -58,10 +63,7 @@ class DraftFlow:
         try:
             result = await send(kind, form, user_id)
         except UpstreamError as exc:
-            if isinstance(exc, UpstreamUnauthorized):
-                log.error("%s refused the credentials (401): check the configuration", exc.service)
-            else:
-                log.warning("%s did not take %s: %s", exc.service, kind, exc)
+            log.warning("%s did not take %s: %s", exc.service, kind, exc)
             await self._record(draft_id, str(exc))
             raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
         except BaseException:

@@ -35,6 +35,7 @@ class Submitted:
 
     incident: Incident
     permalink: str | None = None
+    warning: str | None = None  # the status page took it, but Slack did not
 
 
 class IncidentService:
@@ -136,16 +137,9 @@ class IncidentService:
             await incident_store.add_event(
                 session, incident, kind="declared", status=form.status, text=form.description, user_id=user_id, at=now
             )
-        text, blocks = views.announcement(incident)
-        posted = await self.ctx.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
-        permalink = await self._fetch_permalink(posted.get("channel", channel), posted["ts"])
-        async with self.ctx.db.session() as session, session.begin():
-            stored = await incident_store.get_incident(session, incident.id)
-            stored.message_ts = posted["ts"]
-            stored.channel_id = posted.get("channel", channel)
-            stored.permalink = permalink
-            incident = stored
-        return Submitted(incident=incident, permalink=permalink)
+        warning = await self._publish(incident)
+        incident = await self._reload(incident.id)
+        return Submitted(incident=incident, permalink=incident.permalink, warning=warning)
 
     async def _update(self, form: UpdateForm, user_id: str) -> Submitted:
         incident = await self.find_open(str(form.incident_id))
@@ -161,8 +155,9 @@ class IncidentService:
             event = await incident_store.add_event(
                 session, incident, kind="update", status=form.status, text=form.text, user_id=user_id, at=now
             )
-        await self._post_in_thread(incident, event.id, *views.update_reply(incident, event))
-        return Submitted(incident=incident, permalink=incident.permalink)
+        warning = await self._publish(incident, event.id, views.update_reply(incident, event))
+        incident = await self._reload(incident.id)
+        return Submitted(incident=incident, permalink=incident.permalink, warning=warning)
 
     async def _resolve(self, form: ResolveForm, user_id: str) -> Submitted:
         incident = await self.find_open(str(form.incident_id))
@@ -175,10 +170,10 @@ class IncidentService:
             # person still sees the upstream Message verbatim.
             await self._close(incident, user_id=user_id, note=form.note, announce=False)
             raise
-        incident = await self._close(incident, user_id=user_id, note=form.note, announce=True)
-        return Submitted(incident=incident, permalink=incident.permalink)
+        incident, warning = await self._close(incident, user_id=user_id, note=form.note, announce=True)
+        return Submitted(incident=incident, permalink=incident.permalink, warning=warning)
 
-    async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> Incident:
+    async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> tuple[Incident, str | None]:
         now = self.ctx.clock()
         async with self.ctx.db.session() as session, session.begin():
             incident = await incident_store.get_incident(session, incident.id)
@@ -188,32 +183,66 @@ class IncidentService:
             event = await incident_store.add_event(
                 session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
             )
-        if announce:
-            await self._post_in_thread(incident, event.id, *views.resolved_reply(incident, event), broadcast=True)
-        else:
-            await self._refresh_announcement(incident)
-        return incident
+        reply = views.resolved_reply(incident, event) if announce else None
+        warning = await self._publish(incident, event.id, reply, broadcast=True)
+        return await self._reload(incident.id), warning
 
-    async def _post_in_thread(
-        self, incident: Incident, event_id: int, text: str, blocks: list[dict], *, broadcast: bool = False
-    ) -> None:
-        """Reply in the incident's thread, then keep the parent message current."""
-        if incident.message_ts:
-            reply = await self.ctx.slack.chat_postMessage(
-                channel=incident.channel_id,
-                thread_ts=incident.message_ts,
-                reply_broadcast=broadcast,
-                text=text,
-                blocks=blocks,
-                unfurl_links=False,
+    async def _reload(self, incident_id: int) -> Incident:
+        async with self.ctx.db.session() as session:
+            return await incident_store.get_incident(session, incident_id)
+
+    async def _publish(
+        self,
+        incident: Incident,
+        event_id: int | None = None,
+        reply: tuple[str, list[dict]] | None = None,
+        *,
+        broadcast: bool = False,
+    ) -> str | None:
+        """Bring Slack up to date: the announcement (posted now if it never was), the
+        thread reply, the parent edited. The status page already took the change, so Slack
+        trouble is reported back as a warning, never as a failed submission to retry."""
+        try:
+            if not incident.message_ts:
+                incident = await self._announce(incident)
+            elif reply is None:
+                await self._refresh_announcement(incident)
+            if reply is not None:
+                text, blocks = reply
+                posted = await self.ctx.slack.chat_postMessage(
+                    channel=incident.channel_id,
+                    thread_ts=incident.message_ts,
+                    reply_broadcast=broadcast,
+                    text=text,
+                    blocks=blocks,
+                    unfurl_links=False,
+                )
+                async with self.ctx.db.session() as session, session.begin():
+                    event = await session.get(IncidentEvent, event_id)
+                    event.message_ts = posted["ts"]
+                await self._refresh_announcement(incident)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else "unknown"
+            log.warning("incident #%s: Slack refused a post (%s); the next change retries it", incident.id, error)
+            return (
+                f"The status page has it, but Slack refused the post in <#{self.ctx.settings.sitrep_channel}> "
+                f"(`{error}`). The next update posts it again."
             )
-            async with self.ctx.db.session() as session, session.begin():
-                event = await session.get(IncidentEvent, event_id)
-                event.message_ts = reply["ts"]
-        await self._refresh_announcement(incident)
+        return None
+
+    async def _announce(self, incident: Incident) -> Incident:
+        """Post the incident's one parent message and remember where it is."""
+        channel = self.ctx.settings.sitrep_channel
+        text, blocks = views.announcement(incident)
+        posted = await self.ctx.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
+        permalink = await self._fetch_permalink(posted.get("channel", channel), posted["ts"])
+        async with self.ctx.db.session() as session, session.begin():
+            stored = await incident_store.get_incident(session, incident.id)
+            stored.message_ts = posted["ts"]
+            stored.channel_id = posted.get("channel", channel)
+            stored.permalink = permalink
+        return stored
 
     async def _refresh_announcement(self, incident: Incident) -> None:
-        if not incident.message_ts:
-            return
         text, blocks = views.announcement(incident)
         await self.ctx.slack.chat_update(channel=incident.channel_id, ts=incident.message_ts, text=text, blocks=blocks)

@@ -54,6 +54,7 @@ class Done:
     #: The times the person entered, when the server stored different ones.
     entered: tuple[datetime, datetime] | None = None
     changes: list[Change] = field(default_factory=list)
+    warning: str | None = None  # the backend took it, but Slack did not
 
 
 def _same_minute(a: datetime | None, b: datetime | None) -> bool:
@@ -244,10 +245,18 @@ class MaintenanceService:
                     updated_at=now,
                 ),
             )
-        window = await self._announce(window.id)
+        # Reminders first: they must not depend on Slack taking the announcement.
         await reminders.schedule_window_reminders(self.ctx, window.id)
+        warning = await self._slack_step(window.id, lambda: self._announce(window.id))
+        window = await self.get(window.id)
         permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
-        return Done(kind=DRAFT_SCHEDULE, window=window, permalink=permalink, entered=self._entered_if_shifted(form, window))
+        return Done(
+            kind=DRAFT_SCHEDULE,
+            window=window,
+            permalink=permalink,
+            entered=self._entered_if_shifted(form, window),
+            warning=warning,
+        )
 
     async def _edit(self, form: ScheduleForm, user_id: str) -> Done:
         backend = self.backend
@@ -279,15 +288,23 @@ class MaintenanceService:
                 setattr(stored, key, value)
             stored.updated_at = now
             window = stored
-        if window.message_ts:
-            text, blocks = views.edited_reply(window, changes, user_id, now)
-            await self.post_in_thread(window.id, text, blocks)
-        await self.refresh_announcement(window.id)
         await reminders.schedule_window_reminders(self.ctx, window.id)
+        text, blocks = views.edited_reply(window, changes, user_id, now)
+
+        async def publish() -> None:
+            await self.post_in_thread(window.id, text, blocks)
+            await self.refresh_announcement(window.id)
+
+        warning = await self._slack_step(window.id, publish)
         window = await self.get(window.id)
         permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
         return Done(
-            kind=DRAFT_EDIT, window=window, permalink=permalink, entered=self._entered_if_shifted(form, window), changes=changes
+            kind=DRAFT_EDIT,
+            window=window,
+            permalink=permalink,
+            entered=self._entered_if_shifted(form, window),
+            changes=changes,
+            warning=warning,
         )
 
     async def _cancel(self, form: CancelForm, user_id: str) -> Done:
@@ -301,22 +318,39 @@ class MaintenanceService:
             # sees the upstream Message verbatim.
             await self._close(window.id, user_id=user_id, note=form.note)
             raise
-        window = await self._close(window.id, user_id=user_id, note=form.note)
+        window, warning = await self._close(window.id, user_id=user_id, note=form.note)
         permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
-        return Done(kind=DRAFT_CANCEL, window=window, permalink=permalink)
+        return Done(kind=DRAFT_CANCEL, window=window, permalink=permalink, warning=warning)
 
-    async def _close(self, window_id: int, *, user_id: str, note: str) -> MaintenanceWindow:
+    async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
         now = self.ctx.clock()
         async with self.ctx.db.session() as session, session.begin():
             window = await window_store.get_window(session, window_id)
             window.state = "cancelled"
             window.updated_at = now
         await reminders.cancel_window_reminders(self.ctx, window.id)
-        if window.message_ts:
-            text, blocks = views.cancelled_reply(window, user_id, now, note)
-            await self.post_in_thread(window.id, text, blocks, broadcast=True)
-        await self.refresh_announcement(window.id)
-        return window
+        text, blocks = views.cancelled_reply(window, user_id, now, note)
+
+        async def publish() -> None:
+            if window.message_ts:
+                await self.post_in_thread(window.id, text, blocks, broadcast=True)
+            await self.refresh_announcement(window.id)
+
+        return window, await self._slack_step(window.id, publish)
+
+    async def _slack_step(self, window_id: int, step) -> str | None:
+        """Run the Slack side of a change the backend already took: trouble here is
+        reported as a warning, never as a failed submission someone would send again."""
+        try:
+            await step()
+        except SlackApiError as exc:
+            error = exc.response.get("error") if exc.response is not None else "unknown"
+            log.warning("maintenance #%s: Slack refused a post (%s)", window_id, error)
+            return (
+                f"{self.backend.service[:1].upper()}{self.backend.service[1:]} has it, but Slack refused the post in "
+                f"<#{self.ctx.settings.sitrep_channel}> (`{error}`). Reminders still follow the window."
+            )
+        return None
 
     # --- for the scheduler and the sync job ------------------------------------------
     async def adopt_external(self, bw: BackendWindow) -> MaintenanceWindow:

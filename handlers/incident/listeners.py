@@ -13,6 +13,7 @@ from handlers import state
 from handlers.errors import renders_errors, who_and_where
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
+from handlers.text import section
 
 # Which block shows the error for each form field.
 FIELD_BLOCKS = {
@@ -144,6 +145,8 @@ class IncidentHandlers:
         else:
             verb = "Posted an update to" if kind == DRAFT_UPDATE else "Resolved"
             text, blocks = views.done_answer(verb, result.incident, result.permalink)
+        if result.warning:
+            blocks = blocks + [section(f":warning: {result.warning}")]
         await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------

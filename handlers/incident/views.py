@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
 from bot.settings import Component
 from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
+from handlers import blocks as kit
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from handlers.text import button, context, duration, escape, mrkdwn, plain, section, slack_date, truncate, user
 from store.models import Incident, IncidentEvent
@@ -25,56 +25,6 @@ IMPACT_EMOJI = {
     "Major Outage": ":red_circle:",
 }
 MAX_MESSAGE_BLOCKS = 50
-MAX_OPTIONS = 100
-
-
-def _option(text: str, value: str) -> dict:
-    return {"text": plain(text), "value": value}
-
-
-def _select(action_id: str, options: Sequence[tuple[str, str]], initial: str | None, placeholder: str) -> dict:
-    element: dict = {
-        "type": "static_select",
-        "action_id": action_id,
-        "placeholder": plain(placeholder),
-        "options": [_option(label, value) for label, value in options][:MAX_OPTIONS],
-    }
-    chosen = next(((label, value) for label, value in options if value == initial), None)
-    if chosen:
-        element["initial_option"] = _option(*chosen)
-    return element
-
-
-def _input(block_id: str, label: str, element: dict, *, optional: bool = False, hint: str | None = None) -> dict:
-    block = {"type": "input", "block_id": block_id, "label": plain(label), "element": element, "optional": optional}
-    if hint:
-        block["hint"] = plain(hint, 150)
-    return block
-
-
-def _text_input(action_id: str, *, initial: str = "", multiline: bool = False, max_length: int, placeholder: str) -> dict:
-    element = {
-        "type": "plain_text_input",
-        "action_id": action_id,
-        "multiline": multiline,
-        "max_length": max_length,
-        "placeholder": plain(placeholder, 150),
-    }
-    if initial:
-        element["initial_value"] = initial[:max_length]
-    return element
-
-
-def _modal(callback_id: str, title: str, submit: str, blocks: list[dict], metadata: dict) -> dict:
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": plain(title, 24),
-        "submit": plain(submit, 24),
-        "close": plain("Cancel", 24),
-        "private_metadata": json.dumps(metadata),
-        "blocks": blocks,
-    }
 
 
 def _incident_label(incident: Incident) -> str:
@@ -86,15 +36,15 @@ def _incident_label(incident: Incident) -> str:
 
 def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel_id: str | None) -> dict:
     blocks = [
-        _input(
+        kit.input(
             Block.TITLE,
             "Title",
-            _text_input(Action.TITLE, initial=form.title, max_length=TITLE_MAX, placeholder="Checkout is failing for EU users"),
+            kit.text_input(Action.TITLE, initial=form.title, max_length=TITLE_MAX, placeholder="Checkout is failing for EU users"),
         ),
-        _input(
+        kit.input(
             Block.DESCRIPTION,
             "Description",
-            _text_input(
+            kit.text_input(
                 Action.DESCRIPTION,
                 initial=form.description,
                 multiline=True,
@@ -103,11 +53,11 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
             ),
             optional=True,
         ),
-        _input(Block.STATUS, "Status", _select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], form.status, "Status")),
-        _input(
+        kit.input(Block.STATUS, "Status", kit.select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], form.status, "Status")),
+        kit.input(
             Block.IMPACT,
             "Impact",
-            _select(Action.IMPACT, [(f"{IMPACT_EMOJI[i]} {i}", i) for i in INCIDENT_IMPACTS], form.impact, "Impact"),
+            kit.select(Action.IMPACT, [(f"{IMPACT_EMOJI[i]} {i}", i) for i in INCIDENT_IMPACTS], form.impact, "Impact"),
         ),
     ]
     if components:
@@ -115,18 +65,18 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
             "type": "multi_static_select",
             "action_id": Action.COMPONENTS,
             "placeholder": plain("Pick components"),
-            "options": [_option(c.name, c.id) for c in components][:MAX_OPTIONS],
+            "options": [kit.option(c.name, c.id) for c in components][:kit.MAX_OPTIONS],
         }
-        initial = [_option(c.name, c.id) for c in components if c.id in form.component_ids]
+        initial = [kit.option(c.name, c.id) for c in components if c.id in form.component_ids]
         if initial:
             element["initial_options"] = initial
-        blocks.append(_input(Block.COMPONENTS, "Affected components", element, optional=True))
-    notify_option = _option("Notify subscribers", NOTIFY_VALUE)
+        blocks.append(kit.input(Block.COMPONENTS, "Affected components", element, optional=True))
+    notify_option = kit.option("Notify subscribers", NOTIFY_VALUE)
     checkboxes: dict = {"type": "checkboxes", "action_id": Action.NOTIFY, "options": [notify_option]}
     if form.notify:
         checkboxes["initial_options"] = [notify_option]
-    blocks.append(_input(Block.NOTIFY, "Subscribers", checkboxes, optional=True))
-    return _modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, {"channel": channel_id})
+    blocks.append(kit.input(Block.NOTIFY, "Subscribers", checkboxes, optional=True))
+    return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, {"channel": channel_id})
 
 
 def update_modal(
@@ -135,21 +85,21 @@ def update_modal(
     chosen = next((i for i in incidents if i.id == selected), None)
     options = [(_incident_label(i), str(i.id)) for i in incidents]
     blocks = [
-        _input(Block.INCIDENT, "Incident", _select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
-        _input(
+        kit.input(Block.INCIDENT, "Incident", kit.select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
+        kit.input(
             Block.STATUS,
             "New status",
-            _select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], status or (chosen.status if chosen else None), "Status"),
+            kit.select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], status or (chosen.status if chosen else None), "Status"),
         ),
-        _input(
+        kit.input(
             Block.UPDATE_TEXT,
             "Update",
-            _text_input(
+            kit.text_input(
                 Action.UPDATE_TEXT, initial=text, multiline=True, max_length=TEXT_MAX, placeholder="What changed since the last update"
             ),
         ),
     ]
-    return _modal(Callback.UPDATE, "Post an update", "Post update", blocks, {"channel": channel_id})
+    return kit.modal(Callback.UPDATE, "Post an update", "Post update", blocks, {"channel": channel_id})
 
 
 def resolve_modal(incidents: Sequence[Incident], *, selected: int | None, note: str = "", channel_id: str | None) -> dict:
@@ -162,15 +112,15 @@ def resolve_modal(incidents: Sequence[Incident], *, selected: int | None, note: 
     )
     blocks = [
         section(question),
-        _input(Block.INCIDENT, "Incident", _select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
-        _input(
+        kit.input(Block.INCIDENT, "Incident", kit.select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
+        kit.input(
             Block.NOTE,
             "Closing note",
-            _text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="What fixed it (optional)"),
+            kit.text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="What fixed it (optional)"),
             optional=True,
         ),
     ]
-    return _modal(Callback.RESOLVE, "Resolve incident", "Resolve", blocks, {"channel": channel_id})
+    return kit.modal(Callback.RESOLVE, "Resolve incident", "Resolve", blocks, {"channel": channel_id})
 
 
 # --- channel messages -------------------------------------------------------------------

@@ -12,6 +12,7 @@ from bot.user_errors import InputInvalid, NotFound
 from handlers import state
 from handlers.errors import renders_errors, who_and_where
 from handlers.maintenance import views
+from handlers.text import section
 from handlers.maintenance.ids import Action, Block, Callback
 
 # Which block shows the error for each form field.
@@ -146,6 +147,8 @@ class MaintenanceHandlers:
 
     async def _tell_done(self, user_id: str, channel_id: str | None, done: Done) -> None:
         text, blocks = views.done_answer(done)
+        if done.warning:
+            blocks = blocks + [section(f":warning: {done.warning}")]
         await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, SERVERS_MAX, TEXT_MAX, TITLE_MAX, ScheduleForm
 from bot.settings import Component
+from handlers import blocks as kit
 from handlers.maintenance.ids import Action, Block, Callback
 from handlers.text import button, context, duration, escape, mrkdwn, plain, section, slack_date, truncate, user
 from store.models import MaintenanceWindow
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from bot.services.maintenance import Change, Done
 
 MAX_MESSAGE_BLOCKS = 50
-MAX_OPTIONS = 100
 FIELD_MAX = 1900  # a section field may hold 2000 characters
 
 STATE_LABEL = {
@@ -75,49 +74,6 @@ def _targets(window: MaintenanceWindow) -> tuple[str, str]:
 # --- modals -----------------------------------------------------------------------------
 
 
-def _input(block_id: str, label: str, element: dict, *, optional: bool = False, hint: str | None = None) -> dict:
-    block = {"type": "input", "block_id": block_id, "label": plain(label), "element": element, "optional": optional}
-    if hint:
-        block["hint"] = plain(hint, 150)
-    return block
-
-
-def _text_input(action_id: str, *, initial: str = "", multiline: bool = False, max_length: int, placeholder: str) -> dict:
-    element = {
-        "type": "plain_text_input",
-        "action_id": action_id,
-        "multiline": multiline,
-        "max_length": max_length,
-        "placeholder": plain(placeholder, 150),
-    }
-    if initial:
-        element["initial_value"] = initial[:max_length]
-    return element
-
-
-def _date_time(action_id: str, initial: datetime | None) -> dict:
-    element: dict[str, Any] = {"type": "datetimepicker", "action_id": action_id}
-    if initial is not None:
-        element["initial_date_time"] = int(initial.timestamp())
-    return element
-
-
-def _option(text: str, value: str) -> dict:
-    return {"text": plain(text), "value": value}
-
-
-def _modal(callback_id: str, title: str, submit: str, blocks: list[dict], metadata: dict) -> dict:
-    return {
-        "type": "modal",
-        "callback_id": callback_id,
-        "title": plain(title, 24),
-        "submit": plain(submit, 24),
-        "close": plain("Cancel", 24),
-        "private_metadata": json.dumps(metadata),
-        "blocks": blocks,
-    }
-
-
 def schedule_modal(
     form: ScheduleForm,
     shape: FormShape,
@@ -132,10 +88,10 @@ def schedule_modal(
     if window is not None:
         blocks.append(section(f"Editing maintenance *#{window.id} {_title(window)}*."))
     blocks.append(
-        _input(
+        kit.input(
             Block.TITLE,
             label,
-            _text_input(
+            kit.text_input(
                 Action.TITLE,
                 initial=form.title,
                 max_length=TITLE_MAX,
@@ -145,10 +101,10 @@ def schedule_modal(
     )
     if shape.has_description:
         blocks.append(
-            _input(
+            kit.input(
                 Block.DESCRIPTION,
                 "Description",
-                _text_input(
+                kit.text_input(
                     Action.DESCRIPTION,
                     initial=form.description,
                     multiline=True,
@@ -158,14 +114,14 @@ def schedule_modal(
                 optional=True,
             )
         )
-    blocks.append(_input(Block.START, "Start", _date_time(Action.START, form.start), hint="In your own time zone."))
-    blocks.append(_input(Block.END, "End", _date_time(Action.END, form.end), hint="In your own time zone."))
+    blocks.append(kit.input(Block.START, "Start", kit.date_time(Action.START, form.start), hint="In your own time zone."))
+    blocks.append(kit.input(Block.END, "End", kit.date_time(Action.END, form.end), hint="In your own time zone."))
     if shape.uses_servers:
         blocks.append(
-            _input(
+            kit.input(
                 Block.SERVERS,
                 "Servers",
-                _text_input(Action.SERVERS, initial=form.servers_text, max_length=SERVERS_MAX, placeholder="1, 2, 3"),
+                kit.text_input(Action.SERVERS, initial=form.servers_text, max_length=SERVERS_MAX, placeholder="1, 2, 3"),
                 hint="Numeric server IDs, separated by commas.",
             )
         )
@@ -174,17 +130,17 @@ def schedule_modal(
             "type": "multi_static_select",
             "action_id": Action.COMPONENTS,
             "placeholder": plain("Pick components"),
-            "options": [_option(c.name, c.id) for c in components][:MAX_OPTIONS],
+            "options": [kit.option(c.name, c.id) for c in components][:kit.MAX_OPTIONS],
         }
-        initial = [_option(c.name, c.id) for c in components if c.id in form.component_ids]
+        initial = [kit.option(c.name, c.id) for c in components if c.id in form.component_ids]
         if initial:
             element["initial_options"] = initial
-        blocks.append(_input(Block.COMPONENTS, "Affected components", element, optional=True))
+        blocks.append(kit.input(Block.COMPONENTS, "Affected components", element, optional=True))
     metadata: dict[str, Any] = {"channel": channel_id}
     if window is not None:
         metadata["window"] = window.id
-        return _modal(Callback.EDIT, "Edit maintenance", "Save changes", blocks, metadata)
-    return _modal(Callback.SCHEDULE, "Schedule maintenance", "Schedule", blocks, metadata)
+        return kit.modal(Callback.EDIT, "Edit maintenance", "Save changes", blocks, metadata)
+    return kit.modal(Callback.SCHEDULE, "Schedule maintenance", "Schedule", blocks, metadata)
 
 
 def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str | None) -> dict:
@@ -194,14 +150,14 @@ def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str |
     )
     blocks = [
         section(question),
-        _input(
+        kit.input(
             Block.NOTE,
             "Note for the thread",
-            _text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="Why (optional)"),
+            kit.text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="Why (optional)"),
             optional=True,
         ),
     ]
-    return _modal(Callback.CANCEL, "Cancel maintenance", "Cancel window", blocks, {"channel": channel_id, "window": window.id})
+    return kit.modal(Callback.CANCEL, "Cancel maintenance", "Cancel window", blocks, {"channel": channel_id, "window": window.id})
 
 
 # --- channel messages -------------------------------------------------------------------
