@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
 from handlers.incident.views import MAX_MESSAGE_BLOCKS
@@ -283,3 +285,66 @@ def test_retry_clicked_twice_sends_once(bot, slack, statuspage):
     assert len(thread_replies(slack, incident)) == 1
     assert any("already went through, or is being sent" in json.dumps(a["blocks"]) for a in answers)
     statuspage.latency = 0
+
+
+@pytest.mark.parametrize("failure", ["401", "timeout", "malformed"])
+def test_resolve_failures_keep_the_incident_open_and_the_note(bot, slack, statuspage, failure):
+    incident = declare(bot, slack)
+    view = open_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
+    if failure == "401":
+        statuspage.api_key = "rotated"
+    elif failure == "timeout":
+        statuspage.latency = 3.0
+    else:
+        statuspage.malformed = True
+    bot.submit(view, resolve_values(incident.id))
+    answer = json.dumps(slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]["blocks"])
+    assert "Index rebuilt" in answer
+    assert ("misconfigured" in answer) if failure == "401" else ("not available right now" in answer)
+    assert incidents_in_store(bot)[0].is_open
+    assert thread_replies(slack, incident) == []
+    statuspage.latency = 0
+
+
+def test_slack_refusing_the_announcement_is_a_warning_not_a_retry(bot, slack, statuspage):
+    bot.command("declare DB down")
+    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    slack.fail_next("chat.postMessage", error="not_in_channel")
+    bot.submit(view, declare_values())
+    answer = json.dumps(slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]["blocks"])
+    assert "is declared" in answer and "not_in_channel" in answer and DraftAction.RETRY not in answer
+    assert len(statuspage.incidents) == 1  # declared once upstream, nothing to send again
+    slack.wait_for(lambda: drafts_in_store(bot)[-1].state == "done")
+    [incident] = incidents_in_store(bot)
+    assert incident.message_ts is None
+
+    # The next update announces it first, then replies in the new thread.
+    slack.forget_calls()
+    view = open_modal(bot, slack, lambda: bot.command(f"update {incident.id}"))
+    bot.submit(view, update_values(incident.id))
+    posts = slack.wait_for(lambda: len(slack.calls_to("chat.postMessage")) >= 2 and slack.calls_to("chat.postMessage"))
+    assert "thread_ts" not in posts[0] and posts[1]["thread_ts"] == slack.messages(CHANNEL)[0]["ts"]
+
+
+def test_a_draft_left_sending_by_a_dead_process_can_be_retried(bot, slack, statuspage):
+    from datetime import datetime, timedelta, timezone
+
+    from store.models import Draft
+
+    incident = declare(bot, slack)
+
+    async def stuck():
+        long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
+        async with bot.ctx.db.session() as session, session.begin():
+            draft = Draft(
+                kind="incident.update", user_id="U123", channel_id="C123", state="sending",
+                payload={"incident_id": incident.id, "status": "Identified", "text": "Root cause found: a bad index"},
+                created_at=long_ago, updated_at=long_ago,
+            )
+            session.add(draft)
+            await session.flush()
+            return draft.id
+
+    draft_id = bot.run(stuck())
+    bot.click(DraftAction.RETRY, str(draft_id))
+    assert_update_landed(bot, slack, statuspage, incident)

@@ -334,3 +334,50 @@ def test_edit_of_unknown_or_finished_windows(af_bot, slack, clock):
     window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
     clock.advance(hours=1)
     assert "has already ended" in ack_text(af_bot.command(f"edit {window.id}", command="/maintenance"))
+
+
+def _break(appfirst, failure):
+    if failure == "401":
+        appfirst.api_key = "rotated"
+    elif failure == "timeout":
+        appfirst.latency = 3.0
+    elif failure == "malformed":
+        appfirst.malformed = True
+    else:
+        appfirst.fail_times(1, status=int(failure))
+
+
+@pytest.mark.parametrize("failure", ["400", "401", "500", "timeout", "malformed"])
+def test_edit_failures_keep_the_window_and_what_was_typed(af_bot, slack, appfirst, failure):
+    form = ScheduleForm(title="Patch", start=WINTER_START, end=WINTER_END, servers_text="4")
+    window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    view = open_modal(af_bot, slack, text=f"edit {window.id}")
+    _break(appfirst, failure)
+    af_bot.submit(view, af_values(reason="Patch v2", servers="4, 5"))
+    text = str(wait_answer(slack)["blocks"])
+    assert "Patch v2" in text and "4, 5" in text  # what they typed, given back
+    assert (DraftAction.RETRY in text) is (failure != "400")
+    stored = windows(af_bot)[0]
+    assert stored.title == "Patch" and stored.servers == [4] and stored.end == WINTER_END
+    assert slack.thread(CHANNEL, window.message_ts) == []
+    appfirst.latency = 0
+
+
+@pytest.mark.parametrize("failure", ["401", "500", "timeout"])
+def test_cancel_failures_leave_the_window_scheduled(af_bot, slack, appfirst, failure):
+    form = ScheduleForm(title="Keep me", start=WINTER_START, end=WINTER_END, servers_text="1")
+    window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    view = open_modal(af_bot, slack, text=f"cancel {window.id}")
+    _break(appfirst, failure)
+    af_bot.submit(view, {})
+    text = str(wait_answer(slack)["blocks"])
+    assert DraftAction.RETRY in text
+    assert windows(af_bot)[0].state == "scheduled"
+    assert slack.thread(CHANNEL, window.message_ts) == []
+    appfirst.latency = 0
+    appfirst.api_key = "af-test-key"
+    appfirst.fail_status = None
+    [draft] = [d for d in drafts(af_bot) if d.kind == "maintenance.cancel"]
+    af_bot.click(DraftAction.RETRY, str(draft.id))
+    slack.wait_for(lambda: windows(af_bot)[0].state == "cancelled")
+    assert appfirst.windows == {}

@@ -291,3 +291,36 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
         print(f"reminder lateness in seconds: {lateness}")
         assert all(row.state == "posted" for row in rows.values())
         assert len(reminder_posts(slack, window, "started")) == 1
+
+
+def test_a_window_whose_announcement_slack_refused_still_gets_its_reminders(bot, slack, clock):
+    slack.fail_next("chat.postMessage", error="not_in_channel")
+    done_window = schedule(bot)
+    assert done_window.message_ts is None
+    assert set(reminders(bot, done_window.id)) == {"heads_up", "started", "ended"}
+    clock.advance(minutes=15)
+    run_due(bot)
+    # The heads-up announces the window first, then replies in its new thread.
+    window = window_row(bot, done_window.id)
+    assert window.message_ts is not None
+    heads_up = reminder_posts(slack, window, "heads_up")
+    assert len(heads_up) == 1 and heads_up[0]["thread_ts"] == window.message_ts
+
+
+def test_the_schedule_answer_warns_when_slack_refused_the_announcement(bot, slack, clock):
+    now = bot.ctx.clock()
+    form = ScheduleForm(title="DB upgrade", start=now + timedelta(minutes=30), end=now + timedelta(minutes=90))
+    slack.fail_next("chat.postMessage", error="not_in_channel")
+    done = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123"))
+    assert "not_in_channel" in done.warning and "Reminders still follow" in done.warning
+
+
+def test_stopping_the_bot_loses_nothing_that_falls_due_meanwhile(settings, slack, clock):
+    with BotUnderTest(settings, clock=clock) as bot:
+        window = schedule(bot)
+        scheduler = bot.bot.scheduler
+    assert not scheduler.scheduler.running  # stopped cleanly with the app
+    clock.advance(minutes=31)  # heads-up and start fall due while nothing runs
+    with BotUnderTest(settings, clock=clock) as bot:
+        slack.wait_for(lambda: reminder_posts(slack, window, "started"))
+    assert len(reminder_posts(slack, window, "started")) == 1

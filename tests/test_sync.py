@@ -6,30 +6,16 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
 from store.models import MaintenanceWindow
 from tests.conftest import CHANNEL
-from tests.fakes.appfirst import FakeAppFirst
 from tests.harness import BotUnderTest, FakeClock
 from tests.test_reminders import reminder_posts
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def appfirst_server():
-    with FakeAppFirst() as server:
-        yield server
-
-
-@pytest.fixture
-def appfirst(appfirst_server):
-    appfirst_server.reset()
-    return appfirst_server
 
 
 @pytest.fixture
@@ -41,16 +27,8 @@ def clock(appfirst, statuspage):
 
 
 @pytest.fixture
-def appfirst_bot(settings, appfirst, clock):
-    settings = settings.model_copy(
-        update={
-            "appfirst_url": appfirst.url,
-            "appfirst_email": appfirst.email,
-            "appfirst_api_key": SecretStr(appfirst.api_key),
-            "maintenance_backend": "appfirst",
-        }
-    )
-    with BotUnderTest(settings, clock=clock) as bot:
+def appfirst_bot(appfirst_settings, clock):
+    with BotUnderTest(appfirst_settings, clock=clock) as bot:
         yield bot
 
 
@@ -159,10 +137,75 @@ def test_a_failing_sync_keeps_the_bot_running(appfirst_bot, appfirst, slack, fai
     assert [w.state for w in windows(appfirst_bot)] == ["scheduled"]  # a failure is never "all deleted"
     assert appfirst_bot.http.get("/healthz").json() == {"ok": True}
     assert any("sync failed" in r.getMessage() for r in caplog.records)
-    assert appfirst.api_key not in caplog.text or failure == "401"
+    configured = appfirst_bot.settings.appfirst_api_key.get_secret_value()
+    assert configured not in caplog.text and appfirst_bot.settings.appfirst_email not in caplog.text
 
 
 def test_the_scheduled_sync_job_swallows_failures(appfirst_bot, appfirst):
     appfirst.fail_status = 500
     appfirst_bot.run(appfirst_bot.bot.scheduler._sync())
     assert appfirst_bot.bot.scheduler.scheduler.running
+
+
+def test_two_instances_syncing_at_once_announce_a_change_once(appfirst_settings, appfirst, slack, clock):
+    import threading
+
+    upstream = appfirst.add_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), reason="Shared")
+    gone = appfirst.add_window(T0 + timedelta(hours=5), T0 + timedelta(hours=6), reason="Going")
+    with BotUnderTest(appfirst_settings, clock=clock) as one, BotUnderTest(appfirst_settings, clock=clock) as two:
+        sync(one)
+        appfirst.windows[upstream]["start"] = T0 + timedelta(hours=3)
+        appfirst.windows[upstream]["end"] = T0 + timedelta(hours=4)
+        del appfirst.windows[gone]
+        barrier = threading.Barrier(2)
+        reports = []
+
+        def race(bot):
+            barrier.wait()
+            reports.append(sync(bot))
+
+        threads = [threading.Thread(target=race, args=(b,)) for b in (one, two)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(r.moved for r in reports) == 1
+        assert sum(r.vanished for r in reports) == 1
+        posts = json.dumps([c["blocks"] for c in slack.calls_to("chat.postMessage")])
+        assert posts.count("was changed on") == 1 and posts.count("is no longer on") == 1
+
+
+def test_a_window_missing_from_a_shifted_page_is_not_cancelled(appfirst_bot, appfirst, slack, monkeypatch):
+    """Pages can shift while they are read: a window missing from the list is looked up
+    on its own before it is called cancelled."""
+    upstream = appfirst.add_window(T0 + timedelta(hours=1), T0 + timedelta(hours=2), reason="Still here")
+    sync(appfirst_bot)
+    backend = appfirst_bot.ctx.maintenance
+    real_list = backend.list_windows
+
+    async def list_missing_one():
+        return [w for w in await real_list() if w.upstream_id != str(upstream)]
+
+    monkeypatch.setattr(backend, "list_windows", list_missing_one)
+    assert sync(appfirst_bot).vanished == 0
+    assert [w.state for w in windows(appfirst_bot)] == ["scheduled"]
+    assert any(r.path == f"/api/maintenance_windows/{upstream}/" and r.method == "GET" for r in appfirst.requests)
+
+
+def test_a_window_scheduled_from_slack_during_a_sync_is_not_cancelled(appfirst_bot, appfirst, slack, clock, monkeypatch):
+    from bot.services.maintenance import MaintenanceService
+    from bot.services.maintenance_forms import ScheduleForm
+
+    backend = appfirst_bot.ctx.maintenance
+    real_list = backend.list_windows
+
+    async def slow_list():
+        listed = await real_list()  # the list is read first ...
+        form = ScheduleForm(title="Made meanwhile", start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2), servers_text="1")
+        await MaintenanceService(appfirst_bot.ctx).schedule(form, user_id="U123", channel_id=None)  # ... then this lands
+        return listed
+
+    monkeypatch.setattr(backend, "list_windows", slow_list)
+    report = sync(appfirst_bot)
+    assert report.vanished == 0
+    assert [w.state for w in windows(appfirst_bot)] == ["scheduled"]
