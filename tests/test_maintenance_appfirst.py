@@ -381,3 +381,32 @@ def test_cancel_failures_leave_the_window_scheduled(af_bot, slack, appfirst, fai
     af_bot.click(DraftAction.RETRY, str(draft.id))
     slack.wait_for(lambda: windows(af_bot)[0].state == "cancelled")
     assert appfirst.windows == {}
+
+
+def test_retry_after_a_lost_reply_does_not_create_the_window_twice(af_bot, slack, appfirst):
+    appfirst.fail_times(1, status=504)
+    view = open_modal(af_bot, slack)
+    af_bot.submit(view, af_values())
+    assert DraftAction.RETRY in str(wait_answer(slack)["blocks"])
+    # The request had reached AppFirst before the gateway gave up on the reply.
+    appfirst.add_window(WINTER_START, WINTER_END, reason="Kernel updates", servers=[1, 2])
+    [draft] = drafts(af_bot)
+    af_bot.click(DraftAction.RETRY, str(draft.id))
+    answer = str(wait_answer(slack, 2)["blocks"])
+    assert "reached AppFirst after all" in answer
+    assert len(writes(appfirst, "POST")) == 1  # only the first, failed one
+    assert len(appfirst.windows) == 1
+    [window] = windows(af_bot)
+    assert window.created_by == "U123" and window.message_ts
+    assert "<@U123>" in str(slack.message(CHANNEL, window.message_ts)["blocks"])
+
+
+def test_retry_of_a_schedule_whose_start_has_passed_asks_for_edit(af_bot, slack, appfirst, clock):
+    appfirst.fail_times(1, status=500)
+    view = open_modal(af_bot, slack)
+    af_bot.submit(view, af_values())
+    wait_answer(slack)
+    clock.set(WINTER_START + timedelta(minutes=5))
+    af_bot.click(DraftAction.RETRY, str(drafts(af_bot)[0].id))
+    assert "has passed meanwhile" in str(wait_answer(slack, 2)["blocks"])
+    assert appfirst.windows == {}

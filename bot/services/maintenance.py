@@ -190,7 +190,44 @@ class MaintenanceService:
     async def retry(self, draft_id: int, *, user_id: str) -> Done:
         self.ensure_allowed(user_id)
         self.ensure_enabled()
-        return (await self.drafts.retry(draft_id, user_id=user_id, send=self._send))[1]
+        kind, form = await self.drafts.form_of(draft_id)
+        if kind == DRAFT_SCHEDULE and form.start is not None and form.start < self.ctx.clock():
+            raise NotSupported("The start you picked has passed meanwhile. Use *Edit* to pick new times.")
+
+        async def send_again(kind: str, form: Any, user_id: str) -> Done:
+            if kind == DRAFT_SCHEDULE:
+                # The last try may have reached the backend before it timed out.
+                found = await self._already_created(form, user_id)
+                if found is not None:
+                    return found
+            return await self._send(kind, form, user_id)
+
+        return (await self.drafts.retry(draft_id, user_id=user_id, send=send_again))[1]
+
+    async def _already_created(self, form: ScheduleForm, user_id: str) -> Done | None:
+        """A window upstream that matches the draft (title or reason, times to the minute,
+        servers), so a Retry after a lost reply does not create it twice. Only a backend
+        that lists every window can answer."""
+        backend = self.backend
+        if not backend.lists_all:
+            return None
+        for bw in await backend.list_windows():
+            if (
+                bw.title == form.title
+                and _same_minute(bw.start, form.start)
+                and _same_minute(bw.end, form.end)
+                and (not backend.uses_servers or tuple(bw.servers) == tuple(form.servers))
+            ):
+                window = await self.adopt_external(bw)
+                async with self.ctx.db.session() as session, session.begin():
+                    stored = await window_store.get_window(session, window.id)
+                    stored.created_by = stored.created_by or user_id
+                await self._slack_step(window.id, lambda: self.refresh_announcement(window.id))
+                window = await self.get(window.id)
+                permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+                note = f"It had reached {backend.service} after all, so I did not create it twice."
+                return Done(kind=DRAFT_SCHEDULE, window=window, permalink=permalink, warning=note)
+        return None
 
     async def draft_form(self, draft_id: int) -> tuple[str, ScheduleForm | CancelForm]:
         return await self.drafts.form_of(draft_id)
