@@ -89,6 +89,12 @@ def upstream_sentence(exc: UpstreamError) -> str:
 def plain_answer(exc: Exception) -> str:
     if isinstance(exc, UpstreamError):
         return ":warning: " + upstream_sentence(exc)
+    if isinstance(exc, SlackApiError):
+        error = exc.response.get("error") if exc.response is not None else "unknown"
+        log.warning("Slack refused a call: %s", error)
+        if error == "expired_trigger_id":
+            return ":hourglass: Slack took too long to open the form. Please run the command again."
+        return f":warning: Slack refused that (`{escape(str(error))}`). Please try again."
     if isinstance(exc, SitrepError):
         return f":information_source: {exc}"
     return ":warning: Something went wrong on our side; it has been logged. Please try again."
@@ -99,7 +105,7 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, body: d
     if isinstance(exc, InputInvalid) and not ack.done and body.get("type") == "view_submission":
         await ack(response_action="errors", errors=exc.errors)
         return
-    if not isinstance(exc, (SitrepError, UpstreamError)):
+    if not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
         log.exception("unexpected error in a listener", exc_info=exc)
     if isinstance(exc, SubmissionFailed):
         text, blocks = failure_answer(exc)

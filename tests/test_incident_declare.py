@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from sqlalchemy import select
@@ -186,3 +187,15 @@ def test_incidents_disabled_without_statuspage(settings, slack):
 
 def test_healthz(bot):
     assert bot.http.get("/healthz").json() == {"ok": True}
+
+
+def test_an_expired_trigger_is_explained(bot, slack):
+    response = bot.command("declare DB down", trigger_id="expired")
+    assert response.status_code == 200
+    answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    assert "run the command again" in json.dumps(answer[0]["blocks"])
+
+
+def test_help_and_list_answer_without_any_upstream_call(bot, slack, statuspage):
+    assert bot.command("help").json()["response_type"] == "ephemeral"
+    assert statuspage.requests == []
