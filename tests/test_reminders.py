@@ -286,6 +286,7 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
         form = ScheduleForm(title="Quick one", start=now + timedelta(seconds=2), end=now + timedelta(seconds=4))
         window = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
         slack.wait_for(lambda: reminder_posts(slack, window, "ended"), timeout=15)
+        slack.wait_for(lambda: all(r.state == "posted" for r in reminders(bot, window.id).values()))
         rows = reminders(bot, window.id)
         lateness = {kind: (row.posted_at - row.due_at).total_seconds() for kind, row in rows.items()}
         print(f"reminder lateness in seconds: {lateness}")

@@ -250,16 +250,21 @@ class MaintenanceService:
         )
         return (form.start, form.end)
 
+    def _backend_fields(self, form: ScheduleForm) -> dict[str, Any]:
+        """What the backend is sent: each takes only the fields it has."""
+        backend = self.backend
+        return {
+            "title": form.title,
+            "description": form.description if backend.has_description else "",
+            "start": form.start,
+            "end": form.end,
+            "components": () if backend.uses_servers else form.component_ids,
+            "servers": form.servers if backend.uses_servers else (),
+        }
+
     async def _schedule(self, form: ScheduleForm, user_id: str) -> Done:
         backend = self.backend
-        bw = await backend.create(
-            title=form.title,
-            description=form.description if backend.has_description else "",
-            start=form.start,
-            end=form.end,
-            components=() if backend.uses_servers else form.component_ids,
-            servers=form.servers if backend.uses_servers else (),
-        )
+        bw = await backend.create(**self._backend_fields(form))
         now = self.ctx.clock()
         start = bw.start or form.start
         end = bw.end or form.end
@@ -298,15 +303,7 @@ class MaintenanceService:
     async def _edit(self, form: ScheduleForm, user_id: str) -> Done:
         backend = self.backend
         window = await self.find_editable(str(form.window_id))
-        bw = await backend.update(
-            window.upstream_id,
-            title=form.title,
-            description=form.description if backend.has_description else "",
-            start=form.start,
-            end=form.end,
-            components=() if backend.uses_servers else form.component_ids,
-            servers=form.servers if backend.uses_servers else (),
-        )
+        bw = await backend.update(window.upstream_id, **self._backend_fields(form))
         now = self.ctx.clock()
         new = {
             "title": bw.title or form.title,
