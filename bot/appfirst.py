@@ -14,8 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -28,6 +27,7 @@ from bot.errors import (
     scrub,
     send_request,
 )
+from bot.upstream import UpstreamClient
 
 __all__ = [
     "SERVICE",
@@ -159,7 +159,7 @@ def _flatten_message(value: Any) -> str | None:
     return None
 
 
-class AppFirstClient:
+class AppFirstClient(UpstreamClient):
     """Talks to AppFirst as one account; every call sends HTTP basic auth."""
 
     def __init__(
@@ -172,40 +172,12 @@ class AppFirstClient:
         page_size: int = MAX_PAGE_SIZE,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not base_url:
-            raise ValueError("base_url is required")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-        self._base_url = base_url.rstrip("/") + "/"
-        self._timeout = timeout
+        super().__init__(base_url, timeout=timeout, transport=transport, auth=httpx.BasicAuth(email, api_key))
         self._page_size = page_size
         token = base64.b64encode(f"{email}:{api_key}".encode()).decode()
         self._secrets = (api_key, email, token)
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            auth=httpx.BasicAuth(email, api_key),
-            headers={"Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-        )
-
-    def __repr__(self) -> str:
-        return f"AppFirstClient(base_url={self._base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- operations -------------------------------------------------------
 

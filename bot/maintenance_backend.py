@@ -22,7 +22,8 @@ from bot.errors import UpstreamNotFound
 from bot.user_errors import NotSupported
 
 if TYPE_CHECKING:
-    from bot.appfirst import AppFirstClient, MaintenanceWindow as AppFirstWindow
+    from bot.appfirst import AppFirstClient
+    from bot.appfirst import MaintenanceWindow as AppFirstWindow
     from bot.settings import Settings
     from bot.statuspage import StatusPageClient
 

@@ -8,8 +8,7 @@ of the typed errors in :mod:`bot.errors`, so handlers never see raw HTTP.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, Generic, Literal, Self, TypeVar, get_args
+from typing import Any, Generic, Literal, TypeVar, get_args
 
 import httpx
 from pydantic import (
@@ -31,6 +30,7 @@ from bot.errors import (
     scrub,
     send_request,
 )
+from bot.upstream import UpstreamClient
 
 __all__ = [
     "SERVICE",
@@ -161,7 +161,7 @@ def _decode(response: httpx.Response) -> Any:
         return _NOT_JSON
 
 
-class StatusPageClient:
+class StatusPageClient(UpstreamClient):
     """Talks to one status page with one API key; every call sends ``X-API-KEY``."""
 
     def __init__(
@@ -172,35 +172,8 @@ class StatusPageClient:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        if not base_url:
-            raise ValueError("base_url is required")
-        self._base_url = base_url.rstrip("/") + "/"
-        self._timeout = timeout
+        super().__init__(base_url, timeout=timeout, transport=transport, headers={"X-API-KEY": api_key})
         self._secrets = (api_key,)
-        self._http = httpx.AsyncClient(
-            base_url=self._base_url,
-            headers={"X-API-KEY": api_key, "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
-        )
-
-    def __repr__(self) -> str:
-        return f"StatusPageClient(base_url={self._base_url!r})"
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # -- operations -------------------------------------------------------
 

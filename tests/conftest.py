@@ -7,7 +7,7 @@ from bot.settings import Settings
 from tests.fakes.appfirst import FakeAppFirst
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.statuspage import FakeStatusPage
-from tests.harness import SIGNING_SECRET, BotUnderTest
+from tests.harness import SIGNING_SECRET, BotUnderTest, FakeClock
 
 CHANNEL = "C0SITREP"
 COMPONENTS = "API=3fa85f64-5717-4562-b3fc-2c963f66afa0,Website=3fa85f64-5717-4562-b3fc-2c963f66afa1"
@@ -84,3 +84,12 @@ def bot(settings, caplog):
         yield running
     unexpected = [r.getMessage() for r in caplog.records if r.name == "handlers.errors" and r.levelname == "ERROR"]
     assert unexpected == [], unexpected
+
+
+@pytest.fixture
+def upstream_clock(statuspage, appfirst) -> FakeClock:
+    """One injected clock that the bot and both fake APIs follow (tests set `T0` via `clock`)."""
+    clock = FakeClock()
+    statuspage.clock = clock
+    appfirst.clock = clock
+    return clock

@@ -17,7 +17,12 @@ import uvicorn
 from bot.app import Sitrep
 from bot.context import build_context
 from bot.settings import Settings
-from tests.fakes.signing import command_body, interaction_body, new_trigger_id, slack_signature_headers
+from tests.fakes.signing import (
+    command_body,
+    interaction_body,
+    new_trigger_id,
+    slack_signature_headers,
+)
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 

@@ -14,24 +14,11 @@ import httpx
 import pytest
 
 from tests.conftest import CHANNEL
-from tests.fakes.appfirst import FakeAppFirst
 from tests.fakes.signing import command_body, slack_signature_headers
 from tests.harness import SIGNING_SECRET, free_port
 from tests.test_settings import SPEC_VARIABLES
 
 SITREP = Path(sys.executable).with_name("sitrep")
-
-
-@pytest.fixture(scope="module")
-def appfirst_server():
-    with FakeAppFirst() as server:
-        yield server
-
-
-@pytest.fixture
-def appfirst(appfirst_server):
-    appfirst_server.reset()
-    return appfirst_server
 
 
 @pytest.fixture

@@ -11,7 +11,11 @@ from handlers.incident.ids import Action, Block
 from handlers.incident.views import MAX_MESSAGE_BLOCKS
 from tests.conftest import CHANNEL
 from tests.harness import BotUnderTest, chose, last_view, typed
-from tests.test_incident_declare import declare_values, drafts_in_store, incidents_in_store
+from tests.test_incident_declare import (
+    declare_values,
+    drafts_in_store,
+    incidents_in_store,
+)
 
 
 def declare(bot, slack, title="DB down"):

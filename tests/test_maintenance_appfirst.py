@@ -14,7 +14,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Block, Callback
 from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, FakeClock, last_view
+from tests.harness import BotUnderTest, last_view
 from tests.maintenance_support import (
     SUMMER_END,
     SUMMER_START,
@@ -34,11 +34,9 @@ from tests.maintenance_support import (
 
 
 @pytest.fixture
-def clock(appfirst, statuspage):
-    clock = FakeClock(T0)
-    appfirst.clock = clock
-    statuspage.clock = clock
-    return clock
+def clock(upstream_clock):
+    upstream_clock.set(T0)
+    return upstream_clock
 
 
 @pytest.fixture

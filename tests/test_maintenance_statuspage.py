@@ -13,7 +13,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Action, Block, Callback
 from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, FakeClock, last_view
+from tests.harness import BotUnderTest, last_view
 from tests.maintenance_support import (
     API,
     SUMMER_END,
@@ -35,10 +35,9 @@ from tests.maintenance_support import (
 
 
 @pytest.fixture
-def clock(statuspage):
-    clock = FakeClock(T0)
-    statuspage.clock = clock
-    return clock
+def clock(upstream_clock):
+    upstream_clock.set(T0)
+    return upstream_clock
 
 
 @pytest.fixture

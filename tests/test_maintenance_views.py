@@ -7,7 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.maintenance_backend import AppFirstMaintenance, BackendWindow, StatusPageMaintenance
+from bot.maintenance_backend import (
+    AppFirstMaintenance,
+    BackendWindow,
+    StatusPageMaintenance,
+)
 from bot.services.maintenance import Change, Done
 from bot.services.maintenance_forms import DRAFT_SCHEDULE, ScheduleForm, parse_servers
 from bot.settings import Component

@@ -12,7 +12,12 @@ from sqlalchemy import select
 
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from scheduler.reminders import METADATA_EVENT, cancel_window_reminders, run_due_reminders, schedule_window_reminders
+from scheduler.reminders import (
+    METADATA_EVENT,
+    cancel_window_reminders,
+    run_due_reminders,
+    schedule_window_reminders,
+)
 from store.models import MaintenanceWindow, Reminder
 from tests.conftest import CHANNEL
 from tests.harness import BotUnderTest, FakeClock

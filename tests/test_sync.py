@@ -12,18 +12,16 @@ from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
 from store.models import MaintenanceWindow
 from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, FakeClock
+from tests.harness import BotUnderTest
 from tests.test_reminders import reminder_posts
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def clock(appfirst, statuspage):
-    clock = FakeClock(T0)
-    appfirst.clock = clock
-    statuspage.clock = clock
-    return clock
+def clock(upstream_clock):
+    upstream_clock.set(T0)
+    return upstream_clock
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ recorded, so nothing anyone typed is lost and Retry sends it once, however often
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from collections.abc import Awaitable, Callable, Collection
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from bot.context import AppContext

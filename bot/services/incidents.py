@@ -22,8 +22,8 @@ from bot.services.incident_forms import (
     form_from_payload,
 )
 from bot.statuspage import IncidentCreateModel, IncidentUpdateModel
-from handlers.incident import views
 from bot.user_errors import FeatureDisabled, NotAllowed, NotFound
+from handlers.incident import views
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent
 
