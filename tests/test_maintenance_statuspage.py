@@ -208,6 +208,24 @@ def test_status_when_nothing_is_in_progress(sp_bot, slack, statuspage):
     assert "No maintenance in progress right now, according to the status page" in answer["text"]
 
 
+@pytest.mark.parametrize("failure", ["401", "500", "timeout", "malformed"])
+def test_status_when_the_status_page_fails_says_so(sp_bot, slack, statuspage, failure):
+    if failure == "401":
+        statuspage.api_key = "rotated"
+    elif failure == "500":
+        statuspage.fail_status = 500
+    elif failure == "timeout":
+        statuspage.latency = 3.0
+    else:
+        statuspage.malformed = True
+    response = sp_bot.command("status", command="/maintenance")
+    assert response.status_code == 200  # the ack never waits for the status page
+    text = str(wait_answer(slack)["blocks"])
+    assert ("misconfigured" in text) if failure == "401" else ("not available right now" in text)
+    assert "rotated" not in text and "sp-test-key" not in text
+    statuspage.latency = 0
+
+
 # --- edit: not on this backend --------------------------------------------------------------
 
 
