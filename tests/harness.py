@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import uvicorn
@@ -23,6 +24,7 @@ from tests.fakes.signing import (
     new_trigger_id,
     slack_signature_headers,
 )
+from tests.slack_limits import ack_problems
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 
@@ -65,6 +67,11 @@ def chose(value: str | None) -> dict:
     return {"type": "static_select", "selected_option": {"value": value} if value else None}
 
 
+def chose_external(value: str | None) -> dict:
+    """An external_select's state: the option picked from what the options listener offered."""
+    return {"type": "external_select", "selected_option": {"value": value} if value else None}
+
+
 def chose_many(values: list[str]) -> dict:
     return {"type": "multi_static_select", "selected_options": [{"value": v} for v in values]}
 
@@ -87,6 +94,7 @@ class BotUnderTest:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.port}", timeout=15)
+        self.ack_violations: list[str] = []  # Slack limits the bot's HTTP answers broke
 
     # --- life ----------------------------------------------------------------------------
     def start(self) -> BotUnderTest:
@@ -131,6 +139,8 @@ class BotUnderTest:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        if exc[0] is None:
+            assert self.ack_violations == [], self.ack_violations
 
     def run(self, coro) -> Any:
         """Run a coroutine on the bot's own loop (to read its store, or drive its jobs)."""
@@ -146,7 +156,22 @@ class BotUnderTest:
     def post(self, body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> httpx.Response:
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         headers.update(slack_signature_headers(secret, body, timestamp))
-        return self.http.post("/slack/events", content=body, headers=headers)
+        response = self.http.post("/slack/events", content=body, headers=headers)
+        self.check_answer(body, response)
+        return response
+
+    def check_answer(self, body: str, response: httpx.Response) -> None:
+        """Hold what the bot answers over HTTP to Slack's limits, as the Web API calls are:
+        Slack would refuse (and show the person an error for) a slash-command answer, a
+        `response_action: update/push` view or an options list that breaks them."""
+        if response.status_code != 200 or not response.content or "json" not in response.headers.get("content-type", ""):
+            return
+        form = parse_qs(body)
+        kind = "command" if "command" in form else json.loads(form["payload"][0]).get("type", "") if "payload" in form else ""
+        problems = [f"{kind} answer: {p}" for p in ack_problems(kind, response.json())]
+        if problems:
+            self.ack_violations.extend(problems)
+            raise AssertionError("the bot answered Slack with something Slack refuses:\n" + "\n".join(problems))
 
     def command(
         self, text: str, *, command: str = "/incident", user: str = "U123", channel: str = "C123", trigger_id: str | None = None
@@ -187,6 +212,32 @@ class BotUnderTest:
             "message": {"ts": message_ts, "type": "message", "text": ""},
             "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
             "response_url": "http://127.0.0.1:9/resp",
+        }
+        return self.post(interaction_body(payload))
+
+
+    def suggest(
+        self, view: dict, *, block_id: str, action_id: str, value: str = "", user: str = "U123"
+    ) -> httpx.Response:
+        """A `block_suggestion`: Slack asking an external select's options as the person types."""
+        payload = {
+            "type": "block_suggestion",
+            "team": {"id": "T1", "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+            "api_app_id": "ABOT",
+            "token": "verification-token",
+            "container": {"type": "view", "view_id": view.get("id", "V1")},
+            "action_id": action_id,
+            "block_id": block_id,
+            "value": value,
+            "view": {
+                "id": view.get("id", "V1"),
+                "type": "modal",
+                "callback_id": view.get("callback_id", ""),
+                "private_metadata": view.get("private_metadata", ""),
+                "state": {"values": {}},
+                "blocks": view.get("blocks", []),
+            },
         }
         return self.post(interaction_body(payload))
 

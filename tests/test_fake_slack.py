@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.fakes.signing import command_body, interaction_body, slack_signature_headers
 from tests.fakes.slack_api import FakeSlack, SlackCall
+from tests.slack_limits import ack_problems
 
 TOKEN = "xoxb-test-token"
 
@@ -176,26 +177,6 @@ async def test_link_names_is_refused(slack: FakeSlack, client: AsyncWebClient):
     assert any("link_names" in v for v in slack.violations)
 
 
-async def test_too_many_message_blocks(slack: FakeSlack, client: AsyncWebClient):
-    error = await api_error(client.chat_postMessage(channel="C1", text="x", blocks=[section("b")] * 51))
-    assert error == "invalid_blocks"
-    assert slack.violations == ["chat.postMessage: 51 blocks > 50 allowed in a message"]
-
-
-async def test_long_section_text_and_input_max_length(slack: FakeSlack, client: AsyncWebClient):
-    await api_error(client.chat_postMessage(channel="C1", text="x", blocks=[section("a" * 3001)]))
-    field = {
-        "type": "input",
-        "label": {"type": "plain_text", "text": "Why"},
-        "element": {"type": "plain_text_input", "action_id": "why", "max_length": 5000},
-    }
-    view = modal(blocks=[field])
-    assert await api_error(client.views_open(trigger_id="t-1", view=view)) == "invalid_blocks"
-    assert len(slack.violations) == 2
-    assert "section text is 3001 chars" in slack.violations[0]
-    assert "max_length 5000" in slack.violations[1]
-
-
 async def test_bad_metadata_shape(slack: FakeSlack, client: AsyncWebClient):
     error = await api_error(client.chat_postMessage(channel="C1", text="x", metadata={"id": 1}))
     assert error == "invalid_metadata_format"
@@ -269,16 +250,224 @@ async def test_trigger_id_is_single_use(slack: FakeSlack, client: AsyncWebClient
     assert await api_error(client.views_update(view_id="VNOPE", view=modal())) == "not_found"
 
 
-async def test_view_title_over_24_chars(slack: FakeSlack, client: AsyncWebClient):
-    title = "x" * 25
-    assert await api_error(client.views_open(trigger_id="t-2", view=modal(title=title))) == "invalid_blocks"
-    assert slack.violations == [f"views.open: view title {title!r} is 25 chars > 24"]
+# --------------------------------------------------------- Block Kit limits
 
 
-async def test_view_private_metadata_limit(slack: FakeSlack, client: AsyncWebClient):
-    view = modal(private_metadata="m" * 3001)
-    assert await api_error(client.views_open(trigger_id="t-3", view=view)) == "invalid_blocks"
-    assert "private_metadata is 3001 chars" in slack.violations[0]
+def plain(text: str) -> dict:
+    return {"type": "plain_text", "text": text}
+
+
+def mrkdwn(text: str) -> dict:
+    return {"type": "mrkdwn", "text": text}
+
+
+def opt(text: str = "Option", value: str = "v") -> dict:
+    return {"text": plain(text), "value": value}
+
+
+def select(options: list[dict] | None = None, kind: str = "static_select", **extra: object) -> dict:
+    element: dict = {"type": kind, "action_id": "pick", "placeholder": plain("Pick")}
+    if options is not None:
+        element["options"] = options
+    element.update(extra)
+    return element
+
+
+def with_accessory(element: dict) -> list[dict]:
+    return [{"type": "section", "text": mrkdwn("pick one"), "accessory": element}]
+
+
+def actions(*elements: dict) -> list[dict]:
+    return [{"type": "actions", "elements": list(elements)}]
+
+
+def button(text: str = "Go", value: str = "1", action_id: str = "go") -> dict:
+    return {"type": "button", "text": plain(text), "action_id": action_id, "value": value}
+
+
+def text_input(**extra: object) -> dict:
+    return {"type": "plain_text_input", "action_id": "why", **extra}
+
+
+def input_block(element: dict, label: str = "Why", **extra: object) -> dict:
+    return {"type": "input", "block_id": "b", "label": plain(label), "element": element, **extra}
+
+
+def groups(*option_lists: list[dict]) -> list[dict]:
+    return [{"label": plain(f"Group {i}"), "options": options} for i, options in enumerate(option_lists)]
+
+
+# (what, blocks, a pointer the refusal must name). Each is refused by Slack with invalid_blocks.
+MESSAGE_REFUSALS = [
+    ("51 blocks", [section("b")] * 51, "/blocks]"),
+    ("section text over 3000", [section("a" * 3001)], "/blocks/0/text/text]"),
+    ("section with neither text nor fields", [{"type": "section"}], "/blocks/0]"),
+    ("11 section fields", [{"type": "section", "fields": [mrkdwn("f")] * 11}], "/blocks/0/fields]"),
+    ("a section field over 2000", [{"type": "section", "fields": [mrkdwn("f" * 2001)]}], "/blocks/0/fields/0/text]"),
+    ("header over 150", [{"type": "header", "text": plain("h" * 151)}], "/blocks/0/text/text]"),
+    ("header in mrkdwn", [{"type": "header", "text": mrkdwn("h")}], "/blocks/0/text/type]"),
+    ("11 context elements", [{"type": "context", "elements": [mrkdwn("c")] * 11}], "/blocks/0/elements]"),
+    ("context text over 3000", [{"type": "context", "elements": [mrkdwn("c" * 3001)]}], "/blocks/0/elements/0/text]"),
+    ("an empty text", [section("")], "/blocks/0/text/text]"),
+    ("block_id over 255", [{**section("x"), "block_id": "b" * 256}], "/blocks/0/block_id]"),
+    ("26 action elements", actions(*[button(action_id=f"a{i}") for i in range(26)]), "/blocks/0/elements]"),
+    ("button text over 75", actions(button(text="b" * 76)), "/blocks/0/elements/0/text/text]"),
+    ("button value over 2000", actions(button(value="v" * 2001)), "/blocks/0/elements/0/value]"),
+    ("action_id over 255", actions(button(action_id="a" * 256)), "/blocks/0/elements/0/action_id]"),
+    ("option text over 75", with_accessory(select([opt("o" * 76)])), "/accessory/options/0/text/text]"),
+    ("option value over 150", with_accessory(select([opt(value="v" * 151)])), "/accessory/options/0/value]"),
+    ("101 options", with_accessory(select([opt(value=str(i)) for i in range(101)])), "/accessory/options]"),
+    ("a select without options", with_accessory(select()), "/blocks/0/accessory]"),
+    ("101 option groups", with_accessory(select(option_groups=groups(*[[opt()]] * 101))), "/accessory/option_groups]"),
+    ("group label over 75", with_accessory(select(option_groups=[{"label": plain("g" * 76), "options": [opt()]}])), "/label/text]"),
+    (
+        "initial_option not among the options",
+        with_accessory(select([opt("A", "a")], initial_option=opt("B", "b"))),
+        "/accessory/initial_option]",
+    ),
+    (
+        "initial_option with the right value but other text",
+        with_accessory(select([opt("A", "a")], initial_option=opt("A (renamed)", "a"))),
+        "/accessory/initial_option]",
+    ),
+    (
+        "initial_option not in any option group",
+        with_accessory(select(option_groups=groups([opt("A", "a")], [opt("B", "b")]), initial_option=opt("C", "c"))),
+        "/accessory/initial_option]",
+    ),
+    (
+        "initial_options not among a multi select's options",
+        with_accessory(select([opt("A", "a")], kind="multi_static_select", initial_options=[opt("A", "a"), opt("B", "b")])),
+        "/accessory/initial_options/1]",
+    ),
+    ("11 checkboxes", actions({"type": "checkboxes", "action_id": "c", "options": [opt(value=str(i)) for i in range(11)]}), "/options]"),
+    (
+        "a checkbox initial option not among the options",
+        actions({"type": "checkboxes", "action_id": "c", "options": [opt("A", "a")], "initial_options": [opt("Z", "z")]}),
+        "/initial_options/0]",
+    ),
+    ("6 overflow options", actions({"type": "overflow", "action_id": "o", "options": [opt(value=str(i)) for i in range(6)]}), "/options]"),
+    ("placeholder over 150", with_accessory(select([opt()], placeholder=plain("p" * 151))), "/accessory/placeholder/text]"),
+]
+
+
+@pytest.mark.parametrize("what, blocks, pointer", MESSAGE_REFUSALS, ids=[r[0] for r in MESSAGE_REFUSALS])
+async def test_message_blocks_slack_refuses_are_refused(slack: FakeSlack, client: AsyncWebClient, what, blocks, pointer):
+    with pytest.raises(SlackApiError) as info:
+        await client.chat_postMessage(channel="C1", text="x", blocks=blocks)
+    assert info.value.response["error"] == "invalid_blocks"
+    messages = info.value.response["response_metadata"]["messages"]
+    assert any(m.startswith("[ERROR] ") and pointer in m for m in messages), messages
+    assert slack.violations and all(v.startswith("chat.postMessage: [ERROR]") for v in slack.violations)
+    assert slack.messages("C1") == []
+    # chat.update and chat.postEphemeral check the same blocks.
+    posted = await client.chat_postMessage(channel="C1", text="x")
+    assert await api_error(client.chat_update(channel="C1", ts=posted["ts"], text="x", blocks=blocks)) == "invalid_blocks"
+    assert await api_error(client.chat_postEphemeral(channel="C1", user="U1", text="x", blocks=blocks)) == "invalid_blocks"
+
+
+# Right at each limit, or allowed by Slack although it looks odd: accepted.
+MESSAGE_ACCEPTED = [
+    ("50 blocks", [section("b")] * 50),
+    ("section text of 3000", [section("a" * 3000)]),
+    ("10 fields of 2000", [{"type": "section", "fields": [mrkdwn("f" * 2000)] * 10}]),
+    ("header of 150", [{"type": "header", "text": plain("h" * 150)}]),
+    ("10 context elements", [{"type": "context", "elements": [mrkdwn("c")] * 10}]),
+    ("button text of 75, value of 2000", actions(button(text="b" * 75, value="v" * 2000))),
+    ("100 options of 75/150", with_accessory(select([opt("o" * 75, f"{i:03d}" + "v" * 147) for i in range(100)]))),
+    ("initial_option among the options", with_accessory(select([opt("A", "a"), opt("B", "b")], initial_option=opt("B", "b")))),
+    (
+        "initial_option inside an option group",
+        with_accessory(select(option_groups=groups([opt("A", "a")], [opt("B", "b")]), initial_option=opt("B", "b"))),
+    ),
+    ("external_select: initial_option without options", with_accessory(select(None, kind="external_select", initial_option=opt("#12 DB", "12")))),
+]
+
+
+@pytest.mark.parametrize("what, blocks", MESSAGE_ACCEPTED, ids=[r[0] for r in MESSAGE_ACCEPTED])
+async def test_message_blocks_slack_accepts_are_accepted(slack: FakeSlack, client: AsyncWebClient, what, blocks):
+    assert (await client.chat_postMessage(channel="C1", text="x", blocks=blocks))["ok"]
+    assert slack.violations == []
+
+
+# (what, view, a pointer the refusal must name). views.open answers invalid_arguments.
+VIEW_REFUSALS = [
+    ("title over 24", modal(title="x" * 25), "/view/title/text]"),
+    ("submit over 24", modal(submit=plain("s" * 25)), "/view/submit/text]"),
+    ("close over 24", modal(close=plain("c" * 25)), "/view/close/text]"),
+    ("no title", {k: v for k, v in modal().items() if k != "title"}, "/view/title]"),
+    ("private_metadata over 3000", modal(private_metadata="m" * 3001), "/view/private_metadata]"),
+    ("callback_id over 255", modal(callback_id="c" * 256), "/view/callback_id]"),
+    ("101 blocks", modal(blocks=[section("b")] * 101), "/view/blocks]"),
+    ("input max_length over 3000", modal(blocks=[input_block(text_input(max_length=5000))]), "/element/max_length]"),
+    (
+        "initial_value longer than max_length",
+        modal(blocks=[input_block(text_input(max_length=150, initial_value="r" * 151))]),
+        "/element/initial_value]",
+    ),
+    ("initial_value over 3000", modal(blocks=[input_block(text_input(initial_value="r" * 3001))]), "/element/initial_value]"),
+    ("label over 2000", modal(blocks=[input_block(text_input(), label="l" * 2001)]), "/view/blocks/0/label/text]"),
+    ("hint over 2000", modal(blocks=[input_block(text_input(), hint=plain("h" * 2001))]), "/view/blocks/0/hint/text]"),
+    (
+        "an input without a submit button",
+        {k: v for k, v in modal(blocks=[input_block(text_input())]).items() if k != "submit"},
+        "/view/submit]",
+    ),
+    (
+        "an external select's option text over 75",
+        modal(blocks=[input_block(select(None, kind="external_select", initial_option=opt("o" * 76)))]),
+        "/element/initial_option/text/text]",
+    ),
+]
+
+
+@pytest.mark.parametrize("what, view, pointer", VIEW_REFUSALS, ids=[r[0] for r in VIEW_REFUSALS])
+async def test_views_slack_refuses_are_refused(slack: FakeSlack, client: AsyncWebClient, what, view, pointer):
+    with pytest.raises(SlackApiError) as info:
+        await client.views_open(trigger_id="t-1", view=view)
+    assert info.value.response["error"] == "invalid_arguments"  # as views.open's document shows
+    messages = info.value.response["response_metadata"]["messages"]
+    assert any(pointer in m for m in messages), messages
+    assert slack.views == {}
+    assert all(v.startswith("views.open: [ERROR]") for v in slack.violations) and slack.violations
+
+
+async def test_views_at_the_limits_are_accepted(slack: FakeSlack, client: AsyncWebClient):
+    field = input_block(text_input(max_length=3000, initial_value="r" * 3000), label="l" * 2000)
+    view = modal(title="t" * 24, submit=plain("s" * 24), close=plain("c" * 24), private_metadata="m" * 3000)
+    view["blocks"] = [field] + [section("b")] * 99
+    assert (await client.views_open(trigger_id="t-1", view=view))["ok"]
+    home = {"type": "home", "blocks": [section("b")] * 100}
+    assert (await client.views_publish(user_id="U1", view=home))["ok"]
+    assert slack.violations == []
+
+
+async def test_a_home_view_over_100_blocks_and_a_view_over_250kb(slack: FakeSlack, client: AsyncWebClient):
+    home = {"type": "home", "blocks": [section("b")] * 101}
+    assert await api_error(client.views_publish(user_id="U1", view=home)) == "invalid_arguments"
+    huge = modal(blocks=[section("h" * 3000)] * 90)
+    assert await api_error(client.views_open(trigger_id="t-2", view=huge)) == "view_too_large"
+    assert len(slack.violations) == 2
+
+
+async def test_chat_update_text_over_4000_is_msg_too_long(slack: FakeSlack, client: AsyncWebClient):
+    posted = await client.chat_postMessage(channel="C1", text="short")
+    assert await api_error(client.chat_update(channel="C1", ts=posted["ts"], text="t" * 4001)) == "msg_too_long"
+    assert slack.message("C1", posted["ts"])["text"] == "short"
+    assert slack.violations == ["chat.update: [ERROR] must be less than 4001 characters (is 4001) [json-pointer:/text]"]
+    slack.reset()
+    posted = await client.chat_postMessage(channel="C1", text="short")
+    assert (await client.chat_update(channel="C1", ts=posted["ts"], text="t" * 4000))["ok"]
+    assert slack.violations == []
+
+
+async def test_post_message_text_is_cut_at_40000_not_refused(slack: FakeSlack, client: AsyncWebClient):
+    """Slack does not refuse a long text on chat.postMessage; it keeps the first 40,000."""
+    posted = await client.chat_postMessage(channel="C1", text="p" * 40_001)
+    assert posted["ok"] and len(slack.message("C1", posted["ts"])["text"]) == 40_000
+    await client.chat_postEphemeral(channel="C1", user="U1", text="e" * 40_001)
+    assert len(slack.ephemerals("C1")[0]["text"]) == 40_000
+    assert slack.violations == []
 
 
 # ------------------------------------------------------------------ waiting
@@ -333,3 +522,45 @@ def test_command_and_interaction_bodies():
     assert parse_qs(command_body("/x", "", trigger_id="trig"))["trigger_id"] == ["trig"]
     payload = {"type": "view_submission", "view": {"id": "V1"}}
     assert json.loads(parse_qs(interaction_body(payload))["payload"][0]) == payload
+
+
+# ------------------------------------------------- the bot's HTTP answers (harness)
+
+
+def test_ack_problems_hold_http_answers_to_the_same_limits():
+    assert ack_problems("command", {"text": "ok", "blocks": [section("ok")], "response_type": "ephemeral"}) == []
+    assert ack_problems("command", None) == [] and ack_problems("block_actions", {}) == []
+    too_many = ack_problems("command", {"text": "x", "blocks": [section("b")] * 51})
+    assert too_many and "/blocks]" in too_many[0]
+    assert ack_problems("command", {"response_type": "ephemeral"})  # no text at all
+    assert ack_problems("command", {"text": "x", "blocks": [section("a" * 3001)]})
+    update = {"response_action": "update", "view": modal(title="x" * 25)}
+    assert any("/view/title/text]" in p for p in ack_problems("view_submission", update))
+    assert ack_problems("view_submission", {"response_action": "push", "view": modal()}) == []
+    assert ack_problems("view_submission", {"response_action": "errors", "errors": {"b": "Say why."}}) == []
+    assert ack_problems("view_submission", {"response_action": "errors", "errors": {}})
+    options = {"options": [opt(f"#{i}", str(i)) for i in range(101)]}
+    assert any("/options]" in p for p in ack_problems("block_suggestion", options))
+    assert ack_problems("block_suggestion", {"options": [opt("o" * 76)]})
+    assert ack_problems("block_suggestion", {"options": [opt(value="v" * 151)]})
+    assert ack_problems("block_suggestion", {"options": []}) == []
+
+
+def test_the_harness_fails_a_test_whose_bot_answers_what_slack_refuses():
+    import httpx
+
+    from tests.fakes.signing import command_body
+    from tests.harness import BotUnderTest
+
+    class Recorder:
+        ack_violations: list[str] = []
+
+    bad = httpx.Response(200, json={"text": "x", "blocks": [section("b")] * 51})
+    with pytest.raises(AssertionError, match="Slack refuses"):
+        BotUnderTest.check_answer(Recorder, command_body("/incident", "list"), bad)
+    assert Recorder.ack_violations and Recorder.ack_violations[0].startswith("command answer: [ERROR]")
+    fine = httpx.Response(200, json={"text": "x", "blocks": [section("b")]})
+    BotUnderTest.check_answer(Recorder, command_body("/incident", "list"), fine)
+    suggestion = interaction_body({"type": "block_suggestion", "action_id": "a", "value": ""})
+    with pytest.raises(AssertionError):
+        BotUnderTest.check_answer(Recorder, suggestion, httpx.Response(200, json={"options": [opt("o" * 80)]}))

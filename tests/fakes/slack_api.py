@@ -8,7 +8,13 @@ Every call is checked against Slack's own method documents
 (``shared/slack/docs_slack_dev_methods/*.json``) and against limits Slack enforces but
 ``slack_sdk`` does not check for plain dicts, so a test fails on the kind of mistake
 that would only show up against the real Slack. Problems are collected in
-``violations``; tests should normally end with ``assert slack.violations == []``.
+``violations`` (tests end with ``assert slack.violations == []``, the ``slack`` fixture
+does it) and the call is answered with Slack's own error: ``invalid_arguments`` for an
+argument Slack does not know or a view it refuses (``views.*``), ``invalid_blocks`` for
+message blocks, ``msg_too_long`` for ``chat.update`` text past 4,000 characters,
+``view_too_large`` — each with ``response_metadata.messages`` worded like Slack's. The
+Block Kit rules live in ``tests/slack_limits.py``; ``tests/harness.py`` holds the bot's
+HTTP answers (slash-command acks, ``response_action`` views, options) to the same rules.
 
 The server runs in its own thread with its own event loop, so it can be used from
 sync tests and from async tests alike (it never shares the test's loop).
@@ -25,7 +31,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -33,6 +39,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+
+from tests import slack_limits as limits
 
 __all__ = ["FakeSlack", "SlackCall", "load_method_docs", "default_shared_dir"]
 
@@ -49,13 +57,6 @@ MESSAGE_METHODS = frozenset(
     {"chat.postMessage", "chat.postEphemeral", "chat.update", "chat.scheduleMessage"}
 )
 VIEW_METHODS = frozenset({"views.open", "views.update", "views.push", "views.publish"})
-
-MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
-MAX_VIEW_BUTTON_TEXT = 24  # modal title / submit / close
-MAX_PRIVATE_METADATA = 3000
-MAX_SECTION_TEXT = 3000
-MAX_INPUT_MAX_LENGTH = 3000
 
 TEAM_ID = "T1"
 TEAM_NAME = "Example"
@@ -113,27 +114,25 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _text_of(obj: Any) -> str | None:
-    """The ``text`` of a text object, or the string itself."""
-    if isinstance(obj, dict):
-        text = obj.get("text")
-        return text if isinstance(text, str) else None
-    return obj if isinstance(obj, str) else None
+def _error(
+    error: str, status: int = 200, headers: dict[str, str] | None = None, messages: list[str] | None = None
+) -> _Answer:
+    body: Json = {"ok": False, "error": error}
+    if messages:
+        body["response_metadata"] = {"messages": messages}
+    return status, body, headers or {}
 
 
-def _walk_dicts(node: Any) -> Iterator[Json]:
-    """Every dict inside a block tree, so nested elements are checked wherever they sit."""
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk_dicts(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _walk_dicts(item)
+def _slack_messages(method: str, problems: list[str]) -> list[str]:
+    """Slack's ``response_metadata.messages``: the problems without our ``method:`` prefix."""
+    return [p.removeprefix(f"{method}: ") for p in problems]
 
 
-def _error(error: str, status: int = 200, headers: dict[str, str] | None = None) -> _Answer:
-    return status, {"ok": False, "error": error}, headers or {}
+def _posted_text(args: Json) -> str:
+    """chat.postMessage (and, assumption: chat.postEphemeral, whose document gives no number)
+    do not refuse a long top-level text: Slack keeps the first 40,000 characters."""
+    text = args.get("text") or ""
+    return str(text)[: limits.POST_TEXT_TRUNCATED_AT]
 
 
 def _public(message: Json, include_metadata: bool = True) -> Json:
@@ -439,8 +438,12 @@ class FakeSlack:
 
         problems = problems + self._check_args(method, schema, args, token)
         block_problems = self._check_blocks(method, args)
+        text_problems = [f"{method}: {p}" for p in limits.message_text_problems(method, args.get("text"))]
+        too_large = method in VIEW_METHODS and limits.view_too_large(args.get("view"))
+        if too_large:
+            text_problems.append(f"{method}: view is larger than {limits.MAX_VIEW_BYTES} bytes")
         metadata_problems = self._check_metadata(method, args)
-        self._violations.extend(problems + block_problems + metadata_problems)
+        self._violations.extend(problems + block_problems + text_problems + metadata_problems)
 
         queue = self._failures.get(method)
         if queue:
@@ -457,9 +460,15 @@ class FakeSlack:
         if token != self.token:
             return _error("invalid_auth")
         if problems:
-            return _error("invalid_arguments")
+            return _error("invalid_arguments", messages=_slack_messages(method, problems))
+        if too_large:
+            return _error("view_too_large")
         if block_problems:
-            return _error("invalid_blocks")
+            # Views answer invalid_arguments (views.open's documented example); messages invalid_blocks.
+            error = "invalid_arguments" if method in VIEW_METHODS else "invalid_blocks"
+            return _error(error, messages=_slack_messages(method, block_problems))
+        if text_problems:
+            return _error("msg_too_long")
         if metadata_problems:
             return _error("invalid_metadata_format")
         handler = self._handlers.get(method)
@@ -498,65 +507,14 @@ class FakeSlack:
 
     @staticmethod
     def _check_blocks(method: str, args: Json) -> list[str]:
+        """Block Kit rules (``tests/slack_limits.py``), each worded like Slack's own message."""
         problems: list[str] = []
-        trees: list[Any] = []
         if method in MESSAGE_METHODS and "blocks" in args:
-            blocks = args["blocks"]
-            if not isinstance(blocks, list):
-                problems.append(f"{method}: blocks must be a list, got {type(blocks).__name__}")
-            elif len(blocks) > MAX_MESSAGE_BLOCKS:
-                problems.append(f"{method}: {len(blocks)} blocks > {MAX_MESSAGE_BLOCKS} allowed in a message")
-            trees.append(blocks)
+            problems += limits.message_problems(args["blocks"])
         if method in VIEW_METHODS and "view" in args:
-            view = args["view"]
-            if not isinstance(view, dict):
-                problems.append(f"{method}: view must be an object, got {type(view).__name__}")
-            else:
-                problems.extend(FakeSlack._check_view(method, view))
-                trees.append(view.get("blocks", []))
-        for node in _walk_dicts(trees):
-            kind = node.get("type")
-            if kind == "section":
-                text = _text_of(node.get("text"))
-                if text is not None and len(text) > MAX_SECTION_TEXT:
-                    problems.append(
-                        f"{method}: section text is {len(text)} chars > {MAX_SECTION_TEXT} "
-                        f"(block_id={node.get('block_id')!r})"
-                    )
-            elif kind == "plain_text_input":
-                max_length = node.get("max_length")
-                if isinstance(max_length, int) and max_length > MAX_INPUT_MAX_LENGTH:
-                    problems.append(
-                        f"{method}: plain_text_input max_length {max_length} > {MAX_INPUT_MAX_LENGTH} "
-                        f"(action_id={node.get('action_id')!r})"
-                    )
-        return problems
-
-    @staticmethod
-    def _check_view(method: str, view: Json) -> list[str]:
-        problems: list[str] = []
-        expected_type = "home" if method == "views.publish" else "modal"
-        if view.get("type") != expected_type:
-            problems.append(f"{method}: view type must be {expected_type!r}, got {view.get('type')!r}")
-        if expected_type == "modal" and not _text_of(view.get("title")):
-            problems.append(f"{method}: a modal needs a title")
-        blocks = view.get("blocks", [])
-        if not isinstance(blocks, list):
-            problems.append(f"{method}: view.blocks must be a list")
-        elif len(blocks) > MAX_VIEW_BLOCKS:
-            problems.append(f"{method}: {len(blocks)} blocks > {MAX_VIEW_BLOCKS} allowed in a view")
-        for field in ("title", "submit", "close"):
-            text = _text_of(view.get(field))
-            if text is not None and len(text) > MAX_VIEW_BUTTON_TEXT:
-                problems.append(
-                    f"{method}: view {field} {text!r} is {len(text)} chars > {MAX_VIEW_BUTTON_TEXT}"
-                )
-        private = view.get("private_metadata")
-        if isinstance(private, str) and len(private) > MAX_PRIVATE_METADATA:
-            problems.append(
-                f"{method}: private_metadata is {len(private)} chars > {MAX_PRIVATE_METADATA}"
-            )
-        return problems
+            kind = "home" if method == "views.publish" else "modal"
+            problems += limits.view_problems(args["view"], kind=kind)
+        return [f"{method}: {p}" for p in problems]
 
     @staticmethod
     def _check_metadata(method: str, args: Json) -> list[str]:
@@ -666,7 +624,7 @@ class FakeSlack:
             "ts": self._next_ts(),
             "user": BOT_USER_ID,
             "bot_id": BOT_ID,
-            "text": args.get("text", ""),
+            "text": _posted_text(args),
             "blocks": copy.deepcopy(args.get("blocks")),
             "attachments": copy.deepcopy(args.get("attachments")),
             "thread_ts": thread_ts,
@@ -706,7 +664,7 @@ class FakeSlack:
         ephemeral = {
             "channel": self._channel_id(str(args["channel"])),
             "user": args["user"],
-            "text": args.get("text", ""),
+            "text": _posted_text(args),
             "blocks": copy.deepcopy(args.get("blocks")),
             "thread_ts": args.get("thread_ts"),
             "message_ts": self._next_ts(),
