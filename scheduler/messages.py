@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from handlers.text import context, escape, section, slack_date
+from handlers.text import SHORT_TITLE, context, escape, fit, section, slack_date
 from store.models import MaintenanceWindow
 
 
 def window_name(window: MaintenanceWindow) -> str:
-    title = escape(window.title) if window.title else "Maintenance"
+    title = fit(window.title, SHORT_TITLE) if (window.title or "").strip() else "Maintenance"
     return f"*{title}* (maintenance #{window.id})"
 
 

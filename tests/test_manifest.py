@@ -87,7 +87,11 @@ def test_manifest_is_ready_to_paste_for_http_mode():
     assert settings["token_rotation_enabled"] is False
     # The schema does not catch interactivity without a request URL in HTTP mode.
     assert settings["interactivity"]["is_enabled"] is True
-    urls = {settings["interactivity"].get("request_url")} | {c.get("url") for c in manifest_commands().values()}
+    interactivity = settings["interactivity"]
+    # The incident picker is an external_select: without an options URL Slack has nowhere to ask.
+    assert interactivity.get("message_menu_options_url"), "external selects need settings.interactivity.message_menu_options_url"
+    urls = {interactivity.get("request_url"), interactivity.get("message_menu_options_url")}
+    urls |= {c.get("url") for c in manifest_commands().values()}
     assert len(urls) == 1, f"every Slack request goes to the one endpoint, got {urls}"
     (url,) = urls
     assert url and url.startswith("https://") and url.endswith(EVENTS_PATH)
@@ -142,7 +146,7 @@ def registered(settings) -> _Recorder:
     handlers.register(recorder, ctx)
     # The recorder saw what the real app gets: same number of listeners.
     assert len(build_bolt_app(build_context(settings))._async_listeners) == len(recorder.registered)
-    assert {k for k, _ in recorder.registered} <= {"command", "view", "action"}, recorder.registered
+    assert {k for k, _ in recorder.registered} <= {"command", "view", "action", "options"}, recorder.registered
     return recorder
 
 
@@ -158,9 +162,10 @@ def test_every_manifest_command_is_answered(bot):
         assert response.text, f"{command} help answered nothing"
 
 
-def test_every_view_callback_and_action_is_dispatched(bot, registered):
-    """Interactivity reaches the same URL; Bolt answers 404 for a payload nobody listens to."""
-    assert registered.of("view") and registered.of("action")
+def test_every_view_callback_action_and_options_listener_is_dispatched(bot, registered):
+    """Interactivity and options loads reach the same URL; Bolt answers 404 for a payload
+    nobody listens to."""
+    assert registered.of("view") and registered.of("action") and registered.of("options")
     for callback_id in sorted(registered.of("view")):
         response = bot.submit({"callback_id": callback_id}, {})
         assert response.status_code == 200, f"view {callback_id} → {response.status_code} {response.text}"
@@ -168,6 +173,11 @@ def test_every_view_callback_and_action_is_dispatched(bot, registered):
         response = bot.click(action_id, "0")
         assert response.status_code == 200, f"action {action_id} → {response.status_code} {response.text}"
     assert bot.click("no_such_action", "0").status_code == 404  # the check above can fail
+    for action_id in sorted(registered.of("options")):
+        response = bot.suggest({"callback_id": "any"}, block_id="b", action_id=action_id)
+        assert response.status_code == 200, f"options {action_id} → {response.status_code} {response.text}"
+        assert "options" in response.json()
+    assert bot.suggest({"callback_id": "any"}, block_id="b", action_id="no_such_menu").status_code == 404
 
 
 # --- scopes: exactly what the code calls --------------------------------------------------------

@@ -109,6 +109,7 @@ class MaintenanceService:
             title_label=backend.title_label,
             uses_servers=backend.uses_servers,
             original_start=original.start if original is not None else None,
+            original_title=original.title if original is not None else None,
         )
 
     # --- reads -----------------------------------------------------------------------

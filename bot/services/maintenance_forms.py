@@ -63,13 +63,15 @@ class ScheduleForm:
         title_label: str = "Title",
         uses_servers: bool = False,
         original_start: datetime | None = None,
+        original_title: str | None = None,
     ) -> dict[str, str]:
-        """Field → sentence. `original_start`: an edit may keep a start that has passed."""
+        """Field → sentence. An edit may keep a start that has passed (`original_start`) and a
+        title longer than ours that was made outside Slack (`original_title`)."""
         out: dict[str, str] = {}
         noun = title_label.lower()
         if not self.title.strip():
             out["title"] = f"Give the maintenance a {noun}."
-        elif len(self.title) > TITLE_MAX:
+        elif len(self.title) > TITLE_MAX and self.title != original_title:
             out["title"] = f"Keep the {noun} under {TITLE_MAX} characters."
         if self.start is None:
             out["start"] = "Pick when the maintenance starts."

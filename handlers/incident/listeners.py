@@ -14,6 +14,7 @@ from handlers.errors import renders_errors, who_and_where
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from handlers.text import section
+from store.models import Incident
 
 # Which block shows the error for each form field.
 FIELD_BLOCKS = {
@@ -80,28 +81,33 @@ class IncidentHandlers:
         view = views.declare_modal(form, self.ctx.settings.sitrep_components, channel_id=who_and_where(body)[1])
         await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
 
-    async def _open_choice(self, body: dict, ref: str | None) -> tuple[list, int | None]:
+    async def _open_choice(self, body: dict, ref: str | None) -> Incident | None:
+        """The incident to preselect: the one named, else the only one open, else none."""
         self.service.ensure_enabled()
         self.service.ensure_allowed(who_and_where(body)[0])
-        selected = (await self.service.find_open(ref)).id if ref else None
+        if ref:
+            return await self.service.find_open(ref)
         incidents = await self.service.open_incidents()
         if not incidents:
             raise NotFound("There are no open incidents. Declare one with `/incident declare`.")
-        if selected is None and len(incidents) == 1:
-            selected = incidents[0].id
-        return incidents, selected
+        return incidents[0] if len(incidents) == 1 else None
 
     async def open_update(self, ack, body: dict, ref: str | None, text: str = "", status: str | None = None) -> None:
-        incidents, selected = await self._open_choice(body, ref)
+        chosen = await self._open_choice(body, ref)
         await ack()
-        view = views.update_modal(incidents, selected=selected, status=status, text=text, channel_id=who_and_where(body)[1])
+        view = views.update_modal(chosen, status=status, text=text, channel_id=who_and_where(body)[1])
         await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
 
     async def open_resolve(self, ack, body: dict, ref: str | None, note: str = "") -> None:
-        incidents, selected = await self._open_choice(body, ref)
+        chosen = await self._open_choice(body, ref)
         await ack()
-        view = views.resolve_modal(incidents, selected=selected, note=note, channel_id=who_and_where(body)[1])
+        view = views.resolve_modal(chosen, note=note, channel_id=who_and_where(body)[1])
         await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+
+    # --- the incident picker's type-ahead (block_suggestion) ---------------------------
+    async def suggest_incidents(self, ack, body: dict) -> None:
+        incidents = await self.service.open_incidents()
+        await ack(options=views.incident_options(incidents, body.get("value") or ""))
 
     # --- buttons on the announcement ---------------------------------------------------
     async def button_update(self, ack, body: dict) -> None:
@@ -173,4 +179,5 @@ def register(app: AsyncApp, ctx: AppContext, drafts: dict) -> None:
     app.view(Callback.RESOLVE)(renders_errors(ctx, handlers.submit_resolve))
     app.action(Action.POST_UPDATE)(renders_errors(ctx, handlers.button_update))
     app.action(Action.RESOLVE)(renders_errors(ctx, handlers.button_resolve))
+    app.options(Action.INCIDENT)(renders_errors(ctx, handlers.suggest_incidents))
     drafts["incident."] = handlers

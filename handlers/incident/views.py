@@ -10,7 +10,20 @@ from bot.settings import Component
 from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
 from handlers import blocks as kit
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
-from handlers.text import button, context, duration, escape, mrkdwn, plain, section, slack_date, truncate, user
+from handlers.text import (
+    SHORT_TITLE,
+    button,
+    context,
+    duration,
+    field,
+    fit,
+    fit_list,
+    section,
+    slack_date,
+    text_sections,
+    truncate,
+    user,
+)
 from store.models import Incident, IncidentEvent
 
 STATUS_EMOJI = {
@@ -25,10 +38,38 @@ IMPACT_EMOJI = {
     "Major Outage": ":red_circle:",
 }
 MAX_MESSAGE_BLOCKS = 50
+MAX_SUGGESTIONS = 100  # options Slack shows from one block_suggestion answer
 
 
 def _incident_label(incident: Incident) -> str:
     return truncate(f"#{incident.id} {incident.title}", 75)
+
+
+def _title(incident: Incident) -> str:
+    return fit(incident.title, SHORT_TITLE)
+
+
+def _incident_picker(chosen: Incident | None) -> dict:
+    """Type-ahead over the open incidents (see `incident_options`), however many there are."""
+    initial = (_incident_label(chosen), str(chosen.id)) if chosen is not None else None
+    element = kit.external_select(Action.INCIDENT, initial, "Type its number or a word of its title")
+    return kit.input(Block.INCIDENT, "Incident", element)
+
+
+def incident_options(incidents: Sequence[Incident], query: str) -> list[dict]:
+    """The options for what the person typed so far: open incidents whose number starts with
+    it (`12`, `#12`) or whose title or status-page ID holds every word of it, newest first,
+    at most the 100 Slack shows."""
+    words = query.strip().lower().lstrip("#").split()
+
+    def matches(incident: Incident) -> bool:
+        if len(words) == 1 and words[0].isdigit() and str(incident.id).startswith(words[0]):
+            return True
+        haystack = f"{incident.title} {incident.upstream_id}".lower()
+        return all(word in haystack for word in words)
+
+    found = [i for i in incidents if matches(i)][:MAX_SUGGESTIONS]
+    return [kit.option(_incident_label(i), str(i.id)) for i in found]
 
 
 # --- modals -----------------------------------------------------------------------------
@@ -39,7 +80,9 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
         kit.input(
             Block.TITLE,
             "Title",
-            kit.text_input(Action.TITLE, initial=form.title, max_length=TITLE_MAX, placeholder="Checkout is failing for EU users"),
+            kit.text_input(
+                Action.TITLE, initial=kit.typed(form.title), max_length=TITLE_MAX, placeholder="Checkout is failing for EU users"
+            ),
         ),
         kit.input(
             Block.DESCRIPTION,
@@ -61,15 +104,9 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
         ),
     ]
     if components:
-        element: dict = {
-            "type": "multi_static_select",
-            "action_id": Action.COMPONENTS,
-            "placeholder": plain("Pick components"),
-            "options": [kit.option(c.name, c.id) for c in components][:kit.MAX_OPTIONS],
-        }
-        initial = [kit.option(c.name, c.id) for c in components if c.id in form.component_ids]
-        if initial:
-            element["initial_options"] = initial
+        element = kit.multi_select(
+            Action.COMPONENTS, [(c.name, c.id) for c in components], form.component_ids, "Pick components", group_label="Components"
+        )
         blocks.append(kit.input(Block.COMPONENTS, "Affected components", element, optional=True))
     notify_option = kit.option("Notify subscribers", NOTIFY_VALUE)
     checkboxes: dict = {"type": "checkboxes", "action_id": Action.NOTIFY, "options": [notify_option]}
@@ -79,13 +116,10 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
     return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, {"channel": channel_id})
 
 
-def update_modal(
-    incidents: Sequence[Incident], *, selected: int | None, status: str | None, text: str = "", channel_id: str | None
-) -> dict:
-    chosen = next((i for i in incidents if i.id == selected), None)
-    options = [(_incident_label(i), str(i.id)) for i in incidents]
+def update_modal(chosen: Incident | None, *, status: str | None, text: str = "", channel_id: str | None) -> dict:
+    """`chosen`: the incident to preselect (named in the command, or the only one open)."""
     blocks = [
-        kit.input(Block.INCIDENT, "Incident", kit.select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
+        _incident_picker(chosen),
         kit.input(
             Block.STATUS,
             "New status",
@@ -102,17 +136,15 @@ def update_modal(
     return kit.modal(Callback.UPDATE, "Post an update", "Post update", blocks, {"channel": channel_id})
 
 
-def resolve_modal(incidents: Sequence[Incident], *, selected: int | None, note: str = "", channel_id: str | None) -> dict:
-    options = [(_incident_label(i), str(i.id)) for i in incidents]
-    chosen = next((i for i in incidents if i.id == selected), None)
+def resolve_modal(chosen: Incident | None, *, note: str = "", channel_id: str | None) -> dict:
     question = (
-        f"Resolve *#{chosen.id} {escape(chosen.title)}*? The status page will show it as resolved."
+        f"Resolve *#{chosen.id} {_title(chosen)}*? The status page will show it as resolved."
         if chosen
         else "Resolve an incident? The status page will show it as resolved."
     )
     blocks = [
         section(question),
-        kit.input(Block.INCIDENT, "Incident", kit.select(Action.INCIDENT, options, str(selected) if selected else None, "Pick an incident")),
+        _incident_picker(chosen),
         kit.input(
             Block.NOTE,
             "Closing note",
@@ -128,25 +160,25 @@ def resolve_modal(incidents: Sequence[Incident], *, selected: int | None, note: 
 
 def _headline(incident: Incident) -> str:
     status = "Resolved" if not incident.is_open else incident.status
-    return f"{STATUS_EMOJI.get(status, '')} *Incident #{incident.id}: {escape(incident.title)}*"
+    return f"{STATUS_EMOJI.get(status, '')} *Incident #{incident.id}: {fit(incident.title, 2900)}*"
 
 
 def announcement(incident: Incident) -> tuple[str, list[dict]]:
     """The parent message, kept current: every field a reader needs at a glance."""
     status = "Resolved" if not incident.is_open else incident.status
     fields = [
-        mrkdwn(f"*Status*\n{STATUS_EMOJI.get(status, '')} {status}"),
-        mrkdwn(f"*Impact*\n{IMPACT_EMOJI.get(incident.impact, '')} {incident.impact}"),
-        mrkdwn(f"*Components*\n{escape(', '.join(incident.components)) or 'None listed'}"),
-        mrkdwn(f"*Declared by*\n{user(incident.declared_by)}"),
-        mrkdwn(f"*Declared*\n{slack_date(incident.declared_at)}"),
+        field("Status", f"{STATUS_EMOJI.get(status, '')} {fit(status, 200)}"),
+        field("Impact", f"{IMPACT_EMOJI.get(incident.impact, '')} {fit(incident.impact, 200)}"),
+        field("Components", fit_list(incident.components, 1900)),
+        field("Declared by", user(incident.declared_by)),
+        field("Declared", slack_date(incident.declared_at)),
     ]
     if incident.update_count:
         noun = "update" if incident.update_count == 1 else "updates"
-        fields.append(mrkdwn(f"*Last update*\n{slack_date(incident.updated_at)} ({incident.update_count} {noun})"))
+        fields.append(field("Last update", f"{slack_date(incident.updated_at)} ({incident.update_count} {noun})"))
     blocks: list[dict] = [section(_headline(incident))]
     if incident.description:
-        blocks.append(section(escape(truncate(incident.description, 2900))))
+        blocks.extend(text_sections(incident.description))
     blocks.append({"type": "section", "fields": fields})
     if incident.is_open:
         blocks.append(
@@ -162,27 +194,25 @@ def announcement(incident: Incident) -> tuple[str, list[dict]]:
     else:
         lasted = duration(incident.resolved_at - incident.declared_at)
         blocks.append(context(f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"))
-    blocks.append(context(f"Status page ID `{escape(incident.upstream_id)}` · updates in the thread"))
-    text = f"Incident #{incident.id}: {escape(incident.title)} ({status}, {incident.impact})"
+    blocks.append(context(f"Status page ID `{fit(incident.upstream_id, 200)}` · updates in the thread"))
+    text = f"Incident #{incident.id}: {_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
     return text, blocks
 
 
 def update_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
     head = f"{STATUS_EMOJI.get(event.status, '')} *{event.status}* · update from {user(event.user_id)} · {slack_date(event.at)}"
-    blocks = [section(head), section(escape(event.text))]
-    return f"Incident #{incident.id} update ({event.status}): {escape(truncate(event.text, 200))}", blocks
+    blocks = [section(head), *text_sections(event.text)]
+    return f"Incident #{incident.id} update ({fit(event.status, 100)}): {fit(event.text, 200)}", blocks
 
 
 def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
     lasted = duration(incident.resolved_at - incident.declared_at)
     head = (
-        f":white_check_mark: *Resolved* · incident #{incident.id} *{escape(incident.title)}* "
+        f":white_check_mark: *Resolved* · incident #{incident.id} *{_title(incident)}* "
         f"resolved by {user(event.user_id)} · {slack_date(event.at)} · lasted {lasted}"
     )
-    blocks = [section(head)]
-    if event.text:
-        blocks.append(section(escape(event.text)))
-    return f"Resolved: incident #{incident.id} {escape(incident.title)} (lasted {lasted})", blocks
+    blocks = [section(head), *text_sections(event.text)]
+    return f"Resolved: incident #{incident.id} {_title(incident)} (lasted {lasted})", blocks
 
 
 # --- answers to one person --------------------------------------------------------------
@@ -190,13 +220,13 @@ def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[
 
 def declared_answer(incident: Incident, permalink: str | None) -> tuple[str, list[dict]]:
     where = f"<{permalink}|the announcement>" if permalink else f"<#{incident.channel_id}>"
-    text = f":white_check_mark: Incident #{incident.id} *{escape(incident.title)}* is declared. Follow and update it in {where}."
+    text = f":white_check_mark: Incident #{incident.id} *{_title(incident)}* is declared. Follow and update it in {where}."
     return text, [section(text)]
 
 
 def done_answer(verb: str, incident: Incident, permalink: str | None) -> tuple[str, list[dict]]:
     where = f" <{permalink}|Open the thread>." if permalink else ""
-    text = f":white_check_mark: {verb} incident #{incident.id} *{escape(incident.title)}*.{where}"
+    text = f":white_check_mark: {verb} incident #{incident.id} *{_title(incident)}*.{where}"
     return text, [section(text)]
 
 
@@ -208,7 +238,7 @@ def incident_list(incidents: Sequence[Incident], now: datetime, permalinks: dict
     lines = []
     for incident in incidents:
         link = permalinks.get(incident.id)
-        title = escape(truncate(incident.title, 80))
+        title = fit(incident.title, 80)
         title = f"<{link}|{title}>" if link else title
         lines.append(
             f"{IMPACT_EMOJI.get(incident.impact, '')} *#{incident.id}* {title} · {incident.status} · "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from slack_bolt.async_app import AsyncApp
 
 from bot.context import AppContext
 from bot.services.maintenance import Done, MaintenanceService
-from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, CancelForm, ScheduleForm
+from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, CancelForm, ScheduleForm, format_servers
 from bot.slack import tell_user
 from bot.user_errors import InputInvalid, NotFound
 from handlers import state
@@ -14,6 +16,7 @@ from handlers.errors import renders_errors, who_and_where
 from handlers.maintenance import views
 from handlers.text import section
 from handlers.maintenance.ids import Action, Block, Callback
+from store.models import MaintenanceWindow
 
 # Which block shows the error for each form field.
 FIELD_BLOCKS = {
@@ -39,6 +42,21 @@ def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
         servers_text=state.text(values, Block.SERVERS, Action.SERVERS),
         window_id=window_id,
     )
+
+
+def keep_unshown(form: ScheduleForm, metadata: dict, original: MaintenanceWindow | None) -> ScheduleForm:
+    """A field whose stored value was too long to show in the form (views.KEEP_KEY), left
+    empty, keeps the stored value: nothing is cut or lost by saving the form."""
+    kept = metadata.get(views.KEEP_KEY) or []
+    if original is None or not kept:
+        return form
+    unchanged = {
+        "title": ("title", original.title),
+        "description": ("description", original.description),
+        "servers": ("servers_text", format_servers(original.servers)),
+    }
+    changes = {attr: value for name, (attr, value) in unchanged.items() if name in kept and not getattr(form, attr)}
+    return replace(form, **changes)
 
 
 def _window_of(body: dict) -> int:
@@ -131,7 +149,7 @@ class MaintenanceHandlers:
     async def submit_edit(self, ack, body: dict) -> None:
         window_id = _window_of(body)
         original = await self.service.get(window_id)
-        form = parse_schedule(state.view_values(body), window_id=window_id)
+        form = keep_unshown(parse_schedule(state.view_values(body), window_id=window_id), state.metadata(body), original)
         _check(self.service.problems(form, original=original))
         await ack()
         user_id, channel_id = who_and_where(body)

@@ -10,7 +10,19 @@ from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, SERVERS_MAX
 from bot.settings import Component
 from handlers import blocks as kit
 from handlers.maintenance.ids import Action, Block, Callback
-from handlers.text import button, context, duration, escape, mrkdwn, plain, section, slack_date, truncate, user
+from handlers.text import (
+    SHORT_TITLE,
+    button,
+    context,
+    duration,
+    field,
+    fit,
+    fit_list,
+    section,
+    slack_date,
+    text_sections,
+    user,
+)
 from store.models import MaintenanceWindow
 
 if TYPE_CHECKING:
@@ -47,8 +59,9 @@ def _backend_label(window: MaintenanceWindow) -> str:
     return BACKEND_LABEL.get(window.backend, window.backend)
 
 
-def _title(window: MaintenanceWindow) -> str:
-    return escape(window.title) if window.title.strip() else "(no reason given)"
+def _title(window: MaintenanceWindow, limit: int = SHORT_TITLE) -> str:
+    """The title (AppFirst: reason), which may come from outside Slack at any length."""
+    return fit(window.title, limit) if window.title.strip() else "(no reason given)"
 
 
 def _state(window: MaintenanceWindow) -> str:
@@ -62,16 +75,48 @@ def _when(start: datetime | None, end: datetime | None) -> str:
     return f"{left} → {right}{lasted}"
 
 
-def _targets(window: MaintenanceWindow) -> tuple[str, str]:
-    """(label, text) for what the window affects."""
-    if window.servers:
-        return "Servers", truncate(", ".join(str(s) for s in window.servers), FIELD_MAX)
-    if window.backend == "appfirst":
-        return "Servers", "None listed"
-    return "Components", escape(truncate(", ".join(window.components), FIELD_MAX)) or "None listed"
+def _targets(window: MaintenanceWindow, limit: int = FIELD_MAX) -> tuple[str, str]:
+    """(label, text) for what the window affects, "and N more" past `limit`."""
+    if window.servers or window.backend == "appfirst":
+        return "Servers", fit_list(window.servers, limit)
+    return "Components", fit_list(window.components, limit)
 
 
 # --- modals -----------------------------------------------------------------------------
+
+
+#: The edit form's metadata key listing fields whose stored value is too long for any text
+#: field: they are shown read-only, and left empty they keep the stored value.
+KEEP_KEY = "keep"
+
+
+def _text_field(
+    block_id: str,
+    action_id: str,
+    label: str,
+    value: str,
+    *,
+    max_length: int,
+    placeholder: str,
+    editing: bool,
+    multiline: bool = False,
+    optional: bool = False,
+    hint: str | None = None,
+) -> tuple[list[dict], bool]:
+    """(blocks, kept): a text field prefilled with `value` whole — the field grows to hold it.
+    A stored value longer than any field is never prefilled cut, as it would be saved back
+    cut: it is quoted above an empty field, and `kept` says an empty field keeps it."""
+    if kit.fits_input(value) or not editing:
+        element = kit.text_input(
+            action_id, initial=kit.typed(value), multiline=multiline, max_length=max_length, placeholder=placeholder
+        )
+        return [kit.input(block_id, label, element, optional=optional, hint=hint)], False
+    shown = section(f"*{label}* now ({len(value):,} characters, more than a form field holds):\n>{fit(value, 2500)}")
+    element = kit.text_input(
+        action_id, multiline=multiline, max_length=max_length, placeholder="Leave empty to keep it as it is"
+    )
+    field = kit.input(block_id, f"New {label.lower()}", element, optional=True, hint="Leave empty to keep it as it is.")
+    return [shown, field], True
 
 
 def schedule_modal(
@@ -84,61 +129,60 @@ def schedule_modal(
 ) -> dict:
     """The schedule form; with `window`, the same form prefilled to edit it."""
     label = shape.title_label
+    editing = window is not None
     blocks: list[dict] = []
+    kept: list[str] = []
+
+    def add(name: str, field: tuple[list[dict], bool]) -> None:
+        blocks.extend(field[0])
+        if field[1]:
+            kept.append(name)
+
     if window is not None:
         blocks.append(section(f"Editing maintenance *#{window.id} {_title(window)}*."))
-    blocks.append(
-        kit.input(
-            Block.TITLE,
-            label,
-            kit.text_input(
-                Action.TITLE,
-                initial=form.title,
-                max_length=TITLE_MAX,
-                placeholder="Database upgrade" if label == "Title" else "Kernel updates on the web servers",
-            ),
-        )
-    )
+    placeholder = "Database upgrade" if label == "Title" else "Kernel updates on the web servers"
+    add("title", _text_field(Block.TITLE, Action.TITLE, label, form.title, max_length=TITLE_MAX, placeholder=placeholder, editing=editing))
     if shape.has_description:
-        blocks.append(
-            kit.input(
+        add(
+            "description",
+            _text_field(
                 Block.DESCRIPTION,
+                Action.DESCRIPTION,
                 "Description",
-                kit.text_input(
-                    Action.DESCRIPTION,
-                    initial=form.description,
-                    multiline=True,
-                    max_length=TEXT_MAX,
-                    placeholder="What customers will notice, and what they should do",
-                ),
+                form.description,
+                max_length=TEXT_MAX,
+                placeholder="What customers will notice, and what they should do",
+                editing=editing,
+                multiline=True,
                 optional=True,
-            )
+            ),
         )
     blocks.append(kit.input(Block.START, "Start", kit.date_time(Action.START, form.start), hint="In your own time zone."))
     blocks.append(kit.input(Block.END, "End", kit.date_time(Action.END, form.end), hint="In your own time zone."))
     if shape.uses_servers:
-        blocks.append(
-            kit.input(
+        add(
+            "servers",
+            _text_field(
                 Block.SERVERS,
+                Action.SERVERS,
                 "Servers",
-                kit.text_input(Action.SERVERS, initial=form.servers_text, max_length=SERVERS_MAX, placeholder="1, 2, 3"),
+                form.servers_text,
+                max_length=SERVERS_MAX,
+                placeholder="1, 2, 3",
+                editing=editing,
                 hint="Numeric server IDs, separated by commas.",
-            )
+            ),
         )
     elif components:
-        element: dict = {
-            "type": "multi_static_select",
-            "action_id": Action.COMPONENTS,
-            "placeholder": plain("Pick components"),
-            "options": [kit.option(c.name, c.id) for c in components][:kit.MAX_OPTIONS],
-        }
-        initial = [kit.option(c.name, c.id) for c in components if c.id in form.component_ids]
-        if initial:
-            element["initial_options"] = initial
+        element = kit.multi_select(
+            Action.COMPONENTS, [(c.name, c.id) for c in components], form.component_ids, "Pick components", group_label="Components"
+        )
         blocks.append(kit.input(Block.COMPONENTS, "Affected components", element, optional=True))
     metadata: dict[str, Any] = {"channel": channel_id}
     if window is not None:
         metadata["window"] = window.id
+        if kept:
+            metadata[KEEP_KEY] = kept
         return kit.modal(Callback.EDIT, "Edit maintenance", "Save changes", blocks, metadata)
     return kit.modal(Callback.SCHEDULE, "Schedule maintenance", "Schedule", blocks, metadata)
 
@@ -167,20 +211,19 @@ def announcement(window: MaintenanceWindow) -> tuple[str, list[dict]]:
     """The parent message, kept current: every field a reader needs at a glance."""
     target_label, targets = _targets(window)
     fields = [
-        mrkdwn(f"*State*\n{_state(window)}"),
-        mrkdwn(f"*Start*\n{slack_date(window.start)}"),
-        mrkdwn(f"*End*\n{slack_date(window.end) if window.end else 'Not given'}"),
-        mrkdwn(f"*Duration*\n{duration(window.end - window.start) if window.end else 'Unknown'}"),
-        mrkdwn(f"*{target_label}*\n{targets}"),
-        mrkdwn(
-            f"*Scheduled by*\n{user(window.created_by)}"
-            if window.created_by
-            else f"*Scheduled*\noutside Slack, {ORIGIN.get(window.backend, window.backend)}"
-        ),
+        field("State", _state(window)),
+        field("Start", slack_date(window.start)),
+        field("End", slack_date(window.end) if window.end else "Not given"),
+        field("Duration", duration(window.end - window.start) if window.end else "Unknown"),
+        field(target_label, targets),
+        field("Scheduled by", user(window.created_by))
+        if window.created_by
+        else field("Scheduled", f"outside Slack, {ORIGIN.get(window.backend, window.backend)}"),
     ]
-    blocks: list[dict] = [section(f":wrench: *Maintenance #{window.id}: {_title(window)}*")]
+    # The announcement is where the whole title is shown; everywhere else a short form.
+    blocks: list[dict] = [section(f":wrench: *Maintenance #{window.id}: {_title(window, 2900)}*")]
     if window.description:
-        blocks.append(section(escape(truncate(window.description, 2900))))
+        blocks.extend(text_sections(window.description, max_blocks=3))
     blocks.append({"type": "section", "fields": fields})
     if window.state in ("scheduled", "in_progress"):
         blocks.append(
@@ -190,7 +233,7 @@ def announcement(window: MaintenanceWindow) -> tuple[str, list[dict]]:
                 "elements": [button("Cancel window", Action.CANCEL, str(window.id), "danger")],
             }
         )
-    blocks.append(context(f"{_backend_label(window)} ID `{escape(window.upstream_id)}` · updates in the thread"))
+    blocks.append(context(f"{_backend_label(window)} ID `{fit(window.upstream_id, 200)}` · updates in the thread"))
     state = STATE_LABEL.get(window.state, window.state).split(" ", 1)[-1]
     text = f"Maintenance #{window.id}: {_title(window)} ({state}, {_when(window.start, window.end)})"
     return text, blocks
@@ -212,8 +255,8 @@ def _value(field: str, value: Any) -> str:
     if isinstance(value, datetime):
         return slack_date(value)
     if isinstance(value, list):
-        return escape(truncate(", ".join(str(v) for v in value), 400))
-    return escape(truncate(str(value), 400))
+        return fit_list(value, 400, none="_none_")
+    return fit(str(value), 400)
 
 
 def edited_reply(window: MaintenanceWindow, changes: Sequence[Change], user_id: str | None, at: datetime) -> tuple[str, list[dict]]:
@@ -229,9 +272,7 @@ def edited_reply(window: MaintenanceWindow, changes: Sequence[Change], user_id: 
 
 def cancelled_reply(window: MaintenanceWindow, user_id: str | None, at: datetime, note: str = "") -> tuple[str, list[dict]]:
     head = f":no_entry_sign: *Cancelled* · maintenance #{window.id} *{_title(window)}* cancelled by {user(user_id)} · {slack_date(at)}"
-    blocks = [section(head)]
-    if note:
-        blocks.append(section(escape(note)))
+    blocks = [section(head), *text_sections(note)]
     return f"Cancelled: maintenance #{window.id} {_title(window)}", blocks
 
 
@@ -285,10 +326,10 @@ def window_list(windows: Sequence[MaintenanceWindow]) -> tuple[str, list[dict]]:
         return text, [section(text)]
     lines = []
     for window in windows:
-        label, targets = _targets(window)
+        label, targets = _targets(window, 200)
         lines.append(
-            f"*#{window.id}* {escape(truncate(window.title, 80)) or '(no reason given)'} · {_state(window)} · "
-            f"{_when(window.start, window.end)} · {label.lower()}: {truncate(targets, 200)}"
+            f"*#{window.id}* {_title(window, 80)} · {_state(window)} · "
+            f"{_when(window.start, window.end)} · {label.lower()}: {targets}"
         )
     n = len(windows)
     header = f"*{n} upcoming or ongoing maintenance window{'s' if n != 1 else ''}*"
@@ -305,11 +346,11 @@ def status_answer(
     lines = []
     for bw, ours in live:
         number = f"*#{ours.id}* " if ours is not None else ""
-        title = escape(truncate(bw.title, 80)) or "(no reason given)"
+        title = fit(bw.title, 80) if bw.title.strip() else "(no reason given)"
         since = f"since {slack_date(bw.start)}" if bw.start else "started"
         until = f", until {slack_date(bw.end)}" if bw.end else ""
-        targets = f" · servers: {', '.join(str(s) for s in bw.servers)}" if bw.servers else ""
-        lines.append(f":construction: {number}{title} · {since}{until}{targets} · ID `{escape(bw.upstream_id)}`")
+        targets = f" · servers: {fit_list(bw.servers, 200)}" if bw.servers else ""
+        lines.append(f":construction: {number}{title} · {since}{until}{targets} · ID `{fit(bw.upstream_id, 100)}`")
     n = len(live)
     header = f"*{n} maintenance window{'s' if n != 1 else ''} in progress now* (from {service})"
     return f"{n} maintenance windows in progress", _chunked(header, lines, "More windows than one message can show.")
