@@ -65,9 +65,10 @@ def test_cancel_modal_fits_and_escapes():
 
 
 def test_announcement_fits_with_huge_fields():
-    w = window(title="<@U9> " * 200, description="d" * 10000, servers=list(range(3000)))
+    w = window(title="<@U9> " * 2000, description="d" * 10000, servers=list(range(3000)))
     text, blocks = views.announcement(w)
-    check_message(blocks)
+    check_message(blocks, text)
+    assert "more" in json.dumps(blocks) and "…" in text
     assert "<@U9>" not in text + json.dumps(blocks)
     sp = window(backend="statuspage", servers=[], components=["API " * 1000], end=None, created_by=None)
     _, blocks = views.announcement(sp)
@@ -114,3 +115,33 @@ def test_blocks_of_errors_exist_in_the_modals():
     view = views.schedule_modal(ScheduleForm(title=""), AppFirstMaintenance(None), [], channel_id=None)
     ids = {b.get("block_id") for b in view["blocks"]}
     assert {Block.TITLE, Block.START, Block.END, Block.SERVERS} <= ids
+
+
+def test_edit_modal_never_prefills_a_cut_value():
+    """A stored value that fits no field (> 3000) is quoted read-only; the field is left empty
+    and the metadata says an empty field keeps the stored value."""
+    long_reason = "r" * 3500
+    form = ScheduleForm(title=long_reason, start=T0, end=T0 + timedelta(hours=1), servers_text="1, 2")
+    edit = views.schedule_modal(form, AppFirstMaintenance(None), [], channel_id="C1", window=window(7, title=long_reason))
+    check_modal(edit)
+    field = next(b for b in edit["blocks"] if b.get("block_id") == Block.TITLE)
+    assert "initial_value" not in field["element"] and field["optional"] is True
+    assert json.loads(edit["private_metadata"])["keep"] == ["title"]
+    assert "3,500 characters" in json.dumps(edit["blocks"])
+    # Scheduling (nothing stored yet) shows what was typed, cut visibly.
+    fresh = views.schedule_modal(form, AppFirstMaintenance(None), [], channel_id="C1")
+    check_modal(fresh)
+    assert next(b for b in fresh["blocks"] if b.get("block_id") == Block.TITLE)["element"]["initial_value"].endswith("…")
+
+
+def test_reminders_keep_their_sentence_with_a_huge_title():
+    from scheduler import messages
+
+    w = window(title="<!channel> " * 1000)
+    for kind in ("heads_up", "started", "ended"):
+        text, blocks = messages.reminder(w, kind, lead_minutes=15, late_since=T0)
+        check_message(blocks, text)
+        assert f"(maintenance #{w.id})" in blocks[0]["text"]["text"] and "<!channel>" not in json.dumps(blocks)
+    text, blocks = messages.moved_outside(w, before=(T0, T0), service="AppFirst")
+    check_message(blocks, text)
+    assert "Reminders follow the new times." in blocks[0]["text"]["text"]

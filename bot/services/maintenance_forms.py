@@ -71,7 +71,7 @@ class ScheduleForm:
         noun = title_label.lower()
         if not self.title.strip():
             out["title"] = f"Give the maintenance a {noun}."
-        elif len(self.title) > TITLE_MAX and self.title != original_title:
+        elif len(self.title) > TITLE_MAX and self.title.strip() != (original_title or "").strip():
             out["title"] = f"Keep the {noun} under {TITLE_MAX} characters."
         if self.start is None:
             out["start"] = "Pick when the maintenance starts."

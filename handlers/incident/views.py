@@ -57,19 +57,21 @@ def _incident_picker(chosen: Incident | None) -> dict:
 
 
 def incident_options(incidents: Sequence[Incident], query: str) -> list[dict]:
-    """The options for what the person typed so far: open incidents whose number starts with
-    it (`12`, `#12`) or whose title or status-page ID holds every word of it, newest first,
-    at most the 100 Slack shows."""
-    words = query.strip().lower().lstrip("#").split()
+    """The options for what the person typed so far, at most the 100 Slack shows: `#12`
+    finds incidents whose number starts with 12 (#12 itself first); other words find open
+    incidents whose number, title or status-page ID holds every one of them. Newest first."""
+    text = query.strip().lower()
+    number = text[1:] if text.startswith("#") and text[1:].isdigit() else None
+    words = text.split()
 
     def matches(incident: Incident) -> bool:
-        if len(words) == 1 and words[0].isdigit() and str(incident.id).startswith(words[0]):
-            return True
-        haystack = f"{incident.title} {incident.upstream_id}".lower()
+        if number is not None:
+            return str(incident.id).startswith(number)
+        haystack = f"{incident.id} {incident.title} {incident.upstream_id}".lower()
         return all(word in haystack for word in words)
 
-    found = [i for i in incidents if matches(i)][:MAX_SUGGESTIONS]
-    return [kit.option(_incident_label(i), str(i.id)) for i in found]
+    found = sorted((i for i in incidents if matches(i)), key=lambda i: str(i.id) != number)
+    return [kit.option(_incident_label(i), str(i.id)) for i in found[:MAX_SUGGESTIONS]]
 
 
 # --- modals -----------------------------------------------------------------------------

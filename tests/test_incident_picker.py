@@ -1,0 +1,110 @@
+"""The incident picker in `/incident update` and `/incident resolve` is a type-ahead
+(external_select): it works with any number of open incidents, where a static select holds
+100 options and Slack refuses an `initial_option` that is not among them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from handlers.incident.ids import Action, Block
+from store.models import Incident
+from tests.conftest import CHANNEL
+from tests.harness import chose, chose_external, typed
+from tests.test_incident_declare import incidents_in_store
+from tests.test_incident_lifecycle import declare, open_modal, thread_replies
+
+LONG = "Checkout is failing for customers in the EU region after the payment provider changed " + "x" * 64
+
+
+def add_open_incidents(bot, count: int, title: str = LONG) -> None:
+    """Open incidents the bot knows from before (its store is their record)."""
+
+    async def add():
+        now = datetime.now(timezone.utc)
+        async with bot.ctx.db.session() as session, session.begin():
+            for n in range(count):
+                session.add(
+                    Incident(
+                        upstream_id=f"old-{n}", title=f"{title} {n}", status="Investigating", impact="Partial Outage",
+                        channel_id=CHANNEL, message_ts=f"1.{n}", declared_by="U1", declared_at=now, updated_at=now,
+                    )
+                )
+
+    bot.run(add())
+
+
+def picker(view: dict) -> dict:
+    return next(b for b in view["blocks"] if b.get("block_id") == Block.INCIDENT)["element"]
+
+
+def suggestions(bot, view: dict, typed_so_far: str) -> list[dict]:
+    response = bot.suggest(view, block_id=Block.INCIDENT, action_id=Action.INCIDENT, value=typed_so_far)
+    assert response.status_code == 200, response.text
+    return response.json()["options"]
+
+
+def test_update_with_150_open_incidents_preselects_and_types_ahead(bot, slack, statuspage):
+    add_open_incidents(bot, 150)
+    real = declare(bot, slack, title="Payments & refunds <delayed>")
+    view = open_modal(bot, slack, lambda: bot.command(f"update #{real.id}"))
+    element = picker(view)
+    assert element["type"] == "external_select" and element["min_query_length"] == 0
+    assert element["initial_option"] == {
+        "text": {"type": "plain_text", "text": f"#{real.id} Payments & refunds <delayed>", "emoji": True},
+        "value": str(real.id),
+    }
+    assert "options" not in element  # Slack asks the bot as the person types
+
+    everything = suggestions(bot, view, "")
+    assert len(everything) == 100  # the most Slack shows; typing narrows it down
+    assert everything[0]["value"] == str(real.id)  # newest first
+    assert all(len(o["text"]["text"]) <= 75 for o in everything)
+    assert everything[1]["text"]["text"].endswith("…")  # a long title, cut visibly
+
+    by_number = [o["value"] for o in suggestions(bot, view, "#12")]
+    assert by_number[0] == "12" and set(by_number) == {"12", "120", "121", "122", "123", "124", "125", "126", "127", "128", "129"}
+    assert [o["value"] for o in suggestions(bot, view, "REFUNDS delayed")] == [str(real.id)]
+    assert [o["value"] for o in suggestions(bot, view, "old-149")] == ["150"]  # the status page's ID
+    assert suggestions(bot, view, "nothing like this") == []
+
+    bot.submit(view, {
+        Block.INCIDENT: {Action.INCIDENT: chose_external(str(real.id))},
+        Block.STATUS: {Action.STATUS: chose("Identified")},
+        Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed("Root cause found: a bad index")},
+    })
+    reply = slack.wait_for(lambda: thread_replies(slack, real))[-1]
+    assert "bad index" in json.dumps(reply["blocks"])
+    puts = [r for r in statuspage.requests if r.method == "PUT"]
+    assert puts[-1].json["IncidentId"] == real.upstream_id
+
+
+def test_resolve_with_many_open_incidents_has_no_preselection_and_resolves_the_pick(bot, slack, statuspage):
+    add_open_incidents(bot, 120)
+    real = declare(bot, slack, title="DB down")
+    view = open_modal(bot, slack, lambda: bot.command("resolve"))
+    element = picker(view)
+    assert element["type"] == "external_select" and "initial_option" not in element
+    assert "Resolve an incident?" in json.dumps(view["blocks"])
+    assert suggestions(bot, view, "db down") == [
+        {"text": {"type": "plain_text", "text": f"#{real.id} DB down", "emoji": True}, "value": str(real.id)}
+    ]
+    bot.submit(view, {Block.INCIDENT: {Action.INCIDENT: chose_external(str(real.id))}, Block.NOTE: {Action.NOTE: typed("Fixed")}})
+    slack.wait_for(lambda: not next(i for i in incidents_in_store(bot) if i.id == real.id).is_open)
+
+
+def test_the_only_open_incident_is_preselected_and_no_pick_is_an_error_in_the_form(bot, slack, statuspage):
+    only = declare(bot, slack, title="Search is slow")
+    view = open_modal(bot, slack, lambda: bot.command("update"))
+    assert picker(view)["initial_option"]["value"] == str(only.id)
+    response = bot.submit(view, {
+        Block.INCIDENT: {Action.INCIDENT: chose_external(None)},
+        Block.STATUS: {Action.STATUS: chose("Identified")},
+        Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed("x")},
+    })
+    assert response.json() == {"response_action": "errors", "errors": {Block.INCIDENT: "Pick an incident."}}
+
+
+def test_suggestions_when_nothing_is_open(bot, slack, statuspage):
+    view = {"callback_id": "incident_update", "blocks": []}
+    assert suggestions(bot, view, "") == []
