@@ -450,6 +450,15 @@ async def test_a_home_view_over_100_blocks_and_a_view_over_250kb(slack: FakeSlac
     assert len(slack.violations) == 2
 
 
+async def test_views_update_and_push_are_held_to_the_same_rules(slack: FakeSlack, client: AsyncWebClient):
+    opened = (await client.views_open(trigger_id="t-1", view=modal()))["view"]
+    bad = modal(blocks=[input_block(text_input(max_length=10, initial_value="eleven char"))])
+    assert await api_error(client.views_update(view_id=opened["id"], view=bad)) == "invalid_arguments"
+    assert await api_error(client.views_push(trigger_id="t-2", view=bad)) == "invalid_arguments"
+    assert slack.views[opened["id"]]["blocks"] == [section("hello")]  # unchanged
+    assert len(slack.violations) == 2
+
+
 async def test_chat_update_text_over_4000_is_msg_too_long(slack: FakeSlack, client: AsyncWebClient):
     posted = await client.chat_postMessage(channel="C1", text="short")
     assert await api_error(client.chat_update(channel="C1", ts=posted["ts"], text="t" * 4001)) == "msg_too_long"

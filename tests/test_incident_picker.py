@@ -67,6 +67,7 @@ def test_update_with_150_open_incidents_preselects_and_types_ahead(bot, slack, s
     assert [o["value"] for o in suggestions(bot, view, "REFUNDS delayed")] == [str(real.id)]
     assert [o["value"] for o in suggestions(bot, view, "old-149")] == ["150"]  # the status page's ID
     assert suggestions(bot, view, "nothing like this") == []
+    assert len(suggestions(bot, view, "#")) == 100  # just started typing a number
 
     bot.submit(view, {
         Block.INCIDENT: {Action.INCIDENT: chose_external(str(real.id))},

@@ -62,7 +62,7 @@ def incident_options(incidents: Sequence[Incident], query: str) -> list[dict]:
     incidents whose number, title or status-page ID holds every one of them. Newest first."""
     text = query.strip().lower()
     number = text[1:] if text.startswith("#") and text[1:].isdigit() else None
-    words = text.split()
+    words = text.lstrip("#").split()
 
     def matches(incident: Incident) -> bool:
         if number is not None:
