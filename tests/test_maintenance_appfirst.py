@@ -26,6 +26,7 @@ from tests.maintenance_support import (
     block,
     date_token,
     drafts,
+    list_answer,
     open_modal,
     schedule_values,
     wait_announcement,
@@ -317,14 +318,92 @@ def test_servers_in_the_seeds_bracket_form_are_accepted(af_bot, slack, appfirst)
 # --- list and status -----------------------------------------------------------------------
 
 
-def test_list_shows_upcoming_windows_soonest_first(af_bot, slack):
+def test_list_shows_upcoming_windows_soonest_first(af_bot, slack, appfirst):
+    appfirst.shift = timedelta(0)  # about order and fields; the shift has its own tests
     service = MaintenanceService(af_bot.ctx)
     for title, days in (("Third", 3), ("First", 1), ("Second", 2)):
         form = ScheduleForm(title=title, start=T0 + timedelta(days=days), end=T0 + timedelta(days=days, hours=1), servers_text="7")
         af_bot.run(service.schedule(form, user_id="U123", channel_id="C123"))
-    text = ack_text(af_bot.command("list", command="/maintenance"))
+    text = list_answer(af_bot, slack)
     assert text.index("First") < text.index("Second") < text.index("Third")
-    assert "servers: 7" in text
+    assert "servers: 7" in text and "checked with AppFirst just now" in text and "not announced yet" not in text
+
+
+def test_list_answers_from_appfirst_itself_every_page_merged_with_the_store(af_bot, slack, appfirst, clock):
+    ours = schedule_first(af_bot)  # kept at 14:00–16:00 UTC on 1 December
+    made_there = appfirst.add_window(T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1), reason="Made <b> in AppFirst", servers=[8])
+    running = appfirst.add_window(T0 - timedelta(minutes=10), T0 + timedelta(minutes=50), reason="Running now", servers=[9])
+    for i in range(2600):  # years of history: the new windows are on the second page, newest first
+        appfirst.add_window(T0 - timedelta(days=400 - i / 10), T0 - timedelta(days=400 - i / 10, hours=-1), reason="Old")
+    appfirst.requests.clear()
+
+    text = list_answer(af_bot, slack)
+    pages = [r.query for r in appfirst.requests if r.method == "GET"]
+    assert pages == [{"limit": "2500", "page": "0"}, {"limit": "2500", "page": "1"}]
+    assert "3 upcoming or ongoing maintenance windows* (checked with AppFirst just now)" in text
+    assert text.index("Running now") < text.index("Made &lt;b&gt; in AppFirst") < text.index(f"*#{ours.id}* First")
+    assert "Old" not in text
+    assert f"*#{ours.id}* First" in text and date_token(ours.start) in text
+    assert f"AppFirst ID `{made_there}`, _not announced yet_" in text and f"AppFirst ID `{running}`" in text
+    assert ":construction: In progress" in text and "every 5m" in text
+    assert len(windows(af_bot)) == 1 and announcements_count(slack) == 1  # a list posts nothing
+
+
+def announcements_count(slack) -> int:
+    return len([m for m in slack.messages(CHANNEL) if not m.get("thread_ts")])
+
+
+def test_list_shows_appfirst_s_times_and_leaves_out_what_it_deleted(af_bot, slack, appfirst):
+    moved, deleted = schedule_first(af_bot), schedule_first(af_bot)
+    appfirst.windows[int(moved.upstream_id)]["start"] += timedelta(hours=2)
+    appfirst.windows[int(moved.upstream_id)]["end"] += timedelta(hours=2)
+    del appfirst.windows[int(deleted.upstream_id)]
+    text = list_answer(af_bot, slack)
+    assert f"#{moved.id}*" in text and date_token(moved.start + timedelta(hours=2)) in text
+    assert f"#{deleted.id}*" not in text and "1 upcoming or ongoing maintenance window*" in text
+
+
+@pytest.mark.parametrize("failure", ["500", "timeout", "401", "malformed", "trailing-comma"])
+def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_old(af_bot, slack, appfirst, clock, failure):
+    window = schedule_first(af_bot)
+    assert af_bot.run(sync_windows(af_bot.ctx)).failed is False  # AppFirst answered at T0
+    clock.advance(minutes=42)
+    if failure == "trailing-comma":
+        appfirst.seed_trailing_comma = True
+    elif failure == "500":
+        appfirst.fail_status = 500
+    else:
+        _break(appfirst, failure)
+    text = list_answer(af_bot, slack)
+    appfirst.latency = 0
+    assert "sitrep's own record*, last checked with AppFirst 42m ago" in text and date_token(T0) in text
+    assert f"*#{window.id}* First" in text and "(sitrep's own record)" in text
+    expected = {
+        "500": "AppFirst is not available right now",
+        "timeout": "no reply within 2 seconds",
+        "401": "AppFirst refused the configured credentials",
+        "malformed": "AppFirst is not available right now",
+        "trailing-comma": "AppFirst is not available right now",
+    }[failure]
+    assert expected in text and "af-test-key" not in text and "rotated" not in text
+
+
+def test_list_gives_up_on_a_slow_list(af_bot, slack, appfirst, monkeypatch):
+    import bot.services.maintenance
+
+    monkeypatch.setattr(bot.services.maintenance, "LIST_DEADLINE_SECONDS", 0.5)
+    schedule_first(af_bot)
+    appfirst.latency = 1.0  # each page answers within the client's 2 s, the whole list does not
+    text = list_answer(af_bot, slack)
+    appfirst.latency = 0
+    assert "took more than 0.5 seconds to list its windows" in text and "sitrep's own record" in text
+
+
+def test_list_when_appfirst_was_never_reached(af_bot, slack, appfirst):
+    appfirst.fail_status = 503
+    text = list_answer(af_bot, slack)
+    assert "sitrep has not reached AppFirst since it started using this database" in text
+    assert "No maintenance scheduled" in text
 
 
 def test_status_lists_windows_in_progress_from_the_api(af_bot, slack, appfirst):

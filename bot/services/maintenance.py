@@ -5,6 +5,7 @@ until the upstream accepted it. The scheduler and the sync job use `adopt_extern
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
 from bot.context import AppContext
-from bot.errors import UpstreamError, UpstreamRejected
+from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from bot.maintenance_backend import BackendWindow, MaintenanceBackend
 from bot.services import server_times
 from bot.services.drafts import DraftFlow
@@ -35,6 +36,9 @@ from store import maintenance as window_store
 from store.models import MaintenanceWindow
 
 log = logging.getLogger(__name__)
+
+#: `/maintenance list` is answered after the ack; past this the answer comes from the store.
+LIST_DEADLINE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,36 @@ class Done:
     warning: str | None = None  # the backend took it, but Slack did not
 
 
+@dataclass(frozen=True)
+class ListedWindow:
+    """One line of `/maintenance list`: what the API says, with our number if we know it."""
+
+    backend: str
+    upstream_id: str
+    title: str
+    start: datetime
+    end: datetime | None
+    state: str
+    servers: tuple[int, ...] = ()
+    components: tuple[str, ...] = ()
+    #: Our short number; None for a window made upstream that the sync has not announced yet.
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The answer to `/maintenance list`, and where it comes from."""
+
+    windows: list[ListedWindow]
+    service: str  # "AppFirst", "the status page"
+    now: datetime
+    sync_interval: int  # seconds: when a window not announced yet will be
+    #: Why the API did not answer; set ⇒ `windows` is only the bot's own record.
+    problem: str | None = None
+    #: When the API last answered a list (the sync's or a person's); None: never.
+    checked_at: datetime | None = None
+
+
 def _same_minute(a: datetime | None, b: datetime | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -74,6 +108,42 @@ def state_at(start: datetime, end: datetime | None, now: datetime, in_progress: 
     if start <= now:
         return "in_progress"
     return "scheduled"
+
+
+def _soonest(window: ListedWindow) -> tuple:
+    return window.start, window.number is None, window.number or 0, window.upstream_id
+
+
+def _listed_from_row(row: MaintenanceWindow, now: datetime) -> ListedWindow:
+    return ListedWindow(
+        backend=row.backend,
+        upstream_id=row.upstream_id,
+        title=row.title,
+        start=row.start,
+        end=row.end,
+        state=state_at(row.start, row.end, now, row.state == "in_progress"),
+        servers=tuple(row.servers),
+        components=tuple(row.components),
+        number=row.id,
+    )
+
+
+def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: str, now: datetime) -> ListedWindow:
+    """The API's version; where the API leaves something out (the status page's end and
+    components), our record fills it in."""
+    start = bw.start or (row.start if row is not None else now)
+    end = bw.end if bw.end is not None else (row.end if row is not None else None)
+    return ListedWindow(
+        backend=backend,
+        upstream_id=bw.upstream_id,
+        title=bw.title,
+        start=start,
+        end=end,
+        state=state_at(start, end, now, bw.in_progress),
+        servers=tuple(bw.servers),
+        components=tuple(bw.components) or (tuple(row.components) if row is not None else ()),
+        number=row.id if row is not None else None,
+    )
 
 
 class MaintenanceService:
@@ -114,11 +184,62 @@ class MaintenanceService:
         )
 
     # --- reads -----------------------------------------------------------------------
-    async def list_upcoming(self) -> list[MaintenanceWindow]:
-        """Upcoming and ongoing windows of this backend, soonest first (from the store)."""
+    async def listing(self) -> Listing:
+        """Upcoming and ongoing windows as the maintenance API lists them, merged with the
+        store, soonest first. AppFirst lists every window (so it alone decides what exists);
+        the status page lists only what is in progress (so the store adds what is scheduled).
+        When the API does not answer, the store's record, saying so and how old it is."""
         backend = self.backend
+        now = self.ctx.clock()
         async with self.ctx.db.session() as session:
-            return await window_store.upcoming_windows(session, backend.name, self.ctx.clock())
+            stored = await window_store.upcoming_windows(session, backend.name, now)
+        try:
+            async with asyncio.timeout(LIST_DEADLINE_SECONDS):
+                live = await backend.list_windows()
+        except (UpstreamError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = UpstreamUnavailable(
+                    backend.service, f"it took more than {LIST_DEADLINE_SECONDS:g} seconds to list its windows"
+                )
+            log.warning("/maintenance list: %s did not answer (%s); answering from the store", backend.service, exc)
+            async with self.ctx.db.session() as session:
+                fact = await facts.get_fact(session, self._listed_key())
+            return self._listing(
+                [_listed_from_row(row, now) for row in stored],
+                now,
+                problem=str(exc),
+                checked_at=fact.updated_at if fact is not None else None,
+            )
+        await self.note_listed()
+        async with self.ctx.db.session() as session:
+            known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in live])
+        merged: dict[str, ListedWindow] = {}
+        if not backend.lists_all:
+            # Only windows in progress are listed: the store knows the scheduled ones.
+            merged = {row.upstream_id: _listed_from_row(row, now) for row in stored}
+        for bw in live:
+            if bw.end is not None and bw.end <= now:
+                continue  # history
+            row = known.get(bw.upstream_id)
+            merged[bw.upstream_id] = _listed_from_api(bw, row, backend.name, now)
+        return self._listing(sorted(merged.values(), key=_soonest), now)
+
+    def _listing(self, windows: list[ListedWindow], now: datetime, **kwargs: Any) -> Listing:
+        return Listing(
+            windows=windows,
+            service=self.backend.service,
+            now=now,
+            sync_interval=self.ctx.settings.sitrep_sync_interval,
+            **kwargs,
+        )
+
+    def _listed_key(self) -> str:
+        return f"{self.backend.name}.listed"
+
+    async def note_listed(self) -> None:
+        """Remember that the API just answered a list (shown when it later does not)."""
+        async with self.ctx.db.session() as session, session.begin():
+            await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
 
     async def status(self) -> list[tuple[BackendWindow, MaintenanceWindow | None]]:
         """Windows in progress now, as the API says, each with our record of it if we have one."""
