@@ -76,6 +76,9 @@ class MaintenanceBackend(Protocol):
     has_description: bool
     #: What the form calls the title ("Title" or "Reason").
     title_label: str
+    #: A write's reply carries the times the server kept, which may not be the ones sent
+    #: (AppFirst); the service learns the difference (`bot.services.server_times`).
+    replies_with_times: bool
 
     async def create(
         self,
@@ -122,6 +125,7 @@ class StatusPageMaintenance:
     uses_servers = False
     has_description = True
     title_label = "Title"
+    replies_with_times = False  # the create reply is only the new ID
 
     def __init__(self, client: StatusPageClient):
         self.client = client
@@ -195,6 +199,7 @@ class AppFirstMaintenance:
     uses_servers = True
     has_description = False
     title_label = "Reason"
+    replies_with_times = True
 
     def __init__(self, client: AppFirstClient):
         self.client = client

@@ -44,6 +44,7 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
 
     now = ctx.clock()
     service = MaintenanceService(ctx)
+    await service.note_listed()  # `/maintenance list` says how old its record is when the API is down
     async with ctx.db.session() as session:
         known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in listed])
 

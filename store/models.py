@@ -140,3 +140,14 @@ class Reminder(Base):
     late: Mapped[bool] = mapped_column(default=False)
 
     window: Mapped[MaintenanceWindow] = relationship(back_populates="reminders")
+
+
+class UpstreamFact(Base):
+    """Something learned about an upstream that must outlive the process, such as the
+    offset AppFirst adds to the times it is sent, or when its list last answered."""
+
+    __tablename__ = "upstream_facts"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "appfirst.offset"
+    value: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]

@@ -95,6 +95,15 @@ def drafts(bot: BotUnderTest) -> list[Draft]:
     return bot.run(read())
 
 
+def list_answer(bot: BotUnderTest, slack) -> str:
+    """`/maintenance list`: acked at once, answered privately once the API has answered."""
+    before = len(slack.ephemerals())
+    response = bot.command("list", command="/maintenance")
+    assert response.status_code == 200 and response.content in (b"", b"null")
+    answer = slack.wait_for(lambda: slack.ephemerals()[before:])[0]
+    return answer["text"] + str(answer["blocks"])
+
+
 def ack_text(response) -> str:
     body = response.json()
     return body.get("text", "") + str(body.get("blocks", ""))

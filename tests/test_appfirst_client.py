@@ -22,7 +22,7 @@ from bot.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
 )
-from tests.fakes.appfirst import FakeAppFirst
+from tests.fakes.appfirst import SEED_SHIFT, FakeAppFirst
 
 EMAIL = FakeAppFirst.DEFAULT_EMAIL
 KEY = FakeAppFirst.DEFAULT_API_KEY
@@ -108,6 +108,7 @@ def test_page_size_is_bounded() -> None:
 
 
 async def test_create_window_sends_the_seed_form(fa: FakeAppFirst, client: AppFirstClient) -> None:
+    fa.shift = timedelta(0)  # a server that keeps what it is sent: the reply is parsed as is
     window = await create_seed_window(client)
 
     [request] = fa.requests
@@ -159,7 +160,7 @@ async def test_naive_datetime_is_refused_before_sending(
 async def test_server_shifted_time_is_returned_as_truth(
     fa: FakeAppFirst, client: AppFirstClient
 ) -> None:
-    fa.shift_minutes = 300  # the seed: 14:00 sent, 19:00 returned
+    assert fa.shift == timedelta(hours=5)  # the fake's default is the seed: 14:00 sent, 19:00 kept
 
     window = await create_seed_window(client)
 
@@ -174,7 +175,7 @@ async def test_update_window_sends_put_form_and_returns_reply(
     fa: FakeAppFirst, client: AppFirstClient
 ) -> None:
     window_id = fa.add_window(START, END, reason="old", servers=[9])
-    fa.shift_minutes = 60
+    fa.shift = timedelta(hours=1)  # not the default, so the reply cannot be the default by chance
 
     updated = await client.update_window(
         window_id,
@@ -534,7 +535,7 @@ async def test_client_repr_hides_credentials(fa: FakeAppFirst) -> None:
 
 
 def test_fake_post_reply_matches_seed_shape(fa: FakeAppFirst) -> None:
-    fa.shift_minutes = 300
+    """By default the fake keeps other times than it is sent, exactly as the seed's POST."""
     reply = httpx.post(
         f"{fa.url}/api/maintenance_windows/",
         auth=(EMAIL, KEY),
@@ -554,6 +555,26 @@ def test_fake_post_reply_matches_seed_shape(fa: FakeAppFirst) -> None:
         "reason": "server updates",
         "servers": [1, 2, 3],
     }
+
+
+def test_fake_put_reply_matches_seed_shape(fa: FakeAppFirst) -> None:
+    """PUT shifts as POST does (the seed's PUT example: 14:00 sent, 19:00 back, no reason)."""
+    window_id = fa.add_window(START, END, reason="server updates", servers=[1])
+    reply = httpx.put(
+        f"{fa.url}/api/maintenance_windows/{window_id}/",
+        auth=(EMAIL, KEY),
+        data={"start": "2012-10-20 14:00", "end": "2012-10-20 15:00", "servers": "[1,2,3]"},
+    )
+    assert reply.status_code == 200
+    assert reply.json() == {
+        "id": window_id,
+        "url": f"/api/v5/maintenance_windows/{window_id}/",
+        "start": "2012-10-20 19:00:00",
+        "end": "2012-10-20 20:00:00",
+        "servers": [1, 2, 3],
+    }
+    listed = httpx.get(f"{fa.url}/api/maintenance_windows/{window_id}/", auth=(EMAIL, KEY)).json()
+    assert listed["start"] == int(datetime(2012, 10, 20, 19, 0, tzinfo=UTC).timestamp())
 
 
 @pytest.mark.parametrize("missing", ["start", "end", "servers"])
@@ -582,12 +603,22 @@ def test_fake_trailing_comma_is_the_seed_text(fa: FakeAppFirst) -> None:
         reply.json()
 
 
+def test_fake_can_lose_a_reply_after_doing_the_write(fa: FakeAppFirst) -> None:
+    fa.lose_replies(1)
+    form = {"start": "2012-10-20 14:00", "end": "2012-10-20 15:00", "servers": "[1]"}
+    lost = httpx.post(f"{fa.url}/api/maintenance_windows/", auth=(EMAIL, KEY), data=form)
+    assert lost.status_code == 504
+    assert [w["start"] for w in fa.windows.values()] == [START + SEED_SHIFT]  # it was done anyway
+    again = httpx.post(f"{fa.url}/api/maintenance_windows/", auth=(EMAIL, KEY), data=form)
+    assert again.status_code == 200 and len(fa.windows) == 2
+
+
 def test_fake_reset(fa: FakeAppFirst) -> None:
     fa.add_window(START, END)
-    fa.shift_minutes = 5
+    fa.shift = timedelta(minutes=5)
     fa.seed_trailing_comma = True
     fa.api_key = "x"
     fa.reset()
     assert fa.windows == {} and fa.requests == []
-    assert (fa.shift_minutes, fa.seed_trailing_comma, fa.api_key) == (0, False, KEY)
+    assert (fa.shift, fa.seed_trailing_comma, fa.api_key) == (SEED_SHIFT, False, KEY)
     assert fa.add_window(START, END) == 1

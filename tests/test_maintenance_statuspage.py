@@ -26,6 +26,7 @@ from tests.maintenance_support import (
     block,
     date_token,
     drafts,
+    list_answer,
     open_modal,
     schedule_values,
     wait_announcement,
@@ -170,10 +171,7 @@ def test_list_shows_upcoming_and_ongoing_soonest_first(sp_bot, slack, clock):
     past = schedule_directly(sp_bot, "Past one", T0 + timedelta(minutes=5), T0 + timedelta(minutes=30))
     clock.advance(hours=1)  # "Past one" has ended
 
-    response = sp_bot.command("list", command="/maintenance")
-    body = response.json()
-    assert body["response_type"] == "ephemeral"
-    text = str(body["blocks"])
+    text = list_answer(sp_bot, slack)
     assert "Sooner one" in text and "Later one" in text and "Past one" not in text
     assert text.index("Sooner one") < text.index("Later one")
     assert f"#{sooner.id}" in text and f"#{later.id}" in text and past.id not in (sooner.id, later.id)
@@ -181,8 +179,37 @@ def test_list_shows_upcoming_and_ongoing_soonest_first(sp_bot, slack, clock):
 
 
 def test_list_when_nothing_is_planned(sp_bot, slack):
-    response = sp_bot.command("list", command="/maintenance")
-    assert "No maintenance scheduled" in ack_text(response)
+    assert "No maintenance scheduled" in list_answer(sp_bot, slack)
+
+
+def test_list_adds_what_the_status_page_lists_in_progress_to_the_store(sp_bot, slack, statuspage, clock):
+    ours = schedule_directly(sp_bot, "Ours tomorrow", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
+    statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+    statuspage.requests.clear()
+    text = list_answer(sp_bot, slack)
+    assert [r.path for r in statuspage.requests] == ["/api/maintenance/status"]
+    assert "2 upcoming or ongoing maintenance windows* (checked with the status page just now)" in text
+    assert text.index("Made on the status page") < text.index(f"*#{ours.id}* Ours tomorrow")
+    assert "_not announced yet_" in text and "made on the status page directly" in text
+    assert len(windows(sp_bot)) == 1
+
+
+@pytest.mark.parametrize("failure", ["500", "timeout", "401", "malformed"])
+def test_list_when_the_status_page_does_not_answer_is_the_bots_own_record(sp_bot, slack, statuspage, failure):
+    ours = schedule_directly(sp_bot, "Ours tomorrow", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
+    if failure == "500":
+        statuspage.fail_status = 500
+    elif failure == "timeout":
+        statuspage.latency = 3.0
+    elif failure == "malformed":
+        statuspage.malformed = True
+    else:
+        statuspage.api_key = "rotated"
+    text = list_answer(sp_bot, slack)
+    statuspage.latency = 0
+    assert f"*#{ours.id}* Ours tomorrow" in text and "(sitrep's own record)" in text
+    assert "sitrep has not reached the status page since it started using this database" in text
+    assert "sp-test-key" not in text and "rotated" not in text
 
 
 def test_status_asks_the_status_page_what_is_in_progress(sp_bot, slack, statuspage, clock):
@@ -264,7 +291,7 @@ def test_cancel_resolves_the_maintenance_and_updates_the_thread(sp_bot, slack, s
     assert slack.wait_for(lambda: windows(sp_bot)[0].state == "cancelled")
     assert statuspage.incidents[window.upstream_id]["Resolved"] is True
     # Cancelled windows leave the list, and cannot be cancelled twice.
-    assert "No maintenance scheduled" in ack_text(sp_bot.command("list", command="/maintenance"))
+    assert "No maintenance scheduled" in list_answer(sp_bot, slack)
     assert "already cancelled" in ack_text(sp_bot.command(f"cancel {window.id}", command="/maintenance"))
 
 

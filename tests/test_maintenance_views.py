@@ -12,7 +12,7 @@ from bot.maintenance_backend import (
     BackendWindow,
     StatusPageMaintenance,
 )
-from bot.services.maintenance import Change, Done
+from bot.services.maintenance import Change, Done, ListedWindow, Listing
 from bot.services.maintenance_forms import DRAFT_SCHEDULE, ScheduleForm, parse_servers
 from bot.settings import Component
 from handlers.maintenance import views
@@ -84,10 +84,42 @@ def test_announcement_shows_state_and_offers_cancel_only_while_active(state):
     assert ("maintenance_cancel_button" in body) == (state in ("scheduled", "in_progress"))
 
 
-def test_list_and_status_stay_within_50_blocks():
-    many = [window(i, title="w" * 100, servers=list(range(50))) for i in range(1, 1500)]
-    _, blocks = views.window_list(many)
+def listed(n: int, *, number: int | None = None, **kw) -> ListedWindow:
+    fields = dict(backend="appfirst", upstream_id=str(n), title="w" * 100, start=T0 + timedelta(hours=n),
+                  end=T0 + timedelta(hours=n + 1), state="scheduled", servers=tuple(range(50)), number=number)
+    fields.update(kw)
+    return ListedWindow(**fields)
+
+
+def listing(windows, **kw) -> Listing:
+    return Listing(windows=windows, service="AppFirst", now=T0, sync_interval=300, **kw)
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["live", "from-the-store"])
+def test_list_and_status_stay_within_50_blocks_and_count_what_is_left_out(stale):
+    many = [listed(i, number=i if i % 2 else None, title="<!here> " * 40) for i in range(1, 1500)]
+    extra = {"problem": "AppFirst is not available right now. " * 50, "checked_at": T0} if stale else {}
+    text, blocks = views.window_list(listing(many, **extra))
     check_message(blocks)
+    body = json.dumps(blocks, ensure_ascii=False)
+    shown = body.count("servers: 0, 1")
+    assert shown > 10 and f"…and {1499 - shown} more, not shown" in body
+    assert "<!here>" not in body + text
+    assert ("sitrep's own record" in body) is stale
+    live = [(BackendWindow(str(i), "t" * 100, T0, None, servers=tuple(range(20)), in_progress=True), None) for i in range(1500)]
+    _, blocks = views.status_answer(live, "AppFirst")
+    check_message(blocks)
+
+
+def test_list_says_how_old_the_record_is_when_the_api_did_not_answer():
+    stale = listing([listed(1, number=7)], problem="AppFirst is not available right now.", checked_at=T0 - timedelta(hours=2))
+    body = json.dumps(views.window_list(stale)[1])
+    assert "last checked with AppFirst 2h ago" in body and f"<!date^{int((T0 - timedelta(hours=2)).timestamp())}^" in body
+    never = listing([], problem="AppFirst is not available right now.")
+    body = json.dumps(views.window_list(never)[1])
+    assert "has not reached AppFirst" in body and "No maintenance scheduled" in body
+    fresh = json.dumps(views.window_list(listing([listed(1, number=7)]))[1])
+    assert "own record" not in fresh and "checked with AppFirst just now" in fresh and "not announced" not in fresh
     live = [(BackendWindow(str(i), "t" * 100, T0, None, servers=tuple(range(20)), in_progress=True), None) for i in range(1500)]
     _, blocks = views.status_answer(live, "AppFirst")
     check_message(blocks)

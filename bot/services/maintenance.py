@@ -5,17 +5,19 @@ until the upstream accepted it. The scheduler and the sync job use `adopt_extern
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
 from bot.context import AppContext
-from bot.errors import UpstreamRejected
+from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
 from bot.maintenance_backend import BackendWindow, MaintenanceBackend
+from bot.services import server_times
 from bot.services.drafts import DraftFlow
 from bot.services.maintenance_forms import (
     DRAFT_CANCEL,
@@ -29,10 +31,14 @@ from bot.services.maintenance_forms import (
 from bot.user_errors import FeatureDisabled, NotAllowed, NotFound, NotSupported
 from handlers.maintenance import views
 from scheduler import reminders
+from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
 
 log = logging.getLogger(__name__)
+
+#: `/maintenance list` is answered after the ack; past this the answer comes from the store.
+LIST_DEADLINE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,36 @@ class Done:
     warning: str | None = None  # the backend took it, but Slack did not
 
 
+@dataclass(frozen=True)
+class ListedWindow:
+    """One line of `/maintenance list`: what the API says, with our number if we know it."""
+
+    backend: str
+    upstream_id: str
+    title: str
+    start: datetime
+    end: datetime | None
+    state: str
+    servers: tuple[int, ...] = ()
+    components: tuple[str, ...] = ()
+    #: Our short number; None for a window made upstream that the sync has not announced yet.
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The answer to `/maintenance list`, and where it comes from."""
+
+    windows: list[ListedWindow]
+    service: str  # "AppFirst", "the status page"
+    now: datetime
+    sync_interval: int  # seconds: when a window not announced yet will be
+    #: Why the API did not answer; set ⇒ `windows` is only the bot's own record.
+    problem: str | None = None
+    #: When the API last answered a list (the sync's or a person's); None: never.
+    checked_at: datetime | None = None
+
+
 def _same_minute(a: datetime | None, b: datetime | None) -> bool:
     if a is None or b is None:
         return a is b
@@ -72,6 +108,42 @@ def state_at(start: datetime, end: datetime | None, now: datetime, in_progress: 
     if start <= now:
         return "in_progress"
     return "scheduled"
+
+
+def _soonest(window: ListedWindow) -> tuple:
+    return window.start, window.number is None, window.number or 0, window.upstream_id
+
+
+def _listed_from_row(row: MaintenanceWindow, now: datetime) -> ListedWindow:
+    return ListedWindow(
+        backend=row.backend,
+        upstream_id=row.upstream_id,
+        title=row.title,
+        start=row.start,
+        end=row.end,
+        state=state_at(row.start, row.end, now, row.state == "in_progress"),
+        servers=tuple(row.servers),
+        components=tuple(row.components),
+        number=row.id,
+    )
+
+
+def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: str, now: datetime) -> ListedWindow:
+    """The API's version; where the API leaves something out (the status page's end and
+    components), our record fills it in."""
+    start = bw.start or (row.start if row is not None else now)
+    end = bw.end if bw.end is not None else (row.end if row is not None else None)
+    return ListedWindow(
+        backend=backend,
+        upstream_id=bw.upstream_id,
+        title=bw.title,
+        start=start,
+        end=end,
+        state=state_at(start, end, now, bw.in_progress),
+        servers=tuple(bw.servers),
+        components=tuple(bw.components) or (tuple(row.components) if row is not None else ()),
+        number=row.id if row is not None else None,
+    )
 
 
 class MaintenanceService:
@@ -113,11 +185,62 @@ class MaintenanceService:
         )
 
     # --- reads -----------------------------------------------------------------------
-    async def list_upcoming(self) -> list[MaintenanceWindow]:
-        """Upcoming and ongoing windows of this backend, soonest first (from the store)."""
+    async def listing(self) -> Listing:
+        """Upcoming and ongoing windows as the maintenance API lists them, merged with the
+        store, soonest first. AppFirst lists every window (so it alone decides what exists);
+        the status page lists only what is in progress (so the store adds what is scheduled).
+        When the API does not answer, the store's record, saying so and how old it is."""
         backend = self.backend
+        now = self.ctx.clock()
         async with self.ctx.db.session() as session:
-            return await window_store.upcoming_windows(session, backend.name, self.ctx.clock())
+            stored = await window_store.upcoming_windows(session, backend.name, now)
+        try:
+            async with asyncio.timeout(LIST_DEADLINE_SECONDS):
+                live = await backend.list_windows()
+        except (UpstreamError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = UpstreamUnavailable(
+                    backend.service, f"it took more than {LIST_DEADLINE_SECONDS:g} seconds to list its windows"
+                )
+            log.warning("/maintenance list: %s did not answer (%s); answering from the store", backend.service, exc)
+            async with self.ctx.db.session() as session:
+                fact = await facts.get_fact(session, self._listed_key())
+            return self._listing(
+                [_listed_from_row(row, now) for row in stored],
+                now,
+                problem=str(exc),
+                checked_at=fact.updated_at if fact is not None else None,
+            )
+        await self.note_listed()
+        async with self.ctx.db.session() as session:
+            known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in live])
+        merged: dict[str, ListedWindow] = {}
+        if not backend.lists_all:
+            # Only windows in progress are listed: the store knows the scheduled ones.
+            merged = {row.upstream_id: _listed_from_row(row, now) for row in stored}
+        for bw in live:
+            if bw.end is not None and bw.end <= now:
+                continue  # history
+            row = known.get(bw.upstream_id)
+            merged[bw.upstream_id] = _listed_from_api(bw, row, backend.name, now)
+        return self._listing(sorted(merged.values(), key=_soonest), now)
+
+    def _listing(self, windows: list[ListedWindow], now: datetime, **kwargs: Any) -> Listing:
+        return Listing(
+            windows=windows,
+            service=self.backend.service,
+            now=now,
+            sync_interval=self.ctx.settings.sitrep_sync_interval,
+            **kwargs,
+        )
+
+    def _listed_key(self) -> str:
+        return f"{self.backend.name}.listed"
+
+    async def note_listed(self) -> None:
+        """Remember that the API just answered a list (shown when it later does not)."""
+        async with self.ctx.db.session() as session, session.begin():
+            await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
 
     async def status(self) -> list[tuple[BackendWindow, MaintenanceWindow | None]]:
         """Windows in progress now, as the API says, each with our record of it if we have one."""
@@ -206,29 +329,44 @@ class MaintenanceService:
         return (await self.drafts.retry(draft_id, user_id=user_id, send=send_again))[1]
 
     async def _already_created(self, form: ScheduleForm, user_id: str) -> Done | None:
-        """A window upstream that matches the draft (title or reason, times to the minute,
-        servers), so a Retry after a lost reply does not create it twice. Only a backend
-        that lists every window can answer."""
+        """A window upstream that the lost try made, so a Retry does not create it twice:
+        same title or reason (and servers), times as `server_times.find_lost_write` allows.
+        Only windows nobody in Slack scheduled qualify. Only a backend that lists every
+        window can answer."""
         backend = self.backend
         if not backend.lists_all:
             return None
-        for bw in await backend.list_windows():
-            if (
+        offset = await self.server_offset()
+        listed = await backend.list_windows()
+        async with self.ctx.db.session() as session:
+            known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in listed])
+
+        def could_be_ours(bw: BackendWindow) -> bool:
+            row = known.get(bw.upstream_id)
+            return (
                 bw.title == form.title
-                and _same_minute(bw.start, form.start)
-                and _same_minute(bw.end, form.end)
                 and (not backend.uses_servers or tuple(bw.servers) == tuple(form.servers))
-            ):
-                window = await self.adopt_external(bw)
-                async with self.ctx.db.session() as session, session.begin():
-                    stored = await window_store.get_window(session, window.id)
-                    stored.created_by = stored.created_by or user_id
-                await self._slack_step(window.id, lambda: self.refresh_announcement(window.id))
-                window = await self.get(window.id)
-                permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
-                note = f"It had reached {backend.service} after all, so I did not create it twice."
-                return Done(kind=DRAFT_SCHEDULE, window=window, permalink=permalink, warning=note)
-        return None
+                and (row is None or (row.created_by is None and row.state in window_store.ACTIVE_STATES))
+            )
+
+        bw = server_times.find_lost_write(filter(could_be_ours, listed), (form.start, form.end), offset)
+        if bw is None:
+            return None
+        window = await self.adopt_external(bw)
+        async with self.ctx.db.session() as session, session.begin():
+            stored = await window_store.get_window(session, window.id)
+            stored.created_by = stored.created_by or user_id
+        await self._slack_step(window.id, lambda: self.refresh_announcement(window.id))
+        window = await self.get(window.id)
+        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        note = f"It had reached {backend.service} after all, so I did not create it twice."
+        return Done(
+            kind=DRAFT_SCHEDULE,
+            window=window,
+            permalink=permalink,
+            entered=self._entered_if_shifted(form, window),
+            warning=note,
+        )
 
     async def draft_form(self, draft_id: int) -> tuple[str, ScheduleForm | CancelForm]:
         return await self.drafts.form_of(draft_id)
@@ -251,21 +389,55 @@ class MaintenanceService:
         )
         return (form.start, form.end)
 
-    def _backend_fields(self, form: ScheduleForm) -> dict[str, Any]:
-        """What the backend is sent: each takes only the fields it has."""
+    def _backend_fields(self, form: ScheduleForm, offset: timedelta = server_times.NO_OFFSET) -> dict[str, Any]:
+        """What the backend is sent: each takes only the fields it has; times moved back by
+        the server's offset so it keeps the ones in the form (`server_times`, rule 3)."""
         backend = self.backend
+        start, end = server_times.to_send((form.start, form.end), offset)
         return {
             "title": form.title,
             "description": form.description if backend.has_description else "",
-            "start": form.start,
-            "end": form.end,
+            "start": start,
+            "end": end,
             "components": () if backend.uses_servers else form.component_ids,
             "servers": form.servers if backend.uses_servers else (),
         }
 
+    # --- the server's time offset (bot.services.server_times) -------------------------
+    def _offset_key(self) -> str:
+        return f"{self.backend.name}.offset"
+
+    async def server_offset(self) -> timedelta:
+        """What this backend adds to the times it is sent, as last learned (0 until then)."""
+        if not self.backend.replies_with_times:
+            return server_times.NO_OFFSET
+        async with self.ctx.db.session() as session:
+            fact = await facts.get_fact(session, self._offset_key())
+        return timedelta(seconds=fact.value["seconds"]) if fact is not None else server_times.NO_OFFSET
+
+    async def _learn_offset(self, fields: dict[str, Any], bw: BackendWindow, known: timedelta) -> timedelta | None:
+        """Rule 2: the offset this reply shows, stored when it is new; None when the reply
+        moved the times in a way no offset explains (reported, never learned)."""
+        if not self.backend.replies_with_times:
+            return None
+        seen = server_times.offset_seen((fields["start"], fields["end"]), (bw.start, bw.end))
+        if seen is None:
+            log.warning("%s kept window %s at times no fixed offset explains", self.backend.service, bw.upstream_id)
+            return None
+        if seen != known:
+            log.info("%s adds %s to the times it is sent (was %s)", self.backend.service, seen, known)
+            async with self.ctx.db.session() as session, session.begin():
+                await facts.put_fact(
+                    session, self._offset_key(), {"seconds": int(seen.total_seconds())}, now=self.ctx.clock()
+                )
+        return seen
+
     async def _schedule(self, form: ScheduleForm, user_id: str) -> Done:
         backend = self.backend
-        bw = await backend.create(**self._backend_fields(form))
+        offset = await self.server_offset()
+        fields = self._backend_fields(form, offset)
+        bw = await backend.create(**fields)
+        await self._learn_offset(fields, bw, offset)
         now = self.ctx.clock()
         start = bw.start or form.start
         end = bw.end or form.end
@@ -304,7 +476,7 @@ class MaintenanceService:
     async def _edit(self, form: ScheduleForm, user_id: str) -> Done:
         backend = self.backend
         window = await self.find_editable(str(form.window_id))
-        bw = await backend.update(window.upstream_id, **self._backend_fields(form))
+        bw = await self._update_upstream(window.upstream_id, form)
         now = self.ctx.clock()
         new = {
             "title": bw.title or form.title,
@@ -341,6 +513,26 @@ class MaintenanceService:
             changes=changes,
             warning=warning,
         )
+
+    async def _update_upstream(self, upstream_id: str, form: ScheduleForm) -> BackendWindow:
+        """Send an edit; if the server kept other times under an offset it had not shown
+        before, send it once more with that offset (`server_times`, rule 4)."""
+        backend = self.backend
+        offset = await self.server_offset()
+        fields = self._backend_fields(form, offset)
+        bw = await backend.update(upstream_id, **fields)
+        learned = await self._learn_offset(fields, bw, offset)
+        if learned is None or learned == offset:
+            return bw
+        again = self._backend_fields(form, learned)
+        try:
+            corrected = await backend.update(upstream_id, **again)
+        except UpstreamError as exc:
+            # It has the first version: that stands, and the person is told it differs.
+            log.warning("%s did not take the corrected times of window %s: %s", backend.service, upstream_id, exc)
+            return bw
+        await self._learn_offset(again, corrected, learned)
+        return corrected
 
     async def _cancel(self, form: CancelForm, user_id: str) -> Done:
         window = await self.find_cancellable(str(form.window_id))

@@ -77,9 +77,11 @@ class MaintenanceHandlers:
         if sub in ("", "schedule"):
             await self.open_schedule(ack, body, ScheduleForm(title=rest))
         elif sub == "list":
-            windows = await self.service.list_upcoming()
-            text, blocks = views.window_list(windows)
-            await ack(text=text, blocks=blocks, response_type="ephemeral")
+            self.service.ensure_enabled()
+            await ack()  # the API may be slow: answer Slack first
+            text, blocks = views.window_list(await self.service.listing())
+            user_id, channel_id = who_and_where(body)
+            await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
         elif sub == "status":
             backend = self.service.ensure_enabled()
             await ack()  # the API may be slow: answer Slack first

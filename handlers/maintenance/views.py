@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, SERVERS_MAX, TEXT_MAX, TITLE_MAX, ScheduleForm
@@ -27,7 +27,7 @@ from store.models import MaintenanceWindow
 
 if TYPE_CHECKING:
     from bot.maintenance_backend import BackendWindow
-    from bot.services.maintenance import Change, Done
+    from bot.services.maintenance import Change, Done, ListedWindow, Listing
 
 MAX_MESSAGE_BLOCKS = 50
 FIELD_MAX = 1900  # a section field may hold 2000 characters
@@ -319,21 +319,68 @@ def _chunked(header: str, lines: Sequence[str], overflow: str) -> list[dict]:
     return blocks
 
 
-def window_list(windows: Sequence[MaintenanceWindow]) -> tuple[str, list[dict]]:
-    """Upcoming and ongoing windows, soonest first, within Slack's 50-block limit."""
+def _listed_line(window: ListedWindow) -> str:
+    title = escape(truncate(window.title, 80)) or "(no reason given)"
+    number = f"*#{window.number}*" if window.number is not None else ":new:"
+    parts = [f"{number} {title}", _state(window), _when(window.start, window.end)]
+    if window.servers:
+        parts.append("servers: " + truncate(", ".join(str(s) for s in window.servers), 200))
+    elif window.components:
+        parts.append("components: " + escape(truncate(", ".join(window.components), 200)))
+    elif window.backend == "appfirst":
+        parts.append("servers: none listed")
+    if window.number is None:
+        parts.append(f"{_backend_label(window)} ID `{escape(truncate(window.upstream_id, 64))}`, _not announced yet_")
+    return " · ".join(parts)
+
+
+def _provenance(listing: Listing) -> str | None:
+    """Said first when the API did not answer: whose record this is, and how old."""
+    if listing.problem is None:
+        return None
+    if listing.checked_at is None:
+        age = f"sitrep has not reached {listing.service} since it started using this database"
+    else:
+        ago = duration(listing.now - listing.checked_at)
+        age = f"last checked with {listing.service} {ago} ago ({slack_date(listing.checked_at)})"
+    return f":warning: {escape(listing.problem)}\nSo this is *sitrep's own record*, {age}."
+
+
+def window_list(listing: Listing) -> tuple[str, list[dict]]:
+    """Upcoming and ongoing windows, soonest first, within Slack's 50-block limit; what
+    does not fit is counted ("…and 12 more"), never silently dropped."""
+    warning = _provenance(listing)
+    head = [section(warning)] if warning else []
+    windows = listing.windows
     if not windows:
         text = ":sunny: No maintenance scheduled. Schedule one with `/maintenance schedule`."
-        return text, [section(text)]
-    lines = []
-    for window in windows:
-        label, targets = _targets(window, 200)
-        lines.append(
-            f"*#{window.id}* {_title(window, 80)} · {_state(window)} · "
-            f"{_when(window.start, window.end)} · {label.lower()}: {targets}"
-        )
+        return text, head + [section(text)]
     n = len(windows)
-    header = f"*{n} upcoming or ongoing maintenance window{'s' if n != 1 else ''}*"
-    return f"{n} maintenance windows", _chunked(header, lines, "More windows than one message can show.")
+    source = " (sitrep's own record)" if warning else f" (checked with {listing.service} just now)"
+    header = f"*{n} upcoming or ongoing maintenance window{'s' if n != 1 else ''}*{source}"
+    tail: list[dict] = []
+    if any(w.number is None for w in windows):
+        tail.append(
+            context(
+                f":new: made {ORIGIN.get(windows[0].backend, listing.service)} directly: sitrep announces it in the channel at its next check "
+                f"(every {duration(timedelta(seconds=listing.sync_interval))}), and gives it a number."
+            )
+        )
+    room = MAX_MESSAGE_BLOCKS - len(head) - 1 - len(tail) - 1  # the header, and "…and N more"
+    lines = [_listed_line(w) for w in windows]
+    chunks: list[list[str]] = [[]]
+    shown = 0
+    for line in lines:
+        if chunks[-1] and len("\n".join(chunks[-1] + [line])) > 2900:
+            if len(chunks) == room:
+                break
+            chunks.append([])
+        chunks[-1].append(line)
+        shown += 1
+    blocks = head + [section(header)] + [section("\n".join(chunk)) for chunk in chunks]
+    if shown < n:
+        blocks.append(context(f"…and {n - shown} more, not shown: Slack allows {MAX_MESSAGE_BLOCKS} blocks in a message."))
+    return f"{n} maintenance window{'s' if n != 1 else ''}", blocks + tail
 
 
 def status_answer(

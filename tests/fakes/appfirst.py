@@ -9,6 +9,11 @@ Lists and single GETs carry epoch numbers; POST/PUT replies carry
 ``yyyy-mm-dd HH:MM:SS`` strings, exactly the mix the seed shows.  Windows are
 kept in ``windows`` as ``{"id", "reason", "start", "end", "servers"}`` with
 aware UTC datetimes, so tests can read them without converting.
+
+Like the seed's server, it keeps other times than it is sent: every POST and PUT
+stores ``sent + shift`` (``SEED_SHIFT``, +5 h: the seed sends ``14:00`` and gets
+``19:00`` back) and says so in its reply. A test that needs no shift sets
+``shift = timedelta(0)`` and says why.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from aiohttp import web
 
 from tests.fakes.statuspage import BackgroundServer
 
-__all__ = ["FakeAppFirst", "SEED_LIST_BODY"]
+__all__ = ["FakeAppFirst", "SEED_LIST_BODY", "SEED_SHIFT"]
 
 MAX_LIMIT = 2500
+# Seed 003's POST and PUT examples: sent "2012-10-20 14:00", replied "2012-10-20 19:00:00".
+# Assumption: the difference is one fixed offset for every write (the seed shows one).
+SEED_SHIFT = timedelta(hours=5)
 
 # The seed's list example, byte for byte once every ",\n" gets back the
 # trailing space the seed has (kept out of the source so editors cannot strip
@@ -118,13 +126,27 @@ class FakeAppFirst(BackgroundServer):
     def _reset_switches(self) -> None:
         super()._reset_switches()
         self.email, self.api_key = self._initial_credentials
-        self.shift_minutes: int = 0
+        self.shift: timedelta = SEED_SHIFT
         self.seed_trailing_comma: bool = False
         self.delete_status: int = 204
+        self._lose_remaining = 0
 
     def _reset_state(self) -> None:
         self.windows.clear()
         self._ids = itertools.count(1)
+
+    def lose_replies(self, n: int) -> None:
+        """The next ``n`` POST/PUTs are carried out, but the reply is lost on the way
+        back (a gateway answers 504): what a client timing out after sending looks like."""
+        with self._lock:
+            self._lose_remaining = n
+
+    def _reply_lost(self) -> bool:
+        with self._lock:
+            if self._lose_remaining > 0:
+                self._lose_remaining -= 1
+                return True
+            return False
 
     def add_window(
         self,
@@ -233,7 +255,7 @@ class FakeAppFirst(BackgroundServer):
             return _error("servers must be a list of server IDs like [1,2,3].", 400)
         if end <= start:
             return _error("end must be after start.", 400)
-        shift = timedelta(minutes=self.shift_minutes)
+        shift = self.shift
         default_reason = current["reason"] if current else ""
         return {
             "start": start + shift,
@@ -250,6 +272,8 @@ class FakeAppFirst(BackgroundServer):
             window_id = next(self._ids)
             window = {"id": window_id, **values}
             self.windows[window_id] = window
+        if self._reply_lost():
+            return _error("Gateway timeout.", 504)
         # Seed 003's POST reply: strings for times, reason included, no started/ended.
         return web.json_response(
             {
@@ -281,6 +305,8 @@ class FakeAppFirst(BackgroundServer):
             return values
         with self._lock:
             window.update(values)
+        if self._reply_lost():
+            return _error("Gateway timeout.", 504)
         # Seed 003's PUT reply: like POST's but without "reason".
         return web.json_response(
             {
