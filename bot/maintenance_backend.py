@@ -174,7 +174,11 @@ class StatusPageMaintenance:
         ongoing = await self.client.ongoing_maintenance()
         return [
             BackendWindow(
-                upstream_id=item.incident_id, title=item.title, start=item.start_date, end=item.end_date, in_progress=True
+                upstream_id=item.incident_id,
+                title=item.title,
+                start=item.start_date,
+                end=item.end_date,
+                in_progress=True,
             )
             for item in ongoing
         ]

@@ -187,7 +187,8 @@ def test_list_when_nothing_is_planned(sp_bot, slack):
 
 def test_status_asks_the_status_page_what_is_in_progress(sp_bot, slack, statuspage, clock):
     ours = schedule_directly(sp_bot, "Ours", T0 + timedelta(minutes=10), T0 + timedelta(hours=2))
-    statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1), in_progress=True)
+    made_there = statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+    statuspage.start_maintenance(made_there)
     statuspage.add_maintenance("Tomorrow", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
     statuspage.add_maintenance("Not marked yet", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
     clock.advance(minutes=15)

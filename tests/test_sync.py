@@ -13,7 +13,14 @@ from scheduler.sync import SyncReport, sync_windows
 from store.models import MaintenanceWindow
 from tests.conftest import CHANNEL
 from tests.harness import BotUnderTest
-from tests.maintenance_support import WINTER_END, WINTER_START, open_modal, schedule_values, wait_announcement
+from tests.maintenance_support import (
+    WINTER_END,
+    WINTER_START,
+    open_modal,
+    schedule_values,
+    wait_announcement,
+    wait_answer,
+)
 from tests.test_reminders import reminder_posts
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -110,7 +117,7 @@ def run_reminders(bot) -> None:
 
 
 def test_an_unknown_window_listed_after_its_start_is_announced_as_started_once(statuspage_bot, statuspage, slack, clock):
-    upstream = statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=20), T0 + timedelta(hours=1))
+    upstream = statuspage.add_maintenance("Made outside", T0 - timedelta(minutes=20), T0 + timedelta(hours=1))
     assert sync(statuspage_bot).adopted == 0  # past its start, but nobody marked it in progress yet
     assert windows(statuspage_bot) == []
 
@@ -199,16 +206,23 @@ def test_a_window_listed_late_is_never_ended_early_and_ends_once_at_its_schedule
     assert "Completed" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])
 
 
-def test_cancel_from_slack_ends_a_running_window(statuspage_bot, statuspage, slack, clock):
+@pytest.mark.parametrize("on_the_status_page", ["in progress", "marked done already"])
+def test_cancel_from_slack_ends_a_running_window(statuspage_bot, statuspage, slack, clock, on_the_status_page):
+    """Resolving is the one way the bot sees a window resolved: it has no read of one window."""
     window = schedule_from_slack(statuspage_bot, slack)
     clock.set(WINTER_START + timedelta(minutes=5))
     run_reminders(statuspage_bot)
     statuspage.start_maintenance(window.upstream_id)
     sync(statuspage_bot)
+    if on_the_status_page == "marked done already":
+        statuspage.finish_maintenance(window.upstream_id)
+        assert sync(statuspage_bot).ended == 0
 
     view = open_modal(statuspage_bot, slack, text=f"cancel {window.id}")
     statuspage_bot.submit(view, {})
     assert slack.wait_for(lambda: windows(statuspage_bot)[0].state == "cancelled")
+    if on_the_status_page == "marked done already":
+        assert "Incident already resolved." in json.dumps(wait_answer(slack, 2)["blocks"])
     assert statuspage.incidents[window.upstream_id]["Resolved"] is True
     assert slack.wait_for(lambda: "Cancelled" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"]))
 
@@ -244,7 +258,8 @@ def test_a_window_extended_on_the_status_page_ends_at_its_new_end(statuspage_bot
 
 
 def test_an_adopted_window_learns_its_end_quietly_and_then_keeps_it(statuspage_bot, statuspage, slack, clock):
-    upstream = statuspage.add_maintenance("Outside", T0 - timedelta(minutes=5), T0 + timedelta(hours=1), in_progress=True)
+    upstream = statuspage.add_maintenance("Outside", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+    statuspage.start_maintenance(upstream)
     sync(statuspage_bot)
     statuspage.list_end_dates = True
     assert sync(statuspage_bot).moved == 1
