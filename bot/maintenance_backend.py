@@ -2,7 +2,8 @@
 
 * ``StatusPageMaintenance`` (seed 000): a window is an incident of ``Type: "Maintenance"``;
   it can be created and resolved (our "cancel") but not edited, and the API lists only
-  the windows in progress now.
+  the windows someone has marked in progress — possibly late, so absence from that list
+  says nothing about a window's end (see ``scheduler/sync.py``).
 * ``AppFirstMaintenance`` (seed 003): full create, update, delete and a complete, paged list.
 
 What a backend cannot do is said by its capability attributes, which the service checks
@@ -43,7 +44,7 @@ class BackendWindow:
     """A window as the upstream reports it, whichever API that is.
 
     ``start``/``end`` are ``None`` when the API does not say (the status page's in-progress
-    list has no end); ``in_progress`` is ``None`` when the reply does not say.
+    list has no end in seed 000); ``in_progress`` is ``None`` when the reply does not say.
     """
 
     upstream_id: str
@@ -176,7 +177,13 @@ class StatusPageMaintenance:
     async def list_windows(self) -> list[BackendWindow]:
         ongoing = await self.client.ongoing_maintenance()
         return [
-            BackendWindow(upstream_id=item.incident_id, title=item.title, start=item.start_date, end=None, in_progress=True)
+            BackendWindow(
+                upstream_id=item.incident_id,
+                title=item.title,
+                start=item.start_date,
+                end=item.end_date,
+                in_progress=True,
+            )
             for item in ongoing
         ]
 

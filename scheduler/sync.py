@@ -1,16 +1,28 @@
 """The periodic sync: windows made, moved or deleted outside Slack get the same treatment
-as ours. A failing API is logged and tried again at the next interval."""
+as ours. A failing API is logged and tried again at the next interval.
+
+The status page lists only the windows someone marked in progress, maybe minutes after their
+start, so absence from that list never ends a window early: it ends at its scheduled end,
+when cancelled from Slack, or (one adopted from the list, whose end it never gave) when it
+leaves the list."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from bot.context import AppContext
 from bot.errors import UpstreamError
+from bot.maintenance_backend import BackendWindow
 from scheduler import messages
 from scheduler.reminders import ACTIVE_STATES, cancel_window_reminders, schedule_window_reminders
 from store import maintenance as window_store
+from store.models import MaintenanceWindow
+
+if TYPE_CHECKING:
+    from bot.services.maintenance import MaintenanceService
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +37,7 @@ class SyncReport:
 
 
 async def sync_windows(ctx: AppContext) -> SyncReport:
-    from bot.services.maintenance import MaintenanceService
+    from bot.services.maintenance import MaintenanceService  # here: the service imports the scheduler
 
     backend = ctx.maintenance
     report = SyncReport()
@@ -56,7 +68,10 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await service.adopt_external(upstream)
             report.adopted += 1
             continue
-        if row.state not in ACTIVE_STATES or not backend.lists_all:
+        if row.state not in ACTIVE_STATES:
+            continue
+        if not backend.lists_all:
+            report.moved += await _follow_listed_end(ctx, service, row, upstream, now=now)
             continue
         if upstream.start and upstream.end and (upstream.start != row.start or upstream.end != row.end):
             async with ctx.db.session() as session, session.begin():
@@ -95,9 +110,12 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await service.post_in_thread(row.id, text, blocks, broadcast=True)
             await service.refresh_announcement(row.id)
             report.vanished += 1
-        elif row.state == "in_progress" and (row.end is None or row.end > now):
-            # The status page lists only windows in progress: one that left the list early
-            # has ended. Its "ended" reminder, due now, is posted once like any other.
+        elif row.state == "in_progress" and row.end is None:
+            # Adopted from the status page's in-progress list, which gave no end: leaving the
+            # list is the only end the status page tells. Its "ended" reminder, due now, is
+            # posted once like any other. A window with an end is not touched here: it is
+            # listed only once someone marks it in progress, maybe late, so its absence says
+            # nothing and it ends at its scheduled end (or when cancelled from Slack).
             async with ctx.db.session() as session, session.begin():
                 ended = await window_store.move_if_unchanged(
                     session, row.id, seen=(row.start, row.end), new=(row.start, now), now=now
@@ -108,3 +126,28 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
     if report.adopted or report.moved or report.vanished or report.ended:
         log.info("maintenance sync: %s", report)
     return report
+
+
+async def _follow_listed_end(
+    ctx: AppContext, service: MaintenanceService, row: MaintenanceWindow, upstream: BackendWindow, *, now: datetime
+) -> int:
+    """A status-page window we know, seen in the in-progress list: follow its EndDate if the
+    list gives one (assumption: seed 000's items have none; some servers add it) and it differs,
+    so a window extended there ends at its new end. Its StartDate, the planned start, is not
+    followed. Returns 1 if the window moved."""
+    if upstream.end is None or upstream.end == row.end:
+        return 0
+    async with ctx.db.session() as session, session.begin():
+        moved = await window_store.move_if_unchanged(
+            session, row.id, seen=(row.start, row.end), new=(row.start, upstream.end), now=now
+        )
+    if not moved:
+        return 0  # another process saw it first
+    await schedule_window_reminders(ctx, row.id)
+    if row.end is not None:  # one adopted without an end only learned it: no news in the thread
+        async with ctx.db.session() as session:
+            stored = await window_store.get_window(session, row.id)
+        text, blocks = messages.moved_outside(stored, before=(row.start, row.end), service=ctx.maintenance.service)
+        await service.post_in_thread(row.id, text, blocks)
+    await service.refresh_announcement(row.id)
+    return 1

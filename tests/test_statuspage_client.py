@@ -121,6 +121,14 @@ def test_envelope_without_result_parses() -> None:
     assert envelope.result is None and envelope.message == "ok"
 
 
+def test_ongoing_maintenance_end_date_is_optional_and_utc() -> None:
+    base = {"IncidentId": "i", "Title": "t", "Status": "In Progress", "StartDate": "2023-11-01T02:00:00Z"}
+    assert OngoingMaintenance.model_validate(base).end_date is None
+    assert OngoingMaintenance.model_validate({**base, "EndDate": None}).end_date is None
+    item = OngoingMaintenance.model_validate({**base, "EndDate": "2023-11-01T04:00:00"})
+    assert item.end_date == datetime(2023, 11, 1, 4, 0, tzinfo=UTC)
+
+
 def test_ongoing_maintenance_naive_start_is_utc() -> None:
     item = OngoingMaintenance.model_validate(
         {
@@ -267,29 +275,39 @@ async def test_resolve_unknown_incident_is_rejected(client: StatusPageClient) ->
 # -- ongoing maintenance / ping ---------------------------------------------------
 
 
-async def test_ongoing_maintenance_lists_only_windows_in_progress(
+async def test_ongoing_maintenance_lists_the_windows_marked_in_progress(
     sp: FakeStatusPage, client: StatusPageClient
 ) -> None:
-    sp.clock = lambda: NOW
-    current = sp.add_maintenance("Now", NOW - timedelta(hours=1), NOW + timedelta(hours=1))
-    sp.add_maintenance("Later", NOW + timedelta(hours=1), NOW + timedelta(hours=2))
-    sp.add_maintenance("Earlier", NOW - timedelta(hours=2), NOW)  # end is exclusive
-    resolved = sp.add_maintenance("Cancelled", NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    current = sp.add_maintenance("Now", NOW - timedelta(hours=1), NOW + timedelta(hours=1), in_progress=True)
+    sp.add_maintenance("Not marked", NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    resolved = sp.add_maintenance("Cancelled", NOW - timedelta(hours=1), NOW + timedelta(hours=1), in_progress=True)
     await client.resolve_incident(resolved)
     await client.create_incident(seed_incident())  # not a maintenance
-    made_by_bot = await client.create_maintenance(seed_maintenance())  # 02:00-04:00 contains NOW
+    made_by_bot = await client.create_maintenance(seed_maintenance())
+    sp.start_maintenance(made_by_bot)
 
     ongoing = await client.ongoing_maintenance()
 
-    assert {item.incident_id for item in ongoing} == {current, made_by_bot}
+    assert [item.incident_id for item in ongoing] == [current, made_by_bot]
     by_id = {item.incident_id: item for item in ongoing}
     assert by_id[current].title == "Now"
     assert by_id[current].status == "In Progress"
     assert by_id[current].start_date == NOW - timedelta(hours=1)
+    assert by_id[current].end_date is None  # seed 000's items carry no EndDate
     assert by_id[made_by_bot].start_date == datetime(2023, 11, 1, 2, 0, tzinfo=UTC)
     request = sp.requests[-1]
     assert (request.method, request.path) == ("GET", "/api/maintenance/status")
     assert request.headers["X-API-KEY"] == KEY
+
+
+async def test_ongoing_maintenance_reads_an_end_date_when_the_server_sends_one(
+    sp: FakeStatusPage, client: StatusPageClient
+) -> None:
+    sp.list_end_dates = True
+    made = await client.create_maintenance(seed_maintenance())
+    sp.start_maintenance(made)
+    [item] = await client.ongoing_maintenance()
+    assert item.end_date == datetime(2023, 11, 1, 4, 0, tzinfo=UTC)
 
 
 async def test_ongoing_maintenance_empty(client: StatusPageClient) -> None:
@@ -464,6 +482,76 @@ def test_fake_refuses_status_get_without_key(sp: FakeStatusPage) -> None:
     }
 
 
+def _listed(sp: FakeStatusPage) -> list[dict[str, Any]]:
+    reply = httpx.get(f"{sp.url}/api/maintenance/status", headers={"X-API-KEY": KEY})
+    assert reply.status_code == 200
+    return reply.json()
+
+
+def test_fake_lists_a_window_past_its_start_only_once_marked_in_progress(sp: FakeStatusPage) -> None:
+    """Seed 000 lists the windows "currently active", not every window between its dates:
+    the fake lists one only once someone marks it, maybe long after its StartDate."""
+    sp.clock = lambda: NOW
+    window = sp.add_maintenance("Late", NOW - timedelta(minutes=30), NOW + timedelta(hours=1))
+    assert _listed(sp) == []
+    sp.clock = lambda: NOW + timedelta(minutes=20)
+    assert _listed(sp) == []  # time alone never lists it
+
+    sp.start_maintenance(window)
+    assert _listed(sp) == [
+        {
+            "IncidentId": window,
+            "Title": "Late",
+            "Status": "In Progress",
+            "StartDate": "2023-11-01T02:30:00Z",
+        }
+    ]
+
+
+def test_fake_keeps_listing_a_window_until_it_is_marked_done_or_resolved(sp: FakeStatusPage) -> None:
+    sp.clock = lambda: NOW
+    done = sp.add_maintenance("Done early", NOW - timedelta(hours=1), NOW + timedelta(hours=1), in_progress=True)
+    resolved = sp.add_maintenance("Resolved", NOW - timedelta(hours=1), NOW + timedelta(hours=1), in_progress=True)
+    over = sp.add_maintenance("Overrun", NOW - timedelta(hours=2), NOW - timedelta(hours=1), in_progress=True)
+    sp.clock = lambda: NOW + timedelta(days=1)
+    assert [i["IncidentId"] for i in _listed(sp)] == [done, resolved, over]  # its EndDate does not unlist it
+
+    sp.finish_maintenance(done)
+    reply = httpx.post(
+        f"{sp.url}/api/admin/Incident/ResolveIncident", headers={"X-API-KEY": KEY}, json={"IncidentId": resolved}
+    )
+    assert reply.json()["Success"] is True
+    assert [i["IncidentId"] for i in _listed(sp)] == [over]
+    # Marked done on the status page is resolved there: resolving it again is refused.
+    again = httpx.post(
+        f"{sp.url}/api/admin/Incident/ResolveIncident", headers={"X-API-KEY": KEY}, json={"IncidentId": done}
+    )
+    assert (again.status_code, again.json()["Message"]) == (400, "Incident already resolved.")
+    with pytest.raises(ValueError):
+        sp.start_maintenance(done)
+
+
+def test_fake_marks_only_maintenance_windows(sp: FakeStatusPage) -> None:
+    incident = httpx.post(
+        f"{sp.url}/api/admin/Incident",
+        headers={"X-API-KEY": KEY},
+        json={"Title": "T", "Description": "", "Status": "Investigating", "Impact": "Major Outage"},
+    ).json()["Result"]
+    with pytest.raises(KeyError):
+        sp.start_maintenance(incident)
+    with pytest.raises(KeyError):
+        sp.start_maintenance(str(uuid.uuid4()))
+
+
+def test_fake_lists_no_end_date_unless_told(sp: FakeStatusPage) -> None:
+    window = sp.add_maintenance("x", NOW, NOW + timedelta(hours=1), in_progress=True)
+    assert "EndDate" not in _listed(sp)[0]
+    sp.list_end_dates = True
+    assert _listed(sp)[0]["EndDate"] == "2023-11-01T04:00:00Z"
+    sp.reset()
+    assert sp.list_end_dates is False and window not in sp.incidents
+
+
 def test_fake_update_reply_has_no_result(sp: FakeStatusPage) -> None:
     headers = {"X-API-KEY": KEY}
     created = httpx.post(
@@ -504,7 +592,7 @@ def test_fake_missing_title_and_500_envelope(sp: FakeStatusPage) -> None:
 
 def test_fake_reset_restores_defaults(sp: FakeStatusPage) -> None:
     httpx.get(f"{sp.url}/api/maintenance/status")
-    sp.add_maintenance("x", NOW, NOW + timedelta(hours=1))
+    sp.add_maintenance("x", NOW, NOW + timedelta(hours=1), in_progress=True)
     sp.api_key = "other"
     sp.fail_status = 500
     sp.latency = 1.0

@@ -9,10 +9,18 @@ import pytest
 from sqlalchemy import select
 
 from scheduler.reminders import run_due_reminders
-from scheduler.sync import sync_windows
+from scheduler.sync import SyncReport, sync_windows
 from store.models import MaintenanceWindow
 from tests.conftest import CHANNEL
 from tests.harness import BotUnderTest
+from tests.maintenance_support import (
+    WINTER_END,
+    WINTER_START,
+    open_modal,
+    schedule_values,
+    wait_announcement,
+    wait_answer,
+)
 from tests.test_reminders import reminder_posts
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -33,6 +41,9 @@ def appfirst_bot(appfirst_settings, clock):
 @pytest.fixture
 def statuspage_bot(settings, clock):
     with BotUnderTest(settings, clock=clock) as bot:
+        # These tests drive the sync and the reminders on the fake clock themselves; the live
+        # timers wake on the real clock and would race them.
+        bot.run(bot.bot.scheduler.stop())
         yield bot
 
 
@@ -98,22 +109,174 @@ def test_a_window_deleted_on_appfirst_is_cancelled_in_its_thread(appfirst_bot, a
     assert reminder_posts(slack, window) == []
 
 
-def test_an_unknown_in_progress_status_page_window_is_announced_as_started(statuspage_bot, statuspage, slack, clock):
-    statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+# --- the status page: it lists only what someone marked in progress, maybe late ---------------
+
+
+def run_reminders(bot) -> None:
+    bot.run(run_due_reminders(bot.ctx))
+
+
+def test_an_unknown_window_listed_after_its_start_is_announced_as_started_once(statuspage_bot, statuspage, slack, clock):
+    upstream = statuspage.add_maintenance("Made outside", T0 - timedelta(minutes=20), T0 + timedelta(hours=1))
+    assert sync(statuspage_bot).adopted == 0  # past its start, but nobody marked it in progress yet
+    assert windows(statuspage_bot) == []
+
+    statuspage.start_maintenance(upstream)  # marked 20 minutes after its StartDate
     assert sync(statuspage_bot).adopted == 1
     [window] = windows(statuspage_bot)
     assert window.state == "in_progress" and window.created_by is None
-    statuspage_bot.run(run_due_reminders(statuspage_bot.ctx))
-    assert len(reminder_posts(slack, window, "started")) == 1
+    assert window.start == T0 - timedelta(minutes=20) and window.end is None  # the list gives no end
+    run_reminders(statuspage_bot)
+    [started] = reminder_posts(slack, window, "started")
+    assert "Posted late" in json.dumps(started["blocks"])  # it was due at the StartDate
 
-    # Once it leaves the in-progress list it has ended: "ended" is posted once.
+    clock.advance(minutes=5)
+    assert sync(statuspage_bot).adopted == 0  # still listed: known, not adopted twice
+    run_reminders(statuspage_bot)
+    assert len(reminder_posts(slack, window, "started")) == 1
+    assert len([m for m in slack.messages(CHANNEL) if not m.get("thread_ts")]) == 1
+
+    # It had no end but the list: leaving the list (marked done there) is its end, posted once.
     clock.advance(hours=2)
+    statuspage.finish_maintenance(upstream)
     assert sync(statuspage_bot).ended == 1
-    statuspage_bot.run(run_due_reminders(statuspage_bot.ctx))
-    sync(statuspage_bot)
-    statuspage_bot.run(run_due_reminders(statuspage_bot.ctx))
+    run_reminders(statuspage_bot)
+    assert sync(statuspage_bot).ended == 0
+    run_reminders(statuspage_bot)
     assert len(reminder_posts(slack, window, "ended")) == 1
     assert windows(statuspage_bot)[0].state == "completed"
+
+
+def schedule_from_slack(bot, slack) -> MaintenanceWindow:
+    """Through the real modal: 14:00-16:00 UTC on 1 December (T0 is 25 November)."""
+    view = open_modal(bot, slack)
+    bot.submit(view, schedule_values())
+    wait_announcement(slack)
+    [window] = slack.wait_for(lambda: [w for w in windows(bot) if w.message_ts])
+    assert (window.start, window.end) == (WINTER_START, WINTER_END)
+    return window
+
+
+@pytest.mark.parametrize("after_listing", ["stays listed", "leaves the list early"])
+def test_a_window_listed_late_is_never_ended_early_and_ends_once_at_its_scheduled_end(
+    statuspage_bot, statuspage, slack, clock, after_listing
+):
+    window = schedule_from_slack(statuspage_bot, slack)
+    clock.set(WINTER_START)
+    run_reminders(statuspage_bot)
+    assert len(reminder_posts(slack, window, "started")) == 1
+
+    # Nobody has marked it in progress on the status page yet: that says nothing about its end.
+    clock.advance(minutes=3)
+    report = sync(statuspage_bot)
+    assert (report.ended, report.adopted, report.moved) == (0, 0, 0)
+    run_reminders(statuspage_bot)
+    assert windows(statuspage_bot)[0].state == "in_progress"
+    assert reminder_posts(slack, window, "ended") == []
+
+    # Listed ten minutes late: the bot's own window, not a new one.
+    clock.advance(minutes=7)
+    statuspage.start_maintenance(window.upstream_id)
+    report = sync(statuspage_bot)
+    assert (report.ended, report.adopted, report.moved) == (0, 0, 0)
+    assert len(windows(statuspage_bot)) == 1
+    assert len([m for m in slack.messages(CHANNEL) if not m.get("thread_ts")]) == 1
+
+    if after_listing == "leaves the list early":
+        clock.advance(minutes=30)
+        statuspage.finish_maintenance(window.upstream_id)
+        assert sync(statuspage_bot).ended == 0
+    clock.set(WINTER_END - timedelta(minutes=1))
+    sync(statuspage_bot)
+    run_reminders(statuspage_bot)
+    assert reminder_posts(slack, window, "ended") == []
+    assert windows(statuspage_bot)[0].state == "in_progress"
+
+    clock.set(WINTER_END)
+    run_reminders(statuspage_bot)
+    for _ in range(2):
+        clock.advance(minutes=5)
+        sync(statuspage_bot)
+        run_reminders(statuspage_bot)
+    [ended] = reminder_posts(slack, window, "ended")
+    assert "Posted late" not in json.dumps(ended["blocks"])
+    assert len(reminder_posts(slack, window, "started")) == 1
+    [stored] = windows(statuspage_bot)
+    assert stored.state == "completed" and stored.end == WINTER_END
+    assert "Completed" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])
+
+
+@pytest.mark.parametrize("on_the_status_page", ["in progress", "marked done already"])
+def test_cancel_from_slack_ends_a_running_window(statuspage_bot, statuspage, slack, clock, on_the_status_page):
+    """Resolving is the one way the bot sees a window resolved: it has no read of one window."""
+    window = schedule_from_slack(statuspage_bot, slack)
+    clock.set(WINTER_START + timedelta(minutes=5))
+    run_reminders(statuspage_bot)
+    statuspage.start_maintenance(window.upstream_id)
+    sync(statuspage_bot)
+    if on_the_status_page == "marked done already":
+        statuspage.finish_maintenance(window.upstream_id)
+        assert sync(statuspage_bot).ended == 0
+
+    view = open_modal(statuspage_bot, slack, text=f"cancel {window.id}")
+    statuspage_bot.submit(view, {})
+    assert slack.wait_for(lambda: windows(statuspage_bot)[0].state == "cancelled")
+    if on_the_status_page == "marked done already":
+        assert "Incident already resolved." in json.dumps(wait_answer(slack, 2)["blocks"])
+    assert statuspage.incidents[window.upstream_id]["Resolved"] is True
+    assert slack.wait_for(lambda: "Cancelled" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"]))
+
+    clock.set(WINTER_END + timedelta(minutes=1))
+    assert sync(statuspage_bot) == SyncReport()
+    run_reminders(statuspage_bot)
+    assert reminder_posts(slack, window, "ended") == []
+    assert windows(statuspage_bot)[0].state == "cancelled"
+
+
+def test_a_window_extended_on_the_status_page_ends_at_its_new_end(statuspage_bot, statuspage, slack, clock):
+    """assumption: seed 000's list has no EndDate; a server that adds one is followed."""
+    statuspage.list_end_dates = True
+    window = schedule_from_slack(statuspage_bot, slack)
+    clock.set(WINTER_START)
+    run_reminders(statuspage_bot)
+    statuspage.start_maintenance(window.upstream_id)
+    assert sync(statuspage_bot).moved == 0  # listed with the end it was sent
+
+    statuspage.incidents[window.upstream_id]["EndDate"] = "2026-12-01T17:00:00Z"
+    assert sync(statuspage_bot).moved == 1
+    assert sync(statuspage_bot).moved == 0
+    [stored] = windows(statuspage_bot)
+    assert stored.end == WINTER_END + timedelta(hours=1) and stored.state == "in_progress"
+    assert "was changed on" in json.dumps(slack.thread(CHANNEL, window.message_ts)[-1]["blocks"])
+
+    clock.set(WINTER_END)
+    run_reminders(statuspage_bot)
+    assert reminder_posts(slack, window, "ended") == []
+    clock.set(WINTER_END + timedelta(hours=1))
+    run_reminders(statuspage_bot)
+    assert len(reminder_posts(slack, window, "ended")) == 1
+
+
+def test_an_adopted_window_learns_its_end_quietly_and_then_keeps_it(statuspage_bot, statuspage, slack, clock):
+    upstream = statuspage.add_maintenance("Outside", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+    statuspage.start_maintenance(upstream)
+    sync(statuspage_bot)
+    statuspage.list_end_dates = True
+    assert sync(statuspage_bot).moved == 1
+    [window] = windows(statuspage_bot)
+    assert window.end == T0 + timedelta(hours=1)
+    assert slack.thread(CHANNEL, window.message_ts) == []  # nothing moved: it only learned its end
+    assert "end not given" not in slack.message(CHANNEL, window.message_ts)["text"]
+
+    # With an end known, leaving the list early no longer ends it.
+    clock.advance(minutes=10)
+    statuspage.finish_maintenance(upstream)
+    assert sync(statuspage_bot).ended == 0
+    run_reminders(statuspage_bot)
+    assert reminder_posts(slack, window, "ended") == []
+    clock.set(T0 + timedelta(hours=1))
+    run_reminders(statuspage_bot)
+    assert len(reminder_posts(slack, window, "ended")) == 1
 
 
 @pytest.mark.parametrize("failure", ["500", "timeout", "malformed", "trailing-comma", "401"])

@@ -255,6 +255,8 @@ class BackgroundServer:
 # The status page itself
 # ---------------------------------------------------------------------------
 
+# assumption: seed 004 shows only "Investigating", "Identified" and "Major Outage"; the rest
+# is what sitrep offers by default, and that a value outside the list is refused.
 _STATUSES = ("Investigating", "Identified", "Monitoring")
 _IMPACTS = ("Degraded Performance", "Partial Outage", "Major Outage")
 
@@ -304,8 +306,19 @@ def _parse_date(value: Any) -> datetime | None:
 class FakeStatusPage(BackgroundServer):
     """The status-page API of seeds 004/000, with switches to make it misbehave.
 
-    ``incidents`` maps each GUID to the create body plus ``"Resolved"`` and
-    ``"Updates"`` (the update bodies, oldest first).
+    ``incidents`` maps each GUID to the create body plus ``"Resolved"``, ``"Updates"`` (the
+    update bodies, oldest first) and, for maintenance, ``"InProgress"``.
+
+    Seed 000 says only that ``GET /api/maintenance/status`` returns the windows "currently
+    active", not what makes one active. So the fake ties it to no clock: a window is listed
+    once someone marks it in progress on the status page (:meth:`start_maintenance`), which
+    may be minutes after its StartDate, and leaves the list only when someone marks it done
+    (:meth:`finish_maintenance`) or it is resolved through the API. Code that reads the list
+    as "started at StartDate, ended at EndDate" fails against it, as it would in production.
+
+    Rules the seeds do not state, each marked "assumption:" where it is made:
+    the key is checked on every call; ResolveIncident closes a maintenance window too; an
+    unknown ``IncidentId`` or a second resolve get seed 004's messages on every call.
     """
 
     name = "fake-statuspage"
@@ -319,6 +332,9 @@ class FakeStatusPage(BackgroundServer):
     def _reset_switches(self) -> None:
         super()._reset_switches()
         self.api_key = self._initial_api_key
+        # assumption: seed 000's list items carry no EndDate. On, each item also has the
+        # window's EndDate (the create model's field), for the client's tolerance of it.
+        self.list_end_dates = False
 
     def _reset_state(self) -> None:
         self.incidents.clear()
@@ -331,8 +347,10 @@ class FakeStatusPage(BackgroundServer):
         *,
         description: str = "",
         affected_components: tuple[str, ...] | list[str] = (),
+        in_progress: bool = False,
     ) -> str:
-        """Seed a window as if someone scheduled it on the status page directly."""
+        """Seed a window as if someone scheduled it on the status page directly
+        (``in_progress``: and already marked it in progress)."""
         body = {
             "Title": title,
             "Type": "Maintenance",
@@ -341,12 +359,40 @@ class FakeStatusPage(BackgroundServer):
             "EndDate": _wire_date(end if end.tzinfo else end.replace(tzinfo=UTC)),
             "AffectedComponents": list(affected_components),
         }
-        return self._store(body)
+        incident_id = self._store(body)
+        if in_progress:
+            self.start_maintenance(incident_id)
+        return incident_id
+
+    def start_maintenance(self, incident_id: str) -> None:
+        """Someone marks the window in progress on the status page: from now on it is listed
+        by ``GET /api/maintenance/status``, whatever its StartDate says."""
+        with self._lock:
+            window = self._maintenance(incident_id)
+            if window["Resolved"]:
+                raise ValueError(f"maintenance {incident_id} is already resolved")
+            window["InProgress"] = True
+
+    def finish_maintenance(self, incident_id: str) -> None:
+        """Someone marks the window done on the status page: it leaves the list, and a
+        later ResolveIncident is answered "Incident already resolved."."""
+        with self._lock:
+            window = self._maintenance(incident_id)
+            window["InProgress"] = False
+            window["Resolved"] = True
+
+    def _maintenance(self, incident_id: str) -> dict[str, Any]:
+        window = self.incidents.get(incident_id)
+        if window is None or window.get("Type") != "Maintenance":
+            raise KeyError(f"no maintenance window {incident_id} on the fake status page")
+        return window
 
     def _store(self, body: dict[str, Any]) -> str:
         incident_id = str(uuid.uuid4())
         with self._lock:
             self.incidents[incident_id] = {**body, "Resolved": False, "Updates": []}
+            if body.get("Type") == "Maintenance":
+                self.incidents[incident_id]["InProgress"] = False
         return incident_id
 
     # -- HTTP ---------------------------------------------------------------
@@ -361,6 +407,8 @@ class FakeStatusPage(BackgroundServer):
         return _envelope(False, MSG_SERVER_ERROR, status=status)
 
     def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
+        # assumption: seed 000's status GET and seed 004's PUT/ResolveIncident show no
+        # X-API-KEY but list a 401: the fake asks for the key on every call (the bot sends it).
         if request.headers.get("X-API-KEY") != self.api_key:
             return _envelope(False, MSG_UNAUTHORIZED, status=401)
         return None
@@ -382,6 +430,7 @@ class FakeStatusPage(BackgroundServer):
             return _rejected(MSG_TITLE_REQUIRED)
         if body.get("Type") == "Maintenance":
             start, end = _parse_date(body.get("StartDate")), _parse_date(body.get("EndDate"))
+            # assumption: both dates are required (the seed sends both, names no error).
             if start is None or end is None:
                 return _rejected(MSG_INVALID_SCHEDULE)
             if end <= start:
@@ -399,6 +448,7 @@ class FakeStatusPage(BackgroundServer):
             incident = self.incidents.get(str(body.get("IncidentId")))
             if incident is None:
                 return _rejected(MSG_NOT_FOUND)
+            # assumption: seed 004 names "Incident already resolved." for resolve only.
             if incident["Resolved"]:
                 return _rejected(MSG_ALREADY_RESOLVED)
             incident["Updates"].append(body)
@@ -412,32 +462,34 @@ class FakeStatusPage(BackgroundServer):
             return _rejected(MSG_INVALID_REQUEST)
         with self._lock:
             incident = self.incidents.get(str(body.get("IncidentId")))
+            # assumption: seed 004 names "Incident ID not found." for update only.
             if incident is None:
                 return _rejected(MSG_NOT_FOUND)
             if incident["Resolved"]:
                 return _rejected(MSG_ALREADY_RESOLVED)
+            # assumption: resolving a maintenance window ends it (sitrep's "cancel").
             incident["Resolved"] = True
+            if "InProgress" in incident:
+                incident["InProgress"] = False
         return web.json_response({"Success": True, "Message": MSG_RESOLVED})
 
     async def _ongoing(self, request: web.Request) -> web.StreamResponse:
-        now = self.clock()
-        active: list[tuple[datetime, dict[str, Any]]] = []
+        """Seed 000: the windows marked in progress and not yet done, as a bare list.
+        assumption: StartDate is the window's scheduled start (the seed does not say whether
+        it is that or the moment it was marked); the order is unstated, the fake keeps the
+        order the windows were created in."""
+        active: list[dict[str, Any]] = []
         with self._lock:
             for incident_id, incident in self.incidents.items():
-                if incident.get("Type") != "Maintenance" or incident["Resolved"]:
-                    continue
-                start, end = (
-                    _parse_date(incident.get("StartDate")),
-                    _parse_date(incident.get("EndDate")),
-                )
-                if start is None or end is None or not start <= now < end:
+                if incident.get("Type") != "Maintenance" or incident["Resolved"] or not incident["InProgress"]:
                     continue
                 item = {
                     "IncidentId": incident_id,
                     "Title": incident["Title"],
                     "Status": "In Progress",
-                    "StartDate": _wire_date(start),
+                    "StartDate": _wire_date(_parse_date(incident["StartDate"])),
                 }
-                active.append((start, item))
-        active.sort(key=lambda pair: pair[0])
-        return web.json_response([item for _, item in active])
+                if self.list_end_dates:
+                    item["EndDate"] = _wire_date(_parse_date(incident["EndDate"]))
+                active.append(item)
+        return web.json_response(active)
