@@ -320,17 +320,15 @@ def _chunked(header: str, lines: Sequence[str], overflow: str) -> list[dict]:
 
 
 def _listed_line(window: ListedWindow) -> str:
-    title = escape(truncate(window.title, 80)) or "(no reason given)"
+    title = fit(window.title, 80) if window.title.strip() else "(no reason given)"
     number = f"*#{window.number}*" if window.number is not None else ":new:"
     parts = [f"{number} {title}", _state(window), _when(window.start, window.end)]
-    if window.servers:
-        parts.append("servers: " + truncate(", ".join(str(s) for s in window.servers), 200))
+    if window.servers or window.backend == "appfirst":
+        parts.append("servers: " + fit_list(window.servers, 200, none="none listed"))
     elif window.components:
-        parts.append("components: " + escape(truncate(", ".join(window.components), 200)))
-    elif window.backend == "appfirst":
-        parts.append("servers: none listed")
+        parts.append("components: " + fit_list(window.components, 200))
     if window.number is None:
-        parts.append(f"{_backend_label(window)} ID `{escape(truncate(window.upstream_id, 64))}`, _not announced yet_")
+        parts.append(f"{_backend_label(window)} ID `{fit(window.upstream_id, 64)}`, _not announced yet_")
     return " · ".join(parts)
 
 
@@ -343,7 +341,7 @@ def _provenance(listing: Listing) -> str | None:
     else:
         ago = duration(listing.now - listing.checked_at)
         age = f"last checked with {listing.service} {ago} ago ({slack_date(listing.checked_at)})"
-    return f":warning: {escape(listing.problem)}\nSo this is *sitrep's own record*, {age}."
+    return f":warning: {fit(listing.problem, 1000)}\nSo this is *sitrep's own record*, {age}."
 
 
 def window_list(listing: Listing) -> tuple[str, list[dict]]:
