@@ -65,14 +65,17 @@ def _single_workspace_authorize(ctx: AppContext):
 
 
 class Sitrep:
-    """One running bot: the context, the Bolt app and the reminder scheduler."""
+    """One running bot: the context, the Bolt app and the reminder scheduler.
 
-    def __init__(self, ctx: AppContext):
+    `timers=False` keeps the scheduler from firing anything on its own (tests that move an
+    injected clock run the reminders themselves); a real bot always runs with timers."""
+
+    def __init__(self, ctx: AppContext, *, timers: bool = True):
         from scheduler.runner import ReminderScheduler
 
         self.ctx = ctx
         self.bolt = build_bolt_app(ctx)
-        self.scheduler = ReminderScheduler(ctx)
+        self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
 
     async def start(self) -> None:
