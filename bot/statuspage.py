@@ -27,6 +27,8 @@ from bot.errors import (
     UpstreamRejected,
     UpstreamUnauthorized,
     UpstreamUnavailable,
+    UpstreamWrongURL,
+    public_url,
     scrub,
     send_request,
 )
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 SERVICE = "status page"
+URL_SETTING = "STATUSPAGE_URL"  # named when the API is not where it points
 
 IncidentStatus = Literal["Investigating", "Identified", "Monitoring"]
 IncidentImpact = Literal["Degraded Performance", "Partial Outage", "Major Outage"]
@@ -211,8 +214,14 @@ class StatusPageClient(UpstreamClient):
             ) from None
 
     async def ping(self) -> None:
-        """Cheap authenticated call for a config check; raises the typed error on failure."""
+        """Cheap authenticated call for a config check; raises the typed error on failure.
+        The seeds have no read-only incident call, so this reads the maintenance list:
+        harmless, and it proves the URL and the key."""
         await self.ongoing_maintenance()
+
+    @property
+    def ping_url(self) -> str:
+        return self.url_of(_ONGOING_PATH)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -237,9 +246,10 @@ class StatusPageClient(UpstreamClient):
                 SERVICE, message or f"the API key was refused (HTTP {code})", code
             )
         if code in (404, 405):
-            # Every seed path exists, so this means the base URL points somewhere else.
-            raise UpstreamUnavailable(
-                SERVICE, f"its API was not found at the configured URL (HTTP {code})", code
+            # Every seed path exists (a missing incident is a 400), so this means the base
+            # URL points somewhere else.
+            raise UpstreamWrongURL(
+                SERVICE, url=public_url(response.request.url), setting=URL_SETTING, status=code
             )
         if code in (408, 429) or code >= 500:
             raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)

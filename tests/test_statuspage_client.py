@@ -19,6 +19,7 @@ from bot.errors import (
     UpstreamRejected,
     UpstreamUnauthorized,
     UpstreamUnavailable,
+    UpstreamWrongURL,
 )
 from bot.statuspage import (
     INCIDENT_IMPACTS,
@@ -309,6 +310,13 @@ async def test_base_url_with_trailing_slash(sp: FakeStatusPage) -> None:
     assert sp.requests[0].path == "/api/maintenance/status"
 
 
+@pytest.mark.parametrize("suffix", ["/api", "/api/"])
+async def test_base_url_ending_in_api_is_not_doubled(sp: FakeStatusPage, suffix: str) -> None:
+    async with StatusPageClient(sp.url + suffix, KEY) as c:
+        await c.ping()
+    assert sp.requests[0].path == "/api/maintenance/status"
+
+
 # -- error forms ------------------------------------------------------------------
 
 Call = Callable[[StatusPageClient], Any]
@@ -518,3 +526,24 @@ def test_fake_reset_restores_defaults(sp: FakeStatusPage) -> None:
     assert sp.latency == 0.0 and sp.malformed is False
     assert sp.incidents == {} and sp.requests == []
     assert httpx.get(f"{sp.url}/api/maintenance/status", headers={"X-API-KEY": KEY}).json() == []
+
+
+@pytest.mark.parametrize("call", ALL_CALLS.values(), ids=ALL_CALLS.keys())
+async def test_a_404_names_the_url_tried_and_the_setting(sp: FakeStatusPage, call: Call) -> None:
+    async with StatusPageClient(sp.url + "/v2", KEY) as c:
+        with pytest.raises(UpstreamWrongURL) as caught:
+            await call(c)
+    err = caught.value
+    assert err.url.startswith(f"{sp.url}/v2/api/") and err.setting == "STATUSPAGE_URL" and err.status == 404
+    assert err.url in str(err) and "STATUSPAGE_URL" in str(err) and "try again" not in str(err).lower()
+    assert err.url not in err.message  # what a person may see leaves the address out
+    assert KEY not in str(err) + repr(err)
+
+
+async def test_a_url_with_credentials_is_shown_without_them(sp: FakeStatusPage) -> None:
+    with_userinfo = sp.url.replace("http://", "http://someone:pa55word-9@") + "/v2"
+    async with StatusPageClient(with_userinfo, KEY) as c:
+        with pytest.raises(UpstreamWrongURL) as caught:
+            await c.ping()
+        assert "pa55word-9" not in c.ping_url
+    assert "pa55word-9" not in str(caught.value) and "someone" not in str(caught.value)

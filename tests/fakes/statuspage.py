@@ -82,7 +82,11 @@ class BackgroundServer:
 
     name = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, *, mount: str = "") -> None:
+        # `mount` serves the seed paths under a prefix (`/sp` → `/sp/api/...`), as a real
+        # API behind a shared host may be; `url` then ends with it, and any other path is a
+        # plain 404, as a web server answers for a path nothing serves.
+        self.mount = "/" + mount.strip("/") if mount.strip("/") else ""
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,6 +161,10 @@ class BackgroundServer:
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._middleware])
         self._add_routes(app)
+        if self.mount:
+            root = web.Application()
+            root.add_subapp(self.mount, app)
+            app = root
         # handler_cancellation: a client that timed out should not keep a
         # latency sleep alive; short shutdown: stop() must not wait on it.
         runner = web.AppRunner(
@@ -167,7 +175,7 @@ class BackgroundServer:
         await site.start()
         self._runner = runner
         port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{port}{self.mount}"
 
     # -- switches ---------------------------------------------------------
 
@@ -311,10 +319,10 @@ class FakeStatusPage(BackgroundServer):
     name = "fake-statuspage"
     DEFAULT_API_KEY = "sp-test-key"
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY) -> None:
+    def __init__(self, api_key: str = DEFAULT_API_KEY, *, mount: str = "") -> None:
         self.incidents: dict[str, dict[str, Any]] = {}
         self._initial_api_key = api_key
-        super().__init__()
+        super().__init__(mount=mount)
 
     def _reset_switches(self) -> None:
         super()._reset_switches()
