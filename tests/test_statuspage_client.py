@@ -22,8 +22,6 @@ from bot.errors import (
     UpstreamWrongURL,
 )
 from bot.statuspage import (
-    INCIDENT_IMPACTS,
-    INCIDENT_STATUSES,
     ApiResponse,
     IncidentCreateModel,
     IncidentUpdateModel,
@@ -93,9 +91,11 @@ def assert_no_secret(err: BaseException, *secrets: str) -> None:
 # -- models -------------------------------------------------------------------
 
 
-def test_literal_tuples_match_the_seed() -> None:
-    assert INCIDENT_STATUSES == ("Investigating", "Identified", "Monitoring")
-    assert INCIDENT_IMPACTS == ("Degraded Performance", "Partial Outage", "Major Outage")
+def test_status_and_impact_are_sent_as_configured() -> None:
+    """The seed lists no vocabulary: the client sends the operator's words (settings decide
+    what the forms offer) and leaves it to the status page to refuse them."""
+    body = seed_incident(status="Postmortem", impact="Cosmetic").to_wire()
+    assert (body["Status"], body["Impact"]) == ("Postmortem", "Cosmetic")
 
 
 def test_models_populate_by_name_and_by_alias() -> None:
@@ -105,11 +105,13 @@ def test_models_populate_by_name_and_by_alias() -> None:
     assert by_alias == IncidentUpdateModel(incident_id="x", description="d", status="Monitoring")
 
 
-def test_unknown_status_or_impact_is_refused_before_sending() -> None:
+def test_empty_status_or_impact_is_refused_before_sending() -> None:
     with pytest.raises(ValidationError):
-        seed_incident(status="Resolved")
+        seed_incident(status=" ")
     with pytest.raises(ValidationError):
-        seed_incident(impact="Meh")
+        seed_incident(impact="")
+    with pytest.raises(ValidationError):
+        IncidentUpdateModel(incident_id="x", description="d", status="")
 
 
 def test_maintenance_dates_must_be_aware() -> None:
@@ -547,3 +549,24 @@ async def test_a_url_with_credentials_is_shown_without_them(sp: FakeStatusPage) 
             await c.ping()
         assert "pa55word-9" not in c.ping_url
     assert "pa55word-9" not in str(caught.value) and "someone" not in str(caught.value)
+
+
+def test_fake_takes_any_vocabulary_unless_told_otherwise(sp: FakeStatusPage) -> None:
+    headers = {"X-API-KEY": KEY}
+    body = seed_incident(status="Postmortem", impact="Cosmetic").to_wire()
+    assert httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers).json()["Success"] is True
+    sp.accepted_statuses = ("Investigating", "Identified")
+    sp.accepted_impacts = ("Major Outage",)
+    refused = httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers)
+    assert (refused.status_code, refused.json()) == (
+        400, {"Success": False, "Result": None, "Message": "Status 'Postmortem' is not valid."}
+    )
+    body["Status"] = "Identified"
+    refused = httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers)
+    assert (refused.status_code, refused.json()["Message"]) == (400, "Impact 'Cosmetic' is not valid.")
+    incident_id = next(iter(sp.incidents))
+    update = {"IncidentId": incident_id, "Description": "d", "Status": "Monitoring"}
+    refused = httpx.put(f"{sp.url}/api/admin/Incident", json=update, headers=headers)
+    assert (refused.status_code, refused.json()["Message"]) == (400, "Status 'Monitoring' is not valid.")
+    sp.reset()
+    assert sp.accepted_statuses is None and sp.accepted_impacts is None

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
 from bot.settings import Component
-from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
 from handlers import blocks as kit
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from handlers.text import button, context, duration, escape, mrkdwn, plain, section, slack_date, truncate, user
@@ -34,7 +33,19 @@ def _incident_label(incident: Incident) -> str:
 # --- modals -----------------------------------------------------------------------------
 
 
-def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel_id: str | None) -> dict:
+def _impact_label(impact: str) -> str:
+    """Known impacts get their colour; configured ones (already ≤ 75 characters) stay bare."""
+    return f"{IMPACT_EMOJI[impact]} {impact}" if impact in IMPACT_EMOJI else impact
+
+
+def declare_modal(
+    form: DeclareForm,
+    components: Sequence[Component],
+    *,
+    statuses: Sequence[str],
+    impacts: Sequence[str],
+    channel_id: str | None,
+) -> dict:
     blocks = [
         kit.input(
             Block.TITLE,
@@ -53,11 +64,11 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
             ),
             optional=True,
         ),
-        kit.input(Block.STATUS, "Status", kit.select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], form.status, "Status")),
+        kit.input(Block.STATUS, "Status", kit.select(Action.STATUS, [(s, s) for s in statuses], form.status, "Status")),
         kit.input(
             Block.IMPACT,
             "Impact",
-            kit.select(Action.IMPACT, [(f"{IMPACT_EMOJI[i]} {i}", i) for i in INCIDENT_IMPACTS], form.impact, "Impact"),
+            kit.select(Action.IMPACT, [(_impact_label(i), i) for i in impacts], form.impact, "Impact"),
         ),
     ]
     if components:
@@ -80,7 +91,13 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
 
 
 def update_modal(
-    incidents: Sequence[Incident], *, selected: int | None, status: str | None, text: str = "", channel_id: str | None
+    incidents: Sequence[Incident],
+    *,
+    selected: int | None,
+    status: str | None,
+    statuses: Sequence[str],
+    text: str = "",
+    channel_id: str | None,
 ) -> dict:
     chosen = next((i for i in incidents if i.id == selected), None)
     options = [(_incident_label(i), str(i.id)) for i in incidents]
@@ -89,7 +106,7 @@ def update_modal(
         kit.input(
             Block.STATUS,
             "New status",
-            kit.select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], status or (chosen.status if chosen else None), "Status"),
+            kit.select(Action.STATUS, [(s, s) for s in statuses], status or (chosen.status if chosen else None), "Status"),
         ),
         kit.input(
             Block.UPDATE_TEXT,

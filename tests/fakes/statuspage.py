@@ -263,9 +263,6 @@ class BackgroundServer:
 # The status page itself
 # ---------------------------------------------------------------------------
 
-_STATUSES = ("Investigating", "Identified", "Monitoring")
-_IMPACTS = ("Degraded Performance", "Partial Outage", "Major Outage")
-
 MSG_CREATED = "Incident created successfully"
 MSG_SCHEDULED = "Maintenance scheduled"
 MSG_UPDATED = "Incident updated successfully"
@@ -281,6 +278,10 @@ MSG_INVALID_INCIDENT = "Invalid incident data."
 MSG_INVALID_SCHEDULE = "Invalid schedule."
 MSG_INVALID_UPDATE = "Invalid update data."
 MSG_INVALID_REQUEST = "Invalid request."
+# Assumption: the seeds list no status or impact values beyond their examples and no
+# message for an unknown one. A status page that refuses one answers like its other 400s.
+MSG_UNKNOWN_STATUS = "Status '{}' is not valid."
+MSG_UNKNOWN_IMPACT = "Impact '{}' is not valid."
 
 
 def _envelope(
@@ -327,6 +328,10 @@ class FakeStatusPage(BackgroundServer):
     def _reset_switches(self) -> None:
         super()._reset_switches()
         self.api_key = self._initial_api_key
+        # The seed names no vocabulary, so by default any non-empty status and impact is
+        # taken. Set these to make the fake refuse other values (with a 400 `Message`).
+        self.accepted_statuses: tuple[str, ...] | None = None
+        self.accepted_impacts: tuple[str, ...] | None = None
 
     def _reset_state(self) -> None:
         self.incidents.clear()
@@ -395,14 +400,30 @@ class FakeStatusPage(BackgroundServer):
             if end <= start:
                 return _rejected(MSG_END_BEFORE_START)
             return _envelope(True, MSG_SCHEDULED, self._store(body))
-        if body.get("Status") not in _STATUSES or body.get("Impact") not in _IMPACTS:
-            return _rejected(MSG_INVALID_INCIDENT)
+        refusal = self._unknown_word(body.get("Status"), self.accepted_statuses, MSG_UNKNOWN_STATUS) or (
+            self._unknown_word(body.get("Impact"), self.accepted_impacts, MSG_UNKNOWN_IMPACT)
+        )
+        if refusal is not None:
+            return refusal
         return _envelope(True, MSG_CREATED, self._store(body))
+
+    @staticmethod
+    def _unknown_word(
+        value: Any, accepted: tuple[str, ...] | None, message: str, missing: str = MSG_INVALID_INCIDENT
+    ) -> web.Response | None:
+        if not isinstance(value, str) or not value.strip():
+            return _rejected(missing)
+        if accepted is not None and value not in accepted:
+            return _rejected(message.format(value))
+        return None
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         body = await self._json_object(request)
-        if body is None or body.get("Status") not in _STATUSES:
+        if body is None:
             return _rejected(MSG_INVALID_UPDATE)
+        refusal = self._unknown_word(body.get("Status"), self.accepted_statuses, MSG_UNKNOWN_STATUS, MSG_INVALID_UPDATE)
+        if refusal is not None:
+            return refusal
         with self._lock:
             incident = self.incidents.get(str(body.get("IncidentId")))
             if incident is None:
