@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -49,8 +50,6 @@ class _NoTokenFromEnvironmentWarning(logging.Filter):
     (the token comes from `authorize`), so the warning only misleads the operator."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
-
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from bot.errors import public_url
 
 def api_root(url: str) -> str:
     """The address the seed paths (`api/...`) hang from, ending in `/`.
@@ -48,8 +49,6 @@ class UpstreamClient:
 
     def url_of(self, path: str) -> str:
         """The full address a seed path is sent to (for messages: no credentials, no query)."""
-        from bot.errors import public_url
-
         return public_url(self._http.base_url.join(path))
 
     def __repr__(self) -> str:  # never the credentials

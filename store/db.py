@@ -16,6 +16,7 @@ class DatabaseUnusable(Exception):
     """`DATABASE_URL` names a database this process cannot use. `str()` completes the
     sentence "DATABASE_URL …" for the operator; it never contains the URL (a password)."""
 
+
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
 
