@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,16 +29,28 @@ def build_bolt_app(ctx: AppContext) -> AsyncApp:
     bolt_client = AsyncWebClient(
         base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers
     )
+    bolt_logger = logging.getLogger("sitrep.bolt")
+    if not any(isinstance(f, _NoTokenFromEnvironmentWarning) for f in bolt_logger.filters):
+        bolt_logger.addFilter(_NoTokenFromEnvironmentWarning())
     app = AsyncApp(
         client=bolt_client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,
         authorize=_single_workspace_authorize(ctx),
-        logger=logging.getLogger("sitrep.bolt"),
+        logger=bolt_logger,
     )
     handlers.register(app, ctx)
     return app
+
+
+class _NoTokenFromEnvironmentWarning(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from the environment by itself when no `token` is passed,
+    then warns that the client we gave wins and the token is unused. That is our design
+    (the token comes from `authorize`), so the warning only misleads the operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
 def _single_workspace_authorize(ctx: AppContext):
@@ -65,14 +78,17 @@ def _single_workspace_authorize(ctx: AppContext):
 
 
 class Sitrep:
-    """One running bot: the context, the Bolt app and the reminder scheduler."""
+    """One running bot: the context, the Bolt app and the reminder scheduler.
 
-    def __init__(self, ctx: AppContext):
+    `timers=False` keeps the scheduler from firing anything on its own (tests that move an
+    injected clock run the reminders themselves); a real bot always runs with timers."""
+
+    def __init__(self, ctx: AppContext, *, timers: bool = True):
         from scheduler.runner import ReminderScheduler
 
         self.ctx = ctx
         self.bolt = build_bolt_app(ctx)
-        self.scheduler = ReminderScheduler(ctx)
+        self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
 
     async def start(self) -> None:

@@ -24,6 +24,8 @@ from bot.errors import (
     UpstreamRejected,
     UpstreamUnauthorized,
     UpstreamUnavailable,
+    UpstreamWrongURL,
+    public_url,
     scrub,
     send_request,
 )
@@ -42,6 +44,7 @@ __all__ = [
 ]
 
 SERVICE = "AppFirst"
+URL_SETTING = "APPFIRST_URL"  # named when the API is not where it points
 MAX_PAGE_SIZE = 2500
 # Far beyond any real account (2,500,000 windows at full page size); only
 # there so a server that always answers "next" cannot loop us forever.
@@ -246,6 +249,10 @@ class AppFirstClient(UpstreamClient):
         """Cheap authenticated call for a config check; raises the typed error on failure."""
         await self.list_page(0, 1)
 
+    @property
+    def ping_url(self) -> str:
+        return self.url_of(_LIST_PATH)
+
     # -- plumbing ---------------------------------------------------------
 
     @staticmethod
@@ -300,13 +307,12 @@ class AppFirstClient(UpstreamClient):
             raise UpstreamUnauthorized(
                 SERVICE, message or f"the email or API key was refused (HTTP {code})", code
             )
-        if code == 404:
-            if window_id is not None:
-                raise UpstreamNotFound(
-                    SERVICE, f"Maintenance window {window_id} was not found.", code
-                )
-            raise UpstreamUnavailable(
-                SERVICE, "its API was not found at the configured URL (HTTP 404)", code
+        if code == 404 and window_id is not None:
+            raise UpstreamNotFound(SERVICE, f"Maintenance window {window_id} was not found.", code)
+        if code in (404, 405):
+            # Every seed path exists for these methods: the base URL points somewhere else.
+            raise UpstreamWrongURL(
+                SERVICE, url=public_url(response.request.url), setting=URL_SETTING, status=code
             )
         if code in (408, 429) or code >= 500:
             raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)

@@ -1,4 +1,4 @@
-"""`sitrep run` and `sitrep check`."""
+"""`sitrep run`, `sitrep check` and `sitrep --version`."""
 
 from __future__ import annotations
 
@@ -44,52 +44,99 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class Unusable(Exception):
+    """A setting that parsed but cannot work (a database that cannot be opened): exit 2."""
+
+
 async def _run(settings: Settings) -> None:
     from bot.app import Sitrep
     from bot.context import build_context
+    from store.db import DatabaseUnusable
 
-    bot = Sitrep(build_context(settings))
+    try:
+        ctx = build_context(settings)
+    except DatabaseUnusable as exc:
+        raise Unusable(f"DATABASE_URL {exc}.") from None
+    try:
+        await ctx.db.prepare()  # before serving: a bad database stops start-up in one line
+    except DatabaseUnusable as exc:
+        await ctx.aclose()
+        raise Unusable(f"DATABASE_URL {exc}.") from None
+    bot = Sitrep(ctx)
     if settings.socket_mode:
         await bot.serve_socket_mode()
     else:
         await bot.serve_http()
 
 
-async def check(settings: Settings, out=print) -> bool:
-    """Reach every configured service; one line each. True when all answered."""
-    from bot.context import build_context
+# What to fix when a service refuses: the variables, as the operator knows them.
+_URL_SETTING = {"status page": "STATUSPAGE_URL", "appfirst": "APPFIRST_URL"}
+_KEY_SETTING = {"status page": "STATUSPAGE_API_KEY", "appfirst": "APPFIRST_EMAIL and APPFIRST_API_KEY"}
 
-    ctx = build_context(settings)
-    ok = True
+
+def _upstream_reason(name: str, url: str, exc: Exception) -> str:
+    """One line for `sitrep check`: what went wrong, the URL tried, and what to look at —
+    never "try again later", which is no advice for a configuration mistake."""
+    from bot.errors import UpstreamError, UpstreamUnauthorized, UpstreamWrongURL
+
+    if isinstance(exc, UpstreamWrongURL):
+        return f"HTTP {exc.status} from {exc.url} — check {_URL_SETTING[name]}"
+    if isinstance(exc, UpstreamUnauthorized):
+        return f"{exc.message} at {url} — check {_KEY_SETTING[name]}"
+    if isinstance(exc, UpstreamError):
+        return f"{exc.message} at {url}"
+    return f"{type(exc).__name__} at {url}"
+
+
+async def check(settings: Settings, out=print) -> int:
+    """Reach every configured service; one line each. The exit code: 0 when everything
+    answered, 1 when a service failed, 2 when `DATABASE_URL` cannot be used."""
+    from bot.context import build_upstreams
+    from bot.slack import make_slack_client
+    from store.db import Database, DatabaseUnusable
+
+    slack = make_slack_client(settings)
+    statuspage, appfirst = build_upstreams(settings)
+    code = 0
     try:
         try:
-            auth = await ctx.slack.auth_test()
+            auth = await slack.auth_test()
             out(f"slack: ok (workspace {auth.get('team')}, bot user {auth.get('user')})")
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            ok = False
-            out(f"slack: FAILED ({_slack_reason(exc)})")
-        for name, client in (("status page", ctx.statuspage), ("appfirst", ctx.appfirst)):
+            code = 1
+            out(f"slack: FAILED ({_slack_reason(exc)} at {settings.slack_api_url}auth.test)")
+        for name, client in (("status page", statuspage), ("appfirst", appfirst)):
             if client is None:
                 out(f"{name}: not configured")
                 continue
             try:
                 await client.ping()
-                out(f"{name}: ok")
+                out(f"{name}: ok ({client.ping_url})")
             except Exception as exc:  # noqa: BLE001
-                ok = False
-                out(f"{name}: FAILED ({exc})")
+                code = 1
+                out(f"{name}: FAILED ({_upstream_reason(name, client.ping_url, exc)})")
         try:
-            await ctx.db.create_tables()
-            out("database: ok")
-        except Exception as exc:  # noqa: BLE001
-            ok = False
-            out(f"database: FAILED ({type(exc).__name__})")
+            db = Database(settings.database_url)
+        except DatabaseUnusable as exc:
+            code = 2
+            out(f"database: FAILED (DATABASE_URL {exc})")
+        else:
+            try:
+                await db.prepare()
+                out("database: ok")
+            except DatabaseUnusable as exc:
+                code = 2
+                out(f"database: FAILED (DATABASE_URL {exc})")
+            finally:
+                await db.dispose()
         if not settings.incidents_enabled:
             out("incidents: disabled (STATUSPAGE_URL is not set)")
         out(f"maintenance backend: {settings.maintenance_backend if settings.maintenance_enabled else 'disabled'}")
     finally:
-        await ctx.aclose()
-    return ok
+        for client in (statuspage, appfirst):
+            if client is not None:
+                await client.aclose()
+    return code
 
 
 def _slack_reason(exc: Exception) -> str:
@@ -102,12 +149,48 @@ def _slack_reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sitrep")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sitrep",
+        description="Slack chat-ops for your status page: incidents and maintenance from Slack.",
+        epilog="Settings come from the environment or a .env file in the working directory (see README.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"sitrep {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,check}")
+    sub.add_parser(
+        "run",
+        help="start the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on PORT)",
+        description=(
+            "Start the bot. With SLACK_APP_TOKEN set it connects to Slack over Socket Mode; otherwise it "
+            "serves Slack's requests at POST /slack/events and liveness at GET /healthz on PORT (default 3000). "
+            "It posts maintenance reminders on its own and polls the maintenance API every "
+            "SITREP_SYNC_INTERVAL seconds. Stops cleanly on SIGTERM or Ctrl-C. A missing or bad setting "
+            "stops it at once with one line naming the variable (exit 2)."
+        ),
+    )
+    sub.add_parser(
+        "check",
+        help="validate the configuration and reach every configured service",
+        description=(
+            "Validate the settings, then reach every configured service once: Slack (auth.test), the status "
+            "page and AppFirst (a read-only call each) and the database, printing one line per service with "
+            "the URL it tried. Exit 0 when all answered, 1 when a service failed, 2 for a bad setting."
+        ),
+    )
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sitrep", description="Slack chat-ops for your status page.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on PORT)")
-    sub.add_parser("check", help="validate the configuration and reach every configured service")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -115,12 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     if args.command == "check":
-        return 0 if asyncio.run(check(settings)) else 1
+        return asyncio.run(check(settings))
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; under the
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         asyncio.run(_run(settings))
+    except Unusable as exc:
+        print(f"sitrep: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0

@@ -43,26 +43,37 @@ class AppContext:
         await self.db.dispose()
 
 
-def build_context(
-    settings: Settings, *, clock: Callable[[], datetime] = utcnow, http_timeout: float = 10.0
-) -> AppContext:
-    """Wire the clients from settings; nothing here talks to the network."""
+def build_upstreams(
+    settings: Settings, *, http_timeout: float = 10.0
+) -> tuple[StatusPageClient | None, AppFirstClient | None]:
+    """The configured API clients (None where not configured); no network, no database."""
     from bot.appfirst import AppFirstClient
-    from bot.maintenance_backend import make_backend
-    from bot.slack import make_slack_client
     from bot.statuspage import StatusPageClient
 
-    ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
+    statuspage = appfirst = None
     if settings.statuspage_url and settings.statuspage_api_key:
-        ctx.statuspage = StatusPageClient(
+        statuspage = StatusPageClient(
             settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout
         )
     if settings.appfirst_url and settings.appfirst_email and settings.appfirst_api_key:
-        ctx.appfirst = AppFirstClient(
+        appfirst = AppFirstClient(
             settings.appfirst_url,
             settings.appfirst_email,
             settings.appfirst_api_key.get_secret_value(),
             timeout=http_timeout,
         )
+    return statuspage, appfirst
+
+
+def build_context(
+    settings: Settings, *, clock: Callable[[], datetime] = utcnow, http_timeout: float = 10.0
+) -> AppContext:
+    """Wire the clients from settings; nothing here talks to the network. Raises
+    `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
+    from bot.maintenance_backend import make_backend
+    from bot.slack import make_slack_client
+
+    ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
+    ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
     return ctx

@@ -21,6 +21,8 @@ __all__ = [
     "UpstreamNotFound",
     "UpstreamUnauthorized",
     "UpstreamUnavailable",
+    "UpstreamWrongURL",
+    "public_url",
     "scrub",
     "send_request",
 ]
@@ -34,6 +36,12 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 3:
             text = text.replace(secret, _REDACTED)
     return text
+
+
+def public_url(url: httpx.URL | str) -> str:
+    """A URL fit for a message or a log line: no user:password part, no query."""
+    parsed = httpx.URL(str(url))
+    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
 
 
 def _subject(service: str) -> str:
@@ -91,6 +99,26 @@ class UpstreamUnauthorized(UpstreamError):
         return _sentence(
             f"{_subject(self.service)} refused the configured credentials: "
             f"{_sentence(self.message)} Check the bot's configuration"
+        )
+
+
+class UpstreamWrongURL(UpstreamError):
+    """Nothing answers the seed's path at the configured address (HTTP 404/405 on a path every
+    such API has): the base URL is wrong. An operator must fix `setting`; retrying is no use.
+
+    ``url`` is the address that was tried, without credentials, so the operator sees it.
+    """
+
+    def __init__(self, service: str, *, url: str, setting: str, status: int) -> None:
+        self.url = url
+        self.setting = setting
+        # `message` is what a person may see; the URL and the setting are for the operator.
+        super().__init__(service, f"its API was not found at the configured URL (HTTP {status})", status)
+
+    def __str__(self) -> str:
+        return _sentence(
+            f"{_subject(self.service)} API was not found at the configured URL "
+            f"(HTTP {self.status} from {self.url}). Check {self.setting}"
         )
 
 

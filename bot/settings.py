@@ -41,7 +41,21 @@ EXPECTED: dict[str, str] = {
     "SITREP_ADMINS": "Slack user IDs separated by commas, such as U012,U034",
     "DATABASE_URL": "a SQLAlchemy URL such as sqlite:///sitrep.db",
     "PORT": "a port number between 1 and 65535",
+    "SITREP_INCIDENT_STATUSES": (
+        "the statuses your status page accepts, separated by commas (1 to 100, each at most 75 characters, "
+        "without Resolved: resolving is its own action)"
+    ),
+    "SITREP_INCIDENT_IMPACTS": (
+        "the impacts your status page accepts, separated by commas (1 to 100, each at most 75 characters)"
+    ),
 }
+
+# Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
+# usual status-page words. Operators set the lists their status page actually accepts.
+DEFAULT_INCIDENT_STATUSES = ("Investigating", "Identified", "Monitoring")
+DEFAULT_INCIDENT_IMPACTS = ("Degraded Performance", "Partial Outage", "Major Outage")
+VOCABULARY_MAX_VALUES = 100  # options in one Slack select
+VOCABULARY_MAX_LENGTH = 75  # characters of one option's text
 
 _URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{2,}$")
@@ -73,6 +87,24 @@ def _url(value: str | None, variable: str) -> str | None:
     return value
 
 
+def _vocabulary(value: object, variable: str) -> tuple[str, ...]:
+    """A comma-separated list of the words the status page accepts; each must fit a Slack option."""
+    if isinstance(value, (tuple, list)):
+        value = ",".join(str(v) for v in value)
+    if not isinstance(value, str):
+        raise _FieldProblem(variable)
+    values = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not values:
+        raise _FieldProblem(variable, "is empty")
+    if len(values) > VOCABULARY_MAX_VALUES:
+        raise _FieldProblem(variable, f"has more than {VOCABULARY_MAX_VALUES} values")
+    if any(len(v) > VOCABULARY_MAX_LENGTH for v in values):
+        raise _FieldProblem(variable, f"has a value longer than {VOCABULARY_MAX_LENGTH} characters")
+    if len({v.casefold() for v in values}) != len(values):
+        raise _FieldProblem(variable, "lists the same value twice")
+    return values
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
@@ -93,6 +125,8 @@ class Settings(BaseSettings):
     sitrep_admins: Annotated[frozenset[str], NoDecode] = frozenset()
     database_url: str = "sqlite:///sitrep.db"
     port: int = Field(default=3000, ge=1, le=65535)
+    sitrep_incident_statuses: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_STATUSES
+    sitrep_incident_impacts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_IMPACTS
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -179,6 +213,19 @@ class Settings(BaseSettings):
         if any(not _USER.match(a) for a in admins):
             raise _FieldProblem("SITREP_ADMINS")
         return frozenset(admins)
+
+    @field_validator("sitrep_incident_statuses", mode="before")
+    @classmethod
+    def _statuses(cls, v: object) -> tuple[str, ...]:
+        values = _vocabulary(v, "SITREP_INCIDENT_STATUSES")
+        if any(value.casefold() == "resolved" for value in values):
+            raise _FieldProblem("SITREP_INCIDENT_STATUSES", "lists Resolved")
+        return values
+
+    @field_validator("sitrep_incident_impacts", mode="before")
+    @classmethod
+    def _impacts(cls, v: object) -> tuple[str, ...]:
+        return _vocabulary(v, "SITREP_INCIDENT_IMPACTS")
 
     @field_validator("database_url")
     @classmethod

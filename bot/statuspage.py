@@ -8,7 +8,7 @@ of the typed errors in :mod:`bot.errors`, so handlers never see raw HTTP.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Generic, Literal, TypeVar, get_args
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import httpx
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     field_serializer,
@@ -27,6 +28,8 @@ from bot.errors import (
     UpstreamRejected,
     UpstreamUnauthorized,
     UpstreamUnavailable,
+    UpstreamWrongURL,
+    public_url,
     scrub,
     send_request,
 )
@@ -34,10 +37,6 @@ from bot.upstream import UpstreamClient
 
 __all__ = [
     "SERVICE",
-    "IncidentStatus",
-    "IncidentImpact",
-    "INCIDENT_STATUSES",
-    "INCIDENT_IMPACTS",
     "IncidentCreateModel",
     "MaintenanceCreateModel",
     "IncidentUpdateModel",
@@ -49,11 +48,12 @@ __all__ = [
 ]
 
 SERVICE = "status page"
+URL_SETTING = "STATUSPAGE_URL"  # named when the API is not where it points
 
-IncidentStatus = Literal["Investigating", "Identified", "Monitoring"]
-IncidentImpact = Literal["Degraded Performance", "Partial Outage", "Major Outage"]
-INCIDENT_STATUSES: tuple[str, ...] = get_args(IncidentStatus)
-INCIDENT_IMPACTS: tuple[str, ...] = get_args(IncidentImpact)
+# Status and impact are the status page's own words: the seed shows only `Investigating`,
+# `Identified` and `Major Outage`, so the client sends what the operator configured
+# (SITREP_INCIDENT_STATUSES / _IMPACTS) and the status page's 400 Message says if it differs.
+IncidentWord = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 _INCIDENT_PATH = "api/admin/Incident"
 _RESOLVE_PATH = "api/admin/Incident/ResolveIncident"
@@ -86,8 +86,8 @@ class IncidentCreateModel(_WireModel):
 
     title: str
     description: str = ""
-    status: IncidentStatus
-    impact: IncidentImpact
+    status: IncidentWord
+    impact: IncidentWord
     affected_components: list[str] = Field(default_factory=list)
     # Defaults to False: forgetting the flag must not e-mail every subscriber.
     is_notify: bool = False
@@ -116,7 +116,7 @@ class IncidentUpdateModel(_WireModel):
 
     incident_id: str
     description: str
-    status: IncidentStatus
+    status: IncidentWord
 
 
 class ResolveIncidentModel(_WireModel):
@@ -218,8 +218,14 @@ class StatusPageClient(UpstreamClient):
             ) from None
 
     async def ping(self) -> None:
-        """Cheap authenticated call for a config check; raises the typed error on failure."""
+        """Cheap authenticated call for a config check; raises the typed error on failure.
+        The seeds have no read-only incident call, so this reads the maintenance list:
+        harmless, and it proves the URL and the key."""
         await self.ongoing_maintenance()
+
+    @property
+    def ping_url(self) -> str:
+        return self.url_of(_ONGOING_PATH)
 
     # -- plumbing ---------------------------------------------------------
 
@@ -244,9 +250,10 @@ class StatusPageClient(UpstreamClient):
                 SERVICE, message or f"the API key was refused (HTTP {code})", code
             )
         if code in (404, 405):
-            # Every seed path exists, so this means the base URL points somewhere else.
-            raise UpstreamUnavailable(
-                SERVICE, f"its API was not found at the configured URL (HTTP {code})", code
+            # Every seed path exists (a missing incident is a 400), so this means the base
+            # URL points somewhere else.
+            raise UpstreamWrongURL(
+                SERVICE, url=public_url(response.request.url), setting=URL_SETTING, status=code
             )
         if code in (408, 429) or code >= 500:
             raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)

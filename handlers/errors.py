@@ -11,7 +11,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.context import AppContext
-from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized
+from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized, UpstreamWrongURL
 from bot.slack import tell_user
 from bot.user_errors import InputInvalid, SitrepError, SubmissionFailed
 from handlers.ids import DraftAction
@@ -23,6 +23,10 @@ Listener = Callable[..., Awaitable[None]]
 
 MISCONFIGURED = (
     "sitrep is misconfigured: {service} refused its credentials. "
+    "The operator has been told (it is in the bot's log); nothing you typed is lost."
+)
+WRONG_URL = (
+    "sitrep is misconfigured: it cannot find {service} at the address it was given. "
     "The operator has been told (it is in the bot's log); nothing you typed is lost."
 )
 
@@ -80,6 +84,9 @@ def upstream_sentence(exc: UpstreamError) -> str:
     if isinstance(exc, UpstreamUnauthorized):
         log.error("%s refused the credentials (401): check the configuration", exc.service)
         return MISCONFIGURED.format(service=_named(exc.service))
+    if isinstance(exc, UpstreamWrongURL):
+        log.error("%s", exc)  # names the URL tried and the setting to fix
+        return WRONG_URL.format(service=_named(exc.service))
     if isinstance(exc, UpstreamRejected):
         named = _named(exc.service)
         return f"{named[:1].upper()}{named[1:]} said “{escape(exc.message)}”"

@@ -1,6 +1,10 @@
 """APScheduler on the bot's own loop. It holds no state of its own: it only wakes the bot
 at the next due time from the store, sweeps once a minute in case another process changed
-the rows, and runs the periodic sync."""
+the rows, and runs the periodic sync.
+
+Due times are read on the bot's clock (`ctx.clock`), which tests replace; APScheduler
+runs on the machine's clock. So a wake-up is planned as a delay (due − ctx.clock()) from
+the machine's now, never as the due time itself: the two clocks may be years apart."""
 
 from __future__ import annotations
 
@@ -23,17 +27,28 @@ SWEEP_EVERY = timedelta(seconds=60)
 FIRST_SYNC_AFTER = timedelta(seconds=5)
 
 
+def _machine_now() -> datetime:
+    """APScheduler's own time base; used only to turn a delay into a run date."""
+    return datetime.now(timezone.utc)
+
+
 class ReminderScheduler:
-    def __init__(self, ctx: AppContext):
+    """`timers=False` plans every wake-up but never fires one (the APScheduler is started
+    paused and nothing is caught up at start): for tests that move an injected clock and
+    drive `run_due_reminders` themselves, so no timer races them."""
+
+    def __init__(self, ctx: AppContext, *, timers: bool = True):
         self.ctx = ctx
+        self.timers = timers
         self.scheduler = AsyncIOScheduler(
             timezone=timezone.utc, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
         self._lock = asyncio.Lock()
         self._running: set[asyncio.Task] = set()
+        self._next_due: datetime | None = None
 
     async def start(self) -> None:
-        self.scheduler.start()
+        self.scheduler.start(paused=not self.timers)
         self.ctx.wake_reminders = self.wake
         self.scheduler.add_job(self._run_due, "interval", seconds=SWEEP_EVERY.total_seconds(), id=SWEEP_JOB)
         if self.ctx.maintenance is not None:
@@ -42,8 +57,11 @@ class ReminderScheduler:
                 "interval",
                 seconds=self.ctx.settings.sitrep_sync_interval,
                 id=SYNC_JOB,
-                next_run_time=datetime.now(timezone.utc) + FIRST_SYNC_AFTER,
+                next_run_time=_machine_now() + FIRST_SYNC_AFTER,
             )
+        if not self.timers:
+            await self.wake()
+            return
         # Catch up on whatever fell due while the bot was down, then plan the next wake-up.
         self._track(asyncio.create_task(self._run_due()))
 
@@ -61,14 +79,25 @@ class ReminderScheduler:
             next_due = await reminder_store.next_due_at(session)
         if not self.scheduler.running:
             return
+        self._next_due = next_due
         if next_due is None:
             if self.scheduler.get_job(NEXT_JOB):
                 self.scheduler.remove_job(NEXT_JOB)
             return
-        run_date = max(next_due, datetime.now(timezone.utc))
-        self.scheduler.add_job(self._run_due, "date", run_date=run_date, id=NEXT_JOB, replace_existing=True)
+        delay = max(next_due - self.ctx.clock(), timedelta(0))
+        run_date = _machine_now() + delay
+        # Two instances: a wake-up planned from inside a run (the next reminder is already
+        # due) must wait on the lock, not be skipped as "already running" and lost.
+        self.scheduler.add_job(
+            self._run_due, "date", run_date=run_date, id=NEXT_JOB, replace_existing=True, max_instances=2
+        )
 
     def next_wake(self) -> datetime | None:
+        """The due time (on the bot's clock) of the planned wake-up, if any."""
+        return self._next_due if self.scheduler.get_job(NEXT_JOB) else None
+
+    def next_run_time(self) -> datetime | None:
+        """When APScheduler will fire the planned wake-up (on the machine's clock)."""
         job = self.scheduler.get_job(NEXT_JOB)
         return job.next_run_time if job else None
 

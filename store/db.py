@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from store.models import Base
+
+
+class DatabaseUnusable(Exception):
+    """`DATABASE_URL` names a database this process cannot use. `str()` completes the
+    sentence "DATABASE_URL …" for the operator; it never contains the URL (a password)."""
+
 
 _ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg", "postgres": "postgresql+asyncpg"}
 
 
 def async_url(database_url: str) -> str:
     """`DATABASE_URL` is written the ordinary way; the asyncio extension needs an async driver."""
-    url = make_url(database_url)
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        raise DatabaseUnusable("is not a SQLAlchemy URL (such as sqlite:///sitrep.db)") from None
     if "+" not in url.drivername and url.drivername in _ASYNC_DRIVERS:
         url = url.set(drivername=_ASYNC_DRIVERS[url.drivername])
     return url.render_as_string(hide_password=False)
@@ -28,7 +40,20 @@ class Database:
         if url.startswith("sqlite"):
             # Several bot processes may share one SQLite file: wait for locks instead of failing.
             kwargs["connect_args"] = {"timeout": 30}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._sqlite_path = _sqlite_file(url)
+        kind = make_url(url).drivername
+        try:
+            self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        except ImportError as exc:
+            raise DatabaseUnusable(
+                f"needs the Python package {exc.name or 'for its driver'}, which is not installed ({kind})"
+            ) from None
+        except NoSuchModuleError:
+            raise DatabaseUnusable(f"names a kind of database SQLAlchemy does not know ({kind})") from None
+        except InvalidRequestError:
+            raise DatabaseUnusable(f"names a driver that is not asynchronous ({kind}); leave the driver out") from None
+        except ArgumentError:
+            raise DatabaseUnusable("is not a SQLAlchemy URL (such as sqlite:///sitrep.db)") from None
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
@@ -36,6 +61,18 @@ class Database:
     async def create_tables(self) -> None:
         async with self.engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)
+
+    async def prepare(self) -> None:
+        """Create the tables, or raise `DatabaseUnusable` saying why the database cannot be
+        used. A SQLite file is tried first with the standard library (open and take the
+        write lock), so a bad path is one clear sentence, not a driver thread's traceback."""
+        if self._sqlite_path is not None:
+            _check_sqlite_writable(self._sqlite_path)
+        try:
+            await self.create_tables()
+        except (SQLAlchemyError, OSError) as exc:
+            reason = getattr(exc, "orig", None) or exc
+            raise DatabaseUnusable(f"cannot be opened or written ({type(reason).__name__}: {reason})") from None
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -46,3 +83,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - tr
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of a SQLite URL; None for other databases and for an in-memory one."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
+        return None
+    return parsed.database
+
+
+def _check_sqlite_writable(path: str) -> None:
+    try:
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the write lock: fails on a read-only file
+            conn.rollback()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise DatabaseUnusable(f"points at a SQLite file that cannot be opened or written ({path}: {exc})") from None

@@ -85,9 +85,21 @@ def picked_time(moment: datetime | None) -> dict:
 
 
 class BotUnderTest:
-    def __init__(self, settings: Settings, *, clock: FakeClock | None = None, http_timeout: float = 2.0):
+    """The real bot on a loopback port. With an injected `clock` the live scheduler's
+    timers are off unless `live_scheduler=True`: such tests move the clock and run the
+    reminders themselves, and a timer firing on the machine's clock would race them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: FakeClock | None = None,
+        http_timeout: float = 2.0,
+        live_scheduler: bool | None = None,
+    ):
         self.settings = settings.model_copy(update={"port": free_port()})
         self.clock = clock
+        self.live_scheduler = clock is None if live_scheduler is None else live_scheduler
         self.http_timeout = http_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bot: Sitrep | None = None
@@ -106,7 +118,7 @@ class BotUnderTest:
             kwargs: dict[str, Any] = {"http_timeout": self.http_timeout}
             if self.clock is not None:
                 kwargs["clock"] = self.clock
-            self.bot = Sitrep(build_context(self.settings, **kwargs))
+            self.bot = Sitrep(build_context(self.settings, **kwargs), timers=self.live_scheduler)
             config = uvicorn.Config(
                 self.bot.asgi(), host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
             )

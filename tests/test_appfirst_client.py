@@ -21,6 +21,7 @@ from bot.errors import (
     UpstreamRejected,
     UpstreamUnauthorized,
     UpstreamUnavailable,
+    UpstreamWrongURL,
 )
 from tests.fakes.appfirst import SEED_SHIFT, FakeAppFirst
 
@@ -336,6 +337,15 @@ async def test_base_url_with_trailing_slash(fa: FakeAppFirst) -> None:
     assert fa.requests[0].path == "/api/maintenance_windows/"
 
 
+@pytest.mark.parametrize("suffix", ["/api", "/api/"])
+async def test_base_url_ending_in_api_is_not_doubled(fa: FakeAppFirst, suffix: str) -> None:
+    async with AppFirstClient(fa.url + suffix, EMAIL, KEY) as c:
+        await c.ping()
+    assert fa.requests[0].path == "/api/maintenance_windows/"
+
+
+
+
 def paged_mock(pages: Callable[[int], dict[str, Any]]) -> tuple[AppFirstClient, list[int]]:
     seen: list[int] = []
 
@@ -622,3 +632,18 @@ def test_fake_reset(fa: FakeAppFirst) -> None:
     assert fa.windows == {} and fa.requests == []
     assert (fa.shift, fa.seed_trailing_comma, fa.api_key) == (SEED_SHIFT, False, KEY)
     assert fa.add_window(START, END) == 1
+
+
+# The calls on the list path: a 404 there can only mean the base URL is wrong. On an item
+# path it means the window is gone (UpstreamNotFound) — assumption: the seed does not say
+# what a missing window answers, and a 404 is what a REST API answers.
+@pytest.mark.parametrize("name", ["list_page", "list_windows", "create_window", "ping"])
+async def test_a_404_on_the_list_path_names_the_url_and_the_setting(fa: FakeAppFirst, name: str) -> None:
+    async with AppFirstClient(fa.url + "/v5", EMAIL, KEY) as c:
+        with pytest.raises(UpstreamWrongURL) as caught:
+            await ALL_CALLS[name](c)
+    err = caught.value
+    assert err.url == f"{fa.url}/v5/api/maintenance_windows/" and err.setting == "APPFIRST_URL"
+    assert err.url in str(err) and "APPFIRST_URL" in str(err) and "try again" not in str(err).lower()
+    assert err.url not in err.message  # what a person may see leaves the address out
+    assert KEY not in str(err) + repr(err) and EMAIL not in str(err) + repr(err)

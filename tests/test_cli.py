@@ -111,10 +111,34 @@ def test_check_fails_on_a_wrong_api_key(full_env, tmp_path, variable, service):
 
 
 def test_check_fails_when_an_api_is_unreachable(full_env, tmp_path):
-    result = sitrep("check", env=full_env | {"STATUSPAGE_URL": f"http://127.0.0.1:{free_port()}"}, cwd=tmp_path)
+    port = free_port()
+    result = sitrep("check", env=full_env | {"STATUSPAGE_URL": f"http://127.0.0.1:{port}"}, cwd=tmp_path)
     assert result.returncode != 0
     (line,) = lines_starting(result.stdout, "status page:")
     assert "FAILED" in line, line
+    assert f"http://127.0.0.1:{port}/api/maintenance/status" in line, line
+
+
+def test_check_names_the_url_it_reached(full_env, statuspage, appfirst, tmp_path):
+    env = full_env | {"STATUSPAGE_URL": statuspage.url + "/api/", "APPFIRST_URL": appfirst.url + "/api"}
+    result = sitrep("check", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_starting(result.stdout, f"status page: ok ({statuspage.url}/api/maintenance/status)")
+    assert lines_starting(result.stdout, f"appfirst: ok ({appfirst.url}/api/maintenance_windows/)")
+
+
+@pytest.mark.parametrize(
+    ("variable", "service", "path"),
+    [("STATUSPAGE_URL", "status page:", "/api/maintenance/status"), ("APPFIRST_URL", "appfirst:", "/api/maintenance_windows/")],
+)
+def test_check_says_which_url_to_fix_on_a_404(full_env, tmp_path, variable, service, path):
+    wrong = full_env[variable] + "/v2"
+    result = sitrep("check", env=full_env | {variable: wrong}, cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = lines_starting(result.stdout, service)
+    assert line == f"{service} FAILED (HTTP 404 from {wrong}{path} — check {variable})", line
+    assert "try again" not in result.stdout.lower()
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize("command", ["check", "run"])
@@ -150,6 +174,45 @@ def test_dot_env_in_the_working_directory_is_used(base_env, slack, tmp_path):
     assert lines_starting(result.stdout, "slack: ok")
 
 
+# --- DATABASE_URL ------------------------------------------------------------------------------
+
+BAD_DATABASES = {
+    "unwritable": ("sqlite:///{tmp}/a-file/sitrep.db", "cannot be opened or written"),
+    "no driver": ("postgresql://sitrep:db-password-77@db.example.com/sitrep", "asyncpg, which is not installed"),
+    "unknown kind": ("nosuchdb://db.example.com/sitrep", "does not know (nosuchdb)"),
+    "not a URL": ("sqlite:/", "expected"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATABASES))
+def test_a_bad_database_url_stops_run_with_one_line(full_env, tmp_path, case):
+    (tmp_path / "a-file").write_text("a file where a directory should be")
+    url, reason = BAD_DATABASES[case]
+    result = sitrep("run", env=full_env | {"DATABASE_URL": url.format(tmp=tmp_path), "PORT": str(free_port())}, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sitrep: DATABASE_URL"), result.stderr
+    assert reason in lines[0], lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "db-password-77" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("case", list(BAD_DATABASES))
+def test_check_reports_a_bad_database_url_and_exits_2(full_env, tmp_path, case):
+    (tmp_path / "a-file").write_text("a file where a directory should be")
+    url, reason = BAD_DATABASES[case]
+    result = sitrep("check", env=full_env | {"DATABASE_URL": url.format(tmp=tmp_path)}, cwd=tmp_path)
+    if case == "not a URL":  # caught with the other settings, before anything is reached
+        assert result.returncode == 2 and "DATABASE_URL" in result.stderr and result.stdout == ""
+        return
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = lines_starting(result.stdout, "database:")
+    assert line.startswith("database: FAILED (DATABASE_URL") and reason in line, line
+    assert lines_starting(result.stdout, "slack: ok") and lines_starting(result.stdout, "status page: ok")
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "db-password-77" not in result.stderr + result.stdout
+
+
 # --- the console script -------------------------------------------------------------------------
 
 
@@ -160,7 +223,19 @@ def test_console_script_help(base_env, tmp_path, args):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: sitrep")
     if args == ["--help"]:
-        assert "run" in result.stdout and "check" in result.stdout
+        assert "run" in result.stdout and "check" in result.stdout and "--version" in result.stdout
+    elif args[0] == "run":
+        assert "Socket Mode" in result.stdout and "POST /slack/events" in result.stdout and "SIGTERM" in result.stdout
+    else:
+        assert "auth.test" in result.stdout and "Exit 0" in result.stdout and "2 for a bad setting" in result.stdout
+
+
+def test_version_comes_from_the_package(base_env, tmp_path):
+    from importlib.metadata import version
+
+    result = subprocess.run([str(SITREP), "--version"], env=base_env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"sitrep {version('sitrep')}"
 
 
 def test_no_command_prints_usage(base_env, tmp_path):
@@ -215,5 +290,6 @@ def test_run_serves_healthz_and_slack_then_stops_on_sigterm(full_env, tmp_path):
             process.communicate()
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    assert "will be unused" not in output  # Bolt's warning about SLACK_BOT_TOKEN in the environment
     for secret in (full_env["SLACK_BOT_TOKEN"], SIGNING_SECRET, full_env["STATUSPAGE_API_KEY"], full_env["APPFIRST_API_KEY"]):
         assert secret not in output

@@ -126,7 +126,8 @@ def test_restart_between_scheduling_and_start_posts_each_once(settings, slack, c
     with BotUnderTest(settings, clock=clock) as first:
         window = schedule(first)
     clock.advance(minutes=30)  # down across the heads-up and the start
-    with BotUnderTest(settings, clock=clock) as second:
+    # The live scheduler's catch-up at start posts what fell due meanwhile.
+    with BotUnderTest(settings, clock=clock, live_scheduler=True) as second:
         slack.wait_for(lambda: reminder_posts(slack, window, "started"))
         run_due(second)
         clock.advance(minutes=60)
@@ -278,6 +279,12 @@ def test_the_scheduler_plans_its_wake_up_at_the_next_due_time(bot, slack, clock)
     clock.set(datetime(2031, 1, 1, 9, 0, tzinfo=timezone.utc))  # ahead of the real time APScheduler uses
     window = schedule(bot)
     assert bot.bot.scheduler.next_wake() == reminders(bot, window.id)["heads_up"].due_at
+    # APScheduler fires on the machine's clock: as far ahead of it as the due time is of the bot's.
+    before = datetime.now(timezone.utc)
+    bot.run(bot.bot.scheduler.wake())
+    after = datetime.now(timezone.utc)
+    run_at = bot.bot.scheduler.next_run_time()
+    assert before + timedelta(minutes=15) <= run_at <= after + timedelta(minutes=15)
     clock.advance(minutes=15)
     run_due(bot)
     bot.run(bot.bot.scheduler.wake())
@@ -297,6 +304,40 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
         print(f"reminder lateness in seconds: {lateness}")
         assert all(row.state == "posted" for row in rows.values())
         assert len(reminder_posts(slack, window, "started")) == 1
+
+
+@pytest.mark.parametrize("days", [-400, 0, 400])
+def test_the_live_scheduler_follows_the_injected_clock_at_any_date(settings, slack, days):
+    """The bot's clock set far from the machine's: the live timers still fire each reminder
+    when the bot's clock reaches it, never earlier, never never."""
+    clock = FakeClock(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=days))
+    with BotUnderTest(settings, clock=clock, live_scheduler=True) as bot:
+        scheduler = bot.bot.scheduler
+        window = schedule(bot)
+        due = reminders(bot, window.id)
+        assert scheduler.next_wake() == due["heads_up"].due_at
+        wait = (scheduler.next_run_time() - datetime.now(timezone.utc)).total_seconds()
+        assert 14 * 60 < wait <= 15 * 60  # planned 15 minutes out on the machine's clock too
+        assert reminder_posts(slack, window) == []
+
+        for kind, minutes in (("heads_up", 15), ("started", 15), ("ended", 60)):
+            clock.advance(minutes=minutes)
+            bot.run(scheduler.wake())  # what a sweep does: re-plan from the store and the clock
+            slack.wait_for(lambda kind=kind: reminder_posts(slack, window, kind), timeout=10)
+        slack.wait_for(lambda: all(r.state == "posted" for r in reminders(bot, window.id).values()))
+        slack.wait_for(lambda: window_row(bot, window.id).state == "completed")
+        for kind in ("heads_up", "started", "ended"):
+            assert len(reminder_posts(slack, window, kind)) == 1, kind
+
+
+def test_without_live_timers_nothing_fires_on_its_own(bot, slack, clock):
+    """The harness default with an injected clock: wake-ups are planned, never fired."""
+    window = schedule(bot, start_in=0)  # "started" is due right now
+    assert bot.bot.scheduler.next_wake() == window.start
+    assert bot.bot.scheduler.scheduler.running
+    assert reminder_posts(slack, window) == []
+    assert run_due(bot) == 1  # the test decides when reminders run
+    assert len(reminder_posts(slack, window, "started")) == 1
 
 
 def test_a_window_whose_announcement_slack_refused_still_gets_its_reminders(bot, slack, clock):
@@ -327,6 +368,6 @@ def test_stopping_the_bot_loses_nothing_that_falls_due_meanwhile(settings, slack
         scheduler = bot.bot.scheduler
     assert not scheduler.scheduler.running  # stopped cleanly with the app
     clock.advance(minutes=31)  # heads-up and start fall due while nothing runs
-    with BotUnderTest(settings, clock=clock) as bot:
+    with BotUnderTest(settings, clock=clock, live_scheduler=True) as bot:
         slack.wait_for(lambda: reminder_posts(slack, window, "started"))
     assert len(reminder_posts(slack, window, "started")) == 1

@@ -25,6 +25,8 @@ SPEC_VARIABLES = (
     "SITREP_ADMINS",
     "DATABASE_URL",
     "PORT",
+    "SITREP_INCIDENT_STATUSES",
+    "SITREP_INCIDENT_IMPACTS",
 )
 
 MINIMAL = {
@@ -123,6 +125,12 @@ MALFORMED = [
     ({"SITREP_ADMINS": "alice,bob"}, "SITREP_ADMINS"),
     ({"SITREP_ADMINS": "U0ALICE;U0BOB"}, "SITREP_ADMINS"),
     ({"DATABASE_URL": "sitrep.db"}, "DATABASE_URL"),
+    ({"SITREP_INCIDENT_STATUSES": " , ,"}, "SITREP_INCIDENT_STATUSES"),
+    ({"SITREP_INCIDENT_STATUSES": "Investigating,Resolved"}, "SITREP_INCIDENT_STATUSES"),
+    ({"SITREP_INCIDENT_STATUSES": "Open,open"}, "SITREP_INCIDENT_STATUSES"),
+    ({"SITREP_INCIDENT_STATUSES": "Open," + "x" * 76}, "SITREP_INCIDENT_STATUSES"),
+    ({"SITREP_INCIDENT_IMPACTS": ""}, "SITREP_INCIDENT_IMPACTS"),
+    ({"SITREP_INCIDENT_IMPACTS": ",".join(f"Impact {n}" for n in range(101))}, "SITREP_INCIDENT_IMPACTS"),
 ]
 
 
@@ -172,6 +180,8 @@ def test_defaults(env):
     assert s.sitrep_admins == frozenset() and s.is_admin("U0ANYONE")
     assert s.database_url == "sqlite:///sitrep.db"
     assert s.port == 3000
+    assert s.sitrep_incident_statuses == ("Investigating", "Identified", "Monitoring")
+    assert s.sitrep_incident_impacts == ("Degraded Performance", "Partial Outage", "Major Outage")
 
 
 def test_backend_defaults_to_appfirst_when_only_it_is_configured(env):
@@ -213,6 +223,25 @@ def test_values_are_parsed(env):
     assert s.sitrep_sync_interval == 60
     assert s.port == 8080
     assert s.database_url == "postgresql+asyncpg://sitrep@db/sitrep"
+
+
+def test_incident_vocabulary_is_the_status_pages_own(env):
+    env(
+        **MINIMAL,
+        SITREP_INCIDENT_STATUSES=" Investigating , Fix deployed,Watching ,",
+        SITREP_INCIDENT_IMPACTS="None,Minor,Major,Critical",
+    )
+    s = load_settings()
+    assert s.sitrep_incident_statuses == ("Investigating", "Fix deployed", "Watching")
+    assert s.sitrep_incident_impacts == ("None", "Minor", "Major", "Critical")
+
+
+def test_incident_vocabulary_limits_are_what_a_slack_select_holds(env):
+    env(**MINIMAL, SITREP_INCIDENT_IMPACTS=",".join(f"{n:03d}" + "x" * 72 for n in range(100)))
+    assert len(load_settings().sitrep_incident_impacts) == 100  # 100 values of 75 characters fit
+    env(SITREP_INCIDENT_STATUSES="Investigating,Resolved")
+    message = assert_one_line_naming(error_for(), "SITREP_INCIDENT_STATUSES")
+    assert "Resolved" in message and "its own action" in message
 
 
 def test_secrets_are_not_in_the_settings_repr(env):

@@ -19,10 +19,9 @@ from bot.errors import (
     UpstreamRejected,
     UpstreamUnauthorized,
     UpstreamUnavailable,
+    UpstreamWrongURL,
 )
 from bot.statuspage import (
-    INCIDENT_IMPACTS,
-    INCIDENT_STATUSES,
     ApiResponse,
     IncidentCreateModel,
     IncidentUpdateModel,
@@ -92,9 +91,11 @@ def assert_no_secret(err: BaseException, *secrets: str) -> None:
 # -- models -------------------------------------------------------------------
 
 
-def test_literal_tuples_match_the_seed() -> None:
-    assert INCIDENT_STATUSES == ("Investigating", "Identified", "Monitoring")
-    assert INCIDENT_IMPACTS == ("Degraded Performance", "Partial Outage", "Major Outage")
+def test_status_and_impact_are_sent_as_configured() -> None:
+    """The seed lists no vocabulary: the client sends the operator's words (settings decide
+    what the forms offer) and leaves it to the status page to refuse them."""
+    body = seed_incident(status="Postmortem", impact="Cosmetic").to_wire()
+    assert (body["Status"], body["Impact"]) == ("Postmortem", "Cosmetic")
 
 
 def test_models_populate_by_name_and_by_alias() -> None:
@@ -104,11 +105,13 @@ def test_models_populate_by_name_and_by_alias() -> None:
     assert by_alias == IncidentUpdateModel(incident_id="x", description="d", status="Monitoring")
 
 
-def test_unknown_status_or_impact_is_refused_before_sending() -> None:
+def test_empty_status_or_impact_is_refused_before_sending() -> None:
     with pytest.raises(ValidationError):
-        seed_incident(status="Resolved")
+        seed_incident(status=" ")
     with pytest.raises(ValidationError):
-        seed_incident(impact="Meh")
+        seed_incident(impact="")
+    with pytest.raises(ValidationError):
+        IncidentUpdateModel(incident_id="x", description="d", status="")
 
 
 def test_maintenance_dates_must_be_aware() -> None:
@@ -323,6 +326,13 @@ async def test_ping_is_an_authenticated_get(sp: FakeStatusPage, client: StatusPa
 
 async def test_base_url_with_trailing_slash(sp: FakeStatusPage) -> None:
     async with StatusPageClient(sp.url + "/", KEY) as c:
+        await c.ping()
+    assert sp.requests[0].path == "/api/maintenance/status"
+
+
+@pytest.mark.parametrize("suffix", ["/api", "/api/"])
+async def test_base_url_ending_in_api_is_not_doubled(sp: FakeStatusPage, suffix: str) -> None:
+    async with StatusPageClient(sp.url + suffix, KEY) as c:
         await c.ping()
     assert sp.requests[0].path == "/api/maintenance/status"
 
@@ -606,3 +616,45 @@ def test_fake_reset_restores_defaults(sp: FakeStatusPage) -> None:
     assert sp.latency == 0.0 and sp.malformed is False
     assert sp.incidents == {} and sp.requests == []
     assert httpx.get(f"{sp.url}/api/maintenance/status", headers={"X-API-KEY": KEY}).json() == []
+
+
+@pytest.mark.parametrize("call", ALL_CALLS.values(), ids=ALL_CALLS.keys())
+async def test_a_404_names_the_url_tried_and_the_setting(sp: FakeStatusPage, call: Call) -> None:
+    async with StatusPageClient(sp.url + "/v2", KEY) as c:
+        with pytest.raises(UpstreamWrongURL) as caught:
+            await call(c)
+    err = caught.value
+    assert err.url.startswith(f"{sp.url}/v2/api/") and err.setting == "STATUSPAGE_URL" and err.status == 404
+    assert err.url in str(err) and "STATUSPAGE_URL" in str(err) and "try again" not in str(err).lower()
+    assert err.url not in err.message  # what a person may see leaves the address out
+    assert KEY not in str(err) + repr(err)
+
+
+async def test_a_url_with_credentials_is_shown_without_them(sp: FakeStatusPage) -> None:
+    with_userinfo = sp.url.replace("http://", "http://someone:pa55word-9@") + "/v2"
+    async with StatusPageClient(with_userinfo, KEY) as c:
+        with pytest.raises(UpstreamWrongURL) as caught:
+            await c.ping()
+        assert "pa55word-9" not in c.ping_url
+    assert "pa55word-9" not in str(caught.value) and "someone" not in str(caught.value)
+
+
+def test_fake_takes_any_vocabulary_unless_told_otherwise(sp: FakeStatusPage) -> None:
+    headers = {"X-API-KEY": KEY}
+    body = seed_incident(status="Postmortem", impact="Cosmetic").to_wire()
+    assert httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers).json()["Success"] is True
+    sp.accepted_statuses = ("Investigating", "Identified")
+    sp.accepted_impacts = ("Major Outage",)
+    refused = httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers)
+    assert (refused.status_code, refused.json()) == (
+        400, {"Success": False, "Result": None, "Message": "Status 'Postmortem' is not valid."}
+    )
+    body["Status"] = "Identified"
+    refused = httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers)
+    assert (refused.status_code, refused.json()["Message"]) == (400, "Impact 'Cosmetic' is not valid.")
+    incident_id = next(iter(sp.incidents))
+    update = {"IncidentId": incident_id, "Description": "d", "Status": "Monitoring"}
+    refused = httpx.put(f"{sp.url}/api/admin/Incident", json=update, headers=headers)
+    assert (refused.status_code, refused.json()["Message"]) == (400, "Status 'Monitoring' is not valid.")
+    sp.reset()
+    assert sp.accepted_statuses is None and sp.accepted_impacts is None

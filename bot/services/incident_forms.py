@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
-
-from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
 
 TITLE_MAX = 150
 TEXT_MAX = 3000
@@ -24,15 +23,16 @@ class DeclareForm:
     component_ids: tuple[str, ...] = ()
     notify: bool = True
 
-    def problems(self) -> dict[str, str]:
+    def problems(self, *, statuses: Sequence[str], impacts: Sequence[str]) -> dict[str, str]:
+        """`statuses`/`impacts`: the words the status page accepts (settings)."""
         out: dict[str, str] = {}
         if not self.title.strip():
             out["title"] = "Give the incident a title."
         elif len(self.title) > TITLE_MAX:
             out["title"] = f"Keep the title under {TITLE_MAX} characters."
-        if self.status not in INCIDENT_STATUSES:
+        if self.status not in statuses:
             out["status"] = "Pick a status."
-        if self.impact not in INCIDENT_IMPACTS:
+        if self.impact not in impacts:
             out["impact"] = "Pick an impact."
         return out
 
@@ -52,9 +52,9 @@ class UpdateForm:
     status: str
     text: str
 
-    def problems(self) -> dict[str, str]:
+    def problems(self, *, statuses: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
-        if self.status not in INCIDENT_STATUSES:
+        if self.status not in statuses:
             out["status"] = "Pick a status."
         if not self.text.strip():
             out["text"] = "Say what changed."

@@ -78,7 +78,14 @@ class IncidentHandlers:
         self.service.ensure_enabled()
         self.service.ensure_allowed(who_and_where(body)[0])
         await ack()
-        view = views.declare_modal(form, self.ctx.settings.sitrep_components, channel_id=who_and_where(body)[1])
+        settings = self.ctx.settings
+        view = views.declare_modal(
+            form,
+            settings.sitrep_components,
+            statuses=settings.sitrep_incident_statuses,
+            impacts=settings.sitrep_incident_impacts,
+            channel_id=who_and_where(body)[1],
+        )
         await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
 
     async def _open_choice(self, body: dict, ref: str | None) -> Incident | None:
@@ -95,7 +102,13 @@ class IncidentHandlers:
     async def open_update(self, ack, body: dict, ref: str | None, text: str = "", status: str | None = None) -> None:
         chosen = await self._open_choice(body, ref)
         await ack()
-        view = views.update_modal(chosen, status=status, text=text, channel_id=who_and_where(body)[1])
+        view = views.update_modal(
+            chosen,
+            status=status,
+            statuses=self.ctx.settings.sitrep_incident_statuses,
+            text=text,
+            channel_id=who_and_where(body)[1],
+        )
         await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
 
     async def open_resolve(self, ack, body: dict, ref: str | None, note: str = "") -> None:
@@ -119,7 +132,8 @@ class IncidentHandlers:
     # --- modal submissions -------------------------------------------------------------
     async def submit_declare(self, ack, body: dict) -> None:
         form = parse_declare(state.view_values(body))
-        _check(form.problems())
+        settings = self.ctx.settings
+        _check(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts))
         await ack()
         await self._submit(body, DRAFT_DECLARE, form)
 
@@ -130,7 +144,7 @@ class IncidentHandlers:
             status=state.selected(values, Block.STATUS, Action.STATUS) or "",
             text=state.text(values, Block.UPDATE_TEXT, Action.UPDATE_TEXT),
         )
-        _check(form.problems())
+        _check(form.problems(statuses=self.ctx.settings.sitrep_incident_statuses))
         await ack()
         await self._submit(body, DRAFT_UPDATE, form)
 

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
 from bot.settings import Component
-from bot.statuspage import INCIDENT_IMPACTS, INCIDENT_STATUSES
 from handlers import blocks as kit
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from handlers.text import (
@@ -77,7 +76,19 @@ def incident_options(incidents: Sequence[Incident], query: str) -> list[dict]:
 # --- modals -----------------------------------------------------------------------------
 
 
-def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel_id: str | None) -> dict:
+def _impact_label(impact: str) -> str:
+    """Known impacts get their colour; configured ones (already ≤ 75 characters) stay bare."""
+    return f"{IMPACT_EMOJI[impact]} {impact}" if impact in IMPACT_EMOJI else impact
+
+
+def declare_modal(
+    form: DeclareForm,
+    components: Sequence[Component],
+    *,
+    statuses: Sequence[str],
+    impacts: Sequence[str],
+    channel_id: str | None,
+) -> dict:
     blocks = [
         kit.input(
             Block.TITLE,
@@ -98,11 +109,11 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
             ),
             optional=True,
         ),
-        kit.input(Block.STATUS, "Status", kit.select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], form.status, "Status")),
+        kit.input(Block.STATUS, "Status", kit.select(Action.STATUS, [(s, s) for s in statuses], form.status, "Status")),
         kit.input(
             Block.IMPACT,
             "Impact",
-            kit.select(Action.IMPACT, [(f"{IMPACT_EMOJI[i]} {i}", i) for i in INCIDENT_IMPACTS], form.impact, "Impact"),
+            kit.select(Action.IMPACT, [(_impact_label(i), i) for i in impacts], form.impact, "Impact"),
         ),
     ]
     if components:
@@ -118,14 +129,16 @@ def declare_modal(form: DeclareForm, components: Sequence[Component], *, channel
     return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, {"channel": channel_id})
 
 
-def update_modal(chosen: Incident | None, *, status: str | None, text: str = "", channel_id: str | None) -> dict:
+def update_modal(
+    chosen: Incident | None, *, status: str | None, statuses: Sequence[str], text: str = "", channel_id: str | None
+) -> dict:
     """`chosen`: the incident to preselect (named in the command, or the only one open)."""
     blocks = [
         _incident_picker(chosen),
         kit.input(
             Block.STATUS,
             "New status",
-            kit.select(Action.STATUS, [(s, s) for s in INCIDENT_STATUSES[:3]], status or (chosen.status if chosen else None), "Status"),
+            kit.select(Action.STATUS, [(s, s) for s in statuses], status or (chosen.status if chosen else None), "Status"),
         ),
         kit.input(
             Block.UPDATE_TEXT,

@@ -117,11 +117,11 @@ class FakeAppFirst(BackgroundServer):
     DEFAULT_EMAIL = "ops@example.com"
     DEFAULT_API_KEY = "af-test-key"
 
-    def __init__(self, email: str = DEFAULT_EMAIL, api_key: str = DEFAULT_API_KEY) -> None:
+    def __init__(self, email: str = DEFAULT_EMAIL, api_key: str = DEFAULT_API_KEY, *, mount: str = "") -> None:
         self.windows: dict[int, dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._initial_credentials = (email, api_key)
-        super().__init__()
+        super().__init__(mount=mount)
 
     def _reset_switches(self) -> None:
         super()._reset_switches()

@@ -82,7 +82,11 @@ class BackgroundServer:
 
     name = "fake"
 
-    def __init__(self) -> None:
+    def __init__(self, *, mount: str = "") -> None:
+        # `mount` serves the seed paths under a prefix (`/sp` → `/sp/api/...`), as a real
+        # API behind a shared host may be; `url` then ends with it, and any other path is a
+        # plain 404, as a web server answers for a path nothing serves.
+        self.mount = "/" + mount.strip("/") if mount.strip("/") else ""
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -157,6 +161,10 @@ class BackgroundServer:
     async def _serve(self) -> None:
         app = web.Application(middlewares=[self._middleware])
         self._add_routes(app)
+        if self.mount:
+            root = web.Application()
+            root.add_subapp(self.mount, app)
+            app = root
         # handler_cancellation: a client that timed out should not keep a
         # latency sleep alive; short shutdown: stop() must not wait on it.
         runner = web.AppRunner(
@@ -167,7 +175,7 @@ class BackgroundServer:
         await site.start()
         self._runner = runner
         port = runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://127.0.0.1:{port}{self.mount}"
 
     # -- switches ---------------------------------------------------------
 
@@ -255,11 +263,6 @@ class BackgroundServer:
 # The status page itself
 # ---------------------------------------------------------------------------
 
-# assumption: seed 004 shows only "Investigating", "Identified" and "Major Outage"; the rest
-# is what sitrep offers by default, and that a value outside the list is refused.
-_STATUSES = ("Investigating", "Identified", "Monitoring")
-_IMPACTS = ("Degraded Performance", "Partial Outage", "Major Outage")
-
 MSG_CREATED = "Incident created successfully"
 MSG_SCHEDULED = "Maintenance scheduled"
 MSG_UPDATED = "Incident updated successfully"
@@ -275,6 +278,10 @@ MSG_INVALID_INCIDENT = "Invalid incident data."
 MSG_INVALID_SCHEDULE = "Invalid schedule."
 MSG_INVALID_UPDATE = "Invalid update data."
 MSG_INVALID_REQUEST = "Invalid request."
+# Assumption: the seeds list no status or impact values beyond their examples and no
+# message for an unknown one. A status page that refuses one answers like its other 400s.
+MSG_UNKNOWN_STATUS = "Status '{}' is not valid."
+MSG_UNKNOWN_IMPACT = "Impact '{}' is not valid."
 
 
 def _envelope(
@@ -324,10 +331,10 @@ class FakeStatusPage(BackgroundServer):
     name = "fake-statuspage"
     DEFAULT_API_KEY = "sp-test-key"
 
-    def __init__(self, api_key: str = DEFAULT_API_KEY) -> None:
+    def __init__(self, api_key: str = DEFAULT_API_KEY, *, mount: str = "") -> None:
         self.incidents: dict[str, dict[str, Any]] = {}
         self._initial_api_key = api_key
-        super().__init__()
+        super().__init__(mount=mount)
 
     def _reset_switches(self) -> None:
         super()._reset_switches()
@@ -335,6 +342,10 @@ class FakeStatusPage(BackgroundServer):
         # assumption: seed 000's list items carry no EndDate. On, each item also has the
         # window's EndDate (the create model's field), for the client's tolerance of it.
         self.list_end_dates = False
+        # The seed names no vocabulary, so by default any non-empty status and impact is
+        # taken. Set these to make the fake refuse other values (with a 400 `Message`).
+        self.accepted_statuses: tuple[str, ...] | None = None
+        self.accepted_impacts: tuple[str, ...] | None = None
 
     def _reset_state(self) -> None:
         self.incidents.clear()
@@ -436,14 +447,30 @@ class FakeStatusPage(BackgroundServer):
             if end <= start:
                 return _rejected(MSG_END_BEFORE_START)
             return _envelope(True, MSG_SCHEDULED, self._store(body))
-        if body.get("Status") not in _STATUSES or body.get("Impact") not in _IMPACTS:
-            return _rejected(MSG_INVALID_INCIDENT)
+        refusal = self._unknown_word(body.get("Status"), self.accepted_statuses, MSG_UNKNOWN_STATUS) or (
+            self._unknown_word(body.get("Impact"), self.accepted_impacts, MSG_UNKNOWN_IMPACT)
+        )
+        if refusal is not None:
+            return refusal
         return _envelope(True, MSG_CREATED, self._store(body))
+
+    @staticmethod
+    def _unknown_word(
+        value: Any, accepted: tuple[str, ...] | None, message: str, missing: str = MSG_INVALID_INCIDENT
+    ) -> web.Response | None:
+        if not isinstance(value, str) or not value.strip():
+            return _rejected(missing)
+        if accepted is not None and value not in accepted:
+            return _rejected(message.format(value))
+        return None
 
     async def _update(self, request: web.Request) -> web.StreamResponse:
         body = await self._json_object(request)
-        if body is None or body.get("Status") not in _STATUSES:
+        if body is None:
             return _rejected(MSG_INVALID_UPDATE)
+        refusal = self._unknown_word(body.get("Status"), self.accepted_statuses, MSG_UNKNOWN_STATUS, MSG_INVALID_UPDATE)
+        if refusal is not None:
+            return refusal
         with self._lock:
             incident = self.incidents.get(str(body.get("IncidentId")))
             if incident is None:
