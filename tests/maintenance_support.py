@@ -100,7 +100,11 @@ def list_answer(bot: BotUnderTest, slack) -> str:
     before = len(slack.ephemerals())
     response = bot.command("list", command="/maintenance")
     assert response.status_code == 200 and response.content in (b"", b"null")
-    answer = slack.wait_for(lambda: slack.ephemerals()[before:])[0]
+
+    def listed():  # not an earlier answer that arrives late
+        return [m for m in slack.ephemerals()[before:] if "maintenance window" in m["text"] or "No maintenance" in m["text"]]
+
+    answer = slack.wait_for(listed)[0]
     return answer["text"] + str(answer["blocks"])
 
 
