@@ -108,6 +108,20 @@ def list_answer(bot: BotUnderTest, slack) -> str:
     return answer["text"] + str(answer["blocks"])
 
 
+def hold_live_sync(bot: BotUnderTest) -> None:
+    """For tests of what is seen before the sync adopts a window, or of when it last ran: the
+    live sync job wakes on the real clock (5 s after start), so a slow machine would run it
+    mid-test. The test calls `sync_windows` itself where it wants one."""
+    from scheduler.runner import SYNC_JOB
+
+    async def hold() -> None:
+        scheduler = bot.bot.scheduler.scheduler
+        if scheduler.get_job(SYNC_JOB) is not None:
+            scheduler.remove_job(SYNC_JOB)
+
+    bot.run(hold())
+
+
 def ack_text(response) -> str:
     body = response.json()
     return body.get("text", "") + str(body.get("blocks", ""))
