@@ -13,6 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pydantic import SecretStr  # noqa: E402
+
 from bot.appfirst import AppFirstClient  # noqa: E402
 from bot.services.maintenance import MaintenanceService  # noqa: E402
 from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
@@ -92,6 +94,24 @@ def main() -> None:
         for page_size in (2500, 500):
             samples = [asyncio.run(listing(page_size)) for _ in range(5)]
             report(f"appfirst: list 3,000 windows (page size {page_size})", samples)
+
+        # 5. `/maintenance list` on AppFirst with those 3,000 windows: the ack, and the answer.
+        af_settings = settings.model_copy(update={
+            "appfirst_url": fa.url, "appfirst_email": fa.email, "appfirst_api_key": SecretStr(fa.api_key),
+            "maintenance_backend": "appfirst", "database_url": f"sqlite:///{tmp}/bench-af.db",
+        })
+        fa.clock = clock = FakeClock(now)
+        with BotUnderTest(af_settings, clock=clock) as bot:
+            acks, answers = [], []
+            for _ in range(10):
+                before = len(slack.ephemerals())
+                started = time.perf_counter()
+                bot.command("list", command="/maintenance")
+                acks.append(time.perf_counter() - started)
+                slack.wait_for(lambda: len(slack.ephemerals()) > before, timeout=30)
+                answers.append(time.perf_counter() - started)
+            report("ack: /maintenance list (AppFirst, 3,000 windows)", acks)
+            report("answer: /maintenance list (AppFirst, 3,000)", answers)
 
 
 if __name__ == "__main__":

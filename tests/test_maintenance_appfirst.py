@@ -26,6 +26,7 @@ from tests.maintenance_support import (
     block,
     date_token,
     drafts,
+    hold_live_sync,
     list_answer,
     open_modal,
     schedule_values,
@@ -193,6 +194,7 @@ def test_an_edit_of_the_reason_only_moves_nothing(af_bot, slack, appfirst):
 
 
 def test_an_edit_of_a_window_made_in_appfirst_moves_nothing_before_any_offset_is_known(af_bot, slack, appfirst):
+    hold_live_sync(af_bot)
     start, end = T0 + timedelta(days=2), T0 + timedelta(days=2, hours=1)
     upstream = appfirst.add_window(start, end, reason="Made in AppFirst", servers=[3])
     af_bot.run(sync_windows(af_bot.ctx))
@@ -276,6 +278,7 @@ def test_retry_does_not_take_a_window_someone_scheduled_from_slack(af_bot, slack
 
 
 def test_sync_sees_no_move_after_writes_to_a_shifting_server(af_bot, slack, appfirst):
+    hold_live_sync(af_bot)
     window = schedule_first(af_bot)
     view = open_modal(af_bot, slack, text=f"edit {window.id}")
     af_bot.submit(view, af_values(reason="Edited", servers="1", start=window.start, end=window.end + timedelta(hours=1)))
@@ -330,6 +333,7 @@ def test_list_shows_upcoming_windows_soonest_first(af_bot, slack, appfirst):
 
 
 def test_list_answers_from_appfirst_itself_every_page_merged_with_the_store(af_bot, slack, appfirst, clock):
+    hold_live_sync(af_bot)
     ours = schedule_first(af_bot)  # kept at 14:00–16:00 UTC on 1 December
     made_there = appfirst.add_window(T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1), reason="Made <b> in AppFirst", servers=[8])
     running = appfirst.add_window(T0 - timedelta(minutes=10), T0 + timedelta(minutes=50), reason="Running now", servers=[9])
@@ -365,6 +369,7 @@ def test_list_shows_appfirst_s_times_and_leaves_out_what_it_deleted(af_bot, slac
 
 @pytest.mark.parametrize("failure", ["500", "timeout", "401", "malformed", "trailing-comma"])
 def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_old(af_bot, slack, appfirst, clock, failure):
+    hold_live_sync(af_bot)
     window = schedule_first(af_bot)
     assert af_bot.run(sync_windows(af_bot.ctx)).failed is False  # AppFirst answered at T0
     clock.advance(minutes=42)
@@ -400,6 +405,7 @@ def test_list_gives_up_on_a_slow_list(af_bot, slack, appfirst, monkeypatch):
 
 
 def test_list_when_appfirst_was_never_reached(af_bot, slack, appfirst):
+    hold_live_sync(af_bot)
     appfirst.fail_status = 503
     text = list_answer(af_bot, slack)
     assert "sitrep has not reached AppFirst since it started using this database" in text

@@ -26,6 +26,7 @@ from tests.maintenance_support import (
     block,
     date_token,
     drafts,
+    hold_live_sync,
     list_answer,
     open_modal,
     schedule_values,
@@ -183,6 +184,7 @@ def test_list_when_nothing_is_planned(sp_bot, slack):
 
 
 def test_list_adds_what_the_status_page_lists_in_progress_to_the_store(sp_bot, slack, statuspage, clock):
+    hold_live_sync(sp_bot)
     ours = schedule_directly(sp_bot, "Ours tomorrow", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
     statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
     statuspage.requests.clear()
@@ -196,6 +198,7 @@ def test_list_adds_what_the_status_page_lists_in_progress_to_the_store(sp_bot, s
 
 @pytest.mark.parametrize("failure", ["500", "timeout", "401", "malformed"])
 def test_list_when_the_status_page_does_not_answer_is_the_bots_own_record(sp_bot, slack, statuspage, failure):
+    hold_live_sync(sp_bot)
     ours = schedule_directly(sp_bot, "Ours tomorrow", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
     if failure == "500":
         statuspage.fail_status = 500
