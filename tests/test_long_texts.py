@@ -19,7 +19,17 @@ from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
 from tests.conftest import CHANNEL
 from tests.harness import BotUnderTest, checked, chose, chose_external, chose_many, last_view, typed
-from tests.maintenance_support import T0, WINTER_END, WINTER_START, block, open_modal, schedule_values, wait_answer, windows
+from tests.maintenance_support import (
+    T0,
+    WINTER_END,
+    WINTER_START,
+    block,
+    list_answer,
+    open_modal,
+    schedule_values,
+    wait_answer,
+    windows,
+)
 from tests.test_incident_declare import incidents_in_store
 from tests.test_incident_lifecycle import declare, thread_replies
 from tests.test_reminders import reminder_posts
@@ -144,8 +154,8 @@ def test_a_window_made_in_appfirst_with_a_very_long_reason(af_bot, slack, appfir
     assert windows(af_bot)[0].title == REASON
 
     # Listing and cancelling it fit too.
-    listing = af_bot.command("list", command="/maintenance").json()
-    assert "Rack & power work" in shown(listing["blocks"])
+    listing = list_answer(af_bot, slack)
+    assert "Rack &amp; power work &lt;phase 2&gt;" in listing
     view = open_modal(af_bot, slack, text=f"cancel {window.id}")
     assert "…" in view["blocks"][0]["text"]["text"]
 

@@ -186,7 +186,7 @@ def test_list_when_nothing_is_planned(sp_bot, slack):
 def test_list_adds_what_the_status_page_lists_in_progress_to_the_store(sp_bot, slack, statuspage, clock):
     hold_live_sync(sp_bot)
     ours = schedule_directly(sp_bot, "Ours tomorrow", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
-    statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1))
+    statuspage.add_maintenance("Made on the status page", T0 - timedelta(minutes=5), T0 + timedelta(hours=1), in_progress=True)
     statuspage.requests.clear()
     text = list_answer(sp_bot, slack)
     assert [r.path for r in statuspage.requests] == ["/api/maintenance/status"]
