@@ -41,6 +41,7 @@ EXPECTED: dict[str, str] = {
     "SITREP_ADMINS": "Slack user IDs separated by commas, such as U012,U034",
     "DATABASE_URL": "a SQLAlchemy URL such as sqlite:///sitrep.db",
     "PORT": "a port number between 1 and 65535",
+    "SITREP_MAX_BODY": "a number of bytes, 65536 or more",
 }
 
 _URL = re.compile(r"^https?://[^\s/]+", re.IGNORECASE)
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
     sitrep_admins: Annotated[frozenset[str], NoDecode] = frozenset()
     database_url: str = "sqlite:///sitrep.db"
     port: int = Field(default=3000, ge=1, le=65535)
+    # Larger request bodies are refused (413) before they are read; Slack's are far smaller.
+    sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -25,6 +25,7 @@ SPEC_VARIABLES = (
     "SITREP_ADMINS",
     "DATABASE_URL",
     "PORT",
+    "SITREP_MAX_BODY",
 )
 
 MINIMAL = {
@@ -123,6 +124,8 @@ MALFORMED = [
     ({"SITREP_ADMINS": "alice,bob"}, "SITREP_ADMINS"),
     ({"SITREP_ADMINS": "U0ALICE;U0BOB"}, "SITREP_ADMINS"),
     ({"DATABASE_URL": "sitrep.db"}, "DATABASE_URL"),
+    ({"SITREP_MAX_BODY": "1MB"}, "SITREP_MAX_BODY"),
+    ({"SITREP_MAX_BODY": "1000"}, "SITREP_MAX_BODY"),
 ]
 
 
@@ -172,6 +175,7 @@ def test_defaults(env):
     assert s.sitrep_admins == frozenset() and s.is_admin("U0ANYONE")
     assert s.database_url == "sqlite:///sitrep.db"
     assert s.port == 3000
+    assert s.sitrep_max_body == 1048576
 
 
 def test_backend_defaults_to_appfirst_when_only_it_is_configured(env):
