@@ -378,7 +378,9 @@ def test_healthz_is_not_affected(edge_bot):
 # --- the middleware alone (unit): a trickled body, a sender that hangs up --------------------------
 
 
-def run_edge(messages: list[dict] | None, headers=(), **options) -> tuple[list[dict], list[bytes]]:
+def run_edge(
+    messages: list[dict] | None, headers=(), path: str = "/other", secret: str | None = SIGNING_SECRET, **options
+) -> tuple[list[dict], list[bytes]]:
     """Drive SlackEdge around a recording app with the given receive messages (None: never)."""
     reached: list[bytes] = []
     sent: list[dict] = []
@@ -399,8 +401,8 @@ def run_edge(messages: list[dict] | None, headers=(), **options) -> tuple[list[d
         async def send(message):
             sent.append(message)
 
-        scope = {"type": "http", "method": "POST", "path": "/other", "headers": list(headers), "client": ("127.0.0.1", 1)}
-        await SlackEdge(app, signing_secret=SIGNING_SECRET, **options)(scope, receive, send)
+        scope = {"type": "http", "method": "POST", "path": path, "headers": list(headers), "client": ("127.0.0.1", 1)}
+        await SlackEdge(app, signing_secret=secret, **options)(scope, receive, send)
 
     asyncio.run(main())
     return sent, reached
@@ -415,6 +417,14 @@ def test_a_content_length_that_is_not_a_number_is_400():
     # h11 (uvicorn's parser) refuses these itself; the edge does not rely on it
     sent, reached = run_edge([], headers=[(b"content-length", b"12abc")])
     assert sent[0]["status"] == 400 and reached == []
+
+
+def test_without_a_signing_secret_slack_requests_are_refused():
+    # Socket Mode has no signing secret and no HTTP Slack traffic: nothing unsigned gets in.
+    body = command_body("/incident", "help").encode()
+    headers = [(k.lower().encode(), v.encode()) for k, v in signed(body).items()]
+    sent, reached = run_edge([{"type": "http.request", "body": body}], headers, path="/slack/events", secret=None)
+    assert sent[0]["status"] == 401 and reached == []
 
 
 def test_a_sender_that_hangs_up_gets_no_answer():
