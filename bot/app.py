@@ -11,11 +11,13 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from bot.context import AppContext
+from bot.edge import SlackEdge
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,17 @@ class Sitrep:
 
         return Starlette(
             routes=[Route("/slack/events", events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])],
+            middleware=[self._edge()],
             lifespan=lifespan,
+        )
+
+    def _edge(self) -> Middleware:
+        """Size, signature and payload checks before Bolt reads a byte (see bot/edge.py)."""
+        secret = self.ctx.settings.slack_signing_secret
+        return Middleware(
+            SlackEdge,
+            signing_secret=secret.get_secret_value() if secret else None,
+            max_body=self.ctx.settings.sitrep_max_body,
         )
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:

@@ -26,8 +26,8 @@ from bot.errors import (
     UpstreamUnavailable,
     UpstreamWrongURL,
     public_url,
-    scrub,
     send_request,
+    upstream_text,
 )
 from bot.upstream import UpstreamClient
 
@@ -180,7 +180,8 @@ class AppFirstClient(UpstreamClient):
         super().__init__(base_url, timeout=timeout, transport=transport, auth=httpx.BasicAuth(email, api_key))
         self._page_size = page_size
         token = base64.b64encode(f"{email}:{api_key}".encode()).decode()
-        self._secrets = (api_key, email, token)
+        self._secrets = (api_key, token)
+        self._names = (email,)  # not a secret, but nobody else's business: hidden only whole
 
     # -- operations -------------------------------------------------------
 
@@ -335,6 +336,7 @@ class AppFirstClient(UpstreamClient):
             message = (
                 text if text and not looks_like_page and len(text) <= _MAX_TEXT_MESSAGE else None
             )
-        if message and len(message) > _MAX_TEXT_MESSAGE:
-            message = message[: _MAX_TEXT_MESSAGE - 1] + "…"
-        return scrub(message, self._secrets) if message else None
+        # Secrets out before the cut: a cut through a key leaves a piece of it.
+        if not message:
+            return None
+        return upstream_text(message, self._secrets, _MAX_TEXT_MESSAGE, whole=self._names)

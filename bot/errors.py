@@ -24,17 +24,97 @@ __all__ = [
     "UpstreamWrongURL",
     "public_url",
     "scrub",
+    "escape_controls",
+    "upstream_text",
     "send_request",
 ]
 
 _REDACTED = "[redacted]"
+# A secret's piece this long is as good as a leak (a 9-character prefix of a key narrows a
+# guess enormously); shorter secrets are hidden only whole.
+_MIN_FRAGMENT = 8
+# Line and paragraph separators and bidirectional overrides: invisible, yet they break or
+# reorder a log line, so they are shown as escapes like the C0/C1 control characters.
+_INVISIBLE = {"\u2028", "\u2029", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """Blank out any secret an upstream echoed back, so it never reaches Slack or logs."""
+def _fold(text: str) -> str:
+    """Lower-case character by character, keeping positions (``"İ".lower()`` is two characters)."""
+    return "".join(low if len(low := c.lower()) == 1 else c for c in text)
+
+
+def scrub(text: str, secrets: Iterable[str], *, whole: Iterable[str] = ()) -> str:
+    """Blank out any secret an upstream echoed back, so it never reaches Slack or logs.
+
+    Case is ignored and any piece of 8 or more characters of a secret counts, so this must
+    run before the text is cut short: a cut through a secret leaves a piece that an exact
+    match would miss. ``whole`` are names worth hiding that are not secrets (an account
+    e-mail): only they themselves are hidden, so a domain in a message survives. Adjacent
+    or overlapping hits become one ``[redacted]``.
+    """
+    folded = _fold(text)
+    hidden = bytearray(len(text))
     for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, _REDACTED)
+        _mark(folded, hidden, secret, pieces=True)
+    for name in whole:
+        _mark(folded, hidden, name, pieces=False)
+    if not any(hidden):
+        return text
+    out: list[str] = []
+    for i, char in enumerate(text):
+        if not hidden[i]:
+            out.append(char)
+        elif i == 0 or not hidden[i - 1]:
+            out.append(_REDACTED)
+    return "".join(out)
+
+
+def _mark(folded: str, hidden: bytearray, secret: str, *, pieces: bool) -> None:
+    if not secret or len(secret) < 3:
+        return
+    wanted = _fold(secret)
+    if not pieces or len(wanted) < _MIN_FRAGMENT:
+        start = folded.find(wanted)
+        while start != -1:
+            hidden[start : start + len(wanted)] = b"\x01" * len(wanted)
+            start = folded.find(wanted, start + 1)
+        return
+    # Every 8-character window of the secret; a window of the text found among them is part
+    # of a match, and consecutive windows join into the longest piece: O(len(text)) lookups.
+    windows = {wanted[i : i + _MIN_FRAGMENT] for i in range(len(wanted) - _MIN_FRAGMENT + 1)}
+    for i in range(len(folded) - _MIN_FRAGMENT + 1):
+        if folded[i : i + _MIN_FRAGMENT] in windows:
+            hidden[i : i + _MIN_FRAGMENT] = b"\x01" * _MIN_FRAGMENT
+
+
+def escape_controls(text: str) -> str:
+    """Show control characters as escapes (``\\n``, ``\\x1b``, ``\\u2028``), so upstream text
+    is one line that cannot forge a log entry or repaint a terminal."""
+    if text.isprintable():  # the usual case; note a space is printable, a newline is not
+        return text
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if char in _NAMED_ESCAPES:
+            out.append(_NAMED_ESCAPES[char])
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif char in _INVISIBLE:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def upstream_text(
+    text: str, secrets: Iterable[str], limit: int | None = None, *, whole: Iterable[str] = ()
+) -> str:
+    """An upstream's message made safe to show and log: secrets out first, then control
+    characters escaped, and only then cut to ``limit`` characters (with an ellipsis)."""
+    text = escape_controls(scrub(text, secrets, whole=whole))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
     return text
 
 
@@ -61,9 +141,10 @@ class UpstreamError(Exception):
 
     def __init__(self, service: str, message: str, status: int | None = None) -> None:
         self.service = service
-        self.message = message
+        # Backstop: whatever built the message, it stays one line in logs and in Slack.
+        self.message = escape_controls(message)
         self.status = status
-        super().__init__(message)
+        super().__init__(self.message)
 
     def __str__(self) -> str:
         return _sentence(f"{_subject(self.service)} returned an error: {self.message}")

@@ -48,6 +48,7 @@ EXPECTED: dict[str, str] = {
     "SITREP_INCIDENT_IMPACTS": (
         "the impacts your status page accepts, separated by commas (1 to 100, each at most 75 characters)"
     ),
+    "SITREP_MAX_BODY": "a number of bytes, 65536 or more",
 }
 
 # Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
@@ -127,6 +128,8 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     sitrep_incident_statuses: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_STATUSES
     sitrep_incident_impacts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_IMPACTS
+    # Larger request bodies are refused (413) before they are read; Slack's are far smaller.
+    sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -30,8 +30,8 @@ from bot.errors import (
     UpstreamUnavailable,
     UpstreamWrongURL,
     public_url,
-    scrub,
     send_request,
+    upstream_text,
 )
 from bot.upstream import UpstreamClient
 
@@ -58,6 +58,9 @@ IncidentWord = Annotated[str, StringConstraints(strip_whitespace=True, min_lengt
 _INCIDENT_PATH = "api/admin/Incident"
 _RESOLVE_PATH = "api/admin/Incident/ResolveIncident"
 _ONGOING_PATH = "api/maintenance/status"
+# An upstream Message is quoted to people in a Slack section (3,000 characters at most);
+# AppFirst's messages are held to the same length.
+_MAX_MESSAGE = 300
 
 T = TypeVar("T")
 
@@ -267,7 +270,7 @@ class StatusPageClient(UpstreamClient):
         if isinstance(payload, dict):
             message = payload.get("Message")
             if isinstance(message, str) and message.strip():
-                return scrub(message.strip(), self._secrets)
+                return upstream_text(message.strip(), self._secrets, _MAX_MESSAGE)
         return None
 
     @staticmethod

@@ -27,6 +27,7 @@ SPEC_VARIABLES = (
     "PORT",
     "SITREP_INCIDENT_STATUSES",
     "SITREP_INCIDENT_IMPACTS",
+    "SITREP_MAX_BODY",
 )
 
 MINIMAL = {
@@ -131,6 +132,8 @@ MALFORMED = [
     ({"SITREP_INCIDENT_STATUSES": "Open," + "x" * 76}, "SITREP_INCIDENT_STATUSES"),
     ({"SITREP_INCIDENT_IMPACTS": ""}, "SITREP_INCIDENT_IMPACTS"),
     ({"SITREP_INCIDENT_IMPACTS": ",".join(f"Impact {n}" for n in range(101))}, "SITREP_INCIDENT_IMPACTS"),
+    ({"SITREP_MAX_BODY": "1MB"}, "SITREP_MAX_BODY"),
+    ({"SITREP_MAX_BODY": "1000"}, "SITREP_MAX_BODY"),
 ]
 
 
@@ -182,6 +185,7 @@ def test_defaults(env):
     assert s.port == 3000
     assert s.sitrep_incident_statuses == ("Investigating", "Identified", "Monitoring")
     assert s.sitrep_incident_impacts == ("Degraded Performance", "Partial Outage", "Major Outage")
+    assert s.sitrep_max_body == 1048576
 
 
 def test_backend_defaults_to_appfirst_when_only_it_is_configured(env):

@@ -178,7 +178,7 @@ class FakeAppFirst(BackgroundServer):
         app.router.add_delete(item, self._delete)
 
     def _failure_response(self, status: int) -> web.StreamResponse:
-        return _error("Internal server error.", status)
+        return _error(self.failure_message or "Internal server error.", status)
 
     def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
         header = request.headers.get("Authorization", "")

@@ -102,6 +102,9 @@ class BackgroundServer:
         self.clock: Callable[[], datetime] = utcnow
         self._fail_remaining = 0
         self._fail_remaining_status = 500
+        # What a forced failure's body says instead of the usual text (an echo of anything a
+        # test chooses: a key, a newline, 500 characters).
+        self.failure_message: str | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -415,7 +418,7 @@ class FakeStatusPage(BackgroundServer):
         app.router.add_get("/api/maintenance/status", self._ongoing)
 
     def _failure_response(self, status: int) -> web.StreamResponse:
-        return _envelope(False, MSG_SERVER_ERROR, status=status)
+        return _envelope(False, self.failure_message or MSG_SERVER_ERROR, status=status)
 
     def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
         # assumption: seed 000's status GET and seed 004's PUT/ResolveIncident show no

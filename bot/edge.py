@@ -1,0 +1,273 @@
+"""The HTTP edge: what a request must be before Bolt, or anything else, reads it.
+
+A hostile body is cheap to send and dear to read, so every check that needs no body comes
+first: the size from ``Content-Length`` (413 before a byte is read), then the shape and age
+of Slack's signature headers (401). Only then is the body read, stopping at the cap when it
+is chunked, and its signature (401) and shape (400) checked. Each refusal is one log line,
+no traceback, quoting nothing the sender chose except an escaped, shortened path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from slack_bolt.request.internals import parse_body
+
+from bot.errors import escape_controls
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_MAX_BODY = 1024 * 1024
+SLACK_PATH = "/slack/events"
+# Slack's own rule (and Bolt's): a signature older or newer than five minutes is a replay.
+MAX_SIGNATURE_AGE = 5 * 60
+# Slack sends its whole request at once; a sender that trickles a body holds a connection
+# (and a graceful shutdown) hostage, so reading one is bounded too.
+DEFAULT_BODY_TIMEOUT = 10.0
+
+_TIMESTAMP = re.compile(rb"[0-9]{1,12}")
+_SIGNATURE = re.compile(rb"v0=[0-9a-f]{64}")
+
+
+class Refused(Exception):
+    """A request the edge answers itself: the status and a reason for the log."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Gone(Exception):
+    """The sender hung up while we read its body: there is no one to answer."""
+
+
+class SlackEdge:
+    """Pure ASGI middleware around the whole app: body cap on every route, signature and
+    payload checks on ``POST /slack/events``; what passes is replayed to the app unchanged."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        signing_secret: str | None,
+        max_body: int = DEFAULT_MAX_BODY,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self._secret = signing_secret.encode() if signing_secret else None
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+        self._now = now
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        is_slack = scope["method"] == "POST" and scope["path"] == SLACK_PATH
+        try:
+            self._check_length(headers)
+            if is_slack:
+                self._check_signature_headers(headers)
+            body = await self._read_body(receive)
+            if is_slack:
+                self._check_signature(headers, body)
+                problem = payload_problem(body, headers.get(b"content-type", b"").decode("latin-1"))
+                if problem:
+                    raise Refused(400, problem)
+        except _Gone:
+            return
+        except Refused as refused:
+            log.warning(
+                "refused %s %s from %s: %s (HTTP %s)",
+                scope["method"],
+                escape_controls(scope["path"][:100]),
+                _client(scope),
+                refused.reason,
+                refused.status,
+            )
+            await _answer(send, refused.status)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    # -- checks, cheapest first --------------------------------------------------------------
+
+    def _check_length(self, headers: dict[bytes, bytes]) -> None:
+        declared = headers.get(b"content-length")
+        if declared is None:
+            return  # chunked (or no body): the cap applies while reading
+        if not declared.isdigit():  # h11 refuses these already; this is for other servers
+            raise Refused(400, "its Content-Length is not a number")
+        if int(declared) > self.max_body:
+            raise Refused(413, f"a body of {int(declared)} bytes is over the {self.max_body}-byte limit")
+
+    def _check_signature_headers(self, headers: dict[bytes, bytes]) -> None:
+        if self._secret is None:
+            raise Refused(401, "Slack requests over HTTP need SLACK_SIGNING_SECRET")
+        timestamp = headers.get(b"x-slack-request-timestamp", b"")
+        signature = headers.get(b"x-slack-signature", b"")
+        if not timestamp or not signature:
+            raise Refused(401, "it is not signed (no Slack signature headers)")
+        if not _TIMESTAMP.fullmatch(timestamp):
+            raise Refused(401, "its X-Slack-Request-Timestamp is not a number of seconds")
+        if not _SIGNATURE.fullmatch(signature):
+            raise Refused(401, "its X-Slack-Signature is not a v0 signature")
+        if abs(self._now() - int(timestamp)) > MAX_SIGNATURE_AGE:
+            raise Refused(401, "its signature is more than five minutes from now")
+
+    def _check_signature(self, headers: dict[bytes, bytes], body: bytes) -> None:
+        assert self._secret is not None  # _check_signature_headers refused otherwise
+        timestamp = headers[b"x-slack-request-timestamp"]
+        expected = b"v0=" + hmac.new(self._secret, b"v0:" + timestamp + b":" + body, hashlib.sha256).hexdigest().encode()
+        if not hmac.compare_digest(expected, headers[b"x-slack-signature"]):
+            raise Refused(401, "its signature does not match (wrong signing secret, or a changed body)")
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        """The whole body, never more than ``max_body`` bytes of it in memory."""
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _Gone
+                    body += message.get("body", b"")
+                    if len(body) > self.max_body:
+                        raise Refused(413, f"its chunked body went over the {self.max_body}-byte limit")
+                    if not message.get("more_body", False):
+                        return bytes(body)
+        except TimeoutError:
+            raise Refused(408, f"its body did not arrive within {self.body_timeout:g} seconds") from None
+
+
+def payload_problem(body: bytes, content_type: str) -> str | None:
+    """Why a signed body is not a request the listeners can answer, or None when it is.
+
+    Parsed with Bolt's own parser, so this judges exactly what Bolt will see. The fields
+    required are the ones every listener reads; anything else is left to Bolt, which
+    answers kinds nobody listens to with a 404 and one line.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "its body is not UTF-8"
+    try:
+        parsed = parse_body(text, content_type.split(";")[0].strip() or None)
+    except ValueError:  # json.JSONDecodeError included
+        return "its payload is not JSON"
+    if not isinstance(parsed, dict) or not parsed:
+        return "its body is not a Slack command, interaction or event"
+    if "ssl_check" in parsed:
+        return None
+    if "command" in parsed:
+        return _command_problem(parsed)
+    kind = parsed.get("type")
+    if not isinstance(kind, str) or not kind:
+        return "its payload has no type"
+    if kind in ("block_actions", "view_submission", "view_closed"):
+        return _interaction_problem(kind, parsed)
+    return None
+
+
+def _command_problem(command: dict[str, Any]) -> str | None:
+    # assumption: Slack sends all of these with every slash command (its docs list them,
+    # and the harness sends what they list); the listeners need each one.
+    name = command.get("command")
+    if not isinstance(name, str) or not name.startswith("/"):
+        return "its command is not a slash command"
+    for field in ("user_id", "channel_id", "trigger_id"):
+        if not _text(command.get(field)):
+            return f"its slash command has no {field}"
+    if not isinstance(command.get("text", ""), str):
+        return "its slash command text is not text"
+    return None
+
+
+def _interaction_problem(kind: str, payload: dict[str, Any]) -> str | None:
+    # assumption: as Slack documents these payloads, each carries the person (user.id); a
+    # button click carries its trigger_id and actions, a modal its view id and callback_id.
+    if not isinstance(payload.get("user"), dict) or not _text(payload["user"].get("id")):
+        return f"its {kind} payload has no user id"
+    if kind == "block_actions":
+        actions = payload.get("actions")
+        if not isinstance(actions, list) or not actions:
+            return "its block_actions payload has no actions"
+        if not all(isinstance(a, dict) and _text(a.get("action_id")) for a in actions):
+            return "its block_actions payload has an action without an action_id"
+        if not _text(payload.get("trigger_id")):
+            return "its block_actions payload has no trigger_id"
+        return None
+    view = payload.get("view")
+    if not isinstance(view, dict) or not _text(view.get("id")) or not _text(view.get("callback_id")):
+        return f"its {kind} payload has no view id and callback_id"
+    if kind == "view_submission" and not isinstance((view.get("state") or {}).get("values", {}), dict):
+        return "its view_submission state is not a set of values"
+    return None
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    # Header names arrive lower-cased from every ASGI server; a repeated header keeps its first.
+    found: dict[bytes, bytes] = {}
+    for name, value in scope.get("headers", []):
+        found.setdefault(name.lower(), value)
+    return found
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "an unknown address"
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """Hand the app the body already read, then the server's own messages (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+_REASONS = {400: "bad request", 401: "invalid request", 408: "request timeout", 413: "request too large"}
+
+
+async def _answer(send: Send, status: int) -> None:
+    # Connection: close, so the server drops the rest of a body nobody will read instead of
+    # draining it to keep the connection alive.
+    content = json.dumps({"error": _REASONS[status]}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(content)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": content})
