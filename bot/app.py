@@ -117,13 +117,16 @@ class Sitrep:
         config = uvicorn.Config(self.asgi(), host=host, port=self.ctx.settings.port, log_level="info", lifespan="on")
         await uvicorn.Server(config).serve()
 
-    async def serve_socket_mode(self) -> None:
+    async def serve_socket_mode(self, stop: asyncio.Event | None = None) -> None:
+        """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
+        or until `stop` is set by whoever runs it off the main thread."""
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
         await self.start()
         handler = AsyncSocketModeHandler(self.bolt, self.ctx.settings.slack_app_token.get_secret_value())
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
+        if stop is None:
+            stop = asyncio.Event()
+            _stop_on_signals(stop)
         try:
             await handler.connect_async()
             await stop.wait()
