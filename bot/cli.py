@@ -68,6 +68,7 @@ async def check(settings: Settings, out=print) -> bool:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             ok = False
             out(f"slack: FAILED ({_slack_reason(exc)})")
+        ok = await _check_socket_mode(ctx, settings, out) and ok
         for name, client in (("status page", ctx.statuspage), ("appfirst", ctx.appfirst)):
             if client is None:
                 out(f"{name}: not configured")
@@ -90,6 +91,26 @@ async def check(settings: Settings, out=print) -> bool:
     finally:
         await ctx.aclose()
     return ok
+
+
+async def _check_socket_mode(ctx, settings: Settings, out) -> bool:
+    """Ask Slack for a websocket URL with the app token, as `sitrep run` does first. The check
+    does not connect: Slack would hand a running bot's commands to that connection too."""
+    from bot.socket_mode import SocketModeRefused, open_connection_url
+
+    if settings.slack_app_token is None:
+        out("socket mode: not configured (HTTP mode)")
+        return True
+    try:
+        await open_connection_url(ctx.slack, settings.slack_app_token.get_secret_value())
+    except SocketModeRefused as exc:
+        out(f"socket mode: FAILED ({exc.error})")
+        return False
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        out(f"socket mode: FAILED ({type(exc).__name__})")
+        return False
+    out("socket mode: ok")
+    return True
 
 
 def _slack_reason(exc: Exception) -> str:
@@ -119,8 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; under the
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from bot.socket_mode import SocketModeRefused
+
     try:
         asyncio.run(_run(settings))
     except KeyboardInterrupt:
         pass
+    except SocketModeRefused as exc:
+        print(f"sitrep: {exc}", file=sys.stderr)
+        return 1
     return 0

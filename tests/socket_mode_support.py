@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from typing import Any
 
 from bot.app import Sitrep
@@ -43,10 +44,33 @@ class Ack:
         return self.text.encode()
 
 
-class SocketModeBotUnderTest:
-    def __init__(self, settings: Settings, socket: FakeSocketMode, *, clock: FakeClock | None = None, http_timeout: float = 2.0):
-        self.settings = settings
+class SocketModeDriver:
+    """What people do in Slack, sent as envelopes on the fake Socket Mode server; each call waits
+    for the bot's acknowledgement. Drives an in-thread bot or a real `sitrep run` process alike."""
+
+    def __init__(self, socket: FakeSocketMode):
         self.socket = socket
+
+    def command(
+        self, text: str, *, command: str = "/incident", user: str = "U123", channel: str = "C123", trigger_id: str | None = None
+    ) -> Ack:
+        fields = command_fields(command, text, user_id=user, channel_id=channel, trigger_id=trigger_id)
+        return Ack(self.socket.request("slash_commands", fields))
+
+    def submit(self, view: dict, values: dict, *, user: str = "U123") -> Ack:
+        return Ack(self.socket.request("interactive", submission_payload(view, values, user=user)))
+
+    def click(self, action_id: str, value: str, *, user: str = "U123", channel: str = "C123", message_ts: str = "1.0") -> Ack:
+        payload = click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)
+        return Ack(self.socket.request("interactive", payload))
+
+
+class SocketModeBotUnderTest(SocketModeDriver):
+    """The real bot in Socket Mode on its own thread and loop; `run` reads its store."""
+
+    def __init__(self, settings: Settings, socket: FakeSocketMode, *, clock: FakeClock | None = None, http_timeout: float = 2.0):
+        super().__init__(socket)
+        self.settings = settings
         self.clock = clock
         self.http_timeout = http_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -80,8 +104,16 @@ class SocketModeBotUnderTest:
         before = self.socket.connection_count
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
-        self.socket.wait_connected(before + 1)
-        return self
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.socket.wait_connected(before + 1, timeout=0.1)
+                return self
+            except AssertionError:
+                if not self._thread.is_alive():
+                    raise RuntimeError("the bot stopped before it connected") from self.error
+                if time.monotonic() > deadline:
+                    raise
 
     def stop(self) -> None:
         if self._thread is None:
@@ -109,17 +141,3 @@ class SocketModeBotUnderTest:
     def ctx(self):
         assert self.bot is not None
         return self.bot.ctx
-
-    # --- what people do, as envelopes --------------------------------------------------------
-    def command(
-        self, text: str, *, command: str = "/incident", user: str = "U123", channel: str = "C123", trigger_id: str | None = None
-    ) -> Ack:
-        fields = command_fields(command, text, user_id=user, channel_id=channel, trigger_id=trigger_id)
-        return Ack(self.socket.request("slash_commands", fields))
-
-    def submit(self, view: dict, values: dict, *, user: str = "U123") -> Ack:
-        return Ack(self.socket.request("interactive", submission_payload(view, values, user=user)))
-
-    def click(self, action_id: str, value: str, *, user: str = "U123", channel: str = "C123", message_ts: str = "1.0") -> Ack:
-        payload = click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)
-        return Ack(self.socket.request("interactive", payload))

@@ -237,3 +237,11 @@ def test_apps_connections_open_takes_only_the_app_token_in_the_header(slack):
     slack.reset()  # the violation was the point
     chat = httpx.post(f"{slack.url}chat.postMessage", headers={"Authorization": f"Bearer {APP_TOKEN}"}, data={"channel": CHANNEL, "text": "x"})
     assert chat.json()["error"] == "not_allowed_token_type"
+
+
+def test_slack_failing_apps_connections_open_once_is_retried(socket_settings, slack, socket):
+    """Slack having a bad moment is not a refused token: the client asks again and connects."""
+    slack.fail_next("apps.connections.open", error="internal_error", status=500)
+    with SocketModeBotUnderTest(socket_settings, socket) as sbot:
+        assert len(connections_opened(slack)) == 2
+        assert "/incident declare [title]" in sbot.command("help").text
