@@ -123,8 +123,19 @@ def _slack_reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _version() -> str:
+    """The installed distribution's version: what an image or a wheel actually holds."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sitrep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sitrep", description="Slack chat-ops for your status page.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on PORT)")
     sub.add_parser("check", help="validate the configuration and reach every configured service")
