@@ -23,10 +23,10 @@ WORKDIR /var/lib/sitrep
 VOLUME /var/lib/sitrep
 
 ENV PORT=3000
-EXPOSE 3000
-# Liveness in HTTP mode (slim has no curl). In Socket Mode sitrep listens on no port: run the
-# image with --no-healthcheck (compose: `healthcheck: {disable: true}`).
+# HTTP mode serves Slack and /healthz on PORT; Socket Mode serves /metrics, /healthz and
+# /readyz on METRICS_PORT (9090 unless set). The HEALTHCHECK asks the one in use (slim has no curl).
+EXPOSE 3000 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; e = os.environ; port = e.get('METRICS_PORT', '9090') if e.get('SLACK_APP_TOKEN') else e.get('PORT', '3000'); urllib.request.urlopen('http://127.0.0.1:%s/healthz' % port, timeout=4)"]
 
 CMD ["sitrep", "run"]

@@ -123,8 +123,8 @@ def test_the_image_copies_exactly_what_pip_install_reads():
 def test_the_healthcheck_asks_healthz_with_python_on_the_exposed_port():
     command = healthcheck_command()
     assert command[:2] == ["python", "-c"] and "urllib.request" in command[2] and "/healthz" in command[2]
-    assert "PORT" in command[2]
-    assert one_of("EXPOSE") == "3000"
+    assert "PORT" in command[2] and "METRICS_PORT" in command[2]  # HTTP mode, Socket Mode
+    assert one_of("EXPOSE").split() == ["3000", "9090"]
     assert "PORT=3000" in " ".join(all_of("ENV"))
 
 
@@ -213,6 +213,9 @@ def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
     )
     try:
         healthy = _wait_until(lambda: run(*probe, PORT=port).returncode == 0, timeout=20)
+        # In Socket Mode the probe asks METRICS_PORT instead, whatever PORT says.
+        assert run(*probe, PORT=port, SLACK_APP_TOKEN="xapp-1-x", METRICS_PORT=str(free_port())).returncode != 0
+        assert run(*probe, PORT=str(free_port()), SLACK_APP_TOKEN="xapp-1-x", METRICS_PORT=port).returncode == 0
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=15)
     finally:
