@@ -5,15 +5,22 @@ working when Slack refreshes or drops the connection."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 import time
 
+import httpx
 import pytest
 from pydantic import SecretStr
+from slack_sdk.web.async_client import AsyncWebClient
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from handlers.incident.ids import Action, Block
 from tests.conftest import CHANNEL
+from tests.fakes import socket_mode
 from tests.fakes.slack_api import APP_TOKEN
 from tests.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.harness import BotUnderTest, FakeClock, last_view
@@ -198,13 +205,6 @@ def test_a_dropped_connection_loses_nothing_acknowledged_and_reconnects(sbot, sl
 
 def test_only_a_url_from_apps_connections_open_connects(socket, slack):
     """The fake is as strict as Slack: no ticket, a made-up one or a used one is refused."""
-    import asyncio
-
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidStatus
-
-    from slack_sdk.web.async_client import AsyncWebClient
-
     async def attempt(url: str) -> str:
         try:
             async with connect(url) as ws:
@@ -224,8 +224,6 @@ def test_only_a_url_from_apps_connections_open_connects(socket, slack):
 
 
 def test_apps_connections_open_takes_only_the_app_token_in_the_header(slack):
-    import httpx
-
     def call(**kwargs) -> dict:
         return httpx.post(f"{slack.url}apps.connections.open", **kwargs).json()
 
@@ -245,3 +243,33 @@ def test_slack_failing_apps_connections_open_once_is_retried(socket_settings, sl
     with SocketModeBotUnderTest(socket_settings, socket) as sbot:
         assert len(connections_opened(slack)) == 2
         assert "/incident declare [title]" in sbot.command("help").text
+
+
+def test_the_fake_holds_acknowledgements_to_slacks_rules(slack, monkeypatch):
+    """Late, repeated, unknown or unasked-for acknowledgements are what Slack holds against an app."""
+    monkeypatch.setattr(socket_mode, "ACK_DEADLINE", 0.2)
+    with FakeSocketMode(slack) as server:
+
+        async def app():
+            url = (await AsyncWebClient(base_url=slack.url).apps_connections_open(app_token=APP_TOKEN))["url"]
+            async with connect(url) as ws:
+                assert json.loads(await ws.recv())["type"] == "hello"
+                first, second = [json.loads(await ws.recv()) for _ in range(2)]
+                await ws.send(json.dumps({"envelope_id": first["envelope_id"]}))
+                await ws.send(json.dumps({"envelope_id": first["envelope_id"]}))  # twice
+                await asyncio.sleep(0.3)
+                await ws.send(json.dumps({"envelope_id": second["envelope_id"], "payload": {"text": "hi"}}))  # late, and unasked
+                await ws.send(json.dumps({"envelope_id": "never-sent"}))
+                await asyncio.sleep(0.2)
+
+        thread = threading.Thread(target=lambda: asyncio.run(app()))
+        thread.start()
+        server.wait_connected(1)
+        server.send("slash_commands", {"command": "/incident", "text": "help"})
+        server.send("interactive", {"type": "block_actions"}, accepts_response_payload=False)
+        thread.join(10)
+        problems = server.violations
+    assert len(problems) == 4, problems
+    assert "acknowledged twice" in problems[0]
+    assert "a payload in the ack" in problems[1] and "acked after" in problems[2]
+    assert "not an ack of a sent envelope" in problems[3]
