@@ -25,8 +25,10 @@ class SocketModeRefused(Exception):
     def __init__(self, error: str, status: int = 200):
         self.error = error
         self.status = status
-        super().__init__(f"Slack refused SLACK_APP_TOKEN for Socket Mode ({error}); expected an app-level token "
-                         "with the connections:write scope")
+        super().__init__(
+            f"Slack refused SLACK_APP_TOKEN for Socket Mode ({error}); "
+            "expected an app-level token with the connections:write scope"
+        )
 
     @property
     def lasting(self) -> bool:
