@@ -143,8 +143,8 @@ class Sitrep:
 
 async def _finish_acknowledged_work(timeout: float) -> None:
     """Let listeners that already acknowledged Slack finish before the store closes: Slack does
-    not send an acknowledged command again, so stopping them would lose it. Bounded, because an
-    orchestrator's patience after SIGTERM is (10 s by default)."""
+    not send an acknowledged command again, so stopping them would lose it. Bounded: an
+    orchestrator kills the process 10 s after SIGTERM by default."""
     current = asyncio.current_task()
     running = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
     if running:
