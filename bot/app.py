@@ -145,19 +145,41 @@ class Sitrep:
         config = uvicorn.Config(self.asgi(), host=host, port=self.ctx.settings.port, log_level="info", lifespan="on")
         await uvicorn.Server(config).serve()
 
-    async def serve_socket_mode(self) -> None:
+    async def serve_socket_mode(self, stop: asyncio.Event | None = None) -> None:
+        """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
+        or until `stop` is set by whoever runs it off the main thread."""
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+        from bot.socket_mode import first_connection_url
+
+        app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()
-        handler = AsyncSocketModeHandler(self.bolt, self.ctx.settings.slack_app_token.get_secret_value())
-        stop = asyncio.Event()
-        _stop_on_signals(stop)
+        handler = AsyncSocketModeHandler(self.bolt, app_token)
+        if stop is None:
+            stop = asyncio.Event()
+            _stop_on_signals(stop)
         try:
+            # A refused token stops start-up here (slack_sdk would retry it forever).
+            handler.client.wss_uri = await first_connection_url(self.bolt.client, app_token)
             await handler.connect_async()
             await stop.wait()
         finally:
             await handler.close_async()
+            await _finish_acknowledged_work(timeout=8)
             await self.stop()
+
+
+async def _finish_acknowledged_work(timeout: float) -> None:
+    """Let listeners that already acknowledged Slack finish before the store closes: Slack does
+    not send an acknowledged command again, so stopping them would lose it. Bounded: an
+    orchestrator kills the process 10 s after SIGTERM by default."""
+    current = asyncio.current_task()
+    running = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    if running:
+        log.info("finishing %d task(s) in flight", len(running))
+        _done, left = await asyncio.wait(running, timeout=timeout)
+        if left:
+            log.warning("stopped with %d task(s) unfinished after %s s", len(left), timeout)
 
 
 def _stop_on_signals(event: asyncio.Event) -> None:

@@ -105,6 +105,8 @@ async def check(settings: Settings, out=print) -> int:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             code = 1
             out(f"slack: FAILED ({_slack_reason(exc)} at {settings.slack_api_url}auth.test)")
+        if not await _check_socket_mode(slack, settings, out):
+            code = 1
         for name, client in (("status page", statuspage), ("appfirst", appfirst)):
             if client is None:
                 out(f"{name}: not configured")
@@ -139,6 +141,26 @@ async def check(settings: Settings, out=print) -> int:
     return code
 
 
+async def _check_socket_mode(slack, settings: Settings, out) -> bool:
+    """Ask Slack for a websocket URL with the app token, as `sitrep run` does first. The check
+    does not connect: Slack would hand a running bot's commands to that connection too."""
+    from bot.socket_mode import SocketModeRefused, open_connection_url
+
+    if settings.slack_app_token is None:
+        out("socket mode: not configured (HTTP mode)")
+        return True
+    try:
+        await open_connection_url(slack, settings.slack_app_token.get_secret_value())
+    except SocketModeRefused as exc:
+        out(f"socket mode: FAILED ({exc.error})")
+        return False
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        out(f"socket mode: FAILED ({type(exc).__name__})")
+        return False
+    out("socket mode: ok")
+    return True
+
+
 def _slack_reason(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if response is not None:
@@ -150,6 +172,7 @@ def _slack_reason(exc: Exception) -> str:
 
 
 def _version() -> str:
+    """The installed distribution's version: what an image or a wheel actually holds."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -202,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; under the
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from bot.socket_mode import SocketModeRefused
+
     try:
         asyncio.run(_run(settings))
     except Unusable as exc:
@@ -209,4 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         pass
+    except SocketModeRefused as exc:
+        print(f"sitrep: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -191,41 +191,50 @@ class BotUnderTest:
         return self.post(command_body(command, text, user_id=user, channel_id=channel, trigger_id=trigger_id))
 
     def submit(self, view: dict, values: dict, *, user: str = "U123") -> httpx.Response:
-        payload = {
-            "type": "view_submission",
-            "team": {"id": "T1", "domain": "example"},
-            "user": {"id": user, "username": user.lower(), "team_id": "T1"},
-            "api_app_id": "ABOT",
-            "trigger_id": new_trigger_id(),
-            "view": {
-                "id": view.get("id", "V1"),
-                "type": "modal",
-                "callback_id": view["callback_id"],
-                "private_metadata": view.get("private_metadata", ""),
-                "state": {"values": values},
-                "hash": "h",
-                "blocks": view.get("blocks", []),
-            },
-            "response_urls": [],
-        }
-        return self.post(interaction_body(payload))
+        return self.post(interaction_body(submission_payload(view, values, user=user)))
 
     def click(
         self, action_id: str, value: str, *, user: str = "U123", channel: str = "C123", message_ts: str = "1.0"
     ) -> httpx.Response:
-        payload = {
-            "type": "block_actions",
-            "team": {"id": "T1", "domain": "example"},
-            "user": {"id": user, "username": user.lower(), "team_id": "T1"},
-            "api_app_id": "ABOT",
-            "trigger_id": new_trigger_id(),
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
-            "channel": {"id": channel, "name": "general"},
-            "message": {"ts": message_ts, "type": "message", "text": ""},
-            "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
-            "response_url": "http://127.0.0.1:9/resp",
-        }
-        return self.post(interaction_body(payload))
+        return self.post(interaction_body(click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)))
+
+
+# --- interaction payloads as Slack builds them (posted over HTTP, or sent over Socket Mode) ---------
+
+
+def submission_payload(view: dict, values: dict, *, user: str = "U123") -> dict:
+    return {
+        "type": "view_submission",
+        "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+        "api_app_id": "ABOT",
+        "trigger_id": new_trigger_id(),
+        "view": {
+            "id": view.get("id", "V1"),
+            "type": "modal",
+            "callback_id": view["callback_id"],
+            "private_metadata": view.get("private_metadata", ""),
+            "state": {"values": values},
+            "hash": "h",
+            "blocks": view.get("blocks", []),
+        },
+        "response_urls": [],
+    }
+
+
+def click_payload(action_id: str, value: str, *, user: str = "U123", channel: str = "C123", message_ts: str = "1.0") -> dict:
+    return {
+        "type": "block_actions",
+        "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+        "api_app_id": "ABOT",
+        "trigger_id": new_trigger_id(),
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+        "channel": {"id": channel, "name": "general"},
+        "message": {"ts": message_ts, "type": "message", "text": ""},
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
+        "response_url": "http://127.0.0.1:9/resp",
+    }
 
 
     def suggest(

@@ -144,7 +144,7 @@ def test_an_unknown_window_listed_after_its_start_is_announced_as_started_once(s
     assert sync(statuspage_bot).ended == 0
     run_reminders(statuspage_bot)
     assert len(reminder_posts(slack, window, "ended")) == 1
-    assert windows(statuspage_bot)[0].state == "completed"
+    slack.wait_for(lambda: windows(statuspage_bot)[0].state == "completed")
 
 
 def schedule_from_slack(bot, slack) -> MaintenanceWindow:

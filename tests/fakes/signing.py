@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["slack_signature_headers", "command_body", "interaction_body", "new_trigger_id"]
+__all__ = ["slack_signature_headers", "command_body", "command_fields", "interaction_body", "new_trigger_id"]
 
 RESPONSE_URL = "http://127.0.0.1:9/resp"  # port 9 (discard): nothing should really post here
 
@@ -48,7 +48,19 @@ def command_body(
     team_id: str = "T1",
 ) -> str:
     """Form-encoded body of a slash command invocation, with the fields Slack sends."""
-    fields = {
+    return urlencode(command_fields(command, text, user_id, channel_id, trigger_id, team_id))
+
+
+def command_fields(
+    command: str,
+    text: str,
+    user_id: str = "U123",
+    channel_id: str = "C123",
+    trigger_id: str | None = None,
+    team_id: str = "T1",
+) -> dict[str, str]:
+    """The fields of a slash command; over Socket Mode they are the envelope's payload as they are."""
+    return {
         "token": "verification-token-unused",
         "team_id": team_id,
         "team_domain": "example",
@@ -63,7 +75,6 @@ def command_body(
         "response_url": RESPONSE_URL,
         "trigger_id": trigger_id if trigger_id is not None else new_trigger_id(),
     }
-    return urlencode(fields)
 
 
 def interaction_body(payload: dict[str, Any]) -> str:

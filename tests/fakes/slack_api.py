@@ -67,6 +67,18 @@ APP_ID = "ABOT"
 DEFAULT_TZ = "America/New_York"
 _FIRST_TS_SECONDS = 1_700_000_000
 
+APP_TOKEN = "xapp-1-ABOT-1-test-app-token"
+#: Methods that take the app-level token (``xapp-``) and no other.
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+#: The shared method documents have no ``apps.connections.open``; this is its public reference
+#: page (docs.slack.dev/reference/methods/apps.connections.open) in the same shape: POST, one
+#: argument, the token, which "you will need to pass ... in the HTTP Authorization header".
+EXTRA_METHOD_DOCS: dict[str, Json] = {
+    "apps.connections.open": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
+}
+#: Where ``apps.connections.open`` points when no fake Socket Mode server is attached.
+NO_SOCKET_SERVER_URL = "wss://wss-primary.slack.invalid/link/"
+
 
 @dataclass(frozen=True)
 class SlackCall:
@@ -150,15 +162,21 @@ class FakeSlack:
     ``slack.url`` to ``AsyncWebClient(base_url=...)``.
     """
 
-    def __init__(self, token: str = "xoxb-test-token", shared_dir: Path | str | None = None) -> None:
+    def __init__(
+        self, token: str = "xoxb-test-token", shared_dir: Path | str | None = None, app_token: str = APP_TOKEN
+    ) -> None:
         self.token = token
+        self.app_token = app_token
         shared = Path(shared_dir) if shared_dir is not None else default_shared_dir()
-        self._docs = load_method_docs((shared / "slack" / "docs_slack_dev_methods").resolve())
+        self._docs = {**load_method_docs((shared / "slack" / "docs_slack_dev_methods").resolve()), **EXTRA_METHOD_DOCS}
+        # Socket Mode: tickets handed out by apps.connections.open, redeemed by the websocket server.
+        self.socket_mode_url = NO_SOCKET_SERVER_URL
         self._lock = threading.Lock()
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
         self._users: dict[str, Json] = {}
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
             "chat.delete": self._chat_delete,
@@ -389,7 +407,12 @@ class FakeSlack:
             token = auth[len("Bearer ") :].strip() or None
         body_token = args.pop("token", None)
         if token is None and isinstance(body_token, str):
-            token = body_token
+            if method in APP_TOKEN_METHODS:
+                # assumption: Slack says a POST parameter "will result in an error" without naming
+                # it; the fake answers as if no token came, and records the mistake.
+                problems = [*problems, f"{method}: the app-level token must be sent in the Authorization header"]
+            else:
+                token = body_token
         with self._lock:
             status, body, headers = self._dispatch(method, args, token, problems)
         return web.json_response(body, status=status, headers=headers)
@@ -457,7 +480,16 @@ class FakeSlack:
 
         if token is None:
             return _error("not_authed")
-        if token != self.token:
+        # assumption: the wrong kind of token gets `not_allowed_token_type` (Slack's error for it on
+        # other methods; the apps.connections.open page lists only generic errors).
+        if method in APP_TOKEN_METHODS:
+            if token == self.token or not token.startswith("xapp-"):
+                return _error("not_allowed_token_type")
+            if token != self.app_token:
+                return _error("invalid_auth")
+        elif token == self.app_token:
+            return _error("not_allowed_token_type")
+        elif token != self.token:
             return _error("invalid_auth")
         if problems:
             return _error("invalid_arguments", messages=_slack_messages(method, problems))
@@ -544,6 +576,7 @@ class FakeSlack:
         self._views: dict[str, Json] = {}
         self._home_views: dict[str, str] = {}  # user id -> view id
         self._used_triggers: set[str] = set()
+        self._tickets: set[str] = set()
         self._ts_counter = 0
         self._id_counter = 0
 
@@ -608,6 +641,24 @@ class FakeSlack:
             "bot_id": BOT_ID,
             "is_enterprise_install": False,
         }
+
+    def _apps_connections_open(self, args: Json) -> Json:
+        """A fresh websocket URL with a one-time ticket, shaped like Slack's
+        (``wss://…/link/?ticket=…&app_id=…``)."""
+        ticket = uuid.uuid4().hex
+        self._tickets.add(ticket)
+        return {"ok": True, "url": f"{self.socket_mode_url}?ticket={ticket}&app_id={APP_ID}"}
+
+    def redeem_socket_ticket(self, ticket: str) -> bool:
+        """True once per ticket apps.connections.open issued.
+
+        assumption: a ticket opens one connection (every reconnect asks apps.connections.open
+        again, as slack_sdk does); Slack's pages say only that the URL is temporary."""
+        with self._lock:
+            if ticket in self._tickets:
+                self._tickets.discard(ticket)
+                return True
+            return False
 
     def _chat_post_message(self, args: Json) -> Json:
         if not any(args.get(k) for k in ("text", "blocks", "attachments", "markdown_text")):

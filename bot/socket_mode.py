@@ -1,0 +1,60 @@
+"""Socket Mode's first step, `apps.connections.open`, asked once by sitrep itself.
+
+slack_sdk's client retries a refused `apps.connections.open` forever, so a wrong or revoked
+app-level token would leave the bot running, connected to nothing, logging a traceback every
+ten seconds. Asking once before connecting turns Slack's refusal into one clear line; the URL
+it hands out is the one the client then connects to, so Slack is not asked twice (the method
+is rate-limited to Tier 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+
+class SocketModeRefused(Exception):
+    """Slack said no to the app-level token; says why in Slack's words, never with the token."""
+
+    def __init__(self, error: str, status: int = 200):
+        self.error = error
+        self.status = status
+        super().__init__(
+            f"Slack refused SLACK_APP_TOKEN for Socket Mode ({error}); "
+            "expected an app-level token with the connections:write scope"
+        )
+
+    @property
+    def lasting(self) -> bool:
+        """A refusal of the token itself, not Slack having a bad moment."""
+        return self.status < 500 and self.error != "ratelimited"
+
+
+async def open_connection_url(client: AsyncWebClient, app_token: str) -> str:
+    """A fresh websocket URL for this app; `SocketModeRefused` if Slack says no."""
+    try:
+        answer = await client.apps_connections_open(app_token=app_token)
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        raise SocketModeRefused(str(error or f"HTTP {exc.response.status_code}"), exc.response.status_code) from None
+    return str(answer["url"])
+
+
+async def first_connection_url(client: AsyncWebClient, app_token: str) -> str | None:
+    """The URL to connect to first, or None when Slack did not answer or had a bad moment: then
+    slack_sdk's client asks again on its own. A refused token is raised: retrying cannot fix it."""
+    try:
+        return await open_connection_url(client, app_token)
+    except SocketModeRefused as exc:
+        if exc.lasting:
+            raise
+        log.warning("apps.connections.open failed (%s); retrying", exc.error)
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        log.warning("Slack did not answer apps.connections.open (%s); retrying", type(exc).__name__)
+    return None

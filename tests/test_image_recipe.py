@@ -1,0 +1,227 @@
+"""The container recipe, kept honest without a container engine: the Dockerfile's claims are
+read and checked, and what it does — copy the files it names, `pip install .`, start
+`sitrep run`, probe with its HEALTHCHECK — is done in a fresh virtual environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import CHANNEL
+from tests.harness import SIGNING_SECRET, free_port
+from tests.test_settings import SPEC_VARIABLES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def instructions() -> list[tuple[str, str]]:
+    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
+    joined: list[str] = []
+    pending = ""
+    for raw in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a continued line"
+    out = []
+    for line in joined:
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def all_of(kind: str) -> list[str]:
+    return [rest for word, rest in instructions() if word == kind]
+
+
+def one_of(kind: str) -> str:
+    found = all_of(kind)
+    assert len(found) == 1, f"expected one {kind}, found {found}"
+    return found[0]
+
+
+def exec_form(arguments: str) -> list[str]:
+    value = json.loads(arguments)
+    assert isinstance(value, list) and all(isinstance(v, str) for v in value), arguments
+    return value
+
+
+def healthcheck_command() -> list[str]:
+    """The HEALTHCHECK's command, in exec form (no shell in the way)."""
+    arguments = one_of("HEALTHCHECK")
+    options, _, command = arguments.partition("CMD ")
+    assert command, arguments
+    assert all(o.startswith("--") for o in options.split()), options
+    return exec_form(command)
+
+
+def copied_sources() -> list[str]:
+    """Every path the Dockerfile copies from the build context."""
+    sources = []
+    for arguments in all_of("COPY"):
+        parts = [p for p in shlex.split(arguments) if not p.startswith("--")]
+        sources += parts[:-1]
+    return sources
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+# --- what the Dockerfile claims -----------------------------------------------------------------
+
+
+def test_the_image_starts_from_slim_python_3_11():
+    assert instructions()[0][0] == "FROM"
+    base = one_of("FROM")
+    assert base.startswith("python:3.11") and "slim" in base, base
+
+
+def test_the_image_runs_sitrep_as_a_user_that_is_not_root():
+    words = [word for word, _ in instructions()]
+    user = one_of("USER")
+    assert user.split(":")[0] not in {"root", "0"}, user
+    at = words.index("USER")
+    assert "RUN" not in words[at:], "everything after USER runs as that user: install before it"
+    assert words.index("CMD") > at
+    assert exec_form(one_of("CMD")) == ["sitrep", "run"]
+
+
+def test_the_image_installs_the_project_alone():
+    """One `pip install .`: no extras (the test dependencies stay out), not editable."""
+    installs = [run for run in all_of("RUN") if "pip install" in run]
+    assert len(installs) == 1, installs
+    args = shlex.split(installs[0].split("pip install", 1)[1].split("&&", 1)[0])
+    assert [a for a in args if not a.startswith("-")] == ["."], installs[0]
+    assert not {"-e", "--editable", "-r", "--requirement"} & set(args), installs[0]
+
+
+def test_the_image_copies_exactly_what_pip_install_reads():
+    sources = copied_sources()
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
+    packages = {pattern.rstrip("*") for pattern in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert set(sources) == {"pyproject.toml", pyproject()["project"]["readme"], *packages}
+
+
+def test_the_healthcheck_asks_healthz_with_python_on_the_exposed_port():
+    command = healthcheck_command()
+    assert command[:2] == ["python", "-c"] and "urllib.request" in command[2] and "/healthz" in command[2]
+    assert "PORT" in command[2] and "METRICS_PORT" in command[2]  # HTTP mode, Socket Mode
+    assert one_of("EXPOSE").split() == ["3000", "9090"]
+    assert "PORT=3000" in " ".join(all_of("ENV"))
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()}
+    assert {".env", ".venv", "*.db", ".git", "tests"} <= ignored
+    assert not set(copied_sources()) & ignored
+
+
+def test_compose_runs_two_replicas_on_one_postgresql():
+    compose = yaml.safe_load((ROOT / "compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    database = [name for name, s in services.items() if str(s.get("image", "")).startswith("postgres:")]
+    assert len(database) == 1
+    replicas = {name: s for name, s in services.items() if s.get("build") == "."}
+    assert len(replicas) == 2, sorted(services)
+    urls = {s["environment"]["DATABASE_URL"] for s in replicas.values()}
+    assert len(urls) == 1 and next(iter(urls)).startswith("postgresql://sitrep:${POSTGRES_PASSWORD")
+    assert all(s["depends_on"][database[0]]["condition"] == "service_healthy" for s in replicas.values())
+    assert "healthcheck" in services[database[0]]
+    host_ports = [p.split(":")[0] for s in replicas.values() for p in s["ports"]]
+    assert len(set(host_ports)) == 2
+    assert all(s["env_file"] == ".env" for s in replicas.values())  # secrets stay out of the file
+
+
+# --- what the Dockerfile does, done in a fresh virtual environment -----------------------------
+
+
+def _wait_until(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.slow
+def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
+    # The build context: only what the Dockerfile copies.
+    context = tmp_path / "src"
+    context.mkdir()
+    for source in copied_sources():
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / source, context / source)
+
+    # A fresh environment that sees none of this one's packages; this pip installs into it.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    python = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES and k != "PYTHONPATH"}
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-compile", "."],
+        cwd=context, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+
+    workdir = tmp_path / "var-lib-sitrep"
+    workdir.mkdir()
+
+    def run(*args: str, **extra) -> subprocess.CompletedProcess:
+        return subprocess.run([*args], cwd=workdir, env=env | extra, capture_output=True, text=True, timeout=60)
+
+    version = run(str(venv / "bin" / "sitrep"), "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"sitrep {pyproject()['project']['version']}", version
+    help_text = run(str(venv / "bin" / "sitrep"), "check", "--help")
+    assert help_text.returncode == 0 and help_text.stdout.startswith("usage: sitrep check"), help_text
+    assert run(str(python), "-c", "import pytest").returncode != 0, "a test dependency was installed"
+    imported = run(str(python), "-c", "import bot; print(bot.__file__)")
+    assert str(venv) in imported.stdout, imported  # the installed copy, not the repository
+
+    # CMD, then the HEALTHCHECK against it: unhealthy before it listens, healthy after.
+    port = str(free_port())
+    settings = {
+        "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url, "SITREP_CHANNEL": CHANNEL, "PORT": port,
+    }
+    probe = [str(python), *healthcheck_command()[1:]]
+    assert run(*probe, PORT=port).returncode != 0
+    cmd = exec_form(one_of("CMD"))
+    process = subprocess.Popen(
+        [str(venv / "bin" / cmd[0]), *cmd[1:]], cwd=workdir, env=env | settings,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        healthy = _wait_until(lambda: run(*probe, PORT=port).returncode == 0, timeout=20)
+        # In Socket Mode the probe asks METRICS_PORT instead, whatever PORT says.
+        assert run(*probe, PORT=port, SLACK_APP_TOKEN="xapp-1-x", METRICS_PORT=str(free_port())).returncode != 0
+        assert run(*probe, PORT=str(free_port()), SLACK_APP_TOKEN="xapp-1-x", METRICS_PORT=port).returncode == 0
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert healthy, output
+    assert process.returncode == 0, output
+    assert (workdir / "sitrep.db").exists()  # the default store lands in WORKDIR

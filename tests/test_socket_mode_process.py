@@ -1,0 +1,174 @@
+"""Socket Mode as an operator runs it: `sitrep run` as a real process with SLACK_APP_TOKEN set,
+talking to the fake Socket Mode server over a real websocket, and `sitrep check` reporting it."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from handlers.incident.ids import Action
+from tests.conftest import CHANNEL
+from tests.fakes.slack_api import APP_TOKEN
+from tests.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
+from tests.harness import last_view
+from tests.socket_mode_support import SocketModeDriver
+from tests.test_cli import base_env, full_env, lines_starting, sitrep  # noqa: F401 - fixtures
+from tests.test_incident_declare import declare_values
+from tests.test_incident_lifecycle import resolve_values, update_values
+
+
+@pytest.fixture
+def socket(slack):
+    with FakeSocketMode(slack, refresh_grace=30) as server:
+        yield server
+    assert server.violations == [], server.violations
+
+
+@pytest.fixture
+def socket_env(full_env) -> dict[str, str]:  # noqa: F811
+    env = {k: v for k, v in full_env.items() if k != "SLACK_SIGNING_SECRET"}
+    return env | {"SLACK_APP_TOKEN": APP_TOKEN}
+
+
+def secrets(env: dict[str, str]) -> list[str]:
+    return [env[k] for k in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "STATUSPAGE_API_KEY", "APPFIRST_API_KEY")]
+
+
+# --- sitrep check -------------------------------------------------------------------------------
+
+
+def test_check_reports_socket_mode_ok(socket_env, slack, tmp_path):
+    result = sitrep("check", env=socket_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_starting(result.stdout, "socket mode: ok")
+    [opened] = [c for c in slack.calls if c.method == "apps.connections.open"]
+    assert opened.token == APP_TOKEN
+
+
+def test_check_reports_slacks_refusal_of_the_app_token(socket_env, tmp_path):
+    token = "xapp-1-A0-1-revoked-secret"
+    result = sitrep("check", env=socket_env | {"SLACK_APP_TOKEN": token}, cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = lines_starting(result.stdout, "socket mode:")
+    assert line == "socket mode: FAILED (invalid_auth)"
+    assert lines_starting(result.stdout, "slack: ok")
+    assert token not in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_check_in_http_mode_says_socket_mode_is_not_configured(full_env, slack, tmp_path):  # noqa: F811
+    result = sitrep("check", env=full_env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_starting(result.stdout, "socket mode: not configured")
+    assert not [c for c in slack.calls if c.method == "apps.connections.open"]
+
+
+# --- sitrep run ---------------------------------------------------------------------------------
+
+
+def test_run_with_a_refused_app_token_stops_with_one_line(socket_env, socket, tmp_path):
+    token = "xapp-1-A0-1-revoked-secret"
+    result = sitrep("run", env=socket_env | {"SLACK_APP_TOKEN": token}, cwd=tmp_path, timeout=30)
+    assert result.returncode == 1
+    assert "SLACK_APP_TOKEN" in result.stderr and "invalid_auth" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert token not in result.stderr + result.stdout
+    assert socket.connection_count == 0
+
+
+def start_sitrep(env: dict[str, str], cwd) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_sitrep(process: subprocess.Popen) -> str:
+    """SIGTERM, then its output once it exited on its own (a failure if it takes over 15 s)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail("sitrep did not stop within 15 s of SIGTERM:\n" + process.communicate()[0])
+
+
+def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(socket_env, slack, statuspage, socket, tmp_path):
+    process = start_sitrep(socket_env, tmp_path)
+    person = SocketModeDriver(socket)
+    try:
+        socket.wait_connected(1, timeout=20)
+        assert "/incident declare [title]" in person.command("help").text
+
+        # Declare: the modal, the status page, the announcement, the answer.
+        person.command("declare DB down")
+        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        person.submit(view, declare_values())
+        [announcement] = slack.wait_for(lambda: slack.messages(CHANNEL))
+        assert len(statuspage.incidents) == 1
+        slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+
+        # Slack refreshes the connection; the next command goes over the new one.
+        socket.disconnect("refresh_requested")
+        socket.wait_connected(2)
+        slack.forget_calls()
+        person.command("update #1")
+        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        person.submit(view, update_values(1))
+        slack.wait_for(lambda: slack.thread(CHANNEL, announcement["ts"]))
+        puts = [r.json for r in statuspage.requests if r.method == "PUT"]
+        assert puts == [{"IncidentId": next(iter(statuspage.incidents)), "Description": "Root cause found: a bad index", "Status": "Identified"}]
+
+        # The connection drops; the bot comes back and resolves from the announcement's button.
+        socket.drop()
+        socket.wait_connected(3)
+        slack.forget_calls()
+        person.click(Action.RESOLVE, "1", channel=CHANNEL, message_ts=announcement["ts"])
+        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        person.submit(view, resolve_values(1))
+        replies = slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) == 2 and slack.thread(CHANNEL, announcement["ts"]))
+        assert "Resolved" in json.dumps(replies[-1]["blocks"])
+        assert [r.path for r in statuspage.requests if r.method == "POST"][-1] == "/api/admin/Incident/ResolveIncident"
+
+        output = stop_sitrep(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output
+    for secret in secrets(socket_env):
+        assert secret not in output
+    slack.wait_for(lambda: socket.live_connections == 0)  # it closed its websocket on the way out
+    assert {e.connection for e in socket.envelopes} == {1, 2, 3}
+    assert all(e.ack_latency is not None and e.ack_latency < ACK_DEADLINE for e in socket.envelopes)
+
+
+def test_sigterm_right_after_an_ack_still_finishes_that_work(socket_env, slack, statuspage, socket, tmp_path):
+    """Slack never sends an acknowledged submission again: a stop must not drop it."""
+    process = start_sitrep(socket_env, tmp_path)
+    person = SocketModeDriver(socket)
+    try:
+        socket.wait_connected(1, timeout=20)
+        person.command("declare DB down")
+        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        statuspage.latency = 1.0
+        person.submit(view, declare_values())
+        output = stop_sitrep(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0 and "Traceback" not in output, output
+    assert len(statuspage.incidents) == 1
+    [announcement] = slack.messages(CHANNEL)
+    assert "DB down" in announcement["text"]
+    assert slack.calls_to("chat.postEphemeral")  # and the person was told
