@@ -15,16 +15,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import SecretStr  # noqa: E402
 
-from bot.appfirst import AppFirstClient  # noqa: E402
+from bot.clients.appfirst import AppFirstClient  # noqa: E402
 from bot.services.maintenance import MaintenanceService  # noqa: E402
 from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from scheduler.reminders import run_due_reminders  # noqa: E402
 from store.models import Incident  # noqa: E402
-from tests.fakes.appfirst import FakeAppFirst  # noqa: E402
-from tests.fakes.slack_api import FakeSlack  # noqa: E402
-from tests.fakes.statuspage import FakeStatusPage  # noqa: E402
-from tests.harness import SIGNING_SECRET, BotUnderTest, FakeClock  # noqa: E402
+from tests.support.fakes.appfirst import FakeAppFirst  # noqa: E402
+from tests.support.fakes.slack_api import FakeSlack  # noqa: E402
+from tests.support.fakes.statuspage import FakeStatusPage  # noqa: E402
+from tests.support.harness import SIGNING_SECRET, BotUnderTest, FakeClock  # noqa: E402
 
 
 def report(name: str, samples: list[float]) -> None:

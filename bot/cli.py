@@ -91,8 +91,8 @@ def _upstream_reason(name: str, url: str, exc: Exception) -> str:
 async def check(settings: Settings, out=print) -> int:
     """Reach every configured service; one line each. The exit code: 0 when everything
     answered, 1 when a service failed, 2 when `DATABASE_URL` cannot be used."""
+    from bot.clients.slack import make_slack_client
     from bot.context import build_upstreams
-    from bot.slack import make_slack_client
     from store.db import Database, DatabaseUnusable
 
     slack = make_slack_client(settings)

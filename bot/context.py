@@ -14,9 +14,9 @@ from bot.settings import Settings
 from store.db import Database
 
 if TYPE_CHECKING:
-    from bot.appfirst import AppFirstClient
-    from bot.maintenance_backend import MaintenanceBackend
-    from bot.statuspage import StatusPageClient
+    from bot.backends.base import MaintenanceBackend
+    from bot.clients.appfirst import AppFirstClient
+    from bot.clients.statuspage import StatusPageClient
 
 
 def utcnow() -> datetime:
@@ -47,8 +47,8 @@ def build_upstreams(
     settings: Settings, *, http_timeout: float = 10.0
 ) -> tuple[StatusPageClient | None, AppFirstClient | None]:
     """The configured API clients (None where not configured); no network, no database."""
-    from bot.appfirst import AppFirstClient
-    from bot.statuspage import StatusPageClient
+    from bot.clients.appfirst import AppFirstClient
+    from bot.clients.statuspage import StatusPageClient
 
     statuspage = appfirst = None
     if settings.statuspage_url and settings.statuspage_api_key:
@@ -70,8 +70,8 @@ def build_context(
 ) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
-    from bot.maintenance_backend import make_backend
-    from bot.slack import make_slack_client
+    from bot.backends import make_backend
+    from bot.clients.slack import make_slack_client
 
     ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)

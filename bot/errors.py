@@ -27,6 +27,13 @@ __all__ = [
     "escape_controls",
     "upstream_text",
     "send_request",
+    "SitrepError",
+    "InputInvalid",
+    "NotFound",
+    "NotAllowed",
+    "FeatureDisabled",
+    "NotSupported",
+    "SubmissionFailed",
 ]
 
 _REDACTED = "[redacted]"
@@ -241,3 +248,43 @@ async def send_request(
         raise UpstreamUnavailable(service, "could not connect to it") from exc
     except httpx.TransportError as exc:
         raise UpstreamUnavailable(service, "the connection failed mid-request") from exc
+
+
+# --- errors meant for the person at the keyboard (rendered by handlers/errors.py) ---
+class SitrepError(Exception):
+    """Base: `str(err)` is a sentence the user can read."""
+
+
+class InputInvalid(SitrepError):
+    """Modal input problems, keyed by block ID, shown inside the modal so nothing is lost."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(errors.values()))
+
+
+class NotFound(SitrepError):
+    pass
+
+
+class NotAllowed(SitrepError):
+    pass
+
+
+class FeatureDisabled(SitrepError):
+    pass
+
+
+class NotSupported(SitrepError):
+    """The configured backend cannot do this; said plainly instead of failing."""
+
+
+class SubmissionFailed(SitrepError):
+    """The upstream did not take a submission; the draft keeps what was typed."""
+
+    def __init__(self, *, draft_id: int, kind: str, cause: UpstreamError, summary: str):
+        self.draft_id = draft_id
+        self.kind = kind
+        self.cause = cause
+        self.summary = summary
+        super().__init__(str(cause))

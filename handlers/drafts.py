@@ -5,9 +5,9 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.context import AppContext
+from bot.errors import NotFound
 from bot.services.drafts import draft_kind
-from bot.user_errors import NotFound
-from handlers import state
+from handlers import payload
 from handlers.errors import renders_errors
 from handlers.ids import DraftAction
 
@@ -16,7 +16,7 @@ def register(app: AsyncApp, ctx: AppContext, owners: dict) -> None:
     """`owners` maps a draft-kind prefix (`incident.`) to the feature's handlers."""
 
     async def owner_of(body: dict):
-        value = state.action_value(body)
+        value = payload.action_value(body)
         kind = await draft_kind(ctx, int(value)) if value.isdigit() else None
         for prefix, handlers in owners.items():
             if kind is not None and kind.startswith(prefix):

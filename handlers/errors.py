@@ -10,12 +10,19 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.clients.slack import tell_user
 from bot.context import AppContext
-from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized, UpstreamWrongURL
-from bot.slack import tell_user
-from bot.user_errors import InputInvalid, SitrepError, SubmissionFailed
+from bot.errors import (
+    InputInvalid,
+    SitrepError,
+    SubmissionFailed,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamUnauthorized,
+    UpstreamWrongURL,
+)
+from bot.messages.format import button, escape, section, truncate
 from handlers.ids import DraftAction
-from handlers.text import button, escape, section, truncate
 
 log = logging.getLogger(__name__)
 

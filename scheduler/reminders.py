@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from slack_sdk.errors import SlackApiError
 
 from bot.context import AppContext
-from scheduler import messages
+from bot.messages import maintenance as messages
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
 

@@ -13,11 +13,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bot.backends.base import BackendWindow
 from bot.context import AppContext
 from bot.errors import UpstreamError
-from bot.maintenance_backend import BackendWindow
-from scheduler import messages
-from scheduler.reminders import ACTIVE_STATES, cancel_window_reminders, schedule_window_reminders
+from bot.messages import maintenance as messages
+from scheduler.reminders import (
+    ACTIVE_STATES,
+    cancel_window_reminders,
+    schedule_window_reminders,
+)
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
 
@@ -37,7 +41,9 @@ class SyncReport:
 
 
 async def sync_windows(ctx: AppContext) -> SyncReport:
-    from bot.services.maintenance import MaintenanceService  # here: the service imports the scheduler
+    from bot.services.maintenance import (
+        MaintenanceService,  # here: the service imports the scheduler
+    )
 
     backend = ctx.maintenance
     report = SyncReport()

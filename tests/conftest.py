@@ -4,13 +4,16 @@ import pytest
 from pydantic import SecretStr
 
 from bot.settings import Settings
-from tests.fakes.appfirst import FakeAppFirst
-from tests.fakes.slack_api import FakeSlack
-from tests.fakes.statuspage import FakeStatusPage
-from tests.harness import SIGNING_SECRET, BotUnderTest, FakeClock
-
-CHANNEL = "C0SITREP"
-COMPONENTS = "API=3fa85f64-5717-4562-b3fc-2c963f66afa0,Website=3fa85f64-5717-4562-b3fc-2c963f66afa1"
+from tests.support.fakes.appfirst import FakeAppFirst
+from tests.support.fakes.slack_api import FakeSlack
+from tests.support.fakes.statuspage import FakeStatusPage
+from tests.support.harness import (
+    CHANNEL,
+    COMPONENTS,
+    SIGNING_SECRET,
+    BotUnderTest,
+    FakeClock,
+)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-import bot.appfirst
-from bot.appfirst import AppFirstClient, MaintenanceWindow, format_servers
+import bot.clients.appfirst
+from bot.clients.appfirst import AppFirstClient, MaintenanceWindow, format_servers
 from bot.errors import (
     UpstreamError,
     UpstreamNotFound,
@@ -23,7 +23,7 @@ from bot.errors import (
     UpstreamUnavailable,
     UpstreamWrongURL,
 )
-from tests.fakes.appfirst import SEED_SHIFT, FakeAppFirst
+from tests.support.fakes.appfirst import SEED_SHIFT, FakeAppFirst
 
 EMAIL = FakeAppFirst.DEFAULT_EMAIL
 KEY = FakeAppFirst.DEFAULT_API_KEY
@@ -389,7 +389,7 @@ async def test_list_windows_stops_on_empty_page() -> None:
 
 
 async def test_list_windows_has_a_page_cap(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bot.appfirst, "MAX_PAGES", 5)
+    monkeypatch.setattr(bot.clients.appfirst, "MAX_PAGES", 5)
     client, seen = paged_mock(
         lambda p: {"pagination": {"count": 10**9, "next": "x", "previous": None}, "data": [item(p)]}
     )

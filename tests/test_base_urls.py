@@ -10,13 +10,21 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.upstream import api_root
-from tests.conftest import CHANNEL
-from tests.fakes.appfirst import FakeAppFirst
-from tests.fakes.statuspage import FakeStatusPage
-from tests.harness import BotUnderTest
-from tests.maintenance_support import open_modal, schedule_values, wait_announcement, wait_answer
-from tests.test_incident_declare import declare_values, incidents_in_store, open_declare_modal
+from bot.clients.http import api_root
+from tests.support.fakes.appfirst import FakeAppFirst
+from tests.support.fakes.statuspage import FakeStatusPage
+from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.maintenance import (
+    open_modal,
+    schedule_values,
+    wait_announcement,
+    wait_answer,
+)
+from tests.test_incident_declare import (
+    declare_values,
+    incidents_in_store,
+    open_declare_modal,
+)
 
 SPELLINGS = ["", "/", "/api", "/api/"]
 

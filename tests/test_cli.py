@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import CHANNEL
-from tests.fakes.signing import command_body, slack_signature_headers
-from tests.harness import SIGNING_SECRET, free_port
+from tests.support.fakes.signing import command_body, slack_signature_headers
+from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port
 from tests.test_settings import SPEC_VARIABLES
 
 SITREP = Path(sys.executable).with_name("sitrep")

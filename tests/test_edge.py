@@ -3,7 +3,7 @@ requests get one log line and no traceback, and no piece of a secret an upstream
 reaches Slack or the log.
 
 The size tests run `sitrep run` as a real process and read its peak memory from /proc; the
-rest drive the in-process bot over HTTP (`tests/harness.py`) with the fakes.
+rest drive the in-process bot over HTTP (`tests/support/harness.py`) with the fakes.
 """
 
 from __future__ import annotations
@@ -32,10 +32,13 @@ from bot.edge import SlackEdge, payload_problem
 from bot.errors import UpstreamRejected, escape_controls, scrub, upstream_text
 from bot.settings import Settings
 from store.models import Draft
-from tests.conftest import CHANNEL
-from tests.fakes.signing import command_body, interaction_body, slack_signature_headers
-from tests.harness import SIGNING_SECRET, BotUnderTest, free_port
-from tests.maintenance_support import open_modal, schedule_values, wait_answer
+from tests.support.fakes.signing import (
+    command_body,
+    interaction_body,
+    slack_signature_headers,
+)
+from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, free_port
+from tests.support.maintenance import open_modal, schedule_values, wait_answer
 from tests.test_settings import SPEC_VARIABLES
 
 MiB = 1024 * 1024

@@ -14,9 +14,13 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.fakes.signing import command_body, interaction_body, slack_signature_headers
-from tests.fakes.slack_api import FakeSlack, SlackCall
-from tests.slack_limits import ack_problems
+from tests.support.fakes.signing import (
+    command_body,
+    interaction_body,
+    slack_signature_headers,
+)
+from tests.support.fakes.slack_api import FakeSlack, SlackCall
+from tests.support.slack_limits import ack_problems
 
 TOKEN = "xoxb-test-token"
 
@@ -558,8 +562,8 @@ def test_ack_problems_hold_http_answers_to_the_same_limits():
 def test_the_harness_fails_a_test_whose_bot_answers_what_slack_refuses():
     import httpx
 
-    from tests.fakes.signing import command_body
-    from tests.harness import BotUnderTest
+    from tests.support.fakes.signing import command_body
+    from tests.support.harness import BotUnderTest
 
     class Recorder:
         ack_violations: list[str] = []

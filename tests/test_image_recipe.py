@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import CHANNEL
-from tests.harness import SIGNING_SECRET, free_port
+from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port
 from tests.test_settings import SPEC_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,15 @@ from sqlalchemy import select
 from handlers.ids import DraftAction
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from store.models import Draft, Incident
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, checked, chose, chose_many, last_view, typed
+from tests.support.harness import (
+    CHANNEL,
+    BotUnderTest,
+    checked,
+    chose,
+    chose_many,
+    last_view,
+    typed,
+)
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 
@@ -170,7 +177,7 @@ def test_mentions_in_title_are_escaped(bot, slack, statuspage):
 
 
 def test_bad_signature_is_refused(bot, slack):
-    from tests.fakes.signing import command_body
+    from tests.support.fakes.signing import command_body
 
     response = bot.post(command_body("/incident", "declare x"), secret="wrong")
     assert response.status_code == 401

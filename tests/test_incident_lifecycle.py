@@ -9,8 +9,7 @@ import pytest
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
 from handlers.incident.views import MAX_MESSAGE_BLOCKS
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, chose, last_view, typed
+from tests.support.harness import CHANNEL, BotUnderTest, chose, last_view, typed
 from tests.test_incident_declare import (
     declare_values,
     drafts_in_store,

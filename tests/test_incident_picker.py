@@ -9,8 +9,7 @@ from datetime import datetime, timezone
 
 from handlers.incident.ids import Action, Block
 from store.models import Incident
-from tests.conftest import CHANNEL
-from tests.harness import chose, chose_external, typed
+from tests.support.harness import CHANNEL, chose, chose_external, typed
 from tests.test_incident_declare import incidents_in_store
 from tests.test_incident_lifecycle import declare, open_modal, thread_replies
 

@@ -8,9 +8,13 @@ import pytest
 
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, chose
-from tests.test_incident_declare import declare_values, drafts_in_store, incidents_in_store, open_declare_modal
+from tests.support.harness import CHANNEL, BotUnderTest, chose
+from tests.test_incident_declare import (
+    declare_values,
+    drafts_in_store,
+    incidents_in_store,
+    open_declare_modal,
+)
 from tests.test_incident_lifecycle import declare, open_modal, update_values
 
 STATUSES = ("Investigating", "Fix deployed", "Watching")

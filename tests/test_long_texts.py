@@ -17,9 +17,17 @@ from handlers.incident.ids import Block as IncidentBlock
 from handlers.maintenance.ids import Block
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, checked, chose, chose_external, chose_many, last_view, typed
-from tests.maintenance_support import (
+from tests.support.harness import (
+    CHANNEL,
+    BotUnderTest,
+    checked,
+    chose,
+    chose_external,
+    chose_many,
+    last_view,
+    typed,
+)
+from tests.support.maintenance import (
     T0,
     WINTER_END,
     WINTER_START,

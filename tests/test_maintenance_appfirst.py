@@ -13,10 +13,9 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Block, Callback
-from tests.conftest import CHANNEL
 from scheduler.sync import sync_windows
-from tests.harness import BotUnderTest, last_view
-from tests.maintenance_support import (
+from tests.support.harness import CHANNEL, BotUnderTest, last_view
+from tests.support.maintenance import (
     SUMMER_END,
     SUMMER_START,
     T0,

@@ -7,17 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.appfirst import AppFirstClient
-from bot.errors import UpstreamUnavailable
-from bot.maintenance_backend import (
+from bot.backends import (
     AppFirstMaintenance,
     BackendWindow,
     MaintenanceBackend,
     StatusPageMaintenance,
     make_backend,
 )
-from bot.statuspage import StatusPageClient
-from bot.user_errors import NotSupported
+from bot.clients.appfirst import AppFirstClient
+from bot.clients.statuspage import StatusPageClient
+from bot.errors import NotSupported, UpstreamUnavailable
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

@@ -12,9 +12,8 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Action, Block, Callback
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, last_view
-from tests.maintenance_support import (
+from tests.support.harness import CHANNEL, BotUnderTest, last_view
+from tests.support.maintenance import (
     API,
     SUMMER_END,
     SUMMER_START,

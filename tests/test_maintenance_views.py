@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.maintenance_backend import (
+from bot.backends import (
     AppFirstMaintenance,
     BackendWindow,
     StatusPageMaintenance,
@@ -18,7 +18,7 @@ from bot.settings import Component
 from handlers.maintenance import views
 from handlers.maintenance.ids import Block
 from store.models import MaintenanceWindow
-from tests.slack_limits import check_message, check_modal
+from tests.support.slack_limits import check_message, check_modal
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -167,7 +167,7 @@ def test_edit_modal_never_prefills_a_cut_value():
 
 
 def test_reminders_keep_their_sentence_with_a_huge_title():
-    from scheduler import messages
+    from bot.messages import maintenance as messages
 
     w = window(title="<!channel> " * 1000)
     for kind in ("heads_up", "started", "ended"):

@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.fakes.slack_api import default_shared_dir
+from tests.support.fakes.slack_api import default_shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_PACKAGES = ("bot", "handlers", "scheduler", "store")

@@ -19,8 +19,7 @@ from scheduler.reminders import (
     schedule_window_reminders,
 )
 from store.models import MaintenanceWindow, Reminder
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, FakeClock
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

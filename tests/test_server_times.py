@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from bot.maintenance_backend import BackendWindow
+from bot.backends.base import BackendWindow
 from bot.services.server_times import find_lost_write, offset_seen, to_send
 from store.db import Database
 from store.facts import get_fact, put_fact

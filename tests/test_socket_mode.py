@@ -19,14 +19,19 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from handlers.incident.ids import Action, Block
-from tests.conftest import CHANNEL
-from tests.fakes import socket_mode
-from tests.fakes.slack_api import APP_TOKEN
-from tests.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.harness import BotUnderTest, FakeClock, last_view
-from tests.socket_mode_support import SocketModeBotUnderTest
+from tests.support.fakes import socket_mode
+from tests.support.fakes.slack_api import APP_TOKEN
+from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, last_view
+from tests.support.socket_mode import SocketModeBotUnderTest
 from tests.test_incident_declare import declare_values, incidents_in_store
-from tests.test_incident_lifecycle import assert_update_landed, declare, open_modal, resolve_values, update_values
+from tests.test_incident_lifecycle import (
+    assert_update_landed,
+    declare,
+    open_modal,
+    resolve_values,
+    update_values,
+)
 
 
 @pytest.fixture

@@ -11,11 +11,10 @@ import sys
 import pytest
 
 from handlers.incident.ids import Action
-from tests.conftest import CHANNEL
-from tests.fakes.slack_api import APP_TOKEN
-from tests.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.harness import last_view
-from tests.socket_mode_support import SocketModeDriver
+from tests.support.fakes.slack_api import APP_TOKEN
+from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
+from tests.support.harness import CHANNEL, last_view
+from tests.support.socket_mode import SocketModeDriver
 from tests.test_cli import base_env, full_env, lines_starting, sitrep  # noqa: F401 - fixtures
 from tests.test_incident_declare import declare_values
 from tests.test_incident_lifecycle import resolve_values, update_values

@@ -14,14 +14,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from bot.errors import (
-    UpstreamError,
-    UpstreamRejected,
-    UpstreamUnauthorized,
-    UpstreamUnavailable,
-    UpstreamWrongURL,
-)
-from bot.statuspage import (
+from bot.clients.statuspage import (
     ApiResponse,
     IncidentCreateModel,
     IncidentUpdateModel,
@@ -29,7 +22,14 @@ from bot.statuspage import (
     OngoingMaintenance,
     StatusPageClient,
 )
-from tests.fakes.statuspage import FakeStatusPage
+from bot.errors import (
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+    UpstreamWrongURL,
+)
+from tests.support.fakes.statuspage import FakeStatusPage
 
 KEY = FakeStatusPage.DEFAULT_API_KEY
 COMPONENT = "3fa85f64-5717-4562-b3fc-2c963f66afa0"

@@ -11,9 +11,8 @@ from sqlalchemy import select
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import SyncReport, sync_windows
 from store.models import MaintenanceWindow
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest
-from tests.maintenance_support import (
+from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.maintenance import (
     WINTER_END,
     WINTER_START,
     open_modal,

@@ -6,9 +6,17 @@ import html
 
 import pytest
 
-from handlers import blocks as kit
-from handlers.text import clip, field, fit, fit_list, section, split_markup, text_sections
-from tests.slack_limits import check_modal
+from bot.messages import blocks as kit
+from bot.messages.format import (
+    clip,
+    field,
+    fit,
+    fit_list,
+    section,
+    split_markup,
+    text_sections,
+)
+from tests.support.slack_limits import check_modal
 
 
 def test_fit_escapes_and_cuts_visibly_never_inside_an_entity():

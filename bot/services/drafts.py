@@ -9,8 +9,7 @@ from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from bot.context import AppContext
-from bot.errors import UpstreamError
-from bot.user_errors import NotFound, SubmissionFailed
+from bot.errors import NotFound, SubmissionFailed, UpstreamError
 from store import drafts as draft_store
 
 log = logging.getLogger(__name__)

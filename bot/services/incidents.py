@@ -9,8 +9,9 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.context import AppContext
-from bot.errors import UpstreamRejected
+from bot.errors import FeatureDisabled, NotAllowed, NotFound, UpstreamRejected
 from bot.services.drafts import DraftFlow
 from bot.services.incident_forms import (
     DRAFT_DECLARE,
@@ -21,8 +22,6 @@ from bot.services.incident_forms import (
     UpdateForm,
     form_from_payload,
 )
-from bot.statuspage import IncidentCreateModel, IncidentUpdateModel
-from bot.user_errors import FeatureDisabled, NotAllowed, NotFound
 from handlers.incident import views
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent

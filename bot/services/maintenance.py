@@ -14,9 +14,17 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
+from bot.backends.base import BackendWindow, MaintenanceBackend
 from bot.context import AppContext
-from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnavailable
-from bot.maintenance_backend import BackendWindow, MaintenanceBackend
+from bot.errors import (
+    FeatureDisabled,
+    NotAllowed,
+    NotFound,
+    NotSupported,
+    UpstreamError,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from bot.services import server_times
 from bot.services.drafts import DraftFlow
 from bot.services.maintenance_forms import (
@@ -28,7 +36,6 @@ from bot.services.maintenance_forms import (
     ScheduleForm,
     form_from_payload,
 )
-from bot.user_errors import FeatureDisabled, NotAllowed, NotFound, NotSupported
 from handlers.maintenance import views
 from scheduler import reminders
 from store import facts

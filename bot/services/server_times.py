@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from bot.maintenance_backend import BackendWindow
+    from bot.backends.base import BackendWindow
 
 #: Time zones run from UTC−12 to UTC+14, in whole quarter hours.
 MAX_OFFSET = timedelta(hours=14)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.clients.slack import tell_user
 from bot.context import AppContext
-from bot.services.incident_forms import DRAFT_DECLARE, DRAFT_RESOLVE, DRAFT_UPDATE, DeclareForm, ResolveForm, UpdateForm
+from bot.errors import InputInvalid, NotFound
+from bot.messages.format import section
+from bot.services.incident_forms import (
+    DRAFT_DECLARE,
+    DRAFT_RESOLVE,
+    DRAFT_UPDATE,
+    DeclareForm,
+    ResolveForm,
+    UpdateForm,
+)
 from bot.services.incidents import IncidentService, Submitted
-from bot.slack import tell_user
-from bot.user_errors import InputInvalid, NotFound
-from handlers import state
+from handlers import payload
 from handlers.errors import renders_errors, who_and_where
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
-from handlers.text import section
 from store.models import Incident
 
 # Which block shows the error for each form field.
@@ -33,17 +40,17 @@ def _check(problems: dict[str, str]) -> None:
 
 def parse_declare(values: dict) -> DeclareForm:
     return DeclareForm(
-        title=state.text(values, Block.TITLE, Action.TITLE),
-        description=state.text(values, Block.DESCRIPTION, Action.DESCRIPTION),
-        status=state.selected(values, Block.STATUS, Action.STATUS) or "",
-        impact=state.selected(values, Block.IMPACT, Action.IMPACT) or "",
-        component_ids=tuple(state.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
-        notify=NOTIFY_VALUE in state.selected_many(values, Block.NOTIFY, Action.NOTIFY),
+        title=payload.text(values, Block.TITLE, Action.TITLE),
+        description=payload.text(values, Block.DESCRIPTION, Action.DESCRIPTION),
+        status=payload.selected(values, Block.STATUS, Action.STATUS) or "",
+        impact=payload.selected(values, Block.IMPACT, Action.IMPACT) or "",
+        component_ids=tuple(payload.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
+        notify=NOTIFY_VALUE in payload.selected_many(values, Block.NOTIFY, Action.NOTIFY),
     )
 
 
 def _incident_choice(values: dict) -> int:
-    chosen = state.selected(values, Block.INCIDENT, Action.INCIDENT)
+    chosen = payload.selected(values, Block.INCIDENT, Action.INCIDENT)
     if not chosen or not chosen.isdigit():
         raise InputInvalid({Block.INCIDENT: "Pick an incident."})
     return int(chosen)
@@ -56,7 +63,7 @@ class IncidentHandlers:
 
     # --- /incident ---------------------------------------------------------------------
     async def command(self, ack, body: dict) -> None:
-        sub, rest = state.split_command(body.get("text"))
+        sub, rest = payload.split_command(body.get("text"))
         if sub in ("", "declare"):
             await self.open_declare(ack, body, DeclareForm(title=rest))
         elif sub == "update":
@@ -124,33 +131,33 @@ class IncidentHandlers:
 
     # --- buttons on the announcement ---------------------------------------------------
     async def button_update(self, ack, body: dict) -> None:
-        await self.open_update(ack, body, ref=state.action_value(body))
+        await self.open_update(ack, body, ref=payload.action_value(body))
 
     async def button_resolve(self, ack, body: dict) -> None:
-        await self.open_resolve(ack, body, ref=state.action_value(body))
+        await self.open_resolve(ack, body, ref=payload.action_value(body))
 
     # --- modal submissions -------------------------------------------------------------
     async def submit_declare(self, ack, body: dict) -> None:
-        form = parse_declare(state.view_values(body))
+        form = parse_declare(payload.view_values(body))
         settings = self.ctx.settings
         _check(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts))
         await ack()
         await self._submit(body, DRAFT_DECLARE, form)
 
     async def submit_update(self, ack, body: dict) -> None:
-        values = state.view_values(body)
+        values = payload.view_values(body)
         form = UpdateForm(
             incident_id=_incident_choice(values),
-            status=state.selected(values, Block.STATUS, Action.STATUS) or "",
-            text=state.text(values, Block.UPDATE_TEXT, Action.UPDATE_TEXT),
+            status=payload.selected(values, Block.STATUS, Action.STATUS) or "",
+            text=payload.text(values, Block.UPDATE_TEXT, Action.UPDATE_TEXT),
         )
         _check(form.problems(statuses=self.ctx.settings.sitrep_incident_statuses))
         await ack()
         await self._submit(body, DRAFT_UPDATE, form)
 
     async def submit_resolve(self, ack, body: dict) -> None:
-        values = state.view_values(body)
-        form = ResolveForm(incident_id=_incident_choice(values), note=state.text(values, Block.NOTE, Action.NOTE))
+        values = payload.view_values(body)
+        form = ResolveForm(incident_id=_incident_choice(values), note=payload.text(values, Block.NOTE, Action.NOTE))
         await ack()
         await self._submit(body, DRAFT_RESOLVE, form)
 

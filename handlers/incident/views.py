@@ -5,11 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
-from bot.settings import Component
-from handlers import blocks as kit
-from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
-from handlers.text import (
+from bot.messages import blocks as kit
+from bot.messages.format import (
     SHORT_TITLE,
     button,
     context,
@@ -23,6 +20,9 @@ from handlers.text import (
     truncate,
     user,
 )
+from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
+from bot.settings import Component
+from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from store.models import Incident, IncidentEvent
 
 STATUS_EMOJI = {

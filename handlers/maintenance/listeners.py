@@ -6,15 +6,21 @@ from dataclasses import replace
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.clients.slack import tell_user
 from bot.context import AppContext
+from bot.errors import InputInvalid, NotFound
+from bot.messages.format import section
 from bot.services.maintenance import Done, MaintenanceService
-from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, CancelForm, ScheduleForm, format_servers
-from bot.slack import tell_user
-from bot.user_errors import InputInvalid, NotFound
-from handlers import state
+from bot.services.maintenance_forms import (
+    DRAFT_CANCEL,
+    DRAFT_EDIT,
+    CancelForm,
+    ScheduleForm,
+    format_servers,
+)
+from handlers import payload
 from handlers.errors import renders_errors, who_and_where
 from handlers.maintenance import views
-from handlers.text import section
 from handlers.maintenance.ids import Action, Block, Callback
 from store.models import MaintenanceWindow
 
@@ -34,12 +40,12 @@ def _check(problems: dict[str, str]) -> None:
 
 def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
     return ScheduleForm(
-        title=state.text(values, Block.TITLE, Action.TITLE),
-        description=state.text(values, Block.DESCRIPTION, Action.DESCRIPTION),
-        start=state.date_time(values, Block.START, Action.START),
-        end=state.date_time(values, Block.END, Action.END),
-        component_ids=tuple(state.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
-        servers_text=state.text(values, Block.SERVERS, Action.SERVERS),
+        title=payload.text(values, Block.TITLE, Action.TITLE),
+        description=payload.text(values, Block.DESCRIPTION, Action.DESCRIPTION),
+        start=payload.date_time(values, Block.START, Action.START),
+        end=payload.date_time(values, Block.END, Action.END),
+        component_ids=tuple(payload.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
+        servers_text=payload.text(values, Block.SERVERS, Action.SERVERS),
         window_id=window_id,
     )
 
@@ -60,7 +66,7 @@ def keep_unshown(form: ScheduleForm, metadata: dict, original: MaintenanceWindow
 
 
 def _window_of(body: dict) -> int:
-    window_id = state.metadata(body).get("window")
+    window_id = payload.metadata(body).get("window")
     if not isinstance(window_id, int):
         raise NotFound("That form no longer says which window it was for. Open it again with `/maintenance`.")
     return window_id
@@ -73,7 +79,7 @@ class MaintenanceHandlers:
 
     # --- /maintenance ------------------------------------------------------------------
     async def command(self, ack, body: dict) -> None:
-        sub, rest = state.split_command(body.get("text"))
+        sub, rest = payload.split_command(body.get("text"))
         if sub in ("", "schedule"):
             await self.open_schedule(ack, body, ScheduleForm(title=rest))
         elif sub == "list":
@@ -137,11 +143,11 @@ class MaintenanceHandlers:
 
     # --- the button on the announcement ------------------------------------------------
     async def button_cancel(self, ack, body: dict) -> None:
-        await self.open_cancel(ack, body, ref="#" + state.action_value(body))
+        await self.open_cancel(ack, body, ref="#" + payload.action_value(body))
 
     # --- modal submissions -------------------------------------------------------------
     async def submit_schedule(self, ack, body: dict) -> None:
-        form = parse_schedule(state.view_values(body))
+        form = parse_schedule(payload.view_values(body))
         _check(self.service.problems(form))
         await ack()
         user_id, channel_id = who_and_where(body)
@@ -151,7 +157,7 @@ class MaintenanceHandlers:
     async def submit_edit(self, ack, body: dict) -> None:
         window_id = _window_of(body)
         original = await self.service.get(window_id)
-        form = keep_unshown(parse_schedule(state.view_values(body), window_id=window_id), state.metadata(body), original)
+        form = keep_unshown(parse_schedule(payload.view_values(body), window_id=window_id), payload.metadata(body), original)
         _check(self.service.problems(form, original=original))
         await ack()
         user_id, channel_id = who_and_where(body)
@@ -159,7 +165,7 @@ class MaintenanceHandlers:
         await self._tell_done(user_id, channel_id, done)
 
     async def submit_cancel(self, ack, body: dict) -> None:
-        form = CancelForm(window_id=_window_of(body), note=state.text(state.view_values(body), Block.NOTE, Action.NOTE))
+        form = CancelForm(window_id=_window_of(body), note=payload.text(payload.view_values(body), Block.NOTE, Action.NOTE))
         await ack()
         user_id, channel_id = who_and_where(body)
         done = await self.service.cancel(form, user_id=user_id, channel_id=channel_id)

@@ -6,11 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot.services.maintenance_forms import DRAFT_CANCEL, DRAFT_EDIT, SERVERS_MAX, TEXT_MAX, TITLE_MAX, ScheduleForm
-from bot.settings import Component
-from handlers import blocks as kit
-from handlers.maintenance.ids import Action, Block, Callback
-from handlers.text import (
+from bot.messages import blocks as kit
+from bot.messages.format import (
     SHORT_TITLE,
     button,
     context,
@@ -23,10 +20,20 @@ from handlers.text import (
     text_sections,
     user,
 )
+from bot.services.maintenance_forms import (
+    DRAFT_CANCEL,
+    DRAFT_EDIT,
+    SERVERS_MAX,
+    TEXT_MAX,
+    TITLE_MAX,
+    ScheduleForm,
+)
+from bot.settings import Component
+from handlers.maintenance.ids import Action, Block, Callback
 from store.models import MaintenanceWindow
 
 if TYPE_CHECKING:
-    from bot.maintenance_backend import BackendWindow
+    from bot.backends.base import BackendWindow
     from bot.services.maintenance import Change, Done, ListedWindow, Listing
 
 MAX_MESSAGE_BLOCKS = 50

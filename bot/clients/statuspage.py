@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
+from bot.clients.http import UpstreamClient
 from bot.errors import (
     UpstreamRejected,
     UpstreamUnauthorized,
@@ -33,7 +34,6 @@ from bot.errors import (
     send_request,
     upstream_text,
 )
-from bot.upstream import UpstreamClient
 
 __all__ = [
     "SERVICE",

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from bot.clients.http import UpstreamClient
 from bot.errors import (
     UpstreamNotFound,
     UpstreamRejected,
@@ -29,7 +30,6 @@ from bot.errors import (
     send_request,
     upstream_text,
 )
-from bot.upstream import UpstreamClient
 
 __all__ = [
     "SERVICE",

@@ -13,7 +13,7 @@ does it) and the call is answered with Slack's own error: ``invalid_arguments`` 
 argument Slack does not know or a view it refuses (``views.*``), ``invalid_blocks`` for
 message blocks, ``msg_too_long`` for ``chat.update`` text past 4,000 characters,
 ``view_too_large`` — each with ``response_metadata.messages`` worded like Slack's. The
-Block Kit rules live in ``tests/slack_limits.py``; ``tests/harness.py`` holds the bot's
+Block Kit rules live in ``tests/support/slack_limits.py``; ``tests/support/harness.py`` holds the bot's
 HTTP answers (slash-command acks, ``response_action`` views, options) to the same rules.
 
 The server runs in its own thread with its own event loop, so it can be used from
@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from tests import slack_limits as limits
+from tests.support import slack_limits as limits
 
 __all__ = ["FakeSlack", "SlackCall", "load_method_docs", "default_shared_dir"]
 
@@ -101,7 +101,7 @@ def default_shared_dir() -> Path:
     env = os.environ.get("SITREP_SHARED_DIR")
     if env:
         return Path(env)
-    repo_root = Path(__file__).resolve().parents[2]
+    repo_root = Path(__file__).resolve().parents[3]
     return repo_root.parent / "shared"
 
 
@@ -539,7 +539,7 @@ class FakeSlack:
 
     @staticmethod
     def _check_blocks(method: str, args: Json) -> list[str]:
-        """Block Kit rules (``tests/slack_limits.py``), each worded like Slack's own message."""
+        """Block Kit rules (``tests/support/slack_limits.py``), each worded like Slack's own message."""
         problems: list[str] = []
         if method in MESSAGE_METHODS and "blocks" in args:
             problems += limits.message_problems(args["blocks"])

@@ -18,15 +18,17 @@ import uvicorn
 from bot.app import Sitrep
 from bot.context import build_context
 from bot.settings import Settings
-from tests.fakes.signing import (
+from tests.support.fakes.signing import (
     command_body,
     interaction_body,
     new_trigger_id,
     slack_signature_headers,
 )
-from tests.slack_limits import ack_problems
+from tests.support.slack_limits import ack_problems
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
+CHANNEL = "C0SITREP"
+COMPONENTS = "API=3fa85f64-5717-4562-b3fc-2c963f66afa0,Website=3fa85f64-5717-4562-b3fc-2c963f66afa1"
 
 
 class FakeClock:

@@ -10,6 +10,7 @@ import httpx
 
 from bot.errors import public_url
 
+
 def api_root(url: str) -> str:
     """The address the seed paths (`api/...`) hang from, ending in `/`.
 

@@ -1,7 +1,7 @@
 """Slack's limits on what we send, checked on plain dicts (slack_sdk checks only its models).
 
-One rule book for the fake Slack Web API (``tests/fakes/slack_api.py``), for what the bot
-answers in an HTTP ack (``tests/harness.py``) and for unit tests of the Block Kit builders.
+One rule book for the fake Slack Web API (``tests/support/fakes/slack_api.py``), for what the bot
+answers in an HTTP ack (``tests/support/harness.py``) and for unit tests of the Block Kit builders.
 Numbers come from ``../shared/slack/README.md`` and Block Kit's reference; each problem is
 worded like Slack's own ``response_metadata.messages`` (``[ERROR] … [json-pointer:/…]``).
 

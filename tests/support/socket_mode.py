@@ -13,9 +13,9 @@ from typing import Any
 from bot.app import Sitrep
 from bot.context import build_context
 from bot.settings import Settings
-from tests.fakes.signing import command_fields
-from tests.fakes.socket_mode import Envelope, FakeSocketMode
-from tests.harness import FakeClock, click_payload, submission_payload
+from tests.support.fakes.signing import command_fields
+from tests.support.fakes.socket_mode import Envelope, FakeSocketMode
+from tests.support.harness import FakeClock, click_payload, submission_payload
 
 
 class Ack:

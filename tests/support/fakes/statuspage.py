@@ -7,10 +7,10 @@ answering while a test's loop is blocked, and sync tests can use it too::
         client = StatusPageClient(sp.url, sp.api_key)
 
 It answers with the seed envelopes and messages verbatim, and is deliberately
-independent of ``bot.statuspage`` so a bug in the client cannot hide itself.
+independent of ``bot.clients.statuspage`` so a bug in the client cannot hide itself.
 
 The threading plumbing (:class:`BackgroundServer`, :class:`RecordedRequest`)
-is shared with ``tests/fakes/appfirst.py``.
+is shared with ``tests/support/fakes/appfirst.py``.
 """
 
 from __future__ import annotations

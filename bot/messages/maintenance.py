@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from handlers.text import SHORT_TITLE, context, escape, fit, section, slack_date
+from bot.messages.format import SHORT_TITLE, context, escape, fit, section, slack_date
 from store.models import MaintenanceWindow
 
 

@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from tests.fakes.slack_api import APP_ID, FakeSlack
+from tests.support.fakes.slack_api import APP_ID, FakeSlack
 
 __all__ = ["FakeSocketMode", "Envelope", "ACK_DEADLINE"]
 

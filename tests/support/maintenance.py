@@ -9,8 +9,14 @@ from sqlalchemy import select
 
 from handlers.maintenance.ids import Action, Block
 from store.models import Draft, MaintenanceWindow
-from tests.conftest import CHANNEL
-from tests.harness import BotUnderTest, chose_many, last_view, picked_time, typed
+from tests.support.harness import (
+    CHANNEL,
+    BotUnderTest,
+    chose_many,
+    last_view,
+    picked_time,
+    typed,
+)
 
 NY = ZoneInfo("America/New_York")
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)

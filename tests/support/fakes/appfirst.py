@@ -1,6 +1,6 @@
 """A fake AppFirst maintenance-windows API (seed 003) served over real HTTP.
 
-Same threading model as :class:`tests.fakes.statuspage.FakeStatusPage`::
+Same threading model as :class:`tests.support.fakes.statuspage.FakeStatusPage`::
 
     with FakeAppFirst() as fa:
         client = AppFirstClient(fa.url, fa.email, fa.api_key)
@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.statuspage import BackgroundServer
+from tests.support.fakes.statuspage import BackgroundServer
 
 __all__ = ["FakeAppFirst", "SEED_LIST_BODY", "SEED_SHIFT"]
 

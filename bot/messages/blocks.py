@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from handlers.text import MAX_OPTION_VALUE, plain, truncate
+from bot.messages.format import MAX_OPTION_VALUE, plain, truncate
 
 MAX_OPTIONS = 100  # options in one select, and option groups in one select
 MAX_INPUT_LENGTH = 3000  # the most a plain_text_input can hold
