@@ -200,6 +200,31 @@ class BotUnderTest:
     ) -> httpx.Response:
         return self.post(interaction_body(click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)))
 
+    def suggest(
+        self, view: dict, *, block_id: str, action_id: str, value: str = "", user: str = "U123"
+    ) -> httpx.Response:
+        """A `block_suggestion`: Slack asking an external select's options as the person types."""
+        payload = {
+            "type": "block_suggestion",
+            "team": {"id": "T1", "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+            "api_app_id": "ABOT",
+            "token": "verification-token",
+            "container": {"type": "view", "view_id": view.get("id", "V1")},
+            "action_id": action_id,
+            "block_id": block_id,
+            "value": value,
+            "view": {
+                "id": view.get("id", "V1"),
+                "type": "modal",
+                "callback_id": view.get("callback_id", ""),
+                "private_metadata": view.get("private_metadata", ""),
+                "state": {"values": {}},
+                "blocks": view.get("blocks", []),
+            },
+        }
+        return self.post(interaction_body(payload))
+
 
 # --- interaction payloads as Slack builds them (posted over HTTP, or sent over Socket Mode) ---------
 
@@ -237,32 +262,6 @@ def click_payload(action_id: str, value: str, *, user: str = "U123", channel: st
         "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
         "response_url": "http://127.0.0.1:9/resp",
     }
-
-
-    def suggest(
-        self, view: dict, *, block_id: str, action_id: str, value: str = "", user: str = "U123"
-    ) -> httpx.Response:
-        """A `block_suggestion`: Slack asking an external select's options as the person types."""
-        payload = {
-            "type": "block_suggestion",
-            "team": {"id": "T1", "domain": "example"},
-            "user": {"id": user, "username": user.lower(), "team_id": "T1"},
-            "api_app_id": "ABOT",
-            "token": "verification-token",
-            "container": {"type": "view", "view_id": view.get("id", "V1")},
-            "action_id": action_id,
-            "block_id": block_id,
-            "value": value,
-            "view": {
-                "id": view.get("id", "V1"),
-                "type": "modal",
-                "callback_id": view.get("callback_id", ""),
-                "private_metadata": view.get("private_metadata", ""),
-                "state": {"values": {}},
-                "blocks": view.get("blocks", []),
-            },
-        }
-        return self.post(interaction_body(payload))
 
 
 def last_view(slack, method: str = "views.open") -> dict:
