@@ -16,15 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+import handlers
 from bot.context import AppContext
 from bot.edge import SlackEdge
+from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
 
 
 def build_bolt_app(ctx: AppContext) -> AsyncApp:
-    import handlers
-
     settings = ctx.settings
     # Bolt gets a token-less twin of our client: the token comes from `authorize`, so
     # Bolt neither warns about two sources nor keeps a second copy of the secret.
@@ -86,8 +86,6 @@ class Sitrep:
     injected clock run the reminders themselves); a real bot always runs with timers."""
 
     def __init__(self, ctx: AppContext, *, timers: bool = True):
-        from scheduler.runner import ReminderScheduler
-
         self.ctx = ctx
         self.bolt = build_bolt_app(ctx)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
@@ -148,9 +146,10 @@ class Sitrep:
     async def serve_socket_mode(self, stop: asyncio.Event | None = None) -> None:
         """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
         or until `stop` is set by whoever runs it off the main thread."""
+        # Only Socket Mode needs these: an HTTP deployment never loads the websocket stack.
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-        from bot.socket_mode import first_connection_url
+        from bot.socket_mode import first_connection_url  # loaded when used (start-up cost)
 
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()

@@ -49,9 +49,10 @@ class Unusable(Exception):
 
 
 async def _run(settings: Settings) -> None:
+    # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.app import Sitrep
-    from bot.context import build_context
-    from store.db import DatabaseUnusable
+    from bot.context import build_context  # loaded when used (start-up cost)
+    from store.db import DatabaseUnusable  # loaded when used (start-up cost)
 
     try:
         ctx = build_context(settings)
@@ -77,6 +78,7 @@ _KEY_SETTING = {"status page": "STATUSPAGE_API_KEY", "appfirst": "APPFIRST_EMAIL
 def _upstream_reason(name: str, url: str, exc: Exception) -> str:
     """One line for `sitrep check`: what went wrong, the URL tried, and what to look at —
     never "try again later", which is no advice for a configuration mistake."""
+    # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.errors import UpstreamError, UpstreamUnauthorized, UpstreamWrongURL
 
     if isinstance(exc, UpstreamWrongURL):
@@ -91,9 +93,10 @@ def _upstream_reason(name: str, url: str, exc: Exception) -> str:
 async def check(settings: Settings, out=print) -> int:
     """Reach every configured service; one line each. The exit code: 0 when everything
     answered, 1 when a service failed, 2 when `DATABASE_URL` cannot be used."""
+    # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.clients.slack import make_slack_client
-    from bot.context import build_upstreams
-    from store.db import Database, DatabaseUnusable
+    from bot.context import build_upstreams  # loaded when used (start-up cost)
+    from store.db import Database, DatabaseUnusable  # loaded when used (start-up cost)
 
     slack = make_slack_client(settings)
     statuspage, appfirst = build_upstreams(settings)
@@ -144,6 +147,7 @@ async def check(settings: Settings, out=print) -> int:
 async def _check_socket_mode(slack, settings: Settings, out) -> bool:
     """Ask Slack for a websocket URL with the app token, as `sitrep run` does first. The check
     does not connect: Slack would hand a running bot's commands to that connection too."""
+    # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.socket_mode import SocketModeRefused, open_connection_url
 
     if settings.slack_app_token is None:
@@ -225,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; under the
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.socket_mode import SocketModeRefused
 
     try:

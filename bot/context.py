@@ -10,13 +10,17 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.channel import Channel
 from bot.settings import Settings
 from store.db import Database
 
+from bot.backends import make_backend
+from bot.clients.appfirst import AppFirstClient
+from bot.clients.slack import make_slack_client
+from bot.clients.statuspage import StatusPageClient
+
 if TYPE_CHECKING:
     from bot.backends.base import MaintenanceBackend
-    from bot.clients.appfirst import AppFirstClient
-    from bot.clients.statuspage import StatusPageClient
 
 
 def utcnow() -> datetime:
@@ -36,6 +40,16 @@ class AppContext:
     # Set by the running scheduler: called when reminder rows change, so it re-plans its wake-up.
     wake_reminders: Callable[[], Awaitable[None]] | None = None
 
+    @property
+    def channel(self) -> Channel:
+        """SITREP_CHANNEL, where every announcement and thread lives."""
+        return Channel(self.slack, self.settings.sitrep_channel)
+
+    async def wake(self) -> None:
+        """Tell the running scheduler that reminder rows changed (no-op without one)."""
+        if self.wake_reminders is not None:
+            await self.wake_reminders()
+
     async def aclose(self) -> None:
         for client in (self.statuspage, self.appfirst):
             if client is not None:
@@ -47,9 +61,6 @@ def build_upstreams(
     settings: Settings, *, http_timeout: float = 10.0
 ) -> tuple[StatusPageClient | None, AppFirstClient | None]:
     """The configured API clients (None where not configured); no network, no database."""
-    from bot.clients.appfirst import AppFirstClient
-    from bot.clients.statuspage import StatusPageClient
-
     statuspage = appfirst = None
     if settings.statuspage_url and settings.statuspage_api_key:
         statuspage = StatusPageClient(
@@ -70,9 +81,6 @@ def build_context(
 ) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
-    from bot.backends import make_backend
-    from bot.clients.slack import make_slack_client
-
     ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from slack_bolt.async_app import AsyncApp
 
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.services.drafts import draft_kind
-from handlers import payload
+import handlers.payload as payload
 from handlers.errors import renders_errors
 from handlers.ids import DraftAction
+from store.states import DraftKind
 
 
-def register(app: AsyncApp, ctx: AppContext, owners: dict) -> None:
-    """`owners` maps a draft-kind prefix (`incident.`) to the feature's handlers."""
+def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
+    """`owners` maps a feature (`DraftKind.feature`: `incident`) to its draft handlers."""
 
     async def owner_of(body: dict):
         value = payload.action_value(body)
         kind = await draft_kind(ctx, int(value)) if value.isdigit() else None
-        for prefix, handlers in owners.items():
-            if kind is not None and kind.startswith(prefix):
-                return int(value), handlers
+        if kind in {k.value for k in DraftKind} and DraftKind(kind).feature in owners:
+            return int(value), owners[DraftKind(kind).feature]
         raise NotFound("That submission is no longer kept.")
 
     async def retry(ack, body: dict) -> None:

@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
 from scheduler.reminders import run_due_reminders
+from scheduler.sync import sync_windows
 from store import reminders as reminder_store
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,6 @@ class ReminderScheduler:
         await self.wake()
 
     async def _sync(self) -> None:
-        from scheduler.sync import sync_windows
-
         task = asyncio.current_task()
         if task is not None:
             self._track(task)

@@ -11,22 +11,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from bot.backends.base import BackendWindow
 from bot.context import AppContext
 from bot.errors import UpstreamError
 from bot.messages import maintenance as messages
-from scheduler.reminders import (
-    ACTIVE_STATES,
-    cancel_window_reminders,
-    schedule_window_reminders,
-)
+from bot.services.maintenance import MaintenanceService
+from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
-
-if TYPE_CHECKING:
-    from bot.services.maintenance import MaintenanceService
+from store.states import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +35,6 @@ class SyncReport:
 
 
 async def sync_windows(ctx: AppContext) -> SyncReport:
-    from bot.services.maintenance import (
-        MaintenanceService,  # here: the service imports the scheduler
-    )
-
     backend = ctx.maintenance
     report = SyncReport()
     if backend is None:
@@ -74,7 +64,7 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await service.adopt_external(upstream)
             report.adopted += 1
             continue
-        if row.state not in ACTIVE_STATES:
+        if not WindowState(row.state).active:
             continue
         if not backend.lists_all:
             report.moved += await _follow_listed_end(ctx, service, row, upstream, now=now)
@@ -89,8 +79,7 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await schedule_window_reminders(ctx, row.id)
             async with ctx.db.session() as session:
                 stored = await window_store.get_window(session, row.id)
-            text, blocks = messages.moved_outside(stored, before=(row.start, row.end), service=backend.service)
-            await service.post_in_thread(row.id, text, blocks)
+            await service.post_in_thread(row.id, messages.moved_outside(stored, before=(row.start, row.end), service=backend.service))
             await service.refresh_announcement(row.id)
             report.moved += 1
 
@@ -112,11 +101,10 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await cancel_window_reminders(ctx, row.id)
             async with ctx.db.session() as session:
                 stored = await window_store.get_window(session, row.id)
-            text, blocks = messages.vanished(stored, service=backend.service)
-            await service.post_in_thread(row.id, text, blocks, broadcast=True)
+            await service.post_in_thread(row.id, messages.vanished(stored, service=backend.service), broadcast=True)
             await service.refresh_announcement(row.id)
             report.vanished += 1
-        elif row.state == "in_progress" and row.end is None:
+        elif row.state == WindowState.IN_PROGRESS and row.end is None:
             # Adopted from the status page's in-progress list, which gave no end: leaving the
             # list is the only end the status page tells. Its "ended" reminder, due now, is
             # posted once like any other. A window with an end is not touched here: it is
@@ -153,7 +141,7 @@ async def _follow_listed_end(
     if row.end is not None:  # one adopted without an end only learned it: no news in the thread
         async with ctx.db.session() as session:
             stored = await window_store.get_window(session, row.id)
-        text, blocks = messages.moved_outside(stored, before=(row.start, row.end), service=ctx.maintenance.service)
-        await service.post_in_thread(row.id, text, blocks)
+        moved = messages.moved_outside(stored, before=(row.start, row.end), service=ctx.maintenance.service)
+        await service.post_in_thread(row.id, moved)
     await service.refresh_announcement(row.id)
     return 1

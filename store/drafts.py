@@ -9,8 +9,9 @@ from sqlalchemy import or_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Draft
+from store.states import DraftState
 
-SENDING, FAILED, DONE = "sending", "failed", "done"
+SENDING, FAILED, DONE = DraftState.SENDING, DraftState.FAILED, DraftState.DONE
 
 
 async def keep_draft(

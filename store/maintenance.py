@@ -9,9 +9,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import MaintenanceWindow
+from store.states import ACTIVE_WINDOW_STATES, WindowState
 
 #: States in which a window still matters to people (not cancelled, not over).
-ACTIVE_STATES = ("scheduled", "in_progress")
+ACTIVE_STATES = ACTIVE_WINDOW_STATES
 
 
 async def add_window(session: AsyncSession, window: MaintenanceWindow) -> MaintenanceWindow:
@@ -84,7 +85,7 @@ async def cancel_if_active(session: AsyncSession, window_id: int, *, now: dateti
     done = await session.execute(
         update(MaintenanceWindow)
         .where(MaintenanceWindow.id == window_id, MaintenanceWindow.state.in_(ACTIVE_STATES))
-        .values(state="cancelled", updated_at=now)
+        .values(state=WindowState.CANCELLED, updated_at=now)
     )
     return done.rowcount == 1
 
@@ -108,6 +109,6 @@ async def move_if_unchanged(
     )
     values: dict = {"start": start, "end": end, "updated_at": now}
     if start is not None and start > now:
-        values["state"] = "scheduled"  # moved into the future: it has not started after all
+        values["state"] = WindowState.SCHEDULED  # moved into the future (`WindowState.rescheduled`)
     done = await session.execute(query.values(**values))
     return done.rowcount == 1

@@ -18,6 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from store.states import DraftState, ReminderState, WindowState
+
 
 class UTCDateTime(TypeDecorator):
     """Stored as naive UTC (SQLite keeps no zone), always handed back aware."""
@@ -99,7 +101,7 @@ class Draft(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
     payload: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, failed, done
+    state: Mapped[str] = mapped_column(String(16), default=DraftState.SENDING)  # a DraftState
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
@@ -121,14 +123,12 @@ class MaintenanceWindow(Base):
     end: Mapped[datetime | None] = mapped_column(default=None)  # None: the backend did not say (status page's in-progress list)
     components: Mapped[list[str]] = mapped_column(default=list)
     servers: Mapped[list[int]] = mapped_column(default=list)
-    state: Mapped[str] = mapped_column(String(16), default="scheduled")  # scheduled, in_progress, completed, cancelled
+    state: Mapped[str] = mapped_column(String(16), default=WindowState.SCHEDULED)  # a WindowState
     channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     created_by: Mapped[str | None] = mapped_column(String(32), default=None)  # None: made outside Slack
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-
-    reminders: Mapped[list[Reminder]] = relationship(back_populates="window", order_by="Reminder.due_at", lazy="selectin")
 
 
 class Reminder(Base):
@@ -139,16 +139,14 @@ class Reminder(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     window_id: Mapped[int] = mapped_column(ForeignKey("maintenance_windows.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(16))  # heads_up, started, ended
+    kind: Mapped[str] = mapped_column(String(16))  # a ReminderKind
     due_at: Mapped[datetime] = mapped_column(index=True)
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, claimed, posted, skipped, cancelled
+    state: Mapped[str] = mapped_column(String(16), default=ReminderState.PENDING)  # a ReminderState
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     posted_at: Mapped[datetime | None] = mapped_column(default=None)
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     late: Mapped[bool] = mapped_column(default=False)
-
-    window: Mapped[MaintenanceWindow] = relationship(back_populates="reminders")
 
 
 class UpstreamFact(Base):

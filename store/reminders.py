@@ -9,8 +9,15 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import MaintenanceWindow, Reminder
+from store.states import ClaimResult, ReminderState
 
-PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = "pending", "claimed", "posted", "skipped", "cancelled"
+PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = (
+    ReminderState.PENDING,
+    ReminderState.CLAIMED,
+    ReminderState.POSTED,
+    ReminderState.SKIPPED,
+    ReminderState.CANCELLED,
+)
 
 
 async def reminders_of(session: AsyncSession, window_id: int) -> dict[str, Reminder]:
@@ -55,22 +62,21 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
 
 async def claim(
     session: AsyncSession, reminder_id: int, *, instance: str, now: datetime, stale_before: datetime
-) -> str | None:
-    """Take a reminder for this process. Returns `fresh`, `stale` (a dead claim taken
-    over: the post may already be in Slack) or None when someone else holds it."""
+) -> ClaimResult:
+    """Take a reminder for this process (`ClaimResult`: a stale one may be in Slack already)."""
     taken = await session.execute(
         update(Reminder)
         .where(Reminder.id == reminder_id, Reminder.state == PENDING)
         .values(state=CLAIMED, claimed_by=instance, claimed_at=now)
     )
     if taken.rowcount == 1:
-        return "fresh"
+        return ClaimResult.FRESH
     taken = await session.execute(
         update(Reminder)
         .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_at < stale_before)
         .values(state=CLAIMED, claimed_by=instance, claimed_at=now)
     )
-    return "stale" if taken.rowcount == 1 else None
+    return ClaimResult.STALE if taken.rowcount == 1 else ClaimResult.NONE
 
 
 async def finish(

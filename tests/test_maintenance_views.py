@@ -11,7 +11,9 @@ from bot.backends import (
     AppFirstMaintenance,
     BackendWindow,
     StatusPageMaintenance,
+    backend_named,
 )
+from bot.messages import maintenance as messages
 from bot.services.maintenance import Change, Done, ListedWindow, Listing
 from bot.services.maintenance_forms import DRAFT_SCHEDULE, ScheduleForm, parse_servers
 from bot.settings import Component
@@ -66,21 +68,21 @@ def test_cancel_modal_fits_and_escapes():
 
 def test_announcement_fits_with_huge_fields():
     w = window(title="<@U9> " * 2000, description="d" * 10000, servers=list(range(3000)))
-    text, blocks = views.announcement(w)
+    text, blocks = messages.announcement(w, backend_named(w.backend))
     check_message(blocks, text)
     assert "more" in json.dumps(blocks) and "…" in text
     assert "<@U9>" not in text + json.dumps(blocks)
     sp = window(backend="statuspage", servers=[], components=["API " * 1000], end=None, created_by=None)
-    _, blocks = views.announcement(sp)
+    _, blocks = messages.announcement(sp, backend_named(sp.backend))
     check_message(blocks)
     assert "outside Slack, on the status page" in json.dumps(blocks) and "Not given" in json.dumps(blocks)
 
 
 @pytest.mark.parametrize("state", ["scheduled", "in_progress", "completed", "cancelled"])
 def test_announcement_shows_state_and_offers_cancel_only_while_active(state):
-    _, blocks = views.announcement(window(state=state))
+    _, blocks = messages.announcement(window(state=state), AppFirstMaintenance)
     body = json.dumps(blocks)
-    assert views.STATE_LABEL[state] in body
+    assert messages.STATE_LABEL[state] in body
     assert ("maintenance_cancel_button" in body) == (state in ("scheduled", "in_progress"))
 
 
@@ -128,7 +130,7 @@ def test_list_says_how_old_the_record_is_when_the_api_did_not_answer():
 def test_edited_reply_and_shift_note_use_date_tokens():
     w = window()
     old = T0 + timedelta(hours=1)
-    _, blocks = views.edited_reply(w, [Change("start", old, w.start), Change("title", "<!here>", "b")], "U1", T0)
+    _, blocks = messages.edited_reply(w, [Change("start", old, w.start), Change("title", "<!here>", "b")], "U1", T0)
     body = json.dumps(blocks)
     assert f"<!date^{int(old.timestamp())}^" in body and "&lt;!here&gt;" in body
     text, blocks = views.done_answer(Done(kind=DRAFT_SCHEDULE, window=w, entered=(T0, T0 + timedelta(hours=1))))
@@ -167,8 +169,6 @@ def test_edit_modal_never_prefills_a_cut_value():
 
 
 def test_reminders_keep_their_sentence_with_a_huge_title():
-    from bot.messages import maintenance as messages
-
     w = window(title="<!channel> " * 1000)
     for kind in ("heads_up", "started", "ended"):
         text, blocks = messages.reminder(w, kind, lead_minutes=15, late_since=T0)

@@ -12,12 +12,8 @@ from sqlalchemy import select
 
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from scheduler.reminders import (
-    METADATA_EVENT,
-    cancel_window_reminders,
-    run_due_reminders,
-    schedule_window_reminders,
-)
+from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
+from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 

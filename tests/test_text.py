@@ -86,10 +86,10 @@ def test_selects_past_100_options_use_groups_so_every_initial_option_is_offered(
     assert [len(g["options"]) for g in element["option_groups"]] == [100, 100, 50]
     assert element["option_groups"][2]["label"]["text"] == "Components 201–250"
     assert [o["value"] for o in element["initial_options"]] == ["id-0", "id-249"]
-    view = kit.modal("cb", "Title", "Go", [kit.input("b", "Components", element)], {})
+    view = kit.modal("cb", "Title", "Go", [kit.input_block("b", "Components", element)], {})
     check_modal(view)
     single = kit.select("s", options, "id-200", "Pick")
     assert single["initial_option"]["value"] == "id-200" and "option_groups" in single
-    check_modal(kit.modal("cb", "Title", "Go", [kit.input("b", "One", single)], {}))
+    check_modal(kit.modal("cb", "Title", "Go", [kit.input_block("b", "One", single)], {}))
     with pytest.raises(ValueError):
         kit.option("label", "v" * 151)

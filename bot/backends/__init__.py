@@ -10,7 +10,25 @@ from bot.clients.appfirst import AppFirstClient
 from bot.clients.statuspage import StatusPageClient
 from bot.settings import Settings
 
-__all__ = ["AppFirstMaintenance", "BackendWindow", "MaintenanceBackend", "StatusPageMaintenance", "make_backend"]
+__all__ = [
+    "AppFirstMaintenance",
+    "BackendWindow",
+    "MaintenanceBackend",
+    "StatusPageMaintenance",
+    "backend_named",
+    "make_backend",
+]
+
+_BY_NAME: dict[str, type[MaintenanceBackend]] = {
+    StatusPageMaintenance.name: StatusPageMaintenance,
+    AppFirstMaintenance.name: AppFirstMaintenance,
+}
+
+
+def backend_named(name: str) -> type[MaintenanceBackend]:
+    """The backend class a stored window names (`MaintenanceWindow.backend`), for its
+    names and capabilities where only the stored row is at hand."""
+    return _BY_NAME[name]
 
 
 def make_backend(

@@ -18,6 +18,9 @@ class AppFirstMaintenance:
 
     name: ClassVar[BackendName] = "appfirst"
     service = "AppFirst"
+    display_name = "AppFirst"
+    origin = "in AppFirst"
+    cancel_effect = "AppFirst will delete the window."
     can_edit = True
     can_cancel = True
     lists_all = True

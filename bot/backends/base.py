@@ -55,6 +55,12 @@ class MaintenanceBackend(Protocol):
     name: BackendName
     #: How the upstream is called in sentences ("the status page", "AppFirst").
     service: str
+    #: The same at the start of a sentence or a label ("The status page", "AppFirst").
+    display_name: str
+    #: Where a window made outside Slack was made ("on the status page", "in AppFirst").
+    origin: str
+    #: What cancelling does there, said in the cancel form.
+    cancel_effect: str
     #: Times, title and targets can be changed after creation.
     can_edit: bool
     #: A window can be called off (AppFirst deletes it; the status page resolves its incident).

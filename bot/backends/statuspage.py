@@ -19,6 +19,9 @@ class StatusPageMaintenance:
 
     name: ClassVar[BackendName] = "statuspage"
     service = "the status page"
+    display_name = "The status page"
+    origin = "on the status page"
+    cancel_effect = "The status page will resolve its maintenance."
     can_edit = False
     can_cancel = True
     lists_all = False

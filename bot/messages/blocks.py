@@ -67,7 +67,7 @@ def external_select(action_id: str, initial: tuple[str, str] | None, placeholder
     return element
 
 
-def input(block_id: str, label: str, element: dict, *, optional: bool = False, hint: str | None = None) -> dict:
+def input_block(block_id: str, label: str, element: dict, *, optional: bool = False, hint: str | None = None) -> dict:
     block = {"type": "input", "block_id": block_id, "label": plain(label), "element": element, "optional": optional}
     if hint:
         block["hint"] = plain(hint, 150)

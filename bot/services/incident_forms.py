@@ -6,12 +6,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from store.states import DraftKind
+
 TITLE_MAX = 150
 TEXT_MAX = 3000
 
-DRAFT_DECLARE = "incident.declare"
-DRAFT_UPDATE = "incident.update"
-DRAFT_RESOLVE = "incident.resolve"
+DRAFT_DECLARE = DraftKind.DECLARE
+DRAFT_UPDATE = DraftKind.UPDATE
+DRAFT_RESOLVE = DraftKind.RESOLVE
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-
+from bot.channel import Message, Posted
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.context import AppContext
+from bot.messages import incident as messages
 from bot.errors import FeatureDisabled, NotAllowed, NotFound, UpstreamRejected
 from bot.services.drafts import DraftFlow
 from bot.services.incident_forms import (
@@ -22,7 +22,6 @@ from bot.services.incident_forms import (
     UpdateForm,
     form_from_payload,
 )
-from handlers.incident import views
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent
 
@@ -71,13 +70,6 @@ class IncidentService:
         if not incident.is_open:
             raise NotFound(f"Incident #{incident.id} is already resolved.")
         return incident
-
-    async def _fetch_permalink(self, channel: str, ts: str) -> str | None:
-        try:
-            answer = await self.ctx.slack.chat_getPermalink(channel=channel, message_ts=ts)
-            return answer.get("permalink")
-        except SlackApiError:
-            return None
 
     # --- writes ----------------------------------------------------------------------
     async def submit(
@@ -154,7 +146,7 @@ class IncidentService:
             event = await incident_store.add_event(
                 session, incident, kind="update", status=form.status, text=form.text, user_id=user_id, at=now
             )
-        warning = await self._publish(incident, event.id, views.update_reply(incident, event))
+        warning = await self._publish(incident, event.id, messages.update_reply(incident, event))
         incident = await self._reload(incident.id)
         return Submitted(incident=incident, permalink=incident.permalink, warning=warning)
 
@@ -182,7 +174,7 @@ class IncidentService:
             event = await incident_store.add_event(
                 session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
             )
-        reply = views.resolved_reply(incident, event) if announce else None
+        reply = messages.resolved_reply(incident, event) if announce else None
         warning = await self._publish(incident, event.id, reply, broadcast=True)
         return await self._reload(incident.id), warning
 
@@ -190,58 +182,50 @@ class IncidentService:
         async with self.ctx.db.session() as session:
             return await incident_store.get_incident(session, incident_id)
 
+    def _at(self, incident: Incident) -> Posted | None:
+        return Posted(incident.channel_id, incident.message_ts) if incident.message_ts else None
+
     async def _publish(
         self,
         incident: Incident,
         event_id: int | None = None,
-        reply: tuple[str, list[dict]] | None = None,
+        reply: Message | None = None,
         *,
         broadcast: bool = False,
     ) -> str | None:
         """Bring Slack up to date: the announcement (posted now if it never was), the
         thread reply, the parent edited. The status page already took the change, so Slack
         trouble is reported back as a warning, never as a failed submission to retry."""
-        try:
+        channel = self.ctx.channel
+
+        async def step() -> None:
+            nonlocal incident
             if not incident.message_ts:
                 incident = await self._announce(incident)
             elif reply is None:
-                await self._refresh_announcement(incident)
+                await channel.refresh(self._at(incident), messages.announcement(incident))
             if reply is not None:
-                text, blocks = reply
-                posted = await self.ctx.slack.chat_postMessage(
-                    channel=incident.channel_id,
-                    thread_ts=incident.message_ts,
-                    reply_broadcast=broadcast,
-                    text=text,
-                    blocks=blocks,
-                    unfurl_links=False,
-                )
+                ts = await channel.reply(self._at(incident), reply, broadcast=broadcast)
                 async with self.ctx.db.session() as session, session.begin():
                     event = await session.get(IncidentEvent, event_id)
-                    event.message_ts = posted["ts"]
-                await self._refresh_announcement(incident)
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else "unknown"
-            log.warning("incident #%s: Slack refused a post (%s); the next change retries it", incident.id, error)
-            return (
-                f"The status page has it, but Slack refused the post in <#{self.ctx.settings.sitrep_channel}> "
-                f"(`{error}`). The next update posts it again."
-            )
-        return None
+                    event.message_ts = ts
+                await channel.refresh(self._at(incident), messages.announcement(incident))
+
+        return await channel.after_upstream(
+            step,
+            what=f"incident #{incident.id}",
+            upstream="the status page",
+            then="The next update posts it again.",
+        )
 
     async def _announce(self, incident: Incident) -> Incident:
         """Post the incident's one parent message and remember where it is."""
-        channel = self.ctx.settings.sitrep_channel
-        text, blocks = views.announcement(incident)
-        posted = await self.ctx.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
-        permalink = await self._fetch_permalink(posted.get("channel", channel), posted["ts"])
+        channel = self.ctx.channel
+        posted = await channel.announce(messages.announcement(incident))
+        permalink = await channel.permalink(posted)
         async with self.ctx.db.session() as session, session.begin():
             stored = await incident_store.get_incident(session, incident.id)
-            stored.message_ts = posted["ts"]
-            stored.channel_id = posted.get("channel", channel)
+            stored.message_ts = posted.ts
+            stored.channel_id = posted.channel
             stored.permalink = permalink
         return stored
-
-    async def _refresh_announcement(self, incident: Incident) -> None:
-        text, blocks = views.announcement(incident)
-        await self.ctx.slack.chat_update(channel=incident.channel_id, ts=incident.message_ts, text=text, blocks=blocks)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
+from bot.backends import backend_named
 from bot.backends.base import BackendWindow, MaintenanceBackend
+from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.errors import (
     FeatureDisabled,
@@ -25,7 +26,8 @@ from bot.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from bot.services import server_times
+from bot.messages import maintenance as messages
+from bot.services import reminders, server_times
 from bot.services.drafts import DraftFlow
 from bot.services.maintenance_forms import (
     DRAFT_CANCEL,
@@ -36,11 +38,10 @@ from bot.services.maintenance_forms import (
     ScheduleForm,
     form_from_payload,
 )
-from handlers.maintenance import views
-from scheduler import reminders
 from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
+from store.states import WindowState
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +107,6 @@ def _same_minute(a: datetime | None, b: datetime | None) -> bool:
     return a.replace(second=0, microsecond=0) == b.replace(second=0, microsecond=0)
 
 
-def state_at(start: datetime, end: datetime | None, now: datetime, in_progress: bool | None = None) -> str:
-    """The state a window is in at `now`: the upstream's "in progress" first, then its times."""
-    if in_progress:
-        return "in_progress"
-    if end is not None and end <= now:
-        return "completed"
-    if start <= now:
-        return "in_progress"
-    return "scheduled"
-
-
 def _soonest(window: ListedWindow) -> tuple:
     return window.start, window.number is None, window.number or 0, window.upstream_id
 
@@ -128,7 +118,7 @@ def _listed_from_row(row: MaintenanceWindow, now: datetime) -> ListedWindow:
         title=row.title,
         start=row.start,
         end=row.end,
-        state=state_at(row.start, row.end, now, row.state == "in_progress"),
+        state=WindowState.at(row.start, row.end, now, row.state == WindowState.IN_PROGRESS),
         servers=tuple(row.servers),
         components=tuple(row.components),
         number=row.id,
@@ -146,11 +136,19 @@ def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: 
         title=bw.title,
         start=start,
         end=end,
-        state=state_at(start, end, now, bw.in_progress),
+        state=WindowState.at(start, end, now, bw.in_progress),
         servers=tuple(bw.servers),
         components=tuple(bw.components) or (tuple(row.components) if row is not None else ()),
         number=row.id if row is not None else None,
     )
+
+
+def _at(window: MaintenanceWindow) -> Posted | None:
+    return Posted(window.channel_id, window.message_ts) if window.message_ts else None
+
+
+def _announcement(window: MaintenanceWindow) -> Message:
+    return messages.announcement(window, backend_named(window.backend))
 
 
 class MaintenanceService:
@@ -274,9 +272,9 @@ class MaintenanceService:
 
     async def _find_active(self, ref: str) -> MaintenanceWindow:
         window = await self.find(ref)
-        if window.state == "cancelled":
+        if window.state == WindowState.CANCELLED:
             raise NotFound(f"Maintenance #{window.id} is already cancelled.")
-        if window.state == "completed" or (window.end is not None and window.end <= self.ctx.clock()):
+        if window.state == WindowState.COMPLETED or (window.end is not None and window.end <= self.ctx.clock()):
             raise NotFound(f"Maintenance #{window.id} has already ended.")
         return window
 
@@ -293,12 +291,8 @@ class MaintenanceService:
             raise NotSupported("Cancelling maintenance windows is not supported on this backend.")
         return await self._find_active(ref)
 
-    async def _fetch_permalink(self, channel: str, ts: str) -> str | None:
-        try:
-            answer = await self.ctx.slack.chat_getPermalink(channel=channel, message_ts=ts)
-            return answer.get("permalink")
-        except SlackApiError:
-            return None
+    async def _permalink(self, window: MaintenanceWindow) -> str | None:
+        return await self.ctx.channel.permalink(_at(window))
 
     # --- writes ----------------------------------------------------------------------
     async def schedule(self, form: ScheduleForm, *, user_id: str, channel_id: str | None) -> Done:
@@ -353,7 +347,7 @@ class MaintenanceService:
             return (
                 bw.title == form.title
                 and (not backend.uses_servers or tuple(bw.servers) == tuple(form.servers))
-                and (row is None or (row.created_by is None and row.state in window_store.ACTIVE_STATES))
+                and (row is None or (row.created_by is None and WindowState(row.state).active))
             )
 
         bw = server_times.find_lost_write(filter(could_be_ours, listed), (form.start, form.end), offset)
@@ -365,7 +359,7 @@ class MaintenanceService:
             stored.created_by = stored.created_by or user_id
         await self._slack_step(window.id, lambda: self.refresh_announcement(window.id))
         window = await self.get(window.id)
-        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        permalink = await self._permalink(window)
         note = f"It had reached {backend.service} after all, so I did not create it twice."
         return Done(
             kind=DRAFT_SCHEDULE,
@@ -460,7 +454,7 @@ class MaintenanceService:
                     end=end,
                     components=[] if backend.uses_servers else self.ctx.settings.component_names(form.component_ids),
                     servers=list(bw.servers) if backend.uses_servers else [],
-                    state="scheduled",  # the scheduler moves it on at the start and the end
+                    state=WindowState.SCHEDULED,  # the scheduler moves it on at the start and the end
                     channel_id=self.ctx.settings.sitrep_channel,
                     created_by=user_id,
                     created_at=now,
@@ -471,7 +465,7 @@ class MaintenanceService:
         await reminders.schedule_window_reminders(self.ctx, window.id)
         warning = await self._slack_step(window.id, lambda: self._announce(window.id))
         window = await self.get(window.id)
-        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        permalink = await self._permalink(window)
         return Done(
             kind=DRAFT_SCHEDULE,
             window=window,
@@ -503,15 +497,15 @@ class MaintenanceService:
             stored.updated_at = now
             window = stored
         await reminders.schedule_window_reminders(self.ctx, window.id)
-        text, blocks = views.edited_reply(window, changes, user_id, now)
+        reply = messages.edited_reply(window, changes, user_id, now)
 
         async def publish() -> None:
-            await self.post_in_thread(window.id, text, blocks)
+            await self.post_in_thread(window.id, reply)
             await self.refresh_announcement(window.id)
 
         warning = await self._slack_step(window.id, publish)
         window = await self.get(window.id)
-        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        permalink = await self._permalink(window)
         return Done(
             kind=DRAFT_EDIT,
             window=window,
@@ -553,38 +547,30 @@ class MaintenanceService:
             await self._close(window.id, user_id=user_id, note=form.note)
             raise
         window, warning = await self._close(window.id, user_id=user_id, note=form.note)
-        permalink = await self._fetch_permalink(window.channel_id, window.message_ts) if window.message_ts else None
+        permalink = await self._permalink(window)
         return Done(kind=DRAFT_CANCEL, window=window, permalink=permalink, warning=warning)
 
     async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
         now = self.ctx.clock()
         async with self.ctx.db.session() as session, session.begin():
             window = await window_store.get_window(session, window_id)
-            window.state = "cancelled"
+            window.state = WindowState.CANCELLED
             window.updated_at = now
         await reminders.cancel_window_reminders(self.ctx, window.id)
-        text, blocks = views.cancelled_reply(window, user_id, now, note)
+        reply = messages.cancelled_reply(window, user_id, now, note)
 
         async def publish() -> None:
             if window.message_ts:
-                await self.post_in_thread(window.id, text, blocks, broadcast=True)
+                await self.post_in_thread(window.id, reply, broadcast=True)
             await self.refresh_announcement(window.id)
 
         return window, await self._slack_step(window.id, publish)
 
     async def _slack_step(self, window_id: int, step) -> str | None:
-        """Run the Slack side of a change the backend already took: trouble here is
-        reported as a warning, never as a failed submission someone would send again."""
-        try:
-            await step()
-        except SlackApiError as exc:
-            error = exc.response.get("error") if exc.response is not None else "unknown"
-            log.warning("maintenance #%s: Slack refused a post (%s)", window_id, error)
-            return (
-                f"{self.backend.service[:1].upper()}{self.backend.service[1:]} has it, but Slack refused the post in "
-                f"<#{self.ctx.settings.sitrep_channel}> (`{error}`). Reminders still follow the window."
-            )
-        return None
+        """The Slack side of a change the backend already took (`Channel.after_upstream`)."""
+        return await self.ctx.channel.after_upstream(
+            step, what=f"maintenance #{window_id}", upstream=self.backend.service, then="Reminders still follow the window."
+        )
 
     # --- for the scheduler and the sync job ------------------------------------------
     async def adopt_external(self, bw: BackendWindow) -> MaintenanceWindow:
@@ -601,7 +587,7 @@ class MaintenanceService:
             return known
         now = self.ctx.clock()
         start = bw.start or now
-        state = state_at(start, bw.end, now, bw.in_progress)
+        state = WindowState.at(start, bw.end, now, bw.in_progress)
         try:
             async with self.ctx.db.session() as session, session.begin():
                 window = await window_store.add_window(
@@ -625,7 +611,7 @@ class MaintenanceService:
             # Another instance adopted it first.
             async with self.ctx.db.session() as session:
                 return await window_store.by_upstream(session, backend.name, bw.upstream_id)
-        if state == "completed":
+        if state == WindowState.COMPLETED:
             return window
         window = await self._announce(window.id)
         await reminders.schedule_window_reminders(self.ctx, window.id)
@@ -634,13 +620,11 @@ class MaintenanceService:
     async def _announce(self, window_id: int) -> MaintenanceWindow:
         """Post the window's one parent message and store where it is."""
         window = await self.get(window_id)
-        channel = window.channel_id or self.ctx.settings.sitrep_channel
-        text, blocks = views.announcement(window)
-        posted = await self.ctx.slack.chat_postMessage(channel=channel, text=text, blocks=blocks, unfurl_links=False)
+        posted = await self.ctx.channel.announce(_announcement(window))
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window_id)
-            stored.channel_id = posted.get("channel", channel)
-            stored.message_ts = posted["ts"]
+            stored.channel_id = posted.channel
+            stored.message_ts = posted.ts
             window = stored
         return window
 
@@ -649,14 +633,12 @@ class MaintenanceService:
         window = await self.get(window_id)
         if window is None or not window.message_ts:
             return
-        text, blocks = views.announcement(window)
-        await self.ctx.slack.chat_update(channel=window.channel_id, ts=window.message_ts, text=text, blocks=blocks)
+        await self.ctx.channel.refresh(_at(window), _announcement(window))
 
     async def post_in_thread(
         self,
         window_id: int,
-        text: str,
-        blocks: list[dict],
+        message: Message,
         *,
         broadcast: bool = False,
         metadata: dict | None = None,
@@ -670,16 +652,4 @@ class MaintenanceService:
             raise NotFound(f"Maintenance #{window_id} is not in the store.")
         if not window.message_ts:
             window = await self._announce(window_id)
-        kwargs: dict[str, Any] = {}
-        if metadata is not None:
-            kwargs["metadata"] = metadata
-        reply = await self.ctx.slack.chat_postMessage(
-            channel=window.channel_id,
-            thread_ts=window.message_ts,
-            reply_broadcast=broadcast,
-            text=text,
-            blocks=blocks,
-            unfurl_links=False,
-            **kwargs,
-        )
-        return reply["ts"]
+        return await self.ctx.channel.reply(_at(window), message, broadcast=broadcast, metadata=metadata)

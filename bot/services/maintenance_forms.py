@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
+
+from store.states import DraftKind
 
 TITLE_MAX = 150
 TEXT_MAX = 3000
 SERVERS_MAX = 500  # characters of the servers field
 
-DRAFT_SCHEDULE = "maintenance.schedule"
-DRAFT_EDIT = "maintenance.edit"
-DRAFT_CANCEL = "maintenance.cancel"
+DRAFT_SCHEDULE = DraftKind.SCHEDULE
+DRAFT_EDIT = DraftKind.EDIT
+DRAFT_CANCEL = DraftKind.CANCEL
 
 _SERVER_SPLIT = re.compile(r"[\s,;]+")
 
@@ -33,6 +35,7 @@ def parse_servers(text: str) -> tuple[int, ...] | None:
 
 
 def format_servers(servers: tuple[int, ...] | list[int]) -> str:
+    """Server IDs as the form field shows them (`1, 2, 3`)."""
     return ", ".join(str(s) for s in servers)
 
 
@@ -104,9 +107,6 @@ class ScheduleForm:
         if self.window_id is not None:
             lines.insert(0, f"Maintenance #{self.window_id}")
         return "\n".join(lines)
-
-    def duration(self) -> timedelta | None:
-        return self.end - self.start if self.start and self.end else None
 
     def to_payload(self) -> dict[str, Any]:
         data = asdict(self)

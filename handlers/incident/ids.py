@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from bot.messages.incident import AnnouncementId
+
 
 class Callback(StrEnum):
     DECLARE = "incident_declare"
@@ -19,7 +21,7 @@ class Block(StrEnum):
     INCIDENT = "incident_select"
     UPDATE_TEXT = "incident_update_text"
     NOTE = "incident_resolve_note"
-    ACTIONS = "incident_actions"
+    ACTIONS = AnnouncementId.ACTIONS.value
 
 
 class Action(StrEnum):
@@ -32,8 +34,8 @@ class Action(StrEnum):
     INCIDENT = "incident"
     UPDATE_TEXT = "text"
     NOTE = "note"
-    POST_UPDATE = "incident_post_update"
-    RESOLVE = "incident_resolve_button"
+    POST_UPDATE = AnnouncementId.POST_UPDATE.value
+    RESOLVE = AnnouncementId.RESOLVE.value
 
 
 NOTIFY_VALUE = "notify"

@@ -17,7 +17,7 @@ from bot.services.incident_forms import (
     UpdateForm,
 )
 from bot.services.incidents import IncidentService, Submitted
-from handlers import payload
+import handlers.payload as payload
 from handlers.errors import renders_errors, who_and_where
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
@@ -192,7 +192,8 @@ class IncidentHandlers:
             await self.open_resolve(ack, body, ref=str(form.incident_id), note=form.note)
 
 
-def register(app: AsyncApp, ctx: AppContext, drafts: dict) -> None:
+def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
+    """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
     handlers = IncidentHandlers(ctx, IncidentService(ctx))
     app.command("/incident")(renders_errors(ctx, handlers.command))
     app.view(Callback.DECLARE)(renders_errors(ctx, handlers.submit_declare))
@@ -201,4 +202,4 @@ def register(app: AsyncApp, ctx: AppContext, drafts: dict) -> None:
     app.action(Action.POST_UPDATE)(renders_errors(ctx, handlers.button_update))
     app.action(Action.RESOLVE)(renders_errors(ctx, handlers.button_resolve))
     app.options(Action.INCIDENT)(renders_errors(ctx, handlers.suggest_incidents))
-    drafts["incident."] = handlers
+    return handlers

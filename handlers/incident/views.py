@@ -20,22 +20,12 @@ from bot.messages.format import (
     truncate,
     user,
 )
+from bot.messages.incident import IMPACT_EMOJI, short_title
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
 from bot.settings import Component
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from store.models import Incident, IncidentEvent
 
-STATUS_EMOJI = {
-    "Investigating": ":mag:",
-    "Identified": ":bulb:",
-    "Monitoring": ":eyes:",
-    "Resolved": ":white_check_mark:",
-}
-IMPACT_EMOJI = {
-    "Degraded Performance": ":large_yellow_circle:",
-    "Partial Outage": ":large_orange_circle:",
-    "Major Outage": ":red_circle:",
-}
 MAX_MESSAGE_BLOCKS = 50
 MAX_SUGGESTIONS = 100  # options Slack shows from one block_suggestion answer
 
@@ -44,15 +34,11 @@ def _incident_label(incident: Incident) -> str:
     return truncate(f"#{incident.id} {incident.title}", 75)
 
 
-def _title(incident: Incident) -> str:
-    return fit(incident.title, SHORT_TITLE)
-
-
 def _incident_picker(chosen: Incident | None) -> dict:
     """Type-ahead over the open incidents (see `incident_options`), however many there are."""
     initial = (_incident_label(chosen), str(chosen.id)) if chosen is not None else None
     element = kit.external_select(Action.INCIDENT, initial, "Type its number or a word of its title")
-    return kit.input(Block.INCIDENT, "Incident", element)
+    return kit.input_block(Block.INCIDENT, "Incident", element)
 
 
 def incident_options(incidents: Sequence[Incident], query: str) -> list[dict]:
@@ -90,14 +76,14 @@ def declare_modal(
     channel_id: str | None,
 ) -> dict:
     blocks = [
-        kit.input(
+        kit.input_block(
             Block.TITLE,
             "Title",
             kit.text_input(
                 Action.TITLE, initial=kit.typed(form.title), max_length=TITLE_MAX, placeholder="Checkout is failing for EU users"
             ),
         ),
-        kit.input(
+        kit.input_block(
             Block.DESCRIPTION,
             "Description",
             kit.text_input(
@@ -109,8 +95,8 @@ def declare_modal(
             ),
             optional=True,
         ),
-        kit.input(Block.STATUS, "Status", kit.select(Action.STATUS, [(s, s) for s in statuses], form.status, "Status")),
-        kit.input(
+        kit.input_block(Block.STATUS, "Status", kit.select(Action.STATUS, [(s, s) for s in statuses], form.status, "Status")),
+        kit.input_block(
             Block.IMPACT,
             "Impact",
             kit.select(Action.IMPACT, [(_impact_label(i), i) for i in impacts], form.impact, "Impact"),
@@ -120,12 +106,12 @@ def declare_modal(
         element = kit.multi_select(
             Action.COMPONENTS, [(c.name, c.id) for c in components], form.component_ids, "Pick components", group_label="Components"
         )
-        blocks.append(kit.input(Block.COMPONENTS, "Affected components", element, optional=True))
+        blocks.append(kit.input_block(Block.COMPONENTS, "Affected components", element, optional=True))
     notify_option = kit.option("Notify subscribers", NOTIFY_VALUE)
     checkboxes: dict = {"type": "checkboxes", "action_id": Action.NOTIFY, "options": [notify_option]}
     if form.notify:
         checkboxes["initial_options"] = [notify_option]
-    blocks.append(kit.input(Block.NOTIFY, "Subscribers", checkboxes, optional=True))
+    blocks.append(kit.input_block(Block.NOTIFY, "Subscribers", checkboxes, optional=True))
     return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, {"channel": channel_id})
 
 
@@ -135,12 +121,12 @@ def update_modal(
     """`chosen`: the incident to preselect (named in the command, or the only one open)."""
     blocks = [
         _incident_picker(chosen),
-        kit.input(
+        kit.input_block(
             Block.STATUS,
             "New status",
             kit.select(Action.STATUS, [(s, s) for s in statuses], status or (chosen.status if chosen else None), "Status"),
         ),
-        kit.input(
+        kit.input_block(
             Block.UPDATE_TEXT,
             "Update",
             kit.text_input(
@@ -153,14 +139,14 @@ def update_modal(
 
 def resolve_modal(chosen: Incident | None, *, note: str = "", channel_id: str | None) -> dict:
     question = (
-        f"Resolve *#{chosen.id} {_title(chosen)}*? The status page will show it as resolved."
+        f"Resolve *#{chosen.id} {short_title(chosen)}*? The status page will show it as resolved."
         if chosen
         else "Resolve an incident? The status page will show it as resolved."
     )
     blocks = [
         section(question),
         _incident_picker(chosen),
-        kit.input(
+        kit.input_block(
             Block.NOTE,
             "Closing note",
             kit.text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="What fixed it (optional)"),
@@ -170,78 +156,18 @@ def resolve_modal(chosen: Incident | None, *, note: str = "", channel_id: str | 
     return kit.modal(Callback.RESOLVE, "Resolve incident", "Resolve", blocks, {"channel": channel_id})
 
 
-# --- channel messages -------------------------------------------------------------------
-
-
-def _headline(incident: Incident) -> str:
-    status = "Resolved" if not incident.is_open else incident.status
-    return f"{STATUS_EMOJI.get(status, '')} *Incident #{incident.id}: {fit(incident.title, 2900)}*"
-
-
-def announcement(incident: Incident) -> tuple[str, list[dict]]:
-    """The parent message, kept current: every field a reader needs at a glance."""
-    status = "Resolved" if not incident.is_open else incident.status
-    fields = [
-        field("Status", f"{STATUS_EMOJI.get(status, '')} {fit(status, 200)}"),
-        field("Impact", f"{IMPACT_EMOJI.get(incident.impact, '')} {fit(incident.impact, 200)}"),
-        field("Components", fit_list(incident.components, 1900)),
-        field("Declared by", user(incident.declared_by)),
-        field("Declared", slack_date(incident.declared_at)),
-    ]
-    if incident.update_count:
-        noun = "update" if incident.update_count == 1 else "updates"
-        fields.append(field("Last update", f"{slack_date(incident.updated_at)} ({incident.update_count} {noun})"))
-    blocks: list[dict] = [section(_headline(incident))]
-    if incident.description:
-        blocks.extend(text_sections(incident.description))
-    blocks.append({"type": "section", "fields": fields})
-    if incident.is_open:
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": Block.ACTIONS,
-                "elements": [
-                    button("Post update", Action.POST_UPDATE, str(incident.id), "primary"),
-                    button("Resolve", Action.RESOLVE, str(incident.id), "danger"),
-                ],
-            }
-        )
-    else:
-        lasted = duration(incident.resolved_at - incident.declared_at)
-        blocks.append(context(f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"))
-    blocks.append(context(f"Status page ID `{fit(incident.upstream_id, 200)}` · updates in the thread"))
-    text = f"Incident #{incident.id}: {_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
-    return text, blocks
-
-
-def update_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
-    head = f"{STATUS_EMOJI.get(event.status, '')} *{event.status}* · update from {user(event.user_id)} · {slack_date(event.at)}"
-    blocks = [section(head), *text_sections(event.text)]
-    return f"Incident #{incident.id} update ({fit(event.status, 100)}): {fit(event.text, 200)}", blocks
-
-
-def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
-    lasted = duration(incident.resolved_at - incident.declared_at)
-    head = (
-        f":white_check_mark: *Resolved* · incident #{incident.id} *{_title(incident)}* "
-        f"resolved by {user(event.user_id)} · {slack_date(event.at)} · lasted {lasted}"
-    )
-    blocks = [section(head), *text_sections(event.text)]
-    return f"Resolved: incident #{incident.id} {_title(incident)} (lasted {lasted})", blocks
-
-
 # --- answers to one person --------------------------------------------------------------
 
 
 def declared_answer(incident: Incident, permalink: str | None) -> tuple[str, list[dict]]:
     where = f"<{permalink}|the announcement>" if permalink else f"<#{incident.channel_id}>"
-    text = f":white_check_mark: Incident #{incident.id} *{_title(incident)}* is declared. Follow and update it in {where}."
+    text = f":white_check_mark: Incident #{incident.id} *{short_title(incident)}* is declared. Follow and update it in {where}."
     return text, [section(text)]
 
 
 def done_answer(verb: str, incident: Incident, permalink: str | None) -> tuple[str, list[dict]]:
     where = f" <{permalink}|Open the thread>." if permalink else ""
-    text = f":white_check_mark: {verb} incident #{incident.id} *{_title(incident)}*.{where}"
+    text = f":white_check_mark: {verb} incident #{incident.id} *{short_title(incident)}*.{where}"
     return text, [section(text)]
 
 

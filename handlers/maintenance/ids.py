@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from bot.messages.maintenance import AnnouncementId
+
 
 class Callback(StrEnum):
     SCHEDULE = "maintenance_schedule"
@@ -17,7 +19,7 @@ class Block(StrEnum):
     COMPONENTS = "maintenance_components"
     SERVERS = "maintenance_servers"
     NOTE = "maintenance_cancel_note"
-    ACTIONS = "maintenance_actions"
+    ACTIONS = AnnouncementId.ACTIONS.value
 
 
 class Action(StrEnum):
@@ -28,4 +30,4 @@ class Action(StrEnum):
     COMPONENTS = "components"
     SERVERS = "servers"
     NOTE = "note"
-    CANCEL = "maintenance_cancel_button"
+    CANCEL = AnnouncementId.CANCEL.value

@@ -18,7 +18,7 @@ from bot.services.maintenance_forms import (
     ScheduleForm,
     format_servers,
 )
-from handlers import payload
+import handlers.payload as payload
 from handlers.errors import renders_errors, who_and_where
 from handlers.maintenance import views
 from handlers.maintenance.ids import Action, Block, Callback
@@ -125,7 +125,7 @@ class MaintenanceHandlers:
                 start=window.start,
                 end=window.end,
                 component_ids=tuple(c.id for c in self.ctx.settings.sitrep_components if c.name in window.components),
-                servers_text=", ".join(str(s) for s in window.servers),
+                servers_text=format_servers(window.servers),
                 window_id=window.id,
             )
         view = views.schedule_modal(
@@ -193,11 +193,12 @@ class MaintenanceHandlers:
             await self.open_schedule(ack, body, form)
 
 
-def register(app: AsyncApp, ctx: AppContext, owners: dict) -> None:
+def register(app: AsyncApp, ctx: AppContext) -> MaintenanceHandlers:
+    """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
     handlers = MaintenanceHandlers(ctx, MaintenanceService(ctx))
     app.command("/maintenance")(renders_errors(ctx, handlers.command))
     app.view(Callback.SCHEDULE)(renders_errors(ctx, handlers.submit_schedule))
     app.view(Callback.EDIT)(renders_errors(ctx, handlers.submit_edit))
     app.view(Callback.CANCEL)(renders_errors(ctx, handlers.submit_cancel))
     app.action(Action.CANCEL)(renders_errors(ctx, handlers.button_cancel))
-    owners["maintenance."] = handlers
+    return handlers

@@ -28,31 +28,19 @@ from bot.services.maintenance_forms import (
     TITLE_MAX,
     ScheduleForm,
 )
+from bot.messages.maintenance import state_label, title_of, when
 from bot.settings import Component
 from handlers.maintenance.ids import Action, Block, Callback
 from store.models import MaintenanceWindow
 
+from bot.backends import backend_named
+
 if TYPE_CHECKING:
-    from bot.backends.base import BackendWindow
-    from bot.services.maintenance import Change, Done, ListedWindow, Listing
+    from bot.backends.base import BackendWindow, MaintenanceBackend
+    from bot.services.maintenance import Done, ListedWindow, Listing
 
 MAX_MESSAGE_BLOCKS = 50
 FIELD_MAX = 1900  # a section field may hold 2000 characters
-
-STATE_LABEL = {
-    "scheduled": ":calendar: Scheduled",
-    "in_progress": ":construction: In progress",
-    "completed": ":white_check_mark: Completed",
-    "cancelled": ":no_entry_sign: Cancelled",
-}
-#: How each backend is named in a sentence, and what cancelling does there.
-BACKEND_LABEL = {"statuspage": "The status page", "appfirst": "AppFirst"}
-ORIGIN = {"statuspage": "on the status page", "appfirst": "in AppFirst"}
-CANCEL_EFFECT = {
-    "statuspage": "The status page will resolve its maintenance.",
-    "appfirst": "AppFirst will delete the window.",
-}
-
 
 class FormShape(Protocol):
     """The parts of a maintenance backend that shape the form (see MaintenanceBackend)."""
@@ -62,31 +50,8 @@ class FormShape(Protocol):
     uses_servers: bool
 
 
-def _backend_label(window: MaintenanceWindow) -> str:
-    return BACKEND_LABEL.get(window.backend, window.backend)
-
-
-def _title(window: MaintenanceWindow, limit: int = SHORT_TITLE) -> str:
-    """The title (AppFirst: reason), which may come from outside Slack at any length."""
-    return fit(window.title, limit) if window.title.strip() else "(no reason given)"
-
-
-def _state(window: MaintenanceWindow) -> str:
-    return STATE_LABEL.get(window.state, window.state)
-
-
-def _when(start: datetime | None, end: datetime | None) -> str:
-    left = slack_date(start) if start else "not given"
-    right = slack_date(end) if end else "end not given"
-    lasted = f" ({duration(end - start)})" if start and end else ""
-    return f"{left} → {right}{lasted}"
-
-
-def _targets(window: MaintenanceWindow, limit: int = FIELD_MAX) -> tuple[str, str]:
-    """(label, text) for what the window affects, "and N more" past `limit`."""
-    if window.servers or window.backend == "appfirst":
-        return "Servers", fit_list(window.servers, limit)
-    return "Components", fit_list(window.components, limit)
+def _backend(window: ListedWindow | MaintenanceWindow) -> type[MaintenanceBackend]:
+    return backend_named(window.backend)
 
 
 # --- modals -----------------------------------------------------------------------------
@@ -117,12 +82,12 @@ def _text_field(
         element = kit.text_input(
             action_id, initial=kit.typed(value), multiline=multiline, max_length=max_length, placeholder=placeholder
         )
-        return [kit.input(block_id, label, element, optional=optional, hint=hint)], False
+        return [kit.input_block(block_id, label, element, optional=optional, hint=hint)], False
     shown = section(f"*{label}* now ({len(value):,} characters, more than a form field holds):\n>{fit(value, 2500)}")
     element = kit.text_input(
         action_id, multiline=multiline, max_length=max_length, placeholder="Leave empty to keep it as it is"
     )
-    field = kit.input(block_id, f"New {label.lower()}", element, optional=True, hint="Leave empty to keep it as it is.")
+    field = kit.input_block(block_id, f"New {label.lower()}", element, optional=True, hint="Leave empty to keep it as it is.")
     return [shown, field], True
 
 
@@ -146,7 +111,7 @@ def schedule_modal(
             kept.append(name)
 
     if window is not None:
-        blocks.append(section(f"Editing maintenance *#{window.id} {_title(window)}*."))
+        blocks.append(section(f"Editing maintenance *#{window.id} {title_of(window)}*."))
     placeholder = "Database upgrade" if label == "Title" else "Kernel updates on the web servers"
     add("title", _text_field(Block.TITLE, Action.TITLE, label, form.title, max_length=TITLE_MAX, placeholder=placeholder, editing=editing))
     if shape.has_description:
@@ -164,8 +129,8 @@ def schedule_modal(
                 optional=True,
             ),
         )
-    blocks.append(kit.input(Block.START, "Start", kit.date_time(Action.START, form.start), hint="In your own time zone."))
-    blocks.append(kit.input(Block.END, "End", kit.date_time(Action.END, form.end), hint="In your own time zone."))
+    blocks.append(kit.input_block(Block.START, "Start", kit.date_time(Action.START, form.start), hint="In your own time zone."))
+    blocks.append(kit.input_block(Block.END, "End", kit.date_time(Action.END, form.end), hint="In your own time zone."))
     if shape.uses_servers:
         add(
             "servers",
@@ -184,7 +149,7 @@ def schedule_modal(
         element = kit.multi_select(
             Action.COMPONENTS, [(c.name, c.id) for c in components], form.component_ids, "Pick components", group_label="Components"
         )
-        blocks.append(kit.input(Block.COMPONENTS, "Affected components", element, optional=True))
+        blocks.append(kit.input_block(Block.COMPONENTS, "Affected components", element, optional=True))
     metadata: dict[str, Any] = {"channel": channel_id}
     if window is not None:
         metadata["window"] = window.id
@@ -196,12 +161,12 @@ def schedule_modal(
 
 def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str | None) -> dict:
     question = (
-        f"Cancel maintenance *#{window.id} {_title(window)}* ({_when(window.start, window.end)})?\n"
-        f"{CANCEL_EFFECT.get(window.backend, '')} The announcement will show it as cancelled."
+        f"Cancel maintenance *#{window.id} {title_of(window)}* ({when(window.start, window.end)})?\n"
+        f"{_backend(window).cancel_effect} The announcement will show it as cancelled."
     )
     blocks = [
         section(question),
-        kit.input(
+        kit.input_block(
             Block.NOTE,
             "Note for the thread",
             kit.text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="Why (optional)"),
@@ -211,86 +176,14 @@ def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str |
     return kit.modal(Callback.CANCEL, "Cancel maintenance", "Cancel window", blocks, {"channel": channel_id, "window": window.id})
 
 
-# --- channel messages -------------------------------------------------------------------
-
-
-def announcement(window: MaintenanceWindow) -> tuple[str, list[dict]]:
-    """The parent message, kept current: every field a reader needs at a glance."""
-    target_label, targets = _targets(window)
-    fields = [
-        field("State", _state(window)),
-        field("Start", slack_date(window.start)),
-        field("End", slack_date(window.end) if window.end else "Not given"),
-        field("Duration", duration(window.end - window.start) if window.end else "Unknown"),
-        field(target_label, targets),
-        field("Scheduled by", user(window.created_by))
-        if window.created_by
-        else field("Scheduled", f"outside Slack, {ORIGIN.get(window.backend, window.backend)}"),
-    ]
-    # The announcement is where the whole title is shown; everywhere else a short form.
-    blocks: list[dict] = [section(f":wrench: *Maintenance #{window.id}: {_title(window, 2900)}*")]
-    if window.description:
-        blocks.extend(text_sections(window.description, max_blocks=3))
-    blocks.append({"type": "section", "fields": fields})
-    if window.state in ("scheduled", "in_progress"):
-        blocks.append(
-            {
-                "type": "actions",
-                "block_id": Block.ACTIONS,
-                "elements": [button("Cancel window", Action.CANCEL, str(window.id), "danger")],
-            }
-        )
-    blocks.append(context(f"{_backend_label(window)} ID `{fit(window.upstream_id, 200)}` · updates in the thread"))
-    state = STATE_LABEL.get(window.state, window.state).split(" ", 1)[-1]
-    text = f"Maintenance #{window.id}: {_title(window)} ({state}, {_when(window.start, window.end)})"
-    return text, blocks
-
-
-_FIELD_NAMES = {
-    "title": "Title",
-    "description": "Description",
-    "start": "Start",
-    "end": "End",
-    "servers": "Servers",
-    "components": "Components",
-}
-
-
-def _value(field: str, value: Any) -> str:
-    if value is None or value == "" or value == []:
-        return "_none_"
-    if isinstance(value, datetime):
-        return slack_date(value)
-    if isinstance(value, list):
-        return fit_list(value, 400, none="_none_")
-    return fit(str(value), 400)
-
-
-def edited_reply(window: MaintenanceWindow, changes: Sequence[Change], user_id: str | None, at: datetime) -> tuple[str, list[dict]]:
-    head = f":pencil2: *Edited* by {user(user_id)} · {slack_date(at)}"
-    if changes:
-        lines = [f"• *{_FIELD_NAMES.get(c.field, c.field)}*: {_value(c.field, c.old)} → {_value(c.field, c.new)}" for c in changes]
-        body = "\n".join(lines)
-    else:
-        body = "Saved with no changes."
-    what = ", ".join(_FIELD_NAMES.get(c.field, c.field).lower() for c in changes) or "nothing"
-    return f"Maintenance #{window.id} edited ({what} changed)", [section(head), section(body)]
-
-
-def cancelled_reply(window: MaintenanceWindow, user_id: str | None, at: datetime, note: str = "") -> tuple[str, list[dict]]:
-    head = f":no_entry_sign: *Cancelled* · maintenance #{window.id} *{_title(window)}* cancelled by {user(user_id)} · {slack_date(at)}"
-    blocks = [section(head), *text_sections(note)]
-    return f"Cancelled: maintenance #{window.id} {_title(window)}", blocks
-
-
 # --- answers to one person --------------------------------------------------------------
 
 
 def shifted_note(window: MaintenanceWindow, entered: tuple[datetime, datetime]) -> str:
-    label = _backend_label(window)
+    label = _backend(window).display_name
     return (
-        f":warning: {label} stored the window as {_when(window.start, window.end)}, "
-        f"not {_when(*entered)} as you entered. The announcement and reminders follow {label}."
+        f":warning: {label} stored the window as {when(window.start, window.end)}, "
+        f"not {when(*entered)} as you entered. The announcement and reminders follow {label}."
     )
 
 
@@ -298,13 +191,13 @@ def done_answer(done: Done) -> tuple[str, list[dict]]:
     window = done.window
     where = f" <{done.permalink}|Open the announcement>." if done.permalink else ""
     if done.kind == DRAFT_CANCEL:
-        text = f":white_check_mark: Cancelled maintenance #{window.id} *{_title(window)}*.{where}"
+        text = f":white_check_mark: Cancelled maintenance #{window.id} *{title_of(window)}*.{where}"
     elif done.kind == DRAFT_EDIT:
         n = len(done.changes)
         changed = f"{n} change{'s' if n != 1 else ''}" if n else "no changes"
-        text = f":white_check_mark: Saved maintenance #{window.id} *{_title(window)}* ({changed}): {_when(window.start, window.end)}.{where}"
+        text = f":white_check_mark: Saved maintenance #{window.id} *{title_of(window)}* ({changed}): {when(window.start, window.end)}.{where}"
     else:
-        text = f":white_check_mark: Maintenance #{window.id} *{_title(window)}* is scheduled: {_when(window.start, window.end)}.{where}"
+        text = f":white_check_mark: Maintenance #{window.id} *{title_of(window)}* is scheduled: {when(window.start, window.end)}.{where}"
     blocks = [section(text)]
     if done.entered is not None:
         blocks.append(section(shifted_note(window, done.entered)))
@@ -329,13 +222,13 @@ def _chunked(header: str, lines: Sequence[str], overflow: str) -> list[dict]:
 def _listed_line(window: ListedWindow) -> str:
     title = fit(window.title, 80) if window.title.strip() else "(no reason given)"
     number = f"*#{window.number}*" if window.number is not None else ":new:"
-    parts = [f"{number} {title}", _state(window), _when(window.start, window.end)]
-    if window.servers or window.backend == "appfirst":
+    parts = [f"{number} {title}", state_label(window), when(window.start, window.end)]
+    if window.servers or _backend(window).uses_servers:
         parts.append("servers: " + fit_list(window.servers, 200, none="none listed"))
     elif window.components:
         parts.append("components: " + fit_list(window.components, 200))
     if window.number is None:
-        parts.append(f"{_backend_label(window)} ID `{fit(window.upstream_id, 64)}`, _not announced yet_")
+        parts.append(f"{_backend(window).display_name} ID `{fit(window.upstream_id, 64)}`, _not announced yet_")
     return " · ".join(parts)
 
 
@@ -367,7 +260,7 @@ def window_list(listing: Listing) -> tuple[str, list[dict]]:
     if any(w.number is None for w in windows):
         tail.append(
             context(
-                f":new: made {ORIGIN.get(windows[0].backend, listing.service)} directly: sitrep announces it in the channel at its next check "
+                f":new: made {_backend(windows[0]).origin} directly: sitrep announces it in the channel at its next check "
                 f"(every {duration(timedelta(seconds=listing.sync_interval))}), and gives it a number."
             )
         )

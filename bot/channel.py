@@ -1,0 +1,127 @@
+"""The one place that writes to SITREP_CHANNEL: announce, refresh an announcement, reply in
+its thread, fetch a permalink, read a thread for a tagged reply. Services and the scheduler
+call it; only it handles `SlackApiError` for channel posts.
+
+It also holds the rule for a change the upstream already took: Slack trouble afterwards is a
+warning for the person, never a failed submission they would send a second time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+#: (fallback text, blocks), as every builder in `bot.messages` returns it.
+Message = tuple[str, list[dict]]
+
+
+@dataclass(frozen=True)
+class Posted:
+    """Where a parent message is: its channel and ts (the thread's key)."""
+
+    channel: str
+    ts: str
+
+
+def slack_error(exc: SlackApiError) -> str:
+    """Slack's error code (`channel_not_found`), never the request."""
+    return exc.response.get("error") if exc.response is not None else "unknown"
+
+
+class Channel:
+    def __init__(self, slack: AsyncWebClient, channel_id: str):
+        self.slack = slack
+        self.channel_id = channel_id
+
+    async def announce(self, message: Message) -> Posted:
+        text, blocks = message
+        posted = await self.slack.chat_postMessage(
+            channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False
+        )
+        return Posted(posted.get("channel", self.channel_id), posted["ts"])
+
+    async def refresh(self, at: Posted, message: Message) -> None:
+        """Make an announcement show the stored state."""
+        text, blocks = message
+        await self.slack.chat_update(channel=at.channel, ts=at.ts, text=text, blocks=blocks)
+
+    async def reply(
+        self, at: Posted, message: Message, *, broadcast: bool = False, metadata: dict | None = None
+    ) -> str:
+        """Reply in the announcement's thread; returns the reply's ts."""
+        text, blocks = message
+        kwargs: dict[str, Any] = {}
+        if metadata is not None:
+            kwargs["metadata"] = metadata
+        reply = await self.slack.chat_postMessage(
+            channel=at.channel,
+            thread_ts=at.ts,
+            reply_broadcast=broadcast,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+            **kwargs,
+        )
+        return reply["ts"]
+
+    async def permalink(self, at: Posted | None) -> str | None:
+        """A link to the message, or None when there is none or Slack will not say."""
+        if at is None:
+            return None
+        try:
+            answer = await self.slack.chat_getPermalink(channel=at.channel, message_ts=at.ts)
+            return answer.get("permalink")
+        except SlackApiError:
+            return None
+
+    async def find_reply(self, at: Posted, event_type: str, payload: dict) -> str | None:
+        """The ts of a reply in the thread tagged with this metadata, or None. Unreadable
+        thread: None too, as posting twice is better than never."""
+        cursor = None
+        try:
+            while True:
+                page = await self.slack.conversations_replies(
+                    channel=at.channel, ts=at.ts, include_all_metadata=True, limit=200, cursor=cursor
+                )
+                for message in page.get("messages", []):
+                    meta = message.get("metadata") or {}
+                    found = meta.get("event_payload") or {}
+                    if meta.get("event_type") == event_type and all(found.get(k) == v for k, v in payload.items()):
+                        return message.get("ts")
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except SlackApiError as exc:
+            log.warning("could not read the thread %s: %s", at.ts, slack_error(exc))
+            return None
+
+    async def after_upstream(
+        self, step: Callable[[], Awaitable[Any]], *, what: str, upstream: str, then: str
+    ) -> str | None:
+        """Run the Slack side of a change `upstream` already took. Slack refusing it is
+        logged and returned as a warning for the person (`then`: what happens next), never
+        raised, so nobody submits the change a second time."""
+        try:
+            await step()
+        except SlackApiError as exc:
+            error = slack_error(exc)
+            log.warning("%s: Slack refused a post (%s)", what, error)
+            return (
+                f"{upstream[:1].upper()}{upstream[1:]} has it, but Slack refused the post in "
+                f"<#{self.channel_id}> (`{error}`). {then}"
+            )
+        return None
+
+    async def quietly(self, step: Callable[[], Awaitable[Any]], *, what: str) -> None:
+        """Run a Slack step whose failure only matters to the log (a refresh the next change
+        repeats)."""
+        try:
+            await step()
+        except SlackApiError as exc:
+            log.warning("%s: %s", what, slack_error(exc))

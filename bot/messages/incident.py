@@ -1,0 +1,105 @@
+"""The incident's channel messages: the announcement (kept current) and its thread replies.
+Pure functions from stored rows to Block Kit; the buttons they carry are named here, and the
+handlers listen on these names."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from bot.messages.format import (
+    SHORT_TITLE,
+    button,
+    context,
+    duration,
+    field,
+    fit,
+    fit_list,
+    section,
+    slack_date,
+    text_sections,
+    user,
+)
+from store.models import Incident, IncidentEvent
+
+STATUS_EMOJI = {
+    "Investigating": ":mag:",
+    "Identified": ":bulb:",
+    "Monitoring": ":eyes:",
+    "Resolved": ":white_check_mark:",
+}
+IMPACT_EMOJI = {
+    "Degraded Performance": ":large_yellow_circle:",
+    "Partial Outage": ":large_orange_circle:",
+    "Major Outage": ":red_circle:",
+}
+
+
+class AnnouncementId(StrEnum):
+    """The block and buttons on the announcement, which `handlers/incident` listens on."""
+
+    ACTIONS = "incident_actions"
+    POST_UPDATE = "incident_post_update"
+    RESOLVE = "incident_resolve_button"
+
+
+def short_title(incident: Incident) -> str:
+    return fit(incident.title, SHORT_TITLE)
+
+
+def _headline(incident: Incident) -> str:
+    status = "Resolved" if not incident.is_open else incident.status
+    return f"{STATUS_EMOJI.get(status, '')} *Incident #{incident.id}: {fit(incident.title, 2900)}*"
+
+
+def announcement(incident: Incident) -> tuple[str, list[dict]]:
+    """The parent message, kept current: every field a reader needs at a glance."""
+    status = "Resolved" if not incident.is_open else incident.status
+    fields = [
+        field("Status", f"{STATUS_EMOJI.get(status, '')} {fit(status, 200)}"),
+        field("Impact", f"{IMPACT_EMOJI.get(incident.impact, '')} {fit(incident.impact, 200)}"),
+        field("Components", fit_list(incident.components, 1900)),
+        field("Declared by", user(incident.declared_by)),
+        field("Declared", slack_date(incident.declared_at)),
+    ]
+    if incident.update_count:
+        noun = "update" if incident.update_count == 1 else "updates"
+        fields.append(field("Last update", f"{slack_date(incident.updated_at)} ({incident.update_count} {noun})"))
+    blocks: list[dict] = [section(_headline(incident))]
+    if incident.description:
+        blocks.extend(text_sections(incident.description))
+    blocks.append({"type": "section", "fields": fields})
+    if incident.is_open:
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": AnnouncementId.ACTIONS,
+                "elements": [
+                    button("Post update", AnnouncementId.POST_UPDATE, str(incident.id), "primary"),
+                    button("Resolve", AnnouncementId.RESOLVE, str(incident.id), "danger"),
+                ],
+            }
+        )
+    else:
+        lasted = duration(incident.resolved_at - incident.declared_at)
+        blocks.append(context(f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"))
+    blocks.append(context(f"Status page ID `{fit(incident.upstream_id, 200)}` · updates in the thread"))
+    text = f"Incident #{incident.id}: {short_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
+    return text, blocks
+
+
+def update_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
+    head = f"{STATUS_EMOJI.get(event.status, '')} *{event.status}* · update from {user(event.user_id)} · {slack_date(event.at)}"
+    blocks = [section(head), *text_sections(event.text)]
+    return f"Incident #{incident.id} update ({fit(event.status, 100)}): {fit(event.text, 200)}", blocks
+
+
+def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
+    lasted = duration(incident.resolved_at - incident.declared_at)
+    head = (
+        f":white_check_mark: *Resolved* · incident #{incident.id} *{short_title(incident)}* "
+        f"resolved by {user(event.user_id)} · {slack_date(event.at)} · lasted {lasted}"
+    )
+    blocks = [section(head), *text_sections(event.text)]
+    return f"Resolved: incident #{incident.id} {short_title(incident)} (lasted {lasted})", blocks
+
+

@@ -1,0 +1,142 @@
+"""The named states of what sitrep keeps, and the window's state machine in one place.
+
+Columns stay `String` holding these values (a `StrEnum` compares equal to its value), so
+rows written before these names existed still load."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+
+class WindowState(StrEnum):
+    """Where a maintenance window is: scheduled → in progress → completed, or cancelled."""
+
+    SCHEDULED = "scheduled"
+    """Its start is ahead; reminders are planned."""
+    IN_PROGRESS = "in_progress"
+    """Started (by its time, or the upstream says so) and not ended."""
+    COMPLETED = "completed"
+    """Its end has passed."""
+    CANCELLED = "cancelled"
+    """Called off from Slack, or deleted upstream."""
+
+    @property
+    def active(self) -> bool:
+        """Still ahead or under way: reminders and the Cancel button apply."""
+        return self in ACTIVE_WINDOW_STATES
+
+    @classmethod
+    def at(cls, start: datetime, end: datetime | None, now: datetime, in_progress: bool | None = None) -> WindowState:
+        """The state a window is in at `now`: the upstream's "in progress" first, then its times."""
+        if in_progress:
+            return cls.IN_PROGRESS
+        if end is not None and end <= now:
+            return cls.COMPLETED
+        if start <= now:
+            return cls.IN_PROGRESS
+        return cls.SCHEDULED
+
+    def can_become(self, new: WindowState) -> bool:
+        """The allowed moves: forward only, and nothing leaves completed or cancelled.
+        (A window moved into the future goes back to scheduled: `rescheduled`.)"""
+        return new in _MOVES.get(self, ())
+
+    def rescheduled(self, start: datetime, now: datetime) -> WindowState:
+        """After its times changed: one in progress whose start moved ahead has not started."""
+        if self is WindowState.IN_PROGRESS and start > now:
+            return WindowState.SCHEDULED
+        return self
+
+
+ACTIVE_WINDOW_STATES = (WindowState.SCHEDULED, WindowState.IN_PROGRESS)
+_MOVES: dict[WindowState, tuple[WindowState, ...]] = {
+    WindowState.SCHEDULED: (WindowState.IN_PROGRESS, WindowState.COMPLETED, WindowState.CANCELLED),
+    WindowState.IN_PROGRESS: (WindowState.COMPLETED, WindowState.CANCELLED),
+}
+
+
+class ReminderKind(StrEnum):
+    """The three reminders of a window."""
+
+    HEADS_UP = "heads_up"
+    """SITREP_REMINDER_LEAD minutes before the start."""
+    STARTED = "started"
+    """At the start; moves the window to in progress."""
+    ENDED = "ended"
+    """At the end; moves the window to completed."""
+
+    @property
+    def moves_window_to(self) -> WindowState | None:
+        return {ReminderKind.STARTED: WindowState.IN_PROGRESS, ReminderKind.ENDED: WindowState.COMPLETED}.get(self)
+
+
+class ReminderState(StrEnum):
+    """One reminder row's life: pending → claimed → posted or skipped; or cancelled."""
+
+    PENDING = "pending"
+    """Waiting for its due time."""
+    CLAIMED = "claimed"
+    """One process is posting it now (taken over when the claim goes stale)."""
+    POSTED = "posted"
+    """In Slack."""
+    SKIPPED = "skipped"
+    """Recorded only: too late to matter."""
+    CANCELLED = "cancelled"
+    """Its window was cancelled, or no longer has this reminder."""
+
+
+class DraftState(StrEnum):
+    """A kept submission: sending → done, or failed (then Retry sends it again)."""
+
+    SENDING = "sending"
+    """Being sent now; one that stays so (the process died) counts as failed once old."""
+    FAILED = "failed"
+    """The last send failed; Retry or Edit from the error message."""
+    DONE = "done"
+    """The upstream took it."""
+
+
+class ClaimResult(StrEnum):
+    """What claiming a due reminder gave this process."""
+
+    FRESH = "fresh"
+    """Claimed a pending reminder."""
+    STALE = "stale"
+    """Took over a claim whose process died: it may have posted already."""
+    NONE = "none"
+    """Another process has it."""
+
+
+class Delivery(StrEnum):
+    """What to do with a reminder at the time it is delivered."""
+
+    POST = "post"
+    """Post it as due."""
+    LATE = "late"
+    """Post it, saying it is late."""
+    SKIP = "skip"
+    """Record it only: too late to matter."""
+
+
+class DraftKind(StrEnum):
+    """What a kept submission is; `feature` says whose listeners reopen and retry it.
+    The values are the stored ones, so drafts kept before this enum still load."""
+
+    DECLARE = "incident.declare"
+    """Declare an incident."""
+    UPDATE = "incident.update"
+    """Post an update on an incident."""
+    RESOLVE = "incident.resolve"
+    """Resolve an incident."""
+    SCHEDULE = "maintenance.schedule"
+    """Schedule a maintenance window."""
+    EDIT = "maintenance.edit"
+    """Edit a maintenance window."""
+    CANCEL = "maintenance.cancel"
+    """Cancel a maintenance window."""
+
+    @property
+    def feature(self) -> str:
+        """`incident` or `maintenance`."""
+        return self.value.split(".", 1)[0]
