@@ -10,8 +10,8 @@ from typing import Any
 from bot.channel import Message, Posted
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.context import AppContext
-from bot.messages import incident as messages
 from bot.errors import FeatureDisabled, NotAllowed, NotFound, UpstreamRejected
+from bot.messages import incident as messages
 from bot.services.drafts import DraftFlow
 from bot.services.incident_forms import (
     DRAFT_DECLARE,

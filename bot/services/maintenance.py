@@ -1,7 +1,7 @@
 """Maintenance windows: schedule, edit, cancel, list, status, on whichever backend is
 configured. Business rules live here, not in handlers; every submission is kept as a draft
 until the upstream accepted it. The scheduler and the sync job use `adopt_external`,
-`refresh_announcement` and `post_in_thread`."""
+`refresh_announcement` and `post_in_thread`, which post through `bot.channel.Channel`."""
 
 from __future__ import annotations
 

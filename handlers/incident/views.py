@@ -1,4 +1,5 @@
-"""Block Kit for incidents: pure functions from data to dicts. Builders never query."""
+"""The incident modals and answers to one person: pure functions from data to Block Kit.
+Channel messages are in `bot.messages.incident`."""
 
 from __future__ import annotations
 
@@ -7,16 +8,10 @@ from datetime import datetime
 
 from bot.messages import blocks as kit
 from bot.messages.format import (
-    SHORT_TITLE,
-    button,
     context,
     duration,
-    field,
     fit,
-    fit_list,
     section,
-    slack_date,
-    text_sections,
     truncate,
     user,
 )
@@ -24,7 +19,7 @@ from bot.messages.incident import IMPACT_EMOJI, short_title
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
 from bot.settings import Component
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
-from store.models import Incident, IncidentEvent
+from store.models import Incident
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_SUGGESTIONS = 100  # options Slack shows from one block_suggestion answer

@@ -1,4 +1,5 @@
-"""Block Kit for maintenance windows: pure functions from data to dicts. Builders never query."""
+"""The maintenance modals and answers to one person: pure functions from data to Block Kit.
+Channel messages are in `bot.messages.maintenance`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.messages import blocks as kit
 from bot.messages.format import (
-    SHORT_TITLE,
-    button,
     context,
     duration,
     field,
@@ -17,8 +16,6 @@ from bot.messages.format import (
     fit_list,
     section,
     slack_date,
-    text_sections,
-    user,
 )
 from bot.services.maintenance_forms import (
     DRAFT_CANCEL,
