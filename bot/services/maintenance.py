@@ -22,7 +22,7 @@ from bot.errors import (
     NotFound,
     NotSupported,
     UpstreamError,
-    UpstreamRejected,
+    AlreadyResolved,
     UpstreamUnavailable,
 )
 from bot.services import server_times
@@ -545,9 +545,7 @@ class MaintenanceService:
         window = await self.find_cancellable(str(form.window_id))
         try:
             await self.backend.cancel(window.upstream_id)
-        except UpstreamRejected as exc:
-            if "already resolved" not in exc.message.lower():
-                raise
+        except AlreadyResolved:
             # The status page has closed it already: the store follows, and the person still
             # sees the upstream Message verbatim.
             await self._close(window.id, user_id=user_id, note=form.note)
