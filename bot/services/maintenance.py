@@ -17,12 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from bot.backends.base import BackendWindow, MaintenanceBackend
 from bot.context import AppContext
 from bot.errors import (
+    AlreadyResolved,
     FeatureDisabled,
     NotAllowed,
     NotFound,
     NotSupported,
     UpstreamError,
-    AlreadyResolved,
     UpstreamUnavailable,
 )
 from bot.services import server_times
