@@ -108,7 +108,7 @@ def main() -> None:
                 started = time.perf_counter()
                 bot.command("list", command="/maintenance")
                 acks.append(time.perf_counter() - started)
-                slack.wait_for(lambda: len(slack.ephemerals()) > before, timeout=30)
+                slack.wait_for(lambda before=before: len(slack.ephemerals()) > before, timeout=30)
                 answers.append(time.perf_counter() - started)
             report("ack: /maintenance list (AppFirst, 3,000 windows)", acks)
             report("answer: /maintenance list (AppFirst, 3,000)", answers)

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.channel import Channel
-from bot.settings import Settings
-from store.db import Database
-
 from bot.backends import make_backend
+from bot.channel import Channel
 from bot.clients.appfirst import AppFirstClient
 from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
+from bot.settings import Settings
+from store.db import Database
 
 if TYPE_CHECKING:
     from bot.backends.base import MaintenanceBackend

@@ -1,23 +1,40 @@
-"""Typed errors for the two upstream APIs (status page, AppFirst).
+"""Every error sitrep raises on purpose, and who reads it.
 
-Handlers catch these to tell the user *what* went wrong without a traceback:
-``str(err)`` is always a sentence that can be posted to Slack as-is, and
-``err.message`` keeps the upstream wording (e.g. ``Title is required.``)
-so it can be shown verbatim.  Nothing here ever carries credentials: the
-clients pass every upstream text through :func:`scrub` before raising.
+Upstream errors come from ``bot/clients`` (one mapping in ``bot/clients/http.py``);
+``str(err)`` is a sentence that can be posted to Slack as-is and ``err.message`` keeps the
+upstream's own wording (``Title is required.``), already scrubbed of credentials and control
+characters. Sitrep errors come from the services and are rendered by ``handlers/errors.py``.
+
+    UpstreamError            base; `service`, `message`, `status`
+    ├── UpstreamRejected     person: "The status page rejected the request: …" — change what you asked
+    │   ├── AlreadyResolved  person: the upstream's "Incident already resolved."; the store follows it
+    │   └── UpstreamNotFound person: "AppFirst reported: Maintenance window 7 was not found."
+    ├── UpstreamUnauthorized operator: credentials refused; person: sitrep is misconfigured, nothing lost
+    ├── UpstreamWrongURL     operator: log line with the URL tried and the setting to fix
+    └── UpstreamUnavailable  person: "… is not available right now … Please try again later"
+
+    SitrepError              base; `str(err)` is a sentence for the person in Slack
+    ├── InputInvalid         person: shown inside the modal, keyed by block ID
+    ├── NotFound             person: no such incident or window (or not open any more)
+    ├── NotAllowed           person: not in SITREP_ADMINS
+    ├── FeatureDisabled      person: the feature's API is not configured; operator: which setting
+    ├── NotSupported         person: this backend cannot do that (edit on the status page)
+    └── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
+
+The redaction helpers (``scrub``, ``upstream_text``, ``escape_controls``, ``public_url``)
+live here because the errors themselves use them as a backstop.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
-from typing import Any
 
 import httpx
 
 __all__ = [
     "UpstreamError",
     "UpstreamRejected",
+    "AlreadyResolved",
     "UpstreamNotFound",
     "UpstreamUnauthorized",
     "UpstreamUnavailable",
@@ -26,7 +43,6 @@ __all__ = [
     "scrub",
     "escape_controls",
     "upstream_text",
-    "send_request",
     "SitrepError",
     "InputInvalid",
     "NotFound",
@@ -173,6 +189,11 @@ class UpstreamRejected(UpstreamError):
         return _sentence(f"{_subject(self.service)} rejected the request: {self.message}")
 
 
+class AlreadyResolved(UpstreamRejected):
+    """The status page has resolved this incident or window already (seed 004's
+    ``Incident already resolved.``, kept in ``message``): callers close their record too."""
+
+
 class UpstreamNotFound(UpstreamRejected):
     """The object named in the request does not exist upstream (HTTP 404)."""
 
@@ -221,33 +242,6 @@ class UpstreamUnavailable(UpstreamError):
             f"{_subject(self.service)} is not available right now: "
             f"{_sentence(self.message)} Please try again later"
         )
-
-
-async def send_request(
-    client: httpx.AsyncClient,
-    service: str,
-    timeout: float,
-    method: str,
-    url: str,
-    **kwargs: Any,
-) -> httpx.Response:
-    """Send one request under a hard deadline, turning transport failures into typed errors.
-
-    httpx's own timeout bounds each phase (connect, each read...) separately;
-    the outer deadline makes ``timeout`` a bound on the whole call, so a server
-    trickling bytes cannot hold a Slack interaction open forever.
-    """
-    try:
-        async with asyncio.timeout(timeout):
-            return await client.request(method, url, **kwargs)
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        raise UpstreamUnavailable(service, f"no reply within {timeout:g} seconds") from exc
-    except httpx.UnsupportedProtocol as exc:
-        raise UpstreamUnavailable(service, "its configured URL is not an http(s) URL") from exc
-    except httpx.ConnectError as exc:
-        raise UpstreamUnavailable(service, "could not connect to it") from exc
-    except httpx.TransportError as exc:
-        raise UpstreamUnavailable(service, "the connection failed mid-request") from exc
 
 
 # --- errors meant for the person at the keyboard (rendered by handlers/errors.py) ---

@@ -9,7 +9,6 @@ is rate-limited to Tier 1).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
@@ -55,6 +54,6 @@ async def first_connection_url(client: AsyncWebClient, app_token: str) -> str | 
         if exc.lasting:
             raise
         log.warning("apps.connections.open failed (%s); retrying", exc.error)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         log.warning("Slack did not answer apps.connections.open (%s); retrying", type(exc).__name__)
     return None

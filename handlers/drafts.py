@@ -7,10 +7,10 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+import handlers.payload as payload
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.services.drafts import draft_kind
-import handlers.payload as payload
 from handlers.errors import renders_errors
 from handlers.ids import DraftAction
 from store.states import DraftKind

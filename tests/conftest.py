@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 from pydantic import SecretStr
 
@@ -14,6 +16,7 @@ from tests.support.harness import (
     BotUnderTest,
     FakeClock,
 )
+from tests.support.process import SPEC_VARIABLES
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +99,27 @@ def upstream_clock(statuspage, appfirst) -> FakeClock:
     statuspage.clock = clock
     appfirst.clock = clock
     return clock
+
+
+@pytest.fixture
+def base_env(tmp_path) -> dict[str, str]:
+    """The process environment without any SPEC variable (so nothing leaks in from outside)."""
+    env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'sitrep.db'}"
+    return env
+
+
+@pytest.fixture
+def full_env(base_env, slack, statuspage, appfirst) -> dict[str, str]:
+    return base_env | {
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url,
+        "SITREP_CHANNEL": CHANNEL,
+        "STATUSPAGE_URL": statuspage.url,
+        "STATUSPAGE_API_KEY": statuspage.api_key,
+        "APPFIRST_URL": appfirst.url,
+        "APPFIRST_EMAIL": appfirst.email,
+        "APPFIRST_API_KEY": appfirst.api_key,
+    }

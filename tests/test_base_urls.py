@@ -14,16 +14,12 @@ from bot.clients.http import api_root
 from tests.support.fakes.appfirst import FakeAppFirst
 from tests.support.fakes.statuspage import FakeStatusPage
 from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.incidents import declare_values, incidents_in_store, open_declare_modal
 from tests.support.maintenance import (
     open_modal,
     schedule_values,
     wait_announcement,
     wait_answer,
-)
-from tests.test_incident_declare import (
-    declare_values,
-    incidents_in_store,
-    open_declare_modal,
 )
 
 SPELLINGS = ["", "/", "/api", "/api/"]

@@ -3,62 +3,17 @@ standing in for Slack and the APIs."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.fakes.signing import command_body, slack_signature_headers
 from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port
-from tests.test_settings import SPEC_VARIABLES
-
-SITREP = Path(sys.executable).with_name("sitrep")
-
-
-@pytest.fixture
-def base_env(tmp_path) -> dict[str, str]:
-    """The process environment without any SPEC variable (so nothing leaks in from outside)."""
-    env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'sitrep.db'}"
-    return env
-
-
-@pytest.fixture
-def full_env(base_env, slack, statuspage, appfirst) -> dict[str, str]:
-    return base_env | {
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.url,
-        "SITREP_CHANNEL": CHANNEL,
-        "STATUSPAGE_URL": statuspage.url,
-        "STATUSPAGE_API_KEY": statuspage.api_key,
-        "APPFIRST_URL": appfirst.url,
-        "APPFIRST_EMAIL": appfirst.email,
-        "APPFIRST_API_KEY": appfirst.api_key,
-    }
-
-
-def sitrep(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def lines_starting(output: str, prefix: str) -> list[str]:
-    return [line for line in output.splitlines() if line.startswith(prefix)]
-
+from tests.support.process import SITREP, lines_starting, sitrep
 
 # --- sitrep check -------------------------------------------------------------------------------
 

@@ -38,8 +38,9 @@ from tests.support.fakes.signing import (
     slack_signature_headers,
 )
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, free_port
+from tests.support.incidents import declare_values, open_declare_modal
 from tests.support.maintenance import open_modal, schedule_values, wait_answer
-from tests.test_settings import SPEC_VARIABLES
+from tests.support.process import SPEC_VARIABLES
 
 MiB = 1024 * 1024
 FORM = "application/x-www-form-urlencoded"
@@ -235,7 +236,6 @@ def test_an_upstream_newline_cannot_forge_a_log_line(af_bot, slack, appfirst, ca
 
 
 def test_a_long_status_page_message_is_cut_after_redaction(bot, slack, statuspage):
-    from tests.test_incident_declare import declare_values, open_declare_modal
 
     key = statuspage.api_key
     statuspage.failure_message = "Z" * 295 + key + " and more " * 400  # 4,000+ characters

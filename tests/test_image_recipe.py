@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port
-from tests.test_settings import SPEC_VARIABLES
+from tests.support.process import SPEC_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,56 +5,15 @@ from __future__ import annotations
 import json
 import time
 
-from sqlalchemy import select
-
 from handlers.ids import DraftAction
-from handlers.incident.ids import NOTIFY_VALUE, Action, Block
-from store.models import Draft, Incident
+from handlers.incident.ids import Block
 from tests.support.harness import (
     CHANNEL,
     BotUnderTest,
-    checked,
-    chose,
-    chose_many,
-    last_view,
-    typed,
 )
+from tests.support.incidents import declare_values, drafts_in_store, incidents_in_store, open_declare_modal
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
-
-
-def declare_values(title="DB down", description="Timeouts on checkout", components=(API,), notify=True):
-    return {
-        Block.TITLE: {Action.TITLE: typed(title)},
-        Block.DESCRIPTION: {Action.DESCRIPTION: typed(description)},
-        Block.STATUS: {Action.STATUS: chose("Investigating")},
-        Block.IMPACT: {Action.IMPACT: chose("Major Outage")},
-        Block.COMPONENTS: {Action.COMPONENTS: chose_many(list(components))},
-        Block.NOTIFY: {Action.NOTIFY: checked([NOTIFY_VALUE] if notify else [])},
-    }
-
-
-def incidents_in_store(bot: BotUnderTest) -> list[Incident]:
-    async def read():
-        async with bot.ctx.db.session() as session:
-            return list((await session.execute(select(Incident))).scalars())
-
-    return bot.run(read())
-
-
-def drafts_in_store(bot: BotUnderTest) -> list[Draft]:
-    async def read():
-        async with bot.ctx.db.session() as session:
-            return list((await session.execute(select(Draft))).scalars())
-
-    return bot.run(read())
-
-
-def open_declare_modal(bot, slack, text="declare DB down") -> dict:
-    response = bot.command(text)
-    assert response.status_code == 200
-    slack.wait_for(lambda: slack.calls_to("views.open"))
-    return last_view(slack)
 
 
 def test_declare_opens_prefilled_modal_and_announces(bot, slack, statuspage):

@@ -3,69 +3,25 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
 from handlers.incident.views import MAX_MESSAGE_BLOCKS
-from tests.support.harness import CHANNEL, BotUnderTest, chose, last_view, typed
-from tests.test_incident_declare import (
+from tests.support.harness import CHANNEL, BotUnderTest, last_view
+from tests.support.incidents import (
+    assert_update_landed,
+    declare,
     declare_values,
     drafts_in_store,
     incidents_in_store,
+    open_modal,
+    resolve_values,
+    thread_replies,
+    update_values,
 )
-
-
-def declare(bot, slack, title="DB down"):
-    before = len(incidents_in_store(bot))
-    bot.command(f"declare {title}")
-    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-    slack.forget_calls()
-    bot.submit(view, declare_values(title=title))
-    slack.wait_for(lambda: len([i for i in incidents_in_store(bot) if i.message_ts]) > before)
-    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))  # the declarer's answer: all done
-    slack.forget_calls()
-    return max(incidents_in_store(bot), key=lambda i: i.id)
-
-
-def update_values(incident_id, status="Identified", text="Root cause found: a bad index"):
-    return {
-        Block.INCIDENT: {Action.INCIDENT: chose(str(incident_id))},
-        Block.STATUS: {Action.STATUS: chose(status)},
-        Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed(text)},
-    }
-
-
-def resolve_values(incident_id, note="Index rebuilt"):
-    return {Block.INCIDENT: {Action.INCIDENT: chose(str(incident_id))}, Block.NOTE: {Action.NOTE: typed(note)}}
-
-
-def open_modal(bot, slack, send):
-    slack.forget_calls()
-    response = send()
-    assert response.status_code == 200, response.text
-    slack.wait_for(lambda: slack.calls_to("views.open"))
-    return last_view(slack)
-
-
-def thread_replies(slack, incident):
-    return slack.thread(CHANNEL, incident.message_ts)
-
-
-def assert_update_landed(bot, slack, statuspage, incident, *, replies=1):
-    reply = slack.wait_for(lambda: len(thread_replies(slack, incident)) >= replies and thread_replies(slack, incident))[-1]
-    puts = [r for r in statuspage.requests if r.method == "PUT" and r.path == "/api/admin/Incident"]
-    assert puts[-1].json == {"IncidentId": incident.upstream_id, "Description": "Root cause found: a bad index", "Status": "Identified"}
-    assert puts[-1].headers["X-API-KEY"] == statuspage.api_key
-    assert reply["thread_ts"] == incident.message_ts
-    assert "Identified" in str(reply["blocks"]) and "bad index" in str(reply["blocks"]) and "<@U123>" in str(reply["blocks"])
-    update = slack.wait_for(lambda: slack.calls_to("chat.update"))[-1]
-    assert update["ts"] == incident.message_ts
-    assert "Identified" in str(update["blocks"]) and "update" in str(update["blocks"]).lower()
-    stored = slack.wait_for(lambda: [i for i in incidents_in_store(bot) if i.id == incident.id and i.update_count == replies])[0]
-    assert stored.status == "Identified"
-    assert [e.kind for e in stored.events] == ["declared"] + ["update"] * replies
 
 
 def test_update_from_the_command(bot, slack, statuspage):
@@ -157,12 +113,12 @@ def test_list_with_zero_one_and_many(bot, slack, statuspage):
 
 
 def test_list_of_more_incidents_than_one_message_holds(bot, slack, statuspage):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from store.models import Incident
 
     async def many():
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with bot.ctx.db.session() as session, session.begin():
             for n in range(400):
                 session.add(
@@ -330,14 +286,14 @@ def test_slack_refusing_the_announcement_is_a_warning_not_a_retry(bot, slack, st
 
 
 def test_a_draft_left_sending_by_a_dead_process_can_be_retried(bot, slack, statuspage):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from store.models import Draft
 
     incident = declare(bot, slack)
 
     async def stuck():
-        long_ago = datetime.now(timezone.utc) - timedelta(minutes=10)
+        long_ago = datetime.now(UTC) - timedelta(minutes=10)
         async with bot.ctx.db.session() as session, session.begin():
             draft = Draft(
                 kind="incident.update", user_id="U123", channel_id="C123", state="sending",

@@ -5,13 +5,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from handlers.incident.ids import Action, Block
 from store.models import Incident
 from tests.support.harness import CHANNEL, chose, chose_external, typed
-from tests.test_incident_declare import incidents_in_store
-from tests.test_incident_lifecycle import declare, open_modal, thread_replies
+from tests.support.incidents import declare, incidents_in_store, open_modal, thread_replies
 
 LONG = "Checkout is failing for customers in the EU region after the payment provider changed " + "x" * 64
 
@@ -20,7 +19,7 @@ def add_open_incidents(bot, count: int, title: str = LONG) -> None:
     """Open incidents the bot knows from before (its store is their record)."""
 
     async def add():
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with bot.ctx.db.session() as session, session.begin():
             for n in range(count):
                 session.add(

@@ -9,13 +9,15 @@ import pytest
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
 from tests.support.harness import CHANNEL, BotUnderTest, chose
-from tests.test_incident_declare import (
+from tests.support.incidents import (
+    declare,
     declare_values,
     drafts_in_store,
     incidents_in_store,
     open_declare_modal,
+    open_modal,
+    update_values,
 )
-from tests.test_incident_lifecycle import declare, open_modal, update_values
 
 STATUSES = ("Investigating", "Fix deployed", "Watching")
 IMPACTS = ("None", "Minor", "Major", "Critical")

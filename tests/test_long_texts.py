@@ -27,6 +27,7 @@ from tests.support.harness import (
     last_view,
     typed,
 )
+from tests.support.incidents import declare, incidents_in_store, thread_replies
 from tests.support.maintenance import (
     T0,
     WINTER_END,
@@ -38,9 +39,7 @@ from tests.support.maintenance import (
     wait_answer,
     windows,
 )
-from tests.test_incident_declare import incidents_in_store
-from tests.test_incident_lifecycle import declare, thread_replies
-from tests.test_reminders import reminder_posts
+from tests.support.reminders import reminder_posts
 
 #: Upstream text that is long *and* grows when escaped (each & becomes &amp;).
 REASON = "Rack & power work <phase 2>: " + " ".join(f"step {n} & check" for n in range(600))

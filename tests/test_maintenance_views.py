@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -22,7 +22,7 @@ from handlers.maintenance.ids import Block
 from store.models import MaintenanceWindow
 from tests.support.slack_limits import check_message, check_modal
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def window(n: int = 1, *, title: str = "DB upgrade", backend: str = "appfirst", **kw) -> MaintenanceWindow:

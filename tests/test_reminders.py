@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -16,8 +16,9 @@ from bot.services.reminders import cancel_window_reminders, schedule_window_remi
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
+from tests.support.reminders import reminder_posts, reminders
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -38,38 +39,12 @@ def schedule(bot, *, start_in=30, minutes=60, title="DB upgrade") -> Maintenance
     return done.window
 
 
-def reminders(bot, window_id) -> dict[str, Reminder]:
-    async def read():
-        async with bot.ctx.db.session() as session:
-            rows = await session.execute(select(Reminder).where(Reminder.window_id == window_id))
-            return {r.kind: r for r in rows.scalars()}
-
-    return bot.run(read())
-
-
 def window_row(bot, window_id) -> MaintenanceWindow:
     async def read():
         async with bot.ctx.db.session() as session:
             return await session.get(MaintenanceWindow, window_id)
 
     return bot.run(read())
-
-
-def reminder_posts(slack, window=None, kind=None):
-    posts = []
-    for call in slack.calls_to("chat.postMessage"):
-        meta = call.get("metadata") or {}
-        if isinstance(meta, str):
-            meta = json.loads(meta)
-        payload = meta.get("event_payload") or {}
-        if meta.get("event_type") != METADATA_EVENT:
-            continue
-        if window is not None and payload.get("window_id") != window.id:
-            continue
-        if kind is not None and payload.get("kind") != kind:
-            continue
-        posts.append(call)
-    return posts
 
 
 def run_due(bot) -> int:
@@ -141,11 +116,11 @@ def test_two_instances_on_one_database_post_once(settings, slack, clock):
             barrier = threading.Barrier(2)
             results: list[int] = []
 
-            def race(bot):
+            def race(bot, barrier: threading.Barrier, results: list[int]) -> None:
                 barrier.wait()
                 results.append(run_due(bot))
 
-            threads = [threading.Thread(target=race, args=(b,)) for b in (one, two)]
+            threads = [threading.Thread(target=race, args=(b, barrier, results)) for b in (one, two)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -271,13 +246,13 @@ def test_cancel_removes_reminders(bot, slack, clock):
 
 
 def test_the_scheduler_plans_its_wake_up_at_the_next_due_time(bot, slack, clock):
-    clock.set(datetime(2031, 1, 1, 9, 0, tzinfo=timezone.utc))  # ahead of the real time APScheduler uses
+    clock.set(datetime(2031, 1, 1, 9, 0, tzinfo=UTC))  # ahead of the real time APScheduler uses
     window = schedule(bot)
     assert bot.bot.scheduler.next_wake() == reminders(bot, window.id)["heads_up"].due_at
     # APScheduler fires on the machine's clock: as far ahead of it as the due time is of the bot's.
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     bot.run(bot.bot.scheduler.wake())
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     run_at = bot.bot.scheduler.next_run_time()
     assert before + timedelta(minutes=15) <= run_at <= after + timedelta(minutes=15)
     clock.advance(minutes=15)
@@ -289,7 +264,7 @@ def test_the_scheduler_plans_its_wake_up_at_the_next_due_time(bot, slack, clock)
 def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
     """No injected clock: APScheduler itself wakes the bot (seconds, not minutes)."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         form = ScheduleForm(title="Quick one", start=now + timedelta(seconds=2), end=now + timedelta(seconds=4))
         window = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
         slack.wait_for(lambda: reminder_posts(slack, window, "ended"), timeout=15)
@@ -305,13 +280,13 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
 def test_the_live_scheduler_follows_the_injected_clock_at_any_date(settings, slack, days):
     """The bot's clock set far from the machine's: the live timers still fire each reminder
     when the bot's clock reaches it, never earlier, never never."""
-    clock = FakeClock(datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=days))
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0) + timedelta(days=days))
     with BotUnderTest(settings, clock=clock, live_scheduler=True) as bot:
         scheduler = bot.bot.scheduler
         window = schedule(bot)
         due = reminders(bot, window.id)
         assert scheduler.next_wake() == due["heads_up"].due_at
-        wait = (scheduler.next_run_time() - datetime.now(timezone.utc)).total_seconds()
+        wait = (scheduler.next_run_time() - datetime.now(UTC)).total_seconds()
         assert 14 * 60 < wait <= 15 * 60  # planned 15 minutes out on the machine's clock too
         assert reminder_posts(slack, window) == []
 

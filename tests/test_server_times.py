@@ -4,7 +4,7 @@ and the store row that keeps what was learned."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,7 +13,7 @@ from bot.services.server_times import find_lost_write, offset_seen, to_send
 from store.db import Database
 from store.facts import get_fact, put_fact
 
-T0 = datetime(2026, 12, 1, 14, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
 H = timedelta(hours=1)
 

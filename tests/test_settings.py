@@ -6,29 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bot.settings import Component, SettingsError, load_settings
-
-SPEC_VARIABLES = (
-    "SLACK_BOT_TOKEN",
-    "SLACK_SIGNING_SECRET",
-    "SLACK_APP_TOKEN",
-    "SLACK_API_URL",
-    "SITREP_CHANNEL",
-    "STATUSPAGE_URL",
-    "STATUSPAGE_API_KEY",
-    "APPFIRST_URL",
-    "APPFIRST_EMAIL",
-    "APPFIRST_API_KEY",
-    "MAINTENANCE_BACKEND",
-    "SITREP_COMPONENTS",
-    "SITREP_REMINDER_LEAD",
-    "SITREP_SYNC_INTERVAL",
-    "SITREP_ADMINS",
-    "DATABASE_URL",
-    "PORT",
-    "SITREP_INCIDENT_STATUSES",
-    "SITREP_INCIDENT_IMPACTS",
-    "SITREP_MAX_BODY",
-)
+from tests.support.process import SPEC_VARIABLES
 
 MINIMAL = {
     "SLACK_BOT_TOKEN": "xoxb-1-good-token",

@@ -23,15 +23,16 @@ from tests.support.fakes import socket_mode
 from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, last_view
-from tests.support.socket_mode import SocketModeBotUnderTest
-from tests.test_incident_declare import declare_values, incidents_in_store
-from tests.test_incident_lifecycle import (
+from tests.support.incidents import (
     assert_update_landed,
     declare,
+    declare_values,
+    incidents_in_store,
     open_modal,
     resolve_values,
     update_values,
 )
+from tests.support.socket_mode import SocketModeBotUnderTest
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ from handlers.incident.ids import Action
 from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.support.harness import CHANNEL, last_view
+from tests.support.incidents import declare_values, resolve_values, update_values
+from tests.support.process import lines_starting, sitrep
 from tests.support.socket_mode import SocketModeDriver
-from tests.test_cli import base_env, full_env, lines_starting, sitrep  # noqa: F401 - fixtures
-from tests.test_incident_declare import declare_values
-from tests.test_incident_lifecycle import resolve_values, update_values
 
 
 @pytest.fixture

@@ -19,17 +19,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from bot.clients.http import UpstreamClient
-from bot.errors import (
-    UpstreamNotFound,
-    UpstreamRejected,
-    UpstreamUnauthorized,
-    UpstreamUnavailable,
-    UpstreamWrongURL,
-    public_url,
-    send_request,
-    upstream_text,
-)
+from bot.clients.http import MAX_MESSAGE, NOT_JSON, UpstreamClient, decode
+from bot.errors import UpstreamUnavailable
 
 __all__ = [
     "SERVICE",
@@ -52,7 +43,6 @@ MAX_PAGES = 1000
 
 _LIST_PATH = "api/maintenance_windows/"
 _STRING_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
-_MAX_TEXT_MESSAGE = 300
 
 
 def parse_appfirst_time(value: Any) -> datetime:
@@ -129,15 +119,7 @@ class MaintenanceWindowPage(BaseModel):
     data: list[MaintenanceWindow]
 
 
-_NOT_JSON = object()
 _M = TypeVar("_M", bound=BaseModel)
-
-
-def _decode(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return _NOT_JSON
 
 
 def _flatten_message(value: Any) -> str | None:
@@ -165,6 +147,10 @@ def _flatten_message(value: Any) -> str | None:
 class AppFirstClient(UpstreamClient):
     """Talks to AppFirst as one account; every call sends HTTP basic auth."""
 
+    service = SERVICE
+    url_setting = URL_SETTING
+    credentials = "the email or API key"
+
     def __init__(
         self,
         base_url: str,
@@ -177,11 +163,16 @@ class AppFirstClient(UpstreamClient):
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
-        super().__init__(base_url, timeout=timeout, transport=transport, auth=httpx.BasicAuth(email, api_key))
-        self._page_size = page_size
         token = base64.b64encode(f"{email}:{api_key}".encode()).decode()
-        self._secrets = (api_key, token)
-        self._names = (email,)  # not a secret, but nobody else's business: hidden only whole
+        super().__init__(
+            base_url,
+            timeout=timeout,
+            transport=transport,
+            auth=httpx.BasicAuth(email, api_key),
+            secrets=(api_key, token),
+            names=(email,),  # not a secret, but nobody else's business: hidden only whole
+        )
+        self._page_size = page_size
 
     # -- operations -------------------------------------------------------
 
@@ -281,62 +272,18 @@ class AppFirstClient(UpstreamClient):
             ) from None
 
     async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        window_id: int | None = None,
-        expect_body: bool = True,
-        **kwargs: Any,
+        self, method: str, path: str, *, window_id: int | None = None, expect_body: bool = True, **kwargs: Any
     ) -> Any:
-        """One request, mapped to the decoded JSON of a success or to a typed error."""
-        response = await send_request(self._http, SERVICE, self._timeout, method, path, **kwargs)
-        code = response.status_code
+        """One request through the shared mapping; a 404 on a window's own path means that
+        window is gone, not that the base URL is wrong."""
+        not_found = None if window_id is None else f"Maintenance window {window_id} was not found."
+        return await self._request(method, path, not_found=not_found, expect_body=expect_body, **kwargs)
 
-        if response.is_success:
-            if not expect_body:
-                return None
-            payload = _decode(response)
-            if payload is _NOT_JSON:
-                raise UpstreamUnavailable(
-                    SERVICE, "it answered with something other than the documented JSON", code
-                )
-            return payload
-
-        message = self._upstream_message(response)
-        if code in (401, 403):
-            raise UpstreamUnauthorized(
-                SERVICE, message or f"the email or API key was refused (HTTP {code})", code
-            )
-        if code == 404 and window_id is not None:
-            raise UpstreamNotFound(SERVICE, f"Maintenance window {window_id} was not found.", code)
-        if code in (404, 405):
-            # Every seed path exists for these methods: the base URL points somewhere else.
-            raise UpstreamWrongURL(
-                SERVICE, url=public_url(response.request.url), setting=URL_SETTING, status=code
-            )
-        if code in (408, 429) or code >= 500:
-            raise UpstreamUnavailable(SERVICE, message or f"it answered HTTP {code}", code)
-        if 400 <= code < 500:
-            raise UpstreamRejected(
-                SERVICE, message or f"it refused the request (HTTP {code})", code
-            )
-        raise UpstreamUnavailable(SERVICE, f"it answered with an unexpected HTTP {code}", code)
-
-    def _upstream_message(self, response: httpx.Response) -> str | None:
+    def _message_in(self, response: httpx.Response) -> str | None:
         """Best human-readable reason in an error body: JSON fields, else short plain text."""
-        payload = _decode(response)
-        if payload is not _NOT_JSON:
-            message = _flatten_message(payload)
-        else:
-            text = response.text.strip()
-            looks_like_page = text.startswith("<") or "html" in response.headers.get(
-                "content-type", ""
-            )
-            message = (
-                text if text and not looks_like_page and len(text) <= _MAX_TEXT_MESSAGE else None
-            )
-        # Secrets out before the cut: a cut through a key leaves a piece of it.
-        if not message:
-            return None
-        return upstream_text(message, self._secrets, _MAX_TEXT_MESSAGE, whole=self._names)
+        payload = decode(response)
+        if payload is not NOT_JSON:
+            return _flatten_message(payload)
+        text = response.text.strip()
+        looks_like_page = text.startswith("<") or "html" in response.headers.get("content-type", "")
+        return text if text and not looks_like_page and len(text) <= MAX_MESSAGE else None

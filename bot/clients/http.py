@@ -1,14 +1,31 @@
-"""What every upstream client shares: one httpx client with its timeout, closed once."""
+"""What both upstream clients share: one httpx client with its deadline, one decoder, one
+status→error mapping and redaction of every upstream text, so the seeds' clients keep only
+their models, operations and the few quirks of their seed."""
 
 from __future__ import annotations
 
+import asyncio
 from types import TracebackType
-from typing import Self
+from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bot.errors import public_url
+from bot.errors import (
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamRejected,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+    UpstreamWrongURL,
+    public_url,
+    upstream_text,
+)
+
+# An upstream message is quoted to people in a Slack section (3,000 characters at most);
+# both upstreams' messages are held to this length.
+MAX_MESSAGE = 300
+NOT_JSON: Any = object()  # what `decode` returns for a body that is not JSON
 
 
 def api_root(url: str) -> str:
@@ -25,7 +42,49 @@ def api_root(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path + "/", "", ""))
 
 
+def decode(response: httpx.Response) -> Any:
+    """The JSON body, or `NOT_JSON` (malformed JSON and undecodable bytes alike)."""
+    try:
+        return response.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both land here
+        return NOT_JSON
+
+
+async def send_request(
+    client: httpx.AsyncClient,
+    service: str,
+    timeout: float,
+    method: str,
+    url: str,
+    **kwargs: Any,
+) -> httpx.Response:
+    """Send one request under a hard deadline, turning transport failures into typed errors.
+
+    httpx's own timeout bounds each phase (connect, each read...) separately;
+    the outer deadline makes ``timeout`` a bound on the whole call, so a server
+    trickling bytes cannot hold a Slack interaction open forever.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await client.request(method, url, **kwargs)
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        raise UpstreamUnavailable(service, f"no reply within {timeout:g} seconds") from exc
+    except httpx.UnsupportedProtocol as exc:
+        raise UpstreamUnavailable(service, "its configured URL is not an http(s) URL") from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamUnavailable(service, "could not connect to it") from exc
+    except httpx.TransportError as exc:
+        raise UpstreamUnavailable(service, "the connection failed mid-request") from exc
+
+
 class UpstreamClient:
+    """Base of the status-page and AppFirst clients; subclasses name their service, the
+    setting that holds their URL, their credentials, and how their error bodies read."""
+
+    service: ClassVar[str]
+    url_setting: ClassVar[str]  # named when the API is not where it points
+    credentials: ClassVar[str]  # "the API key": what a 401/403 says was refused
+
     def __init__(
         self,
         base_url: str,
@@ -34,11 +93,15 @@ class UpstreamClient:
         transport: httpx.AsyncBaseTransport | None,
         auth: httpx.Auth | None = None,
         headers: dict[str, str] | None = None,
+        secrets: tuple[str, ...] = (),
+        names: tuple[str, ...] = (),
     ) -> None:
         if not base_url:
             raise ValueError("base_url is required")
         self._base_url = api_root(base_url)
         self._timeout = timeout
+        self._secrets = secrets  # blanked, whole or in any 8-character piece, from upstream text
+        self._names = names  # not secrets, but nobody else's business: hidden only whole
         self._http = httpx.AsyncClient(
             base_url=self._base_url,
             auth=auth,
@@ -65,3 +128,61 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    # -- the one request path -------------------------------------------------
+
+    async def _request(
+        self, method: str, path: str, *, not_found: str | None = None, expect_body: bool = True, **kwargs: Any
+    ) -> Any:
+        """One request, mapped to the decoded JSON of a success or to a typed error.
+
+        ``not_found`` is the sentence for a 404 on a path naming one object (that object is
+        gone); without it a 404 means the base URL is wrong."""
+        response = await send_request(self._http, self.service, self._timeout, method, path, **kwargs)
+        code = response.status_code
+        if not response.is_success:
+            raise self._error_for(response, not_found)
+        if not expect_body:
+            return None
+        payload = decode(response)
+        if payload is NOT_JSON:
+            raise UpstreamUnavailable(self.service, "it answered with something other than the documented JSON", code)
+        self._check_success(payload, code)
+        return payload
+
+    def _check_success(self, payload: Any, status: int) -> None:
+        """A seed whose 2xx can still carry a refusal raises it here (seed 004's envelope)."""
+
+    def _error_for(self, response: httpx.Response, not_found: str | None) -> UpstreamError:
+        """The one status→error mapping of both upstreams."""
+        code = response.status_code
+        message = self._upstream_message(response)
+        if code in (401, 403):
+            return UpstreamUnauthorized(self.service, message or f"{self.credentials} was refused (HTTP {code})", code)
+        if code == 404 and not_found is not None:
+            return UpstreamNotFound(self.service, not_found, code)
+        if code in (404, 405):
+            # Every seed path exists for its methods: the base URL points somewhere else.
+            return UpstreamWrongURL(
+                self.service, url=public_url(response.request.url), setting=self.url_setting, status=code
+            )
+        if code in (408, 429) or code >= 500:
+            return UpstreamUnavailable(self.service, message or f"it answered HTTP {code}", code)
+        if 400 <= code < 500:
+            return UpstreamRejected(self.service, message or f"it refused the request (HTTP {code})", code)
+        return UpstreamUnavailable(self.service, f"it answered with an unexpected HTTP {code}", code)
+
+    def _upstream_message(self, response: httpx.Response) -> str | None:
+        """The upstream's own reason, made safe: secrets out before the cut (a cut through a
+        key leaves a piece of it), control characters escaped."""
+        return self._safe(self._message_in(response))
+
+    def _safe(self, message: str | None) -> str | None:
+        """Any upstream text on its way to a person or a log line goes through here."""
+        if not message:
+            return None
+        return upstream_text(message, self._secrets, MAX_MESSAGE, whole=self._names)
+
+    def _message_in(self, response: httpx.Response) -> str | None:
+        """The seed's place for a human-readable reason in a reply; raw, redacted by the caller."""
+        raise NotImplementedError

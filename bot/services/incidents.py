@@ -10,7 +10,7 @@ from typing import Any
 from bot.channel import Message, Posted
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.context import AppContext
-from bot.errors import FeatureDisabled, NotAllowed, NotFound, UpstreamRejected
+from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
 from bot.services.drafts import DraftFlow
 from bot.services.incident_forms import (
@@ -154,9 +154,7 @@ class IncidentService:
         incident = await self.find_open(str(form.incident_id))
         try:
             await self._client().resolve_incident(incident.upstream_id)
-        except UpstreamRejected as exc:
-            if "already resolved" not in exc.message.lower():
-                raise
+        except AlreadyResolved:
             # The status page says it is resolved already: the store follows it, and the
             # person still sees the upstream Message verbatim.
             await self._close(incident, user_id=user_id, note=form.note, announce=False)

@@ -18,12 +18,12 @@ from bot.backends.base import BackendWindow, MaintenanceBackend
 from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.errors import (
+    AlreadyResolved,
     FeatureDisabled,
     NotAllowed,
     NotFound,
     NotSupported,
     UpstreamError,
-    UpstreamRejected,
     UpstreamUnavailable,
 )
 from bot.messages import maintenance as messages
@@ -539,9 +539,7 @@ class MaintenanceService:
         window = await self.find_cancellable(str(form.window_id))
         try:
             await self.backend.cancel(window.upstream_id)
-        except UpstreamRejected as exc:
-            if "already resolved" not in exc.message.lower():
-                raise
+        except AlreadyResolved:
             # The status page has closed it already: the store follows, and the person still
             # sees the upstream Message verbatim.
             await self._close(window.id, user_id=user_id, note=form.note)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+import handlers.payload as payload
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import InputInvalid, NotFound
@@ -17,7 +18,6 @@ from bot.services.incident_forms import (
     UpdateForm,
 )
 from bot.services.incidents import IncidentService, Submitted
-import handlers.payload as payload
 from handlers.errors import renders_errors, who_and_where
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback

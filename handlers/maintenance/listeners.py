@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from slack_bolt.async_app import AsyncApp
 
+import handlers.payload as payload
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import InputInvalid, NotFound
@@ -18,7 +19,6 @@ from bot.services.maintenance_forms import (
     ScheduleForm,
     format_servers,
 )
-import handlers.payload as payload
 from handlers.errors import renders_errors, who_and_where
 from handlers.maintenance import views
 from handlers.maintenance.ids import Action, Block, Callback

@@ -7,16 +7,17 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bot.backends import backend_named
 from bot.messages import blocks as kit
 from bot.messages.format import (
     context,
     duration,
-    field,
     fit,
     fit_list,
     section,
     slack_date,
 )
+from bot.messages.maintenance import state_label, title_of, when
 from bot.services.maintenance_forms import (
     DRAFT_CANCEL,
     DRAFT_EDIT,
@@ -25,12 +26,9 @@ from bot.services.maintenance_forms import (
     TITLE_MAX,
     ScheduleForm,
 )
-from bot.messages.maintenance import state_label, title_of, when
 from bot.settings import Component
 from handlers.maintenance.ids import Action, Block, Callback
 from store.models import MaintenanceWindow
-
-from bot.backends import backend_named
 
 if TYPE_CHECKING:
     from bot.backends.base import BackendWindow, MaintenanceBackend

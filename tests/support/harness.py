@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -35,7 +35,7 @@ class FakeClock:
     """An injected clock: tests move time instead of waiting for it."""
 
     def __init__(self, now: datetime | None = None):
-        self.now = now or datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+        self.now = now or datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:

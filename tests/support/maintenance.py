@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -19,7 +19,7 @@ from tests.support.harness import (
 )
 
 NY = ZoneInfo("America/New_York")
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 # 09:00 to 11:00 in New York on a winter date (EST, UTC-5) and a summer date (EDT, UTC-4).
 WINTER_START = datetime(2026, 12, 1, 9, 0, tzinfo=NY)
 WINTER_END = datetime(2026, 12, 1, 11, 0, tzinfo=NY)

@@ -1,0 +1,97 @@
+"""Driving an incident through the real bot, and reading what it stored: shared by every
+incident suite (HTTP and Socket Mode alike)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from handlers.incident.ids import NOTIFY_VALUE, Action, Block
+from store.models import Draft, Incident
+from tests.support.harness import CHANNEL, BotUnderTest, checked, chose, chose_many, last_view, typed
+
+API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"  # a component GUID of the harness's settings
+
+
+def declare_values(title="DB down", description="Timeouts on checkout", components=(API,), notify=True):
+    return {
+        Block.TITLE: {Action.TITLE: typed(title)},
+        Block.DESCRIPTION: {Action.DESCRIPTION: typed(description)},
+        Block.STATUS: {Action.STATUS: chose("Investigating")},
+        Block.IMPACT: {Action.IMPACT: chose("Major Outage")},
+        Block.COMPONENTS: {Action.COMPONENTS: chose_many(list(components))},
+        Block.NOTIFY: {Action.NOTIFY: checked([NOTIFY_VALUE] if notify else [])},
+    }
+
+
+def incidents_in_store(bot: BotUnderTest) -> list[Incident]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return list((await session.execute(select(Incident))).scalars())
+
+    return bot.run(read())
+
+
+def drafts_in_store(bot: BotUnderTest) -> list[Draft]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return list((await session.execute(select(Draft))).scalars())
+
+    return bot.run(read())
+
+
+def open_declare_modal(bot, slack, text="declare DB down") -> dict:
+    response = bot.command(text)
+    assert response.status_code == 200
+    slack.wait_for(lambda: slack.calls_to("views.open"))
+    return last_view(slack)
+
+
+def declare(bot, slack, title="DB down"):
+    before = len(incidents_in_store(bot))
+    bot.command(f"declare {title}")
+    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    slack.forget_calls()
+    bot.submit(view, declare_values(title=title))
+    slack.wait_for(lambda: len([i for i in incidents_in_store(bot) if i.message_ts]) > before)
+    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))  # the declarer's answer: all done
+    slack.forget_calls()
+    return max(incidents_in_store(bot), key=lambda i: i.id)
+
+
+def update_values(incident_id, status="Identified", text="Root cause found: a bad index"):
+    return {
+        Block.INCIDENT: {Action.INCIDENT: chose(str(incident_id))},
+        Block.STATUS: {Action.STATUS: chose(status)},
+        Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed(text)},
+    }
+
+
+def resolve_values(incident_id, note="Index rebuilt"):
+    return {Block.INCIDENT: {Action.INCIDENT: chose(str(incident_id))}, Block.NOTE: {Action.NOTE: typed(note)}}
+
+
+def open_modal(bot, slack, send):
+    slack.forget_calls()
+    response = send()
+    assert response.status_code == 200, response.text
+    slack.wait_for(lambda: slack.calls_to("views.open"))
+    return last_view(slack)
+
+
+def thread_replies(slack, incident):
+    return slack.thread(CHANNEL, incident.message_ts)
+
+
+def assert_update_landed(bot, slack, statuspage, incident, *, replies=1):
+    reply = slack.wait_for(lambda: len(thread_replies(slack, incident)) >= replies and thread_replies(slack, incident))[-1]
+    puts = [r for r in statuspage.requests if r.method == "PUT" and r.path == "/api/admin/Incident"]
+    assert puts[-1].json == {"IncidentId": incident.upstream_id, "Description": "Root cause found: a bad index", "Status": "Identified"}
+    assert puts[-1].headers["X-API-KEY"] == statuspage.api_key
+    assert reply["thread_ts"] == incident.message_ts
+    assert "Identified" in str(reply["blocks"]) and "bad index" in str(reply["blocks"]) and "<@U123>" in str(reply["blocks"])
+    update = slack.wait_for(lambda: slack.calls_to("chat.update"))[-1]
+    assert update["ts"] == incident.message_ts
+    assert "Identified" in str(update["blocks"]) and "update" in str(update["blocks"]).lower()
+    stored = slack.wait_for(lambda: [i for i in incidents_in_store(bot) if i.id == incident.id and i.update_count == replies])[0]
+    assert stored.status == "Identified"
+    assert [e.kind for e in stored.events] == ["declared"] + ["update"] * replies

@@ -1,0 +1,49 @@
+"""Running `sitrep` as a real process, as an operator does, with only the SPEC's variables set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SPEC_VARIABLES = (
+    "SLACK_BOT_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "SITREP_CHANNEL",
+    "STATUSPAGE_URL",
+    "STATUSPAGE_API_KEY",
+    "APPFIRST_URL",
+    "APPFIRST_EMAIL",
+    "APPFIRST_API_KEY",
+    "MAINTENANCE_BACKEND",
+    "SITREP_COMPONENTS",
+    "SITREP_REMINDER_LEAD",
+    "SITREP_SYNC_INTERVAL",
+    "SITREP_ADMINS",
+    "DATABASE_URL",
+    "PORT",
+    "SITREP_INCIDENT_STATUSES",
+    "SITREP_INCIDENT_IMPACTS",
+    "SITREP_MAX_BODY",
+)
+
+
+SITREP = Path(sys.executable).with_name("sitrep")
+
+
+def sitrep(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def lines_starting(output: str, prefix: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(prefix)]

@@ -1,0 +1,142 @@
+"""Incident views and forms as pure functions: every modal, message and answer fits Slack's
+limits and escapes what people typed; the forms' rules hold without a bot running."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from bot.messages import incident as messages
+from bot.services.incident_forms import (
+    DRAFT_DECLARE,
+    DRAFT_RESOLVE,
+    DRAFT_UPDATE,
+    TITLE_MAX,
+    DeclareForm,
+    ResolveForm,
+    UpdateForm,
+    form_from_payload,
+)
+from bot.settings import Component
+from handlers.incident import views
+from handlers.incident.ids import Block
+from store.models import Incident, IncidentEvent
+from tests.support.slack_limits import check_message, check_modal
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+STATUSES = ("Investigating", "Identified", "Monitoring")
+IMPACTS = ("Degraded Performance", "Partial Outage", "Major Outage")
+HOSTILE = "<!channel> & <@U999> " + "x" * 5000
+
+
+def incident(n: int = 12, *, title: str = "DB down", resolved: bool = False, **kw) -> Incident:
+    return Incident(
+        id=n,
+        upstream_id=f"3fa85f64-5717-4562-b3fc-{n:012d}",
+        title=title,
+        description=kw.pop("description", "Timeouts on checkout"),
+        status=kw.pop("status", "Investigating"),
+        impact=kw.pop("impact", "Major Outage"),
+        components=kw.pop("components", ["API"]),
+        channel_id="C123",
+        declared_by="U123",
+        declared_at=T0,
+        updated_at=T0,
+        update_count=kw.pop("update_count", 0),
+        resolved_at=T0 + timedelta(hours=2) if resolved else None,
+        resolved_by="U456" if resolved else None,
+        **kw,
+    )
+
+
+def event(text: str = "Root cause found", status: str = "Identified") -> IncidentEvent:
+    return IncidentEvent(kind="update", status=status, text=text, user_id="U123", at=T0 + timedelta(minutes=5))
+
+
+def blocks_of(view: dict) -> dict[str, dict]:
+    return {b.get("block_id"): b for b in view["blocks"]}
+
+
+def test_declare_modal_fits_and_prefills_with_many_components():
+    form = DeclareForm(title=HOSTILE[:TITLE_MAX], description=HOSTILE[:3000], component_ids=("c7",), notify=False)
+    components = [Component(name=f"Component {n}", id=f"c{n}") for n in range(150)]
+    view = views.declare_modal(form, components, statuses=STATUSES, impacts=IMPACTS, channel_id="C123")
+    check_modal(view)
+    by_id = blocks_of(view)
+    assert by_id[Block.TITLE]["element"]["initial_value"] == form.title
+    assert "initial_options" not in by_id[Block.NOTIFY]["element"]
+    assert json.loads(view["private_metadata"]) == {"channel": "C123"}
+
+
+def test_declare_modal_without_components_has_no_component_field():
+    view = views.declare_modal(DeclareForm(title=""), [], statuses=STATUSES, impacts=IMPACTS, channel_id=None)
+    check_modal(view)
+    assert Block.COMPONENTS not in blocks_of(view)
+
+
+def test_update_and_resolve_modals_fit_with_or_without_a_chosen_incident():
+    for chosen in (None, incident(title=HOSTILE)):
+        check_modal(views.update_modal(chosen, status=None, statuses=STATUSES, text="x" * 3000, channel_id="C1"))
+        check_modal(views.resolve_modal(chosen, note="y" * 3000, channel_id="C1"))
+    question = views.resolve_modal(incident(title="<b>&"), channel_id=None)["blocks"][0]["text"]["text"]
+    assert "&lt;b&gt;&amp;" in question
+
+
+def test_incident_options_match_number_or_words_newest_first_at_most_100():
+    many = [incident(n, title=f"Outage {n}") for n in range(1, 251)]
+    assert len(views.incident_options(many, "outage")) == 100
+    found = views.incident_options(many, "#12")
+    assert found[0]["value"] == "12" and {o["value"] for o in found} <= {"12", *(str(n) for n in range(120, 130))}
+    assert views.incident_options(many, "nothing like it") == []
+
+
+def test_announcement_fits_escapes_and_follows_the_incident():
+    big = incident(title=HOSTILE, description=HOSTILE * 3, components=[f"C{n}" for n in range(500)], update_count=3)
+    text, blocks = messages.announcement(big)
+    check_message(blocks, text)
+    assert "<!channel>" not in json.dumps(blocks) and "<!channel>" not in text
+    assert any(b["type"] == "actions" for b in blocks)
+
+    text, blocks = messages.announcement(incident(resolved=True))
+    check_message(blocks, text)
+    assert not any(b["type"] == "actions" for b in blocks) and "Resolved" in text
+
+
+def test_thread_replies_and_answers_fit_and_escape():
+    for text, blocks in (
+        messages.update_reply(incident(), event(text=HOSTILE * 4)),
+        messages.resolved_reply(incident(title=HOSTILE, resolved=True), event(text=HOSTILE)),
+        views.declared_answer(incident(title=HOSTILE), "https://slack.example/p1"),
+        views.declared_answer(incident(), None),
+        views.done_answer("Updated", incident(title=HOSTILE), None),
+        views.help_answer("I don't know `reboot`."),
+    ):
+        check_message(blocks, text)
+        assert "<!channel>" not in json.dumps(blocks)
+
+
+def test_incident_list_stays_within_50_blocks_however_many_are_open():
+    text, blocks = views.incident_list([], T0, {})
+    assert "No open incidents" in text
+    many = [incident(n, title="t" * 80) for n in range(1, 2001)]
+    text, blocks = views.incident_list(many, T0 + timedelta(hours=1), {1: "https://slack.example/p1"})
+    check_message(blocks, text)
+    assert len(blocks) <= views.MAX_MESSAGE_BLOCKS and text == "2000 open incidents"
+
+
+def test_forms_state_their_rules_and_survive_a_draft_round_trip():
+    assert DeclareForm(title=" ").problems(statuses=STATUSES, impacts=IMPACTS) == {"title": "Give the incident a title."}
+    too_long = DeclareForm(title="t" * (TITLE_MAX + 1), status="Nope", impact="Nope")
+    assert set(too_long.problems(statuses=STATUSES, impacts=IMPACTS)) == {"title", "status", "impact"}
+    assert UpdateForm(incident_id=1, status="Nope", text=" ").problems(statuses=STATUSES) == {
+        "status": "Pick a status.",
+        "text": "Say what changed.",
+    }
+    assert ResolveForm(incident_id=1).problems() == {}
+    for kind, form in (
+        (DRAFT_DECLARE, DeclareForm(title="DB down", component_ids=("a", "b"))),
+        (DRAFT_UPDATE, UpdateForm(incident_id=3, status="Identified", text="found it")),
+        (DRAFT_RESOLVE, ResolveForm(incident_id=3, note="fixed")),
+    ):
+        again = form_from_payload(kind, json.loads(json.dumps(form.to_payload())))
+        assert again == form and again.summary() == form.summary()

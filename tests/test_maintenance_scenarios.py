@@ -1,0 +1,94 @@
+"""The maintenance scenarios that read the same on both backends, run on each: an upstream
+that refuses, refuses the credentials or does not answer in time. What differs per backend
+(fields, times, edit, list sources) stays in `test_maintenance_statuspage.py` and
+`test_maintenance_appfirst.py`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from handlers.ids import DraftAction
+from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.maintenance import T0, drafts, open_modal, schedule_values, wait_answer, windows
+
+
+@dataclass
+class Backend:
+    """One backend as a scenario sees it: the running bot, its fake API and what differs."""
+
+    name: str
+    bot: BotUnderTest
+    upstream: Any  # FakeStatusPage or FakeAppFirst: the same switches (fail_times, latency, api_key)
+    values: dict
+    typed: tuple[str, ...]  # what the person typed, shown back to them when it failed
+    said_400: str  # how the person sees the fake's 400 Message
+    refused: str  # how the person sees refused credentials
+
+
+@pytest.fixture
+def clock(upstream_clock):
+    upstream_clock.set(T0)
+    return upstream_clock
+
+
+@pytest.fixture(params=["statuspage", "appfirst"])
+def backend(request, settings, appfirst_settings, statuspage, appfirst, clock):
+    if request.param == "statuspage":
+        with BotUnderTest(settings, clock=clock) as bot:
+            yield Backend(
+                "statuspage",
+                bot,
+                statuspage,
+                schedule_values(),
+                typed=("DB upgrade", "Routine optimisation"),
+                said_400="The status page said “An unexpected error occurred.”",
+                refused="sitrep is misconfigured: the status page refused its credentials",
+            )
+    else:
+        with BotUnderTest(appfirst_settings, clock=clock) as bot:
+            yield Backend(
+                "appfirst",
+                bot,
+                appfirst,
+                schedule_values("Kernel updates", description=None, servers="1, 2"),
+                typed=("Kernel updates",),
+                said_400="AppFirst said “Internal server error.”",
+                refused="sitrep is misconfigured: AppFirst refused its credentials",
+            )
+
+
+def test_upstream_400_message_is_shown_verbatim(backend, slack):
+    backend.upstream.fail_times(1, status=400)
+    view = open_modal(backend.bot, slack)
+    backend.bot.submit(view, backend.values)
+    text = str(wait_answer(slack)["blocks"])
+    assert backend.said_400 in text
+    assert DraftAction.EDIT in text and DraftAction.RETRY not in text
+    assert slack.messages(CHANNEL) == [] and windows(backend.bot) == []
+
+
+def test_401_says_misconfigured_and_keeps_the_text(backend, slack):
+    backend.upstream.api_key = "rotated"
+    view = open_modal(backend.bot, slack)
+    backend.bot.submit(view, backend.values)
+    text = str(wait_answer(slack)["blocks"])
+    assert backend.refused in text
+    assert all(typed in text for typed in backend.typed) and "rotated" not in text
+    assert slack.messages(CHANNEL) == []
+    assert drafts(backend.bot)[0].state == "failed"
+
+
+def test_timeout_keeps_the_draft_and_offers_retry(backend, slack):
+    backend.upstream.latency = 3.0  # the bot's client gives up after 2 s in tests
+    view = open_modal(backend.bot, slack)
+    started = time.monotonic()
+    response = backend.bot.submit(view, backend.values)
+    assert response.status_code == 200 and time.monotonic() - started < 2.5
+    text = str(wait_answer(slack)["blocks"])
+    assert "reply within 2 seconds" in text and DraftAction.RETRY in text
+    assert drafts(backend.bot)[0].state == "failed" and slack.messages(CHANNEL) == []
+    backend.upstream.latency = 0
