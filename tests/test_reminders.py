@@ -21,6 +21,8 @@ from scheduler.reminders import (
 from store.models import MaintenanceWindow, Reminder
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
+pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
+
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 

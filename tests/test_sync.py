@@ -22,6 +22,8 @@ from tests.support.maintenance import (
 )
 from tests.test_reminders import reminder_posts
 
+pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
+
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
