@@ -72,8 +72,9 @@ async def _run(settings: Settings) -> None:
 async def migrate(settings: Settings, out=print) -> int:
     """Bring the schema to the head revision (what `sitrep run` also does at start, under the
     same lock). Exit 0 when done, 2 when `DATABASE_URL` cannot be used."""
+    # Imported here: `sitrep --version` and `--help` need neither SQLAlchemy nor Alembic.
     from store.db import Database, DatabaseUnusable
-    from store.migrations import head
+    from store.migrations import head  # (same reason)
 
     try:
         db = Database(settings.database_url)
