@@ -92,7 +92,7 @@ class Sitrep:
         self.started = False
 
     async def start(self) -> None:
-        await self.ctx.db.create_tables()
+        await self.ctx.db.upgrade()  # a no-op when `sitrep run` already did it
         await self.scheduler.start()
         self.started = True
         log.info("sitrep started (instance %s)", self.ctx.instance_id)

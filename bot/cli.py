@@ -40,7 +40,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt"):
+    for noisy in ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -68,6 +68,29 @@ async def _run(settings: Settings) -> None:
         await bot.serve_socket_mode()
     else:
         await bot.serve_http()
+
+
+async def migrate(settings: Settings, out=print) -> int:
+    """Bring the schema to the head revision (what `sitrep run` also does at start, under the
+    same lock). Exit 0 when done, 2 when `DATABASE_URL` cannot be used."""
+    # Imported here: `sitrep --version` and `--help` need neither SQLAlchemy nor Alembic.
+    from store.db import Database, DatabaseUnusable
+    from store.migrations import head  # (same reason)
+
+    try:
+        db = Database(settings.database_url)
+    except DatabaseUnusable as exc:
+        out(f"sitrep: DATABASE_URL {exc}.")
+        return 2
+    try:
+        was = await db.prepare()
+    except DatabaseUnusable as exc:
+        out(f"sitrep: DATABASE_URL {exc}.")
+        return 2
+    finally:
+        await db.dispose()
+    out(f"database: at revision {head()}" + (" (already)" if was == head() else f" (was {was or 'empty'})"))
+    return 0
 
 
 # What to fix when a service refuses: the variables, as the operator knows them.
@@ -175,6 +198,11 @@ def _slack_reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def _line_to(ok, failed):
+    """`migrate` prints its result on stdout and its one-line refusal on stderr."""
+    return lambda line: print(line, file=failed if line.startswith("sitrep:") else ok)
+
+
 def _version() -> str:
     """The installed distribution's version: what an image or a wheel actually holds."""
     from importlib.metadata import PackageNotFoundError, version
@@ -192,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from the environment or a .env file in the working directory (see README.md).",
     )
     parser.add_argument("--version", action="version", version=f"sitrep {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,check}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,check,migrate}")
     sub.add_parser(
         "run",
         help="start the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on PORT)",
@@ -201,7 +229,17 @@ def _parser() -> argparse.ArgumentParser:
             "serves Slack's requests at POST /slack/events and liveness at GET /healthz on PORT (default 3000). "
             "It posts maintenance reminders on its own and polls the maintenance API every "
             "SITREP_SYNC_INTERVAL seconds. Stops cleanly on SIGTERM or Ctrl-C. A missing or bad setting "
-            "stops it at once with one line naming the variable (exit 2)."
+            "stops it at once with one line naming the variable (exit 2). An out-of-date database schema is "
+            "upgraded first, under a lock, as `sitrep migrate` does."
+        ),
+    )
+    sub.add_parser(
+        "migrate",
+        help="upgrade the database schema to this version's",
+        description=(
+            "Upgrade the schema of DATABASE_URL to the newest revision this sitrep knows, then exit. Replicas "
+            "take a PostgreSQL advisory lock first, so several starting together migrate once. Exit 0 when "
+            "done, 2 when the database cannot be used."
         ),
     )
     sub.add_parser(
@@ -226,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     if args.command == "check":
         return asyncio.run(check(settings))
+    if args.command == "migrate":
+        return asyncio.run(migrate(settings, out=_line_to(sys.stdout, sys.stderr)))
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; under the
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -1,10 +1,17 @@
-"""The async engine and session factory; tables are created on start."""
+"""The async engine and session factory, and the schema brought to the head revision under a
+lock: a PostgreSQL advisory lock (replicas starting together migrate once), a lock file
+beside a SQLite database."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
 import sqlite3
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -19,7 +26,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from store.models import Base
+from store import migrations
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseUnusable(Exception):
@@ -68,18 +77,32 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
 
-    async def create_tables(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+    async def upgrade(self) -> str | None:
+        """Bring the schema to the head revision; returns the revision it was at (None: empty).
+        One process at a time: the others wait for the lock, then find nothing to do."""
+        async with self._migration_lock(), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # Held until this transaction commits; PostgreSQL's DDL is transactional, so
+                # a replica that waited sees the finished schema and does nothing.
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            was = await conn.run_sync(migrations.current)
+            if was is not None and not migrations.known(was):
+                raise DatabaseUnusable(
+                    f"holds schema revision {was}, which this sitrep does not know (a newer version migrated it)"
+                )
+            if was != migrations.head():
+                await conn.run_sync(migrations.upgrade)
+                log.info("database schema upgraded from %s to %s", was or "nothing", migrations.head())
+            return was
 
-    async def prepare(self) -> None:
-        """Create the tables, or raise `DatabaseUnusable` saying why the database cannot be
+    async def prepare(self) -> str | None:
+        """Upgrade the schema (returns the revision it was at), or raise `DatabaseUnusable` saying why the database cannot be
         used. A SQLite file is tried first with the standard library (open and take the
         write lock), so a bad path is one clear sentence, not a driver thread's traceback."""
         if self._sqlite_path is not None:
             _check_sqlite_writable(self._sqlite_path)
         try:
-            await self.create_tables()
+            return await self.upgrade()
         except (SQLAlchemyError, OSError) as exc:
             reason = getattr(exc, "orig", None) or exc
             raise DatabaseUnusable(f"cannot be opened or written ({type(reason).__name__}: {reason})") from None
@@ -87,11 +110,31 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
+    @contextlib.asynccontextmanager
+    async def _migration_lock(self):
+        """SQLite has no advisory locks and Alembic's SQLite DDL is not transactional: a lock
+        file beside the database keeps two processes on one file from migrating together."""
+        if self._sqlite_path is None:
+            yield
+            return
+        fd = os.open(f"{self._sqlite_path}.migrate-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+
+# Any fixed 64-bit number, the same in every replica: "sitrep migrations".
+_MIGRATION_LOCK_KEY = 0x5173_7265_704D_6967
+
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Readers never wait for the writer, and a writer waits (busy_timeout) instead of failing.
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.close()
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -135,7 +136,10 @@ class Reminder(Base):
     """One reminder of one window; the row, not the scheduler, is the truth about it."""
 
     __tablename__ = "reminders"
-    __table_args__ = (UniqueConstraint("window_id", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("window_id", "kind"),
+        Index("ix_reminders_state_due_at", "state", "due_at"),  # what is due now, what is next
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     window_id: Mapped[int] = mapped_column(ForeignKey("maintenance_windows.id"), index=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -9,6 +10,7 @@ from bot.settings import Settings
 from tests.support.fakes.appfirst import FakeAppFirst
 from tests.support.fakes.slack_api import FakeSlack
 from tests.support.fakes.statuspage import FakeStatusPage
+from tests.support.postgres import PostgresDatabases, unreachable
 from tests.support.harness import (
     CHANNEL,
     COMPONENTS,
@@ -56,8 +58,55 @@ def appfirst(appfirst_server):
     return appfirst_server
 
 
+def pytest_generate_tests(metafunc):
+    """A module marked `both_databases` runs each test on SQLite and on PostgreSQL."""
+    if "database_url" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        metafunc.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """Databases on the local PostgreSQL for this run. Without a server the tests that need
+    it skip, saying why; under CI (`CI=true`) a missing server fails them instead."""
+    reason = unreachable()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason}; CI must run the PostgreSQL half of the suite")
+        pytest.skip(reason)
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(postgres) -> str:
+    """One database for the parametrized suites, emptied before each test."""
+    return postgres.create()
+
+
+_fresh = itertools.count(1)
+
+
 @pytest.fixture
-def settings(tmp_path, slack, statuspage, monkeypatch) -> Settings:
+def fresh_database_url(request, tmp_path) -> str:
+    """An empty database of the kind asked (`sqlite` or `postgresql`), for migration tests."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'fresh.db'}"
+    return request.getfixturevalue("postgres").create(f"_{next(_fresh)}")
+
+
+@pytest.fixture
+def database_url(request, tmp_path) -> str:
+    """SQLite in the test's own folder; `postgresql` (see `both_databases`) the run's database, emptied."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path / 'sitrep.db'}"
+    url = request.getfixturevalue("shared_postgres_url")
+    request.getfixturevalue("postgres").empty(url)
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path, slack, statuspage, monkeypatch, database_url) -> Settings:
     monkeypatch.chdir(tmp_path)  # no stray .env is read
     return Settings(
         slack_bot_token="xoxb-test-token",
@@ -67,7 +116,7 @@ def settings(tmp_path, slack, statuspage, monkeypatch) -> Settings:
         statuspage_url=statuspage.url,
         statuspage_api_key=statuspage.api_key,
         sitrep_components=COMPONENTS,
-        database_url=f"sqlite:///{tmp_path / 'sitrep.db'}",
+        database_url=database_url,
     )
 
 

@@ -19,6 +19,8 @@ from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 from tests.support.reminders import reminder_posts, reminders
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
+
 
 
 @pytest.fixture

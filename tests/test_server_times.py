@@ -60,7 +60,7 @@ def test_find_lost_write_prefers_exact_then_the_known_offset_then_a_unique_other
 def test_put_fact_inserts_then_replaces(tmp_path):
     async def go():
         db = Database(f"sqlite:///{tmp_path / 'facts.db'}")
-        await db.create_tables()
+        await db.upgrade()
         try:
             async with db.session() as session, session.begin():
                 await put_fact(session, "appfirst.offset", {"seconds": 18000}, now=T0)

@@ -1,0 +1,140 @@
+"""Alembic migrations: an old database keeps its data on the way to head, the models and the
+migrations describe the same schema, and replicas starting together migrate once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
+
+from store import migrations
+from store.db import Database, DatabaseUnusable
+from store.models import Base, MaintenanceWindow, Reminder
+from store.reminders import due
+from tests.support.harness import CHANNEL
+from tests.test_settings import SPEC_VARIABLES
+
+BOTH = pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def run(coro_fn, url):
+    async def go():
+        db = Database(url)
+        try:
+            return await coro_fn(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
+
+
+async def at_first_revision_with_data(db: Database, *, versioned: bool = True) -> None:
+    """The schema of revision 0001 with a window and its reminder in it, written as SQL (the
+    models describe head, not 0001)."""
+    async with db.engine.begin() as conn:
+        await conn.run_sync(migrations.upgrade, migrations.FIRST)
+        await conn.execute(
+            text(
+                "INSERT INTO maintenance_windows (backend, upstream_id, title, description, start, \"end\", components,"
+                " servers, state, created_at, updated_at) VALUES ('appfirst', '7', 'Old window', '', :t, NULL, '[]',"
+                " '[1]', 'scheduled', :t, :t)"
+            ),
+            {"t": T0.replace(tzinfo=None)},
+        )
+        await conn.execute(
+            text("INSERT INTO reminders (window_id, kind, due_at, state, late) VALUES (1, 'started', :t, 'pending', false)"),
+            {"t": T0.replace(tzinfo=None)},
+        )
+        if not versioned:  # as `create_all` left it before there were migrations
+            await conn.execute(text("DROP TABLE alembic_version"))
+
+
+async def revision_and_rows(db: Database):
+    async with db.engine.connect() as conn:
+        revision = await conn.run_sync(migrations.current)
+    async with db.session() as session:
+        window = (await session.execute(select(MaintenanceWindow))).scalar_one()
+        reminders = await due(session, T0, T0)
+    return revision, (window.title, window.start, window.servers), [(r.kind, r.due_at) for r in reminders]
+
+
+@BOTH
+@pytest.mark.parametrize("versioned", [True, False], ids=["from-0001", "from-create_all"])
+def test_an_old_database_with_data_is_upgraded_to_head(fresh_database_url, versioned):
+    async def body(db):
+        await at_first_revision_with_data(db, versioned=versioned)
+        assert await db.prepare() == (migrations.FIRST if versioned else None)  # the revision it was at
+        return await revision_and_rows(db)
+
+    revision, window, reminders = run(body, fresh_database_url)
+    assert revision == migrations.head() != migrations.FIRST
+    assert window == ("Old window", T0, [1])
+    assert reminders == [("started", T0)]
+
+
+@BOTH
+def test_models_and_migrations_describe_the_same_schema(fresh_database_url):
+    async def body(db):
+        await db.prepare()
+        async with db.engine.connect() as conn:
+            return await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), Base.metadata))
+
+    assert run(body, fresh_database_url) == []
+
+
+@BOTH
+def test_a_schema_from_a_newer_sitrep_stops_with_one_sentence(fresh_database_url):
+    async def body(db):
+        await db.prepare()
+        async with db.engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(DatabaseUnusable) as caught:
+            await db.prepare()
+        return str(caught.value)
+
+    assert "revision 9999, which this sitrep does not know" in run(body, fresh_database_url)
+
+
+# --- `sitrep migrate` as a real process ---------------------------------------------------------
+
+
+def migrate_process(database_url: str, cwd) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
+    env |= {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "secret", "SITREP_CHANNEL": CHANNEL}
+    env |= {"DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "migrate"], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@BOTH
+def test_sitrep_migrate_upgrades_then_finds_nothing_to_do(fresh_database_url, tmp_path):
+    for expected in (f"database: at revision {migrations.head()} (was empty)", f"database: at revision {migrations.head()} (already)"):
+        out, err = migrate_process(fresh_database_url, tmp_path).communicate(timeout=60)
+        assert out.strip().splitlines()[-1] == expected, out + err
+        assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("fresh_database_url", ["postgresql"], indirect=True)
+def test_replicas_migrating_at_once_on_postgresql_migrate_once(fresh_database_url, tmp_path):
+    processes = [migrate_process(fresh_database_url, tmp_path) for _ in range(3)]
+    results = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], results
+    lasts = sorted(out.strip().splitlines()[-1] for out, _ in results)
+    head = migrations.head()
+    assert lasts == [f"database: at revision {head} (already)"] * 2 + [f"database: at revision {head} (was empty)"]
+
+
+def test_sitrep_migrate_on_an_unusable_database_says_so_in_one_line(tmp_path):
+    out, err = migrate_process("postgresql://sitrep:db-password-77@127.0.0.1:1/sitrep", tmp_path).communicate(timeout=60)
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("sitrep: DATABASE_URL cannot be opened or written") and "db-password-77" not in err
