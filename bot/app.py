@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from bot.context import AppContext
 from bot.edge import SlackEdge
+from bot.lifecycle import Drain, TrackListenerTask, draining_server
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class Sitrep:
 
         self.ctx = ctx
         self.bolt = build_bolt_app(ctx)
+        self.drain = Drain()
+        # Bolt calls this first inside every listener's background task: the drain waits on them.
+        self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
 
@@ -99,11 +103,19 @@ class Sitrep:
         self.started = True
         log.info("sitrep started (instance %s)", self.ctx.instance_id)
 
+    async def finish_work(self) -> None:
+        """Take no new work and let what is under way finish (bounded by
+        `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
+        reminders being delivered. Safe to call twice."""
+        grace = self.ctx.settings.sitrep_shutdown_grace
+        self.drain.begin()
+        await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
+
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
-        await self.scheduler.stop()
+        await self.finish_work()
         await self.ctx.aclose()
         log.info("sitrep stopped")
 
@@ -137,13 +149,22 @@ class Sitrep:
             SlackEdge,
             signing_secret=secret.get_secret_value() if secret else None,
             max_body=self.ctx.settings.sitrep_max_body,
+            drain=self.drain,
         )
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:
         import uvicorn
 
-        config = uvicorn.Config(self.asgi(), host=host, port=self.ctx.settings.port, log_level="info", lifespan="on")
-        await uvicorn.Server(config).serve()
+        grace = self.ctx.settings.sitrep_shutdown_grace
+        config = uvicorn.Config(
+            self.asgi(),
+            host=host,
+            port=self.ctx.settings.port,
+            log_level="info",
+            lifespan="on",
+            timeout_graceful_shutdown=max(grace, 1),
+        )
+        await draining_server(config, self.finish_work).serve()
 
     async def serve_socket_mode(self, stop: asyncio.Event | None = None) -> None:
         """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
@@ -165,7 +186,7 @@ class Sitrep:
             await stop.wait()
         finally:
             await handler.close_async()
-            await _finish_acknowledged_work(timeout=8)
+            await _finish_acknowledged_work(timeout=self.ctx.settings.sitrep_shutdown_grace)
             await self.stop()
 
 

@@ -65,13 +65,13 @@ class ReminderScheduler:
         # Catch up on whatever fell due while the bot was down, then plan the next wake-up.
         self._track(asyncio.create_task(self._run_due()))
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10) -> None:
         """Stop taking new work, and let a delivery under way finish (its claim protects it)."""
         self.ctx.wake_reminders = None
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self._running:
-            await asyncio.wait(self._running, timeout=10)
+            await asyncio.wait(self._running, timeout=timeout)
 
     async def wake(self) -> None:
         """Re-plan the one-off job for the earliest pending reminder."""
