@@ -19,6 +19,7 @@ from starlette.routing import Route
 from bot.context import AppContext
 from bot.edge import SlackEdge
 from bot.lifecycle import Drain, TrackListenerTask, draining_server
+from bot.replays import ForgetShownAgain, replay_guard
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ def build_bolt_app(ctx: AppContext) -> AsyncApp:
         authorize=_single_workspace_authorize(ctx),
         logger=bolt_logger,
     )
+    # Before any listener: a replayed or retried request is acked and not acted on again.
+    app.use(replay_guard(ctx))
+    app.listener_runner.listener_completion_handler = ForgetShownAgain(ctx)
     handlers.register(app, ctx)
     return app
 

@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.context import AppContext
 from scheduler.reminders import run_due_reminders
 from store import reminders as reminder_store
+from store import submissions as submission_store
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class ReminderScheduler:
         async with self._lock:
             try:
                 await run_due_reminders(self.ctx)
+                async with self.ctx.db.session() as session:  # replays older than a day guard nothing
+                    await submission_store.prune(session, self.ctx.clock() - timedelta(days=1))
             except Exception:  # noqa: BLE001 - the scheduler must keep running
                 log.exception("running due reminders failed; the next sweep retries")
         await self.wake()
