@@ -19,6 +19,8 @@ from starlette.routing import Route
 import handlers
 from bot.context import AppContext
 from bot.edge import SlackEdge
+from bot.lifecycle import Drain, TrackListenerTask, draining_server
+from bot.replays import ForgetShownAgain, replay_guard
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ def build_bolt_app(ctx: AppContext) -> AsyncApp:
         authorize=_single_workspace_authorize(ctx),
         logger=bolt_logger,
     )
+    # Before any listener: a replayed or retried request is acked and not acted on again.
+    app.use(replay_guard(ctx))
+    app.listener_runner.listener_completion_handler = ForgetShownAgain(ctx)
     handlers.register(app, ctx)
     return app
 
@@ -88,6 +93,9 @@ class Sitrep:
     def __init__(self, ctx: AppContext, *, timers: bool = True):
         self.ctx = ctx
         self.bolt = build_bolt_app(ctx)
+        self.drain = Drain()
+        # Bolt calls this first inside every listener's background task: the drain waits on them.
+        self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
 
@@ -97,11 +105,19 @@ class Sitrep:
         self.started = True
         log.info("sitrep started (instance %s)", self.ctx.instance_id)
 
+    async def finish_work(self) -> None:
+        """Take no new work and let what is under way finish (bounded by
+        `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
+        reminders being delivered. Safe to call twice."""
+        grace = self.ctx.settings.sitrep_shutdown_grace
+        self.drain.begin()
+        await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
+
     async def stop(self) -> None:
         if not self.started:
             return
         self.started = False
-        await self.scheduler.stop()
+        await self.finish_work()
         await self.ctx.aclose()
         log.info("sitrep stopped")
 
@@ -135,13 +151,22 @@ class Sitrep:
             SlackEdge,
             signing_secret=secret.get_secret_value() if secret else None,
             max_body=self.ctx.settings.sitrep_max_body,
+            drain=self.drain,
         )
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:
         import uvicorn
 
-        config = uvicorn.Config(self.asgi(), host=host, port=self.ctx.settings.port, log_level="info", lifespan="on")
-        await uvicorn.Server(config).serve()
+        grace = self.ctx.settings.sitrep_shutdown_grace
+        config = uvicorn.Config(
+            self.asgi(),
+            host=host,
+            port=self.ctx.settings.port,
+            log_level="info",
+            lifespan="on",
+            timeout_graceful_shutdown=max(grace, 1),
+        )
+        await draining_server(config, self.finish_work).serve()
 
     async def serve_socket_mode(self, stop: asyncio.Event | None = None) -> None:
         """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
@@ -164,7 +189,7 @@ class Sitrep:
             await stop.wait()
         finally:
             await handler.close_async()
-            await _finish_acknowledged_work(timeout=8)
+            await _finish_acknowledged_work(timeout=self.ctx.settings.sitrep_shutdown_grace)
             await self.stop()
 
 

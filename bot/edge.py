@@ -22,6 +22,7 @@ from typing import Any
 from slack_bolt.request.internals import parse_body
 
 from bot.errors import escape_controls
+from bot.lifecycle import Drain
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ class SlackEdge:
         max_body: int = DEFAULT_MAX_BODY,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         now: Callable[[], float] = time.time,
+        drain: Drain | None = None,
     ) -> None:
         self.app = app
+        self._drain = drain
         self._secret = signing_secret.encode() if signing_secret else None
         self.max_body = max_body
         self.body_timeout = body_timeout
@@ -82,6 +85,9 @@ class SlackEdge:
         headers = _headers(scope)
         is_slack = scope["method"] == "POST" and scope["path"] == SLACK_PATH
         try:
+            if is_slack and self._drain is not None and self._drain.draining:
+                # A deploy is stopping this process: Slack (or the load balancer) tries again elsewhere.
+                raise Refused(503, "the bot is stopping (SIGTERM); nothing was read")
             self._check_length(headers)
             if is_slack:
                 self._check_signature_headers(headers)
@@ -104,7 +110,11 @@ class SlackEdge:
             )
             await _answer(send, refused.status)
             return
-        await self.app(scope, _replay(body, receive), send)
+        if self._drain is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        with self._drain.request():
+            await self.app(scope, _replay(body, receive), send)
 
     # -- checks, cheapest first --------------------------------------------------------------
 
@@ -252,7 +262,13 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-_REASONS = {400: "bad request", 401: "invalid request", 408: "request timeout", 413: "request too large"}
+_REASONS = {
+    400: "bad request",
+    401: "invalid request",
+    408: "request timeout",
+    413: "request too large",
+    503: "service unavailable",
+}
 
 
 async def _answer(send: Send, status: int) -> None:

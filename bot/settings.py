@@ -49,6 +49,7 @@ EXPECTED: dict[str, str] = {
         "the impacts your status page accepts, separated by commas (1 to 100, each at most 75 characters)"
     ),
     "SITREP_MAX_BODY": "a number of bytes, 65536 or more",
+    "SITREP_SHUTDOWN_GRACE": "a number of seconds between 0 and 3600",
 }
 
 # Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
@@ -130,6 +131,8 @@ class Settings(BaseSettings):
     sitrep_incident_impacts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_IMPACTS
     # Larger request bodies are refused (413) before they are read; Slack's are far smaller.
     sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
+    # On SIGTERM, how long work under way may take to finish before clients and store close.
+    sitrep_shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
 
     @field_validator("slack_bot_token")
     @classmethod

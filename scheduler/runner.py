@@ -18,6 +18,7 @@ from bot.context import AppContext
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
+from store import submissions as submission_store
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,13 @@ class ReminderScheduler:
         # Catch up on whatever fell due while the bot was down, then plan the next wake-up.
         self._track(asyncio.create_task(self._run_due()))
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 10) -> None:
         """Stop taking new work, and let a delivery under way finish (its claim protects it)."""
         self.ctx.wake_reminders = None
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         if self._running:
-            await asyncio.wait(self._running, timeout=10)
+            await asyncio.wait(self._running, timeout=timeout)
 
     async def wake(self) -> None:
         """Re-plan the one-off job for the earliest pending reminder."""
@@ -109,6 +110,8 @@ class ReminderScheduler:
         async with self._lock:
             try:
                 await run_due_reminders(self.ctx)
+                async with self.ctx.db.session() as session:  # replays older than a day guard nothing
+                    await submission_store.prune(session, self.ctx.clock() - timedelta(days=1))
             except Exception:  # noqa: BLE001 - the scheduler must keep running
                 log.exception("running due reminders failed; the next sweep retries")
         await self.wake()

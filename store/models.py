@@ -162,3 +162,14 @@ class UpstreamFact(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # e.g. "appfirst.offset"
     value: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
+
+
+class SeenSubmission(Base):
+    """A Slack request already acted on (a form's view id and hash, or a trigger id): a
+    replay or a Slack retry finds its key here and does nothing. The primary key makes the
+    first insert win even across replicas sharing the database."""
+
+    __tablename__ = "seen_submissions"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(index=True)

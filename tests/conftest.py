@@ -10,7 +10,6 @@ from bot.settings import Settings
 from tests.support.fakes.appfirst import FakeAppFirst
 from tests.support.fakes.slack_api import FakeSlack
 from tests.support.fakes.statuspage import FakeStatusPage
-from tests.support.postgres import PostgresDatabases, unreachable
 from tests.support.harness import (
     CHANNEL,
     COMPONENTS,
@@ -18,6 +17,7 @@ from tests.support.harness import (
     BotUnderTest,
     FakeClock,
 )
+from tests.support.postgres import PostgresDatabases, unreachable
 from tests.support.process import SPEC_VARIABLES
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from store import migrations
 from store.db import Database, DatabaseUnusable
-from store.models import Base, MaintenanceWindow, Reminder
+from store.models import Base, MaintenanceWindow
 from store.reminders import due
 from tests.support.harness import CHANNEL
 from tests.test_settings import SPEC_VARIABLES

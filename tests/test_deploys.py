@@ -1,0 +1,130 @@
+"""A deploy's SIGTERM loses nothing: `sitrep run` as a real process, stopped while a declare
+waits on the status page, still creates, stores and announces the incident and tells the
+person; what arrives after the signal is answered 503 so Slack tries elsewhere."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from handlers.incident.ids import NOTIFY_VALUE, Action, Block
+from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.harness import (
+    CHANNEL,
+    SIGNING_SECRET,
+    checked,
+    chose,
+    chose_many,
+    free_port,
+    last_view,
+    submission_payload,
+    typed,
+)
+
+API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
+SPEC_PREFIXES = ("SLACK_", "SITREP_", "STATUSPAGE_", "APPFIRST_", "MAINTENANCE_", "DATABASE_URL", "PORT")
+
+
+@pytest.fixture
+def bot_env(tmp_path, slack, statuspage, appfirst) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SPEC_PREFIXES)}
+    return env | {
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'sitrep.db'}",
+        "PORT": str(free_port()),
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url,
+        "SITREP_CHANNEL": CHANNEL,
+        "STATUSPAGE_URL": statuspage.url,
+        "STATUSPAGE_API_KEY": statuspage.api_key,
+        "APPFIRST_URL": appfirst.url,
+        "APPFIRST_EMAIL": appfirst.email,
+        "APPFIRST_API_KEY": appfirst.api_key,
+    }
+
+
+def signed_post(base: str, body: str) -> httpx.Response:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers |= slack_signature_headers(SIGNING_SECRET, body)
+    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=5)
+
+
+def wait_healthy(base: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("GET /healthz did not answer within 15 s")
+
+
+def declare_values() -> dict:
+    return {
+        Block.TITLE: {Action.TITLE: typed("DB down")},
+        Block.DESCRIPTION: {Action.DESCRIPTION: typed("Timeouts on checkout")},
+        Block.STATUS: {Action.STATUS: chose("Investigating")},
+        Block.IMPACT: {Action.IMPACT: chose("Major Outage")},
+        Block.COMPONENTS: {Action.COMPONENTS: chose_many([API])},
+        Block.NOTIFY: {Action.NOTIFY: checked([NOTIFY_VALUE])},
+    }
+
+
+def test_sigterm_mid_declare_finishes_it_and_refuses_new_requests(bot_env, tmp_path, slack, statuspage):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=bot_env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_healthy(base, process)
+        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
+        slack.wait_for(lambda: slack.calls_to("views.open"))
+        view = last_view(slack)
+
+        statuspage.latency = 3.0
+        answer = signed_post(base, interaction_body(submission_payload(view, declare_values())))
+        assert answer.status_code == 200  # the modal closes; the status page is still thinking
+        time.sleep(0.5)  # the create is on its way to the status page
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+
+        # Draining: a new Slack request is refused so Slack retries it elsewhere; liveness holds.
+        late = signed_post(base, command_body("/incident", "help"))
+        assert late.status_code == 503
+        assert httpx.get(f"{base}/healthz", timeout=2).status_code == 200
+
+        output, _ = process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+
+    # Created upstream once, announced, the person told, and stored with its announcement.
+    assert len(statuspage.incidents) == 1
+    announcements = [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL]
+    assert len(announcements) == 1 and "DB down" in announcements[0]["text"]
+    told = slack.calls_to("chat.postEphemeral")
+    assert told and told[0]["user"] == "U123"
+    with sqlite3.connect(tmp_path / "sitrep.db") as db:
+        rows = db.execute("SELECT upstream_id, message_ts FROM incidents").fetchall()
+        drafts = db.execute("SELECT state FROM drafts").fetchall()
+    assert len(rows) == 1 and rows[0][0] == next(iter(statuspage.incidents)) and rows[0][1] is not None
+    assert all(state == "done" for (state,) in drafts), drafts

@@ -1,0 +1,79 @@
+"""A request Slack already sent does nothing the second time: a replayed signed form, the
+same form signed afresh, a Slack retry of a slash command — one incident, one announcement."""
+
+from __future__ import annotations
+
+import time
+
+from handlers.incident.ids import NOTIFY_VALUE, Action, Block
+from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.harness import (
+    CHANNEL,
+    SIGNING_SECRET,
+    checked,
+    chose,
+    chose_many,
+    last_view,
+    submission_payload,
+    typed,
+)
+
+API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def declare_values(title: str = "DB down") -> dict:
+    return {
+        Block.TITLE: {Action.TITLE: typed(title)},
+        Block.DESCRIPTION: {Action.DESCRIPTION: typed("Timeouts on checkout")},
+        Block.STATUS: {Action.STATUS: chose("Investigating")},
+        Block.IMPACT: {Action.IMPACT: chose("Major Outage")},
+        Block.COMPONENTS: {Action.COMPONENTS: chose_many([API])},
+        Block.NOTIFY: {Action.NOTIFY: checked([NOTIFY_VALUE])},
+    }
+
+
+def creates(statuspage) -> list:
+    return [r for r in statuspage.requests if r.method == "POST" and r.path == "/api/admin/Incident"]
+
+
+def test_a_replayed_declare_creates_one_incident(bot, slack, statuspage):
+    bot.command("declare DB down")
+    slack.wait_for(lambda: slack.calls_to("views.open"))
+    body = interaction_body(submission_payload(last_view(slack), declare_values()))
+    signed = FORM | slack_signature_headers(SIGNING_SECRET, body)
+
+    first = bot.http.post("/slack/events", content=body, headers=signed)
+    replay = bot.http.post("/slack/events", content=body, headers=signed)  # the very same bytes
+    time.sleep(1.1)  # a new timestamp: a freshly signed copy of the same submission
+    resigned = bot.http.post("/slack/events", content=body, headers=FORM | slack_signature_headers(SIGNING_SECRET, body))
+    assert [r.status_code for r in (first, replay, resigned)] == [200, 200, 200]
+    assert replay.content in (b"", b"null") and resigned.content in (b"", b"null")
+
+    slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
+    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    time.sleep(0.5)  # anything a replay started would have reached the fakes by now
+    assert len(creates(statuspage)) == 1 and len(statuspage.incidents) == 1
+    assert len([c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL]) == 1
+
+
+def test_a_slack_retry_of_a_command_does_nothing_again(bot, slack):
+    body = command_body("/incident", "declare DB down")
+    assert bot.http.post("/slack/events", content=body, headers=FORM | slack_signature_headers(SIGNING_SECRET, body)).status_code == 200
+    slack.wait_for(lambda: slack.calls_to("views.open"))
+    retry = FORM | slack_signature_headers(SIGNING_SECRET, body) | {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    assert bot.http.post("/slack/events", content=body, headers=retry).status_code == 200
+    time.sleep(0.5)
+    assert len(slack.calls_to("views.open")) == 1
+
+
+def test_a_form_shown_again_with_errors_can_be_sent_again(bot, slack, statuspage):
+    bot.command("declare")
+    slack.wait_for(lambda: slack.calls_to("views.open"))
+    view = last_view(slack)
+    for _ in range(2):  # the same empty title twice: the same errors twice, never a silent close
+        answer = bot.submit(view, declare_values(title=""))
+        assert answer.status_code == 200 and answer.json()["response_action"] == "errors"
+    assert bot.submit(view, declare_values()).status_code == 200
+    slack.wait_for(lambda: statuspage.incidents)
+    assert len(creates(statuspage)) == 1
