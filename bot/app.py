@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from contextlib import asynccontextmanager
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot import logs
 from bot.context import AppContext
 from bot.edge import SlackEdge
+from bot.metrics import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
 
 
-def build_bolt_app(ctx: AppContext) -> AsyncApp:
+def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> AsyncApp:
     import handlers
 
     settings = ctx.settings
@@ -31,6 +36,7 @@ def build_bolt_app(ctx: AppContext) -> AsyncApp:
     bolt_client = AsyncWebClient(
         base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers
     )
+    ctx.metrics.instrument_slack(bolt_client)
     bolt_logger = logging.getLogger("sitrep.bolt")
     if not any(isinstance(f, _NoTokenFromEnvironmentWarning) for f in bolt_logger.filters):
         bolt_logger.addFilter(_NoTokenFromEnvironmentWarning())
@@ -39,11 +45,51 @@ def build_bolt_app(ctx: AppContext) -> AsyncApp:
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,
-        authorize=_single_workspace_authorize(ctx),
+        authorize=(identity or SlackIdentity(ctx)).authorize,
         logger=bolt_logger,
     )
+    app.use(_observe_request(ctx))
     handlers.register(app, ctx)
     return app
+
+
+def _what(body: dict) -> tuple[str, str]:
+    """(kind, name) of a Slack request: the command, action, view or suggestion it is."""
+    if "command" in body:
+        return "command", str(body["command"])
+    kind = str(body.get("type") or "unknown")
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        return "action", str(actions[0].get("action_id") or "unknown")
+    if kind in ("view_submission", "view_closed"):
+        return "view", str((body.get("view") or {}).get("callback_id") or "unknown")
+    if kind == "block_suggestion":
+        return "suggestion", str(body.get("action_id") or "unknown")
+    return kind, "-"
+
+
+def _observe_request(ctx: AppContext):
+    """A Bolt global middleware: the log context of the request (who, which command or
+    action), and the time from Bolt receiving it to its ack."""
+    metrics = ctx.metrics
+
+    async def observe(req, resp, next):  # noqa: A002 - Bolt injects arguments by name
+        kind, name = _what(req.body)
+        user = req.body.get("user_id") or (req.body.get("user") or {}).get("id")
+        logs.clear()
+        logs.bind(user=user, **{kind: name})
+        started = time.perf_counter()
+
+        class TimedAck(AsyncAck):
+            async def __call__(self, *args, **kwargs):
+                if self.response is None:
+                    metrics.observe_ack(kind, name, time.perf_counter() - started)
+                return await super().__call__(*args, **kwargs)
+
+        req.context["ack"] = TimedAck()
+        return await next()
+
+    return observe
 
 
 class _NoTokenFromEnvironmentWarning(logging.Filter):
@@ -55,28 +101,25 @@ class _NoTokenFromEnvironmentWarning(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
-def _single_workspace_authorize(ctx: AppContext):
+class SlackIdentity:
     """One workspace, one bot token: ask `auth.test` once (as documented, no extra
-    arguments) and reuse the answer for every request."""
-    from slack_bolt.authorization import AuthorizeResult
+    arguments) and reuse the answer for every request; readiness asks the same cache."""
 
-    cached: list[AuthorizeResult] = []
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+        self.known: AuthorizeResult | None = None
 
-    async def authorize(**_kwargs) -> AuthorizeResult:
-        if not cached:
-            answer = await ctx.slack.auth_test()
-            cached.append(
-                AuthorizeResult(
-                    enterprise_id=answer.get("enterprise_id"),
-                    team_id=answer.get("team_id"),
-                    bot_token=ctx.settings.slack_bot_token.get_secret_value(),
-                    bot_id=answer.get("bot_id"),
-                    bot_user_id=answer.get("user_id"),
-                )
+    async def authorize(self, **_kwargs) -> AuthorizeResult:
+        if self.known is None:
+            answer = await self.ctx.slack.auth_test()
+            self.known = AuthorizeResult(
+                enterprise_id=answer.get("enterprise_id"),
+                team_id=answer.get("team_id"),
+                bot_token=self.ctx.settings.slack_bot_token.get_secret_value(),
+                bot_id=answer.get("bot_id"),
+                bot_user_id=answer.get("user_id"),
             )
-        return cached[0]
-
-    return authorize
+        return self.known
 
 
 class Sitrep:
@@ -89,7 +132,8 @@ class Sitrep:
         from scheduler.runner import ReminderScheduler
 
         self.ctx = ctx
-        self.bolt = build_bolt_app(ctx)
+        self.identity = SlackIdentity(ctx)
+        self.bolt = build_bolt_app(ctx, self.identity)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
 
@@ -107,14 +151,48 @@ class Sitrep:
         await self.ctx.aclose()
         log.info("sitrep stopped")
 
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Database writable, scheduler running, Slack auth known good: each "ok" or why not."""
+        checks: dict[str, str] = {}
+        try:
+            await self.ctx.db.check_writable()
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"not writable ({type(exc).__name__})"
+        checks["scheduler"] = "ok" if self.started and self.scheduler.scheduler.running else "not running"
+        try:
+            async with asyncio.timeout(5):
+                await self.identity.authorize()
+            checks["slack"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
+            checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
+        return all(v == "ok" for v in checks.values()), checks
+
+    def operator_routes(self) -> list[Route]:
+        """/healthz (the process answers), /readyz (it can do its work), /metrics."""
+
+        async def healthz(_request: Request):
+            return JSONResponse({"ok": True})
+
+        async def readyz(_request: Request):
+            ready, checks = await self.readiness()
+            return JSONResponse({"ok": ready, "checks": checks}, status_code=200 if ready else 503)
+
+        async def metrics(_request: Request):
+            return Response(await self.ctx.metrics.render(self.ctx.db), media_type=CONTENT_TYPE_LATEST)
+
+        return [
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+
     def asgi(self) -> Starlette:
         handler = AsyncSlackRequestHandler(self.bolt)
 
         async def events(request: Request):
             return await handler.handle(request)
-
-        async def healthz(_request: Request):
-            return JSONResponse({"ok": True})
 
         @asynccontextmanager
         async def lifespan(_app):
@@ -125,7 +203,7 @@ class Sitrep:
                 await self.stop()
 
         return Starlette(
-            routes=[Route("/slack/events", events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])],
+            routes=[Route("/slack/events", events, methods=["POST"]), *self.operator_routes()],
             middleware=[self._edge()],
             lifespan=lifespan,
         )
@@ -142,10 +220,23 @@ class Sitrep:
     async def serve_http(self, host: str = "0.0.0.0") -> None:
         import uvicorn
 
-        config = uvicorn.Config(self.asgi(), host=host, port=self.ctx.settings.port, log_level="info", lifespan="on")
+        # log_config=None: uvicorn's lines go through our handler (format, redaction) too.
+        config = uvicorn.Config(
+            self.asgi(), host=host, port=self.ctx.settings.port, log_config=None, lifespan="on"
+        )
         await uvicorn.Server(config).serve()
 
-    async def serve_socket_mode(self, stop: asyncio.Event | None = None) -> None:
+    async def _serve_operator_routes(self, host: str) -> None:
+        """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on METRICS_PORT."""
+        import uvicorn  # only when serving
+
+        app = Starlette(routes=self.operator_routes())
+        config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # the bot's own handlers stop the process
+        await server.serve()
+
+    async def serve_socket_mode(self, stop: asyncio.Event | None = None, host: str = "0.0.0.0") -> None:
         """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
         or until `stop` is set by whoever runs it off the main thread."""
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -158,12 +249,14 @@ class Sitrep:
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)
+        operator = asyncio.create_task(self._serve_operator_routes(host))
         try:
             # A refused token stops start-up here (slack_sdk would retry it forever).
             handler.client.wss_uri = await first_connection_url(self.bolt.client, app_token)
             await handler.connect_async()
             await stop.wait()
         finally:
+            operator.cancel()
             await handler.close_async()
             await _finish_acknowledged_work(timeout=8)
             await self.stop()

@@ -49,6 +49,9 @@ EXPECTED: dict[str, str] = {
         "the impacts your status page accepts, separated by commas (1 to 100, each at most 75 characters)"
     ),
     "SITREP_MAX_BODY": "a number of bytes, 65536 or more",
+    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+    "LOG_FORMAT": "text or json",
+    "METRICS_PORT": "a port number between 1 and 65535",
 }
 
 # Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
@@ -130,6 +133,10 @@ class Settings(BaseSettings):
     sitrep_incident_impacts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_IMPACTS
     # Larger request bodies are refused (413) before they are read; Slack's are far smaller.
     sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # Socket Mode has no HTTP server of its own: /metrics, /healthz and /readyz live here.
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -179,6 +186,13 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             v = v.strip().lower() or None
         return v
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _log_word(cls, v: object, info) -> object:
+        if not isinstance(v, str):
+            return v
+        return v.strip().upper() if info.field_name == "log_level" else v.strip().lower()
 
     @field_validator("sitrep_channel")
     @classmethod

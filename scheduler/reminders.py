@@ -136,6 +136,7 @@ async def _deliver(ctx: AppContext, reminder_id: int) -> int:
     if decision == "skip":
         log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, reminder.kind, window.id)
         await _finish(ctx, reminder_id, reminder_store.SKIPPED)
+        ctx.metrics.reminder("skipped")
         await _apply_state(ctx, window, reminder.kind)
         return 0
 
@@ -150,6 +151,7 @@ async def _deliver(ctx: AppContext, reminder_id: int) -> int:
             await reminder_store.release(session, reminder_id, instance=ctx.instance_id)
         raise
     await _finish(ctx, reminder_id, reminder_store.POSTED, message_ts=ts, late=late)
+    ctx.metrics.reminder(decision if late else "posted", lateness=(now - reminder.due_at).total_seconds())
     await _apply_state(ctx, window, reminder.kind)
     return 1
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 
-from sqlalchemy import event
+from sqlalchemy import event, false, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from store.models import Base
+from store.models import Base, UpstreamFact
 
 
 class DatabaseUnusable(Exception):
@@ -84,6 +85,19 @@ class Database:
             reason = getattr(exc, "orig", None) or exc
             raise DatabaseUnusable(f"cannot be opened or written ({type(reason).__name__}: {reason})") from None
 
+    async def check_writable(self, timeout: float = 2.0) -> None:
+        """For readiness: take the write lock (SQLite) or run a write that changes nothing, in a
+        transaction rolled back; raise when that fails or takes longer than `timeout`."""
+        if self._sqlite_path is not None:
+            # The standard library with a short busy timeout: a locked file answers in `timeout`
+            # seconds instead of the pool's 30, and no pooled connection is left mid-wait.
+            await asyncio.to_thread(_take_write_lock, self._sqlite_path, timeout)
+            return
+        async with asyncio.timeout(timeout), self.engine.connect() as conn:
+            async with conn.begin() as transaction:
+                await conn.execute(update(UpstreamFact).where(false()).values(key=UpstreamFact.key))
+                await transaction.rollback()
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
@@ -101,6 +115,15 @@ def _sqlite_file(url: str) -> str | None:
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None
     return parsed.database
+
+
+def _take_write_lock(path: str, timeout: float) -> None:
+    conn = sqlite3.connect(path, timeout=timeout)
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # fails on a read-only or locked file
+        conn.rollback()
+    finally:
+        conn.close()
 
 
 def _check_sqlite_writable(path: str) -> None:
