@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -45,7 +45,7 @@ def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> As
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,
-        authorize=(identity or SlackIdentity(ctx)).authorize,
+        authorize=(identity or SlackIdentity(ctx)).bolt_authorize(),
         logger=bolt_logger,
     )
     app.use(_observe_request(ctx))
@@ -109,7 +109,15 @@ class SlackIdentity:
         self.ctx = ctx
         self.known: AuthorizeResult | None = None
 
-    async def authorize(self, **_kwargs) -> AuthorizeResult:
+    def bolt_authorize(self):
+        """Bolt reads the names of an authorize function's parameters: give it only `**kwargs`."""
+
+        async def authorize(**_kwargs) -> AuthorizeResult:
+            return await self.authorize()
+
+        return authorize
+
+    async def authorize(self) -> AuthorizeResult:
         if self.known is None:
             answer = await self.ctx.slack.auth_test()
             self.known = AuthorizeResult(
@@ -226,15 +234,31 @@ class Sitrep:
         )
         await uvicorn.Server(config).serve()
 
-    async def _serve_operator_routes(self, host: str) -> None:
-        """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on METRICS_PORT."""
+    async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
+        """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
+        METRICS_PORT until `done`. A port in use is logged, never fatal to the bot."""
         import uvicorn  # only when serving
+
+        class Server(uvicorn.Server):
+            @contextmanager
+            def capture_signals(self):  # the bot's own handlers stop the process
+                yield
 
         app = Starlette(routes=self.operator_routes())
         config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # the bot's own handlers stop the process
-        await server.serve()
+        server = Server(config)
+
+        async def stop_when_done() -> None:
+            await done.wait()
+            server.should_exit = True
+
+        stopper = asyncio.create_task(stop_when_done())
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind
+            log.error("metrics server could not listen on METRICS_PORT %s", self.ctx.settings.metrics_port)
+        finally:
+            stopper.cancel()
 
     async def serve_socket_mode(self, stop: asyncio.Event | None = None, host: str = "0.0.0.0") -> None:
         """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
@@ -249,15 +273,17 @@ class Sitrep:
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)
-        operator = asyncio.create_task(self._serve_operator_routes(host))
+        stopped = asyncio.Event()
+        operator = asyncio.create_task(self._serve_operator_routes(host, stopped))
         try:
             # A refused token stops start-up here (slack_sdk would retry it forever).
             handler.client.wss_uri = await first_connection_url(self.bolt.client, app_token)
             await handler.connect_async()
             await stop.wait()
         finally:
-            operator.cancel()
+            stopped.set()
             await handler.close_async()
+            await asyncio.wait([operator], timeout=5)
             await _finish_acknowledged_work(timeout=8)
             await self.stop()
 

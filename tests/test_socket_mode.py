@@ -22,7 +22,7 @@ from handlers.incident.ids import Action, Block
 from tests.support.fakes import socket_mode
 from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, last_view
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, last_view
 from tests.support.socket_mode import SocketModeBotUnderTest
 from tests.test_incident_declare import declare_values, incidents_in_store
 from tests.test_incident_lifecycle import (
@@ -44,7 +44,9 @@ def socket(slack):
 @pytest.fixture
 def socket_settings(settings):
     """The same bot as the HTTP tests' but in Socket Mode: app token set, no signing secret."""
-    return settings.model_copy(update={"slack_app_token": SecretStr(APP_TOKEN), "slack_signing_secret": None})
+    return settings.model_copy(
+        update={"slack_app_token": SecretStr(APP_TOKEN), "slack_signing_secret": None, "metrics_port": free_port()}
+    )
 
 
 @pytest.fixture
