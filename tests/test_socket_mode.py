@@ -280,3 +280,21 @@ def test_the_fake_holds_acknowledgements_to_slacks_rules(slack, monkeypatch):
     assert "acknowledged twice" in problems[0]
     assert "a payload in the ack" in problems[1] and "acked after" in problems[2]
     assert "not an ack of a sent envelope" in problems[3]
+
+
+def test_probes_and_metrics_answer_on_metrics_port(sbot, socket_settings):
+    """Socket Mode has no HTTP server for Slack: the operator's three paths are on METRICS_PORT."""
+    assert "/incident declare [title]" in sbot.command("help").text
+    base = f"http://127.0.0.1:{socket_settings.metrics_port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            ready = httpx.get(f"{base}/readyz", timeout=5)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "METRICS_PORT did not answer within 10 s"
+            time.sleep(0.1)
+    assert ready.status_code == 200, ready.text
+    assert httpx.get(f"{base}/healthz", timeout=5).json() == {"ok": True}
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert 'sitrep_ack_seconds_count{kind="command",name="/incident"} 1.0' in metrics
