@@ -4,35 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import asynccontextmanager
+import time
+from contextlib import asynccontextmanager, contextmanager
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import handlers
+from bot import logs
 from bot.context import AppContext
 from bot.edge import SlackEdge
 from bot.lifecycle import Drain, TrackListenerTask, draining_server
+from bot.metrics import CONTENT_TYPE_LATEST
 from bot.replays import ForgetShownAgain, replay_guard
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
 
 
-def build_bolt_app(ctx: AppContext) -> AsyncApp:
+def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> AsyncApp:
     settings = ctx.settings
     # Bolt gets a token-less twin of our client: the token comes from `authorize`, so
     # Bolt neither warns about two sources nor keeps a second copy of the secret.
     bolt_client = AsyncWebClient(
         base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers
     )
+    ctx.metrics.instrument_slack(bolt_client)
     bolt_logger = logging.getLogger("sitrep.bolt")
     if not any(isinstance(f, _NoTokenFromEnvironmentWarning) for f in bolt_logger.filters):
         bolt_logger.addFilter(_NoTokenFromEnvironmentWarning())
@@ -41,14 +47,55 @@ def build_bolt_app(ctx: AppContext) -> AsyncApp:
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,
-        authorize=_single_workspace_authorize(ctx),
+        authorize=(identity or SlackIdentity(ctx)).bolt_authorize(),
         logger=bolt_logger,
     )
+    # Outermost: the log context and the ack timer cover the replay guard's write too.
+    app.use(_observe_request(ctx))
     # Before any listener: a replayed or retried request is acked and not acted on again.
     app.use(replay_guard(ctx))
     app.listener_runner.listener_completion_handler = ForgetShownAgain(ctx)
     handlers.register(app, ctx)
     return app
+
+
+def _what(body: dict) -> tuple[str, str]:
+    """(kind, name) of a Slack request: the command, action, view or suggestion it is."""
+    if "command" in body:
+        return "command", str(body["command"])
+    kind = str(body.get("type") or "unknown")
+    if kind == "block_actions":
+        actions = body.get("actions") or [{}]
+        return "action", str(actions[0].get("action_id") or "unknown")
+    if kind in ("view_submission", "view_closed"):
+        return "view", str((body.get("view") or {}).get("callback_id") or "unknown")
+    if kind == "block_suggestion":
+        return "suggestion", str(body.get("action_id") or "unknown")
+    return kind, "-"
+
+
+def _observe_request(ctx: AppContext):
+    """A Bolt global middleware: the log context of the request (who, which command or
+    action), and the time from Bolt receiving it to its ack."""
+    metrics = ctx.metrics
+
+    async def observe(req, resp, next):  # noqa: A002 - Bolt injects arguments by name
+        kind, name = _what(req.body)
+        user = req.body.get("user_id") or (req.body.get("user") or {}).get("id")
+        logs.clear()
+        logs.bind(user=user, **{kind: name})
+        started = time.perf_counter()
+
+        class TimedAck(AsyncAck):
+            async def __call__(self, *args, **kwargs):
+                if self.response is None:
+                    metrics.observe_ack(kind, name, time.perf_counter() - started)
+                return await super().__call__(*args, **kwargs)
+
+        req.context["ack"] = TimedAck()
+        return await next()
+
+    return observe
 
 
 class _NoTokenFromEnvironmentWarning(logging.Filter):
@@ -60,28 +107,33 @@ class _NoTokenFromEnvironmentWarning(logging.Filter):
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
 
-def _single_workspace_authorize(ctx: AppContext):
+class SlackIdentity:
     """One workspace, one bot token: ask `auth.test` once (as documented, no extra
-    arguments) and reuse the answer for every request."""
-    from slack_bolt.authorization import AuthorizeResult
+    arguments) and reuse the answer for every request; readiness asks the same cache."""
 
-    cached: list[AuthorizeResult] = []
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+        self.known: AuthorizeResult | None = None
 
-    async def authorize(**_kwargs) -> AuthorizeResult:
-        if not cached:
-            answer = await ctx.slack.auth_test()
-            cached.append(
-                AuthorizeResult(
-                    enterprise_id=answer.get("enterprise_id"),
-                    team_id=answer.get("team_id"),
-                    bot_token=ctx.settings.slack_bot_token.get_secret_value(),
-                    bot_id=answer.get("bot_id"),
-                    bot_user_id=answer.get("user_id"),
-                )
+    def bolt_authorize(self):
+        """Bolt reads the names of an authorize function's parameters: give it only `**kwargs`."""
+
+        async def authorize(**_kwargs) -> AuthorizeResult:
+            return await self.authorize()
+
+        return authorize
+
+    async def authorize(self) -> AuthorizeResult:
+        if self.known is None:
+            answer = await self.ctx.slack.auth_test()
+            self.known = AuthorizeResult(
+                enterprise_id=answer.get("enterprise_id"),
+                team_id=answer.get("team_id"),
+                bot_token=self.ctx.settings.slack_bot_token.get_secret_value(),
+                bot_id=answer.get("bot_id"),
+                bot_user_id=answer.get("user_id"),
             )
-        return cached[0]
-
-    return authorize
+        return self.known
 
 
 class Sitrep:
@@ -92,7 +144,8 @@ class Sitrep:
 
     def __init__(self, ctx: AppContext, *, timers: bool = True):
         self.ctx = ctx
-        self.bolt = build_bolt_app(ctx)
+        self.identity = SlackIdentity(ctx)
+        self.bolt = build_bolt_app(ctx, self.identity)
         self.drain = Drain()
         # Bolt calls this first inside every listener's background task: the drain waits on them.
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
@@ -121,14 +174,51 @@ class Sitrep:
         await self.ctx.aclose()
         log.info("sitrep stopped")
 
+    async def readiness(self) -> tuple[bool, dict[str, str]]:
+        """Database writable, scheduler running, Slack auth known good (and not draining): each
+        "ok" or why not."""
+        checks: dict[str, str] = {}
+        try:
+            await self.ctx.db.check_writable()
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["database"] = f"not writable ({type(exc).__name__})"
+        checks["scheduler"] = "ok" if self.started and self.scheduler.scheduler.running else "not running"
+        try:
+            async with asyncio.timeout(5):
+                await self.identity.authorize()
+            checks["slack"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
+            checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
+        if self.drain.draining:  # SIGTERM: new Slack requests get 503, so take it out of rotation
+            checks["shutdown"] = "draining"
+        return all(v == "ok" for v in checks.values()), checks
+
+    def operator_routes(self) -> list[Route]:
+        """/healthz (the process answers), /readyz (it can do its work), /metrics."""
+
+        async def healthz(_request: Request):
+            return JSONResponse({"ok": True})
+
+        async def readyz(_request: Request):
+            ready, checks = await self.readiness()
+            return JSONResponse({"ok": ready, "checks": checks}, status_code=200 if ready else 503)
+
+        async def metrics(_request: Request):
+            return Response(await self.ctx.metrics.render(self.ctx.db), media_type=CONTENT_TYPE_LATEST)
+
+        return [
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ]
+
     def asgi(self) -> Starlette:
         handler = AsyncSlackRequestHandler(self.bolt)
 
         async def events(request: Request):
             return await handler.handle(request)
-
-        async def healthz(_request: Request):
-            return JSONResponse({"ok": True})
 
         @asynccontextmanager
         async def lifespan(_app):
@@ -139,7 +229,7 @@ class Sitrep:
                 await self.stop()
 
         return Starlette(
-            routes=[Route("/slack/events", events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])],
+            routes=[Route("/slack/events", events, methods=["POST"]), *self.operator_routes()],
             middleware=[self._edge()],
             lifespan=lifespan,
         )
@@ -158,17 +248,39 @@ class Sitrep:
         import uvicorn
 
         grace = self.ctx.settings.sitrep_shutdown_grace
+        # log_config=None: uvicorn's lines go through our handler (format, redaction) too.
         config = uvicorn.Config(
             self.asgi(),
             host=host,
             port=self.ctx.settings.port,
-            log_level="info",
+            log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=max(grace, 1),
         )
         await draining_server(config, self.finish_work).serve()
 
-    async def serve_socket_mode(self, stop: asyncio.Event | None = None) -> None:
+    async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
+        """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
+        METRICS_PORT until `done`. A port in use is logged, never fatal to the bot."""
+        import uvicorn  # only when serving
+
+        class Server(uvicorn.Server):
+            @contextmanager
+            def capture_signals(self):  # the bot's own handlers stop the process
+                yield
+
+            async def on_tick(self, counter: int) -> bool:
+                # Checked every 0.1 s: no task of its own that a drain would wait on.
+                return done.is_set() or await super().on_tick(counter)
+
+        app = Starlette(routes=self.operator_routes())
+        config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        try:
+            await Server(config).serve()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind
+            log.error("metrics server could not listen on METRICS_PORT %s", self.ctx.settings.metrics_port)
+
+    async def serve_socket_mode(self, stop: asyncio.Event | None = None, host: str = "0.0.0.0") -> None:
         """Connect to Slack's websocket (slack_sdk reconnects on its own) until SIGTERM/SIGINT,
         or until `stop` is set by whoever runs it off the main thread."""
         # Only Socket Mode needs these: an HTTP deployment never loads the websocket stack.
@@ -182,23 +294,30 @@ class Sitrep:
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)
+        stopped = asyncio.Event()
+        operator = asyncio.create_task(self._serve_operator_routes(host, stopped))
         try:
             # A refused token stops start-up here (slack_sdk would retry it forever).
             handler.client.wss_uri = await first_connection_url(self.bolt.client, app_token)
             await handler.connect_async()
             await stop.wait()
         finally:
-            await handler.close_async()
-            await _finish_acknowledged_work(timeout=self.ctx.settings.sitrep_shutdown_grace)
-            await self.stop()
+            try:
+                await handler.close_async()
+                # /healthz keeps answering while acknowledged work finishes (busy, not dead).
+                await _finish_acknowledged_work(timeout=self.ctx.settings.sitrep_shutdown_grace, keep={operator})
+                await self.stop()
+            finally:
+                stopped.set()
+                await asyncio.wait([operator], timeout=5)
 
 
-async def _finish_acknowledged_work(timeout: float) -> None:
+async def _finish_acknowledged_work(timeout: float, keep: set[asyncio.Task] | frozenset = frozenset()) -> None:
     """Let listeners that already acknowledged Slack finish before the store closes: Slack does
-    not send an acknowledged command again, so stopping them would lose it. Bounded: an
-    orchestrator kills the process 10 s after SIGTERM by default."""
+    not send an acknowledged command again, so stopping them would lose it. Bounded by
+    `SITREP_SHUTDOWN_GRACE`. Tasks in `keep` (the probe server) are not waited for."""
     current = asyncio.current_task()
-    running = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    running = [task for task in asyncio.all_tasks() if task is not current and task not in keep and not task.done()]
     if running:
         log.info("finishing %d task(s) in flight", len(running))
         _done, left = await asyncio.wait(running, timeout=timeout)

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 import sys
 
+from bot.logs import configure as configure_logs
 from bot.settings import Settings, SettingsError, load_settings
-
-
-class RedactSecrets(logging.Filter):
-    """Last line of defence: no configured secret ever reaches a log line."""
-
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 6]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(secret in message for secret in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "[redacted]")
-            record.msg, record.args = message, None
-        return True
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -34,14 +18,8 @@ def secrets_of(settings: Settings) -> list[str]:
 
 
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets_of(settings)))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    for noisy in ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    """LOG_LEVEL and LOG_FORMAT, every line through the redaction filter (bot/logs.py)."""
+    configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=secrets_of(settings))
 
 
 class Unusable(Exception):

@@ -15,6 +15,7 @@ from bot.channel import Channel
 from bot.clients.appfirst import AppFirstClient
 from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
+from bot.metrics import Metrics
 from bot.settings import Settings
 from store.db import Database
 
@@ -38,6 +39,8 @@ class AppContext:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Set by the running scheduler: called when reminder rows change, so it re-plans its wake-up.
     wake_reminders: Callable[[], Awaitable[None]] | None = None
+    # This bot's own registry (never the process-global one: tests run several bots at once).
+    metrics: Metrics = field(default_factory=Metrics)
 
     @property
     def channel(self) -> Channel:
@@ -83,4 +86,8 @@ def build_context(
     ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
+    ctx.metrics.instrument_slack(ctx.slack)
+    for service, client in (("statuspage", ctx.statuspage), ("appfirst", ctx.appfirst)):
+        if client is not None:
+            client.observe = ctx.metrics.upstream_observer(service)
     return ctx

@@ -50,6 +50,9 @@ EXPECTED: dict[str, str] = {
     ),
     "SITREP_MAX_BODY": "a number of bytes, 65536 or more",
     "SITREP_SHUTDOWN_GRACE": "a number of seconds between 0 and 3600",
+    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+    "LOG_FORMAT": "text or json",
+    "METRICS_PORT": "a port number between 1 and 65535",
 }
 
 # Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
@@ -133,6 +136,10 @@ class Settings(BaseSettings):
     sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
     # On SIGTERM, how long work under way may take to finish before clients and store close.
     sitrep_shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # Socket Mode has no HTTP server of its own: /metrics, /healthz and /readyz live here.
+    metrics_port: int = Field(default=9090, ge=1, le=65535)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -182,6 +189,13 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             v = v.strip().lower() or None
         return v
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _log_word(cls, v: object, info) -> object:
+        if not isinstance(v, str):
+            return v
+        return v.strip().upper() if info.field_name == "log_level" else v.strip().lower()
 
     @field_validator("sitrep_channel")
     @classmethod

@@ -64,6 +64,7 @@ async def _deliver(ctx: AppContext, reminder_id: int) -> int:
     if decision == Delivery.SKIP:
         log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, reminder.kind, window.id)
         await _finish(ctx, reminder_id, ReminderState.SKIPPED)
+        ctx.metrics.reminder("skipped")
         await _apply_state(ctx, window, reminder.kind)
         return 0
 
@@ -78,6 +79,7 @@ async def _deliver(ctx: AppContext, reminder_id: int) -> int:
             await reminder_store.release(session, reminder_id, instance=ctx.instance_id)
         raise
     await _finish(ctx, reminder_id, ReminderState.POSTED, message_ts=ts, late=late)
+    ctx.metrics.reminder("late" if late else "posted", lateness=(now - reminder.due_at).total_seconds())
     await _apply_state(ctx, window, reminder.kind)
     return 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -120,10 +121,13 @@ class ReminderScheduler:
         task = asyncio.current_task()
         if task is not None:
             self._track(task)
+        started, outcome = time.perf_counter(), "failed"
         try:
-            await sync_windows(self.ctx)
+            outcome = "failed" if (await sync_windows(self.ctx)).failed else "ok"
         except Exception:  # noqa: BLE001 - a failing sync never stops the bot
             log.exception("maintenance sync failed; retrying at the next interval")
+        finally:
+            self.ctx.metrics.sync(outcome, time.perf_counter() - started)
 
     def _track(self, task: asyncio.Task) -> None:
         self._running.add(task)

@@ -11,7 +11,7 @@ import logging
 import os
 import sqlite3
 
-from sqlalchemy import event, text
+from sqlalchemy import event, false, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     ArgumentError,
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from store import migrations
+from store.models import UpstreamFact
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,19 @@ class Database:
             reason = getattr(exc, "orig", None) or exc
             raise DatabaseUnusable(f"cannot be opened or written ({type(reason).__name__}: {reason})") from None
 
+    async def check_writable(self, timeout: float = 2.0) -> None:
+        """For readiness: take the write lock (SQLite) or run a write that changes nothing, in a
+        transaction rolled back; raise when that fails or takes longer than `timeout`."""
+        if self._sqlite_path is not None:
+            # The standard library with a short busy timeout: a locked file answers in `timeout`
+            # seconds instead of the pool's 30, and no pooled connection is left mid-wait.
+            await asyncio.to_thread(_take_write_lock, self._sqlite_path, timeout)
+            return
+        async with asyncio.timeout(timeout), self.engine.connect() as conn:
+            async with conn.begin() as transaction:
+                await conn.execute(update(UpstreamFact).where(false()).values(key=UpstreamFact.key))
+                await transaction.rollback()
+
     async def dispose(self) -> None:
         await self.engine.dispose()
 
@@ -144,6 +158,15 @@ def _sqlite_file(url: str) -> str | None:
     if not parsed.drivername.startswith("sqlite") or parsed.database in (None, "", ":memory:"):
         return None
     return parsed.database
+
+
+def _take_write_lock(path: str, timeout: float) -> None:
+    conn = sqlite3.connect(path, timeout=timeout)
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # fails on a read-only or locked file
+        conn.rollback()
+    finally:
+        conn.close()
 
 
 def _check_sqlite_writable(path: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Draft
@@ -51,3 +51,9 @@ async def record_attempt(session: AsyncSession, draft_id: int, *, error: str | N
         draft.state = FAILED if error else DONE
         draft.error = error
         draft.updated_at = now
+
+
+async def count_by_state(session: AsyncSession) -> dict[str, int]:
+    """How many drafts are in each state (for the metrics scrape)."""
+    rows = await session.execute(select(Draft.state, func.count()).group_by(Draft.state))
+    return {state: count for state, count in rows.all()}

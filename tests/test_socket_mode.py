@@ -22,7 +22,7 @@ from handlers.incident.ids import Action, Block
 from tests.support.fakes import socket_mode
 from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, last_view
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, last_view
 from tests.support.incidents import (
     assert_update_landed,
     declare,
@@ -45,7 +45,9 @@ def socket(slack):
 @pytest.fixture
 def socket_settings(settings):
     """The same bot as the HTTP tests' but in Socket Mode: app token set, no signing secret."""
-    return settings.model_copy(update={"slack_app_token": SecretStr(APP_TOKEN), "slack_signing_secret": None})
+    return settings.model_copy(
+        update={"slack_app_token": SecretStr(APP_TOKEN), "slack_signing_secret": None, "metrics_port": free_port()}
+    )
 
 
 @pytest.fixture
@@ -279,3 +281,21 @@ def test_the_fake_holds_acknowledgements_to_slacks_rules(slack, monkeypatch):
     assert "acknowledged twice" in problems[0]
     assert "a payload in the ack" in problems[1] and "acked after" in problems[2]
     assert "not an ack of a sent envelope" in problems[3]
+
+
+def test_probes_and_metrics_answer_on_metrics_port(sbot, socket_settings):
+    """Socket Mode has no HTTP server for Slack: the operator's three paths are on METRICS_PORT."""
+    assert "/incident declare [title]" in sbot.command("help").text
+    base = f"http://127.0.0.1:{socket_settings.metrics_port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            ready = httpx.get(f"{base}/readyz", timeout=5)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "METRICS_PORT did not answer within 10 s"
+            time.sleep(0.1)
+    assert ready.status_code == 200, ready.text
+    assert httpx.get(f"{base}/healthz", timeout=5).json() == {"ok": True}
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert 'sitrep_ack_seconds_count{kind="command",name="/incident"} 1.0' in metrics

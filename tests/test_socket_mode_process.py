@@ -13,7 +13,7 @@ import pytest
 from handlers.incident.ids import Action
 from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.support.harness import CHANNEL, last_view
+from tests.support.harness import CHANNEL, free_port, last_view
 from tests.support.incidents import declare_values, resolve_values, update_values
 from tests.support.process import lines_starting, sitrep
 from tests.support.socket_mode import SocketModeDriver
@@ -29,7 +29,7 @@ def socket(slack):
 @pytest.fixture
 def socket_env(full_env) -> dict[str, str]:  # noqa: F811
     env = {k: v for k, v in full_env.items() if k != "SLACK_SIGNING_SECRET"}
-    return env | {"SLACK_APP_TOKEN": APP_TOKEN}
+    return env | {"SLACK_APP_TOKEN": APP_TOKEN, "METRICS_PORT": str(free_port())}
 
 
 def secrets(env: dict[str, str]) -> list[str]:

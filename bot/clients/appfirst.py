@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from bot.clients.http import MAX_MESSAGE, NOT_JSON, UpstreamClient, decode
+from bot.clients.http import MAX_MESSAGE, NOT_JSON, UpstreamClient, decode, observed
 from bot.errors import UpstreamUnavailable
 
 __all__ = [
@@ -176,6 +176,7 @@ class AppFirstClient(UpstreamClient):
 
     # -- operations -------------------------------------------------------
 
+    @observed
     async def list_page(self, page: int, limit: int) -> MaintenanceWindowPage:
         """One page of windows (``page`` from 0, ``limit`` 1..2500 as the seed allows)."""
         if page < 0:
@@ -204,10 +205,12 @@ class AppFirstClient(UpstreamClient):
             SERVICE, f"its list of maintenance windows did not end after {MAX_PAGES} pages"
         )
 
+    @observed
     async def get_window(self, id: int) -> MaintenanceWindow:  # the brief's name for it
         payload = await self._call("GET", self._item_path(id), window_id=id)
         return self._parse(MaintenanceWindow, payload, "maintenance window")
 
+    @observed
     async def create_window(
         self, *, start: datetime, end: datetime, reason: str, servers: Iterable[int]
     ) -> MaintenanceWindow:
@@ -216,6 +219,7 @@ class AppFirstClient(UpstreamClient):
         payload = await self._call("POST", _LIST_PATH, data=form)
         return self._parse(MaintenanceWindow, payload, "new maintenance window")
 
+    @observed
     async def update_window(
         self,
         id: int,  # the brief's name for it
@@ -234,6 +238,7 @@ class AppFirstClient(UpstreamClient):
             payload = {**payload, "reason": reason}
         return self._parse(MaintenanceWindow, payload, "updated maintenance window")
 
+    @observed
     async def delete_window(self, id: int) -> None:  # the brief's name for it
         await self._call("DELETE", self._item_path(id), window_id=id, expect_body=False)
 

@@ -5,8 +5,11 @@ their models, operations and the few quirks of their seed."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -26,6 +29,31 @@ from bot.errors import (
 # both upstreams' messages are held to this length.
 MAX_MESSAGE = 300
 NOT_JSON: Any = object()  # what `decode` returns for a body that is not JSON
+
+
+# (operation, the error or None, seconds): set by the wiring (bot/metrics.py), so clients
+# report every call without knowing about Prometheus.
+Observer = Callable[[str, BaseException | None, float], None]
+_F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
+
+
+def observed(method: _F) -> _F:
+    """Report one upstream operation (its name, outcome and duration) to `self.observe`."""
+
+    @functools.wraps(method)
+    async def run(self: UpstreamClient, *args: Any, **kwargs: Any) -> Any:
+        if self.observe is None:
+            return await method(self, *args, **kwargs)
+        started = time.perf_counter()
+        try:
+            result = await method(self, *args, **kwargs)
+        except BaseException as exc:
+            self.observe(method.__name__, exc, time.perf_counter() - started)
+            raise
+        self.observe(method.__name__, None, time.perf_counter() - started)
+        return result
+
+    return run  # type: ignore[return-value]
 
 
 def api_root(url: str) -> str:
@@ -99,6 +127,7 @@ class UpstreamClient:
         if not base_url:
             raise ValueError("base_url is required")
         self._base_url = api_root(base_url)
+        self.observe: Observer | None = None
         self._timeout = timeout
         self._secrets = secrets  # blanked, whole or in any 8-character piece, from upstream text
         self._names = names  # not secrets, but nobody else's business: hidden only whole

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_pascal
 
-from bot.clients.http import UpstreamClient, decode
+from bot.clients.http import UpstreamClient, decode, observed
 from bot.errors import AlreadyResolved, UpstreamRejected, UpstreamUnavailable
 
 __all__ = [
@@ -173,21 +173,25 @@ class StatusPageClient(UpstreamClient):
 
     # -- operations -------------------------------------------------------
 
+    @observed
     async def create_incident(self, model: IncidentCreateModel) -> str:
         """Open an incident; returns the new incident's GUID."""
         payload = await self._call("POST", _INCIDENT_PATH, model.to_wire())
         return self._new_id(payload, "incident")
 
+    @observed
     async def create_maintenance(self, model: MaintenanceCreateModel) -> str:
         """Schedule a maintenance window; returns its GUID (an incident ID)."""
         payload = await self._call("POST", _INCIDENT_PATH, model.to_wire())
         return self._new_id(payload, "maintenance")
 
+    @observed
     async def update_incident(self, model: IncidentUpdateModel) -> str:
         """Post an update; returns the upstream ``Message`` (the seed's reply has no ``Result``)."""
         payload = await self._call("PUT", _INCIDENT_PATH, model.to_wire())
         return self._envelope(payload).message or ""
 
+    @observed
     async def resolve_incident(self, incident_id: str) -> str:
         """Resolve an incident; returns the upstream ``Message``."""
         body = ResolveIncidentModel(incident_id=incident_id).to_wire()
@@ -201,6 +205,7 @@ class StatusPageClient(UpstreamClient):
             raise
         return self._envelope(payload).message or ""
 
+    @observed
     async def ongoing_maintenance(self) -> list[OngoingMaintenance]:
         """Windows in progress now, as the status page sees them."""
         payload = await self._call("GET", _ONGOING_PATH)

@@ -10,6 +10,8 @@ from typing import Any, Protocol, TypeVar
 
 from bot.context import AppContext
 from bot.errors import NotFound, SubmissionFailed, UpstreamError
+from bot.logs import audit
+from bot.metrics import upstream_outcome
 from store import drafts as draft_store
 
 log = logging.getLogger(__name__)
@@ -63,17 +65,28 @@ class DraftFlow:
             result = await send(kind, form, user_id)
         except UpstreamError as exc:
             log.warning("%s did not take %s: %s", exc.service, kind, exc)
+            audit(kind, user=user_id, outcome=f"{upstream_outcome(exc)}: {exc}", draft_id=draft_id, **_target(form))
             await self._record(draft_id, str(exc))
             raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
         except BaseException:
             await self._record(draft_id, "interrupted")
             raise
+        audit(kind, user=user_id, outcome="ok", draft_id=draft_id, **_target(result))
         await self._record(draft_id, None)
         return result
 
     async def _record(self, draft_id: int, error: str | None) -> None:
         async with self.ctx.db.session() as session, session.begin():
             await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock())
+
+
+def _target(thing: Any) -> dict[str, Any]:
+    """The incident or window (ours and the upstream's id) a form or a result is about."""
+    for name in ("incident", "window"):
+        row = getattr(thing, name, None)
+        if row is not None:
+            return {f"{name}_id": row.id, "upstream_id": getattr(row, "upstream_id", None)}
+    return {k: getattr(thing, k) for k in ("incident_id", "window_id") if getattr(thing, k, None) is not None}
 
 
 async def draft_kind(ctx: AppContext, draft_id: int) -> str | None:

@@ -1,0 +1,174 @@
+"""What an SRE scrapes and probes: /metrics after real work, /readyz when the store or the
+scheduler fails, and JSON logs from a real process that never carry a secret."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
+
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import ScheduleForm
+from scheduler.reminders import run_due_reminders
+from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, last_view, submission_payload
+from tests.support.incidents import declare_values, open_declare_modal
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def scrape(bot: BotUnderTest) -> dict[tuple[str, tuple], float]:
+    answer = bot.http.get("/metrics")
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(answer.text):
+        assert family.name.startswith("sitrep_"), family.name
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def value(samples, metric: str, **labels: str) -> float:
+    """The sum over the samples of `name` whose labels include `labels`."""
+    return sum(v for (n, ls), v in samples.items() if n == metric and set(labels.items()) <= set(ls))
+
+
+def test_metrics_move_after_a_declare_and_a_reminder(settings, slack, statuspage):
+    clock = FakeClock(T0)
+    with BotUnderTest(settings, clock=clock) as bot:
+        before = scrape(bot)
+        assert value(before, "sitrep_build_info") == 1
+        assert value(before, "sitrep_upstream_request_seconds_count") == 0
+
+        view = open_declare_modal(bot, slack)
+        bot.submit(view, declare_values())
+        slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
+        form = ScheduleForm(title="DB upgrade", start=T0 + timedelta(minutes=30), end=T0 + timedelta(minutes=90))
+        bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123"))
+        clock.advance(minutes=32)  # the heads-up is skipped, the start is posted two minutes late
+        assert bot.run(run_due_reminders(bot.ctx)) == 1
+
+        after = scrape(bot)
+    ack = dict(kind="command", name="/incident")
+    assert value(after, "sitrep_ack_seconds_count", **ack) >= 1
+    assert value(after, "sitrep_ack_seconds_count", kind="view") >= 1
+    assert value(after, "sitrep_upstream_request_seconds_count", service="statuspage", operation="create_incident", outcome="ok") == 1
+    assert value(after, "sitrep_slack_api_calls_total", method="views.open", error="ok") >= 1
+    assert value(after, "sitrep_slack_api_calls_total", method="chat.postMessage", error="ok") >= 2
+    assert value(after, "sitrep_reminders_total", outcome="skipped") == 1
+    assert value(after, "sitrep_reminders_total", outcome="late") == 1
+    assert value(after, "sitrep_reminder_lateness_seconds_sum") == 120
+    assert value(after, "sitrep_drafts", state="done") == 2
+
+
+def test_upstream_outcomes_are_told_apart(settings, slack, statuspage):
+    with BotUnderTest(settings) as bot:
+        statuspage.fail_times(1, 400)
+        view = open_declare_modal(bot, slack)
+        bot.submit(view, declare_values())
+        slack.wait_for(lambda: slack.calls_to("chat.postEphemeral") or slack.calls_to("views.update"))
+        samples = scrape(bot)
+    assert value(samples, "sitrep_upstream_request_seconds_count", operation="create_incident", outcome="rejected") == 1
+    assert value(samples, "sitrep_drafts", state="failed") == 1
+
+
+def test_readyz_is_ok_when_everything_is(bot):
+    answer = bot.http.get("/readyz")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"ok": True, "checks": {"database": "ok", "scheduler": "ok", "slack": "ok"}}
+    assert bot.http.get("/healthz").json() == {"ok": True}
+
+
+def test_readyz_fails_while_the_database_is_locked(bot, settings):
+    path = settings.database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        answer = bot.http.get("/readyz")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["database"].startswith("not writable")
+    assert answer.json()["checks"]["scheduler"] == "ok"
+    assert bot.http.get("/readyz").status_code == 200  # and it recovers
+
+
+def test_readyz_fails_when_the_scheduler_stopped(bot):
+    bot.run(bot.bot.scheduler.stop())
+    answer = bot.http.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["scheduler"] == "not running"
+    assert bot.http.get("/healthz").status_code == 200  # alive, not ready
+
+
+def test_readyz_fails_while_slack_refuses_the_token(settings, slack):
+    with BotUnderTest(settings.model_copy(update={"slack_bot_token": SecretStr("xoxb-revoked")})) as bot:
+        answer = bot.http.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["checks"]["slack"].startswith("auth.test failed")
+
+
+def _post(base: str, body: str) -> httpx.Response:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} | slack_signature_headers(SIGNING_SECRET, body)
+    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
+
+
+def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, statuspage, tmp_path):
+    port = free_port()
+    env = full_env | {"PORT": str(port), "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail("/readyz did not answer 200 within 15 s")
+        for echo in (None, f"key {statuspage.api_key} refused\n\x1b[31mFAKE LINE"):
+            statuspage.failure_message = echo
+            if echo is not None:
+                statuspage.fail_times(1, 400)
+            opened = len(slack.calls_to("views.open"))
+            assert _post(base, command_body("/incident", "declare DB down")).status_code == 200
+            slack.wait_for(lambda opened=opened: len(slack.calls_to("views.open")) > opened)
+            view = last_view(slack)
+            assert _post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
+            posts = 2 if echo else 1
+            slack.wait_for(lambda posts=posts: len([r for r in statuspage.requests if r.method == "POST"]) >= posts)
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    audits = [e for e in entries if e["logger"] == "sitrep.audit"]
+    assert len(audits) == 2, audits
+    declared, refused = audits
+    assert declared["user"] == "U123" and declared["view"] and declared["incident_id"]
+    assert "incident.declare" in declared["message"] and "ok" in declared["message"]
+    assert "incident.declare" in refused["message"] and "rejected" in refused["message"]
+    for secret in (env["SLACK_BOT_TOKEN"], SIGNING_SECRET, env["STATUSPAGE_API_KEY"], env["APPFIRST_API_KEY"]):
+        assert secret[:8] not in stderr
+    assert "\x1b" not in stderr and "\nFAKE LINE" not in stderr
