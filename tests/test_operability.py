@@ -149,7 +149,8 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
             opened = len(slack.calls_to("views.open"))
             assert _post(base, command_body("/incident", "declare DB down")).status_code == 200
             slack.wait_for(lambda opened=opened: len(slack.calls_to("views.open")) > opened)
-            view = last_view(slack)
+            # A new modal each time (the replay guard keys a submission by its view's id).
+            view = last_view(slack) | {"id": f"V{opened}"}
             assert _post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
             posts = 2 if echo else 1
             slack.wait_for(lambda posts=posts: len([r for r in statuspage.requests if r.method == "POST"]) >= posts)
