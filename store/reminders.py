@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import MaintenanceWindow, Reminder
-from store.states import ClaimResult, ReminderState
+from store.states import ClaimResult, ReminderState, WindowState
 
 PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = (
     ReminderState.PENDING,
@@ -27,6 +27,17 @@ async def reminders_of(session: AsyncSession, window_id: int) -> dict[str, Remin
 
 async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
     return await session.get(MaintenanceWindow, window_id)
+
+
+async def move_window(session: AsyncSession, window_id: int, *, to: WindowState, now: datetime) -> bool:
+    """Compare-and-set the window's state along its allowed moves, without loading it."""
+    allowed_from = [state for state in WindowState if state.can_become(to)]
+    done = await session.execute(
+        update(MaintenanceWindow)
+        .where(MaintenanceWindow.id == window_id, MaintenanceWindow.state.in_(allowed_from))
+        .values(state=to, updated_at=now)
+    )
+    return done.rowcount == 1
 
 
 async def change_if_state(session: AsyncSession, reminder_id: int, *, seen_state: str, **values) -> bool:
