@@ -91,10 +91,9 @@ def one_run(scale: float, random_429: float, seed: int) -> tuple[float, float, f
 
             bot.run(drive())
             posts = sorted((at - m0) * scale for at, m, _ in slack.accepted if m == "chat.postMessage")
-            lateness = [p - d for p, d in zip(posts, dues)]
             late = sum(1 for r in bot.run(_late_flags(bot))) / N
             fl = floor(dues, 1.0, 5)
-            forced = sum(1 for f, d in zip(fl, dues) if f - d > LATE_AFTER.total_seconds()) / N
+            forced = sum(1 for f, d in zip(fl, dues, strict=True) if f - d > LATE_AFTER.total_seconds()) / N
             return posts[-1] - dues[-1], fl[-1] - dues[-1], late, forced, slack.rate_limited
 
 
