@@ -1,4 +1,5 @@
-"""Heads-up, started and ended reminders for maintenance windows, each posted exactly once.
+"""Heads-up, started, overrun and ended reminders for maintenance windows, each posted
+exactly once; the same rows and claims carry incidents' update nudges (`scheduler.nudges`).
 
 The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
 is claimed atomically before posting; a claim whose process died is taken over after
@@ -14,6 +15,7 @@ from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.messages import maintenance as messages
 from bot.services.maintenance import MaintenanceService
+from scheduler.nudges import deliver_nudge
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
@@ -50,6 +52,8 @@ async def _deliver(ctx: AppContext, reminder_id: int) -> int:
         return 0  # another process has it
     async with ctx.db.session() as session:
         reminder = await session.get(Reminder, reminder_id)
+        if reminder.incident_id is not None:
+            return await deliver_nudge(ctx, reminder, claim)
         window = await reminder_store.get_window(session, reminder.window_id)
 
     if claim == ClaimResult.STALE:
