@@ -72,9 +72,12 @@ async def _deliver(ctx: AppContext, reminder_id: int) -> int:
         return 0
 
     late = decision == Delivery.LATE
-    message = messages.reminder(
-        window, reminder.kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
-    )
+    if reminder.kind == ReminderKind.OVERRUN:
+        message = messages.overrun_prompt(window)
+    else:
+        message = messages.reminder(
+            window, reminder.kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
+        )
     try:
         ts = await _post(ctx, window, reminder.kind, message)
     except Exception:
@@ -90,6 +93,9 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
     """Post it, post it saying it is late, or only record it."""
     if not WindowState(window.state).active:
         return Delivery.SKIP
+    if kind == ReminderKind.OVERRUN:
+        # Only worth asking while the window still runs; late or early it is the same question.
+        return Delivery.POST if window.end is not None and window.start <= now < window.end else Delivery.SKIP
     if now - due_at <= LATE_AFTER:
         return Delivery.POST
     if kind == ReminderKind.HEADS_UP:
@@ -105,7 +111,7 @@ async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, message: 
     return await MaintenanceService(ctx).post_in_thread(
         window.id,
         message,
-        broadcast=True,
+        broadcast=kind != ReminderKind.OVERRUN,  # the question is for those at work, in the thread
         metadata={"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}},
     )
 

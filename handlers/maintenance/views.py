@@ -25,7 +25,8 @@ from bot.services.maintenance_forms import (
     TITLE_MAX,
     ScheduleForm,
 )
-from bot.messages.maintenance import state_label, title_of, when
+from bot.messages.format import button as kit_button
+from bot.messages.maintenance import OverrunId, state_label, title_of, when
 from bot.settings import Component
 from handlers.maintenance.ids import Action, Block, Callback
 from store.models import MaintenanceWindow
@@ -313,3 +314,14 @@ HELP = (
 def help_answer(prefix: str | None = None) -> tuple[str, list[dict]]:
     text = f"{prefix}\n\n{HELP}" if prefix else HELP
     return text, [section(text)]
+
+
+def follow_on_offer(reason: str, window_id: int) -> tuple[str, list[dict]]:
+    """The status page cannot extend a window: say so plainly, and offer the next best thing."""
+    return reason, [
+        section(f":information_source: {reason}"),
+        {
+            "type": "actions",
+            "elements": [kit_button("Schedule a follow-on window", OverrunId.FOLLOW_ON, str(window_id), "primary")],
+        },
+    ]
