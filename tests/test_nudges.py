@@ -5,6 +5,7 @@ an injected clock and the test runs the due reminders itself."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timezone
 
@@ -157,8 +158,6 @@ def test_two_processes_post_one_nudge(bot, slack, clock):
     clock.advance(minutes=30)
 
     async def both():
-        import asyncio  # noqa: PLC0415 - local to this test
-
         return await asyncio.gather(run_due_reminders(bot.ctx), run_due_reminders(bot.ctx))
 
     assert sum(bot.run(both())) == 1
