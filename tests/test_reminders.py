@@ -21,6 +21,13 @@ T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
+def settings(settings):
+    """These scenarios count a window's heads-up, started and ended reminders; the overrun
+    prompt, a fourth kind, has its own file (`test_overrun.py`)."""
+    return settings.model_copy(update={"sitrep_overrun_warning": 0})
+
+
+@pytest.fixture
 def clock():
     return FakeClock(T0)
 
