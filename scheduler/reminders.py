@@ -1,4 +1,5 @@
-"""Heads-up, started and ended reminders for maintenance windows, each posted exactly once.
+"""Heads-up, started, overrun and ended reminders for maintenance windows, each posted
+exactly once; the same rows and claims carry incidents' update nudges (`scheduler.nudges`).
 
 The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
 is claimed atomically before posting; a claim whose process died is taken over after
@@ -16,6 +17,7 @@ from bot.context import AppContext
 from bot.messages import maintenance as messages
 from bot.outbox import Priority
 from bot.services.maintenance import MaintenanceService
+from scheduler.nudges import deliver_nudge
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
@@ -54,11 +56,13 @@ async def run_due_reminders(ctx: AppContext) -> int:
 
 
 def _priority(kind: str) -> Priority:
-    return Priority.HEADS_UP if kind == ReminderKind.HEADS_UP else Priority.NOW
+    """Started and ended first; heads-ups, overrun prompts and nudges have minutes to spare."""
+    return Priority.NOW if kind in (ReminderKind.STARTED, ReminderKind.ENDED) else Priority.HEADS_UP
 
 
 async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
-    """Claim, read the window once, post, record, queue the parent's edit."""
+    """Claim, read the window once, post, record, queue the parent's edit. An incident's
+    nudge is claimed the same way and then handed to `scheduler.nudges`."""
     reminder_id, kind = reminder.id, reminder.kind
     now = ctx.clock()
     async with ctx.db.session() as session, session.begin():
@@ -67,7 +71,13 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
         )
         if claim == ClaimResult.NONE:
             return 0  # another process has it
-        window = await reminder_store.get_window(session, reminder.window_id)
+        if reminder.incident_id is None:
+            window = await reminder_store.get_window(session, reminder.window_id)
+        else:
+            nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
+
+    if reminder.incident_id is not None:
+        return await deliver_nudge(ctx, nudge, claim)
 
     if claim == ClaimResult.STALE:
         found = await _find_posted(ctx, window, kind)
@@ -83,9 +93,12 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
         return 0
 
     late = decision == Delivery.LATE
-    message = messages.reminder(
-        window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
-    )
+    if kind == ReminderKind.OVERRUN:
+        message = messages.overrun_prompt(window)
+    else:
+        message = messages.reminder(
+            window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
+        )
     try:
         ts, window = await _post(ctx, window, kind, message)
     except Exception:
@@ -100,6 +113,9 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
     """Post it, post it saying it is late, or only record it."""
     if not WindowState(window.state).active:
         return Delivery.SKIP
+    if kind == ReminderKind.OVERRUN:
+        # Only worth asking while the window still runs; late or early it is the same question.
+        return Delivery.POST if window.end is not None and window.start <= now < window.end else Delivery.SKIP
     if now - due_at <= LATE_AFTER:
         return Delivery.POST
     if kind == ReminderKind.HEADS_UP:
@@ -110,15 +126,17 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
 
 
 async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, message: Message) -> tuple[str, MaintenanceWindow]:
-    """In the window's thread, broadcast, tagged so a retry can tell it already reached Slack.
-    A window whose announcement never worked is announced first (the service does that)."""
+    """In the window's thread, tagged so a retry can tell it already reached Slack; broadcast
+    except the overrun prompt (the question is for those at work, in the thread). A window
+    whose announcement never worked is announced first (the service does that)."""
     metadata = {"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}}
+    broadcast = kind != ReminderKind.OVERRUN
     at = _at(ctx, window)
     if at is None:
         service = MaintenanceService(ctx)
-        ts = await service.post_in_thread(window.id, message, broadcast=True, metadata=metadata)
+        ts = await service.post_in_thread(window.id, message, broadcast=broadcast, metadata=metadata)
         return ts, await service.get(window.id)
-    ts = await ctx.channel.reply(at, message, broadcast=True, metadata=metadata, priority=_priority(kind))
+    ts = await ctx.channel.reply(at, message, broadcast=broadcast, metadata=metadata, priority=_priority(kind))
     return ts, window
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import MaintenanceWindow, Reminder
-from store.states import ClaimResult, ReminderState, WindowState
+from store.states import ClaimResult, ReminderKind, ReminderState, WindowState
 
 PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = (
     ReminderState.PENDING,
@@ -23,6 +23,14 @@ PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = (
 async def reminders_of(session: AsyncSession, window_id: int) -> dict[str, Reminder]:
     rows = await session.execute(select(Reminder).where(Reminder.window_id == window_id))
     return {r.kind: r for r in rows.scalars()}
+
+
+async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
+    """An incident's update-nudge row, if it has one."""
+    rows = await session.execute(
+        select(Reminder).where(Reminder.incident_id == incident_id, Reminder.kind == ReminderKind.NUDGE)
+    )
+    return rows.scalars().first()
 
 
 async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
@@ -105,6 +113,19 @@ async def finish(
         update(Reminder)
         .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
         .values(state=state, posted_at=now if state == POSTED else None, message_ts=message_ts, late=late)
+    )
+    return done.rowcount == 1
+
+
+async def rearm(
+    session: AsyncSession, reminder_id: int, *, instance: str, due_at: datetime, now: datetime, message_ts: str | None
+) -> bool:
+    """Complete our own claim of a repeating reminder (a nudge) by making it pending again
+    at its next due time, in one write: a crash can never leave it posted but not re-armed."""
+    done = await session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
+        .values(state=PENDING, due_at=due_at, posted_at=now, message_ts=message_ts, claimed_by=None, claimed_at=None)
     )
     return done.rowcount == 1
 

@@ -19,7 +19,7 @@ from store.db import Database, DatabaseUnusable
 from store.models import Base, MaintenanceWindow
 from store.reminders import due
 from tests.support.harness import CHANNEL
-from tests.test_settings import SPEC_VARIABLES
+from tests.support.process import SPEC_VARIABLES
 
 BOTH = pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
