@@ -3,7 +3,11 @@ its thread, fetch a permalink, read a thread for a tagged reply. Services and th
 call it; only it handles `SlackApiError` for channel posts.
 
 It also holds the rule for a change the upstream already took: Slack trouble afterwards is a
-warning for the person, never a failed submission they would send a second time."""
+warning for the person, never a failed submission they would send a second time.
+
+Posts and edits go through `bot.outbox.Outbox` (one paced queue per channel, edits of one
+parent coalesced), with a client of their own that does not sleep through a 429: the outbox
+pauses only that channel and method and retries, so one 429 never holds other work."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.outbox import Outbox, Priority
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +40,101 @@ def slack_error(exc: SlackApiError) -> str:
     return exc.response.get("error") if exc.response is not None else "unknown"
 
 
+def unpaced_client(slack: AsyncWebClient) -> AsyncWebClient:
+    """The same client without slack_sdk's 429 handler, which sleeps through Retry-After
+    while everything queued behind waits; the outbox handles 429s instead."""
+    return AsyncWebClient(token=slack.token, base_url=slack.base_url, timeout=slack.timeout)
+
+
 class Channel:
-    def __init__(self, slack: AsyncWebClient, channel_id: str):
+    def __init__(
+        self,
+        slack: AsyncWebClient,
+        channel_id: str,
+        outbox: Outbox | None = None,
+        sender: AsyncWebClient | None = None,
+    ):
         self.slack = slack
         self.channel_id = channel_id
+        self.outbox = outbox if outbox is not None else Outbox()
+        self.sender = sender if sender is not None else unpaced_client(slack)
 
     async def announce(self, message: Message) -> Posted:
         text, blocks = message
-        posted = await self.slack.chat_postMessage(
-            channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False
+        posted = await self.outbox.send(
+            self.channel_id,
+            "chat.postMessage",
+            lambda: self.sender.chat_postMessage(channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False),
+            priority=Priority.REPLY,
         )
         return Posted(posted.get("channel", self.channel_id), posted["ts"])
 
     async def refresh(self, at: Posted, message: Message) -> None:
-        """Make an announcement show the stored state."""
-        text, blocks = message
-        await self.slack.chat_update(channel=at.channel, ts=at.ts, text=text, blocks=blocks)
+        """Make an announcement show the stored state (waits until Slack has it)."""
+        await self._edit(at, message)
+
+    def refresh_later(self, at: Posted, build: Callable[[], Awaitable[Message | None]], *, what: str) -> None:
+        """Queue the edit and return: it goes after the replies, merged with any other edit
+        of this parent still queued, and `build` makes the message when it goes out (so it
+        shows the state of that moment; None: nothing to show). Slack refusing it is only
+        logged. `settle` waits for it."""
+        future = self._edit(at, build)
+
+        def done(f) -> None:
+            if not f.cancelled() and isinstance(f.exception(), SlackApiError):
+                log.warning("%s: %s", what, slack_error(f.exception()))
+            elif not f.cancelled() and f.exception() is not None:
+                log.warning("%s: %s", what, type(f.exception()).__name__)
+
+        future.add_done_callback(done)
+
+    def _edit(self, at: Posted, message: Message | Callable[[], Awaitable[Message | None]]):
+        async def send() -> Any:
+            built = await message() if callable(message) else message
+            if built is None:
+                return None
+            text, blocks = built
+            return await self.sender.chat_update(channel=at.channel, ts=at.ts, text=text, blocks=blocks)
+
+        return self.outbox.send(
+            at.channel,
+            "chat.update",
+            send,
+            priority=Priority.EDIT,
+            key=("edit", at.channel, at.ts),
+        )
+
+    async def settle(self) -> None:
+        """Wait until every queued post and edit in the channel has gone out."""
+        await self.outbox.drain(self.channel_id)
 
     async def reply(
-        self, at: Posted, message: Message, *, broadcast: bool = False, metadata: dict | None = None
+        self,
+        at: Posted,
+        message: Message,
+        *,
+        broadcast: bool = False,
+        metadata: dict | None = None,
+        priority: int = Priority.REPLY,
     ) -> str:
         """Reply in the announcement's thread; returns the reply's ts."""
         text, blocks = message
         kwargs: dict[str, Any] = {}
         if metadata is not None:
             kwargs["metadata"] = metadata
-        reply = await self.slack.chat_postMessage(
-            channel=at.channel,
-            thread_ts=at.ts,
-            reply_broadcast=broadcast,
-            text=text,
-            blocks=blocks,
-            unfurl_links=False,
-            **kwargs,
+        reply = await self.outbox.send(
+            at.channel,
+            "chat.postMessage",
+            lambda: self.sender.chat_postMessage(
+                channel=at.channel,
+                thread_ts=at.ts,
+                reply_broadcast=broadcast,
+                text=text,
+                blocks=blocks,
+                unfurl_links=False,
+                **kwargs,
+            ),
+            priority=priority,
         )
         return reply["ts"]
 

@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.backends import make_backend
-from bot.channel import Channel
+from bot.channel import Channel, unpaced_client
 from bot.clients.appfirst import AppFirstClient
 from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
 from bot.metrics import Metrics
+from bot.outbox import Outbox
 from bot.settings import Settings
 from store.db import Database
 
@@ -41,11 +42,16 @@ class AppContext:
     wake_reminders: Callable[[], Awaitable[None]] | None = None
     # This bot's own registry (never the process-global one: tests run several bots at once).
     metrics: Metrics = field(default_factory=Metrics)
+    # One outbox per process: every post and edit to a channel is paced through it.
+    outbox: Outbox = field(default_factory=Outbox)
+    _sender: AsyncWebClient | None = field(default=None, repr=False)
 
     @property
     def channel(self) -> Channel:
         """SITREP_CHANNEL, where every announcement and thread lives."""
-        return Channel(self.slack, self.settings.sitrep_channel)
+        if self._sender is None:
+            self._sender = self.metrics.instrument_slack(unpaced_client(self.slack))
+        return Channel(self.slack, self.settings.sitrep_channel, self.outbox, self._sender)
 
     async def wake(self) -> None:
         """Tell the running scheduler that reminder rows changed (no-op without one)."""

@@ -38,6 +38,8 @@ EXPECTED: dict[str, str] = {
     "SITREP_COMPONENTS": "a list like Name=guid,Name=guid",
     "SITREP_REMINDER_LEAD": "a whole number of minutes, 0 or more",
     "SITREP_SYNC_INTERVAL": "a whole number of seconds, 10 or more",
+    "SITREP_UPDATE_NUDGE": "a whole number of minutes, 0 (off) or more",
+    "SITREP_OVERRUN_WARNING": "a whole number of minutes, 0 (off) or more",
     "SITREP_ADMINS": "Slack user IDs separated by commas, such as U012,U034",
     "DATABASE_URL": "a SQLAlchemy URL such as sqlite:///sitrep.db",
     "PORT": "a port number between 1 and 65535",
@@ -127,6 +129,10 @@ class Settings(BaseSettings):
     sitrep_components: Annotated[tuple[Component, ...], NoDecode] = ()
     sitrep_reminder_lead: int = Field(default=15, ge=0, le=7 * 24 * 60)
     sitrep_sync_interval: int = Field(default=300, ge=10)
+    #: Minutes without an update before an open incident is nudged in its thread; 0 = off.
+    sitrep_update_nudge: int = Field(default=30, ge=0, le=7 * 24 * 60)
+    #: Minutes before a running window's end to ask "still working?"; 0 = off.
+    sitrep_overrun_warning: int = Field(default=10, ge=0, le=7 * 24 * 60)
     sitrep_admins: Annotated[frozenset[str], NoDecode] = frozenset()
     database_url: str = "sqlite:///sitrep.db"
     port: int = Field(default=3000, ge=1, le=65535)

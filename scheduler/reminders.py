@@ -1,4 +1,5 @@
-"""Heads-up, started and ended reminders for maintenance windows, each posted exactly once.
+"""Heads-up, started, overrun and ended reminders for maintenance windows, each posted
+exactly once; the same rows and claims carry incidents' update nudges (`scheduler.nudges`).
 
 The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
 is claimed atomically before posting; a claim whose process died is taken over after
@@ -10,10 +11,13 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from bot.backends import backend_named
 from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.messages import maintenance as messages
+from bot.outbox import Priority
 from bot.services.maintenance import MaintenanceService
+from scheduler.nudges import deliver_nudge
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
@@ -27,60 +31,83 @@ METADATA_EVENT = "sitrep_reminder"
 
 
 async def run_due_reminders(ctx: AppContext) -> int:
-    """Post every due reminder this process can claim; returns how many were posted."""
-    now = ctx.clock()
-    async with ctx.db.session() as session:
-        due = await reminder_store.due(session, now, now - STALE_CLAIM)
+    """Post every due reminder this process can claim; returns how many were posted.
+
+    Reminders that come due while a long pass runs (a burst paced at Slack's rate) are
+    taken in the same pass; "started"/"ended" go before heads-ups. The pass ends once the
+    announcement edits it queued have landed, so no parent is left showing an old state."""
     posted = 0
-    for reminder in due:
-        try:
-            posted += await _deliver(ctx, reminder.id)
-        except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
-            log.exception("reminder %s could not be delivered; it will be retried", reminder.id)
+    tried: set[int] = set()  # a failed one waits for the next pass, as before
+    while True:
+        now = ctx.clock()
+        async with ctx.db.session() as session:
+            due = [r for r in await reminder_store.due(session, now, now - STALE_CLAIM) if r.id not in tried]
+        if not due:
+            break
+        due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
+        for reminder in due:
+            tried.add(reminder.id)
+            try:
+                posted += await _deliver(ctx, reminder)
+            except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
+                log.exception("reminder %s could not be delivered; it will be retried", reminder.id)
+    await ctx.channel.settle()
     return posted
 
 
-async def _deliver(ctx: AppContext, reminder_id: int) -> int:
+def _priority(kind: str) -> Priority:
+    """Started and ended first; heads-ups, overrun prompts and nudges have minutes to spare."""
+    return Priority.NOW if kind in (ReminderKind.STARTED, ReminderKind.ENDED) else Priority.HEADS_UP
+
+
+async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
+    """Claim, read the window once, post, record, queue the parent's edit. An incident's
+    nudge is claimed the same way and then handed to `scheduler.nudges`."""
+    reminder_id, kind = reminder.id, reminder.kind
     now = ctx.clock()
     async with ctx.db.session() as session, session.begin():
         claim = await reminder_store.claim(
             session, reminder_id, instance=ctx.instance_id, now=now, stale_before=now - STALE_CLAIM
         )
-    if claim == ClaimResult.NONE:
-        return 0  # another process has it
-    async with ctx.db.session() as session:
-        reminder = await session.get(Reminder, reminder_id)
-        window = await reminder_store.get_window(session, reminder.window_id)
+        if claim == ClaimResult.NONE:
+            return 0  # another process has it
+        if reminder.incident_id is None:
+            window = await reminder_store.get_window(session, reminder.window_id)
+        else:
+            nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
+
+    if reminder.incident_id is not None:
+        return await deliver_nudge(ctx, nudge, claim)
 
     if claim == ClaimResult.STALE:
-        found = await _find_posted(ctx, window, reminder.kind)
+        found = await _find_posted(ctx, window, kind)
         if found is not None:
             log.info("reminder %s was already in Slack (%s); not posting it again", reminder_id, found)
-            await _finish(ctx, reminder_id, ReminderState.POSTED, message_ts=found)
-            await _apply_state(ctx, window, reminder.kind)
+            await _finish(ctx, reminder_id, ReminderState.POSTED, message_ts=found, window=window, kind=kind)
             return 0
 
-    decision = decide(window, reminder.kind, due_at=reminder.due_at, now=now)
+    decision = decide(window, kind, due_at=reminder.due_at, now=now)
     if decision == Delivery.SKIP:
-        log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, reminder.kind, window.id)
-        await _finish(ctx, reminder_id, ReminderState.SKIPPED)
+        log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, kind, window.id)
+        await _finish(ctx, reminder_id, ReminderState.SKIPPED, window=window, kind=kind)
         ctx.metrics.reminder("skipped")
-        await _apply_state(ctx, window, reminder.kind)
         return 0
 
     late = decision == Delivery.LATE
-    message = messages.reminder(
-        window, reminder.kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
-    )
+    if kind == ReminderKind.OVERRUN:
+        message = messages.overrun_prompt(window)
+    else:
+        message = messages.reminder(
+            window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
+        )
     try:
-        ts = await _post(ctx, window, reminder.kind, message)
+        ts, window = await _post(ctx, window, kind, message)
     except Exception:
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release(session, reminder_id, instance=ctx.instance_id)
         raise
-    await _finish(ctx, reminder_id, ReminderState.POSTED, message_ts=ts, late=late)
+    await _finish(ctx, reminder_id, ReminderState.POSTED, message_ts=ts, late=late, window=window, kind=kind)
     ctx.metrics.reminder("late" if late else "posted", lateness=(now - reminder.due_at).total_seconds())
-    await _apply_state(ctx, window, reminder.kind)
     return 1
 
 
@@ -88,6 +115,9 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
     """Post it, post it saying it is late, or only record it."""
     if not WindowState(window.state).active:
         return Delivery.SKIP
+    if kind == ReminderKind.OVERRUN:
+        # Only worth asking while the window still runs; late or early it is the same question.
+        return Delivery.POST if window.end is not None and window.start <= now < window.end else Delivery.SKIP
     if now - due_at <= LATE_AFTER:
         return Delivery.POST
     if kind == ReminderKind.HEADS_UP:
@@ -97,44 +127,63 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
     return Delivery.LATE if now - window.end < LATE_END_LIMIT else Delivery.SKIP
 
 
-async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, message: Message) -> str:
-    """In the window's thread (announcing the window first if that never worked), broadcast,
-    tagged so a retry can tell it already reached Slack."""
-    return await MaintenanceService(ctx).post_in_thread(
-        window.id,
-        message,
-        broadcast=True,
-        metadata={"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}},
-    )
+async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, message: Message) -> tuple[str, MaintenanceWindow]:
+    """In the window's thread, tagged so a retry can tell it already reached Slack; broadcast
+    except the overrun prompt (the question is for those at work, in the thread). A window
+    whose announcement never worked is announced first (the service does that)."""
+    metadata = {"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}}
+    broadcast = kind != ReminderKind.OVERRUN
+    at = _at(ctx, window)
+    if at is None:
+        service = MaintenanceService(ctx)
+        ts = await service.post_in_thread(window.id, message, broadcast=broadcast, metadata=metadata)
+        return ts, await service.get(window.id)
+    ts = await ctx.channel.reply(at, message, broadcast=broadcast, metadata=metadata, priority=_priority(kind))
+    return ts, window
+
+
+def _at(ctx: AppContext, window: MaintenanceWindow) -> Posted | None:
+    return Posted(window.channel_id or ctx.settings.sitrep_channel, window.message_ts) if window.message_ts else None
 
 
 async def _find_posted(ctx: AppContext, window: MaintenanceWindow, kind: str) -> str | None:
     """The ts of this reminder if it is already in the window's thread (tagged by metadata)."""
-    if not window.message_ts:
+    at = _at(ctx, window)
+    if at is None:
         return None
-    at = Posted(window.channel_id or ctx.settings.sitrep_channel, window.message_ts)
     return await ctx.channel.find_reply(at, METADATA_EVENT, {"window_id": window.id, "kind": kind})
 
 
-async def _finish(ctx: AppContext, reminder_id: int, state: str, *, message_ts: str | None = None, late: bool = False) -> None:
+async def _finish(
+    ctx: AppContext,
+    reminder_id: int,
+    state: str,
+    *,
+    window: MaintenanceWindow,
+    kind: str,
+    message_ts: str | None = None,
+    late: bool = False,
+) -> None:
+    """Record the reminder and move the window on (Scheduled → In progress → Completed) in
+    one transaction, then queue the announcement's edit."""
+    new_state = ReminderKind(kind).moves_window_to
     async with ctx.db.session() as session, session.begin():
         await reminder_store.finish(
             session, reminder_id, instance=ctx.instance_id, state=state, now=ctx.clock(), message_ts=message_ts, late=late
         )
+        moved = new_state is not None and await reminder_store.move_window(
+            session, window.id, to=new_state, now=ctx.clock()
+        )
+    at = _at(ctx, window)
+    if moved and at is not None:
+        ctx.channel.refresh_later(
+            at, lambda: _announcement(ctx, window.id), what=f"could not refresh the announcement of window {window.id}"
+        )
 
 
-async def _apply_state(ctx: AppContext, window: MaintenanceWindow, kind: str) -> None:
-    """Scheduled → In progress → Completed, shown on the announcement."""
-    new_state = ReminderKind(kind).moves_window_to
-    if new_state is None:
-        return
-    async with ctx.db.session() as session, session.begin():
-        stored = await reminder_store.get_window(session, window.id)
-        if stored is None or not WindowState(stored.state).can_become(new_state):
-            return
-        stored.state = new_state
-        stored.updated_at = ctx.clock()
-    await ctx.channel.quietly(
-        lambda: MaintenanceService(ctx).refresh_announcement(window.id),
-        what=f"could not refresh the announcement of window {window.id}",
-    )
+async def _announcement(ctx: AppContext, window_id: int) -> Message | None:
+    """The parent as the store has it when the edit goes out, so a coalesced edit carries
+    the latest state."""
+    async with ctx.db.session() as session:
+        window = await reminder_store.get_window(session, window_id)
+    return messages.announcement(window, backend_named(window.backend)) if window is not None else None

@@ -133,16 +133,20 @@ class MaintenanceWindow(Base):
 
 
 class Reminder(Base):
-    """One reminder of one window; the row, not the scheduler, is the truth about it."""
+    """One reminder of one window, or the update nudge of one incident (`incident_id` set,
+    `window_id` empty); the row, not the scheduler, is the truth about it. Nudges share the
+    table so they share the due query, the claims and the scheduler's wake-ups."""
 
     __tablename__ = "reminders"
     __table_args__ = (
         UniqueConstraint("window_id", "kind"),
+        UniqueConstraint("incident_id", "kind"),
         Index("ix_reminders_state_due_at", "state", "due_at"),  # what is due now, what is next
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    window_id: Mapped[int] = mapped_column(ForeignKey("maintenance_windows.id"), index=True)
+    window_id: Mapped[int | None] = mapped_column(ForeignKey("maintenance_windows.id"), index=True, default=None)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True, default=None)
     kind: Mapped[str] = mapped_column(String(16))  # a ReminderKind
     due_at: Mapped[datetime] = mapped_column(index=True)
     state: Mapped[str] = mapped_column(String(16), default=ReminderState.PENDING)  # a ReminderState

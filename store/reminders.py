@@ -9,7 +9,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import MaintenanceWindow, Reminder
-from store.states import ClaimResult, ReminderState
+from store.states import ClaimResult, ReminderKind, ReminderState, WindowState
 
 PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = (
     ReminderState.PENDING,
@@ -25,8 +25,27 @@ async def reminders_of(session: AsyncSession, window_id: int) -> dict[str, Remin
     return {r.kind: r for r in rows.scalars()}
 
 
+async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
+    """An incident's update-nudge row, if it has one."""
+    rows = await session.execute(
+        select(Reminder).where(Reminder.incident_id == incident_id, Reminder.kind == ReminderKind.NUDGE)
+    )
+    return rows.scalars().first()
+
+
 async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
     return await session.get(MaintenanceWindow, window_id)
+
+
+async def move_window(session: AsyncSession, window_id: int, *, to: WindowState, now: datetime) -> bool:
+    """Compare-and-set the window's state along its allowed moves, without loading it."""
+    allowed_from = [state for state in WindowState if state.can_become(to)]
+    done = await session.execute(
+        update(MaintenanceWindow)
+        .where(MaintenanceWindow.id == window_id, MaintenanceWindow.state.in_(allowed_from))
+        .values(state=to, updated_at=now)
+    )
+    return done.rowcount == 1
 
 
 async def change_if_state(session: AsyncSession, reminder_id: int, *, seen_state: str, **values) -> bool:
@@ -94,6 +113,19 @@ async def finish(
         update(Reminder)
         .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
         .values(state=state, posted_at=now if state == POSTED else None, message_ts=message_ts, late=late)
+    )
+    return done.rowcount == 1
+
+
+async def rearm(
+    session: AsyncSession, reminder_id: int, *, instance: str, due_at: datetime, now: datetime, message_ts: str | None
+) -> bool:
+    """Complete our own claim of a repeating reminder (a nudge) by making it pending again
+    at its next due time, in one write: a crash can never leave it posted but not re-armed."""
+    done = await session.execute(
+        update(Reminder)
+        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
+        .values(state=PENDING, due_at=due_at, posted_at=now, message_ts=message_ts, claimed_by=None, claimed_at=None)
     )
     return done.rowcount == 1
 

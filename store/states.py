@@ -57,14 +57,22 @@ _MOVES: dict[WindowState, tuple[WindowState, ...]] = {
 
 
 class ReminderKind(StrEnum):
-    """The three reminders of a window."""
+    """What a reminder row is: the four of a window, or an incident's update nudge."""
 
     HEADS_UP = "heads_up"
     """SITREP_REMINDER_LEAD minutes before the start."""
     STARTED = "started"
     """At the start; moves the window to in progress."""
+    OVERRUN = "overrun"
+    """SITREP_OVERRUN_WARNING minutes before a running window's end: "still working?"."""
     ENDED = "ended"
     """At the end; moves the window to completed."""
+    NUDGE = "nudge"
+    """An open incident quiet for SITREP_UPDATE_NUDGE minutes; re-armed after each post."""
+
+    @property
+    def of_window(self) -> bool:
+        return self is not ReminderKind.NUDGE
 
     @property
     def moves_window_to(self) -> WindowState | None:

@@ -24,6 +24,13 @@ pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite 
 
 
 @pytest.fixture
+def settings(settings):
+    """These scenarios count a window's heads-up, started and ended reminders; the overrun
+    prompt, a fourth kind, has its own file (`test_overrun.py`)."""
+    return settings.model_copy(update={"sitrep_overrun_warning": 0})
+
+
+@pytest.fixture
 def clock():
     return FakeClock(T0)
 

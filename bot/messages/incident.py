@@ -4,6 +4,7 @@ handlers listen on these names."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 
 from bot.messages.format import (
@@ -102,4 +103,32 @@ def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[
     blocks = [section(head), *text_sections(event.text)]
     return f"Resolved: incident #{incident.id} {short_title(incident)} (lasted {lasted})", blocks
 
+
+
+
+class NudgeId(StrEnum):
+    """The nudge's actions block; its buttons are the announcement's, so the same listeners answer."""
+
+    ACTIONS = "incident_nudge_actions"
+
+
+def nudge(incident: Incident, who: str, quiet: timedelta) -> tuple[str, list[dict]]:
+    """A reply in the thread when an open incident has had no update for a while. `who`
+    is the declarer or the last updater (a user ID, shown as a mention: they should hear)."""
+    head = (
+        f":bell: {user(who)}: incident #{incident.id} *{short_title(incident)}* has had no update for "
+        f"{duration(quiet)}. Readers of the status page are waiting: post an update, or resolve it."
+    )
+    blocks = [
+        section(head),
+        {
+            "type": "actions",
+            "block_id": NudgeId.ACTIONS,
+            "elements": [
+                button("Post update", AnnouncementId.POST_UPDATE, str(incident.id), "primary"),
+                button("Resolve", AnnouncementId.RESOLVE, str(incident.id), "danger"),
+            ],
+        },
+    ]
+    return f"Incident #{incident.id} has had no update for {duration(quiet)}", blocks
 

@@ -193,3 +193,40 @@ def cancelled_reply(window: MaintenanceWindow, user_id: str | None, at: datetime
     head = f":no_entry_sign: *Cancelled* · maintenance #{window.id} *{title_of(window)}* cancelled by {user(user_id)} · {slack_date(at)}"
     blocks = [section(head), *text_sections(note)]
     return f"Cancelled: maintenance #{window.id} {title_of(window)}", blocks
+
+
+class OverrunId(StrEnum):
+    """The overrun prompt's buttons (value: the window's number), which `handlers/maintenance` listens on."""
+
+    ACTIONS = "maintenance_overrun_actions"
+    EXTEND_30 = "maintenance_extend_30"
+    EXTEND_60 = "maintenance_extend_60"
+    END_NOW = "maintenance_end_now"
+    FOLLOW_ON = "maintenance_follow_on"
+
+
+#: Minutes each extend button adds to the end.
+EXTEND_MINUTES = {OverrunId.EXTEND_30: 30, OverrunId.EXTEND_60: 60}
+
+
+def overrun_prompt(window: MaintenanceWindow) -> tuple[str, list[dict]]:
+    """SITREP_OVERRUN_WARNING minutes before the end of a running window: still working?"""
+    head = f":hourglass: {window_name(window)} ends at {slack_date(window.end)} — still working?"
+    blocks = [
+        section(head),
+        {
+            "type": "actions",
+            "block_id": OverrunId.ACTIONS,
+            "elements": [
+                button("Extend 30 min", OverrunId.EXTEND_30, str(window.id)),
+                button("Extend 1 h", OverrunId.EXTEND_60, str(window.id)),
+                button("End now", OverrunId.END_NOW, str(window.id), "danger"),
+            ],
+        },
+    ]
+    return f"Maintenance #{window.id} ends soon: still working?", blocks
+
+
+def ended_early_reply(window: MaintenanceWindow, user_id: str | None, at: datetime) -> tuple[str, list[dict]]:
+    head = f":checkered_flag: {window_name(window)} ended now by {user(user_id)} · {slack_date(at)}"
+    return f"Maintenance #{window.id} ended early", [section(head)]

@@ -12,6 +12,7 @@ from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.context import AppContext
 from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
+from bot.services import nudges
 from bot.services.drafts import DraftFlow
 from bot.services.incident_forms import (
     DRAFT_DECLARE,
@@ -195,6 +196,8 @@ class IncidentService:
         thread reply, the parent edited. The status page already took the change, so Slack
         trouble is reported back as a warning, never as a failed submission to retry."""
         channel = self.ctx.channel
+        # Every declaration, update and resolution passes here: the nudge restarts or stops.
+        await nudges.plan_nudge(self.ctx, incident.id)
 
         async def step() -> None:
             nonlocal incident

@@ -304,6 +304,60 @@ class MaintenanceService:
     async def cancel(self, form: CancelForm, *, user_id: str, channel_id: str | None) -> Done:
         return await self._submit(DRAFT_CANCEL, form, user_id=user_id, channel_id=channel_id)
 
+    # --- the overrun prompt's buttons ------------------------------------------------
+    def form_of(self, window: MaintenanceWindow, **changes: Any) -> ScheduleForm:
+        """The window as the schedule/edit form would show it, with `changes` applied."""
+        fields: dict[str, Any] = {
+            "title": window.title,
+            "description": window.description,
+            "start": window.start,
+            "end": window.end,
+            "component_ids": tuple(c.id for c in self.ctx.settings.sitrep_components if c.name in window.components),
+            "servers_text": ", ".join(str(s) for s in window.servers),
+            "window_id": window.id,
+        }
+        fields.update(changes)
+        return ScheduleForm(**fields)
+
+    async def extend(self, window_id: int, minutes: int, *, user_id: str, channel_id: str | None) -> Done:
+        """Move a running window's end later: an edit of its end (PUT on AppFirst, with the
+        server's time offset compensated), so reminders and the announcement follow. The
+        status page cannot move a window: `NotSupported`, and the person is offered a
+        follow-on window instead."""
+        self.ensure_allowed(user_id)
+        window = await self._find_active(f"#{window_id}")
+        if not self.backend.can_edit:
+            raise NotSupported(
+                f"{self.backend.display_name} cannot move a maintenance window's end once it is scheduled. "
+                "You can schedule a follow-on window that starts when this one ends."
+            )
+        end = max(window.end or self.ctx.clock(), self.ctx.clock()) + timedelta(minutes=minutes)
+        return await self.edit(self.form_of(window, end=end), user_id=user_id, channel_id=channel_id)
+
+    async def end_now(self, window_id: int, *, user_id: str, channel_id: str | None) -> Done:
+        """End a running window now: AppFirst is sent end = now (an edit); the status page
+        resolves the window's incident. Either way the "ended" reminder comes due now."""
+        self.ensure_allowed(user_id)
+        window = await self._find_active(f"#{window_id}")
+        now = self.ctx.clock()
+        if self.backend.can_edit:
+            return await self.edit(self.form_of(window, end=now), user_id=user_id, channel_id=channel_id)
+        await self.backend.cancel(window.upstream_id)  # resolves the incident on the status page
+        async with self.ctx.db.session() as session, session.begin():
+            stored = await window_store.get_window(session, window.id)
+            stored.end = now
+            stored.updated_at = now
+            window = stored
+        await reminders.schedule_window_reminders(self.ctx, window.id)
+        reply = messages.ended_early_reply(window, user_id, now)
+
+        async def publish() -> None:
+            await self.post_in_thread(window.id, reply)
+            await self.refresh_announcement(window.id)
+
+        warning = await self._slack_step(window.id, publish)
+        return Done(kind=DRAFT_EDIT, window=await self.get(window.id), permalink=await self._permalink(window), warning=warning)
+
     async def _submit(
         self, kind: str, form: ScheduleForm | CancelForm, *, user_id: str, channel_id: str | None
     ) -> Done:

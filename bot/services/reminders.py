@@ -12,12 +12,18 @@ from store.models import MaintenanceWindow, Reminder
 from store.states import ReminderKind, ReminderState, WindowState
 
 
-def desired_due_times(window: MaintenanceWindow, *, lead_minutes: int, now: datetime) -> dict[ReminderKind, datetime]:
+def desired_due_times(
+    window: MaintenanceWindow, *, lead_minutes: int, now: datetime, overrun_minutes: int = 0
+) -> dict[ReminderKind, datetime]:
     """When each reminder of a window is due. No heads-up when the lead is 0 or when the
-    window was scheduled inside the lead (the announcement itself is the heads-up)."""
+    window was scheduled inside the lead (the announcement itself is the heads-up). The
+    overrun prompt only for a window longer than its warning, so it asks while it runs."""
     due = {ReminderKind.STARTED: window.start}
     if window.end is not None:  # the status page's in-progress list has no end
         due[ReminderKind.ENDED] = window.end
+        overrun = window.end - timedelta(minutes=overrun_minutes)
+        if overrun_minutes > 0 and overrun > window.start:
+            due[ReminderKind.OVERRUN] = overrun
     if lead_minutes > 0:
         heads_up = window.start - timedelta(minutes=lead_minutes)
         if heads_up > now:
@@ -39,11 +45,16 @@ async def schedule_window_reminders(ctx: AppContext, window_id: int) -> None:
         if state.rescheduled(window.start, now) != state:
             window.state = state.rescheduled(window.start, now)
         wanted = (
-            desired_due_times(window, lead_minutes=ctx.settings.sitrep_reminder_lead, now=now)
+            desired_due_times(
+                window,
+                lead_minutes=ctx.settings.sitrep_reminder_lead,
+                now=now,
+                overrun_minutes=ctx.settings.sitrep_overrun_warning,
+            )
             if WindowState(window.state).active
             else {}
         )
-        for kind in ReminderKind:
+        for kind in filter(lambda k: k.of_window, ReminderKind):
             row, due_at = existing.get(kind), wanted.get(kind)
             if row is None:
                 if due_at is not None:

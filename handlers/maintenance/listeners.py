@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 from slack_bolt.async_app import AsyncApp
 
 import handlers.payload as payload
 from bot.clients.slack import tell_user
 from bot.context import AppContext
-from bot.errors import InputInvalid, NotFound
+from bot.errors import InputInvalid, NotFound, NotSupported
 from bot.messages.format import section
+from bot.messages.maintenance import EXTEND_MINUTES, OverrunId
 from bot.services.maintenance import Done, MaintenanceService
 from bot.services.maintenance_forms import (
     DRAFT_CANCEL,
@@ -193,6 +195,36 @@ class MaintenanceHandlers:
             await self.open_schedule(ack, body, form)
 
 
+    # --- the overrun prompt's buttons (bot.messages.maintenance.overrun_prompt) -----------
+    async def button_extend(self, ack, body: dict) -> None:
+        await ack()
+        user_id, channel_id = who_and_where(body)
+        minutes = EXTEND_MINUTES[OverrunId(body["actions"][0]["action_id"])]
+        window_id = int(payload.action_value(body))
+        try:
+            done = await self.service.extend(window_id, minutes, user_id=user_id, channel_id=channel_id)
+        except NotSupported as exc:
+            text, blocks = views.follow_on_offer(str(exc), window_id)
+            await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+            return
+        await self._tell_done(user_id, channel_id, done)
+
+    async def button_end_now(self, ack, body: dict) -> None:
+        await ack()
+        user_id, channel_id = who_and_where(body)
+        done = await self.service.end_now(int(payload.action_value(body)), user_id=user_id, channel_id=channel_id)
+        await self._tell_done(user_id, channel_id, done)
+
+    async def button_follow_on(self, ack, body: dict) -> None:
+        """The schedule modal for a window that starts when this one ends."""
+        window = await self.service.find(f"#{payload.action_value(body)}")
+        start = max(window.end or self.ctx.clock(), self.ctx.clock())
+        form = replace(
+            self.service.form_of(window, start=start, end=start + timedelta(minutes=30)), window_id=None
+        )
+        await self.open_schedule(ack, body, form)
+
+
 def register(app: AsyncApp, ctx: AppContext) -> MaintenanceHandlers:
     """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
     handlers = MaintenanceHandlers(ctx, MaintenanceService(ctx))
@@ -201,4 +233,8 @@ def register(app: AsyncApp, ctx: AppContext) -> MaintenanceHandlers:
     app.view(Callback.EDIT)(renders_errors(ctx, handlers.submit_edit))
     app.view(Callback.CANCEL)(renders_errors(ctx, handlers.submit_cancel))
     app.action(Action.CANCEL)(renders_errors(ctx, handlers.button_cancel))
+    app.action(OverrunId.EXTEND_30)(renders_errors(ctx, handlers.button_extend))
+    app.action(OverrunId.EXTEND_60)(renders_errors(ctx, handlers.button_extend))
+    app.action(OverrunId.END_NOW)(renders_errors(ctx, handlers.button_end_now))
+    app.action(OverrunId.FOLLOW_ON)(renders_errors(ctx, handlers.button_follow_on))
     return handlers

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.backends import backend_named
 from bot.messages import blocks as kit
+from bot.messages.format import button as kit_button
 from bot.messages.format import (
     context,
     duration,
@@ -17,7 +18,7 @@ from bot.messages.format import (
     section,
     slack_date,
 )
-from bot.messages.maintenance import state_label, title_of, when
+from bot.messages.maintenance import OverrunId, state_label, title_of, when
 from bot.services.maintenance_forms import (
     DRAFT_CANCEL,
     DRAFT_EDIT,
@@ -311,3 +312,14 @@ HELP = (
 def help_answer(prefix: str | None = None) -> tuple[str, list[dict]]:
     text = f"{prefix}\n\n{HELP}" if prefix else HELP
     return text, [section(text)]
+
+
+def follow_on_offer(reason: str, window_id: int) -> tuple[str, list[dict]]:
+    """The status page cannot extend a window: say so plainly, and offer the next best thing."""
+    return reason, [
+        section(f":information_source: {reason}"),
+        {
+            "type": "actions",
+            "elements": [kit_button("Schedule a follow-on window", OverrunId.FOLLOW_ON, str(window_id), "primary")],
+        },
+    ]

@@ -25,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import math
 import os
+import random
 import socket
 import threading
 import time
@@ -42,7 +44,7 @@ from aiohttp import web
 
 from tests.support import slack_limits as limits
 
-__all__ = ["FakeSlack", "SlackCall", "load_method_docs", "default_shared_dir"]
+__all__ = ["FakeSlack", "SlackCall", "Tiers", "load_method_docs", "default_shared_dir"]
 
 T = TypeVar("T")
 Json = dict[str, Any]
@@ -94,6 +96,37 @@ class _Failure:
     error: str
     status: int
     retry_after: int | None
+
+
+@dataclass(frozen=True)
+class Tiers:
+    """Slack's rate limits as the fake enforces them (opt-in: ``FakeSlack(tiers=Tiers())``).
+
+    chat.postMessage: about one a second per channel with a short burst (its special tier);
+    chat.update: Tier 3, about 50 a minute (per app and workspace, any channel). Over the limit
+    the call is answered 429 with ``Retry-After``; ``random_429`` answers that share of the
+    other calls 429 too (``Retry-After: 1``), as a loaded Slack does."""
+
+    post_per_second: float = 1.0
+    post_burst: int = 5
+    update_per_minute: float = 50.0
+    update_burst: int = 10
+    random_429: float = 0.0
+    seed: int = 0
+
+
+class _Meter:
+    def __init__(self, per_second: float, burst: int, now: float):
+        self.per_second, self.burst, self.tokens, self.updated = per_second, burst, float(burst), now
+
+    def take(self, now: float) -> float:
+        """0 when a call may go now (and counts it), else seconds until one may."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_second
 
 
 def default_shared_dir() -> Path:
@@ -163,9 +196,14 @@ class FakeSlack:
     """
 
     def __init__(
-        self, token: str = "xoxb-test-token", shared_dir: Path | str | None = None, app_token: str = APP_TOKEN
+        self,
+        token: str = "xoxb-test-token",
+        shared_dir: Path | str | None = None,
+        app_token: str = APP_TOKEN,
+        tiers: Tiers | None = None,
     ) -> None:
         self.token = token
+        self.tiers = tiers
         self.app_token = app_token
         shared = Path(shared_dir) if shared_dir is not None else default_shared_dir()
         self._docs = {**load_method_docs((shared / "slack" / "docs_slack_dev_methods").resolve()), **EXTRA_METHOD_DOCS}
@@ -287,8 +325,10 @@ class FakeSlack:
             return [copy.deepcopy(c.args) for c in self._calls if c.method == method]
 
     def reset(self) -> None:
-        """Forget calls, messages, views and violations; keep queued failures and users."""
+        """Forget calls, messages, views and violations, stop enforcing tiers; keep queued
+        failures and users."""
         with self._lock:
+            self.tiers = None
             self._reset_state()
 
     def forget_calls(self) -> None:
@@ -298,6 +338,7 @@ class FakeSlack:
             self._calls = []
             self._violations = []
             self._ephemerals = []
+            self.accepted = []
 
     def fail_next(
         self,
@@ -478,6 +519,11 @@ class FakeSlack:
                 return _error("ratelimited", 429, headers)
             return _error(failure.error, failure.status, headers)
 
+        paced = self._over_tier(method, args)
+        if paced is not None:
+            self.rate_limited += 1
+            return _error("ratelimited", 429, {"Retry-After": str(paced)})
+
         if token is None:
             return _error("not_authed")
         # assumption: the wrong kind of token gets `not_allowed_token_type` (Slack's error for it on
@@ -507,10 +553,29 @@ class FakeSlack:
         if handler is None:
             return 200, {"ok": True}, {}
         try:
-            return 200, handler(args), {}
+            answer = handler(args)
+            if method in ("chat.postMessage", "chat.update"):
+                self.accepted.append((time.monotonic(), method, copy.deepcopy(args)))
+            return 200, answer, {}
         except Exception as exc:  # a bug in the fake, or args it cannot make sense of
             self._violations.append(f"{method}: fake could not handle {args!r}: {exc!r}")
             return _error("internal_error", 500)
+
+    def _over_tier(self, method: str, args: Json) -> int | None:
+        """Seconds to wait (Retry-After) when the tiers refuse this call, else None."""
+        tiers = self.tiers
+        if tiers is None or method not in ("chat.postMessage", "chat.update"):
+            return None
+        if tiers.random_429 and self._random.random() < tiers.random_429:
+            return 1
+        now = time.monotonic()
+        if method == "chat.postMessage":
+            key = (method, str(args.get("channel")))
+            meter = self._meters.setdefault(key, _Meter(tiers.post_per_second, tiers.post_burst, now))
+        else:
+            meter = self._meters.setdefault((method, ""), _Meter(tiers.update_per_minute / 60, tiers.update_burst, now))
+        wait = meter.take(now)
+        return max(1, math.ceil(wait)) if wait > 0 else None
 
     # ------------------------------------------------------------- validation
 
@@ -567,7 +632,19 @@ class FakeSlack:
 
     # ------------------------------------------------------------- state
 
+    def enforce(self, tiers: Tiers | None) -> None:
+        """Enforce Slack's rate tiers from now on (None: stop); ``reset`` stops it too."""
+        with self._lock:
+            self.tiers = tiers
+            self._meters = {}
+            self._random = random.Random(tiers.seed if tiers else 0)
+
     def _reset_state(self) -> None:
+        self._meters: dict[tuple[str, str], _Meter] = {}
+        self._random = random.Random(self.tiers.seed if self.tiers else 0)
+        #: (monotonic time, method, args) of each chat.postMessage / chat.update Slack took.
+        self.accepted: list[tuple[float, str, Json]] = []
+        self.rate_limited = 0  # calls answered 429 by the tiers
         self._calls: list[SlackCall] = []
         self._violations: list[str] = []
         self._messages: list[Json] = []

@@ -1,0 +1,125 @@
+"""At Slack's pace, run by hand: `python bench/pace.py [--scale 10] [--runs 3]`.
+
+A fake Slack enforcing the documented tiers (chat.postMessage 1/s per channel, burst 5;
+chat.update 50/min, burst 10), then 100 windows starting within one minute in one channel,
+with and without 10% of calls answered 429. Reports the lateness of the last "started"
+reply and the share tagged "posted late", against the floor the tiers impose (the least
+time any sender could take: a token bucket over the due times). `--scale k` runs the tiers,
+the bot's buckets and the clock k× faster and reports in Slack seconds. Then the cost of
+one reminder from due to posted, against its two Slack calls, with no pacing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.outbox import SLACK_RATES, Outbox, Rate  # noqa: E402
+from bot.services.maintenance import MaintenanceService  # noqa: E402
+from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from scheduler.reminders import LATE_AFTER, run_due_reminders  # noqa: E402
+from tests.support.fakes.slack_api import FakeSlack, Tiers  # noqa: E402
+from tests.support.fakes.statuspage import FakeStatusPage  # noqa: E402
+from tests.support.harness import SIGNING_SECRET, BotUnderTest  # noqa: E402
+
+T0 = datetime(2031, 1, 1, tzinfo=timezone.utc)
+N = 100
+CHANNEL = "C0SITREP"
+
+
+def floor(due: list[float], per_second: float, burst: int) -> list[float]:
+    """The earliest each post could land under a token bucket (seconds after T0+30 min)."""
+    tokens, last, out = float(burst), 0.0, []
+    for d in sorted(due):
+        t = max(d, last)
+        tokens = min(burst, tokens + (t - last) * per_second)
+        if tokens < 1:
+            t += (1 - tokens) / per_second
+            tokens = 1.0
+        tokens -= 1
+        last = t
+        out.append(t)
+    return out
+
+
+class RealClock:
+    """T0 + elapsed machine time × scale: lateness is measured, not simulated."""
+
+    def __init__(self, scale: float):
+        self.scale, self.base, self.offset = scale, time.monotonic(), timedelta(0)
+
+    def __call__(self) -> datetime:
+        return T0 + self.offset + timedelta(seconds=(time.monotonic() - self.base) * self.scale)
+
+
+def one_run(scale: float, random_429: float, seed: int) -> tuple[float, float, float, float, int]:
+    tiers = Tiers(post_per_second=1.0 * scale, post_burst=5, update_per_minute=50 * scale, update_burst=10,
+                  random_429=random_429, seed=seed)
+    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET,
+                            slack_api_url=slack.url, sitrep_channel=CHANNEL, statuspage_url=sp.url,
+                            statuspage_api_key=sp.api_key, sitrep_reminder_lead=0,
+                            database_url=f"sqlite:///{tmp}/bench.db")
+        clock = RealClock(scale)
+        with BotUnderTest(settings, clock=clock) as bot:
+            bot.ctx.outbox = Outbox({m: Rate(r.per_second * scale, r.burst) for m, r in SLACK_RATES.items()})
+            service = MaintenanceService(bot.ctx)
+            start0 = T0 + timedelta(minutes=30)
+            dues = [i * 60 / N for i in range(N)]  # starts spread over one minute
+            for i, d in enumerate(dues):
+                start = start0 + timedelta(seconds=d)
+                bot.run(service.schedule(ScheduleForm(title=f"W{i}", start=start, end=start + timedelta(hours=1)),
+                                         user_id="U1", channel_id=None))
+            slack.forget_calls()
+            slack.enforce(tiers)
+            clock.offset += start0 - clock()  # jump to the first start; time runs on from there
+            m0 = time.monotonic()
+
+            async def drive():  # the scheduler's job, woken every 0.2 Slack-seconds
+                while sum(1 for _, m, a in slack.accepted if m == "chat.postMessage") < N:
+                    await run_due_reminders(bot.ctx)
+                    await asyncio.sleep(0.2 / scale)
+                await bot.ctx.channel.settle()
+
+            bot.run(drive())
+            posts = sorted((at - m0) * scale for at, m, _ in slack.accepted if m == "chat.postMessage")
+            late = sum(1 for r in bot.run(_late_flags(bot))) / N
+            fl = floor(dues, 1.0, 5)
+            forced = sum(1 for f, d in zip(fl, dues, strict=True) if f - d > LATE_AFTER.total_seconds()) / N
+            return posts[-1] - dues[-1], fl[-1] - dues[-1], late, forced, slack.rate_limited
+
+
+async def _late_flags(bot):
+    from sqlalchemy import select  # noqa: PLC0415 - bench only
+
+    from store.models import Reminder  # noqa: PLC0415
+
+    async with bot.ctx.db.session() as session:
+        return [r for r in (await session.execute(select(Reminder).where(Reminder.late.is_(True)))).scalars()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    for share in (0.0, 0.1):
+        results = [one_run(args.scale, share, seed) for seed in range(args.runs)]
+        last = [r[0] for r in results]
+        print(f"{N} windows in one minute, {share:.0%} random 429s, scale {args.scale:g} ({args.runs} runs):")
+        print(f"  last 'started' reply late by min/median/max {min(last):.1f}/{statistics.median(last):.1f}/{max(last):.1f} s"
+              f"; floor {results[0][1]:.1f} s; ratio {max(last) / max(results[0][1], 1e-9):.2f}×")
+        print(f"  tagged late {[f'{r[2]:.0%}' for r in results]}; forced by the floor {results[0][3]:.0%};"
+              f" 429s answered {[r[4] for r in results]}")
+
+
+if __name__ == "__main__":
+    main()

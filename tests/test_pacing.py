@@ -1,0 +1,121 @@
+"""At Slack's pace: the fake Slack enforces the rate tiers (scaled up so tests take
+seconds) and the bot's outbox runs just under them; reminders go through the real stack."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from bot.channel import Posted
+from bot.outbox import Outbox, Rate
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import ScheduleForm
+from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from tests.support.fakes.slack_api import Tiers
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+#: Slack's tiers sped up 20×: postMessage 20/s per channel (burst 3), update 10/s (burst 3).
+FAST = Tiers(post_per_second=20, post_burst=3, update_per_minute=600, update_burst=3)
+#: The bot's buckets, a little under those.
+UNDER = {"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=9, burst=2)}
+
+
+@pytest.fixture
+def clock():
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def bot(settings, clock):
+    with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0}), clock=clock) as running:
+        running.ctx.outbox = Outbox(UNDER)
+        yield running
+
+
+def schedule(bot, *, start_in=30, minutes=60, title="DB upgrade"):
+    now = bot.ctx.clock()
+    form = ScheduleForm(title=title, start=now + timedelta(minutes=start_in), end=now + timedelta(minutes=start_in + minutes))
+    return bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+
+
+def reminder_kind(args) -> str | None:
+    meta = args.get("metadata") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta)
+    return (meta.get("event_payload") or {}).get("kind") if meta.get("event_type") == METADATA_EVENT else None
+
+
+def test_a_burst_of_windows_is_paced_under_the_tiers_and_every_parent_ends_current(bot, slack, clock):
+    windows = [schedule(bot, title=f"Window {i}") for i in range(20)]
+    slack.forget_calls()
+    slack.enforce(FAST)
+    clock.advance(minutes=30)
+    assert bot.run(run_due_reminders(bot.ctx)) == 20
+    assert slack.rate_limited == 0  # paced ahead of the limits: no 429 at all
+    started = [args for _, method, args in slack.accepted if method == "chat.postMessage" and reminder_kind(args)]
+    assert len(started) == 20
+    for window in windows:  # no parent left showing an old state
+        parent = slack.message(CHANNEL, window.message_ts)
+        assert "In progress" in json.dumps(parent["blocks"]), window.id
+
+
+def test_started_replies_go_before_heads_ups_and_replies_before_edits(settings, slack, clock):
+    with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 15}), clock=clock) as bot:
+        bot.ctx.outbox = Outbox(UNDER)
+        for i in range(3):
+            schedule(bot, start_in=20, title=f"Soon {i}")
+        for i in range(3):
+            schedule(bot, start_in=5, title=f"Now {i}")
+        clock.advance(minutes=5)  # the first three need a heads-up, the rest have started
+        slack.forget_calls()
+        slack.enforce(FAST)
+        bot.run(run_due_reminders(bot.ctx))
+    sent = [(method, reminder_kind(args)) for _, method, args in slack.accepted]
+    kinds = [kind for method, kind in sent if method == "chat.postMessage"]
+    assert kinds[:3] == ["started"] * 3 and kinds[3:] == ["heads_up"] * 3
+    assert sent[0][0] == "chat.postMessage"  # a reply before any edit
+
+
+def test_a_429_pauses_only_its_method_and_the_final_state_lands(bot, slack, clock):
+    first, second = schedule(bot, title="First"), schedule(bot, title="Second")
+    slack.forget_calls()
+    slack.enforce(FAST)
+    slack.fail_next("chat.update", status=429, retry_after=1)
+    clock.advance(minutes=30)
+    assert bot.run(run_due_reminders(bot.ctx)) == 2
+    log = [(at, method, args) for at, method, args in slack.accepted]
+    replies = [at for at, method, args in log if method == "chat.postMessage"]
+    edits = [at for at, method, args in log if method == "chat.update"]
+    # the second window's reply did not wait for the first one's paused edit
+    assert len(replies) == 2 and len(edits) == 2
+    assert replies[1] < max(edits)
+    assert max(edits) - replies[0] >= 0.9  # the paused edit waited for Retry-After
+    for window in (first, second):
+        assert "In progress" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])
+
+
+def test_edits_of_one_parent_queued_together_become_one_update_with_the_latest(bot, slack):
+    window = schedule(bot)
+    at = Posted(CHANNEL, window.message_ts)
+    slack.forget_calls()
+    bot.ctx.outbox = Outbox({"chat.update": Rate(per_second=2, burst=1)})
+
+    async def three_changes():
+        channel = bot.ctx.channel
+        await channel.refresh(at, ("one", [{"type": "section", "text": {"type": "mrkdwn", "text": "one"}}]))
+        for text in ("two", "three"):
+            message = (text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
+
+            async def build(message=message):
+                return message
+
+            channel.refresh_later(at, build, what="test")
+        await channel.settle()
+
+    bot.run(three_changes())
+    updates = slack.calls_to("chat.update")
+    assert [u["text"] for u in updates] == ["one", "three"]  # two and three merged
+    assert slack.message(CHANNEL, window.message_ts)["text"] == "three"
