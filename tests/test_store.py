@@ -12,6 +12,7 @@ from store.db import Database
 from store.facts import get_fact, put_fact
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import claim, due, next_due_at
+from store.states import ClaimResult
 
 pytestmark = pytest.mark.both_databases
 
@@ -80,4 +81,4 @@ def test_of_five_sessions_racing_for_a_claim_exactly_one_wins(database_url):
         return await asyncio.gather(*(take(f"replica-{i}") for i in range(5)))
 
     outcomes = run(database_url, body)
-    assert outcomes.count("fresh") == 1 and outcomes.count(None) == 4, outcomes
+    assert outcomes.count("fresh") == 1 and outcomes.count(ClaimResult.NONE) == 4, outcomes
