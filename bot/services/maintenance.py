@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,47 +28,19 @@ from bot.errors import (
 )
 from bot.messages import maintenance as messages
 from bot.services import reminders, server_times
-from bot.services.drafts import DraftFlow
-from bot.services.maintenance_forms import (
-    DRAFT_CANCEL,
-    DRAFT_EDIT,
-    DRAFT_SCHEDULE,
-    FORMS,
-    CancelForm,
-    ScheduleForm,
-    form_from_payload,
-)
+from bot.services import maintenance_forms
+from bot.services.base import FeatureService
+from bot.services.maintenance_forms import CancelForm, ScheduleForm
+from bot.services.outcomes import Change, Outcome
 from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
-from store.states import WindowState
+from store.states import DraftKind, WindowState
 
 log = logging.getLogger(__name__)
 
 #: `/maintenance list` is answered after the ack; past this the answer comes from the store.
 LIST_DEADLINE_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class Change:
-    """One field an edit changed, old and new value as stored."""
-
-    field: str  # title, description, start, end, servers, components
-    old: Any
-    new: Any
-
-
-@dataclass
-class Done:
-    """What a successful submission produced, for the handler to render."""
-
-    kind: str
-    window: MaintenanceWindow
-    permalink: str | None = None
-    #: The times the person entered, when the server stored different ones.
-    entered: tuple[datetime, datetime] | None = None
-    changes: list[Change] = field(default_factory=list)
-    warning: str | None = None  # the backend took it, but Slack did not
 
 
 @dataclass(frozen=True)
@@ -151,10 +123,9 @@ def _announcement(window: MaintenanceWindow) -> Message:
     return messages.announcement(window, backend_named(window.backend))
 
 
-class MaintenanceService:
-    def __init__(self, ctx: AppContext):
-        self.ctx = ctx
-        self.drafts = DraftFlow(ctx, FORMS, form_from_payload)
+class MaintenanceService(FeatureService):
+    FORMS = maintenance_forms.FORMS
+    form_from_payload = staticmethod(maintenance_forms.form_from_payload)
 
     # --- guards ----------------------------------------------------------------------
     @property
@@ -171,10 +142,10 @@ class MaintenanceService:
             )
         return self.ctx.maintenance
 
-    def ensure_enabled(self) -> MaintenanceBackend:
+    def require_enabled(self) -> MaintenanceBackend:
         return self.backend
 
-    def ensure_allowed(self, user_id: str | None) -> None:
+    def require_allowed(self, user_id: str | None) -> None:
         if not self.ctx.settings.is_admin(user_id or ""):
             raise NotAllowed("Only the people listed in SITREP_ADMINS can change maintenance windows.")
 
@@ -295,41 +266,19 @@ class MaintenanceService:
         return await self.ctx.channel.permalink(_at(window))
 
     # --- writes ----------------------------------------------------------------------
-    async def schedule(self, form: ScheduleForm, *, user_id: str, channel_id: str | None) -> Done:
-        return await self._submit(DRAFT_SCHEDULE, form, user_id=user_id, channel_id=channel_id)
-
-    async def edit(self, form: ScheduleForm, *, user_id: str, channel_id: str | None) -> Done:
-        return await self._submit(DRAFT_EDIT, form, user_id=user_id, channel_id=channel_id)
-
-    async def cancel(self, form: CancelForm, *, user_id: str, channel_id: str | None) -> Done:
-        return await self._submit(DRAFT_CANCEL, form, user_id=user_id, channel_id=channel_id)
-
-    async def _submit(
-        self, kind: str, form: ScheduleForm | CancelForm, *, user_id: str, channel_id: str | None
-    ) -> Done:
-        """Keep the draft, then send it; a failure leaves the draft for Retry."""
-        self.ensure_allowed(user_id)
-        self.ensure_enabled()
-        return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send)
-
-    async def retry(self, draft_id: int, *, user_id: str) -> Done:
-        self.ensure_allowed(user_id)
-        self.ensure_enabled()
-        kind, form = await self.drafts.form_of(draft_id)
-        if kind == DRAFT_SCHEDULE and form.start is not None and form.start < self.ctx.clock():
+    def _check_retry(self, kind: DraftKind, form: Any) -> None:
+        if kind == DraftKind.SCHEDULE and form.start is not None and form.start < self.ctx.clock():
             raise NotSupported("The start you picked has passed meanwhile. Use *Edit* to pick new times.")
 
-        async def send_again(kind: str, form: Any, user_id: str) -> Done:
-            if kind == DRAFT_SCHEDULE:
-                # The last try may have reached the backend before it timed out.
-                found = await self._already_created(form, user_id)
-                if found is not None:
-                    return found
-            return await self._send(kind, form, user_id)
+    async def _send_again(self, kind: DraftKind, form: Any, user_id: str) -> Outcome:
+        if kind == DraftKind.SCHEDULE:
+            # The last try may have reached the backend before it timed out.
+            found = await self._already_created(form, user_id)
+            if found is not None:
+                return found
+        return await self._send(kind, form, user_id)
 
-        return (await self.drafts.retry(draft_id, user_id=user_id, send=send_again))[1]
-
-    async def _already_created(self, form: ScheduleForm, user_id: str) -> Done | None:
+    async def _already_created(self, form: ScheduleForm, user_id: str) -> Outcome | None:
         """A window upstream that the lost try made, so a Retry does not create it twice:
         same title or reason (and servers), times as `server_times.find_lost_write` allows.
         Only windows nobody in Slack scheduled qualify. Only a backend that lists every
@@ -361,21 +310,18 @@ class MaintenanceService:
         window = await self.get(window.id)
         permalink = await self._permalink(window)
         note = f"It had reached {backend.service} after all, so I did not create it twice."
-        return Done(
-            kind=DRAFT_SCHEDULE,
-            window=window,
+        return Outcome(
+            kind=DraftKind.SCHEDULE,
+            record=window,
             permalink=permalink,
             entered=self._entered_if_shifted(form, window),
             warning=note,
         )
 
-    async def draft_form(self, draft_id: int) -> tuple[str, ScheduleForm | CancelForm]:
-        return await self.drafts.form_of(draft_id)
-
-    async def _send(self, kind: str, form: Any, user_id: str) -> Done:
-        if kind == DRAFT_SCHEDULE:
+    async def _send(self, kind: DraftKind, form: Any, user_id: str) -> Outcome:
+        if kind == DraftKind.SCHEDULE:
             return await self._schedule(form, user_id)
-        if kind == DRAFT_EDIT:
+        if kind == DraftKind.EDIT:
             return await self._edit(form, user_id)
         return await self._cancel(form, user_id)
 
@@ -433,7 +379,7 @@ class MaintenanceService:
                 )
         return seen
 
-    async def _schedule(self, form: ScheduleForm, user_id: str) -> Done:
+    async def _schedule(self, form: ScheduleForm, user_id: str) -> Outcome:
         backend = self.backend
         offset = await self.server_offset()
         fields = self._backend_fields(form, offset)
@@ -466,15 +412,15 @@ class MaintenanceService:
         warning = await self._slack_step(window.id, lambda: self._announce(window.id))
         window = await self.get(window.id)
         permalink = await self._permalink(window)
-        return Done(
-            kind=DRAFT_SCHEDULE,
-            window=window,
+        return Outcome(
+            kind=DraftKind.SCHEDULE,
+            record=window,
             permalink=permalink,
             entered=self._entered_if_shifted(form, window),
             warning=warning,
         )
 
-    async def _edit(self, form: ScheduleForm, user_id: str) -> Done:
+    async def _edit(self, form: ScheduleForm, user_id: str) -> Outcome:
         backend = self.backend
         window = await self.find_editable(str(form.window_id))
         bw = await self._update_upstream(window.upstream_id, form)
@@ -506,9 +452,9 @@ class MaintenanceService:
         warning = await self._slack_step(window.id, publish)
         window = await self.get(window.id)
         permalink = await self._permalink(window)
-        return Done(
-            kind=DRAFT_EDIT,
-            window=window,
+        return Outcome(
+            kind=DraftKind.EDIT,
+            record=window,
             permalink=permalink,
             entered=self._entered_if_shifted(form, window),
             changes=changes,
@@ -535,7 +481,7 @@ class MaintenanceService:
         await self._learn_offset(again, corrected, learned)
         return corrected
 
-    async def _cancel(self, form: CancelForm, user_id: str) -> Done:
+    async def _cancel(self, form: CancelForm, user_id: str) -> Outcome:
         window = await self.find_cancellable(str(form.window_id))
         try:
             await self.backend.cancel(window.upstream_id)
@@ -548,7 +494,7 @@ class MaintenanceService:
             raise
         window, warning = await self._close(window.id, user_id=user_id, note=form.note)
         permalink = await self._permalink(window)
-        return Done(kind=DRAFT_CANCEL, window=window, permalink=permalink, warning=warning)
+        return Outcome(DraftKind.CANCEL, window, permalink=permalink, warning=warning)
 
     async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
         now = self.ctx.clock()
