@@ -167,17 +167,17 @@ class IncidentService(FeatureService):
         channel = self.ctx.channel
 
         async def step() -> None:
-            nonlocal incident
-            if not incident.message_ts:
-                incident = await self._announce(incident)
-            elif reply is None:
-                await channel.refresh(self._at(incident), messages.announcement(incident))
+            at = self._at(incident)
+            if at is None and reply is None:
+                await self._announce(incident)
+                return
+            at = await channel.announced(at, lambda: messages.announcement(incident), lambda p: self._remember(incident, p))
             if reply is not None:
-                ts = await channel.reply(self._at(incident), reply, broadcast=broadcast)
+                ts = await channel.reply(at, reply, broadcast=broadcast)
                 async with self.ctx.db.session() as session, session.begin():
                     event = await session.get(IncidentEvent, event_id)
                     event.message_ts = ts
-                await channel.refresh(self._at(incident), messages.announcement(incident))
+            await channel.refresh(at, messages.announcement(incident))
 
         return await channel.after_upstream(
             step,
@@ -188,9 +188,11 @@ class IncidentService(FeatureService):
 
     async def _announce(self, incident: Incident) -> Incident:
         """Post the incident's one parent message and remember where it is."""
-        channel = self.ctx.channel
-        posted = await channel.announce(messages.announcement(incident))
-        permalink = await channel.permalink(posted)
+        return await self._remember(incident, await self.ctx.channel.announce(messages.announcement(incident)))
+
+    async def _remember(self, incident: Incident, posted: Posted) -> Incident:
+        """Store where the announcement is, and its link (the answers to the person show it)."""
+        permalink = await self.ctx.channel.permalink(posted)
         async with self.ctx.db.session() as session, session.begin():
             stored = await incident_store.get_incident(session, incident.id)
             stored.message_ts = posted.ts

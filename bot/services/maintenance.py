@@ -1,7 +1,7 @@
-"""Maintenance windows: schedule, edit, cancel, list, status, on whichever backend is
-configured. Business rules live here, not in handlers; every submission is kept as a draft
-until the upstream accepted it. The scheduler and the sync job use `adopt_external`,
-`refresh_announcement` and `post_in_thread`, which post through `bot.channel.Channel`."""
+"""Maintenance windows as people ask for them: schedule, edit, cancel, list, status, on
+whichever backend is configured. Business rules live here, not in handlers; every
+submission is kept as a draft until the upstream accepted it. What the scheduler and the
+sync share with it (adopting, announcing, threads) is in `bot.services.windows`."""
 
 from __future__ import annotations
 
@@ -11,11 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
-from bot.backends import backend_named
 from bot.backends.base import BackendWindow, MaintenanceBackend
-from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.errors import (
     FeatureDisabled,
@@ -32,6 +28,7 @@ from bot.services import maintenance_forms
 from bot.services.base import FeatureService
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
+from bot.services.windows import Windows, posted_at
 from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
@@ -115,17 +112,13 @@ def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: 
     )
 
 
-def _at(window: MaintenanceWindow) -> Posted | None:
-    return Posted(window.channel_id, window.message_ts) if window.message_ts else None
-
-
-def _announcement(window: MaintenanceWindow) -> Message:
-    return messages.announcement(window, backend_named(window.backend))
-
-
 class MaintenanceService(FeatureService):
     FORMS = maintenance_forms.FORMS
     form_from_payload = staticmethod(maintenance_forms.form_from_payload)
+
+    def __init__(self, ctx: AppContext):
+        super().__init__(ctx)
+        self.windows = Windows(ctx)
 
     # --- guards ----------------------------------------------------------------------
     @property
@@ -179,15 +172,13 @@ class MaintenanceService(FeatureService):
                     backend.service, f"it took more than {LIST_DEADLINE_SECONDS:g} seconds to list its windows"
                 )
             log.warning("/maintenance list: %s did not answer (%s); answering from the store", backend.service, exc)
-            async with self.ctx.db.session() as session:
-                fact = await facts.get_fact(session, self._listed_key())
             return self._listing(
                 [_listed_from_row(row, now) for row in stored],
                 now,
                 problem=str(exc),
-                checked_at=fact.updated_at if fact is not None else None,
+                checked_at=await self.windows.last_listed(),
             )
-        await self.note_listed()
+        await self.windows.note_listed()
         async with self.ctx.db.session() as session:
             known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in live])
         merged: dict[str, ListedWindow] = {}
@@ -210,14 +201,6 @@ class MaintenanceService(FeatureService):
             **kwargs,
         )
 
-    def _listed_key(self) -> str:
-        return f"{self.backend.name}.listed"
-
-    async def note_listed(self) -> None:
-        """Remember that the API just answered a list (shown when it later does not)."""
-        async with self.ctx.db.session() as session, session.begin():
-            await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
-
     async def status(self) -> list[tuple[BackendWindow, MaintenanceWindow | None]]:
         """Windows in progress now, as the API says, each with our record of it if we have one."""
         backend = self.backend
@@ -227,8 +210,7 @@ class MaintenanceService(FeatureService):
         return [(w, known.get(w.upstream_id)) for w in live]
 
     async def get(self, window_id: int) -> MaintenanceWindow | None:
-        async with self.ctx.db.session() as session:
-            return await window_store.get_window(session, window_id)
+        return await self.windows.get(window_id)
 
     async def find(self, ref: str) -> MaintenanceWindow:
         """A window by short number or upstream ID, or a plain answer why not."""
@@ -263,7 +245,7 @@ class MaintenanceService(FeatureService):
         return await self._find_active(ref)
 
     async def _permalink(self, window: MaintenanceWindow) -> str | None:
-        return await self.ctx.channel.permalink(_at(window))
+        return await self.ctx.channel.permalink(posted_at(window))
 
     # --- writes ----------------------------------------------------------------------
     def _check_retry(self, kind: DraftKind, form: Any) -> None:
@@ -302,11 +284,11 @@ class MaintenanceService(FeatureService):
         bw = server_times.find_lost_write(filter(could_be_ours, listed), (form.start, form.end), offset)
         if bw is None:
             return None
-        window = await self.adopt_external(bw)
+        window = await self.windows.adopt_external(bw)
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window.id)
             stored.created_by = stored.created_by or user_id
-        await self._slack_step(window.id, lambda: self.refresh_announcement(window.id))
+        await self._slack_step(window.id, lambda: self.windows.refresh_announcement(window.id))
         window = await self.get(window.id)
         permalink = await self._permalink(window)
         note = f"It had reached {backend.service} after all, so I did not create it twice."
@@ -409,7 +391,7 @@ class MaintenanceService(FeatureService):
             )
         # Reminders first: they must not depend on Slack taking the announcement.
         await reminders.schedule_window_reminders(self.ctx, window.id)
-        warning = await self._slack_step(window.id, lambda: self._announce(window.id))
+        warning = await self._slack_step(window.id, lambda: self.windows.announce(window.id))
         window = await self.get(window.id)
         permalink = await self._permalink(window)
         return Outcome(
@@ -446,8 +428,8 @@ class MaintenanceService(FeatureService):
         reply = messages.edited_reply(window, changes, user_id, now)
 
         async def publish() -> None:
-            await self.post_in_thread(window.id, reply)
-            await self.refresh_announcement(window.id)
+            await self.windows.post_in_thread(window.id, reply)
+            await self.windows.refresh_announcement(window.id)
 
         warning = await self._slack_step(window.id, publish)
         window = await self.get(window.id)
@@ -507,8 +489,8 @@ class MaintenanceService(FeatureService):
 
         async def publish() -> None:
             if window.message_ts:
-                await self.post_in_thread(window.id, reply, broadcast=True)
-            await self.refresh_announcement(window.id)
+                await self.windows.post_in_thread(window.id, reply, broadcast=True)
+            await self.windows.refresh_announcement(window.id)
 
         return window, await self._slack_step(window.id, publish)
 
@@ -517,85 +499,3 @@ class MaintenanceService(FeatureService):
         return await self.ctx.channel.after_upstream(
             step, what=f"maintenance #{window_id}", upstream=self.backend.service, then="Reminders still follow the window."
         )
-
-    # --- for the scheduler and the sync job ------------------------------------------
-    async def adopt_external(self, bw: BackendWindow) -> MaintenanceWindow:
-        """Record a window made outside Slack, announce it and schedule its reminders.
-
-        Idempotent on (backend, upstream_id): a window already known is returned as is.
-        A window that has already ended is recorded as `completed`, without announcement
-        or reminders, so a first sync over years of history posts nothing.
-        """
-        backend = self.backend
-        async with self.ctx.db.session() as session:
-            known = await window_store.by_upstream(session, backend.name, bw.upstream_id)
-        if known is not None:
-            return known
-        now = self.ctx.clock()
-        start = bw.start or now
-        state = WindowState.at(start, bw.end, now, bw.in_progress)
-        try:
-            async with self.ctx.db.session() as session, session.begin():
-                window = await window_store.add_window(
-                    session,
-                    MaintenanceWindow(
-                        backend=backend.name,
-                        upstream_id=bw.upstream_id,
-                        title=bw.title,
-                        start=start,
-                        end=bw.end,
-                        components=list(bw.components),
-                        servers=list(bw.servers),
-                        state=state,
-                        channel_id=self.ctx.settings.sitrep_channel,
-                        created_by=None,
-                        created_at=now,
-                        updated_at=now,
-                    ),
-                )
-        except IntegrityError:
-            # Another instance adopted it first.
-            async with self.ctx.db.session() as session:
-                return await window_store.by_upstream(session, backend.name, bw.upstream_id)
-        if state == WindowState.COMPLETED:
-            return window
-        window = await self._announce(window.id)
-        await reminders.schedule_window_reminders(self.ctx, window.id)
-        return window
-
-    async def _announce(self, window_id: int) -> MaintenanceWindow:
-        """Post the window's one parent message and store where it is."""
-        window = await self.get(window_id)
-        posted = await self.ctx.channel.announce(_announcement(window))
-        async with self.ctx.db.session() as session, session.begin():
-            stored = await window_store.get_window(session, window_id)
-            stored.channel_id = posted.channel
-            stored.message_ts = posted.ts
-            window = stored
-        return window
-
-    async def refresh_announcement(self, window_id: int) -> None:
-        """Make the parent message show the stored window (after a state or time change)."""
-        window = await self.get(window_id)
-        if window is None or not window.message_ts:
-            return
-        await self.ctx.channel.refresh(_at(window), _announcement(window))
-
-    async def post_in_thread(
-        self,
-        window_id: int,
-        message: Message,
-        *,
-        broadcast: bool = False,
-        metadata: dict | None = None,
-    ) -> str:
-        """Reply in the window's thread (announcing it first if it never was); returns the reply's ts.
-
-        Does not refresh the parent: call `refresh_announcement` after changing the window.
-        """
-        window = await self.get(window_id)
-        if window is None:
-            raise NotFound(f"Maintenance #{window_id} is not in the store.")
-        if not window.message_ts:
-            window = await self._announce(window_id)
-        return await self.ctx.channel.reply(_at(window), message, broadcast=broadcast, metadata=metadata)

@@ -13,7 +13,6 @@ from bot.messages.format import (
     fit,
     section,
     truncate,
-    user,
 )
 from bot.messages.incident import IMPACT_EMOJI, short_title
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
