@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.messages import maintenance as messages
-from bot.services.maintenance import MaintenanceService
+from bot.services.windows import Windows
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
@@ -98,7 +98,7 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
 async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, message: Message) -> str:
     """In the window's thread (announcing the window first if that never worked), broadcast,
     tagged so a retry can tell it already reached Slack."""
-    return await MaintenanceService(ctx).post_in_thread(
+    return await Windows(ctx).post_in_thread(
         window.id,
         message,
         broadcast=True,
@@ -133,6 +133,6 @@ async def _apply_state(ctx: AppContext, window: MaintenanceWindow, kind: str) ->
         stored.state = new_state
         stored.updated_at = ctx.clock()
     await ctx.channel.quietly(
-        lambda: MaintenanceService(ctx).refresh_announcement(window.id),
+        lambda: Windows(ctx).refresh_announcement(window.id),
         what=f"could not refresh the announcement of window {window.id}",
     )
