@@ -26,6 +26,7 @@ from bot.services.maintenance import MaintenanceService  # noqa: E402
 from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from scheduler.reminders import LATE_AFTER, run_due_reminders  # noqa: E402
+from store.states import DraftKind  # noqa: E402
 from tests.support.fakes.slack_api import FakeSlack, Tiers  # noqa: E402
 from tests.support.fakes.statuspage import FakeStatusPage  # noqa: E402
 from tests.support.harness import SIGNING_SECRET, BotUnderTest  # noqa: E402
@@ -76,8 +77,8 @@ def one_run(scale: float, random_429: float, seed: int) -> tuple[float, float, f
             dues = [i * 60 / N for i in range(N)]  # starts spread over one minute
             for i, d in enumerate(dues):
                 start = start0 + timedelta(seconds=d)
-                bot.run(service.schedule(ScheduleForm(title=f"W{i}", start=start, end=start + timedelta(hours=1)),
-                                         user_id="U1", channel_id=None))
+                bot.run(service.submit(DraftKind.SCHEDULE, ScheduleForm(title=f"W{i}", start=start, end=start + timedelta(hours=1)),
+                                       user_id="U1", channel_id=None))
             slack.forget_calls()
             slack.enforce(tiers)
             clock.offset += start0 - clock()  # jump to the first start; time runs on from there

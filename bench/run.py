@@ -21,6 +21,7 @@ from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from scheduler.reminders import run_due_reminders  # noqa: E402
 from store.models import Incident  # noqa: E402
+from store.states import DraftKind
 from tests.support.fakes.appfirst import FakeAppFirst  # noqa: E402
 from tests.support.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.support.fakes.statuspage import FakeStatusPage  # noqa: E402
@@ -70,7 +71,7 @@ def main() -> None:
             service = MaintenanceService(bot.ctx)
             for n in range(200):
                 start = clock() + timedelta(minutes=30)
-                bot.run(service.schedule(ScheduleForm(title=f"W{n}", start=start, end=start + timedelta(hours=1)),
+                bot.run(service.submit(DraftKind.SCHEDULE, ScheduleForm(title=f"W{n}", start=start, end=start + timedelta(hours=1)),
                                          user_id="U1", channel_id=None))
             clock.advance(minutes=30)
             started = time.perf_counter()

@@ -69,6 +69,20 @@ class Channel:
         )
         return Posted(posted.get("channel", self.channel_id), posted["ts"])
 
+    async def announced(
+        self,
+        at: Posted | None,
+        message: Callable[[], Message],
+        remember: Callable[[Posted], Awaitable[Any]],
+    ) -> Posted:
+        """Where the announcement is: `at`, or, when it never was posted (Slack refused it
+        then), posted now and handed to `remember` to be stored, so a thread always has a parent."""
+        if at is not None:
+            return at
+        posted = await self.announce(message())
+        await remember(posted)
+        return posted
+
     async def refresh(self, at: Posted, message: Message) -> None:
         """Make an announcement show the stored state (waits until Slack has it)."""
         await self._edit(at, message)

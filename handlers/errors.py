@@ -3,7 +3,6 @@ an ephemeral answer, or a reply in a thread."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +22,7 @@ from bot.errors import (
 )
 from bot.messages.format import button, escape, section, truncate
 from handlers.ids import DraftAction
+from handlers.payload import Interaction
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +49,6 @@ class TrackedAck:
         if not self.done:
             self.done = True
             await self._ack(*args, **kwargs)
-
-
-def who_and_where(body: dict) -> tuple[str | None, str | None]:
-    """The person and the channel to answer in, for every payload kind we receive."""
-    if "command" in body:
-        return body.get("user_id"), body.get("channel_id")
-    user_id = (body.get("user") or {}).get("id")
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
-    if channel is None and body.get("view"):
-        try:
-            channel = json.loads(body["view"].get("private_metadata") or "{}").get("channel")
-        except ValueError:
-            channel = None
-    return user_id, channel
 
 
 def failure_answer(err: SubmissionFailed) -> tuple[str, list[dict]]:
@@ -114,9 +100,8 @@ def plain_answer(exc: Exception) -> str:
     return ":warning: Something went wrong on our side; it has been logged. Please try again."
 
 
-async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, body: dict) -> None:
-    user_id, channel_id = who_and_where(body)
-    if isinstance(exc, InputInvalid) and not ack.done and body.get("type") == "view_submission":
+async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Interaction) -> None:
+    if isinstance(exc, InputInvalid) and not ack.done and it.type == "view_submission":
         await ack(response_action="errors", errors=exc.errors)
         return
     if not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
@@ -126,27 +111,29 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, body: d
     else:
         text = plain_answer(exc)
         blocks = [section(text)]
-    if not ack.done and "command" in body:
+    if not ack.done and it.is_command:
         await ack(text=text, blocks=blocks, response_type="ephemeral")
         return
     await ack()
-    if user_id is None:
+    if it.user_id is None:
         return
     try:
-        await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+        await tell_user(ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
     except SlackApiError as slack_error:
-        log.error("could not tell %s about an error: %s", user_id, slack_error.response.get("error"))
+        log.error("could not tell %s about an error: %s", it.user_id, slack_error.response.get("error"))
 
 
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
-    """Wrap a listener `(ack, body)` so every error it raises is rendered in one place."""
+    """Wrap a listener `(ack, it)` so the payload is parsed once (`Interaction`) and every
+    error it raises is rendered in one place. Bolt passes arguments by name: `ack`, `body`."""
 
     async def listener(ack, body) -> None:
         tracked = TrackedAck(ack)
+        it = Interaction.from_body(body)
         try:
-            await fn(tracked, body)
+            await fn(tracked, it)
         except Exception as exc:  # noqa: BLE001 - this is the one error handler
-            await render_error(ctx, exc, tracked, body)
+            await render_error(ctx, exc, tracked, it)
 
     listener.__name__ = getattr(fn, "__name__", "listener")
     return listener

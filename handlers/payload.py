@@ -1,10 +1,13 @@
-"""Reading a submitted view's state. Read as plain dicts: slack_sdk's View model raises on
-datetimepicker values, so nothing here builds one."""
+"""Every Slack payload parsed once into an `Interaction`, and readers for a submitted view's
+state. Read as plain dicts: slack_sdk's View model raises on datetimepicker values, so
+nothing here builds one."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 
 def _value(values: dict, block_id: str, action_id: str) -> dict:
@@ -29,24 +32,84 @@ def date_time(values: dict, block_id: str, action_id: str) -> datetime | None:
     return datetime.fromtimestamp(int(epoch), tz=timezone.utc) if epoch is not None else None
 
 
-def view_values(body: dict) -> dict:
-    return ((body.get("view") or {}).get("state") or {}).get("values") or {}
-
-
-def metadata(body: dict) -> dict:
-    try:
-        return json.loads((body.get("view") or {}).get("private_metadata") or "{}")
-    except ValueError:
-        return {}
-
-
-def action_value(body: dict) -> str:
-    return (body.get("actions") or [{}])[0].get("value") or ""
-
-
 def split_command(text: str | None) -> tuple[str, str]:
     """`update #12` → (`update`, `#12`); the sub-command is case-insensitive."""
     words = (text or "").strip().split(maxsplit=1)
     if not words:
         return "", ""
     return words[0].lower(), words[1].strip() if len(words) > 1 else ""
+
+
+def _json_object(text: str | None) -> dict:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """What listeners and the error renderer need from a payload, whatever its kind:
+    a slash command, a button, a modal submission, a type-ahead query."""
+
+    type: str  # "command", "block_actions", "view_submission", "block_suggestion", ...
+    user_id: str | None
+    #: Where to answer the person: the command's or button's channel, else the one the modal
+    #: was opened from (its private_metadata `channel`).
+    channel_id: str | None
+    trigger_id: str | None = None
+    #: A submitted view's state values (read them with `text`, `selected`, ...).
+    values: dict = field(default_factory=dict)
+    #: A view's private_metadata as JSON ({} when absent or unreadable).
+    metadata: dict = field(default_factory=dict)
+    #: The clicked button's value, or a type-ahead's query.
+    action_value: str = ""
+    #: The clicked element's action_id (one listener can serve several buttons).
+    action_id: str = ""
+    #: A slash command's text after the command.
+    text: str = ""
+    view_id: str | None = None
+    view_hash: str | None = None
+
+    @property
+    def is_command(self) -> bool:
+        return self.type == "command"
+
+    @property
+    def command(self) -> tuple[str, str]:
+        """The sub-command and the rest (`split_command`)."""
+        return split_command(self.text)
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Interaction:
+        if "command" in body:
+            return cls(
+                type="command",
+                user_id=body.get("user_id"),
+                channel_id=body.get("channel_id"),
+                trigger_id=body.get("trigger_id"),
+                text=body.get("text") or "",
+            )
+        view = body.get("view") or {}
+        metadata = _json_object(view.get("private_metadata"))
+        channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+        if channel is None and view:
+            channel = metadata.get("channel")
+        if body.get("type") == "block_suggestion":
+            value, action_id = body.get("value") or "", body.get("action_id") or ""
+        else:
+            action = (body.get("actions") or [{}])[0]
+            value, action_id = action.get("value") or "", action.get("action_id") or ""
+        return cls(
+            type=body.get("type") or "",
+            user_id=(body.get("user") or {}).get("id"),
+            channel_id=channel,
+            trigger_id=body.get("trigger_id"),
+            values=(view.get("state") or {}).get("values") or {},
+            metadata=metadata,
+            action_value=value,
+            action_id=action_id,
+            view_id=view.get("id"),
+            view_hash=view.get("hash"),
+        )

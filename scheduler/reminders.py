@@ -16,7 +16,7 @@ from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.messages import maintenance as messages
 from bot.outbox import Priority
-from bot.services.maintenance import MaintenanceService
+from bot.services.windows import Windows
 from scheduler.nudges import deliver_nudge
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
@@ -135,9 +135,9 @@ async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, message: 
     broadcast = kind != ReminderKind.OVERRUN
     at = _at(ctx, window)
     if at is None:
-        service = MaintenanceService(ctx)
-        ts = await service.post_in_thread(window.id, message, broadcast=broadcast, metadata=metadata)
-        return ts, await service.get(window.id)
+        windows = Windows(ctx)
+        ts = await windows.post_in_thread(window.id, message, broadcast=broadcast, metadata=metadata)
+        return ts, await windows.get(window.id)
     ts = await ctx.channel.reply(at, message, broadcast=broadcast, metadata=metadata, priority=_priority(kind))
     return ts, window
 

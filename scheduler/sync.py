@@ -16,8 +16,8 @@ from bot.backends.base import BackendWindow
 from bot.context import AppContext
 from bot.errors import UpstreamError
 from bot.messages import maintenance as messages
-from bot.services.maintenance import MaintenanceService
 from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
+from bot.services.windows import Windows
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
 from store.states import WindowState
@@ -51,8 +51,8 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
         return report
 
     now = ctx.clock()
-    service = MaintenanceService(ctx)
-    await service.note_listed()  # `/maintenance list` says how old its record is when the API is down
+    windows = Windows(ctx)
+    await windows.note_listed()  # `/maintenance list` says how old its record is when the API is down
     async with ctx.db.session() as session:
         known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in listed])
 
@@ -61,13 +61,13 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
         if row is None:
             if upstream.end is not None and upstream.end <= now:
                 continue  # history, not news
-            await service.adopt_external(upstream)
+            await windows.adopt_external(upstream)
             report.adopted += 1
             continue
         if not WindowState(row.state).active:
             continue
         if not backend.lists_all:
-            report.moved += await _follow_listed_end(ctx, service, row, upstream, now=now)
+            report.moved += await _follow_listed_end(ctx, windows, row, upstream, now=now)
             continue
         if upstream.start and upstream.end and (upstream.start != row.start or upstream.end != row.end):
             async with ctx.db.session() as session, session.begin():
@@ -79,8 +79,8 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await schedule_window_reminders(ctx, row.id)
             async with ctx.db.session() as session:
                 stored = await window_store.get_window(session, row.id)
-            await service.post_in_thread(row.id, messages.moved_outside(stored, before=(row.start, row.end), service=backend.service))
-            await service.refresh_announcement(row.id)
+            await windows.post_in_thread(row.id, messages.moved_outside(stored, before=(row.start, row.end), service=backend.service))
+            await windows.refresh_announcement(row.id)
             report.moved += 1
 
     listed_ids = {w.upstream_id for w in listed}
@@ -101,8 +101,8 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await cancel_window_reminders(ctx, row.id)
             async with ctx.db.session() as session:
                 stored = await window_store.get_window(session, row.id)
-            await service.post_in_thread(row.id, messages.vanished(stored, service=backend.service), broadcast=True)
-            await service.refresh_announcement(row.id)
+            await windows.post_in_thread(row.id, messages.vanished(stored, service=backend.service), broadcast=True)
+            await windows.refresh_announcement(row.id)
             report.vanished += 1
         elif row.state == WindowState.IN_PROGRESS and row.end is None:
             # Adopted from the status page's in-progress list, which gave no end: leaving the
@@ -123,7 +123,7 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
 
 
 async def _follow_listed_end(
-    ctx: AppContext, service: MaintenanceService, row: MaintenanceWindow, upstream: BackendWindow, *, now: datetime
+    ctx: AppContext, windows: Windows, row: MaintenanceWindow, upstream: BackendWindow, *, now: datetime
 ) -> int:
     """A status-page window we know, seen in the in-progress list: follow its EndDate if the
     list gives one (assumption: seed 000's items have none; some servers add it) and it differs,
@@ -142,6 +142,6 @@ async def _follow_listed_end(
         async with ctx.db.session() as session:
             stored = await window_store.get_window(session, row.id)
         moved = messages.moved_outside(stored, before=(row.start, row.end), service=ctx.maintenance.service)
-        await service.post_in_thread(row.id, moved)
-    await service.refresh_announcement(row.id)
+        await windows.post_in_thread(row.id, moved)
+    await windows.refresh_announcement(row.id)
     return 1

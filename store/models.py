@@ -17,7 +17,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from store.states import DraftState, ReminderState, WindowState
 
@@ -66,10 +66,6 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_by: Mapped[str | None] = mapped_column(String(32), default=None)
 
-    events: Mapped[list[IncidentEvent]] = relationship(
-        back_populates="incident", order_by="IncidentEvent.id", lazy="selectin"
-    )
-
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
@@ -88,8 +84,6 @@ class IncidentEvent(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
-
-    incident: Mapped[Incident] = relationship(back_populates="events")
 
 
 class Draft(Base):

@@ -8,19 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 from bot.messages import incident as messages
 from bot.services.incident_forms import (
-    DRAFT_DECLARE,
-    DRAFT_RESOLVE,
-    DRAFT_UPDATE,
     TITLE_MAX,
     DeclareForm,
     ResolveForm,
     UpdateForm,
     form_from_payload,
 )
+from bot.services.outcomes import Outcome
 from bot.settings import Component
 from handlers.incident import views
 from handlers.incident.ids import Block
 from store.models import Incident, IncidentEvent
+from store.states import DraftKind
 from tests.support.slack_limits import check_message, check_modal
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -108,7 +107,8 @@ def test_thread_replies_and_answers_fit_and_escape():
         messages.resolved_reply(incident(title=HOSTILE, resolved=True), event(text=HOSTILE)),
         views.declared_answer(incident(title=HOSTILE), "https://slack.example/p1"),
         views.declared_answer(incident(), None),
-        views.done_answer("Updated", incident(title=HOSTILE), None),
+        views.done_answer(Outcome(DraftKind.UPDATE, incident(title=HOSTILE))),
+        views.done_answer(Outcome(DraftKind.RESOLVE, incident(title=HOSTILE), warning="Slack did not take the thread reply.")),
         views.help_answer("I don't know `reboot`."),
     ):
         check_message(blocks, text)
@@ -134,9 +134,9 @@ def test_forms_state_their_rules_and_survive_a_draft_round_trip():
     }
     assert ResolveForm(incident_id=1).problems() == {}
     for kind, form in (
-        (DRAFT_DECLARE, DeclareForm(title="DB down", component_ids=("a", "b"))),
-        (DRAFT_UPDATE, UpdateForm(incident_id=3, status="Identified", text="found it")),
-        (DRAFT_RESOLVE, ResolveForm(incident_id=3, note="fixed")),
+        (DraftKind.DECLARE, DeclareForm(title="DB down", component_ids=("a", "b"))),
+        (DraftKind.UPDATE, UpdateForm(incident_id=3, status="Identified", text="found it")),
+        (DraftKind.RESOLVE, ResolveForm(incident_id=3, note="fixed")),
     ):
         again = form_from_payload(kind, json.loads(json.dumps(form.to_payload())))
         assert again == form and again.summary() == form.summary()

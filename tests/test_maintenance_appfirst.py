@@ -14,6 +14,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Block, Callback
 from scheduler.sync import sync_windows
+from store.states import DraftKind
 from tests.support.harness import CHANNEL, BotUnderTest, last_view
 from tests.support.maintenance import (
     SUMMER_END,
@@ -143,7 +144,7 @@ def due_times(bot, window_id) -> dict:
 def schedule_first(bot) -> object:
     """One window scheduled from Slack's side: the bot learns the server's offset from it."""
     form = ScheduleForm(title="First", start=WINTER_START, end=WINTER_END, servers_text="1")
-    return bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    return bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
 
 
 def test_after_one_write_a_schedule_lands_where_the_person_asked(af_bot, slack, appfirst):
@@ -167,8 +168,8 @@ def test_the_learned_offset_survives_a_restart(appfirst_settings, appfirst, slac
     with BotUnderTest(appfirst_settings, clock=clock) as second:
         assert offset_of(second) == timedelta(hours=5)
         form = ScheduleForm(title="After restart", start=WINTER_START, end=WINTER_END, servers_text="1")
-        done = second.run(MaintenanceService(second.ctx).schedule(form, user_id="U123", channel_id="C123"))
-    assert (done.window.start, done.window.end, done.entered) == (WINTER_START, WINTER_END, None)
+        done = second.run(MaintenanceService(second.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123"))
+    assert (done.record.start, done.record.end, done.entered) == (WINTER_START, WINTER_END, None)
 
 
 def test_an_edit_of_the_reason_only_moves_nothing(af_bot, slack, appfirst):
@@ -325,7 +326,7 @@ def test_list_shows_upcoming_windows_soonest_first(af_bot, slack, appfirst):
     service = MaintenanceService(af_bot.ctx)
     for title, days in (("Third", 3), ("First", 1), ("Second", 2)):
         form = ScheduleForm(title=title, start=T0 + timedelta(days=days), end=T0 + timedelta(days=days, hours=1), servers_text="7")
-        af_bot.run(service.schedule(form, user_id="U123", channel_id="C123"))
+        af_bot.run(service.submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123"))
     text = list_answer(af_bot, slack)
     assert text.index("First") < text.index("Second") < text.index("Third")
     assert "servers: 7" in text and "checked with AppFirst just now" in text and "not announced yet" not in text
@@ -472,7 +473,7 @@ def test_edit_opens_prefilled_puts_and_tells_the_thread(af_bot, slack, appfirst)
 def test_edit_reports_times_no_offset_explains_and_does_not_learn_them(af_bot, slack, appfirst):
     form = ScheduleForm(title="Patch", start=WINTER_START, end=WINTER_END, servers_text="4")
     service = MaintenanceService(af_bot.ctx)
-    window = af_bot.run(service.schedule(form, user_id="U123", channel_id="C123")).window
+    window = af_bot.run(service.submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
     assert af_bot.run(service.server_offset()) == timedelta(hours=5)
     appfirst.shift = timedelta(hours=5, minutes=7)  # no time zone does that: reported, not learned
     view = open_modal(af_bot, slack, text=f"edit {window.id}")
@@ -490,7 +491,7 @@ def test_edit_reports_times_no_offset_explains_and_does_not_learn_them(af_bot, s
 def test_edit_keeps_a_start_that_has_already_passed(af_bot, slack, appfirst, clock):
     appfirst.shift = timedelta(0)  # the first write would land 5 h later, and its start would not have passed
     form = ScheduleForm(title="Running", start=T0 + timedelta(minutes=5), end=T0 + timedelta(hours=2), servers_text="1")
-    window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    window = af_bot.run(MaintenanceService(af_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
     clock.advance(minutes=30)  # now in progress
     view = open_modal(af_bot, slack, text=f"edit {window.id}")
     response = af_bot.submit(view, af_values(reason="Running", servers="1", start=window.start, end=T0 + timedelta(hours=3)))
@@ -523,7 +524,7 @@ def test_cancel_deletes_the_window_and_updates_the_thread(af_bot, slack, appfirs
 
 def test_cancel_of_a_window_already_deleted_upstream_still_cancels(af_bot, slack, appfirst):
     form = ScheduleForm(title="Vanishing", start=WINTER_START, end=WINTER_END, servers_text="1")
-    window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    window = af_bot.run(MaintenanceService(af_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
     appfirst.windows.clear()
     view = open_modal(af_bot, slack, text=f"cancel {window.id}")
     af_bot.submit(view, {})
@@ -552,7 +553,7 @@ def test_edit_of_unknown_or_finished_windows(af_bot, slack, appfirst, clock):
     appfirst.shift = timedelta(0)  # the window must have ended an hour later
     assert "I don't know a maintenance window `#9`" in ack_text(af_bot.command("edit #9", command="/maintenance"))
     form = ScheduleForm(title="Short", start=T0 + timedelta(minutes=1), end=T0 + timedelta(minutes=10), servers_text="1")
-    window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    window = af_bot.run(MaintenanceService(af_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
     clock.advance(hours=1)
     assert "has already ended" in ack_text(af_bot.command(f"edit {window.id}", command="/maintenance"))
 
@@ -571,7 +572,7 @@ def _break(appfirst, failure):
 @pytest.mark.parametrize("failure", ["400", "401", "500", "timeout", "malformed"])
 def test_edit_failures_keep_the_window_and_what_was_typed(af_bot, slack, appfirst, failure):
     form = ScheduleForm(title="Patch", start=WINTER_START, end=WINTER_END, servers_text="4")
-    window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    window = af_bot.run(MaintenanceService(af_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
     view = open_modal(af_bot, slack, text=f"edit {window.id}")
     _break(appfirst, failure)
     af_bot.submit(view, af_values(reason="Patch v2", servers="4, 5"))
@@ -587,7 +588,7 @@ def test_edit_failures_keep_the_window_and_what_was_typed(af_bot, slack, appfirs
 @pytest.mark.parametrize("failure", ["401", "500", "timeout"])
 def test_cancel_failures_leave_the_window_scheduled(af_bot, slack, appfirst, failure):
     form = ScheduleForm(title="Keep me", start=WINTER_START, end=WINTER_END, servers_text="1")
-    window = af_bot.run(MaintenanceService(af_bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    window = af_bot.run(MaintenanceService(af_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
     view = open_modal(af_bot, slack, text=f"cancel {window.id}")
     _break(appfirst, failure)
     af_bot.submit(view, {})

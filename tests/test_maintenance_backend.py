@@ -38,8 +38,8 @@ def test_make_backend_picks_by_setting(settings, appfirst_settings, appfirst, st
 
 def test_capabilities():
     sp, af = StatusPageMaintenance(None), AppFirstMaintenance(None)
-    assert (sp.can_edit, sp.can_cancel, sp.lists_all, sp.uses_servers) == (False, True, False, False)
-    assert (af.can_edit, af.can_cancel, af.lists_all, af.uses_servers) == (True, True, True, True)
+    assert (sp.can_edit, sp.lists_all, sp.uses_servers) == (False, False, False)
+    assert (af.can_edit, af.lists_all, af.uses_servers) == (True, True, True)
     with pytest.raises(NotSupported, match="not supported on this backend"):
         run(sp.update("x", title="t", description="", start=T0, end=T0))
 

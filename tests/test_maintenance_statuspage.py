@@ -12,6 +12,7 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Action, Block, Callback
+from store.states import DraftKind
 from tests.support.harness import CHANNEL, BotUnderTest, last_view
 from tests.support.maintenance import (
     API,
@@ -53,7 +54,7 @@ def creates(statuspage):
 
 def schedule_directly(bot, title, start, end):
     form = ScheduleForm(title=title, start=start, end=end)
-    return bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    return bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
 
 
 # --- schedule -------------------------------------------------------------------------------

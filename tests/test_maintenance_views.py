@@ -14,12 +14,14 @@ from bot.backends import (
     backend_named,
 )
 from bot.messages import maintenance as messages
-from bot.services.maintenance import Change, Done, ListedWindow, Listing
-from bot.services.maintenance_forms import DRAFT_SCHEDULE, ScheduleForm, parse_servers
+from bot.services.maintenance import ListedWindow, Listing
+from bot.services.maintenance_forms import ScheduleForm, parse_servers
+from bot.services.outcomes import Change, Outcome
 from bot.settings import Component
 from handlers.maintenance import views
 from handlers.maintenance.ids import Block
 from store.models import MaintenanceWindow
+from store.states import DraftKind
 from tests.support.slack_limits import check_message, check_modal
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -133,7 +135,7 @@ def test_edited_reply_and_shift_note_use_date_tokens():
     _, blocks = messages.edited_reply(w, [Change("start", old, w.start), Change("title", "<!here>", "b")], "U1", T0)
     body = json.dumps(blocks)
     assert f"<!date^{int(old.timestamp())}^" in body and "&lt;!here&gt;" in body
-    text, blocks = views.done_answer(Done(kind=DRAFT_SCHEDULE, window=w, entered=(T0, T0 + timedelta(hours=1))))
+    text, blocks = views.done_answer(Outcome(kind=DraftKind.SCHEDULE, record=w, entered=(T0, T0 + timedelta(hours=1))))
     assert "AppFirst stored the window as" in json.dumps(blocks)
 
 

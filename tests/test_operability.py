@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import run_due_reminders
+from store.states import DraftKind
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import declare_values, open_declare_modal
@@ -53,7 +54,7 @@ def test_metrics_move_after_a_declare_and_a_reminder(settings, slack, statuspage
         bot.submit(view, declare_values())
         slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
         form = ScheduleForm(title="DB upgrade", start=T0 + timedelta(minutes=30), end=T0 + timedelta(minutes=90))
-        bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123"))
+        bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123"))
         clock.advance(minutes=32)  # the heads-up is skipped, the start is posted two minutes late
         assert bot.run(run_due_reminders(bot.ctx)) == 1
 

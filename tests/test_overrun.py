@@ -15,6 +15,7 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from store.models import MaintenanceWindow
+from store.states import DraftKind
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
@@ -28,7 +29,7 @@ def clock():
 def schedule(bot) -> MaintenanceWindow:
     now = bot.ctx.clock()
     form = ScheduleForm(title="DB upgrade", start=now + timedelta(minutes=5), end=now + timedelta(minutes=65), servers_text="1")
-    return bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    return bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
 
 
 def prompts(slack) -> list[dict]:

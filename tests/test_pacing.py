@@ -13,6 +13,7 @@ from bot.outbox import Outbox, Rate
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from store.states import DraftKind
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
@@ -38,7 +39,7 @@ def bot(settings, clock):
 def schedule(bot, *, start_in=30, minutes=60, title="DB upgrade"):
     now = bot.ctx.clock()
     form = ScheduleForm(title=title, start=now + timedelta(minutes=start_in), end=now + timedelta(minutes=start_in + minutes))
-    return bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+    return bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
 
 
 def reminder_kind(args) -> str | None:

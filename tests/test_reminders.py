@@ -15,6 +15,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
+from store.states import DraftKind
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 from tests.support.reminders import reminder_posts, reminders
 
@@ -44,8 +45,8 @@ def bot(settings, clock):
 def schedule(bot, *, start_in=30, minutes=60, title="DB upgrade") -> MaintenanceWindow:
     now = bot.ctx.clock()
     form = ScheduleForm(title=title, start=now + timedelta(minutes=start_in), end=now + timedelta(minutes=start_in + minutes))
-    done = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123"))
-    return done.window
+    done = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123"))
+    return done.record
 
 
 def window_row(bot, window_id) -> MaintenanceWindow:
@@ -275,7 +276,7 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
         now = datetime.now(UTC)
         form = ScheduleForm(title="Quick one", start=now + timedelta(seconds=2), end=now + timedelta(seconds=4))
-        window = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123")).window
+        window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
         slack.wait_for(lambda: reminder_posts(slack, window, "ended"), timeout=15)
         slack.wait_for(lambda: all(r.state == "posted" for r in reminders(bot, window.id).values()))
         rows = reminders(bot, window.id)
@@ -337,7 +338,7 @@ def test_the_schedule_answer_warns_when_slack_refused_the_announcement(bot, slac
     now = bot.ctx.clock()
     form = ScheduleForm(title="DB upgrade", start=now + timedelta(minutes=30), end=now + timedelta(minutes=90))
     slack.fail_next("chat.postMessage", error="not_in_channel")
-    done = bot.run(MaintenanceService(bot.ctx).schedule(form, user_id="U123", channel_id="C123"))
+    done = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123"))
     assert "not_in_channel" in done.warning and "Reminders still follow" in done.warning
 
 

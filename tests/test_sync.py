@@ -357,6 +357,7 @@ def test_a_window_missing_from_a_shifted_page_is_not_cancelled(appfirst_bot, app
 def test_a_window_scheduled_from_slack_during_a_sync_is_not_cancelled(appfirst_bot, appfirst, slack, clock, monkeypatch):
     from bot.services.maintenance import MaintenanceService
     from bot.services.maintenance_forms import ScheduleForm
+    from store.states import DraftKind
 
     backend = appfirst_bot.ctx.maintenance
     real_list = backend.list_windows
@@ -364,7 +365,7 @@ def test_a_window_scheduled_from_slack_during_a_sync_is_not_cancelled(appfirst_b
     async def slow_list():
         listed = await real_list()  # the list is read first ...
         form = ScheduleForm(title="Made meanwhile", start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2), servers_text="1")
-        await MaintenanceService(appfirst_bot.ctx).schedule(form, user_id="U123", channel_id=None)  # ... then this lands
+        await MaintenanceService(appfirst_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id=None)  # ... then this lands
         return listed
 
     monkeypatch.setattr(backend, "list_windows", slow_list)

@@ -22,7 +22,6 @@ class AppFirstMaintenance:
     origin = "in AppFirst"
     cancel_effect = "AppFirst will delete the window."
     can_edit = True
-    can_cancel = True
     lists_all = True
     uses_servers = True
     has_description = False

@@ -63,8 +63,6 @@ class MaintenanceBackend(Protocol):
     cancel_effect: str
     #: Times, title and targets can be changed after creation.
     can_edit: bool
-    #: A window can be called off (AppFirst deletes it; the status page resolves its incident).
-    can_cancel: bool
     #: ``list_windows`` returns every window, so one missing from it was deleted upstream.
     #: False where it lists only windows in progress (the status page).
     lists_all: bool

@@ -23,7 +23,6 @@ class StatusPageMaintenance:
     origin = "on the status page"
     cancel_effect = "The status page will resolve its maintenance."
     can_edit = False
-    can_cancel = True
     lists_all = False
     uses_servers = False
     has_description = True

@@ -13,6 +13,8 @@ from bot.errors import NotFound, SubmissionFailed, UpstreamError
 from bot.logs import audit
 from bot.metrics import upstream_outcome
 from store import drafts as draft_store
+from store.models import Incident
+from store.states import DraftKind
 
 log = logging.getLogger(__name__)
 
@@ -28,39 +30,39 @@ class Form(Protocol):
     def summary(self) -> str: ...
 
 
-Send = Callable[[str, Any, str], Awaitable[T]]  # (kind, form, user_id) -> result
+Send = Callable[[DraftKind, Any, str], Awaitable[T]]  # (kind, form, user_id) -> result
 
 
 class DraftFlow:
-    def __init__(self, ctx: AppContext, kinds: Collection[str], from_payload: Callable[[str, dict[str, Any]], Any]):
+    def __init__(self, ctx: AppContext, kinds: Collection[DraftKind], from_payload: Callable[[DraftKind, dict[str, Any]], Any]):
         self.ctx = ctx
         self.kinds = frozenset(kinds)
         self.from_payload = from_payload
 
-    async def submit(self, kind: str, form: Form, *, user_id: str, channel_id: str | None, send: Send[T]) -> T:
+    async def submit(self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T]) -> T:
         async with self.ctx.db.session() as session, session.begin():
             draft = await draft_store.keep_draft(
                 session, kind=kind, user_id=user_id, channel_id=channel_id, payload=form.to_payload(), now=self.ctx.clock()
             )
         return await self._attempt(draft.id, kind, form, user_id, send)
 
-    async def retry(self, draft_id: int, *, user_id: str, send: Send[T]) -> tuple[str, T]:
-        kind, form = await self.form_of(draft_id)
+    async def retry(self, draft_id: int, kind: DraftKind, form: Form, *, user_id: str, send: Send[T]) -> T:
+        """Claim the kept draft (`form_of` read it) and send it again."""
         async with self.ctx.db.session() as session, session.begin():
             now = self.ctx.clock()
             claimed = await draft_store.claim_for_retry(session, draft_id, now=now, stuck_before=now - STUCK_AFTER)
         if not claimed:
             raise NotFound("That submission already went through, or is being sent right now.")
-        return kind, await self._attempt(draft_id, kind, form, user_id, send)
+        return await self._attempt(draft_id, kind, form, user_id, send)
 
-    async def form_of(self, draft_id: int) -> tuple[str, Any]:
+    async def form_of(self, draft_id: int) -> tuple[DraftKind, Any]:
         async with self.ctx.db.session() as session:
             draft = await draft_store.get_draft(session, draft_id)
         if draft is None or draft.kind not in self.kinds:
             raise NotFound("That submission is no longer kept.")
-        return draft.kind, self.from_payload(draft.kind, draft.payload)
+        return DraftKind(draft.kind), self.from_payload(DraftKind(draft.kind), draft.payload)
 
-    async def _attempt(self, draft_id: int, kind: str, form: Form, user_id: str, send: Send[T]) -> T:
+    async def _attempt(self, draft_id: int, kind: DraftKind, form: Form, user_id: str, send: Send[T]) -> T:
         try:
             result = await send(kind, form, user_id)
         except UpstreamError as exc:
@@ -81,16 +83,18 @@ class DraftFlow:
 
 
 def _target(thing: Any) -> dict[str, Any]:
-    """The incident or window (ours and the upstream's id) a form or a result is about."""
-    for name in ("incident", "window"):
-        row = getattr(thing, name, None)
-        if row is not None:
-            return {f"{name}_id": row.id, "upstream_id": getattr(row, "upstream_id", None)}
+    """The incident or window (ours and the upstream's id) a form or an outcome is about."""
+    record = getattr(thing, "record", None)
+    if record is not None:
+        name = "incident" if isinstance(record, Incident) else "window"
+        return {f"{name}_id": record.id, "upstream_id": getattr(record, "upstream_id", None)}
     return {k: getattr(thing, k) for k in ("incident_id", "window_id") if getattr(thing, k, None) is not None}
 
 
-async def draft_kind(ctx: AppContext, draft_id: int) -> str | None:
-    """Which feature a kept draft belongs to (its kind, such as `incident.update`)."""
+async def draft_kind(ctx: AppContext, draft_id: int) -> DraftKind | None:
+    """What a kept draft is (`DraftKind.feature` says whose); None when it is gone or unknown."""
     async with ctx.db.session() as session:
         draft = await draft_store.get_draft(session, draft_id)
-    return draft.kind if draft is not None else None
+    if draft is None or draft.kind not in DraftKind.__members__.values():
+        return None
+    return DraftKind(draft.kind)

@@ -11,10 +11,6 @@ from store.states import DraftKind
 TITLE_MAX = 150
 TEXT_MAX = 3000
 
-DRAFT_DECLARE = DraftKind.DECLARE
-DRAFT_UPDATE = DraftKind.UPDATE
-DRAFT_RESOLVE = DraftKind.RESOLVE
-
 
 @dataclass(frozen=True)
 class DeclareForm:
@@ -84,10 +80,10 @@ class ResolveForm:
         return f"Resolve incident #{self.incident_id}" + (f"\nNote: {self.note}" if self.note else "")
 
 
-FORMS: dict[str, type] = {DRAFT_DECLARE: DeclareForm, DRAFT_UPDATE: UpdateForm, DRAFT_RESOLVE: ResolveForm}
+FORMS: dict[DraftKind, type] = {DraftKind.DECLARE: DeclareForm, DraftKind.UPDATE: UpdateForm, DraftKind.RESOLVE: ResolveForm}
 
 
-def form_from_payload(kind: str, payload: dict[str, Any]) -> DeclareForm | UpdateForm | ResolveForm:
+def form_from_payload(kind: DraftKind, payload: dict[str, Any]) -> DeclareForm | UpdateForm | ResolveForm:
     data = dict(payload)
     if "component_ids" in data:
         data["component_ids"] = tuple(data["component_ids"])

@@ -4,43 +4,26 @@ handlers; every submission is kept as a draft until the status page accepted it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from bot.channel import Message, Posted
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
-from bot.context import AppContext
 from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
-from bot.services import nudges
-from bot.services.drafts import DraftFlow
-from bot.services.incident_forms import (
-    DRAFT_DECLARE,
-    DRAFT_UPDATE,
-    FORMS,
-    DeclareForm,
-    ResolveForm,
-    UpdateForm,
-    form_from_payload,
-)
+from bot.services import incident_forms, nudges
+from bot.services.base import FeatureService
+from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
+from bot.services.outcomes import Outcome
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent
+from store.states import DraftKind
 
 log = logging.getLogger(__name__)
 
-@dataclass
-class Submitted:
-    """What a successful submission produced, for the handler to render."""
 
-    incident: Incident
-    permalink: str | None = None
-    warning: str | None = None  # the status page took it, but Slack did not
-
-
-class IncidentService:
-    def __init__(self, ctx: AppContext):
-        self.ctx = ctx
-        self.drafts = DraftFlow(ctx, FORMS, form_from_payload)
+class IncidentService(FeatureService):
+    FORMS = incident_forms.FORMS
+    form_from_payload = staticmethod(incident_forms.form_from_payload)
 
     # --- guards ----------------------------------------------------------------------
     def _client(self):
@@ -50,11 +33,11 @@ class IncidentService:
             )
         return self.ctx.statuspage
 
-    def ensure_enabled(self) -> None:
+    def require_enabled(self) -> None:
         self._client()
 
-    def ensure_allowed(self, user_id: str) -> None:
-        if not self.ctx.settings.is_admin(user_id):
+    def require_allowed(self, user_id: str | None) -> None:
+        if not self.ctx.settings.is_admin(user_id or ""):
             raise NotAllowed("Only the people listed in SITREP_ADMINS can change incidents.")
 
     # --- reads -----------------------------------------------------------------------
@@ -73,30 +56,14 @@ class IncidentService:
         return incident
 
     # --- writes ----------------------------------------------------------------------
-    async def submit(
-        self, kind: str, form: DeclareForm | UpdateForm | ResolveForm, *, user_id: str, channel_id: str | None
-    ) -> Submitted:
-        """Keep the draft, then send it; a failure leaves the draft for Retry."""
-        self.ensure_allowed(user_id)
-        self._client()
-        return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send)
-
-    async def retry(self, draft_id: int, *, user_id: str) -> tuple[str, Submitted]:
-        self.ensure_allowed(user_id)
-        self._client()
-        return await self.drafts.retry(draft_id, user_id=user_id, send=self._send)
-
-    async def draft_form(self, draft_id: int) -> tuple[str, DeclareForm | UpdateForm | ResolveForm]:
-        return await self.drafts.form_of(draft_id)
-
-    async def _send(self, kind: str, form: Any, user_id: str) -> Submitted:
-        if kind == DRAFT_DECLARE:
+    async def _send(self, kind: DraftKind, form: Any, user_id: str) -> Outcome:
+        if kind == DraftKind.DECLARE:
             return await self._declare(form, user_id)
-        if kind == DRAFT_UPDATE:
+        if kind == DraftKind.UPDATE:
             return await self._update(form, user_id)
         return await self._resolve(form, user_id)
 
-    async def _declare(self, form: DeclareForm, user_id: str) -> Submitted:
+    async def _declare(self, form: DeclareForm, user_id: str) -> Outcome:
         upstream_id = await self._client().create_incident(
             IncidentCreateModel(
                 Title=form.title,
@@ -131,9 +98,9 @@ class IncidentService:
             )
         warning = await self._publish(incident)
         incident = await self._reload(incident.id)
-        return Submitted(incident=incident, permalink=incident.permalink, warning=warning)
+        return Outcome(DraftKind.DECLARE, incident, permalink=incident.permalink, warning=warning)
 
-    async def _update(self, form: UpdateForm, user_id: str) -> Submitted:
+    async def _update(self, form: UpdateForm, user_id: str) -> Outcome:
         incident = await self.find_open(str(form.incident_id))
         await self._client().update_incident(
             IncidentUpdateModel(IncidentId=incident.upstream_id, Description=form.text, Status=form.status)
@@ -149,9 +116,9 @@ class IncidentService:
             )
         warning = await self._publish(incident, event.id, messages.update_reply(incident, event))
         incident = await self._reload(incident.id)
-        return Submitted(incident=incident, permalink=incident.permalink, warning=warning)
+        return Outcome(DraftKind.UPDATE, incident, permalink=incident.permalink, warning=warning)
 
-    async def _resolve(self, form: ResolveForm, user_id: str) -> Submitted:
+    async def _resolve(self, form: ResolveForm, user_id: str) -> Outcome:
         incident = await self.find_open(str(form.incident_id))
         try:
             await self._client().resolve_incident(incident.upstream_id)
@@ -161,7 +128,7 @@ class IncidentService:
             await self._close(incident, user_id=user_id, note=form.note, announce=False)
             raise
         incident, warning = await self._close(incident, user_id=user_id, note=form.note, announce=True)
-        return Submitted(incident=incident, permalink=incident.permalink, warning=warning)
+        return Outcome(DraftKind.RESOLVE, incident, permalink=incident.permalink, warning=warning)
 
     async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> tuple[Incident, str | None]:
         now = self.ctx.clock()
@@ -200,17 +167,17 @@ class IncidentService:
         await nudges.plan_nudge(self.ctx, incident.id)
 
         async def step() -> None:
-            nonlocal incident
-            if not incident.message_ts:
-                incident = await self._announce(incident)
-            elif reply is None:
-                await channel.refresh(self._at(incident), messages.announcement(incident))
+            at = self._at(incident)
+            if at is None and reply is None:
+                await self._announce(incident)
+                return
+            at = await channel.announced(at, lambda: messages.announcement(incident), lambda p: self._remember(incident, p))
             if reply is not None:
-                ts = await channel.reply(self._at(incident), reply, broadcast=broadcast)
+                ts = await channel.reply(at, reply, broadcast=broadcast)
                 async with self.ctx.db.session() as session, session.begin():
                     event = await session.get(IncidentEvent, event_id)
                     event.message_ts = ts
-                await channel.refresh(self._at(incident), messages.announcement(incident))
+            await channel.refresh(at, messages.announcement(incident))
 
         return await channel.after_upstream(
             step,
@@ -221,9 +188,11 @@ class IncidentService:
 
     async def _announce(self, incident: Incident) -> Incident:
         """Post the incident's one parent message and remember where it is."""
-        channel = self.ctx.channel
-        posted = await channel.announce(messages.announcement(incident))
-        permalink = await channel.permalink(posted)
+        return await self._remember(incident, await self.ctx.channel.announce(messages.announcement(incident)))
+
+    async def _remember(self, incident: Incident, posted: Posted) -> Incident:
+        """Store where the announcement is, and its link (the answers to the person show it)."""
+        permalink = await self.ctx.channel.permalink(posted)
         async with self.ctx.db.session() as session, session.begin():
             stored = await incident_store.get_incident(session, incident.id)
             stored.message_ts = posted.ts

@@ -1,21 +1,17 @@
-"""Maintenance windows: schedule, edit, cancel, list, status, on whichever backend is
-configured. Business rules live here, not in handlers; every submission is kept as a draft
-until the upstream accepted it. The scheduler and the sync job use `adopt_external`,
-`refresh_announcement` and `post_in_thread`, which post through `bot.channel.Channel`."""
+"""Maintenance windows as people ask for them: schedule, edit, cancel, list, status, on
+whichever backend is configured. Business rules live here, not in handlers; every
+submission is kept as a draft until the upstream accepted it. What the scheduler and the
+sync share with it (adopting, announcing, threads) is in `bot.services.windows`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
-from bot.backends import backend_named
 from bot.backends.base import BackendWindow, MaintenanceBackend
-from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.errors import (
     AlreadyResolved,
@@ -27,48 +23,20 @@ from bot.errors import (
     UpstreamUnavailable,
 )
 from bot.messages import maintenance as messages
-from bot.services import reminders, server_times
-from bot.services.drafts import DraftFlow
-from bot.services.maintenance_forms import (
-    DRAFT_CANCEL,
-    DRAFT_EDIT,
-    DRAFT_SCHEDULE,
-    FORMS,
-    CancelForm,
-    ScheduleForm,
-    form_from_payload,
-)
+from bot.services import maintenance_forms, reminders, server_times
+from bot.services.base import FeatureService
+from bot.services.maintenance_forms import CancelForm, ScheduleForm
+from bot.services.outcomes import Change, Outcome
+from bot.services.windows import Windows, posted_at
 from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
-from store.states import WindowState
+from store.states import DraftKind, WindowState
 
 log = logging.getLogger(__name__)
 
 #: `/maintenance list` is answered after the ack; past this the answer comes from the store.
 LIST_DEADLINE_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class Change:
-    """One field an edit changed, old and new value as stored."""
-
-    field: str  # title, description, start, end, servers, components
-    old: Any
-    new: Any
-
-
-@dataclass
-class Done:
-    """What a successful submission produced, for the handler to render."""
-
-    kind: str
-    window: MaintenanceWindow
-    permalink: str | None = None
-    #: The times the person entered, when the server stored different ones.
-    entered: tuple[datetime, datetime] | None = None
-    changes: list[Change] = field(default_factory=list)
-    warning: str | None = None  # the backend took it, but Slack did not
 
 
 @dataclass(frozen=True)
@@ -143,18 +111,13 @@ def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: 
     )
 
 
-def _at(window: MaintenanceWindow) -> Posted | None:
-    return Posted(window.channel_id, window.message_ts) if window.message_ts else None
+class MaintenanceService(FeatureService):
+    FORMS = maintenance_forms.FORMS
+    form_from_payload = staticmethod(maintenance_forms.form_from_payload)
 
-
-def _announcement(window: MaintenanceWindow) -> Message:
-    return messages.announcement(window, backend_named(window.backend))
-
-
-class MaintenanceService:
     def __init__(self, ctx: AppContext):
-        self.ctx = ctx
-        self.drafts = DraftFlow(ctx, FORMS, form_from_payload)
+        super().__init__(ctx)
+        self.windows = Windows(ctx)
 
     # --- guards ----------------------------------------------------------------------
     @property
@@ -171,10 +134,10 @@ class MaintenanceService:
             )
         return self.ctx.maintenance
 
-    def ensure_enabled(self) -> MaintenanceBackend:
+    def require_enabled(self) -> MaintenanceBackend:
         return self.backend
 
-    def ensure_allowed(self, user_id: str | None) -> None:
+    def require_allowed(self, user_id: str | None) -> None:
         if not self.ctx.settings.is_admin(user_id or ""):
             raise NotAllowed("Only the people listed in SITREP_ADMINS can change maintenance windows.")
 
@@ -208,15 +171,13 @@ class MaintenanceService:
                     backend.service, f"it took more than {LIST_DEADLINE_SECONDS:g} seconds to list its windows"
                 )
             log.warning("/maintenance list: %s did not answer (%s); answering from the store", backend.service, exc)
-            async with self.ctx.db.session() as session:
-                fact = await facts.get_fact(session, self._listed_key())
             return self._listing(
                 [_listed_from_row(row, now) for row in stored],
                 now,
                 problem=str(exc),
-                checked_at=fact.updated_at if fact is not None else None,
+                checked_at=await self.windows.last_listed(),
             )
-        await self.note_listed()
+        await self.windows.note_listed()
         async with self.ctx.db.session() as session:
             known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in live])
         merged: dict[str, ListedWindow] = {}
@@ -239,14 +200,6 @@ class MaintenanceService:
             **kwargs,
         )
 
-    def _listed_key(self) -> str:
-        return f"{self.backend.name}.listed"
-
-    async def note_listed(self) -> None:
-        """Remember that the API just answered a list (shown when it later does not)."""
-        async with self.ctx.db.session() as session, session.begin():
-            await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
-
     async def status(self) -> list[tuple[BackendWindow, MaintenanceWindow | None]]:
         """Windows in progress now, as the API says, each with our record of it if we have one."""
         backend = self.backend
@@ -256,8 +209,7 @@ class MaintenanceService:
         return [(w, known.get(w.upstream_id)) for w in live]
 
     async def get(self, window_id: int) -> MaintenanceWindow | None:
-        async with self.ctx.db.session() as session:
-            return await window_store.get_window(session, window_id)
+        return await self.windows.get(window_id)
 
     async def find(self, ref: str) -> MaintenanceWindow:
         """A window by short number or upstream ID, or a plain answer why not."""
@@ -287,23 +239,13 @@ class MaintenanceService:
         return await self._find_active(ref)
 
     async def find_cancellable(self, ref: str) -> MaintenanceWindow:
-        if not self.backend.can_cancel:
-            raise NotSupported("Cancelling maintenance windows is not supported on this backend.")
+        """Every backend can call a window off (`cancel_effect` says how)."""
         return await self._find_active(ref)
 
     async def _permalink(self, window: MaintenanceWindow) -> str | None:
-        return await self.ctx.channel.permalink(_at(window))
+        return await self.ctx.channel.permalink(posted_at(window))
 
     # --- writes ----------------------------------------------------------------------
-    async def schedule(self, form: ScheduleForm, *, user_id: str, channel_id: str | None) -> Done:
-        return await self._submit(DRAFT_SCHEDULE, form, user_id=user_id, channel_id=channel_id)
-
-    async def edit(self, form: ScheduleForm, *, user_id: str, channel_id: str | None) -> Done:
-        return await self._submit(DRAFT_EDIT, form, user_id=user_id, channel_id=channel_id)
-
-    async def cancel(self, form: CancelForm, *, user_id: str, channel_id: str | None) -> Done:
-        return await self._submit(DRAFT_CANCEL, form, user_id=user_id, channel_id=channel_id)
-
     # --- the overrun prompt's buttons ------------------------------------------------
     def form_of(self, window: MaintenanceWindow, **changes: Any) -> ScheduleForm:
         """The window as the schedule/edit form would show it, with `changes` applied."""
@@ -319,12 +261,12 @@ class MaintenanceService:
         fields.update(changes)
         return ScheduleForm(**fields)
 
-    async def extend(self, window_id: int, minutes: int, *, user_id: str, channel_id: str | None) -> Done:
+    async def extend(self, window_id: int, minutes: int, *, user_id: str, channel_id: str | None) -> Outcome:
         """Move a running window's end later: an edit of its end (PUT on AppFirst, with the
         server's time offset compensated), so reminders and the announcement follow. The
         status page cannot move a window: `NotSupported`, and the person is offered a
         follow-on window instead."""
-        self.ensure_allowed(user_id)
+        self.require_allowed(user_id)
         window = await self._find_active(f"#{window_id}")
         if not self.backend.can_edit:
             raise NotSupported(
@@ -332,16 +274,16 @@ class MaintenanceService:
                 "You can schedule a follow-on window that starts when this one ends."
             )
         end = max(window.end or self.ctx.clock(), self.ctx.clock()) + timedelta(minutes=minutes)
-        return await self.edit(self.form_of(window, end=end), user_id=user_id, channel_id=channel_id)
+        return await self.submit(DraftKind.EDIT, self.form_of(window, end=end), user_id=user_id, channel_id=channel_id)
 
-    async def end_now(self, window_id: int, *, user_id: str, channel_id: str | None) -> Done:
+    async def end_now(self, window_id: int, *, user_id: str, channel_id: str | None) -> Outcome:
         """End a running window now: AppFirst is sent end = now (an edit); the status page
         resolves the window's incident. Either way the "ended" reminder comes due now."""
-        self.ensure_allowed(user_id)
+        self.require_allowed(user_id)
         window = await self._find_active(f"#{window_id}")
         now = self.ctx.clock()
         if self.backend.can_edit:
-            return await self.edit(self.form_of(window, end=now), user_id=user_id, channel_id=channel_id)
+            return await self.submit(DraftKind.EDIT, self.form_of(window, end=now), user_id=user_id, channel_id=channel_id)
         await self.backend.cancel(window.upstream_id)  # resolves the incident on the status page
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window.id)
@@ -352,38 +294,25 @@ class MaintenanceService:
         reply = messages.ended_early_reply(window, user_id, now)
 
         async def publish() -> None:
-            await self.post_in_thread(window.id, reply)
-            await self.refresh_announcement(window.id)
+            await self.windows.post_in_thread(window.id, reply)
+            await self.windows.refresh_announcement(window.id)
 
         warning = await self._slack_step(window.id, publish)
-        return Done(kind=DRAFT_EDIT, window=await self.get(window.id), permalink=await self._permalink(window), warning=warning)
+        return Outcome(DraftKind.EDIT, await self.get(window.id), permalink=await self._permalink(window), warning=warning)
 
-    async def _submit(
-        self, kind: str, form: ScheduleForm | CancelForm, *, user_id: str, channel_id: str | None
-    ) -> Done:
-        """Keep the draft, then send it; a failure leaves the draft for Retry."""
-        self.ensure_allowed(user_id)
-        self.ensure_enabled()
-        return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send)
-
-    async def retry(self, draft_id: int, *, user_id: str) -> Done:
-        self.ensure_allowed(user_id)
-        self.ensure_enabled()
-        kind, form = await self.drafts.form_of(draft_id)
-        if kind == DRAFT_SCHEDULE and form.start is not None and form.start < self.ctx.clock():
+    def _check_retry(self, kind: DraftKind, form: Any) -> None:
+        if kind == DraftKind.SCHEDULE and form.start is not None and form.start < self.ctx.clock():
             raise NotSupported("The start you picked has passed meanwhile. Use *Edit* to pick new times.")
 
-        async def send_again(kind: str, form: Any, user_id: str) -> Done:
-            if kind == DRAFT_SCHEDULE:
-                # The last try may have reached the backend before it timed out.
-                found = await self._already_created(form, user_id)
-                if found is not None:
-                    return found
-            return await self._send(kind, form, user_id)
+    async def _send_again(self, kind: DraftKind, form: Any, user_id: str) -> Outcome:
+        if kind == DraftKind.SCHEDULE:
+            # The last try may have reached the backend before it timed out.
+            found = await self._already_created(form, user_id)
+            if found is not None:
+                return found
+        return await self._send(kind, form, user_id)
 
-        return (await self.drafts.retry(draft_id, user_id=user_id, send=send_again))[1]
-
-    async def _already_created(self, form: ScheduleForm, user_id: str) -> Done | None:
+    async def _already_created(self, form: ScheduleForm, user_id: str) -> Outcome | None:
         """A window upstream that the lost try made, so a Retry does not create it twice:
         same title or reason (and servers), times as `server_times.find_lost_write` allows.
         Only windows nobody in Slack scheduled qualify. Only a backend that lists every
@@ -407,29 +336,26 @@ class MaintenanceService:
         bw = server_times.find_lost_write(filter(could_be_ours, listed), (form.start, form.end), offset)
         if bw is None:
             return None
-        window = await self.adopt_external(bw)
+        window = await self.windows.adopt_external(bw)
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window.id)
             stored.created_by = stored.created_by or user_id
-        await self._slack_step(window.id, lambda: self.refresh_announcement(window.id))
+        await self._slack_step(window.id, lambda: self.windows.refresh_announcement(window.id))
         window = await self.get(window.id)
         permalink = await self._permalink(window)
         note = f"It had reached {backend.service} after all, so I did not create it twice."
-        return Done(
-            kind=DRAFT_SCHEDULE,
-            window=window,
+        return Outcome(
+            kind=DraftKind.SCHEDULE,
+            record=window,
             permalink=permalink,
             entered=self._entered_if_shifted(form, window),
             warning=note,
         )
 
-    async def draft_form(self, draft_id: int) -> tuple[str, ScheduleForm | CancelForm]:
-        return await self.drafts.form_of(draft_id)
-
-    async def _send(self, kind: str, form: Any, user_id: str) -> Done:
-        if kind == DRAFT_SCHEDULE:
+    async def _send(self, kind: DraftKind, form: Any, user_id: str) -> Outcome:
+        if kind == DraftKind.SCHEDULE:
             return await self._schedule(form, user_id)
-        if kind == DRAFT_EDIT:
+        if kind == DraftKind.EDIT:
             return await self._edit(form, user_id)
         return await self._cancel(form, user_id)
 
@@ -487,7 +413,7 @@ class MaintenanceService:
                 )
         return seen
 
-    async def _schedule(self, form: ScheduleForm, user_id: str) -> Done:
+    async def _schedule(self, form: ScheduleForm, user_id: str) -> Outcome:
         backend = self.backend
         offset = await self.server_offset()
         fields = self._backend_fields(form, offset)
@@ -517,18 +443,18 @@ class MaintenanceService:
             )
         # Reminders first: they must not depend on Slack taking the announcement.
         await reminders.schedule_window_reminders(self.ctx, window.id)
-        warning = await self._slack_step(window.id, lambda: self._announce(window.id))
+        warning = await self._slack_step(window.id, lambda: self.windows.announce(window.id))
         window = await self.get(window.id)
         permalink = await self._permalink(window)
-        return Done(
-            kind=DRAFT_SCHEDULE,
-            window=window,
+        return Outcome(
+            kind=DraftKind.SCHEDULE,
+            record=window,
             permalink=permalink,
             entered=self._entered_if_shifted(form, window),
             warning=warning,
         )
 
-    async def _edit(self, form: ScheduleForm, user_id: str) -> Done:
+    async def _edit(self, form: ScheduleForm, user_id: str) -> Outcome:
         backend = self.backend
         window = await self.find_editable(str(form.window_id))
         bw = await self._update_upstream(window.upstream_id, form)
@@ -554,15 +480,15 @@ class MaintenanceService:
         reply = messages.edited_reply(window, changes, user_id, now)
 
         async def publish() -> None:
-            await self.post_in_thread(window.id, reply)
-            await self.refresh_announcement(window.id)
+            await self.windows.post_in_thread(window.id, reply)
+            await self.windows.refresh_announcement(window.id)
 
         warning = await self._slack_step(window.id, publish)
         window = await self.get(window.id)
         permalink = await self._permalink(window)
-        return Done(
-            kind=DRAFT_EDIT,
-            window=window,
+        return Outcome(
+            kind=DraftKind.EDIT,
+            record=window,
             permalink=permalink,
             entered=self._entered_if_shifted(form, window),
             changes=changes,
@@ -589,7 +515,7 @@ class MaintenanceService:
         await self._learn_offset(again, corrected, learned)
         return corrected
 
-    async def _cancel(self, form: CancelForm, user_id: str) -> Done:
+    async def _cancel(self, form: CancelForm, user_id: str) -> Outcome:
         window = await self.find_cancellable(str(form.window_id))
         try:
             await self.backend.cancel(window.upstream_id)
@@ -600,7 +526,7 @@ class MaintenanceService:
             raise
         window, warning = await self._close(window.id, user_id=user_id, note=form.note)
         permalink = await self._permalink(window)
-        return Done(kind=DRAFT_CANCEL, window=window, permalink=permalink, warning=warning)
+        return Outcome(DraftKind.CANCEL, window, permalink=permalink, warning=warning)
 
     async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
         now = self.ctx.clock()
@@ -613,8 +539,8 @@ class MaintenanceService:
 
         async def publish() -> None:
             if window.message_ts:
-                await self.post_in_thread(window.id, reply, broadcast=True)
-            await self.refresh_announcement(window.id)
+                await self.windows.post_in_thread(window.id, reply, broadcast=True)
+            await self.windows.refresh_announcement(window.id)
 
         return window, await self._slack_step(window.id, publish)
 
@@ -623,85 +549,3 @@ class MaintenanceService:
         return await self.ctx.channel.after_upstream(
             step, what=f"maintenance #{window_id}", upstream=self.backend.service, then="Reminders still follow the window."
         )
-
-    # --- for the scheduler and the sync job ------------------------------------------
-    async def adopt_external(self, bw: BackendWindow) -> MaintenanceWindow:
-        """Record a window made outside Slack, announce it and schedule its reminders.
-
-        Idempotent on (backend, upstream_id): a window already known is returned as is.
-        A window that has already ended is recorded as `completed`, without announcement
-        or reminders, so a first sync over years of history posts nothing.
-        """
-        backend = self.backend
-        async with self.ctx.db.session() as session:
-            known = await window_store.by_upstream(session, backend.name, bw.upstream_id)
-        if known is not None:
-            return known
-        now = self.ctx.clock()
-        start = bw.start or now
-        state = WindowState.at(start, bw.end, now, bw.in_progress)
-        try:
-            async with self.ctx.db.session() as session, session.begin():
-                window = await window_store.add_window(
-                    session,
-                    MaintenanceWindow(
-                        backend=backend.name,
-                        upstream_id=bw.upstream_id,
-                        title=bw.title,
-                        start=start,
-                        end=bw.end,
-                        components=list(bw.components),
-                        servers=list(bw.servers),
-                        state=state,
-                        channel_id=self.ctx.settings.sitrep_channel,
-                        created_by=None,
-                        created_at=now,
-                        updated_at=now,
-                    ),
-                )
-        except IntegrityError:
-            # Another instance adopted it first.
-            async with self.ctx.db.session() as session:
-                return await window_store.by_upstream(session, backend.name, bw.upstream_id)
-        if state == WindowState.COMPLETED:
-            return window
-        window = await self._announce(window.id)
-        await reminders.schedule_window_reminders(self.ctx, window.id)
-        return window
-
-    async def _announce(self, window_id: int) -> MaintenanceWindow:
-        """Post the window's one parent message and store where it is."""
-        window = await self.get(window_id)
-        posted = await self.ctx.channel.announce(_announcement(window))
-        async with self.ctx.db.session() as session, session.begin():
-            stored = await window_store.get_window(session, window_id)
-            stored.channel_id = posted.channel
-            stored.message_ts = posted.ts
-            window = stored
-        return window
-
-    async def refresh_announcement(self, window_id: int) -> None:
-        """Make the parent message show the stored window (after a state or time change)."""
-        window = await self.get(window_id)
-        if window is None or not window.message_ts:
-            return
-        await self.ctx.channel.refresh(_at(window), _announcement(window))
-
-    async def post_in_thread(
-        self,
-        window_id: int,
-        message: Message,
-        *,
-        broadcast: bool = False,
-        metadata: dict | None = None,
-    ) -> str:
-        """Reply in the window's thread (announcing it first if it never was); returns the reply's ts.
-
-        Does not refresh the parent: call `refresh_announcement` after changing the window.
-        """
-        window = await self.get(window_id)
-        if window is None:
-            raise NotFound(f"Maintenance #{window_id} is not in the store.")
-        if not window.message_ts:
-            window = await self._announce(window_id)
-        return await self.ctx.channel.reply(_at(window), message, broadcast=broadcast, metadata=metadata)

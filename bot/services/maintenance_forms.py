@@ -13,9 +13,6 @@ TITLE_MAX = 150
 TEXT_MAX = 3000
 SERVERS_MAX = 500  # characters of the servers field
 
-DRAFT_SCHEDULE = DraftKind.SCHEDULE
-DRAFT_EDIT = DraftKind.EDIT
-DRAFT_CANCEL = DraftKind.CANCEL
 
 _SERVER_SPLIT = re.compile(r"[\s,;]+")
 
@@ -131,10 +128,10 @@ class CancelForm:
         return asdict(self)
 
 
-FORMS: dict[str, type] = {DRAFT_SCHEDULE: ScheduleForm, DRAFT_EDIT: ScheduleForm, DRAFT_CANCEL: CancelForm}
+FORMS: dict[DraftKind, type] = {DraftKind.SCHEDULE: ScheduleForm, DraftKind.EDIT: ScheduleForm, DraftKind.CANCEL: CancelForm}
 
 
-def form_from_payload(kind: str, payload: dict[str, Any]) -> ScheduleForm | CancelForm:
+def form_from_payload(kind: DraftKind, payload: dict[str, Any]) -> ScheduleForm | CancelForm:
     data = dict(payload)
     if FORMS[kind] is ScheduleForm:
         for key in ("start", "end"):

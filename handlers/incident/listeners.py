@@ -8,20 +8,14 @@ import handlers.payload as payload
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import InputInvalid, NotFound
-from bot.messages.format import section
-from bot.services.incident_forms import (
-    DRAFT_DECLARE,
-    DRAFT_RESOLVE,
-    DRAFT_UPDATE,
-    DeclareForm,
-    ResolveForm,
-    UpdateForm,
-)
-from bot.services.incidents import IncidentService, Submitted
-from handlers.errors import renders_errors, who_and_where
+from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
+from bot.services.incidents import IncidentService
+from handlers.errors import renders_errors
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
+from handlers.payload import Interaction
 from store.models import Incident
+from store.states import DraftKind
 
 # Which block shows the error for each form field.
 FIELD_BLOCKS = {
@@ -62,14 +56,14 @@ class IncidentHandlers:
         self.service = service
 
     # --- /incident ---------------------------------------------------------------------
-    async def command(self, ack, body: dict) -> None:
-        sub, rest = payload.split_command(body.get("text"))
+    async def command(self, ack, it: Interaction) -> None:
+        sub, rest = it.command
         if sub in ("", "declare"):
-            await self.open_declare(ack, body, DeclareForm(title=rest))
+            await self.open_declare(ack, it, DeclareForm(title=rest))
         elif sub == "update":
-            await self.open_update(ack, body, ref=rest or None)
+            await self.open_update(ack, it, ref=rest or None)
         elif sub == "resolve":
-            await self.open_resolve(ack, body, ref=rest or None)
+            await self.open_resolve(ack, it, ref=rest or None)
         elif sub == "list":
             incidents = await self.service.open_incidents()
             text, blocks = views.incident_list(incidents, self.ctx.clock(), {i.id: i.permalink for i in incidents if i.permalink})
@@ -81,9 +75,9 @@ class IncidentHandlers:
             text, blocks = views.help_answer(f"I don't know `{sub}`. Here is what `/incident` can do:")
             await ack(text=text, blocks=blocks, response_type="ephemeral")
 
-    async def open_declare(self, ack, body: dict, form: DeclareForm) -> None:
-        self.service.ensure_enabled()
-        self.service.ensure_allowed(who_and_where(body)[0])
+    async def open_declare(self, ack, it: Interaction, form: DeclareForm) -> None:
+        self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
         await ack()
         settings = self.ctx.settings
         view = views.declare_modal(
@@ -91,14 +85,14 @@ class IncidentHandlers:
             settings.sitrep_components,
             statuses=settings.sitrep_incident_statuses,
             impacts=settings.sitrep_incident_impacts,
-            channel_id=who_and_where(body)[1],
+            channel_id=it.channel_id,
         )
-        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
-    async def _open_choice(self, body: dict, ref: str | None) -> Incident | None:
+    async def _open_choice(self, it: Interaction, ref: str | None) -> Incident | None:
         """The incident to preselect: the one named, else the only one open, else none."""
-        self.service.ensure_enabled()
-        self.service.ensure_allowed(who_and_where(body)[0])
+        self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
         if ref:
             return await self.service.find_open(ref)
         incidents = await self.service.open_incidents()
@@ -106,100 +100,93 @@ class IncidentHandlers:
             raise NotFound("There are no open incidents. Declare one with `/incident declare`.")
         return incidents[0] if len(incidents) == 1 else None
 
-    async def open_update(self, ack, body: dict, ref: str | None, text: str = "", status: str | None = None) -> None:
-        chosen = await self._open_choice(body, ref)
+    async def open_update(self, ack, it: Interaction, ref: str | None, text: str = "", status: str | None = None) -> None:
+        chosen = await self._open_choice(it, ref)
         await ack()
         view = views.update_modal(
             chosen,
             status=status,
             statuses=self.ctx.settings.sitrep_incident_statuses,
             text=text,
-            channel_id=who_and_where(body)[1],
+            channel_id=it.channel_id,
         )
-        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
-    async def open_resolve(self, ack, body: dict, ref: str | None, note: str = "") -> None:
-        chosen = await self._open_choice(body, ref)
+    async def open_resolve(self, ack, it: Interaction, ref: str | None, note: str = "") -> None:
+        chosen = await self._open_choice(it, ref)
         await ack()
-        view = views.resolve_modal(chosen, note=note, channel_id=who_and_where(body)[1])
-        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+        view = views.resolve_modal(chosen, note=note, channel_id=it.channel_id)
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
     # --- the incident picker's type-ahead (block_suggestion) ---------------------------
-    async def suggest_incidents(self, ack, body: dict) -> None:
+    async def suggest_incidents(self, ack, it: Interaction) -> None:
         incidents = await self.service.open_incidents()
-        await ack(options=views.incident_options(incidents, body.get("value") or ""))
+        await ack(options=views.incident_options(incidents, it.action_value))
 
     # --- buttons on the announcement ---------------------------------------------------
-    async def button_update(self, ack, body: dict) -> None:
-        await self.open_update(ack, body, ref=payload.action_value(body))
+    async def button_update(self, ack, it: Interaction) -> None:
+        await self.open_update(ack, it, ref=it.action_value)
 
-    async def button_resolve(self, ack, body: dict) -> None:
-        await self.open_resolve(ack, body, ref=payload.action_value(body))
+    async def button_resolve(self, ack, it: Interaction) -> None:
+        await self.open_resolve(ack, it, ref=it.action_value)
 
     # --- modal submissions -------------------------------------------------------------
-    async def submit_declare(self, ack, body: dict) -> None:
-        form = parse_declare(payload.view_values(body))
+    async def submit_declare(self, ack, it: Interaction) -> None:
+        form = parse_declare(it.values)
         settings = self.ctx.settings
         _check(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts))
         await ack()
-        await self._submit(body, DRAFT_DECLARE, form)
+        await self._submit(it, DraftKind.DECLARE, form)
 
-    async def submit_update(self, ack, body: dict) -> None:
-        values = payload.view_values(body)
+    async def submit_update(self, ack, it: Interaction) -> None:
         form = UpdateForm(
-            incident_id=_incident_choice(values),
-            status=payload.selected(values, Block.STATUS, Action.STATUS) or "",
-            text=payload.text(values, Block.UPDATE_TEXT, Action.UPDATE_TEXT),
+            incident_id=_incident_choice(it.values),
+            status=payload.selected(it.values, Block.STATUS, Action.STATUS) or "",
+            text=payload.text(it.values, Block.UPDATE_TEXT, Action.UPDATE_TEXT),
         )
         _check(form.problems(statuses=self.ctx.settings.sitrep_incident_statuses))
         await ack()
-        await self._submit(body, DRAFT_UPDATE, form)
+        await self._submit(it, DraftKind.UPDATE, form)
 
-    async def submit_resolve(self, ack, body: dict) -> None:
-        values = payload.view_values(body)
-        form = ResolveForm(incident_id=_incident_choice(values), note=payload.text(values, Block.NOTE, Action.NOTE))
+    async def submit_resolve(self, ack, it: Interaction) -> None:
+        form = ResolveForm(incident_id=_incident_choice(it.values), note=payload.text(it.values, Block.NOTE, Action.NOTE))
         await ack()
-        await self._submit(body, DRAFT_RESOLVE, form)
+        await self._submit(it, DraftKind.RESOLVE, form)
 
-    async def _submit(self, body: dict, kind: str, form) -> None:
-        user_id, channel_id = who_and_where(body)
-        result = await self.service.submit(kind, form, user_id=user_id, channel_id=channel_id)
-        await self._tell_done(user_id, channel_id, kind, result)
+    async def _submit(self, it: Interaction, kind: DraftKind, form) -> None:
+        outcome = await self.service.submit(kind, form, user_id=it.user_id, channel_id=it.channel_id)
+        await self._tell(it, views.done_answer(outcome))
 
-    async def _tell_done(self, user_id: str, channel_id: str | None, kind: str, result: Submitted) -> None:
-        if kind == DRAFT_DECLARE:
-            text, blocks = views.declared_answer(result.incident, result.permalink)
-        else:
-            verb = "Posted an update to" if kind == DRAFT_UPDATE else "Resolved"
-            text, blocks = views.done_answer(verb, result.incident, result.permalink)
-        if result.warning:
-            blocks = blocks + [section(f":warning: {result.warning}")]
-        await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+    async def _tell(self, it: Interaction, answer: tuple[str, list[dict]]) -> None:
+        text, blocks = answer
+        await tell_user(self.ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
-    async def retry_draft(self, draft_id: int, body: dict) -> None:
-        user_id, channel_id = who_and_where(body)
-        kind, result = await self.service.retry(draft_id, user_id=user_id)
-        await self._tell_done(user_id, channel_id, kind, result)
+    async def retry_draft(self, draft_id: int, it: Interaction) -> None:
+        await self._tell(it, views.done_answer(await self.service.retry(draft_id, user_id=it.user_id)))
 
-    async def reopen_draft(self, ack, draft_id: int, body: dict) -> None:
-        kind, form = await self.service.draft_form(draft_id)
-        if kind == DRAFT_DECLARE:
-            await self.open_declare(ack, body, form)
-        elif kind == DRAFT_UPDATE:
-            await self.open_update(ack, body, ref=str(form.incident_id), text=form.text, status=form.status)
+    async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
+        kind, form = await self.service.reopen(draft_id)
+        if kind == DraftKind.DECLARE:
+            await self.open_declare(ack, it, form)
+        elif kind == DraftKind.UPDATE:
+            await self.open_update(ack, it, ref=str(form.incident_id), text=form.text, status=form.status)
         else:
-            await self.open_resolve(ack, body, ref=str(form.incident_id), note=form.note)
+            await self.open_resolve(ack, it, ref=str(form.incident_id), note=form.note)
 
 
 def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
     """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
     handlers = IncidentHandlers(ctx, IncidentService(ctx))
-    app.command("/incident")(renders_errors(ctx, handlers.command))
-    app.view(Callback.DECLARE)(renders_errors(ctx, handlers.submit_declare))
-    app.view(Callback.UPDATE)(renders_errors(ctx, handlers.submit_update))
-    app.view(Callback.RESOLVE)(renders_errors(ctx, handlers.submit_resolve))
-    app.action(Action.POST_UPDATE)(renders_errors(ctx, handlers.button_update))
-    app.action(Action.RESOLVE)(renders_errors(ctx, handlers.button_resolve))
-    app.options(Action.INCIDENT)(renders_errors(ctx, handlers.suggest_incidents))
+    listeners = [
+        (app.command, "/incident", handlers.command),
+        (app.view, Callback.DECLARE, handlers.submit_declare),
+        (app.view, Callback.UPDATE, handlers.submit_update),
+        (app.view, Callback.RESOLVE, handlers.submit_resolve),
+        (app.action, Action.POST_UPDATE, handlers.button_update),
+        (app.action, Action.RESOLVE, handlers.button_resolve),
+        (app.options, Action.INCIDENT, handlers.suggest_incidents),
+    ]
+    for kind, key, listener in listeners:
+        kind(key)(renders_errors(ctx, listener))
     return handlers

@@ -16,9 +16,11 @@ from bot.messages.format import (
 )
 from bot.messages.incident import IMPACT_EMOJI, short_title
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
+from bot.services.outcomes import Outcome
 from bot.settings import Component
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from store.models import Incident
+from store.states import DraftKind
 
 MAX_MESSAGE_BLOCKS = 50
 MAX_SUGGESTIONS = 100  # options Slack shows from one block_suggestion answer
@@ -159,10 +161,19 @@ def declared_answer(incident: Incident, permalink: str | None) -> tuple[str, lis
     return text, [section(text)]
 
 
-def done_answer(verb: str, incident: Incident, permalink: str | None) -> tuple[str, list[dict]]:
-    where = f" <{permalink}|Open the thread>." if permalink else ""
-    text = f":white_check_mark: {verb} incident #{incident.id} *{short_title(incident)}*.{where}"
-    return text, [section(text)]
+def done_answer(outcome: Outcome) -> tuple[str, list[dict]]:
+    """What the person is told after a declare, an update or a resolve went through."""
+    incident = outcome.record
+    if outcome.kind == DraftKind.DECLARE:
+        text, blocks = declared_answer(incident, outcome.permalink)
+    else:
+        verb = "Posted an update to" if outcome.kind == DraftKind.UPDATE else "Resolved"
+        where = f" <{outcome.permalink}|Open the thread>." if outcome.permalink else ""
+        text = f":white_check_mark: {verb} incident #{incident.id} *{short_title(incident)}*.{where}"
+        blocks = [section(text)]
+    if outcome.warning:
+        blocks.append(section(f":warning: {outcome.warning}"))
+    return text, blocks
 
 
 def incident_list(incidents: Sequence[Incident], now: datetime, permalinks: dict[int, str]) -> tuple[str, list[dict]]:

@@ -11,20 +11,15 @@ import handlers.payload as payload
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import InputInvalid, NotFound, NotSupported
-from bot.messages.format import section
 from bot.messages.maintenance import EXTEND_MINUTES, OverrunId
-from bot.services.maintenance import Done, MaintenanceService
-from bot.services.maintenance_forms import (
-    DRAFT_CANCEL,
-    DRAFT_EDIT,
-    CancelForm,
-    ScheduleForm,
-    format_servers,
-)
-from handlers.errors import renders_errors, who_and_where
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import CancelForm, ScheduleForm, format_servers
+from handlers.errors import renders_errors
 from handlers.maintenance import views
 from handlers.maintenance.ids import Action, Block, Callback
+from handlers.payload import Interaction
 from store.models import MaintenanceWindow
+from store.states import DraftKind
 
 # Which block shows the error for each form field.
 FIELD_BLOCKS = {
@@ -67,8 +62,8 @@ def keep_unshown(form: ScheduleForm, metadata: dict, original: MaintenanceWindow
     return replace(form, **changes)
 
 
-def _window_of(body: dict) -> int:
-    window_id = payload.metadata(body).get("window")
+def _window_of(it: Interaction) -> int:
+    window_id = it.metadata.get("window")
     if not isinstance(window_id, int):
         raise NotFound("That form no longer says which window it was for. Open it again with `/maintenance`.")
     return window_id
@@ -80,27 +75,23 @@ class MaintenanceHandlers:
         self.service = service
 
     # --- /maintenance ------------------------------------------------------------------
-    async def command(self, ack, body: dict) -> None:
-        sub, rest = payload.split_command(body.get("text"))
+    async def command(self, ack, it: Interaction) -> None:
+        sub, rest = it.command
         if sub in ("", "schedule"):
-            await self.open_schedule(ack, body, ScheduleForm(title=rest))
+            await self.open_schedule(ack, it, ScheduleForm(title=rest))
         elif sub == "list":
-            self.service.ensure_enabled()
+            self.service.require_enabled()
             await ack()  # the API may be slow: answer Slack first
-            text, blocks = views.window_list(await self.service.listing())
-            user_id, channel_id = who_and_where(body)
-            await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+            await self._tell(it, views.window_list(await self.service.listing()))
         elif sub == "status":
-            backend = self.service.ensure_enabled()
+            backend = self.service.require_enabled()
             await ack()  # the API may be slow: answer Slack first
             live = await self.service.status()
-            text, blocks = views.status_answer(live, backend.service)
-            user_id, channel_id = who_and_where(body)
-            await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+            await self._tell(it, views.status_answer(live, backend.service))
         elif sub == "edit":
-            await self.open_edit(ack, body, ref=rest)
+            await self.open_edit(ack, it, ref=rest)
         elif sub == "cancel":
-            await self.open_cancel(ack, body, ref=rest)
+            await self.open_cancel(ack, it, ref=rest)
         elif sub == "help":
             text, blocks = views.help_answer()
             await ack(text=text, blocks=blocks, response_type="ephemeral")
@@ -108,16 +99,16 @@ class MaintenanceHandlers:
             text, blocks = views.help_answer(f"I don't know `{sub}`. Here is what `/maintenance` can do:")
             await ack(text=text, blocks=blocks, response_type="ephemeral")
 
-    async def open_schedule(self, ack, body: dict, form: ScheduleForm) -> None:
-        backend = self.service.ensure_enabled()
-        self.service.ensure_allowed(who_and_where(body)[0])
+    async def open_schedule(self, ack, it: Interaction, form: ScheduleForm) -> None:
+        backend = self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
         await ack()
-        view = views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=who_and_where(body)[1])
-        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+        view = views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id)
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
-    async def open_edit(self, ack, body: dict, ref: str, form: ScheduleForm | None = None) -> None:
-        backend = self.service.ensure_enabled()
-        self.service.ensure_allowed(who_and_where(body)[0])
+    async def open_edit(self, ack, it: Interaction, ref: str, form: ScheduleForm | None = None) -> None:
+        backend = self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
         window = await self.service.find_editable(ref)
         await ack()
         if form is None:
@@ -131,110 +122,104 @@ class MaintenanceHandlers:
                 window_id=window.id,
             )
         view = views.schedule_modal(
-            form, backend, self.ctx.settings.sitrep_components, channel_id=who_and_where(body)[1], window=window
+            form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id, window=window
         )
-        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
-    async def open_cancel(self, ack, body: dict, ref: str, note: str = "") -> None:
-        self.service.ensure_enabled()
-        self.service.ensure_allowed(who_and_where(body)[0])
+    async def open_cancel(self, ack, it: Interaction, ref: str, note: str = "") -> None:
+        self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
         window = await self.service.find_cancellable(ref)
         await ack()
-        view = views.cancel_modal(window, note=note, channel_id=who_and_where(body)[1])
-        await self.ctx.slack.views_open(trigger_id=body["trigger_id"], view=view)
+        view = views.cancel_modal(window, note=note, channel_id=it.channel_id)
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
     # --- the button on the announcement ------------------------------------------------
-    async def button_cancel(self, ack, body: dict) -> None:
-        await self.open_cancel(ack, body, ref="#" + payload.action_value(body))
+    async def button_cancel(self, ack, it: Interaction) -> None:
+        await self.open_cancel(ack, it, ref="#" + it.action_value)
 
     # --- modal submissions -------------------------------------------------------------
-    async def submit_schedule(self, ack, body: dict) -> None:
-        form = parse_schedule(payload.view_values(body))
+    async def submit_schedule(self, ack, it: Interaction) -> None:
+        form = parse_schedule(it.values)
         _check(self.service.problems(form))
         await ack()
-        user_id, channel_id = who_and_where(body)
-        done = await self.service.schedule(form, user_id=user_id, channel_id=channel_id)
-        await self._tell_done(user_id, channel_id, done)
+        await self._submit(it, DraftKind.SCHEDULE, form)
 
-    async def submit_edit(self, ack, body: dict) -> None:
-        window_id = _window_of(body)
+    async def submit_edit(self, ack, it: Interaction) -> None:
+        window_id = _window_of(it)
         original = await self.service.get(window_id)
-        form = keep_unshown(parse_schedule(payload.view_values(body), window_id=window_id), payload.metadata(body), original)
+        form = keep_unshown(parse_schedule(it.values, window_id=window_id), it.metadata, original)
         _check(self.service.problems(form, original=original))
         await ack()
-        user_id, channel_id = who_and_where(body)
-        done = await self.service.edit(form, user_id=user_id, channel_id=channel_id)
-        await self._tell_done(user_id, channel_id, done)
+        await self._submit(it, DraftKind.EDIT, form)
 
-    async def submit_cancel(self, ack, body: dict) -> None:
-        form = CancelForm(window_id=_window_of(body), note=payload.text(payload.view_values(body), Block.NOTE, Action.NOTE))
+    async def submit_cancel(self, ack, it: Interaction) -> None:
+        form = CancelForm(window_id=_window_of(it), note=payload.text(it.values, Block.NOTE, Action.NOTE))
         await ack()
-        user_id, channel_id = who_and_where(body)
-        done = await self.service.cancel(form, user_id=user_id, channel_id=channel_id)
-        await self._tell_done(user_id, channel_id, done)
+        await self._submit(it, DraftKind.CANCEL, form)
 
-    async def _tell_done(self, user_id: str, channel_id: str | None, done: Done) -> None:
-        text, blocks = views.done_answer(done)
-        if done.warning:
-            blocks = blocks + [section(f":warning: {done.warning}")]
-        await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+    async def _submit(self, it: Interaction, kind: DraftKind, form) -> None:
+        outcome = await self.service.submit(kind, form, user_id=it.user_id, channel_id=it.channel_id)
+        await self._tell(it, views.done_answer(outcome))
+
+    async def _tell(self, it: Interaction, answer: tuple[str, list[dict]]) -> None:
+        text, blocks = answer
+        await tell_user(self.ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
-    async def retry_draft(self, draft_id: int, body: dict) -> None:
-        user_id, channel_id = who_and_where(body)
-        done = await self.service.retry(draft_id, user_id=user_id)
-        await self._tell_done(user_id, channel_id, done)
+    async def retry_draft(self, draft_id: int, it: Interaction) -> None:
+        await self._tell(it, views.done_answer(await self.service.retry(draft_id, user_id=it.user_id)))
 
-    async def reopen_draft(self, ack, draft_id: int, body: dict) -> None:
-        kind, form = await self.service.draft_form(draft_id)
-        if kind == DRAFT_EDIT:
-            await self.open_edit(ack, body, ref=f"#{form.window_id}", form=form)
-        elif kind == DRAFT_CANCEL:
-            await self.open_cancel(ack, body, ref=f"#{form.window_id}", note=form.note)
+    async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
+        kind, form = await self.service.reopen(draft_id)
+        if kind == DraftKind.EDIT:
+            await self.open_edit(ack, it, ref=f"#{form.window_id}", form=form)
+        elif kind == DraftKind.CANCEL:
+            await self.open_cancel(ack, it, ref=f"#{form.window_id}", note=form.note)
         else:
-            await self.open_schedule(ack, body, form)
+            await self.open_schedule(ack, it, form)
 
 
     # --- the overrun prompt's buttons (bot.messages.maintenance.overrun_prompt) -----------
-    async def button_extend(self, ack, body: dict) -> None:
+    async def button_extend(self, ack, it: Interaction) -> None:
         await ack()
-        user_id, channel_id = who_and_where(body)
-        minutes = EXTEND_MINUTES[OverrunId(body["actions"][0]["action_id"])]
-        window_id = int(payload.action_value(body))
+        window_id = int(it.action_value)
         try:
-            done = await self.service.extend(window_id, minutes, user_id=user_id, channel_id=channel_id)
+            outcome = await self.service.extend(
+                window_id, EXTEND_MINUTES[OverrunId(it.action_id)], user_id=it.user_id, channel_id=it.channel_id
+            )
         except NotSupported as exc:
-            text, blocks = views.follow_on_offer(str(exc), window_id)
-            await tell_user(self.ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+            await self._tell(it, views.follow_on_offer(str(exc), window_id))
             return
-        await self._tell_done(user_id, channel_id, done)
+        await self._tell(it, views.done_answer(outcome))
 
-    async def button_end_now(self, ack, body: dict) -> None:
+    async def button_end_now(self, ack, it: Interaction) -> None:
         await ack()
-        user_id, channel_id = who_and_where(body)
-        done = await self.service.end_now(int(payload.action_value(body)), user_id=user_id, channel_id=channel_id)
-        await self._tell_done(user_id, channel_id, done)
+        outcome = await self.service.end_now(int(it.action_value), user_id=it.user_id, channel_id=it.channel_id)
+        await self._tell(it, views.done_answer(outcome))
 
-    async def button_follow_on(self, ack, body: dict) -> None:
+    async def button_follow_on(self, ack, it: Interaction) -> None:
         """The schedule modal for a window that starts when this one ends."""
-        window = await self.service.find(f"#{payload.action_value(body)}")
+        window = await self.service.find(f"#{it.action_value}")
         start = max(window.end or self.ctx.clock(), self.ctx.clock())
-        form = replace(
-            self.service.form_of(window, start=start, end=start + timedelta(minutes=30)), window_id=None
-        )
-        await self.open_schedule(ack, body, form)
+        form = replace(self.service.form_of(window, start=start, end=start + timedelta(minutes=30)), window_id=None)
+        await self.open_schedule(ack, it, form)
 
 
 def register(app: AsyncApp, ctx: AppContext) -> MaintenanceHandlers:
     """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
     handlers = MaintenanceHandlers(ctx, MaintenanceService(ctx))
-    app.command("/maintenance")(renders_errors(ctx, handlers.command))
-    app.view(Callback.SCHEDULE)(renders_errors(ctx, handlers.submit_schedule))
-    app.view(Callback.EDIT)(renders_errors(ctx, handlers.submit_edit))
-    app.view(Callback.CANCEL)(renders_errors(ctx, handlers.submit_cancel))
-    app.action(Action.CANCEL)(renders_errors(ctx, handlers.button_cancel))
-    app.action(OverrunId.EXTEND_30)(renders_errors(ctx, handlers.button_extend))
-    app.action(OverrunId.EXTEND_60)(renders_errors(ctx, handlers.button_extend))
-    app.action(OverrunId.END_NOW)(renders_errors(ctx, handlers.button_end_now))
-    app.action(OverrunId.FOLLOW_ON)(renders_errors(ctx, handlers.button_follow_on))
+    listeners = [
+        (app.command, "/maintenance", handlers.command),
+        (app.view, Callback.SCHEDULE, handlers.submit_schedule),
+        (app.view, Callback.EDIT, handlers.submit_edit),
+        (app.view, Callback.CANCEL, handlers.submit_cancel),
+        (app.action, Action.CANCEL, handlers.button_cancel),
+        (app.action, OverrunId.EXTEND_30, handlers.button_extend),
+        (app.action, OverrunId.EXTEND_60, handlers.button_extend),
+        (app.action, OverrunId.END_NOW, handlers.button_end_now),
+        (app.action, OverrunId.FOLLOW_ON, handlers.button_follow_on),
+    ]
+    for kind, key, listener in listeners:
+        kind(key)(renders_errors(ctx, listener))
     return handlers

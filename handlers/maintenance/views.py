@@ -19,21 +19,16 @@ from bot.messages.format import (
     slack_date,
 )
 from bot.messages.maintenance import OverrunId, state_label, title_of, when
-from bot.services.maintenance_forms import (
-    DRAFT_CANCEL,
-    DRAFT_EDIT,
-    SERVERS_MAX,
-    TEXT_MAX,
-    TITLE_MAX,
-    ScheduleForm,
-)
+from bot.services.maintenance_forms import SERVERS_MAX, TEXT_MAX, TITLE_MAX, ScheduleForm
+from bot.services.outcomes import Outcome
 from bot.settings import Component
 from handlers.maintenance.ids import Action, Block, Callback
 from store.models import MaintenanceWindow
+from store.states import DraftKind
 
 if TYPE_CHECKING:
     from bot.backends.base import BackendWindow, MaintenanceBackend
-    from bot.services.maintenance import Done, ListedWindow, Listing
+    from bot.services.maintenance import ListedWindow, Listing
 
 MAX_MESSAGE_BLOCKS = 50
 FIELD_MAX = 1900  # a section field may hold 2000 characters
@@ -183,12 +178,13 @@ def shifted_note(window: MaintenanceWindow, entered: tuple[datetime, datetime]) 
     )
 
 
-def done_answer(done: Done) -> tuple[str, list[dict]]:
-    window = done.window
+def done_answer(done: Outcome) -> tuple[str, list[dict]]:
+    """What the person is told after a schedule, an edit or a cancel went through."""
+    window = done.record
     where = f" <{done.permalink}|Open the announcement>." if done.permalink else ""
-    if done.kind == DRAFT_CANCEL:
+    if done.kind == DraftKind.CANCEL:
         text = f":white_check_mark: Cancelled maintenance #{window.id} *{title_of(window)}*.{where}"
-    elif done.kind == DRAFT_EDIT:
+    elif done.kind == DraftKind.EDIT:
         n = len(done.changes)
         changed = f"{n} change{'s' if n != 1 else ''}" if n else "no changes"
         text = f":white_check_mark: Saved maintenance #{window.id} *{title_of(window)}* ({changed}): {when(window.start, window.end)}.{where}"
@@ -197,6 +193,8 @@ def done_answer(done: Done) -> tuple[str, list[dict]]:
     blocks = [section(text)]
     if done.entered is not None:
         blocks.append(section(shifted_note(window, done.entered)))
+    if done.warning:
+        blocks.append(section(f":warning: {done.warning}"))
     return text, blocks
 
 

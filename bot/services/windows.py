@@ -1,0 +1,140 @@
+"""A maintenance window's life after it is recorded, shared by the person-facing service,
+the reminders and the sync: adopting one made outside Slack, announcing it, replying in its
+thread, refreshing its announcement, and when the API last answered a list."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+
+from bot.backends import backend_named
+from bot.backends.base import BackendWindow
+from bot.channel import Message, Posted
+from bot.context import AppContext
+from bot.errors import NotFound
+from bot.messages import maintenance as messages
+from bot.services import reminders
+from store import facts
+from store import maintenance as window_store
+from store.models import MaintenanceWindow
+from store.states import WindowState
+
+
+def posted_at(window: MaintenanceWindow) -> Posted | None:
+    """Where the window's announcement is; None when it was never posted."""
+    return Posted(window.channel_id, window.message_ts) if window.message_ts else None
+
+
+def announcement(window: MaintenanceWindow) -> Message:
+    return messages.announcement(window, backend_named(window.backend))
+
+
+class Windows:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    async def get(self, window_id: int) -> MaintenanceWindow | None:
+        async with self.ctx.db.session() as session:
+            return await window_store.get_window(session, window_id)
+
+    # --- when the API last answered a list --------------------------------------------
+    def _listed_key(self) -> str:
+        return f"{self.ctx.maintenance.name}.listed"
+
+    async def note_listed(self) -> None:
+        """Remember that the API just answered a list (shown when it later does not)."""
+        async with self.ctx.db.session() as session, session.begin():
+            await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
+
+    async def last_listed(self) -> datetime | None:
+        """When the API last answered a list (the sync's or a person's); None: never."""
+        async with self.ctx.db.session() as session:
+            fact = await facts.get_fact(session, self._listed_key())
+        return fact.updated_at if fact is not None else None
+
+    # --- windows made outside Slack ----------------------------------------------------
+    async def adopt_external(self, bw: BackendWindow) -> MaintenanceWindow:
+        """Record a window made outside Slack, announce it and schedule its reminders.
+
+        Idempotent on (backend, upstream_id): a window already known is returned as is.
+        A window that has already ended is recorded as `completed`, without announcement
+        or reminders, so a first sync over years of history posts nothing.
+        """
+        backend = self.ctx.maintenance
+        async with self.ctx.db.session() as session:
+            known = await window_store.by_upstream(session, backend.name, bw.upstream_id)
+        if known is not None:
+            return known
+        now = self.ctx.clock()
+        start = bw.start or now
+        state = WindowState.at(start, bw.end, now, bw.in_progress)
+        try:
+            async with self.ctx.db.session() as session, session.begin():
+                window = await window_store.add_window(
+                    session,
+                    MaintenanceWindow(
+                        backend=backend.name,
+                        upstream_id=bw.upstream_id,
+                        title=bw.title,
+                        start=start,
+                        end=bw.end,
+                        components=list(bw.components),
+                        servers=list(bw.servers),
+                        state=state,
+                        channel_id=self.ctx.settings.sitrep_channel,
+                        created_by=None,
+                        created_at=now,
+                        updated_at=now,
+                    ),
+                )
+        except IntegrityError:
+            # Another instance adopted it first.
+            async with self.ctx.db.session() as session:
+                return await window_store.by_upstream(session, backend.name, bw.upstream_id)
+        if state == WindowState.COMPLETED:
+            return window
+        window = await self.announce(window.id)
+        await reminders.schedule_window_reminders(self.ctx, window.id)
+        return window
+
+    # --- the channel ------------------------------------------------------------------
+    async def announce(self, window_id: int) -> MaintenanceWindow:
+        """Post the window's one parent message and store where it is."""
+        window = await self.get(window_id)
+        posted = await self.ctx.channel.announce(announcement(window))
+        return await self._remember(window_id, posted)
+
+    async def _remember(self, window_id: int, posted: Posted) -> MaintenanceWindow:
+        async with self.ctx.db.session() as session, session.begin():
+            stored = await window_store.get_window(session, window_id)
+            stored.channel_id = posted.channel
+            stored.message_ts = posted.ts
+        return stored
+
+    async def refresh_announcement(self, window_id: int) -> None:
+        """Make the parent message show the stored window (after a state or time change)."""
+        window = await self.get(window_id)
+        if window is None or not window.message_ts:
+            return
+        await self.ctx.channel.refresh(posted_at(window), announcement(window))
+
+    async def post_in_thread(
+        self,
+        window_id: int,
+        message: Message,
+        *,
+        broadcast: bool = False,
+        metadata: dict | None = None,
+    ) -> str:
+        """Reply in the window's thread (announcing it first if it never was); returns the reply's ts.
+
+        Does not refresh the parent: call `refresh_announcement` after changing the window.
+        """
+        window = await self.get(window_id)
+        if window is None:
+            raise NotFound(f"Maintenance #{window_id} is not in the store.")
+        at = await self.ctx.channel.announced(
+            posted_at(window), lambda: announcement(window), lambda posted: self._remember(window_id, posted)
+        )
+        return await self.ctx.channel.reply(at, message, broadcast=broadcast, metadata=metadata)
