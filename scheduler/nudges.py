@@ -13,7 +13,7 @@ from bot.outbox import Priority
 from bot.services.nudges import next_nudge_at
 from store import incidents as incident_store
 from store import reminders as reminder_store
-from store.models import Incident, Reminder
+from store.models import Reminder
 from store.states import ClaimResult, ReminderState
 
 log = logging.getLogger(__name__)
@@ -26,17 +26,13 @@ def _tag(reminder: Reminder) -> dict:
     return {"incident_id": reminder.incident_id, "due": reminder.due_at.isoformat()}
 
 
-def _who(incident: Incident) -> str:
-    """The last person who updated it, else the declarer."""
-    updaters = [e.user_id for e in incident.events if e.kind == "update"]
-    return updaters[-1] if updaters else incident.declared_by
-
-
 async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: ClaimResult) -> int:
     """Post this interval's nudge (unless a stale claim already did), then re-arm."""
     now = ctx.clock()
     async with ctx.db.session() as session:
         incident = await incident_store.get_incident(session, reminder.incident_id)
+        # The last person who updated it, else the declarer.
+        who = await incident_store.last_updater(session, reminder.incident_id) if incident is not None else None
     minutes = ctx.settings.sitrep_update_nudge
     next_at = next_nudge_at(incident, minutes=minutes, now=now) if incident is not None else None
     if next_at is None or incident.message_ts is None:
@@ -53,7 +49,7 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: ClaimResult)
         ts = await ctx.channel.find_reply(at, METADATA_EVENT, _tag(reminder))
     posted = 0
     if ts is None:
-        message = messages.nudge(incident, _who(incident), now - incident.updated_at)
+        message = messages.nudge(incident, who or incident.declared_by, now - incident.updated_at)
         try:
             ts = await ctx.channel.reply(
                 at,

@@ -44,3 +44,14 @@ async def add_event(
     session.add(event)
     await session.flush()
     return event
+
+
+async def last_updater(session: AsyncSession, incident_id: int) -> str | None:
+    """Who posted the incident's latest update, if anyone did."""
+    query = (
+        select(IncidentEvent.user_id)
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "update")
+        .order_by(IncidentEvent.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar()

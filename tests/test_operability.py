@@ -45,7 +45,8 @@ def value(samples, metric: str, **labels: str) -> float:
 
 def test_metrics_move_after_a_declare_and_a_reminder(settings, slack, statuspage):
     clock = FakeClock(T0)
-    with BotUnderTest(settings, clock=clock) as bot:
+    # Without update nudges: the incident declared here would be nudged in the same run.
+    with BotUnderTest(settings.model_copy(update={"sitrep_update_nudge": 0}), clock=clock) as bot:
         before = scrape(bot)
         assert value(before, "sitrep_build_info") == 1
         assert value(before, "sitrep_upstream_request_seconds_count") == 0
