@@ -5,12 +5,12 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 import handlers.payload as payload
-from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import InputInvalid, NotFound
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.incidents import IncidentService
 from handlers.errors import renders_errors
+from handlers.feature import FeatureHandlers, modal_errors
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from handlers.payload import Interaction
@@ -27,9 +27,6 @@ FIELD_BLOCKS = {
 }
 
 
-def _check(problems: dict[str, str]) -> None:
-    if problems:
-        raise InputInvalid({FIELD_BLOCKS[field]: message for field, message in problems.items()})
 
 
 def parse_declare(values: dict) -> DeclareForm:
@@ -50,10 +47,11 @@ def _incident_choice(values: dict) -> int:
     return int(chosen)
 
 
-class IncidentHandlers:
+class IncidentHandlers(FeatureHandlers):
+    service: IncidentService
+
     def __init__(self, ctx: AppContext, service: IncidentService):
-        self.ctx = ctx
-        self.service = service
+        super().__init__(ctx, service, views.done_answer)
 
     # --- /incident ---------------------------------------------------------------------
     async def command(self, ack, it: Interaction) -> None:
@@ -134,7 +132,7 @@ class IncidentHandlers:
     async def submit_declare(self, ack, it: Interaction) -> None:
         form = parse_declare(it.values)
         settings = self.ctx.settings
-        _check(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts))
+        modal_errors(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts), FIELD_BLOCKS)
         await ack()
         await self._submit(it, DraftKind.DECLARE, form)
 
@@ -144,7 +142,7 @@ class IncidentHandlers:
             status=payload.selected(it.values, Block.STATUS, Action.STATUS) or "",
             text=payload.text(it.values, Block.UPDATE_TEXT, Action.UPDATE_TEXT),
         )
-        _check(form.problems(statuses=self.ctx.settings.sitrep_incident_statuses))
+        modal_errors(form.problems(statuses=self.ctx.settings.sitrep_incident_statuses), FIELD_BLOCKS)
         await ack()
         await self._submit(it, DraftKind.UPDATE, form)
 
@@ -153,18 +151,7 @@ class IncidentHandlers:
         await ack()
         await self._submit(it, DraftKind.RESOLVE, form)
 
-    async def _submit(self, it: Interaction, kind: DraftKind, form) -> None:
-        outcome = await self.service.submit(kind, form, user_id=it.user_id, channel_id=it.channel_id)
-        await self._tell(it, views.done_answer(outcome))
-
-    async def _tell(self, it: Interaction, answer: tuple[str, list[dict]]) -> None:
-        text, blocks = answer
-        await tell_user(self.ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
-
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
-    async def retry_draft(self, draft_id: int, it: Interaction) -> None:
-        await self._tell(it, views.done_answer(await self.service.retry(draft_id, user_id=it.user_id)))
-
     async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
         kind, form = await self.service.reopen(draft_id)
         if kind == DraftKind.DECLARE:

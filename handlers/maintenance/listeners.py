@@ -8,13 +8,13 @@ from datetime import timedelta
 from slack_bolt.async_app import AsyncApp
 
 import handlers.payload as payload
-from bot.clients.slack import tell_user
 from bot.context import AppContext
-from bot.errors import InputInvalid, NotFound, NotSupported
+from bot.errors import NotFound, NotSupported
 from bot.messages.maintenance import EXTEND_MINUTES, OverrunId
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import CancelForm, ScheduleForm, format_servers
 from handlers.errors import renders_errors
+from handlers.feature import FeatureHandlers, modal_errors
 from handlers.maintenance import views
 from handlers.maintenance.ids import Action, Block, Callback
 from handlers.payload import Interaction
@@ -30,9 +30,6 @@ FIELD_BLOCKS = {
 }
 
 
-def _check(problems: dict[str, str]) -> None:
-    if problems:
-        raise InputInvalid({FIELD_BLOCKS[field]: message for field, message in problems.items()})
 
 
 def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
@@ -69,10 +66,11 @@ def _window_of(it: Interaction) -> int:
     return window_id
 
 
-class MaintenanceHandlers:
+class MaintenanceHandlers(FeatureHandlers):
+    service: MaintenanceService
+
     def __init__(self, ctx: AppContext, service: MaintenanceService):
-        self.ctx = ctx
-        self.service = service
+        super().__init__(ctx, service, views.done_answer)
 
     # --- /maintenance ------------------------------------------------------------------
     async def command(self, ack, it: Interaction) -> None:
@@ -141,7 +139,7 @@ class MaintenanceHandlers:
     # --- modal submissions -------------------------------------------------------------
     async def submit_schedule(self, ack, it: Interaction) -> None:
         form = parse_schedule(it.values)
-        _check(self.service.problems(form))
+        modal_errors(self.service.problems(form), FIELD_BLOCKS)
         await ack()
         await self._submit(it, DraftKind.SCHEDULE, form)
 
@@ -149,7 +147,7 @@ class MaintenanceHandlers:
         window_id = _window_of(it)
         original = await self.service.get(window_id)
         form = keep_unshown(parse_schedule(it.values, window_id=window_id), it.metadata, original)
-        _check(self.service.problems(form, original=original))
+        modal_errors(self.service.problems(form, original=original), FIELD_BLOCKS)
         await ack()
         await self._submit(it, DraftKind.EDIT, form)
 
@@ -158,18 +156,7 @@ class MaintenanceHandlers:
         await ack()
         await self._submit(it, DraftKind.CANCEL, form)
 
-    async def _submit(self, it: Interaction, kind: DraftKind, form) -> None:
-        outcome = await self.service.submit(kind, form, user_id=it.user_id, channel_id=it.channel_id)
-        await self._tell(it, views.done_answer(outcome))
-
-    async def _tell(self, it: Interaction, answer: tuple[str, list[dict]]) -> None:
-        text, blocks = answer
-        await tell_user(self.ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
-
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
-    async def retry_draft(self, draft_id: int, it: Interaction) -> None:
-        await self._tell(it, views.done_answer(await self.service.retry(draft_id, user_id=it.user_id)))
-
     async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
         kind, form = await self.service.reopen(draft_id)
         if kind == DraftKind.EDIT:

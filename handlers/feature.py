@@ -1,0 +1,45 @@
+"""What every feature's listeners share: send a form through the feature's service, answer
+the person who sent it, Retry a kept draft, and turn a form's problems into modal errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from bot.clients.slack import tell_user
+from bot.context import AppContext
+from bot.errors import InputInvalid
+from bot.services.base import FeatureService
+from bot.services.outcomes import Outcome
+from handlers.payload import Interaction
+from store.states import DraftKind
+
+Answer = tuple[str, list[dict]]
+
+
+def modal_errors(problems: Mapping[str, str], field_blocks: Mapping[str, str]) -> None:
+    """A form's problems, keyed by field, shown inside the modal next to their blocks."""
+    if problems:
+        raise InputInvalid({field_blocks[field]: message for field, message in problems.items()})
+
+
+class FeatureHandlers:
+    """Base of `IncidentHandlers` and `MaintenanceHandlers`; `done_answer` renders an outcome."""
+
+    done_answer: Callable[[Outcome], Answer]
+
+    def __init__(self, ctx: AppContext, service: FeatureService, done_answer: Callable[[Outcome], Answer]):
+        self.ctx = ctx
+        self.service = service
+        self.done_answer = done_answer
+
+    async def _submit(self, it: Interaction, kind: DraftKind, form: Any) -> None:
+        outcome = await self.service.submit(kind, form, user_id=it.user_id, channel_id=it.channel_id)
+        await self._tell(it, self.done_answer(outcome))
+
+    async def _tell(self, it: Interaction, answer: Answer) -> None:
+        text, blocks = answer
+        await tell_user(self.ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
+
+    async def retry_draft(self, draft_id: int, it: Interaction) -> None:
+        await self._tell(it, self.done_answer(await self.service.retry(draft_id, user_id=it.user_id)))
