@@ -179,10 +179,11 @@ AF_KEY = "AFk7Q2mZ9xLw4RtB8nVcJ5pD"
 
 
 @pytest.fixture
-def af_bot(appfirst_settings, appfirst):
+def af_bot(appfirst_settings, appfirst, upstream_clock):
     appfirst.api_key = AF_KEY  # a switch: reset() restores the default
     settings = appfirst_settings.model_copy(update={"appfirst_api_key": SecretStr(AF_KEY)})
-    with BotUnderTest(settings) as bot:
+    # The injected clock: the form's times (December 2026) stay in the future on any date.
+    with BotUnderTest(settings, clock=upstream_clock) as bot:
         yield bot
 
 
