@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Incident, IncidentEvent
@@ -55,3 +55,14 @@ async def last_updater(session: AsyncSession, incident_id: int) -> str | None:
         .limit(1)
     )
     return (await session.execute(query)).scalar()
+
+
+async def resolve_if_open(session: AsyncSession, incident_id: int, *, by: str, now: datetime) -> bool:
+    """Compare-and-set: True for the one caller that recorded the resolution, so two people
+    resolving at once (or a refused resolve after someone else's) never overwrite who did it."""
+    done = await session.execute(
+        update(Incident)
+        .where(Incident.id == incident_id, Incident.resolved_at.is_(None))
+        .values(resolved_at=now, resolved_by=by, updated_at=now)
+    )
+    return done.rowcount == 1

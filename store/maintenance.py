@@ -80,12 +80,12 @@ async def active_windows(session: AsyncSession, backend: str) -> list[Maintenanc
     return list((await session.execute(query)).scalars())
 
 
-async def cancel_if_active(session: AsyncSession, window_id: int, *, now: datetime) -> bool:
+async def cancel_if_active(session: AsyncSession, window_id: int, *, now: datetime, by: str | None = None) -> bool:
     """Compare-and-set: True for the one caller that moved the window to cancelled."""
     done = await session.execute(
         update(MaintenanceWindow)
         .where(MaintenanceWindow.id == window_id, MaintenanceWindow.state.in_(ACTIVE_STATES))
-        .values(state=WindowState.CANCELLED, updated_at=now)
+        .values(state=WindowState.CANCELLED, updated_at=now, cancelled_by=by, cancelled_at=now)
     )
     return done.rowcount == 1
 

@@ -124,6 +124,8 @@ class MaintenanceWindow(Base):
     created_by: Mapped[str | None] = mapped_column(String(32), default=None)  # None: made outside Slack
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    cancelled_by: Mapped[str | None] = mapped_column(String(32), default=None)  # None: not by someone in Slack
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Reminder(Base):

@@ -132,3 +132,10 @@ def nudge(incident: Incident, who: str, quiet: timedelta) -> tuple[str, list[dic
     ]
     return f"Incident #{incident.id} has had no update for {duration(quiet)}", blocks
 
+
+
+def already_resolved(incident: Incident) -> str:
+    """The answer to whoever lost a race to resolve (or came late): who won, and when."""
+    who = f" by {user(incident.resolved_by)}" if incident.resolved_by else ""
+    when = f" at {slack_date(incident.resolved_at)}" if incident.resolved_at else ""
+    return f"Incident #{incident.id} is already resolved{who}{when}."

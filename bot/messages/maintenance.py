@@ -230,3 +230,10 @@ def overrun_prompt(window: MaintenanceWindow) -> tuple[str, list[dict]]:
 def ended_early_reply(window: MaintenanceWindow, user_id: str | None, at: datetime) -> tuple[str, list[dict]]:
     head = f":checkered_flag: {window_name(window)} ended now by {user(user_id)} · {slack_date(at)}"
     return f"Maintenance #{window.id} ended early", [section(head)]
+
+
+def already_cancelled(window: MaintenanceWindow) -> str:
+    """The answer to whoever lost a race to cancel (or came late): who won, and when."""
+    who = f" by {user(window.cancelled_by)}" if window.cancelled_by else ""
+    when = f" at {slack_date(window.cancelled_at)}" if window.cancelled_at else ""
+    return f"Maintenance #{window.id} is already cancelled{who}{when}."

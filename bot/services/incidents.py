@@ -52,7 +52,7 @@ class IncidentService(FeatureService):
         if incident is None:
             raise NotFound(f"I don't know an incident `{ref.strip()}`. Try `/incident list`.")
         if not incident.is_open:
-            raise NotFound(f"Incident #{incident.id} is already resolved.")
+            raise NotFound(messages.already_resolved(incident))
         return incident
 
     # --- writes ----------------------------------------------------------------------
@@ -131,15 +131,19 @@ class IncidentService(FeatureService):
         return Outcome(DraftKind.RESOLVE, incident, permalink=incident.permalink, warning=warning)
 
     async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> tuple[Incident, str | None]:
+        """Record the resolution if nobody did meanwhile (compare-and-set on `resolved_at`):
+        the one winner posts; whoever lost, or was refused upstream after someone else
+        resolved it, hears who did and when, and the stored resolver stays."""
         now = self.ctx.clock()
         async with self.ctx.db.session() as session, session.begin():
-            incident = await incident_store.get_incident(session, incident.id)
-            incident.resolved_at = now
-            incident.resolved_by = user_id
-            incident.updated_at = now
-            event = await incident_store.add_event(
-                session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
-            )
+            won = await incident_store.resolve_if_open(session, incident.id, by=user_id, now=now)
+            if won:
+                incident = await incident_store.get_incident(session, incident.id)
+                event = await incident_store.add_event(
+                    session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
+                )
+        if not won:
+            raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
         warning = await self._publish(incident, event.id, reply, broadcast=True)
         return await self._reload(incident.id), warning

@@ -225,7 +225,7 @@ class MaintenanceService(FeatureService):
     async def _find_active(self, ref: str) -> MaintenanceWindow:
         window = await self.find(ref)
         if window.state == WindowState.CANCELLED:
-            raise NotFound(f"Maintenance #{window.id} is already cancelled.")
+            raise NotFound(messages.already_cancelled(window))
         if window.state == WindowState.COMPLETED or (window.end is not None and window.end <= self.ctx.clock()):
             raise NotFound(f"Maintenance #{window.id} has already ended.")
         return window
@@ -521,7 +521,7 @@ class MaintenanceService(FeatureService):
             await self.backend.cancel(window.upstream_id)
         except AlreadyResolved:
             # The status page has closed it already: the store follows, and the person still
-            # sees the upstream Message verbatim.
+            # sees the upstream Message verbatim (unless someone here cancelled it first).
             await self._close(window.id, user_id=user_id, note=form.note)
             raise
         window, warning = await self._close(window.id, user_id=user_id, note=form.note)
@@ -529,11 +529,14 @@ class MaintenanceService(FeatureService):
         return Outcome(DraftKind.CANCEL, window, permalink=permalink, warning=warning)
 
     async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
+        """Cancel in the store if nobody did meanwhile (compare-and-set): only the winner
+        tells the channel; the other person hears who cancelled it and when."""
         now = self.ctx.clock()
         async with self.ctx.db.session() as session, session.begin():
-            window = await window_store.get_window(session, window_id)
-            window.state = WindowState.CANCELLED
-            window.updated_at = now
+            won = await window_store.cancel_if_active(session, window_id, now=now, by=user_id)
+        window = await self.get(window_id)
+        if not won:
+            raise NotFound(messages.already_cancelled(window))
         await reminders.cancel_window_reminders(self.ctx, window.id)
         reply = messages.cancelled_reply(window, user_id, now, note)
 
