@@ -1,0 +1,101 @@
+"""Two people changing the same thing at once (issue #10): one winner posts in the thread,
+the other is told who did it and when; a resolve the status page refused never overwrites
+who resolved it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from bot.errors import NotFound
+from bot.services.incidents import IncidentService
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import ScheduleForm
+from store.states import DraftKind
+from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.incidents import declare, incidents_in_store, resolve_values, thread_replies
+from tests.support.incidents import open_modal as open_incident_modal
+from tests.support.maintenance import T0, open_modal, wait_announcement, windows
+
+
+@pytest.fixture
+def clock(upstream_clock):
+    upstream_clock.set(T0)
+    return upstream_clock
+
+
+@pytest.fixture
+def sp_bot(settings, clock):
+    with BotUnderTest(settings, clock=clock) as bot:
+        yield bot
+
+
+def at_once(*sends) -> None:
+    """Run the sends in threads released together by a barrier."""
+    barrier = threading.Barrier(len(sends))
+
+    def go(send) -> None:
+        barrier.wait()
+        send()
+
+    threads = [threading.Thread(target=go, args=(send,)) for send in sends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def test_two_cancels_at_once_post_one_cancelled_and_tell_the_other_who(sp_bot, slack):
+    form = ScheduleForm(title="Race", start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=1))
+    window = sp_bot.run(MaintenanceService(sp_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U1", channel_id="C1")).record
+    parent = wait_announcement(slack)
+    first = open_modal(sp_bot, slack, text=f"cancel {window.id}")
+    second = {**open_modal(sp_bot, slack, text=f"cancel {window.id}"), "id": "V2"}  # two people, two modals
+    at_once(lambda: sp_bot.submit(first, {}, user="UA"), lambda: sp_bot.submit(second, {}, user="UB"))
+
+    answers = slack.wait_for(lambda: len(slack.ephemerals()) >= 2 and slack.ephemerals(), timeout=15)
+    stored = windows(sp_bot)[0]
+    assert stored.state == "cancelled" and stored.cancelled_by in ("UA", "UB")
+    loser = "UB" if stored.cancelled_by == "UA" else "UA"
+    told = " ".join(str(e) for e in answers if e.get("user") == loser)
+    assert f"already cancelled by <@{stored.cancelled_by}> at <!date^" in told
+    replies = [r for r in slack.thread(CHANNEL, parent["ts"]) if "Cancelled" in str(r.get("blocks"))]
+    assert len(replies) == 1
+
+
+def test_two_resolves_at_once_post_one_resolved(bot, slack, statuspage):
+    incident = declare(bot, slack)
+    first = open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
+    second = {**open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}")), "id": "V2"}
+    at_once(
+        lambda: bot.submit(first, resolve_values(incident.id), user="UA"),
+        lambda: bot.submit(second, resolve_values(incident.id), user="UB"),
+    )
+
+    answers = slack.wait_for(lambda: len(slack.ephemerals()) >= 2 and slack.ephemerals(), timeout=15)
+    stored = incidents_in_store(bot)[0]
+    assert not stored.is_open and stored.resolved_by in ("UA", "UB")
+    loser = "UB" if stored.resolved_by == "UA" else "UA"
+    told = " ".join(str(e) for e in answers if e.get("user") == loser)
+    assert f"already resolved by <@{stored.resolved_by}> at <!date^" in told
+    resolved = [r for r in thread_replies(slack, incident) if "Resolved" in str(r.get("blocks"))]
+    assert len(resolved) == 1
+
+
+def test_a_resolve_refused_upstream_after_another_keeps_the_stored_resolver(bot, slack, statuspage):
+    incident = declare(bot, slack)
+    view = open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
+    bot.submit(view, resolve_values(incident.id), user="UA")
+    slack.wait_for(lambda: slack.ephemerals())  # UA's resolve is done, Slack side too
+    before = incidents_in_store(bot)[0]
+    slack.forget_calls()
+
+    # UB read it open just before UA's resolve landed; the status page now refuses UB's.
+    service = IncidentService(bot.ctx)
+    with pytest.raises(NotFound, match="already resolved by <@UA>"):
+        bot.run(service._close(incident, user_id="UB", note="", announce=False))
+    after = incidents_in_store(bot)[0]
+    assert (after.resolved_by, after.resolved_at) == ("UA", before.resolved_at)
+    assert slack.calls_to("chat.postMessage") == []
