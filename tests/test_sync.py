@@ -372,3 +372,47 @@ def test_a_window_scheduled_from_slack_during_a_sync_is_not_cancelled(appfirst_b
     report = sync(appfirst_bot)
     assert report.vanished == 0
     assert [w.state for w in windows(appfirst_bot)] == ["scheduled"]
+
+
+# --- the announcement horizon: a year of planned windows must not flood the channel --------------
+
+
+def test_a_first_sync_announces_only_the_windows_inside_the_horizon_and_later_ones_once_they_enter(
+    appfirst_settings, appfirst, slack, clock
+):
+    from tests.support.maintenance import announcements, list_answer
+
+    spacing = timedelta(hours=8, minutes=45)  # 1,000 windows over about a year
+    for i in range(1, 1001):
+        appfirst.add_window(T0 + i * spacing, T0 + i * spacing + timedelta(hours=1), reason=f"Planned {i}")
+    horizon = timedelta(days=appfirst_settings.sitrep_announce_horizon)
+    assert horizon == timedelta(days=7)  # the default
+    with BotUnderTest(appfirst_settings, clock=clock) as bot:
+        bot.run(bot.bot.scheduler.stop())  # the test drives the sync on the fake clock itself
+
+        report = sync(bot)
+        assert report.adopted == 1000 and report.announced == 0
+        inside = [i for i in range(1, 1001) if i * spacing <= horizon]
+        assert len(inside) == 19
+        assert len(announcements(slack)) == 19
+        stored = windows(bot)
+        assert len(stored) == 1000 and all(w.state == "scheduled" for w in stored)
+        assert {w.title for w in stored if w.message_ts} == {f"Planned {i}" for i in inside}
+
+        later = next(w for w in stored if w.title == "Planned 500")
+        assert later.message_ts is None
+        text = list_answer(bot, slack)
+        assert "1000 upcoming or ongoing maintenance windows" in text
+        assert f"*#{stored[19].id}* Planned 20" in text and "not announced yet" not in text
+
+        clock.advance(days=3)
+        report = sync(bot)
+        assert report.adopted == 0
+        entered = [i for i in range(1, 1001) if horizon < i * spacing <= horizon + timedelta(days=3)]
+        assert report.announced == len(entered) == 8
+        assert len(announcements(slack)) == 27
+        announced = {w.title: w.message_ts for w in windows(bot) if w.message_ts}
+        assert set(announced) == {f"Planned {i}" for i in inside + entered}
+        assert len(set(announced.values())) == 27  # one announcement each
+        assert sync(bot).announced == 0  # once
+        assert len(announcements(slack)) == 27
