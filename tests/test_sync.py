@@ -15,6 +15,8 @@ from tests.support.harness import CHANNEL, BotUnderTest
 from tests.support.maintenance import (
     WINTER_END,
     WINTER_START,
+    announcements,
+    list_answer,
     open_modal,
     schedule_values,
     wait_announcement,
@@ -381,8 +383,6 @@ def test_a_window_scheduled_from_slack_during_a_sync_is_not_cancelled(appfirst_b
 def test_a_first_sync_announces_only_the_windows_inside_the_horizon_and_later_ones_once_they_enter(
     appfirst_settings, appfirst, slack, clock
 ):
-    from tests.support.maintenance import announcements, list_answer
-
     spacing = timedelta(hours=8, minutes=45)  # 1,000 windows over about a year
     for i in range(1, 1001):
         appfirst.add_window(T0 + i * spacing, T0 + i * spacing + timedelta(hours=1), reason=f"Planned {i}")
@@ -419,3 +419,21 @@ def test_a_first_sync_announces_only_the_windows_inside_the_horizon_and_later_on
         assert len(set(announced.values())) == 27  # one announcement each
         assert sync(bot).announced == 0  # once
         assert len(announcements(slack)) == 27
+
+
+def test_a_window_beyond_the_horizon_moved_upstream_is_followed_quietly(appfirst_bot, appfirst, slack, clock):
+    appfirst_bot.run(appfirst_bot.bot.scheduler.stop())
+    upstream = appfirst.add_window(T0 + timedelta(days=10), T0 + timedelta(days=10, hours=1), reason="Far off")
+    assert sync(appfirst_bot).adopted == 1
+    appfirst.windows[upstream]["start"] = T0 + timedelta(days=9)
+    appfirst.windows[upstream]["end"] = T0 + timedelta(days=9, hours=1)
+    assert sync(appfirst_bot).moved == 1
+    [window] = windows(appfirst_bot)
+    assert window.start == T0 + timedelta(days=9) and window.message_ts is None
+    assert announcements(slack) == [] and slack.calls_to("chat.postMessage") == []
+
+    clock.advance(days=2, hours=1)  # now 7 days before its start, less an hour
+    assert sync(appfirst_bot).announced == 1
+    [window] = windows(appfirst_bot)
+    assert "Far off" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])
+    assert sync(appfirst_bot).announced == 0 and len(announcements(slack)) == 1
