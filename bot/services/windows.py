@@ -117,8 +117,13 @@ class Windows:
             current = await self.get(window.id)
             if current is None or current.message_ts:
                 continue  # a reminder announced it meanwhile
-            await self.announce(window.id)
-            announced += 1
+            refused = await self.ctx.channel.after_upstream(
+                lambda window_id=window.id: self.announce(window_id),
+                what=f"announcing maintenance #{window.id}",
+                upstream=backend.service,
+                then="The next sync tries again.",
+            )
+            announced += refused is None  # Slack refusing one must not stop the sync
         return announced
 
     # --- the channel ------------------------------------------------------------------
