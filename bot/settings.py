@@ -40,6 +40,7 @@ EXPECTED: dict[str, str] = {
     "SITREP_SYNC_INTERVAL": "a whole number of seconds, 10 or more",
     "SITREP_UPDATE_NUDGE": "a whole number of minutes, 0 (off) or more",
     "SITREP_OVERRUN_WARNING": "a whole number of minutes, 0 (off) or more",
+    "SITREP_ANNOUNCE_HORIZON": "a whole number of days, 1 or more",
     "SITREP_ADMINS": "Slack user IDs separated by commas, such as U012,U034",
     "DATABASE_URL": "a SQLAlchemy URL such as sqlite:///sitrep.db",
     "PORT": "a port number between 1 and 65535",
@@ -133,6 +134,8 @@ class Settings(BaseSettings):
     sitrep_update_nudge: int = Field(default=30, ge=0, le=7 * 24 * 60)
     #: Minutes before a running window's end to ask "still working?"; 0 = off.
     sitrep_overrun_warning: int = Field(default=10, ge=0, le=7 * 24 * 60)
+    #: Days ahead a window made elsewhere is announced; later ones wait, stored, until they enter it.
+    sitrep_announce_horizon: int = Field(default=7, ge=1, le=10 * 366)
     sitrep_admins: Annotated[frozenset[str], NoDecode] = frozenset()
     database_url: str = "sqlite:///sitrep.db"
     port: int = Field(default=3000, ge=1, le=65535)

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SyncReport:
     adopted: int = 0
+    announced: int = 0  # stored earlier beyond the horizon, announced now it is within
     moved: int = 0
     vanished: int = 0
     ended: int = 0
@@ -61,7 +62,7 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
         if row is None:
             if upstream.end is not None and upstream.end <= now:
                 continue  # history, not news
-            await windows.adopt_external(upstream)
+            await windows.adopt_external(upstream, within_horizon=True)
             report.adopted += 1
             continue
         if not WindowState(row.state).active:
@@ -79,9 +80,13 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             await schedule_window_reminders(ctx, row.id)
             async with ctx.db.session() as session:
                 stored = await window_store.get_window(session, row.id)
+            report.moved += 1
+            if row.message_ts is None and stored.start > windows.horizon_end():
+                continue  # not announced yet, still beyond the horizon: its announcement will show the new times
             await windows.post_in_thread(row.id, messages.moved_outside(stored, before=(row.start, row.end), service=backend.service))
             await windows.refresh_announcement(row.id)
-            report.moved += 1
+
+    report.announced = await windows.announce_entered_horizon()
 
     listed_ids = {w.upstream_id for w in listed}
     for row in active:
@@ -117,7 +122,7 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
             if ended:
                 await schedule_window_reminders(ctx, row.id)
                 report.ended += 1
-    if report.adopted or report.moved or report.vanished or report.ended:
+    if report.adopted or report.announced or report.moved or report.vanished or report.ended:
         log.info("maintenance sync: %s", report)
     return report
 

@@ -72,6 +72,22 @@ async def upcoming_windows(session: AsyncSession, backend: str, now: datetime) -
     return list((await session.execute(query)).scalars())
 
 
+async def unannounced_external(session: AsyncSession, backend: str, until: datetime) -> list[MaintenanceWindow]:
+    """Active windows made outside Slack, never announced, starting by `until`, soonest first."""
+    query = (
+        select(MaintenanceWindow)
+        .where(
+            MaintenanceWindow.backend == backend,
+            MaintenanceWindow.state.in_(ACTIVE_STATES),
+            MaintenanceWindow.message_ts.is_(None),
+            MaintenanceWindow.created_by.is_(None),
+            MaintenanceWindow.start <= until,
+        )
+        .order_by(MaintenanceWindow.start, MaintenanceWindow.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def active_windows(session: AsyncSession, backend: str) -> list[MaintenanceWindow]:
     """Every window of one backend still scheduled or in progress (for the sync)."""
     query = select(MaintenanceWindow).where(

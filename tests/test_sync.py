@@ -15,6 +15,8 @@ from tests.support.harness import CHANNEL, BotUnderTest
 from tests.support.maintenance import (
     WINTER_END,
     WINTER_START,
+    announcements,
+    list_answer,
     open_modal,
     schedule_values,
     wait_announcement,
@@ -372,3 +374,66 @@ def test_a_window_scheduled_from_slack_during_a_sync_is_not_cancelled(appfirst_b
     report = sync(appfirst_bot)
     assert report.vanished == 0
     assert [w.state for w in windows(appfirst_bot)] == ["scheduled"]
+
+
+# --- the announcement horizon: a year of planned windows must not flood the channel --------------
+
+
+@pytest.mark.slow  # 1,000 windows adopted, about 40 s on each database
+def test_a_first_sync_announces_only_the_windows_inside_the_horizon_and_later_ones_once_they_enter(
+    appfirst_settings, appfirst, slack, clock
+):
+    spacing = timedelta(hours=8, minutes=45)  # 1,000 windows over about a year
+    for i in range(1, 1001):
+        appfirst.add_window(T0 + i * spacing, T0 + i * spacing + timedelta(hours=1), reason=f"Planned {i}")
+    horizon = timedelta(days=appfirst_settings.sitrep_announce_horizon)
+    assert horizon == timedelta(days=7)  # the default
+    with BotUnderTest(appfirst_settings, clock=clock) as bot:
+        bot.run(bot.bot.scheduler.stop())  # the test drives the sync on the fake clock itself
+
+        report = sync(bot)
+        assert report.adopted == 1000 and report.announced == 0
+        inside = [i for i in range(1, 1001) if i * spacing <= horizon]
+        assert len(inside) == 19
+        assert len(announcements(slack)) == 19
+        stored = windows(bot)
+        assert len(stored) == 1000 and all(w.state == "scheduled" for w in stored)
+        assert {w.title for w in stored if w.message_ts} == {f"Planned {i}" for i in inside}
+
+        later = next(w for w in stored if w.title == "Planned 500")
+        assert later.message_ts is None
+        text = list_answer(bot, slack)
+        assert "1000 upcoming or ongoing maintenance windows" in text
+        first_beyond = next(w for w in stored if w.title == "Planned 20")  # stored, not announced
+        assert first_beyond.message_ts is None
+        assert f"*#{first_beyond.id}* Planned 20 " in text and "not announced yet" not in text
+
+        clock.advance(days=3)
+        report = sync(bot)
+        assert report.adopted == 0
+        entered = [i for i in range(1, 1001) if horizon < i * spacing <= horizon + timedelta(days=3)]
+        assert report.announced == len(entered) == 8
+        assert len(announcements(slack)) == 27
+        announced = {w.title: w.message_ts for w in windows(bot) if w.message_ts}
+        assert set(announced) == {f"Planned {i}" for i in inside + entered}
+        assert len(set(announced.values())) == 27  # one announcement each
+        assert sync(bot).announced == 0  # once
+        assert len(announcements(slack)) == 27
+
+
+def test_a_window_beyond_the_horizon_moved_upstream_is_followed_quietly(appfirst_bot, appfirst, slack, clock):
+    appfirst_bot.run(appfirst_bot.bot.scheduler.stop())
+    upstream = appfirst.add_window(T0 + timedelta(days=10), T0 + timedelta(days=10, hours=1), reason="Far off")
+    assert sync(appfirst_bot).adopted == 1
+    appfirst.windows[upstream]["start"] = T0 + timedelta(days=9)
+    appfirst.windows[upstream]["end"] = T0 + timedelta(days=9, hours=1)
+    assert sync(appfirst_bot).moved == 1
+    [window] = windows(appfirst_bot)
+    assert window.start == T0 + timedelta(days=9) and window.message_ts is None
+    assert announcements(slack) == [] and slack.calls_to("chat.postMessage") == []
+
+    clock.advance(days=2, hours=1)  # now 7 days before its start, less an hour
+    assert sync(appfirst_bot).announced == 1
+    [window] = windows(appfirst_bot)
+    assert "Far off" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])
+    assert sync(appfirst_bot).announced == 0 and len(announcements(slack)) == 1

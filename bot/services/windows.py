@@ -4,7 +4,7 @@ thread, refreshing its announcement, and when the API last answered a list."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
@@ -54,12 +54,19 @@ class Windows:
         return fact.updated_at if fact is not None else None
 
     # --- windows made outside Slack ----------------------------------------------------
-    async def adopt_external(self, bw: BackendWindow) -> MaintenanceWindow:
+    def horizon_end(self) -> datetime:
+        """Windows made elsewhere that start after this wait, stored, to be announced later:
+        a first sync over a year of planned windows must not flood the channel."""
+        return self.ctx.clock() + timedelta(days=self.ctx.settings.sitrep_announce_horizon)
+
+    async def adopt_external(self, bw: BackendWindow, *, within_horizon: bool = False) -> MaintenanceWindow:
         """Record a window made outside Slack, announce it and schedule its reminders.
 
         Idempotent on (backend, upstream_id): a window already known is returned as is.
         A window that has already ended is recorded as `completed`, without announcement
-        or reminders, so a first sync over years of history posts nothing.
+        or reminders, so a first sync over years of history posts nothing. With
+        `within_horizon` (the sync), one starting beyond `horizon_end` is stored and its
+        reminders planned, but its announcement waits for `announce_entered_horizon`.
         """
         backend = self.ctx.maintenance
         async with self.ctx.db.session() as session:
@@ -94,9 +101,30 @@ class Windows:
                 return await window_store.by_upstream(session, backend.name, bw.upstream_id)
         if state == WindowState.COMPLETED:
             return window
-        window = await self.announce(window.id)
+        if not within_horizon or start <= self.horizon_end():
+            window = await self.announce(window.id)
         await reminders.schedule_window_reminders(self.ctx, window.id)
         return window
+
+    async def announce_entered_horizon(self) -> int:
+        """Announce the stored windows made elsewhere that have come within the horizon and
+        were never announced; returns how many. Reminders announce one first anyway."""
+        backend = self.ctx.maintenance
+        async with self.ctx.db.session() as session:
+            due = await window_store.unannounced_external(session, backend.name, self.horizon_end())
+        announced = 0
+        for window in due:
+            current = await self.get(window.id)
+            if current is None or current.message_ts:
+                continue  # a reminder announced it meanwhile
+            refused = await self.ctx.channel.after_upstream(
+                lambda window_id=window.id: self.announce(window_id),
+                what=f"announcing maintenance #{window.id}",
+                upstream=backend.service,
+                then="The next sync tries again.",
+            )
+            announced += refused is None  # Slack refusing one must not stop the sync
+        return announced
 
     # --- the channel ------------------------------------------------------------------
     async def announce(self, window_id: int) -> MaintenanceWindow:
