@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.fakes.signing import command_body, slack_signature_headers
 from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port
-from tests.support.process import SITREP, lines_starting, sitrep
+from tests.support.process import SITREP, lines_starting, sitrep, start_sitrep
 
 # --- sitrep check -------------------------------------------------------------------------------
 
@@ -205,15 +205,7 @@ def test_no_command_prints_usage(base_env, tmp_path):
 def test_run_serves_healthz_and_slack_then_stops_on_sigterm(full_env, tmp_path):
     port = free_port()
     env = full_env | {"PORT": str(port)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_sitrep(env, tmp_path)
     base = f"http://127.0.0.1:{port}"
     try:
         healthy = False

@@ -8,7 +8,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import httpx
@@ -27,6 +26,7 @@ from tests.support.harness import (
     submission_payload,
     typed,
 )
+from tests.support.process import start_sitrep
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 SPEC_PREFIXES = ("SLACK_", "SITREP_", "STATUSPAGE_", "APPFIRST_", "MAINTENANCE_", "DATABASE_URL", "PORT")
@@ -82,15 +82,7 @@ def declare_values() -> dict:
 
 def test_sigterm_mid_declare_finishes_it_and_refuses_new_requests(bot_env, tmp_path, slack, statuspage):
     base = f"http://127.0.0.1:{bot_env['PORT']}"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        env=bot_env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, process)
         assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from tests.support.fakes.signing import (
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, free_port
 from tests.support.incidents import declare_values, open_declare_modal
 from tests.support.maintenance import open_modal, schedule_values, wait_answer
-from tests.support.process import SPEC_VARIABLES
+from tests.support.process import SPEC_VARIABLES, start_sitrep
 
 MiB = 1024 * 1024
 FORM = "application/x-www-form-urlencoded"
@@ -469,15 +468,7 @@ def sitrep_process(tmp_path, slack, statuspage) -> Iterator[tuple[int, subproces
         "STATUSPAGE_API_KEY": statuspage.api_key,
         "PORT": str(port),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_sitrep(env, tmp_path)
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and process.poll() is None:

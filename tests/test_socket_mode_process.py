@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 
 import pytest
 
@@ -15,7 +14,7 @@ from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.support.harness import CHANNEL, free_port, last_view
 from tests.support.incidents import declare_values, resolve_values, update_values
-from tests.support.process import lines_starting, sitrep
+from tests.support.process import lines_starting, sitrep, start_sitrep
 from tests.support.socket_mode import SocketModeDriver
 
 
@@ -76,17 +75,6 @@ def test_run_with_a_refused_app_token_stops_with_one_line(socket_env, socket, tm
     assert token not in result.stderr + result.stdout
     assert socket.connection_count == 0
 
-
-def start_sitrep(env: dict[str, str], cwd) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def stop_sitrep(process: subprocess.Popen) -> str:

@@ -54,3 +54,17 @@ def sitrep(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> s
 
 def lines_starting(output: str, prefix: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith(prefix)]
+
+
+def start_sitrep(env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    """`sitrep run` as a real process (stdout and stderr together, as text), for tests that
+    signal it, scrape it or read what it logged."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
