@@ -4,7 +4,6 @@ person; what arrives after the signal is answered 503 so Slack tries elsewhere."
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -29,26 +28,9 @@ from tests.support.harness import (
 from tests.support.process import start_sitrep
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
-SPEC_PREFIXES = ("SLACK_", "SITREP_", "STATUSPAGE_", "APPFIRST_", "MAINTENANCE_", "DATABASE_URL", "PORT")
-
-
 @pytest.fixture
-def bot_env(tmp_path, slack, statuspage, appfirst) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SPEC_PREFIXES)}
-    return env | {
-        "PYTHONUNBUFFERED": "1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'sitrep.db'}",
-        "PORT": str(free_port()),
-        "SLACK_BOT_TOKEN": slack.token,
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.url,
-        "SITREP_CHANNEL": CHANNEL,
-        "STATUSPAGE_URL": statuspage.url,
-        "STATUSPAGE_API_KEY": statuspage.api_key,
-        "APPFIRST_URL": appfirst.url,
-        "APPFIRST_EMAIL": appfirst.email,
-        "APPFIRST_API_KEY": appfirst.api_key,
-    }
+def bot_env(full_env) -> dict[str, str]:
+    return full_env | {"PORT": str(free_port())}
 
 
 def signed_post(base: str, body: str) -> httpx.Response:
