@@ -28,6 +28,8 @@ from tests.support.harness import (
 from tests.support.process import start_sitrep
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
+
+
 @pytest.fixture
 def bot_env(full_env) -> dict[str, str]:
     return full_env | {"PORT": str(free_port())}
