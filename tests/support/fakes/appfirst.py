@@ -5,37 +5,27 @@ Same threading model as :class:`tests.support.fakes.statuspage.FakeStatusPage`::
     with FakeAppFirst() as fa:
         client = AppFirstClient(fa.url, fa.email, fa.api_key)
 
-Lists and single GETs carry epoch numbers; POST/PUT replies carry
-``yyyy-mm-dd HH:MM:SS`` strings, exactly the mix the seed shows.  Windows are
-kept in ``windows`` as ``{"id", "reason", "start", "end", "servers"}`` with
-aware UTC datetimes, so tests can read them without converting.
+Its rules are the sandbox's stand-in (``bot.sandbox.appfirst``, written from the seed):
+lists and single GETs carry epoch numbers; POST/PUT replies carry ``yyyy-mm-dd HH:MM:SS``
+strings, exactly the mix the seed shows. Windows are kept in ``windows`` as ``{"id",
+"reason", "start", "end", "servers"}`` with aware UTC datetimes, so tests can read them
+without converting.
 
 Like the seed's server, it keeps other times than it is sent: every POST and PUT
 stores ``sent + shift`` (``SEED_SHIFT``, +5 h: the seed sends ``14:00`` and gets
 ``19:00`` back) and says so in its reply. A test that needs no shift sets
-``shift = timedelta(0)`` and says why.
+``shift = timedelta(0)`` and says why. On top, switches the sandbox has not: lost
+replies, the seed's own (invalid) list body, latency and forced failures.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import itertools
-import json
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 from aiohttp import web
 
+from bot.sandbox.appfirst import SEED_SHIFT, AppFirstStandIn, error
 from tests.support.fakes.statuspage import BackgroundServer
 
 __all__ = ["FakeAppFirst", "SEED_LIST_BODY", "SEED_SHIFT"]
-
-MAX_LIMIT = 2500
-# Seed 003's POST and PUT examples: sent "2012-10-20 14:00", replied "2012-10-20 19:00:00".
-# Assumption: the difference is one fixed offset for every write (the seed shows one).
-SEED_SHIFT = timedelta(hours=5)
 
 # The seed's list example, byte for byte once every ",\n" gets back the
 # trailing space the seed has (kept out of the source so editors cannot strip
@@ -70,47 +60,8 @@ SEED_LIST_BODY = """{
     ]
 }""".replace(",\n", ", \n")
 
-_FORM_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 
-
-def _error(message: str, status: int) -> web.Response:
-    return web.json_response({"message": message}, status=status)
-
-
-def _epoch(value: datetime) -> int:
-    return int(value.timestamp())
-
-
-def _reply_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _parse_form_time(text: str) -> datetime | None:
-    for fmt in _FORM_FORMATS:
-        try:
-            return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    return None
-
-
-def _parse_servers(text: str) -> list[int] | None:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return None
-    return value
-
-
-def _aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class FakeAppFirst(BackgroundServer):
+class FakeAppFirst(AppFirstStandIn, BackgroundServer):
     """The AppFirst maintenance-windows API of seed 003, with switches to make it misbehave."""
 
     name = "fake-appfirst"
@@ -118,22 +69,19 @@ class FakeAppFirst(BackgroundServer):
     DEFAULT_API_KEY = "af-test-key"
 
     def __init__(self, email: str = DEFAULT_EMAIL, api_key: str = DEFAULT_API_KEY, *, mount: str = "") -> None:
-        self.windows: dict[int, dict[str, Any]] = {}
-        self._ids = itertools.count(1)
         self._initial_credentials = (email, api_key)
-        super().__init__(mount=mount)
+        AppFirstStandIn.__init__(self, email, api_key)
+        BackgroundServer.__init__(self, mount=mount)
 
     def _reset_switches(self) -> None:
         super()._reset_switches()
         self.email, self.api_key = self._initial_credentials
-        self.shift: timedelta = SEED_SHIFT
+        self.reset_rules()
         self.seed_trailing_comma: bool = False
-        self.delete_status: int = 204
         self._lose_remaining = 0
 
     def _reset_state(self) -> None:
-        self.windows.clear()
-        self._ids = itertools.count(1)
+        self.clear()
 
     def lose_replies(self, n: int) -> None:
         """The next ``n`` POST/PUTs are carried out, but the reply is lost on the way
@@ -148,179 +96,10 @@ class FakeAppFirst(BackgroundServer):
                 return True
             return False
 
-    def add_window(
-        self,
-        start: datetime,
-        end: datetime,
-        reason: str = "",
-        servers: Iterable[int] = (),
-    ) -> int:
-        """Seed a window as if it was made outside the bot (no time shift applied)."""
-        with self._lock:
-            window_id = next(self._ids)
-            self.windows[window_id] = {
-                "id": window_id,
-                "reason": reason,
-                "start": _aware(start),
-                "end": _aware(end),
-                "servers": list(servers),
-            }
-        return window_id
-
-    # -- HTTP ---------------------------------------------------------------
-
-    def _add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/api/maintenance_windows/", self._list)
-        app.router.add_post("/api/maintenance_windows/", self._create)
-        item = "/api/maintenance_windows/{window_id:\\d+}/"
-        app.router.add_get(item, self._get)
-        app.router.add_put(item, self._update)
-        app.router.add_delete(item, self._delete)
-
     def _failure_response(self, status: int) -> web.StreamResponse:
-        return _error(self.failure_message or "Internal server error.", status)
-
-    def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        try:
-            decoded = base64.b64decode(token, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            decoded = ""
-        if scheme.lower() != "basic" or decoded != f"{self.email}:{self.api_key}":
-            return web.json_response(
-                {"message": "Authentication failed: invalid email or API key."},
-                status=401,
-                headers={"WWW-Authenticate": 'Basic realm="api"'},
-            )
-        return None
-
-    def _page_url(self, limit: int, page: int) -> str:
-        return f"{self.url}/api/maintenance_windows/?limit={limit}&page={page}"
-
-    def _listed(self, window: dict[str, Any], now: datetime) -> dict[str, Any]:
-        return {
-            "id": window["id"],
-            "reason": window["reason"],
-            "start": _epoch(window["start"]),
-            "end": _epoch(window["end"]),
-            "started": window["start"] <= now,
-            "ended": window["end"] <= now,
-            "servers": list(window["servers"]),
-            "url": f"/api/v5/maintenance_windows/{window['id']}/",
-        }
+        return error(self.failure_message or "Internal server error.", status)
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
-        try:
-            limit = int(request.query.get("limit", MAX_LIMIT))
-            page = int(request.query.get("page", 0))
-        except ValueError:
-            return _error("limit and page must be integers.", 400)
-        if not 1 <= limit <= MAX_LIMIT:
-            return _error(f"limit must be between 1 and {MAX_LIMIT}.", 400)
-        if page < 0:
-            return _error("page must be 0 or more.", 400)
-        if self.seed_trailing_comma:
+        if self.seed_trailing_comma:  # the seed's example body itself, invalid JSON and all
             return web.Response(text=SEED_LIST_BODY, content_type="application/json")
-        now = self.clock()
-        with self._lock:
-            # Newest first, as in the seed's example (61 before 39).
-            ordered = sorted(self.windows.values(), key=lambda w: w["id"], reverse=True)
-        count = len(ordered)
-        chunk = ordered[page * limit : (page + 1) * limit]
-        body = {
-            "pagination": {
-                "count": count,
-                "next": self._page_url(limit, page + 1) if (page + 1) * limit < count else None,
-                "previous": self._page_url(limit, page - 1) if page > 0 else None,
-            },
-            "data": [self._listed(w, now) for w in chunk],
-        }
-        return web.json_response(body)
-
-    async def _read_form(
-        self, request: web.Request, current: dict[str, Any] | None = None
-    ) -> dict[str, Any] | web.Response:
-        """Validate POST/PUT form fields; returns the new field values or a 400."""
-        form = await request.post()
-        fields = {k: str(v) for k, v in form.items()}
-        missing = [name for name in ("start", "end", "servers") if not fields.get(name, "").strip()]
-        if missing:
-            return _error(f"Missing required field(s): {', '.join(missing)}.", 400)
-        start, end = _parse_form_time(fields["start"]), _parse_form_time(fields["end"])
-        if start is None or end is None:
-            return _error("start and end must be UTC times like yyyy-mm-dd HH:MM.", 400)
-        servers = _parse_servers(fields["servers"])
-        if servers is None:
-            return _error("servers must be a list of server IDs like [1,2,3].", 400)
-        if end <= start:
-            return _error("end must be after start.", 400)
-        shift = self.shift
-        default_reason = current["reason"] if current else ""
-        return {
-            "start": start + shift,
-            "end": end + shift,
-            "reason": fields.get("reason", default_reason),
-            "servers": servers,
-        }
-
-    async def _create(self, request: web.Request) -> web.StreamResponse:
-        values = await self._read_form(request)
-        if isinstance(values, web.Response):
-            return values
-        with self._lock:
-            window_id = next(self._ids)
-            window = {"id": window_id, **values}
-            self.windows[window_id] = window
-        if self._reply_lost():
-            return _error("Gateway timeout.", 504)
-        # Seed 003's POST reply: strings for times, reason included, no started/ended.
-        return web.json_response(
-            {
-                "id": window_id,
-                "url": f"/api/v5/maintenance_windows/{window_id}/",
-                "start": _reply_time(window["start"]),
-                "end": _reply_time(window["end"]),
-                "reason": window["reason"],
-                "servers": window["servers"],
-            }
-        )
-
-    def _find(self, request: web.Request) -> dict[str, Any] | None:
-        with self._lock:
-            return self.windows.get(int(request.match_info["window_id"]))
-
-    async def _get(self, request: web.Request) -> web.StreamResponse:
-        window = self._find(request)
-        if window is None:
-            return _error("Not found.", 404)
-        return web.json_response(self._listed(window, self.clock()))
-
-    async def _update(self, request: web.Request) -> web.StreamResponse:
-        window = self._find(request)
-        if window is None:
-            return _error("Not found.", 404)
-        values = await self._read_form(request, current=window)
-        if isinstance(values, web.Response):
-            return values
-        with self._lock:
-            window.update(values)
-        if self._reply_lost():
-            return _error("Gateway timeout.", 504)
-        # Seed 003's PUT reply: like POST's but without "reason".
-        return web.json_response(
-            {
-                "id": window["id"],
-                "url": f"/api/v5/maintenance_windows/{window['id']}/",
-                "start": _reply_time(window["start"]),
-                "end": _reply_time(window["end"]),
-                "servers": window["servers"],
-            }
-        )
-
-    async def _delete(self, request: web.Request) -> web.StreamResponse:
-        with self._lock:
-            removed = self.windows.pop(int(request.match_info["window_id"]), None)
-        if removed is None:
-            return _error("Not found.", 404)
-        return web.Response(status=self.delete_status)
+        return await super()._list(request)

@@ -6,8 +6,9 @@ answering while a test's loop is blocked, and sync tests can use it too::
     with FakeStatusPage() as sp:
         client = StatusPageClient(sp.url, sp.api_key)
 
-It answers with the seed envelopes and messages verbatim, and is deliberately
-independent of ``bot.clients.statuspage`` so a bug in the client cannot hide itself.
+It answers with the seed envelopes and messages verbatim: its rules are the sandbox's
+stand-in (``bot.sandbox.statuspage``), written from the seeds and deliberately independent
+of ``bot.clients.statuspage`` so a bug in the client cannot hide itself.
 
 The threading plumbing (:class:`BackgroundServer`, :class:`RecordedRequest`)
 is shared with ``tests/support/fakes/appfirst.py``.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +27,8 @@ from typing import Any, Self
 from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from bot.sandbox.statuspage import MSG_SERVER_ERROR, StatusPageStandIn, envelope
 
 __all__ = [
     "BackgroundServer",
@@ -263,263 +265,36 @@ class BackgroundServer:
 
 
 # ---------------------------------------------------------------------------
-# The status page itself
+# The status page itself: the sandbox's stand-in, served from a thread with switches
 # ---------------------------------------------------------------------------
 
-MSG_CREATED = "Incident created successfully"
-MSG_SCHEDULED = "Maintenance scheduled"
-MSG_UPDATED = "Incident updated successfully"
-MSG_RESOLVED = "Incident resolved successfully"
-MSG_TITLE_REQUIRED = "Title is required."
-MSG_END_BEFORE_START = "End date must be after start date."
-MSG_NOT_FOUND = "Incident ID not found."
-MSG_ALREADY_RESOLVED = "Incident already resolved."
-MSG_UNAUTHORIZED = "Invalid or missing API key."
-MSG_SERVER_ERROR = "An unexpected error occurred."
-# Not in the seeds (they only name the case): used for bodies they do not cover.
-MSG_INVALID_INCIDENT = "Invalid incident data."
-MSG_INVALID_SCHEDULE = "Invalid schedule."
-MSG_INVALID_UPDATE = "Invalid update data."
-MSG_INVALID_REQUEST = "Invalid request."
-# Assumption: the seeds list no status or impact values beyond their examples and no
-# message for an unknown one. A status page that refuses one answers like its other 400s.
-MSG_UNKNOWN_STATUS = "Status '{}' is not valid."
-MSG_UNKNOWN_IMPACT = "Impact '{}' is not valid."
 
+class FakeStatusPage(StatusPageStandIn, BackgroundServer):
+    """The status-page API of seeds 004/000 (the rules of `bot.sandbox.statuspage`, written
+    from the seeds and independent of `bot.clients.statuspage`), with switches to make it
+    misbehave: latency, forced failures, malformed bodies, another key, a vocabulary.
 
-def _envelope(
-    success: bool, message: str, result: Any = None, *, status: int = 200
-) -> web.Response:
-    return web.json_response(
-        {"Success": success, "Result": result, "Message": message}, status=status
-    )
-
-
-def _rejected(message: str) -> web.Response:
-    return _envelope(False, message, status=400)
-
-
-def _wire_date(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_date(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-class FakeStatusPage(BackgroundServer):
-    """The status-page API of seeds 004/000, with switches to make it misbehave.
-
-    ``incidents`` maps each GUID to the create body plus ``"Resolved"``, ``"Updates"`` (the
-    update bodies, oldest first) and, for maintenance, ``"InProgress"``.
-
-    Seed 000 says only that ``GET /api/maintenance/status`` returns the windows "currently
-    active", not what makes one active. So the fake ties it to no clock: a window is listed
-    once someone marks it in progress on the status page (:meth:`start_maintenance`), which
-    may be minutes after its StartDate, and leaves the list only when someone marks it done
-    (:meth:`finish_maintenance`) or it is resolved through the API. Code that reads the list
-    as "started at StartDate, ended at EndDate" fails against it, as it would in production.
-
-    Rules the seeds do not state, each marked "assumption:" where it is made:
-    the key is checked on every call; ResolveIncident closes a maintenance window too; an
-    unknown ``IncidentId`` or a second resolve get seed 004's messages on every call.
+    Unlike the sandbox it ties ``GET /api/maintenance/status`` to no clock
+    (``progress_by_clock`` stays off): a window is listed once a test marks it in progress
+    (:meth:`start_maintenance`) and leaves when marked done (:meth:`finish_maintenance`) or
+    resolved through the API.
     """
 
     name = "fake-statuspage"
     DEFAULT_API_KEY = "sp-test-key"
 
     def __init__(self, api_key: str = DEFAULT_API_KEY, *, mount: str = "") -> None:
-        self.incidents: dict[str, dict[str, Any]] = {}
         self._initial_api_key = api_key
-        super().__init__(mount=mount)
+        StatusPageStandIn.__init__(self, api_key)
+        BackgroundServer.__init__(self, mount=mount)
 
     def _reset_switches(self) -> None:
         super()._reset_switches()
         self.api_key = self._initial_api_key
-        # assumption: seed 000's list items carry no EndDate. On, each item also has the
-        # window's EndDate (the create model's field), for the client's tolerance of it.
-        self.list_end_dates = False
-        # The seed names no vocabulary, so by default any non-empty status and impact is
-        # taken. Set these to make the fake refuse other values (with a 400 `Message`).
-        self.accepted_statuses: tuple[str, ...] | None = None
-        self.accepted_impacts: tuple[str, ...] | None = None
+        self.reset_rules()
 
     def _reset_state(self) -> None:
         self.incidents.clear()
 
-    def add_maintenance(
-        self,
-        title: str,
-        start: datetime,
-        end: datetime,
-        *,
-        description: str = "",
-        affected_components: tuple[str, ...] | list[str] = (),
-        in_progress: bool = False,
-    ) -> str:
-        """Seed a window as if someone scheduled it on the status page directly
-        (``in_progress``: and already marked it in progress)."""
-        body = {
-            "Title": title,
-            "Type": "Maintenance",
-            "Description": description,
-            "StartDate": _wire_date(start if start.tzinfo else start.replace(tzinfo=UTC)),
-            "EndDate": _wire_date(end if end.tzinfo else end.replace(tzinfo=UTC)),
-            "AffectedComponents": list(affected_components),
-        }
-        incident_id = self._store(body)
-        if in_progress:
-            self.start_maintenance(incident_id)
-        return incident_id
-
-    def start_maintenance(self, incident_id: str) -> None:
-        """Someone marks the window in progress on the status page: from now on it is listed
-        by ``GET /api/maintenance/status``, whatever its StartDate says."""
-        with self._lock:
-            window = self._maintenance(incident_id)
-            if window["Resolved"]:
-                raise ValueError(f"maintenance {incident_id} is already resolved")
-            window["InProgress"] = True
-
-    def finish_maintenance(self, incident_id: str) -> None:
-        """Someone marks the window done on the status page: it leaves the list, and a
-        later ResolveIncident is answered "Incident already resolved."."""
-        with self._lock:
-            window = self._maintenance(incident_id)
-            window["InProgress"] = False
-            window["Resolved"] = True
-
-    def _maintenance(self, incident_id: str) -> dict[str, Any]:
-        window = self.incidents.get(incident_id)
-        if window is None or window.get("Type") != "Maintenance":
-            raise KeyError(f"no maintenance window {incident_id} on the fake status page")
-        return window
-
-    def _store(self, body: dict[str, Any]) -> str:
-        incident_id = str(uuid.uuid4())
-        with self._lock:
-            self.incidents[incident_id] = {**body, "Resolved": False, "Updates": []}
-            if body.get("Type") == "Maintenance":
-                self.incidents[incident_id]["InProgress"] = False
-        return incident_id
-
-    # -- HTTP ---------------------------------------------------------------
-
-    def _add_routes(self, app: web.Application) -> None:
-        app.router.add_post("/api/admin/Incident", self._create)
-        app.router.add_put("/api/admin/Incident", self._update)
-        app.router.add_post("/api/admin/Incident/ResolveIncident", self._resolve)
-        app.router.add_get("/api/maintenance/status", self._ongoing)
-
     def _failure_response(self, status: int) -> web.StreamResponse:
-        return _envelope(False, self.failure_message or MSG_SERVER_ERROR, status=status)
-
-    def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
-        # assumption: seed 000's status GET and seed 004's PUT/ResolveIncident show no
-        # X-API-KEY but list a 401: the fake asks for the key on every call (the bot sends it).
-        if request.headers.get("X-API-KEY") != self.api_key:
-            return _envelope(False, MSG_UNAUTHORIZED, status=401)
-        return None
-
-    @staticmethod
-    async def _json_object(request: web.Request) -> dict[str, Any] | None:
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            return None
-        return body if isinstance(body, dict) else None
-
-    async def _create(self, request: web.Request) -> web.StreamResponse:
-        body = await self._json_object(request)
-        if body is None:
-            return _rejected(MSG_INVALID_INCIDENT)
-        title = body.get("Title")
-        if not isinstance(title, str) or not title.strip():
-            return _rejected(MSG_TITLE_REQUIRED)
-        if body.get("Type") == "Maintenance":
-            start, end = _parse_date(body.get("StartDate")), _parse_date(body.get("EndDate"))
-            # assumption: both dates are required (the seed sends both, names no error).
-            if start is None or end is None:
-                return _rejected(MSG_INVALID_SCHEDULE)
-            if end <= start:
-                return _rejected(MSG_END_BEFORE_START)
-            return _envelope(True, MSG_SCHEDULED, self._store(body))
-        refusal = self._unknown_word(body.get("Status"), self.accepted_statuses, MSG_UNKNOWN_STATUS) or (
-            self._unknown_word(body.get("Impact"), self.accepted_impacts, MSG_UNKNOWN_IMPACT)
-        )
-        if refusal is not None:
-            return refusal
-        return _envelope(True, MSG_CREATED, self._store(body))
-
-    @staticmethod
-    def _unknown_word(
-        value: Any, accepted: tuple[str, ...] | None, message: str, missing: str = MSG_INVALID_INCIDENT
-    ) -> web.Response | None:
-        if not isinstance(value, str) or not value.strip():
-            return _rejected(missing)
-        if accepted is not None and value not in accepted:
-            return _rejected(message.format(value))
-        return None
-
-    async def _update(self, request: web.Request) -> web.StreamResponse:
-        body = await self._json_object(request)
-        if body is None:
-            return _rejected(MSG_INVALID_UPDATE)
-        refusal = self._unknown_word(body.get("Status"), self.accepted_statuses, MSG_UNKNOWN_STATUS, MSG_INVALID_UPDATE)
-        if refusal is not None:
-            return refusal
-        with self._lock:
-            incident = self.incidents.get(str(body.get("IncidentId")))
-            if incident is None:
-                return _rejected(MSG_NOT_FOUND)
-            # assumption: seed 004 names "Incident already resolved." for resolve only.
-            if incident["Resolved"]:
-                return _rejected(MSG_ALREADY_RESOLVED)
-            incident["Updates"].append(body)
-            incident["Status"] = body["Status"]
-        # Seed 004: the update reply has no "Result" at all.
-        return web.json_response({"Success": True, "Message": MSG_UPDATED})
-
-    async def _resolve(self, request: web.Request) -> web.StreamResponse:
-        body = await self._json_object(request)
-        if body is None:
-            return _rejected(MSG_INVALID_REQUEST)
-        with self._lock:
-            incident = self.incidents.get(str(body.get("IncidentId")))
-            # assumption: seed 004 names "Incident ID not found." for update only.
-            if incident is None:
-                return _rejected(MSG_NOT_FOUND)
-            if incident["Resolved"]:
-                return _rejected(MSG_ALREADY_RESOLVED)
-            # assumption: resolving a maintenance window ends it (sitrep's "cancel").
-            incident["Resolved"] = True
-            if "InProgress" in incident:
-                incident["InProgress"] = False
-        return web.json_response({"Success": True, "Message": MSG_RESOLVED})
-
-    async def _ongoing(self, request: web.Request) -> web.StreamResponse:
-        """Seed 000: the windows marked in progress and not yet done, as a bare list.
-        assumption: StartDate is the window's scheduled start (the seed does not say whether
-        it is that or the moment it was marked); the order is unstated, the fake keeps the
-        order the windows were created in."""
-        active: list[dict[str, Any]] = []
-        with self._lock:
-            for incident_id, incident in self.incidents.items():
-                if incident.get("Type") != "Maintenance" or incident["Resolved"] or not incident["InProgress"]:
-                    continue
-                item = {
-                    "IncidentId": incident_id,
-                    "Title": incident["Title"],
-                    "Status": "In Progress",
-                    "StartDate": _wire_date(_parse_date(incident["StartDate"])),
-                }
-                if self.list_end_dates:
-                    item["EndDate"] = _wire_date(_parse_date(incident["EndDate"]))
-                active.append(item)
-        return web.json_response(active)
+        return envelope(False, self.failure_message or MSG_SERVER_ERROR, status=status)
