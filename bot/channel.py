@@ -19,6 +19,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.messages.sandbox import in_sandbox
 from bot.outbox import Outbox, Priority
 
 log = logging.getLogger(__name__)
@@ -53,14 +54,18 @@ class Channel:
         channel_id: str,
         outbox: Outbox | None = None,
         sender: AsyncWebClient | None = None,
+        *,
+        sandbox: bool = False,
     ):
         self.slack = slack
+        # In the sandbox every announcement, as posted and as edited, says so.
+        self._mark = in_sandbox if sandbox else (lambda message: message)
         self.channel_id = channel_id
         self.outbox = outbox if outbox is not None else Outbox()
         self.sender = sender if sender is not None else unpaced_client(slack)
 
     async def announce(self, message: Message) -> Posted:
-        text, blocks = message
+        text, blocks = self._mark(message)
         posted = await self.outbox.send(
             self.channel_id,
             "chat.postMessage",
@@ -107,7 +112,7 @@ class Channel:
             built = await message() if callable(message) else message
             if built is None:
                 return None
-            text, blocks = built
+            text, blocks = self._mark(built)
             return await self.sender.chat_update(channel=at.channel, ts=at.ts, text=text, blocks=blocks)
 
         return self.outbox.send(

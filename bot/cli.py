@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import sys
 
 from bot.logs import configure as configure_logs
 from bot.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("sitrep.cli")
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -27,6 +30,25 @@ class Unusable(Exception):
 
 
 async def _run(settings: Settings) -> None:
+    if not settings.sitrep_sandbox:
+        await _serve(settings)
+        return
+    # Imported when used: only the sandbox needs the stand-ins.
+    from bot.sandbox import Sandbox
+
+    async with Sandbox() as sandbox:
+        settings = sandbox.configure(settings)
+        configure_logging(settings)  # the stand-ins' fresh keys are redacted too
+        log.info(
+            "sandbox: the status page and AppFirst are stand-ins at %s and %s, with a throwaway "
+            "database; nothing reaches a real status page",
+            settings.statuspage_url,
+            settings.appfirst_url,
+        )
+        await _serve(settings)
+
+
+async def _serve(settings: Settings) -> None:
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.app import Sitrep
     from bot.context import build_context  # loaded when used (start-up cost)
@@ -93,7 +115,20 @@ def _upstream_reason(name: str, url: str, exc: Exception) -> str:
 
 async def check(settings: Settings, out=print) -> int:
     """Reach every configured service; one line each. The exit code: 0 when everything
-    answered, 1 when a service failed, 2 when `DATABASE_URL` cannot be used."""
+    answered, 1 when a service failed, 2 when `DATABASE_URL` cannot be used. In the sandbox
+    the stand-ins are started and reached as `sitrep run --sandbox` would."""
+    if not settings.sitrep_sandbox:
+        return await _check(settings, out)
+    # Imported when used: only the sandbox needs the stand-ins.
+    from bot.sandbox import Sandbox
+
+    out("sandbox: on (stand-ins for the status page and AppFirst, a throwaway database; "
+        "STATUSPAGE_URL, APPFIRST_URL and DATABASE_URL are not used)")
+    async with Sandbox() as sandbox:
+        return await _check(sandbox.configure(settings), out)
+
+
+async def _check(settings: Settings, out) -> int:
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.clients.slack import make_slack_client
     from bot.context import build_upstreams  # loaded when used (start-up cost)
@@ -117,7 +152,7 @@ async def check(settings: Settings, out=print) -> int:
                 continue
             try:
                 await client.ping()
-                out(f"{name}: ok ({client.ping_url})")
+                out(f"{name}: ok ({'sandbox stand-in, ' if settings.sitrep_sandbox else ''}{client.ping_url})")
             except Exception as exc:  # noqa: BLE001
                 code = 1
                 out(f"{name}: FAILED ({_upstream_reason(name, client.ping_url, exc)})")
@@ -191,6 +226,13 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+SANDBOX_HELP = (
+    "try sitrep without a status page: stand-ins for the status-page and AppFirst APIs run inside the "
+    "process and answer as their API documents describe, with a throwaway database (STATUSPAGE_URL, "
+    "APPFIRST_URL and DATABASE_URL are not used; every announcement says sandbox). Same as SITREP_SANDBOX=1"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sitrep",
@@ -199,7 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sitrep {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,check,migrate}")
-    sub.add_parser(
+    run = sub.add_parser(
         "run",
         help="start the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on PORT)",
         description=(
@@ -211,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
             "upgraded first, under a lock, as `sitrep migrate` does."
         ),
     )
+    run.add_argument("--sandbox", action="store_true", help=SANDBOX_HELP)
     sub.add_parser(
         "migrate",
         help="upgrade the database schema to this version's",
@@ -220,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
             "done, 2 when the database cannot be used."
         ),
     )
-    sub.add_parser(
+    check_parser = sub.add_parser(
         "check",
         help="validate the configuration and reach every configured service",
         description=(
@@ -229,13 +272,14 @@ def _parser() -> argparse.ArgumentParser:
             "the URL it tried. Exit 0 when all answered, 1 when a service failed, 2 for a bad setting."
         ),
     )
+    check_parser.add_argument("--sandbox", action="store_true", help="check the sandbox's set-up (see sitrep run --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings()
+        settings = load_settings(**({"sitrep_sandbox": True} if getattr(args, "sandbox", False) else {}))
     except SettingsError as exc:
         print(f"sitrep: {exc}", file=sys.stderr)
         return 2

@@ -51,7 +51,9 @@ class AppContext:
         """SITREP_CHANNEL, where every announcement and thread lives."""
         if self._sender is None:
             self._sender = self.metrics.instrument_slack(unpaced_client(self.slack))
-        return Channel(self.slack, self.settings.sitrep_channel, self.outbox, self._sender)
+        return Channel(
+            self.slack, self.settings.sitrep_channel, self.outbox, self._sender, sandbox=self.settings.sitrep_sandbox
+        )
 
     async def wake(self) -> None:
         """Tell the running scheduler that reminder rows changed (no-op without one)."""
@@ -93,6 +95,7 @@ def build_context(
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
     ctx.metrics.instrument_slack(ctx.slack)
+    ctx.outbox.on_rate_limited = ctx.metrics.slack_paced
     for service, client in (("statuspage", ctx.statuspage), ("appfirst", ctx.appfirst)):
         if client is not None:
             client.observe = ctx.metrics.upstream_observer(service)

@@ -79,7 +79,9 @@ class Metrics:
             "sitrep_slack_rate_limited", "HTTP 429 answers from Slack, by method.", ["method"], registry=r
         )
         self.slack_rate_limit_sleep = Counter(
-            "sitrep_slack_rate_limit_sleep_seconds", "Time slept honouring Slack's Retry-After.", registry=r
+            "sitrep_slack_rate_limit_sleep_seconds",
+            "Time slept (or a channel's method paused, in the outbox) honouring Slack's Retry-After.",
+            registry=r,
         )
         self.reminders = Counter(
             "sitrep_reminders", "Maintenance reminders by outcome (posted, late, skipped).", ["outcome"], registry=r
@@ -140,6 +142,12 @@ class Metrics:
             if isinstance(handler, AsyncRateLimitErrorRetryHandler):
                 self._time_rate_limit(handler)
         return client
+
+    def slack_paced(self, method: str, seconds: float) -> None:
+        """A 429 the outbox took: it pauses that channel's method for `seconds` (Retry-After)
+        instead of sleeping, so the pause is the time counted."""
+        self.slack_rate_limited.labels(method).inc()
+        self.slack_rate_limit_sleep.inc(seconds)
 
     def _time_rate_limit(self, handler: AsyncRateLimitErrorRetryHandler) -> None:
         """The one place slack_sdk sleeps on a 429: count it and add up the sleep."""

@@ -122,6 +122,9 @@ class Outbox:
         self._wake: dict[str, asyncio.Event] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s seen, for logs and the bench
+        # Told of each 429 (method, seconds the method is paused for): the wiring counts it in
+        # /metrics next to the 429s slack_sdk sleeps through on the other clients.
+        self.on_rate_limited: Callable[[str, float], None] | None = None
 
     def send(
         self, channel: str, method: str, call: Callable[[], Awaitable[Any]], *, priority: int, key: Any = None
@@ -209,6 +212,8 @@ class Outbox:
                 self.rate_limited += 1
                 retry_after = _retry_after(exc)
                 log.info("Slack paced %s in %s: retrying in %.0f s", job.method, channel, retry_after)
+                if self.on_rate_limited is not None:
+                    self.on_rate_limited(job.method, retry_after)
                 until = self.monotonic() + retry_after
                 self._paused[(channel, job.method)] = until
                 bucket = self._bucket(channel, job.method, self.monotonic())

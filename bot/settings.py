@@ -56,6 +56,7 @@ EXPECTED: dict[str, str] = {
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
     "LOG_FORMAT": "text or json",
     "METRICS_PORT": "a port number between 1 and 65535",
+    "SITREP_SANDBOX": "1 or 0 (true or false)",
 }
 
 # Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
@@ -149,6 +150,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Socket Mode has no HTTP server of its own: /metrics, /healthz and /readyz live here.
     metrics_port: int = Field(default=9090, ge=1, le=65535)
+    #: Stand-ins for the status page and AppFirst inside the process (`sitrep run --sandbox`).
+    sitrep_sandbox: bool = False
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -267,6 +270,11 @@ class Settings(BaseSettings):
     def _consistent(self) -> Settings:
         if self.slack_app_token is None and self.slack_signing_secret is None:
             raise _FieldProblem("SLACK_SIGNING_SECRET", "is required in HTTP mode")
+        if self.sitrep_sandbox:
+            # The stand-ins take the place of both APIs (bot/sandbox): their URLs and keys are
+            # set when they start, and whatever the environment says for them is not used.
+            self.maintenance_backend = self.maintenance_backend or "statuspage"
+            return self
         if self.statuspage_url and self.statuspage_api_key is None:
             raise _FieldProblem("STATUSPAGE_API_KEY", "is required with STATUSPAGE_URL")
         if self.appfirst_url and self.appfirst_email is None:

@@ -83,6 +83,30 @@ def test_upstream_outcomes_are_told_apart(settings, slack, statuspage):
     assert value(samples, "sitrep_drafts", state="failed") == 1
 
 
+def test_slack_429s_show_in_metrics_by_method_with_the_time_waited(settings, slack, statuspage):
+    """Both ways sitrep meets a 429: slack_sdk sleeping through Retry-After (views.open, on
+    the request's own client) and the outbox pausing the channel's method (the announcement)."""
+    with BotUnderTest(settings.model_copy(update={"sitrep_update_nudge": 0})) as bot:
+        before = scrape(bot)
+        assert value(before, "sitrep_slack_rate_limited_total") == 0
+        slack.fail_next("views.open", status=429, retry_after=1)
+        slack.fail_next("chat.postMessage", status=429, retry_after=1)
+        open_declare_modal(bot, slack)
+        slack.wait_for(lambda: len(slack.calls_to("views.open")) == 2)  # refused, then slept and sent again
+        bot.submit(last_view(slack), declare_values())
+        slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
+        slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+        after = scrape(bot)
+    assert value(after, "sitrep_slack_rate_limited_total", method="views.open") == 1
+    assert value(after, "sitrep_slack_rate_limited_total", method="chat.postMessage") == 1
+    # One second slept by slack_sdk, one second the channel's chat.postMessage was paused.
+    assert 2 <= value(after, "sitrep_slack_rate_limit_sleep_seconds_total") < 4
+    # The refused call is counted by its error; the retries that went through as ok.
+    assert value(after, "sitrep_slack_api_calls_total", method="chat.postMessage", error="ratelimited") == 1
+    assert value(after, "sitrep_slack_api_calls_total", method="chat.postMessage", error="ok") >= 1
+    assert value(after, "sitrep_slack_api_calls_total", method="views.open", error="ok") == 1
+
+
 def test_readyz_is_ok_when_everything_is(bot):
     answer = bot.http.get("/readyz")
     assert answer.status_code == 200, answer.text

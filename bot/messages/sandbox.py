@@ -1,0 +1,20 @@
+"""The line every announcement carries when sitrep runs in the sandbox (`sitrep run
+--sandbox`), so nobody in the channel takes a tried-out incident for a real one."""
+
+from __future__ import annotations
+
+from bot.messages.format import MAX_MESSAGE_TEXT, clip, context
+
+SANDBOX_NOTE = (
+    ":test_tube: *Sandbox:* sitrep is running with stand-ins for the status page and AppFirst "
+    "(`sitrep run --sandbox`). Nothing here reached a real status page, and it is all forgotten "
+    "when sitrep stops."
+)
+SANDBOX_PREFIX = "[sandbox] "
+
+
+def in_sandbox(message: tuple[str, list[dict]]) -> tuple[str, list[dict]]:
+    """An announcement (fallback text, blocks) marked as the sandbox's: a context line last,
+    and the fallback text (what notifications show) prefixed."""
+    text, blocks = message
+    return clip(SANDBOX_PREFIX + text, MAX_MESSAGE_TEXT), [*blocks, context(SANDBOX_NOTE)]
