@@ -34,6 +34,7 @@ SPEC_VARIABLES = (
     "LOG_LEVEL",
     "LOG_FORMAT",
     "METRICS_PORT",
+    "SITREP_SANDBOX",
 )
 
 
@@ -56,11 +57,11 @@ def lines_starting(output: str, prefix: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith(prefix)]
 
 
-def start_sitrep(env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    """`sitrep run` as a real process (stdout and stderr together, as text), for tests that
-    signal it, scrape it or read what it logged."""
+def start_sitrep(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen:
+    """`sitrep run [args]` as a real process (stdout and stderr together, as text), for tests
+    that signal it, scrape it or read what it logged."""
     return subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
+        [sys.executable, "-m", "bot", "run", *args],
         env=env,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
