@@ -19,7 +19,7 @@ from bot.settings import SettingsError, load_settings
 from handlers.incident.ids import Block as IncidentBlock
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
 from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port, last_view, submission_payload
-from tests.support.incidents import declare_values, resolve_values, update_values
+from tests.support.incidents import declare, declare_values, resolve_values, update_values
 from tests.support.maintenance import schedule_values
 from tests.support.process import SPEC_VARIABLES, lines_starting, sitrep, start_sitrep
 from tests.support.slack_limits import check_message
@@ -231,6 +231,12 @@ def test_sandbox_note_is_the_last_block_and_fits_slacks_limits():
     assert text.startswith(SANDBOX_PREFIX) and len(text) <= 4000
     assert marked[-1] == {"type": "context", "elements": [{"type": "mrkdwn", "text": SANDBOX_NOTE}]}
     assert marked[:-1] == blocks
+
+
+def test_outside_the_sandbox_announcements_carry_no_sandbox_line(bot, slack):
+    incident = declare(bot, slack)
+    [posted] = [m for m in slack.messages(CHANNEL) if m["ts"] == incident.message_ts]
+    assert not posted["text"].startswith(SANDBOX_PREFIX) and SANDBOX_NOTE not in json.dumps(posted["blocks"])
 
 
 # --- a real process --------------------------------------------------------------------------------
