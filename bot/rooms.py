@@ -31,6 +31,9 @@ EXTRA_NAMES = 2
 #: setting): trying another name would only be refused again.
 NOT_ALLOWED = frozenset({"missing_scope", "restricted_action", "no_permission", "cannot_create_channel"})
 
+#: Errors that say Slack could not do it just now: worth asking again later.
+TRANSIENT = frozenset({"internal_error", "fatal_error", "ratelimited", "service_unavailable", "request_timeout"})
+
 #: Scope each kind of room needs for all three calls (each is among the bot scopes Slack's
 #: documents list for conversations.create, .invite and .archive).
 SCOPE_PUBLIC = "channels:manage"

@@ -11,7 +11,7 @@ import logging
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.messages import incident as messages
-from bot.rooms import Rooms
+from bot.rooms import TRANSIENT, Rooms
 from store import incidents as incident_store
 from store import reminders as reminder_store
 from store.models import Reminder
@@ -34,6 +34,11 @@ async def deliver_archive(ctx: AppContext, reminder: Reminder, claim: ClaimResul
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release(session, reminder.id, instance=ctx.instance_id)
         raise
+    if refused in TRANSIENT:
+        # Slack could not do it just now: give the claim back, the next pass asks again.
+        async with ctx.db.session() as session, session.begin():
+            await reminder_store.release(session, reminder.id, instance=ctx.instance_id)
+        return 0
     if refused is None:
         await _close(ctx, reminder.id, ReminderState.POSTED)
         log.info("incident #%s: archived its channel %s", incident.id, incident.room_channel_id)
