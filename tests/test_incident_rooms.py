@@ -21,10 +21,10 @@ from store.models import Incident, Reminder
 from store.states import ReminderKind, ReminderState
 from tests.support.fakes.slack_api import channel_name_error
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, checked, chose, chose_many, last_view, typed
+from tests.support.manifests import WITH_CHANNELS, bot_scopes
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 DECLARER = "U_DECL"
-BASE_SCOPES = {"commands", "chat:write", "channels:history", "groups:history"}  # manifest.yml's
 
 
 @pytest.fixture
@@ -155,6 +155,7 @@ def test_room_name_reads_like_the_title():
 
 
 def test_declare_opens_the_room_and_everything_reaches_both_places(bot, slack, clock):
+    slack.grant(bot_scopes(WITH_CHANNELS))  # installed from manifest.channels.yml
     incident, answer = declare(bot, slack)
     [create] = slack.calls_to("conversations.create")
     assert create["name"] == "inc-1-db-down-eu-checkout"
@@ -211,6 +212,7 @@ def test_declare_opens_the_room_and_everything_reaches_both_places(bot, slack, c
 
 
 def test_private_rooms_when_asked(room_settings, slack, clock):
+    slack.grant(bot_scopes(WITH_CHANNELS) - {"channels:manage"})  # private rooms need only groups:write
     with BotUnderTest(room_settings.model_copy(update={"sitrep_incident_channel_private": True}), clock=clock) as bot:
         incident, answer = declare(bot, slack)
     [create] = slack.calls_to("conversations.create")
@@ -261,7 +263,7 @@ def test_every_name_taken_is_a_warning(bot, slack):
 
 
 def test_without_the_scope_the_declarer_hears_which_one(bot, slack):
-    slack.grant(BASE_SCOPES)  # installed from manifest.yml, not manifest.channels.yml
+    slack.grant(bot_scopes())  # installed from manifest.yml, not manifest.channels.yml
     incident, answer = declare(bot, slack)
     assert len(slack.calls_to("conversations.create")) == 1  # no point trying other names
     assert_declared_without_room(bot, slack, incident)
