@@ -20,6 +20,7 @@ import aiohttp
 from bot.channel import Message, Posted
 from bot.context import AppContext
 from bot.messages import incident as messages
+from bot.messages.format import fit
 from bot.rooms import NOT_ALLOWED, Opened, Rooms, scope_for
 from store import incidents as incident_store
 from store.models import Incident, Reminder
@@ -34,6 +35,7 @@ UNREACHABLE = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 def _why_not_opened(incident: Incident, opened: Opened, *, private: bool) -> str:
     """The declarer's warning when the room could not be created."""
     head = f"Incident #{incident.id} is declared and announced, but I could not open its own channel: "
+    error = fit(opened.error, 100)  # Slack's code, shown as it came
     if opened.error == "name_taken":
         names = ", ".join(f"`#{name}`" for name in opened.tried)
         return head + f"the names {names} are taken. Create a channel by hand if you want one."
@@ -43,8 +45,8 @@ def _why_not_opened(incident: Incident, opened: Opened, *, private: bool) -> str
             "from `manifest.channels.yml`, or to turn SITREP_INCIDENT_CHANNELS off."
         )
     if opened.error in NOT_ALLOWED:
-        return head + f"Slack does not allow the app to create channels here (`{opened.error}`)."
-    return head + f"Slack refused (`{opened.error}`)."
+        return head + f"Slack does not allow the app to create channels here (`{error}`)."
+    return head + f"Slack refused (`{error}`)."
 
 
 class IncidentRooms:
@@ -81,7 +83,7 @@ class IncidentRooms:
         if refused:
             warnings.append(
                 f"I opened <#{opened.channel_id}> for incident #{incident.id} but could not add you to it "
-                f"(`{refused}`): join it yourself, or ask someone in it to add you."
+                f"(`{fit(refused, 100)}`): join it yourself, or ask someone in it to add you."
             )
         incident = await self._reload(incident.id)
         warning = await self.mirror(incident, None)
