@@ -285,6 +285,16 @@ def test_slack_down_while_opening_is_a_warning(bot, slack):
     assert ":warning:" in answer_text(answer)
 
 
+def test_slack_not_answering_while_opening_is_a_warning(bot, slack):
+    bot.ctx.slack.timeout = 0.5  # production waits 10 s; the point is the same
+    slack.delay_next("conversations.create", 2.0)
+    incident, answer = declare(bot, slack)
+    assert_declared_without_room(bot, slack, incident)
+    assert "did not answer" in answer_text(answer)
+    # The late call lands in this test, not the next one's workspace.
+    slack.wait_for(lambda: slack.channel_named("inc-1-db-down-eu-checkout"), timeout=5)
+
+
 def test_an_invite_refused_is_a_warning_and_the_room_still_works(bot, slack, clock):
     slack.fail_next("conversations.invite", "user_is_restricted")
     incident, answer = declare(bot, slack)

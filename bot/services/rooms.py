@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from datetime import timedelta
 
 import aiohttp
@@ -71,6 +70,7 @@ class IncidentRooms:
             return [f"Incident #{incident.id} is declared and announced, but Slack did not answer when I tried to open its own channel."]
         if opened.channel_id is None:
             return [_why_not_opened(incident, opened, private=private)]
+        log.info("incident #%s: opened its channel #%s (%s)", incident.id, opened.name, opened.channel_id)
         async with self.ctx.db.session() as session, session.begin():
             stored = await incident_store.get_incident(session, incident.id)
             stored.room_channel_id = opened.channel_id
@@ -104,18 +104,18 @@ class IncidentRooms:
         if not incident.room_channel_id:
             return None
         room = self.ctx.channel_in(incident.room_channel_id)
-        summary: Callable[[], Message] = lambda: messages.room_summary(incident)  # noqa: E731 - read when it goes out
 
         async def step() -> None:
-            at = Posted(incident.room_channel_id, incident.room_message_ts) if incident.room_message_ts else None
-            if at is None:
-                await self._remember(incident.id, await room.announce(summary()))
-                if post is None:
-                    return
-                at = await self._at(incident.id)
+            if not incident.room_message_ts:
+                # Never posted (Slack refused it then): the summary first, already current.
+                posted = await room.announce(messages.room_summary(incident))
+                await self._remember(incident.id, posted)
+                if post is not None:
+                    await room.announce(post)
+                return
             if post is not None:
                 await room.announce(post)
-            await room.refresh(at, summary())
+            await room.refresh(Posted(incident.room_channel_id, incident.room_message_ts), messages.room_summary(incident))
 
         try:
             return await room.after_upstream(
@@ -140,10 +140,6 @@ class IncidentRooms:
         async with self.ctx.db.session() as session, session.begin():
             stored = await incident_store.get_incident(session, incident_id)
             stored.room_message_ts = posted.ts
-
-    async def _at(self, incident_id: int) -> Posted:
-        incident = await self._reload(incident_id)
-        return Posted(incident.room_channel_id, incident.room_message_ts)
 
     async def _reload(self, incident_id: int) -> Incident:
         async with self.ctx.db.session() as session:

@@ -261,6 +261,7 @@ class FakeSlack:
         self.socket_mode_url = NO_SOCKET_SERVER_URL
         self._lock = threading.Lock()
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
+        self._delays: defaultdict[str, deque[float]] = defaultdict(deque)
         self._users: dict[str, Json] = {}
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
@@ -431,6 +432,14 @@ class FakeSlack:
         with self._lock:
             self._failures[method].append(_Failure(error, status, retry_after))
 
+    def delay_next(self, method: str, seconds: float) -> None:
+        """Make the next call to ``method`` wait ``seconds`` before it is handled (as a Slack
+        that does not answer in time); the call still takes effect afterwards, as it may in Slack."""
+        if method not in self._docs:
+            raise ValueError(f"{method} is not a documented Slack method")
+        with self._lock:
+            self._delays[method].append(seconds)
+
     def set_user(self, user_id: str, **fields: Any) -> None:
         """Override fields of the user ``users.info`` returns (e.g. ``tz=...``)."""
         with self._lock:
@@ -529,6 +538,11 @@ class FakeSlack:
                 problems = [*problems, f"{method}: the app-level token must be sent in the Authorization header"]
             else:
                 token = body_token
+        with self._lock:
+            delays = self._delays.get(method)
+            delay = delays.popleft() if delays else 0.0
+        if delay:
+            await asyncio.sleep(delay)
         with self._lock:
             status, body, headers = self._dispatch(method, args, token, problems)
         return web.json_response(body, status=status, headers=headers)
