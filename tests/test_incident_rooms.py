@@ -7,6 +7,7 @@ Slack refusal is a warning to the declarer, never a failed declaration."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timezone
 
@@ -154,6 +155,7 @@ def test_room_name_reads_like_the_title():
 # --- the whole life ------------------------------------------------------------------------------
 
 
+@pytest.mark.both_databases
 def test_declare_opens_the_room_and_everything_reaches_both_places(bot, slack, clock):
     slack.grant(bot_scopes(WITH_CHANNELS))  # installed from manifest.channels.yml
     incident, answer = declare(bot, slack)
@@ -209,6 +211,21 @@ def test_declare_opens_the_room_and_everything_reaches_both_places(bot, slack, c
     assert slack.calls_to("conversations.archive") == [{"channel": room["id"]}]
     assert slack.channel(room["id"])["is_archived"] is True
     assert archive_rows(bot)[0].state == ReminderState.POSTED
+
+
+@pytest.mark.both_databases
+def test_two_processes_archive_once(bot, room_settings, slack, clock):
+    incident, _ = declare(bot, slack)
+    resolve(bot, slack, incident)
+    clock.advance(hours=24)
+    with BotUnderTest(room_settings, clock=clock) as other:  # a second replica on the same database
+        assert other.ctx.instance_id != bot.ctx.instance_id
+        runs = [
+            asyncio.run_coroutine_threadsafe(run_due_reminders(b.ctx), b.loop) for b in (bot, other)
+        ]
+        assert sum(r.result(30) for r in runs) == 1
+    assert len(slack.calls_to("conversations.archive")) == 1
+    assert slack.channel(incident.room_channel_id)["is_archived"] is True
 
 
 def test_private_rooms_when_asked(room_settings, slack, clock):
