@@ -49,11 +49,13 @@ class AppContext:
     @property
     def channel(self) -> Channel:
         """SITREP_CHANNEL, where every announcement and thread lives."""
+        return self.channel_in(self.settings.sitrep_channel)
+
+    def channel_in(self, channel_id: str) -> Channel:
+        """Another channel the bot writes to (an incident's own), paced by the same outbox."""
         if self._sender is None:
             self._sender = self.metrics.instrument_slack(unpaced_client(self.slack))
-        return Channel(
-            self.slack, self.settings.sitrep_channel, self.outbox, self._sender, sandbox=self.settings.sitrep_sandbox
-        )
+        return Channel(self.slack, channel_id, self.outbox, self._sender, sandbox=self.settings.sitrep_sandbox)
 
     async def wake(self) -> None:
         """Tell the running scheduler that reminder rows changed (no-op without one)."""

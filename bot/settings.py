@@ -41,6 +41,9 @@ EXPECTED: dict[str, str] = {
     "SITREP_UPDATE_NUDGE": "a whole number of minutes, 0 (off) or more",
     "SITREP_OVERRUN_WARNING": "a whole number of minutes, 0 (off) or more",
     "SITREP_ANNOUNCE_HORIZON": "a whole number of days, 1 or more",
+    "SITREP_INCIDENT_CHANNELS": "on or off",
+    "SITREP_INCIDENT_CHANNEL_PRIVATE": "on or off",
+    "SITREP_ARCHIVE_AFTER": "a whole number of hours, 0 (never) or more",
     "SITREP_ADMINS": "Slack user IDs separated by commas, such as U012,U034",
     "DATABASE_URL": "a SQLAlchemy URL such as sqlite:///sitrep.db",
     "PORT": "a port number between 1 and 65535",
@@ -137,6 +140,12 @@ class Settings(BaseSettings):
     sitrep_overrun_warning: int = Field(default=10, ge=0, le=7 * 24 * 60)
     #: Days ahead a window made elsewhere is announced; later ones wait, stored, until they enter it.
     sitrep_announce_horizon: int = Field(default=7, ge=1, le=10 * 366)
+    #: A channel of its own per incident (`#inc-<number>-<slug>`), as well as SITREP_CHANNEL.
+    sitrep_incident_channels: bool = False
+    #: Those channels private (needs groups:write) rather than public (channels:manage).
+    sitrep_incident_channel_private: bool = False
+    #: Hours after the resolution that an incident's own channel is archived; 0 = never.
+    sitrep_archive_after: int = Field(default=24, ge=0, le=366 * 24)
     sitrep_admins: Annotated[frozenset[str], NoDecode] = frozenset()
     database_url: str = "sqlite:///sitrep.db"
     port: int = Field(default=3000, ge=1, le=65535)

@@ -18,6 +18,7 @@ from bot.messages import maintenance as messages
 from bot.outbox import Priority
 from bot.services.windows import Windows
 from scheduler.nudges import deliver_nudge
+from scheduler.rooms import deliver_archive
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
@@ -62,7 +63,8 @@ def _priority(kind: str) -> Priority:
 
 async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
     """Claim, read the window once, post, record, queue the parent's edit. An incident's
-    nudge is claimed the same way and then handed to `scheduler.nudges`."""
+    nudge is claimed the same way and then handed to `scheduler.nudges`, the archiving of
+    its channel to `scheduler.rooms`."""
     reminder_id, kind = reminder.id, reminder.kind
     now = ctx.clock()
     async with ctx.db.session() as session, session.begin():
@@ -77,7 +79,8 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
             nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
 
     if reminder.incident_id is not None:
-        return await deliver_nudge(ctx, nudge, claim)
+        deliver = deliver_archive if kind == ReminderKind.ARCHIVE else deliver_nudge
+        return await deliver(ctx, nudge, claim)
 
     if claim == ClaimResult.STALE:
         found = await _find_posted(ctx, window, kind)

@@ -65,6 +65,9 @@ class Incident(Base):
     update_count: Mapped[int] = mapped_column(default=0)
     resolved_at: Mapped[datetime | None] = mapped_column(default=None)
     resolved_by: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: Its own channel (SITREP_INCIDENT_CHANNELS) and the summary message kept current there.
+    room_channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    room_message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
 
     @property
     def is_open(self) -> bool:

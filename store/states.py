@@ -69,10 +69,12 @@ class ReminderKind(StrEnum):
     """At the end; moves the window to completed."""
     NUDGE = "nudge"
     """An open incident quiet for SITREP_UPDATE_NUDGE minutes; re-armed after each post."""
+    ARCHIVE = "archive"
+    """SITREP_ARCHIVE_AFTER hours after a resolution: archive the incident's own channel."""
 
     @property
     def of_window(self) -> bool:
-        return self is not ReminderKind.NUDGE
+        return self not in (ReminderKind.NUDGE, ReminderKind.ARCHIVE)
 
     @property
     def moves_window_to(self) -> WindowState | None:

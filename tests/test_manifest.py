@@ -12,7 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
+from bot.rooms import SCOPE_PRIVATE, SCOPE_PUBLIC
 from tests.support.fakes.slack_api import default_shared_dir
+from tests.support.manifests import WITH_CHANNELS, load_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_PACKAGES = ("bot", "handlers", "scheduler", "store")
@@ -53,8 +55,15 @@ def method_docs() -> dict[str, dict]:
     return docs
 
 
-def source_text() -> str:
-    files = [p for pkg in SOURCE_PACKAGES for p in sorted((REPO / pkg).rglob("*.py"))]
+# The one module that opens, joins and archives an incident's own channel: its calls' scopes
+# are asked for only by manifest.channels.yml (SITREP_INCIDENT_CHANNELS=on).
+ROOMS_MODULE = REPO / "bot" / "rooms.py"
+ROOM_METHODS = {"conversations.create", "conversations.invite", "conversations.archive"}
+
+
+def source_text(*, rooms: bool = False) -> str:
+    """The product's source; without `bot/rooms.py` unless `rooms`."""
+    files = [p for pkg in SOURCE_PACKAGES for p in sorted((REPO / pkg).rglob("*.py")) if rooms or p != ROOMS_MODULE]
     assert files
     return "\n".join(p.read_text(encoding="utf-8") for p in files)
 
@@ -186,9 +195,9 @@ _SDK_CALL = re.compile(r"\.((?:auth|chat|conversations|views|users|reactions|pin
 _API_CALL = re.compile(r"api_call\(\s*[\"']([\w.]+)[\"']")
 
 
-def called_methods() -> set[str]:
+def called_methods(*, rooms: bool = False) -> set[str]:
     """Slack methods the code calls: `client.chat_postMessage(` → chat.postMessage."""
-    text = source_text()
+    text = source_text(rooms=rooms)
     found = {name.replace("_", ".") for name in _SDK_CALL.findall(text)} | set(_API_CALL.findall(text))
     return found
 
@@ -236,3 +245,32 @@ def test_no_scope_is_requested_without_a_call_needing_it():
     extra = sorted(set(bot_scopes()) - set(needed_scopes()))
     assert not extra, f"manifest.yml asks for scopes nothing uses: {extra}"
     assert len(bot_scopes()) == len(set(bot_scopes())), "a scope is listed twice"
+
+
+# --- manifest.channels.yml: the same app, plus what a channel per incident calls -----------------
+
+
+def test_only_the_rooms_module_calls_the_channel_methods():
+    assert called_methods(rooms=True) - called_methods() == ROOM_METHODS
+    assert not ROOM_METHODS & called_methods(), "conversations.create/invite/archive belong in bot/rooms.py"
+
+
+@pytest.mark.parametrize("scope", [SCOPE_PUBLIC, SCOPE_PRIVATE])
+def test_the_room_scopes_are_documented_for_every_room_call(scope):
+    for method in ROOM_METHODS:
+        assert scope in method_docs()[method]["scope"]["bot"], f"{method} does not list {scope}"
+
+
+def test_channels_manifest_is_the_base_one_plus_the_room_scopes():
+    variant = load_manifest(WITH_CHANNELS)
+    schema = json.loads((shared_dir() / "slack" / "slack_app_manifest.schema.1.0.0.json").read_text(encoding="utf-8"))
+    jsonschema.validate(variant, schema)
+    scopes = variant["oauth_config"]["scopes"]["bot"]
+    assert scopes == bot_scopes() + [SCOPE_PUBLIC, SCOPE_PRIVATE]
+    # Everything else is manifest.yml's: a change there must be made here too.
+    same = json.loads(json.dumps(variant))
+    same["oauth_config"]["scopes"]["bot"] = bot_scopes()
+    assert same == manifest(), "manifest.channels.yml must be manifest.yml plus the two room scopes"
+    comments = (REPO / WITH_CHANNELS).read_text(encoding="utf-8")
+    for needle in ("SITREP_INCIDENT_CHANNELS", SCOPE_PUBLIC, SCOPE_PRIVATE, "SITREP_INCIDENT_CHANNEL_PRIVATE"):
+        assert needle in comments

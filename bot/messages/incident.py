@@ -54,6 +54,21 @@ def _headline(incident: Incident) -> str:
 
 def announcement(incident: Incident) -> tuple[str, list[dict]]:
     """The parent message, kept current: every field a reader needs at a glance."""
+    return _summary(incident, footer=f"Status page ID `{fit(incident.upstream_id, 200)}` · updates in the thread")
+
+
+def room_summary(incident: Incident) -> tuple[str, list[dict]]:
+    """The same summary at the top of the incident's own channel, kept current too; it
+    points back to the announcement, where the status page's readers' updates also go."""
+    where = f"<{incident.permalink}|the announcement>" if incident.permalink else "the announcement"
+    footer = (
+        f"Status page ID `{fit(incident.upstream_id, 200)}` · {where} in <#{incident.channel_id}> "
+        "gets every update too"
+    )
+    return _summary(incident, footer=footer)
+
+
+def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
     status = "Resolved" if not incident.is_open else incident.status
     fields = [
         field("Status", f"{STATUS_EMOJI.get(status, '')} {fit(status, 200)}"),
@@ -62,6 +77,8 @@ def announcement(incident: Incident) -> tuple[str, list[dict]]:
         field("Declared by", user(incident.declared_by)),
         field("Declared", slack_date(incident.declared_at)),
     ]
+    if incident.room_channel_id:
+        fields.append(field("Channel", f"<#{incident.room_channel_id}>"))
     if incident.update_count:
         noun = "update" if incident.update_count == 1 else "updates"
         fields.append(field("Last update", f"{slack_date(incident.updated_at)} ({incident.update_count} {noun})"))
@@ -83,7 +100,7 @@ def announcement(incident: Incident) -> tuple[str, list[dict]]:
     else:
         lasted = duration(incident.resolved_at - incident.declared_at)
         blocks.append(context(f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"))
-    blocks.append(context(f"Status page ID `{fit(incident.upstream_id, 200)}` · updates in the thread"))
+    blocks.append(context(footer))
     text = f"Incident #{incident.id}: {short_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
     return text, blocks
 
@@ -139,3 +156,12 @@ def already_resolved(incident: Incident) -> str:
     who = f" by {user(incident.resolved_by)}" if incident.resolved_by else ""
     when = f" at {slack_date(incident.resolved_at)}" if incident.resolved_at else ""
     return f"Incident #{incident.id} is already resolved{who}{when}."
+
+
+def room_archive_refused(incident: Incident, error: str) -> tuple[str, list[dict]]:
+    """To the declarer, privately: the incident's channel stays open, and why."""
+    text = (
+        f":warning: Incident #{incident.id} was resolved, but Slack refused to archive its channel "
+        f"<#{incident.room_channel_id}> (`{fit(error, 100)}`). Archive it by hand when you are done with it."
+    )
+    return text, [section(text)]

@@ -14,6 +14,7 @@ from bot.services import incident_forms, nudges
 from bot.services.base import FeatureService
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
+from bot.services.rooms import IncidentRooms
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent
 from store.states import DraftKind
@@ -21,9 +22,18 @@ from store.states import DraftKind
 log = logging.getLogger(__name__)
 
 
+def _joined(*warnings: str | None) -> str | None:
+    """Several warnings for one answer, as one paragraph."""
+    return " ".join(w for w in warnings if w) or None
+
+
 class IncidentService(FeatureService):
     FORMS = incident_forms.FORMS
     form_from_payload = staticmethod(incident_forms.form_from_payload)
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.rooms = IncidentRooms(ctx)
 
     # --- guards ----------------------------------------------------------------------
     def _client(self):
@@ -97,8 +107,9 @@ class IncidentService(FeatureService):
                 session, incident, kind="declared", status=form.status, text=form.description, user_id=user_id, at=now
             )
         warning = await self._publish(incident)
+        room_warnings = await self.rooms.open(await self._reload(incident.id))
         incident = await self._reload(incident.id)
-        return Outcome(DraftKind.DECLARE, incident, permalink=incident.permalink, warning=warning)
+        return Outcome(DraftKind.DECLARE, incident, permalink=incident.permalink, warning=_joined(warning, *room_warnings))
 
     async def _update(self, form: UpdateForm, user_id: str) -> Outcome:
         incident = await self.find_open(str(form.incident_id))
@@ -146,6 +157,7 @@ class IncidentService(FeatureService):
             raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
         warning = await self._publish(incident, event.id, reply, broadcast=True)
+        await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
     async def _reload(self, incident_id: int) -> Incident:
@@ -183,12 +195,14 @@ class IncidentService(FeatureService):
                     event.message_ts = ts
             await channel.refresh(at, messages.announcement(incident))
 
-        return await channel.after_upstream(
+        warning = await channel.after_upstream(
             step,
             what=f"incident #{incident.id}",
             upstream="the status page",
             then="The next update posts it again.",
         )
+        # The incident's own channel, when it has one, hears the same.
+        return _joined(warning, await self.rooms.mirror(incident, reply))
 
     async def _announce(self, incident: Incident) -> Incident:
         """Post the incident's one parent message and remember where it is."""

@@ -139,6 +139,50 @@ def default_shared_dir() -> Path:
 
 
 @lru_cache(maxsize=8)
+def load_method_scopes(docs_dir: Path) -> dict[str, frozenset[str]]:
+    """Map method name -> the bot scopes its document lists (any one of them will do,
+    except where ``_room_scopes`` says which); methods needing none are left out."""
+    scopes: dict[str, frozenset[str]] = {}
+    for path in sorted(docs_dir.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and "args" in doc and not doc.get("no_scope_required"):
+            bot = (doc.get("scope") or {}).get("bot") or []
+            if bot:
+                scopes[path.stem] = frozenset(bot)
+    return scopes
+
+
+#: Slack's rule for channel names (its conversations.create and "create a channel" pages:
+#: lowercase letters, numbers, hyphens and underscores, at most 80 characters).
+CHANNEL_NAME_MAX = 80
+_CHANNEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
+#: The methods that open, join and close channels, whose scope depends on the kind of channel.
+ROOM_METHODS = frozenset({"conversations.create", "conversations.invite", "conversations.archive"})
+
+
+def channel_name_error(name: str) -> str | None:
+    """The error conversations.create gives for a name that breaks Slack's rules, else None."""
+    if not name:
+        return "invalid_name_required"
+    if len(name) > CHANNEL_NAME_MAX:
+        return "invalid_name_maxlength"
+    if not set(name) <= _CHANNEL_NAME_CHARS:
+        return "invalid_name_specials"
+    if set(name) <= {"-", "_"}:
+        return "invalid_name_punctuation"
+    return None
+
+
+def _room_scopes(method: str, private: bool) -> frozenset[str]:
+    """assumption: Slack's documents list every bot scope of conversations.create, .invite and
+    .archive without saying which goes with which kind of channel; the scopes' own names do
+    (channels:* public channels, groups:* private ones), and so does the fake."""
+    if method == "conversations.invite":
+        return frozenset({"groups:write", "groups:write.invites"} if private else {"channels:manage", "channels:write.invites"})
+    return frozenset({"groups:write"} if private else {"channels:manage"})
+
+
+@lru_cache(maxsize=8)
 def load_method_docs(docs_dir: Path) -> dict[str, Json]:
     """Map method name -> its ``args`` schema; cached because every test makes a fake."""
     docs: dict[str, Json] = {}
@@ -201,16 +245,23 @@ class FakeSlack:
         shared_dir: Path | str | None = None,
         app_token: str = APP_TOKEN,
         tiers: Tiers | None = None,
+        scopes: frozenset[str] | None = None,
     ) -> None:
         self.token = token
         self.tiers = tiers
         self.app_token = app_token
+        #: The bot token's scopes; None grants every scope (tests not about scopes). With a
+        #: set, a call needing a scope outside it is answered ``missing_scope`` as Slack does.
+        self.scopes = scopes
         shared = Path(shared_dir) if shared_dir is not None else default_shared_dir()
-        self._docs = {**load_method_docs((shared / "slack" / "docs_slack_dev_methods").resolve()), **EXTRA_METHOD_DOCS}
+        docs_dir = (shared / "slack" / "docs_slack_dev_methods").resolve()
+        self._docs = {**load_method_docs(docs_dir), **EXTRA_METHOD_DOCS}
+        self._scopes_needed = load_method_scopes(docs_dir)
         # Socket Mode: tickets handed out by apps.connections.open, redeemed by the websocket server.
         self.socket_mode_url = NO_SOCKET_SERVER_URL
         self._lock = threading.Lock()
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
+        self._delays: defaultdict[str, deque[float]] = defaultdict(deque)
         self._users: dict[str, Json] = {}
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
@@ -223,6 +274,9 @@ class FakeSlack:
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
             "conversations.open": self._conversations_open,
+            "conversations.create": self._conversations_create,
+            "conversations.invite": self._conversations_invite,
+            "conversations.archive": self._conversations_archive,
             "views.open": self._views_open,
             "views.push": self._views_open,
             "views.update": self._views_update,
@@ -325,11 +379,33 @@ class FakeSlack:
             return [copy.deepcopy(c.args) for c in self._calls if c.method == method]
 
     def reset(self) -> None:
-        """Forget calls, messages, views and violations, stop enforcing tiers; keep queued
-        failures and users."""
+        """Forget calls, messages, views, channels and violations, stop enforcing tiers, grant
+        every scope again; keep queued failures and users."""
         with self._lock:
             self.tiers = None
+            self.scopes = None
             self._reset_state()
+
+    def grant(self, scopes: set[str] | frozenset[str] | None) -> None:
+        """Give the bot token exactly these scopes from now on (None: every scope)."""
+        with self._lock:
+            self.scopes = frozenset(scopes) if scopes is not None else None
+
+    def add_channel(self, name: str, *, private: bool = False, members: tuple[str, ...] = (BOT_USER_ID,)) -> str:
+        """A channel that exists already (made by a person): its ID."""
+        with self._lock:
+            return self._new_channel(name, private=private, creator="UHUMAN", members=set(members))["id"]
+
+    def channel(self, channel_id: str) -> Json | None:
+        """A channel conversations.create made (or ``add_channel``), with its ``members``."""
+        with self._lock:
+            found = self._channels.get(channel_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def channel_named(self, name: str) -> Json | None:
+        with self._lock:
+            found = next((c for c in self._channels.values() if c["name"] == name), None)
+            return copy.deepcopy(found) if found is not None else None
 
     def forget_calls(self) -> None:
         """Forget calls, ephemerals and violations, but keep the channel's messages and views,
@@ -355,6 +431,14 @@ class FakeSlack:
             raise ValueError(f"{method} is not a documented Slack method")
         with self._lock:
             self._failures[method].append(_Failure(error, status, retry_after))
+
+    def delay_next(self, method: str, seconds: float) -> None:
+        """Make the next call to ``method`` wait ``seconds`` before it is handled (as a Slack
+        that does not answer in time); the call still takes effect afterwards, as it may in Slack."""
+        if method not in self._docs:
+            raise ValueError(f"{method} is not a documented Slack method")
+        with self._lock:
+            self._delays[method].append(seconds)
 
     def set_user(self, user_id: str, **fields: Any) -> None:
         """Override fields of the user ``users.info`` returns (e.g. ``tz=...``)."""
@@ -455,6 +539,11 @@ class FakeSlack:
             else:
                 token = body_token
         with self._lock:
+            delays = self._delays.get(method)
+            delay = delays.popleft() if delays else 0.0
+        if delay:
+            await asyncio.sleep(delay)
+        with self._lock:
             status, body, headers = self._dispatch(method, args, token, problems)
         return web.json_response(body, status=status, headers=headers)
 
@@ -537,6 +626,9 @@ class FakeSlack:
             return _error("not_allowed_token_type")
         elif token != self.token:
             return _error("invalid_auth")
+        missing = self._missing_scope(method, args)
+        if missing is not None:
+            return 200, missing, {}
         if problems:
             return _error("invalid_arguments", messages=_slack_messages(method, problems))
         if too_large:
@@ -560,6 +652,23 @@ class FakeSlack:
         except Exception as exc:  # a bug in the fake, or args it cannot make sense of
             self._violations.append(f"{method}: fake could not handle {args!r}: {exc!r}")
             return _error("internal_error", 500)
+
+    def _missing_scope(self, method: str, args: Json) -> Json | None:
+        """Slack's ``missing_scope`` answer (with ``needed`` and ``provided``) when the token
+        lacks every scope that would allow this call, else None."""
+        if self.scopes is None:
+            return None
+        if method in ROOM_METHODS:
+            if method == "conversations.create":
+                private = _truthy(args.get("is_private"))
+            else:
+                private = bool(self._channels.get(str(args.get("channel")), {}).get("is_private"))
+            allowed = _room_scopes(method, private)
+        else:
+            allowed = self._scopes_needed.get(method, frozenset())
+        if not allowed or allowed & self.scopes:
+            return None
+        return {"ok": False, "error": "missing_scope", "needed": sorted(allowed)[0], "provided": ",".join(sorted(self.scopes))}
 
     def _over_tier(self, method: str, args: Json) -> int | None:
         """Seconds to wait (Retry-After) when the tiers refuse this call, else None."""
@@ -654,6 +763,7 @@ class FakeSlack:
         self._home_views: dict[str, str] = {}  # user id -> view id
         self._used_triggers: set[str] = set()
         self._tickets: set[str] = set()
+        self._channels: dict[str, Json] = {}  # the ones the fake knows: created, or add_channel
         self._ts_counter = 0
         self._id_counter = 0
 
@@ -741,6 +851,11 @@ class FakeSlack:
         if not any(args.get(k) for k in ("text", "blocks", "attachments", "markdown_text")):
             return {"ok": False, "error": "no_text"}
         channel = self._channel_id(str(args["channel"]))
+        known = self._channels.get(channel)
+        if known is not None and known["is_archived"]:
+            return {"ok": False, "error": "is_archived"}
+        if known is not None and BOT_USER_ID not in known["members"]:
+            return {"ok": False, "error": "not_in_channel"}
         thread_ts = args.get("thread_ts") or None
         if thread_ts is not None:
             parent = self._by_key.get((channel, str(thread_ts)))
@@ -765,6 +880,8 @@ class FakeSlack:
 
     def _chat_update(self, args: Json) -> Json:
         channel = self._channel_id(str(args["channel"]))
+        if self._channels.get(channel, {}).get("is_archived"):
+            return {"ok": False, "error": "is_archived"}
         message = self._by_key.get((channel, str(args["ts"])))
         if message is None:
             return {"ok": False, "error": "message_not_found"}
@@ -840,6 +957,70 @@ class FakeSlack:
         if args.get("channel"):
             return {"ok": True, "channel": {"id": str(args["channel"])}}
         return {"ok": True, "channel": {"id": self._channel_id(users[0])}}
+
+    def _new_channel(self, name: str, *, private: bool, creator: str, members: set[str]) -> Json:
+        channel = {
+            "id": self._next_id("C"),
+            "name": name,
+            "is_channel": True,
+            "is_group": False,
+            "is_private": private,
+            "is_archived": False,
+            "creator": creator,
+            "created": int(time.time()),
+            "members": sorted(members),
+        }
+        self._channels[channel["id"]] = channel
+        return channel
+
+    @staticmethod
+    def _conversation(channel: Json) -> Json:
+        """A channel as Slack's conversation object shows it to the bot (no member list)."""
+        out = {k: copy.deepcopy(v) for k, v in channel.items() if k != "members"}
+        out["name_normalized"] = channel["name"]
+        out["is_member"] = BOT_USER_ID in channel["members"]
+        return out
+
+    def _conversations_create(self, args: Json) -> Json:
+        name = str(args.get("name") or "")
+        error = channel_name_error(name)
+        if error is None and any(c["name"] == name for c in self._channels.values()):
+            error = "name_taken"  # archived channels keep their names, as in Slack
+        if error is not None:
+            return {"ok": False, "error": error}
+        channel = self._new_channel(name, private=_truthy(args.get("is_private")), creator=BOT_USER_ID, members={BOT_USER_ID})
+        return {"ok": True, "channel": self._conversation(channel)}
+
+    def _conversations_invite(self, args: Json) -> Json:
+        channel = self._channels.get(str(args["channel"]))
+        users = [u.strip() for u in str(args.get("users") or "").split(",") if u.strip()]
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if not users:
+            return {"ok": False, "error": "no_user"}
+        if channel["is_archived"]:
+            return {"ok": False, "error": "is_archived"}
+        if BOT_USER_ID not in channel["members"]:
+            return {"ok": False, "error": "not_in_channel"}
+        if BOT_USER_ID in users:
+            return {"ok": False, "error": "cant_invite_self"}
+        if any(not u.startswith(("U", "W")) for u in users):
+            return {"ok": False, "error": "user_not_found"}
+        if all(u in channel["members"] for u in users):
+            return {"ok": False, "error": "already_in_channel"}
+        channel["members"] = sorted(set(channel["members"]) | set(users))
+        return {"ok": True, "channel": self._conversation(channel)}
+
+    def _conversations_archive(self, args: Json) -> Json:
+        channel = self._channels.get(str(args["channel"]))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel["is_archived"]:
+            return {"ok": False, "error": "already_archived"}
+        if BOT_USER_ID not in channel["members"]:
+            return {"ok": False, "error": "not_in_channel"}
+        channel["is_archived"] = True
+        return {"ok": True}
 
     def _new_view(self, view: Json, view_id: str, root_view_id: str | None = None) -> Json:
         return {

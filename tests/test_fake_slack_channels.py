@@ -1,0 +1,144 @@
+"""The fake Slack's channels: conversations.create, .invite and .archive answer as Slack's
+method documents say (arguments, name rules, errors), scopes are enforced when the fake is
+given a set, and an archived channel takes no more posts. Driven by the real slack_sdk client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from tests.support.fakes.slack_api import BOT_USER_ID, FakeSlack, channel_name_error
+
+TOKEN = "xoxb-test-token"
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def client(slack: FakeSlack) -> AsyncIterator[AsyncWebClient]:
+    yield AsyncWebClient(token=TOKEN, base_url=slack.url)
+
+
+async def api_error(awaitable) -> SlackApiError:
+    with pytest.raises(SlackApiError) as info:
+        await awaitable
+    return info.value
+
+
+async def test_create_gives_a_conversation_the_bot_is_in(slack, client):
+    answer = await client.conversations_create(name="inc-1-db-down", is_private=True)
+    channel = answer["channel"]
+    assert channel["name"] == "inc-1-db-down" and channel["is_private"] is True and channel["is_member"] is True
+    assert channel["id"].startswith("C")
+    assert slack.channel(channel["id"])["members"] == [BOT_USER_ID]
+    assert slack.violations == []
+
+
+@pytest.mark.parametrize(
+    "name, error",
+    [
+        ("", "invalid_name_required"),
+        ("x" * 81, "invalid_name_maxlength"),
+        ("Inc-1", "invalid_name_specials"),
+        ("inc 1", "invalid_name_specials"),
+        ("inc#1", "invalid_name_specials"),
+        ("café", "invalid_name_specials"),
+        ("--__", "invalid_name_punctuation"),
+    ],
+)
+def test_names_slack_refuses(name, error):
+    assert channel_name_error(name) == error
+
+
+def test_names_slack_takes():
+    for name in ("inc-1-db-down", "x" * 80, "a_b-9"):
+        assert channel_name_error(name) is None
+
+
+async def test_create_refuses_a_bad_or_taken_name(slack, client):
+    assert (await api_error(client.conversations_create(name="Bad Name"))).response["error"] == "invalid_name_specials"
+    slack.add_channel("inc-1-db-down")
+    assert (await api_error(client.conversations_create(name="inc-1-db-down"))).response["error"] == "name_taken"
+    # An archived channel keeps its name.
+    made = (await client.conversations_create(name="inc-2-x"))["channel"]["id"]
+    await client.conversations_archive(channel=made)
+    assert (await api_error(client.conversations_create(name="inc-2-x"))).response["error"] == "name_taken"
+
+
+async def test_create_without_its_required_name_is_a_violation(slack, client):
+    error = await api_error(client.api_call("conversations.create", json={"is_private": False}))
+    assert error.response["error"] == "invalid_arguments"
+    assert any("missing required argument 'name'" in v for v in slack.violations)
+
+
+async def test_invite_adds_people_and_refuses_as_slack_does(slack, client):
+    made = (await client.conversations_create(name="inc-3-x"))["channel"]["id"]
+    answer = await client.conversations_invite(channel=made, users="U1,U2")
+    assert answer["channel"]["id"] == made
+    assert slack.channel(made)["members"] == sorted([BOT_USER_ID, "U1", "U2"])
+    assert (await api_error(client.conversations_invite(channel=made, users="U1"))).response["error"] == "already_in_channel"
+    assert (await api_error(client.conversations_invite(channel=made, users=BOT_USER_ID))).response["error"] == "cant_invite_self"
+    assert (await api_error(client.conversations_invite(channel="C404", users="U1"))).response["error"] == "channel_not_found"
+    theirs = slack.add_channel("someone-elses", members=("UHUMAN",))
+    assert (await api_error(client.conversations_invite(channel=theirs, users="U1"))).response["error"] == "not_in_channel"
+
+
+async def test_archive_once_and_then_no_more_posts(slack, client):
+    made = (await client.conversations_create(name="inc-4-x"))["channel"]["id"]
+    posted = await client.chat_postMessage(channel=made, text="hello")
+    assert (await client.conversations_archive(channel=made))["ok"] is True
+    assert slack.channel(made)["is_archived"] is True
+    assert (await api_error(client.conversations_archive(channel=made))).response["error"] == "already_archived"
+    assert (await api_error(client.chat_postMessage(channel=made, text="again"))).response["error"] == "is_archived"
+    assert (await api_error(client.chat_update(channel=made, ts=posted["ts"], text="x"))).response["error"] == "is_archived"
+    assert (await api_error(client.conversations_invite(channel=made, users="U1"))).response["error"] == "is_archived"
+    assert (await api_error(client.conversations_archive(channel="C404"))).response["error"] == "channel_not_found"
+
+
+async def test_posting_in_a_known_channel_the_bot_is_not_in_is_refused(slack, client):
+    theirs = slack.add_channel("someone-elses", members=("UHUMAN",))
+    assert (await api_error(client.chat_postMessage(channel=theirs, text="hi"))).response["error"] == "not_in_channel"
+
+
+async def test_scopes_are_enforced_when_given(slack, client):
+    slack.grant({"commands", "chat:write"})
+    error = await api_error(client.conversations_create(name="inc-5-x"))
+    assert error.response["error"] == "missing_scope" and error.response["needed"] == "channels:manage"
+    assert "chat:write" in error.response["provided"]
+    # Public and private channels need different scopes.
+    slack.grant({"chat:write", "channels:manage"})
+    public = (await client.conversations_create(name="inc-5-x"))["channel"]["id"]
+    assert (await api_error(client.conversations_create(name="inc-6-x", is_private=True))).response["needed"] == "groups:write"
+    await client.conversations_invite(channel=public, users="U1")
+    await client.conversations_archive(channel=public)
+    slack.grant({"chat:write", "groups:write"})
+    private = (await client.conversations_create(name="inc-6-x", is_private=True))["channel"]["id"]
+    await client.conversations_invite(channel=private, users="U1")
+    await client.conversations_archive(channel=private)
+    # Every other method needs one of the scopes its document lists.
+    slack.grant({"commands"})
+    assert (await api_error(client.chat_postMessage(channel="C1", text="hi"))).response["error"] == "missing_scope"
+    assert (await client.auth_test())["ok"] is True  # needs no scope
+    slack.grant(None)
+    assert (await client.chat_postMessage(channel="C1", text="hi"))["ok"] is True
+    assert slack.violations == []
+
+
+async def test_a_delayed_call_times_the_client_out_and_still_happens(slack, client):
+    slack.delay_next("conversations.create", 1.0)
+    started = time.monotonic()
+    with pytest.raises(asyncio.TimeoutError):
+        await AsyncWebClient(token=TOKEN, base_url=slack.url, timeout=0.2).conversations_create(name="inc-7-x")
+    assert time.monotonic() - started < 0.9
+    await asyncio.sleep(1.0)
+    assert slack.channel_named("inc-7-x") is not None  # Slack may well have done it
+    assert (await client.conversations_create(name="inc-8-x"))["ok"] is True  # only the next call waited
