@@ -177,6 +177,9 @@ class FakeAppFirst(BackgroundServer):
         app.router.add_put(item, self._update)
         app.router.add_delete(item, self._delete)
 
+    def _is_create(self, request: web.Request) -> bool:
+        return request.method == "POST" and request.path.endswith("/api/maintenance_windows/")
+
     def _failure_response(self, status: int) -> web.StreamResponse:
         return _error(self.failure_message or "Internal server error.", status)
 
