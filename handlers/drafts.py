@@ -1,4 +1,6 @@
-"""Retry and Edit on a kept submission, for every feature: the draft's kind says whose it is."""
+"""The buttons on a kept submission, for every feature (the draft's kind says whose it is):
+Retry and Edit after a failure; Check and retry, Create anyway and It exists: link it (with
+its modal) after an unknown outcome."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from bot.context import AppContext
 from bot.errors import NotFound
 from bot.services.drafts import draft_kind
 from handlers.errors import renders_errors
-from handlers.ids import DraftAction
+from handlers.ids import DraftAction, DraftCallback
 from handlers.payload import Interaction
 
 
@@ -34,5 +36,30 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
         draft_id, handlers = await owner_of(it)
         await handlers.reopen_draft(ack, draft_id, it)
 
+    async def check(ack, it: Interaction) -> None:
+        await ack()
+        draft_id, handlers = await owner_of(it)
+        await handlers.check_draft(draft_id, it)
+
+    async def anyway(ack, it: Interaction) -> None:
+        await ack()
+        draft_id, handlers = await owner_of(it)
+        await handlers.create_anyway(draft_id, it)
+
+    async def link(ack, it: Interaction) -> None:
+        draft_id, handlers = await owner_of(it)
+        await handlers.open_link(ack, draft_id, it)
+
+    async def submit_link(ack, it: Interaction) -> None:
+        draft = it.metadata.get("draft")
+        kind = await draft_kind(ctx, draft) if isinstance(draft, int) else None
+        if kind is None or kind.feature not in owners:
+            raise NotFound("That submission is no longer kept.")
+        await owners[kind.feature].submit_link(ack, draft, it)
+
     app.action(DraftAction.RETRY)(renders_errors(ctx, retry))
     app.action(DraftAction.EDIT)(renders_errors(ctx, edit))
+    app.action(DraftAction.CHECK)(renders_errors(ctx, check))
+    app.action(DraftAction.ANYWAY)(renders_errors(ctx, anyway))
+    app.action(DraftAction.LINK)(renders_errors(ctx, link))
+    app.view(DraftCallback.LINK)(renders_errors(ctx, submit_link))
