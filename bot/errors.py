@@ -253,15 +253,11 @@ class OutcomeUnknown(UpstreamUnavailable):
     """The request left sitrep and no answer came back (a timeout after it was sent, the
     connection reset mid-call, a gateway timeout): the upstream may have acted on it.
 
-    Not "failed": sending a create again could make a second one. "Could not connect" is a
-    plain `UpstreamUnavailable` (nothing was sent, safe to retry).
+    Not "failed" for a create: sending it again could make a second one, so the drafts turn
+    it into `SubmissionUnknown`. A change to one thing (an update, a resolve) may simply be
+    retried, and reads the same as its base class. "Could not connect" is a plain
+    `UpstreamUnavailable` (nothing was sent, safe to retry).
     """
-
-    def __str__(self) -> str:
-        return _sentence(
-            f"{_subject(self.service)} did not answer after it was sent the request "
-            f"({self.message.rstrip('.')}), so it may or may not have done it"
-        )
 
 
 # --- errors meant for the person at the keyboard (rendered by handlers/errors.py) ---

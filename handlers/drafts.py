@@ -10,11 +10,24 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.context import AppContext
-from bot.errors import NotFound
+from bot.clients.slack import tell_user
+from bot.errors import NotFound, SubmissionUnknown
 from bot.services.drafts import draft_kind
+from handlers.draft_views import unknown_answer
 from handlers.errors import renders_errors
 from handlers.ids import DraftAction, DraftCallback
 from handlers.payload import Interaction
+
+
+def unknown_notifier(ctx: AppContext):
+    """How the crash recovery tells a person: the outcome-unknown answer with its choices,
+    ephemeral in the channel they submitted from, else a direct message."""
+
+    async def notify(err: SubmissionUnknown, user_id: str, channel_id: str | None) -> None:
+        text, blocks = unknown_answer(err, recovered=True)
+        await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+
+    return notify
 
 
 def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
@@ -63,3 +76,4 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
     app.action(DraftAction.ANYWAY)(renders_errors(ctx, anyway))
     app.action(DraftAction.LINK)(renders_errors(ctx, link))
     app.view(DraftCallback.LINK)(renders_errors(ctx, submit_link))
+    ctx.notify_unknown = unknown_notifier(ctx)

@@ -132,12 +132,14 @@ class DraftFlow:
     async def _attempt(self, draft_id: int, kind: DraftKind, form: Form, user_id: str, send: Send[T]) -> T:
         try:
             result = await send(kind, form, user_id)
-        except OutcomeUnknown as exc:
-            log.warning("%s may or may not have taken %s: %s", exc.service, kind, exc.message)
-            audit(kind, user=user_id, outcome=f"unknown: {exc}", draft_id=draft_id, **_target(form))
-            await self._record(draft_id, str(exc), DraftState.UNKNOWN)
-            raise self.unknown(draft_id, kind, form.summary(), exc.message) from exc
         except UpstreamError as exc:
+            if isinstance(exc, OutcomeUnknown) and kind.creates:
+                log.warning("%s may or may not have taken %s: %s", exc.service, kind, exc.message)
+                audit(kind, user=user_id, outcome=f"unknown: {exc}", draft_id=draft_id, **_target(form))
+                await self._record(draft_id, str(exc), DraftState.UNKNOWN)
+                raise self.unknown(draft_id, kind, form.summary(), exc.message) from exc
+            # A change to one thing (update, resolve, edit, cancel) sent twice changes it
+            # once: a plain failure with Retry, as before.
             log.warning("%s did not take %s: %s", exc.service, kind, exc)
             audit(kind, user=user_id, outcome=f"{upstream_outcome(exc)}: {exc}", draft_id=draft_id, **_target(form))
             await self._record(draft_id, str(exc))
@@ -147,6 +149,9 @@ class DraftFlow:
             await self._record(draft_id, "refused")
             raise
         except Exception as exc:
+            if not kind.creates:
+                await self._record(draft_id, "interrupted")
+                raise
             # Our own trouble mid-send (the store failing after the upstream took it, a bug):
             # whether the upstream has it is unknown, and the person is asked, not guessed for.
             log.exception("sending %s (draft %s) broke off; its outcome is unknown", kind, draft_id)
