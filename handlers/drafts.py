@@ -9,8 +9,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.context import AppContext
 from bot.clients.slack import tell_user
+from bot.context import AppContext
 from bot.errors import NotFound, SubmissionUnknown
 from bot.services.drafts import draft_kind
 from handlers.draft_views import unknown_answer

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import handlers.payload as payload
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import InputInvalid
 from bot.services.base import FeatureService
 from bot.services.outcomes import Outcome
-import handlers.payload as payload
 from handlers.draft_views import link_modal
 from handlers.ids import DraftBlock, DraftInput
 from handlers.payload import Interaction

@@ -3,10 +3,9 @@ draft flow (`bot.services.drafts`) around the feature's own `_send`."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
-
-import uuid
 
 from bot.context import AppContext
 from bot.errors import NotSupported
