@@ -128,8 +128,10 @@ def test_a_bad_link_is_a_modal_error_and_keeps_the_draft(bot, slack, statuspage,
         pasted = incidents_in_store(bot)[0].upstream_id
         slack.forget_calls()
     _answer, draft_id = unknown_declare(bot, slack, statuspage)
+    slack.forget_calls()  # the declare modal's views.open: the next one is the link modal
     bot.click(DraftAction.LINK, str(draft_id))
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    assert view["callback_id"] == DraftCallback.LINK
     response = bot.submit(view, {DraftBlock.UPSTREAM_ID: {DraftInput.UPSTREAM_ID: typed(pasted)}})
     body = response.json()
     assert body["response_action"] == "errors" and problem in body["errors"][DraftBlock.UPSTREAM_ID.value]
@@ -194,3 +196,30 @@ def test_create_anyway_on_appfirst_does_not_look(af_bot, slack, appfirst):
     slack.wait_for(lambda: [w for w in windows(af_bot) if w.message_ts])
     assert len(posts(appfirst)) == 2 and len(appfirst.windows) == 2  # as the person chose
     assert not [r for r in appfirst.requests if r.method == "GET"][1:]  # no look before it
+
+
+# --- maintenance on the status page: it lists only windows in progress, so link it ---------------
+
+
+def test_a_status_page_window_whose_reply_is_lost_is_linked_with_its_reminders(bot, slack, statuspage):
+    from tests.support.reminders import reminders
+
+    statuspage.hold_replies(1, seconds=HOLD)
+    view = open_modal(bot, slack)
+    bot.submit(view, schedule_values())
+    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)[0]
+    assert buttons(answer) == [DraftAction.LINK, DraftAction.ANYWAY, DraftAction.EDIT]
+    [made] = statuspage.incidents
+    assert windows(bot) == []
+    draft_id = max(d.id for d in drafts_in_store(bot))
+    slack.forget_calls()
+    bot.click(DraftAction.LINK, str(draft_id))
+    link = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    bot.submit(link, {DraftBlock.UPSTREAM_ID: {DraftInput.UPSTREAM_ID: typed(made)}})
+    [window] = slack.wait_for(lambda: [w for w in windows(bot) if w.message_ts])
+    assert window.upstream_id == made and window.title == "DB upgrade" and window.created_by == "U123"
+    assert window.start == WINTER_START
+    assert set(reminders(bot, window.id)) >= {"started", "ended"}  # reminders follow it like any window
+    assert len(top_level(slack)) == 1 and len(statuspage.incidents) == 1
+    done = slack.wait_for(lambda: [m for m in slack.ephemerals() if "nothing was created twice" in str(m["blocks"])])
+    assert done and drafts_in_store(bot)[-1].state == "done"
