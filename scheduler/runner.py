@@ -54,7 +54,10 @@ class ReminderScheduler:
 
     async def start(self) -> None:
         # Alive before any work: drafts this instance sends name it, and its beats say it lives.
-        await recovery.beat(self.ctx)
+        try:
+            await recovery.beat(self.ctx)
+        except Exception:  # noqa: BLE001 - a sick database is /readyz's to report; beats retry
+            log.exception("could not write this instance's heartbeat; the next beat tries again")
         self.scheduler.start(paused=not self.timers)
         self.ctx.wake_reminders = self.wake
         self.scheduler.add_job(self._run_due, "interval", seconds=SWEEP_EVERY.total_seconds(), id=SWEEP_JOB)
