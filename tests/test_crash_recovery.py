@@ -86,7 +86,7 @@ def test_a_draft_of_a_gone_instance_becomes_unknown_and_its_person_is_told_once(
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
     quiet_bot.submit(view, {DraftBlock.UPSTREAM_ID: {DraftInput.UPSTREAM_ID: typed(made)}})
     slack.wait_for(lambda: [i for i in incidents_in_store(quiet_bot) if i.upstream_id == made and i.message_ts])
-    assert draft_state(quiet_bot, dead) == "done"
+    slack.wait_for(lambda: draft_state(quiet_bot, dead) == "done")
 
 
 def test_a_draft_of_a_live_instance_is_left_alone(quiet_bot, slack):
