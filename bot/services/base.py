@@ -65,7 +65,7 @@ class FeatureService:
                 "Use *It exists: link it* if you can see it there, or *Create anyway* if not."
             )
         return await self.drafts.retry(
-            draft_id, kind, form, user_id=user_id, send=self._check_then_send, states=(FAILED, UNKNOWN)
+            draft_id, kind, form, user_id=user_id, send=self._send_again, states=(FAILED, UNKNOWN)
         )
 
     async def create_anyway(self, draft_id: int, *, user_id: str) -> Outcome:
@@ -114,13 +114,10 @@ class FeatureService:
         try:
             outcome = await self._adopt(kind, form, upstream_id.strip(), user_id)
         except BaseException:
-            await self.drafts._record(draft_id, "linking failed", UNKNOWN)
+            await self.drafts.put_back_unknown(draft_id)
             raise
         await self.drafts.settle(draft_id, result=outcome, user_id=user_id, kind=kind)
         return outcome
-
-    async def _check_then_send(self, kind: DraftKind, form: Any, user_id: str) -> Outcome:
-        return await self._send_again(kind, form, user_id)
 
     async def _known_as(self, upstream_id: str) -> str | None:
         """How sitrep already knows this upstream ID (`incident #3`), or None."""

@@ -117,6 +117,10 @@ class DraftFlow:
         audit(kind, user=user_id, outcome="linked", draft_id=draft_id, **(_target(result) if result is not None else {}))
         await self._record(draft_id, None)
 
+    async def put_back_unknown(self, draft_id: int) -> None:
+        """A link that failed half-way: the choices stay open."""
+        await self._record(draft_id, "linking failed", DraftState.UNKNOWN)
+
     def unknown(self, draft_id: int, kind: DraftKind, summary: str, reason: str) -> SubmissionUnknown:
         choices = self.choices(kind)
         return SubmissionUnknown(
