@@ -171,6 +171,7 @@ class Sitrep:
             return
         self.started = False
         await self.finish_work()
+        await self.scheduler.stop_heartbeat()
         await self.ctx.aclose()
         log.info("sitrep stopped")
 
@@ -305,7 +306,9 @@ class Sitrep:
             try:
                 await handler.close_async()
                 # /healthz keeps answering while acknowledged work finishes (busy, not dead).
-                await _finish_acknowledged_work(timeout=self.ctx.settings.sitrep_shutdown_grace, keep={operator})
+                # The heartbeat beats on while work finishes; it is not work to wait for.
+                keep = {operator, *self.scheduler.background()}
+                await _finish_acknowledged_work(timeout=self.ctx.settings.sitrep_shutdown_grace, keep=keep)
                 await self.stop()
             finally:
                 stopped.set()

@@ -15,6 +15,7 @@ from bot.channel import Channel, unpaced_client
 from bot.clients.appfirst import AppFirstClient
 from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
+from bot.errors import SubmissionUnknown
 from bot.metrics import Metrics
 from bot.outbox import Outbox
 from bot.settings import Settings
@@ -40,6 +41,9 @@ class AppContext:
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # Set by the running scheduler: called when reminder rows change, so it re-plans its wake-up.
     wake_reminders: Callable[[], Awaitable[None]] | None = None
+    # Set by the wiring (handlers): tell a person (user, channel) that a draft's outcome is
+    # unknown, with its choices — used by the crash recovery, which has no Slack request.
+    notify_unknown: Callable[[SubmissionUnknown, str, str | None], Awaitable[None]] | None = None
     # This bot's own registry (never the process-global one: tests run several bots at once).
     metrics: Metrics = field(default_factory=Metrics)
     # One outbox per process: every post and edit to a channel is paced through it.

@@ -12,6 +12,8 @@ characters. Sitrep errors come from the services and are rendered by ``handlers/
     ├── UpstreamUnauthorized operator: credentials refused; person: sitrep is misconfigured, nothing lost
     ├── UpstreamWrongURL     operator: log line with the URL tried and the setting to fix
     └── UpstreamUnavailable  person: "… is not available right now … Please try again later"
+        └── OutcomeUnknown   person: "… may or may not have done it": the request was sent and no
+                             answer came (timeout after sending, reset, gateway timeout)
 
     SitrepError              base; `str(err)` is a sentence for the person in Slack
     ├── InputInvalid         person: shown inside the modal, keyed by block ID
@@ -19,7 +21,8 @@ characters. Sitrep errors come from the services and are rendered by ``handlers/
     ├── NotAllowed           person: not in SITREP_ADMINS
     ├── FeatureDisabled      person: the feature's API is not configured; operator: which setting
     ├── NotSupported         person: this backend cannot do that (edit on the status page)
-    └── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
+    ├── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
+    └── SubmissionUnknown    person: "outcome unknown" with Check and retry / Create anyway / Link it
 
 The redaction helpers (``scrub``, ``upstream_text``, ``escape_controls``, ``public_url``)
 live here because the errors themselves use them as a backstop.
@@ -39,6 +42,7 @@ __all__ = [
     "UpstreamUnauthorized",
     "UpstreamUnavailable",
     "UpstreamWrongURL",
+    "OutcomeUnknown",
     "public_url",
     "scrub",
     "escape_controls",
@@ -50,6 +54,7 @@ __all__ = [
     "FeatureDisabled",
     "NotSupported",
     "SubmissionFailed",
+    "SubmissionUnknown",
 ]
 
 _REDACTED = "[redacted]"
@@ -244,6 +249,17 @@ class UpstreamUnavailable(UpstreamError):
         )
 
 
+class OutcomeUnknown(UpstreamUnavailable):
+    """The request left sitrep and no answer came back (a timeout after it was sent, the
+    connection reset mid-call, a gateway timeout): the upstream may have acted on it.
+
+    Not "failed" for a create: sending it again could make a second one, so the drafts turn
+    it into `SubmissionUnknown`. A change to one thing (an update, a resolve) may simply be
+    retried, and reads the same as its base class. "Could not connect" is a plain
+    `UpstreamUnavailable` (nothing was sent, safe to retry).
+    """
+
+
 # --- errors meant for the person at the keyboard (rendered by handlers/errors.py) ---
 class SitrepError(Exception):
     """Base: `str(err)` is a sentence the user can read."""
@@ -282,3 +298,22 @@ class SubmissionFailed(SitrepError):
         self.cause = cause
         self.summary = summary
         super().__init__(str(cause))
+
+
+class SubmissionUnknown(SitrepError):
+    """A create was sent and no answer came: it may exist upstream. The draft keeps what was
+    typed (state "unknown"); the person chooses: look for it and retry (`can_check`: the
+    upstream can list what it has), create it anyway, or link the one that exists
+    (`can_link`: the status page, which cannot be asked)."""
+
+    def __init__(
+        self, *, draft_id: int, kind: str, service: str, summary: str, can_check: bool, can_link: bool, reason: str = ""
+    ):
+        self.draft_id = draft_id
+        self.kind = kind
+        self.service = service
+        self.summary = summary
+        self.can_check = can_check
+        self.can_link = can_link
+        self.reason = reason
+        super().__init__(f"{_subject(service)} may or may not have done it: {reason or 'no answer came back'}")

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.errors import UpstreamError, UpstreamRejected, UpstreamUnauthorized, UpstreamUnavailable
+from bot.errors import OutcomeUnknown, UpstreamError, UpstreamRejected, UpstreamUnauthorized, UpstreamUnavailable
 from store import drafts as draft_store
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "upstream_outcome"]
@@ -42,6 +42,8 @@ def upstream_outcome(exc: BaseException | None) -> str:
         return "rejected"
     if isinstance(exc, UpstreamUnauthorized):
         return "unauthorized"
+    if isinstance(exc, OutcomeUnknown):
+        return "unknown"
     if isinstance(exc, UpstreamUnavailable):
         cause = exc.__cause__
         return "unknown" if cause is not None and type(cause).__name__ in _MAYBE_SENT else "unavailable"

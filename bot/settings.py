@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
     # On SIGTERM, how long work under way may take to finish before clients and store close.
     sitrep_shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
+    # Seconds between heartbeats; an instance silent for three is gone, and the drafts it was
+    # sending become "outcome unknown" (their people are told).
+    sitrep_heartbeat: float = Field(default=10.0, ge=0.5, le=600)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     # Socket Mode has no HTTP server of its own: /metrics, /healthz and /readyz live here.

@@ -1,4 +1,6 @@
-"""Retry and Edit on a kept submission, for every feature: the draft's kind says whose it is."""
+"""The buttons on a kept submission, for every feature (the draft's kind says whose it is):
+Retry and Edit after a failure; Check and retry, Create anyway and It exists: link it (with
+its modal) after an unknown outcome."""
 
 from __future__ import annotations
 
@@ -7,12 +9,25 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.clients.slack import tell_user
 from bot.context import AppContext
-from bot.errors import NotFound
+from bot.errors import NotFound, SubmissionUnknown
 from bot.services.drafts import draft_kind
+from handlers.draft_views import unknown_answer
 from handlers.errors import renders_errors
-from handlers.ids import DraftAction
+from handlers.ids import DraftAction, DraftCallback
 from handlers.payload import Interaction
+
+
+def unknown_notifier(ctx: AppContext):
+    """How the crash recovery tells a person: the outcome-unknown answer with its choices,
+    ephemeral in the channel they submitted from, else a direct message."""
+
+    async def notify(err: SubmissionUnknown, user_id: str, channel_id: str | None) -> None:
+        text, blocks = unknown_answer(err, recovered=True)
+        await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+
+    return notify
 
 
 def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
@@ -34,5 +49,31 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
         draft_id, handlers = await owner_of(it)
         await handlers.reopen_draft(ack, draft_id, it)
 
+    async def check(ack, it: Interaction) -> None:
+        await ack()
+        draft_id, handlers = await owner_of(it)
+        await handlers.check_draft(draft_id, it)
+
+    async def anyway(ack, it: Interaction) -> None:
+        await ack()
+        draft_id, handlers = await owner_of(it)
+        await handlers.create_anyway(draft_id, it)
+
+    async def link(ack, it: Interaction) -> None:
+        draft_id, handlers = await owner_of(it)
+        await handlers.open_link(ack, draft_id, it)
+
+    async def submit_link(ack, it: Interaction) -> None:
+        draft = it.metadata.get("draft")
+        kind = await draft_kind(ctx, draft) if isinstance(draft, int) else None
+        if kind is None or kind.feature not in owners:
+            raise NotFound("That submission is no longer kept.")
+        await owners[kind.feature].submit_link(ack, draft, it)
+
     app.action(DraftAction.RETRY)(renders_errors(ctx, retry))
     app.action(DraftAction.EDIT)(renders_errors(ctx, edit))
+    app.action(DraftAction.CHECK)(renders_errors(ctx, check))
+    app.action(DraftAction.ANYWAY)(renders_errors(ctx, anyway))
+    app.action(DraftAction.LINK)(renders_errors(ctx, link))
+    app.view(DraftCallback.LINK)(renders_errors(ctx, submit_link))
+    ctx.notify_unknown = unknown_notifier(ctx)

@@ -15,12 +15,14 @@ from bot.errors import (
     InputInvalid,
     SitrepError,
     SubmissionFailed,
+    SubmissionUnknown,
     UpstreamError,
     UpstreamRejected,
     UpstreamUnauthorized,
     UpstreamWrongURL,
 )
 from bot.messages.format import button, escape, section, truncate
+from handlers.draft_views import unknown_answer
 from handlers.ids import DraftAction
 from handlers.payload import Interaction
 
@@ -108,6 +110,8 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         log.exception("unexpected error in a listener", exc_info=exc)
     if isinstance(exc, SubmissionFailed):
         text, blocks = failure_answer(exc)
+    elif isinstance(exc, SubmissionUnknown):
+        text, blocks = unknown_answer(exc)
     else:
         text = plain_answer(exc)
         blocks = [section(text)]

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import handlers.payload as payload
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import InputInvalid
 from bot.services.base import FeatureService
 from bot.services.outcomes import Outcome
+from handlers.draft_views import link_modal
+from handlers.ids import DraftBlock, DraftInput
 from handlers.payload import Interaction
 from store.states import DraftKind
 
@@ -43,3 +46,30 @@ class FeatureHandlers:
 
     async def retry_draft(self, draft_id: int, it: Interaction) -> None:
         await self._tell(it, self.done_answer(await self.service.retry(draft_id, user_id=it.user_id)))
+
+    # --- an unknown outcome's choices ----------------------------------------------------
+    async def check_draft(self, draft_id: int, it: Interaction) -> None:
+        await self._tell(it, self.done_answer(await self.service.check_and_retry(draft_id, user_id=it.user_id)))
+
+    async def create_anyway(self, draft_id: int, it: Interaction) -> None:
+        await self._tell(it, self.done_answer(await self.service.create_anyway(draft_id, user_id=it.user_id)))
+
+    async def open_link(self, ack, draft_id: int, it: Interaction) -> None:
+        self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
+        kind, form = await self.service.reopen(draft_id)
+        choices = self.service.unknown_choices(kind)
+        await ack()
+        view = link_modal(
+            draft_id, kind=kind, service=choices.service, summary=form.summary(), channel_id=it.channel_id
+        )
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+
+    async def submit_link(self, ack, draft_id: int, it: Interaction) -> None:
+        """The ID's problems come back inside the modal (what was pasted stays); then the
+        modal closes and the adoption is answered like a submission."""
+        pasted = payload.text(it.values, DraftBlock.UPSTREAM_ID, DraftInput.UPSTREAM_ID)
+        problems = await self.service.link_known_problems(draft_id, pasted)
+        modal_errors(problems, {"upstream_id": DraftBlock.UPSTREAM_ID})
+        await ack()
+        await self._tell(it, self.done_answer(await self.service.link(draft_id, pasted, user_id=it.user_id)))

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
+from bot.services import recovery
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
@@ -49,8 +50,14 @@ class ReminderScheduler:
         self._lock = asyncio.Lock()
         self._running: set[asyncio.Task] = set()
         self._next_due: datetime | None = None
+        self._heartbeat: asyncio.Task | None = None
 
     async def start(self) -> None:
+        # Alive before any work: drafts this instance sends name it, and its beats say it lives.
+        try:
+            await recovery.beat(self.ctx)
+        except Exception:  # noqa: BLE001 - a sick database is /readyz's to report; beats retry
+            log.exception("could not write this instance's heartbeat; the next beat tries again")
         self.scheduler.start(paused=not self.timers)
         self.ctx.wake_reminders = self.wake
         self.scheduler.add_job(self._run_due, "interval", seconds=SWEEP_EVERY.total_seconds(), id=SWEEP_JOB)
@@ -67,6 +74,35 @@ class ReminderScheduler:
             return
         # Catch up on whatever fell due while the bot was down, then plan the next wake-up.
         self._track(asyncio.create_task(self._run_due()))
+        self._heartbeat = asyncio.create_task(self._beat_and_recover())
+
+    def background(self) -> set[asyncio.Task]:
+        """Tasks that run for as long as the instance does (not work a drain waits for)."""
+        return {self._heartbeat} if self._heartbeat is not None else set()
+
+    async def stop_heartbeat(self) -> None:
+        """After the drain: stop beating and remove this instance's row, so whatever it still
+        had in hand is recovered by the next instance at once. Beats go on during the drain:
+        sends finishing then are still this instance's."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        try:
+            await recovery.stop_beating(self.ctx)
+        except Exception:  # noqa: BLE001 - stopping; a silent row means the same, later
+            log.warning("could not remove this instance's heartbeat row; it ages out instead")
+
+    async def _beat_and_recover(self) -> None:
+        """Every SITREP_HEARTBEAT seconds: say this instance lives, then settle drafts whose
+        sender is gone (at start too: the last run may have died mid-send)."""
+        while True:
+            try:
+                await recovery.beat(self.ctx)
+                await recovery.recover_orphans(self.ctx)
+            except Exception:  # noqa: BLE001 - the next beat tries again
+                log.exception("heartbeat or draft recovery failed; trying again at the next beat")
+            await asyncio.sleep(self.ctx.settings.sitrep_heartbeat)
 
     async def stop(self, timeout: float = 10) -> None:
         """Stop taking new work, and let a delivery under way finish (its claim protects it)."""

@@ -2,24 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.instances import live_ids
 from store.models import Draft
 from store.states import DraftState
 
-SENDING, FAILED, DONE = DraftState.SENDING, DraftState.FAILED, DraftState.DONE
+SENDING, FAILED, DONE, UNKNOWN = DraftState.SENDING, DraftState.FAILED, DraftState.DONE, DraftState.UNKNOWN
 
 
 async def keep_draft(
-    session: AsyncSession, *, kind: str, user_id: str, channel_id: str | None, payload: dict[str, Any], now: datetime
+    session: AsyncSession,
+    *,
+    kind: str,
+    user_id: str,
+    channel_id: str | None,
+    payload: dict[str, Any],
+    now: datetime,
+    sent_by: str | None = None,
 ) -> Draft:
-    """A new draft, already marked as being sent by the caller."""
+    """A new draft, already marked as being sent by the caller (instance `sent_by`)."""
     draft = Draft(
-        kind=kind, user_id=user_id, channel_id=channel_id, payload=payload, state=SENDING, created_at=now, updated_at=now
+        kind=kind,
+        user_id=user_id,
+        channel_id=channel_id,
+        payload=payload,
+        state=SENDING,
+        created_at=now,
+        updated_at=now,
+        sent_by=sent_by,
     )
     session.add(draft)
     await session.flush()
@@ -30,27 +46,69 @@ async def get_draft(session: AsyncSession, draft_id: int) -> Draft | None:
     return await session.get(Draft, draft_id)
 
 
-async def claim_for_retry(session: AsyncSession, draft_id: int, *, now: datetime, stuck_before: datetime) -> bool:
-    """Only a failed draft can be sent again, and only by one click at a time; a send
-    that never finished (the process died) counts as failed once it is old enough."""
+async def claim_for_retry(
+    session: AsyncSession,
+    draft_id: int,
+    *,
+    now: datetime,
+    sent_by: str | None = None,
+    states: Collection[DraftState] = (FAILED,),
+) -> bool:
+    """Only a draft in one of `states` can be sent again, and only by one click at a time
+    (compare-and-set). A send that never finished is not among them: the heartbeat
+    recovery turns it into "unknown" once its sender is gone."""
     claimed = await session.execute(
         update(Draft)
-        .where(
-            Draft.id == draft_id,
-            or_(Draft.state == FAILED, (Draft.state == SENDING) & (Draft.updated_at < stuck_before)),
-        )
-        .values(state=SENDING, updated_at=now)
+        .where(Draft.id == draft_id, Draft.state.in_([DraftState(s).value for s in states]))
+        .values(state=SENDING, updated_at=now, sent_by=sent_by)
     )
     return claimed.rowcount == 1
 
 
-async def record_attempt(session: AsyncSession, draft_id: int, *, error: str | None, now: datetime) -> None:
+async def record_attempt(
+    session: AsyncSession, draft_id: int, *, error: str | None, now: datetime, state: DraftState | None = None
+) -> None:
+    """The end of one send: done, failed (`error`), or `state` when given (unknown)."""
     draft = await session.get(Draft, draft_id)
     if draft is not None:
         draft.attempts += 1
-        draft.state = FAILED if error else DONE
+        draft.state = state or (FAILED if error else DONE)
         draft.error = error
         draft.updated_at = now
+        draft.sent_by = None
+
+
+async def release(session: AsyncSession, draft_id: int, *, now: datetime) -> None:
+    """Nobody is sending it any more, and nobody knows how the send ended (this process
+    was stopped mid-call): the recovery makes it "unknown" and tells the person."""
+    await session.execute(
+        update(Draft).where(Draft.id == draft_id, Draft.state == SENDING).values(sent_by=None, updated_at=now)
+    )
+
+
+async def orphaned(session: AsyncSession, *, live_since: datetime, limit: int = 100) -> list[Draft]:
+    """Drafts left "sending" by an instance with no heartbeat since `live_since`, or by none."""
+    rows = await session.execute(
+        select(Draft)
+        .where(Draft.state == SENDING, or_(Draft.sent_by.is_(None), Draft.sent_by.not_in(live_ids(live_since))))
+        .order_by(Draft.id)
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def mark_unknown(session: AsyncSession, draft: Draft, *, now: datetime) -> bool:
+    """Compare-and-set: only the instance that moves it from the same "sending" tells the person."""
+    moved = await session.execute(
+        update(Draft)
+        .where(Draft.id == draft.id, Draft.state == SENDING, _same_sender(draft.sent_by))
+        .values(state=UNKNOWN, updated_at=now, sent_by=None, error="the process sending it stopped mid-call")
+    )
+    return moved.rowcount == 1
+
+
+def _same_sender(sent_by: str | None):
+    return Draft.sent_by.is_(None) if sent_by is None else Draft.sent_by == sent_by
 
 
 async def count_by_state(session: AsyncSession) -> dict[str, int]:

@@ -104,6 +104,20 @@ class Draft(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: The instance (`Instance.id`) sending it while "sending"; None: nobody (released).
+    sent_by: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class Instance(Base):
+    """A running sitrep process and when it last said it is alive, on the database's clock
+    (hosts' clocks may disagree). A draft whose sender has no fresh heartbeat was left
+    mid-send by a process that is gone."""
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class MaintenanceWindow(Base):

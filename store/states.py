@@ -97,14 +97,18 @@ class ReminderState(StrEnum):
 
 
 class DraftState(StrEnum):
-    """A kept submission: sending → done, or failed (then Retry sends it again)."""
+    """A kept submission: sending → done, failed (then Retry sends it again) or unknown."""
 
     SENDING = "sending"
-    """Being sent now; one that stays so (the process died) counts as failed once old."""
+    """Being sent now by the instance in `sent_by`; when that instance is gone (no
+    heartbeat) the draft becomes unknown, so none stays sending."""
     FAILED = "failed"
     """The last send failed; Retry or Edit from the error message."""
+    UNKNOWN = "unknown"
+    """A create was sent and no answer came (or its sender died mid-call): it may exist
+    upstream. Check and retry, Create anyway, or Link the one that exists."""
     DONE = "done"
-    """The upstream took it."""
+    """The upstream took it (or the person linked the one it made)."""
 
 
 class ClaimResult(StrEnum):
@@ -150,3 +154,8 @@ class DraftKind(StrEnum):
     def feature(self) -> str:
         """`incident` or `maintenance`."""
         return self.value.split(".", 1)[0]
+
+    @property
+    def creates(self) -> bool:
+        """Makes something new upstream: sent twice, it makes two (the rest change one thing)."""
+        return self in (DraftKind.DECLARE, DraftKind.SCHEDULE)

@@ -108,7 +108,15 @@ def test_upstream_timeout_tells_user_and_announces_nothing(bot, slack, statuspag
     statuspage.latency = 3.0  # the bot's client times out after 2 s in tests
     view = open_declare_modal(bot, slack)
     bot.submit(view, declare_values())
-    _assert_told_and_kept(bot, slack, statuspage, ["not available right now"])
+    # Sent, no answer: the status page may have it, so this is "outcome unknown", not a
+    # failure to Retry (tests/test_outcome_unknown.py follows each choice).
+    answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    blocks = str(answer[0]["blocks"])
+    assert "Outcome unknown" in blocks and "DB down" in blocks and "Timeouts on checkout" in blocks
+    assert DraftAction.ANYWAY in blocks and DraftAction.RETRY not in blocks
+    assert slack.messages(CHANNEL) == []
+    [draft] = drafts_in_store(bot)
+    assert draft.state == "unknown" and draft.payload["title"] == "DB down"
 
 
 def test_slow_upstream_does_not_delay_the_ack(settings, slack, statuspage):

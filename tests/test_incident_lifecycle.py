@@ -288,6 +288,7 @@ def test_slack_refusing_the_announcement_is_a_warning_not_a_retry(bot, slack, st
 def test_a_draft_left_sending_by_a_dead_process_can_be_retried(bot, slack, statuspage):
     from datetime import datetime, timedelta
 
+    from bot.services.recovery import recover_orphans
     from store.models import Draft
 
     incident = declare(bot, slack)
@@ -305,5 +306,10 @@ def test_a_draft_left_sending_by_a_dead_process_can_be_retried(bot, slack, statu
             return draft.id
 
     draft_id = bot.run(stuck())
+    # No sender (a process from before heartbeats, or one that let it go while stopping):
+    # the recovery makes it "outcome unknown" and tells the person, who sends it again.
+    bot.run(recover_orphans(bot.ctx))
+    told = slack.wait_for(lambda: [m for m in slack.ephemerals() if "Outcome unknown" in m["text"]])[0]
+    assert DraftAction.ANYWAY in str(told["blocks"]) and "bad index" in str(told["blocks"])
     bot.click(DraftAction.RETRY, str(draft_id))
     assert_update_landed(bot, slack, statuspage, incident)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from bot.errors import (
+    OutcomeUnknown,
     UpstreamError,
     UpstreamNotFound,
     UpstreamRejected,
@@ -91,18 +92,35 @@ async def send_request(
     httpx's own timeout bounds each phase (connect, each read...) separately;
     the outer deadline makes ``timeout`` a bound on the whole call, so a server
     trickling bytes cannot hold a Slack interaction open forever.
+
+    A failure after the request started going out is `OutcomeUnknown` (the upstream may
+    have acted on it); one before (no connection, the pool full, a bad URL) is a plain
+    `UpstreamUnavailable`, safe to retry. httpcore's trace tells the two apart: it reports
+    when the request's headers start going out on a connection.
     """
+    sent = False
+
+    async def trace(event: str, _info: dict[str, Any]) -> None:
+        nonlocal sent
+        if event.endswith("send_request_headers.started"):
+            sent = True
+
+    extensions = {**kwargs.pop("extensions", {}), "trace": trace}
     try:
         async with asyncio.timeout(timeout):
-            return await client.request(method, url, **kwargs)
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        raise UpstreamUnavailable(service, f"no reply within {timeout:g} seconds") from exc
+            return await client.request(method, url, extensions=extensions, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise UpstreamUnavailable(service, "could not connect to it") from exc
     except httpx.UnsupportedProtocol as exc:
         raise UpstreamUnavailable(service, "its configured URL is not an http(s) URL") from exc
-    except httpx.ConnectError as exc:
-        raise UpstreamUnavailable(service, "could not connect to it") from exc
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        if sent:
+            raise OutcomeUnknown(service, f"no reply within {timeout:g} seconds") from exc
+        raise UpstreamUnavailable(service, f"could not connect to it within {timeout:g} seconds") from exc
     except httpx.TransportError as exc:
-        raise UpstreamUnavailable(service, "the connection failed mid-request") from exc
+        if sent:
+            raise OutcomeUnknown(service, "the connection failed mid-request") from exc
+        raise UpstreamUnavailable(service, "could not connect to it") from exc
 
 
 class UpstreamClient:
@@ -195,6 +213,10 @@ class UpstreamClient:
             return UpstreamWrongURL(
                 self.service, url=public_url(response.request.url), setting=self.url_setting, status=code
             )
+        if code == 504:
+            # A gateway gave up waiting on the upstream: the request went on and may have
+            # been carried out (a lost reply), so a create must not simply be sent again.
+            return OutcomeUnknown(self.service, message or "a gateway timed out waiting for it (HTTP 504)", code)
         if code in (408, 429) or code >= 500:
             return UpstreamUnavailable(self.service, message or f"it answered HTTP {code}", code)
         if 400 <= code < 500:

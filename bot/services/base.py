@@ -3,13 +3,17 @@ draft flow (`bot.services.drafts`) around the feature's own `_send`."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.context import AppContext
-from bot.services.drafts import DraftFlow
+from bot.errors import NotSupported
+from bot.services.drafts import DraftFlow, UnknownChoices
 from bot.services.outcomes import Outcome
-from store.states import DraftKind
+from store.states import DraftKind, DraftState
+
+FAILED, UNKNOWN = DraftState.FAILED, DraftState.UNKNOWN
 
 
 class FeatureService:
@@ -20,7 +24,7 @@ class FeatureService:
 
     def __init__(self, ctx: AppContext):
         self.ctx = ctx
-        self.drafts = DraftFlow(ctx, self.FORMS, self.form_from_payload)
+        self.drafts = DraftFlow(ctx, self.FORMS, self.form_from_payload, self.unknown_choices)
 
     def require_enabled(self) -> Any:
         raise NotImplementedError
@@ -35,12 +39,93 @@ class FeatureService:
         return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send)
 
     async def retry(self, draft_id: int, *, user_id: str) -> Outcome:
-        """Send a kept draft again, once however often Retry is clicked."""
+        """Send a kept draft again, once however often Retry is clicked. A create whose
+        outcome is unknown is not sent blindly: that is *Check and retry* or *Create anyway*."""
         self.require_allowed(user_id)
         self.require_enabled()
         kind, form = await self.reopen(draft_id)
         self._check_retry(kind, form)
-        return await self.drafts.retry(draft_id, kind, form, user_id=user_id, send=self._send_again)
+        states = (FAILED,) if kind.creates else (FAILED, UNKNOWN)
+        return await self.drafts.retry(draft_id, kind, form, user_id=user_id, send=self._send_again, states=states)
+
+    # --- a create whose outcome is unknown (bot.errors.SubmissionUnknown) -------------
+    def unknown_choices(self, kind: DraftKind) -> UnknownChoices:
+        """Whether this feature's upstream can be asked what it has (check) or not (link)."""
+        raise NotImplementedError
+
+    async def check_and_retry(self, draft_id: int, *, user_id: str) -> Outcome:
+        """Look upstream for what the lost send made and adopt it; create it only if absent."""
+        self.require_allowed(user_id)
+        self.require_enabled()
+        kind, form = await self.reopen(draft_id)
+        if not self.unknown_choices(kind).can_check:
+            service = self.unknown_choices(kind).service
+            raise NotSupported(
+                f"{service[:1].upper()}{service[1:]} cannot be asked what it has. "
+                "Use *It exists: link it* if you can see it there, or *Create anyway* if not."
+            )
+        return await self.drafts.retry(
+            draft_id, kind, form, user_id=user_id, send=self._send_again, states=(FAILED, UNKNOWN)
+        )
+
+    async def create_anyway(self, draft_id: int, *, user_id: str) -> Outcome:
+        """Send it again without looking: the person says the lost one does not exist."""
+        self.require_allowed(user_id)
+        self.require_enabled()
+        kind, form = await self.reopen(draft_id)
+        self._check_retry(kind, form)
+        return await self.drafts.retry(draft_id, kind, form, user_id=user_id, send=self._send, states=(FAILED, UNKNOWN))
+
+    def link_problems(self, upstream_id: str) -> dict[str, str]:
+        """What is wrong with a pasted upstream ID as such (`upstream_id` → a sentence)."""
+        text = upstream_id.strip()
+        if not text:
+            return {"upstream_id": "Paste the ID from the status page."}
+        try:
+            uuid.UUID(text)
+        except ValueError:
+            return {
+                "upstream_id": "That is not a status-page ID: it looks like "
+                "`3fa85f64-5717-4562-b3fc-2c963f66afa6` (32 hexadecimal digits and four dashes)."
+            }
+        return {}
+
+    async def link_known_problems(self, draft_id: int, upstream_id: str) -> dict[str, str]:
+        """The same, once the store is asked: the draft still unknown, the ID not taken."""
+        problems = self.link_problems(upstream_id)
+        if problems:
+            return problems
+        if await self.drafts.state_of(draft_id) != UNKNOWN:
+            return {"upstream_id": "That submission is settled already (linked, created, or sent again)."}
+        taken = await self._known_as(upstream_id.strip())
+        if taken:
+            return {"upstream_id": f"sitrep already knows that ID as {taken}."}
+        return {}
+
+    async def link(self, draft_id: int, upstream_id: str, *, user_id: str) -> Outcome:
+        """Adopt what the lost send made, by the ID the person pasted: stored, announced,
+        threaded from now on, exactly as if the reply had arrived."""
+        self.require_allowed(user_id)
+        self.require_enabled()
+        kind, form = await self.reopen(draft_id)
+        if not self.unknown_choices(kind).can_link:
+            raise NotSupported("Linking is for the status page only; use *Check and retry*.")
+        await self.drafts.claim(draft_id, (UNKNOWN,))
+        try:
+            outcome = await self._adopt(kind, form, upstream_id.strip(), user_id)
+        except BaseException:
+            await self.drafts.put_back_unknown(draft_id)
+            raise
+        await self.drafts.settle(draft_id, result=outcome, user_id=user_id, kind=kind)
+        return outcome
+
+    async def _known_as(self, upstream_id: str) -> str | None:
+        """How sitrep already knows this upstream ID (`incident #3`), or None."""
+        raise NotImplementedError
+
+    async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
+        """Store and announce what exists upstream under `upstream_id`, as `form` described it."""
+        raise NotImplementedError
 
     async def reopen(self, draft_id: int) -> tuple[DraftKind, Any]:
         """A kept draft's kind and form, to open the modal again with what was typed."""

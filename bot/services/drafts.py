@@ -1,27 +1,36 @@
 """Every submission goes through here: kept as a draft first, sent, and each attempt
-recorded, so nothing anyone typed is lost and Retry sends it once, however often clicked."""
+recorded, so nothing anyone typed is lost and Retry sends it once, however often clicked.
+
+A send that got no answer is "unknown", never "failed": the upstream may have acted on it,
+so the person chooses (check and retry, create anyway, link the one that exists) instead of
+a Retry that could make a second one."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from datetime import timedelta
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from bot.context import AppContext
-from bot.errors import NotFound, SubmissionFailed, UpstreamError
+from bot.errors import (
+    NotFound,
+    OutcomeUnknown,
+    SitrepError,
+    SubmissionFailed,
+    SubmissionUnknown,
+    UpstreamError,
+)
 from bot.logs import audit
 from bot.metrics import upstream_outcome
 from store import drafts as draft_store
 from store.models import Incident
-from store.states import DraftKind
+from store.states import DraftKind, DraftState
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# A draft still "sending" after this long was left by a process that died mid-send.
-STUCK_AFTER = timedelta(minutes=2)
 
 
 class Form(Protocol):
@@ -33,27 +42,68 @@ class Form(Protocol):
 Send = Callable[[DraftKind, Any, str], Awaitable[T]]  # (kind, form, user_id) -> result
 
 
+@dataclass(frozen=True)
+class UnknownChoices:
+    """What the person can do about a draft whose outcome is unknown, for its kind."""
+
+    service: str  # "the status page", "AppFirst"
+    can_check: bool  # the upstream lists what it has: look before sending again
+    can_link: bool  # it cannot be asked: the person pastes the ID of the one that exists
+
+
 class DraftFlow:
-    def __init__(self, ctx: AppContext, kinds: Collection[DraftKind], from_payload: Callable[[DraftKind, dict[str, Any]], Any]):
+    def __init__(
+        self,
+        ctx: AppContext,
+        kinds: Collection[DraftKind],
+        from_payload: Callable[[DraftKind, dict[str, Any]], Any],
+        choices: Callable[[DraftKind], UnknownChoices],
+    ):
         self.ctx = ctx
         self.kinds = frozenset(kinds)
         self.from_payload = from_payload
+        self.choices = choices
 
     async def submit(self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T]) -> T:
         async with self.ctx.db.session() as session, session.begin():
             draft = await draft_store.keep_draft(
-                session, kind=kind, user_id=user_id, channel_id=channel_id, payload=form.to_payload(), now=self.ctx.clock()
+                session,
+                kind=kind,
+                user_id=user_id,
+                channel_id=channel_id,
+                payload=form.to_payload(),
+                now=self.ctx.clock(),
+                sent_by=self.ctx.instance_id,
             )
         return await self._attempt(draft.id, kind, form, user_id, send)
 
-    async def retry(self, draft_id: int, kind: DraftKind, form: Form, *, user_id: str, send: Send[T]) -> T:
-        """Claim the kept draft (`form_of` read it) and send it again."""
+    async def retry(
+        self,
+        draft_id: int,
+        kind: DraftKind,
+        form: Form,
+        *,
+        user_id: str,
+        send: Send[T],
+        states: Collection[DraftState] = (DraftState.FAILED,),
+    ) -> T:
+        """Claim the kept draft (`form_of` read it) if it is in one of `states`, and send it again."""
+        await self.claim(draft_id, states)
+        return await self._attempt(draft_id, kind, form, user_id, send)
+
+    async def claim(self, draft_id: int, states: Collection[DraftState]) -> None:
+        """Compare-and-set: one click of many takes the draft; the others hear it is taken."""
         async with self.ctx.db.session() as session, session.begin():
-            now = self.ctx.clock()
-            claimed = await draft_store.claim_for_retry(session, draft_id, now=now, stuck_before=now - STUCK_AFTER)
+            claimed = await draft_store.claim_for_retry(
+                session, draft_id, now=self.ctx.clock(), sent_by=self.ctx.instance_id, states=states
+            )
         if not claimed:
             raise NotFound("That submission already went through, or is being sent right now.")
-        return await self._attempt(draft_id, kind, form, user_id, send)
+
+    async def state_of(self, draft_id: int) -> DraftState | None:
+        async with self.ctx.db.session() as session:
+            draft = await draft_store.get_draft(session, draft_id)
+        return None if draft is None else DraftState(draft.state)
 
     async def form_of(self, draft_id: int) -> tuple[DraftKind, Any]:
         async with self.ctx.db.session() as session:
@@ -62,24 +112,75 @@ class DraftFlow:
             raise NotFound("That submission is no longer kept.")
         return DraftKind(draft.kind), self.from_payload(DraftKind(draft.kind), draft.payload)
 
+    async def settle(self, draft_id: int, *, result: Any = None, user_id: str, kind: DraftKind) -> None:
+        """A claimed draft was settled another way (the person linked what exists): done."""
+        audit(kind, user=user_id, outcome="linked", draft_id=draft_id, **(_target(result) if result is not None else {}))
+        await self._record(draft_id, None)
+
+    async def put_back_unknown(self, draft_id: int) -> None:
+        """A link that failed half-way: the choices stay open."""
+        await self._record(draft_id, "linking failed", DraftState.UNKNOWN)
+
+    def unknown(self, draft_id: int, kind: DraftKind, summary: str, reason: str) -> SubmissionUnknown:
+        choices = self.choices(kind)
+        return SubmissionUnknown(
+            draft_id=draft_id,
+            kind=kind,
+            service=choices.service,
+            summary=summary,
+            can_check=choices.can_check,
+            can_link=choices.can_link,
+            reason=reason,
+        )
+
     async def _attempt(self, draft_id: int, kind: DraftKind, form: Form, user_id: str, send: Send[T]) -> T:
         try:
             result = await send(kind, form, user_id)
         except UpstreamError as exc:
+            if isinstance(exc, OutcomeUnknown) and kind.creates:
+                log.warning("%s may or may not have taken %s: %s", exc.service, kind, exc.message)
+                audit(kind, user=user_id, outcome=f"unknown: {exc}", draft_id=draft_id, **_target(form))
+                await self._record(draft_id, str(exc), DraftState.UNKNOWN)
+                raise self.unknown(draft_id, kind, form.summary(), exc.message) from exc
+            # A change to one thing (update, resolve, edit, cancel) sent twice changes it
+            # once: a plain failure with Retry, as before.
             log.warning("%s did not take %s: %s", exc.service, kind, exc)
             audit(kind, user=user_id, outcome=f"{upstream_outcome(exc)}: {exc}", draft_id=draft_id, **_target(form))
             await self._record(draft_id, str(exc))
             raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
+        except SitrepError:
+            # Refused on our side (no such incident any more, someone else won): said as is.
+            await self._record(draft_id, "refused")
+            raise
+        except Exception as exc:
+            if not kind.creates:
+                await self._record(draft_id, "interrupted")
+                raise
+            # Our own trouble mid-send (the store failing after the upstream took it, a bug):
+            # whether the upstream has it is unknown, and the person is asked, not guessed for.
+            log.exception("sending %s (draft %s) broke off; its outcome is unknown", kind, draft_id)
+            audit(kind, user=user_id, outcome="unknown: broke off", draft_id=draft_id, **_target(form))
+            await self._record(draft_id, "broke off mid-send", DraftState.UNKNOWN)
+            raise self.unknown(draft_id, kind, form.summary(), "sitrep broke off while sending it") from exc
         except BaseException:
-            await self._record(draft_id, "interrupted")
+            # Cancelled (the process is stopping): nobody sends it now. The heartbeat recovery
+            # makes it "unknown" and tells the person; it is never left "sending".
+            await asyncio.shield(self._release(draft_id))
             raise
         audit(kind, user=user_id, outcome="ok", draft_id=draft_id, **_target(result))
         await self._record(draft_id, None)
         return result
 
-    async def _record(self, draft_id: int, error: str | None) -> None:
+    async def _record(self, draft_id: int, error: str | None, state: DraftState | None = None) -> None:
         async with self.ctx.db.session() as session, session.begin():
-            await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock())
+            await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock(), state=state)
+
+    async def _release(self, draft_id: int) -> None:
+        try:
+            async with self.ctx.db.session() as session, session.begin():
+                await draft_store.release(session, draft_id, now=self.ctx.clock())
+        except Exception:  # noqa: BLE001 - stopping; the heartbeat's absence says the same
+            log.warning("could not release draft %s while stopping", draft_id)
 
 
 def _target(thing: Any) -> dict[str, Any]:

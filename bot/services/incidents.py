@@ -12,6 +12,7 @@ from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
 from bot.services import incident_forms, nudges
 from bot.services.base import FeatureService
+from bot.services.drafts import UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
@@ -73,6 +74,22 @@ class IncidentService(FeatureService):
             return await self._update(form, user_id)
         return await self._resolve(form, user_id)
 
+    def unknown_choices(self, kind: DraftKind) -> UnknownChoices:
+        """The status page has no call that lists or reads incidents: it cannot be checked,
+        only linked (the person pastes the ID they see there)."""
+        return UnknownChoices(service="the status page", can_check=False, can_link=kind == DraftKind.DECLARE)
+
+    async def _known_as(self, upstream_id: str) -> str | None:
+        async with self.ctx.db.session() as session:
+            found = await incident_store.find_incident(session, upstream_id)
+        return f"incident #{found.id}" if found is not None and found.upstream_id == upstream_id else None
+
+    async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
+        outcome = await self._store_declared(form, upstream_id, user_id)
+        note = "Linked to the incident that already exists on the status page; nothing was created twice."
+        outcome.warning = f"{note} {outcome.warning}" if outcome.warning else note
+        return outcome
+
     async def _declare(self, form: DeclareForm, user_id: str) -> Outcome:
         upstream_id = await self._client().create_incident(
             IncidentCreateModel(
@@ -84,6 +101,10 @@ class IncidentService(FeatureService):
                 IsNotify=form.notify,
             )
         )
+        return await self._store_declared(form, upstream_id, user_id)
+
+    async def _store_declared(self, form: DeclareForm, upstream_id: str, user_id: str) -> Outcome:
+        """Keep and announce an incident the status page has under `upstream_id`."""
         now = self.ctx.clock()
         channel = self.ctx.settings.sitrep_channel
         async with self.ctx.db.session() as session, session.begin():

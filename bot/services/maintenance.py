@@ -25,6 +25,7 @@ from bot.errors import (
 from bot.messages import maintenance as messages
 from bot.services import maintenance_forms, reminders, server_times
 from bot.services.base import FeatureService
+from bot.services.drafts import UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
@@ -300,6 +301,32 @@ class MaintenanceService(FeatureService):
         warning = await self._slack_step(window.id, publish)
         return Outcome(DraftKind.EDIT, await self.get(window.id), permalink=await self._permalink(window), warning=warning)
 
+    # --- a schedule whose outcome is unknown (FeatureService.check_and_retry, link) ----
+    def unknown_choices(self, kind: DraftKind) -> UnknownChoices:
+        """AppFirst lists every window: look for it (shift-aware) before sending again. The
+        status page lists only windows in progress: the person links the one they see."""
+        backend = self.backend
+        creates = kind == DraftKind.SCHEDULE
+        return UnknownChoices(
+            service=backend.service, can_check=creates and backend.lists_all, can_link=creates and not backend.lists_all
+        )
+
+    async def _known_as(self, upstream_id: str) -> str | None:
+        async with self.ctx.db.session() as session:
+            found = await window_store.by_upstream(session, self.backend.name, upstream_id)
+        return f"maintenance #{found.id}" if found is not None else None
+
+    async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
+        """The status page keeps the times it was sent (it does not shift them), so the
+        window is recorded as the form had it."""
+        bw = BackendWindow(
+            upstream_id=upstream_id, title=form.title, start=form.start, end=form.end, servers=tuple(form.servers)
+        )
+        outcome = await self._store_scheduled(form, bw, user_id)
+        note = f"Linked to the window that already exists on {self.backend.service}; nothing was created twice."
+        outcome.warning = f"{note} {outcome.warning}" if outcome.warning else note
+        return outcome
+
     def _check_retry(self, kind: DraftKind, form: Any) -> None:
         if kind == DraftKind.SCHEDULE and form.start is not None and form.start < self.ctx.clock():
             raise NotSupported("The start you picked has passed meanwhile. Use *Edit* to pick new times.")
@@ -419,6 +446,11 @@ class MaintenanceService(FeatureService):
         fields = self._backend_fields(form, offset)
         bw = await backend.create(**fields)
         await self._learn_offset(fields, bw, offset)
+        return await self._store_scheduled(form, bw, user_id)
+
+    async def _store_scheduled(self, form: ScheduleForm, bw: BackendWindow, user_id: str) -> Outcome:
+        """Keep a window the backend has (as `bw`), plan its reminders, announce it."""
+        backend = self.backend
         now = self.ctx.clock()
         start = bw.start or form.start
         end = bw.end or form.end

@@ -213,7 +213,9 @@ HELP = (
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
     "• `/incident list` — open incidents, only to you\n"
     "• `/incident help` — this help\n"
-    "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID."
+    "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID.\n"
+    "If the status page takes a declare but never answers, you are told *Outcome unknown*: "
+    "*It exists: link it* (paste its ID from the status page) or *Create anyway*."
 )
 
 

@@ -303,7 +303,9 @@ HELP = (
     "• `/maintenance edit <id>` — change a window's title, times or servers\n"
     "• `/maintenance cancel <id>` — call a window off\n"
     "• `/maintenance help` — this help\n"
-    "`<id>` is the number the bot shows (`3` or `#3`) or the maintenance API's ID."
+    "`<id>` is the number the bot shows (`3` or `#3`) or the maintenance API's ID.\n"
+    "If a schedule reaches the API but no answer comes back, you are told *Outcome unknown*: "
+    "*Check and retry* (AppFirst), *It exists: link it* (status page) or *Create anyway*."
 )
 
 

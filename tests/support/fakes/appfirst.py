@@ -96,6 +96,9 @@ class FakeAppFirst(AppFirstStandIn, BackgroundServer):
                 return True
             return False
 
+    def _is_create(self, request: web.Request) -> bool:
+        return request.method == "POST" and request.path.endswith("/api/maintenance_windows/")
+
     def _failure_response(self, status: int) -> web.StreamResponse:
         return error(self.failure_message or "Internal server error.", status)
 

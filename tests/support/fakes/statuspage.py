@@ -104,6 +104,8 @@ class BackgroundServer:
         self.clock: Callable[[], datetime] = utcnow
         self._fail_remaining = 0
         self._fail_remaining_status = 500
+        # Creates carried out whose reply is then held back (seconds; None: dropped).
+        self._held_replies: list[float | None] = []
         # What a forced failure's body says instead of the usual text (an echo of anything a
         # test chooses: a key, a newline, 500 characters).
         self.failure_message: str | None = None
@@ -190,6 +192,29 @@ class BackgroundServer:
             self._fail_remaining = n
             self._fail_remaining_status = status
 
+    def hold_replies(self, n: int = 1, seconds: float = 30.0) -> None:
+        """The next ``n`` creates are carried out, then their reply waits ``seconds`` before
+        it is sent: longer than a client's timeout, it is a reply lost after the request
+        reached the server (or a server that crashes before answering)."""
+        with self._lock:
+            self._held_replies = [seconds] * n
+
+    def drop_replies(self, n: int = 1) -> None:
+        """The next ``n`` creates are carried out, then the connection is cut without a
+        reply (a reset mid-call)."""
+        with self._lock:
+            self._held_replies = [None] * n
+
+    def _take_held(self) -> tuple[bool, float | None]:
+        with self._lock:
+            if self._held_replies:
+                return True, self._held_replies.pop(0)
+            return False, None
+
+    def _is_create(self, request: web.Request) -> bool:
+        """Whether a request makes something new (what `hold_replies` applies to)."""
+        return False
+
     def reset(self) -> None:
         """Forget all requests and state, and restore every switch to its default."""
         with self._lock:
@@ -239,7 +264,15 @@ class BackgroundServer:
         refusal = self._check_auth(request)
         if refusal is not None:
             return refusal
-        return await handler(request)
+        response = await handler(request)
+        if self._is_create(request) and response.status < 300:
+            held, seconds = self._take_held()
+            if held and seconds is None:
+                assert request.transport is not None
+                request.transport.abort()  # the create is done; the client hears a reset
+            elif held:
+                await asyncio.sleep(seconds)
+        return response
 
     def _record(self, request: web.Request, body: bytes) -> None:
         parsed_json: Any | None = None
@@ -295,6 +328,9 @@ class FakeStatusPage(StatusPageStandIn, BackgroundServer):
 
     def _reset_state(self) -> None:
         self.incidents.clear()
+
+    def _is_create(self, request: web.Request) -> bool:
+        return request.method == "POST" and request.path.rstrip("/").endswith("/api/admin/Incident")
 
     def _failure_response(self, status: int) -> web.StreamResponse:
         return envelope(False, self.failure_message or MSG_SERVER_ERROR, status=status)

@@ -1,0 +1,129 @@
+"""kill -9 while the status page holds a declare's reply: `sitrep run` as a real process is
+killed after the status page made the incident and before the bot heard of it. Restarted,
+the bot finds the draft its dead predecessor left "sending", tells the person "outcome
+unknown" with the choices, and the person links the incident that exists: stored once,
+announced once, nothing created twice, no draft stuck."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from handlers.ids import DraftAction, DraftBlock, DraftInput
+from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.harness import CHANNEL, SIGNING_SECRET, click_payload, free_port, last_view, submission_payload, typed
+from tests.support.incidents import declare_values
+from tests.support.process import start_sitrep
+
+HEARTBEAT = 1  # seconds: an instance silent for 3 is gone
+
+
+@pytest.fixture
+def bot_env(full_env) -> dict[str, str]:
+    return full_env | {"PORT": str(free_port()), "SITREP_HEARTBEAT": str(HEARTBEAT)}
+
+
+def signed_post(base: str, body: str) -> httpx.Response:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers |= slack_signature_headers(SIGNING_SECRET, body)
+    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=5)
+
+
+def wait_healthy(base: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("GET /healthz did not answer within 15 s")
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def drafts(tmp_path) -> list[tuple[str, str | None]]:
+    with sqlite3.connect(tmp_path / "sitrep.db") as db:
+        return db.execute("SELECT state, sent_by FROM drafts").fetchall()
+
+
+def stop(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output
+
+
+def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_links(bot_env, tmp_path, slack, statuspage):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    first = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, first)
+        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        statuspage.hold_replies(1, seconds=60)  # made upstream; the answer never comes in time
+        assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
+        wait_until(lambda: statuspage.incidents, 10, "the status page to make the incident")
+        first.kill()  # SIGKILL: no drain, no goodbye
+        first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    [(state, sender)] = drafts(tmp_path)
+    assert state == "sending" and sender  # what the dead process left
+    assert slack.ephemerals() == []  # nobody was told anything yet
+    [made] = statuspage.incidents
+
+    second = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, second)
+        # Within a few heartbeats the dead sender counts as gone: the person is told.
+        notice = wait_until(
+            lambda: [m for m in slack.ephemerals() if "Outcome unknown" in m["text"]], 15, "the outcome-unknown notice"
+        )[0]
+        assert notice["user"] == "U123" and notice["channel"] == "C123"
+        blocks = str(notice["blocks"])
+        assert "DB down" in blocks and DraftAction.LINK in blocks and DraftAction.ANYWAY in blocks
+        assert drafts(tmp_path) == [("unknown", None)]  # not stuck "sending"
+
+        # The person links the incident they see on the status page.
+        draft_id = next(e["value"] for b in notice["blocks"] if b["type"] == "actions" for e in b["elements"])
+        slack.forget_calls()
+        assert signed_post(base, interaction_body(click_payload(DraftAction.LINK, draft_id))).status_code == 200
+        link_view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the link modal")
+        values = {DraftBlock.UPSTREAM_ID: {DraftInput.UPSTREAM_ID: typed(made)}}
+        assert signed_post(base, interaction_body(submission_payload(link_view, values))).status_code == 200
+        announced = wait_until(
+            lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL], 10, "the announcement"
+        )
+        assert len(announced) == 1 and "DB down" in announced[0]["text"]
+        wait_until(lambda: drafts(tmp_path) == [("done", None)], 5, "the draft to be done")
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+    assert "Traceback" not in output
+    assert len(statuspage.incidents) == 1  # nothing created twice
+    with sqlite3.connect(tmp_path / "sitrep.db") as db:
+        rows = db.execute("SELECT upstream_id, message_ts FROM incidents").fetchall()
+        instances = db.execute("SELECT count(*) FROM instances").fetchone()[0]
+    assert len(rows) == 1 and rows[0][0] == made and rows[0][1] is not None
+    assert instances == 1  # the dead one's row is left to age out; the clean stop removed its own
