@@ -204,6 +204,9 @@ class FakeSlack:
     ) -> None:
         self.token = token
         self.tiers = tiers
+        #: The app's Home tab (manifest `features.app_home.home_tab_enabled`); off, views.publish
+        #: of a home view answers `not_enabled`, as its document says.
+        self.home_tab_enabled = True
         self.app_token = app_token
         shared = Path(shared_dir) if shared_dir is not None else default_shared_dir()
         self._docs = {**load_method_docs((shared / "slack" / "docs_slack_dev_methods").resolve()), **EXTRA_METHOD_DOCS}
@@ -325,10 +328,11 @@ class FakeSlack:
             return [copy.deepcopy(c.args) for c in self._calls if c.method == method]
 
     def reset(self) -> None:
-        """Forget calls, messages, views and violations, stop enforcing tiers; keep queued
-        failures and users."""
+        """Forget calls, messages, views and violations, stop enforcing tiers, turn the Home
+        tab back on; keep queued failures and users."""
         with self._lock:
             self.tiers = None
+            self.home_tab_enabled = True
             self._reset_state()
 
     def forget_calls(self) -> None:
@@ -355,6 +359,18 @@ class FakeSlack:
             raise ValueError(f"{method} is not a documented Slack method")
         with self._lock:
             self._failures[method].append(_Failure(error, status, retry_after))
+
+    def person_posts(self, channel: str, text: str, user: str = "U999") -> str:
+        """A message a person posted (not the bot), for shortcuts on it; returns its ts."""
+        with self._lock:
+            ts = self._next_ts()
+            message: Json = {
+                "type": "message", "channel": channel, "ts": ts, "user": user, "text": text,
+                "blocks": None, "attachments": None, "thread_ts": None, "reply_broadcast": None, "metadata": None,
+            }
+            self._messages.append(message)
+            self._by_key[(channel, ts)] = message
+            return ts
 
     def set_user(self, user_id: str, **fields: Any) -> None:
         """Override fields of the user ``users.info`` returns (e.g. ``tz=...``)."""
@@ -652,6 +668,9 @@ class FakeSlack:
         self._ephemerals: list[Json] = []
         self._views: dict[str, Json] = {}
         self._home_views: dict[str, str] = {}  # user id -> view id
+        #: Conversations the bot cannot see (a private channel it is not in, someone's DM):
+        #: chat.getPermalink answers `channel_not_found` there.
+        self.hidden_channels: set[str] = set()
         self._used_triggers: set[str] = set()
         self._tickets: set[str] = set()
         self._ts_counter = 0
@@ -803,6 +822,10 @@ class FakeSlack:
     def _chat_get_permalink(self, args: Json) -> Json:
         channel = self._channel_id(str(args["channel"]))
         ts = str(args["message_ts"])
+        if channel in self.hidden_channels:
+            return {"ok": False, "error": "channel_not_found"}
+        if (channel, ts) not in self._by_key:
+            return {"ok": False, "error": "message_not_found"}
         return {
             "ok": True,
             "channel": channel,
@@ -897,6 +920,11 @@ class FakeSlack:
 
     def _views_publish(self, args: Json) -> Json:
         user_id = str(args["user_id"])
+        if args["view"].get("type") == "home" and not self.home_tab_enabled:
+            return {"ok": False, "error": "not_enabled"}
+        if not user_id.startswith(("U", "W")):
+            # As the document's error example answers a user_id that names no user.
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": ["invalid `user_id`"]}}
         view_id = self._home_views.get(user_id)
         current = self._views.get(view_id) if view_id else None
         if current is not None and args.get("hash") and args["hash"] != current["hash"]:
