@@ -201,6 +201,10 @@ class BotUnderTest:
     ) -> httpx.Response:
         return self.post(interaction_body(click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)))
 
+    def click_in_home(self, view: dict, action_id: str, value: str, *, user: str = "U123") -> httpx.Response:
+        """A button clicked on the home tab `view` (as views.publish stored it)."""
+        return self.post(interaction_body(home_click_payload(view, action_id, value, user=user)))
+
     def message_shortcut(
         self, callback_id: str, text: str, *, message_ts: str = "1700000000.000100", user: str = "U123", channel: str = "C123"
     ) -> httpx.Response:
@@ -280,6 +284,29 @@ def click_payload(action_id: str, value: str, *, user: str = "U123", channel: st
         "message": {"ts": message_ts, "type": "message", "text": ""},
         "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
         "response_url": "http://127.0.0.1:9/resp",
+    }
+
+
+def home_click_payload(view: dict, action_id: str, value: str, *, user: str = "U123") -> dict:
+    """A `block_actions` payload from a home tab: its container is the view, there is no channel."""
+    return {
+        "type": "block_actions",
+        "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+        "api_app_id": "ABOT",
+        "token": "verification-token",
+        "trigger_id": new_trigger_id(),
+        "container": {"type": "view", "view_id": view["id"]},
+        "view": {
+            "id": view["id"],
+            "type": "home",
+            "callback_id": view.get("callback_id", ""),
+            "private_metadata": view.get("private_metadata", ""),
+            "state": {"values": {}},
+            "hash": view.get("hash", "h"),
+            "blocks": view.get("blocks", []),
+        },
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
     }
 
 
