@@ -138,3 +138,10 @@ def test_the_form_from_a_message_keeps_its_source_through_private_metadata():
     check_modal(view)
     assert views.source_of(json.loads(view["private_metadata"])) == {"source_channel": "C1", "source_ts": "1.2"}
     assert views.source_of({"source": ["C1"]}) == {} and views.source_of({}) == {}
+
+
+def test_help_names_the_shortcut_and_the_home_tab(bot):
+    for command in ("/incident", "/maintenance"):
+        answer = bot.command("help", command=command).json()["text"]
+        assert "*Home* tab" in answer, command
+    assert "*Declare incident* in a message's" in bot.command("help").json()["text"]

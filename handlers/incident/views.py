@@ -242,7 +242,9 @@ HELP = (
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
     "• `/incident list` — open incidents, only to you\n"
     "• `/incident help` — this help\n"
-    "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID."
+    "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID.\n"
+    "• *Declare incident* in a message's *⋯* menu — declare from that message (its text is the description)\n"
+    "• sitrep's *Home* tab — what is open and coming, with buttons to declare, update, resolve and schedule"
 )
 
 

@@ -303,7 +303,8 @@ HELP = (
     "• `/maintenance edit <id>` — change a window's title, times or servers\n"
     "• `/maintenance cancel <id>` — call a window off\n"
     "• `/maintenance help` — this help\n"
-    "`<id>` is the number the bot shows (`3` or `#3`) or the maintenance API's ID."
+    "`<id>` is the number the bot shows (`3` or `#3`) or the maintenance API's ID.\n"
+    "• sitrep's *Home* tab — windows running and upcoming, with *Cancel* and *Schedule maintenance*"
 )
 
 
