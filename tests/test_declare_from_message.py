@@ -145,3 +145,14 @@ def test_help_names_the_shortcut_and_the_home_tab(bot):
         answer = bot.command("help", command=command).json()["text"]
         assert "*Home* tab" in answer, command
     assert "*Declare incident* in a message's" in bot.command("help").json()["text"]
+
+
+def test_a_replayed_shortcut_opens_no_second_form(bot, slack):
+    ts = slack.person_posts(SOURCE, "db is down")
+    body = interaction_body(message_shortcut_payload(Callback.DECLARE_FROM_MESSAGE, "db is down", message_ts=ts, channel=SOURCE))
+    assert bot.post(body).status_code == 200
+    slack.wait_for(lambda: slack.calls_to("views.open"))
+    assert bot.post(body).status_code == 200  # Slack's retry, or a replay of the signed body
+    assert bot.command("help").status_code == 200  # handled after it
+    assert len(slack.calls_to("views.open")) == 1
+    assert 'sitrep_ack_seconds_count{kind="shortcut",name="incident_declare_from_message"} 1.0' in bot.http.get("/metrics").text

@@ -224,3 +224,9 @@ def test_a_running_window_without_an_end_reads_as_such():
     text = json.dumps(view["blocks"])
     assert "Running" in text and "its end is not known yet" in text and "<https://example.slack.com/x|Failover>" in text
     assert view_problems(view, kind="home") == []
+
+
+def test_the_event_is_timed_and_logged_as_the_home_tab(bot, slack):
+    open_home(bot, slack)
+    metrics = bot.http.get("/metrics").text
+    assert 'sitrep_ack_seconds_count{kind="event",name="app_home_opened"} 1.0' in metrics
