@@ -12,7 +12,7 @@ from handlers.incident import views
 from handlers.incident.ids import Action, Block, Callback
 from tests.support.fakes.signing import interaction_body
 from tests.support.harness import CHANNEL, last_view, message_shortcut_payload
-from tests.support.incidents import declare_values, incidents_in_store
+from tests.support.incidents import declare_values, incidents_in_store, update_values
 from tests.support.slack_limits import check_modal
 
 SOURCE = "C0ONCALL"
@@ -57,14 +57,7 @@ def test_the_shortcut_opens_the_declare_form_with_the_message_and_the_announceme
     slack.forget_calls()
     bot.click(Action.POST_UPDATE, str(incident.id), channel=CHANNEL)
     update_view = slack.wait_for(lambda: slack.calls_to("views.open")) and last_view(slack)
-    bot.submit(
-        update_view,
-        {
-            Block.INCIDENT: {Action.INCIDENT: {"type": "external_select", "selected_option": {"value": str(incident.id)}}},
-            Block.STATUS: {Action.STATUS: {"type": "static_select", "selected_option": {"value": "Identified"}}},
-            Block.UPDATE_TEXT: {Action.UPDATE_TEXT: {"type": "plain_text_input", "value": "Found it"}},
-        },
-    )
+    bot.submit(update_view, update_values(incident.id))
     [edit] = slack.wait_for(lambda: slack.calls_to("chat.update"))
     assert f"<{link}|this message>" in json.dumps(edit["blocks"])
 

@@ -24,7 +24,7 @@ from store.models import Incident, MaintenanceWindow
 from store.states import DraftKind, WindowState
 from tests.support.fakes.signing import slack_signature_headers
 from tests.support.harness import CHANNEL, home_opened, last_view
-from tests.support.incidents import declare
+from tests.support.incidents import declare, resolve_values
 from tests.support.slack_limits import MAX_MODAL_BLOCKS, view_problems
 
 
@@ -117,7 +117,7 @@ def test_a_form_opened_from_home_answers_the_person_privately(bot, slack):
     slack.forget_calls()
     bot.click_in_home(published(slack), IncidentAction.RESOLVE, str(incident.id))
     view = slack.wait_for(lambda: slack.calls_to("views.open")) and last_view(slack)
-    bot.submit(view, {"incident_select": {"incident": {"type": "external_select", "selected_option": {"value": str(incident.id)}}}})
+    bot.submit(view, resolve_values(incident.id))
     slack.wait_for(lambda: slack.messages("U123"))
     assert "Resolved incident" in slack.messages("U123")[-1]["text"]
 
