@@ -4,6 +4,7 @@ asserted in the test suite. Everything runs on loopback against the test fakes."
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -25,7 +26,7 @@ from store.states import DraftKind
 from tests.support.fakes.appfirst import FakeAppFirst  # noqa: E402
 from tests.support.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.support.fakes.statuspage import FakeStatusPage  # noqa: E402
-from tests.support.harness import SIGNING_SECRET, BotUnderTest, FakeClock  # noqa: E402
+from tests.support.harness import SIGNING_SECRET, BotUnderTest, FakeClock, home_opened  # noqa: E402
 
 
 def report(name: str, samples: list[float]) -> None:
@@ -67,7 +68,25 @@ def main() -> None:
                 samples.append(time.perf_counter() - started)
             report("ack: /incident list (400 open incidents)", samples)
 
-            # 3. Reminders: 200 windows whose "started" falls due at once.
+            service = MaintenanceService(bot.ctx)
+            for n in range(40):
+                start = clock() + timedelta(hours=n + 1)
+                bot.run(service.submit(DraftKind.SCHEDULE, ScheduleForm(title=f"H{n}", start=start, end=start + timedelta(hours=1)),
+                                         user_id="U1", channel_id=None))
+            # 3. The home tab with those 400 open incidents and 40 windows: event → views.publish.
+            samples, sizes = [], []
+            for _ in range(20):
+                before = len(slack.calls_to("views.publish"))
+                started = time.perf_counter()
+                bot.event(home_opened("U1"))
+                slack.wait_for(lambda before=before: len(slack.calls_to("views.publish")) > before, timeout=30)
+                samples.append(time.perf_counter() - started)
+                view = slack.calls_to("views.publish")[-1]["view"]
+                sizes.append((len(view["blocks"]), len(json.dumps(view).encode())))
+            report("home tab: published (400 incidents, 40 windows)", samples)
+            print(f"{'home tab: blocks, bytes (limits 100, 250 kB)':<48} {sizes[-1][0]} blocks, {sizes[-1][1]} bytes")
+
+            # 4. Reminders: 200 windows whose "started" falls due at once.
             service = MaintenanceService(bot.ctx)
             for n in range(200):
                 start = clock() + timedelta(minutes=30)
@@ -80,7 +99,7 @@ def main() -> None:
             print(f"{'reminders: 400 due at once (200 late heads-ups skipped)':<48} posted={posted} in {elapsed:.2f} s "
                   f"({elapsed / max(posted, 1) * 1000:.1f} ms each)")
 
-        # 4. AppFirst: listing 3,000 windows across pages.
+        # 5. AppFirst: listing 3,000 windows across pages.
         now = datetime.now(timezone.utc)
         for n in range(3000):
             fa.add_window(now + timedelta(hours=n), now + timedelta(hours=n, minutes=30), reason=f"w{n}")
@@ -96,7 +115,7 @@ def main() -> None:
             samples = [asyncio.run(listing(page_size)) for _ in range(5)]
             report(f"appfirst: list 3,000 windows (page size {page_size})", samples)
 
-        # 5. `/maintenance list` on AppFirst with those 3,000 windows: the ack, and the answer.
+        # 6. `/maintenance list` on AppFirst with those 3,000 windows: the ack, and the answer.
         af_settings = settings.model_copy(update={
             "appfirst_url": fa.url, "appfirst_email": fa.email, "appfirst_api_key": SecretStr(fa.api_key),
             "maintenance_backend": "appfirst", "database_url": f"sqlite:///{tmp}/bench-af.db",

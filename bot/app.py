@@ -71,7 +71,18 @@ def _what(body: dict) -> tuple[str, str]:
         return "view", str((body.get("view") or {}).get("callback_id") or "unknown")
     if kind == "block_suggestion":
         return "suggestion", str(body.get("action_id") or "unknown")
+    if kind in ("message_action", "shortcut"):
+        return "shortcut", str(body.get("callback_id") or "unknown")
+    if kind == "event_callback":
+        return "event", str((body.get("event") or {}).get("type") or "unknown")
     return kind, "-"
+
+
+def _event_user(body: dict) -> str | None:
+    """The person an event is about (`app_home_opened`: who opened the home tab)."""
+    event = body.get("event") if body.get("type") == "event_callback" else None
+    user = event.get("user") if isinstance(event, dict) else None
+    return user if isinstance(user, str) else None
 
 
 def _observe_request(ctx: AppContext):
@@ -81,7 +92,7 @@ def _observe_request(ctx: AppContext):
 
     async def observe(req, resp, next):  # noqa: A002 - Bolt injects arguments by name
         kind, name = _what(req.body)
-        user = req.body.get("user_id") or (req.body.get("user") or {}).get("id")
+        user = req.body.get("user_id") or (req.body.get("user") or {}).get("id") or _event_user(req.body)
         logs.clear()
         logs.bind(user=user, **{kind: name})
         started = time.perf_counter()

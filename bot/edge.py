@@ -192,6 +192,38 @@ def payload_problem(body: bytes, content_type: str) -> str | None:
         return "its payload has no type"
     if kind in ("block_actions", "view_submission", "view_closed"):
         return _interaction_problem(kind, parsed)
+    if kind == "message_action":
+        return _shortcut_problem(parsed)
+    if kind == "event_callback":
+        return _event_problem(parsed)
+    return None
+
+
+def _shortcut_problem(payload: dict[str, Any]) -> str | None:
+    # As Slack documents the message shortcut payload: the person, the trigger that opens the
+    # form, the shortcut's callback_id, the channel and the message (its ts at least).
+    if not isinstance(payload.get("user"), dict) or not _text(payload["user"].get("id")):
+        return "its message_action payload has no user id"
+    for field in ("trigger_id", "callback_id"):
+        if not _text(payload.get(field)):
+            return f"its message_action payload has no {field}"
+    if not isinstance(payload.get("channel"), dict) or not _text(payload["channel"].get("id")):
+        return "its message_action payload has no channel id"
+    if not isinstance(payload.get("message"), dict) or not _text(payload["message"].get("ts")):
+        return "its message_action payload has no message ts"
+    if not isinstance(payload["message"].get("text", ""), str):
+        return "its message_action message text is not text"
+    return None
+
+
+def _event_problem(envelope: dict[str, Any]) -> str | None:
+    # The Events API envelope wraps one event object with its type; app_home_opened names
+    # the person whose home tab it is (the one event sitrep subscribes to).
+    event = envelope.get("event")
+    if not isinstance(event, dict) or not _text(event.get("type")):
+        return "its event_callback has no event with a type"
+    if event["type"] == "app_home_opened" and not _text(event.get("user")):
+        return "its app_home_opened event has no user"
     return None
 
 

@@ -45,7 +45,7 @@ def submission_key(body: dict[str, Any]) -> str | None:
         values = json.dumps((view.get("state") or {}).get("values") or {}, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(values.encode()).hexdigest()[:32]
         return f"view:{view.get('id')}:{view.get('hash')}:{digest}"[:200]
-    if ("command" in body or body.get("type") == "block_actions") and body.get("trigger_id"):
+    if ("command" in body or body.get("type") in ("block_actions", "message_action")) and body.get("trigger_id"):
         return f"trigger:{body['trigger_id']}"[:200]
     return None
 

@@ -6,6 +6,7 @@ from slack_bolt.async_app import AsyncApp
 
 from bot.context import AppContext
 from handlers import drafts
+from handlers.home import listeners as home
 from handlers.incident import listeners as incident
 from handlers.maintenance import listeners as maintenance
 
@@ -20,3 +21,4 @@ FEATURES = {
 def register(app: AsyncApp, ctx: AppContext) -> None:
     owners = {feature: wire(app, ctx) for feature, wire in FEATURES.items()}
     drafts.register(app, ctx, owners)
+    home.register(app, ctx)  # the home tab: no drafts of its own

@@ -119,8 +119,8 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         await ack(text=text, blocks=blocks, response_type="ephemeral")
         return
     await ack()
-    if it.user_id is None:
-        return
+    if it.user_id is None or it.type == "event":
+        return  # an event (the home tab opened) asked nothing of anyone: the log has it
     try:
         await tell_user(ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
     except SlackApiError as slack_error:

@@ -53,7 +53,7 @@ class Interaction:
     """What listeners and the error renderer need from a payload, whatever its kind:
     a slash command, a button, a modal submission, a type-ahead query."""
 
-    type: str  # "command", "block_actions", "view_submission", "block_suggestion", ...
+    type: str  # "command", "block_actions", "view_submission", "block_suggestion", "message_action", "event"
     user_id: str | None
     #: Where to answer the person: the command's or button's channel, else the one the modal
     #: was opened from (its private_metadata `channel`).
@@ -71,6 +71,12 @@ class Interaction:
     text: str = ""
     view_id: str | None = None
     view_hash: str | None = None
+    #: A message shortcut's message: its ts and its text (in Slack's own format).
+    message_ts: str = ""
+    message_text: str = ""
+    #: An Events API event's type (`app_home_opened`) and, for that one, the tab opened.
+    event_type: str = ""
+    tab: str = ""
 
     @property
     def is_command(self) -> bool:
@@ -91,7 +97,20 @@ class Interaction:
                 trigger_id=body.get("trigger_id"),
                 text=body.get("text") or "",
             )
+        if body.get("type") == "event_callback":
+            event = body.get("event") or {}
+            user = event.get("user")
+            tab = event.get("tab")
+            return cls(
+                type="event",
+                user_id=user if isinstance(user, str) else None,
+                channel_id=None,
+                event_type=str(event.get("type") or ""),
+                tab=tab if isinstance(tab, str) else "",
+            )
         view = body.get("view") or {}
+        message = body.get("message") if body.get("type") == "message_action" else None
+        message = message if isinstance(message, dict) else {}
         metadata = _json_object(view.get("private_metadata"))
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         if channel is None and view:
@@ -112,4 +131,6 @@ class Interaction:
             action_id=action_id,
             view_id=view.get("id"),
             view_hash=view.get("hash"),
+            message_ts=str(message.get("ts") or ""),
+            message_text=str(message.get("text") or ""),
         )

@@ -59,6 +59,8 @@ class Incident(Base):
     channel_id: Mapped[str] = mapped_column(String(32))
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     permalink: Mapped[str | None] = mapped_column(String(500), default=None)
+    #: The message it was declared from (the *Declare incident* shortcut), linked from the announcement.
+    source_link: Mapped[str | None] = mapped_column(String(500), default=None)
     declared_by: Mapped[str] = mapped_column(String(32))
     declared_at: Mapped[datetime]
     updated_at: Mapped[datetime]

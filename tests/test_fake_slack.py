@@ -132,11 +132,20 @@ async def test_ephemeral_permalink_and_user(slack: FakeSlack, client: AsyncWebCl
     eph = await client.chat_postEphemeral(channel="C1", user="U1", text="only you")
     assert eph["message_ts"]
     assert slack.ephemerals("C1")[0]["user"] == "U1"
-    link = await client.chat_getPermalink(channel="C1", message_ts="1700000000.000100")
-    assert link["permalink"] == "https://example.slack.com/archives/C1/p1700000000000100"
+    ts = slack.person_posts("C1", "someone said this")
+    link = await client.chat_getPermalink(channel="C1", message_ts=ts)
+    assert link["permalink"] == f"https://example.slack.com/archives/C1/p{ts.replace('.', '')}"
     user = await client.users_info(user="U1")
     assert user["user"]["tz"] == "America/New_York"
     assert isinstance(user["user"]["tz_offset"], int) and user["user"]["real_name"]
+
+
+async def test_permalink_of_a_message_slack_does_not_have_or_the_bot_cannot_see_is_refused(slack: FakeSlack, client: AsyncWebClient):
+    assert await api_error(client.chat_getPermalink(channel="C1", message_ts="1699999999.000001")) == "message_not_found"
+    ts = slack.person_posts("G1", "in a private channel the bot is not in")
+    slack.hidden_channels.add("G1")
+    assert await api_error(client.chat_getPermalink(channel="G1", message_ts=ts)) == "channel_not_found"
+    assert slack.violations == []
 
 
 async def test_form_encoded_and_query_args_are_parsed(slack: FakeSlack, client: AsyncWebClient):
@@ -452,6 +461,19 @@ async def test_a_home_view_over_100_blocks_and_a_view_over_250kb(slack: FakeSlac
     huge = modal(blocks=[section("h" * 3000)] * 90)
     assert await api_error(client.views_open(trigger_id="t-2", view=huge)) == "view_too_large"
     assert len(slack.violations) == 2
+
+
+async def test_views_publish_keeps_one_home_view_per_person_and_refuses_as_slack_does(slack: FakeSlack, client: AsyncWebClient):
+    first = (await client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("one")]}))["view"]
+    again = (await client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("two")]}))["view"]
+    assert again["id"] == first["id"] and slack.views[first["id"]]["blocks"] == [section("two")]
+    assert await api_error(client.views_publish(user_id="U1", view={"type": "home", "blocks": []}, hash="stale")) == "hash_conflict"
+    assert await api_error(client.views_publish(user_id="C1", view={"type": "home", "blocks": []})) == "invalid_arguments"
+    assert await api_error(client.views_publish(user_id="U2", view={"type": "modal", "blocks": []})) == "invalid_arguments"
+    slack.home_tab_enabled = False  # the app's Home tab is off
+    assert await api_error(client.views_publish(user_id="U1", view={"type": "home", "blocks": []})) == "not_enabled"
+    assert slack.views[first["id"]]["blocks"] == [section("two")]
+    assert len(slack.violations) == 1  # the modal: a home view's type must be "home"
 
 
 async def test_views_update_and_push_are_held_to_the_same_rules(slack: FakeSlack, client: AsyncWebClient):

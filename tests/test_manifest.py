@@ -101,11 +101,20 @@ def test_manifest_is_ready_to_paste_for_http_mode():
     assert interactivity.get("message_menu_options_url"), "external selects need settings.interactivity.message_menu_options_url"
     urls = {interactivity.get("request_url"), interactivity.get("message_menu_options_url")}
     urls |= {c.get("url") for c in manifest_commands().values()}
+    urls.add(settings["event_subscriptions"]["request_url"])  # events come to the same endpoint
     assert len(urls) == 1, f"every Slack request goes to the one endpoint, got {urls}"
     (url,) = urls
     assert url and url.startswith("https://") and url.endswith(EVENTS_PATH)
-    assert "event_subscriptions" not in settings, "sitrep listens to no events; don't ask for them"
+    assert not settings["event_subscriptions"].get("user_events"), "sitrep listens to no user events"
     assert not m["oauth_config"]["scopes"].get("user"), "sitrep acts as its bot user only"
+
+
+def test_the_ready_to_paste_text_counts_its_urls_right():
+    """The comments tell the person how many URLs to replace (or delete for Socket Mode)."""
+    text = (REPO / "manifest.yml").read_text(encoding="utf-8")
+    count = text.count("https://your-host.example.com/slack/events")
+    words = {4: "four", 5: "five", 6: "six"}
+    assert f"; {words[count]} places" in text and f"delete the {words[count]} `url:`" in text
 
 
 def test_manifest_explains_socket_mode():
@@ -155,8 +164,32 @@ def registered(settings) -> _Recorder:
     handlers.register(recorder, ctx)
     # The recorder saw what the real app gets: same number of listeners.
     assert len(build_bolt_app(build_context(settings))._async_listeners) == len(recorder.registered)
-    assert {k for k, _ in recorder.registered} <= {"command", "view", "action", "options"}, recorder.registered
+    assert {k for k, _ in recorder.registered} <= {"command", "view", "action", "options", "shortcut", "event"}, recorder.registered
     return recorder
+
+
+def manifest_shortcuts() -> dict[str, dict]:
+    return {s["callback_id"]: s for s in manifest()["features"].get("shortcuts") or []}
+
+
+def test_registered_shortcuts_are_exactly_the_manifests(registered):
+    assert registered.of("shortcut") == set(manifest_shortcuts())
+    for shortcut in manifest_shortcuts().values():
+        # Message shortcuts only: a global one has no message (and no channel) to act on.
+        assert shortcut["type"] == "message" and shortcut["name"] and shortcut["description"]
+
+
+def test_subscribed_events_are_exactly_the_ones_listened_to(registered):
+    assert registered.of("event") == set(manifest()["settings"]["event_subscriptions"]["bot_events"])
+
+
+def test_the_home_tab_is_enabled_because_the_bot_publishes_it(registered):
+    """views.publish answers `not_enabled` for an app whose Home tab is off."""
+    assert "views.publish" in called_methods() and "app_home_opened" in registered.of("event")
+    app_home = manifest()["features"]["app_home"]
+    assert app_home["home_tab_enabled"] is True
+    # Its Messages tab carries the bot's private answers (the DM fallback); the bot reads no DMs.
+    assert app_home["messages_tab_enabled"] is True and app_home["messages_tab_read_only_enabled"] is True
 
 
 def test_registered_commands_are_exactly_the_manifests(registered):
@@ -187,6 +220,13 @@ def test_every_view_callback_action_and_options_listener_is_dispatched(bot, regi
         assert response.status_code == 200, f"options {action_id} → {response.status_code} {response.text}"
         assert "options" in response.json()
     assert bot.suggest({"callback_id": "any"}, block_id="b", action_id="no_such_menu").status_code == 404
+    for callback_id in sorted(registered.of("shortcut")):
+        response = bot.message_shortcut(callback_id, "text", message_ts="1.0")
+        assert response.status_code == 200, f"shortcut {callback_id} → {response.status_code} {response.text}"
+    assert bot.message_shortcut("no_such_shortcut", "text", message_ts="1.0").status_code == 404
+    for event in sorted(registered.of("event")):
+        response = bot.event({"type": event, "user": "U123", "tab": "messages", "channel": "D1", "event_ts": "1.0"})
+        assert response.status_code == 200, f"event {event} → {response.status_code} {response.text}"
 
 
 # --- scopes: exactly what the code calls --------------------------------------------------------

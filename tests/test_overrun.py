@@ -113,3 +113,21 @@ def test_status_page_cannot_extend_but_offers_a_follow_on_and_ends_now(settings,
         assert any(r.path.endswith("ResolveIncident") for r in statuspage.requests)
         bot.run(run_due_reminders(bot.ctx))
         assert [c for c in slack.calls_to("chat.postMessage") if "has ended" in c.get("text", "")]
+
+
+def test_end_now_with_the_status_page_down_tells_the_person_and_changes_nothing(settings, statuspage, slack, clock):
+    with BotUnderTest(settings, clock=clock) as bot:
+        window = schedule(bot)
+        reach_prompt(bot, slack, clock, window)
+        before = bot.run(MaintenanceService(bot.ctx).get(window.id))
+        slack.forget_calls()
+        statuspage.fail_times(5, status=503)
+        bot.click(OverrunId.END_NOW, str(window.id), channel=CHANNEL)
+        answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]
+        assert answer["user"] == "U123" and "status page is not available right now" in answer["text"].lower()
+        after = bot.run(MaintenanceService(bot.ctx).get(window.id))
+        assert (after.state, after.end, after.updated_at) == (before.state, before.end, before.updated_at)
+        assert statuspage.incidents[window.upstream_id]["Resolved"] is False  # the status page kept it open
+        # Nothing was posted in the thread, and the "ended" reminder still waits for the planned end.
+        assert not slack.calls_to("chat.postMessage")
+        assert bot.run(run_due_reminders(bot.ctx)) == 0

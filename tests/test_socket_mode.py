@@ -19,10 +19,11 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from handlers.incident.ids import Action, Block
+from handlers.incident.ids import Callback as IncidentCallback
 from tests.support.fakes import socket_mode
 from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, last_view
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, home_opened, last_view
 from tests.support.incidents import (
     assert_update_landed,
     declare,
@@ -111,6 +112,17 @@ def test_declare_update_resolve_over_socket_mode(sbot, slack, statuspage, socket
     assert "already resolved" in sbot.command(f"resolve {incident.id}").text
     assert_all_acked_in_time(socket)
     assert socket.connection_count == 1
+
+
+def test_home_tab_and_message_shortcut_over_socket_mode(sbot, slack, socket):
+    sbot.event(home_opened("U123"))
+    [publish] = slack.wait_for(lambda: slack.calls_to("views.publish"))
+    assert publish["user_id"] == "U123" and publish["view"]["type"] == "home"
+    ts = slack.person_posts("C0ONCALL", "checkout &amp; login are down")
+    sbot.message_shortcut(IncidentCallback.DECLARE_FROM_MESSAGE, "checkout &amp; login are down", message_ts=ts, channel="C0ONCALL")
+    view = slack.wait_for(lambda: slack.calls_to("views.open")) and last_view(slack)
+    assert json.loads(view["private_metadata"])["source"] == ["C0ONCALL", ts]
+    assert_all_acked_in_time(socket)
 
 
 def test_form_errors_come_back_in_the_ack(sbot, slack, statuspage):

@@ -8,6 +8,7 @@ places text is shortened."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -28,6 +29,32 @@ def escape(text: str | None) -> str:
     if not text:
         return ""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_SLACK_TOKEN = re.compile(r"<([^<>]*)>")
+
+
+def _token_text(inner: str) -> str:
+    """One `<…>` token of Slack's message format as a reader sees it."""
+    target, _, label = inner.partition("|")
+    if target.startswith("@"):  # a person: <@U123> or the old <@U123|name>
+        return "@" + (label or target[1:])
+    if target.startswith("#"):  # a channel: <#C123|general>
+        return "#" + (label or target[1:])
+    if target.startswith("!"):  # <!here>, <!subteam^S1|@team>, <!date^…|fallback>
+        return label or "@" + target[1:].split("^", 1)[0]
+    return f"{label} ({target})" if label and label != target else target  # a link
+
+
+def plain_text(message_text: str | None) -> str:
+    """A Slack message's `text` (its own format: `&amp;`, `<@U1>`, `<!here>`, `<url|label>`)
+    as the plain words a reader sees, for a form field and the status page. It is plain
+    text from then on: wherever it is shown again it is escaped (`escape`), so `@here` in it
+    never notifies anyone."""
+    if not message_text:
+        return ""
+    words = _SLACK_TOKEN.sub(lambda m: _token_text(m.group(1)), message_text)
+    return words.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 def truncate(text: str, limit: int) -> str:

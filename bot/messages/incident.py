@@ -12,6 +12,7 @@ from bot.messages.format import (
     button,
     context,
     duration,
+    escape,
     field,
     fit,
     fit_list,
@@ -100,7 +101,8 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
     else:
         lasted = duration(incident.resolved_at - incident.declared_at)
         blocks.append(context(f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"))
-    blocks.append(context(footer))
+    source = f" · declared from <{escape(incident.source_link)}|this message>" if incident.source_link else ""
+    blocks.append(context(f"{footer}{source}"))
     text = f"Incident #{incident.id}: {short_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
     return text, blocks
 

@@ -20,6 +20,14 @@ class DeclareForm:
     impact: str = "Major Outage"
     component_ids: tuple[str, ...] = ()
     notify: bool = True
+    #: The message it was declared from (the *Declare incident* message shortcut): its
+    #: channel and ts, so the announcement can link to it. Empty for `/incident declare`.
+    source_channel: str = ""
+    source_ts: str = ""
+
+    @property
+    def from_message(self) -> bool:
+        return bool(self.source_channel and self.source_ts)
 
     def problems(self, *, statuses: Sequence[str], impacts: Sequence[str]) -> dict[str, str]:
         """`statuses`/`impacts`: the words the status page accepts (settings)."""

@@ -107,6 +107,7 @@ class IncidentService(FeatureService):
         """Keep and announce an incident the status page has under `upstream_id`."""
         now = self.ctx.clock()
         channel = self.ctx.settings.sitrep_channel
+        source_link, source_warning = await self._source_link(form)
         async with self.ctx.db.session() as session, session.begin():
             incident = await incident_store.add_incident(
                 session,
@@ -122,6 +123,7 @@ class IncidentService(FeatureService):
                     declared_by=user_id,
                     declared_at=now,
                     updated_at=now,
+                    source_link=source_link,
                 ),
             )
             await incident_store.add_event(
@@ -130,7 +132,19 @@ class IncidentService(FeatureService):
         warning = await self._publish(incident)
         room_warnings = await self.rooms.open(await self._reload(incident.id))
         incident = await self._reload(incident.id)
-        return Outcome(DraftKind.DECLARE, incident, permalink=incident.permalink, warning=_joined(warning, *room_warnings))
+        return Outcome(
+            DraftKind.DECLARE, incident, permalink=incident.permalink, warning=_joined(warning, source_warning, *room_warnings)
+        )
+
+    async def _source_link(self, form: DeclareForm) -> tuple[str | None, str | None]:
+        """The permalink of the message it is declared from, and a note when Slack gives none
+        (a conversation the bot cannot see): the declaration goes on without the link."""
+        if not form.from_message:
+            return None, None
+        link = await self.ctx.channel.permalink(Posted(form.source_channel, form.source_ts))
+        if link is None:
+            return None, "Slack would not give a link to the message you declared it from, so the announcement does not link to it."
+        return link, None
 
     async def _update(self, form: UpdateForm, user_id: str) -> Outcome:
         incident = await self.find_open(str(form.incident_id))

@@ -9,6 +9,8 @@ class Callback(StrEnum):
     DECLARE = "incident_declare"
     UPDATE = "incident_update"
     RESOLVE = "incident_resolve"
+    #: The message shortcut *Declare incident* (manifest.yml `features.shortcuts`).
+    DECLARE_FROM_MESSAGE = "incident_declare_from_message"
 
 
 class Block(StrEnum):
@@ -21,6 +23,7 @@ class Block(StrEnum):
     INCIDENT = "incident_select"
     UPDATE_TEXT = "incident_update_text"
     NOTE = "incident_resolve_note"
+    SOURCE = "incident_source"
     ACTIONS = AnnouncementId.ACTIONS.value
 
 
@@ -36,6 +39,8 @@ class Action(StrEnum):
     NOTE = "note"
     POST_UPDATE = AnnouncementId.POST_UPDATE.value
     RESOLVE = AnnouncementId.RESOLVE.value
+    #: *Declare incident* on the home tab: opens the declare form.
+    DECLARE = "incident_declare_button"
 
 
 NOTIFY_VALUE = "notify"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from slack_bolt.async_app import AsyncApp
 
 import handlers.payload as payload
@@ -116,6 +118,13 @@ class IncidentHandlers(FeatureHandlers):
         view = views.resolve_modal(chosen, note=note, channel_id=it.channel_id)
         await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
+    # --- the *Declare incident* message shortcut, and the home tab's button ------------
+    async def shortcut_declare(self, ack, it: Interaction) -> None:
+        await self.open_declare(ack, it, views.declare_from_message(it.message_text, it.channel_id or "", it.message_ts))
+
+    async def button_declare(self, ack, it: Interaction) -> None:
+        await self.open_declare(ack, it, DeclareForm(title=""))
+
     # --- the incident picker's type-ahead (block_suggestion) ---------------------------
     async def suggest_incidents(self, ack, it: Interaction) -> None:
         incidents = await self.service.open_incidents()
@@ -130,7 +139,7 @@ class IncidentHandlers(FeatureHandlers):
 
     # --- modal submissions -------------------------------------------------------------
     async def submit_declare(self, ack, it: Interaction) -> None:
-        form = parse_declare(it.values)
+        form = replace(parse_declare(it.values), **views.source_of(it.metadata))
         settings = self.ctx.settings
         modal_errors(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts), FIELD_BLOCKS)
         await ack()
@@ -172,6 +181,8 @@ def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
         (app.view, Callback.RESOLVE, handlers.submit_resolve),
         (app.action, Action.POST_UPDATE, handlers.button_update),
         (app.action, Action.RESOLVE, handlers.button_resolve),
+        (app.action, Action.DECLARE, handlers.button_declare),
+        (app.shortcut, Callback.DECLARE_FROM_MESSAGE, handlers.shortcut_declare),
         (app.options, Action.INCIDENT, handlers.suggest_incidents),
     ]
     for kind, key, listener in listeners:

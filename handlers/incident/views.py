@@ -10,7 +10,9 @@ from bot.messages import blocks as kit
 from bot.messages.format import (
     context,
     duration,
+    escape,
     fit,
+    plain_text,
     section,
     truncate,
 )
@@ -71,7 +73,11 @@ def declare_modal(
     impacts: Sequence[str],
     channel_id: str | None,
 ) -> dict:
-    blocks = [
+    blocks = []
+    if form.from_message:
+        where = f"<#{escape(form.source_channel)}>"
+        blocks.append({**context(f"From a message in {where}; the announcement will link to it."), "block_id": Block.SOURCE})
+    blocks += [
         kit.input_block(
             Block.TITLE,
             "Title",
@@ -108,7 +114,30 @@ def declare_modal(
     if form.notify:
         checkboxes["initial_options"] = [notify_option]
     blocks.append(kit.input_block(Block.NOTIFY, "Subscribers", checkboxes, optional=True))
-    return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, {"channel": channel_id})
+    metadata: dict = {"channel": channel_id}
+    if form.from_message:
+        metadata["source"] = [form.source_channel, form.source_ts]
+    return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, metadata)
+
+
+def declare_from_message(text: str, channel_id: str, message_ts: str) -> DeclareForm:
+    """The declare form for the *Declare incident* shortcut: the message's words as the
+    description, as plain text (Slack's `<@U1>`, `&amp;` undone; shown escaped wherever it
+    is shown again), cut visibly to the field's length; its title is the person's to write."""
+    return DeclareForm(
+        title="",
+        description=truncate(plain_text(text), TEXT_MAX).strip(),
+        source_channel=channel_id,
+        source_ts=message_ts,
+    )
+
+
+def source_of(metadata: dict) -> dict[str, str]:
+    """The message a declare form was opened from, from its private_metadata ({} when none)."""
+    source = metadata.get("source")
+    if isinstance(source, list) and len(source) == 2 and all(isinstance(part, str) and part for part in source):
+        return {"source_channel": source[0], "source_ts": source[1]}
+    return {}
 
 
 def update_modal(
@@ -214,6 +243,8 @@ HELP = (
     "• `/incident list` — open incidents, only to you\n"
     "• `/incident help` — this help\n"
     "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID.\n"
+    "• *Declare incident* in a message's *⋯* menu — declare from that message (its text is the description)\n"
+    "• sitrep's *Home* tab — what is open and coming, with buttons to declare, update, resolve and schedule\n"
     "If the status page takes a declare but never answers, you are told *Outcome unknown*: "
     "*It exists: link it* (paste its ID from the status page) or *Create anyway*."
 )

@@ -31,3 +31,5 @@ class Action(StrEnum):
     SERVERS = "servers"
     NOTE = "note"
     CANCEL = AnnouncementId.CANCEL.value
+    #: *Schedule maintenance* on the home tab: opens the schedule form.
+    SCHEDULE = "maintenance_schedule_button"

@@ -132,9 +132,13 @@ class MaintenanceHandlers(FeatureHandlers):
         view = views.cancel_modal(window, note=note, channel_id=it.channel_id)
         await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
-    # --- the button on the announcement ------------------------------------------------
+    # --- the button on the announcement (and the home tab) ------------------------------
     async def button_cancel(self, ack, it: Interaction) -> None:
         await self.open_cancel(ack, it, ref="#" + it.action_value)
+
+    async def button_schedule(self, ack, it: Interaction) -> None:
+        """*Schedule maintenance* on the home tab."""
+        await self.open_schedule(ack, it, ScheduleForm(title=""))
 
     # --- modal submissions -------------------------------------------------------------
     async def submit_schedule(self, ack, it: Interaction) -> None:
@@ -202,6 +206,7 @@ def register(app: AsyncApp, ctx: AppContext) -> MaintenanceHandlers:
         (app.view, Callback.EDIT, handlers.submit_edit),
         (app.view, Callback.CANCEL, handlers.submit_cancel),
         (app.action, Action.CANCEL, handlers.button_cancel),
+        (app.action, Action.SCHEDULE, handlers.button_schedule),
         (app.action, OverrunId.EXTEND_30, handlers.button_extend),
         (app.action, OverrunId.EXTEND_60, handlers.button_extend),
         (app.action, OverrunId.END_NOW, handlers.button_end_now),

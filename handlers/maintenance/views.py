@@ -304,6 +304,7 @@ HELP = (
     "• `/maintenance cancel <id>` — call a window off\n"
     "• `/maintenance help` — this help\n"
     "`<id>` is the number the bot shows (`3` or `#3`) or the maintenance API's ID.\n"
+    "• sitrep's *Home* tab — windows running and upcoming, with *Cancel* and *Schedule maintenance*\n"
     "If a schedule reaches the API but no answer comes back, you are told *Outcome unknown*: "
     "*Check and retry* (AppFirst), *It exists: link it* (status page) or *Create anyway*."
 )

@@ -4,6 +4,7 @@ Slack does: signed slash commands, block actions and view submissions."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 import threading
@@ -200,6 +201,28 @@ class BotUnderTest:
     ) -> httpx.Response:
         return self.post(interaction_body(click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)))
 
+    def click_in_home(self, view: dict, action_id: str, value: str, *, user: str = "U123") -> httpx.Response:
+        """A button clicked on the home tab `view` (as views.publish stored it)."""
+        return self.post(interaction_body(home_click_payload(view, action_id, value, user=user)))
+
+    def message_shortcut(
+        self, callback_id: str, text: str, *, message_ts: str = "1700000000.000100", user: str = "U123", channel: str = "C123"
+    ) -> httpx.Response:
+        """A message shortcut chosen on a message (Slack's `message_action` payload)."""
+        return self.post(
+            interaction_body(message_shortcut_payload(callback_id, text, message_ts=message_ts, user=user, channel=channel))
+        )
+
+    def event(self, event: dict, *, secret: str = SIGNING_SECRET) -> httpx.Response:
+        """An Events API request: the event in its envelope, JSON, signed as Slack signs it."""
+        return self.post_json(event_envelope(event), secret=secret)
+
+    def post_json(self, payload: dict, *, secret: str = SIGNING_SECRET) -> httpx.Response:
+        body = json.dumps(payload, separators=(",", ":"))
+        headers = {"Content-Type": "application/json"}
+        headers.update(slack_signature_headers(secret, body))
+        return self.http.post("/slack/events", content=body, headers=headers)
+
     def suggest(
         self, view: dict, *, block_id: str, action_id: str, value: str = "", user: str = "U123"
     ) -> httpx.Response:
@@ -262,6 +285,78 @@ def click_payload(action_id: str, value: str, *, user: str = "U123", channel: st
         "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
         "response_url": "http://127.0.0.1:9/resp",
     }
+
+
+def home_click_payload(view: dict, action_id: str, value: str, *, user: str = "U123") -> dict:
+    """A `block_actions` payload from a home tab: its container is the view, there is no channel."""
+    return {
+        "type": "block_actions",
+        "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "team_id": "T1"},
+        "api_app_id": "ABOT",
+        "token": "verification-token",
+        "trigger_id": new_trigger_id(),
+        "container": {"type": "view", "view_id": view["id"]},
+        "view": {
+            "id": view["id"],
+            "type": "home",
+            "callback_id": view.get("callback_id", ""),
+            "private_metadata": view.get("private_metadata", ""),
+            "state": {"values": {}},
+            "hash": view.get("hash", "h"),
+            "blocks": view.get("blocks", []),
+        },
+        "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
+    }
+
+
+def message_shortcut_payload(
+    callback_id: str, text: str, *, message_ts: str, user: str = "U123", channel: str = "C123", author: str = "U999"
+) -> dict:
+    """Slack's `message_action` payload (Shortcuts interaction payloads: type, callback_id,
+    trigger_id, response_url, user, channel, team, the whole message, message_ts)."""
+    return {
+        "type": "message_action",
+        "token": "verification-token",
+        "action_ts": f"{int(time.time())}.000001",
+        "team": {"id": "T1", "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "name": user.lower(), "team_id": "T1"},
+        "channel": {"id": channel, "name": "general"},
+        "is_enterprise_install": False,
+        "enterprise": None,
+        "callback_id": callback_id,
+        "trigger_id": new_trigger_id(),
+        "response_url": "http://127.0.0.1:9/resp",
+        "message_ts": message_ts,
+        "message": {"type": "message", "user": author, "ts": message_ts, "text": text, "team": "T1"},
+    }
+
+
+_event_ids = itertools.count(1)
+
+
+def event_envelope(event: dict) -> dict:
+    """The Events API's outer envelope (`event_callback`) around one event, as Slack posts it."""
+    number = next(_event_ids)
+    return {
+        "token": "verification-token",
+        "team_id": "T1",
+        "api_app_id": "ABOT",
+        "event": event,
+        "type": "event_callback",
+        "event_id": f"Ev{number:08d}",
+        "event_time": int(time.time()),
+        "authorizations": [{"enterprise_id": None, "team_id": "T1", "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False}],
+        "is_ext_shared_channel": False,
+    }
+
+
+def home_opened(user: str = "U123", *, tab: str = "home", view: dict | None = None) -> dict:
+    """Slack's `app_home_opened` event: `view` (the current home view) only once one was published."""
+    event = {"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": tab, "event_ts": f"{time.time():.6f}"}
+    if view is not None:
+        event["view"] = view
+    return event
 
 
 def last_view(slack, method: str = "views.open") -> dict:

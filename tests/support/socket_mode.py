@@ -15,7 +15,13 @@ from bot.context import build_context
 from bot.settings import Settings
 from tests.support.fakes.signing import command_fields
 from tests.support.fakes.socket_mode import Envelope, FakeSocketMode
-from tests.support.harness import FakeClock, click_payload, submission_payload
+from tests.support.harness import (
+    FakeClock,
+    click_payload,
+    event_envelope,
+    message_shortcut_payload,
+    submission_payload,
+)
 
 
 class Ack:
@@ -63,6 +69,16 @@ class SocketModeDriver:
     def click(self, action_id: str, value: str, *, user: str = "U123", channel: str = "C123", message_ts: str = "1.0") -> Ack:
         payload = click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)
         return Ack(self.socket.request("interactive", payload))
+
+    def message_shortcut(self, callback_id: str, text: str, *, message_ts: str, user: str = "U123", channel: str = "C123") -> Ack:
+        payload = message_shortcut_payload(callback_id, text, message_ts=message_ts, user=user, channel=channel)
+        return Ack(self.socket.request("interactive", payload))
+
+    def event(self, event: dict) -> Ack:
+        """An Events API event: over Socket Mode its envelope is `events_api`, its payload the
+        same outer envelope as over HTTP; Slack takes no payload in its ack."""
+        envelope_id = self.socket.send("events_api", event_envelope(event), accepts_response_payload=False)
+        return Ack(self.socket.wait_ack(envelope_id))
 
 
 class SocketModeBotUnderTest(SocketModeDriver):

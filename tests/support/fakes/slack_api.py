@@ -249,6 +249,9 @@ class FakeSlack:
     ) -> None:
         self.token = token
         self.tiers = tiers
+        #: The app's Home tab (manifest `features.app_home.home_tab_enabled`); off, views.publish
+        #: of a home view answers `not_enabled`, as its document says.
+        self.home_tab_enabled = True
         self.app_token = app_token
         #: The bot token's scopes; None grants every scope (tests not about scopes). With a
         #: set, a call needing a scope outside it is answered ``missing_scope`` as Slack does.
@@ -380,10 +383,11 @@ class FakeSlack:
 
     def reset(self) -> None:
         """Forget calls, messages, views, channels and violations, stop enforcing tiers, grant
-        every scope again; keep queued failures and users."""
+        every scope again, turn the Home tab back on; keep queued failures and users."""
         with self._lock:
             self.tiers = None
             self.scopes = None
+            self.home_tab_enabled = True
             self._reset_state()
 
     def grant(self, scopes: set[str] | frozenset[str] | None) -> None:
@@ -439,6 +443,18 @@ class FakeSlack:
             raise ValueError(f"{method} is not a documented Slack method")
         with self._lock:
             self._delays[method].append(seconds)
+
+    def person_posts(self, channel: str, text: str, user: str = "U999") -> str:
+        """A message a person posted (not the bot), for shortcuts on it; returns its ts."""
+        with self._lock:
+            ts = self._next_ts()
+            message: Json = {
+                "type": "message", "channel": channel, "ts": ts, "user": user, "text": text,
+                "blocks": None, "attachments": None, "thread_ts": None, "reply_broadcast": None, "metadata": None,
+            }
+            self._messages.append(message)
+            self._by_key[(channel, ts)] = message
+            return ts
 
     def set_user(self, user_id: str, **fields: Any) -> None:
         """Override fields of the user ``users.info`` returns (e.g. ``tz=...``)."""
@@ -761,6 +777,9 @@ class FakeSlack:
         self._ephemerals: list[Json] = []
         self._views: dict[str, Json] = {}
         self._home_views: dict[str, str] = {}  # user id -> view id
+        #: Conversations the bot cannot see (a private channel it is not in, someone's DM):
+        #: chat.getPermalink answers `channel_not_found` there.
+        self.hidden_channels: set[str] = set()
         self._used_triggers: set[str] = set()
         self._tickets: set[str] = set()
         self._channels: dict[str, Json] = {}  # the ones the fake knows: created, or add_channel
@@ -920,6 +939,10 @@ class FakeSlack:
     def _chat_get_permalink(self, args: Json) -> Json:
         channel = self._channel_id(str(args["channel"]))
         ts = str(args["message_ts"])
+        if channel in self.hidden_channels:
+            return {"ok": False, "error": "channel_not_found"}
+        if (channel, ts) not in self._by_key:
+            return {"ok": False, "error": "message_not_found"}
         return {
             "ok": True,
             "channel": channel,
@@ -1078,6 +1101,11 @@ class FakeSlack:
 
     def _views_publish(self, args: Json) -> Json:
         user_id = str(args["user_id"])
+        if args["view"].get("type") == "home" and not self.home_tab_enabled:
+            return {"ok": False, "error": "not_enabled"}
+        if not user_id.startswith(("U", "W")):
+            # As the document's error example answers a user_id that names no user.
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": ["invalid `user_id`"]}}
         view_id = self._home_views.get(user_id)
         current = self._views.get(view_id) if view_id else None
         if current is not None and args.get("hash") and args["hash"] != current["hash"]:

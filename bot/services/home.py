@@ -1,0 +1,58 @@
+"""What a person's home tab shows: the open incidents and the windows running and coming, read
+from the store (the home tab must open fast, and the store is the record of what sitrep
+announced), with a link to each thread."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.channel import Posted
+from bot.context import AppContext
+from store import incidents as incident_store
+from store import maintenance as window_store
+from store.models import Incident, MaintenanceWindow
+
+#: At most this many chat.getPermalink calls for one home tab: one per window shown (the
+#: view shows no more than this; incidents keep their link in the store).
+MAX_WINDOW_LINKS = 30
+
+
+@dataclass(frozen=True)
+class HomeOverview:
+    """Everything the home view shows; None where the feature is not configured."""
+
+    now: datetime
+    incidents: list[Incident] | None
+    windows: list[MaintenanceWindow] | None
+    #: The window's thread, by window id, for the first windows (those the view can show).
+    window_links: dict[int, str] = field(default_factory=dict)
+    #: How the maintenance API is called ("the status page", "AppFirst").
+    maintenance_service: str | None = None
+
+
+class HomeService:
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+
+    async def overview(self, *, links_for: int = MAX_WINDOW_LINKS) -> HomeOverview:
+        """One read of the store; then links to the threads of the first `links_for` windows
+        (asked of Slack at once; a window Slack gives no link for is shown without one)."""
+        now = self.ctx.clock()
+        backend = self.ctx.maintenance
+        async with self.ctx.db.session() as session:
+            incidents = await incident_store.open_incidents(session) if self.ctx.statuspage is not None else None
+            windows = await window_store.upcoming_windows(session, backend.name, now) if backend is not None else None
+        links: dict[int, str] = {}
+        if windows:
+            shown = [w for w in windows[: min(links_for, MAX_WINDOW_LINKS)] if w.message_ts and w.channel_id]
+            found = await asyncio.gather(*(self.ctx.channel.permalink(Posted(w.channel_id, w.message_ts)) for w in shown))
+            links = {w.id: link for w, link in zip(shown, found, strict=True) if link}
+        return HomeOverview(
+            now=now,
+            incidents=incidents,
+            windows=windows,
+            window_links=links,
+            maintenance_service=backend.service if backend is not None else None,
+        )
