@@ -10,6 +10,12 @@ the call goes back to the front of its queue (never a sleep that holds other wor
 Edits of one parent that are still queued are coalesced: the newest message replaces the
 queued one, so a burst of changes becomes one `chat.update` carrying the latest state.
 
+A long Retry-After never holds other work: the channel and method pause for at most
+`PAUSE_CAP` seconds; only the call that was refused waits its whole Retry-After, and a call
+sent with `hand_back=True` (a claimed reminder) is not kept through a longer one but fails
+at once with `RateLimited`, so its owner can give the claim back with a "not before" instead of holding
+it through the wait (where another replica would take it over and post it twice).
+
 Across replicas the buckets are per process: the reminder claim in the database decides
 which replica posts a reminder, but two replicas posting at once in one channel could
 together exceed the per-channel rate (Slack's 429 then paces them). A per-channel lease
@@ -62,6 +68,19 @@ SLACK_RATES: dict[str, Rate] = {
 }
 DEFAULT_RETRY_AFTER = 1.0
 MAX_ATTEMPTS = 5
+PAUSE_CAP = 2.0
+"""Longest a 429 pauses a whole channel and method; a longer Retry-After is waited out by
+the refused call alone (or handed back to its owner)."""
+
+
+class RateLimited(Exception):
+    """Slack answered 429 to a call sent with `hand_back`: nothing was posted; try again
+    after `retry_after` seconds."""
+
+    def __init__(self, method: str, retry_after: float):
+        super().__init__(f"Slack rate-limited {method}; retry after {retry_after:.0f} s")
+        self.method = method
+        self.retry_after = retry_after
 
 
 class TokenBucket:
@@ -97,6 +116,8 @@ class _Job:
     future: asyncio.Future = field(compare=False)
     key: Any = field(compare=False, default=None)
     attempts: int = field(compare=False, default=0)
+    hand_back: bool = field(compare=False, default=False)
+    not_before: float = field(compare=False, default=0.0)  # its own Retry-After, on `monotonic`
 
 
 class Outbox:
@@ -110,11 +131,13 @@ class Outbox:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         max_attempts: int = MAX_ATTEMPTS,
+        pause_cap: float = PAUSE_CAP,
     ):
         self.rates = SLACK_RATES if rates is None else rates
         self.monotonic = monotonic
         self.sleep = sleep
         self.max_attempts = max_attempts
+        self.pause_cap = pause_cap
         self._queues: dict[str, list[_Job]] = {}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._workers: dict[str, asyncio.Task] = {}
@@ -124,10 +147,19 @@ class Outbox:
         self.rate_limited = 0  # 429s seen, for logs and the bench
 
     def send(
-        self, channel: str, method: str, call: Callable[[], Awaitable[Any]], *, priority: int, key: Any = None
+        self,
+        channel: str,
+        method: str,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        priority: int,
+        key: Any = None,
+        hand_back: bool = False,
     ) -> asyncio.Future:
         """Queue `call` (one Slack request) and return a future of its answer. With `key`, a
-        queued job with the same key takes the newer `call` instead (coalescing)."""
+        queued job with the same key takes the newer `call` instead (coalescing). With
+        `hand_back`, a 429 whose Retry-After exceeds `pause_cap` (or the last attempt's)
+        fails the future with `RateLimited` instead of waiting."""
         queue = self._queues.setdefault(channel, [])
         if key is not None:
             for job in queue:
@@ -135,7 +167,7 @@ class Outbox:
                     job.call = call
                     return job.future
         future = asyncio.get_running_loop().create_future()
-        heapq.heappush(queue, _Job(priority, next(self._seq), method, call, future, key))
+        heapq.heappush(queue, _Job(priority, next(self._seq), method, call, future, key, hand_back=hand_back))
         self._wake.setdefault(channel, asyncio.Event()).set()
         worker = self._workers.get(channel)
         if worker is None or worker.done():
@@ -178,6 +210,9 @@ class Outbox:
         now = self.monotonic()
         shortest = float("inf")
         for job in sorted(queue):
+            if job.not_before > now:  # waiting out its own Retry-After; the others go on
+                shortest = min(shortest, job.not_before - now)
+                continue
             bucket = self._bucket(channel, job.method, now)
             wait = max(0.0, self._paused.get((channel, job.method), 0.0) - now)
             if bucket is not None:
@@ -205,18 +240,25 @@ class Outbox:
         try:
             answer = await job.call()
         except SlackApiError as exc:
-            if _status(exc) == 429 and job.attempts + 1 < self.max_attempts:
+            if _status(exc) == 429:
                 self.rate_limited += 1
                 retry_after = _retry_after(exc)
-                log.info("Slack paced %s in %s: retrying in %.0f s", job.method, channel, retry_after)
-                until = self.monotonic() + retry_after
-                self._paused[(channel, job.method)] = until
-                bucket = self._bucket(channel, job.method, self.monotonic())
+                now = self.monotonic()
+                until = now + min(retry_after, self.pause_cap)
+                self._paused[(channel, job.method)] = max(self._paused.get((channel, job.method), 0.0), until)
+                bucket = self._bucket(channel, job.method, now)
                 if bucket is not None:
                     bucket.pause(until)
-                job.attempts += 1
-                heapq.heappush(self._queues[channel], job)  # same priority and seq: front of its line
-                return
+                if job.hand_back and (retry_after > self.pause_cap or job.attempts + 1 >= self.max_attempts):
+                    log.info("Slack paced %s in %s: handed back, not before %.0f s", job.method, channel, retry_after)
+                    job.future.set_exception(RateLimited(job.method, retry_after))
+                    return
+                if job.attempts + 1 < self.max_attempts:
+                    log.info("Slack paced %s in %s: retrying in %.0f s", job.method, channel, retry_after)
+                    job.attempts += 1
+                    job.not_before = now + retry_after
+                    heapq.heappush(self._queues[channel], job)  # same priority and seq: front of its line
+                    return
             job.future.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the send
             job.future.set_exception(exc)

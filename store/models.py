@@ -126,6 +126,11 @@ class MaintenanceWindow(Base):
     updated_at: Mapped[datetime]
     cancelled_by: Mapped[str | None] = mapped_column(String(32), default=None)  # None: not by someone in Slack
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The first announcement is claimed like a reminder (`store.announcements`): a fencing
+    # token bumped by each claim, and when the claim was taken on the database's clock.
+    announce_token: Mapped[int] = mapped_column(default=0, server_default="0")
+    announce_claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    announce_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Reminder(Base):
@@ -151,6 +156,11 @@ class Reminder(Base):
     posted_at: Mapped[datetime | None] = mapped_column(default=None)
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     late: Mapped[bool] = mapped_column(default=False)
+    # Bumped by every claim: a post or write is made only while the token is still the one
+    # this process claimed with (fencing), so a claim taken over never posts.
+    claim_token: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Slack answered 429: not posted before this time (on the bot's clock, like `due_at`).
+    not_before: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class UpstreamFact(Base):

@@ -63,7 +63,7 @@ def test_due_and_next_due_read_times_in_utc(database_url):
     async def body(db):
         await a_window_with_reminders(db, T0 + timedelta(minutes=5), T0 - timedelta(minutes=1))
         async with db.session() as session:
-            return [r.kind for r in await due(session, T0, T0 - timedelta(minutes=10))], await next_due_at(session)
+            return [r.kind for r in await due(session, T0, stale_after=timedelta(minutes=10))], await next_due_at(session)
 
     kinds, next_at = run(database_url, body)
     assert kinds == ["k1"]
@@ -74,9 +74,12 @@ def test_of_five_sessions_racing_for_a_claim_exactly_one_wins(database_url):
     async def body(db):
         (reminder_id,) = await a_window_with_reminders(db, T0)
 
+        async with db.session() as session:
+            (seen,) = await due(session, T0, stale_after=timedelta(minutes=10))
+
         async def take(instance):
             async with db.session() as session, session.begin():
-                return await claim(session, reminder_id, instance=instance, now=T0, stale_before=T0 - timedelta(minutes=10))
+                return (await claim(session, seen, instance=instance, stale_after=timedelta(minutes=10))).result
 
         return await asyncio.gather(*(take(f"replica-{i}") for i in range(5)))
 
