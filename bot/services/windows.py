@@ -130,13 +130,15 @@ class Windows:
             current = await self.get(window.id)
             if current is None or current.message_ts:
                 continue  # a reminder announced it meanwhile
-            refused = await self.ctx.channel.after_upstream(
-                lambda window_id=window.id: self.announce(window_id),
-                what=f"announcing maintenance #{window.id}",
-                upstream=backend.service,
-                then="The next sync tries again.",
+            posted: list[bool] = []
+
+            async def step(window_id: int = window.id, posted: list[bool] = posted) -> None:
+                posted.append((await self._announce(window_id))[1])
+
+            await self.ctx.channel.after_upstream(
+                step, what=f"announcing maintenance #{window.id}", upstream=backend.service, then="The next sync tries again."
             )
-            announced += refused is None  # Slack refusing one must not stop the sync
+            announced += posted == [True]  # not: Slack refused it, or another replica did it
         return announced
 
     # --- the channel ------------------------------------------------------------------
@@ -145,19 +147,23 @@ class Windows:
         gets here (a person, the sync, a reminder, on any replica): the post is claimed like
         a reminder, tagged so a replica taking over a stale claim finds a post that did
         reach Slack, and sent only while the claim is still ours (fencing)."""
+        return (await self._announce(window_id))[0]
+
+    async def _announce(self, window_id: int) -> tuple[MaintenanceWindow, bool]:
+        """The window announced, and whether this call posted (or adopted) its announcement."""
         db, instance = self.ctx.db, self.ctx.instance_id
         async with db.session() as session, session.begin():
             claim = await announcement_store.claim_announcement(
                 session, window_id, instance=instance, stale_after=STALE_CLAIM
             )
         if not claim:
-            return await self._announced_elsewhere(window_id)
+            return await self._announced_elsewhere(window_id), False
         payload = {"window_id": window_id}
         if claim.result == ClaimResult.STALE:
             found = await self.ctx.channel.find_message(ANNOUNCEMENT_EVENT, payload)
             if found is not None:
                 log.info("the announcement of window %s was already in Slack (%s); not posting it again", window_id, found)
-                return await self._record(window_id, claim.token, Posted(self.ctx.settings.sitrep_channel, found))
+                return await self._record(window_id, claim.token, Posted(self.ctx.settings.sitrep_channel, found)), True
         window = await self.get(window_id)
 
         async def still_ours() -> bool:
@@ -169,7 +175,7 @@ class Windows:
                 announcement(window), metadata={"event_type": ANNOUNCEMENT_EVENT, "event_payload": payload}, guard=still_ours
             )
         except ClaimLost:
-            return await self._announced_elsewhere(window_id)
+            return await self._announced_elsewhere(window_id), False
         except BaseException as exc:
             # Slack answering with an error posted nothing; a timeout or a crash may have.
             async with db.session() as session, session.begin():
@@ -177,7 +183,7 @@ class Windows:
                     session, window_id, token=claim.token, posted_maybe=not isinstance(exc, SlackApiError)
                 )
             raise
-        return await self._record(window_id, claim.token, posted)
+        return await self._record(window_id, claim.token, posted), True
 
     async def _record(self, window_id: int, token: int, posted: Posted) -> MaintenanceWindow:
         async with self.ctx.db.session() as session, session.begin():
