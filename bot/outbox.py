@@ -16,10 +16,11 @@ sent with `hand_back=True` (a claimed reminder) is not kept through a longer one
 at once with `RateLimited`, so its owner can give the claim back with a "not before" instead of holding
 it through the wait (where another replica would take it over and post it twice).
 
-Across replicas the buckets are per process: the reminder claim in the database decides
-which replica posts a reminder, but two replicas posting at once in one channel could
-together exceed the per-channel rate (Slack's 429 then paces them). A per-channel lease
-in the database would close that gap; it is not built yet.
+Across replicas the buckets alone would be per process, and two replicas posting in one
+channel could together exceed its rate. With `reserve` (wired to the database by
+`bot.context`), each send first books its slot in a limiter every replica shares, and waits
+for it: replicas together keep the channel's pace. A database that does not answer within
+`RESERVE_TIMEOUT` leaves the local buckets alone in charge, so posts never stop for it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ MAX_ATTEMPTS = 5
 PAUSE_CAP = 2.0
 """Longest a 429 pauses a whole channel and method; a longer Retry-After is waited out by
 the refused call alone (or handed back to its owner)."""
+
+
+RESERVE_TIMEOUT = 2.0
+#: Books a send slot shared with other replicas: (channel, method, rate) → seconds to wait.
+Reserve = Callable[[str, str, "Rate"], Awaitable[float]]
 
 
 class RateLimited(Exception):
@@ -132,12 +138,14 @@ class Outbox:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         max_attempts: int = MAX_ATTEMPTS,
         pause_cap: float = PAUSE_CAP,
+        reserve: Reserve | None = None,
     ):
         self.rates = SLACK_RATES if rates is None else rates
         self.monotonic = monotonic
         self.sleep = sleep
         self.max_attempts = max_attempts
         self.pause_cap = pause_cap
+        self.reserve = reserve
         self._queues: dict[str, list[_Job]] = {}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._workers: dict[str, asyncio.Task] = {}
@@ -237,6 +245,7 @@ class Outbox:
     async def _send(self, channel: str, job: _Job) -> None:
         if job.future.done():  # its caller went away
             return
+        await self._shared_slot(channel, job.method)
         try:
             answer = await job.call()
         except SlackApiError as exc:
@@ -264,6 +273,20 @@ class Outbox:
             job.future.set_exception(exc)
         else:
             job.future.set_result(answer)
+
+
+    async def _shared_slot(self, channel: str, method: str) -> None:
+        """Wait for this send's slot in the pace shared with other replicas, if any."""
+        rate = self.rates.get(method)
+        if self.reserve is None or rate is None:
+            return
+        try:
+            wait = await asyncio.wait_for(self.reserve(channel, method, rate), RESERVE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - a sick database must not stop posts
+            log.warning("shared pacing unavailable (%s); pacing %s in %s locally", type(exc).__name__, method, channel)
+            return
+        if wait > 0:
+            await self.sleep(wait)
 
 
 def _status(exc: SlackApiError) -> int | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import Float
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
 
@@ -47,3 +48,21 @@ def _sqlite(element: db_utc_now, compiler, **kw) -> str:
     if element.offset_seconds:
         return f"strftime('%Y-%m-%d %H:%M:%f', 'now', '{float(element.offset_seconds):+f} seconds')"
     return "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+
+
+class db_epoch_now(FunctionElement):  # noqa: N801 - reads as the SQL function it stands for
+    """The database's current time in seconds since the epoch (a float), for arithmetic
+    that both databases do the same way."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(db_epoch_now)
+def _epoch_default(element: db_epoch_now, compiler, **kw) -> str:
+    return "extract(epoch from statement_timestamp())"
+
+
+@compiles(db_epoch_now, "sqlite")
+def _epoch_sqlite(element: db_epoch_now, compiler, **kw) -> str:
+    return "((julianday('now') - 2440587.5) * 86400.0)"

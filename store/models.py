@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -183,3 +184,16 @@ class SeenSubmission(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ChannelPace(Base):
+    """The pace of one Slack method in one channel, shared by every replica: the next free
+    send slot ("theoretical arrival time" of a generic cell-rate limiter), in seconds since
+    the epoch on the database's clock. Each send reserves its slot with one atomic update,
+    so replicas together keep the channel's rate, never each on its own."""
+
+    __tablename__ = "channel_pace"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    method: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_slot: Mapped[float] = mapped_column(Float, default=0.0)

@@ -16,7 +16,8 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot.outbox import Outbox
+from bot.context import shared_pace
+from bot.outbox import Outbox, Rate
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.services.windows import ANNOUNCEMENT_EVENT, Windows
@@ -25,6 +26,7 @@ from scheduler.sync import sync_windows
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
+from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 from tests.support.maintenance import T0, announcements, open_modal, wait_announcement
 from tests.support.reminders import reminders
@@ -241,3 +243,43 @@ def _at_once(*sends) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+#: The bot's buckets for the pacing tests, and Slack's tier a little above them (sped up).
+PACED = {"chat.postMessage": Rate(per_second=8, burst=2)}
+SLACK_TIER = Tiers(post_per_second=12, post_burst=2, update_per_minute=6000, update_burst=100)
+
+
+def note(text: str):
+    return text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+
+def test_two_instances_posting_in_one_channel_keep_its_pace_together(settings, slack, clock):
+    with BotUnderTest(settings, clock=clock) as one, BotUnderTest(settings, clock=clock) as two:
+        for bot in (one, two):  # each alone would send at 8/s: together 16/s, over Slack's 12/s
+            bot.ctx.outbox = Outbox(PACED, reserve=shared_pace(bot.ctx.db))
+        slack.forget_calls()
+        slack.enforce(SLACK_TIER)
+
+        async def burst(bot, name):
+            return await asyncio.gather(*(bot.ctx.channel.announce(note(f"{name} {i}")) for i in range(10)))
+
+        sending = [asyncio.run_coroutine_threadsafe(burst(b, n), b.loop) for b, n in ((one, "one"), (two, "two"))]
+        assert all(len(f.result(60)) == 10 for f in sending)
+        assert slack.rate_limited == 0  # together they never went faster than the channel allows
+        sent = sorted(at for at, method, _ in slack.accepted if method == "chat.postMessage")
+        assert len(sent) == 20
+        floor = (20 - PACED["chat.postMessage"].burst) / PACED["chat.postMessage"].per_second
+        assert sent[-1] - sent[0] >= floor * 0.9, (sent[-1] - sent[0], floor)
+
+
+def test_without_the_database_the_pace_is_kept_locally_and_posts_still_go(settings, slack, clock, caplog):
+    async def sick(channel, method, rate):
+        raise OSError("database unreachable")
+
+    with BotUnderTest(settings, clock=clock) as bot:
+        bot.ctx.outbox = Outbox(PACED, reserve=sick)
+        with caplog.at_level(logging.WARNING, logger="bot.outbox"):
+            posted = bot.run(bot.ctx.channel.announce(note("still goes")))
+        assert slack.message(CHANNEL, posted.ts)["text"] == "still goes"
+        assert "shared pacing unavailable (OSError)" in caplog.text
