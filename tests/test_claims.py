@@ -23,6 +23,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from bot.services.windows import ANNOUNCEMENT_EVENT, Windows
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from scheduler.sync import sync_windows
+from store.dbclock import db_utc_now
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
@@ -283,3 +284,52 @@ def test_without_the_database_the_pace_is_kept_locally_and_posts_still_go(settin
             posted = bot.run(bot.ctx.channel.announce(note("still goes")))
         assert slack.message(CHANNEL, posted.ts)["text"] == "still goes"
         assert "shared pacing unavailable (OSError)" in caplog.text
+
+
+def test_a_reminder_finding_another_replica_announcing_its_window_waits_and_then_replies_there(
+    settings, slack, clock, monkeypatch
+):
+    monkeypatch.setattr("bot.services.windows.ANNOUNCE_WAIT", 0.3)  # the real wait is 5 s
+    with BotUnderTest(settings, clock=clock) as bot:
+        window = schedule(bot)
+        parent = window.message_ts
+
+        async def held_elsewhere(**values):
+            """Another replica claimed the first announcement just now (and is posting it)."""
+            async with bot.ctx.db.session() as session, session.begin():
+                await session.execute(update(MaintenanceWindow).where(MaintenanceWindow.id == window.id).values(**values))
+
+        bot.run(held_elsewhere(message_ts=None, announce_token=1, announce_claimed_by="other", announce_claimed_at=T0))
+        bot.run(held_elsewhere(announce_claimed_at=db_utc_now()))
+        clock.advance(minutes=30)
+        assert run_due(bot) == 0  # no second parent, no reply without one
+        assert len(tagged_announcements(slack, window.id)) == 1
+        row = reminders(bot, window.id)["started"]
+        assert (row.state, row.not_before) == ("pending", clock() + timedelta(seconds=15))
+
+        bot.run(held_elsewhere(message_ts=parent, announce_claimed_by=None, announce_claimed_at=None))  # it landed
+        clock.advance(seconds=15)
+        assert run_due(bot) == 1
+        assert len(in_thread(slack, window, "started")) == 1
+        assert len(tagged_announcements(slack, window.id)) == 1
+
+
+def test_a_person_ending_a_window_another_replica_is_announcing_is_told_so(settings, slack, clock, monkeypatch):
+    monkeypatch.setattr("bot.services.windows.ANNOUNCE_WAIT", 0.3)
+    with BotUnderTest(settings, clock=clock) as bot:
+        window = schedule(bot)
+
+        async def held_elsewhere():
+            async with bot.ctx.db.session() as session, session.begin():
+                await session.execute(
+                    update(MaintenanceWindow)
+                    .where(MaintenanceWindow.id == window.id)
+                    .values(message_ts=None, announce_token=1, announce_claimed_by="other", announce_claimed_at=db_utc_now())
+                )
+
+        bot.run(held_elsewhere())
+        clock.advance(minutes=31)
+        slack.forget_calls()
+        outcome = bot.run(MaintenanceService(bot.ctx).end_now(window.id, user_id="U123", channel_id="C123"))
+        assert "another sitrep replica is posting its announcement" in outcome.warning
+        assert slack.calls_to("chat.postMessage") == []  # no second parent
