@@ -210,6 +210,8 @@ async def _finish(
         moved = mine and new_state is not None and await reminder_store.move_window(
             session, window.id, to=new_state, now=ctx.clock()
         )
+    if not mine:
+        log.warning("reminder %s: another process took the claim over before it was recorded", reminder_id)
     at = _at(ctx, window)
     if moved and at is not None:
         ctx.channel.refresh_later(
