@@ -26,6 +26,18 @@ log = logging.getLogger(__name__)
 
 #: (fallback text, blocks), as every builder in `bot.messages` returns it.
 Message = tuple[str, list[dict]]
+#: Asked just before a claimed post goes out: is the claim still ours (and renewed)?
+Guard = Callable[[], Awaitable[bool]]
+#: How far back `find_message` reads the channel for a tagged post (newest first).
+HISTORY_SEARCH_LIMIT = 1000
+
+
+class ClaimLost(Exception):
+    """A claimed post was not sent: its claim was taken over (another replica has it)."""
+
+
+class AnnouncementBusy(Exception):
+    """Another replica is posting this window's first announcement right now."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +76,19 @@ class Channel:
         self.outbox = outbox if outbox is not None else Outbox()
         self.sender = sender if sender is not None else unpaced_client(slack)
 
-    async def announce(self, message: Message) -> Posted:
+    async def announce(self, message: Message, *, metadata: dict | None = None, guard: Guard | None = None) -> Posted:
+        """Post a parent message (tagged with `metadata`, so a replica taking over a stale
+        claim can find it; sent only while `guard` says the claim is still ours)."""
         text, blocks = self._mark(message)
-        posted = await self.outbox.send(
-            self.channel_id,
-            "chat.postMessage",
-            lambda: self.sender.chat_postMessage(channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False),
-            priority=Priority.REPLY,
-        )
+        kwargs: dict[str, Any] = {} if metadata is None else {"metadata": metadata}
+
+        async def post() -> Any:
+            await _check(guard)
+            return await self.sender.chat_postMessage(
+                channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False, **kwargs
+            )
+
+        posted = await self.outbox.send(self.channel_id, "chat.postMessage", post, priority=Priority.REPLY)
         return Posted(posted.get("channel", self.channel_id), posted["ts"])
 
     async def announced(
@@ -135,16 +152,20 @@ class Channel:
         broadcast: bool = False,
         metadata: dict | None = None,
         priority: int = Priority.REPLY,
+        guard: Guard | None = None,
+        hand_back: bool = False,
     ) -> str:
-        """Reply in the announcement's thread; returns the reply's ts."""
+        """Reply in the announcement's thread; returns the reply's ts. With `guard`, sent
+        only if it still says yes just before the request (else `ClaimLost`); with
+        `hand_back`, a 429 raises `bot.outbox.RateLimited` at once instead of waiting."""
         text, blocks = message
         kwargs: dict[str, Any] = {}
         if metadata is not None:
             kwargs["metadata"] = metadata
-        reply = await self.outbox.send(
-            at.channel,
-            "chat.postMessage",
-            lambda: self.sender.chat_postMessage(
+
+        async def post() -> Any:
+            await _check(guard)
+            return await self.sender.chat_postMessage(
                 channel=at.channel,
                 thread_ts=at.ts,
                 reply_broadcast=broadcast,
@@ -152,9 +173,9 @@ class Channel:
                 blocks=blocks,
                 unfurl_links=False,
                 **kwargs,
-            ),
-            priority=priority,
-        )
+            )
+
+        reply = await self.outbox.send(at.channel, "chat.postMessage", post, priority=priority, hand_back=hand_back)
         return reply["ts"]
 
     async def permalink(self, at: Posted | None) -> str | None:
@@ -188,6 +209,29 @@ class Channel:
             log.warning("could not read the thread %s: %s", at.ts, slack_error(exc))
             return None
 
+    async def find_message(self, event_type: str, payload: dict) -> str | None:
+        """The ts of a top-level message in the channel tagged with this metadata, among
+        the newest `HISTORY_SEARCH_LIMIT`; None when absent or unreadable (posting twice is
+        better than never)."""
+        cursor, read = None, 0
+        try:
+            while read < HISTORY_SEARCH_LIMIT:
+                page = await self.slack.conversations_history(
+                    channel=self.channel_id, include_all_metadata=True, limit=200, cursor=cursor
+                )
+                for message in page.get("messages", []):
+                    meta = message.get("metadata") or {}
+                    found = meta.get("event_payload") or {}
+                    if meta.get("event_type") == event_type and all(found.get(k) == v for k, v in payload.items()):
+                        return message.get("ts")
+                read += len(page.get("messages", []))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except SlackApiError as exc:
+            log.warning("could not read the channel's history: %s", slack_error(exc))
+        return None
+
     async def after_upstream(
         self, step: Callable[[], Awaitable[Any]], *, what: str, upstream: str, then: str
     ) -> str | None:
@@ -196,6 +240,12 @@ class Channel:
         raised, so nobody submits the change a second time."""
         try:
             await step()
+        except AnnouncementBusy:
+            log.info("%s: another replica is announcing it; it posts the rest", what)
+            return (
+                f"{upstream[:1].upper()}{upstream[1:]} has it; another sitrep replica is posting its "
+                f"announcement in <#{self.channel_id}> right now. {then}"
+            )
         except SlackApiError as exc:
             error = slack_error(exc)
             log.warning("%s: Slack refused a post (%s)", what, error)
@@ -212,3 +262,9 @@ class Channel:
             await step()
         except SlackApiError as exc:
             log.warning("%s: %s", what, slack_error(exc))
+
+
+async def _check(guard: Guard | None) -> None:
+    """Run just before the request leaves: a claim taken over meanwhile sends nothing."""
+    if guard is not None and not await guard():
+        raise ClaimLost("the claim was taken over before the post")

@@ -17,9 +17,10 @@ from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
 from bot.errors import SubmissionUnknown
 from bot.metrics import Metrics
-from bot.outbox import Outbox
+from bot.outbox import Outbox, Rate, Reserve
 from bot.settings import Settings
 from store.db import Database
+from store.pace import reserve_slot
 
 if TYPE_CHECKING:
     from bot.backends.base import MaintenanceBackend
@@ -92,12 +93,25 @@ def build_upstreams(
     return statuspage, appfirst
 
 
+def shared_pace(db: Database) -> Reserve:
+    """The outbox's send slots booked in the database, so replicas share each channel's pace."""
+
+    async def reserve(channel: str, method: str, rate: Rate) -> float:
+        async with db.session() as session, session.begin():
+            return await reserve_slot(session, channel, method, interval=1 / rate.per_second, burst=rate.burst)
+
+    return reserve
+
+
 def build_context(
     settings: Settings, *, clock: Callable[[], datetime] = utcnow, http_timeout: float = 10.0
 ) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
-    ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
+    db = Database(settings.database_url)
+    ctx = AppContext(
+        settings=settings, db=db, slack=make_slack_client(settings), clock=clock, outbox=Outbox(reserve=shared_pace(db))
+    )
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
     ctx.metrics.instrument_slack(ctx.slack)

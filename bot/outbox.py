@@ -10,10 +10,17 @@ the call goes back to the front of its queue (never a sleep that holds other wor
 Edits of one parent that are still queued are coalesced: the newest message replaces the
 queued one, so a burst of changes becomes one `chat.update` carrying the latest state.
 
-Across replicas the buckets are per process: the reminder claim in the database decides
-which replica posts a reminder, but two replicas posting at once in one channel could
-together exceed the per-channel rate (Slack's 429 then paces them). A per-channel lease
-in the database would close that gap; it is not built yet.
+A long Retry-After never holds other work: the channel and method pause for at most
+`PAUSE_CAP` seconds; only the call that was refused waits its whole Retry-After, and a call
+sent with `hand_back=True` (a claimed reminder) is not kept through a longer one but fails
+at once with `RateLimited`, so its owner can give the claim back with a "not before" instead of holding
+it through the wait (where another replica would take it over and post it twice).
+
+Across replicas the buckets alone would be per process, and two replicas posting in one
+channel could together exceed its rate. With `reserve` (wired to the database by
+`bot.context`), each send first books its slot in a limiter every replica shares, and waits
+for it: replicas together keep the channel's pace. A database that does not answer within
+`RESERVE_TIMEOUT` leaves the local buckets alone in charge, so posts never stop for it.
 """
 
 from __future__ import annotations
@@ -62,6 +69,24 @@ SLACK_RATES: dict[str, Rate] = {
 }
 DEFAULT_RETRY_AFTER = 1.0
 MAX_ATTEMPTS = 5
+PAUSE_CAP = 2.0
+"""Longest a 429 pauses a whole channel and method; a longer Retry-After is waited out by
+the refused call alone (or handed back to its owner)."""
+
+
+RESERVE_TIMEOUT = 2.0
+#: Books a send slot shared with other replicas: (channel, method, rate) → seconds to wait.
+Reserve = Callable[[str, str, "Rate"], Awaitable[float]]
+
+
+class RateLimited(Exception):
+    """Slack answered 429 to a call sent with `hand_back`: nothing was posted; try again
+    after `retry_after` seconds."""
+
+    def __init__(self, method: str, retry_after: float):
+        super().__init__(f"Slack rate-limited {method}; retry after {retry_after:.0f} s")
+        self.method = method
+        self.retry_after = retry_after
 
 
 class TokenBucket:
@@ -97,6 +122,8 @@ class _Job:
     future: asyncio.Future = field(compare=False)
     key: Any = field(compare=False, default=None)
     attempts: int = field(compare=False, default=0)
+    hand_back: bool = field(compare=False, default=False)
+    not_before: float = field(compare=False, default=0.0)  # its own Retry-After, on `monotonic`
 
 
 class Outbox:
@@ -110,11 +137,15 @@ class Outbox:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         max_attempts: int = MAX_ATTEMPTS,
+        pause_cap: float = PAUSE_CAP,
+        reserve: Reserve | None = None,
     ):
         self.rates = SLACK_RATES if rates is None else rates
         self.monotonic = monotonic
         self.sleep = sleep
         self.max_attempts = max_attempts
+        self.pause_cap = pause_cap
+        self.reserve = reserve
         self._queues: dict[str, list[_Job]] = {}
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._workers: dict[str, asyncio.Task] = {}
@@ -127,10 +158,19 @@ class Outbox:
         self.on_rate_limited: Callable[[str, float], None] | None = None
 
     def send(
-        self, channel: str, method: str, call: Callable[[], Awaitable[Any]], *, priority: int, key: Any = None
+        self,
+        channel: str,
+        method: str,
+        call: Callable[[], Awaitable[Any]],
+        *,
+        priority: int,
+        key: Any = None,
+        hand_back: bool = False,
     ) -> asyncio.Future:
         """Queue `call` (one Slack request) and return a future of its answer. With `key`, a
-        queued job with the same key takes the newer `call` instead (coalescing)."""
+        queued job with the same key takes the newer `call` instead (coalescing). With
+        `hand_back`, a 429 whose Retry-After exceeds `pause_cap` (or the last attempt's)
+        fails the future with `RateLimited` instead of waiting."""
         queue = self._queues.setdefault(channel, [])
         if key is not None:
             for job in queue:
@@ -138,7 +178,7 @@ class Outbox:
                     job.call = call
                     return job.future
         future = asyncio.get_running_loop().create_future()
-        heapq.heappush(queue, _Job(priority, next(self._seq), method, call, future, key))
+        heapq.heappush(queue, _Job(priority, next(self._seq), method, call, future, key, hand_back=hand_back))
         self._wake.setdefault(channel, asyncio.Event()).set()
         worker = self._workers.get(channel)
         if worker is None or worker.done():
@@ -181,6 +221,9 @@ class Outbox:
         now = self.monotonic()
         shortest = float("inf")
         for job in sorted(queue):
+            if job.not_before > now:  # waiting out its own Retry-After; the others go on
+                shortest = min(shortest, job.not_before - now)
+                continue
             bucket = self._bucket(channel, job.method, now)
             wait = max(0.0, self._paused.get((channel, job.method), 0.0) - now)
             if bucket is not None:
@@ -205,28 +248,50 @@ class Outbox:
     async def _send(self, channel: str, job: _Job) -> None:
         if job.future.done():  # its caller went away
             return
+        await self._shared_slot(channel, job.method)
         try:
             answer = await job.call()
         except SlackApiError as exc:
-            if _status(exc) == 429 and job.attempts + 1 < self.max_attempts:
+            if _status(exc) == 429:
                 self.rate_limited += 1
                 retry_after = _retry_after(exc)
-                log.info("Slack paced %s in %s: retrying in %.0f s", job.method, channel, retry_after)
                 if self.on_rate_limited is not None:
                     self.on_rate_limited(job.method, retry_after)
-                until = self.monotonic() + retry_after
-                self._paused[(channel, job.method)] = until
-                bucket = self._bucket(channel, job.method, self.monotonic())
+                now = self.monotonic()
+                until = now + min(retry_after, self.pause_cap)
+                self._paused[(channel, job.method)] = max(self._paused.get((channel, job.method), 0.0), until)
+                bucket = self._bucket(channel, job.method, now)
                 if bucket is not None:
                     bucket.pause(until)
-                job.attempts += 1
-                heapq.heappush(self._queues[channel], job)  # same priority and seq: front of its line
-                return
+                if job.hand_back and (retry_after > self.pause_cap or job.attempts + 1 >= self.max_attempts):
+                    log.info("Slack paced %s in %s: handed back, not before %.0f s", job.method, channel, retry_after)
+                    job.future.set_exception(RateLimited(job.method, retry_after))
+                    return
+                if job.attempts + 1 < self.max_attempts:
+                    log.info("Slack paced %s in %s: retrying in %.0f s", job.method, channel, retry_after)
+                    job.attempts += 1
+                    job.not_before = now + retry_after
+                    heapq.heappush(self._queues[channel], job)  # same priority and seq: front of its line
+                    return
             job.future.set_exception(exc)
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the send
             job.future.set_exception(exc)
         else:
             job.future.set_result(answer)
+
+
+    async def _shared_slot(self, channel: str, method: str) -> None:
+        """Wait for this send's slot in the pace shared with other replicas, if any."""
+        rate = self.rates.get(method)
+        if self.reserve is None or rate is None:
+            return
+        try:
+            wait = await asyncio.wait_for(self.reserve(channel, method, rate), RESERVE_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - a sick database must not stop posts
+            log.warning("shared pacing unavailable (%s); pacing %s in %s locally", type(exc).__name__, method, channel)
+            return
+        if wait > 0:
+            await self.sleep(wait)
 
 
 def _status(exc: SlackApiError) -> int | None:

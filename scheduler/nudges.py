@@ -5,15 +5,17 @@ quiet interval in the same write, or closed once the incident is resolved."""
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
-from bot.channel import Posted
+from bot.channel import ClaimLost, Posted
 from bot.context import AppContext
 from bot.messages import incident as messages
-from bot.outbox import Priority
+from bot.outbox import Priority, RateLimited
 from bot.services.nudges import next_nudge_at
 from store import incidents as incident_store
 from store import reminders as reminder_store
 from store.models import Reminder
+from store.reminders import Claim
 from store.states import ClaimResult, ReminderState
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,7 @@ def _tag(reminder: Reminder) -> dict:
     return {"incident_id": reminder.incident_id, "due": reminder.due_at.isoformat()}
 
 
-async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: ClaimResult) -> int:
+async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> int:
     """Post this interval's nudge (unless a stale claim already did), then re-arm."""
     now = ctx.clock()
     async with ctx.db.session() as session:
@@ -37,18 +39,23 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: ClaimResult)
     next_at = next_nudge_at(incident, minutes=minutes, now=now) if incident is not None else None
     if next_at is None or incident.message_ts is None:
         # Resolved, nudges turned off, or never announced: nothing to nudge in.
-        await _close(ctx, reminder.id, ReminderState.SKIPPED)
+        await _close(ctx, reminder.id, claim, ReminderState.SKIPPED)
         return 0
     at = Posted(incident.channel_id, incident.message_ts)
     if reminder.due_at <= incident.updated_at:
         # An update landed after the claim: the quiet interval it was for never ended.
-        await _rearm(ctx, reminder.id, next_at, None)
+        await _rearm(ctx, reminder.id, claim, next_at, None)
         return 0
     ts = None
-    if claim == ClaimResult.STALE:
+    if claim.result == ClaimResult.STALE:
         ts = await ctx.channel.find_reply(at, METADATA_EVENT, _tag(reminder))
     posted = 0
     if ts is None:
+
+        async def guard() -> bool:  # fencing: only while the claim is still ours
+            async with ctx.db.session() as session, session.begin():
+                return await reminder_store.confirm(session, reminder.id, token=claim.token)
+
         message = messages.nudge(incident, who or incident.declared_by, now - incident.updated_at)
         try:
             ts = await ctx.channel.reply(
@@ -56,23 +63,34 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: ClaimResult)
                 message,
                 metadata={"event_type": METADATA_EVENT, "event_payload": _tag(reminder)},
                 priority=Priority.HEADS_UP,  # minutes to spare, like a heads-up
+                guard=guard,
+                hand_back=True,
             )
+        except RateLimited as exc:
+            # Nothing posted: pending again, not before Retry-After, the claim not held meanwhile.
+            async with ctx.db.session() as session, session.begin():
+                await reminder_store.release_until(
+                    session, reminder.id, token=claim.token, not_before=ctx.clock() + timedelta(seconds=exc.retry_after)
+                )
+            await ctx.wake()
+            return 0
+        except ClaimLost:
+            log.warning("nudge %s was taken over by another process before its post; not posting it", reminder.id)
+            return 0
         except Exception:
             async with ctx.db.session() as session, session.begin():
-                await reminder_store.release(session, reminder.id, instance=ctx.instance_id)
+                await reminder_store.release(session, reminder.id, token=claim.token)
             raise
         posted = 1
-    await _rearm(ctx, reminder.id, next_at, ts)
+    await _rearm(ctx, reminder.id, claim, next_at, ts)
     return posted
 
 
-async def _rearm(ctx: AppContext, reminder_id: int, due_at, ts: str | None) -> None:
+async def _rearm(ctx: AppContext, reminder_id: int, claim: Claim, due_at, ts: str | None) -> None:
     async with ctx.db.session() as session, session.begin():
-        await reminder_store.rearm(
-            session, reminder_id, instance=ctx.instance_id, due_at=due_at, now=ctx.clock(), message_ts=ts
-        )
+        await reminder_store.rearm(session, reminder_id, token=claim.token, due_at=due_at, now=ctx.clock(), message_ts=ts)
 
 
-async def _close(ctx: AppContext, reminder_id: int, state: str) -> None:
+async def _close(ctx: AppContext, reminder_id: int, claim: Claim, state: str) -> None:
     async with ctx.db.session() as session, session.begin():
-        await reminder_store.finish(session, reminder_id, instance=ctx.instance_id, state=state, now=ctx.clock())
+        await reminder_store.finish(session, reminder_id, token=claim.token, state=state, now=ctx.clock())

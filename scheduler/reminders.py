@@ -3,8 +3,11 @@ exactly once; the same rows and claims carry incidents' update nudges (`schedule
 
 The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
 is claimed atomically before posting; a claim whose process died is taken over after
-`STALE_CLAIM`, and the thread is searched for the reminder's metadata tag first so a post
-that did reach Slack is not repeated."""
+`STALE_CLAIM` (on the database's clock), and the thread is searched for the reminder's
+metadata tag first so a post that did reach Slack is not repeated. Each claim carries a
+fencing token, checked just before the post leaves: a process whose claim was taken over
+never posts. A 429 hands the reminder back with "not before" = now + Retry-After; the next
+wake-up after that posts it, and nothing else waits for it."""
 
 from __future__ import annotations
 
@@ -12,20 +15,21 @@ import logging
 from datetime import datetime, timedelta
 
 from bot.backends import backend_named
-from bot.channel import Message, Posted
+from bot.channel import AnnouncementBusy, ClaimLost, Guard, Message, Posted
 from bot.context import AppContext
 from bot.messages import maintenance as messages
-from bot.outbox import Priority
+from bot.outbox import Priority, RateLimited
 from bot.services.windows import Windows
 from scheduler.nudges import deliver_nudge
 from scheduler.rooms import deliver_archive
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
+from store.reminders import STALE_CLAIM, Claim
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM = timedelta(minutes=2)
+ANNOUNCEMENT_BUSY_RETRY = 15  # seconds: another replica is announcing the window; try after it
 LATE_AFTER = timedelta(minutes=1)  # posted later than this after its due time: say so
 LATE_END_LIMIT = timedelta(hours=1)  # a missed "ended" older than this is only recorded
 METADATA_EVENT = "sitrep_reminder"
@@ -42,7 +46,7 @@ async def run_due_reminders(ctx: AppContext) -> int:
     while True:
         now = ctx.clock()
         async with ctx.db.session() as session:
-            due = [r for r in await reminder_store.due(session, now, now - STALE_CLAIM) if r.id not in tried]
+            due = [r for r in await reminder_store.due(session, now, stale_after=STALE_CLAIM) if r.id not in tried]
         if not due:
             break
         due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
@@ -68,10 +72,8 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
     reminder_id, kind = reminder.id, reminder.kind
     now = ctx.clock()
     async with ctx.db.session() as session, session.begin():
-        claim = await reminder_store.claim(
-            session, reminder_id, instance=ctx.instance_id, now=now, stale_before=now - STALE_CLAIM
-        )
-        if claim == ClaimResult.NONE:
+        claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=STALE_CLAIM)
+        if not claim:
             return 0  # another process has it
         if reminder.incident_id is None:
             window = await reminder_store.get_window(session, reminder.window_id)
@@ -82,17 +84,17 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
         deliver = deliver_archive if kind == ReminderKind.ARCHIVE else deliver_nudge
         return await deliver(ctx, nudge, claim)
 
-    if claim == ClaimResult.STALE:
+    if claim.result == ClaimResult.STALE:
         found = await _find_posted(ctx, window, kind)
         if found is not None:
             log.info("reminder %s was already in Slack (%s); not posting it again", reminder_id, found)
-            await _finish(ctx, reminder_id, ReminderState.POSTED, message_ts=found, window=window, kind=kind)
+            await _finish(ctx, reminder_id, claim, ReminderState.POSTED, message_ts=found, window=window, kind=kind)
             return 0
 
     decision = decide(window, kind, due_at=reminder.due_at, now=now)
     if decision == Delivery.SKIP:
         log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, kind, window.id)
-        await _finish(ctx, reminder_id, ReminderState.SKIPPED, window=window, kind=kind)
+        await _finish(ctx, reminder_id, claim, ReminderState.SKIPPED, window=window, kind=kind)
         ctx.metrics.reminder("skipped")
         return 0
 
@@ -104,14 +106,38 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
             window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
         )
     try:
-        ts, window = await _post(ctx, window, kind, message)
+        ts, window = await _post(ctx, window, kind, message, guard=still_ours(ctx, reminder_id, claim))
+    except (RateLimited, AnnouncementBusy) as exc:
+        # Nothing was posted: hand the claim back with a "not before", never hold it through
+        # the wait (another replica would take it over as stale and post it too).
+        wait = exc.retry_after if isinstance(exc, RateLimited) else ANNOUNCEMENT_BUSY_RETRY
+        not_before = ctx.clock() + timedelta(seconds=wait)
+        async with ctx.db.session() as session, session.begin():
+            await reminder_store.release_until(session, reminder_id, token=claim.token, not_before=not_before)
+        log.info("reminder %s (%s of window %s) waits: %s; not before %s", reminder_id, kind, window.id, exc, not_before)
+        await ctx.wake()
+        return 0
+    except ClaimLost:
+        log.warning("reminder %s was taken over by another process before its post; not posting it", reminder_id)
+        return 0
     except Exception:
         async with ctx.db.session() as session, session.begin():
-            await reminder_store.release(session, reminder_id, instance=ctx.instance_id)
+            await reminder_store.release(session, reminder_id, token=claim.token)
         raise
-    await _finish(ctx, reminder_id, ReminderState.POSTED, message_ts=ts, late=late, window=window, kind=kind)
+    await _finish(ctx, reminder_id, claim, ReminderState.POSTED, message_ts=ts, late=late, window=window, kind=kind)
     ctx.metrics.reminder("late" if late else "posted", lateness=(now - reminder.due_at).total_seconds())
     return 1
+
+
+def still_ours(ctx: AppContext, reminder_id: int, claim: Claim) -> Guard:
+    """The check run just before the post leaves (fencing): is the claim still ours? It
+    is renewed on the database's clock if so."""
+
+    async def check() -> bool:
+        async with ctx.db.session() as session, session.begin():
+            return await reminder_store.confirm(session, reminder_id, token=claim.token)
+
+    return check
 
 
 def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datetime) -> Delivery:
@@ -130,19 +156,28 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
     return Delivery.LATE if now - window.end < LATE_END_LIMIT else Delivery.SKIP
 
 
-async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, message: Message) -> tuple[str, MaintenanceWindow]:
+async def _post(
+    ctx: AppContext, window: MaintenanceWindow, kind: str, message: Message, *, guard: Guard
+) -> tuple[str, MaintenanceWindow]:
     """In the window's thread, tagged so a retry can tell it already reached Slack; broadcast
     except the overrun prompt (the question is for those at work, in the thread). A window
-    whose announcement never worked is announced first (the service does that)."""
+    whose announcement never worked is announced first (claimed like the reminder itself).
+    A 429 is handed back at once (`RateLimited`) rather than waited out here."""
     metadata = {"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}}
-    broadcast = kind != ReminderKind.OVERRUN
-    at = _at(ctx, window)
-    if at is None:
-        windows = Windows(ctx)
-        ts = await windows.post_in_thread(window.id, message, broadcast=broadcast, metadata=metadata)
-        return ts, await windows.get(window.id)
-    ts = await ctx.channel.reply(at, message, broadcast=broadcast, metadata=metadata, priority=_priority(kind))
-    return ts, window
+    if not window.message_ts:
+        window = await Windows(ctx).announced(window.id)
+    return (
+        await ctx.channel.reply(
+            _at(ctx, window),
+            message,
+            broadcast=kind != ReminderKind.OVERRUN,
+            metadata=metadata,
+            priority=_priority(kind),
+            guard=guard,
+            hand_back=True,
+        ),
+        window,
+    )
 
 
 def _at(ctx: AppContext, window: MaintenanceWindow) -> Posted | None:
@@ -160,6 +195,7 @@ async def _find_posted(ctx: AppContext, window: MaintenanceWindow, kind: str) ->
 async def _finish(
     ctx: AppContext,
     reminder_id: int,
+    claim: Claim,
     state: str,
     *,
     window: MaintenanceWindow,
@@ -171,12 +207,14 @@ async def _finish(
     one transaction, then queue the announcement's edit."""
     new_state = ReminderKind(kind).moves_window_to
     async with ctx.db.session() as session, session.begin():
-        await reminder_store.finish(
-            session, reminder_id, instance=ctx.instance_id, state=state, now=ctx.clock(), message_ts=message_ts, late=late
+        mine = await reminder_store.finish(
+            session, reminder_id, token=claim.token, state=state, now=ctx.clock(), message_ts=message_ts, late=late
         )
-        moved = new_state is not None and await reminder_store.move_window(
+        moved = mine and new_state is not None and await reminder_store.move_window(
             session, window.id, to=new_state, now=ctx.clock()
         )
+    if not mine:
+        log.warning("reminder %s: another process took the claim over before it was recorded", reminder_id)
     at = _at(ctx, window)
     if moved and at is not None:
         ctx.channel.refresh_later(

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -145,6 +146,11 @@ class MaintenanceWindow(Base):
     updated_at: Mapped[datetime]
     cancelled_by: Mapped[str | None] = mapped_column(String(32), default=None)  # None: not by someone in Slack
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The first announcement is claimed like a reminder (`store.announcements`): a fencing
+    # token bumped by each claim, and when the claim was taken on the database's clock.
+    announce_token: Mapped[int] = mapped_column(default=0, server_default="0")
+    announce_claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    announce_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Reminder(Base):
@@ -170,6 +176,11 @@ class Reminder(Base):
     posted_at: Mapped[datetime | None] = mapped_column(default=None)
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     late: Mapped[bool] = mapped_column(default=False)
+    # Bumped by every claim: a post or write is made only while the token is still the one
+    # this process claimed with (fencing), so a claim taken over never posts.
+    claim_token: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Slack answered 429: not posted before this time (on the bot's clock, like `due_at`).
+    not_before: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class UpstreamFact(Base):
@@ -192,3 +203,16 @@ class SeenSubmission(Base):
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     seen_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ChannelPace(Base):
+    """The pace of one Slack method in one channel, shared by every replica: the next free
+    send slot ("theoretical arrival time" of a generic cell-rate limiter), in seconds since
+    the epoch on the database's clock. Each send reserves its slot with one atomic update,
+    so replicas together keep the channel's rate, never each on its own."""
+
+    __tablename__ = "channel_pace"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    method: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_slot: Mapped[float] = mapped_column(Float, default=0.0)

@@ -1,15 +1,25 @@
 """Reminder rows: the truth about what is due and what was posted. Claims are atomic
-compare-and-set updates, so two processes sharing one database never both post."""
+compare-and-set updates, so two processes sharing one database never both post; each claim
+bumps a fencing token that every later write (and the check just before a post) compares,
+so a process whose claim was taken over can neither post nor record. Claim ages are read
+on the database's clock; due times on the bot's."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.dbclock import db_utc_now
 from store.models import MaintenanceWindow, Reminder
 from store.states import ClaimResult, ReminderKind, ReminderState, WindowState
+
+STALE_CLAIM = timedelta(minutes=2)
+"""A claim older than this (on the database's clock) belongs to a process presumed dead and
+may be taken over. Every Slack call has a shorter timeout, and a claim is renewed just
+before its post, so a live process never loses a claim mid-post."""
 
 PENDING, CLAIMED, POSTED, SKIPPED, CANCELLED = (
     ReminderState.PENDING,
@@ -57,14 +67,17 @@ async def change_if_state(session: AsyncSession, reminder_id: int, *, seen_state
     return done.rowcount == 1
 
 
-async def due(session: AsyncSession, now: datetime, stale_before: datetime) -> list[Reminder]:
-    """Pending reminders that are due, and claims that were never completed."""
+async def due(session: AsyncSession, now: datetime, *, stale_after: timedelta) -> list[Reminder]:
+    """Pending reminders that are due (and past any "not before" a 429 set), and claims
+    never completed: older than `stale_after` on the database's clock."""
     query = (
         select(Reminder)
         .where(
             or_(
-                (Reminder.state == PENDING) & (Reminder.due_at <= now),
-                (Reminder.state == CLAIMED) & (Reminder.claimed_at < stale_before),
+                (Reminder.state == PENDING)
+                & (Reminder.due_at <= now)
+                & (Reminder.not_before.is_(None) | (Reminder.not_before <= now)),
+                (Reminder.state == CLAIMED) & (Reminder.claimed_at < db_utc_now(-stale_after)),
             )
         )
         .order_by(Reminder.due_at, Reminder.id)
@@ -73,36 +86,63 @@ async def due(session: AsyncSession, now: datetime, stale_before: datetime) -> l
 
 
 async def next_due_at(session: AsyncSession) -> datetime | None:
-    value = (await session.execute(select(func.min(Reminder.due_at)).where(Reminder.state == PENDING))).scalar()
-    if value is not None and value.tzinfo is None:  # aggregates bypass the column type
+    """When the earliest pending reminder may go: its due time, or its "not before"."""
+    wake_at = func.coalesce(Reminder.not_before, Reminder.due_at)
+    value = (await session.execute(select(func.min(wake_at)).where(Reminder.state == PENDING))).scalar()
+    if isinstance(value, str):  # SQLite: an aggregate over text bypasses the column type
+        value = datetime.fromisoformat(value)
+    if value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A reminder taken by this process: `token` fences every later write and post."""
+
+    result: ClaimResult
+    token: int
+
+    def __bool__(self) -> bool:
+        return self.result != ClaimResult.NONE
+
+
 async def claim(
-    session: AsyncSession, reminder_id: int, *, instance: str, now: datetime, stale_before: datetime
-) -> ClaimResult:
-    """Take a reminder for this process (`ClaimResult`: a stale one may be in Slack already)."""
-    taken = await session.execute(
-        update(Reminder)
-        .where(Reminder.id == reminder_id, Reminder.state == PENDING)
-        .values(state=CLAIMED, claimed_by=instance, claimed_at=now)
-    )
+    session: AsyncSession, reminder: Reminder, *, instance: str, stale_after: timedelta
+) -> Claim:
+    """Take a reminder as read by `due` (compare-and-set on its token): a pending one, or a
+    claim older than `stale_after` on the database's clock (STALE: it may be in Slack
+    already). Each claim bumps the token, so the process it was taken from is fenced off."""
+    token = reminder.claim_token + 1
+    claimed = {"state": CLAIMED, "claimed_by": instance, "claimed_at": db_utc_now(), "claim_token": token}
+    mine = (Reminder.id == reminder.id) & (Reminder.claim_token == reminder.claim_token)
+    taken = await session.execute(update(Reminder).where(mine, Reminder.state == PENDING).values(**claimed))
     if taken.rowcount == 1:
-        return ClaimResult.FRESH
+        return Claim(ClaimResult.FRESH, token)
     taken = await session.execute(
         update(Reminder)
-        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_at < stale_before)
-        .values(state=CLAIMED, claimed_by=instance, claimed_at=now)
+        .where(mine, Reminder.state == CLAIMED, Reminder.claimed_at < db_utc_now(-stale_after))
+        .values(**claimed)
     )
-    return ClaimResult.STALE if taken.rowcount == 1 else ClaimResult.NONE
+    return Claim(ClaimResult.STALE if taken.rowcount == 1 else ClaimResult.NONE, token)
+
+
+def _ours(reminder_id: int, token: int):
+    return (Reminder.id == reminder_id) & (Reminder.state == CLAIMED) & (Reminder.claim_token == token)
+
+
+async def confirm(session: AsyncSession, reminder_id: int, *, token: int) -> bool:
+    """Just before a post: is the claim still ours? If so it is renewed (stamped now on the
+    database's clock), so nobody can take it over while the post is under way."""
+    done = await session.execute(update(Reminder).where(_ours(reminder_id, token)).values(claimed_at=db_utc_now()))
+    return done.rowcount == 1
 
 
 async def finish(
     session: AsyncSession,
     reminder_id: int,
     *,
-    instance: str,
+    token: int,
     state: str,
     now: datetime,
     message_ts: str | None = None,
@@ -111,33 +151,46 @@ async def finish(
     """Complete our own claim; False if it was taken over meanwhile."""
     done = await session.execute(
         update(Reminder)
-        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
-        .values(state=state, posted_at=now if state == POSTED else None, message_ts=message_ts, late=late)
+        .where(_ours(reminder_id, token))
+        .values(state=state, posted_at=now if state == POSTED else None, message_ts=message_ts, late=late, not_before=None)
     )
     return done.rowcount == 1
 
 
 async def rearm(
-    session: AsyncSession, reminder_id: int, *, instance: str, due_at: datetime, now: datetime, message_ts: str | None
+    session: AsyncSession, reminder_id: int, *, token: int, due_at: datetime, now: datetime, message_ts: str | None
 ) -> bool:
     """Complete our own claim of a repeating reminder (a nudge) by making it pending again
     at its next due time, in one write: a crash can never leave it posted but not re-armed."""
     done = await session.execute(
         update(Reminder)
-        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
-        .values(state=PENDING, due_at=due_at, posted_at=now, message_ts=message_ts, claimed_by=None, claimed_at=None)
+        .where(_ours(reminder_id, token))
+        .values(
+            state=PENDING, due_at=due_at, posted_at=now, message_ts=message_ts, claimed_by=None, claimed_at=None, not_before=None
+        )
     )
     return done.rowcount == 1
 
 
-async def release(session: AsyncSession, reminder_id: int, *, instance: str) -> None:
-    """Give a claim back after a failed post. It stays a claim, but one already stale, so
-    the next run looks in the thread first: the post may have reached Slack anyway."""
+async def release(session: AsyncSession, reminder_id: int, *, token: int) -> None:
+    """Give a claim back after a post that may have reached Slack (a timeout, a dropped
+    connection). It stays a claim, but one already stale, so the next run looks in the
+    thread first."""
     await session.execute(
-        update(Reminder)
-        .where(Reminder.id == reminder_id, Reminder.state == CLAIMED, Reminder.claimed_by == instance)
-        .values(claimed_by=None, claimed_at=LONG_AGO)
+        update(Reminder).where(_ours(reminder_id, token)).values(claimed_by=None, claimed_at=LONG_AGO)
     )
+
+
+async def release_until(session: AsyncSession, reminder_id: int, *, token: int, not_before: datetime) -> bool:
+    """Give a claim back that certainly did not post (Slack answered 429): pending again,
+    not before `not_before`, so the next wake-up after it posts it and nothing holds the
+    claim through the wait (where another replica would take it over and post twice)."""
+    done = await session.execute(
+        update(Reminder)
+        .where(_ours(reminder_id, token))
+        .values(state=PENDING, not_before=not_before, claimed_by=None, claimed_at=None)
+    )
+    return done.rowcount == 1
 
 
 LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)

@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -62,7 +62,7 @@ async def revision_and_rows(db: Database):
         revision = await conn.run_sync(migrations.current)
     async with db.session() as session:
         window = (await session.execute(select(MaintenanceWindow))).scalar_one()
-        reminders = await due(session, T0, T0)
+        reminders = await due(session, T0, stale_after=timedelta(0))
     return revision, (window.title, window.start, window.servers), [(r.kind, r.due_at) for r in reminders]
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -177,6 +177,25 @@ def test_a_failed_nudge_is_posted_by_the_next_run_and_only_once(bot, slack, cloc
     assert len(nudges(slack)) == 1
     [row] = nudge_rows(bot)
     assert row.state == ReminderState.PENDING and row.due_at > clock()
+
+
+def test_a_rate_limited_nudge_waits_unclaimed_and_is_posted_once_after_retry_after(bot, slack, clock):
+    declare(bot, slack)
+    slack.forget_calls()
+    clock.advance(minutes=30)
+    slack.fail_next("chat.postMessage", status=429, retry_after=200)
+    assert run_due(bot) == 0
+    [row] = nudge_rows(bot)  # handed back: pending, nobody's claim, not before Retry-After
+    assert (row.state, row.claimed_by, row.not_before) == (ReminderState.PENDING, None, clock() + timedelta(seconds=200))
+    slack.forget_calls()  # the refused call
+    clock.advance(seconds=199)
+    assert run_due(bot) == 0
+    clock.advance(seconds=1)
+    assert run_due(bot) == 1
+    assert run_due(bot) == 0
+    assert len(nudges(slack)) == 1
+    [row] = nudge_rows(bot)
+    assert row.state == ReminderState.PENDING and row.not_before is None and row.due_at > clock()
 
 
 def test_off_when_zero(settings, slack, clock):

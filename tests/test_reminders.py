@@ -15,6 +15,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
+from store.reminders import LONG_AGO
 from store.states import DraftKind
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 from tests.support.reminders import reminder_posts, reminders
@@ -146,7 +147,7 @@ def _stale_claim(bot, window, kind, clock):
             row = (await session.execute(select(Reminder).where(Reminder.window_id == window.id, Reminder.kind == kind))).scalar_one()
             row.state = "claimed"
             row.claimed_by = "dead-process"
-            row.claimed_at = clock() - timedelta(minutes=10)
+            row.claimed_at = LONG_AGO  # stale on any clock
 
     bot.run(claim())
 

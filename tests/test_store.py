@@ -7,11 +7,13 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import text, update
 
 from store.db import Database
+from store.dbclock import db_utc_now
 from store.facts import get_fact, put_fact
 from store.models import MaintenanceWindow, Reminder
-from store.reminders import claim, due, next_due_at
+from store.reminders import claim, confirm, due, finish, next_due_at
 from store.states import ClaimResult
 
 pytestmark = pytest.mark.both_databases
@@ -63,7 +65,7 @@ def test_due_and_next_due_read_times_in_utc(database_url):
     async def body(db):
         await a_window_with_reminders(db, T0 + timedelta(minutes=5), T0 - timedelta(minutes=1))
         async with db.session() as session:
-            return [r.kind for r in await due(session, T0, T0 - timedelta(minutes=10))], await next_due_at(session)
+            return [r.kind for r in await due(session, T0, stale_after=timedelta(minutes=10))], await next_due_at(session)
 
     kinds, next_at = run(database_url, body)
     assert kinds == ["k1"]
@@ -74,11 +76,49 @@ def test_of_five_sessions_racing_for_a_claim_exactly_one_wins(database_url):
     async def body(db):
         (reminder_id,) = await a_window_with_reminders(db, T0)
 
+        async with db.session() as session:
+            (seen,) = await due(session, T0, stale_after=timedelta(minutes=10))
+
         async def take(instance):
             async with db.session() as session, session.begin():
-                return await claim(session, reminder_id, instance=instance, now=T0, stale_before=T0 - timedelta(minutes=10))
+                return (await claim(session, seen, instance=instance, stale_after=timedelta(minutes=10))).result
 
         return await asyncio.gather(*(take(f"replica-{i}") for i in range(5)))
 
     outcomes = run(database_url, body)
     assert outcomes.count(ClaimResult.FRESH) == 1 and outcomes.count(ClaimResult.NONE) == 4, outcomes
+
+
+def test_claim_ages_are_read_on_the_database_clock_and_a_taken_over_claim_is_fenced(database_url):
+    """The bot's clock (here a year ahead) never makes a fresh claim look stale; the
+    database's does, whatever the server's time zone; the replaced claim can no longer
+    confirm or finish."""
+    async def body(db):
+        (reminder_id,) = await a_window_with_reminders(db, T0)
+        async with db.session() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                await session.execute(text("SET LOCAL TIME ZONE 'America/New_York'"))
+            (seen,) = await due(session, T0, stale_after=timedelta(minutes=2))
+            first = await claim(session, seen, instance="a", stale_after=timedelta(minutes=2))
+        async with db.session() as session:
+            claimed = await session.get(Reminder, reminder_id)
+            a_year_on = await due(session, T0 + timedelta(days=365), stale_after=timedelta(minutes=2))
+        async with db.session() as session, session.begin():  # three minutes pass on the database's clock
+            await session.execute(update(Reminder).values(claimed_at=db_utc_now(-timedelta(minutes=3))))
+        async with db.session() as session, session.begin():
+            (stale,) = await due(session, T0, stale_after=timedelta(minutes=2))
+            second = await claim(session, stale, instance="b", stale_after=timedelta(minutes=2))
+        async with db.session() as session, session.begin():
+            fenced = await confirm(session, reminder_id, token=first.token), await finish(
+                session, reminder_id, token=first.token, state="posted", now=T0
+            )
+            won = await finish(session, reminder_id, token=second.token, state="posted", now=T0)
+        return first, claimed.claimed_at, a_year_on, second, fenced, won
+
+    first, claimed_at, a_year_on, second, fenced, won = run(database_url, body)
+    assert first.result == ClaimResult.FRESH and first.token == 1
+    assert claimed_at.tzinfo == timezone.utc
+    assert abs(claimed_at - datetime.now(timezone.utc)) < timedelta(seconds=30)  # the database's now, in UTC
+    assert a_year_on == []  # not stale: the bot's clock does not age claims
+    assert (second.result, second.token) == (ClaimResult.STALE, 2)
+    assert fenced == (False, False) and won is True

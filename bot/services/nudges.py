@@ -46,9 +46,9 @@ async def plan_nudge(ctx: AppContext, incident_id: int) -> None:
                     session, row.id, seen_state=row.state, state=ReminderState.CANCELLED
                 )
         elif row.state == ReminderState.CLAIMED:
-            await reminder_store.change_if_state(session, row.id, seen_state=row.state, due_at=due_at)
+            await reminder_store.change_if_state(session, row.id, seen_state=row.state, due_at=due_at, not_before=None)
         else:
             await reminder_store.change_if_state(
-                session, row.id, seen_state=row.state, due_at=due_at, state=ReminderState.PENDING
+                session, row.id, seen_state=row.state, due_at=due_at, state=ReminderState.PENDING, not_before=None
             )
     await ctx.wake()

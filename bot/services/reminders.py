@@ -73,10 +73,17 @@ def _change_for(row: Reminder, due_at: datetime | None, now: datetime) -> dict:
     if row.due_at == due_at:
         return {"state": ReminderState.PENDING} if row.state == ReminderState.CANCELLED else {}
     if row.state == ReminderState.CLAIMED:
-        return {"due_at": due_at}
+        return {"due_at": due_at, "not_before": None}
     if row.state in (ReminderState.PENDING, ReminderState.CANCELLED) or due_at > now:
         # A window moved later is announced again at its new times.
-        return {"due_at": due_at, "state": ReminderState.PENDING, "message_ts": None, "posted_at": None, "late": False}
+        return {
+            "due_at": due_at,
+            "state": ReminderState.PENDING,
+            "message_ts": None,
+            "posted_at": None,
+            "late": False,
+            "not_before": None,  # a 429's wait was for the old time
+        }
     return {}
 
 

@@ -4,21 +4,34 @@ thread, refreshing its announcement, and when the API last answered a list."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import datetime, timedelta
 
+from slack_sdk.errors import SlackApiError
 from sqlalchemy.exc import IntegrityError
 
 from bot.backends import backend_named
 from bot.backends.base import BackendWindow
-from bot.channel import Message, Posted
+from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.messages import maintenance as messages
 from bot.services import reminders
+from store import announcements as announcement_store
 from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
-from store.states import WindowState
+from store.reminders import STALE_CLAIM
+from store.states import ClaimResult, WindowState
+
+log = logging.getLogger(__name__)
+
+ANNOUNCEMENT_EVENT = "sitrep_announcement"
+"""Metadata event type on a window's parent message: a replica taking over a stale claim
+looks for it in the channel before posting."""
+ANNOUNCE_WAIT = 5.0
+"""Seconds to wait for another replica's announcement of the same window before giving up."""
 
 
 def posted_at(window: MaintenanceWindow) -> Posted | None:
@@ -117,28 +130,83 @@ class Windows:
             current = await self.get(window.id)
             if current is None or current.message_ts:
                 continue  # a reminder announced it meanwhile
-            refused = await self.ctx.channel.after_upstream(
-                lambda window_id=window.id: self.announce(window_id),
-                what=f"announcing maintenance #{window.id}",
-                upstream=backend.service,
-                then="The next sync tries again.",
+            posted: list[bool] = []
+
+            async def step(window_id: int = window.id, posted: list[bool] = posted) -> None:
+                posted.append((await self._announce(window_id))[1])
+
+            await self.ctx.channel.after_upstream(
+                step, what=f"announcing maintenance #{window.id}", upstream=backend.service, then="The next sync tries again."
             )
-            announced += refused is None  # Slack refusing one must not stop the sync
+            announced += posted == [True]  # not: Slack refused it, or another replica did it
         return announced
 
     # --- the channel ------------------------------------------------------------------
     async def announce(self, window_id: int) -> MaintenanceWindow:
-        """Post the window's one parent message and store where it is."""
-        window = await self.get(window_id)
-        posted = await self.ctx.channel.announce(announcement(window))
-        return await self._remember(window_id, posted)
+        """Post the window's one parent message and store where it is, exactly once whoever
+        gets here (a person, the sync, a reminder, on any replica): the post is claimed like
+        a reminder, tagged so a replica taking over a stale claim finds a post that did
+        reach Slack, and sent only while the claim is still ours (fencing)."""
+        return (await self._announce(window_id))[0]
 
-    async def _remember(self, window_id: int, posted: Posted) -> MaintenanceWindow:
+    async def _announce(self, window_id: int) -> tuple[MaintenanceWindow, bool]:
+        """The window announced, and whether this call posted (or adopted) its announcement."""
+        db, instance = self.ctx.db, self.ctx.instance_id
+        async with db.session() as session, session.begin():
+            claim = await announcement_store.claim_announcement(
+                session, window_id, instance=instance, stale_after=STALE_CLAIM
+            )
+        if not claim:
+            return await self._announced_elsewhere(window_id), False
+        payload = {"window_id": window_id}
+        if claim.result == ClaimResult.STALE:
+            found = await self.ctx.channel.find_message(ANNOUNCEMENT_EVENT, payload)
+            if found is not None:
+                log.info("the announcement of window %s was already in Slack (%s); not posting it again", window_id, found)
+                return await self._record(window_id, claim.token, Posted(self.ctx.settings.sitrep_channel, found)), True
+        window = await self.get(window_id)
+
+        async def still_ours() -> bool:
+            async with db.session() as session, session.begin():
+                return await announcement_store.confirm_announcement(session, window_id, token=claim.token)
+
+        try:
+            posted = await self.ctx.channel.announce(
+                announcement(window), metadata={"event_type": ANNOUNCEMENT_EVENT, "event_payload": payload}, guard=still_ours
+            )
+        except ClaimLost:
+            return await self._announced_elsewhere(window_id), False
+        except BaseException as exc:
+            # Slack answering with an error posted nothing; a timeout or a crash may have.
+            async with db.session() as session, session.begin():
+                await announcement_store.release_announcement(
+                    session, window_id, token=claim.token, posted_maybe=not isinstance(exc, SlackApiError)
+                )
+            raise
+        return await self._record(window_id, claim.token, posted), True
+
+    async def _record(self, window_id: int, token: int, posted: Posted) -> MaintenanceWindow:
         async with self.ctx.db.session() as session, session.begin():
-            stored = await window_store.get_window(session, window_id)
-            stored.channel_id = posted.channel
-            stored.message_ts = posted.ts
-        return stored
+            mine = await announcement_store.record_announcement(
+                session, window_id, token=token, channel_id=posted.channel, ts=posted.ts
+            )
+        if not mine:
+            log.warning("window %s: its announcement %s went out after the claim was taken over", window_id, posted.ts)
+        return await self.get(window_id)
+
+    async def _announced_elsewhere(self, window_id: int) -> MaintenanceWindow:
+        """Another process holds the claim: its post is usually seconds away. Wait for it a
+        little; still nothing: `AnnouncementBusy` (a reminder retries shortly)."""
+        deadline = asyncio.get_running_loop().time() + ANNOUNCE_WAIT
+        while True:
+            window = await self.get(window_id)
+            if window is None:
+                raise NotFound(f"Maintenance #{window_id} is not in the store.")
+            if window.message_ts:
+                return window
+            if asyncio.get_running_loop().time() >= deadline:
+                raise AnnouncementBusy(f"window {window_id}")
+            await asyncio.sleep(0.1)
 
     async def refresh_announcement(self, window_id: int) -> None:
         """Make the parent message show the stored window (after a state or time change)."""
@@ -159,10 +227,12 @@ class Windows:
 
         Does not refresh the parent: call `refresh_announcement` after changing the window.
         """
+        window = await self.announced(window_id)
+        return await self.ctx.channel.reply(posted_at(window), message, broadcast=broadcast, metadata=metadata)
+
+    async def announced(self, window_id: int) -> MaintenanceWindow:
+        """The window, announced: as stored, or announced now (Slack refused it before)."""
         window = await self.get(window_id)
         if window is None:
             raise NotFound(f"Maintenance #{window_id} is not in the store.")
-        at = await self.ctx.channel.announced(
-            posted_at(window), lambda: announcement(window), lambda posted: self._remember(window_id, posted)
-        )
-        return await self.ctx.channel.reply(at, message, broadcast=broadcast, metadata=metadata)
+        return window if window.message_ts else await self.announce(window_id)

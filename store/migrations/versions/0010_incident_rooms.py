@@ -3,7 +3,7 @@ kept current there. Archiving it later is a `reminders` row of kind `archive`, w
 no schema change.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

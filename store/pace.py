@@ -1,0 +1,35 @@
+"""Send slots per channel and method, shared by every replica through the database (see
+`ChannelPace`): "no replica sends faster because another exists"."""
+
+from __future__ import annotations
+
+from sqlalchemy import case, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.dbclock import db_epoch_now
+from store.models import ChannelPace
+
+
+async def reserve_slot(session: AsyncSession, channel: str, method: str, *, interval: float, burst: int) -> float:
+    """Take the next send slot of `method` in `channel`; returns the seconds to wait before
+    sending (0: now). A generic cell-rate limiter: one send per `interval` seconds on
+    average, up to `burst` at once after a quiet spell; one atomic update per send."""
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        insert(ChannelPace).values(channel=channel, method=method, next_slot=0.0).on_conflict_do_nothing()
+    )
+    now = db_epoch_now()
+    start = case((ChannelPace.next_slot > now, ChannelPace.next_slot), else_=now)
+    row = (
+        await session.execute(
+            update(ChannelPace)
+            .where(ChannelPace.channel == channel, ChannelPace.method == method)
+            .values(next_slot=start + interval)
+            .returning(ChannelPace.next_slot, now)
+        )
+    ).one()
+    next_slot, at = row
+    tolerance = (burst - 1) * interval  # how far ahead of now a burst may book
+    return max(0.0, next_slot - interval - tolerance - at)

@@ -1,0 +1,106 @@
+"""Two real `sitrep run` processes on one database race the same first announcements
+(stored windows that came within the horizon, announced by each one's first sync) and the
+same "started" reminders, which for a window never announced announce it first: each
+window has one announcement and one "started" reply. On a SQLite file and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from store.db import Database
+from store.models import MaintenanceWindow, Reminder
+from store.states import ReminderKind
+from tests.support.harness import CHANNEL, free_port
+from tests.support.maintenance import announcements
+from tests.support.process import sitrep, start_sitrep
+
+pytestmark = pytest.mark.both_databases
+
+
+def stored_unannounced(database_url: str, windows: list[tuple[int, datetime]]) -> None:
+    """Windows made in AppFirst, stored by an earlier sync beyond the horizon: no
+    announcement yet, their "started" and "ended" reminders planned."""
+
+    async def go():
+        db = Database(database_url)
+        try:
+            async with db.session() as session, session.begin():
+                now = datetime.now(UTC)
+                for upstream_id, start in windows:
+                    window = MaintenanceWindow(
+                        backend="appfirst", upstream_id=str(upstream_id), title=f"Planned {upstream_id}", start=start,
+                        end=start + timedelta(hours=1), servers=[1], channel_id=CHANNEL, created_at=now, updated_at=now,
+                    )  # fmt: skip
+                    session.add(window)
+                    await session.flush()
+                    session.add(Reminder(window_id=window.id, kind=ReminderKind.STARTED, due_at=start))
+                    session.add(Reminder(window_id=window.id, kind=ReminderKind.ENDED, due_at=window.end))
+        finally:
+            await db.dispose()
+
+    asyncio.run(go())
+
+
+def wait_healthy(port: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("GET /healthz did not answer within 20 s")
+
+
+def started_replies(slack) -> list[dict]:
+    return [
+        m
+        for m in slack.messages(CHANNEL)
+        if ((m.get("metadata") or {}).get("event_payload") or {}).get("kind") == "started"
+    ]
+
+
+def test_two_processes_announce_and_remind_each_window_once(full_env, database_url, tmp_path, slack, appfirst):
+    env = full_env | {
+        "DATABASE_URL": database_url,
+        "MAINTENANCE_BACKEND": "appfirst",
+        "SITREP_REMINDER_LEAD": "0",
+        "SITREP_OVERRUN_WARNING": "0",
+    }
+    assert sitrep("migrate", env=env, cwd=tmp_path).returncode == 0
+    now = datetime.now(UTC).replace(microsecond=0)
+    soon, later = now + timedelta(seconds=12), now + timedelta(days=2)  # a start during the test; one ahead
+    windows = [(appfirst.add_window(start, start + timedelta(hours=1), reason=f"Planned {n}", servers=[1]), start)
+               for n, start in enumerate((soon, soon, later, later))]  # fmt: skip
+    stored_unannounced(database_url, windows)
+
+    ports = [str(free_port()), str(free_port())]
+    processes = [start_sitrep(env | {"PORT": port}, tmp_path) for port in ports]
+    try:
+        for port, process in zip(ports, processes, strict=True):
+            wait_healthy(port, process)
+        # Both first syncs (5 s after start) find four windows to announce; at `soon` two
+        # "started" reminders are due on both.
+        slack.wait_for(lambda: len(announcements(slack)) >= 4 and len(started_replies(slack)) >= 2, timeout=40)
+        time.sleep(3)  # room for a second post, were there one
+    finally:
+        outputs = []
+        for process in processes:
+            process.terminate()
+            try:
+                outputs.append(process.communicate(timeout=40)[0])
+            except subprocess.TimeoutExpired:
+                process.kill()
+                outputs.append(process.communicate()[0])
+    for output in outputs:
+        assert "Traceback" not in output, output
+    assert len(announcements(slack)) == 4, slack.dump()
+    assert sorted(m["metadata"]["event_payload"]["window_id"] for m in announcements(slack)) == [1, 2, 3, 4]
+    assert len(started_replies(slack)) == 2, slack.dump()
