@@ -19,7 +19,10 @@ characters. Sitrep errors come from the services and are rendered by ``handlers/
     ├── NotAllowed           person: not in SITREP_ADMINS
     ├── FeatureDisabled      person: the feature's API is not configured; operator: which setting
     ├── NotSupported         person: this backend cannot do that (edit on the status page)
-    └── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
+    ├── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
+    ├── DatabaseBusy         person: the store did not answer in time (locked, read-only); try again
+    └── NotStored            person: a submission could not be kept, with what they typed quoted
+                             back; operator: a log line with the database's reason
 
 The redaction helpers (``scrub``, ``upstream_text``, ``escape_controls``, ``public_url``)
 live here because the errors themselves use them as a backstop.
@@ -50,6 +53,8 @@ __all__ = [
     "FeatureDisabled",
     "NotSupported",
     "SubmissionFailed",
+    "DatabaseBusy",
+    "NotStored",
 ]
 
 _REDACTED = "[redacted]"
@@ -282,3 +287,28 @@ class SubmissionFailed(SitrepError):
         self.cause = cause
         self.summary = summary
         super().__init__(str(cause))
+
+
+class DatabaseBusy(SitrepError):
+    """The database did not answer within the bound an answer to Slack allows (locked by
+    another process, read-only, gone): said plainly instead of Slack's "operation timed out"."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(
+            message
+            or "sitrep's database is busy right now, so I could not look that up. Nothing was changed; "
+            "please try again in a minute."
+        )
+
+
+class NotStored(SitrepError):
+    """A submission that could not be written to the database, so it was not kept as a draft.
+    `sent` says whether the upstream may already have it (the store failed after the call);
+    `summary` is what the person typed, given back to them so it is not lost."""
+
+    def __init__(self, *, kind: str, summary: str, reason: str, sent: bool = False):
+        self.kind = kind
+        self.summary = summary
+        self.reason = reason
+        self.sent = sent
+        super().__init__(f"the database could not keep a {kind} ({reason})")

@@ -9,10 +9,11 @@ from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from bot.context import AppContext
-from bot.errors import NotFound, SubmissionFailed, UpstreamError
+from bot.errors import DatabaseBusy, NotFound, NotStored, SubmissionFailed, UpstreamError
 from bot.logs import audit
 from bot.metrics import upstream_outcome
 from store import drafts as draft_store
+from store.db import STORE_FAILURES, bounded
 from store.models import Incident
 from store.states import DraftKind
 
@@ -22,6 +23,9 @@ T = TypeVar("T")
 
 # A draft still "sending" after this long was left by a process that died mid-send.
 STUCK_AFTER = timedelta(minutes=2)
+# How long a submission waits to be kept before the person is told and given it back. The form
+# is already closed (Slack had its ack): this bounds their wait, not Slack's.
+KEEP_BOUND_SECONDS = 5.0
 
 
 class Form(Protocol):
@@ -40,17 +44,40 @@ class DraftFlow:
         self.from_payload = from_payload
 
     async def submit(self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T]) -> T:
-        async with self.ctx.db.session() as session, session.begin():
-            draft = await draft_store.keep_draft(
-                session, kind=kind, user_id=user_id, channel_id=channel_id, payload=form.to_payload(), now=self.ctx.clock()
-            )
-        return await self._attempt(draft.id, kind, form, user_id, send)
+        """Keep the draft, then send it. A draft the database will not take is never sent (what
+        the upstream took and we could not record would be an orphan): `NotStored` gives the
+        person what they typed instead."""
+
+        async def keep() -> int:
+            async with self.ctx.db.session() as session, session.begin():
+                draft = await draft_store.keep_draft(
+                    session, kind=kind, user_id=user_id, channel_id=channel_id, payload=form.to_payload(), now=self.ctx.clock()
+                )
+                return draft.id
+
+        try:
+            draft_id = await bounded(keep(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.error("could not keep a %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
+            raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc)) from exc
+        return await self._attempt(draft_id, kind, form, user_id, send)
 
     async def retry(self, draft_id: int, kind: DraftKind, form: Form, *, user_id: str, send: Send[T]) -> T:
         """Claim the kept draft (`form_of` read it) and send it again."""
-        async with self.ctx.db.session() as session, session.begin():
-            now = self.ctx.clock()
-            claimed = await draft_store.claim_for_retry(session, draft_id, now=now, stuck_before=now - STUCK_AFTER)
+
+        async def claim() -> bool:
+            async with self.ctx.db.session() as session, session.begin():
+                now = self.ctx.clock()
+                return await draft_store.claim_for_retry(session, draft_id, now=now, stuck_before=now - STUCK_AFTER)
+
+        try:
+            claimed = await bounded(claim(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.error("could not claim draft %s for Retry: %s", draft_id, store_reason(exc))
+            raise DatabaseBusy(
+                f"I could not send it again: {store_reason(exc)}. What you typed is still kept; "
+                "press *Retry* again in a minute."
+            ) from exc
         if not claimed:
             raise NotFound("That submission already went through, or is being sent right now.")
         return await self._attempt(draft_id, kind, form, user_id, send)
@@ -70,6 +97,12 @@ class DraftFlow:
             audit(kind, user=user_id, outcome=f"{upstream_outcome(exc)}: {exc}", draft_id=draft_id, **_target(form))
             await self._record(draft_id, str(exc))
             raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
+        except STORE_FAILURES as exc:
+            # The database failed under the send: the upstream may have the change already,
+            # so the person hears that, with what they typed, rather than "try again".
+            log.error("the database failed while sending %s (draft %s): %s", kind, draft_id, store_reason(exc))
+            await self._record(draft_id, "interrupted")
+            raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc), sent=True) from exc
         except BaseException:
             await self._record(draft_id, "interrupted")
             raise
@@ -78,8 +111,31 @@ class DraftFlow:
         return result
 
     async def _record(self, draft_id: int, error: str | None) -> None:
-        async with self.ctx.db.session() as session, session.begin():
-            await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock())
+        """The attempt's end on the draft. Bounded and never raised: the person's answer (the
+        outcome or the upstream's reason) matters more than the draft's bookkeeping."""
+
+        async def record() -> None:
+            async with self.ctx.db.session() as session, session.begin():
+                await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock())
+
+        try:
+            await bounded(record(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.error("could not record the end of draft %s's attempt: %s", draft_id, store_reason(exc))
+
+
+def store_reason(exc: BaseException) -> str:
+    """Why the database refused, in words for the person and the operator (no URL, no secret)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if isinstance(exc, TimeoutError) or "locked" in text or "busy" in text:
+        return "the database is locked by another process"
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return "the database is read-only"
+    if "i/o error" in text:
+        return "the database cannot be written (disk I/O error)"
+    if "disk is full" in text or "no space" in text:
+        return "the database's disk is full"
+    return f"the database failed ({type(getattr(exc, 'orig', None) or exc).__name__})"
 
 
 def _target(thing: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ thread, refreshing its announcement, and when the API last answered a list."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -17,8 +18,13 @@ from bot.messages import maintenance as messages
 from bot.services import reminders
 from store import facts
 from store import maintenance as window_store
+from store.db import STORE_FAILURES, bounded
 from store.models import MaintenanceWindow
 from store.states import WindowState
+
+log = logging.getLogger(__name__)
+
+NOTE_BOUND_SECONDS = 1.0  # a person is waiting for the list this note rides along with
 
 
 def posted_at(window: MaintenanceWindow) -> Posted | None:
@@ -43,9 +49,17 @@ class Windows:
         return f"{self.ctx.maintenance.name}.listed"
 
     async def note_listed(self) -> None:
-        """Remember that the API just answered a list (shown when it later does not)."""
-        async with self.ctx.db.session() as session, session.begin():
-            await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
+        """Remember that the API just answered a list (shown when it later does not).
+        Bookkeeping: a busy or read-only database skips it rather than hold up the answer."""
+
+        async def note() -> None:
+            async with self.ctx.db.session() as session, session.begin():
+                await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
+
+        try:
+            await bounded(note(), NOTE_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.warning("could not note that the maintenance API answered a list (%s)", type(exc).__name__)
 
     async def last_listed(self) -> datetime | None:
         """When the API last answered a list (the sync's or a person's); None: never."""
