@@ -203,21 +203,24 @@ def _sqlite_file(url: str) -> str | None:
 
 
 def _take_write_lock(path: str, timeout: float) -> None:
-    conn = sqlite3.connect(path, timeout=timeout)
+    """Take the write lock and write, then roll back: fails on a locked or read-only file.
+    The lock alone is not enough: in WAL mode it lives in the `-shm` file, so a read-only
+    database file (opened read-only by SQLite's fallback) still grants it. Writing the header's
+    `user_version` back unchanged is refused there, and changes nothing once rolled back."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     try:
-        conn.execute("BEGIN IMMEDIATE")  # fails on a read-only or locked file
-        conn.rollback()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            conn.execute("ROLLBACK")
     finally:
         conn.close()
 
 
 def _check_sqlite_writable(path: str) -> None:
     try:
-        conn = sqlite3.connect(path, timeout=30)
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # the write lock: fails on a read-only file
-            conn.rollback()
-        finally:
-            conn.close()
+        _take_write_lock(path, 30)
     except sqlite3.Error as exc:
         raise DatabaseUnusable(f"points at a SQLite file that cannot be opened or written ({path}: {exc})") from None

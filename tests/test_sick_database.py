@@ -200,3 +200,12 @@ def test_the_answers_fit_slack_and_give_back_every_character():
     text, blocks = busy_answer(DatabaseBusy(), it)
     check_message(blocks, text)
     assert BUSY in text and "DB down" in str(blocks) and "Timeouts on checkout" in str(blocks)
+
+
+def test_readyz_says_not_ready_while_the_file_is_read_only_and_healthz_stays_alive(bot, settings):
+    with read_only(settings):
+        answer = bot.http.get("/readyz")
+        alive = bot.http.get("/healthz")
+    assert answer.status_code == 503 and answer.json()["checks"]["database"].startswith("not writable"), answer.text
+    assert alive.status_code == 200
+    assert bot.http.get("/readyz").status_code == 200  # and it recovers
