@@ -58,7 +58,7 @@ class DraftFlow:
         try:
             draft_id = await bounded(keep(), KEEP_BOUND_SECONDS)
         except STORE_FAILURES as exc:
-            log.error("could not keep a %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
+            log.error("could not keep %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
             raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc)) from exc
         return await self._attempt(draft_id, kind, form, user_id, send)
 
