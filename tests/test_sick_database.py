@@ -5,20 +5,23 @@ with what they typed, never silence and never half-sent."""
 
 from __future__ import annotations
 
-import sqlite3
+import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bot.errors import DatabaseBusy, NotStored
 from handlers.errors import busy_answer, not_stored_answer
 from handlers.payload import Interaction
 from store.states import DraftKind
-from tests.support.harness import last_view
+from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.harness import SIGNING_SECRET, free_port, last_view, submission_payload
 from tests.support.incidents import (
     declare,
     declare_values,
@@ -29,6 +32,7 @@ from tests.support.incidents import (
     update_values,
 )
 from tests.support.maintenance import schedule_values
+from tests.support.process import start_sitrep
 from tests.support.slack_limits import check_message
 
 # Slack shows the person an error after 3 s; the bot's own budget is 2 s, the rest is slack for
@@ -39,20 +43,51 @@ DESCRIPTION = "Checkout times out for EU customers since 09:12 & the retries pil
 
 
 def _path(settings) -> str:
+    """The SQLite file of `settings` (or a path given as it is)."""
+    if isinstance(settings, Path):
+        return str(settings)
     return settings.database_url.removeprefix("sqlite:///")
+
+
+def post_signed(base: str, body: str) -> httpx.Response:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} | slack_signature_headers(SIGNING_SECRET, body)
+    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
+
+
+def wait_ready(base: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("sitrep did not become ready within 20 s")
+
+
+HOLD_THE_LOCK = """
+import sqlite3, sys
+holder = sqlite3.connect(sys.argv[1], isolation_level=None)
+holder.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+holder.execute("ROLLBACK")
+"""
 
 
 @contextmanager
 def locked(settings):
-    """Another process's connection holding SQLite's write lock (`BEGIN EXCLUSIVE`), as a
-    migration, a backup or an operator's `sqlite3` shell does."""
-    holder = sqlite3.connect(_path(settings), isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
+    """Another process holding SQLite's write lock (`BEGIN EXCLUSIVE`), as a migration, a
+    backup or an operator's `sqlite3` shell does; released when the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, _path(settings)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
+        assert holder.stdout.readline().strip() == "locked"
         yield
     finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+        holder.communicate("\n", timeout=10)
 
 
 @contextmanager
@@ -209,3 +244,35 @@ def test_readyz_says_not_ready_while_the_file_is_read_only_and_healthz_stays_ali
     assert answer.status_code == 503 and answer.json()["checks"]["database"].startswith("not writable"), answer.text
     assert alive.status_code == 200
     assert bot.http.get("/readyz").status_code == 200  # and it recovers
+
+
+# --- the same, against `sitrep run` as an operator runs it ----------------------------------
+
+
+def test_a_running_sitrep_with_its_database_locked_answers_in_time_and_gives_the_form_back(full_env, tmp_path, slack):
+    port = free_port()
+    env = full_env | {"PORT": str(port)}
+    base = f"http://127.0.0.1:{port}"
+    process = start_sitrep(env, tmp_path)
+    try:
+        wait_ready(base, process)
+        assert post_signed(base, command_body("/incident", "declare", user_id="U777")).status_code == 200
+        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        submission = interaction_body(submission_payload(view, declare_values(title="Queue stuck", description=DESCRIPTION), user="U777"))
+        with locked(Path(env["DATABASE_URL"].removeprefix("sqlite:///"))):
+            listed, list_took = timed(lambda: post_signed(base, command_body("/incident", "list", user_id="U777")))
+            sent, sent_took = timed(lambda: post_signed(base, submission))
+            told = slack.wait_for(lambda: ephemeral_texts(slack, "U777"), timeout=10)
+            ready = httpx.get(f"{base}/readyz", timeout=5)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=40)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert listed.status_code == 200 and list_took < ACK_WITHIN, (listed.text, list_took)
+    assert sent.status_code == 200 and sent_took < ACK_WITHIN, (sent.text, sent_took)
+    assert "Queue stuck" in told[-1] and "Checkout times out for EU customers" in told[-1]
+    assert ready.status_code == 503
+    assert process.returncode == 0 and "Traceback" not in output, output
+    assert "could not keep incident.declare from U777, nothing sent: the database is locked by another process" in output
