@@ -18,6 +18,7 @@ import pytest
 
 from bot.errors import DatabaseBusy, NotStored
 from handlers.errors import busy_answer, not_stored_answer
+from handlers.ids import DraftAction
 from handlers.payload import Interaction
 from store.states import DraftKind
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
@@ -212,6 +213,25 @@ def test_a_schedule_that_cannot_be_kept_comes_back_as_a_direct_message_when_no_e
         dm = slack.wait_for(lambda: [m for m in slack.calls_to("chat.postMessage") if m["channel"] == "U123"], timeout=10)
     assert "could not keep your maintenance window" in str(dm[-1])
     assert "Kernel upgrade" in str(dm[-1]) and "Reboot db-1 and db-2" in str(dm[-1])
+
+
+def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_later(bot, settings, slack, statuspage):
+    statuspage.fail_times(1, status=500)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values(title="Search slow"))
+    slack.wait_for(lambda: ephemeral_texts(slack))
+    (draft,) = drafts_in_store(bot)
+    slack.forget_calls()
+    with locked(settings):
+        response, took = timed(lambda: bot.click(DraftAction.RETRY, str(draft.id)))
+        assert response.status_code == 200 and took < ACK_WITHIN
+        told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)
+    assert "the database is locked by another process" in told[-1] and "press *Retry* again" in told[-1]
+    assert statuspage.incidents == {}
+    assert [d.state for d in drafts_in_store(bot)] == ["failed"]  # still there for the next Retry
+    slack.forget_calls()
+    bot.click(DraftAction.RETRY, str(draft.id))
+    slack.wait_for(lambda: len(statuspage.incidents) == 1 and ephemeral_texts(slack))
 
 
 # --- the answers themselves --------------------------------------------------------------
