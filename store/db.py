@@ -35,9 +35,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: What a sick database raises: locked past a bound (`TimeoutError`, see `bounded`), read-only,
-#: full or gone (the driver's error, wrapped by SQLAlchemy or raw from the file system).
-STORE_FAILURES = (TimeoutError, SQLAlchemyError, OSError)
+
+
+class StoreTimeout(TimeoutError):
+    """The database did not answer within a `bounded` call's time (locked by another process)."""
+
+
+#: What a sick database raises around work that only touches the database: locked past a
+#: bound (`StoreTimeout`), read-only, full or gone (the driver's error, wrapped by SQLAlchemy,
+#: or the connection's own `OSError`).
+STORE_FAILURES = (StoreTimeout, SQLAlchemyError, OSError)
 
 
 class DatabaseUnusable(Exception):
@@ -154,7 +161,7 @@ class Database:
 
 
 async def bounded(work: Awaitable[T], seconds: float) -> T:
-    """`work`'s result, or `TimeoutError` after `seconds` without waiting for it to stop.
+    """`work`'s result, or `StoreTimeout` after `seconds` without waiting for it to stop.
 
     `asyncio.wait_for` waits for a cancelled task to finish, and a session's clean-up (its
     rollback) queues behind a statement waiting out SQLite's 30-second busy timeout on the
@@ -166,7 +173,7 @@ async def bounded(work: Awaitable[T], seconds: float) -> T:
         task.cancel()
         _given_up.add(task)
         task.add_done_callback(_forget_late)
-        raise TimeoutError(f"the database did not answer within {seconds:g} s")
+        raise StoreTimeout(f"the database did not answer within {seconds:g} s")
     return task.result()
 
 

@@ -215,6 +215,21 @@ def test_a_schedule_that_cannot_be_kept_comes_back_as_a_direct_message_when_no_e
     assert "Kernel upgrade" in str(dm[-1]) and "Reboot db-1 and db-2" in str(dm[-1])
 
 
+def test_a_database_that_goes_read_only_while_the_status_page_creates_is_not_silence(bot, settings, slack, statuspage):
+    """The draft was kept, the status page took the incident, then the store refused it: the
+    person hears that it may have gone through (never "try again", which would make two)."""
+    statuspage.latency = 1.0
+    view = open_declare_modal(bot, slack)
+    slack.forget_calls()
+    bot.submit(view, declare_values(title="Login loops", description=DESCRIPTION))
+    slack.wait_for(lambda: [r for r in statuspage.requests if r.method == "POST"])  # on its way
+    with read_only(settings):
+        told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)
+    assert "may have gone through" in told[-1] and "check before you send it again" in told[-1]
+    assert "Login loops" in told[-1] and "Checkout times out for EU customers" in told[-1]
+    assert len(statuspage.incidents) == 1
+
+
 def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_later(bot, settings, slack, statuspage):
     statuspage.fail_times(1, status=500)
     view = open_declare_modal(bot, slack)

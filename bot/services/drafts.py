@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.context import AppContext
 from bot.errors import DatabaseBusy, NotFound, NotStored, SubmissionFailed, UpstreamError
 from bot.logs import audit
@@ -97,7 +99,7 @@ class DraftFlow:
             audit(kind, user=user_id, outcome=f"{upstream_outcome(exc)}: {exc}", draft_id=draft_id, **_target(form))
             await self._record(draft_id, str(exc))
             raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
-        except STORE_FAILURES as exc:
+        except SQLAlchemyError as exc:
             # The database failed under the send: the upstream may have the change already,
             # so the person hears that, with what they typed, rather than "try again".
             log.error("the database failed while sending %s (draft %s): %s", kind, draft_id, store_reason(exc))
