@@ -42,9 +42,10 @@ WRONG_URL = (
 
 
 # Slack shows the person an error when a request is not acked within 3 seconds. The work a
-# listener does before its ack is reading the database; if that has not answered by this long
-# after Bolt received the request, the person is told the database is busy instead.
-MIN_ACK_WAIT = 0.3  # even when the replay guard used the whole budget
+# listener does before its ack is reading the database; if that has not answered by the
+# request's `ACK_DEADLINE`, the person is told the database is busy instead. A listener gets
+# at least this long, even when the replay guard used the whole budget.
+MIN_ACK_WAIT = 0.3
 
 
 class TrackedAck:
@@ -95,7 +96,7 @@ def not_stored_answer(err: NotStored) -> tuple[str, list[dict]]:
     if err.sent:
         head = (
             f":warning: While I was sending your {what}, {escape(err.reason)}, so I could not record the outcome. "
-            "It may have gone through: check before you send it again."
+            "It may have gone through: check before you send it again. What you typed:"
         )
     else:
         head = (
@@ -196,7 +197,9 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
 
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
     """Wrap a listener `(ack, it)` so the payload is parsed once (`Interaction`) and every
-    error it raises is rendered in one place. Bolt passes arguments by name: `ack`, `body`."""
+    error it raises is rendered in one place, and so Slack has its ack by the request's
+    `ACK_DEADLINE` whatever the database does. Bolt passes arguments by name: `ack`, `body`,
+    `context`."""
 
     async def listener(ack, body, context) -> None:
         tracked = TrackedAck(ack)
