@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 import handlers
 from bot import logs
-from bot.context import AppContext
+from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.edge import SlackEdge
 from bot.lifecycle import Drain, TrackListenerTask, draining_server
 from bot.metrics import CONTENT_TYPE_LATEST
@@ -96,6 +96,7 @@ def _observe_request(ctx: AppContext):
         logs.clear()
         logs.bind(user=user, **{kind: name})
         started = time.perf_counter()
+        req.context[ACK_DEADLINE] = asyncio.get_running_loop().time() + ACK_BUDGET_SECONDS
 
         class TimedAck(AsyncAck):
             async def __call__(self, *args, **kwargs):

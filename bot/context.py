@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     from bot.backends.base import MaintenanceBackend
 
 
+#: Key on Bolt's request context: the loop time by which Slack must have its ack. Slack allows
+#: 3 s; the budget leaves room for the network and Bolt. The replay guard's write and each
+#: listener's reads before its ack stay within it (`handlers.errors.renders_errors`).
+ACK_DEADLINE = "sitrep_ack_deadline"
+ACK_BUDGET_SECONDS = 2.0
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -22,7 +22,10 @@ characters. Sitrep errors come from the services and are rendered by ``handlers/
     ├── FeatureDisabled      person: the feature's API is not configured; operator: which setting
     ├── NotSupported         person: this backend cannot do that (edit on the status page)
     ├── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
-    └── SubmissionUnknown    person: "outcome unknown" with Check and retry / Create anyway / Link it
+    ├── SubmissionUnknown    person: "outcome unknown" with Check and retry / Create anyway / Link it
+    ├── DatabaseBusy         person: the store did not answer in time (locked, read-only); try again
+    └── NotStored            person: a submission could not be kept, with what they typed quoted
+                             back; operator: a log line with the database's reason
 
 The redaction helpers (``scrub``, ``upstream_text``, ``escape_controls``, ``public_url``)
 live here because the errors themselves use them as a backstop.
@@ -55,6 +58,8 @@ __all__ = [
     "NotSupported",
     "SubmissionFailed",
     "SubmissionUnknown",
+    "DatabaseBusy",
+    "NotStored",
 ]
 
 _REDACTED = "[redacted]"
@@ -317,3 +322,26 @@ class SubmissionUnknown(SitrepError):
         self.can_link = can_link
         self.reason = reason
         super().__init__(f"{_subject(service)} may or may not have done it: {reason or 'no answer came back'}")
+class DatabaseBusy(SitrepError):
+    """The database did not answer within the bound an answer to Slack allows (locked by
+    another process, read-only, gone): said plainly instead of Slack's "operation timed out"."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(
+            message
+            or "sitrep's database is busy right now, so I could not look that up. Nothing was changed; "
+            "please try again in a minute."
+        )
+
+
+class NotStored(SitrepError):
+    """A submission that could not be written to the database, so it was not kept as a draft.
+    `sent` says whether the upstream may already have it (the store failed after the call);
+    `summary` is what the person typed, given back to them so it is not lost."""
+
+    def __init__(self, *, kind: str, summary: str, reason: str, sent: bool = False):
+        self.kind = kind
+        self.summary = summary
+        self.reason = reason
+        self.sent = sent
+        super().__init__(f"the database could not keep a {kind} ({reason})")

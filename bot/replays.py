@@ -27,15 +27,17 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.context import AppContext
+from bot.context import ACK_DEADLINE, AppContext
 from store import submissions
+from store.db import bounded
 
 log = logging.getLogger(__name__)
 
 KEY = "sitrep_submission_key"  # where the key waits on Bolt's request context
 # Recording the key sits on the path to Slack's 3-second ack: a database that does not answer
-# within this bound is not allowed to cost the person their request (it is acted on).
-RECORD_TIMEOUT = 1.5
+# within this bound is not allowed to cost the person their request (it is acted on). Half
+# the ack budget, so the listener's own reads keep the other half.
+RECORD_TIMEOUT = 1.0
 
 
 def submission_key(body: dict[str, Any]) -> str | None:
@@ -57,8 +59,12 @@ def replay_guard(ctx: AppContext) -> Callable[..., Awaitable[BoltResponse | None
         key = submission_key(req.body if isinstance(req.body, dict) else {})
         if key is None:
             return await next()
+        deadline = req.context.get(ACK_DEADLINE)
+        bound = RECORD_TIMEOUT if deadline is None else min(RECORD_TIMEOUT, deadline - asyncio.get_running_loop().time())
         try:
-            first = await asyncio.wait_for(_remember(ctx, key), RECORD_TIMEOUT)
+            # Not `asyncio.wait_for`: it would wait for the cancelled insert's rollback, which
+            # queues behind the lock it is waiting for (see `store.db.bounded`).
+            first = await bounded(_remember(ctx, key), max(bound, 0.1))
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
             log.warning("could not record a request's key (%s); acting on it unguarded", type(exc).__name__)
             return await next()

@@ -3,6 +3,7 @@ an ephemeral answer, or a reply in a thread."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.clients.slack import tell_user
-from bot.context import AppContext
+from bot.context import ACK_DEADLINE, AppContext
 from bot.errors import (
+    DatabaseBusy,
     InputInvalid,
+    NotStored,
     SitrepError,
     SubmissionFailed,
     SubmissionUnknown,
@@ -21,10 +24,10 @@ from bot.errors import (
     UpstreamUnauthorized,
     UpstreamWrongURL,
 )
-from bot.messages.format import button, escape, section, truncate
+from bot.messages.format import MAX_SECTION_TEXT, button, escape, section, split_markup, truncate
 from handlers.draft_views import unknown_answer
 from handlers.ids import DraftAction
-from handlers.payload import Interaction
+from handlers.payload import Interaction, typed_summary
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +43,79 @@ WRONG_URL = (
 )
 
 
+# Slack shows the person an error when a request is not acked within 3 seconds. The work a
+# listener does before its ack is reading the database; if that has not answered by the
+# request's `ACK_DEADLINE`, the person is told the database is busy instead. A listener gets
+# at least this long, even when the replay guard used the whole budget.
+MIN_ACK_WAIT = 0.3
+
+
 class TrackedAck:
     """Remembers whether Slack was already answered, so the error handler knows what it may do."""
 
     def __init__(self, ack: Callable[..., Awaitable[None]]):
         self._ack = ack
         self.done = False
+        self.called = asyncio.Event()
 
     async def __call__(self, *args: Any, **kwargs: Any) -> None:
         if not self.done:
             self.done = True
+            self.called.set()
             await self._ack(*args, **kwargs)
+
+
+# The words for a kept submission's kind in "I could not keep your …".
+_KIND_WORDS = {
+    "incident.declare": "incident declaration",
+    "incident.update": "incident update",
+    "incident.resolve": "resolution",
+    "maintenance.schedule": "maintenance window",
+    "maintenance.edit": "change to the maintenance window",
+    "maintenance.cancel": "cancellation",
+}
+_MAX_QUOTE_BLOCKS = 45  # of Slack's 50 blocks a message may carry
+
+
+def quoted_sections(text: str) -> list[dict]:
+    """What the person typed, escaped and quoted, whole: as many sections as it takes (it is
+    kept nowhere else, so nothing of it may be cut)."""
+    limit = MAX_SECTION_TEXT - 10
+    # Every piece of every line quoted on its own, so a block boundary never ends a quote.
+    lines = ["> " + piece for line in text.splitlines() for piece in split_markup(escape(line), limit) or [""]]
+    chunks: list[str] = []
+    for line in lines or ["> (empty)"]:
+        if chunks and len(chunks[-1]) + 1 + len(line) <= limit:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line)
+    return [section(chunk) for chunk in chunks[:_MAX_QUOTE_BLOCKS]]
+
+
+def not_stored_answer(err: NotStored) -> tuple[str, list[dict]]:
+    """A submission the database would not keep: why, whether it went anywhere, and what was typed."""
+    what = _KIND_WORDS.get(str(err.kind), "submission")
+    if err.sent:
+        head = (
+            f":warning: While I was sending your {what}, {escape(err.reason)}, so I could not record the outcome. "
+            "It may have gone through: check before you send it again. What you typed:"
+        )
+    else:
+        head = (
+            f":warning: I could not keep your {what}: {escape(err.reason)}. Nothing was sent. "
+            "Here is what you typed, to send again in a minute (whoever runs sitrep has been told):"
+        )
+    return f"I could not keep your {what}: {escape(err.reason)}", [section(head), *quoted_sections(err.summary)]
+
+
+def busy_answer(exc: DatabaseBusy, it: Interaction) -> tuple[str, list[dict]]:
+    """The database did not answer before Slack's deadline; a submitted form's values come back."""
+    text = f":hourglass: {exc}"
+    blocks = [section(text)]
+    typed = typed_summary(it.values) if it.type == "view_submission" else ""
+    if typed:
+        blocks = [section(text + " Here is what you typed:"), *quoted_sections(typed)]
+    return text, blocks
 
 
 def failure_answer(err: SubmissionFailed) -> tuple[str, list[dict]]:
@@ -112,11 +177,18 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         text, blocks = failure_answer(exc)
     elif isinstance(exc, SubmissionUnknown):
         text, blocks = unknown_answer(exc)
+    elif isinstance(exc, NotStored):
+        text, blocks = not_stored_answer(exc)
+    elif isinstance(exc, DatabaseBusy):
+        text, blocks = busy_answer(exc, it)
     else:
         text = plain_answer(exc)
         blocks = [section(text)]
     if not ack.done and it.is_command:
         await ack(text=text, blocks=blocks, response_type="ephemeral")
+        return
+    if not ack.done and it.type == "block_suggestion":
+        await ack(options=[])
         return
     await ack()
     if it.user_id is None or it.type == "event":
@@ -129,15 +201,40 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
 
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
     """Wrap a listener `(ack, it)` so the payload is parsed once (`Interaction`) and every
-    error it raises is rendered in one place. Bolt passes arguments by name: `ack`, `body`."""
+    error it raises is rendered in one place, and so Slack has its ack by the request's
+    `ACK_DEADLINE` whatever the database does. Bolt passes arguments by name: `ack`, `body`,
+    `context`."""
 
-    async def listener(ack, body) -> None:
+    async def listener(ack, body, context) -> None:
         tracked = TrackedAck(ack)
         it = Interaction.from_body(body)
+
+        async def work() -> None:
+            try:
+                await fn(tracked, it)
+            except Exception as exc:  # noqa: BLE001 - this is the one error handler
+                await render_error(ctx, exc, tracked, it)
+
+        deadline = context.get(ACK_DEADLINE)
+        if deadline is None:
+            await work()
+            return
+        running = asyncio.ensure_future(work())
+        acked = asyncio.ensure_future(tracked.called.wait())
+        wait = max(deadline - asyncio.get_running_loop().time(), MIN_ACK_WAIT)
         try:
-            await fn(tracked, it)
-        except Exception as exc:  # noqa: BLE001 - this is the one error handler
-            await render_error(ctx, exc, tracked, it)
+            await asyncio.wait({running, acked}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            acked.cancel()
+        if tracked.done or running.done():
+            await running
+            return
+        # Nothing answered Slack yet, and all a listener does before its ack is read the
+        # store: it is stuck on the database. Stop it (nothing was changed yet) without
+        # waiting for its clean-up, which may queue behind the lock, and say so.
+        running.cancel()
+        log.warning("the database did not answer within %.1f s of a Slack request; told the person it is busy", wait)
+        await render_error(ctx, DatabaseBusy(), tracked, it)
 
     listener.__name__ = getattr(fn, "__name__", "listener")
     return listener

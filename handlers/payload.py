@@ -134,3 +134,25 @@ class Interaction:
             message_ts=str(message.get("ts") or ""),
             message_text=str(message.get("text") or ""),
         )
+
+
+def typed_summary(values: dict) -> str:
+    """Everything a submitted form holds, one `field: value` line each (the action id names the
+    field), for giving a person back what they typed when it could not be kept."""
+    lines: list[str] = []
+    for actions in values.values():
+        for action_id, state in (actions or {}).items():
+            state = state or {}
+            if state.get("value"):
+                shown = state["value"]
+            elif state.get("selected_option"):
+                shown = state["selected_option"].get("value") or ""
+            elif state.get("selected_options"):
+                shown = ", ".join(o.get("value") or "" for o in state["selected_options"])
+            elif state.get("selected_date_time") is not None:
+                moment = datetime.fromtimestamp(int(state["selected_date_time"]), tz=timezone.utc)
+                shown = moment.strftime("%Y-%m-%d %H:%M UTC")
+            else:
+                continue
+            lines.append(f"{action_id}: {shown}")
+    return "\n".join(lines)

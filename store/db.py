@@ -10,6 +10,8 @@ import fcntl
 import logging
 import os
 import sqlite3
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from sqlalchemy import event, false, text, update
 from sqlalchemy.engine import make_url
@@ -30,6 +32,19 @@ from store import migrations
 from store.models import UpstreamFact
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+
+class StoreTimeout(TimeoutError):
+    """The database did not answer within a `bounded` call's time (locked by another process)."""
+
+
+#: What a sick database raises around work that only touches the database: locked past a
+#: bound (`StoreTimeout`), read-only, full or gone (the driver's error, wrapped by SQLAlchemy,
+#: or the connection's own `OSError`).
+STORE_FAILURES = (StoreTimeout, SQLAlchemyError, OSError)
 
 
 class DatabaseUnusable(Exception):
@@ -121,7 +136,13 @@ class Database:
                 await conn.execute(update(UpstreamFact).where(false()).values(key=UpstreamFact.key))
                 await transaction.rollback()
 
-    async def dispose(self) -> None:
+    async def dispose(self, linger: float = 2.0) -> None:
+        """Close the pool, after giving calls that were given up on (`bounded`) up to `linger`
+        seconds to roll back: their statements may still be waiting for a lock."""
+        loop = asyncio.get_running_loop()
+        left = [task for task in _given_up if task.get_loop() is loop]
+        if left:
+            await asyncio.wait(left, timeout=linger)
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
@@ -137,6 +158,34 @@ class Database:
             yield
         finally:
             os.close(fd)  # releases the lock
+
+
+async def bounded(work: Awaitable[T], seconds: float) -> T:
+    """`work`'s result, or `StoreTimeout` after `seconds` without waiting for it to stop.
+
+    `asyncio.wait_for` waits for a cancelled task to finish, and a session's clean-up (its
+    rollback) queues behind a statement waiting out SQLite's 30-second busy timeout on the
+    same connection: a bound that waits for the clean-up is no bound. So the task is
+    cancelled and left to finish on its own; the write it was doing is rolled back."""
+    task = asyncio.ensure_future(work)
+    done, _pending = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        _given_up.add(task)
+        task.add_done_callback(_forget_late)
+        raise StoreTimeout(f"the database did not answer within {seconds:g} s")
+    return task.result()
+
+
+# Tasks `bounded` gave up on, until they end: `dispose` lets them roll back first.
+_given_up: set[asyncio.Task] = set()
+
+
+def _forget_late(task: asyncio.Task) -> None:
+    """A bounded task that ended after its caller gave up: its error was already answered."""
+    _given_up.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("a database call given up on ended later: %s", type(task.exception()).__name__)
 
 
 # Any fixed 64-bit number, the same in every replica: "sitrep migrations".
@@ -161,21 +210,24 @@ def _sqlite_file(url: str) -> str | None:
 
 
 def _take_write_lock(path: str, timeout: float) -> None:
-    conn = sqlite3.connect(path, timeout=timeout)
+    """Take the write lock and write, then roll back: fails on a locked or read-only file.
+    The lock alone is not enough: in WAL mode it lives in the `-shm` file, so a read-only
+    database file (opened read-only by SQLite's fallback) still grants it. Writing the header's
+    `user_version` back unchanged is refused there, and changes nothing once rolled back."""
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     try:
-        conn.execute("BEGIN IMMEDIATE")  # fails on a read-only or locked file
-        conn.rollback()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version)}")
+        finally:
+            conn.execute("ROLLBACK")
     finally:
         conn.close()
 
 
 def _check_sqlite_writable(path: str) -> None:
     try:
-        conn = sqlite3.connect(path, timeout=30)
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # the write lock: fails on a read-only file
-            conn.rollback()
-        finally:
-            conn.close()
+        _take_write_lock(path, 30)
     except sqlite3.Error as exc:
         raise DatabaseUnusable(f"points at a SQLite file that cannot be opened or written ({path}: {exc})") from None

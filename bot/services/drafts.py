@@ -13,9 +13,13 @@ from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.context import AppContext
 from bot.errors import (
+    DatabaseBusy,
     NotFound,
+    NotStored,
     OutcomeUnknown,
     SitrepError,
     SubmissionFailed,
@@ -25,12 +29,17 @@ from bot.errors import (
 from bot.logs import audit
 from bot.metrics import upstream_outcome
 from store import drafts as draft_store
+from store.db import STORE_FAILURES, bounded
 from store.models import Incident
 from store.states import DraftKind, DraftState
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# How long a submission waits to be kept before the person is told and given it back. The form
+# is already closed (Slack had its ack): this bounds their wait, not Slack's.
+KEEP_BOUND_SECONDS = 5.0
 
 
 class Form(Protocol):
@@ -65,17 +74,29 @@ class DraftFlow:
         self.choices = choices
 
     async def submit(self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T]) -> T:
-        async with self.ctx.db.session() as session, session.begin():
-            draft = await draft_store.keep_draft(
-                session,
-                kind=kind,
-                user_id=user_id,
-                channel_id=channel_id,
-                payload=form.to_payload(),
-                now=self.ctx.clock(),
-                sent_by=self.ctx.instance_id,
-            )
-        return await self._attempt(draft.id, kind, form, user_id, send)
+        """Keep the draft, then send it. A draft the database will not take is never sent (what
+        the upstream took and we could not record would be an orphan): `NotStored` gives the
+        person what they typed instead."""
+
+        async def keep() -> int:
+            async with self.ctx.db.session() as session, session.begin():
+                draft = await draft_store.keep_draft(
+                    session,
+                    kind=kind,
+                    user_id=user_id,
+                    channel_id=channel_id,
+                    payload=form.to_payload(),
+                    now=self.ctx.clock(),
+                    sent_by=self.ctx.instance_id,
+                )
+                return draft.id
+
+        try:
+            draft_id = await bounded(keep(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.error("could not keep %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
+            raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc)) from exc
+        return await self._attempt(draft_id, kind, form, user_id, send)
 
     async def retry(
         self,
@@ -93,10 +114,21 @@ class DraftFlow:
 
     async def claim(self, draft_id: int, states: Collection[DraftState]) -> None:
         """Compare-and-set: one click of many takes the draft; the others hear it is taken."""
-        async with self.ctx.db.session() as session, session.begin():
-            claimed = await draft_store.claim_for_retry(
-                session, draft_id, now=self.ctx.clock(), sent_by=self.ctx.instance_id, states=states
-            )
+
+        async def take() -> bool:
+            async with self.ctx.db.session() as session, session.begin():
+                return await draft_store.claim_for_retry(
+                    session, draft_id, now=self.ctx.clock(), sent_by=self.ctx.instance_id, states=states
+                )
+
+        try:
+            claimed = await bounded(take(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.error("could not claim draft %s for Retry: %s", draft_id, store_reason(exc))
+            raise DatabaseBusy(
+                f"I could not send it again: {store_reason(exc)}. What you typed is still kept; "
+                "press *Retry* again in a minute."
+            ) from exc
         if not claimed:
             raise NotFound("That submission already went through, or is being sent right now.")
 
@@ -152,12 +184,18 @@ class DraftFlow:
             # Refused on our side (no such incident any more, someone else won): said as is.
             await self._record(draft_id, "refused")
             raise
+        except SQLAlchemyError as exc:
+            # The database failed under the send: the upstream may have the change already,
+            # so the person hears that, with what they typed, rather than "try again".
+            log.error("the database failed while sending %s (draft %s): %s", kind, draft_id, store_reason(exc))
+            await self._record(draft_id, "interrupted", DraftState.UNKNOWN if kind.creates else None)
+            raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc), sent=True) from exc
         except Exception as exc:
             if not kind.creates:
                 await self._record(draft_id, "interrupted")
                 raise
-            # Our own trouble mid-send (the store failing after the upstream took it, a bug):
-            # whether the upstream has it is unknown, and the person is asked, not guessed for.
+            # Our own trouble mid-send (a bug): whether the upstream has it is unknown, and
+            # the person is asked, not guessed for.
             log.exception("sending %s (draft %s) broke off; its outcome is unknown", kind, draft_id)
             audit(kind, user=user_id, outcome="unknown: broke off", draft_id=draft_id, **_target(form))
             await self._record(draft_id, "broke off mid-send", DraftState.UNKNOWN)
@@ -172,8 +210,17 @@ class DraftFlow:
         return result
 
     async def _record(self, draft_id: int, error: str | None, state: DraftState | None = None) -> None:
-        async with self.ctx.db.session() as session, session.begin():
-            await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock(), state=state)
+        """The attempt's end on the draft. Bounded and never raised: the person's answer (the
+        outcome or the upstream's reason) matters more than the draft's bookkeeping."""
+
+        async def record() -> None:
+            async with self.ctx.db.session() as session, session.begin():
+                await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock(), state=state)
+
+        try:
+            await bounded(record(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.error("could not record the end of draft %s's attempt: %s", draft_id, store_reason(exc))
 
     async def _release(self, draft_id: int) -> None:
         try:
@@ -181,6 +228,20 @@ class DraftFlow:
                 await draft_store.release(session, draft_id, now=self.ctx.clock())
         except Exception:  # noqa: BLE001 - stopping; the heartbeat's absence says the same
             log.warning("could not release draft %s while stopping", draft_id)
+
+
+def store_reason(exc: BaseException) -> str:
+    """Why the database refused, in words for the person and the operator (no URL, no secret)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if isinstance(exc, TimeoutError) or "locked" in text or "busy" in text:
+        return "the database is locked by another process"
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return "the database is read-only"
+    if "i/o error" in text:
+        return "the database cannot be written (disk I/O error)"
+    if "disk is full" in text or "no space" in text:
+        return "the database's disk is full"
+    return f"the database failed ({type(getattr(exc, 'orig', None) or exc).__name__})"
 
 
 def _target(thing: Any) -> dict[str, Any]:

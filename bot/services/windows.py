@@ -21,6 +21,7 @@ from bot.services import reminders
 from store import announcements as announcement_store
 from store import facts
 from store import maintenance as window_store
+from store.db import STORE_FAILURES, bounded
 from store.models import MaintenanceWindow
 from store.reminders import STALE_CLAIM
 from store.states import ClaimResult, WindowState
@@ -32,6 +33,10 @@ ANNOUNCEMENT_EVENT = "sitrep_announcement"
 looks for it in the channel before posting."""
 ANNOUNCE_WAIT = 5.0
 """Seconds to wait for another replica's announcement of the same window before giving up."""
+
+log = logging.getLogger(__name__)
+
+NOTE_BOUND_SECONDS = 1.0  # a person is waiting for the list this note rides along with
 
 
 def posted_at(window: MaintenanceWindow) -> Posted | None:
@@ -56,9 +61,17 @@ class Windows:
         return f"{self.ctx.maintenance.name}.listed"
 
     async def note_listed(self) -> None:
-        """Remember that the API just answered a list (shown when it later does not)."""
-        async with self.ctx.db.session() as session, session.begin():
-            await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
+        """Remember that the API just answered a list (shown when it later does not).
+        Bookkeeping: a busy or read-only database skips it rather than hold up the answer."""
+
+        async def note() -> None:
+            async with self.ctx.db.session() as session, session.begin():
+                await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
+
+        try:
+            await bounded(note(), NOTE_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.warning("could not note that the maintenance API answered a list (%s)", type(exc).__name__)
 
     async def last_listed(self) -> datetime | None:
         """When the API last answered a list (the sync's or a person's); None: never."""
