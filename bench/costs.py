@@ -202,17 +202,24 @@ def bench_picker(runs: int, sizes: list[int]) -> None:
 # --- ack p99 against a bare Bolt app --------------------------------------------------------
 
 
-def _bare_bolt(port_box: list, ready: threading.Event, stop: threading.Event) -> None:
+def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: threading.Event) -> None:
     import uvicorn  # noqa: PLC0415
     from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler  # noqa: PLC0415
     from slack_bolt.async_app import AsyncApp  # noqa: PLC0415
+    from slack_bolt.authorization import AuthorizeResult  # noqa: PLC0415
+    from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415
     from starlette.applications import Starlette  # noqa: PLC0415
     from starlette.requests import Request  # noqa: PLC0415
     from starlette.routing import Route  # noqa: PLC0415
 
     from tests.support.harness import free_port  # noqa: PLC0415
 
-    app = AsyncApp(token="xoxb-test-token", signing_secret=SIGNING_SECRET, token_verification_enabled=False)
+    # The plainest Bolt app: a fixed authorization (sitrep caches its auth.test the same
+    # way), its client on the same fake Slack, one ack.
+    async def authorize(**_kwargs) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="xoxb-test-token", bot_user_id="UBOT", bot_id="BBOT")
+
+    app = AsyncApp(client=AsyncWebClient(base_url=slack_url), signing_secret=SIGNING_SECRET, authorize=authorize)
 
     @app.command("/incident")
     async def answer(ack):
@@ -248,21 +255,25 @@ def bench_ack(runs: int, n: int = 300) -> None:
     from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
     from tests.support.harness import BotUnderTest  # noqa: PLC0415
 
-    def p99(post) -> float:
-        samples = []
+    def interleaved(*posts) -> list[list[float]]:
+        """Each request kind in turn, so machine load (2 cores shared) hits them alike."""
+        samples: list[list[float]] = [[] for _ in posts]
         for i in range(n):
-            started = time.perf_counter()
-            post(i)
-            samples.append(time.perf_counter() - started)
-        samples.sort()
+            for post, into in zip(posts, samples, strict=True):
+                started = time.perf_counter()
+                post(i)
+                into.append(time.perf_counter() - started)
+        return [sorted(x) for x in samples]
+
+    def p99(samples: list[float]) -> float:
         return samples[int(len(samples) * 0.99) - 1]
 
     port_box, ready, stop = [], threading.Event(), threading.Event()
-    bare = threading.Thread(target=_bare_bolt, args=(port_box, ready, stop), daemon=True)
-    bare.start()
-    ready.wait(10)
-    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp, \
-            httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15) as bare_http:
+    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
+        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
+        bare.start()
+        ready.wait(10)
+        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
         settings = Settings(
             slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
             sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
@@ -280,16 +291,21 @@ def bench_ack(runs: int, n: int = 300) -> None:
             def post_declare(i: int) -> None:
                 assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
 
-            bares, helps, declares = [], [], []
+            bares, helps, declares, medians = [], [], [], []
             for _ in range(runs):
-                bares.append(p99(post_bare))
-                helps.append(p99(post_sitrep))
-                declares.append(p99(post_declare))
-    stop.set()
-    bare.join(10)
+                bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
+                bares.append(p99(bare_s))
+                helps.append(p99(help_s))
+                declares.append(p99(declare_s))
+                medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
+        stop.set()
+        bare.join(10)
+        bare_http.close()
     print(f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
           f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
           f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)")
+    print("  medians: " + "; ".join(f"{name} {mmm([m[k] for m in medians])} ms"
+                                     for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))))
 
 
 def main() -> None:
