@@ -40,9 +40,9 @@ class SyncReport:
 
 
 async def sync_windows(ctx: AppContext) -> SyncReport:
-    """One pass. Its cost follows what changed: the stored side is read in one query of
-    plain tuples (active windows only) and compared in memory; only new, moved or vanished
-    windows cost more. AppFirst documents no order for its list (the seed's example happens
+    """One pass. Its cost follows what changed: the stored side is read in one query of plain
+    tuples (active windows only, after a snapshot of their IDs) and compared in memory; only
+    new, moved or vanished windows cost more. AppFirst documents no order for its list (the seed's example happens
     to be newest first), so every page is read: stopping early on an assumed order could
     miss a window. The loop yields every `YIELD_EVERY` windows so no step holds it long."""
     backend = ctx.maintenance
@@ -52,7 +52,7 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
     # What we knew before asking: a window scheduled from Slack while the pages are being
     # read must not look as if it had vanished upstream.
     async with ctx.db.session() as session:
-        active = await window_store.active_times(session, backend.name)
+        active = await window_store.active_upstream_ids(session, backend.name)
     try:
         listed = await backend.list_windows()
     except UpstreamError as exc:
@@ -102,9 +102,10 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
     report.announced = await windows.announce_entered_horizon()
 
     listed_ids = {w.upstream_id for w in listed}
-    for row in active.values():
-        if row.upstream_id in listed_ids:
-            continue
+    # Active before the pages were read and still active now (one that ended or was cancelled
+    # meanwhile is not ours to touch), oldest first.
+    missing = sorted((known[u] for u in active - listed_ids if u in known), key=lambda row: row.id)
+    for row in missing:
         if backend.lists_all:
             try:
                 if await backend.exists(row.upstream_id):

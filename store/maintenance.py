@@ -132,6 +132,18 @@ async def active_times(session: AsyncSession, backend: str) -> dict[str, WindowT
     return found
 
 
+async def active_upstream_ids(session: AsyncSession, backend: str) -> set[str]:
+    """The upstream IDs of one backend's active windows (the sync's snapshot before it lists)."""
+    query = select(MaintenanceWindow.upstream_id).where(
+        MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES)
+    )
+    found: set[str] = set()
+    result = await session.stream(query.execution_options(yield_per=READ_SLICE))
+    async for rows in result.partitions(READ_SLICE):
+        found.update(row[0] for row in rows)
+    return found
+
+
 async def known_upstream_ids(session: AsyncSession, backend: str, upstream_ids: Iterable[str]) -> set[str]:
     """Which of these upstream IDs the store has, in any state."""
     ids = [str(i) for i in upstream_ids]
