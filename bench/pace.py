@@ -180,6 +180,10 @@ def main() -> None:
         print(f"{N} windows in one minute, {share:.0%} random 429s, scale {args.scale:g} ({args.runs} runs):")
         print(f"  last 'started' reply late by min/median/max {min(last):.1f}/{statistics.median(last):.1f}/{max(last):.1f} s"
               f"; floor {results[0][1]:.1f} s; ratio {max(last) / max(results[0][1], 1e-9):.2f}×")
+        span = 60 * (N - 1) / N  # the last due time, seconds after the first (dues are i·60/N)
+        done = [(r[0] + span) / (r[1] + span) for r in results]
+        print(f"  all posted ÷ the floor's all-posted (both from the first start) min/median/max "
+              f"{min(done):.3f}/{statistics.median(done):.3f}/{max(done):.3f}")
         print(f"  tagged late {[f'{r[2]:.0%}' for r in results]}; forced by the floor {results[0][3]:.0%};"
               f" 429s answered {[r[4] for r in results]}")
 
