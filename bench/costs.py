@@ -177,10 +177,13 @@ def bench_picker(runs: int, sizes: list[int]) -> None:
                             await session.execute(insert(Incident), rows[chunk : chunk + 1000])
                 bot.run(add())
                 have = count
-                opens, suggests = [], []
+                opens, suggests, lists = [], [], []
                 for _ in range(runs):
-                    inner_open, inner_suggest = [], []
+                    inner_open, inner_suggest, inner_list = [], [], []
                     for _ in range(20):
+                        started = time.perf_counter()
+                        bot.command("list")
+                        inner_list.append(time.perf_counter() - started)
                         started = time.perf_counter()
                         bot.command("update")
                         inner_open.append(time.perf_counter() - started)
@@ -190,13 +193,16 @@ def bench_picker(runs: int, sizes: list[int]) -> None:
                         inner_suggest.append(time.perf_counter() - started)
                     opens.append(statistics.median(inner_open))
                     suggests.append(statistics.median(inner_suggest))
-                results[count] = (opens, suggests)
+                    lists.append(statistics.median(inner_list))
+                results[count] = (opens, suggests, lists)
                 print(f"picker, {count:>6,} open incidents: /incident update ack {mmm(opens)} ms; "
-                      f"type-ahead answer {mmm(suggests)} ms (medians of 20, min/median/max of {runs} runs)")
+                      f"type-ahead answer {mmm(suggests)} ms; /incident list ack {mmm(lists)} ms "
+                      f"(medians of 20, min/median/max of {runs} runs)")
             low, high = results[sizes[0]], results[sizes[-1]]
             print(f"picker ack at {sizes[-1]:,} ÷ at {sizes[0]:,}: "
                   f"{statistics.median(high[0]) / statistics.median(low[0]):.2f}× (update), "
-                  f"{statistics.median(high[1]) / statistics.median(low[1]):.2f}× (type-ahead)")
+                  f"{statistics.median(high[1]) / statistics.median(low[1]):.2f}× (type-ahead), "
+                  f"{statistics.median(high[2]) / statistics.median(low[2]):.2f}× (list)")
 
 
 # --- ack p99 against a bare Bolt app --------------------------------------------------------
