@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from handlers.incident.ids import Action, Block
 from store.models import Incident
 from tests.support.harness import CHANNEL, chose, chose_external, typed
@@ -43,6 +45,7 @@ def suggestions(bot, view: dict, typed_so_far: str) -> list[dict]:
     return response.json()["options"]
 
 
+@pytest.mark.both_databases  # the type-ahead's matching is SQL
 def test_update_with_150_open_incidents_preselects_and_types_ahead(bot, slack, statuspage):
     add_open_incidents(bot, 150)
     real = declare(bot, slack, title="Payments & refunds <delayed>")
@@ -110,6 +113,7 @@ def test_suggestions_when_nothing_is_open(bot, slack, statuspage):
     assert suggestions(bot, view, "") == []
 
 
+@pytest.mark.both_databases  # the paging and the type-ahead's LIKE are SQL on both
 def test_list_with_many_open_incidents_shows_the_newest_page_and_how_to_see_the_rest(bot, slack, statuspage):
     add_open_incidents(bot, 230)
     answer = bot.command("list").json()
@@ -126,6 +130,7 @@ def test_list_with_many_open_incidents_shows_the_newest_page_and_how_to_see_the_
     assert "takes a page number" in bot.command("list two").json()["text"]
 
 
+@pytest.mark.both_databases
 def test_list_update_and_type_ahead_cost_the_same_with_20_or_600_open_incidents(bot, slack, statuspage):
     """Bounded queries (a LIMIT and a COUNT), never every open incident loaded: the same
     statements, whatever the number open."""
