@@ -138,7 +138,20 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
                 report.ended += 1
     if report.adopted or report.announced or report.moved or report.vanished or report.ended:
         log.info("maintenance sync: %s", report)
+    await _release(listed, known)
     return report
+
+
+async def _release(listed: list, known: dict) -> None:
+    """Free what the pass read a slice at a time: 50,000 windows freed at once on return
+    hold the event loop ~30 ms."""
+    while listed:
+        del listed[-YIELD_EVERY * 4 :]
+        await asyncio.sleep(0)
+    while known:
+        for _ in range(min(len(known), YIELD_EVERY * 4)):
+            known.popitem()
+        await asyncio.sleep(0)
 
 
 def _history(window: BackendWindow, now: datetime) -> bool:
