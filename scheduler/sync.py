@@ -42,9 +42,10 @@ class SyncReport:
 async def sync_windows(ctx: AppContext) -> SyncReport:
     """One pass. Its cost follows what changed: the stored side is read in one query of plain
     tuples (active windows only, after a snapshot of their IDs) and compared in memory; only
-    new, moved or vanished windows cost more. AppFirst documents no order for its list (the seed's example happens
-    to be newest first), so every page is read: stopping early on an assumed order could
-    miss a window. The loop yields every `YIELD_EVERY` windows so no step holds it long."""
+    new, moved or vanished windows cost more. AppFirst documents no order for its list (the
+    seed's example happens to be newest first), so every page is read: stopping early on an
+    assumed order could miss a window. The loop yields every `YIELD_EVERY` windows so no
+    step holds it long."""
     backend = ctx.maintenance
     report = SyncReport()
     if backend is None:
