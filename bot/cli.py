@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -64,6 +65,11 @@ async def _serve(settings: Settings) -> None:
         await ctx.aclose()
         raise Unusable(f"DATABASE_URL {exc}.") from None
     bot = Sitrep(ctx)
+    # Everything loaded so far (the libraries, the app) lives as long as the process: out of
+    # the garbage collector's full passes, which otherwise walk it all (~80 ms at 150,000
+    # objects) in the middle of a sync or an ack. Collected first, so no garbage is kept.
+    gc.collect()
+    gc.freeze()
     if settings.socket_mode:
         await bot.serve_socket_mode()
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Incident, IncidentEvent
@@ -31,10 +31,44 @@ async def find_incident(session: AsyncSession, ref: str) -> Incident | None:
     return (await session.execute(select(Incident).where(Incident.upstream_id == ref))).scalar_one_or_none()
 
 
-async def open_incidents(session: AsyncSession) -> list[Incident]:
-    """Open incidents, newest first."""
-    query = select(Incident).where(Incident.resolved_at.is_(None)).order_by(Incident.id.desc())
+async def open_incidents(session: AsyncSession, *, limit: int, offset: int = 0) -> list[Incident]:
+    """At most `limit` open incidents, newest first, skipping the `offset` newest: what a
+    person is shown never loads every open incident."""
+    query = (
+        select(Incident).where(Incident.resolved_at.is_(None)).order_by(Incident.id.desc()).offset(offset).limit(limit)
+    )
     return list((await session.execute(query)).scalars())
+
+
+async def count_open(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(Incident).where(Incident.resolved_at.is_(None)))).scalar_one()
+
+
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def search_open(session: AsyncSession, *, number: str | None, words: list[str], limit: int) -> list[Incident]:
+    """Open incidents for the picker's type-ahead, at most `limit`, filtered in the database:
+    `number` (digits) finds those whose number starts with it, that one first; else every
+    word must be in the number, title or upstream ID (case-insensitive). Newest first."""
+    query = select(Incident).where(Incident.resolved_at.is_(None))
+    if number is not None:
+        query = query.where(cast(Incident.id, String).like(f"{number}%")).order_by(
+            (cast(Incident.id, String) != number), Incident.id.desc()
+        )
+    else:
+        haystack = cast(Incident.id, String) + " " + Incident.title + " " + Incident.upstream_id
+        for word in words:
+            # SQLite's lower() folds only ASCII letters: match the word folded or as typed.
+            query = query.where(
+                or_(
+                    func.lower(haystack).like(f"%{_like_escaped(word.lower())}%", escape="\\"),
+                    haystack.like(f"%{_like_escaped(word)}%", escape="\\"),
+                )
+            )
+        query = query.order_by(Incident.id.desc())
+    return list((await session.execute(query.limit(limit))).scalars())
 
 
 async def add_event(

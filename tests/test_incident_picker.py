@@ -7,21 +7,24 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from handlers.incident.ids import Action, Block
 from store.models import Incident
 from tests.support.harness import CHANNEL, chose, chose_external, typed
 from tests.support.incidents import declare, incidents_in_store, open_modal, thread_replies
+from tests.support.queries import recorded_statements
 
 LONG = "Checkout is failing for customers in the EU region after the payment provider changed " + "x" * 64
 
 
-def add_open_incidents(bot, count: int, title: str = LONG) -> None:
+def add_open_incidents(bot, count: int, title: str = LONG, *, first: int = 0) -> None:
     """Open incidents the bot knows from before (its store is their record)."""
 
     async def add():
         now = datetime.now(UTC)
         async with bot.ctx.db.session() as session, session.begin():
-            for n in range(count):
+            for n in range(first, first + count):
                 session.add(
                     Incident(
                         upstream_id=f"old-{n}", title=f"{title} {n}", status="Investigating", impact="Partial Outage",
@@ -42,6 +45,7 @@ def suggestions(bot, view: dict, typed_so_far: str) -> list[dict]:
     return response.json()["options"]
 
 
+@pytest.mark.both_databases  # the type-ahead's matching is SQL
 def test_update_with_150_open_incidents_preselects_and_types_ahead(bot, slack, statuspage):
     add_open_incidents(bot, 150)
     real = declare(bot, slack, title="Payments & refunds <delayed>")
@@ -107,3 +111,46 @@ def test_the_only_open_incident_is_preselected_and_no_pick_is_an_error_in_the_fo
 def test_suggestions_when_nothing_is_open(bot, slack, statuspage):
     view = {"callback_id": "incident_update", "blocks": []}
     assert suggestions(bot, view, "") == []
+
+
+@pytest.mark.both_databases  # the paging and the type-ahead's LIKE are SQL on both
+def test_list_with_many_open_incidents_shows_the_newest_page_and_how_to_see_the_rest(bot, slack, statuspage):
+    add_open_incidents(bot, 230)
+    answer = bot.command("list").json()
+    shown = json.dumps(answer["blocks"], ensure_ascii=False)
+    assert answer["text"] == "230 open incidents" and "1–20 shown" in shown
+    assert "*#230*" in shown and "*#211*" in shown and "*#210*" not in shown
+    assert "…and 210 more: `/incident list 2` shows the next 20" in shown
+
+    shown = json.dumps(bot.command("list 2").json()["blocks"], ensure_ascii=False)
+    assert "21–40 shown" in shown and "*#210*" in shown and "*#191*" in shown and "*#211*" not in shown
+    assert bot.command("list 12").json()["text"] == "230 open incidents"  # the last page: 221–230
+    assert "*#1*" in json.dumps(bot.command("list 12").json()["blocks"])
+    assert bot.command("list 13").json()["text"] == "There are 230 open incidents, on pages 1–12; page 13 is past the end."
+    assert "takes a page number" in bot.command("list two").json()["text"]
+
+
+@pytest.mark.both_databases
+def test_list_update_and_type_ahead_cost_the_same_with_20_or_600_open_incidents(bot, slack, statuspage):
+    """Bounded queries (a LIMIT and a COUNT), never every open incident loaded: the same
+    statements, whatever the number open."""
+
+    def statements_of(step) -> list[str]:
+        with recorded_statements(bot.ctx.db.engine) as seen:
+            step()
+        return list(seen)
+
+    view = {"callback_id": "incident_update", "blocks": []}
+    costs = []
+    for total in (20, 600):
+        known = len(incidents_in_store(bot))
+        add_open_incidents(bot, total - known, first=known)
+        listed = statements_of(lambda: bot.command("list"))
+        opened = statements_of(lambda: open_modal(bot, slack, lambda: bot.command("update")))
+        typed_ahead = statements_of(lambda: suggestions(bot, view, "checkout"))
+        assert len(suggestions(bot, view, "checkout")) == 100 if total > 100 else total
+        for sql in listed + opened + typed_ahead:
+            if "FROM incidents" in sql:
+                assert "LIMIT" in sql or "count(" in sql.lower(), sql
+        costs.append((listed, opened, typed_ahead))
+    assert costs[0] == costs[1]

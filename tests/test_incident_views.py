@@ -115,13 +115,24 @@ def test_thread_replies_and_answers_fit_and_escape():
         assert "<!channel>" not in json.dumps(blocks)
 
 
-def test_incident_list_stays_within_50_blocks_however_many_are_open():
-    text, blocks = views.incident_list([], T0, {})
+def test_incident_list_shows_one_page_and_says_how_many_more_and_how_to_see_them():
+    text, blocks = views.incident_list([], T0, {}, total=0)
     assert "No open incidents" in text
-    many = [incident(n, title="t" * 80) for n in range(1, 2001)]
-    text, blocks = views.incident_list(many, T0 + timedelta(hours=1), {1: "https://slack.example/p1"})
+    page = [incident(n, title="<b>" + "t" * 500) for n in range(2000, 2000 - views.LIST_PAGE, -1)]
+    text, blocks = views.incident_list(page, T0 + timedelta(hours=1), {2000: "https://slack.example/p1"}, total=2000)
     check_message(blocks, text)
-    assert len(blocks) <= views.MAX_MESSAGE_BLOCKS and text == "2000 open incidents"
+    assert text == "2000 open incidents"
+    shown = json.dumps(blocks, ensure_ascii=False)
+    assert "1–20 shown" in shown and "&lt;b&gt;" in shown and "<b>" not in shown
+    assert "…and 1980 more: `/incident list 2` shows the next 20" in shown
+    text, blocks = views.incident_list(page[:5], T0, {}, total=45, page=3)
+    check_message(blocks, text)
+    assert "41–45 shown" in json.dumps(blocks, ensure_ascii=False) and "more:" not in json.dumps(blocks)
+    text, blocks = views.incident_list([], T0, {}, total=45, page=9)
+    check_message(blocks, text)
+    assert text == "There are 45 open incidents, on pages 1–3; page 9 is past the end."
+    text, blocks = views.incident_list(page[:1], T0, {}, total=1)
+    assert text == "1 open incident" and "shown" not in json.dumps(blocks)
 
 
 def test_forms_state_their_rules_and_survive_a_draft_round_trip():

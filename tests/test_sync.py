@@ -22,6 +22,7 @@ from tests.support.maintenance import (
     wait_announcement,
     wait_answer,
 )
+from tests.support.queries import recorded_statements
 from tests.support.reminders import reminder_posts
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -437,3 +438,29 @@ def test_a_window_beyond_the_horizon_moved_upstream_is_followed_quietly(appfirst
     [window] = windows(appfirst_bot)
     assert "Far off" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])
     assert sync(appfirst_bot).announced == 0 and len(announcements(slack)) == 1
+
+
+def test_a_sync_with_nothing_changed_writes_nothing_and_costs_the_same_however_many_windows(appfirst_bot, appfirst, clock):
+    """Work follows what changed: the stored side is read whole in fixed queries (never one
+    per window) and nothing is written but the time the API last answered a list (what
+    `/maintenance list` shows when the API is later down)."""
+    bot = appfirst_bot
+    bot.run(bot.bot.scheduler.stop())  # the test drives the sync on the fake clock itself
+
+    def add(first: int, count: int) -> None:
+        for i in range(first, first + count):
+            appfirst.add_window(T0 - timedelta(days=30, hours=i), T0 - timedelta(days=30, hours=i - 1), reason=f"Old {i}")
+            appfirst.add_window(T0 + timedelta(days=30, hours=i), T0 + timedelta(days=30, hours=i + 1), reason=f"Later {i}")
+
+    costs = []
+    for first, count in ((0, 20), (20, 180)):
+        add(first, count)
+        assert sync(bot).adopted == count  # the later ones, stored quietly beyond the horizon
+        with recorded_statements(bot.ctx.db.engine) as seen:
+            report = sync(bot)
+        assert report == SyncReport()
+        assert [s.split()[:2] for s in seen.writes()] == [["UPDATE", "upstream_facts"]]
+        assert not [s for s in seen if "maintenance_windows.id =" in s]  # no window read one by one
+        costs.append(list(seen))
+    assert len(windows(bot)) == 200
+    assert costs[0] == costs[1]

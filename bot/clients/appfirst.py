@@ -11,13 +11,14 @@ Two things in the seed shape this module:
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
 from bot.clients.http import MAX_MESSAGE, NOT_JSON, UpstreamClient, decode, observed
 from bot.errors import UpstreamUnavailable
@@ -47,6 +48,8 @@ _STRING_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M")
 
 def parse_appfirst_time(value: Any) -> datetime:
     """Accept either wire form of a time (epoch seconds or ``yyyy-mm-dd HH:MM[:SS]``) as UTC."""
+    if type(value) is int:  # the list's form: the common case first
+        return datetime.fromtimestamp(value, UTC)
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, bool):  # bool is an int; True is not a time
@@ -120,6 +123,9 @@ class MaintenanceWindowPage(BaseModel):
 
 
 _M = TypeVar("_M", bound=BaseModel)
+_WINDOW_LIST = TypeAdapter(list[MaintenanceWindow])
+#: Windows validated between two yields to the event loop (~5 ms of work).
+PARSE_SLICE = 400
 
 
 def _flatten_message(value: Any) -> str | None:
@@ -184,7 +190,18 @@ class AppFirstClient(UpstreamClient):
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}")
         payload = await self._call("GET", _LIST_PATH, params={"limit": limit, "page": page})
-        return self._parse(MaintenanceWindowPage, payload, "list of maintenance windows")
+        if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+            return self._parse(MaintenanceWindowPage, payload, "list of maintenance windows")  # says what is wrong
+        # A full page takes ~30 ms to validate: in slices, yielding between them, so other
+        # users' acks never wait behind it for long.
+        items = payload["data"]
+        data: list[MaintenanceWindow] = []
+        for first in range(0, len(items), PARSE_SLICE):
+            if first:
+                await asyncio.sleep(0)
+            data.extend(self._parse(_WINDOW_LIST, items[first : first + PARSE_SLICE], "list of maintenance windows"))
+        pagination = self._parse(Pagination, payload.get("pagination"), "list of maintenance windows")
+        return MaintenanceWindowPage.model_construct(pagination=pagination, data=data)
 
     async def list_windows(self) -> list[MaintenanceWindow]:
         """Every window, following pages until the server says there are no more.
@@ -192,15 +209,22 @@ class AppFirstClient(UpstreamClient):
         Windows are de-duplicated by id, since a window created mid-walk shifts
         the pages and would otherwise be seen twice.
         """
-        seen: dict[int, MaintenanceWindow] = {}
+        return [window async for page in self.pages() for window in page]
+
+    async def pages(self) -> AsyncIterator[list[MaintenanceWindow]]:
+        """`list_windows` a page at a time (de-duplicated the same way), so a caller can
+        convert and drop each page's models before the next: half the objects alive at
+        once over 50,000 windows, and a garbage collector's pass half as long."""
+        seen: set[int] = set()
         received = 0
         for page_number in range(MAX_PAGES):
             page = await self.list_page(page_number, self._page_size)
-            for window in page.data:
-                seen.setdefault(window.id, window)
+            fresh = [w for w in page.data if w.id not in seen]
+            seen.update(w.id for w in fresh)
+            yield fresh
             received += len(page.data)
             if not page.data or page.pagination.next is None or received >= page.pagination.count:
-                return list(seen.values())
+                return
         raise UpstreamUnavailable(
             SERVICE, f"its list of maintenance windows did not end after {MAX_PAGES} pages"
         )
@@ -268,8 +292,10 @@ class AppFirstClient(UpstreamClient):
         }
 
     @staticmethod
-    def _parse(model: type[_M], payload: Any, what: str) -> _M:
+    def _parse(model: type[_M] | TypeAdapter, payload: Any, what: str) -> Any:
         try:
+            if isinstance(model, TypeAdapter):
+                return model.validate_python(payload)
             return model.model_validate(payload)
         except ValidationError:
             raise UpstreamUnavailable(

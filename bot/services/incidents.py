@@ -52,9 +52,25 @@ class IncidentService(FeatureService):
             raise NotAllowed("Only the people listed in SITREP_ADMINS can change incidents.")
 
     # --- reads -----------------------------------------------------------------------
-    async def open_incidents(self) -> list[Incident]:
+    async def open_page(self, page: int, per_page: int) -> tuple[list[Incident], int]:
+        """One page of the open incidents, newest first, and how many are open: two bounded
+        queries, however many there are."""
         async with self.ctx.db.session() as session:
-            return await incident_store.open_incidents(session)
+            incidents = await incident_store.open_incidents(session, limit=per_page, offset=(page - 1) * per_page)
+            return incidents, await incident_store.count_open(session)
+
+    async def only_open(self) -> Incident | None:
+        """The one open incident when exactly one is open (to preselect it); None otherwise."""
+        async with self.ctx.db.session() as session:
+            incidents = await incident_store.open_incidents(session, limit=2)
+        if not incidents:
+            raise NotFound("There are no open incidents. Declare one with `/incident declare`.")
+        return incidents[0] if len(incidents) == 1 else None
+
+    async def suggest_open(self, number: str | None, words: list[str], limit: int) -> list[Incident]:
+        """The picker's type-ahead: at most `limit` matching open incidents."""
+        async with self.ctx.db.session() as session:
+            return await incident_store.search_open(session, number=number, words=words, limit=limit)
 
     async def find_open(self, ref: str) -> Incident:
         """An open incident by short number or upstream ID, or a plain answer why not."""

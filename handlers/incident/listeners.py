@@ -8,7 +8,7 @@ from slack_bolt.async_app import AsyncApp
 
 import handlers.payload as payload
 from bot.context import AppContext
-from bot.errors import InputInvalid, NotFound
+from bot.errors import InputInvalid
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.incidents import IncidentService
 from handlers.errors import renders_errors
@@ -29,6 +29,17 @@ FIELD_BLOCKS = {
 }
 
 
+MAX_LIST_PAGE = 1_000_000  # far past any real list; keeps the OFFSET a plain integer
+
+
+def list_page(text: str) -> int | None:
+    """`/incident list [page]`: the page asked for, from 1; None when it is not a page number."""
+    text = text.strip()
+    if not text:
+        return 1
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST_PAGE:
+        return None
+    return int(text)
 
 
 def parse_declare(values: dict) -> DeclareForm:
@@ -65,8 +76,14 @@ class IncidentHandlers(FeatureHandlers):
         elif sub == "resolve":
             await self.open_resolve(ack, it, ref=rest or None)
         elif sub == "list":
-            incidents = await self.service.open_incidents()
-            text, blocks = views.incident_list(incidents, self.ctx.clock(), {i.id: i.permalink for i in incidents if i.permalink})
+            page = list_page(rest)
+            if page is None:
+                text, blocks = views.help_answer("`/incident list` takes a page number, like `/incident list 2`.")
+                await ack(text=text, blocks=blocks, response_type="ephemeral")
+                return
+            incidents, total = await self.service.open_page(page, views.LIST_PAGE)
+            permalinks = {i.id: i.permalink for i in incidents if i.permalink}
+            text, blocks = views.incident_list(incidents, self.ctx.clock(), permalinks, total=total, page=page)
             await ack(text=text, blocks=blocks, response_type="ephemeral")
         elif sub == "help":
             text, blocks = views.help_answer()
@@ -95,10 +112,7 @@ class IncidentHandlers(FeatureHandlers):
         self.service.require_allowed(it.user_id)
         if ref:
             return await self.service.find_open(ref)
-        incidents = await self.service.open_incidents()
-        if not incidents:
-            raise NotFound("There are no open incidents. Declare one with `/incident declare`.")
-        return incidents[0] if len(incidents) == 1 else None
+        return await self.service.only_open()
 
     async def open_update(self, ack, it: Interaction, ref: str | None, text: str = "", status: str | None = None) -> None:
         chosen = await self._open_choice(it, ref)
@@ -127,7 +141,8 @@ class IncidentHandlers(FeatureHandlers):
 
     # --- the incident picker's type-ahead (block_suggestion) ---------------------------
     async def suggest_incidents(self, ack, it: Interaction) -> None:
-        incidents = await self.service.open_incidents()
+        number, words = views.picker_query(it.action_value)
+        incidents = await self.service.suggest_open(number, words, views.MAX_SUGGESTIONS)
         await ack(options=views.incident_options(incidents, it.action_value))
 
     # --- buttons on the announcement ---------------------------------------------------

@@ -39,13 +39,21 @@ def _incident_picker(chosen: Incident | None) -> dict:
     return kit.input_block(Block.INCIDENT, "Incident", element)
 
 
+def picker_query(query: str) -> tuple[str | None, list[str]]:
+    """What the person typed in the picker: `#12` is a number prefix, else words (as typed)."""
+    text = query.strip()
+    number = text[1:] if text.startswith("#") and text[1:].isdigit() else None
+    return number, text.lstrip("#").split()
+
+
 def incident_options(incidents: Sequence[Incident], query: str) -> list[dict]:
     """The options for what the person typed so far, at most the 100 Slack shows: `#12`
     finds incidents whose number starts with 12 (#12 itself first); other words find open
-    incidents whose number, title or status-page ID holds every one of them. Newest first."""
-    text = query.strip().lower()
-    number = text[1:] if text.startswith("#") and text[1:].isdigit() else None
-    words = text.lstrip("#").split()
+    incidents whose number, title or status-page ID holds every one of them. Newest first.
+    The store already filtered (`store.incidents.search_open`); this keeps the rule whole
+    for any list it is given."""
+    number, words = picker_query(query)
+    words = [word.lower() for word in words]
 
     def matches(incident: Incident) -> bool:
         if number is not None:
@@ -205,11 +213,24 @@ def done_answer(outcome: Outcome) -> tuple[str, list[dict]]:
     return text, blocks
 
 
-def incident_list(incidents: Sequence[Incident], now: datetime, permalinks: dict[int, str]) -> tuple[str, list[dict]]:
-    """Every open incident, within Slack's 50-block limit however many there are."""
-    if not incidents:
+LIST_PAGE = 20  # open incidents one `/incident list` answer shows
+
+
+def incident_list(
+    incidents: Sequence[Incident], now: datetime, permalinks: dict[int, str], *, total: int, page: int = 1
+) -> tuple[str, list[dict]]:
+    """One page of the open incidents (newest first, `LIST_PAGE` a page) out of `total`,
+    and how many more there are with the command that shows them: never every one."""
+    if total == 0:
         text = ":sunny: No open incidents. Declare one with `/incident declare`."
         return text, [section(text)]
+    pages = -(-total // LIST_PAGE)
+    plural = "s" if total != 1 else ""
+    if not incidents:
+        text = f"There are {total} open incident{plural}, on page{'s 1–' if pages > 1 else ' '}{pages}; page {page} is past the end."
+        return text, [section(text)]
+    first = (page - 1) * LIST_PAGE + 1
+    last = first + len(incidents) - 1
     lines = []
     for incident in incidents:
         link = permalinks.get(incident.id)
@@ -219,7 +240,8 @@ def incident_list(incidents: Sequence[Incident], now: datetime, permalinks: dict
             f"{IMPACT_EMOJI.get(incident.impact, '')} *#{incident.id}* {title} · {incident.status} · "
             f"{incident.impact} · open {duration(now - incident.declared_at)}"
         )
-    header = f"*{len(incidents)} open incident{'s' if len(incidents) != 1 else ''}*"
+    shown = f" — newest first, {first}–{last} shown" if total > len(incidents) else ""
+    header = f"*{total} open incident{plural}*{shown}"
     blocks = [section(header)]
     chunk: list[str] = []
     for line in lines:
@@ -229,10 +251,15 @@ def incident_list(incidents: Sequence[Incident], now: datetime, permalinks: dict
         chunk.append(line)
     if chunk:
         blocks.append(section("\n".join(chunk)))
-    if len(blocks) > MAX_MESSAGE_BLOCKS:
-        shown = blocks[: MAX_MESSAGE_BLOCKS - 1]
-        blocks = shown + [context("More open incidents than one message can show; resolve some or ask an admin.")]
-    return f"{len(incidents)} open incidents", blocks
+    more = total - last
+    if more > 0:
+        blocks.append(
+            context(
+                f"…and {more} more: `/incident list {page + 1}` shows the next {min(more, LIST_PAGE)}; "
+                "`/incident update` finds any one by number or a word of its title."
+            )
+        )
+    return f"{total} open incident{plural}", blocks
 
 
 HELP = (
@@ -240,7 +267,7 @@ HELP = (
     "• `/incident declare [title]` — declare an incident (also plain `/incident`)\n"
     "• `/incident update [ref]` — post an update and change the status\n"
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
-    "• `/incident list` — open incidents, only to you\n"
+    "• `/incident list [page]` — open incidents, newest first, 20 a page, only to you\n"
     "• `/incident help` — this help\n"
     "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID.\n"
     "• *Declare incident* in a message's *⋯* menu — declare from that message (its text is the description)\n"

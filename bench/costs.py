@@ -1,0 +1,332 @@
+"""Costs that must not grow with history, run by hand: `python bench/costs.py [--runs 3] [what ...]`.
+
+* `sync`: one sync pass over 1k / 10k / 50k AppFirst windows with nothing changed (half
+  history, half stored future windows), against the raw page fetch (the same GETs, JSON
+  decoded, nothing else), and the longest event-loop stall while it runs. The fake AppFirst
+  runs in a process of its own so its JSON encoding does not hold this process's GIL.
+* `picker`: the ack of `/incident update` (the modal with its type-ahead picker) and of a
+  type-ahead request, at 10 / 1k / 10k open incidents.
+* `ack`: ack p99 of `/incident declare` against a bare Bolt app answering the same signed
+  request on the same machine.
+* `reminder`: the reminder path from "due" to "posted" (no pacing) against its two Slack
+  calls made directly with the same client.
+
+Each figure is min/median/max over `--runs` runs. Loopback fakes only; nothing is asserted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+from pydantic import SecretStr  # noqa: E402
+from sqlalchemy import insert  # noqa: E402
+
+from bot.context import build_context  # noqa: E402
+from bot.settings import Settings  # noqa: E402
+from scheduler.sync import sync_windows  # noqa: E402
+from store.models import Incident, MaintenanceWindow  # noqa: E402
+from store.states import WindowState  # noqa: E402
+from tests.support.harness import SIGNING_SECRET  # noqa: E402
+
+CHANNEL = "C0SITREP"
+
+
+def mmm(samples: list[float], unit: float = 1000.0, fmt: str = "{:.1f}") -> str:
+    return "/".join(fmt.format(x * unit) for x in (min(samples), statistics.median(samples), max(samples)))
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+def _serve_appfirst(count: int, now: datetime, pipe) -> None:
+    from tests.support.fakes.appfirst import FakeAppFirst  # noqa: PLC0415 - in the child process only
+
+    with FakeAppFirst() as fa:
+        fa.clock = lambda: now
+        for n in range(count):
+            if n % 2:  # history: ended long ago
+                start = now - timedelta(days=30, hours=n)
+            else:  # planned, beyond the announcement horizon
+                start = now + timedelta(days=8, minutes=n)
+            fa.add_window(start, start + timedelta(minutes=30), reason=f"w{n}")
+        pipe.send((fa.url, fa.email, fa.api_key, {w["id"]: (w["start"], w["end"], w["reason"]) for w in fa.windows.values()}))
+        pipe.recv()
+
+
+class StallMeter:
+    """The longest time the loop did not get back to a 1 ms sleep: what other users' acks wait."""
+
+    def __init__(self):
+        self.longest = 0.0
+        self._stop = False
+
+    async def run(self) -> None:
+        while not self._stop:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            self.longest = max(self.longest, time.perf_counter() - before - 0.001)
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+async def _raw_fetch(url: str, email: str, key: str) -> float:
+    async with httpx.AsyncClient(base_url=url, auth=(email, key), timeout=60) as client:
+        started = time.perf_counter()
+        page = 0
+        while True:
+            body = (await client.get("/api/maintenance_windows/", params={"limit": 2500, "page": page})).json()
+            if body["pagination"]["next"] is None:
+                return time.perf_counter() - started
+            page += 1
+
+
+async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int) -> tuple[list[float], list[float], list[float]]:
+    ctx = build_context(settings, clock=lambda: now)
+    await ctx.db.prepare()
+    rows = [
+        dict(backend="appfirst", upstream_id=str(wid), title=reason, description="", start=start, end=end,
+             components=[], servers=[], state=WindowState.SCHEDULED, channel_id=CHANNEL, created_at=now, updated_at=now)
+        for wid, (start, end, reason) in windows.items() if end > now
+    ]
+    async with ctx.db.session() as session, session.begin():
+        for chunk in range(0, len(rows), 1000):
+            await session.execute(insert(MaintenanceWindow), rows[chunk : chunk + 1000])
+    raws, syncs, stalls = [], [], []
+    try:
+        await sync_windows(ctx)  # warm: connections, caches
+        gc.collect()
+        gc.freeze()  # as `sitrep run` does once started (bot/cli.py)
+        for _ in range(runs):
+            raws.append(await _raw_fetch(settings.appfirst_url, settings.appfirst_email, settings.appfirst_api_key.get_secret_value()))
+            meter = StallMeter()
+            watching = asyncio.create_task(meter.run())
+            await asyncio.sleep(0.01)
+            started = time.perf_counter()
+            report = await sync_windows(ctx)
+            syncs.append(time.perf_counter() - started)
+            meter.stop()
+            await watching
+            stalls.append(meter.longest)
+            assert not (report.adopted or report.moved or report.vanished or report.announced or report.failed), report
+    finally:
+        await ctx.aclose()
+        await ctx.db.dispose()
+    return raws, syncs, stalls
+
+
+def bench_sync(runs: int, sizes: list[int]) -> None:
+    now = datetime(2031, 1, 1, tzinfo=UTC)
+    for count in sizes:
+        parent, child = multiprocessing.Pipe()
+        server = multiprocessing.Process(target=_serve_appfirst, args=(count, now, child), daemon=True)
+        server.start()
+        url, email, key, windows = parent.recv()
+        with tempfile.TemporaryDirectory() as tmp:
+            settings = Settings(
+                slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url="http://127.0.0.1:9/",
+                sitrep_channel=CHANNEL, appfirst_url=url, appfirst_email=email, appfirst_api_key=SecretStr(key),
+                maintenance_backend="appfirst", database_url=f"sqlite:///{tmp}/bench.db",
+            )
+            raws, syncs, stalls = asyncio.run(_sync_runs(settings, now, windows, runs))
+        parent.send("stop")
+        server.join(10)
+        ratios = [s / r for s, r in zip(syncs, raws, strict=True)]
+        print(f"sync, {count:>6,} windows, nothing changed: {mmm(syncs)} ms; raw fetch {mmm(raws)} ms; "
+              f"ratio {mmm(ratios, 1, '{:.2f}')}×; longest loop stall {mmm(stalls)} ms")
+
+
+# --- the picker -----------------------------------------------------------------------------
+
+
+def bench_picker(runs: int, sizes: list[int]) -> None:
+    from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
+    from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
+    from tests.support.harness import BotUnderTest  # noqa: PLC0415
+
+    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
+            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            database_url=f"sqlite:///{tmp}/bench.db",
+        )
+        with BotUnderTest(settings) as bot:
+            have = 0
+            results = {}
+            for count in sizes:
+                async def add(first=have, count=count):
+                    now = datetime.now(UTC)
+                    rows = [dict(upstream_id=f"b-{n}", title=f"Checkout failing in region {n}", description="",
+                                 status="Investigating", impact="Partial Outage", components=[], notify=True,
+                                 channel_id=CHANNEL, declared_by="U1", declared_at=now, updated_at=now, update_count=0)
+                            for n in range(first, count)]
+                    async with bot.ctx.db.session() as session, session.begin():
+                        for chunk in range(0, len(rows), 1000):
+                            await session.execute(insert(Incident), rows[chunk : chunk + 1000])
+                bot.run(add())
+                have = count
+                opens, suggests, lists = [], [], []
+                for _ in range(runs):
+                    inner_open, inner_suggest, inner_list = [], [], []
+                    for _ in range(20):
+                        started = time.perf_counter()
+                        bot.command("list")
+                        inner_list.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        bot.command("update")
+                        inner_open.append(time.perf_counter() - started)
+                        started = time.perf_counter()
+                        bot.suggest({"callback_id": "incident_update", "blocks": []}, block_id="incident",
+                                    action_id="incident", value="region 1")
+                        inner_suggest.append(time.perf_counter() - started)
+                    opens.append(statistics.median(inner_open))
+                    suggests.append(statistics.median(inner_suggest))
+                    lists.append(statistics.median(inner_list))
+                results[count] = (opens, suggests, lists)
+                print(f"picker, {count:>6,} open incidents: /incident update ack {mmm(opens)} ms; "
+                      f"type-ahead answer {mmm(suggests)} ms; /incident list ack {mmm(lists)} ms "
+                      f"(medians of 20, min/median/max of {runs} runs)")
+            low, high = results[sizes[0]], results[sizes[-1]]
+            print(f"picker ack at {sizes[-1]:,} ÷ at {sizes[0]:,}: "
+                  f"{statistics.median(high[0]) / statistics.median(low[0]):.2f}× (update), "
+                  f"{statistics.median(high[1]) / statistics.median(low[1]):.2f}× (type-ahead), "
+                  f"{statistics.median(high[2]) / statistics.median(low[2]):.2f}× (list)")
+
+
+# --- ack p99 against a bare Bolt app --------------------------------------------------------
+
+
+def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: threading.Event) -> None:
+    import uvicorn  # noqa: PLC0415
+    from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler  # noqa: PLC0415
+    from slack_bolt.async_app import AsyncApp  # noqa: PLC0415
+    from slack_bolt.authorization import AuthorizeResult  # noqa: PLC0415
+    from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415
+    from starlette.applications import Starlette  # noqa: PLC0415
+    from starlette.requests import Request  # noqa: PLC0415
+    from starlette.routing import Route  # noqa: PLC0415
+
+    from tests.support.harness import free_port  # noqa: PLC0415
+
+    # The plainest Bolt app: a fixed authorization (sitrep caches its auth.test the same
+    # way), its client on the same fake Slack, one ack.
+    async def authorize(**_kwargs) -> AuthorizeResult:
+        return AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="xoxb-test-token", bot_user_id="UBOT", bot_id="BBOT")
+
+    app = AsyncApp(client=AsyncWebClient(base_url=slack_url), signing_secret=SIGNING_SECRET, authorize=authorize)
+
+    @app.command("/incident")
+    async def answer(ack):
+        await ack(text="ok", response_type="ephemeral")
+
+    handler = AsyncSlackRequestHandler(app)
+
+    async def events(request: Request):
+        return await handler.handle(request)
+
+    port = free_port()
+    port_box.append(port)
+    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    server.install_signal_handlers = lambda: None
+
+    async def serve():
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        ready.set()
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
+        server.should_exit = True
+        await task
+
+    asyncio.run(serve())
+
+
+def bench_ack(runs: int, n: int = 300) -> None:
+    from tests.support.fakes.signing import command_body, slack_signature_headers  # noqa: PLC0415
+    from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
+    from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
+    from tests.support.harness import BotUnderTest  # noqa: PLC0415
+
+    def interleaved(*posts) -> list[list[float]]:
+        """Each request kind in turn, so machine load (2 cores shared) hits them alike."""
+        samples: list[list[float]] = [[] for _ in posts]
+        for i in range(n):
+            for post, into in zip(posts, samples, strict=True):
+                started = time.perf_counter()
+                post(i)
+                into.append(time.perf_counter() - started)
+        return [sorted(x) for x in samples]
+
+    def p99(samples: list[float]) -> float:
+        return samples[int(len(samples) * 0.99) - 1]
+
+    port_box, ready, stop = [], threading.Event(), threading.Event()
+    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
+        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
+        bare.start()
+        ready.wait(10)
+        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
+        settings = Settings(
+            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
+            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            database_url=f"sqlite:///{tmp}/bench.db",
+        )
+        with BotUnderTest(settings) as bot:
+            def post_bare(i: int) -> None:
+                body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
+                headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
+                assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+
+            def post_sitrep(i: int) -> None:
+                assert bot.command("help", trigger_id=f"t{i}").status_code == 200
+
+            def post_declare(i: int) -> None:
+                assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
+
+            bares, helps, declares, medians = [], [], [], []
+            for _ in range(runs):
+                bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
+                bares.append(p99(bare_s))
+                helps.append(p99(help_s))
+                declares.append(p99(declare_s))
+                medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
+        stop.set()
+        bare.join(10)
+        bare_http.close()
+    print(f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
+          f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
+          f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)")
+    print("  medians: " + "; ".join(f"{name} {mmm([m[k] for m in medians])} ms"
+                                     for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    parser.add_argument("what", nargs="*", default=["sync", "picker", "ack"])
+    args = parser.parse_args()
+    if "sync" in args.what:
+        bench_sync(args.runs, args.sizes or [1000, 10000, 50000])
+    if "picker" in args.what:
+        bench_picker(args.runs, args.sizes or [10, 1000, 10000])
+    if "ack" in args.what:
+        bench_ack(args.runs)
+
+
+if __name__ == "__main__":
+    main()
