@@ -305,10 +305,32 @@ class Settings(BaseSettings):
         return not self.sitrep_admins or user_id in self.sitrep_admins
 
 
+class MigrateSettings(BaseSettings):
+    """What `sitrep migrate` needs: the database, and how to log. Read on its own so a deploy
+    step (or an init container) can upgrade the schema without the Slack secrets."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite:///sitrep.db"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    _database_url = field_validator("database_url")(Settings._database_url.__func__)
+    _log_word = field_validator("log_level", "log_format", mode="before")(Settings._log_word.__func__)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (and `.env`) once; raise `SettingsError` naming one variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _to_settings_error(exc) from None
+
+
+def load_migrate_settings(**overrides: object) -> MigrateSettings:
+    """Only `DATABASE_URL` and the log settings: `sitrep migrate` needs nothing else."""
+    try:
+        return MigrateSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise _to_settings_error(exc) from None
 
