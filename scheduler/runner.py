@@ -123,7 +123,8 @@ class ReminderScheduler:
             self._track(task)
         started, outcome = time.perf_counter(), "failed"
         try:
-            outcome = "failed" if (await sync_windows(self.ctx)).failed else "ok"
+            report = await sync_windows(self.ctx)
+            outcome = "failed" if report.failed else "skipped" if report.skipped else "ok"
         except Exception:  # noqa: BLE001 - a failing sync never stops the bot
             log.exception("maintenance sync failed; retrying at the next interval")
         finally:
