@@ -16,7 +16,7 @@ from bot.clients.appfirst import AppFirstClient
 from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
 from bot.metrics import Metrics
-from bot.outbox import Outbox
+from bot.outbox import Outbox, scaled_rates
 from bot.settings import Settings
 from store.db import Database
 
@@ -90,6 +90,8 @@ def build_context(
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
     ctx = AppContext(settings=settings, db=Database(settings.database_url), slack=make_slack_client(settings), clock=clock)
+    if settings.sitrep_test_speedup != 1:  # a test hook (see Settings): Slack's pace, sped up
+        ctx.outbox = Outbox(scaled_rates(settings.sitrep_test_speedup))
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
     ctx.metrics.instrument_slack(ctx.slack)

@@ -56,6 +56,7 @@ EXPECTED: dict[str, str] = {
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
     "LOG_FORMAT": "text or json",
     "METRICS_PORT": "a port number between 1 and 65535",
+    "SITREP_TEST_SPEEDUP": "a whole number from 1 to 1000 (tests against a fake Slack only; 1 with Slack)",
 }
 
 # Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
@@ -149,6 +150,11 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Socket Mode has no HTTP server of its own: /metrics, /healthz and /readyz live here.
     metrics_port: int = Field(default=9090, ge=1, le=65535)
+    #: A test hook, never for Slack itself: the channel pacing runs this many times faster and
+    #: a dead replica's reminder claim is taken over this many times sooner, for end-to-end
+    #: tests of real processes on real time against a fake Slack paced as much faster.
+    #: At 1 (the default) nothing changes.
+    sitrep_test_speedup: int = Field(default=1, ge=1, le=1000)
 
     @field_validator("slack_bot_token")
     @classmethod

@@ -3,7 +3,7 @@ exactly once; the same rows and claims carry incidents' update nudges (`schedule
 
 The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
 is claimed atomically before posting; a claim whose process died is taken over after
-`STALE_CLAIM`, and the thread is searched for the reminder's metadata tag first so a post
+`stale_claim` (every process wakes then, not only at its next sweep), and the thread is searched for the reminder's metadata tag first so a post
 that did reach Slack is not repeated."""
 
 from __future__ import annotations
@@ -24,10 +24,17 @@ from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, Win
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM = timedelta(minutes=2)
+STALE_CLAIM = timedelta(minutes=2)  # see `stale_claim`
 LATE_AFTER = timedelta(minutes=1)  # posted later than this after its due time: say so
 LATE_END_LIMIT = timedelta(hours=1)  # a missed "ended" older than this is only recorded
 METADATA_EVENT = "sitrep_reminder"
+
+
+def stale_claim(ctx: AppContext) -> timedelta:
+    """How long a claim may stay unfinished before another process takes it over: longer
+    than a post can wait in the channel's queue, so only a dead process's claim goes stale.
+    The `SITREP_TEST_SPEEDUP` test hook shortens it as much as it speeds up that queue."""
+    return STALE_CLAIM / ctx.settings.sitrep_test_speedup
 
 
 async def run_due_reminders(ctx: AppContext) -> int:
@@ -41,7 +48,7 @@ async def run_due_reminders(ctx: AppContext) -> int:
     while True:
         now = ctx.clock()
         async with ctx.db.session() as session:
-            due = [r for r in await reminder_store.due(session, now, now - STALE_CLAIM) if r.id not in tried]
+            due = [r for r in await reminder_store.due(session, now, now - stale_claim(ctx)) if r.id not in tried]
         if not due:
             break
         due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
@@ -67,7 +74,7 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
     now = ctx.clock()
     async with ctx.db.session() as session, session.begin():
         claim = await reminder_store.claim(
-            session, reminder_id, instance=ctx.instance_id, now=now, stale_before=now - STALE_CLAIM
+            session, reminder_id, instance=ctx.instance_id, now=now, stale_before=now - stale_claim(ctx)
         )
         if claim == ClaimResult.NONE:
             return 0  # another process has it

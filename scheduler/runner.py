@@ -16,7 +16,7 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
-from scheduler.reminders import run_due_reminders
+from scheduler.reminders import run_due_reminders, stale_claim
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
 from store import submissions as submission_store
@@ -77,9 +77,10 @@ class ReminderScheduler:
             await asyncio.wait(self._running, timeout=timeout)
 
     async def wake(self) -> None:
-        """Re-plan the one-off job for the earliest pending reminder."""
+        """Re-plan the one-off job for the earliest pending reminder, or the moment a claim
+        held now goes stale: a replica that dies holding one has it taken over then."""
         async with self.ctx.db.session() as session:
-            next_due = await reminder_store.next_due_at(session)
+            next_due = await reminder_store.next_due_at(session, stale_claim=stale_claim(self.ctx))
         if not self.scheduler.running:
             return
         self._next_due = next_due

@@ -3,7 +3,7 @@ compare-and-set updates, so two processes sharing one database never both post."
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,11 +72,27 @@ async def due(session: AsyncSession, now: datetime, stale_before: datetime) -> l
     return list((await session.execute(query)).scalars())
 
 
-async def next_due_at(session: AsyncSession) -> datetime | None:
-    value = (await session.execute(select(func.min(Reminder.due_at)).where(Reminder.state == PENDING))).scalar()
-    if value is not None and value.tzinfo is None:  # aggregates bypass the column type
-        value = value.replace(tzinfo=timezone.utc)
-    return value
+async def next_due_at(session: AsyncSession, *, stale_claim: timedelta | None = None) -> datetime | None:
+    """The earliest pending due time; with `stale_claim`, also when the oldest claim a process
+    holds now would go stale (a claim given back after a failed post is left to the sweep,
+    so a Slack that keeps refusing is not retried in a tight loop)."""
+    pending = _aware((await session.execute(select(func.min(Reminder.due_at)).where(Reminder.state == PENDING))).scalar())
+    if stale_claim is None:
+        return pending
+    held = _aware(
+        (
+            await session.execute(
+                select(func.min(Reminder.claimed_at)).where(Reminder.state == CLAIMED, Reminder.claimed_by.is_not(None))
+            )
+        ).scalar()
+    )
+    times = [t for t in (pending, held + stale_claim if held is not None else None) if t is not None]
+    return min(times, default=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Aggregates bypass the column type: SQLite hands back a naive UTC datetime."""
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 async def claim(

@@ -11,7 +11,7 @@ import pytest
 from store.db import Database
 from store.facts import get_fact, put_fact
 from store.models import MaintenanceWindow, Reminder
-from store.reminders import claim, due, next_due_at
+from store.reminders import claim, due, next_due_at, release
 from store.states import ClaimResult
 
 pytestmark = pytest.mark.both_databases
@@ -68,6 +68,29 @@ def test_due_and_next_due_read_times_in_utc(database_url):
     kinds, next_at = run(database_url, body)
     assert kinds == ["k1"]
     assert next_at == T0 - timedelta(minutes=1) and next_at.tzinfo == timezone.utc
+
+
+def test_next_due_includes_when_a_held_claim_goes_stale_but_not_a_released_one(database_url):
+    """A replica killed holding a claim: the others wake when it goes stale, not at a sweep
+    minutes later. A claim given back after a failed post waits for the sweep."""
+    stale = timedelta(minutes=2)
+
+    async def body(db):
+        held, released, later = await a_window_with_reminders(
+            db, T0, T0 + timedelta(minutes=1), T0 + timedelta(hours=1)
+        )
+        async with db.session() as session, session.begin():
+            assert await claim(session, held, instance="dead", now=T0 + timedelta(seconds=30), stale_before=T0 - stale)
+            assert await claim(session, released, instance="alive", now=T0, stale_before=T0 - stale)
+            await release(session, released, instance="alive")
+        async with db.session() as session:
+            with_claims = await next_due_at(session, stale_claim=stale)
+            pending_only = await next_due_at(session)
+        return with_claims, pending_only
+
+    with_claims, pending_only = run(database_url, body)
+    assert with_claims == T0 + timedelta(seconds=30) + stale and with_claims.tzinfo == timezone.utc
+    assert pending_only == T0 + timedelta(hours=1)
 
 
 def test_of_five_sessions_racing_for_a_claim_exactly_one_wins(database_url):

@@ -34,6 +34,7 @@ SPEC_VARIABLES = (
     "LOG_LEVEL",
     "LOG_FORMAT",
     "METRICS_PORT",
+    "SITREP_TEST_SPEEDUP",
 )
 
 
