@@ -69,12 +69,16 @@ class ReminderScheduler:
         self._track(asyncio.create_task(self._run_due()))
 
     async def stop(self, timeout: float = 10) -> None:
-        """Stop taking new work, and let a delivery under way finish (its claim protects it)."""
+        """Stop taking new work, and let a delivery under way finish (its claim protects it).
+        Paused first, shut down after: APScheduler's shutdown cancels the coroutine jobs
+        still running, which would drop a reminder mid-post and leave its claim held."""
         self.ctx.wake_reminders = None
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()
         if self._running:
             await asyncio.wait(self._running, timeout=timeout)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)  # cancels only what outlived the grace
 
     async def wake(self) -> None:
         """Re-plan the one-off job for the earliest pending reminder, or the moment a claim
