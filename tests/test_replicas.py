@@ -66,11 +66,11 @@ def reminder_messages(slack) -> list[tuple[int, str]]:
     return found
 
 
-def freeze_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started: int):
+def freeze_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started: int, due: datetime):
     """Once `after_started` "started" replies are in, catch a replica holding a claim: stop it
     (SIGSTOP), and if the claim is still held once it is stopped, return it and the claimed
     reminder ids; otherwise let it go on and look again."""
-    deadline = time.monotonic() + 45
+    deadline = time.monotonic() + max(0.0, (due - utcnow()).total_seconds()) + 45
     while time.monotonic() < deadline:
         if sum(kind == "started" for _, kind in reminder_messages(slack)) < after_started:
             time.sleep(0.02)
@@ -120,7 +120,7 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
         slack.wait_for(lambda: len(top_level(slack)) >= FROM_SLACK + FROM_APPFIRST, timeout=max(5, (due - utcnow()).total_seconds()))
         assert utcnow() < due, "the windows were announced only after they started: the setup is too slow for this machine"
 
-        victim, held = freeze_a_claim_holder(replicas, url, slack, after_started=30)
+        victim, held = freeze_a_claim_holder(replicas, url, slack, after_started=30, due=due)
         held_kinds = query(url, f"SELECT window_id, kind FROM reminders WHERE id IN ({', '.join(map(str, held))})")
         landed = [k for k in held_kinds if k in reminder_messages(slack)]  # in Slack, not yet recorded
         victim.kill()
