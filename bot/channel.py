@@ -59,15 +59,40 @@ class Channel:
         self.outbox = outbox if outbox is not None else Outbox()
         self.sender = sender if sender is not None else unpaced_client(slack)
 
-    async def announce(self, message: Message) -> Posted:
+    async def announce(self, message: Message, *, metadata: dict | None = None) -> Posted:
         text, blocks = message
+        extra = {"metadata": metadata} if metadata is not None else {}
         posted = await self.outbox.send(
             self.channel_id,
             "chat.postMessage",
-            lambda: self.sender.chat_postMessage(channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False),
+            lambda: self.sender.chat_postMessage(
+                channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False, **extra
+            ),
             priority=Priority.REPLY,
         )
         return Posted(posted.get("channel", self.channel_id), posted["ts"])
+
+    async def find_announcement(self, event_type: str, payload: dict, *, pages: int = 5) -> Posted | None:
+        """A top-level message among the channel's latest `pages` × 200 tagged with this
+        metadata, or None (an unreadable channel too: posting twice beats never). For a post
+        that may have reached Slack from a process that died before storing where it is."""
+        cursor = None
+        try:
+            for _ in range(pages):
+                page = await self.slack.conversations_history(
+                    channel=self.channel_id, include_all_metadata=True, limit=200, cursor=cursor
+                )
+                for message in page.get("messages", []):
+                    meta = message.get("metadata") or {}
+                    found = meta.get("event_payload") or {}
+                    if meta.get("event_type") == event_type and all(found.get(k) == v for k, v in payload.items()):
+                        return Posted(self.channel_id, message["ts"])
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except SlackApiError as exc:
+            log.warning("could not read the channel %s: %s", self.channel_id, slack_error(exc))
+        return None
 
     async def announced(
         self,

@@ -168,3 +168,47 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
         f"{finished_at:%H:%M:%S}, "
         f"{slack.rate_limited} answered 429, {time.monotonic() - began:.0f} s in all"
     )
+
+
+def test_a_replica_killed_between_slack_taking_an_announcement_and_storing_it_is_not_announced_twice(
+    full_env, slack, appfirst, tmp_path
+):
+    """`kill -9` after Slack took a window's announcement but before its ts was stored: the
+    next process's sync finds the tagged announcement in the channel and stores it instead
+    of announcing the window again."""
+    import sqlite3
+
+    from tests.support.harness import free_port
+    from tests.support.replicas import Replica
+
+    appfirst.shift = timedelta(0)
+    start = utcnow() + timedelta(hours=2)
+    appfirst.add_window(start, start + timedelta(hours=1), reason="Announced once", servers=[3])
+    env = full_env | {"MAINTENANCE_BACKEND": "appfirst", "SITREP_SYNC_INTERVAL": "10"}
+    slack.post_latency = 30.0  # Slack takes the post; its answer never reaches the first process
+
+    first = Replica(env | {"PORT": str(free_port())}, tmp_path, tmp_path / "first.log")
+    try:
+        first.wait_ready()
+        slack.wait_for(lambda: top_level(slack), timeout=20)  # the first sync announced it
+        first.kill()
+    finally:
+        if first.process.poll() is None:
+            first.kill()
+    with sqlite3.connect(tmp_path / "sitrep.db") as db:
+        assert db.execute("SELECT message_ts FROM maintenance_windows").fetchall() == [(None,)]
+
+    slack.post_latency = 0.0
+    second = Replica(env | {"PORT": str(free_port())}, tmp_path, tmp_path / "second.log")
+    try:
+        second.wait_ready()
+        slack.wait_for(lambda: "already announced" in second.output(), timeout=20)
+        assert second.stop() == 0
+    finally:
+        if second.process.poll() is None:
+            second.kill()
+    [parent] = top_level(slack)
+    assert "Announced once" in parent["text"]
+    with sqlite3.connect(tmp_path / "sitrep.db") as db:
+        assert db.execute("SELECT message_ts FROM maintenance_windows").fetchall() == [(parent["ts"],)]
+    assert "Traceback" not in second.output()

@@ -4,6 +4,7 @@ thread, refreshing its announcement, and when the API last answered a list."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,12 @@ from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
 from store.states import WindowState
+
+
+log = logging.getLogger(__name__)
+
+#: The metadata event type of a window's announcement (its payload: `window_id`).
+ANNOUNCEMENT_EVENT = "sitrep_window"
 
 
 def posted_at(window: MaintenanceWindow) -> Posted | None:
@@ -118,7 +125,7 @@ class Windows:
             if current is None or current.message_ts:
                 continue  # a reminder announced it meanwhile
             refused = await self.ctx.channel.after_upstream(
-                lambda window_id=window.id: self.announce(window_id),
+                lambda window_id=window.id: self.announce(window_id, look_first=True),
                 what=f"announcing maintenance #{window.id}",
                 upstream=backend.service,
                 then="The next sync tries again.",
@@ -127,10 +134,19 @@ class Windows:
         return announced
 
     # --- the channel ------------------------------------------------------------------
-    async def announce(self, window_id: int) -> MaintenanceWindow:
-        """Post the window's one parent message and store where it is."""
+    async def announce(self, window_id: int, *, look_first: bool = False) -> MaintenanceWindow:
+        """Post the window's one parent message, tagged with its id, and store where it is.
+        `look_first`: a window that should have been announced already (by a process that may
+        have died between Slack taking the post and storing it) is looked for in the channel
+        first, so it is never announced twice."""
         window = await self.get(window_id)
-        posted = await self.ctx.channel.announce(announcement(window))
+        tag = {"event_type": ANNOUNCEMENT_EVENT, "event_payload": {"window_id": window_id}}
+        if look_first:
+            found = await self.ctx.channel.find_announcement(ANNOUNCEMENT_EVENT, tag["event_payload"])
+            if found is not None:
+                log.info("maintenance #%s was already announced (%s); storing it", window_id, found.ts)
+                return await self._remember(window_id, found)
+        posted = await self.ctx.channel.announce(announcement(window), metadata=tag)
         return await self._remember(window_id, posted)
 
     async def _remember(self, window_id: int, posted: Posted) -> MaintenanceWindow:
@@ -162,7 +178,7 @@ class Windows:
         window = await self.get(window_id)
         if window is None:
             raise NotFound(f"Maintenance #{window_id} is not in the store.")
-        at = await self.ctx.channel.announced(
-            posted_at(window), lambda: announcement(window), lambda posted: self._remember(window_id, posted)
-        )
+        at = posted_at(window)
+        if at is None:  # Slack refused it then, or its process died before storing it
+            at = posted_at(await self.announce(window_id, look_first=True))
         return await self.ctx.channel.reply(at, message, broadcast=broadcast, metadata=metadata)
