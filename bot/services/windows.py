@@ -21,7 +21,6 @@ from store import maintenance as window_store
 from store.models import MaintenanceWindow
 from store.states import WindowState
 
-
 log = logging.getLogger(__name__)
 
 #: The metadata event type of a window's announcement (its payload: `window_id`).
