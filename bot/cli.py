@@ -10,7 +10,7 @@ import signal
 import sys
 
 from bot.logs import configure as configure_logs
-from bot.settings import Settings, SettingsError, load_settings
+from bot.settings import MigrateSettings, Settings, SettingsError, load_migrate_settings, load_settings
 
 log = logging.getLogger("sitrep.cli")
 
@@ -19,6 +19,18 @@ def secrets_of(settings: Settings) -> list[str]:
     values = [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token]
     values += [settings.statuspage_api_key, settings.appfirst_api_key]
     return [v.get_secret_value() for v in values if v is not None]
+
+
+def _url_password(database_url: str) -> list[str]:
+    """The password in `DATABASE_URL`, kept out of every log line like the other secrets."""
+    from sqlalchemy.engine import make_url  # loaded when used (start-up cost)
+    from sqlalchemy.exc import ArgumentError  # (same reason)
+
+    try:
+        password = make_url(database_url).password
+    except ArgumentError:
+        return []
+    return [str(password)] if password else []
 
 
 def configure_logging(settings: Settings) -> None:
@@ -76,7 +88,7 @@ async def _serve(settings: Settings) -> None:
         await bot.serve_http()
 
 
-async def migrate(settings: Settings, out=print) -> int:
+async def migrate(settings: Settings | MigrateSettings, out=print) -> int:
     """Bring the schema to the head revision (what `sitrep run` also does at start, under the
     same lock). Exit 0 when done, 2 when `DATABASE_URL` cannot be used."""
     # Imported here: `sitrep --version` and `--help` need neither SQLAlchemy nor Alembic.
@@ -264,7 +276,8 @@ def _parser() -> argparse.ArgumentParser:
         "migrate",
         help="upgrade the database schema to this version's",
         description=(
-            "Upgrade the schema of DATABASE_URL to the newest revision this sitrep knows, then exit. Replicas "
+            "Upgrade the schema of DATABASE_URL to the newest revision this sitrep knows, then exit. Only "
+            "DATABASE_URL (and LOG_LEVEL, LOG_FORMAT) is read: no Slack setting is needed. Replicas "
             "take a PostgreSQL advisory lock first, so several starting together migrate once. Exit 0 when "
             "done, 2 when the database cannot be used."
         ),
@@ -285,15 +298,21 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(**({"sitrep_sandbox": True} if getattr(args, "sandbox", False) else {}))
+        # `migrate` reads only DATABASE_URL (and the log settings): a deploy step or an init
+        # container can run it without the Slack secrets.
+        if args.command == "migrate":
+            settings = load_migrate_settings()
+        else:
+            settings = load_settings(**({"sitrep_sandbox": True} if getattr(args, "sandbox", False) else {}))
     except SettingsError as exc:
         print(f"sitrep: {exc}", file=sys.stderr)
         return 2
+    if isinstance(settings, MigrateSettings):
+        configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=_url_password(settings.database_url))
+        return asyncio.run(migrate(settings, out=_line_to(sys.stdout, sys.stderr)))
     configure_logging(settings)
     if args.command == "check":
         return asyncio.run(check(settings))
-    if args.command == "migrate":
-        return asyncio.run(migrate(settings, out=_line_to(sys.stdout, sys.stderr)))
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal; under the
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -17,10 +17,11 @@ from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
 from bot.errors import SubmissionUnknown
 from bot.metrics import Metrics
-from bot.outbox import Outbox, Rate, Reserve
+from bot.outbox import Outbox, Rate, Reserve, scaled_rates
 from bot.settings import Settings
 from store.db import Database
 from store.pace import reserve_slot
+from store.reminders import STALE_CLAIM
 
 if TYPE_CHECKING:
     from bot.backends.base import MaintenanceBackend
@@ -57,6 +58,13 @@ class AppContext:
     # One outbox per process: every post and edit to a channel is paced through it.
     outbox: Outbox = field(default_factory=Outbox)
     _sender: AsyncWebClient | None = field(default=None, repr=False)
+
+    @property
+    def stale_claim(self) -> timedelta:
+        """How long a claim may stay unfinished before another process takes it over: longer
+        than a post can wait in the channel's queue, so only a dead process's claim goes stale.
+        The `SITREP_TEST_SPEEDUP` test hook shortens it as much as it speeds up that queue."""
+        return STALE_CLAIM / self.settings.sitrep_test_speedup
 
     @property
     def channel(self) -> Channel:
@@ -116,8 +124,14 @@ def build_context(
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
     db = Database(settings.database_url)
+    # SITREP_TEST_SPEEDUP is a test hook (see Settings): Slack's pace, sped up; 1 in production.
+    rates = scaled_rates(settings.sitrep_test_speedup) if settings.sitrep_test_speedup != 1 else None
     ctx = AppContext(
-        settings=settings, db=db, slack=make_slack_client(settings), clock=clock, outbox=Outbox(reserve=shared_pace(db))
+        settings=settings,
+        db=db,
+        slack=make_slack_client(settings),
+        clock=clock,
+        outbox=Outbox(rates=rates, reserve=shared_pace(db)),
     )
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)

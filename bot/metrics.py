@@ -93,7 +93,7 @@ class Metrics:
             buckets=_LATENESS_BUCKETS, registry=r,
         )
         self.sync_seconds = Histogram(
-            "sitrep_sync_seconds", "Maintenance sync runs by outcome (ok, failed).", ["outcome"],
+            "sitrep_sync_seconds", "Maintenance sync runs by outcome (ok, failed, skipped: another replica was syncing).", ["outcome"],
             buckets=_SYNC_BUCKETS, registry=r,
         )
         self.drafts = Gauge("sitrep_drafts", "Kept drafts by state, read from the store at scrape time.", ["state"], registry=r)

@@ -67,6 +67,13 @@ SLACK_RATES: dict[str, Rate] = {
     "chat.postMessage": Rate(per_second=1.0, burst=4),
     "chat.update": Rate(per_second=50 / 60, burst=8),
 }
+
+
+def scaled_rates(speedup: float) -> dict[str, Rate]:
+    """Slack's limits `speedup` times faster (the `SITREP_TEST_SPEEDUP` test hook)."""
+    return {method: Rate(rate.per_second * speedup, rate.burst) for method, rate in SLACK_RATES.items()}
+
+
 DEFAULT_RETRY_AFTER = 1.0
 MAX_ATTEMPTS = 5
 PAUSE_CAP = 2.0

@@ -60,6 +60,7 @@ EXPECTED: dict[str, str] = {
     "LOG_FORMAT": "text or json",
     "METRICS_PORT": "a port number between 1 and 65535",
     "SITREP_SANDBOX": "1 or 0 (true or false)",
+    "SITREP_TEST_SPEEDUP": "a whole number from 1 to 1000 (tests against a fake Slack only; 1 with Slack)",
 }
 
 # Seed 004 shows only `Investigating`, `Identified` and `Major Outage`; the rest are the
@@ -164,6 +165,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9090, ge=1, le=65535)
     #: Stand-ins for the status page and AppFirst inside the process (`sitrep run --sandbox`).
     sitrep_sandbox: bool = False
+    #: A test hook, never for Slack itself: the channel pacing runs this many times faster and
+    #: a dead replica's reminder claim is taken over this many times sooner, for end-to-end
+    #: tests of real processes on real time against a fake Slack paced as much faster.
+    #: At 1 (the default) nothing changes.
+    sitrep_test_speedup: int = Field(default=1, ge=1, le=1000)
 
     @field_validator("slack_bot_token")
     @classmethod
@@ -325,10 +331,32 @@ class Settings(BaseSettings):
         return not self.sitrep_admins or user_id in self.sitrep_admins
 
 
+class MigrateSettings(BaseSettings):
+    """What `sitrep migrate` needs: the database, and how to log. Read on its own so a deploy
+    step (or an init container) can upgrade the schema without the Slack secrets."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = "sqlite:///sitrep.db"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    _database_url = field_validator("database_url")(Settings._database_url.__func__)
+    _log_word = field_validator("log_level", "log_format", mode="before")(Settings._log_word.__func__)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment (and `.env`) once; raise `SettingsError` naming one variable."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _to_settings_error(exc) from None
+
+
+def load_migrate_settings(**overrides: object) -> MigrateSettings:
+    """Only `DATABASE_URL` and the log settings: `sitrep migrate` needs nothing else."""
+    try:
+        return MigrateSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise _to_settings_error(exc) from None
 

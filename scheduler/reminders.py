@@ -3,8 +3,9 @@ exactly once; the same rows and claims carry incidents' update nudges (`schedule
 
 The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
 is claimed atomically before posting; a claim whose process died is taken over after
-`STALE_CLAIM` (on the database's clock), and the thread is searched for the reminder's
-metadata tag first so a post that did reach Slack is not repeated. Each claim carries a
+`stale_claim` (on the database's clock; every process wakes then, not only at its next
+sweep), and the thread is searched for the reminder's metadata tag first so a post that did
+reach Slack is not repeated. Each claim carries a
 fencing token, checked just before the post leaves: a process whose claim was taken over
 never posts. A 429 hands the reminder back with "not before" = now + Retry-After; the next
 wake-up after that posts it, and nothing else waits for it."""
@@ -24,7 +25,7 @@ from scheduler.nudges import deliver_nudge
 from scheduler.rooms import deliver_archive
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
-from store.reminders import STALE_CLAIM, Claim
+from store.reminders import Claim
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,11 @@ ANNOUNCEMENT_BUSY_RETRY = 15  # seconds: another replica is announcing the windo
 LATE_AFTER = timedelta(minutes=1)  # posted later than this after its due time: say so
 LATE_END_LIMIT = timedelta(hours=1)  # a missed "ended" older than this is only recorded
 METADATA_EVENT = "sitrep_reminder"
+
+
+def stale_claim(ctx: AppContext) -> timedelta:
+    """See `AppContext.stale_claim`."""
+    return ctx.stale_claim
 
 
 async def run_due_reminders(ctx: AppContext) -> int:
@@ -46,7 +52,7 @@ async def run_due_reminders(ctx: AppContext) -> int:
     while True:
         now = ctx.clock()
         async with ctx.db.session() as session:
-            due = [r for r in await reminder_store.due(session, now, stale_after=STALE_CLAIM) if r.id not in tried]
+            due = [r for r in await reminder_store.due(session, now, stale_after=stale_claim(ctx)) if r.id not in tried]
         if not due:
             break
         due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
@@ -72,7 +78,7 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
     reminder_id, kind = reminder.id, reminder.kind
     now = ctx.clock()
     async with ctx.db.session() as session, session.begin():
-        claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=STALE_CLAIM)
+        claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
         if not claim:
             return 0  # another process has it
         if reminder.incident_id is None:

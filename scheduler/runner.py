@@ -17,7 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
 from bot.services import recovery
-from scheduler.reminders import run_due_reminders
+from scheduler.reminders import run_due_reminders, stale_claim
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
 from store import submissions as submission_store
@@ -105,17 +105,22 @@ class ReminderScheduler:
             await asyncio.sleep(self.ctx.settings.sitrep_heartbeat)
 
     async def stop(self, timeout: float = 10) -> None:
-        """Stop taking new work, and let a delivery under way finish (its claim protects it)."""
+        """Stop taking new work, and let a delivery under way finish (its claim protects it).
+        Paused first, shut down after: APScheduler's shutdown cancels the coroutine jobs
+        still running, which would drop a reminder mid-post and leave its claim held."""
         self.ctx.wake_reminders = None
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()
         if self._running:
             await asyncio.wait(self._running, timeout=timeout)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)  # cancels only what outlived the grace
 
     async def wake(self) -> None:
-        """Re-plan the one-off job for the earliest pending reminder."""
+        """Re-plan the one-off job for the earliest pending reminder, or the moment a claim
+        held now goes stale: a replica that dies holding one has it taken over then."""
         async with self.ctx.db.session() as session:
-            next_due = await reminder_store.next_due_at(session)
+            next_due = await reminder_store.next_due_at(session, stale_claim=stale_claim(self.ctx))
         if not self.scheduler.running:
             return
         self._next_due = next_due
@@ -159,7 +164,8 @@ class ReminderScheduler:
             self._track(task)
         started, outcome = time.perf_counter(), "failed"
         try:
-            outcome = "failed" if (await sync_windows(self.ctx)).failed else "ok"
+            report = await sync_windows(self.ctx)
+            outcome = "failed" if report.failed else "skipped" if report.skipped else "ok"
         except Exception:  # noqa: BLE001 - a failing sync never stops the bot
             log.exception("maintenance sync failed; retrying at the next interval")
         finally:

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.backends.base import BackendWindow
+from bot.backends.base import BackendWindow, MaintenanceBackend
 from bot.context import AppContext
 from bot.errors import UpstreamError
 from bot.messages import maintenance as messages
@@ -37,10 +37,17 @@ class SyncReport:
     vanished: int = 0
     ended: int = 0
     failed: bool = False
+    skipped: bool = False  # another replica was syncing: its pass covers this interval
+
+
+#: The lock (`Database.exclusive`) that keeps the sync to one replica at a time.
+SYNC_LOCK = "maintenance-sync"
 
 
 async def sync_windows(ctx: AppContext) -> SyncReport:
-    """One pass. Its cost follows what changed: the stored side is read in one query of plain
+    """One pass, by one replica at a time: a replica that finds another syncing skips its
+    turn (the other's pass sees the same API), so N replicas never read every page N times
+    nor race each other to adopt the same window. Its cost follows what changed: the stored side is read in one query of plain
     tuples (active windows only, after a snapshot of their IDs) and compared in memory; only
     new, moved or vanished windows cost more. AppFirst documents no order for its list (the
     seed's example happens to be newest first), so every page is read: stopping early on an
@@ -50,6 +57,15 @@ async def sync_windows(ctx: AppContext) -> SyncReport:
     report = SyncReport()
     if backend is None:
         return report
+    async with ctx.db.exclusive(SYNC_LOCK) as held:
+        if not held:
+            log.debug("maintenance sync skipped: another replica is syncing")
+            report.skipped = True
+            return report
+        return await _sync_pass(ctx, backend, report)
+
+
+async def _sync_pass(ctx: AppContext, backend: MaintenanceBackend, report: SyncReport) -> SyncReport:
     # What we knew before asking: a window scheduled from Slack while the pages are being
     # read must not look as if it had vanished upstream.
     async with ctx.db.session() as session:

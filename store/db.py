@@ -1,12 +1,14 @@
 """The async engine and session factory, and the schema brought to the head revision under a
 lock: a PostgreSQL advisory lock (replicas starting together migrate once), a lock file
-beside a SQLite database."""
+beside a SQLite database. The same two kinds of lock keep a periodic job (the sync) to one
+replica at a time: `exclusive()`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import sqlite3
@@ -92,6 +94,7 @@ class Database:
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.session = async_sessionmaker(self.engine, expire_on_commit=False, class_=AsyncSession)
+        self._local_locks: dict[str, asyncio.Lock] = {}
 
     async def upgrade(self) -> str | None:
         """Bring the schema to the head revision; returns the revision it was at (None: empty).
@@ -146,6 +149,56 @@ class Database:
         await self.engine.dispose()
 
     @contextlib.asynccontextmanager
+    async def exclusive(self, name: str):
+        """Yield True to the one process (of all sharing this database) that holds the lock
+        `name`, False at once to the others: they skip the work rather than wait for it.
+
+        PostgreSQL: a session advisory lock (`pg_try_advisory_lock`) on a connection kept for
+        the duration; it dies with the connection, so a replica killed mid-pass never leaves
+        it held. SQLite: a non-blocking `flock` on a file beside the database, which the
+        kernel releases when the process dies. An in-memory SQLite has one process only."""
+        if self._sqlite_path is None and self.engine.dialect.name == "postgresql":
+            async with self._advisory_lock(_lock_key(name)) as held:
+                yield held
+            return
+        if self._sqlite_path is None:
+            lock = self._local_locks.setdefault(name, asyncio.Lock())
+            if lock.locked():
+                yield False
+                return
+            async with lock:
+                yield True
+            return
+        fd = os.open(f"{self._sqlite_path}.{name}-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextlib.asynccontextmanager
+    async def _advisory_lock(self, key: int):
+        conn = await self.engine.connect()
+        held = False
+        try:
+            held = bool((await conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": key})).scalar())
+            await conn.commit()  # a session lock: it needs no open transaction while the work runs
+            yield held
+        finally:
+            try:
+                if held:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    await conn.commit()
+            except Exception:  # noqa: BLE001 - never give a connection holding the lock back to the pool
+                await conn.invalidate()
+            finally:
+                await conn.close()
+
+    @contextlib.asynccontextmanager
     async def _migration_lock(self):
         """SQLite has no advisory locks and Alembic's SQLite DDL is not transactional: a lock
         file beside the database keeps two processes on one file from migrating together."""
@@ -190,6 +243,11 @@ def _forget_late(task: asyncio.Task) -> None:
 
 # Any fixed 64-bit number, the same in every replica: "sitrep migrations".
 _MIGRATION_LOCK_KEY = 0x5173_7265_704D_6967
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for a lock's name, the same in every replica."""
+    return int.from_bytes(hashlib.sha256(f"sitrep:{name}".encode()).digest()[:8], "big", signed=True)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - trivial

@@ -91,15 +91,32 @@ async def due(session: AsyncSession, now: datetime, *, stale_after: timedelta) -
     return list((await session.execute(query)).scalars())
 
 
-async def next_due_at(session: AsyncSession) -> datetime | None:
-    """When the earliest pending reminder may go: its due time, or its "not before"."""
+async def next_due_at(session: AsyncSession, *, stale_claim: timedelta | None = None) -> datetime | None:
+    """When the earliest pending reminder may go (its due time, or its "not before"); with
+    `stale_claim`, also when the oldest claim a process holds now would go stale (a claim
+    given back after a failed post is left to the sweep, so a Slack that keeps refusing is
+    not retried in a tight loop). Claim times are on the database's clock, due times on the
+    bot's: close enough to plan a wake-up."""
     wake_at = func.coalesce(Reminder.not_before, Reminder.due_at)
-    value = (await session.execute(select(func.min(wake_at)).where(Reminder.state == PENDING))).scalar()
-    if isinstance(value, str):  # SQLite: an aggregate over text bypasses the column type
+    pending = _aware((await session.execute(select(func.min(wake_at)).where(Reminder.state == PENDING))).scalar())
+    if stale_claim is None:
+        return pending
+    held = _aware(
+        (
+            await session.execute(
+                select(func.min(Reminder.claimed_at)).where(Reminder.state == CLAIMED, Reminder.claimed_by.is_not(None))
+            )
+        ).scalar()
+    )
+    times = [t for t in (pending, held + stale_claim if held is not None else None) if t is not None]
+    return min(times, default=None)
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """Aggregates bypass the column type: SQLite hands back text or a naive UTC datetime."""
+    if isinstance(value, str):
         value = datetime.fromisoformat(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value
+    return value.replace(tzinfo=timezone.utc) if value is not None and value.tzinfo is None else value
 
 
 @dataclass(frozen=True)

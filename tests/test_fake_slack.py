@@ -533,6 +533,21 @@ async def test_await_for_times_out_with_dump(slack: FakeSlack, client: AsyncWebC
         await slack.await_for(lambda: slack.messages("C404"), timeout=0.05)
 
 
+async def test_post_latency_answers_late_with_the_message_already_in_the_channel(slack: FakeSlack, client: AsyncWebClient):
+    """`post_latency`: Slack has the post before its answer arrives (what a sender killed in
+    between never learns)."""
+    import asyncio
+
+    slack.post_latency = 0.5
+    started = time.monotonic()
+    sending = asyncio.ensure_future(client.chat_postMessage(channel="C1", text="landed"))
+    seen = await slack.await_for(lambda: slack.messages("C1"), timeout=2)
+    assert seen[0]["text"] == "landed" and not sending.done()
+    assert (await sending)["ok"] and time.monotonic() - started >= 0.5
+    slack.reset()
+    assert slack.post_latency == 0.0
+
+
 # ------------------------------------------------------------------ signing
 
 

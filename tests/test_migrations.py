@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -18,7 +19,6 @@ from store import migrations
 from store.db import Database, DatabaseUnusable
 from store.models import Base, MaintenanceWindow
 from store.reminders import due
-from tests.support.harness import CHANNEL
 from tests.support.process import SPEC_VARIABLES
 
 BOTH = pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
@@ -107,8 +107,8 @@ def test_a_schema_from_a_newer_sitrep_stops_with_one_sentence(fresh_database_url
 
 
 def migrate_process(database_url: str, cwd) -> subprocess.Popen:
+    """`sitrep migrate` with DATABASE_URL as the only SPEC variable: no Slack setting at all."""
     env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
-    env |= {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": "secret", "SITREP_CHANNEL": CHANNEL}
     env |= {"DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "bot", "migrate"], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
@@ -138,3 +138,22 @@ def test_sitrep_migrate_on_an_unusable_database_says_so_in_one_line(tmp_path):
     out, err = migrate_process("postgresql://sitrep:db-password-77@127.0.0.1:1/sitrep", tmp_path).communicate(timeout=60)
     assert out == "" and len(err.strip().splitlines()) == 1, err
     assert err.startswith("sitrep: DATABASE_URL cannot be opened or written") and "db-password-77" not in err
+
+
+def test_sitrep_migrate_needs_only_database_url(tmp_path):
+    """A deploy step or init container has the database, not the Slack secrets."""
+    url = f"sqlite:///{tmp_path / 'only.db'}"
+    process = migrate_process(url, tmp_path)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, out + err
+    assert out.strip().splitlines() == [f"database: at revision {migrations.head()} (was empty)"], out + err
+    assert "Traceback" not in err and "SLACK" not in err and "SITREP_CHANNEL" not in err
+    with sqlite3.connect(tmp_path / "only.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrations.head(),)]
+
+
+def test_sitrep_migrate_with_a_malformed_database_url_names_it(tmp_path):
+    process = migrate_process("not a url", tmp_path)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and out == ""
+    assert err.strip().splitlines() == ["sitrep: DATABASE_URL is not valid: expected a SQLAlchemy URL such as sqlite:///sitrep.db."]

@@ -287,6 +287,20 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
         assert len(reminder_posts(slack, window, "started")) == 1
 
 
+def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
+    """SIGTERM while a reminder waits on Slack (429, Retry-After 2 s): the stop waits for it,
+    so it is posted and recorded, not cancelled mid-post with its claim left held."""
+    with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
+        now = datetime.now(UTC)
+        form = ScheduleForm(title="Stop mid-post", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
+        window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
+        slack.fail_next("chat.postMessage", status=429, retry_after=2)
+        slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed", timeout=10)
+        bot.run(bot.bot.scheduler.stop(timeout=10))
+        assert reminders(bot, window.id)["started"].state == "posted"
+        assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == METADATA_EVENT]) == 1
+
+
 @pytest.mark.parametrize("days", [-400, 0, 400])
 def test_the_live_scheduler_follows_the_injected_clock_at_any_date(settings, slack, days):
     """The bot's clock set far from the machine's: the live timers still fire each reminder

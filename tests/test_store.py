@@ -13,7 +13,7 @@ from store.db import Database
 from store.dbclock import db_utc_now
 from store.facts import get_fact, put_fact
 from store.models import MaintenanceWindow, Reminder
-from store.reminders import claim, confirm, due, finish, next_due_at
+from store.reminders import claim, confirm, due, finish, next_due_at, release
 from store.states import ClaimResult
 
 pytestmark = pytest.mark.both_databases
@@ -70,6 +70,34 @@ def test_due_and_next_due_read_times_in_utc(database_url):
     kinds, next_at = run(database_url, body)
     assert kinds == ["k1"]
     assert next_at == T0 - timedelta(minutes=1) and next_at.tzinfo == timezone.utc
+
+
+def test_next_due_includes_when_a_held_claim_goes_stale_but_not_a_released_one(database_url):
+    """A replica killed holding a claim: the others wake when it goes stale, not at a sweep
+    minutes later. A claim given back after a failed post waits for the sweep. Claims are
+    stamped on the database's clock (real time here), due times on the bot's."""
+    stale = timedelta(minutes=2)
+    soon = datetime.now(timezone.utc) + timedelta(minutes=30)  # pending, later than the stale time
+
+    async def body(db):
+        held, released, later = await a_window_with_reminders(db, T0, T0 + timedelta(minutes=1), soon)
+        async with db.session() as session:
+            rows = {r.id: r for r in await due(session, T0 + timedelta(minutes=1), stale_after=stale)}
+        before = datetime.now(timezone.utc)
+        async with db.session() as session, session.begin():
+            assert await claim(session, rows[held], instance="dead", stale_after=stale)
+            taken = await claim(session, rows[released], instance="alive", stale_after=stale)
+            await release(session, released, token=taken.token)
+        after = datetime.now(timezone.utc)
+        async with db.session() as session:
+            with_claims = await next_due_at(session, stale_claim=stale)
+            pending_only = await next_due_at(session)
+        return before, after, with_claims, pending_only
+
+    before, after, with_claims, pending_only = run(database_url, body)
+    assert with_claims.tzinfo == timezone.utc
+    assert before + stale - timedelta(seconds=5) <= with_claims <= after + stale + timedelta(seconds=5)
+    assert abs(pending_only - soon) < timedelta(seconds=1)
 
 
 def test_of_five_sessions_racing_for_a_claim_exactly_one_wins(database_url):

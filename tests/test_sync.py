@@ -464,3 +464,69 @@ def test_a_sync_with_nothing_changed_writes_nothing_and_costs_the_same_however_m
         costs.append(list(seen))
     assert len(windows(bot)) == 200
     assert costs[0] == costs[1]
+
+
+def test_only_one_instance_syncs_at_a_time_the_other_skips(appfirst_settings, appfirst, slack, clock):
+    """Two replicas whose sync timers fire together: one pass reads AppFirst and adopts, the
+    other finds the sync lock held and skips at once, reading nothing."""
+    import threading
+
+    for hour in range(1, 4):
+        appfirst.add_window(T0 + timedelta(hours=hour), T0 + timedelta(hours=hour, minutes=30), reason=f"W{hour}")
+    with BotUnderTest(appfirst_settings, clock=clock) as one, BotUnderTest(appfirst_settings, clock=clock) as two:
+        appfirst.requests.clear()
+        appfirst.latency = 1.0  # the first pass is still reading the list when the second starts
+        barrier = threading.Barrier(2)
+        reports = {}
+
+        def race(name, bot):
+            barrier.wait()
+            reports[name] = sync(bot)
+
+        threads = [threading.Thread(target=race, args=item) for item in (("one", one), ("two", two))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ran = [r for r in reports.values() if not r.skipped]
+        skipped = [r for r in reports.values() if r.skipped]
+        assert len(ran) == 1 and len(skipped) == 1, reports
+        assert ran[0].adopted == 3 and skipped[0].adopted == 0
+        lists = [r for r in appfirst.requests if r.method == "GET" and r.path.endswith("/maintenance_windows/")]
+        assert len(lists) == 1  # one pass read the API, once
+        assert len(announcements(slack)) == 3
+
+        # The lock is given back: the next pass runs (and finds nothing new).
+        appfirst.latency = 0.0
+        again = sync(two)
+        assert not again.skipped and again.adopted == 0
+
+
+def test_the_sync_lock_is_held_by_one_holder_and_given_back(appfirst_bot):
+    """`Database.exclusive` itself: a second holder is refused while the first holds it,
+    then gets it, including after the first holder's work raised."""
+    db = appfirst_bot.ctx.db
+
+    async def nested():
+        async with db.exclusive("x") as first:
+            async with db.exclusive("x") as second:
+                inner = second
+            async with db.exclusive("y") as other:  # another name is another lock
+                assert other
+        return first, inner
+
+    assert appfirst_bot.run(nested()) == (True, False)
+
+    async def raising():
+        async with db.exclusive("x") as held:
+            assert held
+            raise RuntimeError("the pass failed")
+
+    with pytest.raises(RuntimeError):
+        appfirst_bot.run(raising())
+
+    async def again():
+        async with db.exclusive("x") as held:
+            return held
+
+    assert appfirst_bot.run(again()) is True

@@ -23,7 +23,6 @@ from store import facts
 from store import maintenance as window_store
 from store.db import STORE_FAILURES, bounded
 from store.models import MaintenanceWindow
-from store.reminders import STALE_CLAIM
 from store.states import ClaimResult, WindowState
 
 log = logging.getLogger(__name__)
@@ -33,8 +32,6 @@ ANNOUNCEMENT_EVENT = "sitrep_announcement"
 looks for it in the channel before posting."""
 ANNOUNCE_WAIT = 5.0
 """Seconds to wait for another replica's announcement of the same window before giving up."""
-
-log = logging.getLogger(__name__)
 
 NOTE_BOUND_SECONDS = 1.0  # a person is waiting for the list this note rides along with
 
@@ -167,7 +164,7 @@ class Windows:
         db, instance = self.ctx.db, self.ctx.instance_id
         async with db.session() as session, session.begin():
             claim = await announcement_store.claim_announcement(
-                session, window_id, instance=instance, stale_after=STALE_CLAIM
+                session, window_id, instance=instance, stale_after=self.ctx.stale_claim
             )
         if not claim:
             return await self._announced_elsewhere(window_id), False

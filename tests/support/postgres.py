@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 ADMIN_URL = os.environ.get("SITREP_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def _connect_kwargs(url: str) -> dict:
+def connect_kwargs(url: str) -> dict:
     u = make_url(url)
     return {"host": u.host, "port": u.port or 5432, "user": u.username, "password": u.password, "database": u.database}
 
@@ -22,7 +22,7 @@ def _connect_kwargs(url: str) -> dict:
 async def _admin(*statements: str) -> list:
     import asyncpg  # a test dependency of the PostgreSQL half only
 
-    conn = await asyncpg.connect(**_connect_kwargs(ADMIN_URL), timeout=5)
+    conn = await asyncpg.connect(**connect_kwargs(ADMIN_URL), timeout=5)
     try:
         return [await conn.fetch(s) for s in statements]
     finally:
@@ -58,7 +58,7 @@ class PostgresDatabases:
         async def go():
             import asyncpg
 
-            conn = await asyncpg.connect(**_connect_kwargs(url), timeout=5)
+            conn = await asyncpg.connect(**connect_kwargs(url), timeout=5)
             try:
                 rows = await conn.fetch(
                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"

@@ -561,6 +561,10 @@ class FakeSlack:
             await asyncio.sleep(delay)
         with self._lock:
             status, body, headers = self._dispatch(method, args, token, problems)
+        if method == "chat.postMessage" and self.post_latency:
+            # Taken (a success is in the channel already), answered late: a sender that dies
+            # meanwhile never learns its post landed.
+            await asyncio.sleep(self.post_latency)
         return web.json_response(body, status=status, headers=headers)
 
     @staticmethod
@@ -770,6 +774,7 @@ class FakeSlack:
         #: (monotonic time, method, args) of each chat.postMessage / chat.update Slack took.
         self.accepted: list[tuple[float, str, Json]] = []
         self.rate_limited = 0  # calls answered 429 by the tiers
+        self.post_latency = 0.0  # seconds each chat.postMessage answer takes, after it is taken
         self._calls: list[SlackCall] = []
         self._violations: list[str] = []
         self._messages: list[Json] = []
