@@ -174,8 +174,9 @@ def test_a_replica_killed_between_slack_taking_an_announcement_and_storing_it_is
     full_env, slack, appfirst, tmp_path
 ):
     """`kill -9` after Slack took a window's announcement but before its ts was stored: the
-    next process's sync finds the tagged announcement in the channel and stores it instead
-    of announcing the window again."""
+    dead process's announcement claim goes stale (sped up 20× by the test hook: 6 s), and
+    the next process, taking it over, finds the tagged announcement in the channel and
+    stores it instead of announcing the window again."""
     import sqlite3
 
     from tests.support.harness import free_port
@@ -184,7 +185,7 @@ def test_a_replica_killed_between_slack_taking_an_announcement_and_storing_it_is
     appfirst.shift = timedelta(0)
     start = utcnow() + timedelta(hours=2)
     appfirst.add_window(start, start + timedelta(hours=1), reason="Announced once", servers=[3])
-    env = full_env | {"MAINTENANCE_BACKEND": "appfirst", "SITREP_SYNC_INTERVAL": "10"}
+    env = full_env | {"MAINTENANCE_BACKEND": "appfirst", "SITREP_SYNC_INTERVAL": "10", "SITREP_TEST_SPEEDUP": "20"}
     slack.post_latency = 30.0  # Slack takes the post; its answer never reaches the first process
 
     first = Replica(env | {"PORT": str(free_port())}, tmp_path, tmp_path / "first.log")
@@ -202,7 +203,7 @@ def test_a_replica_killed_between_slack_taking_an_announcement_and_storing_it_is
     second = Replica(env | {"PORT": str(free_port())}, tmp_path, tmp_path / "second.log")
     try:
         second.wait_ready()
-        slack.wait_for(lambda: "already announced" in second.output(), timeout=20)
+        slack.wait_for(lambda: "was already in Slack" in second.output(), timeout=60)
         assert second.stop() == 0
     finally:
         if second.process.poll() is None:
