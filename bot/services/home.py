@@ -17,6 +17,8 @@ from store.models import Incident, MaintenanceWindow
 #: At most this many chat.getPermalink calls for one home tab: one per window shown (the
 #: view shows no more than this; incidents keep their link in the store).
 MAX_WINDOW_LINKS = 30
+#: The open incidents the view shows (two blocks each); the rest are only counted.
+MAX_INCIDENTS_SHOWN = 25
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class HomeOverview:
     windows: list[MaintenanceWindow] | None
     #: The window's thread, by window id, for the first windows (those the view can show).
     window_links: dict[int, str] = field(default_factory=dict)
+    #: How many incidents are open in all (`incidents` holds the newest of them).
+    open_incidents: int = 0
     #: How the maintenance API is called ("the status page", "AppFirst").
     maintenance_service: str | None = None
 
@@ -42,7 +46,10 @@ class HomeService:
         now = self.ctx.clock()
         backend = self.ctx.maintenance
         async with self.ctx.db.session() as session:
-            incidents = await incident_store.open_incidents(session) if self.ctx.statuspage is not None else None
+            incidents, open_count = None, 0
+            if self.ctx.statuspage is not None:
+                incidents = await incident_store.open_incidents(session, limit=MAX_INCIDENTS_SHOWN)
+                open_count = await incident_store.count_open(session)
             windows = await window_store.upcoming_windows(session, backend.name, now) if backend is not None else None
         links: dict[int, str] = {}
         if windows:
@@ -52,6 +59,7 @@ class HomeService:
         return HomeOverview(
             now=now,
             incidents=incidents,
+            open_incidents=open_count,
             windows=windows,
             window_links=links,
             maintenance_service=backend.service if backend is not None else None,

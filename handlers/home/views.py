@@ -17,7 +17,7 @@ from bot.messages.format import (
     slack_date,
 )
 from bot.messages.incident import IMPACT_EMOJI, STATUS_EMOJI
-from bot.services.home import HomeOverview
+from bot.services.home import MAX_INCIDENTS_SHOWN, HomeOverview
 from handlers.home.ids import Block, Callback
 from handlers.incident.ids import Action as IncidentAction
 from handlers.maintenance.ids import Action as MaintenanceAction
@@ -25,7 +25,6 @@ from store.models import Incident, MaintenanceWindow
 from store.states import WindowState
 
 MAX_HOME_BLOCKS = 100  # Slack's limit for a home view; tests/test_home.py holds the view to it
-MAX_INCIDENTS_SHOWN = 25  # two blocks each
 MAX_WINDOWS_SHOWN = 30  # one block each
 TITLE_SHOWN = 200
 
@@ -92,8 +91,9 @@ def home_view(overview: HomeOverview) -> dict:
     else:
         for incident in overview.incidents[:MAX_INCIDENTS_SHOWN]:
             blocks += _incident_blocks(incident, overview)
-        if len(overview.incidents) > MAX_INCIDENTS_SHOWN:
-            blocks.append(_more(len(overview.incidents) - MAX_INCIDENTS_SHOWN, "/incident list"))
+        hidden = max(overview.open_incidents, len(overview.incidents)) - min(len(overview.incidents), MAX_INCIDENTS_SHOWN)
+        if hidden > 0:
+            blocks.append(_more(hidden, "/incident list"))
 
     blocks += [{"type": "divider"}, {**section("*Maintenance windows*, running and upcoming"), "block_id": Block.WINDOWS}]
     if overview.windows is None:
