@@ -10,7 +10,6 @@ import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from store.db import Database
@@ -18,7 +17,7 @@ from store.models import MaintenanceWindow, Reminder
 from store.states import ReminderKind
 from tests.support.harness import CHANNEL, free_port
 from tests.support.maintenance import announcements
-from tests.support.process import sitrep, start_sitrep
+from tests.support.process import sitrep, start_sitrep, wait_healthy
 
 pytestmark = pytest.mark.both_databases
 
@@ -47,16 +46,6 @@ def stored_unannounced(database_url: str, windows: list[tuple[int, datetime]]) -
     asyncio.run(go())
 
 
-def wait_healthy(port: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("GET /healthz did not answer within 20 s")
 
 
 def started_replies(slack) -> list[dict]:
@@ -85,7 +74,7 @@ def test_two_processes_announce_and_remind_each_window_once(full_env, database_u
     processes = [start_sitrep(env | {"PORT": port}, tmp_path) for port in ports]
     try:
         for port, process in zip(ports, processes, strict=True):
-            wait_healthy(port, process)
+            wait_healthy(f"http://127.0.0.1:{port}", process)
         # Both first syncs (5 s after start) find four windows to announce; at `soon` two
         # "started" reminders are due on both.
         slack.wait_for(lambda: len(announcements(slack)) >= 4 and len(started_replies(slack)) >= 2, timeout=40)

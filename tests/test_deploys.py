@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
 import time
 
 import httpx
 import pytest
 
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
-from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.fakes.signing import command_body, interaction_body
 from tests.support.harness import (
     CHANNEL,
-    SIGNING_SECRET,
     checked,
     chose,
     chose_many,
@@ -25,7 +23,7 @@ from tests.support.harness import (
     submission_payload,
     typed,
 )
-from tests.support.process import start_sitrep
+from tests.support.process import signed_post, start_sitrep, wait_healthy
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 
@@ -35,22 +33,8 @@ def bot_env(full_env) -> dict[str, str]:
     return full_env | {"PORT": str(free_port())}
 
 
-def signed_post(base: str, body: str) -> httpx.Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    headers |= slack_signature_headers(SIGNING_SECRET, body)
-    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=5)
 
 
-def wait_healthy(base: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("GET /healthz did not answer within 15 s")
 
 
 def declare_values() -> dict:

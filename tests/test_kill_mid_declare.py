@@ -11,14 +11,13 @@ import sqlite3
 import subprocess
 import time
 
-import httpx
 import pytest
 
 from handlers.ids import DraftAction, DraftBlock, DraftInput
-from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
-from tests.support.harness import CHANNEL, SIGNING_SECRET, click_payload, free_port, last_view, submission_payload, typed
+from tests.support.fakes.signing import command_body, interaction_body
+from tests.support.harness import CHANNEL, click_payload, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values
-from tests.support.process import start_sitrep
+from tests.support.process import signed_post, start_sitrep, wait_healthy
 
 HEARTBEAT = 1  # seconds: an instance silent for 3 is gone
 
@@ -28,22 +27,8 @@ def bot_env(full_env) -> dict[str, str]:
     return full_env | {"PORT": str(free_port()), "SITREP_HEARTBEAT": str(HEARTBEAT)}
 
 
-def signed_post(base: str, body: str) -> httpx.Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
-    headers |= slack_signature_headers(SIGNING_SECRET, body)
-    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=5)
 
 
-def wait_healthy(base: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("GET /healthz did not answer within 15 s")
 
 
 def wait_until(predicate, timeout: float, what: str):

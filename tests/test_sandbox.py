@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -17,11 +15,11 @@ from bot.messages.sandbox import SANDBOX_NOTE, SANDBOX_PREFIX, in_sandbox
 from bot.sandbox import SANDBOX_COMPONENTS, Sandbox
 from bot.settings import SettingsError, load_settings
 from handlers.incident.ids import Block as IncidentBlock
-from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.fakes.signing import command_body, interaction_body
 from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port, last_view, submission_payload
 from tests.support.incidents import declare, declare_values, resolve_values, update_values
 from tests.support.maintenance import schedule_values
-from tests.support.process import SPEC_VARIABLES, lines_starting, sitrep, start_sitrep
+from tests.support.process import SPEC_VARIABLES, lines_starting, signed_post, sitrep, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
 API = SANDBOX_COMPONENTS[0].id
@@ -242,34 +240,23 @@ def test_outside_the_sandbox_announcements_carry_no_sandbox_line(bot, slack):
 # --- a real process --------------------------------------------------------------------------------
 
 
-def signed_post(base: str, body: str) -> httpx.Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"} | slack_signature_headers(SIGNING_SECRET, body)
-    answer = httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
+def signed_ok(base: str, body: str) -> httpx.Response:
+    answer = signed_post(base, body)
     assert answer.status_code == 200, answer.text
     return answer
 
 
-def wait_healthy(base: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("GET /healthz did not answer within 20 s")
 
 
 def open_view(base: str, slack, command: str, text: str) -> dict:
     before = len(slack.calls_to("views.open"))
-    signed_post(base, command_body(command, text))
+    signed_ok(base, command_body(command, text))
     slack.wait_for(lambda: len(slack.calls_to("views.open")) > before, timeout=15)
     return last_view(slack)
 
 
 def submit(base: str, view: dict, values: dict) -> None:
-    signed_post(base, interaction_body(submission_payload(view, values)))
+    signed_ok(base, interaction_body(submission_payload(view, values)))
 
 
 def told(slack, count: int) -> str:

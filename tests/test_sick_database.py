@@ -21,8 +21,8 @@ from handlers.errors import busy_answer, not_stored_answer
 from handlers.ids import DraftAction
 from handlers.payload import Interaction
 from store.states import DraftKind
-from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
-from tests.support.harness import SIGNING_SECRET, free_port, last_view, submission_payload
+from tests.support.fakes.signing import command_body, interaction_body
+from tests.support.harness import free_port, last_view, submission_payload
 from tests.support.incidents import (
     declare,
     declare_values,
@@ -33,7 +33,7 @@ from tests.support.incidents import (
     update_values,
 )
 from tests.support.maintenance import schedule_values
-from tests.support.process import start_sitrep
+from tests.support.process import signed_post, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
 # Slack shows the person an error after 3 s; the bot's own budget is 2 s, the rest is slack for
@@ -50,21 +50,8 @@ def _path(settings) -> str:
     return settings.database_url.removeprefix("sqlite:///")
 
 
-def post_signed(base: str, body: str) -> httpx.Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"} | slack_signature_headers(SIGNING_SECRET, body)
-    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
 
 
-def wait_ready(base: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("sitrep did not become ready within 20 s")
 
 
 HOLD_THE_LOCK = """
@@ -290,13 +277,13 @@ def test_a_running_sitrep_with_its_database_locked_answers_in_time_and_gives_the
     base = f"http://127.0.0.1:{port}"
     process = start_sitrep(env, tmp_path)
     try:
-        wait_ready(base, process)
-        assert post_signed(base, command_body("/incident", "declare", user_id="U777")).status_code == 200
+        wait_healthy(base, process, path="/readyz")
+        assert signed_post(base, command_body("/incident", "declare", user_id="U777")).status_code == 200
         view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
         submission = interaction_body(submission_payload(view, declare_values(title="Queue stuck", description=DESCRIPTION), user="U777"))
         with locked(Path(env["DATABASE_URL"].removeprefix("sqlite:///"))):
-            listed, list_took = timed(lambda: post_signed(base, command_body("/incident", "list", user_id="U777")))
-            sent, sent_took = timed(lambda: post_signed(base, submission))
+            listed, list_took = timed(lambda: signed_post(base, command_body("/incident", "list", user_id="U777")))
+            sent, sent_took = timed(lambda: signed_post(base, submission))
             told = slack.wait_for(lambda: ephemeral_texts(slack, "U777"), timeout=10)
             ready = httpx.get(f"{base}/readyz", timeout=5)
         process.send_signal(signal.SIGTERM)

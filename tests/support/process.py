@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import httpx
+
+from tests.support.fakes.signing import slack_signature_headers
+from tests.support.harness import SIGNING_SECRET
 
 SPEC_VARIABLES = (
     "SLACK_BOT_TOKEN",
@@ -74,3 +80,22 @@ def start_sitrep(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def signed_post(base: str, body: str, *, timeout: float = 10) -> httpx.Response:
+    """A form-encoded body posted to a running sitrep's `/slack/events`, signed as Slack signs."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} | slack_signature_headers(SIGNING_SECRET, body)
+    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=timeout)
+
+
+def wait_healthy(base: str, process: subprocess.Popen, *, path: str = "/healthz", timeout: float = 20) -> None:
+    """Until `path` answers 200 (the process is up), or fail, also when the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"{base}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"GET {path} did not answer within {timeout:g} s")
