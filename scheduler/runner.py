@@ -100,6 +100,7 @@ class ReminderScheduler:
             try:
                 await recovery.beat(self.ctx)
                 await recovery.recover_orphans(self.ctx)
+                await recovery.recover_announcements(self.ctx)
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.exception("heartbeat or draft recovery failed; trying again at the next beat")
             await asyncio.sleep(self.ctx.settings.sitrep_heartbeat)

@@ -20,6 +20,11 @@ async def get_incident(session: AsyncSession, incident_id: int) -> Incident | No
     return await session.get(Incident, incident_id)
 
 
+async def by_draft(session: AsyncSession, draft_id: int) -> Incident | None:
+    """The incident stored from this draft's send (`Incident.draft_id`), if any."""
+    return await session.scalar(select(Incident).where(Incident.draft_id == draft_id).limit(1))
+
+
 async def find_incident(session: AsyncSession, ref: str) -> Incident | None:
     """`ref` is the short number people see (`12`, `#12`) or the upstream ID."""
     ref = ref.strip()

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.context import AppContext
 from bot.errors import NotSupported
-from bot.services.drafts import DraftFlow, UnknownChoices
+from bot.services.drafts import SENDING_DRAFT, DraftFlow, UnknownChoices
 from bot.services.outcomes import Outcome
 from store.states import DraftKind, DraftState
 
@@ -111,11 +111,14 @@ class FeatureService:
         if not self.unknown_choices(kind).can_link:
             raise NotSupported("Linking is for the status page only; use *Check and retry*.")
         await self.drafts.claim(draft_id, (UNKNOWN,))
+        sending = SENDING_DRAFT.set(draft_id)  # what it stores names the draft (crash recovery)
         try:
             outcome = await self._adopt(kind, form, upstream_id.strip(), user_id)
         except BaseException:
             await self.drafts.put_back_unknown(draft_id)
             raise
+        finally:
+            SENDING_DRAFT.reset(sending)
         await self.drafts.settle(draft_id, result=outcome, user_id=user_id, kind=kind)
         return outcome
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.context import AppContext
+from bot.context import SUBMISSION_KEY, AppContext
 from bot.errors import (
     DatabaseBusy,
     NotFound,
@@ -40,6 +41,10 @@ T = TypeVar("T")
 # How long a submission waits to be kept before the person is told and given it back. The form
 # is already closed (Slack had its ack): this bounds their wait, not Slack's.
 KEEP_BOUND_SECONDS = 5.0
+
+#: The draft whose send is under way in this task: the incident or window it makes records
+#: it, so the crash recovery tells that draft's person what was made, not "outcome unknown".
+SENDING_DRAFT: ContextVar[int | None] = ContextVar("sitrep_sending_draft", default=None)
 
 
 class Form(Protocol):
@@ -88,6 +93,7 @@ class DraftFlow:
                     payload=form.to_payload(),
                     now=self.ctx.clock(),
                     sent_by=self.ctx.instance_id,
+                    submission_key=SUBMISSION_KEY.get(),
                 )
                 return draft.id
 
@@ -166,6 +172,7 @@ class DraftFlow:
         )
 
     async def _attempt(self, draft_id: int, kind: DraftKind, form: Form, user_id: str, send: Send[T]) -> T:
+        sending = SENDING_DRAFT.set(draft_id)
         try:
             result = await send(kind, form, user_id)
         except UpstreamError as exc:
@@ -205,6 +212,8 @@ class DraftFlow:
             # makes it "unknown" and tells the person; it is never left "sending".
             await asyncio.shield(self._release(draft_id))
             raise
+        finally:
+            SENDING_DRAFT.reset(sending)
         audit(kind, user=user_id, outcome="ok", draft_id=draft_id, **_target(result))
         await self._record(draft_id, None)
         return result

@@ -6,21 +6,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.channel import Message, Posted
+from slack_sdk.errors import SlackApiError
+
+from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
 from bot.services import incident_forms, nudges
 from bot.services.base import FeatureService
-from bot.services.drafts import UnknownChoices
+from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
+from store import announcements as announcement_store
 from store import incidents as incident_store
+from store.dbclock import db_utc_now
 from store.models import Incident, IncidentEvent
-from store.states import DraftKind
+from store.reminders import STALE_CLAIM
+from store.states import ClaimResult, DraftKind
 
 log = logging.getLogger(__name__)
+
+ANNOUNCEMENT_EVENT = "sitrep_incident_announcement"
+"""Metadata event type on an incident's parent message: whoever takes over the claim of a
+process that died mid-post looks for it in the channel before posting."""
 
 
 def _joined(*warnings: str | None) -> str | None:
@@ -140,6 +149,12 @@ class IncidentService(FeatureService):
                     declared_at=now,
                     updated_at=now,
                     source_link=source_link,
+                    draft_id=SENDING_DRAFT.get(),
+                    # Claimed for its announcement as it is stored: if this process dies
+                    # before posting, the crash recovery posts it (`recover_announcement`).
+                    announce_token=1,
+                    announce_claimed_by=self.ctx.instance_id,
+                    announce_claimed_at=db_utc_now(),
                 ),
             )
             await incident_store.add_event(
@@ -238,7 +253,7 @@ class IncidentService(FeatureService):
             if at is None and reply is None:
                 await self._announce(incident)
                 return
-            at = await channel.announced(at, lambda: messages.announcement(incident), lambda p: self._remember(incident, p))
+            at = at or self._at(await self._announce(incident))
             if reply is not None:
                 ts = await channel.reply(at, reply, broadcast=broadcast)
                 async with self.ctx.db.session() as session, session.begin():
@@ -255,16 +270,81 @@ class IncidentService(FeatureService):
         # The incident's own channel, when it has one, hears the same.
         return _joined(warning, await self.rooms.mirror(incident, reply))
 
-    async def _announce(self, incident: Incident) -> Incident:
-        """Post the incident's one parent message and remember where it is."""
-        return await self._remember(incident, await self.ctx.channel.announce(messages.announcement(incident)))
+    async def _announce(self, incident: Incident, *, live_since=None) -> Incident:
+        """Post the incident's one parent message and remember where it is, exactly once:
+        under the claim taken when it was stored (or taken now: Slack refused it before, or
+        `live_since` — the crash recovery — its claimant is gone), tagged so a claimant
+        taking over finds a post that did reach Slack, sent only while the claim is ours."""
+        db = self.ctx.db
+        if incident.announce_claimed_by == self.ctx.instance_id and live_since is None:
+            token, result = incident.announce_token, ClaimResult.FRESH
+        else:
+            async with db.session() as session, session.begin():
+                claim = await announcement_store.claim_announcement(
+                    session, incident.id, instance=self.ctx.instance_id, stale_after=STALE_CLAIM,
+                    live_since=live_since, W=Incident,
+                )
+            if not claim:
+                raise AnnouncementBusy(f"incident {incident.id}")
+            token, result = claim.token, claim.result
+        payload = {"incident_id": incident.id}
+        if result == ClaimResult.STALE:
+            found = await self.ctx.channel.find_message(ANNOUNCEMENT_EVENT, payload)
+            if found is not None:
+                log.info("the announcement of incident %s was already in Slack (%s); not posting it again", incident.id, found)
+                return await self._remember(incident, token, Posted(incident.channel_id, found))
 
-    async def _remember(self, incident: Incident, posted: Posted) -> Incident:
+        async def still_ours() -> bool:
+            async with db.session() as session, session.begin():
+                return await announcement_store.confirm_announcement(session, incident.id, token=token, W=Incident)
+
+        try:
+            posted = await self.ctx.channel.announce(
+                messages.announcement(incident),
+                metadata={"event_type": ANNOUNCEMENT_EVENT, "event_payload": payload},
+                guard=still_ours,
+            )
+        except ClaimLost:
+            raise AnnouncementBusy(f"incident {incident.id}") from None
+        except BaseException as exc:
+            # Slack answering with an error posted nothing; a timeout or a crash may have.
+            async with db.session() as session, session.begin():
+                await announcement_store.release_announcement(
+                    session, incident.id, token=token, posted_maybe=not isinstance(exc, SlackApiError), W=Incident
+                )
+            raise
+        return await self._remember(incident, token, posted)
+
+    async def _remember(self, incident: Incident, token: int, posted: Posted) -> Incident:
         """Store where the announcement is, and its link (the answers to the person show it)."""
         permalink = await self.ctx.channel.permalink(posted)
         async with self.ctx.db.session() as session, session.begin():
-            stored = await incident_store.get_incident(session, incident.id)
-            stored.message_ts = posted.ts
-            stored.channel_id = posted.channel
-            stored.permalink = permalink
-        return stored
+            mine = await announcement_store.record_announcement(
+                session, incident.id, token=token, channel_id=posted.channel, ts=posted.ts, W=Incident, permalink=permalink
+            )
+        if not mine:
+            log.warning("incident %s: its announcement %s went out after the claim was taken over", incident.id, posted.ts)
+        return await self._reload(incident.id)
+
+    # --- crash recovery ------------------------------------------------------------------
+    async def recover_announcement(self, incident_id: int, *, live_since) -> Incident | None:
+        """Announce an incident whose announcement was claimed by a process now gone (it died
+        between storing and posting); None when another instance has it. Slack trouble is
+        logged: the next pass tries again."""
+        incident = await self._reload(incident_id)
+        if incident is None or incident.message_ts:
+            return incident
+        try:
+            incident = await self._announce(incident, live_since=live_since)
+        except AnnouncementBusy:
+            return None
+        except SlackApiError as exc:
+            log.warning("could not announce incident %s after a crash: %s", incident_id, exc.response.get("error"))
+            return None
+        await self.rooms.open(incident)
+        return await self._reload(incident_id)
+
+    async def made_by_draft(self, draft_id: int) -> Incident | None:
+        """The incident a draft's send stored before its process died, if it got that far."""
+        async with self.ctx.db.session() as session:
+            return await incident_store.by_draft(session, draft_id)

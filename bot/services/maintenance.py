@@ -25,7 +25,7 @@ from bot.errors import (
 from bot.messages import maintenance as messages
 from bot.services import maintenance_forms, reminders, server_times
 from bot.services.base import FeatureService
-from bot.services.drafts import UnknownChoices
+from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
@@ -471,6 +471,7 @@ class MaintenanceService(FeatureService):
                     created_by=user_id,
                     created_at=now,
                     updated_at=now,
+                    draft_id=SENDING_DRAFT.get(),
                 ),
             )
         # Reminders first: they must not depend on Slack taking the announcement.

@@ -162,12 +162,14 @@ class Windows:
         reach Slack, and sent only while the claim is still ours (fencing)."""
         return (await self._announce(window_id))[0]
 
-    async def _announce(self, window_id: int) -> tuple[MaintenanceWindow, bool]:
-        """The window announced, and whether this call posted (or adopted) its announcement."""
+    async def _announce(self, window_id: int, *, live_since: datetime | None = None) -> tuple[MaintenanceWindow, bool]:
+        """The window announced, and whether this call posted (or adopted) its announcement.
+        With `live_since` (the crash recovery), a claim held by an instance with no heartbeat
+        since then is taken over at once."""
         db, instance = self.ctx.db, self.ctx.instance_id
         async with db.session() as session, session.begin():
             claim = await announcement_store.claim_announcement(
-                session, window_id, instance=instance, stale_after=STALE_CLAIM
+                session, window_id, instance=instance, stale_after=STALE_CLAIM, live_since=live_since
             )
         if not claim:
             return await self._announced_elsewhere(window_id), False
@@ -197,6 +199,25 @@ class Windows:
                 )
             raise
         return await self._record(window_id, claim.token, posted), True
+
+    async def recover_announcement(self, window_id: int, *, live_since: datetime) -> MaintenanceWindow | None:
+        """Announce a window whose process died before its announcement was posted; None
+        when another instance has it or Slack refused (the next pass tries again)."""
+        window = await self.get(window_id)
+        if window is None or window.message_ts or window.state in (WindowState.CANCELLED, WindowState.COMPLETED):
+            return window
+        try:
+            return (await self._announce(window_id, live_since=live_since))[0]
+        except AnnouncementBusy:
+            return None
+        except SlackApiError as exc:
+            log.warning("could not announce window %s after a crash: %s", window_id, exc.response.get("error"))
+            return None
+
+    async def made_by_draft(self, draft_id: int) -> MaintenanceWindow | None:
+        """The window a draft's send stored before its process died, if it got that far."""
+        async with self.ctx.db.session() as session:
+            return await window_store.by_draft(session, draft_id)
 
     async def _record(self, window_id: int, token: int, posted: Posted) -> MaintenanceWindow:
         async with self.ctx.db.session() as session, session.begin():
