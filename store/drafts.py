@@ -109,6 +109,18 @@ async def mark_unknown(session: AsyncSession, draft: Draft, *, now: datetime) ->
     return moved.rowcount == 1
 
 
+async def take_over(session: AsyncSession, draft: Draft, *, instance: str, now: datetime) -> bool:
+    """Compare-and-set: the recovering instance becomes the draft's sender while it tells
+    the person (still "sending"), so dying mid-notice leaves it to the next recovery, and
+    exactly one replica takes it."""
+    moved = await session.execute(
+        update(Draft)
+        .where(Draft.id == draft.id, Draft.state == SENDING, _same_sender(draft.sent_by))
+        .values(sent_by=instance, updated_at=now)
+    )
+    return moved.rowcount == 1
+
+
 async def mark_done_recovered(session: AsyncSession, draft: Draft, *, now: datetime) -> bool:
     """Compare-and-set, like `mark_unknown`, for a draft whose send is known to have been
     stored (its incident or window names it): done, and only the winner tells the person."""

@@ -66,17 +66,22 @@ async def recover_orphans(ctx: AppContext) -> int:
         orphans = await draft_store.orphaned(session, live_since=cutoff)
     taken = 0
     for draft in orphans:
-        if draft.kind in DraftKind.__members__.values() and await _finish_made(ctx, draft, live_since=cutoff):
-            taken += 1
-            continue
+        gone = draft.sent_by
         async with ctx.db.session() as session, session.begin():
-            won = await draft_store.mark_unknown(session, draft, now=ctx.clock())
+            won = await draft_store.take_over(session, draft, instance=ctx.instance_id, now=ctx.clock())
         if not won:
             continue  # another replica took it
         taken += 1
+        # Ours now, still "sending": the person is told first, the state moves after, so a
+        # crash in between leaves it to the next recovery (told twice, never not at all).
+        draft.sent_by = ctx.instance_id
+        if draft.kind in DraftKind.__members__.values() and await _finish_made(ctx, draft, gone=gone, live_since=cutoff):
+            continue
         log.warning("draft %s (%s) was left sending by instance %s, which is gone: outcome unknown",
-                    draft.id, draft.kind, draft.sent_by or "(none)")
+                    draft.id, draft.kind, gone or "(none)")
         await _tell(ctx, draft)
+        async with ctx.db.session() as session, session.begin():
+            await draft_store.mark_unknown(session, draft, now=ctx.clock())
     async with ctx.db.session() as session, session.begin():
         await instances.prune(session, FORGET_AFTER)
     return taken
@@ -85,7 +90,7 @@ async def recover_orphans(ctx: AppContext) -> int:
 RECOVERED_NOTE = "sitrep restarted while it was finishing this; it went through, and this is its answer."
 
 
-async def _finish_made(ctx: AppContext, draft: Draft, *, live_since) -> bool:
+async def _finish_made(ctx: AppContext, draft: Draft, *, gone: str | None, live_since) -> bool:
     """The draft's incident or window was stored before its process died: announce it if it
     never was, mark the draft done and tell the person. False when nothing was stored."""
     kind = DraftKind(draft.kind)
@@ -99,12 +104,8 @@ async def _finish_made(ctx: AppContext, draft: Draft, *, live_since) -> bool:
         announce = windows.recover_announcement
     if made is None:
         return False
-    async with ctx.db.session() as session, session.begin():
-        won = await draft_store.mark_done_recovered(session, draft, now=ctx.clock())
-    if not won:
-        return True  # another replica tells the person
     log.warning("draft %s (%s) was left sending by instance %s, which is gone; it had made %s #%s: done",
-                draft.id, draft.kind, draft.sent_by or "(none)", kind.feature, made.id)
+                draft.id, draft.kind, gone or "(none)", kind.feature, made.id)
     record = await announce(made.id, live_since=live_since) or made
     permalink = getattr(record, "permalink", None)
     if permalink is None and record.message_ts:
@@ -112,11 +113,13 @@ async def _finish_made(ctx: AppContext, draft: Draft, *, live_since) -> bool:
     outcome = Outcome(kind, record, permalink=permalink, warning=RECOVERED_NOTE)
     if ctx.notify_done is None:
         log.error("draft %s is done, but nothing is wired to tell %s", draft.id, draft.user_id)
-        return True
-    try:
-        await ctx.notify_done(outcome, draft.user_id, draft.channel_id)
-    except Exception:  # noqa: BLE001 - one person's notice must not stop the others'
-        log.exception("could not tell %s that draft %s went through", draft.user_id, draft.id)
+    else:
+        try:
+            await ctx.notify_done(outcome, draft.user_id, draft.channel_id)
+        except Exception:  # noqa: BLE001 - one person's notice must not stop the others'
+            log.exception("could not tell %s that draft %s went through", draft.user_id, draft.id)
+    async with ctx.db.session() as session, session.begin():
+        await draft_store.mark_done_recovered(session, draft, now=ctx.clock())
     return True
 
 
