@@ -10,16 +10,23 @@ import sqlite3
 import time
 from datetime import timedelta
 
+import pytest
+
 from bot.replays import TAKEOVER_AFTER, submission_key
 from bot.services.recovery import RECOVERED_NOTE
 from store.models import SeenSubmission
 from tests.support.fakes.signing import command_body, interaction_body
-from tests.support.harness import CHANNEL, last_view, submission_payload
+from tests.support.harness import CHANNEL, free_port, last_view, submission_payload
 from tests.support.incidents import declare_values
 from tests.support.process import start_sitrep
-from tests.test_kill_mid_declare import bot_env, signed_post, stop, wait_healthy, wait_until  # noqa: F401 - fixture
+from tests.test_kill_mid_declare import HEARTBEAT, signed_post, stop, wait_healthy, wait_until
 
 HELD = 30  # Slack's Retry-After on the announcement: the kill comes while it is held
+
+
+@pytest.fixture
+def bot_env(full_env) -> dict[str, str]:
+    return full_env | {"PORT": str(free_port()), "SITREP_HEARTBEAT": str(HEARTBEAT)}
 
 
 def stored(tmp_path, sql: str) -> list[tuple]:
