@@ -17,7 +17,7 @@ from bot.services.recovery import RECOVERED_NOTE
 from store.models import SeenSubmission
 from tests.support.fakes.signing import command_body, interaction_body
 from tests.support.harness import CHANNEL, free_port, last_view, submission_payload
-from tests.support.incidents import declare_values
+from tests.support.incidents import declare_values, resolve_values
 from tests.support.process import start_sitrep
 from tests.test_kill_mid_declare import HEARTBEAT, signed_post, stop, wait_healthy, wait_until
 
@@ -136,3 +136,48 @@ def test_a_submit_pressed_again_after_the_first_press_died_unanswered_is_acted_o
     assert again.status_code == 200 and again.content in (b"", b"null")
     time.sleep(0.5)  # anything the replay started would have reached the fakes by now
     assert len(statuspage.incidents) == 1 and len(announcements(slack, "DB down")) == 1
+
+
+def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_once(bot_env, tmp_path, slack, statuspage):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    first = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, first)
+        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
+        wait_until(lambda: slack.ephemerals(), 10, "the declarer's answer")
+        [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM incidents")
+        slack.forget_calls()
+        assert signed_post(base, command_body("/incident", f"resolve {number}")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the resolve modal")
+        slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
+        assert signed_post(base, interaction_body(submission_payload(view, resolve_values(number)))).status_code == 200
+        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
+        first.kill()  # …and the process dies with it
+        first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert stored(tmp_path, "SELECT resolved_by IS NOT NULL FROM incidents") == [(1,)]
+    assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'resolved'") == [("claimed",)]
+    assert slack.thread(CHANNEL, parent) == []
+
+    second = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, second)
+        [notice] = wait_until(lambda: slack.thread(CHANNEL, parent), 15, "the resolve notice")
+        assert "Index rebuilt" in str(notice) and notice.get("reply_broadcast") in (True, "true", None)
+        assert (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
+        wait_until(
+            lambda: stored(tmp_path, "SELECT message_ts FROM incident_events WHERE kind = 'resolved'") == [(notice["ts"],)],
+            5,
+            "the notice to be recorded",
+        )
+        time.sleep(1)  # a second pass would have posted it again by now
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+    assert len(slack.thread(CHANNEL, parent)) == 1
+    assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'resolved'") == [("posted",)]

@@ -12,7 +12,7 @@ from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
-from bot.services import incident_forms, nudges
+from bot.services import incident_forms, notices, nudges
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
@@ -20,10 +20,11 @@ from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
 from store import announcements as announcement_store
 from store import incidents as incident_store
+from store import reminders as reminder_store
 from store.dbclock import db_utc_now
-from store.models import Incident, IncidentEvent
+from store.models import Incident, IncidentEvent, Reminder
 from store.reminders import STALE_CLAIM
-from store.states import ClaimResult, DraftKind
+from store.states import ClaimResult, DraftKind, ReminderKind, ReminderState
 
 log = logging.getLogger(__name__)
 
@@ -219,10 +220,14 @@ class IncidentService(FeatureService):
                 event = await incident_store.add_event(
                     session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
                 )
+                if announce:
+                    # The notice waits in a row written with the resolution: a crash before
+                    # the post leaves it for the scheduler, never lost (`bot.services.notices`).
+                    session.add(Reminder(incident_id=incident.id, kind=ReminderKind.RESOLVED, due_at=now))
         if not won:
             raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
-        warning = await self._publish(incident, event.id, reply, broadcast=True)
+        warning = await self._publish(incident, event.id, reply, broadcast=True, notice=announce)
         await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
@@ -240,6 +245,7 @@ class IncidentService(FeatureService):
         reply: Message | None = None,
         *,
         broadcast: bool = False,
+        notice: bool = False,
     ) -> str | None:
         """Bring Slack up to date: the announcement (posted now if it never was), the
         thread reply, the parent edited. The status page already took the change, so Slack
@@ -255,10 +261,9 @@ class IncidentService(FeatureService):
                 return
             at = at or self._at(await self._announce(incident))
             if reply is not None:
-                ts = await channel.reply(at, reply, broadcast=broadcast)
-                async with self.ctx.db.session() as session, session.begin():
-                    event = await session.get(IncidentEvent, event_id)
-                    event.message_ts = ts
+                ts = await (self._post_notice(at, incident.id, reply) if notice else channel.reply(at, reply, broadcast=broadcast))
+                if ts is not None:
+                    await self._record_reply(event_id, ts)
             await channel.refresh(at, messages.announcement(incident))
 
         warning = await channel.after_upstream(
@@ -269,6 +274,49 @@ class IncidentService(FeatureService):
         )
         # The incident's own channel, when it has one, hears the same.
         return _joined(warning, await self.rooms.mirror(incident, reply))
+
+    async def _post_notice(self, at: Posted, incident_id: int, reply: Message) -> str | None:
+        """The resolve notice, claimed: None when the scheduler or a replica has it (it posts it)."""
+        taken = await notices.claim_notice(self.ctx, incident_id, ReminderKind.RESOLVED)
+        if taken is None:
+            return None
+        row_id, claim = taken
+        tag = notices.notice_tag(incident_id=incident_id, kind=ReminderKind.RESOLVED)
+        return await notices.post_notice(self.ctx, row_id, claim, at, reply, tag)
+
+    async def _record_reply(self, event_id: int, ts: str) -> None:
+        async with self.ctx.db.session() as session, session.begin():
+            event = await session.get(IncidentEvent, event_id)
+            event.message_ts = ts
+
+    async def deliver_notice(self, row_id: int, claim) -> int:
+        """The scheduler's side of a resolve notice it claimed (the resolver died before
+        posting it): post it in the thread, announcing the incident first if it never was."""
+        async with self.ctx.db.session() as session:
+            row = await session.get(Reminder, row_id)
+            incident = await incident_store.get_incident(session, row.incident_id)
+            event = await incident_store.resolved_event(session, row.incident_id)
+        if incident is None or event is None:
+            async with self.ctx.db.session() as session, session.begin():
+                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            return 0
+        if incident.message_ts is None:
+            incident = await self._announce(incident)
+        at = self._at(incident)
+        tag = notices.notice_tag(incident_id=incident.id, kind=ReminderKind.RESOLVED)
+        ts = await notices.post_notice(self.ctx, row_id, claim, at, messages.resolved_reply(incident, event), tag)
+        if ts is None:
+            return 0
+        await self._record_reply(event.id, ts)
+        self.ctx.channel.refresh_later(at, self._current_announcement(incident.id), what=f"incident #{incident.id}")
+        return 1
+
+    def _current_announcement(self, incident_id: int):
+        async def build() -> Message | None:
+            incident = await self._reload(incident_id)
+            return messages.announcement(incident) if incident is not None else None
+
+        return build
 
     async def _announce(self, incident: Incident, *, live_since=None) -> Incident:
         """Post the incident's one parent message and remember where it is, exactly once:

@@ -30,6 +30,7 @@ from bot.services.outcomes import Outcome
 from bot.services.windows import Windows
 from store import drafts as draft_store
 from store import instances
+from store import reminders as reminder_store
 from store.announcements import unannounced_by_gone
 from store.models import Draft, Incident, MaintenanceWindow
 from store.states import DraftKind
@@ -142,6 +143,17 @@ async def recover_announcements(ctx: AppContext) -> int:
     if announced:
         log.warning("announced %s incident(s) or window(s) whose process died before posting", announced)
     return announced
+
+
+async def expire_gone_claims(ctx: AppContext) -> int:
+    """Reminders and notices claimed by an instance now gone are made stale at once, for the
+    reminder pass to take over (after looking in Slack) without waiting `STALE_CLAIM`; how many."""
+    async with ctx.db.session() as session, session.begin():
+        cutoff = await instances.live_cutoff(session, stale_after(ctx))
+        expired = await reminder_store.expire_claims_of_gone(session, live_since=cutoff)
+    if expired:
+        log.warning("%s reminder(s) or notice(s) were claimed by an instance now gone; posting them", expired)
+    return expired
 
 
 def _service(ctx: AppContext, kind: DraftKind) -> FeatureService:

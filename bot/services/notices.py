@@ -1,0 +1,68 @@
+"""Resolve notices, posted exactly once even when the process dies between the state write
+and the post. The notice is a `Reminder` row (kind `resolved`) written in the same
+transaction as the resolution, so the post is never lost with the process: the resolver
+claims it and posts at once; a claim left by a process now gone is taken over by the
+scheduler (the recovery pass makes such claims stale), which first looks in the thread for
+the tagged post that may have reached Slack."""
+
+from __future__ import annotations
+
+import logging
+
+from bot.channel import ClaimLost, Message, Posted
+from bot.context import AppContext
+from store import reminders as reminder_store
+from store.reminders import Claim
+from store.states import ClaimResult, ReminderState
+
+log = logging.getLogger(__name__)
+
+NOTICE_EVENT = "sitrep_notice"
+
+
+def notice_tag(*, incident_id: int, kind: str) -> dict:
+    """The metadata payload that finds this notice in the thread again."""
+    return {"incident_id": incident_id, "kind": kind}
+
+
+async def post_notice(ctx: AppContext, reminder_id: int, claim: Claim, at: Posted, message: Message, tag: dict) -> str | None:
+    """Post the claimed notice in the thread (broadcast), unless a stale claim's post is
+    already there; record it. None when the claim was taken over before the post."""
+    ts = None
+    if claim.result == ClaimResult.STALE:
+        ts = await ctx.channel.find_reply(at, NOTICE_EVENT, tag)
+        if ts is not None:
+            log.info("notice %s was already in Slack (%s); not posting it again", reminder_id, ts)
+    if ts is None:
+
+        async def guard() -> bool:  # fencing: only while the claim is still ours
+            async with ctx.db.session() as session, session.begin():
+                return await reminder_store.confirm(session, reminder_id, token=claim.token)
+
+        try:
+            ts = await ctx.channel.reply(
+                at, message, broadcast=True, metadata={"event_type": NOTICE_EVENT, "event_payload": tag}, guard=guard
+            )
+        except ClaimLost:
+            log.warning("notice %s was taken over by another process before its post; not posting it", reminder_id)
+            return None
+        except BaseException:
+            async with ctx.db.session() as session, session.begin():
+                await reminder_store.release(session, reminder_id, token=claim.token)
+            raise
+    async with ctx.db.session() as session, session.begin():
+        await reminder_store.finish(
+            session, reminder_id, token=claim.token, state=ReminderState.POSTED, now=ctx.clock(), message_ts=ts
+        )
+    return ts
+
+
+async def claim_notice(ctx: AppContext, incident_id: int, kind: str) -> tuple[int, Claim] | None:
+    """Take an incident's pending notice for posting now; None when there is none or another
+    process (the scheduler, a replica) has it."""
+    async with ctx.db.session() as session, session.begin():
+        row = await reminder_store.notice_of(session, incident_id, kind)
+        if row is None:
+            return None
+        claim = await reminder_store.claim(session, row, instance=ctx.instance_id, stale_after=reminder_store.STALE_CLAIM)
+    return (row.id, claim) if claim else None
