@@ -87,6 +87,9 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
         deliver = deliver_archive if kind == ReminderKind.ARCHIVE else deliver_nudge
         return await deliver(ctx, nudge, claim)
 
+    if kind == ReminderKind.CANCELLED:
+        return await Windows(ctx).deliver_notice(reminder_id, window.id, claim)
+
     if claim.result == ClaimResult.STALE:
         found = await _find_posted(ctx, window, kind)
         if found is not None:

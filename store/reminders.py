@@ -44,9 +44,12 @@ async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
     return rows.scalars().first()
 
 
-async def notice_of(session: AsyncSession, incident_id: int, kind: str) -> Reminder | None:
-    """An incident's notice row of `kind` (`resolved`), if it has one."""
-    rows = await session.execute(select(Reminder).where(Reminder.incident_id == incident_id, Reminder.kind == kind))
+async def notice_of(
+    session: AsyncSession, *, kind: str, incident_id: int | None = None, window_id: int | None = None
+) -> Reminder | None:
+    """An incident's or a window's notice row of `kind` (`resolved`, `cancelled`), if any."""
+    owner = Reminder.incident_id == incident_id if incident_id is not None else Reminder.window_id == window_id
+    rows = await session.execute(select(Reminder).where(owner, Reminder.kind == kind))
     return rows.scalars().first()
 
 

@@ -74,10 +74,12 @@ class ReminderKind(StrEnum):
     RESOLVED = "resolved"
     """An incident's resolve notice in its thread, due at once: written with the resolution,
     so a crash before the post leaves it to be posted (`bot.services.notices`)."""
+    CANCELLED = "cancelled"
+    """A window's cancel notice in its thread, the same way (written with the cancellation)."""
 
     @property
     def of_window(self) -> bool:
-        return self not in (ReminderKind.NUDGE, ReminderKind.ARCHIVE, ReminderKind.RESOLVED)
+        return self not in (ReminderKind.NUDGE, ReminderKind.ARCHIVE, ReminderKind.RESOLVED, ReminderKind.CANCELLED)
 
     @property
     def moves_window_to(self) -> WindowState | None:

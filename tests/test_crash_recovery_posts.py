@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from bot.replays import TAKEOVER_AFTER, submission_key
 from bot.services.recovery import RECOVERED_NOTE
+from handlers.maintenance.ids import Action as WindowAction
+from handlers.maintenance.ids import Block as WindowBlock
 from store.models import SeenSubmission
 from tests.support.fakes.signing import command_body, interaction_body
-from tests.support.harness import CHANNEL, free_port, last_view, submission_payload
+from tests.support.harness import CHANNEL, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values, resolve_values
+from tests.support.maintenance import schedule_values
 from tests.support.process import start_sitrep
 from tests.test_kill_mid_declare import HEARTBEAT, signed_post, stop, wait_healthy, wait_until
 
@@ -181,3 +184,50 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
     assert second.returncode == 0, output
     assert len(slack.thread(CHANNEL, parent)) == 1
     assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'resolved'") == [("posted",)]
+
+
+def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_once(bot_env, tmp_path, slack, statuspage):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+    first = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, first)
+        assert signed_post(base, command_body("/maintenance", "schedule DB upgrade")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the schedule modal")
+        values = schedule_values(start=start, end=start + timedelta(hours=1))
+        assert signed_post(base, interaction_body(submission_payload(view, values))).status_code == 200
+        wait_until(lambda: slack.ephemerals(), 10, "the answer to the person")
+        [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM maintenance_windows")
+        assert parent
+        slack.forget_calls()
+        assert signed_post(base, command_body("/maintenance", f"cancel {number}")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the cancel modal")
+        slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
+        note = {WindowBlock.NOTE: {WindowAction.NOTE: typed("Postponed")}}
+        assert signed_post(base, interaction_body(submission_payload(view, note))).status_code == 200
+        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
+        first.kill()  # …and the process dies with it
+        first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert stored(tmp_path, "SELECT state FROM maintenance_windows") == [("cancelled",)]
+    assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'cancelled'") == [("claimed",)]
+    assert slack.thread(CHANNEL, parent) == []
+
+    second = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, second)
+        [notice] = wait_until(lambda: slack.thread(CHANNEL, parent), 15, "the cancel notice")
+        assert "Cancelled" in notice["text"] and (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
+        wait_until(
+            lambda: stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'cancelled'") == [("posted",)],
+            5,
+            "the notice to be recorded",
+        )
+        time.sleep(1)  # a second pass would have posted it again by now
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+    assert len(slack.thread(CHANNEL, parent)) == 1

@@ -277,7 +277,7 @@ class IncidentService(FeatureService):
 
     async def _post_notice(self, at: Posted, incident_id: int, reply: Message) -> str | None:
         """The resolve notice, claimed: None when the scheduler or a replica has it (it posts it)."""
-        taken = await notices.claim_notice(self.ctx, incident_id, ReminderKind.RESOLVED)
+        taken = await notices.claim_notice(self.ctx, kind=ReminderKind.RESOLVED, incident_id=incident_id)
         if taken is None:
             return None
         row_id, claim = taken

@@ -31,8 +31,8 @@ from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
 from store import facts
 from store import maintenance as window_store
-from store.models import MaintenanceWindow
-from store.states import DraftKind, WindowState
+from store.models import MaintenanceWindow, Reminder
+from store.states import DraftKind, ReminderKind, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -567,6 +567,11 @@ class MaintenanceService(FeatureService):
         now = self.ctx.clock()
         async with self.ctx.db.session() as session, session.begin():
             won = await window_store.cancel_if_active(session, window_id, now=now, by=user_id)
+            announced = won and (await window_store.get_window(session, window_id)).message_ts is not None
+            if announced:
+                # The notice waits in a row written with the cancellation: a crash before the
+                # post leaves it for the scheduler, never lost (`bot.services.notices`).
+                session.add(Reminder(window_id=window_id, kind=ReminderKind.CANCELLED, due_at=now))
         window = await self.get(window_id)
         if not won:
             raise NotFound(messages.already_cancelled(window))
@@ -574,8 +579,8 @@ class MaintenanceService(FeatureService):
         reply = messages.cancelled_reply(window, user_id, now, note)
 
         async def publish() -> None:
-            if window.message_ts:
-                await self.windows.post_in_thread(window.id, reply, broadcast=True)
+            if announced:
+                await self.windows.post_notice(window.id, reply)
             await self.windows.refresh_announcement(window.id)
 
         return window, await self._slack_step(window.id, publish)

@@ -1,6 +1,6 @@
-"""Resolve notices, posted exactly once even when the process dies between the state write
-and the post. The notice is a `Reminder` row (kind `resolved`) written in the same
-transaction as the resolution, so the post is never lost with the process: the resolver
+"""Resolve and cancel notices, posted exactly once even when the process dies between the
+state write and the post. The notice is a `Reminder` row (kind `resolved` of an incident,
+`cancelled` of a window) written in the same transaction as the resolution or cancellation, so the post is never lost with the process: the resolver
 claims it and posts at once; a claim left by a process now gone is taken over by the
 scheduler (the recovery pass makes such claims stale), which first looks in the thread for
 the tagged post that may have reached Slack."""
@@ -20,9 +20,10 @@ log = logging.getLogger(__name__)
 NOTICE_EVENT = "sitrep_notice"
 
 
-def notice_tag(*, incident_id: int, kind: str) -> dict:
+def notice_tag(*, kind: str, incident_id: int | None = None, window_id: int | None = None) -> dict:
     """The metadata payload that finds this notice in the thread again."""
-    return {"incident_id": incident_id, "kind": kind}
+    owner = {"incident_id": incident_id} if incident_id is not None else {"window_id": window_id}
+    return owner | {"kind": str(kind)}
 
 
 async def post_notice(ctx: AppContext, reminder_id: int, claim: Claim, at: Posted, message: Message, tag: dict) -> str | None:
@@ -57,11 +58,13 @@ async def post_notice(ctx: AppContext, reminder_id: int, claim: Claim, at: Poste
     return ts
 
 
-async def claim_notice(ctx: AppContext, incident_id: int, kind: str) -> tuple[int, Claim] | None:
-    """Take an incident's pending notice for posting now; None when there is none or another
-    process (the scheduler, a replica) has it."""
+async def claim_notice(
+    ctx: AppContext, *, kind: str, incident_id: int | None = None, window_id: int | None = None
+) -> tuple[int, Claim] | None:
+    """Take an incident's or window's pending notice for posting now; None when there is
+    none or another process (the scheduler, a replica) has it."""
     async with ctx.db.session() as session, session.begin():
-        row = await reminder_store.notice_of(session, incident_id, kind)
+        row = await reminder_store.notice_of(session, kind=kind, incident_id=incident_id, window_id=window_id)
         if row is None:
             return None
         claim = await reminder_store.claim(session, row, instance=ctx.instance_id, stale_after=reminder_store.STALE_CLAIM)

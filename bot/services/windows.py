@@ -17,14 +17,15 @@ from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.messages import maintenance as messages
-from bot.services import reminders
+from bot.services import notices, reminders
 from store import announcements as announcement_store
 from store import facts
 from store import maintenance as window_store
+from store import reminders as reminder_store
 from store.db import STORE_FAILURES, bounded
 from store.models import MaintenanceWindow
 from store.reminders import STALE_CLAIM
-from store.states import ClaimResult, WindowState
+from store.states import ClaimResult, ReminderKind, ReminderState, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,32 @@ class Windows:
         except SlackApiError as exc:
             log.warning("could not announce window %s after a crash: %s", window_id, exc.response.get("error"))
             return None
+
+    async def post_notice(self, window_id: int, message: Message) -> str | None:
+        """The cancel notice, claimed: None when the scheduler or a replica has it (it posts it)."""
+        taken = await notices.claim_notice(self.ctx, kind=ReminderKind.CANCELLED, window_id=window_id)
+        if taken is None:
+            return None
+        row_id, claim = taken
+        window = await self.announced(window_id)
+        tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
+        return await notices.post_notice(self.ctx, row_id, claim, posted_at(window), message, tag)
+
+    async def deliver_notice(self, row_id: int, window_id: int, claim) -> int:
+        """The scheduler's side of a cancel notice it claimed (the canceller died before
+        posting it); the note typed with the cancellation was not kept and is left out."""
+        window = await self.get(window_id)
+        if window is None or not window.message_ts:
+            async with self.ctx.db.session() as session, session.begin():
+                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            return 0
+        message = messages.cancelled_reply(window, window.cancelled_by, window.cancelled_at or self.ctx.clock())
+        tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
+        ts = await notices.post_notice(self.ctx, row_id, claim, posted_at(window), message, tag)
+        if ts is None:
+            return 0
+        await self.refresh_announcement(window_id)
+        return 1
 
     async def made_by_draft(self, draft_id: int) -> MaintenanceWindow | None:
         """The window a draft's send stored before its process died, if it got that far."""

@@ -2,8 +2,8 @@
 window's (fencing token, claimant, when), an incident and a window remember the draft they
 were made from (so the recovery tells its person what happened, not "outcome unknown"), a
 draft remembers the Slack submission it came from (so a Submit pressed again after a crash
-is acted on, not swallowed as a replay), and a resolve or cancel notice waits in a row until
-it is posted (`notice_pending`).
+is acted on, not swallowed as a replay). (Resolve and cancel notices need no column: they
+are `reminders` rows of kinds `resolved` and `cancelled`.)
 
 Revision ID: 0013
 Revises: 0011
