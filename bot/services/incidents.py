@@ -256,8 +256,8 @@ class IncidentService(FeatureService):
 
         async def step() -> None:
             at = self._at(incident)
-            if at is None and reply is None:
-                await self._announce(incident)
+            if at is None and reply is None:  # just declared: under the claim taken as it was stored
+                await self._announce(incident, held=True)
                 return
             at = at or self._at(await self._announce(incident))
             if reply is not None:
@@ -318,13 +318,13 @@ class IncidentService(FeatureService):
 
         return build
 
-    async def _announce(self, incident: Incident, *, live_since=None) -> Incident:
+    async def _announce(self, incident: Incident, *, held: bool = False, live_since=None) -> Incident:
         """Post the incident's one parent message and remember where it is, exactly once:
-        under the claim taken when it was stored (or taken now: Slack refused it before, or
-        `live_since` — the crash recovery — its claimant is gone), tagged so a claimant
+        under the claim taken when it was stored (`held`), or one taken now (Slack refused it
+        before; with `live_since`, the crash recovery, its claimant is gone), tagged so a claimant
         taking over finds a post that did reach Slack, sent only while the claim is ours."""
         db = self.ctx.db
-        if incident.announce_claimed_by == self.ctx.instance_id and live_since is None:
+        if held and incident.announce_claimed_by == self.ctx.instance_id:
             token, result = incident.announce_token, ClaimResult.FRESH
         else:
             async with db.session() as session, session.begin():
