@@ -44,15 +44,6 @@ async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
     return rows.scalars().first()
 
 
-async def notice_of(
-    session: AsyncSession, *, kind: str, incident_id: int | None = None, window_id: int | None = None
-) -> Reminder | None:
-    """An incident's or a window's notice row of `kind` (`resolved`, `cancelled`), if any."""
-    owner = Reminder.incident_id == incident_id if incident_id is not None else Reminder.window_id == window_id
-    rows = await session.execute(select(Reminder).where(owner, Reminder.kind == kind))
-    return rows.scalars().first()
-
-
 async def expire_claims_of_gone(session: AsyncSession, *, live_since: datetime) -> int:
     """Claims held by instances with no heartbeat since `live_since` are stale at once: the
     next pass takes them over (looking in Slack first) instead of waiting `STALE_CLAIM`."""

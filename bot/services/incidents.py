@@ -223,11 +223,13 @@ class IncidentService(FeatureService):
                 if announce:
                     # The notice waits in a row written with the resolution: a crash before
                     # the post leaves it for the scheduler, never lost (`bot.services.notices`).
-                    session.add(Reminder(incident_id=incident.id, kind=ReminderKind.RESOLVED, due_at=now))
+                    notice = notices.held_notice(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
+                    session.add(notice)
+                    await session.flush()
         if not won:
             raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
-        warning = await self._publish(incident, event.id, reply, broadcast=True, notice=announce)
+        warning = await self._publish(incident, event.id, reply, broadcast=True, notice=notice.id if announce else None)
         await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
@@ -245,7 +247,7 @@ class IncidentService(FeatureService):
         reply: Message | None = None,
         *,
         broadcast: bool = False,
-        notice: bool = False,
+        notice: int | None = None,
     ) -> str | None:
         """Bring Slack up to date: the announcement (posted now if it never was), the
         thread reply, the parent edited. The status page already took the change, so Slack
@@ -261,7 +263,11 @@ class IncidentService(FeatureService):
                 return
             at = at or self._at(await self._announce(incident))
             if reply is not None:
-                ts = await (self._post_notice(at, incident.id, reply) if notice else channel.reply(at, reply, broadcast=broadcast))
+                ts = await (
+                    self._post_notice(at, incident.id, notice, reply)
+                    if notice is not None
+                    else channel.reply(at, reply, broadcast=broadcast)
+                )
                 if ts is not None:
                     await self._record_reply(event_id, ts)
             await channel.refresh(at, messages.announcement(incident))
@@ -275,14 +281,10 @@ class IncidentService(FeatureService):
         # The incident's own channel, when it has one, hears the same.
         return _joined(warning, await self.rooms.mirror(incident, reply))
 
-    async def _post_notice(self, at: Posted, incident_id: int, reply: Message) -> str | None:
-        """The resolve notice, claimed: None when the scheduler or a replica has it (it posts it)."""
-        taken = await notices.claim_notice(self.ctx, kind=ReminderKind.RESOLVED, incident_id=incident_id)
-        if taken is None:
-            return None
-        row_id, claim = taken
+    async def _post_notice(self, at: Posted, incident_id: int, row_id: int, reply: Message) -> str | None:
+        """The resolve notice, under the claim its row was written with."""
         tag = notices.notice_tag(incident_id=incident_id, kind=ReminderKind.RESOLVED)
-        return await notices.post_notice(self.ctx, row_id, claim, at, reply, tag)
+        return await notices.post_notice(self.ctx, row_id, notices.HELD, at, reply, tag)
 
     async def _record_reply(self, event_id: int, ts: str) -> None:
         async with self.ctx.db.session() as session, session.begin():

@@ -23,7 +23,7 @@ from bot.errors import (
     UpstreamUnavailable,
 )
 from bot.messages import maintenance as messages
-from bot.services import maintenance_forms, reminders, server_times
+from bot.services import maintenance_forms, notices, reminders, server_times
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
@@ -31,7 +31,7 @@ from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
 from store import facts
 from store import maintenance as window_store
-from store.models import MaintenanceWindow, Reminder
+from store.models import MaintenanceWindow
 from store.states import DraftKind, ReminderKind, WindowState
 
 log = logging.getLogger(__name__)
@@ -571,7 +571,9 @@ class MaintenanceService(FeatureService):
             if announced:
                 # The notice waits in a row written with the cancellation: a crash before the
                 # post leaves it for the scheduler, never lost (`bot.services.notices`).
-                session.add(Reminder(window_id=window_id, kind=ReminderKind.CANCELLED, due_at=now))
+                notice = notices.held_notice(self.ctx, window_id=window_id, kind=ReminderKind.CANCELLED)
+                session.add(notice)
+                await session.flush()
         window = await self.get(window_id)
         if not won:
             raise NotFound(messages.already_cancelled(window))
@@ -580,7 +582,7 @@ class MaintenanceService(FeatureService):
 
         async def publish() -> None:
             if announced:
-                await self.windows.post_notice(window.id, reply)
+                await self.windows.post_notice(window.id, notice.id, reply)
             await self.windows.refresh_announcement(window.id)
 
         return window, await self._slack_step(window.id, publish)

@@ -12,6 +12,8 @@ import logging
 from bot.channel import ClaimLost, Message, Posted
 from bot.context import AppContext
 from store import reminders as reminder_store
+from store.dbclock import db_utc_now
+from store.models import Reminder
 from store.reminders import Claim
 from store.states import ClaimResult, ReminderState
 
@@ -58,14 +60,19 @@ async def post_notice(ctx: AppContext, reminder_id: int, claim: Claim, at: Poste
     return ts
 
 
-async def claim_notice(
-    ctx: AppContext, *, kind: str, incident_id: int | None = None, window_id: int | None = None
-) -> tuple[int, Claim] | None:
-    """Take an incident's or window's pending notice for posting now; None when there is
-    none or another process (the scheduler, a replica) has it."""
-    async with ctx.db.session() as session, session.begin():
-        row = await reminder_store.notice_of(session, kind=kind, incident_id=incident_id, window_id=window_id)
-        if row is None:
-            return None
-        claim = await reminder_store.claim(session, row, instance=ctx.instance_id, stale_after=reminder_store.STALE_CLAIM)
-    return (row.id, claim) if claim else None
+def held_notice(ctx: AppContext, **owner) -> Reminder:
+    """The notice row to add with the resolution or cancellation, claimed by this process
+    already (token 1), so it posts it at once and no scheduler pass takes it meanwhile; if
+    this process dies first, the recovery makes the claim stale and the scheduler posts it."""
+    return Reminder(
+        **owner,
+        due_at=ctx.clock(),
+        state=ReminderState.CLAIMED,
+        claimed_by=ctx.instance_id,
+        claimed_at=db_utc_now(),
+        claim_token=HELD_TOKEN,
+    )
+
+
+HELD_TOKEN = 1
+HELD = Claim(ClaimResult.FRESH, HELD_TOKEN)

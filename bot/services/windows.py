@@ -215,15 +215,11 @@ class Windows:
             log.warning("could not announce window %s after a crash: %s", window_id, exc.response.get("error"))
             return None
 
-    async def post_notice(self, window_id: int, message: Message) -> str | None:
-        """The cancel notice, claimed: None when the scheduler or a replica has it (it posts it)."""
-        taken = await notices.claim_notice(self.ctx, kind=ReminderKind.CANCELLED, window_id=window_id)
-        if taken is None:
-            return None
-        row_id, claim = taken
+    async def post_notice(self, window_id: int, row_id: int, message: Message) -> str | None:
+        """The cancel notice, under the claim its row was written with."""
         window = await self.announced(window_id)
         tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
-        return await notices.post_notice(self.ctx, row_id, claim, posted_at(window), message, tag)
+        return await notices.post_notice(self.ctx, row_id, notices.HELD, posted_at(window), message, tag)
 
     async def deliver_notice(self, row_id: int, window_id: int, claim) -> int:
         """The scheduler's side of a cancel notice it claimed (the canceller died before
