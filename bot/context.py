@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
 ACK_DEADLINE = "sitrep_ack_deadline"
 ACK_BUDGET_SECONDS = 2.0
 
+#: The key (`bot.replays.submission_key`) of the Slack request being handled, set by the
+#: replay guard for the listener it runs: a draft kept by that listener records it, so a
+#: Submit pressed again after a crash is told apart from a replay.
+SUBMISSION_KEY: ContextVar[str | None] = ContextVar("sitrep_submission_key", default=None)
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -53,6 +59,8 @@ class AppContext:
     # Set by the wiring (handlers): tell a person (user, channel) that a draft's outcome is
     # unknown, with its choices — used by the crash recovery, which has no Slack request.
     notify_unknown: Callable[[SubmissionUnknown, str, str | None], Awaitable[None]] | None = None
+    #: How the crash recovery tells a person their submission went through (an `Outcome`).
+    notify_done: Callable[[Any, str, str | None], Awaitable[None]] | None = None
     # This bot's own registry (never the process-global one: tests run several bots at once).
     metrics: Metrics = field(default_factory=Metrics)
     # One outbox per process: every post and edit to a channel is paced through it.

@@ -11,6 +11,14 @@ a digest of what was typed, so a form sent back with errors and corrected is a n
 key of a slash command or button click is its ``trigger_id``, which Slack makes per action
 and repeats on a retry. A form answered with errors is forgotten again, so submitting the
 same values once more shows the same errors rather than silently closing the modal.
+
+A form whose key is known but which never got as far as its draft was pressed again because
+the first press died with its process (killed after recording the key, before Slack had the
+ack: Slack showed an error and kept the modal open). Swallowing it would leave the person
+with a closed modal and no answer, so once the first press is `TAKEOVER_AFTER` old and still
+has no draft, one press (compare-and-set on the key) takes the key over and is acted on. A
+live first press acks at once and keeps its draft within milliseconds, so a replay of a
+submission that is being handled still finds the draft and is swallowed.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from slack_bolt.listener.async_listener_completion_handler import AsyncListenerCompletionHandler
@@ -27,7 +36,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.context import ACK_DEADLINE, AppContext
+from bot.context import ACK_DEADLINE, SUBMISSION_KEY, AppContext
 from store import submissions
 from store.db import bounded
 
@@ -38,6 +47,10 @@ KEY = "sitrep_submission_key"  # where the key waits on Bolt's request context
 # within this bound is not allowed to cost the person their request (it is acted on). Half
 # the ack budget, so the listener's own reads keep the other half.
 RECORD_TIMEOUT = 1.0
+# A known form key this old without a draft was abandoned by a process that died (see above).
+TAKEOVER_AFTER = 1.0
+# How often a press waiting for that age looks again.
+TAKEOVER_POLL = 0.1
 
 
 def submission_key(body: dict[str, Any]) -> str | None:
@@ -68,14 +81,43 @@ def replay_guard(ctx: AppContext) -> Callable[..., Awaitable[BoltResponse | None
         except (TimeoutError, SQLAlchemyError, OSError) as exc:
             log.warning("could not record a request's key (%s); acting on it unguarded", type(exc).__name__)
             return await next()
+        if not first and key.startswith("view:") and await _abandoned(ctx, key, deadline):
+            log.warning("a form pressed again after its first press was lost with its process; acting on it")
+            first = True
         if not first:
             retry = (req.headers.get("x-slack-retry-num") or [None])[0]
             log.info("ignored a request already acted on (%s)%s", key.split(":")[0], f", Slack retry {retry}" if retry else "")
             return BoltResponse(status=200, body="")
         req.context[KEY] = key
+        SUBMISSION_KEY.set(key)  # the listener's task copies this context: its draft records the key
         return await next()
 
     return guard
+
+
+async def _abandoned(ctx: AppContext, key: str, deadline: float | None) -> bool:
+    """Was the first press of this form lost (no draft, `TAKEOVER_AFTER` old)? Waits for that
+    age within the ack budget; True only for the one press that took the key over. Any doubt
+    (a draft appears, the database fails, the budget runs out) is False: a replay is ignored."""
+    loop = asyncio.get_running_loop()
+    until = (loop.time() + RECORD_TIMEOUT) if deadline is None else deadline - TAKEOVER_POLL
+    try:
+        while True:
+            async with ctx.db.session() as session:
+                if await bounded(submissions.kept_as_draft(session, key), RECORD_TIMEOUT):
+                    return False
+                seen_at = await bounded(submissions.first_seen(session, key), RECORD_TIMEOUT)
+                now = ctx.clock()
+                if seen_at is None:  # forgotten meanwhile (shown again with errors): a new press
+                    return await submissions.remember(session, key, now=now)
+                if now - seen_at >= timedelta(seconds=TAKEOVER_AFTER):
+                    return await submissions.take_over(session, key, seen_at=seen_at, now=now)
+            if loop.time() + TAKEOVER_POLL > until:
+                return False
+            await asyncio.sleep(TAKEOVER_POLL)
+    except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        log.warning("could not tell whether a form pressed again was lost (%s); ignoring it", type(exc).__name__)
+        return False
 
 
 async def _remember(ctx: AppContext, key: str) -> bool:

@@ -13,6 +13,7 @@ from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.errors import NotFound, SubmissionUnknown
 from bot.services.drafts import draft_kind
+from bot.services.outcomes import Outcome
 from handlers.draft_views import unknown_answer
 from handlers.errors import renders_errors
 from handlers.ids import DraftAction, DraftCallback
@@ -25,6 +26,20 @@ def unknown_notifier(ctx: AppContext):
 
     async def notify(err: SubmissionUnknown, user_id: str, channel_id: str | None) -> None:
         text, blocks = unknown_answer(err, recovered=True)
+        await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+
+    return notify
+
+
+def done_notifier(ctx: AppContext, owners: Mapping[str, Any]):
+    """How the crash recovery tells a person a submission went through: the feature's own
+    answer for it (with the outcome's note), ephemeral where they submitted, else a DM."""
+
+    async def notify(outcome: Outcome, user_id: str, channel_id: str | None) -> None:
+        owner = owners.get(outcome.kind.feature)
+        if owner is None:
+            return
+        text, blocks = owner.done_answer(outcome)
         await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
 
     return notify
@@ -77,3 +92,4 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
     app.action(DraftAction.LINK)(renders_errors(ctx, link))
     app.view(DraftCallback.LINK)(renders_errors(ctx, submit_link))
     ctx.notify_unknown = unknown_notifier(ctx)
+    ctx.notify_done = done_notifier(ctx, owners)

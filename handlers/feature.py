@@ -36,8 +36,13 @@ class FeatureHandlers:
         self.service = service
         self.done_answer = done_answer
 
-    async def _submit(self, it: Interaction, kind: DraftKind, form: Any) -> None:
-        outcome = await self.service.submit(kind, form, user_id=it.user_id, channel_id=it.channel_id)
+    async def _submit(self, it: Interaction, kind: DraftKind, form: Any, *, ack) -> None:
+        """Keep the draft before the ack when the database answers at once, so a process
+        killed right after the ack leaves a draft for the recovery (the person is told);
+        a slow database is not waited for (`keep_first` gives up) and keeps it after."""
+        kept = await self.service.keep_first(kind, form, user_id=it.user_id, channel_id=it.channel_id)
+        await ack()
+        outcome = await self.service.submit(kind, form, user_id=it.user_id, channel_id=it.channel_id, kept=kept)
         await self._tell(it, self.done_answer(outcome))
 
     async def _tell(self, it: Interaction, answer: Answer) -> None:

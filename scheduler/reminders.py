@@ -20,6 +20,7 @@ from bot.channel import AnnouncementBusy, ClaimLost, Guard, Message, Posted
 from bot.context import AppContext
 from bot.messages import maintenance as messages
 from bot.outbox import Priority, RateLimited
+from bot.services.incidents import IncidentService
 from bot.services.windows import Windows
 from scheduler.nudges import deliver_nudge
 from scheduler.rooms import deliver_archive
@@ -87,8 +88,13 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
             nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
 
     if reminder.incident_id is not None:
+        if kind == ReminderKind.RESOLVED:
+            return await IncidentService(ctx).deliver_notice(reminder_id, claim)
         deliver = deliver_archive if kind == ReminderKind.ARCHIVE else deliver_nudge
         return await deliver(ctx, nudge, claim)
+
+    if kind == ReminderKind.CANCELLED:
+        return await Windows(ctx).deliver_notice(reminder_id, window.id, claim)
 
     if claim.result == ClaimResult.STALE:
         found = await _find_posted(ctx, window, kind)

@@ -100,6 +100,9 @@ class ReminderScheduler:
             try:
                 await recovery.beat(self.ctx)
                 await recovery.recover_orphans(self.ctx)
+                await recovery.recover_announcements(self.ctx)
+                if await recovery.expire_gone_claims(self.ctx):
+                    asyncio.create_task(self._run_due())  # not in the beat: a long pass must not delay it
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.exception("heartbeat or draft recovery failed; trying again at the next beat")
             await asyncio.sleep(self.ctx.settings.sitrep_heartbeat)

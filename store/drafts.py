@@ -25,6 +25,7 @@ async def keep_draft(
     payload: dict[str, Any],
     now: datetime,
     sent_by: str | None = None,
+    submission_key: str | None = None,
 ) -> Draft:
     """A new draft, already marked as being sent by the caller (instance `sent_by`)."""
     draft = Draft(
@@ -36,6 +37,7 @@ async def keep_draft(
         created_at=now,
         updated_at=now,
         sent_by=sent_by,
+        submission_key=submission_key,
     )
     session.add(draft)
     await session.flush()
@@ -103,6 +105,29 @@ async def mark_unknown(session: AsyncSession, draft: Draft, *, now: datetime) ->
         update(Draft)
         .where(Draft.id == draft.id, Draft.state == SENDING, _same_sender(draft.sent_by))
         .values(state=UNKNOWN, updated_at=now, sent_by=None, error="the process sending it stopped mid-call")
+    )
+    return moved.rowcount == 1
+
+
+async def take_over(session: AsyncSession, draft: Draft, *, instance: str, now: datetime) -> bool:
+    """Compare-and-set: the recovering instance becomes the draft's sender while it tells
+    the person (still "sending"), so dying mid-notice leaves it to the next recovery, and
+    exactly one replica takes it."""
+    moved = await session.execute(
+        update(Draft)
+        .where(Draft.id == draft.id, Draft.state == SENDING, _same_sender(draft.sent_by))
+        .values(sent_by=instance, updated_at=now)
+    )
+    return moved.rowcount == 1
+
+
+async def mark_done_recovered(session: AsyncSession, draft: Draft, *, now: datetime) -> bool:
+    """Compare-and-set, like `mark_unknown`, for a draft whose send is known to have been
+    stored (its incident or window names it): done, and only the winner tells the person."""
+    moved = await session.execute(
+        update(Draft)
+        .where(Draft.id == draft.id, Draft.state == SENDING, _same_sender(draft.sent_by))
+        .values(state=DONE, updated_at=now, sent_by=None, attempts=Draft.attempts + 1, error=None)
     )
     return moved.rowcount == 1
 

@@ -20,6 +20,22 @@ async def get_incident(session: AsyncSession, incident_id: int) -> Incident | No
     return await session.get(Incident, incident_id)
 
 
+async def by_draft(session: AsyncSession, draft_id: int) -> Incident | None:
+    """The incident stored from this draft's send (`Incident.draft_id`), if any."""
+    return await session.scalar(select(Incident).where(Incident.draft_id == draft_id).limit(1))
+
+
+async def resolved_event(session: AsyncSession, incident_id: int) -> IncidentEvent | None:
+    """The incident's resolution in its timeline, if it was resolved here."""
+    rows = await session.execute(
+        select(IncidentEvent)
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "resolved")
+        .order_by(IncidentEvent.id.desc())
+        .limit(1)
+    )
+    return rows.scalars().first()
+
+
 async def find_incident(session: AsyncSession, ref: str) -> Incident | None:
     """`ref` is the short number people see (`12`, `#12`) or the upstream ID."""
     ref = ref.strip()

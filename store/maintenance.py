@@ -28,6 +28,11 @@ async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow
     return await session.get(MaintenanceWindow, window_id)
 
 
+async def by_draft(session: AsyncSession, draft_id: int) -> MaintenanceWindow | None:
+    """The window stored from this draft's send (`MaintenanceWindow.draft_id`), if any."""
+    return await session.scalar(select(MaintenanceWindow).where(MaintenanceWindow.draft_id == draft_id).limit(1))
+
+
 async def by_upstream(session: AsyncSession, backend: str, upstream_id: str) -> MaintenanceWindow | None:
     query = select(MaintenanceWindow).where(
         MaintenanceWindow.backend == backend, MaintenanceWindow.upstream_id == str(upstream_id)

@@ -71,6 +71,14 @@ class Incident(Base):
     #: Its own channel (SITREP_INCIDENT_CHANNELS) and the summary message kept current there.
     room_channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
     room_message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The first announcement is claimed like a window's (`store.announcements`), from the
+    # moment the incident is stored: a claim left by a process now gone is recovered.
+    announce_token: Mapped[int] = mapped_column(default=0, server_default="0")
+    announce_claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    announce_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The draft it was declared from (None: linked or made before 0013): the crash recovery
+    #: tells that draft's person it was declared, not "outcome unknown".
+    draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
 
     @property
     def is_open(self) -> bool:
@@ -109,6 +117,9 @@ class Draft(Base):
     updated_at: Mapped[datetime]
     #: The instance (`Instance.id`) sending it while "sending"; None: nobody (released).
     sent_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: The Slack submission (`bot.replays.submission_key`) it was kept from: Submit pressed
+    #: again after a crash is a replay only when the first press left a draft.
+    submission_key: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
 
 
 class Instance(Base):
@@ -151,6 +162,8 @@ class MaintenanceWindow(Base):
     announce_token: Mapped[int] = mapped_column(default=0, server_default="0")
     announce_claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
     announce_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: The draft it was scheduled from (None: made outside Slack), as for incidents.
+    draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
 
 
 class Reminder(Base):

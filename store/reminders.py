@@ -13,6 +13,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.dbclock import db_utc_now
+from store.instances import live_ids
 from store.models import MaintenanceWindow, Reminder
 from store.states import ClaimResult, ReminderKind, ReminderState, WindowState
 
@@ -41,6 +42,18 @@ async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
         select(Reminder).where(Reminder.incident_id == incident_id, Reminder.kind == ReminderKind.NUDGE)
     )
     return rows.scalars().first()
+
+
+async def expire_claims_of_gone(session: AsyncSession, *, live_since: datetime) -> int:
+    """Claims held by instances with no heartbeat since `live_since` are stale at once: the
+    next pass takes them over (looking in Slack first) instead of waiting `STALE_CLAIM`."""
+    done = await session.execute(
+        update(Reminder)
+        .where(Reminder.state == CLAIMED, Reminder.claimed_by.not_in(live_ids(live_since)), Reminder.claimed_at > LONG_AGO)
+        .execution_options(synchronize_session=False)
+        .values(claimed_at=LONG_AGO)
+    )
+    return done.rowcount
 
 
 #: The compare-and-set UPDATEs below run in short sessions holding no objects they would

@@ -71,10 +71,15 @@ class ReminderKind(StrEnum):
     """An open incident quiet for SITREP_UPDATE_NUDGE minutes; re-armed after each post."""
     ARCHIVE = "archive"
     """SITREP_ARCHIVE_AFTER hours after a resolution: archive the incident's own channel."""
+    RESOLVED = "resolved"
+    """An incident's resolve notice in its thread, due at once: written with the resolution,
+    so a crash before the post leaves it to be posted (`bot.services.notices`)."""
+    CANCELLED = "cancelled"
+    """A window's cancel notice in its thread, the same way (written with the cancellation)."""
 
     @property
     def of_window(self) -> bool:
-        return self not in (ReminderKind.NUDGE, ReminderKind.ARCHIVE)
+        return self not in (ReminderKind.NUDGE, ReminderKind.ARCHIVE, ReminderKind.RESOLVED, ReminderKind.CANCELLED)
 
     @property
     def moves_window_to(self) -> WindowState | None:

@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.context import AppContext
-from bot.errors import NotSupported
-from bot.services.drafts import DraftFlow, UnknownChoices
+from bot.errors import NotSupported, SitrepError
+from bot.services.drafts import SENDING_DRAFT, DraftFlow, UnknownChoices
 from bot.services.outcomes import Outcome
 from store.states import DraftKind, DraftState
 
@@ -32,11 +32,23 @@ class FeatureService:
     def require_allowed(self, user_id: str | None) -> None:
         raise NotImplementedError
 
-    async def submit(self, kind: DraftKind, form: Any, *, user_id: str, channel_id: str | None) -> Outcome:
-        """Keep the draft, then send it; a failure leaves the draft for Retry."""
+    async def keep_first(self, kind: DraftKind, form: Any, *, user_id: str, channel_id: str | None) -> int | None:
+        """The draft kept before Slack's ack, when the person may submit and the database
+        answers within `PRE_ACK_KEEP_SECONDS`; None otherwise (`submit` keeps it after)."""
+        try:
+            self.require_allowed(user_id)
+            self.require_enabled()
+        except SitrepError:
+            return None  # `submit` says why, after the ack
+        return await self.drafts.keep_now(kind, form, user_id=user_id, channel_id=channel_id)
+
+    async def submit(
+        self, kind: DraftKind, form: Any, *, user_id: str, channel_id: str | None, kept: int | None = None
+    ) -> Outcome:
+        """Keep the draft (unless `kept` already), then send it; a failure leaves the draft for Retry."""
         self.require_allowed(user_id)
         self.require_enabled()
-        return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send)
+        return await self.drafts.submit(kind, form, user_id=user_id, channel_id=channel_id, send=self._send, kept=kept)
 
     async def retry(self, draft_id: int, *, user_id: str) -> Outcome:
         """Send a kept draft again, once however often Retry is clicked. A create whose
@@ -111,11 +123,14 @@ class FeatureService:
         if not self.unknown_choices(kind).can_link:
             raise NotSupported("Linking is for the status page only; use *Check and retry*.")
         await self.drafts.claim(draft_id, (UNKNOWN,))
+        sending = SENDING_DRAFT.set(draft_id)  # what it stores names the draft (crash recovery)
         try:
             outcome = await self._adopt(kind, form, upstream_id.strip(), user_id)
         except BaseException:
             await self.drafts.put_back_unknown(draft_id)
             raise
+        finally:
+            SENDING_DRAFT.reset(sending)
         await self.drafts.settle(draft_id, result=outcome, user_id=user_id, kind=kind)
         return outcome
 

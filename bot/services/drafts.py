@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.context import AppContext
+from bot.context import SUBMISSION_KEY, AppContext
 from bot.errors import (
     DatabaseBusy,
     NotFound,
@@ -40,6 +41,13 @@ T = TypeVar("T")
 # How long a submission waits to be kept before the person is told and given it back. The form
 # is already closed (Slack had its ack): this bounds their wait, not Slack's.
 KEEP_BOUND_SECONDS = 5.0
+# How long a submission's draft may hold up Slack's ack (3 s, of which the replay guard may
+# take 1): kept before the ack, a kill right after the ack still leaves it for the recovery.
+PRE_ACK_KEEP_SECONDS = 0.5
+
+#: The draft whose send is under way in this task: the incident or window it makes records
+#: it, so the crash recovery tells that draft's person what was made, not "outcome unknown".
+SENDING_DRAFT: ContextVar[int | None] = ContextVar("sitrep_sending_draft", default=None)
 
 
 class Form(Protocol):
@@ -73,26 +81,40 @@ class DraftFlow:
         self.from_payload = from_payload
         self.choices = choices
 
-    async def submit(self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T]) -> T:
-        """Keep the draft, then send it. A draft the database will not take is never sent (what
-        the upstream took and we could not record would be an orphan): `NotStored` gives the
-        person what they typed instead."""
+    async def keep_now(self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None) -> int | None:
+        """Keep the draft within `PRE_ACK_KEEP_SECONDS` (before Slack's ack); None when the
+        database does not answer in time (the given-up insert is rolled back)."""
+        try:
+            return await bounded(self._keep(kind, form, user_id, channel_id), PRE_ACK_KEEP_SECONDS)
+        except STORE_FAILURES as exc:
+            log.info("could not keep %s before the ack (%s); keeping it after", kind, type(exc).__name__)
+            return None
 
-        async def keep() -> int:
-            async with self.ctx.db.session() as session, session.begin():
-                draft = await draft_store.keep_draft(
-                    session,
-                    kind=kind,
-                    user_id=user_id,
-                    channel_id=channel_id,
-                    payload=form.to_payload(),
-                    now=self.ctx.clock(),
-                    sent_by=self.ctx.instance_id,
-                )
-                return draft.id
+    async def _keep(self, kind: DraftKind, form: Form, user_id: str, channel_id: str | None) -> int:
+        async with self.ctx.db.session() as session, session.begin():
+            draft = await draft_store.keep_draft(
+                session,
+                kind=kind,
+                user_id=user_id,
+                channel_id=channel_id,
+                payload=form.to_payload(),
+                now=self.ctx.clock(),
+                sent_by=self.ctx.instance_id,
+                submission_key=SUBMISSION_KEY.get(),
+            )
+            return draft.id
+
+    async def submit(
+        self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T], kept: int | None = None
+    ) -> T:
+        """Keep the draft (unless `kept` is its id already), then send it. A draft the database
+        will not take is never sent (what the upstream took and we could not record would be
+        an orphan): `NotStored` gives the person what they typed instead."""
+        if kept is not None:
+            return await self._attempt(kept, kind, form, user_id, send)
 
         try:
-            draft_id = await bounded(keep(), KEEP_BOUND_SECONDS)
+            draft_id = await bounded(self._keep(kind, form, user_id, channel_id), KEEP_BOUND_SECONDS)
         except STORE_FAILURES as exc:
             log.error("could not keep %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
             raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc)) from exc
@@ -166,6 +188,7 @@ class DraftFlow:
         )
 
     async def _attempt(self, draft_id: int, kind: DraftKind, form: Form, user_id: str, send: Send[T]) -> T:
+        sending = SENDING_DRAFT.set(draft_id)
         try:
             result = await send(kind, form, user_id)
         except UpstreamError as exc:
@@ -205,6 +228,8 @@ class DraftFlow:
             # makes it "unknown" and tells the person; it is never left "sending".
             await asyncio.shield(self._release(draft_id))
             raise
+        finally:
+            SENDING_DRAFT.reset(sending)
         audit(kind, user=user_id, outcome="ok", draft_id=draft_id, **_target(result))
         await self._record(draft_id, None)
         return result

@@ -6,21 +6,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.channel import Message, Posted
+from slack_sdk.errors import SlackApiError
+
+from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
-from bot.services import incident_forms, nudges
+from bot.services import incident_forms, notices, nudges
 from bot.services.base import FeatureService
-from bot.services.drafts import UnknownChoices
+from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
+from store import announcements as announcement_store
 from store import incidents as incident_store
-from store.models import Incident, IncidentEvent
-from store.states import DraftKind
+from store import reminders as reminder_store
+from store.dbclock import db_utc_now
+from store.models import Incident, IncidentEvent, Reminder
+from store.states import ClaimResult, DraftKind, ReminderKind, ReminderState
 
 log = logging.getLogger(__name__)
+
+ANNOUNCEMENT_EVENT = "sitrep_incident_announcement"
+"""Metadata event type on an incident's parent message: whoever takes over the claim of a
+process that died mid-post looks for it in the channel before posting."""
 
 
 def _joined(*warnings: str | None) -> str | None:
@@ -140,6 +149,12 @@ class IncidentService(FeatureService):
                     declared_at=now,
                     updated_at=now,
                     source_link=source_link,
+                    draft_id=SENDING_DRAFT.get(),
+                    # Claimed for its announcement as it is stored: if this process dies
+                    # before posting, the crash recovery posts it (`recover_announcement`).
+                    announce_token=1,
+                    announce_claimed_by=self.ctx.instance_id,
+                    announce_claimed_at=db_utc_now(),
                 ),
             )
             await incident_store.add_event(
@@ -204,10 +219,16 @@ class IncidentService(FeatureService):
                 event = await incident_store.add_event(
                     session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
                 )
+                if announce:
+                    # The notice waits in a row written with the resolution: a crash before
+                    # the post leaves it for the scheduler, never lost (`bot.services.notices`).
+                    notice = notices.held_notice(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
+                    session.add(notice)
+                    await session.flush()
         if not won:
             raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
-        warning = await self._publish(incident, event.id, reply, broadcast=True)
+        warning = await self._publish(incident, event.id, reply, broadcast=True, notice=notice.id if announce else None)
         await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
@@ -225,6 +246,7 @@ class IncidentService(FeatureService):
         reply: Message | None = None,
         *,
         broadcast: bool = False,
+        notice: int | None = None,
     ) -> str | None:
         """Bring Slack up to date: the announcement (posted now if it never was), the
         thread reply, the parent edited. The status page already took the change, so Slack
@@ -235,15 +257,18 @@ class IncidentService(FeatureService):
 
         async def step() -> None:
             at = self._at(incident)
-            if at is None and reply is None:
-                await self._announce(incident)
+            if at is None and reply is None:  # just declared: under the claim taken as it was stored
+                await self._announce(incident, held=True)
                 return
-            at = await channel.announced(at, lambda: messages.announcement(incident), lambda p: self._remember(incident, p))
+            at = at or self._at(await self._announce(incident))
             if reply is not None:
-                ts = await channel.reply(at, reply, broadcast=broadcast)
-                async with self.ctx.db.session() as session, session.begin():
-                    event = await session.get(IncidentEvent, event_id)
-                    event.message_ts = ts
+                ts = await (
+                    self._post_notice(at, incident.id, notice, reply)
+                    if notice is not None
+                    else channel.reply(at, reply, broadcast=broadcast)
+                )
+                if ts is not None:
+                    await self._record_reply(event_id, ts)
             await channel.refresh(at, messages.announcement(incident))
 
         warning = await channel.after_upstream(
@@ -255,16 +280,120 @@ class IncidentService(FeatureService):
         # The incident's own channel, when it has one, hears the same.
         return _joined(warning, await self.rooms.mirror(incident, reply))
 
-    async def _announce(self, incident: Incident) -> Incident:
-        """Post the incident's one parent message and remember where it is."""
-        return await self._remember(incident, await self.ctx.channel.announce(messages.announcement(incident)))
+    async def _post_notice(self, at: Posted, incident_id: int, row_id: int, reply: Message) -> str | None:
+        """The resolve notice, under the claim its row was written with."""
+        tag = notices.notice_tag(incident_id=incident_id, kind=ReminderKind.RESOLVED)
+        return await notices.post_notice(self.ctx, row_id, notices.HELD, at, reply, tag)
 
-    async def _remember(self, incident: Incident, posted: Posted) -> Incident:
+    async def _record_reply(self, event_id: int, ts: str) -> None:
+        async with self.ctx.db.session() as session, session.begin():
+            event = await session.get(IncidentEvent, event_id)
+            event.message_ts = ts
+
+    async def deliver_notice(self, row_id: int, claim) -> int:
+        """The scheduler's side of a resolve notice it claimed (the resolver died before
+        posting it): post it in the thread, announcing the incident first if it never was."""
+        async with self.ctx.db.session() as session:
+            row = await session.get(Reminder, row_id)
+            incident = await incident_store.get_incident(session, row.incident_id)
+            event = await incident_store.resolved_event(session, row.incident_id)
+        if incident is None or event is None:
+            async with self.ctx.db.session() as session, session.begin():
+                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            return 0
+        if incident.message_ts is None:
+            incident = await self._announce(incident)
+        at = self._at(incident)
+        tag = notices.notice_tag(incident_id=incident.id, kind=ReminderKind.RESOLVED)
+        ts = await notices.post_notice(self.ctx, row_id, claim, at, messages.resolved_reply(incident, event), tag)
+        if ts is None:
+            return 0
+        await self._record_reply(event.id, ts)
+        self.ctx.channel.refresh_later(at, self._current_announcement(incident.id), what=f"incident #{incident.id}")
+        return 1
+
+    def _current_announcement(self, incident_id: int):
+        async def build() -> Message | None:
+            incident = await self._reload(incident_id)
+            return messages.announcement(incident) if incident is not None else None
+
+        return build
+
+    async def _announce(self, incident: Incident, *, held: bool = False, live_since=None) -> Incident:
+        """Post the incident's one parent message and remember where it is, exactly once:
+        under the claim taken when it was stored (`held`), or one taken now (Slack refused it
+        before; with `live_since`, the crash recovery, its claimant is gone), tagged so a claimant
+        taking over finds a post that did reach Slack, sent only while the claim is ours."""
+        db = self.ctx.db
+        if held and incident.announce_claimed_by == self.ctx.instance_id:
+            token, result = incident.announce_token, ClaimResult.FRESH
+        else:
+            async with db.session() as session, session.begin():
+                claim = await announcement_store.claim_announcement(
+                    session, incident.id, instance=self.ctx.instance_id, stale_after=self.ctx.stale_claim,
+                    live_since=live_since, W=Incident,
+                )
+            if not claim:
+                raise AnnouncementBusy(f"incident {incident.id}")
+            token, result = claim.token, claim.result
+        payload = {"incident_id": incident.id}
+        if result == ClaimResult.STALE:
+            found = await self.ctx.channel.find_message(ANNOUNCEMENT_EVENT, payload)
+            if found is not None:
+                log.info("the announcement of incident %s was already in Slack (%s); not posting it again", incident.id, found)
+                return await self._remember(incident, token, Posted(incident.channel_id, found))
+
+        async def still_ours() -> bool:
+            async with db.session() as session, session.begin():
+                return await announcement_store.confirm_announcement(session, incident.id, token=token, W=Incident)
+
+        try:
+            posted = await self.ctx.channel.announce(
+                messages.announcement(incident),
+                metadata={"event_type": ANNOUNCEMENT_EVENT, "event_payload": payload},
+                guard=still_ours,
+            )
+        except ClaimLost:
+            raise AnnouncementBusy(f"incident {incident.id}") from None
+        except BaseException as exc:
+            # Slack answering with an error posted nothing; a timeout or a crash may have.
+            async with db.session() as session, session.begin():
+                await announcement_store.release_announcement(
+                    session, incident.id, token=token, posted_maybe=not isinstance(exc, SlackApiError), W=Incident
+                )
+            raise
+        return await self._remember(incident, token, posted)
+
+    async def _remember(self, incident: Incident, token: int, posted: Posted) -> Incident:
         """Store where the announcement is, and its link (the answers to the person show it)."""
         permalink = await self.ctx.channel.permalink(posted)
         async with self.ctx.db.session() as session, session.begin():
-            stored = await incident_store.get_incident(session, incident.id)
-            stored.message_ts = posted.ts
-            stored.channel_id = posted.channel
-            stored.permalink = permalink
-        return stored
+            mine = await announcement_store.record_announcement(
+                session, incident.id, token=token, channel_id=posted.channel, ts=posted.ts, W=Incident, permalink=permalink
+            )
+        if not mine:
+            log.warning("incident %s: its announcement %s went out after the claim was taken over", incident.id, posted.ts)
+        return await self._reload(incident.id)
+
+    # --- crash recovery ------------------------------------------------------------------
+    async def recover_announcement(self, incident_id: int, *, live_since) -> Incident | None:
+        """Announce an incident whose announcement was claimed by a process now gone (it died
+        between storing and posting); None when another instance has it. Slack trouble is
+        logged: the next pass tries again."""
+        incident = await self._reload(incident_id)
+        if incident is None or incident.message_ts:
+            return incident
+        try:
+            incident = await self._announce(incident, live_since=live_since)
+        except AnnouncementBusy:
+            return None
+        except SlackApiError as exc:
+            log.warning("could not announce incident %s after a crash: %s", incident_id, exc.response.get("error"))
+            return None
+        await self.rooms.open(incident)
+        return await self._reload(incident_id)
+
+    async def made_by_draft(self, draft_id: int) -> Incident | None:
+        """The incident a draft's send stored before its process died, if it got that far."""
+        async with self.ctx.db.session() as session:
+            return await incident_store.by_draft(session, draft_id)

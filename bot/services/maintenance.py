@@ -23,16 +23,16 @@ from bot.errors import (
     UpstreamUnavailable,
 )
 from bot.messages import maintenance as messages
-from bot.services import maintenance_forms, reminders, server_times
+from bot.services import maintenance_forms, notices, reminders, server_times
 from bot.services.base import FeatureService
-from bot.services.drafts import UnknownChoices
+from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
 from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
-from store.states import DraftKind, WindowState
+from store.states import DraftKind, ReminderKind, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +471,7 @@ class MaintenanceService(FeatureService):
                     created_by=user_id,
                     created_at=now,
                     updated_at=now,
+                    draft_id=SENDING_DRAFT.get(),
                 ),
             )
         # Reminders first: they must not depend on Slack taking the announcement.
@@ -566,6 +567,13 @@ class MaintenanceService(FeatureService):
         now = self.ctx.clock()
         async with self.ctx.db.session() as session, session.begin():
             won = await window_store.cancel_if_active(session, window_id, now=now, by=user_id)
+            announced = won and (await window_store.get_window(session, window_id)).message_ts is not None
+            if announced:
+                # The notice waits in a row written with the cancellation: a crash before the
+                # post leaves it for the scheduler, never lost (`bot.services.notices`).
+                notice = notices.held_notice(self.ctx, window_id=window_id, kind=ReminderKind.CANCELLED)
+                session.add(notice)
+                await session.flush()
         window = await self.get(window_id)
         if not won:
             raise NotFound(messages.already_cancelled(window))
@@ -573,8 +581,8 @@ class MaintenanceService(FeatureService):
         reply = messages.cancelled_reply(window, user_id, now, note)
 
         async def publish() -> None:
-            if window.message_ts:
-                await self.windows.post_in_thread(window.id, reply, broadcast=True)
+            if announced:
+                await self.windows.post_notice(window.id, notice.id, reply)
             await self.windows.refresh_announcement(window.id)
 
         return window, await self._slack_step(window.id, publish)

@@ -90,6 +90,8 @@ def _change_for(row: Reminder, due_at: datetime | None, now: datetime) -> dict:
 async def cancel_window_reminders(ctx: AppContext, window_id: int) -> None:
     async with ctx.db.session() as session, session.begin():
         for row in (await reminder_store.reminders_of(session, window_id)).values():
+            if not ReminderKind(row.kind).of_window:
+                continue  # its cancel notice stays due
             await reminder_store.change_if_state(
                 session, row.id, seen_state=ReminderState.PENDING, state=ReminderState.CANCELLED
             )

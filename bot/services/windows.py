@@ -17,13 +17,14 @@ from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.messages import maintenance as messages
-from bot.services import reminders
+from bot.services import notices, reminders
 from store import announcements as announcement_store
 from store import facts
 from store import maintenance as window_store
+from store import reminders as reminder_store
 from store.db import STORE_FAILURES, bounded
 from store.models import MaintenanceWindow
-from store.states import ClaimResult, WindowState
+from store.states import ClaimResult, ReminderKind, ReminderState, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +160,14 @@ class Windows:
         reach Slack, and sent only while the claim is still ours (fencing)."""
         return (await self._announce(window_id))[0]
 
-    async def _announce(self, window_id: int) -> tuple[MaintenanceWindow, bool]:
-        """The window announced, and whether this call posted (or adopted) its announcement."""
+    async def _announce(self, window_id: int, *, live_since: datetime | None = None) -> tuple[MaintenanceWindow, bool]:
+        """The window announced, and whether this call posted (or adopted) its announcement.
+        With `live_since` (the crash recovery), a claim held by an instance with no heartbeat
+        since then is taken over at once."""
         db, instance = self.ctx.db, self.ctx.instance_id
         async with db.session() as session, session.begin():
             claim = await announcement_store.claim_announcement(
-                session, window_id, instance=instance, stale_after=self.ctx.stale_claim
+                session, window_id, instance=instance, stale_after=self.ctx.stale_claim, live_since=live_since
             )
         if not claim:
             return await self._announced_elsewhere(window_id), False
@@ -194,6 +197,47 @@ class Windows:
                 )
             raise
         return await self._record(window_id, claim.token, posted), True
+
+    async def recover_announcement(self, window_id: int, *, live_since: datetime) -> MaintenanceWindow | None:
+        """Announce a window whose process died before its announcement was posted; None
+        when another instance has it or Slack refused (the next pass tries again)."""
+        window = await self.get(window_id)
+        if window is None or window.message_ts or window.state in (WindowState.CANCELLED, WindowState.COMPLETED):
+            return window
+        try:
+            return (await self._announce(window_id, live_since=live_since))[0]
+        except AnnouncementBusy:
+            return None
+        except SlackApiError as exc:
+            log.warning("could not announce window %s after a crash: %s", window_id, exc.response.get("error"))
+            return None
+
+    async def post_notice(self, window_id: int, row_id: int, message: Message) -> str | None:
+        """The cancel notice, under the claim its row was written with."""
+        window = await self.announced(window_id)
+        tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
+        return await notices.post_notice(self.ctx, row_id, notices.HELD, posted_at(window), message, tag)
+
+    async def deliver_notice(self, row_id: int, window_id: int, claim) -> int:
+        """The scheduler's side of a cancel notice it claimed (the canceller died before
+        posting it); the note typed with the cancellation was not kept and is left out."""
+        window = await self.get(window_id)
+        if window is None or not window.message_ts:
+            async with self.ctx.db.session() as session, session.begin():
+                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            return 0
+        message = messages.cancelled_reply(window, window.cancelled_by, window.cancelled_at or self.ctx.clock())
+        tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
+        ts = await notices.post_notice(self.ctx, row_id, claim, posted_at(window), message, tag)
+        if ts is None:
+            return 0
+        await self.refresh_announcement(window_id)
+        return 1
+
+    async def made_by_draft(self, draft_id: int) -> MaintenanceWindow | None:
+        """The window a draft's send stored before its process died, if it got that far."""
+        async with self.ctx.db.session() as session:
+            return await window_store.by_draft(session, draft_id)
 
     async def _record(self, window_id: int, token: int, posted: Posted) -> MaintenanceWindow:
         async with self.ctx.db.session() as session, session.begin():

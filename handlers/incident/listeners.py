@@ -157,8 +157,7 @@ class IncidentHandlers(FeatureHandlers):
         form = replace(parse_declare(it.values), **views.source_of(it.metadata))
         settings = self.ctx.settings
         modal_errors(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts), FIELD_BLOCKS)
-        await ack()
-        await self._submit(it, DraftKind.DECLARE, form)
+        await self._submit(it, DraftKind.DECLARE, form, ack=ack)
 
     async def submit_update(self, ack, it: Interaction) -> None:
         form = UpdateForm(
@@ -167,13 +166,11 @@ class IncidentHandlers(FeatureHandlers):
             text=payload.text(it.values, Block.UPDATE_TEXT, Action.UPDATE_TEXT),
         )
         modal_errors(form.problems(statuses=self.ctx.settings.sitrep_incident_statuses), FIELD_BLOCKS)
-        await ack()
-        await self._submit(it, DraftKind.UPDATE, form)
+        await self._submit(it, DraftKind.UPDATE, form, ack=ack)
 
     async def submit_resolve(self, ack, it: Interaction) -> None:
         form = ResolveForm(incident_id=_incident_choice(it.values), note=payload.text(it.values, Block.NOTE, Action.NOTE))
-        await ack()
-        await self._submit(it, DraftKind.RESOLVE, form)
+        await self._submit(it, DraftKind.RESOLVE, form, ack=ack)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
     async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:

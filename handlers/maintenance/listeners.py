@@ -144,21 +144,18 @@ class MaintenanceHandlers(FeatureHandlers):
     async def submit_schedule(self, ack, it: Interaction) -> None:
         form = parse_schedule(it.values)
         modal_errors(self.service.problems(form), FIELD_BLOCKS)
-        await ack()
-        await self._submit(it, DraftKind.SCHEDULE, form)
+        await self._submit(it, DraftKind.SCHEDULE, form, ack=ack)
 
     async def submit_edit(self, ack, it: Interaction) -> None:
         window_id = _window_of(it)
         original = await self.service.get(window_id)
         form = keep_unshown(parse_schedule(it.values, window_id=window_id), it.metadata, original)
         modal_errors(self.service.problems(form, original=original), FIELD_BLOCKS)
-        await ack()
-        await self._submit(it, DraftKind.EDIT, form)
+        await self._submit(it, DraftKind.EDIT, form, ack=ack)
 
     async def submit_cancel(self, ack, it: Interaction) -> None:
         form = CancelForm(window_id=_window_of(it), note=payload.text(it.values, Block.NOTE, Action.NOTE))
-        await ack()
-        await self._submit(it, DraftKind.CANCEL, form)
+        await self._submit(it, DraftKind.CANCEL, form, ack=ack)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
     async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:

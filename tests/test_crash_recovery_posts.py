@@ -1,0 +1,233 @@
+"""What a crash between storing and telling must not lose (issue #10): `sitrep run` as a real
+process killed with SIGKILL after the status page made the incident and sitrep stored it, but
+before its announcement reached Slack; restarted, the bot announces it once and tells the
+person it was declared (not "outcome unknown"). And a Submit pressed again because the first
+press died with its process before Slack had the ack is acted on, not swallowed as a replay."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.replays import TAKEOVER_AFTER, submission_key
+from bot.services.recovery import RECOVERED_NOTE
+from handlers.maintenance.ids import Action as WindowAction
+from handlers.maintenance.ids import Block as WindowBlock
+from store.models import SeenSubmission
+from tests.support.fakes.signing import command_body, interaction_body
+from tests.support.harness import CHANNEL, free_port, last_view, submission_payload, typed
+from tests.support.incidents import declare_values, resolve_values
+from tests.support.maintenance import schedule_values
+from tests.support.process import start_sitrep
+from tests.test_kill_mid_declare import HEARTBEAT, signed_post, stop, wait_healthy, wait_until
+
+HELD = 30  # Slack's Retry-After on the announcement: the kill comes while it is held
+
+
+@pytest.fixture
+def bot_env(full_env) -> dict[str, str]:
+    return full_env | {"PORT": str(free_port()), "SITREP_HEARTBEAT": str(HEARTBEAT)}
+
+
+def stored(tmp_path, sql: str) -> list[tuple]:
+    with sqlite3.connect(tmp_path / "sitrep.db") as db:
+        return db.execute(sql).fetchall()
+
+
+def announcements(slack, title: str) -> list[dict]:
+    return [m for m in slack.messages(CHANNEL) if not m.get("thread_ts") and title in (m.get("text") or "")]
+
+
+def test_kill_9_between_storing_and_announcing_then_restart_announces_once_and_tells(bot_env, tmp_path, slack, statuspage):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    first = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, first)
+        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        # Slack rate-limits the announcement: the outbox holds it for Retry-After seconds.
+        slack.fail_next("chat.postMessage", status=429, retry_after=HELD)
+        assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
+        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the announcement to be refused with 429")
+        first.kill()  # SIGKILL while the announcement waits
+        first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    [(number, claimed_by, ts, draft_id)] = stored(tmp_path, "SELECT id, announce_claimed_by, message_ts, draft_id FROM incidents")
+    assert claimed_by and ts is None and draft_id  # stored, claimed by the dead process, never posted
+    assert announcements(slack, "DB down") == [] and slack.ephemerals() == []
+
+    second = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, second)
+        told = wait_until(lambda: [m for m in slack.ephemerals() if m["user"] == "U123"], 15, "the person to be told")
+        [posted] = announcements(slack, "DB down")
+        assert (posted.get("metadata") or {}).get("event_type") == "sitrep_incident_announcement"
+        text = str(told[0]["blocks"])
+        assert RECOVERED_NOTE.split(";")[0] in text and "Outcome unknown" not in text
+        assert f"#{number}" in text or str(number) in told[0]["text"]
+        wait_until(lambda: stored(tmp_path, "SELECT state FROM drafts") == [("done",)], 5, "the draft to be done")
+        [(ts,)] = stored(tmp_path, "SELECT message_ts FROM incidents")
+        assert ts == posted["ts"]
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+    assert "Traceback" not in output
+    assert len(statuspage.incidents) == 1 and len(announcements(slack, "DB down")) == 1
+    assert len([m for m in slack.ephemerals() if m["user"] == "U123"]) == 1
+
+
+def test_kill_9_while_the_announcement_is_in_flight_then_restart_finds_it_and_does_not_post_again(
+    bot_env, tmp_path, slack, statuspage
+):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    first = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, first)
+        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        slack.delay_next("chat.postMessage", 2)  # Slack takes the post, and answers late
+        assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
+        wait_until(lambda: stored(tmp_path, "SELECT id FROM incidents"), 10, "the incident to be stored")
+        first.kill()  # the post is on its way; the dead process never hears where it is
+        first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    [(ts,)] = stored(tmp_path, "SELECT message_ts FROM incidents")
+    assert ts is None
+
+    second = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, second)
+        wait_until(lambda: [m for m in slack.ephemerals() if m["user"] == "U123"], 15, "the person to be told")
+        [posted] = announcements(slack, "DB down")  # the one the dead process sent, found, not posted again
+        [(ts,)] = stored(tmp_path, "SELECT message_ts FROM incidents")
+        assert ts == posted["ts"]
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+    assert len(announcements(slack, "DB down")) == 1
+
+
+def test_a_submit_pressed_again_after_the_first_press_died_unanswered_is_acted_on(bot, slack, statuspage):
+    bot.command("declare DB down")
+    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    payload = submission_payload(view, declare_values())
+    # What a process killed after recording the key, before its ack, leaves: the key, no draft.
+    key = submission_key(payload)
+
+    async def left_by_the_dead() -> None:
+        async with bot.ctx.db.session() as session, session.begin():
+            seen = bot.ctx.clock() - timedelta(seconds=TAKEOVER_AFTER + 1)
+            session.add(SeenSubmission(key=key, seen_at=seen))
+
+    bot.run(left_by_the_dead())
+    answer = bot.post(interaction_body(payload))  # Slack showed an error; the person presses Submit again
+    assert answer.status_code == 200
+    slack.wait_for(lambda: announcements(slack, "DB down"))
+    told = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    assert "DB down" in str(told[0]) and len(statuspage.incidents) == 1
+
+    again = bot.post(interaction_body(payload))  # a true replay now: its draft exists
+    assert again.status_code == 200 and again.content in (b"", b"null")
+    time.sleep(0.5)  # anything the replay started would have reached the fakes by now
+    assert len(statuspage.incidents) == 1 and len(announcements(slack, "DB down")) == 1
+
+
+def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_once(bot_env, tmp_path, slack, statuspage):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    first = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, first)
+        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
+        wait_until(lambda: slack.ephemerals(), 10, "the declarer's answer")
+        [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM incidents")
+        slack.forget_calls()
+        assert signed_post(base, command_body("/incident", f"resolve {number}")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the resolve modal")
+        slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
+        assert signed_post(base, interaction_body(submission_payload(view, resolve_values(number)))).status_code == 200
+        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
+        first.kill()  # …and the process dies with it
+        first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert stored(tmp_path, "SELECT resolved_by IS NOT NULL FROM incidents") == [(1,)]
+    assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'resolved'") == [("claimed",)]
+    assert slack.thread(CHANNEL, parent) == []
+
+    second = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, second)
+        [notice] = wait_until(lambda: slack.thread(CHANNEL, parent), 15, "the resolve notice")
+        assert "Index rebuilt" in str(notice) and notice.get("reply_broadcast") in (True, "true", None)
+        assert (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
+        wait_until(
+            lambda: stored(tmp_path, "SELECT message_ts FROM incident_events WHERE kind = 'resolved'") == [(notice["ts"],)],
+            5,
+            "the notice to be recorded",
+        )
+        time.sleep(1)  # a second pass would have posted it again by now
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+    assert len(slack.thread(CHANNEL, parent)) == 1
+    assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'resolved'") == [("posted",)]
+
+
+def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_once(bot_env, tmp_path, slack, statuspage):
+    base = f"http://127.0.0.1:{bot_env['PORT']}"
+    start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=2)
+    first = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, first)
+        assert signed_post(base, command_body("/maintenance", "schedule DB upgrade")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the schedule modal")
+        values = schedule_values(start=start, end=start + timedelta(hours=1))
+        assert signed_post(base, interaction_body(submission_payload(view, values))).status_code == 200
+        wait_until(lambda: slack.ephemerals(), 10, "the answer to the person")
+        [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM maintenance_windows")
+        assert parent
+        slack.forget_calls()
+        assert signed_post(base, command_body("/maintenance", f"cancel {number}")).status_code == 200
+        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the cancel modal")
+        slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
+        note = {WindowBlock.NOTE: {WindowAction.NOTE: typed("Postponed")}}
+        assert signed_post(base, interaction_body(submission_payload(view, note))).status_code == 200
+        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
+        first.kill()  # …and the process dies with it
+        first.communicate(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert stored(tmp_path, "SELECT state FROM maintenance_windows") == [("cancelled",)]
+    assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'cancelled'") == [("claimed",)]
+    assert slack.thread(CHANNEL, parent) == []
+
+    second = start_sitrep(bot_env, tmp_path)
+    try:
+        wait_healthy(base, second)
+        [notice] = wait_until(lambda: slack.thread(CHANNEL, parent), 15, "the cancel notice")
+        assert "Cancelled" in notice["text"] and (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
+        wait_until(
+            lambda: stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'cancelled'") == [("posted",)],
+            5,
+            "the notice to be recorded",
+        )
+        time.sleep(1)  # a second pass would have posted it again by now
+    finally:
+        output = stop(second)
+    assert second.returncode == 0, output
+    assert len(slack.thread(CHANNEL, parent)) == 1
