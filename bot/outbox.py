@@ -107,10 +107,13 @@ class TokenBucket:
     def take(self) -> None:
         self.tokens -= 1
 
-    def pause(self, until: float) -> None:
-        """A 429: nothing of this method in this channel until `until`; the bucket restarts empty."""
+    def pause(self, until: float, *, refund: bool = False) -> None:
+        """A 429: nothing of this method in this channel until `until`. With `refund`, the
+        token the refused call took is given back (Slack's limits count messages posted, and
+        a refused call posted nothing), so the time spent waiting is caught up in a burst
+        afterwards; without, the bucket restarts empty (our pace was ahead of Slack's)."""
         self.paused_until = max(self.paused_until, until)
-        self.tokens = 0.0
+        self.tokens = min(float(self.rate.burst), self.tokens + 1) if refund else 0.0
 
 
 @dataclass(order=True)
@@ -150,6 +153,7 @@ class Outbox:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._workers: dict[str, asyncio.Task] = {}
         self._paused: dict[tuple[str, str], float] = {}  # 429: (channel, method) -> until
+        self._refused: set[tuple[str, str]] = set()  # (channel, method) whose last answer was a 429
         self._wake: dict[str, asyncio.Event] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s seen, for logs and the bench
@@ -262,7 +266,10 @@ class Outbox:
                 self._paused[(channel, job.method)] = max(self._paused.get((channel, job.method), 0.0), until)
                 bucket = self._bucket(channel, job.method, now)
                 if bucket is not None:
-                    bucket.pause(until)
+                    # A lone 429 (Slack busy) gives its token back; a second in a row means
+                    # our buckets run ahead of Slack's, so they restart empty.
+                    bucket.pause(until, refund=(channel, job.method) not in self._refused)
+                self._refused.add((channel, job.method))
                 if job.hand_back and (retry_after > self.pause_cap or job.attempts + 1 >= self.max_attempts):
                     log.info("Slack paced %s in %s: handed back, not before %.0f s", job.method, channel, retry_after)
                     job.future.set_exception(RateLimited(job.method, retry_after))
@@ -277,6 +284,7 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the send
             job.future.set_exception(exc)
         else:
+            self._refused.discard((channel, job.method))
             job.future.set_result(answer)
 
 

@@ -3,6 +3,7 @@ seconds) and the bot's outbox runs just under them; reminders go through the rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -120,3 +121,57 @@ def test_edits_of_one_parent_queued_together_become_one_update_with_the_latest(b
     updates = slack.calls_to("chat.update")
     assert [u["text"] for u in updates] == ["one", "three"]  # two and three merged
     assert slack.message(CHANNEL, window.message_ts)["text"] == "three"
+
+
+class VirtualTime:
+    """The outbox's clock, advanced only by its own sleeps: the schedule of sends is exact."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def replies_sent_at(bot, slack, refusals: int) -> list[float]:
+    """Six replies queued at once in one thread, postMessage at 1/s with a burst of 2, the
+    first `refusals` answers 429 (Retry-After: 1 s): when (outbox time) each one was sent."""
+    window = schedule(bot)
+    at = Posted(CHANNEL, window.message_ts)
+    time_ = VirtualTime()
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1, burst=2)}, monotonic=time_.monotonic, sleep=time_.sleep)
+    sent: list[float] = []
+    sender = bot.ctx.channel.sender
+    post = sender.chat_postMessage
+
+    async def timed(**kwargs):
+        sent.append(time_.now)
+        return await post(**kwargs)
+
+    for _ in range(refusals):
+        slack.fail_next("chat.postMessage", status=429, retry_after=1)
+
+    async def six():
+        sender.chat_postMessage = timed
+        try:
+            message = ("hello", [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}])
+            await asyncio.gather(*(bot.ctx.channel.reply(at, message) for _ in range(6)))
+        finally:
+            del sender.chat_postMessage
+
+    bot.run(six())
+    return sent
+
+
+def test_a_lone_429_gives_its_token_back_and_the_wait_is_caught_up_in_a_burst(bot, slack):
+    # 0: refused (the token comes back); 1: the retry and the next together; then one a second.
+    assert replies_sent_at(bot, slack, refusals=1) == [0, 1, 1, 2, 3, 4, 5]
+
+
+def test_a_second_429_in_a_row_empties_the_bucket(bot, slack):
+    # Slack refusing twice running means the pace is ahead of Slack's: no burst after it.
+    assert replies_sent_at(bot, slack, refusals=2) == [0, 1, 2, 3, 4, 5, 6, 7]
