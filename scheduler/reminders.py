@@ -33,6 +33,7 @@ from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, Win
 log = logging.getLogger(__name__)
 
 ANNOUNCEMENT_BUSY_RETRY = 15  # seconds: another replica is announcing the window; try after it
+SETTLE_CHECK = 0.25  # seconds between looks for due reminders while a pass waits for its edits
 FRESH_EDIT = 1.0  # seconds: a parent's edit queued longer than this reads the window again
 FRESH_CLAIM = STALE_CLAIM / 4  # a claim younger than this is certainly still ours (see still_ours)
 LATE_AFTER = timedelta(minutes=1)  # posted later than this after its due time: say so
@@ -45,15 +46,16 @@ async def run_due_reminders(ctx: AppContext) -> int:
 
     Reminders that come due while a long pass runs (a burst paced at Slack's rate) are
     taken in the same pass; "started"/"ended" go before heads-ups. The pass ends once the
-    announcement edits it queued have landed, so no parent is left showing an old state."""
+    announcement edits it queued have landed, so no parent is left showing an old state;
+    while it waits for them (paced slower than replies), reminders coming due are posted."""
     posted = 0
     tried: set[int] = set()  # a failed one waits for the next pass, as before
     while True:
-        now = ctx.clock()
-        async with ctx.db.session() as session:
-            due = [r for r in await reminder_store.due(session, now, stale_after=STALE_CLAIM) if r.id not in tried]
+        due = await _due(ctx, tried)
         if not due:
-            break
+            if await _settled_unless_due(ctx, tried):
+                break
+            continue
         due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
         for reminder in due:
             tried.add(reminder.id)
@@ -61,8 +63,29 @@ async def run_due_reminders(ctx: AppContext) -> int:
                 posted += await _deliver(ctx, reminder)
             except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
                 log.exception("reminder %s could not be delivered; it will be retried", reminder.id)
-    await ctx.channel.settle()
     return posted
+
+
+async def _due(ctx: AppContext, tried: set[int]) -> list[Reminder]:
+    async with ctx.db.session() as session:
+        return [r for r in await reminder_store.due(session, ctx.clock(), stale_after=STALE_CLAIM) if r.id not in tried]
+
+
+async def _settled_unless_due(ctx: AppContext, tried: set[int]) -> bool:
+    """Wait for the channel's queued posts and edits to land (True), looking every
+    `SETTLE_CHECK` seconds for a reminder come due meanwhile (False: post it first, rather
+    than hold a "started" reply behind a backlog of parent edits)."""
+    settling = asyncio.ensure_future(ctx.channel.settle())
+    try:
+        while True:
+            done, _ = await asyncio.wait({settling}, timeout=SETTLE_CHECK)
+            if done:
+                settling.result()
+                return True
+            if await _due(ctx, tried):
+                return False
+    finally:
+        settling.cancel()  # the sends go on in the outbox: only this wait for them stops
 
 
 def _priority(kind: str) -> Priority:
