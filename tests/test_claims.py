@@ -16,15 +16,15 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+import scheduler.reminders as reminders_module
 from bot.context import shared_pace
 from bot.outbox import Outbox, Rate
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.services.windows import ANNOUNCEMENT_EVENT, Windows
-import scheduler.reminders as reminders_module
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
-from store import reminders as reminder_store
 from scheduler.sync import sync_windows
+from store import reminders as reminder_store
 from store.dbclock import db_utc_now
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
@@ -374,5 +374,6 @@ def test_a_claim_posted_at_once_is_not_confirmed_again_but_one_that_waited_is(se
 
         bot.run(take_over())
         assert pending.result(30) == 1
+        assert len(in_thread(slack, first, "started")) == 1
         assert in_thread(slack, second, "started") == []  # fenced off: asked, and not ours
         assert len(confirmed) == 1
