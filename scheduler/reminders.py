@@ -105,7 +105,7 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
         if not claim:
             return 0  # another process has it
         if reminder.incident_id is None:
-            window = await reminder_store.get_window(session, reminder.window_id)
+            window = await reminder_store.read_window(session, reminder.window_id)
         else:
             nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
 
@@ -292,7 +292,7 @@ def _announcement(
         window: MaintenanceWindow | None = moved
         if _elapsed() - queued_at > FRESH_EDIT:
             async with ctx.db.session() as session:
-                window = await reminder_store.get_window(session, moved.id)
+                window = await reminder_store.read_window(session, moved.id)
         return messages.announcement(window, backend_named(window.backend)) if window is not None else None
 
     return build

@@ -54,6 +54,14 @@ async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow
     return await session.get(MaintenanceWindow, window_id)
 
 
+async def read_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
+    """The window as a detached copy (changing it changes nothing), read with one Core
+    statement: the reminder path only reads it, and the ORM's loading and identity map
+    cost more than the read itself."""
+    row = (await session.execute(select(_windows).where(_windows.c.id == window_id))).first()
+    return MaintenanceWindow(**row._mapping) if row is not None else None
+
+
 async def move_window(session: AsyncSession, window_id: int, *, to: WindowState, now: datetime) -> MaintenanceWindow | None:
     """Compare-and-set the window's state along its allowed moves, without loading it first;
     returns the window as this statement left it (None: not moved), for the parent's edit."""
