@@ -6,7 +6,10 @@ with and without 10% of calls answered 429. Reports the lateness of the last "st
 reply and the share tagged "posted late", against the floor the tiers impose (the least
 time any sender could take: a token bucket over the due times). `--scale k` runs the tiers,
 the bot's buckets and the clock k× faster and reports in Slack seconds. Then the cost of
-one reminder from due to posted, against its two Slack calls, with no pacing."""
+one reminder from due to posted, against its two Slack calls, with no pacing.
+
+The fake's Retry-After is whole seconds of real time (HTTP allows no less), so at `--scale k`
+each 429 costs k times more Slack time than it would: measure the 429 case at scale 1."""
 
 from __future__ import annotations
 

@@ -100,13 +100,17 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
     reminder_id, kind = reminder.id, reminder.kind
     now = ctx.clock()
     claimed_before = _elapsed()
-    async with ctx.db.session() as session, session.begin():
-        claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=STALE_CLAIM)
-        if not claim:
-            return 0  # another process has it
-        if reminder.incident_id is None:
-            window = await reminder_store.read_window(session, reminder.window_id)
-        else:
+    if reminder.incident_id is None:  # Core statements only: a connection, no ORM session
+        async with ctx.db.engine.begin() as conn:
+            claim = await reminder_store.claim(conn, reminder, instance=ctx.instance_id, stale_after=STALE_CLAIM)
+            if not claim:
+                return 0  # another process has it
+            window = await reminder_store.read_window(conn, reminder.window_id)
+    else:
+        async with ctx.db.session() as session, session.begin():
+            claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=STALE_CLAIM)
+            if not claim:
+                return 0  # another process has it
             nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
 
     if reminder.incident_id is not None:
@@ -255,13 +259,13 @@ async def _finish(
     at = _at(ctx, window)
     committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     try:
-        async with ctx.db.session() as session, session.begin():
+        async with ctx.db.engine.begin() as conn:
             mine = await reminder_store.finish(
-                session, reminder_id, token=claim.token, state=state, now=ctx.clock(), message_ts=message_ts, late=late
+                conn, reminder_id, token=claim.token, state=state, now=ctx.clock(), message_ts=message_ts, late=late
             )
             moved = None
             if mine and new_state is not None:
-                moved = await reminder_store.move_window(session, window.id, to=new_state, now=ctx.clock())
+                moved = await reminder_store.move_window(conn, window.id, to=new_state, now=ctx.clock())
             if moved is not None and at is not None:
                 # Queued before the commit: a change committed after this one queues its edit
                 # after this one, and so replaces it (coalesced) or follows it.
@@ -291,8 +295,8 @@ def _announcement(
             return None
         window: MaintenanceWindow | None = moved
         if _elapsed() - queued_at > FRESH_EDIT:
-            async with ctx.db.session() as session:
-                window = await reminder_store.read_window(session, moved.id)
+            async with ctx.db.engine.connect() as conn:
+                window = await reminder_store.read_window(conn, moved.id)
         return messages.announcement(window, backend_named(window.backend)) if window is not None else None
 
     return build

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from store.dbclock import db_utc_now
 from store.models import MaintenanceWindow, Reminder
@@ -46,6 +46,8 @@ async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
 #: The compare-and-set UPDATEs below run in short sessions holding no objects they would
 #: change, so they are Core statements on the tables: the ORM's bulk-update path (evaluating
 #: the WHERE against the session) was a tenth of a reminder's CPU.
+#: The reminder path runs them on a bare connection (`Executor`), without a session at all.
+Executor = AsyncSession | AsyncConnection
 _rows = Reminder.__table__
 _windows = MaintenanceWindow.__table__
 
@@ -54,7 +56,7 @@ async def get_window(session: AsyncSession, window_id: int) -> MaintenanceWindow
     return await session.get(MaintenanceWindow, window_id)
 
 
-async def read_window(session: AsyncSession, window_id: int) -> MaintenanceWindow | None:
+async def read_window(session: Executor, window_id: int) -> MaintenanceWindow | None:
     """The window as a detached copy (changing it changes nothing), read with one Core
     statement: the reminder path only reads it, and the ORM's loading and identity map
     cost more than the read itself."""
@@ -62,7 +64,7 @@ async def read_window(session: AsyncSession, window_id: int) -> MaintenanceWindo
     return MaintenanceWindow(**row._mapping) if row is not None else None
 
 
-async def move_window(session: AsyncSession, window_id: int, *, to: WindowState, now: datetime) -> MaintenanceWindow | None:
+async def move_window(session: Executor, window_id: int, *, to: WindowState, now: datetime) -> MaintenanceWindow | None:
     """Compare-and-set the window's state along its allowed moves, without loading it first;
     returns the window as this statement left it (None: not moved), for the parent's edit."""
     allowed_from = [state for state in WindowState if state.can_become(to)]
@@ -126,7 +128,7 @@ class Claim:
 
 
 async def claim(
-    session: AsyncSession, reminder: Reminder, *, instance: str, stale_after: timedelta
+    session: Executor, reminder: Reminder, *, instance: str, stale_after: timedelta
 ) -> Claim:
     """Take a reminder as read by `due` (compare-and-set on its token): a pending one, or a
     claim older than `stale_after` on the database's clock (STALE: it may be in Slack
@@ -157,7 +159,7 @@ async def confirm(session: AsyncSession, reminder_id: int, *, token: int) -> boo
 
 
 async def finish(
-    session: AsyncSession,
+    session: Executor,
     reminder_id: int,
     *,
     token: int,
