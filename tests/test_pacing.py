@@ -174,9 +174,14 @@ def test_a_lone_429_gives_its_token_back_and_the_wait_is_caught_up_in_a_burst(bo
     assert replies_sent_at(bot, slack, refusals=1) == [0, 1, 1, 2, 3, 4, 5]
 
 
-def test_a_second_429_in_a_row_empties_the_bucket(bot, slack):
-    # Slack refusing twice running means the pace is ahead of Slack's: no burst after it.
-    assert replies_sent_at(bot, slack, refusals=2) == [0, 1, 2, 3, 4, 5, 6, 7]
+def test_a_second_429_in_a_row_keeps_its_token_spent(bot, slack):
+    # Twice running: no token back, but what accrued during the waits still goes in a burst.
+    assert replies_sent_at(bot, slack, refusals=2) == [0, 1, 2, 2, 3, 4, 5, 6]
+
+
+def test_a_third_429_in_a_row_empties_the_bucket(bot, slack):
+    # Three running means our pace, not Slack's load, is the cause: no burst after it.
+    assert replies_sent_at(bot, slack, refusals=3) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def started_replies(slack) -> list[tuple[float, dict]]:
