@@ -114,10 +114,17 @@ class TokenBucket:
     def take(self) -> None:
         self.tokens -= 1
 
-    def pause(self, until: float) -> None:
-        """A 429: nothing of this method in this channel until `until`; the bucket restarts empty."""
+    def pause(self, until: float, *, in_a_row: int = 3) -> None:
+        """A 429, the `in_a_row`-th running: nothing of this method in this channel until
+        `until`. The first gives back the token the refused call took (Slack's limits count
+        messages posted, and a refused call posted nothing), so the wait is caught up in a
+        burst afterwards; the second keeps it spent; from the third on the bucket restarts
+        empty (our pace, not Slack's load, is the cause)."""
         self.paused_until = max(self.paused_until, until)
-        self.tokens = 0.0
+        if in_a_row == 1:
+            self.tokens = min(float(self.rate.burst), self.tokens + 1)
+        elif in_a_row >= 3:
+            self.tokens = 0.0
 
 
 @dataclass(order=True)
@@ -157,6 +164,7 @@ class Outbox:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._workers: dict[str, asyncio.Task] = {}
         self._paused: dict[tuple[str, str], float] = {}  # 429: (channel, method) -> until
+        self._refused: dict[tuple[str, str], int] = {}  # (channel, method) -> 429s in a row
         self._wake: dict[str, asyncio.Event] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s seen, for logs and the bench
@@ -268,8 +276,9 @@ class Outbox:
                 until = now + min(retry_after, self.pause_cap)
                 self._paused[(channel, job.method)] = max(self._paused.get((channel, job.method), 0.0), until)
                 bucket = self._bucket(channel, job.method, now)
+                in_a_row = self._refused[(channel, job.method)] = self._refused.get((channel, job.method), 0) + 1
                 if bucket is not None:
-                    bucket.pause(until)
+                    bucket.pause(until, in_a_row=in_a_row)
                 if job.hand_back and (retry_after > self.pause_cap or job.attempts + 1 >= self.max_attempts):
                     log.info("Slack paced %s in %s: handed back, not before %.0f s", job.method, channel, retry_after)
                     job.future.set_exception(RateLimited(job.method, retry_after))
@@ -284,6 +293,7 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the send
             job.future.set_exception(exc)
         else:
+            self._refused.pop((channel, job.method), None)
             job.future.set_result(answer)
 
 

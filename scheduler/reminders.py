@@ -12,7 +12,10 @@ wake-up after that posts it, and nothing else waits for it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from bot.backends import backend_named
@@ -32,6 +35,9 @@ from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, Win
 log = logging.getLogger(__name__)
 
 ANNOUNCEMENT_BUSY_RETRY = 15  # seconds: another replica is announcing the window; try after it
+SETTLE_CHECK = 0.25  # seconds between looks for due reminders while a pass waits for its edits
+FRESH_EDIT = 1.0  # seconds: a parent's edit queued longer than this reads the window again
+FRESH_CLAIM_SHARE = 4  # a claim younger than stale_claim / this is certainly still ours (see still_ours)
 LATE_AFTER = timedelta(minutes=1)  # posted later than this after its due time: say so
 LATE_END_LIMIT = timedelta(hours=1)  # a missed "ended" older than this is only recorded
 METADATA_EVENT = "sitrep_reminder"
@@ -47,15 +53,16 @@ async def run_due_reminders(ctx: AppContext) -> int:
 
     Reminders that come due while a long pass runs (a burst paced at Slack's rate) are
     taken in the same pass; "started"/"ended" go before heads-ups. The pass ends once the
-    announcement edits it queued have landed, so no parent is left showing an old state."""
+    announcement edits it queued have landed, so no parent is left showing an old state;
+    while it waits for them (paced slower than replies), reminders coming due are posted."""
     posted = 0
     tried: set[int] = set()  # a failed one waits for the next pass, as before
     while True:
-        now = ctx.clock()
-        async with ctx.db.session() as session:
-            due = [r for r in await reminder_store.due(session, now, stale_after=stale_claim(ctx)) if r.id not in tried]
+        due = await _due(ctx, tried)
         if not due:
-            break
+            if await _settled_unless_due(ctx, tried):
+                break
+            continue
         due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
         for reminder in due:
             tried.add(reminder.id)
@@ -63,8 +70,29 @@ async def run_due_reminders(ctx: AppContext) -> int:
                 posted += await _deliver(ctx, reminder)
             except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
                 log.exception("reminder %s could not be delivered; it will be retried", reminder.id)
-    await ctx.channel.settle()
     return posted
+
+
+async def _due(ctx: AppContext, tried: set[int]) -> list[Reminder]:
+    async with ctx.db.session() as session:
+        return [r for r in await reminder_store.due(session, ctx.clock(), stale_after=stale_claim(ctx)) if r.id not in tried]
+
+
+async def _settled_unless_due(ctx: AppContext, tried: set[int]) -> bool:
+    """Wait for the channel's queued posts and edits to land (True), looking every
+    `SETTLE_CHECK` seconds for a reminder come due meanwhile (False: post it first, rather
+    than hold a "started" reply behind a backlog of parent edits)."""
+    settling = asyncio.ensure_future(ctx.channel.settle())
+    try:
+        while True:
+            done, _ = await asyncio.wait({settling}, timeout=SETTLE_CHECK)
+            if done:
+                settling.result()
+                return True
+            if await _due(ctx, tried):
+                return False
+    finally:
+        settling.cancel()  # the sends go on in the outbox: only this wait for them stops
 
 
 def _priority(kind: str) -> Priority:
@@ -78,13 +106,18 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
     its channel to `scheduler.rooms`."""
     reminder_id, kind = reminder.id, reminder.kind
     now = ctx.clock()
-    async with ctx.db.session() as session, session.begin():
-        claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
-        if not claim:
-            return 0  # another process has it
-        if reminder.incident_id is None:
-            window = await reminder_store.get_window(session, reminder.window_id)
-        else:
+    claimed_before = _elapsed()
+    if reminder.incident_id is None:  # Core statements only: a connection, no ORM session
+        async with ctx.db.engine.begin() as conn:
+            claim = await reminder_store.claim(conn, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
+            if not claim:
+                return 0  # another process has it
+            window = await reminder_store.read_window(conn, reminder.window_id)
+    else:
+        async with ctx.db.session() as session, session.begin():
+            claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
+            if not claim:
+                return 0  # another process has it
             nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
 
     if reminder.incident_id is not None:
@@ -118,7 +151,7 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
             window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
         )
     try:
-        ts, window = await _post(ctx, window, kind, message, guard=still_ours(ctx, reminder_id, claim))
+        ts, window = await _post(ctx, window, kind, message, guard=still_ours(ctx, reminder_id, claim, claimed_before=claimed_before))
     except (RateLimited, AnnouncementBusy) as exc:
         # Nothing was posted: hand the claim back with a "not before", never hold it through
         # the wait (another replica would take it over as stale and post it too).
@@ -141,15 +174,39 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
     return 1
 
 
-def still_ours(ctx: AppContext, reminder_id: int, claim: Claim) -> Guard:
+def still_ours(ctx: AppContext, reminder_id: int, claim: Claim, *, claimed_before: float | None = None) -> Guard:
     """The check run just before the post leaves (fencing): is the claim still ours? It
-    is renewed on the database's clock if so."""
+    is renewed on the database's clock if so.
+
+    With `claimed_before` (`_elapsed()` read before the claim was taken), a first attempt
+    leaving within `_fresh_claim_seconds` of it skips the database: nobody can have taken the claim
+    over, as that needs it `STALE_CLAIM` old on the database's clock, four times longer (and
+    nothing else moves a claimed reminder of a window). `_elapsed` counts time suspended
+    too, so a host asleep meanwhile asks the database. Retries always ask."""
+    asked = False
 
     async def check() -> bool:
+        nonlocal asked
+        if not asked and claimed_before is not None and _elapsed() - claimed_before < _fresh_claim_seconds(ctx):
+            asked = True
+            return True
+        asked = True
         async with ctx.db.session() as session, session.begin():
             return await reminder_store.confirm(session, reminder_id, token=claim.token)
 
     return check
+
+
+def _fresh_claim_seconds(ctx: AppContext) -> float:
+    """How long after its claim a first attempt may post without asking the database: well
+    inside the claim's stale age, and inside one heartbeat (the crash recovery takes over the
+    claims of an instance silent for several beats)."""
+    return min((stale_claim(ctx) / FRESH_CLAIM_SHARE).total_seconds(), ctx.settings.sitrep_heartbeat)
+
+
+def _elapsed() -> float:
+    """Seconds on a clock that never jumps and keeps counting while the host is suspended."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datetime) -> Delivery:
@@ -218,25 +275,47 @@ async def _finish(
     """Record the reminder and move the window on (Scheduled → In progress → Completed) in
     one transaction, then queue the announcement's edit."""
     new_state = ReminderKind(kind).moves_window_to
-    async with ctx.db.session() as session, session.begin():
-        mine = await reminder_store.finish(
-            session, reminder_id, token=claim.token, state=state, now=ctx.clock(), message_ts=message_ts, late=late
-        )
-        moved = mine and new_state is not None and await reminder_store.move_window(
-            session, window.id, to=new_state, now=ctx.clock()
-        )
+    at = _at(ctx, window)
+    committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    try:
+        async with ctx.db.engine.begin() as conn:
+            mine = await reminder_store.finish(
+                conn, reminder_id, token=claim.token, state=state, now=ctx.clock(), message_ts=message_ts, late=late
+            )
+            moved = None
+            if mine and new_state is not None:
+                moved = await reminder_store.move_window(conn, window.id, to=new_state, now=ctx.clock())
+            if moved is not None and at is not None:
+                # Queued before the commit: a change committed after this one queues its edit
+                # after this one, and so replaces it (coalesced) or follows it.
+                ctx.channel.refresh_later(
+                    at,
+                    _announcement(ctx, moved, committed, queued_at=_elapsed()),
+                    what=f"could not refresh the announcement of window {window.id}",
+                )
+    except BaseException:
+        committed.set_result(False)  # rolled back: the queued edit sends nothing
+        raise
+    committed.set_result(True)
     if not mine:
         log.warning("reminder %s: another process took the claim over before it was recorded", reminder_id)
-    at = _at(ctx, window)
-    if moved and at is not None:
-        ctx.channel.refresh_later(
-            at, lambda: _announcement(ctx, window.id), what=f"could not refresh the announcement of window {window.id}"
-        )
 
 
-async def _announcement(ctx: AppContext, window_id: int) -> Message | None:
-    """The parent as the store has it when the edit goes out, so a coalesced edit carries
-    the latest state."""
-    async with ctx.db.session() as session:
-        window = await reminder_store.get_window(session, window_id)
-    return messages.announcement(window, backend_named(window.backend)) if window is not None else None
+def _announcement(
+    ctx: AppContext, moved: MaintenanceWindow, committed: asyncio.Future[bool], *, queued_at: float
+) -> Callable[[], Awaitable[Message | None]]:
+    """The parent's edit, built when it goes out: from the window as the reminder's own
+    statement left it (no read) when it goes within `FRESH_EDIT`; after a longer wait in the
+    queue (Slack's pace), as the store has it then, so it carries what changed meanwhile,
+    from this replica or another. Nothing if the reminder's transaction did not commit."""
+
+    async def build() -> Message | None:
+        if not await committed:
+            return None
+        window: MaintenanceWindow | None = moved
+        if _elapsed() - queued_at > FRESH_EDIT:
+            async with ctx.db.engine.connect() as conn:
+                window = await reminder_store.read_window(conn, moved.id)
+        return messages.announcement(window, backend_named(window.backend)) if window is not None else None
+
+    return build

@@ -15,6 +15,7 @@ from datetime import timedelta
 from sqlalchemy import Float
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.expression import FunctionElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from store.models import UTCDateTime
 
@@ -23,7 +24,10 @@ class db_utc_now(FunctionElement):  # noqa: N801 - reads as the SQL function it 
     """The database's current UTC time, plus `offset` (negative: in the past)."""
 
     type = UTCDateTime()
-    inherit_cache = False
+    # Cacheable, keyed on the offset: every claim and its check hold one, and a statement
+    # SQLAlchemy cannot cache is compiled again each time (a third of a reminder's CPU).
+    inherit_cache = True
+    _traverse_internals = FunctionElement._traverse_internals + [("offset_seconds", InternalTraversal.dp_plain_obj)]
 
     def __init__(self, offset: timedelta = timedelta(0)):
         self.offset_seconds = offset.total_seconds()

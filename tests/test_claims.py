@@ -16,6 +16,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+import scheduler.reminders as reminders_module
 from bot.context import shared_pace
 from bot.outbox import Outbox, Rate
 from bot.services.maintenance import MaintenanceService
@@ -23,6 +24,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from bot.services.windows import ANNOUNCEMENT_EVENT, Windows
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from scheduler.sync import sync_windows
+from store import reminders as reminder_store
 from store.dbclock import db_utc_now
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
@@ -333,3 +335,45 @@ def test_a_person_ending_a_window_another_replica_is_announcing_is_told_so(setti
         outcome = bot.run(MaintenanceService(bot.ctx).end_now(window.id, user_id="U123", channel_id="C123"))
         assert "another sitrep replica is posting its announcement" in outcome.warning
         assert slack.calls_to("chat.postMessage") == []  # no second parent
+
+
+def test_a_claim_posted_at_once_is_not_confirmed_again_but_one_that_waited_is(settings, slack, clock, monkeypatch):
+    """Fencing at the cost of a round trip only where it can matter: a post leaving within
+    `FRESH_CLAIM` of its claim cannot find it taken over (that needs `STALE_CLAIM` on the
+    database's clock); one that waited longer asks, and a claim taken over meanwhile never
+    posts."""
+    confirmed = []
+    confirm = reminder_store.confirm
+
+    async def counted(session, reminder_id, *, token):
+        confirmed.append(reminder_id)
+        return await confirm(session, reminder_id, token=token)
+
+    monkeypatch.setattr(reminder_store, "confirm", counted)
+    with BotUnderTest(settings, clock=clock) as bot:
+        quick = schedule(bot, title="Quick")
+        clock.advance(minutes=30)
+        assert run_due(bot) == 1 and confirmed == []
+        assert len(in_thread(slack, quick, "started")) == 1
+
+        # The elapsed-time clock 100× faster: a reply queued 2 s behind another is 200 s old.
+        monkeypatch.setattr(reminders_module, "_elapsed", lambda: time.monotonic() * 100)
+        first, second = schedule(bot, title="First"), schedule(bot, title="Second")
+        bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.5, burst=1)})
+        clock.advance(minutes=30)
+        pending = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+        slack.wait_for(lambda: reminders(bot, second.id)["started"].state == "claimed")  # its reply queued
+
+        async def take_over():  # what another replica's takeover does to the second claim
+            async with bot.ctx.db.session() as session, session.begin():
+                await session.execute(
+                    update(Reminder)
+                    .where(Reminder.window_id == second.id, Reminder.kind == "started")
+                    .values(claim_token=Reminder.claim_token + 1, claimed_by="another")
+                )
+
+        bot.run(take_over())
+        assert pending.result(30) == 1
+        assert len(in_thread(slack, first, "started")) == 1
+        assert in_thread(slack, second, "started") == []  # fenced off: asked, and not ours
+        assert len(confirmed) == 1

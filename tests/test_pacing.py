@@ -3,16 +3,19 @@ seconds) and the bot's outbox runs just under them; reminders go through the rea
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
 
 from bot.channel import Posted
 from bot.outbox import Outbox, Rate
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from store.models import MaintenanceWindow
 from store.states import DraftKind
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
@@ -120,3 +123,108 @@ def test_edits_of_one_parent_queued_together_become_one_update_with_the_latest(b
     updates = slack.calls_to("chat.update")
     assert [u["text"] for u in updates] == ["one", "three"]  # two and three merged
     assert slack.message(CHANNEL, window.message_ts)["text"] == "three"
+
+
+class VirtualTime:
+    """The outbox's clock, advanced only by its own sleeps: the schedule of sends is exact."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def replies_sent_at(bot, slack, refusals: int) -> list[float]:
+    """Six replies queued at once in one thread, postMessage at 1/s with a burst of 2, the
+    first `refusals` answers 429 (Retry-After: 1 s): when (outbox time) each one was sent."""
+    window = schedule(bot)
+    at = Posted(CHANNEL, window.message_ts)
+    time_ = VirtualTime()
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1, burst=2)}, monotonic=time_.monotonic, sleep=time_.sleep)
+    sent: list[float] = []
+    sender = bot.ctx.channel.sender
+    post = sender.chat_postMessage
+
+    async def timed(**kwargs):
+        sent.append(time_.now)
+        return await post(**kwargs)
+
+    for _ in range(refusals):
+        slack.fail_next("chat.postMessage", status=429, retry_after=1)
+
+    async def six():
+        sender.chat_postMessage = timed
+        try:
+            message = ("hello", [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}])
+            await asyncio.gather(*(bot.ctx.channel.reply(at, message) for _ in range(6)))
+        finally:
+            del sender.chat_postMessage
+
+    bot.run(six())
+    return sent
+
+
+def test_a_lone_429_gives_its_token_back_and_the_wait_is_caught_up_in_a_burst(bot, slack):
+    # 0: refused (the token comes back); 1: the retry and the next together; then one a second.
+    assert replies_sent_at(bot, slack, refusals=1) == [0, 1, 1, 2, 3, 4, 5]
+
+
+def test_a_second_429_in_a_row_keeps_its_token_spent(bot, slack):
+    # Twice running: no token back, but what accrued during the waits still goes in a burst.
+    assert replies_sent_at(bot, slack, refusals=2) == [0, 1, 2, 2, 3, 4, 5, 6]
+
+
+def test_a_third_429_in_a_row_empties_the_bucket(bot, slack):
+    # Three running means our pace, not Slack's load, is the cause: no burst after it.
+    assert replies_sent_at(bot, slack, refusals=3) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def started_replies(slack) -> list[tuple[float, dict]]:
+    return [(at, args) for at, method, args in slack.accepted if method == "chat.postMessage" and reminder_kind(args) == "started"]
+
+
+def test_a_reminder_coming_due_while_a_pass_waits_for_its_edits_is_posted_at_once(bot, slack, clock):
+    """The parent edits are paced slower than replies: a pass waiting for them to land still
+    posts a window's "started" the moment it comes due, not after the backlog."""
+    for i in range(4):
+        schedule(bot, title=f"Now {i}")
+    later = schedule(bot, start_in=31, title="A minute later")
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=2, burst=1)})
+    slack.forget_calls()
+    clock.advance(minutes=30)
+    pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+    slack.wait_for(lambda: len(started_replies(slack)) == 4)
+    clock.advance(minutes=1)  # the last window starts while three edits (1.5 s) still wait
+    assert pass_.result(30) == 5
+    last_reply = max(at for at, _ in started_replies(slack))
+    assert last_reply < max(at for at, method, _ in slack.accepted if method == "chat.update")
+    assert "In progress" in json.dumps(slack.message(CHANNEL, later.message_ts)["blocks"])
+
+
+def test_an_edit_that_waited_in_the_queue_carries_what_changed_meanwhile(bot, slack, clock):
+    """A parent's edit that goes at once is built from the reminder's own write; one that
+    waited behind Slack's pace reads the window again, so a change made meanwhile (here by
+    another replica, straight in the database) is not overwritten by an older state."""
+    first, second = schedule(bot, title="First"), schedule(bot, title="Second")
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=0.4, burst=1)})
+    slack.forget_calls()
+    clock.advance(minutes=30)
+    pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+    slack.wait_for(lambda: len(slack.calls_to("chat.update")) == 1)  # the second edit waits 2.5 s
+
+    async def rename():
+        async with bot.ctx.db.session() as session, session.begin():
+            await session.execute(
+                update(MaintenanceWindow).where(MaintenanceWindow.id == second.id).values(title="Second, renamed")
+            )
+
+    bot.run(rename())
+    assert pass_.result(30) == 2
+    assert [json.dumps(u["blocks"]).count("renamed") > 0 for u in slack.calls_to("chat.update")] == [False, True]
+    for window in (first, second):
+        assert "In progress" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])

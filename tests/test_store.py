@@ -7,7 +7,7 @@ import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from store.db import Database
 from store.dbclock import db_utc_now
@@ -150,3 +150,21 @@ def test_claim_ages_are_read_on_the_database_clock_and_a_taken_over_claim_is_fen
     assert a_year_on == []  # not stale: the bot's clock does not age claims
     assert (second.result, second.token) == (ClaimResult.STALE, 2)
     assert fenced == (False, False) and won is True
+
+
+def test_the_database_clock_is_cached_per_offset_never_shared_between_offsets(database_url):
+    """`db_utc_now` is cacheable (a claim's statement is compiled once), keyed on its offset:
+    two offsets in statements otherwise alike must not reuse each other's SQL."""
+
+    async def body(db):
+        async with db.engine.connect() as conn:
+            read = []
+            for offset in (timedelta(0), timedelta(days=-1), timedelta(0), timedelta(days=-1)):
+                result = await conn.execute(select(db_utc_now(offset)))
+                read.append((result.scalar(), result.context.cache_hit.name))
+            return read
+
+    (now, first), (yesterday, _), (again, cached), (yesterday_again, cached_too) = run(database_url, body)
+    assert timedelta(hours=23) < now - yesterday < timedelta(hours=25)
+    assert timedelta(hours=23) < again - yesterday_again < timedelta(hours=25)
+    assert first == "CACHE_MISS" and cached == "CACHE_HIT" and cached_too == "CACHE_HIT"
