@@ -88,7 +88,9 @@ def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_lin
         assert notice["user"] == "U123" and notice["channel"] == "C123"
         blocks = str(notice["blocks"])
         assert "DB down" in blocks and DraftAction.LINK in blocks and DraftAction.ANYWAY in blocks
-        assert drafts(tmp_path) == [("unknown", None)]  # not stuck "sending"
+        # The person is told first, then the draft is settled (a crash in between tells twice,
+        # never not at all): not stuck "sending".
+        wait_until(lambda: drafts(tmp_path) == [("unknown", None)], 5, "the draft to be unknown")
 
         # The person links the incident they see on the status page.
         draft_id = next(e["value"] for b in notice["blocks"] if b["type"] == "actions" for e in b["elements"])
