@@ -4,7 +4,10 @@ written, and a claim is taken by exactly one of two sessions racing for it."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text, update
@@ -168,3 +171,54 @@ def test_the_database_clock_is_cached_per_offset_never_shared_between_offsets(da
     assert timedelta(hours=23) < now - yesterday < timedelta(hours=25)
     assert timedelta(hours=23) < again - yesterday_again < timedelta(hours=25)
     assert first == "CACHE_MISS" and cached == "CACHE_HIT" and cached_too == "CACHE_HIT"
+
+
+def test_a_sqlite_file_syncs_normal_under_wal_and_an_in_memory_one_keeps_full(tmp_path):
+    async def pragmas(url):
+        db = Database(url)
+        try:
+            async with db.engine.connect() as conn:
+                journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
+                return journal, (await conn.execute(text("PRAGMA synchronous"))).scalar()
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(pragmas(f"sqlite:///{tmp_path}/file.db")) == ("wal", 1)  # NORMAL
+    assert asyncio.run(pragmas("sqlite://")) == ("memory", 2)  # FULL: no WAL, no NORMAL
+
+
+_COMMIT_THEN_SIGKILL = """
+import asyncio, os, signal, sys
+from sqlalchemy import text
+from store.db import Database
+
+async def main():
+    db = Database(sys.argv[1])
+    async with db.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    async with db.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (42)"))
+    os.kill(os.getpid(), signal.SIGKILL)  # no checkpoint, no clean close
+
+asyncio.run(main())
+"""
+
+
+def test_a_commit_under_synchronous_normal_survives_the_process_being_killed(tmp_path):
+    """What NORMAL gives up is only an OS crash or power loss; a process killed right after
+    its commit (the bot's crash case) leaves the row in the WAL for the next process."""
+    url = f"sqlite:///{tmp_path}/killed.db"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _COMMIT_THEN_SIGKILL, url], cwd=root, timeout=60, check=False)
+    assert done.returncode == -9
+    assert (tmp_path / "killed.db-wal").stat().st_size > 0  # the commit is in the WAL, not checkpointed
+
+    async def read():
+        db = Database(url)
+        try:
+            async with db.engine.connect() as conn:
+                return (await conn.execute(text("SELECT x FROM t"))).scalars().all()
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(read()) == [42]
