@@ -155,6 +155,31 @@ def test_claim_ages_are_read_on_the_database_clock_and_a_taken_over_claim_is_fen
     assert fenced == (False, False) and won is True
 
 
+def test_a_reminder_moved_after_it_was_read_due_is_not_claimed(database_url):
+    """A pass reads its due reminders once and may post them over minutes (Slack's pace);
+    a window edited meanwhile moves its reminders (still pending, same token): the claim,
+    made with the old due time, must fail, and the moved reminder waits for its new one."""
+    async def body(db):
+        (reminder_id,) = await a_window_with_reminders(db, T0)
+        async with db.session() as session:
+            (seen,) = await due(session, T0, stale_after=timedelta(minutes=2))
+        async with db.session() as session, session.begin():  # the window moved an hour later
+            await session.execute(update(Reminder).values(due_at=T0 + timedelta(hours=1)))
+        async with db.session() as session, session.begin():
+            stale_read = await claim(session, seen, instance="a", stale_after=timedelta(minutes=2))
+        async with db.session() as session:
+            now_due = await due(session, T0, stale_after=timedelta(minutes=2))
+            later = await due(session, T0 + timedelta(hours=1), stale_after=timedelta(minutes=2))
+        async with db.session() as session, session.begin():
+            fresh_read = await claim(session, later[0], instance="a", stale_after=timedelta(minutes=2))
+        return stale_read, now_due, [r.id for r in later], fresh_read
+
+    stale_read, now_due, later, fresh_read = run(database_url, body)
+    assert stale_read.result == ClaimResult.NONE
+    assert now_due == [] and len(later) == 1
+    assert fresh_read.result == ClaimResult.FRESH
+
+
 def test_the_database_clock_is_cached_per_offset_never_shared_between_offsets(database_url):
     """`db_utc_now` is cacheable (a claim's statement is compiled once), keyed on its offset:
     two offsets in statements otherwise alike must not reuse each other's SQL."""
