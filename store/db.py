@@ -256,6 +256,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - tr
     cursor.execute("PRAGMA busy_timeout=30000")
     # Readers never wait for the writer, and a writer waits (busy_timeout) instead of failing.
     cursor.execute("PRAGMA journal_mode=WAL")
+    journal = cursor.fetchone()
+    # Under WAL (only there: a database that could not take it keeps FULL), NORMAL syncs
+    # the WAL file at checkpoints, not at every commit. A commit written to it is the
+    # kernel's, so it survives the process dying (a crash, kill -9: what the bot must
+    # survive); only an OS crash or power loss may lose the last commits, never corrupt the
+    # file. FULL's fsync per commit costs a quarter of a millisecond or more, twice per
+    # reminder (bench/pace.py --cost-only).
+    if journal is not None and str(journal[0]).lower() == "wal":
+        cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -165,7 +165,9 @@ async def claim(
     already). Each claim bumps the token, so the process it was taken from is fenced off."""
     token = reminder.claim_token + 1
     claimed = {"state": CLAIMED, "claimed_by": instance, "claimed_at": db_utc_now(), "claim_token": token}
-    mine = (_rows.c.id == reminder.id) & (_rows.c.claim_token == reminder.claim_token)
+    # The due time too: a window edited meanwhile moves its pending reminders (same token,
+    # still pending); a pass that read them due before the edit must not post them now.
+    mine = (_rows.c.id == reminder.id) & (_rows.c.claim_token == reminder.claim_token) & (_rows.c.due_at == reminder.due_at)
     taken = await session.execute(update(_rows).where(mine, _rows.c.state == PENDING).values(**claimed))
     if taken.rowcount == 1:
         return Claim(ClaimResult.FRESH, token)

@@ -4,7 +4,10 @@ written, and a claim is taken by exactly one of two sessions racing for it."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text, update
@@ -152,6 +155,31 @@ def test_claim_ages_are_read_on_the_database_clock_and_a_taken_over_claim_is_fen
     assert fenced == (False, False) and won is True
 
 
+def test_a_reminder_moved_after_it_was_read_due_is_not_claimed(database_url):
+    """A pass reads its due reminders once and may post them over minutes (Slack's pace);
+    a window edited meanwhile moves its reminders (still pending, same token): the claim,
+    made with the old due time, must fail, and the moved reminder waits for its new one."""
+    async def body(db):
+        (reminder_id,) = await a_window_with_reminders(db, T0)
+        async with db.session() as session:
+            (seen,) = await due(session, T0, stale_after=timedelta(minutes=2))
+        async with db.session() as session, session.begin():  # the window moved an hour later
+            await session.execute(update(Reminder).values(due_at=T0 + timedelta(hours=1)))
+        async with db.session() as session, session.begin():
+            stale_read = await claim(session, seen, instance="a", stale_after=timedelta(minutes=2))
+        async with db.session() as session:
+            now_due = await due(session, T0, stale_after=timedelta(minutes=2))
+            later = await due(session, T0 + timedelta(hours=1), stale_after=timedelta(minutes=2))
+        async with db.session() as session, session.begin():
+            fresh_read = await claim(session, later[0], instance="a", stale_after=timedelta(minutes=2))
+        return stale_read, now_due, [r.id for r in later], fresh_read
+
+    stale_read, now_due, later, fresh_read = run(database_url, body)
+    assert stale_read.result == ClaimResult.NONE
+    assert now_due == [] and len(later) == 1
+    assert fresh_read.result == ClaimResult.FRESH
+
+
 def test_the_database_clock_is_cached_per_offset_never_shared_between_offsets(database_url):
     """`db_utc_now` is cacheable (a claim's statement is compiled once), keyed on its offset:
     two offsets in statements otherwise alike must not reuse each other's SQL."""
@@ -168,3 +196,54 @@ def test_the_database_clock_is_cached_per_offset_never_shared_between_offsets(da
     assert timedelta(hours=23) < now - yesterday < timedelta(hours=25)
     assert timedelta(hours=23) < again - yesterday_again < timedelta(hours=25)
     assert first == "CACHE_MISS" and cached == "CACHE_HIT" and cached_too == "CACHE_HIT"
+
+
+def test_a_sqlite_file_syncs_normal_under_wal_and_an_in_memory_one_keeps_full(tmp_path):
+    async def pragmas(url):
+        db = Database(url)
+        try:
+            async with db.engine.connect() as conn:
+                journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
+                return journal, (await conn.execute(text("PRAGMA synchronous"))).scalar()
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(pragmas(f"sqlite:///{tmp_path}/file.db")) == ("wal", 1)  # NORMAL
+    assert asyncio.run(pragmas("sqlite://")) == ("memory", 2)  # FULL: no WAL, no NORMAL
+
+
+_COMMIT_THEN_SIGKILL = """
+import asyncio, os, signal, sys
+from sqlalchemy import text
+from store.db import Database
+
+async def main():
+    db = Database(sys.argv[1])
+    async with db.engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    async with db.engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (42)"))
+    os.kill(os.getpid(), signal.SIGKILL)  # no checkpoint, no clean close
+
+asyncio.run(main())
+"""
+
+
+def test_a_commit_under_synchronous_normal_survives_the_process_being_killed(tmp_path):
+    """What NORMAL gives up is only an OS crash or power loss; a process killed right after
+    its commit (the bot's crash case) leaves the row in the WAL for the next process."""
+    url = f"sqlite:///{tmp_path}/killed.db"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _COMMIT_THEN_SIGKILL, url], cwd=root, timeout=60, check=False)
+    assert done.returncode == -9
+    assert (tmp_path / "killed.db-wal").stat().st_size > 0  # the commit is in the WAL, not checkpointed
+
+    async def read():
+        db = Database(url)
+        try:
+            async with db.engine.connect() as conn:
+                return (await conn.execute(text("SELECT x FROM t"))).scalars().all()
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(read()) == [42]
