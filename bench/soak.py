@@ -61,7 +61,7 @@ from tests.support.harness import (  # noqa: E402
     submission_payload,
     typed,
 )
-from tests.support.process import SPEC_VARIABLES, start_sitrep  # noqa: E402
+from tests.support.process import SPEC_VARIABLES, start_sitrep, wait_healthy  # noqa: E402
 
 CHANNEL = "C0SITREP"
 UNKNOWN_WORDS = ("outcome unknown", "outcome is unknown", "may have gone through", "may have reached")
@@ -109,15 +109,10 @@ class Bot:
         process = start_sitrep(self.env, self.cwd)
         threading.Thread(target=self._drain, args=(process,), daemon=True).start()
         self.process = process
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise SystemExit(f"the bot did not start (exit {process.poll()}); see {self.log}")
+        try:
+            wait_healthy(self.base, process, timeout=30)
+        except AssertionError:
+            raise SystemExit(f"the bot did not start (exit {process.poll()}); see {self.log}") from None
 
     def _drain(self, process: subprocess.Popen) -> None:
         """Read the process's output as it comes (a full pipe would stall the bot)."""
