@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.backends import backend_named
@@ -29,7 +30,7 @@ from scheduler.nudges import deliver_nudge
 from scheduler.rooms import deliver_archive
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
-from store.reminders import Claim
+from store.reminders import Claim, Outcome
 from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, WindowState
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 ANNOUNCEMENT_BUSY_RETRY = 15  # seconds: another replica is announcing the window; try after it
 SETTLE_CHECK = 0.25  # seconds between looks for due reminders while a pass waits for its edits
 FRESH_EDIT = 1.0  # seconds: a parent's edit queued longer than this reads the window again
+CLAIM_BATCH = 16  # window reminders claimed, with their windows, in one statement
+FRESH_WINDOW = 1.0  # seconds: a window read longer ago (its post waited its turn) is read again
+RECORD_BATCH = 16  # posted reminders recorded in one statement at most
+RECORD_AFTER = 0.5  # seconds: a posted reminder waits no longer than this to be recorded
 FRESH_CLAIM_SHARE = 4  # a claim younger than stale_claim / this is certainly still ours (see still_ours)
 LATE_AFTER = timedelta(minutes=1)  # posted later than this after its due time: say so
 LATE_END_LIMIT = timedelta(hours=1)  # a missed "ended" older than this is only recorded
@@ -54,23 +59,54 @@ async def run_due_reminders(ctx: AppContext) -> int:
     Reminders that come due while a long pass runs (a burst paced at Slack's rate) are
     taken in the same pass; "started"/"ended" go before heads-ups. The pass ends once the
     announcement edits it queued have landed, so no parent is left showing an old state;
-    while it waits for them (paced slower than replies), reminders coming due are posted."""
+    while it waits for them (paced slower than replies), reminders coming due are posted.
+
+    Window reminders are claimed `CLAIM_BATCH` at a time, their windows read with them, and
+    recorded together (`Records`): the database round trips, not the two Slack calls, were
+    most of a reminder's cost."""
     posted = 0
     tried: set[int] = set()  # a failed one waits for the next pass, as before
-    while True:
-        due = await _due(ctx, tried)
-        if not due:
-            if await _settled_unless_due(ctx, tried):
-                break
-            continue
-        due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
-        for reminder in due:
-            tried.add(reminder.id)
-            try:
-                posted += await _deliver(ctx, reminder)
-            except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
-                log.exception("reminder %s could not be delivered; it will be retried", reminder.id)
+    records = Records(ctx)
+    try:
+        while True:
+            due = await _due(ctx, tried)
+            if not due:
+                await records.flush()  # their parents' edits are queued by the flush
+                if await _settled_unless_due(ctx, tried):
+                    break
+                continue
+            due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
+            tried.update(r.id for r in due)
+            for batch in _batches(due):
+                try:
+                    if len(batch) == 1 and not _batchable(batch[0]):
+                        posted += await _deliver(ctx, batch[0], records)
+                    else:
+                        posted += await _deliver_batch(ctx, batch, records)
+                except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
+                    log.exception("reminders %s could not be delivered; they will be retried", [r.id for r in batch])
+    finally:
+        await asyncio.shield(records.close())  # even when stopped: what was posted is recorded
     return posted
+
+
+def _batchable(reminder: Reminder) -> bool:
+    """A pending reminder of a window; a stale claim (look in Slack first) and an incident's
+    reminders go one by one."""
+    return reminder.incident_id is None and reminder.state == ReminderState.PENDING
+
+
+def _batches(due: list[Reminder]) -> list[list[Reminder]]:
+    """Runs of up to `CLAIM_BATCH` batchable reminders, in the order given; each other one alone."""
+    batches: list[list[Reminder]] = []
+    for reminder in due:
+        if not _batchable(reminder):
+            batches.append([reminder])
+        elif batches and len(batches[-1]) < CLAIM_BATCH and _batchable(batches[-1][0]):
+            batches[-1].append(reminder)
+        else:
+            batches.append([reminder])
+    return batches
 
 
 async def _due(ctx: AppContext, tried: set[int]) -> list[Reminder]:
@@ -100,58 +136,108 @@ def _priority(kind: str) -> Priority:
     return Priority.NOW if kind in (ReminderKind.STARTED, ReminderKind.ENDED) else Priority.HEADS_UP
 
 
-async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
-    """Claim, read the window once, post, record, queue the parent's edit. An incident's
-    nudge is claimed the same way and then handed to `scheduler.nudges`, the archiving of
-    its channel to `scheduler.rooms`."""
+@dataclass(frozen=True)
+class Claimed:
+    """A window reminder this process holds, as its claim left it."""
+
+    reminder_id: int
+    kind: str
+    window_id: int
+    due_at: datetime
+    claim: Claim
+    claimed_before: float | None  # `_elapsed()` just before the claim; None: ask before posting
+
+
+async def _deliver(ctx: AppContext, reminder: Reminder, records: Records) -> int:
+    """One reminder alone: an incident's (its nudge, resolve notice or channel archive, each
+    handed to its own module once claimed), or a stale claim of a window's, looked for in
+    the thread first in case the process that held it did post it."""
     reminder_id, kind = reminder.id, reminder.kind
-    now = ctx.clock()
     claimed_before = _elapsed()
-    if reminder.incident_id is None:  # Core statements only: a connection, no ORM session
-        async with ctx.db.engine.begin() as conn:
-            claim = await reminder_store.claim(conn, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
-            if not claim:
-                return 0  # another process has it
-            window = await reminder_store.read_window(conn, reminder.window_id)
-    else:
+    if reminder.incident_id is not None:
         async with ctx.db.session() as session, session.begin():
             claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
             if not claim:
                 return 0  # another process has it
             nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
-
-    if reminder.incident_id is not None:
         if kind == ReminderKind.RESOLVED:
             return await IncidentService(ctx).deliver_notice(reminder_id, claim)
         deliver = deliver_archive if kind == ReminderKind.ARCHIVE else deliver_nudge
         return await deliver(ctx, nudge, claim)
 
-    if kind == ReminderKind.CANCELLED:
-        return await Windows(ctx).deliver_notice(reminder_id, window.id, claim)
-
-    if claim.result == ClaimResult.STALE:
+    async with ctx.db.engine.begin() as conn:  # Core statements only: a connection, no ORM session
+        claim = await reminder_store.claim(conn, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
+        if not claim:
+            return 0  # another process has it
+        window = await reminder_store.read_window(conn, reminder.window_id)
+    claimed = Claimed(reminder_id, kind, reminder.window_id, reminder.due_at, claim, claimed_before)
+    if claim.result == ClaimResult.STALE and kind != ReminderKind.CANCELLED and window is not None:
         found = await _find_posted(ctx, window, kind)
         if found is not None:
             log.info("reminder %s was already in Slack (%s); not posting it again", reminder_id, found)
-            await _finish(ctx, reminder_id, claim, ReminderState.POSTED, message_ts=found, window=window, kind=kind)
+            records.add(Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=found), window=window, kind=kind)
             return 0
+    return await _deliver_claimed(ctx, claimed, window, records)
 
-    decision = decide(window, kind, due_at=reminder.due_at, now=now)
+
+async def _deliver_batch(ctx: AppContext, batch: list[Reminder], records: Records) -> int:
+    """Claim a run of pending window reminders and read their windows in one transaction,
+    then post them one by one, in order. A window read more than `FRESH_WINDOW` before its
+    reminder's turn (the posts before it waited for Slack's pace) is read again. Claims whose
+    post was never attempted (the pass was stopped, the database failed) are given back."""
+    now = ctx.clock()
+    claimed_before = _elapsed()
+    async with ctx.db.engine.begin() as conn:
+        taken = await reminder_store.claim_pending(conn, [r.id for r in batch], instance=ctx.instance_id, now=now)
+        windows = await reminder_store.read_windows(conn, list({r.window_id for r in batch})) if taken else {}
+    tokens = {reminder_id: (token, due_at) for reminder_id, token, due_at in taken}
+    waiting = [
+        Claimed(r.id, r.kind, r.window_id, tokens[r.id][1], Claim(ClaimResult.FRESH, tokens[r.id][0]), claimed_before)
+        for r in batch
+        if r.id in tokens
+    ]
+    posted = 0
+    try:
+        while waiting:
+            claimed = waiting[0]
+            window = windows.get(claimed.window_id)
+            if window is not None and _elapsed() - claimed_before > FRESH_WINDOW:
+                async with ctx.db.engine.connect() as conn:
+                    window = await reminder_store.read_window(conn, claimed.window_id)
+            waiting.pop(0)
+            try:
+                posted += await _deliver_claimed(ctx, claimed, window, records)
+            except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
+                log.exception("reminder %s could not be delivered; it will be retried", claimed.reminder_id)
+    finally:
+        if waiting:
+            async with ctx.db.engine.begin() as conn:
+                await reminder_store.release_unattempted(conn, [(c.reminder_id, c.claim.token) for c in waiting])
+    return posted
+
+
+async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: MaintenanceWindow | None, records: Records) -> int:
+    """Decide, post, and leave the outcome to `records` (a cancel notice has its own path)."""
+    reminder_id, kind, claim = claimed.reminder_id, claimed.kind, claimed.claim
+    if kind == ReminderKind.CANCELLED:
+        return await Windows(ctx).deliver_notice(reminder_id, claimed.window_id, claim)
+    now = ctx.clock()
+    decision = decide(window, kind, due_at=claimed.due_at, now=now) if window is not None else Delivery.SKIP
     if decision == Delivery.SKIP:
-        log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, kind, window.id)
-        await _finish(ctx, reminder_id, claim, ReminderState.SKIPPED, window=window, kind=kind)
+        log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, kind, claimed.window_id)
+        records.add(Outcome(reminder_id, claim.token, ReminderState.SKIPPED), window=window, kind=kind)
         ctx.metrics.reminder("skipped")
         return 0
-
     late = decision == Delivery.LATE
     if kind == ReminderKind.OVERRUN:
         message = messages.overrun_prompt(window)
     else:
         message = messages.reminder(
-            window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=reminder.due_at if late else None
+            window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=claimed.due_at if late else None
         )
+    guard = still_ours(ctx, reminder_id, claim, claimed_before=claimed.claimed_before)
     try:
-        ts, window = await _post(ctx, window, kind, message, guard=still_ours(ctx, reminder_id, claim, claimed_before=claimed_before))
+        ts, window = await _post(ctx, window, kind, message, guard=guard)
     except (RateLimited, AnnouncementBusy) as exc:
         # Nothing was posted: hand the claim back with a "not before", never hold it through
         # the wait (another replica would take it over as stale and post it too).
@@ -169,8 +255,8 @@ async def _deliver(ctx: AppContext, reminder: Reminder) -> int:
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release(session, reminder_id, token=claim.token)
         raise
-    await _finish(ctx, reminder_id, claim, ReminderState.POSTED, message_ts=ts, late=late, window=window, kind=kind)
-    ctx.metrics.reminder("late" if late else "posted", lateness=(now - reminder.due_at).total_seconds())
+    records.add(Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=ts, late=late), window=window, kind=kind)
+    ctx.metrics.reminder("late" if late else "posted", lateness=(now - claimed.due_at).total_seconds())
     return 1
 
 
@@ -261,44 +347,85 @@ async def _find_posted(ctx: AppContext, window: MaintenanceWindow, kind: str) ->
     return await ctx.channel.find_reply(at, METADATA_EVENT, {"window_id": window.id, "kind": kind})
 
 
-async def _finish(
-    ctx: AppContext,
-    reminder_id: int,
-    claim: Claim,
-    state: str,
-    *,
-    window: MaintenanceWindow,
-    kind: str,
-    message_ts: str | None = None,
-    late: bool = False,
-) -> None:
-    """Record the reminder and move the window on (Scheduled → In progress → Completed) in
-    one transaction, then queue the announcement's edit."""
-    new_state = ReminderKind(kind).moves_window_to
-    at = _at(ctx, window)
+class Records:
+    """The pass's outcomes not yet written: several are recorded in one transaction, each
+    moving its window on (Scheduled → In progress → Completed) and queueing the parent's
+    edit. One waits at most `RECORD_AFTER` (or until `RECORD_BATCH` are waiting).
+
+    Recording later is safe: until it is written the reminder stays claimed by us, and a
+    process taking the claim over after a crash finds the tagged post in the thread."""
+
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
+        self.waiting: list[tuple[Outcome, MaintenanceWindow | None, str]] = []
+        self.lock = asyncio.Lock()  # one write at a time, in order: the parents' edits follow it
+        self.timer: asyncio.Task | None = None
+
+    def add(self, outcome: Outcome, *, window: MaintenanceWindow | None, kind: str) -> None:
+        self.waiting.append((outcome, window, kind))
+        if len(self.waiting) >= RECORD_BATCH:
+            self._start(0)
+        elif self.timer is None or self.timer.done():
+            self._start(RECORD_AFTER)
+
+    def _start(self, delay: float) -> None:
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            await self.flush()
+
+        if delay == 0 or self.timer is None or self.timer.done():
+            task = asyncio.ensure_future(later())
+            task.add_done_callback(_log_failure)
+            if delay:
+                self.timer = task
+
+    async def flush(self) -> None:
+        async with self.lock:
+            taken, self.waiting = self.waiting, []
+            if taken:
+                await _record(self.ctx, taken)
+
+    async def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        await self.flush()
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("reminders could not be recorded; their claims go stale and are checked in Slack", exc_info=task.exception())
+
+
+async def _record(ctx: AppContext, taken: list[tuple[Outcome, MaintenanceWindow | None, str]]) -> None:
+    """Write outcomes and move their windows on in one transaction, then queue the parents'
+    edits (queued before the commit: a change committed after this one queues its edit after
+    this one, and so replaces it or follows it)."""
     committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     try:
         async with ctx.db.engine.begin() as conn:
-            mine = await reminder_store.finish(
-                conn, reminder_id, token=claim.token, state=state, now=ctx.clock(), message_ts=message_ts, late=late
-            )
-            moved = None
-            if mine and new_state is not None:
-                moved = await reminder_store.move_window(conn, window.id, to=new_state, now=ctx.clock())
-            if moved is not None and at is not None:
-                # Queued before the commit: a change committed after this one queues its edit
-                # after this one, and so replaces it (coalesced) or follows it.
-                ctx.channel.refresh_later(
-                    at,
-                    _announcement(ctx, moved, committed, queued_at=_elapsed()),
-                    what=f"could not refresh the announcement of window {window.id}",
-                )
+            now = ctx.clock()
+            mine = await reminder_store.finish_many(conn, [outcome for outcome, _, _ in taken], now=now)
+            moves: dict[WindowState, list[int]] = {}
+            for outcome, window, kind in taken:
+                to = ReminderKind(kind).moves_window_to
+                if outcome.reminder_id in mine and to is not None and window is not None:
+                    moves.setdefault(to, []).append(window.id)
+            announced = {window.id: window for _, window, _ in taken if window is not None and window.message_ts}
+            for to, ids in moves.items():
+                for moved in await reminder_store.move_windows(conn, ids, to=to, now=now):
+                    if moved.id in announced:
+                        ctx.channel.refresh_later(
+                            _at(ctx, announced[moved.id]),
+                            _announcement(ctx, moved, committed, queued_at=_elapsed()),
+                            what=f"could not refresh the announcement of window {moved.id}",
+                        )
     except BaseException:
-        committed.set_result(False)  # rolled back: the queued edit sends nothing
+        committed.set_result(False)  # rolled back: the queued edits send nothing
         raise
     committed.set_result(True)
-    if not mine:
-        log.warning("reminder %s: another process took the claim over before it was recorded", reminder_id)
+    for outcome, _, _ in taken:
+        if outcome.reminder_id not in mine:
+            log.warning("reminder %s: another process took the claim over before it was recorded", outcome.reminder_id)
 
 
 def _announcement(

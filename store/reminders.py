@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from store.dbclock import db_utc_now
@@ -177,6 +177,87 @@ async def claim(
         .values(**claimed)
     )
     return Claim(ClaimResult.STALE if taken.rowcount == 1 else ClaimResult.NONE, token)
+
+
+async def claim_pending(session: Executor, ids: list[int], *, instance: str, now: datetime) -> list[tuple[int, int, datetime]]:
+    """Take, in one statement, those of `ids` that are still pending and due (and past any
+    "not before"): (id, token, due_at) of each taken. The condition is the due query's, so a
+    row claimed, finished or moved to a later time since it was read is left alone, on
+    PostgreSQL too (a row another replica changed first is checked again as it now is)."""
+    taken = await session.execute(
+        update(_rows)
+        .where(
+            _rows.c.id.in_(ids),
+            _rows.c.state == PENDING,
+            _rows.c.due_at <= now,
+            _rows.c.not_before.is_(None) | (_rows.c.not_before <= now),
+        )
+        .values(state=CLAIMED, claimed_by=instance, claimed_at=db_utc_now(), claim_token=_rows.c.claim_token + 1)
+        .returning(_rows.c.id, _rows.c.claim_token, _rows.c.due_at)
+    )
+    return [(row.id, row.claim_token, row.due_at) for row in taken]
+
+
+async def read_windows(session: Executor, ids: list[int]) -> dict[int, MaintenanceWindow]:
+    """Several windows as detached copies, in one statement (see `read_window`)."""
+    rows = await session.execute(select(_windows).where(_windows.c.id.in_(ids)))
+    return {row.id: MaintenanceWindow(**row._mapping) for row in rows}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed reminder, to be recorded with others (`finish_many`)."""
+
+    reminder_id: int
+    token: int
+    state: str
+    message_ts: str | None = None
+    late: bool = False
+
+
+async def finish_many(session: Executor, outcomes: list[Outcome], *, now: datetime) -> set[int]:
+    """`finish` for several claims in one statement; returns the ids that were still ours
+    (the others were taken over meanwhile and are left to their new claimant)."""
+    if not outcomes:
+        return set()
+
+    def per_row(column, value):  # typed, so PostgreSQL is told each value's type
+        return case({o.reminder_id: literal(value(o), type_=column.type) for o in outcomes}, value=_rows.c.id)
+
+    done = await session.execute(
+        update(_rows)
+        .where(or_(*(_ours(o.reminder_id, o.token) for o in outcomes)))
+        .values(
+            state=per_row(_rows.c.state, lambda o: o.state),
+            posted_at=per_row(_rows.c.posted_at, lambda o: now if o.state == POSTED else None),
+            message_ts=per_row(_rows.c.message_ts, lambda o: o.message_ts),
+            late=per_row(_rows.c.late, lambda o: o.late),
+            not_before=None,
+        )
+        .returning(_rows.c.id)
+    )
+    return {row.id for row in done}
+
+
+async def move_windows(session: Executor, ids: list[int], *, to: WindowState, now: datetime) -> list[MaintenanceWindow]:
+    """`move_window` for several windows in one statement; the windows it moved."""
+    allowed_from = [state for state in WindowState if state.can_become(to)]
+    done = await session.execute(
+        update(_windows)
+        .where(_windows.c.id.in_(ids), _windows.c.state.in_(allowed_from))
+        .values(state=to, updated_at=now)
+        .returning(*_windows.c)
+    )
+    return [MaintenanceWindow(**row._mapping) for row in done]
+
+
+async def release_unattempted(session: Executor, claims: list[tuple[int, int]]) -> None:
+    """Give back claims whose posts were never attempted (the pass stopped first): pending
+    again at once, as if never claimed."""
+    for reminder_id, token in claims:
+        await session.execute(
+            update(_rows).where(_ours(reminder_id, token)).values(state=PENDING, claimed_by=None, claimed_at=None)
+        )
 
 
 def _ours(reminder_id: int, token: int):

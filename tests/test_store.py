@@ -16,7 +16,18 @@ from store.db import Database
 from store.dbclock import db_utc_now
 from store.facts import get_fact, put_fact
 from store.models import MaintenanceWindow, Reminder
-from store.reminders import claim, confirm, due, finish, next_due_at, release
+from store.reminders import (
+    Outcome,
+    claim,
+    claim_pending,
+    confirm,
+    due,
+    finish,
+    finish_many,
+    next_due_at,
+    release,
+    release_unattempted,
+)
 from store.states import ClaimResult
 
 pytestmark = pytest.mark.both_databases
@@ -178,6 +189,93 @@ def test_a_reminder_moved_after_it_was_read_due_is_not_claimed(database_url):
     assert stale_read.result == ClaimResult.NONE
     assert now_due == [] and len(later) == 1
     assert fresh_read.result == ClaimResult.FRESH
+
+
+def test_a_batch_claim_takes_only_what_is_still_pending_and_due(database_url):
+    """The reminder path claims a run of due reminders in one statement: one claimed by
+    another replica, one moved later by a window edit, one a 429 put off are all left alone."""
+
+    async def body(db):
+        ids = await a_window_with_reminders(db, T0, T0, T0, T0)
+        async with db.session() as session:
+            seen = await due(session, T0, stale_after=timedelta(minutes=2))
+        async with db.session() as session, session.begin():
+            await claim(session, seen[1], instance="other", stale_after=timedelta(minutes=2))
+            await session.execute(update(Reminder).where(Reminder.id == ids[2]).values(due_at=T0 + timedelta(hours=1)))
+            await session.execute(update(Reminder).where(Reminder.id == ids[3]).values(not_before=T0 + timedelta(seconds=30)))
+        async with db.engine.begin() as conn:
+            taken = await claim_pending(conn, ids, instance="me", now=T0)
+        async with db.session() as session:
+            rows = {r.id: r for r in (await session.execute(select(Reminder))).scalars()}
+        return ids, taken, rows
+
+    ids, taken, rows = run(database_url, body)
+    assert taken == [(ids[0], 1, T0)]
+    assert (rows[ids[0]].state, rows[ids[0]].claimed_by, rows[ids[0]].claim_token) == ("claimed", "me", 1)
+    assert rows[ids[1]].claimed_by == "other"
+    assert [rows[i].state for i in ids[2:]] == ["pending", "pending"]
+
+
+def test_replicas_claiming_the_same_batch_at_once_take_each_reminder_exactly_once(database_url):
+    async def body(db):
+        ids = await a_window_with_reminders(db, *[T0] * 12)
+
+        async def take(instance):
+            async with db.engine.begin() as conn:
+                return [reminder_id for reminder_id, _, _ in await claim_pending(conn, ids, instance=instance, now=T0)]
+
+        return ids, await asyncio.gather(*(take(f"replica-{i}") for i in range(5)))
+
+    ids, taken = run(database_url, body)
+    everything = [reminder_id for claimed in taken for reminder_id in claimed]
+    assert sorted(everything) == sorted(ids), taken  # all taken, none twice
+
+
+def test_outcomes_recorded_together_each_keep_their_own_values_and_skip_a_claim_taken_over(database_url):
+    """One statement records several claims (typed per row: PostgreSQL must be told each
+    value's type); a claim taken over meanwhile is left to its new holder; a claim never
+    attempted goes back to pending."""
+
+    async def body(db):
+        ids = await a_window_with_reminders(db, T0, T0, T0, T0)
+        async with db.engine.begin() as conn:
+            taken = {reminder_id: token for reminder_id, token, _ in await claim_pending(conn, ids, instance="me", now=T0)}
+        async with db.session() as session, session.begin():  # ids[2] went stale and another replica took it
+            await session.execute(update(Reminder).where(Reminder.id == ids[2]).values(claim_token=Reminder.claim_token + 1))
+        outcomes = [
+            Outcome(ids[0], taken[ids[0]], "posted", message_ts="111.1"),
+            Outcome(ids[1], taken[ids[1]], "posted", message_ts="222.2", late=True),
+            Outcome(ids[2], taken[ids[2]], "posted", message_ts="333.3"),
+        ]
+        async with db.engine.begin() as conn:
+            mine = await finish_many(conn, outcomes, now=T0 + timedelta(minutes=1))
+            await finish_many(conn, [Outcome(ids[3], taken[ids[3]], "skipped")], now=T0)
+        async with db.engine.begin() as conn:
+            await claim_pending(conn, ids, instance="me", now=T0)  # nothing left pending: claims nothing
+            await release_unattempted(conn, [(ids[3], taken[ids[3]])])  # already recorded: not ours to give back
+        async with db.session() as session:
+            rows = {r.id: r for r in (await session.execute(select(Reminder))).scalars()}
+        return ids, mine, rows
+
+    ids, mine, rows = run(database_url, body)
+    assert mine == {ids[0], ids[1]}
+    first, second, taken_over, skipped = (rows[i] for i in ids)
+    assert (first.state, first.message_ts, first.late, first.posted_at) == ("posted", "111.1", False, T0 + timedelta(minutes=1))
+    assert (second.state, second.message_ts, second.late) == ("posted", "222.2", True)
+    assert (taken_over.state, taken_over.message_ts) == ("claimed", None)
+    assert (skipped.state, skipped.posted_at, skipped.message_ts) == ("skipped", None, None)
+
+
+def test_claims_never_attempted_go_back_to_pending_at_once(database_url):
+    async def body(db):
+        ids = await a_window_with_reminders(db, T0, T0)
+        async with db.engine.begin() as conn:
+            taken = await claim_pending(conn, ids, instance="me", now=T0)
+            await release_unattempted(conn, [(reminder_id, token) for reminder_id, token, _ in taken])
+        async with db.session() as session:
+            return [(r.state, r.claimed_by, r.claimed_at) for r in await due(session, T0, stale_after=timedelta(minutes=2))]
+
+    assert run(database_url, body) == [("pending", None, None)] * 2
 
 
 def test_the_database_clock_is_cached_per_offset_never_shared_between_offsets(database_url):
