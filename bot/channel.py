@@ -147,7 +147,7 @@ class Channel:
     async def reply(
         self,
         at: Posted,
-        message: Message,
+        message: Message | Callable[[], Awaitable[Message]],
         *,
         broadcast: bool = False,
         metadata: dict | None = None,
@@ -157,14 +157,16 @@ class Channel:
     ) -> str:
         """Reply in the announcement's thread; returns the reply's ts. With `guard`, sent
         only if it still says yes just before the request (else `ClaimLost`); with
-        `hand_back`, a 429 raises `bot.outbox.RateLimited` at once instead of waiting."""
-        text, blocks = message
+        `hand_back`, a 429 raises `bot.outbox.RateLimited` at once instead of waiting.
+        A callable `message` is built after the guard, when the reply's turn comes (what it
+        raises is raised here, and nothing is sent)."""
         kwargs: dict[str, Any] = {}
         if metadata is not None:
             kwargs["metadata"] = metadata
 
         async def post() -> Any:
             await _check(guard)
+            text, blocks = await message() if callable(message) else message
             return await self.sender.chat_postMessage(
                 channel=at.channel,
                 thread_ts=at.ts,

@@ -145,7 +145,7 @@ class Claimed:
     window_id: int
     due_at: datetime
     claim: Claim
-    claimed_before: float | None  # `_elapsed()` just before the claim; None: ask before posting
+    claimed_before: float  # `_elapsed()` just before the claim (and the window's read)
 
 
 async def _deliver(ctx: AppContext, reminder: Reminder, records: Records) -> int:
@@ -182,9 +182,8 @@ async def _deliver(ctx: AppContext, reminder: Reminder, records: Records) -> int
 
 async def _deliver_batch(ctx: AppContext, batch: list[Reminder], records: Records) -> int:
     """Claim a run of pending window reminders and read their windows in one transaction,
-    then post them one by one, in order. A window read more than `FRESH_WINDOW` before its
-    reminder's turn (the posts before it waited for Slack's pace) is read again. Claims whose
-    post was never attempted (the pass was stopped, the database failed) are given back."""
+    then post them one by one, in order. Claims whose post was never attempted (the pass was
+    stopped, the database failed) are given back."""
     now = ctx.clock()
     claimed_before = _elapsed()
     async with ctx.db.engine.begin() as conn:
@@ -199,14 +198,9 @@ async def _deliver_batch(ctx: AppContext, batch: list[Reminder], records: Record
     posted = 0
     try:
         while waiting:
-            claimed = waiting[0]
-            window = windows.get(claimed.window_id)
-            if window is not None and _elapsed() - claimed_before > FRESH_WINDOW:
-                async with ctx.db.engine.connect() as conn:
-                    window = await reminder_store.read_window(conn, claimed.window_id)
-            waiting.pop(0)
+            claimed = waiting.pop(0)
             try:
-                posted += await _deliver_claimed(ctx, claimed, window, records)
+                posted += await _deliver_claimed(ctx, claimed, windows.get(claimed.window_id), records)
             except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
                 log.exception("reminder %s could not be delivered; it will be retried", claimed.reminder_id)
     finally:
@@ -221,23 +215,17 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
     reminder_id, kind, claim = claimed.reminder_id, claimed.kind, claimed.claim
     if kind == ReminderKind.CANCELLED:
         return await Windows(ctx).deliver_notice(reminder_id, claimed.window_id, claim)
-    now = ctx.clock()
-    decision = decide(window, kind, due_at=claimed.due_at, now=now) if window is not None else Delivery.SKIP
-    if decision == Delivery.SKIP:
+    reply = _Reply(ctx, claimed, window)
+    try:
+        if window is None:
+            raise NotWorthPosting
+        reply.decide(window)  # before queueing: a skipped one waits for no turn
+        ts = await _post(ctx, window, kind, reply, guard=still_ours(ctx, reminder_id, claim, claimed_before=claimed.claimed_before))
+    except NotWorthPosting:
         log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, kind, claimed.window_id)
-        records.add(Outcome(reminder_id, claim.token, ReminderState.SKIPPED), window=window, kind=kind)
+        records.add(Outcome(reminder_id, claim.token, ReminderState.SKIPPED), window=reply.window, kind=kind)
         ctx.metrics.reminder("skipped")
         return 0
-    late = decision == Delivery.LATE
-    if kind == ReminderKind.OVERRUN:
-        message = messages.overrun_prompt(window)
-    else:
-        message = messages.reminder(
-            window, kind, lead_minutes=ctx.settings.sitrep_reminder_lead, late_since=claimed.due_at if late else None
-        )
-    guard = still_ours(ctx, reminder_id, claim, claimed_before=claimed.claimed_before)
-    try:
-        ts, window = await _post(ctx, window, kind, message, guard=guard)
     except (RateLimited, AnnouncementBusy) as exc:
         # Nothing was posted: hand the claim back with a "not before", never hold it through
         # the wait (another replica would take it over as stale and post it too).
@@ -245,7 +233,7 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
         not_before = ctx.clock() + timedelta(seconds=wait)
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release_until(session, reminder_id, token=claim.token, not_before=not_before)
-        log.info("reminder %s (%s of window %s) waits: %s; not before %s", reminder_id, kind, window.id, exc, not_before)
+        log.info("reminder %s (%s of window %s) waits: %s; not before %s", reminder_id, kind, claimed.window_id, exc, not_before)
         await ctx.wake()
         return 0
     except ClaimLost:
@@ -255,9 +243,44 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release(session, reminder_id, token=claim.token)
         raise
-    records.add(Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=ts, late=late), window=window, kind=kind)
-    ctx.metrics.reminder("late" if late else "posted", lateness=(now - claimed.due_at).total_seconds())
+    records.add(Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=ts, late=reply.late), window=reply.window, kind=kind)
+    ctx.metrics.reminder("late" if reply.late else "posted", lateness=(reply.sent_at - claimed.due_at).total_seconds())
     return 1
+
+
+class NotWorthPosting(Exception):
+    """The window ended, was cancelled or moved on: the reminder is only recorded."""
+
+
+class _Reply:
+    """A reminder's reply, built when its turn comes (Slack's pace may hold it for a while):
+    from the window as claimed if that was read within `FRESH_WINDOW`, else as the store
+    has it then, so a window renamed, cancelled or ended meanwhile is not misreported."""
+
+    def __init__(self, ctx: AppContext, claimed: Claimed, window: MaintenanceWindow | None):
+        self.ctx, self.claimed, self.window = ctx, claimed, window
+        self.late = False
+        self.sent_at = ctx.clock()
+
+    def decide(self, window: MaintenanceWindow) -> None:
+        self.window, self.sent_at = window, self.ctx.clock()
+        decision = decide(window, self.claimed.kind, due_at=self.claimed.due_at, now=self.sent_at)
+        if decision == Delivery.SKIP:
+            raise NotWorthPosting
+        self.late = decision == Delivery.LATE
+
+    async def __call__(self) -> Message:
+        window = self.window
+        if _elapsed() - self.claimed.claimed_before > FRESH_WINDOW:
+            async with self.ctx.db.engine.connect() as conn:
+                window = await reminder_store.read_window(conn, self.claimed.window_id)
+            if window is None:
+                raise NotWorthPosting
+        self.decide(window)
+        if self.claimed.kind == ReminderKind.OVERRUN:
+            return messages.overrun_prompt(window)
+        late_since = self.claimed.due_at if self.late else None
+        return messages.reminder(window, self.claimed.kind, lead_minutes=self.ctx.settings.sitrep_reminder_lead, late_since=late_since)
 
 
 def still_ours(ctx: AppContext, reminder_id: int, claim: Claim, *, claimed_before: float | None = None) -> Guard:
@@ -311,27 +334,22 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
     return Delivery.LATE if now - window.end < LATE_END_LIMIT else Delivery.SKIP
 
 
-async def _post(
-    ctx: AppContext, window: MaintenanceWindow, kind: str, message: Message, *, guard: Guard
-) -> tuple[str, MaintenanceWindow]:
+async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, reply: _Reply, *, guard: Guard) -> str:
     """In the window's thread, tagged so a retry can tell it already reached Slack; broadcast
     except the overrun prompt (the question is for those at work, in the thread). A window
     whose announcement never worked is announced first (claimed like the reminder itself).
     A 429 is handed back at once (`RateLimited`) rather than waited out here."""
     metadata = {"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}}
     if not window.message_ts:
-        window = await Windows(ctx).announced(window.id)
-    return (
-        await ctx.channel.reply(
-            _at(ctx, window),
-            message,
-            broadcast=kind != ReminderKind.OVERRUN,
-            metadata=metadata,
-            priority=_priority(kind),
-            guard=guard,
-            hand_back=True,
-        ),
-        window,
+        reply.window = window = await Windows(ctx).announced(window.id)
+    return await ctx.channel.reply(
+        _at(ctx, window),
+        reply,
+        broadcast=kind != ReminderKind.OVERRUN,
+        metadata=metadata,
+        priority=_priority(kind),
+        guard=guard,
+        hand_back=True,
     )
 
 

@@ -8,14 +8,15 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.channel import Posted
 from bot.outbox import Outbox, Rate
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from scheduler.reminders import METADATA_EVENT, run_due_reminders
-from store.models import MaintenanceWindow
+from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
+from store.models import MaintenanceWindow, Reminder
+from store.reminders import LONG_AGO
 from store.states import DraftKind
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
@@ -228,3 +229,84 @@ def test_an_edit_that_waited_in_the_queue_carries_what_changed_meanwhile(bot, sl
     assert [json.dumps(u["blocks"]).count("renamed") > 0 for u in slack.calls_to("chat.update")] == [False, True]
     for window in (first, second):
         assert "In progress" in json.dumps(slack.message(CHANNEL, window.message_ts)["blocks"])
+
+
+def reminder_rows(bot, kind="started") -> dict[int, Reminder]:
+    """Each window's reminder of one kind, by window id."""
+
+    async def read():
+        async with bot.ctx.db.session() as session:
+            return {r.window_id: r for r in (await session.execute(select(Reminder).where(Reminder.kind == kind))).scalars()}
+
+    return bot.run(read())
+
+
+def test_a_window_changed_after_its_batch_was_claimed_is_read_again_before_its_post(bot, slack, clock):
+    """Reminders are claimed a run at a time with their windows; one whose post waited its
+    turn longer than `FRESH_WINDOW` reads its window again, so a rename (here by another
+    replica, straight in the database) or a cancellation made meanwhile is what is posted."""
+    first, renamed, cancelled = schedule(bot, title="First"), schedule(bot, title="Second"), schedule(bot, title="Third")
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1 / (FRESH_WINDOW + 0.5), burst=1)})
+    slack.forget_calls()
+    clock.advance(minutes=30)
+    pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+    slack.wait_for(lambda: len(started_replies(slack)) == 1)
+
+    async def change():
+        async with bot.ctx.db.session() as session, session.begin():
+            await session.execute(update(MaintenanceWindow).where(MaintenanceWindow.id == renamed.id).values(title="Second, renamed"))
+            await session.execute(update(MaintenanceWindow).where(MaintenanceWindow.id == cancelled.id).values(state="cancelled"))
+
+    bot.run(change())
+    assert pass_.result(30) == 2
+    replies = [json.dumps(args["blocks"]) for _, args in started_replies(slack)]
+    assert len(replies) == 2 and "First" in replies[0] and "Second, renamed" in replies[1]
+    rows = reminder_rows(bot)
+    assert (rows[renamed.id].state, rows[cancelled.id].state) == ("posted", "skipped")
+    assert rows[first.id].state == "posted"
+
+
+def test_a_posted_reminder_is_recorded_while_the_next_post_still_waits_its_turn(bot, slack, clock):
+    """Outcomes are written together, but none waits for the posts after it: the first
+    window is "In progress" in the store (and its parent edited) long before the second
+    reply's turn comes."""
+    first, second = schedule(bot, title="First"), schedule(bot, title="Second")
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1 / (RECORD_AFTER + 5), burst=1)})
+    slack.forget_calls()
+    clock.advance(minutes=30)
+    pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+    slack.wait_for(lambda: reminder_rows(bot)[first.id].state == "posted", timeout=RECORD_AFTER + 4)
+    assert len(started_replies(slack)) == 1  # the second is still waiting for its slot
+    slack.wait_for(lambda: "In progress" in json.dumps(slack.message(CHANNEL, first.message_ts)["blocks"]), timeout=4)
+    assert pass_.result(30) == 2
+    assert reminder_rows(bot)[second.id].state == "posted"
+
+
+def test_a_pass_stopped_mid_batch_records_what_it_posted_and_gives_the_rest_back(bot, slack, clock):
+    """Stopped while a claimed run waits for Slack's pace: what reached Slack is recorded;
+    the one waiting for its turn keeps its claim (it could have been on its way; a process
+    taking the claim over looks in the thread first); those never tried are pending again at
+    once, not held until their claims go stale. Afterwards each window has one reply."""
+    windows = [schedule(bot, title=f"Window {i}") for i in range(4)]
+    slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.25, burst=2)})
+    slack.forget_calls()
+    clock.advance(minutes=30)
+    pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+    slack.wait_for(lambda: len(started_replies(slack)) == 2)
+    bot.loop.call_soon_threadsafe(pass_.cancel)
+    states = lambda: [reminder_rows(bot)[w.id].state for w in windows]  # noqa: E731
+    slack.wait_for(lambda: states() == ["posted", "posted", "claimed", "pending"])
+    assert reminder_rows(bot)[windows[3].id].claimed_by is None
+
+    async def gone_stale():
+        async with bot.ctx.db.session() as session, session.begin():
+            await session.execute(update(Reminder).where(Reminder.state == "claimed").values(claimed_at=LONG_AGO))
+
+    bot.run(gone_stale())
+    bot.run(slow.drain(CHANNEL))  # the stopped reply's turn comes, and nothing is sent
+    assert len(started_replies(slack)) == 2
+    bot.ctx.outbox = Outbox(UNDER)
+    bot.run(run_due_reminders(bot.ctx))
+    assert states() == ["posted"] * 4
+    for window in windows:
+        assert len([a for _, a in started_replies(slack) if f"#{window.id} " in a["text"]]) == 1, window.id
