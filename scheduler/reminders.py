@@ -2,7 +2,8 @@
 exactly once; the same rows and claims carry incidents' update nudges (`scheduler.nudges`).
 
 The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
-is claimed atomically before posting; a claim whose process died is taken over after
+is claimed atomically before posting (a run of due ones in one statement, see
+`run_due_reminders`); a claim whose process died is taken over after
 `stale_claim` (on the database's clock; every process wakes then, not only at its next
 sweep), and the thread is searched for the reminder's metadata tag first so a post that did
 reach Slack is not repeated. Each claim carries a

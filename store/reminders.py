@@ -77,20 +77,6 @@ async def read_window(session: Executor, window_id: int) -> MaintenanceWindow | 
     return MaintenanceWindow(**row._mapping) if row is not None else None
 
 
-async def move_window(session: Executor, window_id: int, *, to: WindowState, now: datetime) -> MaintenanceWindow | None:
-    """Compare-and-set the window's state along its allowed moves, without loading it first;
-    returns the window as this statement left it (None: not moved), for the parent's edit."""
-    allowed_from = [state for state in WindowState if state.can_become(to)]
-    done = await session.execute(
-        update(_windows)
-        .where(_windows.c.id == window_id, _windows.c.state.in_(allowed_from))
-        .values(state=to, updated_at=now)
-        .returning(*_windows.c)
-    )
-    row = done.first()
-    return MaintenanceWindow(**row._mapping) if row is not None else None
-
-
 async def change_if_state(session: AsyncSession, reminder_id: int, *, seen_state: str, **values) -> bool:
     """Compare-and-set: change a reminder only if nobody moved it on since we read it
     (a claim taken meanwhile by another process wins)."""
@@ -240,7 +226,8 @@ async def finish_many(session: Executor, outcomes: list[Outcome], *, now: dateti
 
 
 async def move_windows(session: Executor, ids: list[int], *, to: WindowState, now: datetime) -> list[MaintenanceWindow]:
-    """`move_window` for several windows in one statement; the windows it moved."""
+    """Compare-and-set the windows' state along their allowed moves, without loading them
+    first; returns each window moved, as this statement left it (for the parents' edits)."""
     allowed_from = [state for state in WindowState if state.can_become(to)]
     done = await session.execute(
         update(_windows)
