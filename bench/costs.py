@@ -8,6 +8,10 @@
   type-ahead request, at 10 / 1k / 10k open incidents.
 * `ack`: ack p99 of `/incident declare` against a bare Bolt app answering the same signed
   request on the same machine.
+* `submit`: the ack of a declare's view submission (Submit on the modal: the draft is kept
+  before the ack when the database answers within 0.5 s), as a signed HTTP request to the
+  bot and the time to its HTTP answer, against the same bare Bolt app acking a submission.
+  Each submission is let finish (status page, announcement, answer) before the next.
 * `reminder`: the reminder path from "due" to "posted" (no pacing) against its two Slack
   calls made directly with the same client.
 
@@ -19,6 +23,7 @@ import argparse
 import asyncio
 import gc
 import multiprocessing
+import re
 import statistics
 import sys
 import tempfile
@@ -231,6 +236,10 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     async def answer(ack):
         await ack(text="ok", response_type="ephemeral")
 
+    @app.view(re.compile(".*"))
+    async def submitted(ack):
+        await ack()
+
     handler = AsyncSlackRequestHandler(app)
 
     async def events(request: Request):
@@ -314,11 +323,70 @@ def bench_ack(runs: int, n: int = 300) -> None:
                                      for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))))
 
 
+def bench_submit(runs: int, n: int = 100) -> None:
+    from tests.support.fakes.signing import interaction_body, slack_signature_headers  # noqa: PLC0415
+    from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
+    from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
+    from tests.support.harness import BotUnderTest, last_view, submission_payload  # noqa: PLC0415
+    from tests.support.incidents import declare_values  # noqa: PLC0415
+
+    port_box, ready, stop = [], threading.Event(), threading.Event()
+    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
+        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
+        bare.start()
+        ready.wait(10)
+        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
+        settings = Settings(
+            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
+            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            database_url=f"sqlite:///{tmp}/bench.db",
+        )
+        with BotUnderTest(settings) as bot:
+            assert bot.command("declare DB down").status_code == 200
+            modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+            made = 0
+
+            def signed_submission(i: int) -> tuple[str, dict]:
+                """Another person's Submit each time: its own view ID and title (not a replay)."""
+                payload = submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Bench outage {i}"))
+                body = interaction_body(payload)
+                return body, {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
+
+            bares, submits, bare_medians, submit_medians = [], [], [], []
+            for _ in range(runs):
+                bare_s, submit_s = [], []
+                for _ in range(n):
+                    body, headers = signed_submission(made)
+                    started = time.perf_counter()
+                    assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+                    bare_s.append(time.perf_counter() - started)
+                    body, headers = signed_submission(made)
+                    started = time.perf_counter()
+                    assert bot.http.post("/slack/events", content=body, headers=headers).status_code == 200
+                    submit_s.append(time.perf_counter() - started)
+                    made += 1
+                    slack.wait_for(lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15)
+                bare_s.sort()
+                submit_s.sort()
+                bares.append(bare_s[int(n * 0.99) - 1])
+                submits.append(submit_s[int(n * 0.99) - 1])
+                bare_medians.append(statistics.median(bare_s))
+                submit_medians.append(statistics.median(submit_s))
+        stop.set()
+        bare.join(10)
+        bare_http.close()
+    print(f"submit ack over {n} declare submissions: median bare Bolt {mmm(bare_medians)} ms; "
+          f"sitrep (draft kept before the ack) {mmm(submit_medians)} ms "
+          f"({statistics.median(submit_medians) / statistics.median(bare_medians):.2f}×)")
+    print(f"  p99: bare Bolt {mmm(bares)} ms; sitrep {mmm(submits)} ms "
+          f"({statistics.median(submits) / statistics.median(bares):.2f}×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
-    parser.add_argument("what", nargs="*", default=["sync", "picker", "ack"])
+    parser.add_argument("what", nargs="*", default=["sync", "picker", "ack", "submit"])
     args = parser.parse_args()
     if "sync" in args.what:
         bench_sync(args.runs, args.sizes or [1000, 10000, 50000])
@@ -326,6 +394,8 @@ def main() -> None:
         bench_picker(args.runs, args.sizes or [10, 1000, 10000])
     if "ack" in args.what:
         bench_ack(args.runs)
+    if "submit" in args.what:
+        bench_submit(args.runs)
 
 
 if __name__ == "__main__":
