@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import multiprocessing
 import re
@@ -46,6 +47,11 @@ from store.states import WindowState  # noqa: E402
 from tests.support.harness import SIGNING_SECRET  # noqa: E402
 
 CHANNEL = "C0SITREP"
+
+
+def p99(samples: list[float]) -> float:
+    """The 99th percentile of sorted samples."""
+    return samples[int(len(samples) * 0.99) - 1]
 
 
 def mmm(samples: list[float], unit: float = 1000.0, fmt: str = "{:.1f}") -> str:
@@ -264,11 +270,36 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     asyncio.run(serve())
 
 
-def bench_ack(runs: int, n: int = 300) -> None:
-    from tests.support.fakes.signing import command_body, slack_signature_headers  # noqa: PLC0415
+@contextlib.contextmanager
+def beside_bare_bolt():
+    """A sitrep under test and the bare Bolt app it is compared with, on one fake Slack and
+    status page: (bot, fake Slack, fake status page, an HTTP client for the bare app)."""
     from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
     from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
     from tests.support.harness import BotUnderTest  # noqa: PLC0415
+
+    port_box, ready, stop = [], threading.Event(), threading.Event()
+    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
+        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
+        bare.start()
+        ready.wait(10)
+        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
+        settings = Settings(
+            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
+            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            database_url=f"sqlite:///{tmp}/bench.db",
+        )
+        try:
+            with BotUnderTest(settings) as bot:
+                yield bot, slack, sp, bare_http
+        finally:
+            stop.set()
+            bare.join(10)
+            bare_http.close()
+
+
+def bench_ack(runs: int, n: int = 300) -> None:
+    from tests.support.fakes.signing import command_body, slack_signature_headers  # noqa: PLC0415
 
     def interleaved(*posts) -> list[list[float]]:
         """Each request kind in turn, so machine load (2 cores shared) hits them alike."""
@@ -280,42 +311,25 @@ def bench_ack(runs: int, n: int = 300) -> None:
                 into.append(time.perf_counter() - started)
         return [sorted(x) for x in samples]
 
-    def p99(samples: list[float]) -> float:
-        return samples[int(len(samples) * 0.99) - 1]
+    with beside_bare_bolt() as (bot, _slack, _sp, bare_http):
+        def post_bare(i: int) -> None:
+            body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
+            headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
+            assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
 
-    port_box, ready, stop = [], threading.Event(), threading.Event()
-    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
-        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
-        bare.start()
-        ready.wait(10)
-        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
-        settings = Settings(
-            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
-            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
-            database_url=f"sqlite:///{tmp}/bench.db",
-        )
-        with BotUnderTest(settings) as bot:
-            def post_bare(i: int) -> None:
-                body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
-                headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
-                assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+        def post_sitrep(i: int) -> None:
+            assert bot.command("help", trigger_id=f"t{i}").status_code == 200
 
-            def post_sitrep(i: int) -> None:
-                assert bot.command("help", trigger_id=f"t{i}").status_code == 200
+        def post_declare(i: int) -> None:
+            assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
 
-            def post_declare(i: int) -> None:
-                assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
-
-            bares, helps, declares, medians = [], [], [], []
-            for _ in range(runs):
-                bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
-                bares.append(p99(bare_s))
-                helps.append(p99(help_s))
-                declares.append(p99(declare_s))
-                medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
-        stop.set()
-        bare.join(10)
-        bare_http.close()
+        bares, helps, declares, medians = [], [], [], []
+        for _ in range(runs):
+            bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
+            bares.append(p99(bare_s))
+            helps.append(p99(help_s))
+            declares.append(p99(declare_s))
+            medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
     print(f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
           f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
           f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)")
@@ -325,56 +339,40 @@ def bench_ack(runs: int, n: int = 300) -> None:
 
 def bench_submit(runs: int, n: int = 100) -> None:
     from tests.support.fakes.signing import interaction_body, slack_signature_headers  # noqa: PLC0415
-    from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
-    from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
-    from tests.support.harness import BotUnderTest, last_view, submission_payload  # noqa: PLC0415
+    from tests.support.harness import last_view, submission_payload  # noqa: PLC0415
     from tests.support.incidents import declare_values  # noqa: PLC0415
 
-    port_box, ready, stop = [], threading.Event(), threading.Event()
-    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
-        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
-        bare.start()
-        ready.wait(10)
-        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
-        settings = Settings(
-            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
-            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
-            database_url=f"sqlite:///{tmp}/bench.db",
-        )
-        with BotUnderTest(settings) as bot:
-            assert bot.command("declare DB down").status_code == 200
-            modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-            made = 0
+    with beside_bare_bolt() as (bot, slack, sp, bare_http):
+        assert bot.command("declare DB down").status_code == 200
+        modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        made = 0
 
-            def signed_submission(i: int) -> tuple[str, dict]:
-                """Another person's Submit each time: its own view ID and title (not a replay)."""
-                payload = submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Bench outage {i}"))
-                body = interaction_body(payload)
-                return body, {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
+        def signed_submission(i: int) -> tuple[str, dict]:
+            """Another person's Submit each time: its own view ID and title (not a replay)."""
+            payload = submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Bench outage {i}"))
+            body = interaction_body(payload)
+            return body, {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
 
-            bares, submits, bare_medians, submit_medians = [], [], [], []
-            for _ in range(runs):
-                bare_s, submit_s = [], []
-                for _ in range(n):
-                    body, headers = signed_submission(made)
-                    started = time.perf_counter()
-                    assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
-                    bare_s.append(time.perf_counter() - started)
-                    body, headers = signed_submission(made)
-                    started = time.perf_counter()
-                    assert bot.http.post("/slack/events", content=body, headers=headers).status_code == 200
-                    submit_s.append(time.perf_counter() - started)
-                    made += 1
-                    slack.wait_for(lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15)
-                bare_s.sort()
-                submit_s.sort()
-                bares.append(bare_s[int(n * 0.99) - 1])
-                submits.append(submit_s[int(n * 0.99) - 1])
-                bare_medians.append(statistics.median(bare_s))
-                submit_medians.append(statistics.median(submit_s))
-        stop.set()
-        bare.join(10)
-        bare_http.close()
+        bares, submits, bare_medians, submit_medians = [], [], [], []
+        for _ in range(runs):
+            bare_s, submit_s = [], []
+            for _ in range(n):
+                body, headers = signed_submission(made)
+                started = time.perf_counter()
+                assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+                bare_s.append(time.perf_counter() - started)
+                body, headers = signed_submission(made)
+                started = time.perf_counter()
+                assert bot.http.post("/slack/events", content=body, headers=headers).status_code == 200
+                submit_s.append(time.perf_counter() - started)
+                made += 1
+                slack.wait_for(lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15)
+            bare_s.sort()
+            submit_s.sort()
+            bares.append(p99(bare_s))
+            submits.append(p99(submit_s))
+            bare_medians.append(statistics.median(bare_s))
+            submit_medians.append(statistics.median(submit_s))
     print(f"submit ack over {n} declare submissions: median bare Bolt {mmm(bare_medians)} ms; "
           f"sitrep (draft kept before the ack) {mmm(submit_medians)} ms "
           f"({statistics.median(submit_medians) / statistics.median(bare_medians):.2f}×)")

@@ -116,15 +116,23 @@ def command_modal(base: str, slack, command: str, text: str, *, user_id: str = "
     return last_view(slack)
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `predicate` until it is truthy and return it; fail naming `what` after `timeout` s."""
+def poll(predicate: Callable[[], T], timeout: float) -> T | None:
+    """Poll `predicate` until it is truthy and return it; None after `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return None
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    """`poll`, failing the test naming `what` when it times out."""
+    value = poll(predicate, timeout)
+    if not value:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value
 
 
 def stop(process: subprocess.Popen) -> str:
