@@ -8,6 +8,10 @@
   type-ahead request, at 10 / 1k / 10k open incidents.
 * `ack`: ack p99 of `/incident declare` against a bare Bolt app answering the same signed
   request on the same machine.
+* `submit`: the ack of a declare's view submission (Submit on the modal: the draft is kept
+  before the ack when the database answers within 0.5 s), as a signed HTTP request to the
+  bot and the time to its HTTP answer, against the same bare Bolt app acking a submission.
+  Each submission is let finish (status page, announcement, answer) before the next.
 * `reminder`: the reminder path from "due" to "posted" (no pacing) against its two Slack
   calls made directly with the same client.
 
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import multiprocessing
+import re
 import statistics
 import sys
 import tempfile
@@ -41,6 +47,11 @@ from store.states import WindowState  # noqa: E402
 from tests.support.harness import SIGNING_SECRET  # noqa: E402
 
 CHANNEL = "C0SITREP"
+
+
+def p99(samples: list[float]) -> float:
+    """The 99th percentile of sorted samples."""
+    return samples[int(len(samples) * 0.99) - 1]
 
 
 def mmm(samples: list[float], unit: float = 1000.0, fmt: str = "{:.1f}") -> str:
@@ -231,6 +242,10 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     async def answer(ack):
         await ack(text="ok", response_type="ephemeral")
 
+    @app.view(re.compile(".*"))
+    async def submitted(ack):
+        await ack()
+
     handler = AsyncSlackRequestHandler(app)
 
     async def events(request: Request):
@@ -255,24 +270,13 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     asyncio.run(serve())
 
 
-def bench_ack(runs: int, n: int = 300) -> None:
-    from tests.support.fakes.signing import command_body, slack_signature_headers  # noqa: PLC0415
+@contextlib.contextmanager
+def beside_bare_bolt():
+    """A sitrep under test and the bare Bolt app it is compared with, on one fake Slack and
+    status page: (bot, fake Slack, fake status page, an HTTP client for the bare app)."""
     from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
     from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
     from tests.support.harness import BotUnderTest  # noqa: PLC0415
-
-    def interleaved(*posts) -> list[list[float]]:
-        """Each request kind in turn, so machine load (2 cores shared) hits them alike."""
-        samples: list[list[float]] = [[] for _ in posts]
-        for i in range(n):
-            for post, into in zip(posts, samples, strict=True):
-                started = time.perf_counter()
-                post(i)
-                into.append(time.perf_counter() - started)
-        return [sorted(x) for x in samples]
-
-    def p99(samples: list[float]) -> float:
-        return samples[int(len(samples) * 0.99) - 1]
 
     port_box, ready, stop = [], threading.Event(), threading.Event()
     with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
@@ -285,28 +289,47 @@ def bench_ack(runs: int, n: int = 300) -> None:
             sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
             database_url=f"sqlite:///{tmp}/bench.db",
         )
-        with BotUnderTest(settings) as bot:
-            def post_bare(i: int) -> None:
-                body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
-                headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
-                assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+        try:
+            with BotUnderTest(settings) as bot:
+                yield bot, slack, sp, bare_http
+        finally:
+            stop.set()
+            bare.join(10)
+            bare_http.close()
 
-            def post_sitrep(i: int) -> None:
-                assert bot.command("help", trigger_id=f"t{i}").status_code == 200
 
-            def post_declare(i: int) -> None:
-                assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
+def bench_ack(runs: int, n: int = 300) -> None:
+    from tests.support.fakes.signing import command_body, slack_signature_headers  # noqa: PLC0415
 
-            bares, helps, declares, medians = [], [], [], []
-            for _ in range(runs):
-                bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
-                bares.append(p99(bare_s))
-                helps.append(p99(help_s))
-                declares.append(p99(declare_s))
-                medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
-        stop.set()
-        bare.join(10)
-        bare_http.close()
+    def interleaved(*posts) -> list[list[float]]:
+        """Each request kind in turn, so machine load (2 cores shared) hits them alike."""
+        samples: list[list[float]] = [[] for _ in posts]
+        for i in range(n):
+            for post, into in zip(posts, samples, strict=True):
+                started = time.perf_counter()
+                post(i)
+                into.append(time.perf_counter() - started)
+        return [sorted(x) for x in samples]
+
+    with beside_bare_bolt() as (bot, _slack, _sp, bare_http):
+        def post_bare(i: int) -> None:
+            body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
+            headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
+            assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+
+        def post_sitrep(i: int) -> None:
+            assert bot.command("help", trigger_id=f"t{i}").status_code == 200
+
+        def post_declare(i: int) -> None:
+            assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
+
+        bares, helps, declares, medians = [], [], [], []
+        for _ in range(runs):
+            bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
+            bares.append(p99(bare_s))
+            helps.append(p99(help_s))
+            declares.append(p99(declare_s))
+            medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
     print(f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
           f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
           f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)")
@@ -314,11 +337,54 @@ def bench_ack(runs: int, n: int = 300) -> None:
                                      for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))))
 
 
+def bench_submit(runs: int, n: int = 100) -> None:
+    from tests.support.fakes.signing import interaction_body, slack_signature_headers  # noqa: PLC0415
+    from tests.support.harness import last_view, submission_payload  # noqa: PLC0415
+    from tests.support.incidents import declare_values  # noqa: PLC0415
+
+    with beside_bare_bolt() as (bot, slack, sp, bare_http):
+        assert bot.command("declare DB down").status_code == 200
+        modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        made = 0
+
+        def signed_submission(i: int) -> tuple[str, dict]:
+            """Another person's Submit each time: its own view ID and title (not a replay)."""
+            payload = submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Bench outage {i}"))
+            body = interaction_body(payload)
+            return body, {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
+
+        bares, submits, bare_medians, submit_medians = [], [], [], []
+        for _ in range(runs):
+            bare_s, submit_s = [], []
+            for _ in range(n):
+                body, headers = signed_submission(made)
+                started = time.perf_counter()
+                assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+                bare_s.append(time.perf_counter() - started)
+                body, headers = signed_submission(made)
+                started = time.perf_counter()
+                assert bot.http.post("/slack/events", content=body, headers=headers).status_code == 200
+                submit_s.append(time.perf_counter() - started)
+                made += 1
+                slack.wait_for(lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15)
+            bare_s.sort()
+            submit_s.sort()
+            bares.append(p99(bare_s))
+            submits.append(p99(submit_s))
+            bare_medians.append(statistics.median(bare_s))
+            submit_medians.append(statistics.median(submit_s))
+    print(f"submit ack over {n} declare submissions: median bare Bolt {mmm(bare_medians)} ms; "
+          f"sitrep (draft kept before the ack) {mmm(submit_medians)} ms "
+          f"({statistics.median(submit_medians) / statistics.median(bare_medians):.2f}×)")
+    print(f"  p99: bare Bolt {mmm(bares)} ms; sitrep {mmm(submits)} ms "
+          f"({statistics.median(submits) / statistics.median(bares):.2f}×)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
-    parser.add_argument("what", nargs="*", default=["sync", "picker", "ack"])
+    parser.add_argument("what", nargs="*", default=["sync", "picker", "ack", "submit"])
     args = parser.parse_args()
     if "sync" in args.what:
         bench_sync(args.runs, args.sizes or [1000, 10000, 50000])
@@ -326,6 +392,8 @@ def main() -> None:
         bench_picker(args.runs, args.sizes or [10, 1000, 10000])
     if "ack" in args.what:
         bench_ack(args.runs)
+    if "submit" in args.what:
+        bench_submit(args.runs)
 
 
 if __name__ == "__main__":

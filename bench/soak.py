@@ -61,7 +61,7 @@ from tests.support.harness import (  # noqa: E402
     submission_payload,
     typed,
 )
-from tests.support.process import SPEC_VARIABLES, start_sitrep, wait_healthy  # noqa: E402
+from tests.support.process import SPEC_VARIABLES, poll, start_sitrep, wait_healthy  # noqa: E402
 
 CHANNEL = "C0SITREP"
 UNKNOWN_WORDS = ("outcome unknown", "outcome is unknown", "may have gone through", "may have reached")
@@ -175,7 +175,7 @@ def act(bot: Bot, slack: FakeSlack, sub: Submission, values, give_up: float) -> 
         if bot.post(command_body(command, f"{sub.kind} {sub.title}", user_id=sub.user, trigger_id=trigger)) is None:
             time.sleep(0.3)
             continue
-        view = _wait(lambda t=trigger: [c["view"] for c in slack.calls_to("views.open") if c["trigger_id"] == t], 3)
+        view = poll(lambda t=trigger: [c["view"] for c in slack.calls_to("views.open") if c["trigger_id"] == t], 3)
         if not view:
             continue  # killed between the ack and the form: the person runs the command again
         view = view[0] if isinstance(view[0], dict) else json.loads(view[0])
@@ -190,16 +190,6 @@ def act(bot: Bot, slack: FakeSlack, sub: Submission, values, give_up: float) -> 
                 return
             time.sleep(0.3)  # Slack showed an error in the form; the person presses Submit again
         return
-
-
-def _wait(predicate, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.05)
-    return None
 
 
 def chaos(bot: Bot, until: threading.Event, rng: random.Random, low: float, high: float) -> None:

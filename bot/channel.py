@@ -19,6 +19,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.clients.slack import slack_error
 from bot.messages.sandbox import in_sandbox
 from bot.outbox import Outbox, Priority
 
@@ -46,11 +47,6 @@ class Posted:
 
     channel: str
     ts: str
-
-
-def slack_error(exc: SlackApiError) -> str:
-    """Slack's error code (`channel_not_found`), never the request."""
-    return exc.response.get("error") if exc.response is not None else "unknown"
 
 
 def unpaced_client(slack: AsyncWebClient) -> AsyncWebClient:

@@ -18,6 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.clients.slack import slack_error
 from bot.errors import OutcomeUnknown, UpstreamError, UpstreamRejected, UpstreamUnauthorized, UpstreamUnavailable
 from store import drafts as draft_store
 
@@ -130,7 +131,7 @@ class Metrics:
             try:
                 response = await original(api_method, *args, **kwargs)
             except SlackApiError as exc:
-                calls.labels(api_method, str(exc.response.get("error") or "unknown")).inc()
+                calls.labels(api_method, slack_error(exc)).inc()
                 raise
             except Exception as exc:
                 calls.labels(api_method, type(exc).__name__).inc()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.channel import slack_error
+from bot.clients.slack import slack_error
 
 log = logging.getLogger(__name__)
 

@@ -55,24 +55,15 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
             return int(value), owners[kind.feature]
         raise NotFound("That submission is no longer kept.")
 
-    async def retry(ack, it: Interaction) -> None:
+    async def send_kept(ack, it: Interaction) -> None:
+        """Retry, Check and retry, Create anyway: the button's action ID says which."""
         await ack()
         draft_id, handlers = await owner_of(it)
-        await handlers.retry_draft(draft_id, it)
+        await handlers.send_kept(DraftAction(it.action_id), draft_id, it)
 
     async def edit(ack, it: Interaction) -> None:
         draft_id, handlers = await owner_of(it)
         await handlers.reopen_draft(ack, draft_id, it)
-
-    async def check(ack, it: Interaction) -> None:
-        await ack()
-        draft_id, handlers = await owner_of(it)
-        await handlers.check_draft(draft_id, it)
-
-    async def anyway(ack, it: Interaction) -> None:
-        await ack()
-        draft_id, handlers = await owner_of(it)
-        await handlers.create_anyway(draft_id, it)
 
     async def link(ack, it: Interaction) -> None:
         draft_id, handlers = await owner_of(it)
@@ -85,10 +76,9 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
             raise NotFound("That submission is no longer kept.")
         await owners[kind.feature].submit_link(ack, draft, it)
 
-    app.action(DraftAction.RETRY)(renders_errors(ctx, retry))
+    for action in (DraftAction.RETRY, DraftAction.CHECK, DraftAction.ANYWAY):
+        app.action(action)(renders_errors(ctx, send_kept))
     app.action(DraftAction.EDIT)(renders_errors(ctx, edit))
-    app.action(DraftAction.CHECK)(renders_errors(ctx, check))
-    app.action(DraftAction.ANYWAY)(renders_errors(ctx, anyway))
     app.action(DraftAction.LINK)(renders_errors(ctx, link))
     app.view(DraftCallback.LINK)(renders_errors(ctx, submit_link))
     ctx.notify_unknown = unknown_notifier(ctx)

@@ -10,7 +10,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.clients.slack import tell_user
+from bot.clients.slack import slack_error, tell_user
 from bot.context import ACK_DEADLINE, AppContext
 from bot.errors import (
     DatabaseBusy,
@@ -157,7 +157,7 @@ def plain_answer(exc: Exception) -> str:
     if isinstance(exc, UpstreamError):
         return ":warning: " + upstream_sentence(exc)
     if isinstance(exc, SlackApiError):
-        error = exc.response.get("error") if exc.response is not None else "unknown"
+        error = slack_error(exc)
         log.warning("Slack refused a call: %s", error)
         if error == "expired_trigger_id":
             return ":hourglass: Slack took too long to open the form. Please run the command again."
@@ -195,8 +195,8 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         return  # an event (the home tab opened) asked nothing of anyone: the log has it
     try:
         await tell_user(ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
-    except SlackApiError as slack_error:
-        log.error("could not tell %s about an error: %s", it.user_id, slack_error.response.get("error"))
+    except SlackApiError as exc:
+        log.error("could not tell %s about an error: %s", it.user_id, slack_error(exc))
 
 
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:

@@ -13,7 +13,7 @@ from bot.errors import InputInvalid
 from bot.services.base import FeatureService
 from bot.services.outcomes import Outcome
 from handlers.draft_views import link_modal
-from handlers.ids import DraftBlock, DraftInput
+from handlers.ids import DraftAction, DraftBlock, DraftInput
 from handlers.payload import Interaction
 from store.states import DraftKind
 
@@ -49,15 +49,17 @@ class FeatureHandlers:
         text, blocks = answer
         await tell_user(self.ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
 
-    async def retry_draft(self, draft_id: int, it: Interaction) -> None:
-        await self._tell(it, self.done_answer(await self.service.retry(draft_id, user_id=it.user_id)))
+    async def send_kept(self, action: DraftAction, draft_id: int, it: Interaction) -> None:
+        """*Retry*, or after an unknown outcome *Check and retry* / *Create anyway*, as the
+        clicked button says; the person is answered as for a submission."""
+        sends = {
+            DraftAction.RETRY: self.service.retry,
+            DraftAction.CHECK: self.service.check_and_retry,
+            DraftAction.ANYWAY: self.service.create_anyway,
+        }
+        await self._tell(it, self.done_answer(await sends[action](draft_id, user_id=it.user_id)))
 
-    # --- an unknown outcome's choices ----------------------------------------------------
-    async def check_draft(self, draft_id: int, it: Interaction) -> None:
-        await self._tell(it, self.done_answer(await self.service.check_and_retry(draft_id, user_id=it.user_id)))
-
-    async def create_anyway(self, draft_id: int, it: Interaction) -> None:
-        await self._tell(it, self.done_answer(await self.service.create_anyway(draft_id, user_id=it.user_id)))
+    # --- an unknown outcome's link --------------------------------------------------------
 
     async def open_link(self, ack, draft_id: int, it: Interaction) -> None:
         self.service.require_enabled()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
 import time
 from datetime import timedelta
 
@@ -31,7 +30,7 @@ from store.reminders import LONG_AGO
 from store.states import DraftKind
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
-from tests.support.maintenance import T0, announcements, open_modal, wait_announcement
+from tests.support.maintenance import T0, announcements, cancel_twice_at_once
 from tests.support.reminders import reminders
 
 pytestmark = pytest.mark.both_databases
@@ -222,30 +221,10 @@ async def _windows(bot) -> list[MaintenanceWindow]:
 def test_two_instances_cancelling_one_window_at_once_post_one_notice(settings, slack, upstream_clock):
     upstream_clock.set(T0)
     with BotUnderTest(settings, clock=upstream_clock) as one, BotUnderTest(settings, clock=upstream_clock) as two:
-        form = ScheduleForm(title="Race", start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=1))
-        window = one.run(MaintenanceService(one.ctx).submit(DraftKind.SCHEDULE, form, user_id="U1", channel_id="C1")).record
-        parent = wait_announcement(slack)
-        first = open_modal(one, slack, text=f"cancel {window.id}")
-        second = {**open_modal(two, slack, text=f"cancel {window.id}"), "id": "V2"}
-        _at_once(lambda: one.submit(first, {}, user="UA"), lambda: two.submit(second, {}, user="UB"))
+        parent = cancel_twice_at_once(one, two, slack)
         slack.wait_for(lambda: len(slack.ephemerals()) >= 2, timeout=15)
         cancelled = [r for r in slack.thread(CHANNEL, parent["ts"]) if "Cancelled" in json.dumps(r.get("blocks"))]
         assert len(cancelled) == 1
-
-
-def _at_once(*sends) -> None:
-    """Run the sends in threads released together by a barrier."""
-    barrier = threading.Barrier(len(sends))
-
-    def go(send) -> None:
-        barrier.wait()
-        send()
-
-    threads = [threading.Thread(target=go, args=(send,)) for send in sends]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
 
 
 #: The bot's buckets for the pacing tests, and Slack's tier a little above them (sped up).

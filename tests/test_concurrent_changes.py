@@ -1,23 +1,19 @@
 """Two people changing the same thing at once (issue #10): one winner posts in the thread,
 the other is told who did it and when; a resolve the status page refused never overwrites
-who resolved it."""
+who resolved it. Each test runs on a SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
-
-import threading
-from datetime import timedelta
 
 import pytest
 
 from bot.errors import NotFound
 from bot.services.incidents import IncidentService
-from bot.services.maintenance import MaintenanceService
-from bot.services.maintenance_forms import ScheduleForm
-from store.states import DraftKind
-from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.harness import CHANNEL, BotUnderTest, at_once
 from tests.support.incidents import declare, incidents_in_store, resolve_values, thread_replies
 from tests.support.incidents import open_modal as open_incident_modal
-from tests.support.maintenance import T0, open_modal, wait_announcement, windows
+from tests.support.maintenance import T0, cancel_twice_at_once, windows
+
+pytestmark = pytest.mark.both_databases
 
 
 @pytest.fixture
@@ -32,28 +28,8 @@ def sp_bot(settings, clock):
         yield bot
 
 
-def at_once(*sends) -> None:
-    """Run the sends in threads released together by a barrier."""
-    barrier = threading.Barrier(len(sends))
-
-    def go(send) -> None:
-        barrier.wait()
-        send()
-
-    threads = [threading.Thread(target=go, args=(send,)) for send in sends]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-
 def test_two_cancels_at_once_post_one_cancelled_and_tell_the_other_who(sp_bot, slack):
-    form = ScheduleForm(title="Race", start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=1))
-    window = sp_bot.run(MaintenanceService(sp_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U1", channel_id="C1")).record
-    parent = wait_announcement(slack)
-    first = open_modal(sp_bot, slack, text=f"cancel {window.id}")
-    second = {**open_modal(sp_bot, slack, text=f"cancel {window.id}"), "id": "V2"}  # two people, two modals
-    at_once(lambda: sp_bot.submit(first, {}, user="UA"), lambda: sp_bot.submit(second, {}, user="UB"))
+    parent = cancel_twice_at_once(sp_bot, sp_bot, slack)
 
     answers = slack.wait_for(lambda: len(slack.ephemerals()) >= 2 and slack.ephemerals(), timeout=15)
     stored = windows(sp_bot)[0]

@@ -17,12 +17,12 @@ from bot.services.recovery import RECOVERED_NOTE
 from handlers.maintenance.ids import Action as WindowAction
 from handlers.maintenance.ids import Block as WindowBlock
 from store.models import SeenSubmission
-from tests.support.fakes.signing import command_body, interaction_body
+from tests.support.fakes.signing import interaction_body
 from tests.support.harness import CHANNEL, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values, resolve_values
 from tests.support.maintenance import schedule_values
-from tests.support.process import start_sitrep
-from tests.test_kill_mid_declare import HEARTBEAT, signed_post, stop, wait_healthy, wait_until
+from tests.support.process import command_modal, signed_post, start_sitrep, stop, wait_healthy, wait_until
+from tests.test_kill_mid_declare import HEARTBEAT
 
 HELD = 30  # Slack's Retry-After on the announcement: the kill comes while it is held
 
@@ -46,8 +46,7 @@ def test_kill_9_between_storing_and_announcing_then_restart_announces_once_and_t
     first = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, first)
-        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
-        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        view = command_modal(base, slack, "/incident", "declare DB down")
         # Slack rate-limits the announcement: the outbox holds it for Retry-After seconds.
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
@@ -89,8 +88,7 @@ def test_kill_9_while_the_announcement_is_in_flight_then_restart_finds_it_and_do
     first = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, first)
-        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
-        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        view = command_modal(base, slack, "/incident", "declare DB down")
         slack.delay_next("chat.postMessage", 2)  # Slack takes the post, and answers late
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
         wait_until(lambda: stored(tmp_path, "SELECT id FROM incidents"), 10, "the incident to be stored")
@@ -146,14 +144,12 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
     first = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, first)
-        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
-        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        view = command_modal(base, slack, "/incident", "declare DB down")
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
         wait_until(lambda: slack.ephemerals(), 10, "the declarer's answer")
         [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM incidents")
         slack.forget_calls()
-        assert signed_post(base, command_body("/incident", f"resolve {number}")).status_code == 200
-        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the resolve modal")
+        view = command_modal(base, slack, "/incident", f"resolve {number}")
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
         assert signed_post(base, interaction_body(submission_payload(view, resolve_values(number)))).status_code == 200
         wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
@@ -192,16 +188,14 @@ def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_
     first = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, first)
-        assert signed_post(base, command_body("/maintenance", "schedule DB upgrade")).status_code == 200
-        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the schedule modal")
+        view = command_modal(base, slack, "/maintenance", "schedule DB upgrade")
         values = schedule_values(start=start, end=start + timedelta(hours=1))
         assert signed_post(base, interaction_body(submission_payload(view, values))).status_code == 200
         wait_until(lambda: slack.ephemerals(), 10, "the answer to the person")
         [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM maintenance_windows")
         assert parent
         slack.forget_calls()
-        assert signed_post(base, command_body("/maintenance", f"cancel {number}")).status_code == 200
-        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the cancel modal")
+        view = command_modal(base, slack, "/maintenance", f"cancel {number}")
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
         note = {WindowBlock.NOTE: {WindowAction.NOTE: typed("Postponed")}}
         assert signed_post(base, interaction_body(submission_payload(view, note))).status_code == 200

@@ -19,11 +19,10 @@ from tests.support.harness import (
     chose,
     chose_many,
     free_port,
-    last_view,
     submission_payload,
     typed,
 )
-from tests.support.process import signed_post, start_sitrep, wait_healthy
+from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 
@@ -53,9 +52,7 @@ def test_sigterm_mid_declare_finishes_it_and_refuses_new_requests(bot_env, tmp_p
     process = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, process)
-        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
-        slack.wait_for(lambda: slack.calls_to("views.open"))
-        view = last_view(slack)
+        view = command_modal(base, slack, "/incident", "declare DB down")
 
         statuspage.latency = 3.0
         answer = signed_post(base, interaction_body(submission_payload(view, declare_values())))

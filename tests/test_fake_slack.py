@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs
 
+import httpx
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -19,7 +20,7 @@ from tests.support.fakes.signing import (
     interaction_body,
     slack_signature_headers,
 )
-from tests.support.fakes.slack_api import FakeSlack, SlackCall
+from tests.support.fakes.slack_api import FakeSlack, Malformed, SlackCall
 from tests.support.slack_limits import ack_problems
 
 TOKEN = "xoxb-test-token"
@@ -241,6 +242,18 @@ async def test_fail_next_queues_per_method(slack: FakeSlack, client: AsyncWebCli
     slack.reset()
     assert slack.calls == [] and slack.messages("C1") == []
     assert await api_error(client.chat_update(channel="C1", ts="1.1", text="x")) == "message_not_found"
+
+
+@pytest.mark.parametrize("malformed", list(Malformed), ids=lambda m: m.name.lower())
+def test_fail_next_can_answer_a_body_that_is_not_slacks(slack: FakeSlack, malformed: Malformed):
+    slack.fail_next("conversations.create", malformed=malformed)
+    headers = {"Authorization": f"Bearer {slack.token}"}
+    answer = httpx.post(f"{slack.url}conversations.create", data={"name": "inc-1"}, headers=headers)
+    assert answer.status_code == 200 and answer.text == malformed.body
+    assert answer.headers["Content-Type"].startswith(malformed.content_type)
+    assert slack.channel_named("inc-1") is None  # it took no effect
+    again = httpx.post(f"{slack.url}conversations.create", data={"name": "inc-1"}, headers=headers)
+    assert again.json()["ok"] and slack.channel_named("inc-1")
 
 
 # ------------------------------------------------------------------- views

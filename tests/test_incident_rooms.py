@@ -14,13 +14,14 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
+from bot.clients.slack import UNREADABLE_ANSWER
 from bot.messages.incident import AnnouncementId
 from bot.rooms import NAME_MAX, room_name
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from scheduler.reminders import run_due_reminders
 from store.models import Incident, Reminder
 from store.states import ReminderKind, ReminderState
-from tests.support.fakes.slack_api import channel_name_error
+from tests.support.fakes.slack_api import Malformed, channel_name_error
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, checked, chose, chose_many, last_view, typed
 from tests.support.manifests import WITH_CHANNELS, bot_scopes
 
@@ -312,12 +313,31 @@ def test_slack_not_answering_while_opening_is_a_warning(bot, slack):
     slack.wait_for(lambda: slack.channel_named("inc-1-db-down-eu-checkout"), timeout=5)
 
 
+@pytest.mark.parametrize("malformed", list(Malformed), ids=lambda m: m.name.lower())
+def test_a_malformed_answer_while_opening_is_a_warning(bot, slack, malformed):
+    slack.fail_next("conversations.create", malformed=malformed)
+    incident, answer = declare(bot, slack)
+    assert_declared_without_room(bot, slack, incident)
+    text = answer_text(answer)
+    assert ":warning:" in text and "could not open its own channel" in text and UNREADABLE_ANSWER in text
+    assert len(slack.calls_to("conversations.create")) == 1  # another name would not help
+
+
 def test_an_invite_refused_is_a_warning_and_the_room_still_works(bot, slack, clock):
     slack.fail_next("conversations.invite", "user_is_restricted")
     incident, answer = declare(bot, slack)
     assert incident.room_channel_id and incident.room_message_ts
     text = answer_text(answer)
     assert "could not add you" in text and "user_is_restricted" in text and f"<#{incident.room_channel_id}>" in text
+
+
+@pytest.mark.parametrize("malformed", list(Malformed), ids=lambda m: m.name.lower())
+def test_a_malformed_answer_to_the_invite_is_a_warning_and_the_room_still_works(bot, slack, malformed):
+    slack.fail_next("conversations.invite", malformed=malformed)
+    incident, answer = declare(bot, slack)
+    assert incident.room_channel_id and incident.room_message_ts
+    text = answer_text(answer)
+    assert "could not add you" in text and UNREADABLE_ANSWER in text and f"<#{incident.room_channel_id}>" in text
 
 
 def test_the_summary_refused_is_posted_with_the_next_update(bot, slack, clock):
@@ -346,6 +366,23 @@ def test_archive_refused_tells_the_declarer_once(bot, slack, clock):
     [warning] = slack.calls_to("chat.postEphemeral")
     assert warning["user"] == DECLARER and warning["channel"] == incident.room_channel_id
     assert "restricted_action" in warning["text"] and "archive" in warning["text"]
+    assert archive_rows(bot)[0].state == ReminderState.SKIPPED
+    clock.advance(hours=24)
+    assert run_due(bot) == 0
+    assert len(slack.calls_to("conversations.archive")) == 1
+
+
+@pytest.mark.parametrize("malformed", list(Malformed), ids=lambda m: m.name.lower())
+def test_a_malformed_answer_to_the_archive_tells_the_declarer_once(bot, slack, clock, malformed):
+    incident, _ = declare(bot, slack)
+    resolve(bot, slack, incident)
+    slack.fail_next("conversations.archive", malformed=malformed)
+    slack.forget_calls()
+    clock.advance(hours=24)
+    assert run_due(bot) == 0
+    [warning] = slack.calls_to("chat.postEphemeral")
+    assert warning["user"] == DECLARER and warning["channel"] == incident.room_channel_id
+    assert "archive" in warning["text"] and UNREADABLE_ANSWER in warning["text"]
     assert archive_rows(bot)[0].state == ReminderState.SKIPPED
     clock.advance(hours=24)
     assert run_due(bot) == 0

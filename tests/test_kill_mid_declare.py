@@ -6,18 +6,15 @@ announced once, nothing created twice, no draft stuck."""
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import time
 
 import pytest
 
 from handlers.ids import DraftAction, DraftBlock, DraftInput
-from tests.support.fakes.signing import command_body, interaction_body
+from tests.support.fakes.signing import interaction_body
 from tests.support.harness import CHANNEL, click_payload, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values
-from tests.support.process import signed_post, start_sitrep, wait_healthy
+from tests.support.process import command_modal, signed_post, start_sitrep, stop, wait_healthy, wait_until
 
 HEARTBEAT = 1  # seconds: an instance silent for 3 is gone
 
@@ -28,33 +25,9 @@ def bot_env(full_env) -> dict[str, str]:
 
 
 
-
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def drafts(tmp_path) -> list[tuple[str, str | None]]:
     with sqlite3.connect(tmp_path / "sitrep.db") as db:
         return db.execute("SELECT state, sent_by FROM drafts").fetchall()
-
-
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        output, _ = process.communicate(timeout=40)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        output, _ = process.communicate()
-    return output
 
 
 def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_links(bot_env, tmp_path, slack, statuspage):
@@ -62,8 +35,7 @@ def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_lin
     first = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, first)
-        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
-        view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the declare modal")
+        view = command_modal(base, slack, "/incident", "declare DB down")
         statuspage.hold_replies(1, seconds=60)  # made upstream; the answer never comes in time
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
         wait_until(lambda: statuspage.incidents, 10, "the status page to make the incident")

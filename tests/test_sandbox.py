@@ -15,11 +15,11 @@ from bot.messages.sandbox import SANDBOX_NOTE, SANDBOX_PREFIX, in_sandbox
 from bot.sandbox import SANDBOX_COMPONENTS, Sandbox
 from bot.settings import SettingsError, load_settings
 from handlers.incident.ids import Block as IncidentBlock
-from tests.support.fakes.signing import command_body, interaction_body
-from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port, last_view, submission_payload
+from tests.support.fakes.signing import interaction_body
+from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port, submission_payload
 from tests.support.incidents import declare, declare_values, resolve_values, update_values
 from tests.support.maintenance import schedule_values
-from tests.support.process import SPEC_VARIABLES, lines_starting, signed_post, sitrep, start_sitrep, wait_healthy
+from tests.support.process import SPEC_VARIABLES, command_modal, lines_starting, signed_post, sitrep, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
 API = SANDBOX_COMPONENTS[0].id
@@ -246,15 +246,6 @@ def signed_ok(base: str, body: str) -> httpx.Response:
     return answer
 
 
-
-
-def open_view(base: str, slack, command: str, text: str) -> dict:
-    before = len(slack.calls_to("views.open"))
-    signed_ok(base, command_body(command, text))
-    slack.wait_for(lambda: len(slack.calls_to("views.open")) > before, timeout=15)
-    return last_view(slack)
-
-
 def submit(base: str, view: dict, values: dict) -> None:
     signed_ok(base, interaction_body(submission_payload(view, values)))
 
@@ -307,7 +298,7 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         wait_healthy(base, process)
 
         # Declare: the form offers the sandbox's components; the stand-in answers with a GUID.
-        view = open_view(base, slack, "/incident", "declare DB down")
+        view = command_modal(base, slack, "/incident", "declare DB down")
         components = next(b for b in view["blocks"] if b.get("block_id") == IncidentBlock.COMPONENTS)
         assert [o["value"] for o in components["element"]["options"]] == [c.id for c in SANDBOX_COMPONENTS]
         submit(base, view, declare_values(components=(API,)))
@@ -317,7 +308,7 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         assert "declared" in told(slack, 1)
 
         # Update: a reply in the thread, and the announcement edited, still marked.
-        view = open_view(base, slack, "/incident", "update 1")
+        view = command_modal(base, slack, "/incident", "update 1")
         submit(base, view, update_values(1))
         slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) >= 1, timeout=15)
         assert "Identified" in json.dumps(slack.thread(CHANNEL, announcement["ts"])[0]["blocks"])
@@ -325,14 +316,14 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         assert marked_as_sandbox(edit["text"], json.loads(edit["blocks"]) if isinstance(edit["blocks"], str) else edit["blocks"])
 
         # Resolve.
-        view = open_view(base, slack, "/incident", "resolve 1")
+        view = command_modal(base, slack, "/incident", "resolve 1")
         submit(base, view, resolve_values(1))
         slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) >= 2, timeout=15)
         assert "Resolved" in json.dumps(slack.thread(CHANNEL, announcement["ts"])[1]["blocks"])
 
         # Schedule a window on the chosen backend's stand-in, two days from now.
         start = (datetime.now(UTC) + timedelta(days=2)).replace(minute=0, second=0, microsecond=0)
-        view = open_view(base, slack, "/maintenance", "schedule DB upgrade")
+        view = command_modal(base, slack, "/maintenance", "schedule DB upgrade")
         if backend == "statuspage":
             values = schedule_values(start=start, end=start + timedelta(hours=2), components=[API])
         else:

@@ -33,7 +33,7 @@ from tests.support.incidents import (
     update_values,
 )
 from tests.support.maintenance import schedule_values
-from tests.support.process import signed_post, start_sitrep, wait_healthy
+from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
 # Slack shows the person an error after 3 s; the bot's own budget is 2 s, the rest is slack for
@@ -278,8 +278,7 @@ def test_a_running_sitrep_with_its_database_locked_answers_in_time_and_gives_the
     process = start_sitrep(env, tmp_path)
     try:
         wait_healthy(base, process, path="/readyz")
-        assert signed_post(base, command_body("/incident", "declare", user_id="U777")).status_code == 200
-        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        view = command_modal(base, slack, "/incident", "declare", user_id="U777")
         submission = interaction_body(submission_payload(view, declare_values(title="Queue stuck", description=DESCRIPTION), user="U777"))
         with locked(Path(env["DATABASE_URL"].removeprefix("sqlite:///"))):
             listed, list_took = timed(lambda: signed_post(base, command_body("/incident", "list", user_id="U777")))

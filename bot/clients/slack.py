@@ -34,5 +34,20 @@ async def tell_user(
             await client.chat_postEphemeral(channel=channel_id, user=user_id, text=text, blocks=blocks)
             return
         except SlackApiError as exc:
-            log.info("ephemeral answer failed (%s); sending a DM instead", exc.response.get("error"))
+            log.info("ephemeral answer failed (%s); sending a DM instead", slack_error(exc))
     await client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
+
+
+#: What `slack_error` says for an answer with no error code to read: not JSON (a proxy's
+#: page, a body cut off) or JSON without `ok` and `error`.
+UNREADABLE_ANSWER = "unreadable_answer"
+
+
+def slack_error(exc: SlackApiError) -> str:
+    """Slack's error code (`channel_not_found`), never the request. slack_sdk hands over the
+    raw HTTP response, not Slack's answer, when the body was not JSON."""
+    if exc.response is None:
+        return "unknown"
+    answer = getattr(exc.response, "data", None)
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return error if isinstance(error, str) and error else UNREADABLE_ANSWER

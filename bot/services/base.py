@@ -4,7 +4,7 @@ draft flow (`bot.services.drafts`) around the feature's own `_send`."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bot.context import AppContext
@@ -53,12 +53,7 @@ class FeatureService:
     async def retry(self, draft_id: int, *, user_id: str) -> Outcome:
         """Send a kept draft again, once however often Retry is clicked. A create whose
         outcome is unknown is not sent blindly: that is *Check and retry* or *Create anyway*."""
-        self.require_allowed(user_id)
-        self.require_enabled()
-        kind, form = await self.reopen(draft_id)
-        self._check_retry(kind, form)
-        states = (FAILED,) if kind.creates else (FAILED, UNKNOWN)
-        return await self.drafts.retry(draft_id, kind, form, user_id=user_id, send=self._send_again, states=states)
+        return await self._send_kept(draft_id, user_id=user_id, states=(FAILED,), send=self._send_again)
 
     # --- a create whose outcome is unknown (bot.errors.SubmissionUnknown) -------------
     def unknown_choices(self, kind: DraftKind) -> UnknownChoices:
@@ -82,11 +77,20 @@ class FeatureService:
 
     async def create_anyway(self, draft_id: int, *, user_id: str) -> Outcome:
         """Send it again without looking: the person says the lost one does not exist."""
+        return await self._send_kept(draft_id, user_id=user_id, states=(FAILED, UNKNOWN), send=self._send)
+
+    async def _send_kept(
+        self, draft_id: int, *, user_id: str, states: tuple[DraftState, ...], send: Callable[..., Awaitable[Outcome]]
+    ) -> Outcome:
+        """Claim a kept draft in one of `states` and send it with `send` (*Retry*, *Create
+        anyway*). Only a create is held to `states`: an edit whose outcome is unknown changes
+        what exists, so sending it again is always safe."""
         self.require_allowed(user_id)
         self.require_enabled()
         kind, form = await self.reopen(draft_id)
         self._check_retry(kind, form)
-        return await self.drafts.retry(draft_id, kind, form, user_id=user_id, send=self._send, states=(FAILED, UNKNOWN))
+        claimable = states if kind.creates else (FAILED, UNKNOWN)
+        return await self.drafts.retry(draft_id, kind, form, user_id=user_id, send=send, states=claimable)
 
     def link_problems(self, upstream_id: str) -> dict[str, str]:
         """What is wrong with a pasted upstream ID as such (`upstream_id` → a sentence)."""

@@ -9,6 +9,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 
 from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
+from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
@@ -388,7 +389,7 @@ class IncidentService(FeatureService):
         except AnnouncementBusy:
             return None
         except SlackApiError as exc:
-            log.warning("could not announce incident %s after a crash: %s", incident_id, exc.response.get("error"))
+            log.warning("could not announce incident %s after a crash: %s", incident_id, slack_error(exc))
             return None
         await self.rooms.open(incident)
         return await self._reload(incident_id)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.backends import backend_named
 from bot.backends.base import BackendWindow
 from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
+from bot.clients.slack import slack_error
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.messages import maintenance as messages
@@ -209,7 +210,7 @@ class Windows:
         except AnnouncementBusy:
             return None
         except SlackApiError as exc:
-            log.warning("could not announce window %s after a crash: %s", window_id, exc.response.get("error"))
+            log.warning("could not announce window %s after a crash: %s", window_id, slack_error(exc))
             return None
 
     async def post_notice(self, window_id: int, row_id: int, message: Message) -> str | None:

@@ -7,6 +7,7 @@ import logging
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
+from bot.clients.slack import slack_error
 from bot.context import AppContext
 from bot.services.home import HomeService
 from handlers.errors import renders_errors
@@ -37,7 +38,7 @@ class HomeHandlers:
             await self.ctx.slack.views_publish(user_id=it.user_id, view=view)
         except SlackApiError as exc:
             # Nobody asked for anything, so nobody is told: the tab keeps its last view.
-            error = exc.response.get("error") if exc.response is not None else "unknown"
+            error = slack_error(exc)
             hint = HINTS.get(str(error))
             log.warning("Slack refused the home tab of %s (%s)%s", it.user_id, error, f": {hint}" if hint else "")
 

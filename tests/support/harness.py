@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -364,3 +365,18 @@ def last_view(slack, method: str = "views.open") -> dict:
     assert calls, f"no {method} call"
     view = calls[-1]["view"]
     return view if isinstance(view, dict) else json.loads(view)
+
+
+def at_once(*sends: Callable[[], Any]) -> None:
+    """Run the sends in threads released together by a barrier (two people racing)."""
+    barrier = threading.Barrier(len(sends))
+
+    def go(send) -> None:
+        barrier.wait()
+        send()
+
+    threads = [threading.Thread(target=go, args=(send,)) for send in sends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()

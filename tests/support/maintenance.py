@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import ScheduleForm
 from handlers.maintenance.ids import Action, Block
 from store.models import Draft, MaintenanceWindow
+from store.states import DraftKind
 from tests.support.harness import (
     CHANNEL,
     BotUnderTest,
+    at_once,
     chose_many,
     last_view,
     picked_time,
@@ -65,6 +69,20 @@ def open_modal(bot: BotUnderTest, slack, text: str = "schedule DB upgrade") -> d
     assert response.status_code == 200, response.text
     slack.wait_for(lambda: len(slack.calls_to("views.open")) > before)
     return last_view(slack)
+
+
+def cancel_twice_at_once(one: BotUnderTest, two: BotUnderTest, slack) -> dict:
+    """Two people cancelling one window at the same moment: a window scheduled through `one`
+    (its clock at T0), a cancel modal opened on `one` for UA and on `two` for UB (the same
+    bot, or a second instance on the same database), both submitted together. Returns the
+    window's announcement; who won is the test's to look at."""
+    form = ScheduleForm(title="Race", start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=1))
+    window = one.run(MaintenanceService(one.ctx).submit(DraftKind.SCHEDULE, form, user_id="U1", channel_id="C1")).record
+    parent = wait_announcement(slack)
+    first = open_modal(one, slack, text=f"cancel {window.id}")
+    second = {**open_modal(two, slack, text=f"cancel {window.id}"), "id": "V2"}  # two people, two modals
+    at_once(lambda: one.submit(first, {}, user="UA"), lambda: two.submit(second, {}, user="UB"))
+    return parent
 
 
 def block(view: dict, block_id: str) -> dict | None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
-from tests.support.fakes.signing import slack_signature_headers
-from tests.support.harness import SIGNING_SECRET
+from tests.support.fakes.signing import command_body, slack_signature_headers
+from tests.support.harness import SIGNING_SECRET, last_view
+
+T = TypeVar("T")
 
 SPEC_VARIABLES = (
     "SLACK_BOT_TOKEN",
@@ -99,3 +104,44 @@ def wait_healthy(base: str, process: subprocess.Popen, *, path: str = "/healthz"
             pass
         time.sleep(0.1)
     raise AssertionError(f"GET {path} did not answer within {timeout:g} s")
+
+
+def command_modal(base: str, slack, command: str, text: str, *, user_id: str = "U123", timeout: float = 15) -> dict:
+    """`command text` typed into a running sitrep, and the modal it opens (`views.open` on the
+    fake Slack), for a test that then fills it in; fails when the command is not acked."""
+    opened = len(slack.calls_to("views.open"))
+    answer = signed_post(base, command_body(command, text, user_id=user_id))
+    assert answer.status_code == 200, answer.text
+    slack.wait_for(lambda: len(slack.calls_to("views.open")) > opened, timeout=timeout)
+    return last_view(slack)
+
+
+def poll(predicate: Callable[[], T], timeout: float) -> T | None:
+    """Poll `predicate` until it is truthy and return it; None after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    return None
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str) -> T:
+    """`poll`, failing the test naming `what` when it times out."""
+    value = poll(predicate, timeout)
+    if not value:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value
+
+
+def stop(process: subprocess.Popen) -> str:
+    """SIGTERM (a deploy's stop) and everything the process wrote; killed if it will not go."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output

@@ -36,6 +36,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
@@ -44,11 +45,26 @@ from aiohttp import web
 
 from tests.support import slack_limits as limits
 
-__all__ = ["FakeSlack", "SlackCall", "Tiers", "load_method_docs", "default_shared_dir"]
+__all__ = ["FakeSlack", "Malformed", "SlackCall", "Tiers", "load_method_docs", "default_shared_dir"]
 
 T = TypeVar("T")
 Json = dict[str, Any]
-_Answer = tuple[int, Json, dict[str, str]]
+
+
+class Malformed(Enum):
+    """An answer that is not Slack's: what a proxy or a cut connection in front of Slack can
+    give (``fail_next(method, malformed=...)``), with HTTP 200 as such pages often have."""
+
+    HTML = ("text/html", "<html><body>Gateway says hello</body></html>")
+    TRUNCATED = ("application/json", '{"ok": true, "channel": {"id": "C0')
+    NO_OK = ("application/json", '{"warning": "missing_charset"}')
+
+    def __init__(self, content_type: str, body: str):
+        self.content_type = content_type
+        self.body = body
+
+
+_Answer = tuple[int, Json | Malformed, dict[str, str]]
 
 #: Arguments Slack takes as JSON-encoded strings in form bodies.
 JSON_STRING_ARGS = frozenset(
@@ -96,6 +112,7 @@ class _Failure:
     error: str
     status: int
     retry_after: int | None
+    malformed: Malformed | None = None
 
 
 @dataclass(frozen=True)
@@ -426,15 +443,19 @@ class FakeSlack:
         error: str = "ratelimited",
         status: int = 200,
         retry_after: int | None = None,
+        *,
+        malformed: Malformed | None = None,
     ) -> None:
         """Make the next call to ``method`` fail; calls queue up, one failure each.
 
-        ``status=429`` answers like Slack's rate limiter (HTTP 429 with ``Retry-After``).
+        ``status=429`` answers like Slack's rate limiter (HTTP 429 with ``Retry-After``);
+        ``malformed`` answers that body instead of Slack's JSON (``error`` is then unused).
+        Either way the call takes no effect.
         """
         if method not in self._docs:
             raise ValueError(f"{method} is not a documented Slack method")
         with self._lock:
-            self._failures[method].append(_Failure(error, status, retry_after))
+            self._failures[method].append(_Failure(error, status, retry_after, malformed))
 
     def delay_next(self, method: str, seconds: float) -> None:
         """Make the next call to ``method`` wait ``seconds`` before it is handled (as a Slack
@@ -565,6 +586,8 @@ class FakeSlack:
             # Taken (a success is in the channel already), answered late: a sender that dies
             # meanwhile never learns its post landed.
             await asyncio.sleep(self.post_latency)
+        if isinstance(body, Malformed):
+            return web.Response(status=status, text=body.body, content_type=body.content_type, headers=headers)
         return web.json_response(body, status=status, headers=headers)
 
     @staticmethod
@@ -621,6 +644,8 @@ class FakeSlack:
         queue = self._failures.get(method)
         if queue:
             failure = queue.popleft()
+            if failure.malformed is not None:
+                return failure.status, failure.malformed, {}
             headers = {}
             if failure.retry_after is not None or failure.status == 429:
                 headers["Retry-After"] = str(failure.retry_after if failure.retry_after is not None else 1)
