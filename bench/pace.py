@@ -1,4 +1,5 @@
-"""At Slack's pace, run by hand: `python bench/pace.py [--scale 10] [--runs 3]`.
+"""At Slack's pace, run by hand: `python bench/pace.py [--scale 10] [--runs 3]` (`--only-429
+--seeds 0,1,2 --trace`: the 429 case alone, for the seeds given, with each post the outbox sent).
 
 A fake Slack enforcing the documented tiers (chat.postMessage 1/s per channel, burst 5;
 chat.update 50/min, burst 10), then 100 windows starting within one minute in one channel,
