@@ -1,4 +1,5 @@
-"""At Slack's pace, run by hand: `python bench/pace.py [--scale 10] [--runs 3]`.
+"""At Slack's pace, run by hand: `python bench/pace.py [--scale 10] [--runs 3]` (`--only-429
+--seeds 0,1,2 --trace`: the 429 case alone, for the seeds given, with each post the outbox sent).
 
 A fake Slack enforcing the documented tiers (chat.postMessage 1/s per channel, burst 5;
 chat.update 50/min, burst 10), then 100 windows starting within one minute in one channel,
@@ -66,7 +67,42 @@ class RealClock:
         return T0 + self.offset + timedelta(seconds=(time.monotonic() - self.base) * self.scale)
 
 
-def one_run(scale: float, random_429: float, seed: int) -> tuple[float, float, float, float, int]:
+class TracedOutbox(Outbox):
+    """The bot's outbox, noting each send (`--trace`): when, which method, the answer, the
+    tokens its bucket had left, how long the method was then paused, and how many posts
+    waited in the queue."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.trace: list[tuple[float, str, int, bool, float, float, int]] = []
+
+    async def _send(self, channel, job):  # noqa: ANN001 - bench only
+        sent_at, refused = self.monotonic(), self.rate_limited
+        bucket = self._buckets.get((channel, job.method))
+        tokens = bucket.tokens if bucket is not None else float("nan")
+        waiting = sum(1 for j in self._queues.get(channel, []) if j.method == "chat.postMessage")
+        await super()._send(channel, job)
+        paused = self._paused.get((channel, job.method), 0.0) - self.monotonic()
+        self.trace.append((sent_at, job.method, job.attempts, self.rate_limited > refused, tokens, paused, waiting))
+
+
+def print_trace(outbox: TracedOutbox, m0: float, scale: float, dues: list[float]) -> None:
+    """postMessage sends, one a line, next to the floor's schedule; and a summary of updates."""
+    posts = [t for t in outbox.trace if t[1] == "chat.postMessage"]
+    accepted = 0
+    fl = floor(dues, 1.0, 5)
+    for at, _, attempts, refused, tokens, paused, waiting in posts:
+        when = (at - m0) * scale
+        mark = "429" if refused else "ok "
+        ahead = f"floor #{accepted}: {fl[accepted]:6.2f}" if not refused and accepted < len(fl) else ""
+        print(f"    {when:7.2f} {mark} try {attempts} tokens left {tokens:5.2f} paused {max(paused, 0):4.2f}"
+              f" queued {waiting} {ahead}")
+        accepted += not refused
+    updates = [t for t in outbox.trace if t[1] == "chat.update"]
+    print(f"    chat.update: {len(updates)} sends, {sum(t[3] for t in updates)} answered 429")
+
+
+def one_run(scale: float, random_429: float, seed: int, trace: bool = False) -> tuple[float, float, float, float, int]:
     tiers = Tiers(post_per_second=1.0 * scale, post_burst=5, update_per_minute=50 * scale, update_burst=10,
                   random_429=random_429, seed=seed)
     with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
@@ -88,7 +124,7 @@ def one_run(scale: float, random_429: float, seed: int) -> tuple[float, float, f
             # Slack's meters and the bot's buckets both start rested, as half an hour after the
             # announcements they would be (the bot's used to start drained by them: ~5 s lost).
             slack.enforce(tiers)
-            bot.ctx.outbox = Outbox({m: Rate(r.per_second * scale, r.burst) for m, r in SLACK_RATES.items()})
+            bot.ctx.outbox = (TracedOutbox if trace else Outbox)({m: Rate(r.per_second * scale, r.burst) for m, r in SLACK_RATES.items()})
             clock.offset += start0 - clock()  # jump to the first start; time runs on from there
             m0 = time.monotonic()
 
@@ -101,6 +137,9 @@ def one_run(scale: float, random_429: float, seed: int) -> tuple[float, float, f
             # Not `bot.run`, whose 30 s bound is shorter than a burst at Slack's real pace
             # (--scale 1: 100 posts at one a second).
             asyncio.run_coroutine_threadsafe(drive(), bot.loop).result(30 + 600 / scale)
+            if trace:
+                print(f"  seed {seed}, {random_429:.0%} random 429s:")
+                print_trace(bot.ctx.outbox, m0, scale, dues)
             posts = sorted((at - m0) * scale for at, m, _ in slack.accepted if m == "chat.postMessage")
             late = sum(1 for r in bot.run(_late_flags(bot))) / N
             fl = floor(dues, 1.0, 5)
@@ -198,16 +237,23 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cost-only", action="store_true", help="only the reminder path's cost (#14 item 4)")
+    parser.add_argument("--only-429", action="store_true", help="only the case with 10%% random 429s")
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
+                        help="the fake's seeds, comma-separated (default: 0..runs-1)")
+    parser.add_argument("--trace", action="store_true", help="print every post the outbox sent, and when")
     args = parser.parse_args()
-    reminder_cost(args.runs)
+    seeds = args.seeds if args.seeds is not None else list(range(args.runs))
+    if not args.only_429:
+        reminder_cost(args.runs)
     if args.cost_only:
         return
-    for share in (0.0, 0.1):
-        results = [one_run(args.scale, share, seed) for seed in range(args.runs)]
+    for share in (0.1,) if args.only_429 else (0.0, 0.1):
+        results = [one_run(args.scale, share, seed, args.trace) for seed in seeds]
         last = [r[0] for r in results]
-        print(f"{N} windows in one minute, {share:.0%} random 429s, scale {args.scale:g} ({args.runs} runs):")
+        print(f"{N} windows in one minute, {share:.0%} random 429s, scale {args.scale:g} (seeds {seeds}):")
         print(f"  last 'started' reply late by min/median/max {min(last):.1f}/{statistics.median(last):.1f}/{max(last):.1f} s"
-              f"; floor {results[0][1]:.1f} s; ratio {max(last) / max(results[0][1], 1e-9):.2f}×")
+              f"; floor {results[0][1]:.1f} s; ratio {max(last) / max(results[0][1], 1e-9):.2f}×"
+              f" (each seed: {', '.join(f'{x / max(results[0][1], 1e-9):.2f}×' for x in last)})")
         span = 60 * (N - 1) / N  # the last due time, seconds after the first (dues are i·60/N)
         done = [(r[0] + span) / (r[1] + span) for r in results]
         print(f"  all posted ÷ the floor's all-posted (both from the first start) min/median/max "

@@ -97,15 +97,38 @@ class RateLimited(Exception):
 
 
 class TokenBucket:
+    """Our copy of Slack's bucket for one channel and method, counting only the calls Slack
+    took (a refused call posted nothing, so its token comes back).
+
+    A 429 with Retry-After R is Slack's statement that its bucket has a token again in R
+    seconds. It does not say why: Slack's load (the token we count is really there) or our
+    pace (Slack's bucket is behind ours: another sender, a restart). So after the pause the
+    first call goes on Slack's word, and anything more in that burst is a *bet* on load:
+    `promised` is the bucket Slack's statement alone vouches for (one token at the end of the
+    pause), and a call sent while it is under one token is a bet. A bet Slack takes clears
+    the doubt; two bets lost running mean the pace is ours, and the bucket restarts from what
+    Slack promised. Random 429s so cost only their pause (the tokens accrued meanwhile go in
+    a burst after it), and a sender behind Slack's bucket settles after a few."""
+
+    LOST_BETS = 2
+
     def __init__(self, rate: Rate, now: float):
         self.rate = rate
         self.tokens = float(rate.burst)
         self.updated = now
         self.paused_until = 0.0
+        self.promised: float | None = None  # None: no 429 in doubt
+        self.lost_bets = 0
+        self.betting = False  # the call in flight went beyond Slack's promise
 
     def wait(self, now: float) -> float:
         """Seconds until one token is available (0: send now)."""
-        self.tokens = min(self.rate.burst, self.tokens + (now - self.updated) * self.rate.per_second)
+        gained = (now - self.updated) * self.rate.per_second
+        self.tokens = min(self.rate.burst, self.tokens + gained)
+        if self.promised is not None:
+            self.promised = min(self.rate.burst, self.promised + gained)
+            if self.promised >= self.tokens:  # Slack's word covers all we count: no doubt left
+                self.promised, self.lost_bets = None, 0
         self.updated = now
         if now < self.paused_until:
             return self.paused_until - now
@@ -113,18 +136,27 @@ class TokenBucket:
 
     def take(self) -> None:
         self.tokens -= 1
+        self.betting = self.promised is not None and self.promised < 1
+        if self.promised is not None:
+            self.promised -= 1
 
-    def pause(self, until: float, *, in_a_row: int = 3) -> None:
-        """A 429, the `in_a_row`-th running: nothing of this method in this channel until
-        `until`. The first gives back the token the refused call took (Slack's limits count
-        messages posted, and a refused call posted nothing), so the wait is caught up in a
-        burst afterwards; the second keeps it spent; from the third on the bucket restarts
-        empty (our pace, not Slack's load, is the cause)."""
-        self.paused_until = max(self.paused_until, until)
-        if in_a_row == 1:
-            self.tokens = min(float(self.rate.burst), self.tokens + 1)
-        elif in_a_row >= 3:
-            self.tokens = 0.0
+    def taken(self) -> None:
+        """Slack took the call: a bet won means the last 429 was Slack's load."""
+        if self.betting:
+            self.promised, self.lost_bets = None, 0
+        self.betting = False
+
+    def refused(self, pause: float) -> None:
+        """A 429: nothing of this method until `pause` seconds from the last `wait`.
+        The refused call's token comes back; Slack promises one token when the pause ends."""
+        self.paused_until = max(self.paused_until, self.updated + pause)
+        self.tokens = min(float(self.rate.burst), self.tokens + 1)
+        if self.betting:
+            self.lost_bets += 1
+        self.betting = False
+        self.promised = min(self.tokens, 1 - pause * self.rate.per_second)
+        if self.lost_bets >= self.LOST_BETS:  # our pace, not Slack's load
+            self.tokens, self.lost_bets = self.promised, 0
 
 
 @dataclass(order=True)
@@ -164,7 +196,6 @@ class Outbox:
         self._buckets: dict[tuple[str, str], TokenBucket] = {}
         self._workers: dict[str, asyncio.Task] = {}
         self._paused: dict[tuple[str, str], float] = {}  # 429: (channel, method) -> until
-        self._refused: dict[tuple[str, str], int] = {}  # (channel, method) -> 429s in a row
         self._wake: dict[str, asyncio.Event] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s seen, for logs and the bench
@@ -273,12 +304,12 @@ class Outbox:
                 if self.on_rate_limited is not None:
                     self.on_rate_limited(job.method, retry_after)
                 now = self.monotonic()
-                until = now + min(retry_after, self.pause_cap)
-                self._paused[(channel, job.method)] = max(self._paused.get((channel, job.method), 0.0), until)
+                pause = min(retry_after, self.pause_cap)
+                self._paused[(channel, job.method)] = max(self._paused.get((channel, job.method), 0.0), now + pause)
                 bucket = self._bucket(channel, job.method, now)
-                in_a_row = self._refused[(channel, job.method)] = self._refused.get((channel, job.method), 0) + 1
                 if bucket is not None:
-                    bucket.pause(until, in_a_row=in_a_row)
+                    bucket.wait(now)  # brought up to now, so the pause counts from the answer
+                    bucket.refused(pause)
                 if job.hand_back and (retry_after > self.pause_cap or job.attempts + 1 >= self.max_attempts):
                     log.info("Slack paced %s in %s: handed back, not before %.0f s", job.method, channel, retry_after)
                     job.future.set_exception(RateLimited(job.method, retry_after))
@@ -293,7 +324,9 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the send
             job.future.set_exception(exc)
         else:
-            self._refused.pop((channel, job.method), None)
+            bucket = self._buckets.get((channel, job.method))
+            if bucket is not None:
+                bucket.taken()
             job.future.set_result(answer)
 
 

@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 
 from bot.channel import Posted
@@ -140,49 +141,77 @@ class VirtualTime:
         await asyncio.sleep(0)
 
 
-def replies_sent_at(bot, slack, refusals: int) -> list[float]:
-    """Six replies queued at once in one thread, postMessage at 1/s with a burst of 2, the
-    first `refusals` answers 429 (Retry-After: 1 s): when (outbox time) each one was sent."""
+def replies_sent(bot, slack, *, replies: int = 6, burst: int = 2, refuse=(), behind: int = 0) -> list[tuple[float, bool]]:
+    """`replies` queued at once in one thread, the outbox's postMessage at 1/s with `burst`:
+    each attempt, when (outbox time) and whether Slack took it. The attempts numbered in
+    `refuse` are answered 429 (Retry-After: 1 s), as a loaded Slack does. With `behind`,
+    Slack enforces 1/s with the same burst on the outbox's clock, and another sender has
+    just spent `behind` of its tokens: Slack's bucket is behind ours."""
     window = schedule(bot)
     at = Posted(CHANNEL, window.message_ts)
     time_ = VirtualTime()
-    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1, burst=2)}, monotonic=time_.monotonic, sleep=time_.sleep)
-    sent: list[float] = []
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1, burst=burst)}, monotonic=time_.monotonic, sleep=time_.sleep)
+    sent: list[tuple[float, bool]] = []
     sender = bot.ctx.channel.sender
     post = sender.chat_postMessage
 
     async def timed(**kwargs):
-        sent.append(time_.now)
-        return await post(**kwargs)
+        if len(sent) in refuse:
+            slack.fail_next("chat.postMessage", status=429, retry_after=1)
+        try:
+            answer = await post(**kwargs)
+        except SlackApiError:
+            sent.append((time_.now, False))
+            raise
+        sent.append((time_.now, True))
+        return answer
 
-    for _ in range(refusals):
-        slack.fail_next("chat.postMessage", status=429, retry_after=1)
-
-    async def six():
+    async def run():
+        if behind:
+            slack.enforce(Tiers(post_per_second=1, post_burst=burst), clock=time_.monotonic)
+            for _ in range(behind):
+                await post(channel=CHANNEL, text="another sender")
         sender.chat_postMessage = timed
         try:
             message = ("hello", [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}])
-            await asyncio.gather(*(bot.ctx.channel.reply(at, message) for _ in range(6)))
+            await asyncio.gather(*(bot.ctx.channel.reply(at, message) for _ in range(replies)))
         finally:
             del sender.chat_postMessage
 
-    bot.run(six())
+    bot.run(run())
     return sent
 
 
 def test_a_lone_429_gives_its_token_back_and_the_wait_is_caught_up_in_a_burst(bot, slack):
     # 0: refused (the token comes back); 1: the retry and the next together; then one a second.
-    assert replies_sent_at(bot, slack, refusals=1) == [0, 1, 1, 2, 3, 4, 5]
+    assert replies_sent(bot, slack, refuse={0}) == [(0, False), (1, True), (1, True), (2, True), (3, True), (4, True), (5, True)]
 
 
-def test_a_second_429_in_a_row_keeps_its_token_spent(bot, slack):
-    # Twice running: no token back, but what accrued during the waits still goes in a burst.
-    assert replies_sent_at(bot, slack, refusals=2) == [0, 1, 2, 2, 3, 4, 5, 6]
+def test_429s_in_a_row_from_slacks_load_cost_only_their_pause(bot, slack):
+    # Burst 4, then one a second; the sends due at 2 and 3 are refused one after the other.
+    # Slack's word covers the retry at 3 and at 4; what accrued meanwhile goes in a burst,
+    # and the last reply lands at 4, as it would with no 429 at all.
+    sent = replies_sent(bot, slack, replies=8, burst=4, refuse={5, 6})
+    assert sent == [(0, True)] * 4 + [(1, True), (2, False), (3, False)] + [(4, True)] * 3
+    assert replies_sent(bot, slack, replies=8, burst=4) == [(0, True)] * 4 + [(1, True), (2, True), (3, True), (4, True)]
 
 
-def test_a_third_429_in_a_row_empties_the_bucket(bot, slack):
-    # Three running means our pace, not Slack's load, is the cause: no burst after it.
-    assert replies_sent_at(bot, slack, refusals=3) == [0, 1, 2, 3, 4, 5, 6, 7, 8]
+def test_slacks_bucket_behind_ours_settles_to_its_pace_after_two_lost_bets(bot, slack):
+    # Another sender has just emptied Slack's bucket (1/s, burst 2); ours is full. After each
+    # pause Slack takes the call it promised; the one sent beyond it on our count is refused,
+    # twice running: the bucket restarts from Slack's promise and no 429 follows.
+    sent = replies_sent(bot, slack, behind=2)
+    assert sent == [(0, False), (1, True), (1, False), (2, True), (2, False), (3, True), (4, True), (5, True), (6, True)]
+    assert slack.rate_limited == 3
+
+
+def test_a_bet_slack_takes_ends_the_doubt(bot, slack):
+    # After the refusal at 2, the retry at 3 goes on Slack's word and the send beyond it is
+    # refused (a lost bet). At 4 the retry goes, and the next, a bet, is taken: the doubt
+    # ends, so the refusal at 5 is no second lost bet (which would restart the bucket and
+    # push the last reply to 7); its token comes back and both go at 6.
+    sent = replies_sent(bot, slack, replies=10, burst=4, refuse={5, 7, 10})
+    assert sent == [(0, True)] * 4 + [(1, True), (2, False), (3, True), (3, False), (4, True), (4, True), (5, False), (6, True), (6, True)]
 
 
 def started_replies(slack) -> list[tuple[float, dict]]:

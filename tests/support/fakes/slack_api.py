@@ -722,7 +722,7 @@ class FakeSlack:
             return None
         if tiers.random_429 and self._random.random() < tiers.random_429:
             return 1
-        now = time.monotonic()
+        now = self._meter_clock()
         if method == "chat.postMessage":
             key = (method, str(args.get("channel")))
             meter = self._meters.setdefault(key, _Meter(tiers.post_per_second, tiers.post_burst, now))
@@ -786,15 +786,18 @@ class FakeSlack:
 
     # ------------------------------------------------------------- state
 
-    def enforce(self, tiers: Tiers | None) -> None:
-        """Enforce Slack's rate tiers from now on (None: stop); ``reset`` stops it too."""
+    def enforce(self, tiers: Tiers | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """Enforce Slack's rate tiers from now on (None: stop); ``reset`` stops it too. The
+        meters refill on ``clock`` (a test's virtual time makes refusals exact)."""
         with self._lock:
             self.tiers = tiers
+            self._meter_clock = clock
             self._meters = {}
             self._random = random.Random(tiers.seed if tiers else 0)
 
     def _reset_state(self) -> None:
         self._meters: dict[tuple[str, str], _Meter] = {}
+        self._meter_clock: Callable[[], float] = time.monotonic
         self._random = random.Random(self.tiers.seed if self.tiers else 0)
         #: (monotonic time, method, args) of each chat.postMessage / chat.update Slack took.
         self.accepted: list[tuple[float, str, Json]] = []
