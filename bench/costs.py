@@ -12,8 +12,9 @@
   before the ack when the database answers within 0.5 s), as a signed HTTP request to the
   bot and the time to its HTTP answer, against the same bare Bolt app acking a submission.
   Each submission is let finish (status page, announcement, answer) before the next.
-* `reminder`: the reminder path from "due" to "posted" (no pacing) against its two Slack
-  calls made directly with the same client.
+
+The reminder path from "due" to "posted" against its two Slack calls is in
+`bench/pace.py --cost-only`.
 
 Each figure is min/median/max over `--runs` runs. Loopback fakes only; nothing is asserted."""
 

@@ -17,6 +17,7 @@ from datetime import timedelta
 import aiohttp
 
 from bot.channel import Message, Posted
+from bot.clients.slack import UNREADABLE_ANSWER
 from bot.context import AppContext
 from bot.messages import incident as messages
 from bot.messages.format import fit
@@ -45,6 +46,11 @@ def _why_not_opened(incident: Incident, opened: Opened, *, private: bool) -> str
         )
     if opened.error in NOT_ALLOWED:
         return head + f"Slack does not allow the app to create channels here (`{error}`)."
+    if opened.error == UNREADABLE_ANSWER:  # it may have been made: only the answer was lost
+        return head + (
+            f"Slack's answer could not be read (`{error}`); the channel may exist anyway. "
+            f"Look for `#inc-{incident.id}-…` before creating one by hand."
+        )
     return head + f"Slack refused (`{error}`)."
 
 
