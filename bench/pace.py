@@ -156,7 +156,7 @@ async def _late_flags(bot):
         return [r for r in (await session.execute(select(Reminder).where(Reminder.late.is_(True)))).scalars()]
 
 
-def reminder_cost(runs: int, n: int = 50) -> None:
+def reminder_cost(runs: int, n: int = 50, database_url: str | None = None) -> None:
     """#14 item 4: the reminder path from "due" to "posted" (claim, read the window, post,
     record, refresh the parent) with no pacing, against the two Slack calls it makes (the
     same requests, replayed with the same client): per reminder, min/median/max of `runs`."""
@@ -164,7 +164,7 @@ def reminder_cost(runs: int, n: int = 50) -> None:
         settings = Settings(slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET,
                             slack_api_url=slack.url, sitrep_channel=CHANNEL, statuspage_url=sp.url,
                             statuspage_api_key=sp.api_key, sitrep_reminder_lead=0,
-                            database_url=f"sqlite:///{tmp}/bench.db")
+                            database_url=database_url or f"sqlite:///{tmp}/bench.db")
         clock = FakeClock(T0)
         with BotUnderTest(settings, clock=clock) as bot:
             bot.ctx.outbox = Outbox(rates={})  # no pacing: the bot's own cost
@@ -241,10 +241,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
                         help="the fake's seeds, comma-separated (default: 0..runs-1)")
     parser.add_argument("--trace", action="store_true", help="print every post the outbox sent, and when")
+    parser.add_argument("--cost-database", default=None,
+                        help="DATABASE_URL for the reminder cost (an empty database; default: a fresh SQLite file)")
     args = parser.parse_args()
     seeds = args.seeds if args.seeds is not None else list(range(args.runs))
     if not args.only_429:
-        reminder_cost(args.runs)
+        reminder_cost(args.runs, database_url=args.cost_database)
     if args.cost_only:
         return
     for share in (0.1,) if args.only_429 else (0.0, 0.1):
