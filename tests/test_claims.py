@@ -356,3 +356,39 @@ def test_a_claim_posted_at_once_is_not_confirmed_again_but_one_that_waited_is(se
         assert len(in_thread(slack, first, "started")) == 1
         assert in_thread(slack, second, "started") == []  # fenced off: asked, and not ours
         assert len(confirmed) == 1
+
+
+def test_a_reply_built_at_its_turn_is_fenced_after_it_is_built(settings, slack, clock, monkeypatch):
+    """The fence is the last thing before the request: a reply whose turn came late reads
+    its window again, and the claim is checked after that read, not before it. Here the read
+    hangs for longer than a claim's stale age, and another replica takes the claim over
+    meanwhile (finding nothing in the thread, it posts): this one must post nothing."""
+    with BotUnderTest(settings, clock=clock) as bot:
+        window = schedule(bot)
+        fresh = reminders_module._fresh_claim_seconds(bot.ctx)
+        assert fresh > reminders_module.FRESH_WINDOW
+        elapsed = [1000.0]
+        monkeypatch.setattr(reminders_module, "_elapsed", lambda: elapsed[0])
+        read_windows, read_window = reminder_store.read_windows, reminder_store.read_window
+
+        async def turn_came_late(conn, ids):  # stale enough to read again, fresh enough to skip asking
+            found = await read_windows(conn, ids)
+            elapsed[0] += (reminders_module.FRESH_WINDOW + fresh) / 2
+            return found
+
+        async def hung_read(conn, window_id):  # meanwhile another replica takes the claim over
+            async with bot.ctx.db.session() as session, session.begin():
+                await session.execute(
+                    update(Reminder)
+                    .where(Reminder.window_id == window_id, Reminder.kind == "started")
+                    .values(claim_token=Reminder.claim_token + 1, claimed_by="another")
+                )
+            elapsed[0] += bot.ctx.stale_claim.total_seconds() + 1
+            return await read_window(conn, window_id)
+
+        monkeypatch.setattr(reminder_store, "read_windows", turn_came_late)
+        monkeypatch.setattr(reminder_store, "read_window", hung_read)
+        clock.advance(minutes=30)
+        assert run_due(bot) == 0
+        assert in_thread(slack, window, "started") == []
+        assert reminders(bot, window.id)["started"].claimed_by == "another"
