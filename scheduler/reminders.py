@@ -390,7 +390,7 @@ class Records:
     def _start(self, delay: float) -> None:
         async def later() -> None:
             await asyncio.sleep(delay)
-            await self.flush()
+            await asyncio.shield(self.flush())  # `close` cancels the wait, never a write under way
 
         if delay == 0 or self.timer is None or self.timer.done():
             task = asyncio.ensure_future(later())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -392,3 +393,34 @@ def test_a_reply_built_at_its_turn_is_fenced_after_it_is_built(settings, slack, 
         assert run_due(bot) == 0
         assert in_thread(slack, window, "started") == []
         assert reminders(bot, window.id)["started"].claimed_by == "another"
+
+
+def test_a_pass_stopped_while_its_outcomes_are_written_still_records_them(settings, slack, clock, monkeypatch):
+    """Outcomes are written on a timer while the pass goes on. A pass stopped during that
+    write (a deploy's grace ran out) must let it finish: cancelled, it would roll back, and
+    the posted reminder would stay claimed, its window "Scheduled", until the claim went
+    stale."""
+    with BotUnderTest(settings, clock=clock) as bot:
+        first, second = schedule(bot, title="First"), schedule(bot, title="Second")
+        slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.25, burst=1)})  # the second waits 4 s
+        writing, may_write = threading.Event(), threading.Event()
+        finish_many = reminder_store.finish_many
+
+        async def slow_write(conn, outcomes, *, now):
+            writing.set()
+            while not may_write.is_set():
+                await asyncio.sleep(0.01)
+            return await finish_many(conn, outcomes, now=now)
+
+        monkeypatch.setattr(reminder_store, "finish_many", slow_write)
+        clock.advance(minutes=30)
+        pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+        assert writing.wait(10)  # the first reply's outcome, written while the second waits its turn
+        assert len(in_thread(slack, first, "started")) == 1 and in_thread(slack, second, "started") == []
+        bot.loop.call_soon_threadsafe(pass_.cancel)
+        slack.wait_for(lambda: pass_.done())
+        may_write.set()
+        slack.wait_for(lambda: reminders(bot, first.id)["started"].state == "posted", timeout=5)
+        assert window_state(bot, first.id) == "in_progress"
+        bot.run(slow.drain(CHANNEL))  # the stopped reply's turn comes, and nothing is sent
+        assert in_thread(slack, second, "started") == []
