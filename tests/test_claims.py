@@ -424,3 +424,34 @@ def test_a_pass_stopped_while_its_outcomes_are_written_still_records_them(settin
         assert window_state(bot, first.id) == "in_progress"
         bot.run(slow.drain(CHANNEL))  # the stopped reply's turn comes, and nothing is sent
         assert in_thread(slack, second, "started") == []
+
+
+def test_an_outcome_posted_while_others_are_written_waits_no_longer_than_record_after(settings, slack, clock, monkeypatch):
+    """A reply that lands while the outcomes before it are being written gets its own wait of
+    `RECORD_AFTER`: it is not left until the next reply lands (here held 4 s by Slack), with
+    its claim held and its window's parent showing the old state."""
+    with BotUnderTest(settings, clock=clock) as bot:
+        first, second, third = (schedule(bot, title=title) for title in ("First", "Second", "Third"))
+        bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.5, burst=1)})  # one reply each 2 s
+        for seconds in (0, 0, 4):  # the third reply's answer takes 4 s
+            slack.delay_next("chat.postMessage", seconds)
+        writing, may_write = threading.Event(), threading.Event()
+        finish_many = reminder_store.finish_many
+
+        async def first_write_slow(conn, outcomes, *, now):
+            if not writing.is_set():
+                writing.set()
+                while not may_write.is_set():
+                    await asyncio.sleep(0.01)
+            return await finish_many(conn, outcomes, now=now)
+
+        monkeypatch.setattr(reminder_store, "finish_many", first_write_slow)
+        clock.advance(minutes=30)
+        pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+        assert writing.wait(10)  # the first outcome's write
+        slack.wait_for(lambda: len(in_thread(slack, second, "started")) == 1)  # landed during it
+        may_write.set()
+        slack.wait_for(lambda: reminders(bot, second.id)["started"].state == "posted", timeout=reminders_module.RECORD_AFTER + 2)
+        assert in_thread(slack, third, "started") == []  # its answer is still on its way
+        assert pass_.result(30) == 3
+        assert window_state(bot, second.id) == "in_progress"
