@@ -395,6 +395,23 @@ def test_a_reply_built_at_its_turn_is_fenced_after_it_is_built(settings, slack, 
         assert reminders(bot, window.id)["started"].claimed_by == "another"
 
 
+def hold_first_write(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The pass's first write of outcomes waits, once begun (`writing`), until `may_write`
+    is set: a slow database under a write the timer started."""
+    writing, may_write = threading.Event(), threading.Event()
+    finish_many = reminder_store.finish_many
+
+    async def first_write_slow(conn, outcomes, *, now):
+        if not writing.is_set():
+            writing.set()
+            while not may_write.is_set():
+                await asyncio.sleep(0.01)
+        return await finish_many(conn, outcomes, now=now)
+
+    monkeypatch.setattr(reminder_store, "finish_many", first_write_slow)
+    return writing, may_write
+
+
 def test_a_pass_stopped_while_its_outcomes_are_written_still_records_them(settings, slack, clock, monkeypatch):
     """Outcomes are written on a timer while the pass goes on. A pass stopped during that
     write (a deploy's grace ran out) must let it finish: cancelled, it would roll back, and
@@ -403,16 +420,7 @@ def test_a_pass_stopped_while_its_outcomes_are_written_still_records_them(settin
     with BotUnderTest(settings, clock=clock) as bot:
         first, second = schedule(bot, title="First"), schedule(bot, title="Second")
         slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.25, burst=1)})  # the second waits 4 s
-        writing, may_write = threading.Event(), threading.Event()
-        finish_many = reminder_store.finish_many
-
-        async def slow_write(conn, outcomes, *, now):
-            writing.set()
-            while not may_write.is_set():
-                await asyncio.sleep(0.01)
-            return await finish_many(conn, outcomes, now=now)
-
-        monkeypatch.setattr(reminder_store, "finish_many", slow_write)
+        writing, may_write = hold_first_write(monkeypatch)
         clock.advance(minutes=30)
         pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
         assert writing.wait(10)  # the first reply's outcome, written while the second waits its turn
@@ -435,17 +443,7 @@ def test_an_outcome_posted_while_others_are_written_waits_no_longer_than_record_
         bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.5, burst=1)})  # one reply each 2 s
         for seconds in (0, 0, 4):  # the third reply's answer takes 4 s
             slack.delay_next("chat.postMessage", seconds)
-        writing, may_write = threading.Event(), threading.Event()
-        finish_many = reminder_store.finish_many
-
-        async def first_write_slow(conn, outcomes, *, now):
-            if not writing.is_set():
-                writing.set()
-                while not may_write.is_set():
-                    await asyncio.sleep(0.01)
-            return await finish_many(conn, outcomes, now=now)
-
-        monkeypatch.setattr(reminder_store, "finish_many", first_write_slow)
+        writing, may_write = hold_first_write(monkeypatch)
         clock.advance(minutes=30)
         pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
         assert writing.wait(10)  # the first outcome's write
