@@ -154,15 +154,16 @@ class Channel:
         """Reply in the announcement's thread; returns the reply's ts. With `guard`, sent
         only if it still says yes just before the request (else `ClaimLost`); with
         `hand_back`, a 429 raises `bot.outbox.RateLimited` at once instead of waiting.
-        A callable `message` is built after the guard, when the reply's turn comes (what it
-        raises is raised here, and nothing is sent)."""
+        A callable `message` is built when the reply's turn comes (what it raises is raised
+        here, and nothing is sent), before the guard: its build may wait on the database, and
+        a claim taken over meanwhile must still stop the post."""
         kwargs: dict[str, Any] = {}
         if metadata is not None:
             kwargs["metadata"] = metadata
 
         async def post() -> Any:
-            await _check(guard)
             text, blocks = await message() if callable(message) else message
+            await _check(guard)
             return await self.sender.chat_postMessage(
                 channel=at.channel,
                 thread_ts=at.ts,

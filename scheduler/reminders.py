@@ -390,7 +390,9 @@ class Records:
     def _start(self, delay: float) -> None:
         async def later() -> None:
             await asyncio.sleep(delay)
-            await self.flush()
+            if self.timer is asyncio.current_task():
+                self.timer = None  # waited: an outcome added during the write starts its own wait
+            await asyncio.shield(self.flush())  # `close` cancels the wait, never a write under way
 
         if delay == 0 or self.timer is None or self.timer.done():
             task = asyncio.ensure_future(later())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 
@@ -356,3 +357,99 @@ def test_a_claim_posted_at_once_is_not_confirmed_again_but_one_that_waited_is(se
         assert len(in_thread(slack, first, "started")) == 1
         assert in_thread(slack, second, "started") == []  # fenced off: asked, and not ours
         assert len(confirmed) == 1
+
+
+def test_a_reply_built_at_its_turn_is_fenced_after_it_is_built(settings, slack, clock, monkeypatch):
+    """The fence is the last thing before the request: a reply whose turn came late reads
+    its window again, and the claim is checked after that read, not before it. Here the read
+    hangs for longer than a claim's stale age, and another replica takes the claim over
+    meanwhile (finding nothing in the thread, it posts): this one must post nothing."""
+    with BotUnderTest(settings, clock=clock) as bot:
+        window = schedule(bot)
+        fresh = reminders_module._fresh_claim_seconds(bot.ctx)
+        assert fresh > reminders_module.FRESH_WINDOW
+        elapsed = [1000.0]
+        monkeypatch.setattr(reminders_module, "_elapsed", lambda: elapsed[0])
+        read_windows, read_window = reminder_store.read_windows, reminder_store.read_window
+
+        async def turn_came_late(conn, ids):  # stale enough to read again, fresh enough to skip asking
+            found = await read_windows(conn, ids)
+            elapsed[0] += (reminders_module.FRESH_WINDOW + fresh) / 2
+            return found
+
+        async def hung_read(conn, window_id):  # meanwhile another replica takes the claim over
+            async with bot.ctx.db.session() as session, session.begin():
+                await session.execute(
+                    update(Reminder)
+                    .where(Reminder.window_id == window_id, Reminder.kind == "started")
+                    .values(claim_token=Reminder.claim_token + 1, claimed_by="another")
+                )
+            elapsed[0] += bot.ctx.stale_claim.total_seconds() + 1
+            return await read_window(conn, window_id)
+
+        monkeypatch.setattr(reminder_store, "read_windows", turn_came_late)
+        monkeypatch.setattr(reminder_store, "read_window", hung_read)
+        clock.advance(minutes=30)
+        assert run_due(bot) == 0
+        assert in_thread(slack, window, "started") == []
+        assert reminders(bot, window.id)["started"].claimed_by == "another"
+
+
+def hold_first_write(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The pass's first write of outcomes waits, once begun (`writing`), until `may_write`
+    is set: a slow database under a write the timer started."""
+    writing, may_write = threading.Event(), threading.Event()
+    finish_many = reminder_store.finish_many
+
+    async def first_write_slow(conn, outcomes, *, now):
+        if not writing.is_set():
+            writing.set()
+            while not may_write.is_set():
+                await asyncio.sleep(0.01)
+        return await finish_many(conn, outcomes, now=now)
+
+    monkeypatch.setattr(reminder_store, "finish_many", first_write_slow)
+    return writing, may_write
+
+
+def test_a_pass_stopped_while_its_outcomes_are_written_still_records_them(settings, slack, clock, monkeypatch):
+    """Outcomes are written on a timer while the pass goes on. A pass stopped during that
+    write (a deploy's grace ran out) must let it finish: cancelled, it would roll back, and
+    the posted reminder would stay claimed, its window "Scheduled", until the claim went
+    stale."""
+    with BotUnderTest(settings, clock=clock) as bot:
+        first, second = schedule(bot, title="First"), schedule(bot, title="Second")
+        slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.25, burst=1)})  # the second waits 4 s
+        writing, may_write = hold_first_write(monkeypatch)
+        clock.advance(minutes=30)
+        pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+        assert writing.wait(10)  # the first reply's outcome, written while the second waits its turn
+        assert len(in_thread(slack, first, "started")) == 1 and in_thread(slack, second, "started") == []
+        bot.loop.call_soon_threadsafe(pass_.cancel)
+        slack.wait_for(lambda: pass_.done())
+        may_write.set()
+        slack.wait_for(lambda: reminders(bot, first.id)["started"].state == "posted", timeout=5)
+        assert window_state(bot, first.id) == "in_progress"
+        bot.run(slow.drain(CHANNEL))  # the stopped reply's turn comes, and nothing is sent
+        assert in_thread(slack, second, "started") == []
+
+
+def test_an_outcome_posted_while_others_are_written_waits_no_longer_than_record_after(settings, slack, clock, monkeypatch):
+    """A reply that lands while the outcomes before it are being written gets its own wait of
+    `RECORD_AFTER`: it is not left until the next reply lands (here held 4 s by Slack), with
+    its claim held and its window's parent showing the old state."""
+    with BotUnderTest(settings, clock=clock) as bot:
+        first, second, third = (schedule(bot, title=title) for title in ("First", "Second", "Third"))
+        bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.5, burst=1)})  # one reply each 2 s
+        for seconds in (0, 0, 4):  # the third reply's answer takes 4 s
+            slack.delay_next("chat.postMessage", seconds)
+        writing, may_write = hold_first_write(monkeypatch)
+        clock.advance(minutes=30)
+        pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
+        assert writing.wait(10)  # the first outcome's write
+        slack.wait_for(lambda: len(in_thread(slack, second, "started")) == 1)  # landed during it
+        may_write.set()
+        slack.wait_for(lambda: reminders(bot, second.id)["started"].state == "posted", timeout=reminders_module.RECORD_AFTER + 2)
+        assert in_thread(slack, third, "started") == []  # its answer is still on its way
+        assert pass_.result(30) == 3
+        assert window_state(bot, second.id) == "in_progress"
