@@ -378,27 +378,27 @@ class Records:
         self.ctx = ctx
         self.waiting: list[tuple[Outcome, MaintenanceWindow | None, str]] = []
         self.lock = asyncio.Lock()  # one write at a time, in order: the parents' edits follow it
-        self.timer: asyncio.Task | None = None
+        self.timer: asyncio.Task | None = None  # the wait of the oldest outcome not yet written
+        self.tasks: set[asyncio.Task] = set()  # held here: the loop keeps only weak references
 
     def add(self, outcome: Outcome, *, window: MaintenanceWindow | None, kind: str) -> None:
         self.waiting.append((outcome, window, kind))
         if len(self.waiting) >= RECORD_BATCH:
-            self._start(0)
-        elif self.timer is None or self.timer.done():
-            self._start(RECORD_AFTER)
+            self._spawn(self.flush())
+        elif self.timer is None:
+            self.timer = self._spawn(self._flush_after(RECORD_AFTER))
 
-    def _start(self, delay: float) -> None:
-        async def later() -> None:
-            await asyncio.sleep(delay)
-            if self.timer is asyncio.current_task():
-                self.timer = None  # waited: an outcome added during the write starts its own wait
-            await asyncio.shield(self.flush())  # `close` cancels the wait, never a write under way
+    async def _flush_after(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.timer = None  # waited: an outcome added during the write starts its own wait
+        await asyncio.shield(self.flush())  # `close` cancels the wait, never a write under way
 
-        if delay == 0 or self.timer is None or self.timer.done():
-            task = asyncio.ensure_future(later())
-            task.add_done_callback(_log_failure)
-            if delay:
-                self.timer = task
+    def _spawn(self, work: Awaitable[None]) -> asyncio.Task:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(_log_failure)
+        return task
 
     async def flush(self) -> None:
         async with self.lock:
@@ -407,6 +407,7 @@ class Records:
                 await _record(self.ctx, taken)
 
     async def close(self) -> None:
+        """Write what is left; a write under way finishes first (the lock)."""
         if self.timer is not None:
             self.timer.cancel()
         await self.flush()
