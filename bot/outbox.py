@@ -108,9 +108,15 @@ class TokenBucket:
     pause), and a call sent while it is under one token is a bet. A bet Slack takes clears
     the doubt; two bets lost running mean the pace is ours, and the bucket restarts from what
     Slack promised. Random 429s so cost only their pause (the tokens accrued meanwhile go in
-    a burst after it), and a sender behind Slack's bucket settles after a few."""
+    a burst after it), and a sender behind Slack's bucket settles after a few.
+
+    A restart also halves our pace (`share`, down to `MIN_SHARE` of the rate), which then
+    grows back by `MIN_SHARE` with each call Slack takes: a Slack that keeps us slower than
+    the documented rate for a while (its own load, a degraded workspace) is met at its pace
+    within a few restarts instead of refusing a call every time our bucket runs ahead."""
 
     LOST_BETS = 2
+    MIN_SHARE = 1 / 16
 
     def __init__(self, rate: Rate, now: float):
         self.rate = rate
@@ -120,10 +126,15 @@ class TokenBucket:
         self.promised: float | None = None  # None: no 429 in doubt
         self.lost_bets = 0
         self.betting = False  # the call in flight went beyond Slack's promise
+        self.share = 1.0  # of `rate`: halved by each restart, grown back by each call taken
+
+    @property
+    def per_second(self) -> float:
+        return self.rate.per_second * self.share
 
     def wait(self, now: float) -> float:
         """Seconds until one token is available (0: send now)."""
-        gained = (now - self.updated) * self.rate.per_second
+        gained = (now - self.updated) * self.per_second
         self.tokens = min(self.rate.burst, self.tokens + gained)
         if self.promised is not None:
             self.promised = min(self.rate.burst, self.promised + gained)
@@ -132,7 +143,8 @@ class TokenBucket:
         self.updated = now
         if now < self.paused_until:
             return self.paused_until - now
-        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate.per_second
+        missing = 1 - self.tokens
+        return 0.0 if missing <= 1e-9 else missing / self.per_second  # not a rounding error's nap
 
     def take(self) -> None:
         self.tokens -= 1
@@ -145,18 +157,24 @@ class TokenBucket:
         if self.betting:
             self.promised, self.lost_bets = None, 0
         self.betting = False
+        self.share = min(1.0, self.share * (1 + self.MIN_SHARE))
 
-    def refused(self, pause: float) -> None:
-        """A 429: nothing of this method until `pause` seconds from the last `wait`.
-        The refused call's token comes back; Slack promises one token when the pause ends."""
+    def refused(self, pause: float, retry_after: float) -> None:
+        """A 429: nothing of this method until `pause` seconds from the last `wait` (the
+        Retry-After, capped). The refused call's token comes back; Slack promises one token
+        when its Retry-After ends, not when our capped pause does: a call sent between the two
+        is a bet too."""
         self.paused_until = max(self.paused_until, self.updated + pause)
         self.tokens = min(float(self.rate.burst), self.tokens + 1)
         if self.betting:
             self.lost_bets += 1
         self.betting = False
-        self.promised = min(self.tokens, 1 - pause * self.rate.per_second)
-        if self.lost_bets >= self.LOST_BETS:  # our pace, not Slack's load
-            self.tokens, self.lost_bets = self.promised, 0
+        restart = self.lost_bets >= self.LOST_BETS  # our pace, not Slack's load
+        if restart:
+            self.share, self.lost_bets = max(self.MIN_SHARE, self.share / 2), 0
+        self.promised = min(self.tokens, 1 - max(pause, retry_after) * self.per_second)
+        if restart:
+            self.tokens = self.promised
 
 
 @dataclass(order=True)
@@ -309,7 +327,7 @@ class Outbox:
                 bucket = self._bucket(channel, job.method, now)
                 if bucket is not None:
                     bucket.wait(now)  # brought up to now, so the pause counts from the answer
-                    bucket.refused(pause)
+                    bucket.refused(pause, retry_after)
                 if job.hand_back and (retry_after > self.pause_cap or job.attempts + 1 >= self.max_attempts):
                     log.info("Slack paced %s in %s: handed back, not before %.0f s", job.method, channel, retry_after)
                     job.future.set_exception(RateLimited(job.method, retry_after))

@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 
 from bot.channel import Posted
-from bot.outbox import Outbox, Rate
+from bot.outbox import Outbox, Rate, TokenBucket
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
@@ -141,12 +141,15 @@ class VirtualTime:
         await asyncio.sleep(0)
 
 
-def replies_sent(bot, slack, *, replies: int = 6, burst: int = 2, refuse=(), behind: int = 0) -> list[tuple[float, bool]]:
+def replies_sent(
+    bot, slack, *, replies: int = 6, burst: int = 2, refuse=(), behind: int = 0, slack_rate: float = 1
+) -> list[tuple[float, bool]]:
     """`replies` queued at once in one thread, the outbox's postMessage at 1/s with `burst`:
     each attempt, when (outbox time) and whether Slack took it. The attempts numbered in
     `refuse` are answered 429 (Retry-After: 1 s), as a loaded Slack does. With `behind`,
     Slack enforces 1/s with the same burst on the outbox's clock, and another sender has
-    just spent `behind` of its tokens: Slack's bucket is behind ours."""
+    just spent `behind` of its tokens: Slack's bucket is behind ours (`slack_rate`: Slack's
+    pace for us, when slower than the outbox's)."""
     window = schedule(bot)
     at = Posted(CHANNEL, window.message_ts)
     time_ = VirtualTime()
@@ -168,7 +171,7 @@ def replies_sent(bot, slack, *, replies: int = 6, burst: int = 2, refuse=(), beh
 
     async def run():
         if behind:
-            slack.enforce(Tiers(post_per_second=1, post_burst=burst), clock=time_.monotonic)
+            slack.enforce(Tiers(post_per_second=slack_rate, post_burst=burst), clock=time_.monotonic)
             for _ in range(behind):
                 await post(channel=CHANNEL, text="another sender")
         sender.chat_postMessage = timed
@@ -196,13 +199,17 @@ def test_429s_in_a_row_from_slacks_load_cost_only_their_pause(bot, slack):
     assert replies_sent(bot, slack, replies=8, burst=4) == [(0, True)] * 4 + [(1, True), (2, True), (3, True), (4, True)]
 
 
-def test_slacks_bucket_behind_ours_settles_to_its_pace_after_two_lost_bets(bot, slack):
+def test_slacks_bucket_behind_ours_settles_after_two_lost_bets_and_the_pace_grows_back(bot, slack):
     # Another sender has just emptied Slack's bucket (1/s, burst 2); ours is full. After each
     # pause Slack takes the call it promised; the one sent beyond it on our count is refused,
-    # twice running: the bucket restarts from Slack's promise and no 429 follows.
+    # twice running: the bucket restarts from Slack's promise (the next call at 3, when Slack
+    # said) at half the pace, which grows back with each call taken; no 429 follows.
     sent = replies_sent(bot, slack, behind=2)
-    assert sent == [(0, False), (1, True), (1, False), (2, True), (2, False), (3, True), (4, True), (5, True), (6, True)]
-    assert slack.rate_limited == 3
+    assert sent[:6] == [(0, False), (1, True), (1, False), (2, True), (2, False), (3, True)]
+    assert all(ok for _, ok in sent[6:]) and slack.rate_limited == 3
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(sent[5:], sent[6:], strict=False)]
+    assert gaps[0] == pytest.approx(1 / (0.5 * (1 + TokenBucket.MIN_SHARE)))  # half the pace, and one call's growth
+    assert all(later < earlier for earlier, later in zip(gaps, gaps[1:], strict=False))  # growing back
 
 
 def test_a_bet_slack_takes_ends_the_doubt(bot, slack):
@@ -339,3 +346,15 @@ def test_a_pass_stopped_mid_batch_records_what_it_posted_and_gives_the_rest_back
     assert states() == ["posted"] * 4
     for window in windows:
         assert len([a for _, a in started_replies(slack) if f"#{window.id} " in a["text"]]) == 1, window.id
+
+
+def test_a_slack_slower_than_our_pace_is_met_at_its_pace_within_a_few_restarts(bot, slack):
+    """Slack's bucket is behind ours and refills at a quarter of our pace: its Retry-After
+    (4 s) outlasts our 2 s pause, and a call sent between the two is a bet too. Each restart
+    halves the pace; after a few the bot sends at Slack's pace and 429s stop (the rule that
+    counted 429s in a row, and the first cut of this one, got one or two for every post)."""
+    sent = replies_sent(bot, slack, replies=16, behind=2, slack_rate=0.25)
+    assert slack.rate_limited == 9
+    settled = sent[-9:]
+    assert all(ok for _, ok in settled)
+    assert all(later - earlier >= 3 for (earlier, _), (later, _) in zip(settled, settled[1:], strict=False))
