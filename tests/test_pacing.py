@@ -142,14 +142,15 @@ class VirtualTime:
 
 
 def replies_sent(
-    bot, slack, *, replies: int = 6, burst: int = 2, refuse=(), behind: int = 0, slack_rate: float = 1
+    bot, slack, *, replies: int = 6, burst: int = 2, refuse=(), behind: int = 0, slack_rate: float = 1, then=(0, 0.0)
 ) -> list[tuple[float, bool]]:
     """`replies` queued at once in one thread, the outbox's postMessage at 1/s with `burst`:
     each attempt, when (outbox time) and whether Slack took it. The attempts numbered in
     `refuse` are answered 429 (Retry-After: 1 s), as a loaded Slack does. With `behind`,
     Slack enforces 1/s with the same burst on the outbox's clock, and another sender has
     just spent `behind` of its tokens: Slack's bucket is behind ours (`slack_rate`: Slack's
-    pace for us, when slower than the outbox's)."""
+    pace for us, when slower than the outbox's). `then` = (more replies, after a quiet gap of
+    so many seconds) once the first have all gone."""
     window = schedule(bot)
     at = Posted(CHANNEL, window.message_ts)
     time_ = VirtualTime()
@@ -178,6 +179,10 @@ def replies_sent(
         try:
             message = ("hello", [{"type": "section", "text": {"type": "mrkdwn", "text": "hello"}}])
             await asyncio.gather(*(bot.ctx.channel.reply(at, message) for _ in range(replies)))
+            more, gap = then
+            if more:
+                await time_.sleep(gap)
+                await asyncio.gather(*(bot.ctx.channel.reply(at, message) for _ in range(more)))
         finally:
             del sender.chat_postMessage
 
@@ -219,6 +224,15 @@ def test_a_bet_slack_takes_ends_the_doubt(bot, slack):
     # push the last reply to 7); its token comes back and both go at 6.
     sent = replies_sent(bot, slack, replies=10, burst=4, refuse={5, 7, 10})
     assert sent == [(0, True)] * 4 + [(1, True), (2, False), (3, True), (3, False), (4, True), (4, True), (5, False), (6, True), (6, True)]
+
+
+def test_a_bet_lost_long_ago_is_forgotten_once_slacks_word_covers_our_bucket_again(bot, slack):
+    # A bet lost at 3 and no call after it a bet; after 20 quiet seconds both buckets are
+    # full again and the doubt is gone, so the bet lost at 25 is the first of a new doubt,
+    # not the second running (which would restart the bucket at half pace).
+    sent = replies_sent(bot, slack, replies=7, burst=4, refuse={5, 7, 9, 11}, then=(8, 20.0))
+    assert sent[:9] == [(0, True)] * 4 + [(1, True), (2, False), (3, True), (3, False), (4, True)]
+    assert sent[9:] == [(24, False), (25, True), (25, False)] + [(26, True)] * 4 + [(27, True), (28, True), (29, True)]
 
 
 def started_replies(slack) -> list[tuple[float, dict]]:
