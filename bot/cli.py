@@ -220,13 +220,13 @@ async def _check_socket_mode(slack, settings: Settings, out) -> bool:
 
 
 def _slack_reason(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if response is not None:
-        try:
-            return str(response.get("error"))
-        except Exception:  # noqa: BLE001
-            pass
-    return type(exc).__name__
+    """Slack's error code, `unreadable_answer` for a body that was not Slack's, or the kind
+    of failure when there was no answer at all."""
+    from slack_sdk.errors import SlackApiError  # noqa: PLC0415 - loaded when used (start-up cost)
+
+    from bot.clients.slack import slack_error  # noqa: PLC0415 - loaded when used (start-up cost)
+
+    return slack_error(exc) if isinstance(exc, SlackApiError) else type(exc).__name__
 
 
 def _line_to(ok, failed):

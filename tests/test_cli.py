@@ -11,7 +11,9 @@ import time
 import httpx
 import pytest
 
+from bot.clients.slack import UNREADABLE_ANSWER
 from tests.support.fakes.signing import command_body, slack_signature_headers
+from tests.support.fakes.slack_api import Malformed
 from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port
 from tests.support.process import SITREP, lines_starting, sitrep, start_sitrep
 
@@ -49,6 +51,16 @@ def test_check_fails_on_a_wrong_slack_token(full_env, tmp_path):
     (line,) = lines_starting(result.stdout, "slack:")
     assert "FAILED" in line and "invalid_auth" in line
     assert token not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("malformed", list(Malformed), ids=lambda m: m.name.lower())
+def test_check_names_an_answer_from_slack_that_is_not_slacks(full_env, slack, tmp_path, malformed):
+    slack.fail_next("auth.test", malformed=malformed)  # a proxy's page, a cut body, no `ok`
+    result = sitrep("check", env=full_env, cwd=tmp_path)
+    assert result.returncode == 1
+    (line,) = lines_starting(result.stdout, "slack:")
+    assert line == f"slack: FAILED ({UNREADABLE_ANSWER} at {full_env['SLACK_API_URL']}auth.test)", line
     assert "Traceback" not in result.stderr
 
 
