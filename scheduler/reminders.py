@@ -206,9 +206,14 @@ async def _deliver_batch(ctx: AppContext, batch: list[Reminder], records: Record
                 log.exception("reminder %s could not be delivered; it will be retried", claimed.reminder_id)
     finally:
         if waiting:
-            async with ctx.db.engine.begin() as conn:
-                await reminder_store.release_unattempted(conn, [(c.reminder_id, c.claim.token) for c in waiting])
+            await asyncio.shield(_give_back(ctx, [(c.reminder_id, c.claim.token) for c in waiting]))
     return posted
+
+
+async def _give_back(ctx: AppContext, claims: list[tuple[int, int]]) -> None:
+    """Claims whose posts were never sent: pending again at once, not held until stale."""
+    async with ctx.db.engine.begin() as conn:
+        await reminder_store.release_unattempted(conn, claims)
 
 
 async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: MaintenanceWindow | None, records: Records) -> int:
@@ -240,6 +245,10 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
     except ClaimLost:
         log.warning("reminder %s was taken over by another process before its post; not posting it", reminder_id)
         return 0
+    except asyncio.CancelledError:
+        if not reply.turn_came:  # stopped while it waited in the queue: it was never sent
+            await asyncio.shield(_give_back(ctx, [(reminder_id, claim.token)]))
+        raise
     except Exception:
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release(session, reminder_id, token=claim.token)
@@ -262,6 +271,7 @@ class _Reply:
         self.ctx, self.claimed, self.window = ctx, claimed, window
         self.late = False
         self.sent_at = ctx.clock()
+        self.turn_came = False  # built (so perhaps sent): from then on only Slack can tell
 
     def decide(self, window: MaintenanceWindow) -> None:
         self.window, self.sent_at = window, self.ctx.clock()
@@ -271,6 +281,7 @@ class _Reply:
         self.late = decision == Delivery.LATE
 
     async def __call__(self) -> Message:
+        self.turn_came = True
         window = self.window
         if _elapsed() - self.claimed.claimed_before > FRESH_WINDOW:
             async with self.ctx.db.engine.connect() as conn:
