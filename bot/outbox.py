@@ -257,6 +257,17 @@ class Outbox:
                 return
             await asyncio.shield(worker)
 
+    def ready(self, channel: str, method: str) -> int | None:
+        """How many sends of `method` could go to `channel` now without waiting (None:
+        unmetered), so work is not taken in hand far ahead of its turn."""
+        if method not in self.rates:
+            return None
+        now = self.monotonic()
+        bucket = self._bucket(channel, method, now)
+        if bucket.wait(now) > 0 or self._paused.get((channel, method), 0.0) > now:
+            return 0
+        return int(bucket.tokens)
+
     def _idle(self, channel: str) -> bool:
         worker = self._workers.get(channel)
         return worker is None or worker.done()

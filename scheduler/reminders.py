@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 ANNOUNCEMENT_BUSY_RETRY = 15  # seconds: another replica is announcing the window; try after it
 SETTLE_CHECK = 0.25  # seconds between looks for due reminders while a pass waits for its edits
 FRESH_EDIT = 1.0  # seconds: a parent's edit queued longer than this reads the window again
-CLAIM_BATCH = 16  # window reminders claimed, with their windows, in one statement
+CLAIM_BATCH = 16  # window reminders claimed, with their windows, in one statement at most
 FRESH_WINDOW = 1.0  # seconds: a window read longer ago (its post waited its turn) is read again
 RECORD_BATCH = 16  # posted reminders recorded in one statement at most
 RECORD_AFTER = 0.5  # seconds: a posted reminder waits no longer than this to be recorded
@@ -78,7 +78,7 @@ async def run_due_reminders(ctx: AppContext) -> int:
                 continue
             due.sort(key=lambda r: (_priority(r.kind), r.due_at, r.id))
             tried.update(r.id for r in due)
-            for batch in _batches(due):
+            for batch in _batches(due, size=lambda: _claim_batch(ctx)):
                 try:
                     if len(batch) == 1 and not _batchable(batch[0]):
                         posted += await _deliver(ctx, batch[0], records)
@@ -97,17 +97,32 @@ def _batchable(reminder: Reminder) -> bool:
     return reminder.incident_id is None and reminder.state == ReminderState.PENDING
 
 
-def _batches(due: list[Reminder]) -> list[list[Reminder]]:
-    """Runs of up to `CLAIM_BATCH` batchable reminders, in the order given; each other one alone."""
-    batches: list[list[Reminder]] = []
+def _batches(due: list[Reminder], *, size: Callable[[], int]) -> Iterator[list[Reminder]]:
+    """Runs of batchable reminders, in the order given, each as long as `size()` says when
+    it is taken (so after the run before it went out); each other reminder alone."""
+    run: list[Reminder] = []
+    limit = 0
     for reminder in due:
+        if run and (not _batchable(reminder) or len(run) >= limit):
+            yield run
+            run = []
         if not _batchable(reminder):
-            batches.append([reminder])
-        elif batches and len(batches[-1]) < CLAIM_BATCH and _batchable(batches[-1][0]):
-            batches[-1].append(reminder)
-        else:
-            batches.append([reminder])
-    return batches
+            yield [reminder]
+            continue
+        if not run:
+            limit = size()
+        run.append(reminder)
+    if run:
+        yield run
+
+
+def _claim_batch(ctx: AppContext) -> int:
+    """How many reminders to claim at once: as many as the channel could post now, and one
+    more to wait its turn, up to `CLAIM_BATCH`. Under Slack's pace few claims are held ahead
+    of their turn (a replica killed holding them delays only those until its claims are
+    recovered); unpaced, the cost of claiming is shared by `CLAIM_BATCH` reminders."""
+    ready = ctx.outbox.ready(ctx.settings.sitrep_channel, "chat.postMessage")
+    return CLAIM_BATCH if ready is None else max(1, min(CLAIM_BATCH, ready + 1))
 
 
 async def _due(ctx: AppContext, tried: set[int]) -> list[Reminder]:

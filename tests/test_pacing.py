@@ -234,6 +234,19 @@ def test_a_bet_lost_long_ago_is_forgotten_once_slacks_word_covers_our_bucket_aga
     assert sent[9:] == [(24, False), (25, True), (25, False)] + [(26, True)] * 4 + [(27, True), (28, True), (29, True)]
 
 
+def test_the_outbox_says_how_many_sends_could_go_now():
+    time_ = VirtualTime()
+    outbox = Outbox({"chat.postMessage": Rate(per_second=1, burst=3)}, monotonic=time_.monotonic, sleep=time_.sleep)
+    assert outbox.ready(CHANNEL, "chat.update") is None  # unmetered
+    assert outbox.ready(CHANNEL, "chat.postMessage") == 3
+    bucket = outbox._bucket(CHANNEL, "chat.postMessage", time_.now)  # noqa: SLF001 - two sends taken
+    bucket.take()
+    bucket.take()
+    assert outbox.ready(CHANNEL, "chat.postMessage") == 1
+    outbox._paused[(CHANNEL, "chat.postMessage")] = time_.now + 1  # noqa: SLF001 - a 429's pause
+    assert outbox.ready(CHANNEL, "chat.postMessage") == 0
+
+
 def started_replies(slack) -> list[tuple[float, dict]]:
     return [(at, args) for at, method, args in slack.accepted if method == "chat.postMessage" and reminder_kind(args) == "started"]
 
@@ -347,6 +360,9 @@ def test_a_pass_stopped_mid_batch_records_what_it_posted_and_gives_the_rest_back
     states = lambda: [reminder_rows(bot)[w.id].state for w in windows]  # noqa: E731
     slack.wait_for(lambda: states() == ["posted", "posted", "pending", "pending"])
     assert all(reminder_rows(bot)[w.id].claimed_by is None for w in windows[2:])
+    # Claimed a run at a time, only as many as could go then and one more to wait its turn
+    # (a burst of 2: three): the fourth was never taken in hand.
+    assert [reminder_rows(bot)[w.id].claim_token for w in windows] == [1, 1, 1, 0]
     bot.run(slow.drain(CHANNEL))  # the stopped reply's turn comes, and nothing is sent
     assert len(started_replies(slack)) == 2
     bot.ctx.outbox = Outbox(UNDER)
