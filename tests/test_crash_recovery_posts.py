@@ -21,7 +21,7 @@ from tests.support.fakes.signing import interaction_body
 from tests.support.harness import CHANNEL, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values, resolve_values
 from tests.support.maintenance import schedule_values
-from tests.support.process import command_modal, signed_post, start_sitrep, stop, wait_healthy, wait_until
+from tests.support.process import command_modal, kill, signed_post, start_sitrep, stop, wait_healthy, wait_until
 from tests.test_kill_mid_declare import HEARTBEAT
 
 HELD = 30  # Slack's Retry-After on the announcement: the kill comes while it is held
@@ -51,12 +51,9 @@ def test_kill_9_between_storing_and_announcing_then_restart_announces_once_and_t
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
         wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the announcement to be refused with 429")
-        first.kill()  # SIGKILL while the announcement waits
-        first.communicate(timeout=10)
+        kill(first)  # SIGKILL while the announcement waits
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        kill(first)
     [(number, claimed_by, ts, draft_id)] = stored(tmp_path, "SELECT id, announce_claimed_by, message_ts, draft_id FROM incidents")
     assert claimed_by and ts is None and draft_id  # stored, claimed by the dead process, never posted
     assert announcements(slack, "DB down") == [] and slack.ephemerals() == []
@@ -92,12 +89,9 @@ def test_kill_9_while_the_announcement_is_in_flight_then_restart_finds_it_and_do
         slack.delay_next("chat.postMessage", 2)  # Slack takes the post, and answers late
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
         wait_until(lambda: stored(tmp_path, "SELECT id FROM incidents"), 10, "the incident to be stored")
-        first.kill()  # the post is on its way; the dead process never hears where it is
-        first.communicate(timeout=10)
+        kill(first)  # the post is on its way; the dead process never hears where it is
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        kill(first)
     [(ts,)] = stored(tmp_path, "SELECT message_ts FROM incidents")
     assert ts is None
 
@@ -153,12 +147,9 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
         assert signed_post(base, interaction_body(submission_payload(view, resolve_values(number)))).status_code == 200
         wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
-        first.kill()  # …and the process dies with it
-        first.communicate(timeout=10)
+        kill(first)  # …and the process dies with it
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        kill(first)
     assert stored(tmp_path, "SELECT resolved_by IS NOT NULL FROM incidents") == [(1,)]
     assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'resolved'") == [("claimed",)]
     assert slack.thread(CHANNEL, parent) == []
@@ -200,12 +191,9 @@ def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_
         note = {WindowBlock.NOTE: {WindowAction.NOTE: typed("Postponed")}}
         assert signed_post(base, interaction_body(submission_payload(view, note))).status_code == 200
         wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
-        first.kill()  # …and the process dies with it
-        first.communicate(timeout=10)
+        kill(first)  # …and the process dies with it
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        kill(first)
     assert stored(tmp_path, "SELECT state FROM maintenance_windows") == [("cancelled",)]
     assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'cancelled'") == [("claimed",)]
     assert slack.thread(CHANNEL, parent) == []

@@ -14,7 +14,7 @@ from handlers.ids import DraftAction, DraftBlock, DraftInput
 from tests.support.fakes.signing import interaction_body
 from tests.support.harness import CHANNEL, click_payload, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values
-from tests.support.process import command_modal, signed_post, start_sitrep, stop, wait_healthy, wait_until
+from tests.support.process import command_modal, kill, signed_post, start_sitrep, stop, wait_healthy, wait_until
 
 HEARTBEAT = 1  # seconds: an instance silent for 3 is gone
 
@@ -39,12 +39,9 @@ def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_lin
         statuspage.hold_replies(1, seconds=60)  # made upstream; the answer never comes in time
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
         wait_until(lambda: statuspage.incidents, 10, "the status page to make the incident")
-        first.kill()  # SIGKILL: no drain, no goodbye
-        first.communicate(timeout=10)
+        kill(first)  # SIGKILL: no drain, no goodbye
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
+        kill(first)
     [(state, sender)] = drafts(tmp_path)
     assert state == "sending" and sender  # what the dead process left
     assert slack.ephemerals() == []  # nobody was told anything yet

@@ -11,8 +11,6 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
-import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -20,9 +18,10 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import run_due_reminders
 from store.states import DraftKind
-from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.fakes.signing import command_body, interaction_body
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import declare_values, open_declare_modal
+from tests.support.process import signed_post, wait_healthy
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -144,11 +143,6 @@ def test_readyz_fails_while_slack_refuses_the_token(settings, slack):
     assert answer.json()["checks"]["slack"].startswith("auth.test failed")
 
 
-def _post(base: str, body: str) -> httpx.Response:
-    headers = {"Content-Type": "application/x-www-form-urlencoded"} | slack_signature_headers(SIGNING_SECRET, body)
-    return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=10)
-
-
 def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, statuspage, tmp_path):
     port = free_port()
     env = full_env | {"PORT": str(port), "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
@@ -158,26 +152,17 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail("/readyz did not answer 200 within 15 s")
+        wait_healthy(base, process, path="/readyz", timeout=15)
         for echo in (None, f"key {statuspage.api_key} refused\n\x1b[31mFAKE LINE"):
             statuspage.failure_message = echo
             if echo is not None:
                 statuspage.fail_times(1, 400)
             opened = len(slack.calls_to("views.open"))
-            assert _post(base, command_body("/incident", "declare DB down")).status_code == 200
+            assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
             slack.wait_for(lambda opened=opened: len(slack.calls_to("views.open")) > opened)
             # A new modal each time (the replay guard keys a submission by its view's id).
             view = last_view(slack) | {"id": f"V{opened}"}
-            assert _post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
+            assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
             posts = 2 if echo else 1
             slack.wait_for(lambda posts=posts: len([r for r in statuspage.requests if r.method == "POST"]) >= posts)
             time.sleep(0.5)

@@ -87,6 +87,13 @@ def start_sitrep(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Popen
     )
 
 
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL and reap, if it still runs: the crash a test stands for (no drain, no goodbye)."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate(timeout=10)
+
+
 def signed_post(base: str, body: str, *, timeout: float = 10) -> httpx.Response:
     """A form-encoded body posted to a running sitrep's `/slack/events`, signed as Slack signs."""
     headers = {"Content-Type": "application/x-www-form-urlencoded"} | slack_signature_headers(SIGNING_SECRET, body)
