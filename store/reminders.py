@@ -241,9 +241,11 @@ async def move_windows(session: Executor, ids: list[int], *, to: WindowState, no
 async def release_unattempted(session: Executor, claims: list[tuple[int, int]]) -> None:
     """Give back claims whose posts were never attempted (the pass stopped first): pending
     again at once, as if never claimed."""
-    for reminder_id, token in claims:
+    if claims:
         await session.execute(
-            update(_rows).where(_ours(reminder_id, token)).values(state=PENDING, claimed_by=None, claimed_at=None)
+            update(_rows)
+            .where(or_(*(_ours(reminder_id, token) for reminder_id, token in claims)))
+            .values(state=PENDING, claimed_by=None, claimed_at=None)
         )
 
 
