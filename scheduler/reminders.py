@@ -241,7 +241,13 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
         if window is None:
             raise NotWorthPosting
         reply.decide(window)  # before queueing: a skipped one waits for no turn
-        ts = await _post(ctx, window, kind, reply, guard=still_ours(ctx, reminder_id, claim, claimed_before=claimed.claimed_before))
+        guard = still_ours(ctx, reminder_id, claim, claimed_before=claimed.claimed_before)
+        posting = asyncio.ensure_future(_post(ctx, window, kind, reply, guard=guard))
+        try:
+            ts = await asyncio.shield(posting)
+        except asyncio.CancelledError:
+            await asyncio.shield(_settle_stopped(ctx, posting, reply, claimed, records))
+            raise
     except NotWorthPosting:
         log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, kind, claimed.window_id)
         records.add(Outcome(reminder_id, claim.token, ReminderState.SKIPPED), window=reply.window, kind=kind)
@@ -260,10 +266,6 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
     except ClaimLost:
         log.warning("reminder %s was taken over by another process before its post; not posting it", reminder_id)
         return 0
-    except asyncio.CancelledError:
-        if not reply.turn_came:  # stopped while it waited in the queue: it was never sent
-            await asyncio.shield(_give_back(ctx, [(reminder_id, claim.token)]))
-        raise
     except Exception:
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release(session, reminder_id, token=claim.token)
@@ -271,6 +273,23 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
     records.add(Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=ts, late=reply.late), window=reply.window, kind=kind)
     ctx.metrics.reminder("late" if reply.late else "posted", lateness=(reply.sent_at - claimed.due_at).total_seconds())
     return 1
+
+
+async def _settle_stopped(ctx: AppContext, posting: asyncio.Future, reply: _Reply, claimed: Claimed, records: Records) -> None:
+    """The pass was stopped while this reply waited or went out. Not yet built, it was never
+    sent: withdrawn, and its claim given back at once. Built, it may be on its way: let it
+    finish (Slack's timeout bounds it) and record it; if that fails too, the claim is left to
+    go stale, and whoever takes it over looks in the thread first."""
+    if not reply.turn_came:
+        posting.cancel()
+        await _give_back(ctx, [(claimed.reminder_id, claimed.claim.token)])
+        return
+    try:
+        ts = await posting
+    except Exception:  # noqa: BLE001 - not known to have reached Slack: see above
+        return
+    outcome = Outcome(claimed.reminder_id, claimed.claim.token, ReminderState.POSTED, message_ts=ts, late=reply.late)
+    records.add(outcome, window=reply.window, kind=claimed.kind)
 
 
 class NotWorthPosting(Exception):

@@ -346,10 +346,9 @@ def test_a_posted_reminder_is_recorded_while_the_next_post_still_waits_its_turn(
 
 def test_a_pass_stopped_mid_batch_records_what_it_posted_and_gives_the_rest_back(bot, slack, clock):
     """Stopped while a claimed run waits for Slack's pace: what reached Slack is recorded;
-    the reply waiting in the queue and those never tried are pending again at once, not held
-    until their claims go stale (a reply whose turn had come keeps its claim: it may be on its
-    way, and whoever takes it over looks in the thread first). Afterwards each window has one
-    reply."""
+    a reply the stop caught between Slack taking it and its outcome being noted is let finish
+    and recorded; the reply waiting in the queue and those never tried are pending again at
+    once, not held until their claims go stale. Afterwards each window has one reply."""
     windows = [schedule(bot, title=f"Window {i}") for i in range(4)]
     slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.25, burst=2)})
     slack.forget_calls()
