@@ -109,9 +109,22 @@ async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int
     ctx = build_context(settings, clock=lambda: now)
     await ctx.db.prepare()
     rows = [
-        dict(backend="appfirst", upstream_id=str(wid), title=reason, description="", start=start, end=end,
-             components=[], servers=[], state=WindowState.SCHEDULED, channel_id=CHANNEL, created_at=now, updated_at=now)
-        for wid, (start, end, reason) in windows.items() if end > now
+        dict(
+            backend="appfirst",
+            upstream_id=str(wid),
+            title=reason,
+            description="",
+            start=start,
+            end=end,
+            components=[],
+            servers=[],
+            state=WindowState.SCHEDULED,
+            channel_id=CHANNEL,
+            created_at=now,
+            updated_at=now,
+        )
+        for wid, (start, end, reason) in windows.items()
+        if end > now
     ]
     async with ctx.db.session() as session, session.begin():
         for chunk in range(0, len(rows), 1000):
@@ -122,7 +135,9 @@ async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int
         gc.collect()
         gc.freeze()  # as `sitrep run` does once started (bot/cli.py)
         for _ in range(runs):
-            raws.append(await _raw_fetch(settings.appfirst_url, settings.appfirst_email, settings.appfirst_api_key.get_secret_value()))
+            raws.append(
+                await _raw_fetch(settings.appfirst_url, settings.appfirst_email, settings.appfirst_api_key.get_secret_value())
+            )
             meter = StallMeter()
             watching = asyncio.create_task(meter.run())
             await asyncio.sleep(0.01)
@@ -148,16 +163,24 @@ def bench_sync(runs: int, sizes: list[int]) -> None:
         url, email, key, windows = parent.recv()
         with tempfile.TemporaryDirectory() as tmp:
             settings = Settings(
-                slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url="http://127.0.0.1:9/",
-                sitrep_channel=CHANNEL, appfirst_url=url, appfirst_email=email, appfirst_api_key=SecretStr(key),
-                maintenance_backend="appfirst", database_url=f"sqlite:///{tmp}/bench.db",
+                slack_bot_token="xoxb-test-token",
+                slack_signing_secret=SIGNING_SECRET,
+                slack_api_url="http://127.0.0.1:9/",
+                sitrep_channel=CHANNEL,
+                appfirst_url=url,
+                appfirst_email=email,
+                appfirst_api_key=SecretStr(key),
+                maintenance_backend="appfirst",
+                database_url=f"sqlite:///{tmp}/bench.db",
             )
             raws, syncs, stalls = asyncio.run(_sync_runs(settings, now, windows, runs))
         parent.send("stop")
         server.join(10)
         ratios = [s / r for s, r in zip(syncs, raws, strict=True)]
-        print(f"sync, {count:>6,} windows, nothing changed: {mmm(syncs)} ms; raw fetch {mmm(raws)} ms; "
-              f"ratio {mmm(ratios, 1, '{:.2f}')}×; longest loop stall {mmm(stalls)} ms")
+        print(
+            f"sync, {count:>6,} windows, nothing changed: {mmm(syncs)} ms; raw fetch {mmm(raws)} ms; "
+            f"ratio {mmm(ratios, 1, '{:.2f}')}×; longest loop stall {mmm(stalls)} ms"
+        )
 
 
 # --- the picker -----------------------------------------------------------------------------
@@ -170,23 +193,42 @@ def bench_picker(runs: int, sizes: list[int]) -> None:
 
     with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
-            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            slack_bot_token="xoxb-test-token",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.url,
+            sitrep_channel=CHANNEL,
+            statuspage_url=sp.url,
+            statuspage_api_key=sp.api_key,
             database_url=f"sqlite:///{tmp}/bench.db",
         )
         with BotUnderTest(settings) as bot:
             have = 0
             results = {}
             for count in sizes:
+
                 async def add(first=have, count=count):
                     now = datetime.now(UTC)
-                    rows = [dict(upstream_id=f"b-{n}", title=f"Checkout failing in region {n}", description="",
-                                 status="Investigating", impact="Partial Outage", components=[], notify=True,
-                                 channel_id=CHANNEL, declared_by="U1", declared_at=now, updated_at=now, update_count=0)
-                            for n in range(first, count)]
+                    rows = [
+                        dict(
+                            upstream_id=f"b-{n}",
+                            title=f"Checkout failing in region {n}",
+                            description="",
+                            status="Investigating",
+                            impact="Partial Outage",
+                            components=[],
+                            notify=True,
+                            channel_id=CHANNEL,
+                            declared_by="U1",
+                            declared_at=now,
+                            updated_at=now,
+                            update_count=0,
+                        )
+                        for n in range(first, count)
+                    ]
                     async with bot.ctx.db.session() as session, session.begin():
                         for chunk in range(0, len(rows), 1000):
                             await session.execute(insert(Incident), rows[chunk : chunk + 1000])
+
                 bot.run(add())
                 have = count
                 opens, suggests, lists = [], [], []
@@ -200,21 +242,29 @@ def bench_picker(runs: int, sizes: list[int]) -> None:
                         bot.command("update")
                         inner_open.append(time.perf_counter() - started)
                         started = time.perf_counter()
-                        bot.suggest({"callback_id": "incident_update", "blocks": []}, block_id="incident",
-                                    action_id="incident", value="region 1")
+                        bot.suggest(
+                            {"callback_id": "incident_update", "blocks": []},
+                            block_id="incident",
+                            action_id="incident",
+                            value="region 1",
+                        )
                         inner_suggest.append(time.perf_counter() - started)
                     opens.append(statistics.median(inner_open))
                     suggests.append(statistics.median(inner_suggest))
                     lists.append(statistics.median(inner_list))
                 results[count] = (opens, suggests, lists)
-                print(f"picker, {count:>6,} open incidents: /incident update ack {mmm(opens)} ms; "
-                      f"type-ahead answer {mmm(suggests)} ms; /incident list ack {mmm(lists)} ms "
-                      f"(medians of 20, min/median/max of {runs} runs)")
+                print(
+                    f"picker, {count:>6,} open incidents: /incident update ack {mmm(opens)} ms; "
+                    f"type-ahead answer {mmm(suggests)} ms; /incident list ack {mmm(lists)} ms "
+                    f"(medians of 20, min/median/max of {runs} runs)"
+                )
             low, high = results[sizes[0]], results[sizes[-1]]
-            print(f"picker ack at {sizes[-1]:,} ÷ at {sizes[0]:,}: "
-                  f"{statistics.median(high[0]) / statistics.median(low[0]):.2f}× (update), "
-                  f"{statistics.median(high[1]) / statistics.median(low[1]):.2f}× (type-ahead), "
-                  f"{statistics.median(high[2]) / statistics.median(low[2]):.2f}× (list)")
+            print(
+                f"picker ack at {sizes[-1]:,} ÷ at {sizes[0]:,}: "
+                f"{statistics.median(high[0]) / statistics.median(low[0]):.2f}× (update), "
+                f"{statistics.median(high[1]) / statistics.median(low[1]):.2f}× (type-ahead), "
+                f"{statistics.median(high[2]) / statistics.median(low[2]):.2f}× (list)"
+            )
 
 
 # --- ack p99 against a bare Bolt app --------------------------------------------------------
@@ -254,8 +304,11 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
 
     port = free_port()
     port_box.append(port)
-    server = uvicorn.Server(uvicorn.Config(Starlette(routes=[Route("/slack/events", events, methods=["POST"])]),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
     server.install_signal_handlers = lambda: None
 
     async def serve():
@@ -286,8 +339,12 @@ def beside_bare_bolt():
         ready.wait(10)
         bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
         settings = Settings(
-            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
-            sitrep_channel=CHANNEL, statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            slack_bot_token="xoxb-test-token",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.url,
+            sitrep_channel=CHANNEL,
+            statuspage_url=sp.url,
+            statuspage_api_key=sp.api_key,
             database_url=f"sqlite:///{tmp}/bench.db",
         )
         try:
@@ -313,6 +370,7 @@ def bench_ack(runs: int, n: int = 300) -> None:
         return [sorted(x) for x in samples]
 
     with beside_bare_bolt() as (bot, _slack, _sp, bare_http):
+
         def post_bare(i: int) -> None:
             body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
             headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
@@ -331,11 +389,18 @@ def bench_ack(runs: int, n: int = 300) -> None:
             helps.append(p99(help_s))
             declares.append(p99(declare_s))
             medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
-    print(f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
-          f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
-          f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)")
-    print("  medians: " + "; ".join(f"{name} {mmm([m[k] for m in medians])} ms"
-                                     for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))))
+    print(
+        f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
+        f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
+        f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)"
+    )
+    print(
+        "  medians: "
+        + "; ".join(
+            f"{name} {mmm([m[k] for m in medians])} ms"
+            for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))
+        )
+    )
 
 
 def bench_submit(runs: int, n: int = 100) -> None:
@@ -352,7 +417,10 @@ def bench_submit(runs: int, n: int = 100) -> None:
             """Another person's Submit each time: its own view ID and title (not a replay)."""
             payload = submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Bench outage {i}"))
             body = interaction_body(payload)
-            return body, {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
+            return body, {
+                "Content-Type": "application/x-www-form-urlencoded",
+                **slack_signature_headers(SIGNING_SECRET, body, None),
+            }
 
         bares, submits, bare_medians, submit_medians = [], [], [], []
         for _ in range(runs):
@@ -374,11 +442,15 @@ def bench_submit(runs: int, n: int = 100) -> None:
             submits.append(p99(submit_s))
             bare_medians.append(statistics.median(bare_s))
             submit_medians.append(statistics.median(submit_s))
-    print(f"submit ack over {n} declare submissions: median bare Bolt {mmm(bare_medians)} ms; "
-          f"sitrep (draft kept before the ack) {mmm(submit_medians)} ms "
-          f"({statistics.median(submit_medians) / statistics.median(bare_medians):.2f}×)")
-    print(f"  p99: bare Bolt {mmm(bares)} ms; sitrep {mmm(submits)} ms "
-          f"({statistics.median(submits) / statistics.median(bares):.2f}×)")
+    print(
+        f"submit ack over {n} declare submissions: median bare Bolt {mmm(bare_medians)} ms; "
+        f"sitrep (draft kept before the ack) {mmm(submit_medians)} ms "
+        f"({statistics.median(submit_medians) / statistics.median(bare_medians):.2f}×)"
+    )
+    print(
+        f"  p99: bare Bolt {mmm(bares)} ms; sitrep {mmm(submits)} ms "
+        f"({statistics.median(submits) / statistics.median(bares):.2f}×)"
+    )
 
 
 def main() -> None:

@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.channel import unpaced_client  # noqa: E402
-from bot.outbox import SLACK_RATES, Outbox, Rate  # noqa: E402
 from bot.services.maintenance import MaintenanceService  # noqa: E402
 from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
 from bot.settings import Settings  # noqa: E402
+from bot.slack.channel import unpaced_client  # noqa: E402
+from bot.slack.outbox import SLACK_RATES, Outbox, Rate  # noqa: E402
 from scheduler.reminders import LATE_AFTER, run_due_reminders  # noqa: E402
 from store.states import DraftKind  # noqa: E402
 from tests.support.fakes.slack_api import FakeSlack, Tiers  # noqa: E402
@@ -95,21 +95,30 @@ def print_trace(outbox: TracedOutbox, m0: float, scale: float, dues: list[float]
         when = (at - m0) * scale
         mark = "429" if refused else "ok "
         ahead = f"floor #{accepted}: {fl[accepted]:6.2f}" if not refused and accepted < len(fl) else ""
-        print(f"    {when:7.2f} {mark} try {attempts} tokens left {tokens:5.2f} paused {max(paused, 0):4.2f}"
-              f" queued {waiting} {ahead}")
+        print(
+            f"    {when:7.2f} {mark} try {attempts} tokens left {tokens:5.2f} paused {max(paused, 0):4.2f}"
+            f" queued {waiting} {ahead}"
+        )
         accepted += not refused
     updates = [t for t in outbox.trace if t[1] == "chat.update"]
     print(f"    chat.update: {len(updates)} sends, {sum(t[3] for t in updates)} answered 429")
 
 
 def one_run(scale: float, random_429: float, seed: int, trace: bool = False) -> tuple[float, float, float, float, int]:
-    tiers = Tiers(post_per_second=1.0 * scale, post_burst=5, update_per_minute=50 * scale, update_burst=10,
-                  random_429=random_429, seed=seed)
+    tiers = Tiers(
+        post_per_second=1.0 * scale, post_burst=5, update_per_minute=50 * scale, update_burst=10, random_429=random_429, seed=seed
+    )
     with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET,
-                            slack_api_url=slack.url, sitrep_channel=CHANNEL, statuspage_url=sp.url,
-                            statuspage_api_key=sp.api_key, sitrep_reminder_lead=0,
-                            database_url=f"sqlite:///{tmp}/bench.db")
+        settings = Settings(
+            slack_bot_token="xoxb-test-token",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.url,
+            sitrep_channel=CHANNEL,
+            statuspage_url=sp.url,
+            statuspage_api_key=sp.api_key,
+            sitrep_reminder_lead=0,
+            database_url=f"sqlite:///{tmp}/bench.db",
+        )
         clock = RealClock(scale)
         with BotUnderTest(settings, clock=clock) as bot:
             bot.ctx.outbox = Outbox(rates={})  # the announcements, half an hour before: not measured
@@ -118,13 +127,21 @@ def one_run(scale: float, random_429: float, seed: int, trace: bool = False) -> 
             dues = [i * 60 / N for i in range(N)]  # starts spread over one minute
             for i, d in enumerate(dues):
                 start = start0 + timedelta(seconds=d)
-                bot.run(service.submit(DraftKind.SCHEDULE, ScheduleForm(title=f"W{i}", start=start, end=start + timedelta(hours=1)),
-                                       user_id="U1", channel_id=None))
+                bot.run(
+                    service.submit(
+                        DraftKind.SCHEDULE,
+                        ScheduleForm(title=f"W{i}", start=start, end=start + timedelta(hours=1)),
+                        user_id="U1",
+                        channel_id=None,
+                    )
+                )
             slack.forget_calls()
             # Slack's meters and the bot's buckets both start rested, as half an hour after the
             # announcements they would be (the bot's used to start drained by them: ~5 s lost).
             slack.enforce(tiers)
-            bot.ctx.outbox = (TracedOutbox if trace else Outbox)({m: Rate(r.per_second * scale, r.burst) for m, r in SLACK_RATES.items()})
+            bot.ctx.outbox = (TracedOutbox if trace else Outbox)(
+                {m: Rate(r.per_second * scale, r.burst) for m, r in SLACK_RATES.items()}
+            )
             clock.offset += start0 - clock()  # jump to the first start; time runs on from there
             m0 = time.monotonic()
 
@@ -161,10 +178,16 @@ def reminder_cost(runs: int, n: int = 50, database_url: str | None = None) -> No
     record, refresh the parent) with no pacing, against the two Slack calls it makes (the
     same requests, replayed with the same client): per reminder, min/median/max of `runs`."""
     with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET,
-                            slack_api_url=slack.url, sitrep_channel=CHANNEL, statuspage_url=sp.url,
-                            statuspage_api_key=sp.api_key, sitrep_reminder_lead=0,
-                            database_url=database_url or f"sqlite:///{tmp}/bench.db")
+        settings = Settings(
+            slack_bot_token="xoxb-test-token",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.url,
+            sitrep_channel=CHANNEL,
+            statuspage_url=sp.url,
+            statuspage_api_key=sp.api_key,
+            sitrep_reminder_lead=0,
+            database_url=database_url or f"sqlite:///{tmp}/bench.db",
+        )
         clock = FakeClock(T0)
         with BotUnderTest(settings, clock=clock) as bot:
             bot.ctx.outbox = Outbox(rates={})  # no pacing: the bot's own cost
@@ -174,9 +197,14 @@ def reminder_cost(runs: int, n: int = 50, database_url: str | None = None) -> No
             for run in range(runs + 1):  # the first pass warms caches and connections
                 start = clock() + timedelta(minutes=30)
                 for i in range(n):
-                    bot.run(service.submit(DraftKind.SCHEDULE, ScheduleForm(title=f"R{run}-{i}", start=start,
-                                                                            end=start + timedelta(hours=1)),
-                                           user_id="U1", channel_id=None))
+                    bot.run(
+                        service.submit(
+                            DraftKind.SCHEDULE,
+                            ScheduleForm(title=f"R{run}-{i}", start=start, end=start + timedelta(hours=1)),
+                            user_id="U1",
+                            channel_id=None,
+                        )
+                    )
                 clock.set(start)
                 slack.forget_calls()
                 started, cpu, fake_cpu = time.perf_counter(), time.process_time(), _thread_cpu(slack)
@@ -206,20 +234,26 @@ def reminder_cost(runs: int, n: int = 50, database_url: str | None = None) -> No
                 bot.run(run_due_reminders(bot.ctx))
     ratios = [p / c for p, c in zip(paths, calls, strict=True)]
     fmt = lambda xs, k=1000: "/".join(f"{x * k:.2f}" for x in (min(xs), statistics.median(xs), max(xs)))  # noqa: E731
-    print(f"reminder due → posted, no pacing, {n} a run ({runs} runs): {fmt(paths)} ms each; "
-          f"its two Slack calls alone {fmt(calls)} ms; ratio {fmt(ratios, 1)}×")
+    print(
+        f"reminder due → posted, no pacing, {n} a run ({runs} runs): {fmt(paths)} ms each; "
+        f"its two Slack calls alone {fmt(calls)} ms; ratio {fmt(ratios, 1)}×"
+    )
     # CPU of the whole process (the fake Slack's thread included, on both sides): steadier
     # than wall time on a shared machine.
-    print(f"  the same in CPU time: {fmt([c[0] for c in cpus])} ms vs {fmt([c[1] for c in cpus])} ms; "
-          f"ratio {fmt([a / b for a, b in cpus], 1)}×")
+    print(
+        f"  the same in CPU time: {fmt([c[0] for c in cpus])} ms vs {fmt([c[1] for c in cpus])} ms; "
+        f"ratio {fmt([a / b for a, b in cpus], 1)}×"
+    )
     # The fake Slack serves in this process (one thread, sharing the GIL): its CPU counts on
     # both sides, and the parent's edit it serves while the next reminder is claimed holds
     # that claim up (out of process, on another core, the two would overlap). The bot's
     # side alone: the process's CPU less the fake's thread, against the client's for the calls.
     own = [(p - fp, d - fd) for (p, d), (fp, fd) in zip(cpus, fakes, strict=True)]
-    print(f"  the fake Slack's thread: {fmt([f[0] for f in fakes])} ms of the path's CPU, "
-          f"{fmt([f[1] for f in fakes])} ms of the calls'; without it {fmt([o[0] for o in own])} ms vs "
-          f"{fmt([o[1] for o in own])} ms; ratio {fmt([a / b for a, b in own], 1)}×")
+    print(
+        f"  the fake Slack's thread: {fmt([f[0] for f in fakes])} ms of the path's CPU, "
+        f"{fmt([f[1] for f in fakes])} ms of the calls'; without it {fmt([o[0] for o in own])} ms vs "
+        f"{fmt([o[1] for o in own])} ms; ratio {fmt([a / b for a, b in own], 1)}×"
+    )
 
 
 def _thread_cpu(slack: FakeSlack) -> float:
@@ -238,11 +272,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--cost-only", action="store_true", help="only the reminder path's cost (#14 item 4)")
     parser.add_argument("--only-429", action="store_true", help="only the case with 10%% random 429s")
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")],
-                        help="the fake's seeds, comma-separated (default: 0..runs-1)")
+    parser.add_argument(
+        "--seeds", type=lambda s: [int(x) for x in s.split(",")], help="the fake's seeds, comma-separated (default: 0..runs-1)"
+    )
     parser.add_argument("--trace", action="store_true", help="print every post the outbox sent, and when")
-    parser.add_argument("--cost-database", default=None,
-                        help="DATABASE_URL for the reminder cost (an empty database; default: a fresh SQLite file)")
+    parser.add_argument(
+        "--cost-database",
+        default=None,
+        help="DATABASE_URL for the reminder cost (an empty database; default: a fresh SQLite file)",
+    )
     args = parser.parse_args()
     seeds = args.seeds if args.seeds is not None else list(range(args.runs))
     if not args.only_429:
@@ -253,15 +291,21 @@ def main() -> None:
         results = [one_run(args.scale, share, seed, args.trace) for seed in seeds]
         last = [r[0] for r in results]
         print(f"{N} windows in one minute, {share:.0%} random 429s, scale {args.scale:g} (seeds {seeds}):")
-        print(f"  last 'started' reply late by min/median/max {min(last):.1f}/{statistics.median(last):.1f}/{max(last):.1f} s"
-              f"; floor {results[0][1]:.1f} s; ratio {max(last) / max(results[0][1], 1e-9):.2f}×"
-              f" (each seed: {', '.join(f'{x / max(results[0][1], 1e-9):.2f}×' for x in last)})")
+        print(
+            f"  last 'started' reply late by min/median/max {min(last):.1f}/{statistics.median(last):.1f}/{max(last):.1f} s"
+            f"; floor {results[0][1]:.1f} s; ratio {max(last) / max(results[0][1], 1e-9):.2f}×"
+            f" (each seed: {', '.join(f'{x / max(results[0][1], 1e-9):.2f}×' for x in last)})"
+        )
         span = 60 * (N - 1) / N  # the last due time, seconds after the first (dues are i·60/N)
         done = [(r[0] + span) / (r[1] + span) for r in results]
-        print(f"  all posted ÷ the floor's all-posted (both from the first start) min/median/max "
-              f"{min(done):.3f}/{statistics.median(done):.3f}/{max(done):.3f}")
-        print(f"  tagged late {[f'{r[2]:.0%}' for r in results]}; forced by the floor {results[0][3]:.0%};"
-              f" 429s answered {[r[4] for r in results]}")
+        print(
+            f"  all posted ÷ the floor's all-posted (both from the first start) min/median/max "
+            f"{min(done):.3f}/{statistics.median(done):.3f}/{max(done):.3f}"
+        )
+        print(
+            f"  tagged late {[f'{r[2]:.0%}' for r in results]}; forced by the floor {results[0][3]:.0%};"
+            f" 429s answered {[r[4] for r in results]}"
+        )
 
 
 if __name__ == "__main__":

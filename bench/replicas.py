@@ -53,9 +53,17 @@ async def seed(url: str, slack: FakeSlack, n: int, due: datetime) -> None:
             for i in range(n):
                 ts = web.chat_postMessage(channel=CHANNEL, text=f"Maintenance {i}")["ts"]
                 window = MaintenanceWindow(
-                    backend="statuspage", upstream_id=f"bench-{i}", title=f"Bench {i}", start=due,
-                    end=due + timedelta(hours=1), state=WindowState.SCHEDULED, channel_id=CHANNEL, message_ts=ts,
-                    created_by="U1", created_at=due - timedelta(hours=1), updated_at=due - timedelta(hours=1),
+                    backend="statuspage",
+                    upstream_id=f"bench-{i}",
+                    title=f"Bench {i}",
+                    start=due,
+                    end=due + timedelta(hours=1),
+                    state=WindowState.SCHEDULED,
+                    channel_id=CHANNEL,
+                    message_ts=ts,
+                    created_by="U1",
+                    created_at=due - timedelta(hours=1),
+                    updated_at=due - timedelta(hours=1),
                 )
                 session.add(window)
                 await session.flush()
@@ -84,11 +92,20 @@ def one_run(databases: PostgresDatabases, processes: int, n: int, *, kill: bool,
         due = datetime.now(UTC) + START_AHEAD
         asyncio.run(seed(url, slack, n, due))
         env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES} | {
-            "PYTHONUNBUFFERED": "1", "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-            "SLACK_API_URL": slack.url, "SITREP_CHANNEL": CHANNEL, "STATUSPAGE_URL": sp.url,
-            "STATUSPAGE_API_KEY": sp.api_key, "DATABASE_URL": url, "SITREP_REMINDER_LEAD": "0",
-            "SITREP_OVERRUN_WARNING": "0", "SITREP_UPDATE_NUDGE": "0", "SITREP_SYNC_INTERVAL": "300",
-            "SITREP_TEST_SPEEDUP": str(speedup), "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.url,
+            "SITREP_CHANNEL": CHANNEL,
+            "STATUSPAGE_URL": sp.url,
+            "STATUSPAGE_API_KEY": sp.api_key,
+            "DATABASE_URL": url,
+            "SITREP_REMINDER_LEAD": "0",
+            "SITREP_OVERRUN_WARNING": "0",
+            "SITREP_UPDATE_NUDGE": "0",
+            "SITREP_SYNC_INTERVAL": "300",
+            "SITREP_TEST_SPEEDUP": str(speedup),
+            "LOG_LEVEL": "INFO",
         }
         slack.accepted.clear()
         with Replicas(env, Path(tmp), processes) as replicas:
@@ -107,9 +124,7 @@ def one_run(databases: PostgresDatabases, processes: int, n: int, *, kill: bool,
                 replica.stop()
         counts = collections.Counter(w for _, w in done)
         last = max((at for at, _ in done), default=due_mono)
-        shares = sorted(
-            (count for _, count in asyncio.run(_shares(url))), reverse=True
-        )
+        shares = sorted((count for _, count in asyncio.run(_shares(url))), reverse=True)
     return {
         "seconds": last - due_mono,
         "per_second": len(counts) / max(last - due_mono, 1e-9),

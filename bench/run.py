@@ -17,10 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydantic import SecretStr  # noqa: E402
 
 from bot.clients.appfirst import AppFirstClient  # noqa: E402
-from bot.outbox import Outbox  # noqa: E402
 from bot.services.maintenance import MaintenanceService  # noqa: E402
 from bot.services.maintenance_forms import ScheduleForm  # noqa: E402
 from bot.settings import Settings  # noqa: E402
+from bot.slack.outbox import Outbox  # noqa: E402
 from scheduler.reminders import run_due_reminders  # noqa: E402
 from store.models import Incident  # noqa: E402
 from store.states import DraftKind  # noqa: E402
@@ -39,8 +39,12 @@ def report(name: str, samples: list[float]) -> None:
 def main() -> None:
     with FakeSlack() as slack, FakeStatusPage() as sp, FakeAppFirst() as fa, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
-            slack_bot_token="xoxb-test-token", slack_signing_secret=SIGNING_SECRET, slack_api_url=slack.url,
-            sitrep_channel="C0SITREP", statuspage_url=sp.url, statuspage_api_key=sp.api_key,
+            slack_bot_token="xoxb-test-token",
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.url,
+            sitrep_channel="C0SITREP",
+            statuspage_url=sp.url,
+            statuspage_api_key=sp.api_key,
             database_url=f"sqlite:///{tmp}/bench.db",
         )
         clock = FakeClock(datetime(2031, 1, 1, tzinfo=timezone.utc))
@@ -58,9 +62,19 @@ def main() -> None:
                 now = clock()
                 async with bot.ctx.db.session() as session, session.begin():
                     for n in range(400):
-                        session.add(Incident(upstream_id=f"b-{n}", title=f"Incident {n}", status="Investigating",
-                                             impact="Partial Outage", channel_id="C0SITREP", declared_by="U1",
-                                             declared_at=now, updated_at=now))
+                        session.add(
+                            Incident(
+                                upstream_id=f"b-{n}",
+                                title=f"Incident {n}",
+                                status="Investigating",
+                                impact="Partial Outage",
+                                channel_id="C0SITREP",
+                                declared_by="U1",
+                                declared_at=now,
+                                updated_at=now,
+                            )
+                        )
+
             bot.run(many())
             samples = []
             for _ in range(30):
@@ -72,8 +86,14 @@ def main() -> None:
             service = MaintenanceService(bot.ctx)
             for n in range(40):
                 start = clock() + timedelta(hours=n + 1)
-                bot.run(service.submit(DraftKind.SCHEDULE, ScheduleForm(title=f"H{n}", start=start, end=start + timedelta(hours=1)),
-                                         user_id="U1", channel_id=None))
+                bot.run(
+                    service.submit(
+                        DraftKind.SCHEDULE,
+                        ScheduleForm(title=f"H{n}", start=start, end=start + timedelta(hours=1)),
+                        user_id="U1",
+                        channel_id=None,
+                    )
+                )
             # 3. The home tab with those 400 open incidents and 40 windows: event → views.publish.
             samples, sizes = [], []
             for _ in range(20):
@@ -95,14 +115,22 @@ def main() -> None:
             service = MaintenanceService(bot.ctx)
             for n in range(200):
                 start = clock() + timedelta(minutes=30)
-                bot.run(service.submit(DraftKind.SCHEDULE, ScheduleForm(title=f"W{n}", start=start, end=start + timedelta(hours=1)),
-                                         user_id="U1", channel_id=None))
+                bot.run(
+                    service.submit(
+                        DraftKind.SCHEDULE,
+                        ScheduleForm(title=f"W{n}", start=start, end=start + timedelta(hours=1)),
+                        user_id="U1",
+                        channel_id=None,
+                    )
+                )
             clock.advance(minutes=30)
             started = time.perf_counter()
             posted = bot.run(run_due_reminders(bot.ctx))
             elapsed = time.perf_counter() - started
-            print(f"{'reminders: 400 due at once (200 late heads-ups skipped)':<48} posted={posted} in {elapsed:.2f} s "
-                  f"({elapsed / max(posted, 1) * 1000:.1f} ms each)")
+            print(
+                f"{'reminders: 400 due at once (200 late heads-ups skipped)':<48} posted={posted} in {elapsed:.2f} s "
+                f"({elapsed / max(posted, 1) * 1000:.1f} ms each)"
+            )
 
         # 5. AppFirst: listing 3,000 windows across pages.
         now = datetime.now(timezone.utc)
@@ -121,10 +149,15 @@ def main() -> None:
             report(f"appfirst: list 3,000 windows (page size {page_size})", samples)
 
         # 6. `/maintenance list` on AppFirst with those 3,000 windows: the ack, and the answer.
-        af_settings = settings.model_copy(update={
-            "appfirst_url": fa.url, "appfirst_email": fa.email, "appfirst_api_key": SecretStr(fa.api_key),
-            "maintenance_backend": "appfirst", "database_url": f"sqlite:///{tmp}/bench-af.db",
-        })
+        af_settings = settings.model_copy(
+            update={
+                "appfirst_url": fa.url,
+                "appfirst_email": fa.email,
+                "appfirst_api_key": SecretStr(fa.api_key),
+                "maintenance_backend": "appfirst",
+                "database_url": f"sqlite:///{tmp}/bench-af.db",
+            }
+        )
         fa.clock = clock = FakeClock(now)
         with BotUnderTest(af_settings, clock=clock) as bot:
             acks, answers = [], []

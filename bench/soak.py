@@ -236,15 +236,21 @@ def report(subs: list[Submission], slack: FakeSlack, statuspage: FakeStatusPage,
     never_told = [s.title for s in subs if s.delivered and not answers_to(slack, s.user)]
     unannounced = sorted(t for t in stored_titles if t in by_title and t not in announced)
 
-    print(f"submissions delivered: {sum(s.delivered for s in subs)} of {len(subs)} "
-          f"(Submit pressed {sum(s.attempts for s in subs)} times)")
+    print(
+        f"submissions delivered: {sum(s.delivered for s in subs)} of {len(subs)} "
+        f"(Submit pressed {sum(s.attempts for s in subs)} times)"
+    )
     print(f"on the status page: {len(statuspage.incidents)}; stored by sitrep: {len(stored)}; drafts: {dict(drafts)}")
-    print(f"announcements: {sum(announced.values())} for {len(announced)} titles; reminders posted: "
-          f"{sum(reminders.values())} ({dict(Counter(kind for _w, kind in reminders))})")
+    print(
+        f"announcements: {sum(announced.values())} for {len(announced)} titles; reminders posted: "
+        f"{sum(reminders.values())} ({dict(Counter(kind for _w, kind in reminders))})"
+    )
     print(f"stored but never announced (not counted): {len(unannounced)} {unannounced[:10]}")
     print(f"orphans upstream: {len(orphans)} {orphans[:10]}")
-    print(f"duplicates in Slack: {duplicates} "
-          f"{[t for t, n in announced.items() if n > 1][:5]} {[k for k, n in reminders.items() if n > 1][:5]}")
+    print(
+        f"duplicates in Slack: {duplicates} "
+        f"{[t for t, n in announced.items() if n > 1][:5]} {[k for k, n in reminders.items() if n > 1][:5]}"
+    )
     print(f"people never told: {len(never_told)} {never_told[:10]}")
     return {"orphans": len(orphans), "duplicates": duplicates, "never_told": len(never_told)}
 
@@ -254,12 +260,20 @@ def main() -> int:
     parser.add_argument("--declares", type=int, default=30, help="incident declarations (default 30)")
     parser.add_argument("--windows", type=int, default=6, help="maintenance windows with reminders due (default 6)")
     parser.add_argument("--people", type=int, default=4, help="people acting at once (default 4)")
-    parser.add_argument("--uptime", type=float, nargs=2, default=(1.0, 4.0), metavar=("MIN", "MAX"),
-                        help="seconds the bot runs between two kills, drawn uniformly (default 1 4)")
-    parser.add_argument("--latency", type=float, default=0.2,
-                        help="seconds the status page waits before acting on a call (default 0.2)")
-    parser.add_argument("--answer-latency", type=float, default=0.4,
-                        help="seconds it waits after acting, before answering (default 0.4)")
+    parser.add_argument(
+        "--uptime",
+        type=float,
+        nargs=2,
+        default=(1.0, 4.0),
+        metavar=("MIN", "MAX"),
+        help="seconds the bot runs between two kills, drawn uniformly (default 1 4)",
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.2, help="seconds the status page waits before acting on a call (default 0.2)"
+    )
+    parser.add_argument(
+        "--answer-latency", type=float, default=0.4, help="seconds it waits after acting, before answering (default 0.4)"
+    )
     parser.add_argument("--settle", type=float, default=20.0, help="seconds after the last kill for recovery (default 20)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (printed, to repeat a run)")
     args = parser.parse_args()

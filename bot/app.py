@@ -20,12 +20,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import handlers
-from bot import logs
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
-from bot.edge import SlackEdge
-from bot.lifecycle import Drain, TrackListenerTask, draining_server
-from bot.metrics import CONTENT_TYPE_LATEST
-from bot.replays import ForgetShownAgain, replay_guard
+from bot.inbound.drain import Drain, TrackListenerTask, draining_server
+from bot.inbound.edge import SlackEdge
+from bot.inbound.replays import ForgetShownAgain, replay_guard
+from bot.ops import logs
+from bot.ops.metrics import CONTENT_TYPE_LATEST
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,7 @@ def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> As
     settings = ctx.settings
     # Bolt gets a token-less twin of our client: the token comes from `authorize`, so
     # Bolt neither warns about two sources nor keeps a second copy of the secret.
-    bolt_client = AsyncWebClient(
-        base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers
-    )
+    bolt_client = AsyncWebClient(base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers)
     ctx.metrics.instrument_slack(bolt_client)
     bolt_logger = logging.getLogger("sitrep.bolt")
     if not any(isinstance(f, _NoTokenFromEnvironmentWarning) for f in bolt_logger.filters):
@@ -248,7 +246,7 @@ class Sitrep:
         )
 
     def _edge(self) -> Middleware:
-        """Size, signature and payload checks before Bolt reads a byte (see bot/edge.py)."""
+        """Size, signature and payload checks before Bolt reads a byte (see bot/inbound/edge.py)."""
         secret = self.ctx.settings.slack_signing_secret
         return Middleware(
             SlackEdge,
@@ -299,7 +297,7 @@ class Sitrep:
         # Only Socket Mode needs these: an HTTP deployment never loads the websocket stack.
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-        from bot.socket_mode import first_connection_url  # loaded when used (start-up cost)
+        from bot.inbound.socket_mode import first_connection_url  # loaded when used (start-up cost)
 
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 
-from bot.logs import configure as configure_logs
+from bot.ops.logs import configure as configure_logs
 from bot.settings import MigrateSettings, Settings, SettingsError, load_migrate_settings, load_settings
 
 log = logging.getLogger("sitrep.cli")
@@ -34,7 +34,7 @@ def _url_password(database_url: str) -> list[str]:
 
 
 def configure_logging(settings: Settings) -> None:
-    """LOG_LEVEL and LOG_FORMAT, every line through the redaction filter (bot/logs.py)."""
+    """LOG_LEVEL and LOG_FORMAT, every line through the redaction filter (bot/ops/logs.py)."""
     configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=secrets_of(settings))
 
 
@@ -140,8 +140,10 @@ async def check(settings: Settings, out=print) -> int:
     # Imported when used: only the sandbox needs the stand-ins.
     from bot.sandbox import Sandbox
 
-    out("sandbox: on (stand-ins for the status page and AppFirst, a throwaway database; "
-        "STATUSPAGE_URL, APPFIRST_URL and DATABASE_URL are not used)")
+    out(
+        "sandbox: on (stand-ins for the status page and AppFirst, a throwaway database; "
+        "STATUSPAGE_URL, APPFIRST_URL and DATABASE_URL are not used)"
+    )
     async with Sandbox() as sandbox:
         return await _check(sandbox.configure(settings), out)
 
@@ -202,7 +204,7 @@ async def _check_socket_mode(slack, settings: Settings, out) -> bool:
     """Ask Slack for a websocket URL with the app token, as `sitrep run` does first. The check
     does not connect: Slack would hand a running bot's commands to that connection too."""
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
-    from bot.socket_mode import SocketModeRefused, open_connection_url
+    from bot.inbound.socket_mode import SocketModeRefused, open_connection_url
 
     if settings.slack_app_token is None:
         out("socket mode: not configured (HTTP mode)")
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
-    from bot.socket_mode import SocketModeRefused
+    from bot.inbound.socket_mode import SocketModeRefused
 
     try:
         asyncio.run(_run(settings))

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.backends import make_backend
-from bot.channel import Channel, unpaced_client
 from bot.clients.appfirst import AppFirstClient
 from bot.clients.slack import make_slack_client
 from bot.clients.statuspage import StatusPageClient
 from bot.errors import SubmissionUnknown
-from bot.metrics import Metrics
-from bot.outbox import Outbox, Rate, Reserve, scaled_rates
+from bot.ops.metrics import Metrics
 from bot.settings import Settings
+from bot.slack.channel import Channel, unpaced_client
+from bot.slack.outbox import Outbox, Rate, Reserve, scaled_rates
 from store.db import Database
 from store.pace import reserve_slot
 from store.reminders import STALE_CLAIM
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 ACK_DEADLINE = "sitrep_ack_deadline"
 ACK_BUDGET_SECONDS = 2.0
 
-#: The key (`bot.replays.submission_key`) of the Slack request being handled, set by the
+#: The key (`bot.inbound.replays.submission_key`) of the Slack request being handled, set by the
 #: replay guard for the listener it runs: a draft kept by that listener records it, so a
 #: Submit pressed again after a crash is told apart from a replay.
 SUBMISSION_KEY: ContextVar[str | None] = ContextVar("sitrep_submission_key", default=None)
@@ -97,9 +97,7 @@ class AppContext:
         await self.db.dispose()
 
 
-def build_upstreams(
-    settings: Settings, *, http_timeout: float = 10.0
-) -> tuple[StatusPageClient | None, AppFirstClient | None]:
+def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[StatusPageClient | None, AppFirstClient | None]:
     """The configured API clients (None where not configured); no network, no database."""
     statuspage = appfirst = None
     if settings.statuspage_url and settings.statuspage_api_key:
@@ -126,9 +124,7 @@ def shared_pace(db: Database) -> Reserve:
     return reserve
 
 
-def build_context(
-    settings: Settings, *, clock: Callable[[], datetime] = utcnow, http_timeout: float = 10.0
-) -> AppContext:
+def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow, http_timeout: float = 10.0) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
     db = Database(settings.database_url)

@@ -140,9 +140,7 @@ def escape_controls(text: str) -> str:
     return "".join(out)
 
 
-def upstream_text(
-    text: str, secrets: Iterable[str], limit: int | None = None, *, whole: Iterable[str] = ()
-) -> str:
+def upstream_text(text: str, secrets: Iterable[str], limit: int | None = None, *, whole: Iterable[str] = ()) -> str:
     """An upstream's message made safe to show and log: secrets out first, then control
     characters escaped, and only then cut to ``limit`` characters (with an ellipsis)."""
     text = escape_controls(scrub(text, secrets, whole=whole))
@@ -183,10 +181,7 @@ class UpstreamError(Exception):
         return _sentence(f"{_subject(self.service)} returned an error: {self.message}")
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(service={self.service!r}, "
-            f"message={self.message!r}, status={self.status!r})"
-        )
+        return f"{type(self).__name__}(service={self.service!r}, message={self.message!r}, status={self.status!r})"
 
 
 class UpstreamRejected(UpstreamError):
@@ -248,10 +243,7 @@ class UpstreamUnavailable(UpstreamError):
     """
 
     def __str__(self) -> str:
-        return _sentence(
-            f"{_subject(self.service)} is not available right now: "
-            f"{_sentence(self.message)} Please try again later"
-        )
+        return _sentence(f"{_subject(self.service)} is not available right now: {_sentence(self.message)} Please try again later")
 
 
 class OutcomeUnknown(UpstreamUnavailable):
@@ -322,6 +314,8 @@ class SubmissionUnknown(SitrepError):
         self.can_link = can_link
         self.reason = reason
         super().__init__(f"{_subject(service)} may or may not have done it: {reason or 'no answer came back'}")
+
+
 class DatabaseBusy(SitrepError):
     """The database did not answer within the bound an answer to Slack allows (locked by
     another process, read-only, gone): said plainly instead of Slack's "operation timed out"."""

@@ -23,7 +23,7 @@ def _upper(text: str) -> str:
 
 
 def unknown_answer(err: SubmissionUnknown, *, recovered: bool = False) -> tuple[str, list[dict]]:
-    """"Outcome unknown", what was typed, and the choices this upstream allows."""
+    """ "Outcome unknown", what was typed, and the choices this upstream allows."""
     thing = _thing(err.kind)
     service = err.service
     if recovered:
@@ -47,7 +47,9 @@ def unknown_answer(err: SubmissionUnknown, *, recovered: bool = False) -> tuple[
         choices.append(f"• *It exists: link it* — if you can see it on {service}, paste its ID and sitrep takes it from there.")
         buttons.append(button("It exists: link it", DraftAction.LINK, value, None if err.can_check else "primary"))
     anyway = "Create anyway" if DraftKind(err.kind).creates else "Send anyway"
-    choices.append(f"• *{anyway}* sends it again without looking" + (" (it may then exist twice)." if DraftKind(err.kind).creates else "."))
+    choices.append(
+        f"• *{anyway}* sends it again without looking" + (" (it may then exist twice)." if DraftKind(err.kind).creates else ".")
+    )
     buttons.append(button(anyway, DraftAction.ANYWAY, value))
     choices.append("• *Edit* reopens the form with what you typed.")
     buttons.append(button("Edit", DraftAction.EDIT, value))

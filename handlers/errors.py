@@ -123,8 +123,10 @@ def failure_answer(err: SubmissionFailed) -> tuple[str, list[dict]]:
     cause = err.cause
     head = ":warning: That didn't go through. " + upstream_sentence(cause)
     retryable = not isinstance(cause, UpstreamRejected)
-    head += "\n*Retry* sends it again; *Edit* reopens the form with what you typed." if retryable else (
-        "\n*Edit* reopens the form with what you typed."
+    head += (
+        "\n*Retry* sends it again; *Edit* reopens the form with what you typed."
+        if retryable
+        else ("\n*Edit* reopens the form with what you typed.")
     )
     quoted = "\n".join("> " + escape(line) for line in truncate(err.summary, 2500).splitlines()) or "> (empty)"
     buttons = [button("Edit", DraftAction.EDIT, str(err.draft_id))]

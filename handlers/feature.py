@@ -67,9 +67,7 @@ class FeatureHandlers:
         kind, form = await self.service.reopen(draft_id)
         choices = self.service.unknown_choices(kind)
         await ack()
-        view = link_modal(
-            draft_id, kind=kind, service=choices.service, summary=form.summary(), channel_id=it.channel_id
-        )
+        view = link_modal(draft_id, kind=kind, service=choices.service, summary=form.summary(), channel_id=it.channel_id)
         await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
     async def submit_link(self, ack, draft_id: int, it: Interaction) -> None:

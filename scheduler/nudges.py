@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from bot.channel import ClaimLost, Posted
 from bot.context import AppContext
 from bot.messages import incident as messages
-from bot.outbox import Priority, RateLimited
 from bot.services.nudges import next_nudge_at
+from bot.slack.channel import ClaimLost, Posted
+from bot.slack.outbox import Priority, RateLimited
 from store import incidents as incident_store
 from store import reminders as reminder_store
 from store.models import Reminder

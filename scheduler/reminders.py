@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.backends import backend_named
-from bot.channel import AnnouncementBusy, ClaimLost, Guard, Message, Posted
 from bot.context import AppContext
 from bot.messages import maintenance as messages
-from bot.outbox import Priority, RateLimited
 from bot.services.incidents import IncidentService
 from bot.services.windows import Windows
+from bot.slack.channel import AnnouncementBusy, ClaimLost, Guard, Message, Posted
+from bot.slack.outbox import Priority, RateLimited
 from scheduler.nudges import deliver_nudge
 from scheduler.rooms import deliver_archive
 from store import reminders as reminder_store
@@ -270,7 +270,9 @@ async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: Maintenanc
         async with ctx.db.session() as session, session.begin():
             await reminder_store.release(session, reminder_id, token=claim.token)
         raise
-    records.add(Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=ts, late=reply.late), window=reply.window, kind=kind)
+    records.add(
+        Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=ts, late=reply.late), window=reply.window, kind=kind
+    )
     ctx.metrics.reminder("late" if reply.late else "posted", lateness=(reply.sent_at - claimed.due_at).total_seconds())
     return 1
 
@@ -326,7 +328,9 @@ class _Reply:
         if self.claimed.kind == ReminderKind.OVERRUN:
             return messages.overrun_prompt(window)
         late_since = self.claimed.due_at if self.late else None
-        return messages.reminder(window, self.claimed.kind, lead_minutes=self.ctx.settings.sitrep_reminder_lead, late_since=late_since)
+        return messages.reminder(
+            window, self.claimed.kind, lead_minutes=self.ctx.settings.sitrep_reminder_lead, late_since=late_since
+        )
 
 
 def still_ours(ctx: AppContext, reminder_id: int, claim: Claim, *, claimed_before: float | None = None) -> Guard:

@@ -11,7 +11,7 @@ import logging
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.messages import incident as messages
-from bot.rooms import TRANSIENT, Rooms
+from bot.slack.rooms import TRANSIENT, Rooms
 from store import incidents as incident_store
 from store import reminders as reminder_store
 from store.models import Reminder

@@ -135,9 +135,7 @@ class ReminderScheduler:
         run_date = _machine_now() + delay
         # Two instances: a wake-up planned from inside a run (the next reminder is already
         # due) must wait on the lock, not be skipped as "already running" and lost.
-        self.scheduler.add_job(
-            self._run_due, "date", run_date=run_date, id=NEXT_JOB, replace_existing=True, max_instances=2
-        )
+        self.scheduler.add_job(self._run_due, "date", run_date=run_date, id=NEXT_JOB, replace_existing=True, max_instances=2)
 
     def next_wake(self) -> datetime | None:
         """The due time (on the bot's clock) of the planned wake-up, if any."""

@@ -113,7 +113,9 @@ async def _sync_pass(ctx: AppContext, backend: MaintenanceBackend, report: SyncR
             report.moved += 1
             if row.message_ts is None and stored.start > windows.horizon_end():
                 continue  # not announced yet, still beyond the horizon: its announcement will show the new times
-            await windows.post_in_thread(row.id, messages.moved_outside(stored, before=(row.start, row.end), service=backend.service))
+            await windows.post_in_thread(
+                row.id, messages.moved_outside(stored, before=(row.start, row.end), service=backend.service)
+            )
             await windows.refresh_announcement(row.id)
 
     report.announced = await windows.announce_entered_horizon()

@@ -35,9 +35,7 @@ async def claim_announcement(
     taken over — that one may have posted — NONE when it is announced already or another
     process is announcing it."""
     row = (
-        await session.execute(
-            select(W.announce_token, W.announce_claimed_at, W.message_ts).where(W.id == window_id)
-        )
+        await session.execute(select(W.announce_token, W.announce_claimed_at, W.message_ts).where(W.id == window_id))
     ).one_or_none()
     if row is None or row.message_ts is not None:
         return Claim(ClaimResult.NONE, 0)
@@ -59,9 +57,7 @@ def _ours(window_id: int, token: int, W: Announced = MaintenanceWindow):
     return (W.id == window_id) & (W.message_ts.is_(None)) & (W.announce_token == token)
 
 
-async def confirm_announcement(
-    session: AsyncSession, window_id: int, *, token: int, W: Announced = MaintenanceWindow
-) -> bool:
+async def confirm_announcement(session: AsyncSession, window_id: int, *, token: int, W: Announced = MaintenanceWindow) -> bool:
     """Just before the post: still ours (renewed on the database's clock)?"""
     done = await session.execute(update(W).where(_ours(window_id, token, W)).values(announce_claimed_at=db_utc_now()))
     return done.rowcount == 1

@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-
 class StoreTimeout(TimeoutError):
     """The database did not answer within a `bounded` call's time (locked by another process)."""
 

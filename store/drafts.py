@@ -83,9 +83,7 @@ async def record_attempt(
 async def release(session: AsyncSession, draft_id: int, *, now: datetime) -> None:
     """Nobody is sending it any more, and nobody knows how the send ended (this process
     was stopped mid-call): the recovery makes it "unknown" and tells the person."""
-    await session.execute(
-        update(Draft).where(Draft.id == draft_id, Draft.state == SENDING).values(sent_by=None, updated_at=now)
-    )
+    await session.execute(update(Draft).where(Draft.id == draft_id, Draft.state == SENDING).values(sent_by=None, updated_at=now))
 
 
 async def orphaned(session: AsyncSession, *, live_since: datetime, limit: int = 100) -> list[Draft]:

@@ -50,9 +50,7 @@ async def find_incident(session: AsyncSession, ref: str) -> Incident | None:
 async def open_incidents(session: AsyncSession, *, limit: int, offset: int = 0) -> list[Incident]:
     """At most `limit` open incidents, newest first, skipping the `offset` newest: what a
     person is shown never loads every open incident."""
-    query = (
-        select(Incident).where(Incident.resolved_at.is_(None)).order_by(Incident.id.desc()).offset(offset).limit(limit)
-    )
+    query = select(Incident).where(Incident.resolved_at.is_(None)).order_by(Incident.id.desc()).offset(offset).limit(limit)
     return list((await session.execute(query)).scalars())
 
 

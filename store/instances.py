@@ -42,9 +42,7 @@ async def db_now(session: AsyncSession) -> datetime:
 
 async def beat(session: AsyncSession, instance_id: str) -> None:
     """Say this instance is alive now (creating its row on the first beat)."""
-    refreshed = await session.execute(
-        update(Instance).where(Instance.id == instance_id).values(heartbeat_at=utc_now())
-    )
+    refreshed = await session.execute(update(Instance).where(Instance.id == instance_id).values(heartbeat_at=utc_now()))
     if refreshed.rowcount == 0:
         now = await db_now(session)
         session.add(Instance(id=instance_id, started_at=now, heartbeat_at=now))

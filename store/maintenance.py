@@ -101,9 +101,7 @@ async def unannounced_external(session: AsyncSession, backend: str, until: datet
 
 async def active_windows(session: AsyncSession, backend: str) -> list[MaintenanceWindow]:
     """Every window of one backend still scheduled or in progress (for the sync)."""
-    query = select(MaintenanceWindow).where(
-        MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES)
-    )
+    query = select(MaintenanceWindow).where(MaintenanceWindow.backend == backend, MaintenanceWindow.state.in_(ACTIVE_STATES))
     return list((await session.execute(query)).scalars())
 
 

@@ -117,7 +117,7 @@ class Draft(Base):
     updated_at: Mapped[datetime]
     #: The instance (`Instance.id`) sending it while "sending"; None: nobody (released).
     sent_by: Mapped[str | None] = mapped_column(String(64), default=None)
-    #: The Slack submission (`bot.replays.submission_key`) it was kept from: Submit pressed
+    #: The Slack submission (`bot.inbound.replays.submission_key`) it was kept from: Submit pressed
     #: again after a crash is a replay only when the first press left a draft.
     submission_key: Mapped[str | None] = mapped_column(String(200), index=True, default=None)
 

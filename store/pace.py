@@ -17,9 +17,7 @@ async def reserve_slot(session: AsyncSession, channel: str, method: str, *, inte
     sending (0: now). A generic cell-rate limiter: one send per `interval` seconds on
     average, up to `burst` at once after a quiet spell; one atomic update per send."""
     insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(
-        insert(ChannelPace).values(channel=channel, method=method, next_slot=0.0).on_conflict_do_nothing()
-    )
+    await session.execute(insert(ChannelPace).values(channel=channel, method=method, next_slot=0.0).on_conflict_do_nothing())
     now = db_epoch_now()
     start = case((ChannelPace.next_slot > now, ChannelPace.next_slot), else_=now)
     row = (

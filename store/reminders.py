@@ -38,9 +38,7 @@ async def reminders_of(session: AsyncSession, window_id: int) -> dict[str, Remin
 
 async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
     """An incident's update-nudge row, if it has one."""
-    rows = await session.execute(
-        select(Reminder).where(Reminder.incident_id == incident_id, Reminder.kind == ReminderKind.NUDGE)
-    )
+    rows = await session.execute(select(Reminder).where(Reminder.incident_id == incident_id, Reminder.kind == ReminderKind.NUDGE))
     return rows.scalars().first()
 
 
@@ -143,9 +141,7 @@ class Claim:
         return self.result != ClaimResult.NONE
 
 
-async def claim(
-    session: Executor, reminder: Reminder, *, instance: str, stale_after: timedelta
-) -> Claim:
+async def claim(session: Executor, reminder: Reminder, *, instance: str, stale_after: timedelta) -> Claim:
     """Take a reminder as read by `due` (compare-and-set on its token): a pending one, or a
     claim older than `stale_after` on the database's clock (STALE: it may be in Slack
     already). Each claim bumps the token, so the process it was taken from is fenced off."""
@@ -158,9 +154,7 @@ async def claim(
     if taken.rowcount == 1:
         return Claim(ClaimResult.FRESH, token)
     taken = await session.execute(
-        update(_rows)
-        .where(mine, _rows.c.state == CLAIMED, _rows.c.claimed_at < db_utc_now(-stale_after))
-        .values(**claimed)
+        update(_rows).where(mine, _rows.c.state == CLAIMED, _rows.c.claimed_at < db_utc_now(-stale_after)).values(**claimed)
     )
     return Claim(ClaimResult.STALE if taken.rowcount == 1 else ClaimResult.NONE, token)
 
@@ -298,11 +292,7 @@ async def release(session: AsyncSession, reminder_id: int, *, token: int) -> Non
     """Give a claim back after a post that may have reached Slack (a timeout, a dropped
     connection). It stays a claim, but one already stale, so the next run looks in the
     thread first."""
-    await session.execute(
-        update(_rows)
-        .where(_ours(reminder_id, token))
-        .values(claimed_by=None, claimed_at=LONG_AGO)
-    )
+    await session.execute(update(_rows).where(_ours(reminder_id, token)).values(claimed_by=None, claimed_at=LONG_AGO))
 
 
 async def release_until(session: AsyncSession, reminder_id: int, *, token: int, not_before: datetime) -> bool:

@@ -60,9 +60,7 @@ def assert_no_secret(err: BaseException, *secrets: str) -> None:
 
 
 async def create_seed_window(client: AppFirstClient) -> MaintenanceWindow:
-    return await client.create_window(
-        start=START, end=END, reason="server updates", servers=[1, 2, 3]
-    )
+    return await client.create_window(start=START, end=END, reason="server updates", servers=[1, 2, 3])
 
 
 # -- model ----------------------------------------------------------------------
@@ -80,9 +78,7 @@ async def create_seed_window(client: AppFirstClient) -> MaintenanceWindow:
     ],
 )
 def test_window_accepts_every_time_form_as_utc(value: Any) -> None:
-    window = MaintenanceWindow.model_validate(
-        {"id": 1, "start": value, "end": value, "servers": []}
-    )
+    window = MaintenanceWindow.model_validate({"id": 1, "start": value, "end": value, "servers": []})
     assert window.start == datetime(2012, 10, 20, 15, 0, tzinfo=UTC)
     assert window.start.tzinfo is not None and window.end.utcoffset() == timedelta(0)
 
@@ -130,9 +126,7 @@ async def test_create_window_sends_the_seed_form(fa: FakeAppFirst, client: AppFi
     assert window.started is None and window.ended is None  # POST reply omits them
 
 
-async def test_create_window_converts_to_utc_and_drops_seconds(
-    fa: FakeAppFirst, client: AppFirstClient
-) -> None:
+async def test_create_window_converts_to_utc_and_drops_seconds(fa: FakeAppFirst, client: AppFirstClient) -> None:
     minus_five = timezone(timedelta(hours=-5))
     await client.create_window(
         start=datetime(2012, 10, 20, 9, 0, 59, tzinfo=minus_five),
@@ -148,19 +142,13 @@ async def test_create_window_converts_to_utc_and_drops_seconds(
     }
 
 
-async def test_naive_datetime_is_refused_before_sending(
-    fa: FakeAppFirst, client: AppFirstClient
-) -> None:
+async def test_naive_datetime_is_refused_before_sending(fa: FakeAppFirst, client: AppFirstClient) -> None:
     with pytest.raises(ValueError):
-        await client.create_window(
-            start=START.replace(tzinfo=None), end=END, reason="", servers=[1]
-        )
+        await client.create_window(start=START.replace(tzinfo=None), end=END, reason="", servers=[1])
     assert fa.requests == []
 
 
-async def test_server_shifted_time_is_returned_as_truth(
-    fa: FakeAppFirst, client: AppFirstClient
-) -> None:
+async def test_server_shifted_time_is_returned_as_truth(fa: FakeAppFirst, client: AppFirstClient) -> None:
     assert fa.shift == timedelta(hours=5)  # the fake's default is the seed: 14:00 sent, 19:00 kept
 
     window = await create_seed_window(client)
@@ -172,9 +160,7 @@ async def test_server_shifted_time_is_returned_as_truth(
     assert (fetched.start, fetched.end) == (window.start, window.end)
 
 
-async def test_update_window_sends_put_form_and_returns_reply(
-    fa: FakeAppFirst, client: AppFirstClient
-) -> None:
+async def test_update_window_sends_put_form_and_returns_reply(fa: FakeAppFirst, client: AppFirstClient) -> None:
     window_id = fa.add_window(START, END, reason="old", servers=[9])
     fa.shift = timedelta(hours=1)  # not the default, so the reply cannot be the default by chance
 
@@ -268,9 +254,7 @@ async def test_delete_window(fa: FakeAppFirst, client: AppFirstClient, status: i
 
 async def test_list_windows_follows_pages(fa: FakeAppFirst) -> None:
     for i in range(3000):
-        fa.add_window(
-            START + timedelta(hours=i), START + timedelta(hours=i, minutes=30), servers=[i]
-        )
+        fa.add_window(START + timedelta(hours=i), START + timedelta(hours=i, minutes=30), servers=[i])
 
     began = time.monotonic()
     async with AppFirstClient(fa.url, EMAIL, KEY, page_size=1000) as c:
@@ -315,9 +299,7 @@ async def test_list_page_carries_pagination(fa: FakeAppFirst, client: AppFirstCl
     assert last.pagination.next is None and len(last.data) == 1
 
 
-async def test_seed_trailing_comma_body_is_unavailable_not_empty(
-    fa: FakeAppFirst, client: AppFirstClient
-) -> None:
+async def test_seed_trailing_comma_body_is_unavailable_not_empty(fa: FakeAppFirst, client: AppFirstClient) -> None:
     fa.seed_trailing_comma = True
     with pytest.raises(UpstreamUnavailable):
         await client.list_windows()
@@ -344,8 +326,6 @@ async def test_base_url_ending_in_api_is_not_doubled(fa: FakeAppFirst, suffix: s
     assert fa.requests[0].path == "/api/maintenance_windows/"
 
 
-
-
 def paged_mock(pages: Callable[[int], dict[str, Any]]) -> tuple[AppFirstClient, list[int]]:
     seen: list[int] = []
 
@@ -354,9 +334,7 @@ def paged_mock(pages: Callable[[int], dict[str, Any]]) -> tuple[AppFirstClient, 
         seen.append(page)
         return httpx.Response(200, json=pages(page))
 
-    client = AppFirstClient(
-        "http://af.test", EMAIL, KEY, page_size=2, transport=httpx.MockTransport(handler)
-    )
+    client = AppFirstClient("http://af.test", EMAIL, KEY, page_size=2, transport=httpx.MockTransport(handler))
     return client, seen
 
 
@@ -390,9 +368,7 @@ async def test_list_windows_stops_on_empty_page() -> None:
 
 async def test_list_windows_has_a_page_cap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bot.clients.appfirst, "MAX_PAGES", 5)
-    client, seen = paged_mock(
-        lambda p: {"pagination": {"count": 10**9, "next": "x", "previous": None}, "data": [item(p)]}
-    )
+    client, seen = paged_mock(lambda p: {"pagination": {"count": 10**9, "next": "x", "previous": None}, "data": [item(p)]})
     async with client:
         with pytest.raises(UpstreamUnavailable):
             await client.list_windows()
@@ -432,9 +408,7 @@ ALL_CALLS: dict[str, Call] = {
     [("ops@example.com", "wrong-key-must-not-leak"), ("intruder@example.org", KEY)],
     ids=["bad-key", "bad-email"],
 )
-async def test_bad_credentials_are_unauthorized(
-    fa: FakeAppFirst, call: Call, email: str, key: str
-) -> None:
+async def test_bad_credentials_are_unauthorized(fa: FakeAppFirst, call: Call, email: str, key: str) -> None:
     fa.add_window(START, END)
     async with AppFirstClient(fa.url, email, key) as c:
         with pytest.raises(UpstreamUnauthorized) as caught:
@@ -445,9 +419,7 @@ async def test_bad_credentials_are_unauthorized(
 
 
 @pytest.mark.parametrize("call", ALL_CALLS.values(), ids=ALL_CALLS.keys())
-async def test_server_error_is_unavailable(
-    fa: FakeAppFirst, client: AppFirstClient, call: Call
-) -> None:
+async def test_server_error_is_unavailable(fa: FakeAppFirst, client: AppFirstClient, call: Call) -> None:
     fa.fail_status = 500
     with pytest.raises(UpstreamUnavailable) as caught:
         await call(client)
@@ -456,9 +428,7 @@ async def test_server_error_is_unavailable(
 
 
 @pytest.mark.parametrize("call", [c for n, c in ALL_CALLS.items() if n != "delete_window"])
-async def test_malformed_body_is_unavailable(
-    fa: FakeAppFirst, client: AppFirstClient, call: Call
-) -> None:
+async def test_malformed_body_is_unavailable(fa: FakeAppFirst, client: AppFirstClient, call: Call) -> None:
     fa.add_window(START, END)
     fa.malformed = True
     with pytest.raises(UpstreamUnavailable):

@@ -18,10 +18,10 @@ from sqlalchemy import select, update
 
 import scheduler.reminders as reminders_module
 from bot.context import shared_pace
-from bot.outbox import Outbox, Rate
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.services.windows import ANNOUNCEMENT_EVENT, Windows
+from bot.slack.outbox import Outbox, Rate
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
@@ -262,7 +262,7 @@ def test_without_the_database_the_pace_is_kept_locally_and_posts_still_go(settin
 
     with BotUnderTest(settings, clock=clock) as bot:
         bot.ctx.outbox = Outbox(PACED, reserve=sick)
-        with caplog.at_level(logging.WARNING, logger="bot.outbox"):
+        with caplog.at_level(logging.WARNING, logger="bot.slack.outbox"):
             posted = bot.run(bot.ctx.channel.announce(note("still goes")))
         assert slack.message(CHANNEL, posted.ts)["text"] == "still goes"
         assert "shared pacing unavailable (OSError)" in caplog.text

@@ -46,14 +46,8 @@ def stored_unannounced(database_url: str, windows: list[tuple[int, datetime]]) -
     asyncio.run(go())
 
 
-
-
 def started_replies(slack) -> list[dict]:
-    return [
-        m
-        for m in slack.messages(CHANNEL)
-        if ((m.get("metadata") or {}).get("event_payload") or {}).get("kind") == "started"
-    ]
+    return [m for m in slack.messages(CHANNEL) if ((m.get("metadata") or {}).get("event_payload") or {}).get("kind") == "started"]
 
 
 def test_two_processes_announce_and_remind_each_window_once(full_env, database_url, tmp_path, slack, appfirst):

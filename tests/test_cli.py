@@ -145,7 +145,10 @@ def test_dot_env_in_the_working_directory_is_used(base_env, slack, tmp_path):
 BAD_DATABASES = {
     "unwritable": ("sqlite:///{tmp}/a-file/sitrep.db", "cannot be opened or written"),
     "no driver": ("postgresql+psycopg://sitrep:db-password-77@db.example.com/sitrep", "psycopg, which is not installed"),
-    "unreachable": ("postgresql://sitrep:db-password-77@127.0.0.1:1/sitrep", "cannot be opened or written (ConnectionRefusedError"),
+    "unreachable": (
+        "postgresql://sitrep:db-password-77@127.0.0.1:1/sitrep",
+        "cannot be opened or written (ConnectionRefusedError",
+    ),
     "unknown kind": ("nosuchdb://db.example.com/sitrep", "does not know (nosuchdb)"),
     "not a URL": ("sqlite:/", "expected"),
 }

@@ -46,8 +46,16 @@ def left_sending(bot, *, sent_by: str | None, heartbeat_age: timedelta | None, c
                 now = await instances.db_now(session)
                 session.add(Instance(id=sent_by, started_at=now - heartbeat_age, heartbeat_at=now - heartbeat_age))
             now = datetime.now(UTC)
-            draft = Draft(kind="incident.declare", user_id="U123", channel_id=channel, payload=DECLARE,
-                          state="sending", created_at=now, updated_at=now, sent_by=sent_by)
+            draft = Draft(
+                kind="incident.declare",
+                user_id="U123",
+                channel_id=channel,
+                payload=DECLARE,
+                state="sending",
+                created_at=now,
+                updated_at=now,
+                sent_by=sent_by,
+            )
             session.add(draft)
             await session.flush()
             return draft.id

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.replays import TAKEOVER_AFTER, submission_key
+from bot.inbound.replays import TAKEOVER_AFTER, submission_key
 from bot.services.recovery import RECOVERED_NOTE
 from handlers.maintenance.ids import Action as WindowAction
 from handlers.maintenance.ids import Block as WindowBlock

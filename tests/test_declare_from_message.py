@@ -35,7 +35,10 @@ def test_the_shortcut_opens_the_declare_form_with_the_message_and_the_announceme
     text = "<!here> checkout &amp; login fail for <@U42> — see <https://grafana.example.com/d/1|the dashboard> &lt;500s&gt;"
     ts, view = shortcut(bot, slack, text)
     assert view["callback_id"] == Callback.DECLARE
-    assert description_of(view) == "@here checkout & login fail for @U42 — see the dashboard (https://grafana.example.com/d/1) <500s>"
+    assert (
+        description_of(view)
+        == "@here checkout & login fail for @U42 — see the dashboard (https://grafana.example.com/d/1) <500s>"
+    )
     title = next(b for b in view["blocks"] if b.get("block_id") == Block.TITLE)
     assert "initial_value" not in title["element"]  # the title is the person's to write
     assert f"<#{SOURCE}>" in json.dumps(view["blocks"])  # the form says where it comes from
@@ -91,9 +94,7 @@ def test_retry_after_the_status_page_failed_keeps_the_link(bot, slack, statuspag
     ts, view = shortcut(bot, slack, "db is down")
     bot.submit(view, declare_values(title="DB down", description=description_of(view)))
     failed = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]
-    retry = next(
-        e for b in failed["blocks"] if b["type"] == "actions" for e in b["elements"] if e["text"]["text"] == "Retry"
-    )
+    retry = next(e for b in failed["blocks"] if b["type"] == "actions" for e in b["elements"] if e["text"]["text"] == "Retry")
     slack.forget_calls()
     bot.click(retry["action_id"], retry["value"])
     slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])

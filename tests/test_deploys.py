@@ -32,10 +32,6 @@ def bot_env(full_env) -> dict[str, str]:
     return full_env | {"PORT": str(free_port())}
 
 
-
-
-
-
 def declare_values() -> dict:
     return {
         Block.TITLE: {Action.TITLE: typed("DB down")},

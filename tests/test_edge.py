@@ -27,8 +27,8 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.edge import SlackEdge, payload_problem
 from bot.errors import UpstreamRejected, escape_controls, scrub, upstream_text
+from bot.inbound.edge import SlackEdge, payload_problem
 from bot.settings import Settings
 from store.models import Draft
 from tests.support.fakes.signing import (
@@ -297,7 +297,7 @@ def test_a_changed_body_breaks_the_signature(edge_bot, server_log, caplog):
 def test_a_signed_request_still_reaches_the_listeners(edge_bot, server_log, caplog):
     answer = edge_bot.command("help")
     assert answer.status_code == 200 and "/incident" in answer.text
-    assert [r.getMessage() for r in server_log() if r.name == "bot.edge"] == []
+    assert [r.getMessage() for r in server_log() if r.name == "bot.inbound.edge"] == []
 
 
 # --- signed but malformed payloads: 400, one line ------------------------------------------------
@@ -314,7 +314,9 @@ MALFORMED_PAYLOADS = [
     (interaction_body({"type": "view_submission", "user": {"id": "U1"}}), FORM, "no view id and callback_id"),
     (interaction_body({"type": "view_submission", "view": {"id": "V1", "callback_id": "x"}}), FORM, "no user id"),
     (
-        interaction_body({"type": "view_submission", "user": {"id": "U1"}, "view": {"id": "V1", "callback_id": "c", "state": {"values": []}}}),
+        interaction_body(
+            {"type": "view_submission", "user": {"id": "U1"}, "view": {"id": "V1", "callback_id": "c", "state": {"values": []}}}
+        ),
         FORM,
         "not a set of values",
     ),
@@ -558,8 +560,10 @@ def test_hostile_requests_against_a_real_process(sitrep_process):
     unsigned_chunked.stream(chunk, up_to=400 * MiB, seconds=20)
 
     grown_mib = (peak_rss_kib(process.pid) - before) / 1024
-    sent = {u: (upload.status, round(upload.sent / MiB, 1)) for u, upload in
-            (("400 MB", declared), ("chunked", chunked), ("unsigned chunked", unsigned_chunked))}
+    sent = {
+        u: (upload.status, round(upload.sent / MiB, 1))
+        for u, upload in (("400 MB", declared), ("chunked", chunked), ("unsigned chunked", unsigned_chunked))
+    }
     print(f"status and MiB sent before the answer: {sent}; peak RSS +{grown_mib:.1f} MiB")
     assert [status for status, _ in sent.values()] == [413, 413, 401]
     assert all(mib < 64 for _, mib in sent.values())  # the rest sat in socket buffers, unread

@@ -63,9 +63,7 @@ async def api_error(awaitable) -> str:
 
 async def test_post_update_replies_round_trip_metadata(slack: FakeSlack, client: AsyncWebClient):
     metadata = {"event_type": "incident_opened", "event_payload": {"id": "INC-1"}}
-    parent = await client.chat_postMessage(
-        channel="C1", text="Incident INC-1", blocks=[section("*INC-1*")], metadata=metadata
-    )
+    parent = await client.chat_postMessage(channel="C1", text="Incident INC-1", blocks=[section("*INC-1*")], metadata=metadata)
     assert parent["ok"] and parent["channel"] == "C1"
     assert parent["message"]["metadata"] == metadata
     reply = await client.chat_postMessage(
@@ -76,9 +74,7 @@ async def test_post_update_replies_round_trip_metadata(slack: FakeSlack, client:
     )
     assert float(reply["ts"]) > float(parent["ts"])
 
-    updated = await client.chat_update(
-        channel="C1", ts=parent["ts"], text="Incident INC-1 (resolved)", blocks=[section("done")]
-    )
+    updated = await client.chat_update(channel="C1", ts=parent["ts"], text="Incident INC-1 (resolved)", blocks=[section("done")])
     assert updated["ts"] == parent["ts"] and updated["text"] == "Incident INC-1 (resolved)"
 
     replies = await client.conversations_replies(channel="C1", ts=parent["ts"], include_all_metadata=True)
@@ -110,9 +106,7 @@ async def test_ts_format_is_slack_like_and_increasing(client: AsyncWebClient):
 async def test_history_hides_replies_unless_broadcast(slack: FakeSlack, client: AsyncWebClient):
     parent = await client.chat_postMessage(channel="C1", text="parent")
     await client.chat_postMessage(channel="C1", thread_ts=parent["ts"], text="quiet")
-    loud = await client.chat_postMessage(
-        channel="C1", thread_ts=parent["ts"], text="loud", reply_broadcast=True
-    )
+    loud = await client.chat_postMessage(channel="C1", thread_ts=parent["ts"], text="loud", reply_broadcast=True)
     history = await client.conversations_history(channel="C1")
     assert [m["ts"] for m in history["messages"]] == [loud["ts"], parent["ts"]]
     assert len(slack.messages("C1")) == 3
@@ -141,7 +135,9 @@ async def test_ephemeral_permalink_and_user(slack: FakeSlack, client: AsyncWebCl
     assert isinstance(user["user"]["tz_offset"], int) and user["user"]["real_name"]
 
 
-async def test_permalink_of_a_message_slack_does_not_have_or_the_bot_cannot_see_is_refused(slack: FakeSlack, client: AsyncWebClient):
+async def test_permalink_of_a_message_slack_does_not_have_or_the_bot_cannot_see_is_refused(
+    slack: FakeSlack, client: AsyncWebClient
+):
     assert await api_error(client.chat_getPermalink(channel="C1", message_ts="1699999999.000001")) == "message_not_found"
     ts = slack.person_posts("G1", "in a private channel the bot is not in")
     slack.hidden_channels.add("G1")
@@ -152,9 +148,7 @@ async def test_permalink_of_a_message_slack_does_not_have_or_the_bot_cannot_see_
 async def test_form_encoded_and_query_args_are_parsed(slack: FakeSlack, client: AsyncWebClient):
     """slack_sdk sends `data=` as a form body and POST `params=` in the query string."""
     blocks = [section("from a form")]
-    resp = await client.api_call(
-        "chat.postMessage", data={"channel": "C9", "text": "t", "blocks": json.dumps(blocks)}
-    )
+    resp = await client.api_call("chat.postMessage", data={"channel": "C9", "text": "t", "blocks": json.dumps(blocks)})
     assert resp["ok"]
     assert slack.calls_to("chat.postMessage")[0]["blocks"] == blocks
     await client.chat_meMessage(channel="C9", text="waves")
@@ -185,9 +179,7 @@ async def test_missing_required_argument(slack: FakeSlack, client: AsyncWebClien
 
 
 async def test_link_names_is_refused(slack: FakeSlack, client: AsyncWebClient):
-    assert await api_error(client.chat_postMessage(channel="C1", text="@here", link_names=True)) == (
-        "invalid_arguments"
-    )
+    assert await api_error(client.chat_postMessage(channel="C1", text="@here", link_names=True)) == ("invalid_arguments")
     assert any("link_names" in v for v in slack.violations)
 
 
@@ -345,7 +337,11 @@ MESSAGE_REFUSALS = [
     ("101 options", with_accessory(select([opt(value=str(i)) for i in range(101)])), "/accessory/options]"),
     ("a select without options", with_accessory(select()), "/blocks/0/accessory]"),
     ("101 option groups", with_accessory(select(option_groups=groups(*[[opt()]] * 101))), "/accessory/option_groups]"),
-    ("group label over 75", with_accessory(select(option_groups=[{"label": plain("g" * 76), "options": [opt()]}])), "/label/text]"),
+    (
+        "group label over 75",
+        with_accessory(select(option_groups=[{"label": plain("g" * 76), "options": [opt()]}])),
+        "/label/text]",
+    ),
     (
         "initial_option not among the options",
         with_accessory(select([opt("A", "a")], initial_option=opt("B", "b"))),
@@ -366,13 +362,21 @@ MESSAGE_REFUSALS = [
         with_accessory(select([opt("A", "a")], kind="multi_static_select", initial_options=[opt("A", "a"), opt("B", "b")])),
         "/accessory/initial_options/1]",
     ),
-    ("11 checkboxes", actions({"type": "checkboxes", "action_id": "c", "options": [opt(value=str(i)) for i in range(11)]}), "/options]"),
+    (
+        "11 checkboxes",
+        actions({"type": "checkboxes", "action_id": "c", "options": [opt(value=str(i)) for i in range(11)]}),
+        "/options]",
+    ),
     (
         "a checkbox initial option not among the options",
         actions({"type": "checkboxes", "action_id": "c", "options": [opt("A", "a")], "initial_options": [opt("Z", "z")]}),
         "/initial_options/0]",
     ),
-    ("6 overflow options", actions({"type": "overflow", "action_id": "o", "options": [opt(value=str(i)) for i in range(6)]}), "/options]"),
+    (
+        "6 overflow options",
+        actions({"type": "overflow", "action_id": "o", "options": [opt(value=str(i)) for i in range(6)]}),
+        "/options]",
+    ),
     ("placeholder over 150", with_accessory(select([opt()], placeholder=plain("p" * 151))), "/accessory/placeholder/text]"),
 ]
 
@@ -406,7 +410,10 @@ MESSAGE_ACCEPTED = [
         "initial_option inside an option group",
         with_accessory(select(option_groups=groups([opt("A", "a")], [opt("B", "b")]), initial_option=opt("B", "b"))),
     ),
-    ("external_select: initial_option without options", with_accessory(select(None, kind="external_select", initial_option=opt("#12 DB", "12")))),
+    (
+        "external_select: initial_option without options",
+        with_accessory(select(None, kind="external_select", initial_option=opt("#12 DB", "12"))),
+    ),
 ]
 
 
@@ -480,7 +487,9 @@ async def test_views_publish_keeps_one_home_view_per_person_and_refuses_as_slack
     first = (await client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("one")]}))["view"]
     again = (await client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("two")]}))["view"]
     assert again["id"] == first["id"] and slack.views[first["id"]]["blocks"] == [section("two")]
-    assert await api_error(client.views_publish(user_id="U1", view={"type": "home", "blocks": []}, hash="stale")) == "hash_conflict"
+    assert (
+        await api_error(client.views_publish(user_id="U1", view={"type": "home", "blocks": []}, hash="stale")) == "hash_conflict"
+    )
     assert await api_error(client.views_publish(user_id="C1", view={"type": "home", "blocks": []})) == "invalid_arguments"
     assert await api_error(client.views_publish(user_id="U2", view={"type": "modal", "blocks": []})) == "invalid_arguments"
     slack.home_tab_enabled = False  # the app's Home tab is off

@@ -145,15 +145,27 @@ def test_many_incidents_and_windows_fit_slacks_100_blocks_with_and_n_more(bot, s
             for n in range(60):
                 session.add(
                     Incident(
-                        upstream_id=f"up-{n}", title=f"Incident {n} " + "t" * 480, status="Investigating",
-                        impact="Major Outage", channel_id=CHANNEL, declared_by="U1", declared_at=now, updated_at=now,
+                        upstream_id=f"up-{n}",
+                        title=f"Incident {n} " + "t" * 480,
+                        status="Investigating",
+                        impact="Major Outage",
+                        channel_id=CHANNEL,
+                        declared_by="U1",
+                        declared_at=now,
+                        updated_at=now,
                     )
                 )
             for n in range(80):
                 session.add(
                     MaintenanceWindow(
-                        backend="statuspage", upstream_id=f"w-{n}", title="w" * 500, start=now + timedelta(hours=n + 1),
-                        end=now + timedelta(hours=n + 2), state=WindowState.SCHEDULED, created_at=now, updated_at=now,
+                        backend="statuspage",
+                        upstream_id=f"w-{n}",
+                        title="w" * 500,
+                        start=now + timedelta(hours=n + 1),
+                        end=now + timedelta(hours=n + 2),
+                        state=WindowState.SCHEDULED,
+                        created_at=now,
+                        updated_at=now,
                     )
                 )
 
@@ -198,7 +210,13 @@ def test_an_unsigned_or_malformed_event_is_refused_at_the_edge(bot, slack):
 
 def test_slacks_url_check_of_the_events_url_is_answered(bot):
     """Slack checks the Events URL (`url_verification`) when the manifest is saved."""
-    body = json.dumps({"token": "verification-token", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P", "type": "url_verification"})
+    body = json.dumps(
+        {
+            "token": "verification-token",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification",
+        }
+    )
     headers = {"Content-Type": "application/json", **slack_signature_headers("test-signing-secret-0123456789", body)}
     response = bot.http.post("/slack/events", content=body, headers=headers)
     assert response.status_code == 200
@@ -217,8 +235,17 @@ def test_the_view_says_which_features_are_off_and_offers_no_button_for_them():
 def test_a_running_window_without_an_end_reads_as_such():
     now = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
     window = MaintenanceWindow(
-        id=3, backend="statuspage", upstream_id="w", title="Failover", start=now - timedelta(minutes=5), end=None,
-        state=WindowState.IN_PROGRESS, channel_id=CHANNEL, message_ts="1.0", created_at=now, updated_at=now,
+        id=3,
+        backend="statuspage",
+        upstream_id="w",
+        title="Failover",
+        start=now - timedelta(minutes=5),
+        end=None,
+        state=WindowState.IN_PROGRESS,
+        channel_id=CHANNEL,
+        message_ts="1.0",
+        created_at=now,
+        updated_at=now,
     )
     view = views.home_view(HomeOverview(now=now, incidents=[], windows=[window], window_links={3: "https://example.slack.com/x"}))
     text = json.dumps(view["blocks"])

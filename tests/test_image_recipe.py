@@ -179,7 +179,11 @@ def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
     env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES and k != "PYTHONPATH"}
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-compile", "."],
-        cwd=context, env=env, capture_output=True, text=True, timeout=300,
+        cwd=context,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stdout + install.stderr
 
@@ -200,15 +204,23 @@ def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
     # CMD, then the HEALTHCHECK against it: unhealthy before it listens, healthy after.
     port = str(free_port())
     settings = {
-        "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": slack.url, "SITREP_CHANNEL": CHANNEL, "PORT": port,
+        "SLACK_BOT_TOKEN": slack.token,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.url,
+        "SITREP_CHANNEL": CHANNEL,
+        "PORT": port,
     }
     probe = [str(python), *healthcheck_command()[1:]]
     assert run(*probe, PORT=port).returncode != 0
     cmd = exec_form(one_of("CMD"))
     process = subprocess.Popen(
-        [str(venv / "bin" / cmd[0]), *cmd[1:]], cwd=workdir, env=env | settings,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [str(venv / "bin" / cmd[0]), *cmd[1:]],
+        cwd=workdir,
+        env=env | settings,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         healthy = _wait_until(lambda: run(*probe, PORT=port).returncode == 0, timeout=20)

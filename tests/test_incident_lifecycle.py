@@ -123,10 +123,16 @@ def test_list_of_more_incidents_than_one_message_holds(bot, slack, statuspage):
             for n in range(400):
                 session.add(
                     Incident(
-                        upstream_id=f"id-{n}", title=f"Incident with a rather long title number {n} " + "x" * 60,
-                        status="Investigating", impact="Partial Outage", channel_id=CHANNEL, message_ts=f"1.{n}",
-                        permalink=f"https://example.slack.com/archives/{CHANNEL}/p{n}", declared_by="U1",
-                        declared_at=now, updated_at=now,
+                        upstream_id=f"id-{n}",
+                        title=f"Incident with a rather long title number {n} " + "x" * 60,
+                        status="Investigating",
+                        impact="Partial Outage",
+                        channel_id=CHANNEL,
+                        message_ts=f"1.{n}",
+                        permalink=f"https://example.slack.com/archives/{CHANNEL}/p{n}",
+                        declared_by="U1",
+                        declared_at=now,
+                        updated_at=now,
                     )
                 )
 
@@ -297,9 +303,13 @@ def test_a_draft_left_sending_by_a_dead_process_can_be_retried(bot, slack, statu
         long_ago = datetime.now(UTC) - timedelta(minutes=10)
         async with bot.ctx.db.session() as session, session.begin():
             draft = Draft(
-                kind="incident.update", user_id="U123", channel_id="C123", state="sending",
+                kind="incident.update",
+                user_id="U123",
+                channel_id="C123",
+                state="sending",
                 payload={"incident_id": incident.id, "status": "Identified", "text": "Root cause found: a bad index"},
-                created_at=long_ago, updated_at=long_ago,
+                created_at=long_ago,
+                updated_at=long_ago,
             )
             session.add(draft)
             await session.flush()

@@ -28,8 +28,15 @@ def add_open_incidents(bot, count: int, title: str = LONG, *, first: int = 0) ->
             for n in range(first, first + count):
                 session.add(
                     Incident(
-                        upstream_id=f"old-{n}", title=f"{title} {n}", status="Investigating", impact="Partial Outage",
-                        channel_id=CHANNEL, message_ts=f"1.{n}", declared_by="U1", declared_at=now, updated_at=now,
+                        upstream_id=f"old-{n}",
+                        title=f"{title} {n}",
+                        status="Investigating",
+                        impact="Partial Outage",
+                        channel_id=CHANNEL,
+                        message_ts=f"1.{n}",
+                        declared_by="U1",
+                        declared_at=now,
+                        updated_at=now,
                     )
                 )
 
@@ -72,11 +79,14 @@ def test_update_with_150_open_incidents_preselects_and_types_ahead(bot, slack, s
     assert suggestions(bot, view, "nothing like this") == []
     assert len(suggestions(bot, view, "#")) == 100  # just started typing a number
 
-    bot.submit(view, {
-        Block.INCIDENT: {Action.INCIDENT: chose_external(str(real.id))},
-        Block.STATUS: {Action.STATUS: chose("Identified")},
-        Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed("Root cause found: a bad index")},
-    })
+    bot.submit(
+        view,
+        {
+            Block.INCIDENT: {Action.INCIDENT: chose_external(str(real.id))},
+            Block.STATUS: {Action.STATUS: chose("Identified")},
+            Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed("Root cause found: a bad index")},
+        },
+    )
     reply = slack.wait_for(lambda: thread_replies(slack, real))[-1]
     assert "bad index" in json.dumps(reply["blocks"])
     puts = [r for r in statuspage.requests if r.method == "PUT"]
@@ -101,11 +111,14 @@ def test_the_only_open_incident_is_preselected_and_no_pick_is_an_error_in_the_fo
     only = declare(bot, slack, title="Search is slow")
     view = open_modal(bot, slack, lambda: bot.command("update"))
     assert picker(view)["initial_option"]["value"] == str(only.id)
-    response = bot.submit(view, {
-        Block.INCIDENT: {Action.INCIDENT: chose_external(None)},
-        Block.STATUS: {Action.STATUS: chose("Identified")},
-        Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed("x")},
-    })
+    response = bot.submit(
+        view,
+        {
+            Block.INCIDENT: {Action.INCIDENT: chose_external(None)},
+            Block.STATUS: {Action.STATUS: chose("Identified")},
+            Block.UPDATE_TEXT: {Action.UPDATE_TEXT: typed("x")},
+        },
+    )
     assert response.json() == {"response_action": "errors", "errors": {Block.INCIDENT: "Pick an incident."}}
 
 

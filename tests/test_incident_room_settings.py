@@ -8,7 +8,11 @@ import pytest
 from bot.settings import SettingsError, load_settings
 from tests.support.process import SPEC_VARIABLES
 
-MINIMAL = {"SLACK_BOT_TOKEN": "xoxb-1-good-token", "SLACK_SIGNING_SECRET": "signing-secret-value", "SITREP_CHANNEL": "C0123456789"}
+MINIMAL = {
+    "SLACK_BOT_TOKEN": "xoxb-1-good-token",
+    "SLACK_SIGNING_SECRET": "signing-secret-value",
+    "SITREP_CHANNEL": "C0123456789",
+}
 
 
 @pytest.fixture

@@ -18,7 +18,9 @@ T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 HOSTILE = "<!channel> & <@U999> " + "x" * 5000
 
 
-def incident(*, title="DB down", resolved=False, room="C0ROOM", permalink="https://example.slack.com/archives/C123/p1") -> Incident:
+def incident(
+    *, title="DB down", resolved=False, room="C0ROOM", permalink="https://example.slack.com/archives/C123/p1"
+) -> Incident:
     return Incident(
         id=12,
         upstream_id="3fa85f64-5717-4562-b3fc-000000000012",

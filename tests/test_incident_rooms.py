@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from bot.clients.slack import UNREADABLE_ANSWER
 from bot.messages.incident import AnnouncementId
-from bot.rooms import NAME_MAX, room_name
+from bot.slack.rooms import NAME_MAX, room_name
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from scheduler.reminders import run_due_reminders
 from store.models import Incident, Reminder
@@ -108,7 +108,9 @@ def resolve(bot, slack, incident):
     view = modal(bot, slack, lambda: bot.click(AnnouncementId.RESOLVE, str(incident.id), user=DECLARER, channel=CHANNEL))
     slack.forget_calls()
     bot.submit(
-        view, {Block.INCIDENT: {Action.INCIDENT: chose(str(incident.id))}, Block.NOTE: {Action.NOTE: typed("Index rebuilt")}}, user=DECLARER
+        view,
+        {Block.INCIDENT: {Action.INCIDENT: chose(str(incident.id))}, Block.NOTE: {Action.NOTE: typed("Index rebuilt")}},
+        user=DECLARER,
     )
     return slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]
 
@@ -134,7 +136,14 @@ def answer_text(answer) -> str:
 
 @pytest.mark.parametrize(
     "title",
-    ["DB down: EU checkout", "Über-Störung im Zahlungsverkehr!!", "!!!", "x" * 300, "Payments " * 40, "UPPER_case  Mixed--dashes"],
+    [
+        "DB down: EU checkout",
+        "Über-Störung im Zahlungsverkehr!!",
+        "!!!",
+        "x" * 300,
+        "Payments " * 40,
+        "UPPER_case  Mixed--dashes",
+    ],
 )
 def test_room_names_are_names_slack_takes(title):
     for attempt in (1, 2, 3):
@@ -221,9 +230,7 @@ def test_two_processes_archive_once(bot, room_settings, slack, clock):
     clock.advance(hours=24)
     with BotUnderTest(room_settings, clock=clock) as other:  # a second replica on the same database
         assert other.ctx.instance_id != bot.ctx.instance_id
-        runs = [
-            asyncio.run_coroutine_threadsafe(run_due_reminders(b.ctx), b.loop) for b in (bot, other)
-        ]
+        runs = [asyncio.run_coroutine_threadsafe(run_due_reminders(b.ctx), b.loop) for b in (bot, other)]
         assert sum(r.result(30) for r in runs) == 1
     assert len(slack.calls_to("conversations.archive")) == 1
     assert slack.channel(incident.room_channel_id)["is_archived"] is True

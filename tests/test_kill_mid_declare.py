@@ -24,7 +24,6 @@ def bot_env(full_env) -> dict[str, str]:
     return full_env | {"PORT": str(free_port()), "SITREP_HEARTBEAT": str(HEARTBEAT)}
 
 
-
 def drafts(tmp_path) -> list[tuple[str, str | None]]:
     with sqlite3.connect(tmp_path / "sitrep.db") as db:
         return db.execute("SELECT state, sent_by FROM drafts").fetchall()

@@ -73,13 +73,16 @@ def test_an_incident_with_120_components_is_announced_with_and_n_more_and_keeps_
         view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
         picker = block(view, IncidentBlock.COMPONENTS)["element"]
         assert [len(g["options"]) for g in picker["option_groups"]] == [100, 20]  # every one can be picked
-        bot.submit(view, {
-            IncidentBlock.TITLE: {IncidentAction.TITLE: typed("Everything is down")},
-            IncidentBlock.STATUS: {IncidentAction.STATUS: chose("Investigating")},
-            IncidentBlock.IMPACT: {IncidentAction.IMPACT: chose("Major Outage")},
-            IncidentBlock.COMPONENTS: {IncidentAction.COMPONENTS: chose_many([c.id for c in components])},
-            IncidentBlock.NOTIFY: {IncidentAction.NOTIFY: checked([])},
-        })
+        bot.submit(
+            view,
+            {
+                IncidentBlock.TITLE: {IncidentAction.TITLE: typed("Everything is down")},
+                IncidentBlock.STATUS: {IncidentAction.STATUS: chose("Investigating")},
+                IncidentBlock.IMPACT: {IncidentAction.IMPACT: chose("Major Outage")},
+                IncidentBlock.COMPONENTS: {IncidentAction.COMPONENTS: chose_many([c.id for c in components])},
+                IncidentBlock.NOTIFY: {IncidentAction.NOTIFY: checked([])},
+            },
+        )
         posted = slack.wait_for(lambda: slack.calls_to("chat.postMessage"))[0]
         fields = next(b["fields"] for b in posted["blocks"] if "fields" in b)
         listed = next(f["text"] for f in fields if f["text"].startswith("*Components*"))
@@ -109,11 +112,14 @@ def test_a_long_update_is_shown_whole_in_the_thread(bot, slack, statuspage):
     view_response = bot.command(f"update {incident.id}")
     assert view_response.status_code == 200
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-    bot.submit(view, {
-        IncidentBlock.INCIDENT: {IncidentAction.INCIDENT: chose_external(str(incident.id))},
-        IncidentBlock.STATUS: {IncidentAction.STATUS: chose("Identified")},
-        IncidentBlock.UPDATE_TEXT: {IncidentAction.UPDATE_TEXT: typed(text)},
-    })
+    bot.submit(
+        view,
+        {
+            IncidentBlock.INCIDENT: {IncidentAction.INCIDENT: chose_external(str(incident.id))},
+            IncidentBlock.STATUS: {IncidentAction.STATUS: chose("Identified")},
+            IncidentBlock.UPDATE_TEXT: {IncidentAction.UPDATE_TEXT: typed(text)},
+        },
+    )
     reply = slack.wait_for(lambda: thread_replies(slack, incident))[-1]
     bodies = [b["text"]["text"] for b in reply["blocks"][1:]]
     assert len(bodies) >= 2 and all(len(b) <= 3000 for b in bodies)

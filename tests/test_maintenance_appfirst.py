@@ -327,7 +327,9 @@ def test_list_shows_upcoming_windows_soonest_first(af_bot, slack, appfirst):
     appfirst.shift = timedelta(0)  # about order and fields; the shift has its own tests
     service = MaintenanceService(af_bot.ctx)
     for title, days in (("Third", 3), ("First", 1), ("Second", 2)):
-        form = ScheduleForm(title=title, start=T0 + timedelta(days=days), end=T0 + timedelta(days=days, hours=1), servers_text="7")
+        form = ScheduleForm(
+            title=title, start=T0 + timedelta(days=days), end=T0 + timedelta(days=days, hours=1), servers_text="7"
+        )
         af_bot.run(service.submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123"))
     text = list_answer(af_bot, slack)
     assert text.index("First") < text.index("Second") < text.index("Third")
@@ -337,7 +339,9 @@ def test_list_shows_upcoming_windows_soonest_first(af_bot, slack, appfirst):
 def test_list_answers_from_appfirst_itself_every_page_merged_with_the_store(af_bot, slack, appfirst, clock):
     hold_live_sync(af_bot)
     ours = schedule_first(af_bot)  # kept at 14:00–16:00 UTC on 1 December
-    made_there = appfirst.add_window(T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1), reason="Made <b> in AppFirst", servers=[8])
+    made_there = appfirst.add_window(
+        T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1), reason="Made <b> in AppFirst", servers=[8]
+    )
     running = appfirst.add_window(T0 - timedelta(minutes=10), T0 + timedelta(minutes=50), reason="Running now", servers=[9])
     for i in range(2600):  # years of history: the new windows are on the second page, newest first
         appfirst.add_window(T0 - timedelta(days=400 - i / 10), T0 - timedelta(days=400 - i / 10, hours=-1), reason="Old")

@@ -48,9 +48,7 @@ def test_statuspage_create_cancel_and_list(statuspage):
     async def go():
         async with StatusPageClient(statuspage.url, statuspage.api_key) as client:
             backend = StatusPageMaintenance(client)
-            made = await backend.create(
-                title="DB", description="d", start=T0, end=T0 + timedelta(hours=1), components=["c1"]
-            )
+            made = await backend.create(title="DB", description="d", start=T0, end=T0 + timedelta(hours=1), components=["c1"])
             statuspage.start_maintenance(made.upstream_id)  # someone marks it in progress there
             listed = await backend.list_windows()
             await backend.cancel(made.upstream_id)
@@ -70,8 +68,17 @@ def test_appfirst_reply_times_are_the_truth_and_both_forms_agree(appfirst):
     async def go():
         async with AppFirstClient(appfirst.url, appfirst.email, appfirst.api_key) as client:
             backend = AppFirstMaintenance(client)
-            made = await backend.create(title="r", description="", start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2), servers=[1])
-            moved = await backend.update(made.upstream_id, title="r2", description="", start=T0 + timedelta(hours=2), end=T0 + timedelta(hours=3), servers=[1, 2])
+            made = await backend.create(
+                title="r", description="", start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2), servers=[1]
+            )
+            moved = await backend.update(
+                made.upstream_id,
+                title="r2",
+                description="",
+                start=T0 + timedelta(hours=2),
+                end=T0 + timedelta(hours=3),
+                servers=[1, 2],
+            )
             listed = await backend.list_windows()
             await backend.cancel(made.upstream_id)
             await backend.cancel(made.upstream_id)  # already gone: still cancelled

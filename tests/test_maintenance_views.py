@@ -89,8 +89,16 @@ def test_announcement_shows_state_and_offers_cancel_only_while_active(state):
 
 
 def listed(n: int, *, number: int | None = None, **kw) -> ListedWindow:
-    fields = dict(backend="appfirst", upstream_id=str(n), title="w" * 100, start=T0 + timedelta(hours=n),
-                  end=T0 + timedelta(hours=n + 1), state="scheduled", servers=tuple(range(50)), number=number)
+    fields = dict(
+        backend="appfirst",
+        upstream_id=str(n),
+        title="w" * 100,
+        start=T0 + timedelta(hours=n),
+        end=T0 + timedelta(hours=n + 1),
+        state="scheduled",
+        servers=tuple(range(50)),
+        number=number,
+    )
     fields.update(kw)
     return ListedWindow(**fields)
 

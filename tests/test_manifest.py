@@ -12,7 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
-from bot.rooms import SCOPE_PRIVATE, SCOPE_PUBLIC
+from bot.slack.rooms import SCOPE_PRIVATE, SCOPE_PUBLIC
 from tests.support.fakes.slack_api import default_shared_dir
 from tests.support.manifests import WITH_CHANNELS, load_manifest
 
@@ -57,12 +57,12 @@ def method_docs() -> dict[str, dict]:
 
 # The one module that opens, joins and archives an incident's own channel: its calls' scopes
 # are asked for only by manifest.channels.yml (SITREP_INCIDENT_CHANNELS=on).
-ROOMS_MODULE = REPO / "bot" / "rooms.py"
+ROOMS_MODULE = REPO / "bot" / "slack" / "rooms.py"
 ROOM_METHODS = {"conversations.create", "conversations.invite", "conversations.archive"}
 
 
 def source_text(*, rooms: bool = False) -> str:
-    """The product's source; without `bot/rooms.py` unless `rooms`."""
+    """The product's source; without `bot/slack/rooms.py` unless `rooms`."""
     files = [p for pkg in SOURCE_PACKAGES for p in sorted((REPO / pkg).rglob("*.py")) if rooms or p != ROOMS_MODULE]
     assert files
     return "\n".join(p.read_text(encoding="utf-8") for p in files)
@@ -164,7 +164,9 @@ def registered(settings) -> _Recorder:
     handlers.register(recorder, ctx)
     # The recorder saw what the real app gets: same number of listeners.
     assert len(build_bolt_app(build_context(settings))._async_listeners) == len(recorder.registered)
-    assert {k for k, _ in recorder.registered} <= {"command", "view", "action", "options", "shortcut", "event"}, recorder.registered
+    assert {k for k, _ in recorder.registered} <= {"command", "view", "action", "options", "shortcut", "event"}, (
+        recorder.registered
+    )
     return recorder
 
 
@@ -292,7 +294,7 @@ def test_no_scope_is_requested_without_a_call_needing_it():
 
 def test_only_the_rooms_module_calls_the_channel_methods():
     assert called_methods(rooms=True) - called_methods() == ROOM_METHODS
-    assert not ROOM_METHODS & called_methods(), "conversations.create/invite/archive belong in bot/rooms.py"
+    assert not ROOM_METHODS & called_methods(), "conversations.create/invite/archive belong in bot/slack/rooms.py"
 
 
 @pytest.mark.parametrize("scope", [SCOPE_PUBLIC, SCOPE_PRIVATE])

@@ -43,7 +43,7 @@ async def at_first_revision_with_data(db: Database, *, versioned: bool = True) -
         await conn.run_sync(migrations.upgrade, migrations.FIRST)
         await conn.execute(
             text(
-                "INSERT INTO maintenance_windows (backend, upstream_id, title, description, start, \"end\", components,"
+                'INSERT INTO maintenance_windows (backend, upstream_id, title, description, start, "end", components,'
                 " servers, state, created_at, updated_at) VALUES ('appfirst', '7', 'Old window', '', :t, NULL, '[]',"
                 " '[1]', 'scheduled', :t, :t)"
             ),
@@ -111,14 +111,22 @@ def migrate_process(database_url: str, cwd) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
     env |= {"DATABASE_URL": database_url, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "bot", "migrate"], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "bot", "migrate"],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 @BOTH
 def test_sitrep_migrate_upgrades_then_finds_nothing_to_do(fresh_database_url, tmp_path):
-    for expected in (f"database: at revision {migrations.head()} (was empty)", f"database: at revision {migrations.head()} (already)"):
+    for expected in (
+        f"database: at revision {migrations.head()} (was empty)",
+        f"database: at revision {migrations.head()} (already)",
+    ):
         out, err = migrate_process(fresh_database_url, tmp_path).communicate(timeout=60)
         assert out.strip().splitlines()[-1] == expected, out + err
         assert "Traceback" not in err
@@ -156,4 +164,6 @@ def test_sitrep_migrate_with_a_malformed_database_url_names_it(tmp_path):
     process = migrate_process("not a url", tmp_path)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 2 and out == ""
-    assert err.strip().splitlines() == ["sitrep: DATABASE_URL is not valid: expected a SQLAlchemy URL such as sqlite:///sitrep.db."]
+    assert err.strip().splitlines() == [
+        "sitrep: DATABASE_URL is not valid: expected a SQLAlchemy URL such as sqlite:///sitrep.db."
+    ]

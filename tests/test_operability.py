@@ -62,7 +62,10 @@ def test_metrics_move_after_a_declare_and_a_reminder(settings, slack, statuspage
     ack = dict(kind="command", name="/incident")
     assert value(after, "sitrep_ack_seconds_count", **ack) >= 1
     assert value(after, "sitrep_ack_seconds_count", kind="view") >= 1
-    assert value(after, "sitrep_upstream_request_seconds_count", service="statuspage", operation="create_incident", outcome="ok") == 1
+    assert (
+        value(after, "sitrep_upstream_request_seconds_count", service="statuspage", operation="create_incident", outcome="ok")
+        == 1
+    )
     assert value(after, "sitrep_slack_api_calls_total", method="views.open", error="ok") >= 1
     assert value(after, "sitrep_slack_api_calls_total", method="chat.postMessage", error="ok") >= 2
     assert value(after, "sitrep_reminders_total", outcome="skipped") == 1
@@ -147,8 +150,13 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
     port = free_port()
     env = full_env | {"PORT": str(port), "LOG_FORMAT": "json", "LOG_LEVEL": "info"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "bot", "run"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:

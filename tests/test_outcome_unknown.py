@@ -48,8 +48,13 @@ def unknown_declare(bot, slack, statuspage) -> tuple[dict, int]:
 @pytest.mark.parametrize("can_check", [True, False])
 def test_the_unknown_answer_and_the_link_modal_fit_slack(can_check):
     err = SubmissionUnknown(
-        draft_id=7, kind=DraftKind.DECLARE, service="the status page", summary="<@U1> & <!channel>\n" + "x" * 5000,
-        can_check=can_check, can_link=not can_check, reason="no reply within 10 seconds",
+        draft_id=7,
+        kind=DraftKind.DECLARE,
+        service="the status page",
+        summary="<@U1> & <!channel>\n" + "x" * 5000,
+        can_check=can_check,
+        can_link=not can_check,
+        reason="no reply within 10 seconds",
     )
     text, blocks = unknown_answer(err)
     check_message(blocks, text)

@@ -13,7 +13,7 @@ import pytest
 from bot.clients.appfirst import AppFirstClient
 from bot.clients.statuspage import IncidentCreateModel, StatusPageClient
 from bot.errors import OutcomeUnknown, UpstreamUnavailable
-from bot.metrics import upstream_outcome
+from bot.ops.metrics import upstream_outcome
 from tests.support.fakes.appfirst import FakeAppFirst
 from tests.support.fakes.statuspage import FakeStatusPage
 
@@ -64,9 +64,7 @@ def test_fake_status_page_drops_a_create_reply_and_holds_nothing_but_creates():
 def test_fake_status_page_refuses_a_held_create_it_would_refuse_anyway():
     with FakeStatusPage() as sp:
         sp.hold_replies(1, seconds=5)
-        refused = httpx.post(
-            f"{sp.url}/api/admin/Incident", json={"Title": ""}, headers={"X-API-KEY": sp.api_key}, timeout=2
-        )
+        refused = httpx.post(f"{sp.url}/api/admin/Incident", json={"Title": ""}, headers={"X-API-KEY": sp.api_key}, timeout=2)
         assert refused.status_code == 400 and sp.incidents == {}
 
 
@@ -117,4 +115,3 @@ async def test_could_not_connect_is_a_plain_failure_safe_to_retry():
     assert not isinstance(caught.value, OutcomeUnknown)
     assert "could not connect" in str(caught.value)
     assert upstream_outcome(caught.value) == "unavailable"
-

@@ -11,10 +11,10 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 
-from bot.channel import Posted
-from bot.outbox import Outbox, Rate, TokenBucket
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
+from bot.slack.channel import Posted
+from bot.slack.outbox import Outbox, Rate, TokenBucket
 from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.states import DraftKind
@@ -222,7 +222,17 @@ def test_a_bet_slack_takes_ends_the_doubt(bot, slack):
     # ends, so the refusal at 5 is no second lost bet (which would restart the bucket and
     # push the last reply to 7); its token comes back and both go at 6.
     sent = replies_sent(bot, slack, replies=10, burst=4, refuse={5, 7, 10})
-    assert sent == [(0, True)] * 4 + [(1, True), (2, False), (3, True), (3, False), (4, True), (4, True), (5, False), (6, True), (6, True)]
+    assert sent == [(0, True)] * 4 + [
+        (1, True),
+        (2, False),
+        (3, True),
+        (3, False),
+        (4, True),
+        (4, True),
+        (5, False),
+        (6, True),
+        (6, True),
+    ]
 
 
 def test_a_bet_lost_long_ago_is_forgotten_once_slacks_word_covers_our_bucket_again(bot, slack):
@@ -248,7 +258,9 @@ def test_the_outbox_says_how_many_sends_could_go_now():
 
 
 def started_replies(slack) -> list[tuple[float, dict]]:
-    return [(at, args) for at, method, args in slack.accepted if method == "chat.postMessage" and reminder_kind(args) == "started"]
+    return [
+        (at, args) for at, method, args in slack.accepted if method == "chat.postMessage" and reminder_kind(args) == "started"
+    ]
 
 
 def test_a_reminder_coming_due_while_a_pass_waits_for_its_edits_is_posted_at_once(bot, slack, clock):
@@ -316,7 +328,9 @@ def test_a_window_changed_after_its_batch_was_claimed_is_read_again_before_its_p
 
     async def change():
         async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(update(MaintenanceWindow).where(MaintenanceWindow.id == renamed.id).values(title="Second, renamed"))
+            await session.execute(
+                update(MaintenanceWindow).where(MaintenanceWindow.id == renamed.id).values(title="Second, renamed")
+            )
             await session.execute(update(MaintenanceWindow).where(MaintenanceWindow.id == cancelled.id).values(state="cancelled"))
 
     bot.run(change())

@@ -24,7 +24,6 @@ T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
 
 
-
 @pytest.fixture
 def settings(settings):
     """These scenarios count a window's heads-up, started and ended reminders; the overrun
@@ -144,7 +143,9 @@ def test_two_instances_on_one_database_post_once(settings, slack, clock):
 def _stale_claim(bot, window, kind, clock):
     async def claim():
         async with bot.ctx.db.session() as session, session.begin():
-            row = (await session.execute(select(Reminder).where(Reminder.window_id == window.id, Reminder.kind == kind))).scalar_one()
+            row = (
+                await session.execute(select(Reminder).where(Reminder.window_id == window.id, Reminder.kind == kind))
+            ).scalar_one()
             row.state = "claimed"
             row.claimed_by = "dead-process"
             row.claimed_at = LONG_AGO  # stale on any clock
@@ -159,7 +160,9 @@ def test_stale_claim_already_in_slack_is_not_posted_again(bot, slack, clock):
     # The dead process had posted it before dying.
     bot.run(
         bot.ctx.slack.chat_postMessage(
-            channel=CHANNEL, thread_ts=window.message_ts, text="started",
+            channel=CHANNEL,
+            thread_ts=window.message_ts,
+            text="started",
             metadata={"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": "started"}},
         )
     )
@@ -188,7 +191,11 @@ def test_a_failed_post_is_retried_once_without_doubling(bot, slack, clock):
     run_due(bot)
     assert reminders(bot, window.id)["started"].state == "posted"
     assert len(reminder_posts(slack, window, "started")) == 2  # one refused, one posted
-    posted = [m for m in slack.thread(CHANNEL, window.message_ts) if (m.get("metadata") or {}).get("event_payload", {}).get("kind") == "started"]
+    posted = [
+        m
+        for m in slack.thread(CHANNEL, window.message_ts)
+        if (m.get("metadata") or {}).get("event_payload", {}).get("kind") == "started"
+    ]
     assert len(posted) == 1
 
 

@@ -59,9 +59,14 @@ def test_a_replayed_declare_creates_one_incident(bot, slack, statuspage):
 
 def test_a_slack_retry_of_a_command_does_nothing_again(bot, slack):
     body = command_body("/incident", "declare DB down")
-    assert bot.http.post("/slack/events", content=body, headers=FORM | slack_signature_headers(SIGNING_SECRET, body)).status_code == 200
+    assert (
+        bot.http.post("/slack/events", content=body, headers=FORM | slack_signature_headers(SIGNING_SECRET, body)).status_code
+        == 200
+    )
     slack.wait_for(lambda: slack.calls_to("views.open"))
-    retry = FORM | slack_signature_headers(SIGNING_SECRET, body) | {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    retry = (
+        FORM | slack_signature_headers(SIGNING_SECRET, body) | {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    )
     assert bot.http.post("/slack/events", content=body, headers=retry).status_code == 200
     time.sleep(0.5)
     assert len(slack.calls_to("views.open")) == 1

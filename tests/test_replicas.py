@@ -75,7 +75,9 @@ def freeze_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started:
         if sum(kind == "started" for _, kind in reminder_messages(slack)) < after_started:
             time.sleep(0.02)
             continue
-        holders = {who for (who,) in query(url, "SELECT claimed_by FROM reminders WHERE state = 'claimed' AND claimed_by IS NOT NULL")}
+        holders = {
+            who for (who,) in query(url, "SELECT claimed_by FROM reminders WHERE state = 'claimed' AND claimed_by IS NOT NULL")
+        }
         for who in holders:
             replica = replicas.by_instance(who)
             os.kill(replica.process.pid, signal.SIGSTOP)
@@ -117,7 +119,9 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
         for i in range(FROM_SLACK):
             schedule_from_slack(replicas, slack, title=f"Slack {i:02d}", start=due, end=due + timedelta(hours=1))
         # Announced before they start: the Slack ones at once, the others by the first sync.
-        slack.wait_for(lambda: len(top_level(slack)) >= FROM_SLACK + FROM_APPFIRST, timeout=max(5, (due - utcnow()).total_seconds()))
+        slack.wait_for(
+            lambda: len(top_level(slack)) >= FROM_SLACK + FROM_APPFIRST, timeout=max(5, (due - utcnow()).total_seconds())
+        )
         assert utcnow() < due, "the windows were announced only after they started: the setup is too slow for this machine"
 
         victim, held = freeze_a_claim_holder(replicas, url, slack, after_started=30, due=due)

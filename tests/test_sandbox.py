@@ -85,7 +85,11 @@ async def test_status_page_stand_in_answers_as_seeds_004_and_000():
             answer = await http.post("/api/admin/Incident", json=window, headers=key)
             assert answer.json()["Success"] is True and answer.json()["Message"] == "Maintenance scheduled"
             running_id = answer.json()["Result"]
-            later = {**window, "StartDate": window["EndDate"], "EndDate": (now + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            later = {
+                **window,
+                "StartDate": window["EndDate"],
+                "EndDate": (now + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
             assert (await http.post("/api/admin/Incident", json=later, headers=key)).json()["Success"] is True
             backwards = {**window, "StartDate": window["EndDate"], "EndDate": window["StartDate"]}
             answer = await http.post("/api/admin/Incident", json=backwards, headers=key)
@@ -312,7 +316,9 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         submit(base, view, update_values(1))
         slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) >= 1, timeout=15)
         assert "Identified" in json.dumps(slack.thread(CHANNEL, announcement["ts"])[0]["blocks"])
-        edit = slack.wait_for(lambda: [c for c in slack.calls_to("chat.update") if "Identified" in json.dumps(c["blocks"])], timeout=15)[-1]
+        edit = slack.wait_for(
+            lambda: [c for c in slack.calls_to("chat.update") if "Identified" in json.dumps(c["blocks"])], timeout=15
+        )[-1]
         assert marked_as_sandbox(edit["text"], json.loads(edit["blocks"]) if isinstance(edit["blocks"], str) else edit["blocks"])
 
         # Resolve.
@@ -377,6 +383,3 @@ def test_run_help_describes_the_sandbox(base_env, tmp_path):
     result = sitrep("run", "--help", env=base_env, cwd=tmp_path)
     assert result.returncode == 0
     assert "--sandbox" in result.stdout and "SITREP_SANDBOX=1" in result.stdout
-
-
-

@@ -50,10 +50,6 @@ def _path(settings) -> str:
     return settings.database_url.removeprefix("sqlite:///")
 
 
-
-
-
-
 HOLD_THE_LOCK = """
 import sqlite3, sys
 holder = sqlite3.connect(sys.argv[1], isolation_level=None)
@@ -187,9 +183,7 @@ def test_an_update_that_cannot_be_kept_comes_back_with_what_was_typed(bot, setti
     assert statuspage.incidents[incident.upstream_id]["Updates"] == []
 
 
-def test_a_schedule_that_cannot_be_kept_comes_back_as_a_direct_message_when_no_ephemeral_can_be_sent(
-    bot, settings, slack
-):
+def test_a_schedule_that_cannot_be_kept_comes_back_as_a_direct_message_when_no_ephemeral_can_be_sent(bot, settings, slack):
     bot.command("schedule", command="/maintenance")
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
     slack.forget_calls()
@@ -241,9 +235,7 @@ def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_late
 
 def test_the_answers_fit_slack_and_give_back_every_character():
     long = "\n".join(f"line {n}: " + "x" * 90 for n in range(120))  # about 12,000 characters
-    text, blocks = not_stored_answer(
-        NotStored(kind=DraftKind.SCHEDULE, summary=long, reason="the database is read-only")
-    )
+    text, blocks = not_stored_answer(NotStored(kind=DraftKind.SCHEDULE, summary=long, reason="the database is read-only"))
     check_message(blocks, text)
     shown = [line for b in blocks[1:] for line in b["text"]["text"].split("\n")]
     assert shown == ["> " + line for line in long.splitlines()]  # whole, and every line quoted
@@ -251,9 +243,7 @@ def test_the_answers_fit_slack_and_give_back_every_character():
     sent, _ = not_stored_answer(NotStored(kind=DraftKind.DECLARE, summary="t", reason="r", sent=True))
     assert "could not keep" in sent
 
-    it = Interaction.from_body(
-        {"type": "view_submission", "user": {"id": "U1"}, "view": {"state": {"values": declare_values()}}}
-    )
+    it = Interaction.from_body({"type": "view_submission", "user": {"id": "U1"}, "view": {"state": {"values": declare_values()}}})
     text, blocks = busy_answer(DatabaseBusy(), it)
     check_message(blocks, text)
     assert BUSY in text and "DB down" in str(blocks) and "Timeouts on checkout" in str(blocks)
@@ -279,7 +269,9 @@ def test_a_running_sitrep_with_its_database_locked_answers_in_time_and_gives_the
     try:
         wait_healthy(base, process, path="/readyz")
         view = command_modal(base, slack, "/incident", "declare", user_id="U777")
-        submission = interaction_body(submission_payload(view, declare_values(title="Queue stuck", description=DESCRIPTION), user="U777"))
+        submission = interaction_body(
+            submission_payload(view, declare_values(title="Queue stuck", description=DESCRIPTION), user="U777")
+        )
         with locked(Path(env["DATABASE_URL"].removeprefix("sqlite:///"))):
             listed, list_took = timed(lambda: signed_post(base, command_body("/incident", "list", user_id="U777")))
             sent, sent_took = timed(lambda: signed_post(base, submission))

@@ -106,7 +106,9 @@ def test_declare_update_resolve_over_socket_mode(sbot, slack, statuspage, socket
     slack.wait_for(lambda: not incidents_in_store(sbot)[0].is_open)
     resolves = [r for r in statuspage.requests if r.path == "/api/admin/Incident/ResolveIncident"]
     assert [r.json for r in resolves] == [{"IncidentId": incident.upstream_id}]
-    reply = slack.wait_for(lambda: len(slack.thread(CHANNEL, incident.message_ts)) == 2 and slack.thread(CHANNEL, incident.message_ts))
+    reply = slack.wait_for(
+        lambda: len(slack.thread(CHANNEL, incident.message_ts)) == 2 and slack.thread(CHANNEL, incident.message_ts)
+    )
     assert "Resolved" in str(reply[-1]["blocks"]) and "Index rebuilt" in str(reply[-1]["blocks"])
 
     assert "already resolved" in sbot.command(f"resolve {incident.id}").text
@@ -119,7 +121,9 @@ def test_home_tab_and_message_shortcut_over_socket_mode(sbot, slack, socket):
     [publish] = slack.wait_for(lambda: slack.calls_to("views.publish"))
     assert publish["user_id"] == "U123" and publish["view"]["type"] == "home"
     ts = slack.person_posts("C0ONCALL", "checkout &amp; login are down")
-    sbot.message_shortcut(IncidentCallback.DECLARE_FROM_MESSAGE, "checkout &amp; login are down", message_ts=ts, channel="C0ONCALL")
+    sbot.message_shortcut(
+        IncidentCallback.DECLARE_FROM_MESSAGE, "checkout &amp; login are down", message_ts=ts, channel="C0ONCALL"
+    )
     view = slack.wait_for(lambda: slack.calls_to("views.open")) and last_view(slack)
     assert json.loads(view["private_metadata"])["source"] == ["C0ONCALL", ts]
     assert_all_acked_in_time(socket)
@@ -225,6 +229,7 @@ def test_a_dropped_connection_loses_nothing_acknowledged_and_reconnects(sbot, sl
 
 def test_only_a_url_from_apps_connections_open_connects(socket, slack):
     """The fake is as strict as Slack: no ticket, a made-up one or a used one is refused."""
+
     async def attempt(url: str) -> str:
         try:
             async with connect(url) as ws:
@@ -253,7 +258,9 @@ def test_apps_connections_open_takes_only_the_app_token_in_the_header(slack):
     assert call(data={"token": APP_TOKEN})["error"] == "not_authed"
     assert "apps.connections.open: the app-level token must be sent in the Authorization header" in slack.violations
     slack.reset()  # the violation was the point
-    chat = httpx.post(f"{slack.url}chat.postMessage", headers={"Authorization": f"Bearer {APP_TOKEN}"}, data={"channel": CHANNEL, "text": "x"})
+    chat = httpx.post(
+        f"{slack.url}chat.postMessage", headers={"Authorization": f"Bearer {APP_TOKEN}"}, data={"channel": CHANNEL, "text": "x"}
+    )
     assert chat.json()["error"] == "not_allowed_token_type"
 
 

@@ -76,7 +76,6 @@ def test_run_with_a_refused_app_token_stops_with_one_line(socket_env, socket, tm
     assert socket.connection_count == 0
 
 
-
 def stop_sitrep(process: subprocess.Popen) -> str:
     """SIGTERM, then its output once it exited on its own (a failure if it takes over 15 s)."""
     process.send_signal(signal.SIGTERM)
@@ -111,7 +110,13 @@ def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(so
         person.submit(view, update_values(1))
         slack.wait_for(lambda: slack.thread(CHANNEL, announcement["ts"]))
         puts = [r.json for r in statuspage.requests if r.method == "PUT"]
-        assert puts == [{"IncidentId": next(iter(statuspage.incidents)), "Description": "Root cause found: a bad index", "Status": "Identified"}]
+        assert puts == [
+            {
+                "IncidentId": next(iter(statuspage.incidents)),
+                "Description": "Root cause found: a bad index",
+                "Status": "Identified",
+            }
+        ]
 
         # The connection drops; the bot comes back and resolves from the announcement's button.
         socket.drop()
@@ -120,7 +125,9 @@ def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(so
         person.click(Action.RESOLVE, "1", channel=CHANNEL, message_ts=announcement["ts"])
         view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
         person.submit(view, resolve_values(1))
-        replies = slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) == 2 and slack.thread(CHANNEL, announcement["ts"]))
+        replies = slack.wait_for(
+            lambda: len(slack.thread(CHANNEL, announcement["ts"])) == 2 and slack.thread(CHANNEL, announcement["ts"])
+        )
         assert "Resolved" in json.dumps(replies[-1]["blocks"])
         assert [r.path for r in statuspage.requests if r.method == "POST"][-1] == "/api/admin/Incident/ResolveIncident"
 

@@ -99,9 +99,7 @@ def test_status_and_impact_are_sent_as_configured() -> None:
 
 
 def test_models_populate_by_name_and_by_alias() -> None:
-    by_alias = IncidentUpdateModel.model_validate(
-        {"IncidentId": "x", "Description": "d", "Status": "Monitoring"}
-    )
+    by_alias = IncidentUpdateModel.model_validate({"IncidentId": "x", "Description": "d", "Status": "Monitoring"})
     assert by_alias == IncidentUpdateModel(incident_id="x", description="d", status="Monitoring")
 
 
@@ -147,9 +145,7 @@ def test_ongoing_maintenance_naive_start_is_utc() -> None:
 # -- create -------------------------------------------------------------------
 
 
-async def test_create_incident_sends_the_seed_body(
-    sp: FakeStatusPage, client: StatusPageClient
-) -> None:
+async def test_create_incident_sends_the_seed_body(sp: FakeStatusPage, client: StatusPageClient) -> None:
     incident_id = await client.create_incident(seed_incident())
 
     uuid.UUID(incident_id)
@@ -182,9 +178,7 @@ async def test_create_incident_without_title_is_rejected_verbatim(
     assert sp.incidents == {}
 
 
-async def test_create_maintenance_sends_the_seed_body(
-    sp: FakeStatusPage, client: StatusPageClient
-) -> None:
+async def test_create_maintenance_sends_the_seed_body(sp: FakeStatusPage, client: StatusPageClient) -> None:
     # An aware non-UTC time must go out as the same instant in UTC with "Z".
     plus_two = timezone(timedelta(hours=2))
     model = seed_maintenance(start_date=datetime(2023, 11, 1, 4, 0, tzinfo=plus_two))
@@ -205,23 +199,17 @@ async def test_create_maintenance_sends_the_seed_body(
 
 
 @pytest.mark.parametrize("end_offset", [timedelta(0), timedelta(hours=-1)])
-async def test_maintenance_end_not_after_start_is_rejected(
-    client: StatusPageClient, end_offset: timedelta
-) -> None:
+async def test_maintenance_end_not_after_start_is_rejected(client: StatusPageClient, end_offset: timedelta) -> None:
     start = datetime(2023, 11, 1, 2, 0, tzinfo=UTC)
     with pytest.raises(UpstreamRejected) as caught:
-        await client.create_maintenance(
-            seed_maintenance(start_date=start, end_date=start + end_offset)
-        )
+        await client.create_maintenance(seed_maintenance(start_date=start, end_date=start + end_offset))
     assert caught.value.message == "End date must be after start date."
 
 
 # -- update / resolve -----------------------------------------------------------
 
 
-async def test_update_incident_returns_message(
-    sp: FakeStatusPage, client: StatusPageClient
-) -> None:
+async def test_update_incident_returns_message(sp: FakeStatusPage, client: StatusPageClient) -> None:
     incident_id = await client.create_incident(seed_incident())
     update = IncidentUpdateModel(
         incident_id=incident_id,
@@ -245,9 +233,7 @@ async def test_update_incident_returns_message(
 
 
 async def test_update_unknown_incident_is_rejected(client: StatusPageClient) -> None:
-    update = IncidentUpdateModel(
-        incident_id=str(uuid.uuid4()), description="x", status="Monitoring"
-    )
+    update = IncidentUpdateModel(incident_id=str(uuid.uuid4()), description="x", status="Monitoring")
     with pytest.raises(UpstreamRejected) as caught:
         await client.update_incident(update)
     assert caught.value.message == "Incident ID not found."
@@ -278,9 +264,7 @@ async def test_resolve_unknown_incident_is_rejected(client: StatusPageClient) ->
 # -- ongoing maintenance / ping ---------------------------------------------------
 
 
-async def test_ongoing_maintenance_lists_the_windows_marked_in_progress(
-    sp: FakeStatusPage, client: StatusPageClient
-) -> None:
+async def test_ongoing_maintenance_lists_the_windows_marked_in_progress(sp: FakeStatusPage, client: StatusPageClient) -> None:
     current = sp.add_maintenance("Now", NOW - timedelta(hours=1), NOW + timedelta(hours=1), in_progress=True)
     sp.add_maintenance("Not marked", NOW - timedelta(hours=1), NOW + timedelta(hours=1))
     resolved = sp.add_maintenance("Cancelled", NOW - timedelta(hours=1), NOW + timedelta(hours=1), in_progress=True)
@@ -344,9 +328,7 @@ Call = Callable[[StatusPageClient], Any]
 ALL_CALLS: dict[str, Call] = {
     "create_incident": lambda c: c.create_incident(seed_incident()),
     "create_maintenance": lambda c: c.create_maintenance(seed_maintenance()),
-    "update_incident": lambda c: c.update_incident(
-        IncidentUpdateModel(incident_id="x", description="d", status="Monitoring")
-    ),
+    "update_incident": lambda c: c.update_incident(IncidentUpdateModel(incident_id="x", description="d", status="Monitoring")),
     "resolve_incident": lambda c: c.resolve_incident("x"),
     "ongoing_maintenance": lambda c: c.ongoing_maintenance(),
     "ping": lambda c: c.ping(),
@@ -366,9 +348,7 @@ async def test_wrong_key_is_unauthorized_everywhere(sp: FakeStatusPage, call: Ca
 
 
 @pytest.mark.parametrize("call", ALL_CALLS.values(), ids=ALL_CALLS.keys())
-async def test_server_error_is_unavailable_everywhere(
-    sp: FakeStatusPage, client: StatusPageClient, call: Call
-) -> None:
+async def test_server_error_is_unavailable_everywhere(sp: FakeStatusPage, client: StatusPageClient, call: Call) -> None:
     sp.fail_status = 500
     with pytest.raises(UpstreamUnavailable) as caught:
         await call(client)
@@ -406,9 +386,7 @@ async def test_connection_refused_is_unavailable() -> None:
 
 
 @pytest.mark.parametrize("call", ALL_CALLS.values(), ids=ALL_CALLS.keys())
-async def test_malformed_body_is_unavailable(
-    sp: FakeStatusPage, client: StatusPageClient, call: Call
-) -> None:
+async def test_malformed_body_is_unavailable(sp: FakeStatusPage, client: StatusPageClient, call: Call) -> None:
     sp.malformed = True
     with pytest.raises(UpstreamUnavailable):
         await call(client)
@@ -425,9 +403,7 @@ def mock_client(status: int, body: Any) -> StatusPageClient:
 
 
 async def test_200_with_success_false_is_rejected() -> None:
-    async with mock_client(
-        200, {"Success": False, "Result": None, "Message": "Component unknown."}
-    ) as c:
+    async with mock_client(200, {"Success": False, "Result": None, "Message": "Component unknown."}) as c:
         with pytest.raises(UpstreamRejected) as caught:
             await c.create_incident(seed_incident())
     assert caught.value.message == "Component unknown."
@@ -449,9 +425,7 @@ async def test_create_with_wrong_shaped_body_is_unavailable(body: Any) -> None:
             await c.create_incident(seed_incident())
 
 
-@pytest.mark.parametrize(
-    "body", [{"Success": True}, [{"IncidentId": "x"}], {"Success": True, "Result": []}]
-)
+@pytest.mark.parametrize("body", [{"Success": True}, [{"IncidentId": "x"}], {"Success": True, "Result": []}])
 async def test_ongoing_with_wrong_shaped_body_is_unavailable(body: Any) -> None:
     async with mock_client(200, body) as c:
         with pytest.raises(UpstreamUnavailable):
@@ -527,15 +501,11 @@ def test_fake_keeps_listing_a_window_until_it_is_marked_done_or_resolved(sp: Fak
     assert [i["IncidentId"] for i in _listed(sp)] == [done, resolved, over]  # its EndDate does not unlist it
 
     sp.finish_maintenance(done)
-    reply = httpx.post(
-        f"{sp.url}/api/admin/Incident/ResolveIncident", headers={"X-API-KEY": KEY}, json={"IncidentId": resolved}
-    )
+    reply = httpx.post(f"{sp.url}/api/admin/Incident/ResolveIncident", headers={"X-API-KEY": KEY}, json={"IncidentId": resolved})
     assert reply.json()["Success"] is True
     assert [i["IncidentId"] for i in _listed(sp)] == [over]
     # Marked done on the status page is resolved there: resolving it again is refused.
-    again = httpx.post(
-        f"{sp.url}/api/admin/Incident/ResolveIncident", headers={"X-API-KEY": KEY}, json={"IncidentId": done}
-    )
+    again = httpx.post(f"{sp.url}/api/admin/Incident/ResolveIncident", headers={"X-API-KEY": KEY}, json={"IncidentId": done})
     assert (again.status_code, again.json()["Message"]) == (400, "Incident already resolved.")
     with pytest.raises(ValueError):
         sp.start_maintenance(done)
@@ -586,9 +556,7 @@ def test_fake_update_reply_has_no_result(sp: FakeStatusPage) -> None:
 
 def test_fake_missing_title_and_500_envelope(sp: FakeStatusPage) -> None:
     headers = {"X-API-KEY": KEY}
-    reply = httpx.post(
-        f"{sp.url}/api/admin/Incident", headers=headers, json={"Status": "Investigating"}
-    )
+    reply = httpx.post(f"{sp.url}/api/admin/Incident", headers=headers, json={"Status": "Investigating"})
     assert (reply.status_code, reply.json()["Message"]) == (400, "Title is required.")
     sp.fail_status = 500
     reply = httpx.post(f"{sp.url}/api/admin/Incident", headers=headers, json={})
@@ -647,7 +615,8 @@ def test_fake_takes_any_vocabulary_unless_told_otherwise(sp: FakeStatusPage) -> 
     sp.accepted_impacts = ("Major Outage",)
     refused = httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers)
     assert (refused.status_code, refused.json()) == (
-        400, {"Success": False, "Result": None, "Message": "Status 'Postmortem' is not valid."}
+        400,
+        {"Success": False, "Result": None, "Message": "Status 'Postmortem' is not valid."},
     )
     body["Status"] = "Identified"
     refused = httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers=headers)

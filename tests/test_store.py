@@ -51,8 +51,15 @@ def run(database_url, body):
 async def a_window_with_reminders(db, *due_ats) -> list[int]:
     async with db.session() as session, session.begin():
         window = MaintenanceWindow(
-            backend="appfirst", upstream_id="42", title="Ünïcode ✓", start=T0, end=T0 + timedelta(hours=1),
-            servers=[1, 2], components=["API"], created_at=T0, updated_at=T0,
+            backend="appfirst",
+            upstream_id="42",
+            title="Ünïcode ✓",
+            start=T0,
+            end=T0 + timedelta(hours=1),
+            servers=[1, 2],
+            components=["API"],
+            created_at=T0,
+            updated_at=T0,
         )
         session.add(window)
         await session.flush()
@@ -135,6 +142,7 @@ def test_claim_ages_are_read_on_the_database_clock_and_a_taken_over_claim_is_fen
     """The bot's clock (here a year ahead) never makes a fresh claim look stale; the
     database's does, whatever the server's time zone; the replaced claim can no longer
     confirm or finish."""
+
     async def body(db):
         (reminder_id,) = await a_window_with_reminders(db, T0)
         async with db.session() as session, session.begin():
@@ -151,8 +159,9 @@ def test_claim_ages_are_read_on_the_database_clock_and_a_taken_over_claim_is_fen
             (stale,) = await due(session, T0, stale_after=timedelta(minutes=2))
             second = await claim(session, stale, instance="b", stale_after=timedelta(minutes=2))
         async with db.session() as session, session.begin():
-            fenced = await confirm(session, reminder_id, token=first.token), await finish(
-                session, reminder_id, token=first.token, state="posted", now=T0
+            fenced = (
+                await confirm(session, reminder_id, token=first.token),
+                await finish(session, reminder_id, token=first.token, state="posted", now=T0),
             )
             won = await finish(session, reminder_id, token=second.token, state="posted", now=T0)
         return first, claimed.claimed_at, a_year_on, second, fenced, won
@@ -170,6 +179,7 @@ def test_a_reminder_moved_after_it_was_read_due_is_not_claimed(database_url):
     """A pass reads its due reminders once and may post them over minutes (Slack's pace);
     a window edited meanwhile moves its reminders (still pending, same token): the claim,
     made with the old due time, must fail, and the moved reminder waits for its new one."""
+
     async def body(db):
         (reminder_id,) = await a_window_with_reminders(db, T0)
         async with db.session() as session:

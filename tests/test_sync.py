@@ -29,7 +29,6 @@ T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
 
 
-
 @pytest.fixture
 def clock(upstream_clock):
     upstream_clock.set(T0)
@@ -368,7 +367,9 @@ def test_a_window_scheduled_from_slack_during_a_sync_is_not_cancelled(appfirst_b
     async def slow_list():
         listed = await real_list()  # the list is read first ...
         form = ScheduleForm(title="Made meanwhile", start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=2), servers_text="1")
-        await MaintenanceService(appfirst_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id=None)  # ... then this lands
+        await MaintenanceService(appfirst_bot.ctx).submit(
+            DraftKind.SCHEDULE, form, user_id="U123", channel_id=None
+        )  # ... then this lands
         return listed
 
     monkeypatch.setattr(backend, "list_windows", slow_list)

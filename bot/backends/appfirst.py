@@ -83,9 +83,7 @@ class AppFirstMaintenance:
         components: Sequence[str] = (),
         servers: Sequence[int] = (),
     ) -> BackendWindow:
-        updated = await self.client.update_window(
-            self._id(upstream_id), start=start, end=end, reason=title, servers=servers
-        )
+        updated = await self.client.update_window(self._id(upstream_id), start=start, end=end, reason=title, servers=servers)
         return self._window(updated)
 
     async def cancel(self, upstream_id: str) -> None:

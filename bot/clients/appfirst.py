@@ -225,9 +225,7 @@ class AppFirstClient(UpstreamClient):
             received += len(page.data)
             if not page.data or page.pagination.next is None or received >= page.pagination.count:
                 return
-        raise UpstreamUnavailable(
-            SERVICE, f"its list of maintenance windows did not end after {MAX_PAGES} pages"
-        )
+        raise UpstreamUnavailable(SERVICE, f"its list of maintenance windows did not end after {MAX_PAGES} pages")
 
     @observed
     async def get_window(self, id: int) -> MaintenanceWindow:  # the brief's name for it
@@ -235,9 +233,7 @@ class AppFirstClient(UpstreamClient):
         return self._parse(MaintenanceWindow, payload, "maintenance window")
 
     @observed
-    async def create_window(
-        self, *, start: datetime, end: datetime, reason: str, servers: Iterable[int]
-    ) -> MaintenanceWindow:
+    async def create_window(self, *, start: datetime, end: datetime, reason: str, servers: Iterable[int]) -> MaintenanceWindow:
         """Create a window; the returned times are what the server stored, which may differ."""
         form = self._form(start, end, reason, servers)
         payload = await self._call("POST", _LIST_PATH, data=form)
@@ -281,9 +277,7 @@ class AppFirstClient(UpstreamClient):
         return f"{_LIST_PATH}{int(window_id)}/"
 
     @staticmethod
-    def _form(
-        start: datetime, end: datetime, reason: str, servers: Iterable[int]
-    ) -> dict[str, str]:
+    def _form(start: datetime, end: datetime, reason: str, servers: Iterable[int]) -> dict[str, str]:
         return {
             "start": format_form_time(start),
             "end": format_form_time(end),
@@ -298,9 +292,7 @@ class AppFirstClient(UpstreamClient):
                 return model.validate_python(payload)
             return model.model_validate(payload)
         except ValidationError:
-            raise UpstreamUnavailable(
-                SERVICE, f"its {what} reply did not have the documented fields"
-            ) from None
+            raise UpstreamUnavailable(SERVICE, f"its {what} reply did not have the documented fields") from None
 
     async def _call(
         self, method: str, path: str, *, window_id: int | None = None, expect_body: bool = True, **kwargs: Any

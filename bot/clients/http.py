@@ -32,7 +32,7 @@ MAX_MESSAGE = 300
 NOT_JSON: Any = object()  # what `decode` returns for a body that is not JSON
 
 
-# (operation, the error or None, seconds): set by the wiring (bot/metrics.py), so clients
+# (operation, the error or None, seconds): set by the wiring (bot/ops/metrics.py), so clients
 # report every call without knowing about Prometheus.
 Observer = Callable[[str, BaseException | None, float], None]
 _F = TypeVar("_F", bound=Callable[..., Awaitable[Any]])
@@ -168,9 +168,7 @@ class UpstreamClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -210,9 +208,7 @@ class UpstreamClient:
             return UpstreamNotFound(self.service, not_found, code)
         if code in (404, 405):
             # Every seed path exists for its methods: the base URL points somewhere else.
-            return UpstreamWrongURL(
-                self.service, url=public_url(response.request.url), setting=self.url_setting, status=code
-            )
+            return UpstreamWrongURL(self.service, url=public_url(response.request.url), setting=self.url_setting, status=code)
         if code == 504:
             # A gateway gave up waiting on the upstream: the request went on and may have
             # been carried out (a lost reply), so a create must not simply be sent again.

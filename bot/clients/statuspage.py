@@ -167,9 +167,7 @@ class StatusPageClient(UpstreamClient):
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(
-            base_url, timeout=timeout, transport=transport, headers={"X-API-KEY": api_key}, secrets=(api_key,)
-        )
+        super().__init__(base_url, timeout=timeout, transport=transport, headers={"X-API-KEY": api_key}, secrets=(api_key,))
 
     # -- operations -------------------------------------------------------
 
@@ -214,9 +212,7 @@ class StatusPageClient(UpstreamClient):
         try:
             return _ONGOING_LIST.validate_python(payload)
         except ValidationError:
-            raise UpstreamUnavailable(
-                SERVICE, "its maintenance status reply did not have the documented fields"
-            ) from None
+            raise UpstreamUnavailable(SERVICE, "its maintenance status reply did not have the documented fields") from None
 
     async def ping(self) -> None:
         """Cheap authenticated call for a config check; raises the typed error on failure.
@@ -256,9 +252,7 @@ class StatusPageClient(UpstreamClient):
         try:
             return ApiResponse[Any].model_validate(payload)
         except ValidationError:
-            raise UpstreamUnavailable(
-                SERVICE, "its reply was not the documented {Success, Result, Message} envelope"
-            ) from None
+            raise UpstreamUnavailable(SERVICE, "its reply was not the documented {Success, Result, Message} envelope") from None
 
     def _new_id(self, payload: Any, what: str) -> str:
         envelope = self._envelope(payload)

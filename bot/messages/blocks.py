@@ -43,7 +43,9 @@ def select(action_id: str, options: Sequence[tuple[str, str]], initial: str | No
     return element
 
 
-def multi_select(action_id: str, options: Sequence[tuple[str, str]], initial: Sequence[str], placeholder: str, *, group_label: str) -> dict:
+def multi_select(
+    action_id: str, options: Sequence[tuple[str, str]], initial: Sequence[str], placeholder: str, *, group_label: str
+) -> dict:
     element: dict = {"type": "multi_static_select", "action_id": action_id, "placeholder": plain(placeholder)}
     with_options(element, [option(label, value) for label, value in options], group_label=group_label)
     chosen = [option(label, value) for label, value in options if value in initial]

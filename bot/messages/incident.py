@@ -62,10 +62,7 @@ def room_summary(incident: Incident) -> tuple[str, list[dict]]:
     """The same summary at the top of the incident's own channel, kept current too; it
     points back to the announcement, where the status page's readers' updates also go."""
     where = f"<{incident.permalink}|the announcement>" if incident.permalink else "the announcement"
-    footer = (
-        f"Status page ID `{fit(incident.upstream_id, 200)}` · {where} in <#{incident.channel_id}> "
-        "gets every update too"
-    )
+    footer = f"Status page ID `{fit(incident.upstream_id, 200)}` · {where} in <#{incident.channel_id}> gets every update too"
     return _summary(incident, footer=footer)
 
 
@@ -100,7 +97,11 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
         )
     else:
         lasted = duration(incident.resolved_at - incident.declared_at)
-        blocks.append(context(f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"))
+        blocks.append(
+            context(
+                f":white_check_mark: Resolved {slack_date(incident.resolved_at)} by {user(incident.resolved_by)} after {lasted}"
+            )
+        )
     source = f" · declared from <{escape(incident.source_link)}|this message>" if incident.source_link else ""
     blocks.append(context(f"{footer}{source}"))
     text = f"Incident #{incident.id}: {short_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
@@ -121,8 +122,6 @@ def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[
     )
     blocks = [section(head), *text_sections(event.text)]
     return f"Resolved: incident #{incident.id} {short_title(incident)} (lasted {lasted})", blocks
-
-
 
 
 class NudgeId(StrEnum):
@@ -150,7 +149,6 @@ def nudge(incident: Incident, who: str, quiet: timedelta) -> tuple[str, list[dic
         },
     ]
     return f"Incident #{incident.id} has had no update for {duration(quiet)}", blocks
-
 
 
 def already_resolved(incident: Incident) -> str:

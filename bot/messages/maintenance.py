@@ -109,9 +109,7 @@ def reminder(
     return text, blocks
 
 
-def moved_outside(
-    window: MaintenanceWindow, *, before: tuple[datetime, datetime], service: str
-) -> tuple[str, list[dict]]:
+def moved_outside(window: MaintenanceWindow, *, before: tuple[datetime, datetime], service: str) -> tuple[str, list[dict]]:
     old_start, old_end = before
     head = (
         f":arrows_counterclockwise: {window_name(window)} was changed on {escape(service)}: "
@@ -178,7 +176,9 @@ def _value(field: str, value: Any) -> str:
     return fit(str(value), 400)
 
 
-def edited_reply(window: MaintenanceWindow, changes: Sequence[FieldChange], user_id: str | None, at: datetime) -> tuple[str, list[dict]]:
+def edited_reply(
+    window: MaintenanceWindow, changes: Sequence[FieldChange], user_id: str | None, at: datetime
+) -> tuple[str, list[dict]]:
     head = f":pencil2: *Edited* by {user(user_id)} · {slack_date(at)}"
     if changes:
         lines = [f"• *{FIELD_NAMES.get(c.field, c.field)}*: {_value(c.field, c.old)} → {_value(c.field, c.new)}" for c in changes]

@@ -71,9 +71,7 @@ class FeatureService:
                 f"{service[:1].upper()}{service[1:]} cannot be asked what it has. "
                 "Use *It exists: link it* if you can see it there, or *Create anyway* if not."
             )
-        return await self.drafts.retry(
-            draft_id, kind, form, user_id=user_id, send=self._send_again, states=(FAILED, UNKNOWN)
-        )
+        return await self.drafts.retry(draft_id, kind, form, user_id=user_id, send=self._send_again, states=(FAILED, UNKNOWN))
 
     async def create_anyway(self, draft_id: int, *, user_id: str) -> Outcome:
         """Send it again without looking: the person says the lost one does not exist."""

@@ -27,8 +27,8 @@ from bot.errors import (
     SubmissionUnknown,
     UpstreamError,
 )
-from bot.logs import audit
-from bot.metrics import upstream_outcome
+from bot.ops.logs import audit
+from bot.ops.metrics import upstream_outcome
 from store import drafts as draft_store
 from store.db import STORE_FAILURES, bounded
 from store.models import Incident
@@ -148,8 +148,7 @@ class DraftFlow:
         except STORE_FAILURES as exc:
             log.error("could not claim draft %s for Retry: %s", draft_id, store_reason(exc))
             raise DatabaseBusy(
-                f"I could not send it again: {store_reason(exc)}. What you typed is still kept; "
-                "press *Retry* again in a minute."
+                f"I could not send it again: {store_reason(exc)}. What you typed is still kept; press *Retry* again in a minute."
             ) from exc
         if not claimed:
             raise NotFound("That submission already went through, or is being sent right now.")

@@ -8,8 +8,8 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.channel import Posted
 from bot.context import AppContext
+from bot.slack.channel import Posted
 from store import incidents as incident_store
 from store import maintenance as window_store
 from store.models import Incident, MaintenanceWindow

@@ -8,7 +8,6 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
@@ -19,6 +18,7 @@ from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
+from bot.slack.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from store import announcements as announcement_store
 from store import incidents as incident_store
 from store import reminders as reminder_store
@@ -175,7 +175,10 @@ class IncidentService(FeatureService):
             return None, None
         link = await self.ctx.channel.permalink(Posted(form.source_channel, form.source_ts))
         if link is None:
-            return None, "Slack would not give a link to the message you declared it from, so the announcement does not link to it."
+            return (
+                None,
+                "Slack would not give a link to the message you declared it from, so the announcement does not link to it.",
+            )
         return link, None
 
     async def _update(self, form: UpdateForm, user_id: str) -> Outcome:
@@ -331,8 +334,12 @@ class IncidentService(FeatureService):
         else:
             async with db.session() as session, session.begin():
                 claim = await announcement_store.claim_announcement(
-                    session, incident.id, instance=self.ctx.instance_id, stale_after=self.ctx.stale_claim,
-                    live_since=live_since, W=Incident,
+                    session,
+                    incident.id,
+                    instance=self.ctx.instance_id,
+                    stale_after=self.ctx.stale_claim,
+                    live_since=live_since,
+                    W=Incident,
                 )
             if not claim:
                 raise AnnouncementBusy(f"incident {incident.id}")

@@ -319,9 +319,7 @@ class MaintenanceService(FeatureService):
     async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
         """The status page keeps the times it was sent (it does not shift them), so the
         window is recorded as the form had it."""
-        bw = BackendWindow(
-            upstream_id=upstream_id, title=form.title, start=form.start, end=form.end, servers=tuple(form.servers)
-        )
+        bw = BackendWindow(upstream_id=upstream_id, title=form.title, start=form.start, end=form.end, servers=tuple(form.servers))
         outcome = await self._store_scheduled(form, bw, user_id)
         note = f"Linked to the window that already exists on {self.backend.service}; nothing was created twice."
         outcome.warning = f"{note} {outcome.warning}" if outcome.warning else note
@@ -393,7 +391,12 @@ class MaintenanceService(FeatureService):
             return None
         log.info(
             "%s stored window %s as %s–%s, not the %s–%s asked for",
-            window.backend, window.upstream_id, window.start, window.end, form.start, form.end,
+            window.backend,
+            window.upstream_id,
+            window.start,
+            window.end,
+            form.start,
+            form.end,
         )
         return (form.start, form.end)
 
@@ -435,9 +438,7 @@ class MaintenanceService(FeatureService):
         if seen != known:
             log.info("%s adds %s to the times it is sent (was %s)", self.backend.service, seen, known)
             async with self.ctx.db.session() as session, session.begin():
-                await facts.put_fact(
-                    session, self._offset_key(), {"seconds": int(seen.total_seconds())}, now=self.ctx.clock()
-                )
+                await facts.put_fact(session, self._offset_key(), {"seconds": int(seen.total_seconds())}, now=self.ctx.clock())
         return seen
 
     async def _schedule(self, form: ScheduleForm, user_id: str) -> Outcome:
@@ -498,9 +499,7 @@ class MaintenanceService(FeatureService):
             "start": bw.start or form.start,
             "end": bw.end or form.end,
             "servers": list(bw.servers) if backend.uses_servers else window.servers,
-            "components": window.components
-            if backend.uses_servers
-            else self.ctx.settings.component_names(form.component_ids),
+            "components": window.components if backend.uses_servers else self.ctx.settings.component_names(form.component_ids),
         }
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window.id)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from bot.channel import ClaimLost, Message, Posted
 from bot.context import AppContext
+from bot.slack.channel import ClaimLost, Message, Posted
 from store import reminders as reminder_store
 from store.dbclock import db_utc_now
 from store.models import Reminder

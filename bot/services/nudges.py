@@ -42,9 +42,7 @@ async def plan_nudge(ctx: AppContext, incident_id: int) -> None:
                 session.add(Reminder(incident_id=incident_id, kind=ReminderKind.NUDGE, due_at=due_at))
         elif due_at is None:
             if row.state == ReminderState.PENDING:
-                await reminder_store.change_if_state(
-                    session, row.id, seen_state=row.state, state=ReminderState.CANCELLED
-                )
+                await reminder_store.change_if_state(session, row.id, seen_state=row.state, state=ReminderState.CANCELLED)
         elif row.state == ReminderState.CLAIMED:
             await reminder_store.change_if_state(session, row.id, seen_state=row.state, due_at=due_at, not_before=None)
         else:

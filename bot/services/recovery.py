@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from bot.channel import Posted
 from bot.context import AppContext
 from bot.errors import FeatureDisabled, SubmissionUnknown
 from bot.services.base import FeatureService
@@ -28,6 +27,7 @@ from bot.services.incidents import IncidentService
 from bot.services.maintenance import MaintenanceService
 from bot.services.outcomes import Outcome
 from bot.services.windows import Windows
+from bot.slack.channel import Posted
 from store import drafts as draft_store
 from store import instances
 from store import reminders as reminder_store
@@ -78,8 +78,12 @@ async def recover_orphans(ctx: AppContext) -> int:
         draft.sent_by = ctx.instance_id
         if draft.kind in DraftKind.__members__.values() and await _finish_made(ctx, draft, gone=gone, live_since=cutoff):
             continue
-        log.warning("draft %s (%s) was left sending by instance %s, which is gone: outcome unknown",
-                    draft.id, draft.kind, gone or "(none)")
+        log.warning(
+            "draft %s (%s) was left sending by instance %s, which is gone: outcome unknown",
+            draft.id,
+            draft.kind,
+            gone or "(none)",
+        )
         await _tell(ctx, draft)
         async with ctx.db.session() as session, session.begin():
             await draft_store.mark_unknown(session, draft, now=ctx.clock())
@@ -105,8 +109,14 @@ async def _finish_made(ctx: AppContext, draft: Draft, *, gone: str | None, live_
         announce = windows.recover_announcement
     if made is None:
         return False
-    log.warning("draft %s (%s) was left sending by instance %s, which is gone; it had made %s #%s: done",
-                draft.id, draft.kind, gone or "(none)", kind.feature, made.id)
+    log.warning(
+        "draft %s (%s) was left sending by instance %s, which is gone; it had made %s #%s: done",
+        draft.id,
+        draft.kind,
+        gone or "(none)",
+        kind.feature,
+        made.id,
+    )
     record = await announce(made.id, live_since=live_since) or made
     permalink = getattr(record, "permalink", None)
     if permalink is None and record.message_ts:

@@ -92,7 +92,5 @@ async def cancel_window_reminders(ctx: AppContext, window_id: int) -> None:
         for row in (await reminder_store.reminders_of(session, window_id)).values():
             if not ReminderKind(row.kind).of_window:
                 continue  # its cancel notice stays due
-            await reminder_store.change_if_state(
-                session, row.id, seen_state=ReminderState.PENDING, state=ReminderState.CANCELLED
-            )
+            await reminder_store.change_if_state(session, row.id, seen_state=ReminderState.PENDING, state=ReminderState.CANCELLED)
     await ctx.wake()

@@ -16,12 +16,12 @@ from datetime import timedelta
 
 import aiohttp
 
-from bot.channel import Message, Posted
 from bot.clients.slack import UNREADABLE_ANSWER
 from bot.context import AppContext
 from bot.messages import incident as messages
 from bot.messages.format import fit
-from bot.rooms import NOT_ALLOWED, Opened, Rooms, scope_for
+from bot.slack.channel import Message, Posted
+from bot.slack.rooms import NOT_ALLOWED, Opened, Rooms, scope_for
 from store import incidents as incident_store
 from store.models import Incident, Reminder
 from store.states import ReminderKind
@@ -73,7 +73,9 @@ class IncidentRooms:
             opened = await self.rooms.open(incident.id, incident.title, private=private)
         except UNREACHABLE as exc:
             log.warning("incident #%s: Slack did not answer conversations.create (%s)", incident.id, type(exc).__name__)
-            return [f"Incident #{incident.id} is declared and announced, but Slack did not answer when I tried to open its own channel."]
+            return [
+                f"Incident #{incident.id} is declared and announced, but Slack did not answer when I tried to open its own channel."
+            ]
         if opened.channel_id is None:
             return [_why_not_opened(incident, opened, private=private)]
         log.info("incident #%s: opened its channel #%s (%s)", incident.id, opened.name, opened.channel_id)

@@ -13,12 +13,12 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.backends import backend_named
 from bot.backends.base import BackendWindow
-from bot.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.clients.slack import slack_error
 from bot.context import AppContext
 from bot.errors import NotFound
 from bot.messages import maintenance as messages
 from bot.services import notices, reminders
+from bot.slack.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from store import announcements as announcement_store
 from store import facts
 from store import maintenance as window_store

@@ -156,7 +156,9 @@ class IncidentHandlers(FeatureHandlers):
     async def submit_declare(self, ack, it: Interaction) -> None:
         form = replace(parse_declare(it.values), **views.source_of(it.metadata))
         settings = self.ctx.settings
-        modal_errors(form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts), FIELD_BLOCKS)
+        modal_errors(
+            form.problems(statuses=settings.sitrep_incident_statuses, impacts=settings.sitrep_incident_impacts), FIELD_BLOCKS
+        )
         await self._submit(it, DraftKind.DECLARE, form, ack=ack)
 
     async def submit_update(self, ack, it: Interaction) -> None:

@@ -114,7 +114,11 @@ def declare_modal(
     ]
     if components:
         element = kit.multi_select(
-            Action.COMPONENTS, [(c.name, c.id) for c in components], form.component_ids, "Pick components", group_label="Components"
+            Action.COMPONENTS,
+            [(c.name, c.id) for c in components],
+            form.component_ids,
+            "Pick components",
+            group_label="Components",
         )
         blocks.append(kit.input_block(Block.COMPONENTS, "Affected components", element, optional=True))
     notify_option = kit.option("Notify subscribers", NOTIFY_VALUE)
@@ -163,7 +167,11 @@ def update_modal(
             Block.UPDATE_TEXT,
             "Update",
             kit.text_input(
-                Action.UPDATE_TEXT, initial=text, multiline=True, max_length=TEXT_MAX, placeholder="What changed since the last update"
+                Action.UPDATE_TEXT,
+                initial=text,
+                multiline=True,
+                max_length=TEXT_MAX,
+                placeholder="What changed since the last update",
             ),
         ),
     ]
@@ -182,7 +190,9 @@ def resolve_modal(chosen: Incident | None, *, note: str = "", channel_id: str | 
         kit.input_block(
             Block.NOTE,
             "Closing note",
-            kit.text_input(Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="What fixed it (optional)"),
+            kit.text_input(
+                Action.NOTE, initial=note, multiline=True, max_length=TEXT_MAX, placeholder="What fixed it (optional)"
+            ),
             optional=True,
         ),
     ]
@@ -227,7 +237,9 @@ def incident_list(
     pages = -(-total // LIST_PAGE)
     plural = "s" if total != 1 else ""
     if not incidents:
-        text = f"There are {total} open incident{plural}, on page{'s 1–' if pages > 1 else ' '}{pages}; page {page} is past the end."
+        text = (
+            f"There are {total} open incident{plural}, on page{'s 1–' if pages > 1 else ' '}{pages}; page {page} is past the end."
+        )
         return text, [section(text)]
     first = (page - 1) * LIST_PAGE + 1
     last = first + len(incidents) - 1

@@ -30,8 +30,6 @@ FIELD_BLOCKS = {
 }
 
 
-
-
 def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
     return ScheduleForm(
         title=payload.text(values, Block.TITLE, Action.TITLE),
@@ -119,9 +117,7 @@ class MaintenanceHandlers(FeatureHandlers):
                 servers_text=format_servers(window.servers),
                 window_id=window.id,
             )
-        view = views.schedule_modal(
-            form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id, window=window
-        )
+        view = views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id, window=window)
         await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
     async def open_cancel(self, ack, it: Interaction, ref: str, note: str = "") -> None:
@@ -166,7 +162,6 @@ class MaintenanceHandlers(FeatureHandlers):
             await self.open_cancel(ack, it, ref=f"#{form.window_id}", note=form.note)
         else:
             await self.open_schedule(ack, it, form)
-
 
     # --- the overrun prompt's buttons (bot.messages.maintenance.overrun_prompt) -----------
     async def button_extend(self, ack, it: Interaction) -> None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 MAX_MESSAGE_BLOCKS = 50
 FIELD_MAX = 1900  # a section field may hold 2000 characters
 
+
 class FormShape(Protocol):
     """The parts of a maintenance backend that shape the form (see MaintenanceBackend)."""
 
@@ -75,9 +76,7 @@ def _text_field(
         )
         return [kit.input_block(block_id, label, element, optional=optional, hint=hint)], False
     shown = section(f"*{label}* now ({len(value):,} characters, more than a form field holds):\n>{fit(value, 2500)}")
-    element = kit.text_input(
-        action_id, multiline=multiline, max_length=max_length, placeholder="Leave empty to keep it as it is"
-    )
+    element = kit.text_input(action_id, multiline=multiline, max_length=max_length, placeholder="Leave empty to keep it as it is")
     field = kit.input_block(block_id, f"New {label.lower()}", element, optional=True, hint="Leave empty to keep it as it is.")
     return [shown, field], True
 
@@ -104,7 +103,10 @@ def schedule_modal(
     if window is not None:
         blocks.append(section(f"Editing maintenance *#{window.id} {title_of(window)}*."))
     placeholder = "Database upgrade" if label == "Title" else "Kernel updates on the web servers"
-    add("title", _text_field(Block.TITLE, Action.TITLE, label, form.title, max_length=TITLE_MAX, placeholder=placeholder, editing=editing))
+    add(
+        "title",
+        _text_field(Block.TITLE, Action.TITLE, label, form.title, max_length=TITLE_MAX, placeholder=placeholder, editing=editing),
+    )
     if shape.has_description:
         add(
             "description",
@@ -138,7 +140,11 @@ def schedule_modal(
         )
     elif components:
         element = kit.multi_select(
-            Action.COMPONENTS, [(c.name, c.id) for c in components], form.component_ids, "Pick components", group_label="Components"
+            Action.COMPONENTS,
+            [(c.name, c.id) for c in components],
+            form.component_ids,
+            "Pick components",
+            group_label="Components",
         )
         blocks.append(kit.input_block(Block.COMPONENTS, "Affected components", element, optional=True))
     metadata: dict[str, Any] = {"channel": channel_id}
@@ -275,9 +281,7 @@ def window_list(listing: Listing) -> tuple[str, list[dict]]:
     return f"{n} maintenance window{'s' if n != 1 else ''}", blocks + tail
 
 
-def status_answer(
-    live: Sequence[tuple[BackendWindow, MaintenanceWindow | None]], service: str
-) -> tuple[str, list[dict]]:
+def status_answer(live: Sequence[tuple[BackendWindow, MaintenanceWindow | None]], service: str) -> tuple[str, list[dict]]:
     """What the API says is in progress right now."""
     if not live:
         text = f":sunny: No maintenance in progress right now, according to {service}."

@@ -224,9 +224,7 @@ class BotUnderTest:
         headers.update(slack_signature_headers(secret, body))
         return self.http.post("/slack/events", content=body, headers=headers)
 
-    def suggest(
-        self, view: dict, *, block_id: str, action_id: str, value: str = "", user: str = "U123"
-    ) -> httpx.Response:
+    def suggest(self, view: dict, *, block_id: str, action_id: str, value: str = "", user: str = "U123") -> httpx.Response:
         """A `block_suggestion`: Slack asking an external select's options as the person types."""
         payload = {
             "type": "block_suggestion",
@@ -347,7 +345,9 @@ def event_envelope(event: dict) -> dict:
         "type": "event_callback",
         "event_id": f"Ev{number:08d}",
         "event_time": int(time.time()),
-        "authorizations": [{"enterprise_id": None, "team_id": "T1", "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False}],
+        "authorizations": [
+            {"enterprise_id": None, "team_id": "T1", "user_id": "UBOT", "is_bot": True, "is_enterprise_install": False}
+        ],
         "is_ext_shared_channel": False,
     }
 

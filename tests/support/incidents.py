@@ -96,7 +96,11 @@ def thread_replies(slack, incident):
 def assert_update_landed(bot, slack, statuspage, incident, *, replies=1):
     reply = slack.wait_for(lambda: len(thread_replies(slack, incident)) >= replies and thread_replies(slack, incident))[-1]
     puts = [r for r in statuspage.requests if r.method == "PUT" and r.path == "/api/admin/Incident"]
-    assert puts[-1].json == {"IncidentId": incident.upstream_id, "Description": "Root cause found: a bad index", "Status": "Identified"}
+    assert puts[-1].json == {
+        "IncidentId": incident.upstream_id,
+        "Description": "Root cause found: a bad index",
+        "Status": "Identified",
+    }
     assert puts[-1].headers["X-API-KEY"] == statuspage.api_key
     assert reply["thread_ts"] == incident.message_ts
     assert "Identified" in str(reply["blocks"]) and "bad index" in str(reply["blocks"]) and "<@U123>" in str(reply["blocks"])

@@ -93,9 +93,7 @@ class Replicas:
     """N replicas; `next()` is the round-robin a load balancer does."""
 
     def __init__(self, env: dict[str, str], cwd: Path, n: int):
-        self.replicas = [
-            Replica(env | {"PORT": str(free_port())}, cwd, cwd / f"replica-{i}.log") for i in range(n)
-        ]
+        self.replicas = [Replica(env | {"PORT": str(free_port())}, cwd, cwd / f"replica-{i}.log") for i in range(n)]
         self._turn = 0
 
     def __enter__(self) -> Replicas:

@@ -223,7 +223,9 @@ def block_problems(block: Any, pointer: str) -> list[str]:
                 problems.append(_error(f"{pointer}/fields", "must be an array of text objects"))
             else:
                 if len(fields) > MAX_FIELDS:
-                    problems.append(_error(f"{pointer}/fields", f"must provide no more than {MAX_FIELDS} items (has {len(fields)})"))
+                    problems.append(
+                        _error(f"{pointer}/fields", f"must provide no more than {MAX_FIELDS} items (has {len(fields)})")
+                    )
                 for i, field in enumerate(fields):
                     problems += _text_object(field, f"{pointer}/fields/{i}", MAX_FIELD_TEXT)
         if "accessory" in block:
@@ -314,7 +316,11 @@ def view_problems(view: Any, *, kind: str = "modal", pointer: str = "/view") -> 
     if kind == "modal" and "submit" not in view and isinstance(blocks, list):
         if any(isinstance(b, dict) and b.get("type") == "input" for b in blocks):
             problems.append(_error(f"{pointer}/submit", "is required when blocks contain an input block"))
-    for name, limit in (("private_metadata", MAX_PRIVATE_METADATA), ("callback_id", MAX_CALLBACK_ID), ("external_id", MAX_EXTERNAL_ID)):
+    for name, limit in (
+        ("private_metadata", MAX_PRIVATE_METADATA),
+        ("callback_id", MAX_CALLBACK_ID),
+        ("external_id", MAX_EXTERNAL_ID),
+    ):
         if isinstance(view.get(name), str):
             problems += _too_long(f"{pointer}/{name}", view[name], limit)
     problems += blocks_problems(blocks, f"{pointer}/blocks", MAX_MODAL_BLOCKS)

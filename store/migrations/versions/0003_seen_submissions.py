@@ -1,5 +1,5 @@
 """Requests already acted on, so a replayed form or a Slack retry does nothing the second
-time (`bot/replays.py`); the primary key makes the first insert win across replicas.
+time (`bot/inbound/replays.py`); the primary key makes the first insert win across replicas.
 
 Revision ID: 0003
 Revises: 0002

@@ -23,9 +23,7 @@ RESPONSE_URL = "http://127.0.0.1:9/resp"  # port 9 (discard): nothing should rea
 _trigger_counter = itertools.count(1)
 
 
-def slack_signature_headers(
-    signing_secret: str, body: bytes | str, timestamp: int | None = None
-) -> dict[str, str]:
+def slack_signature_headers(signing_secret: str, body: bytes | str, timestamp: int | None = None) -> dict[str, str]:
     """Headers Slack would send with ``body``; ``timestamp`` defaults to now (Bolt rejects >5 min old)."""
     ts = int(time.time()) if timestamp is None else int(timestamp)
     text = body.decode("utf-8") if isinstance(body, bytes) else body

@@ -67,13 +67,9 @@ class Malformed(Enum):
 _Answer = tuple[int, Json | Malformed, dict[str, str]]
 
 #: Arguments Slack takes as JSON-encoded strings in form bodies.
-JSON_STRING_ARGS = frozenset(
-    {"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "chunks"}
-)
+JSON_STRING_ARGS = frozenset({"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "chunks"})
 #: Methods whose ``blocks`` argument is a message's blocks.
-MESSAGE_METHODS = frozenset(
-    {"chat.postMessage", "chat.postEphemeral", "chat.update", "chat.scheduleMessage"}
-)
+MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.update", "chat.scheduleMessage"})
 VIEW_METHODS = frozenset({"views.open", "views.update", "views.push", "views.publish"})
 
 TEAM_ID = "T1"
@@ -220,9 +216,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _error(
-    error: str, status: int = 200, headers: dict[str, str] | None = None, messages: list[str] | None = None
-) -> _Answer:
+def _error(error: str, status: int = 200, headers: dict[str, str] | None = None, messages: list[str] | None = None) -> _Answer:
     body: Json = {"ok": False, "error": error}
     if messages:
         body["response_metadata"] = {"messages": messages}
@@ -470,8 +464,16 @@ class FakeSlack:
         with self._lock:
             ts = self._next_ts()
             message: Json = {
-                "type": "message", "channel": channel, "ts": ts, "user": user, "text": text,
-                "blocks": None, "attachments": None, "thread_ts": None, "reply_broadcast": None, "metadata": None,
+                "type": "message",
+                "channel": channel,
+                "ts": ts,
+                "user": user,
+                "text": text,
+                "blocks": None,
+                "attachments": None,
+                "thread_ts": None,
+                "reply_broadcast": None,
+                "metadata": None,
             }
             self._messages.append(message)
             self._by_key[(channel, ts)] = message
@@ -492,11 +494,7 @@ class FakeSlack:
         """Replies to the message ``ts`` (without the parent), in post order."""
         channel = self._channel_id(channel)
         with self._lock:
-            return [
-                copy.deepcopy(m)
-                for m in self._messages
-                if m["channel"] == channel and m["thread_ts"] == ts
-            ]
+            return [copy.deepcopy(m) for m in self._messages if m["channel"] == channel and m["thread_ts"] == ts]
 
     def message(self, channel: str, ts: str) -> Json | None:
         """The stored message, or None."""
@@ -507,11 +505,7 @@ class FakeSlack:
     def ephemerals(self, channel: str | None = None) -> list[Json]:
         """Ephemeral messages sent (optionally only to ``channel``), in order."""
         with self._lock:
-            return [
-                copy.deepcopy(e)
-                for e in self._ephemerals
-                if channel is None or e["channel"] == self._channel_id(channel)
-            ]
+            return [copy.deepcopy(e) for e in self._ephemerals if channel is None or e["channel"] == self._channel_id(channel)]
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
         """Poll until ``predicate()`` is truthy and return it.
@@ -748,9 +742,7 @@ class FakeSlack:
                 problems.append(f"{method}: unknown argument {name!r} (not in Slack's docs)")
         if "link_names" in args:
             problems.append(f"{method}: link_names must not be passed (mention with <@U…>/<!subteam^…>)")
-        if method in {"views.open", "views.push"} and not (
-            args.get("trigger_id") or args.get("interactivity_pointer")
-        ):
+        if method in {"views.open", "views.push"} and not (args.get("trigger_id") or args.get("interactivity_pointer")):
             problems.append(f"{method}: trigger_id is required")
         if method == "views.update" and not (args.get("view_id") or args.get("external_id")):
             problems.append(f"{method}: view_id or external_id is required")

@@ -174,9 +174,7 @@ class BackgroundServer:
             app = root
         # handler_cancellation: a client that timed out should not keep a
         # latency sleep alive; short shutdown: stop() must not wait on it.
-        runner = web.AppRunner(
-            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.25
-        )
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.25)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -358,7 +358,6 @@ class Outbox:
                 bucket.taken()
             job.future.set_result(answer)
 
-
     async def _shared_slot(self, channel: str, method: str) -> None:
         """Wait for this send's slot in the pace shared with other replicas, if any."""
         rate = self.rates.get(method)

@@ -22,7 +22,7 @@ from typing import Any
 from slack_bolt.request.internals import parse_body
 
 from bot.errors import escape_controls
-from bot.lifecycle import Drain
+from bot.inbound.drain import Drain
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,7 @@ from typing import Any
 from bot.errors import escape_controls, scrub
 
 # Never changed in place (`bind` sets a new dict): the empty default is read-only.
-_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "sitrep_log_context", default=MappingProxyType({})
-)
+_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("sitrep_log_context", default=MappingProxyType({}))
 audit_log = logging.getLogger("sitrep.audit")
 
 NOISY = ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt", "alembic")
@@ -62,9 +60,7 @@ class Redact(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = scrub(record.exc_text, self.secrets)
-        record.sitrep_context = {
-            k: escape_controls(scrub(str(v), self.secrets)) for k, v in _context.get().items()
-        }
+        record.sitrep_context = {k: escape_controls(scrub(str(v), self.secrets)) for k, v in _context.get().items()}
         return True
 
 

@@ -141,4 +141,3 @@ class ForgetShownAgain(AsyncListenerCompletionHandler):
                 await submissions.forget(session, key)
         except SQLAlchemyError as exc:
             log.warning("could not forget a form shown again with errors (%s)", type(exc).__name__)
-

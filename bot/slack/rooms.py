@@ -5,7 +5,7 @@ Only this module calls those methods, so the scopes they need (`channels:manage`
 public room, `groups:write` for a private one) are asked for only by `manifest.channels.yml`
 (tests/test_manifest.py holds the two manifests to that). Slack refusing is never raised:
 each call answers with Slack's error code for the service to turn into a warning.
-Posting in the room goes through `bot.channel.Channel`, as everywhere else."""
+Posting in the room goes through `bot.slack.channel.Channel`, as everywhere else."""
 
 from __future__ import annotations
 

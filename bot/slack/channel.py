@@ -5,7 +5,7 @@ call it; only it handles `SlackApiError` for channel posts.
 It also holds the rule for a change the upstream already took: Slack trouble afterwards is a
 warning for the person, never a failed submission they would send a second time.
 
-Posts and edits go through `bot.outbox.Outbox` (one paced queue per channel, edits of one
+Posts and edits go through `bot.slack.outbox.Outbox` (one paced queue per channel, edits of one
 parent coalesced), with a client of their own that does not sleep through a 429: the outbox
 pauses only that channel and method and retries, so one 429 never holds other work."""
 
@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients.slack import slack_error
 from bot.messages.sandbox import in_sandbox
-from bot.outbox import Outbox, Priority
+from bot.slack.outbox import Outbox, Priority
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Channel:
     ) -> str:
         """Reply in the announcement's thread; returns the reply's ts. With `guard`, sent
         only if it still says yes just before the request (else `ClaimLost`); with
-        `hand_back`, a 429 raises `bot.outbox.RateLimited` at once instead of waiting.
+        `hand_back`, a 429 raises `bot.slack.outbox.RateLimited` at once instead of waiting.
         A callable `message` is built when the reply's turn comes (what it raises is raised
         here, and nothing is sent), before the guard: its build may wait on the database, and
         a claim taken over meanwhile must still stop the post."""
@@ -231,9 +231,7 @@ class Channel:
             log.warning("could not read the channel's history: %s", slack_error(exc))
         return None
 
-    async def after_upstream(
-        self, step: Callable[[], Awaitable[Any]], *, what: str, upstream: str, then: str
-    ) -> str | None:
+    async def after_upstream(self, step: Callable[[], Awaitable[Any]], *, what: str, upstream: str, then: str) -> str | None:
         """Run the Slack side of a change `upstream` already took. Slack refusing it is
         logged and returned as a warning for the person (`then`: what happens next), never
         raised, so nobody submits the change a second time."""

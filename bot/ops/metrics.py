@@ -67,16 +67,24 @@ class Metrics:
     def __init__(self, *, version: str | None = None) -> None:
         self.registry = r = CollectorRegistry()
         self.ack_seconds = Histogram(
-            "sitrep_ack_seconds", "From a Slack request reaching Bolt to its ack.", ["kind", "name"],
-            buckets=_ACK_BUCKETS, registry=r,
+            "sitrep_ack_seconds",
+            "From a Slack request reaching Bolt to its ack.",
+            ["kind", "name"],
+            buckets=_ACK_BUCKETS,
+            registry=r,
         )
         self.upstream_seconds = Histogram(
-            "sitrep_upstream_request_seconds", "Status page / AppFirst calls by operation and outcome.",
-            ["service", "operation", "outcome"], buckets=_UPSTREAM_BUCKETS, registry=r,
+            "sitrep_upstream_request_seconds",
+            "Status page / AppFirst calls by operation and outcome.",
+            ["service", "operation", "outcome"],
+            buckets=_UPSTREAM_BUCKETS,
+            registry=r,
         )
         self.slack_calls = Counter(
-            "sitrep_slack_api_calls", "Slack Web API calls by method and error (`ok` when none).",
-            ["method", "error"], registry=r,
+            "sitrep_slack_api_calls",
+            "Slack Web API calls by method and error (`ok` when none).",
+            ["method", "error"],
+            registry=r,
         )
         self.slack_rate_limited = Counter(
             "sitrep_slack_rate_limited", "HTTP 429 answers from Slack, by method.", ["method"], registry=r
@@ -90,12 +98,17 @@ class Metrics:
             "sitrep_reminders", "Maintenance reminders by outcome (posted, late, skipped).", ["outcome"], registry=r
         )
         self.reminder_lateness = Histogram(
-            "sitrep_reminder_lateness_seconds", "How long after its due time a reminder was posted.",
-            buckets=_LATENESS_BUCKETS, registry=r,
+            "sitrep_reminder_lateness_seconds",
+            "How long after its due time a reminder was posted.",
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
         )
         self.sync_seconds = Histogram(
-            "sitrep_sync_seconds", "Maintenance sync runs by outcome (ok, failed, skipped: another replica was syncing).", ["outcome"],
-            buckets=_SYNC_BUCKETS, registry=r,
+            "sitrep_sync_seconds",
+            "Maintenance sync runs by outcome (ok, failed, skipped: another replica was syncing).",
+            ["outcome"],
+            buckets=_SYNC_BUCKETS,
+            registry=r,
         )
         self.drafts = Gauge("sitrep_drafts", "Kept drafts by state, read from the store at scrape time.", ["state"], registry=r)
         Info("sitrep_build", "The running version.", registry=r).info({"version": version or installed_version()})

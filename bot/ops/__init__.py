@@ -1,0 +1,1 @@
+"""Operating sitrep: logs (with redaction) and metrics."""

@@ -1,0 +1,1 @@
+"""Everything that writes to Slack: the channel, the outbound pace, incident channels."""
