@@ -224,7 +224,7 @@ def test_two_instances_cancelling_one_window_at_once_post_one_notice(settings, s
     upstream_clock.set(T0)
     with BotUnderTest(settings, clock=upstream_clock) as one, BotUnderTest(settings, clock=upstream_clock) as two:
         parent = cancel_twice_at_once(one, two, slack)
-        slack.wait_for(lambda: len(slack.ephemerals()) >= 2, timeout=15)
+        slack.wait_for(lambda: len(slack.ephemerals()) >= 2)
         cancelled = [r for r in slack.thread(CHANNEL, parent["ts"]) if "Cancelled" in json.dumps(r.get("blocks"))]
         assert len(cancelled) == 1
 
@@ -429,7 +429,7 @@ def test_a_pass_stopped_while_its_outcomes_are_written_still_records_them(settin
         bot.loop.call_soon_threadsafe(pass_.cancel)
         slack.wait_for(lambda: pass_.done())
         may_write.set()
-        slack.wait_for(lambda: reminders(bot, first.id)["started"].state == "posted", timeout=5)
+        slack.wait_for(lambda: reminders(bot, first.id)["started"].state == "posted")
         assert window_state(bot, first.id) == "in_progress"
         bot.run(slow.drain(CHANNEL))  # the stopped reply's turn comes, and nothing is sent
         assert in_thread(slack, second, "started") == []

@@ -6,11 +6,13 @@ window has one announcement and one "started" reply. On a SQLite file and on Pos
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from sqlalchemy import func, select
 
 from store.db import Database
 from store.models import MaintenanceWindow, Reminder
@@ -50,6 +52,30 @@ def started_replies(slack) -> list[dict]:
     return [m for m in slack.messages(CHANNEL) if ((m.get("metadata") or {}).get("event_payload") or {}).get("kind") == "started"]
 
 
+def first_sync_done(port: str) -> bool:
+    """Whether the process on `port` has counted a sync run (any outcome) on its /metrics."""
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return re.search(r'^sitrep_sync_seconds_count\{outcome="\w+"\} [1-9]', metrics, re.M) is not None
+
+
+def all_recorded(database_url: str) -> bool:
+    """Every window's announcement and every "started" reply due so far stored as posted."""
+
+    async def go():
+        db = Database(database_url)
+        try:
+            async with db.session() as session:
+                unannounced = await session.scalar(
+                    select(func.count()).select_from(MaintenanceWindow).where(MaintenanceWindow.message_ts.is_(None))
+                )
+                started = (await session.execute(select(Reminder.state).where(Reminder.kind == ReminderKind.STARTED))).scalars()
+                return unannounced == 0 and sorted(started) == ["pending", "pending", "posted", "posted"]
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
+
+
 def test_two_processes_announce_and_remind_each_window_once(full_env, database_url, tmp_path, slack, appfirst):
     env = full_env | {
         "DATABASE_URL": database_url,
@@ -72,7 +98,10 @@ def test_two_processes_announce_and_remind_each_window_once(full_env, database_u
         # Both first syncs (5 s after start) find four windows to announce; at `soon` two
         # "started" reminders are due on both.
         slack.wait_for(lambda: len(announcements(slack)) >= 4 and len(started_replies(slack)) >= 2, timeout=40)
-        time.sleep(3)  # room for a second post, were there one
+        # Room for a second post, were there one: each process has finished its first sync (or
+        # skipped it, another one syncing), and every post is recorded, so no claim is left
+        # for a late pass to win.
+        slack.wait_for(lambda: all(first_sync_done(port) for port in ports) and all_recorded(database_url), timeout=40)
     finally:
         outputs = []
         for process in processes:

@@ -32,7 +32,7 @@ def sp_bot(settings, clock):
 def test_two_cancels_at_once_post_one_cancelled_and_tell_the_other_who(sp_bot, slack):
     parent = cancel_twice_at_once(sp_bot, sp_bot, slack)
 
-    answers = slack.wait_for(lambda: len(slack.ephemerals()) >= 2 and slack.ephemerals(), timeout=15)
+    answers = slack.wait_for(lambda: len(slack.ephemerals()) >= 2 and slack.ephemerals())
     stored = windows(sp_bot)[0]
     assert stored.state == "cancelled" and stored.cancelled_by in ("UA", "UB")
     loser = "UB" if stored.cancelled_by == "UA" else "UA"
@@ -51,7 +51,7 @@ def test_two_resolves_at_once_post_one_resolved(bot, slack, statuspage):
         lambda: bot.submit(second, resolve_values(incident.id), user="UB"),
     )
 
-    answers = slack.wait_for(lambda: len(slack.ephemerals()) >= 2 and slack.ephemerals(), timeout=15)
+    answers = slack.wait_for(lambda: len(slack.ephemerals()) >= 2 and slack.ephemerals())
     stored = incidents_in_store(bot)[0]
     assert not stored.is_open and stored.resolved_by in ("UA", "UB")
     loser = "UB" if stored.resolved_by == "UA" else "UA"

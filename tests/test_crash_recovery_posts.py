@@ -7,7 +7,6 @@ press died with its process before Slack had the ack is acted on, not swallowed 
 from __future__ import annotations
 
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -35,6 +34,21 @@ def bot_env(full_env) -> dict[str, str]:
 def stored(tmp_path, sql: str) -> list[tuple]:
     with sqlite3.connect(tmp_path / "sitrep.db") as db:
         return db.execute(sql).fetchall()
+
+
+def after_two_more_beats(tmp_path) -> None:
+    """Until the running instance has beaten twice more: a recovery pass follows each beat
+    in the same loop, so a whole pass has run between the two. What a pass would post again
+    has been posted by then: the later event that proves it did not (never a sleep)."""
+    beats = []
+
+    def beaten() -> bool:
+        [(at,)] = stored(tmp_path, "SELECT max(heartbeat_at) FROM instances")
+        if at is not None and (not beats or at != beats[-1]):
+            beats.append(at)
+        return len(beats) >= 3
+
+    wait_until(beaten, 30, "two more heartbeats")
 
 
 def announcements(slack, title: str) -> list[dict]:
@@ -129,7 +143,7 @@ def test_a_submit_pressed_again_after_the_first_press_died_unanswered_is_acted_o
 
     again = bot.post(interaction_body(payload))  # a true replay now: its draft exists
     assert again.status_code == 200 and again.content in (b"", b"null")
-    time.sleep(0.5)  # anything the replay started would have reached the fakes by now
+    bot.settle()  # anything the replay started has reached the fakes by now
     assert len(statuspage.incidents) == 1 and len(announcements(slack, "DB down")) == 1
 
 
@@ -165,7 +179,7 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
             5,
             "the notice to be recorded",
         )
-        time.sleep(1)  # a second pass would have posted it again by now
+        after_two_more_beats(tmp_path)  # a second pass would have posted it again by then
     finally:
         output = stop(second)
     assert second.returncode == 0, output
@@ -208,7 +222,7 @@ def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_
             5,
             "the notice to be recorded",
         )
-        time.sleep(1)  # a second pass would have posted it again by now
+        after_two_more_beats(tmp_path)  # a second pass would have posted it again by then
     finally:
         output = stop(second)
     assert second.returncode == 0, output

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 
 import httpx
 import pytest
@@ -22,7 +21,7 @@ from tests.support.harness import (
     submission_payload,
     typed,
 )
-from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
+from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy, wait_until
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 
@@ -53,9 +52,9 @@ def test_sigterm_mid_declare_finishes_it_and_refuses_new_requests(bot_env, tmp_p
         statuspage.latency = 3.0
         answer = signed_post(base, interaction_body(submission_payload(view, declare_values())))
         assert answer.status_code == 200  # the modal closes; the status page is still thinking
-        time.sleep(0.5)  # the create is on its way to the status page
+        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 30, "the create at the status page")
         process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_until(lambda: "draining" in httpx.get(f"{base}/readyz", timeout=5).text, 30, "the drain to begin")
 
         # Draining: a new Slack request is refused so Slack retries it elsewhere; liveness holds.
         late = signed_post(base, command_body("/incident", "help"))

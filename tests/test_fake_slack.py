@@ -563,7 +563,7 @@ async def test_post_latency_answers_late_with_the_message_already_in_the_channel
     slack.post_latency = 0.5
     started = time.monotonic()
     sending = asyncio.ensure_future(client.chat_postMessage(channel="C1", text="landed"))
-    seen = await slack.await_for(lambda: slack.messages("C1"), timeout=2)
+    seen = await slack.await_for(lambda: slack.messages("C1"))
     assert seen[0]["text"] == "landed" and not sending.done()
     assert (await sending)["ok"] and time.monotonic() - started >= 0.5
     slack.reset()

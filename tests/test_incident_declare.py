@@ -62,7 +62,7 @@ def test_empty_title_comes_back_inside_the_modal(bot, slack, statuspage):
     view = open_declare_modal(bot, slack)
     response = bot.submit(view, declare_values(title="   "))
     assert response.json() == {"response_action": "errors", "errors": {Block.TITLE: "Give the incident a title."}}
-    time.sleep(0.2)
+    bot.settle()
     assert statuspage.requests == []
     assert slack.messages(CHANNEL) == []
 
@@ -129,7 +129,7 @@ def test_slow_upstream_does_not_delay_the_ack(settings, slack, statuspage):
         assert response.status_code == 200
         assert elapsed < 2.5, f"ack took {elapsed:.1f}s"
         # The slow answer still arrives, and the incident is announced after it.
-        slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL], timeout=15)
+        slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
         slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
 
 

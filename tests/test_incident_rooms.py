@@ -317,7 +317,7 @@ def test_slack_not_answering_while_opening_is_a_warning(bot, slack):
     assert_declared_without_room(bot, slack, incident)
     assert "did not answer" in answer_text(answer)
     # The late call lands in this test, not the next one's workspace.
-    slack.wait_for(lambda: slack.channel_named("inc-1-db-down-eu-checkout"), timeout=5)
+    slack.wait_for(lambda: slack.channel_named("inc-1-db-down-eu-checkout"))
 
 
 @pytest.mark.parametrize("malformed", list(Malformed), ids=lambda m: m.name.lower())

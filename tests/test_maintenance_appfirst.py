@@ -4,7 +4,6 @@ auth, the server's reply as the truth, edit (PUT), cancel (DELETE), list, status
 from __future__ import annotations
 
 import base64
-import time
 from datetime import timedelta
 
 import pytest
@@ -304,7 +303,7 @@ def test_modal_errors_come_back_inside_the_modal(af_bot, slack, appfirst, values
     view = open_modal(af_bot, slack)
     response = af_bot.submit(view, values)
     assert response.json() == {"response_action": "errors", "errors": errors}
-    time.sleep(0.2)
+    af_bot.settle()
     assert writes(appfirst, "POST") == []
     assert slack.messages(CHANNEL) == []
 

@@ -3,7 +3,6 @@ status page → one announcement, list, status, edit (not supported), cancel (re
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
@@ -146,7 +145,7 @@ def test_modal_errors_come_back_inside_the_modal(sp_bot, slack, statuspage, valu
     view = open_modal(sp_bot, slack)
     response = sp_bot.submit(view, values)
     assert response.json() == {"response_action": "errors", "errors": errors}
-    time.sleep(0.2)
+    sp_bot.settle()
     assert statuspage.requests == []
     assert slack.messages(CHANNEL) == []
 

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -172,7 +171,7 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
             assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
             posts = 2 if echo else 1
             slack.wait_for(lambda posts=posts: len([r for r in statuspage.requests if r.method == "POST"]) >= posts)
-            time.sleep(0.5)
+            slack.wait_for(lambda posts=posts: len(slack.calls_to("chat.postEphemeral")) >= posts)  # the person told
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=15)
     finally:

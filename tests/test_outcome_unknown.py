@@ -39,7 +39,7 @@ def unknown_declare(bot, slack, statuspage) -> tuple[dict, int]:
     statuspage.hold_replies(1, seconds=HOLD)
     view = open_declare_modal(bot, slack)
     bot.submit(view, declare_values())
-    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)[0]
+    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))[0]
     return answer, max(d.id for d in drafts_in_store(bot))
 
 
@@ -162,7 +162,7 @@ def unknown_schedule(bot, slack, appfirst) -> tuple[dict, int]:
     appfirst.hold_replies(1, seconds=HOLD)  # AppFirst stores it (5 h late, its shift) and says nothing
     view = open_modal(bot, slack, text="schedule Kernel updates")
     bot.submit(view, schedule_values("Kernel updates", description=None, servers="1, 2"))
-    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)[0]
+    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))[0]
     [draft] = drafts_in_store(bot)
     return answer, draft.id
 
@@ -213,7 +213,7 @@ def test_a_status_page_window_whose_reply_is_lost_is_linked_with_its_reminders(b
     statuspage.hold_replies(1, seconds=HOLD)
     view = open_modal(bot, slack)
     bot.submit(view, schedule_values())
-    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)[0]
+    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))[0]
     assert buttons(answer) == [DraftAction.LINK, DraftAction.ANYWAY, DraftAction.EDIT]
     [made] = statuspage.incidents
     assert windows(bot) == []

@@ -353,7 +353,7 @@ def test_a_posted_reminder_is_recorded_while_the_next_post_still_waits_its_turn(
     pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
     slack.wait_for(lambda: reminder_rows(bot)[first.id].state == "posted", timeout=RECORD_AFTER + 4)
     assert len(started_replies(slack)) == 1  # the second is still waiting for its slot
-    slack.wait_for(lambda: "In progress" in json.dumps(slack.message(CHANNEL, first.message_ts)["blocks"]), timeout=4)
+    slack.wait_for(lambda: "In progress" in json.dumps(slack.message(CHANNEL, first.message_ts)["blocks"]))
     assert pass_.result(30) == 2
     assert reminder_rows(bot)[second.id].state == "posted"
 

@@ -285,7 +285,7 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
         now = datetime.now(UTC)
         form = ScheduleForm(title="Quick one", start=now + timedelta(seconds=2), end=now + timedelta(seconds=4))
         window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
-        slack.wait_for(lambda: reminder_posts(slack, window, "ended"), timeout=15)
+        slack.wait_for(lambda: reminder_posts(slack, window, "ended"))
         slack.wait_for(lambda: all(r.state == "posted" for r in reminders(bot, window.id).values()))
         rows = reminders(bot, window.id)
         lateness = {kind: (row.posted_at - row.due_at).total_seconds() for kind, row in rows.items()}
@@ -302,7 +302,7 @@ def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
         form = ScheduleForm(title="Stop mid-post", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
         window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
         slack.fail_next("chat.postMessage", status=429, retry_after=2)
-        slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed", timeout=10)
+        slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed")
         bot.run(bot.bot.scheduler.stop(timeout=10))
         assert reminders(bot, window.id)["started"].state == "posted"
         assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == METADATA_EVENT]) == 1
@@ -325,7 +325,7 @@ def test_the_live_scheduler_follows_the_injected_clock_at_any_date(settings, sla
         for kind, minutes in (("heads_up", 15), ("started", 15), ("ended", 60)):
             clock.advance(minutes=minutes)
             bot.run(scheduler.wake())  # what a sweep does: re-plan from the store and the clock
-            slack.wait_for(lambda kind=kind: reminder_posts(slack, window, kind), timeout=10)
+            slack.wait_for(lambda kind=kind: reminder_posts(slack, window, kind))
         slack.wait_for(lambda: all(r.state == "posted" for r in reminders(bot, window.id).values()))
         slack.wait_for(lambda: window_row(bot, window.id).state == "completed")
         for kind in ("heads_up", "started", "ended"):

@@ -3,8 +3,6 @@ same form signed afresh, a Slack retry of a slash command — one incident, one 
 
 from __future__ import annotations
 
-import time
-
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
 from tests.support.harness import (
@@ -45,14 +43,16 @@ def test_a_replayed_declare_creates_one_incident(bot, slack, statuspage):
 
     first = bot.http.post("/slack/events", content=body, headers=signed)
     replay = bot.http.post("/slack/events", content=body, headers=signed)  # the very same bytes
-    time.sleep(1.1)  # a new timestamp: a freshly signed copy of the same submission
-    resigned = bot.http.post("/slack/events", content=body, headers=FORM | slack_signature_headers(SIGNING_SECRET, body))
+    # A freshly signed copy of the same submission: a new timestamp (a second on; Slack's
+    # check allows five minutes either way), so a new signature.
+    later = int(signed["X-Slack-Request-Timestamp"]) + 1
+    resigned = bot.http.post("/slack/events", content=body, headers=FORM | slack_signature_headers(SIGNING_SECRET, body, later))
     assert [r.status_code for r in (first, replay, resigned)] == [200, 200, 200]
     assert replay.content in (b"", b"null") and resigned.content in (b"", b"null")
 
     slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
     slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
-    time.sleep(0.5)  # anything a replay started would have reached the fakes by now
+    bot.settle()  # anything a replay started has reached the fakes by now
     assert len(creates(statuspage)) == 1 and len(statuspage.incidents) == 1
     assert len([c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL]) == 1
 
@@ -68,7 +68,7 @@ def test_a_slack_retry_of_a_command_does_nothing_again(bot, slack):
         FORM | slack_signature_headers(SIGNING_SECRET, body) | {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
     )
     assert bot.http.post("/slack/events", content=body, headers=retry).status_code == 200
-    time.sleep(0.5)
+    bot.settle()
     assert len(slack.calls_to("views.open")) == 1
 
 

@@ -195,7 +195,7 @@ def test_a_replica_killed_between_slack_taking_an_announcement_and_storing_it_is
     first = Replica(env | {"PORT": str(free_port())}, tmp_path, tmp_path / "first.log")
     try:
         first.wait_ready()
-        slack.wait_for(lambda: top_level(slack), timeout=20)  # the first sync announced it
+        slack.wait_for(lambda: top_level(slack))  # the first sync announced it
         first.kill()
     finally:
         if first.process.poll() is None:

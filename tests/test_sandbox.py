@@ -256,7 +256,7 @@ def submit(base: str, view: dict, values: dict) -> None:
 
 def told(slack, count: int) -> str:
     """The person's `count`-th private answer."""
-    answer = slack.wait_for(lambda: len(slack.ephemerals()) >= count and slack.ephemerals()[count - 1], timeout=15)
+    answer = slack.wait_for(lambda: len(slack.ephemerals()) >= count and slack.ephemerals()[count - 1])
     return answer["text"] + json.dumps(answer.get("blocks"))
 
 
@@ -306,7 +306,7 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         components = next(b for b in view["blocks"] if b.get("block_id") == IncidentBlock.COMPONENTS)
         assert [o["value"] for o in components["element"]["options"]] == [c.id for c in SANDBOX_COMPONENTS]
         submit(base, view, declare_values(components=(API,)))
-        [announcement] = slack.wait_for(lambda: parents(slack), timeout=15)
+        [announcement] = slack.wait_for(lambda: parents(slack))
         assert marked_as_sandbox(announcement["text"], announcement["blocks"])
         assert "DB down" in announcement["text"] and "Status page ID `" in json.dumps(announcement["blocks"])
         assert "declared" in told(slack, 1)
@@ -314,7 +314,7 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         # Update: a reply in the thread, and the announcement edited, still marked.
         view = command_modal(base, slack, "/incident", "update 1")
         submit(base, view, update_values(1))
-        slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) >= 1, timeout=15)
+        slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) >= 1)
         assert "Identified" in json.dumps(slack.thread(CHANNEL, announcement["ts"])[0]["blocks"])
         edit = slack.wait_for(
             lambda: [c for c in slack.calls_to("chat.update") if "Identified" in json.dumps(c["blocks"])], timeout=15
@@ -324,7 +324,7 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         # Resolve.
         view = command_modal(base, slack, "/incident", "resolve 1")
         submit(base, view, resolve_values(1))
-        slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) >= 2, timeout=15)
+        slack.wait_for(lambda: len(slack.thread(CHANNEL, announcement["ts"])) >= 2)
         assert "Resolved" in json.dumps(slack.thread(CHANNEL, announcement["ts"])[1]["blocks"])
 
         # Schedule a window on the chosen backend's stand-in, two days from now.
@@ -335,10 +335,10 @@ def test_every_command_works_in_the_sandbox_and_says_so(sandbox_env, slack, tmp_
         else:
             values = schedule_values(description=None, start=start, end=start + timedelta(hours=2), servers="1, 2, 3")
         submit(base, view, values)
-        window = slack.wait_for(lambda: parents(slack)[1:], timeout=15)[0]
+        window = slack.wait_for(lambda: parents(slack)[1:])[0]
         assert marked_as_sandbox(window["text"], window["blocks"])
         assert "DB upgrade" in window["text"]
-        answers = slack.wait_for(lambda: [m for m in slack.ephemerals() if "scheduled" in m["text"]], timeout=15)
+        answers = slack.wait_for(lambda: [m for m in slack.ephemerals() if "scheduled" in m["text"]])
         if backend == "appfirst":
             # The stand-in keeps other times than it is sent, as seed 003's server does.
             assert "stored the window as" in json.dumps(answers[-1]["blocks"])

@@ -127,7 +127,7 @@ def test_every_command_is_answered_within_slacks_deadline(bot, settings, slack, 
             assert response.status_code == 200, (command, text, response.text)
             assert took < ACK_WITHIN, f"{command} {text} took {took:.2f} s"
             if answer in ("views.open", "chat.postEphemeral"):
-                slack.wait_for(lambda a=answer: slack.calls_to(a), timeout=5)
+                slack.wait_for(lambda a=answer: slack.calls_to(a))
             else:
                 assert answer in response.text, (command, text, response.text)
 
@@ -158,7 +158,7 @@ def test_a_declare_that_cannot_be_kept_comes_back_with_what_was_typed(bot, setti
     with SICKNESSES[sickness](settings):
         response, took = timed(lambda: bot.submit(view, declare_values(title="Payments down", description=DESCRIPTION)))
         assert response.status_code == 200 and took < ACK_WITHIN, (response.text, took)
-        told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)
+        told = slack.wait_for(lambda: ephemeral_texts(slack))
     answer = told[-1]
     assert "could not keep your incident declaration" in answer
     assert "Nothing was sent" in answer
@@ -166,7 +166,9 @@ def test_a_declare_that_cannot_be_kept_comes_back_with_what_was_typed(bot, setti
     assert "Checkout times out for EU customers since 09:12 &amp; the retries pile up &lt;@U999&gt;" in answer
     assert "<@U999>" not in answer  # what they typed is escaped, never a mention
     assert statuspage.incidents == {}, "sent to the status page without a draft: an orphan if storing fails"
-    time.sleep(0.5)  # the given-up insert ends once the lock is gone: it must be rolled back
+    # The given-up insert ends once the lock is gone, and it must be rolled back: read once
+    # every connection is back in the bot's pool, so it has ended one way or the other.
+    slack.wait_for(lambda: bot.ctx.db.engine.sync_engine.pool.checkedout() == 0)
     assert drafts_in_store(bot) == [] and incidents_in_store(bot) == []
     assert slack.calls_to("chat.postMessage") == []  # nothing announced
 
@@ -178,7 +180,7 @@ def test_an_update_that_cannot_be_kept_comes_back_with_what_was_typed(bot, setti
     with locked(settings):
         response, took = timed(lambda: bot.submit(view, update_values(incident.id, text="Rolled back the deploy")))
         assert response.status_code == 200 and took < ACK_WITHIN
-        told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)
+        told = slack.wait_for(lambda: ephemeral_texts(slack))
     assert "could not keep your incident update" in told[-1] and "Rolled back the deploy" in told[-1]
     assert statuspage.incidents[incident.upstream_id]["Updates"] == []
 
@@ -191,7 +193,7 @@ def test_a_schedule_that_cannot_be_kept_comes_back_as_a_direct_message_when_no_e
     with read_only(settings):
         response = bot.submit(view, schedule_values(title="Kernel upgrade", description="Reboot db-1 and db-2"))
         assert response.status_code == 200
-        dm = slack.wait_for(lambda: [m for m in slack.calls_to("chat.postMessage") if m["channel"] == "U123"], timeout=10)
+        dm = slack.wait_for(lambda: [m for m in slack.calls_to("chat.postMessage") if m["channel"] == "U123"])
     assert "could not keep your maintenance window" in str(dm[-1])
     assert "Kernel upgrade" in str(dm[-1]) and "Reboot db-1 and db-2" in str(dm[-1])
 
@@ -205,7 +207,7 @@ def test_a_database_that_goes_read_only_while_the_status_page_creates_is_not_sil
     bot.submit(view, declare_values(title="Login loops", description=DESCRIPTION))
     slack.wait_for(lambda: [r for r in statuspage.requests if r.method == "POST"])  # on its way
     with read_only(settings):
-        told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)
+        told = slack.wait_for(lambda: ephemeral_texts(slack))
     assert "may have gone through" in told[-1] and "check before you send it again" in told[-1]
     assert "Login loops" in told[-1] and "Checkout times out for EU customers" in told[-1]
     assert len(statuspage.incidents) == 1
@@ -221,7 +223,7 @@ def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_late
     with locked(settings):
         response, took = timed(lambda: bot.click(DraftAction.RETRY, str(draft.id)))
         assert response.status_code == 200 and took < ACK_WITHIN
-        told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)
+        told = slack.wait_for(lambda: ephemeral_texts(slack))
     assert "the database is locked by another process" in told[-1] and "press *Retry* again" in told[-1]
     assert statuspage.incidents == {}
     assert [d.state for d in drafts_in_store(bot)] == ["failed"]  # still there for the next Retry
@@ -275,7 +277,7 @@ def test_a_running_sitrep_with_its_database_locked_answers_in_time_and_gives_the
         with locked(Path(env["DATABASE_URL"].removeprefix("sqlite:///"))):
             listed, list_took = timed(lambda: signed_post(base, command_body("/incident", "list", user_id="U777")))
             sent, sent_took = timed(lambda: signed_post(base, submission))
-            told = slack.wait_for(lambda: ephemeral_texts(slack, "U777"), timeout=10)
+            told = slack.wait_for(lambda: ephemeral_texts(slack, "U777"))
             ready = httpx.get(f"{base}/readyz", timeout=5)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=40)

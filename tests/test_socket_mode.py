@@ -134,7 +134,7 @@ def test_form_errors_come_back_in_the_ack(sbot, slack, statuspage):
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
     ack = sbot.submit(view, declare_values(title="   "))
     assert ack.json() == {"response_action": "errors", "errors": {Block.TITLE: "Give the incident a title."}}
-    time.sleep(0.2)
+    sbot.settle()
     assert statuspage.requests == [] and slack.messages(CHANNEL) == []
 
 
@@ -195,7 +195,7 @@ def test_refresh_requested_reconnects_and_the_next_command_works(sbot, slack, st
     socket.disconnect("refresh_requested")
     socket.wait_connected(2)
     assert len(connections_opened(slack)) == 1  # a new URL for the new connection (declare forgot the first)
-    slack.wait_for(lambda: socket.live_connections == 1, timeout=5)  # the bot closed the old one itself
+    slack.wait_for(lambda: socket.live_connections == 1)  # the bot closed the old one itself
 
     view = open_modal(sbot, slack, lambda: sbot.command(f"update {incident.id}"))
     sbot.submit(view, update_values(incident.id))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
+import random
 import socket
 import threading
 import time
@@ -27,6 +29,7 @@ from tests.support.fakes.signing import (
     new_trigger_id,
     slack_signature_headers,
 )
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.slack_limits import ack_problems
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
@@ -55,10 +58,45 @@ class FakeClock:
             self.now = moment
 
 
+# Ports for the bot processes a test starts, below Linux's ephemeral range (32768 and up), so
+# no outgoing connection is handed one between the check here and the process binding it; each
+# pytest-xdist worker its own block, so two workers never pick the same port.
+_PORTS_FROM, _PORTS_PER_WORKER = 20000, 1500
+
+
+def _worker_ports() -> itertools.count:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    block = _PORTS_FROM + (int(worker) if worker.isdigit() else 0) % 8 * _PORTS_PER_WORKER
+    # Another test run on the machine (another worktree) uses the same blocks: start somewhere
+    # else in ours; the bind below skips a port that is taken.
+    return itertools.count(block + random.randrange(_PORTS_PER_WORKER))
+
+
+_ports = _worker_ports()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, for a process that binds it itself."""
+    for _ in range(_PORTS_PER_WORKER):
+        port = next(_ports)
+        if port >= _PORTS_FROM + 8 * _PORTS_PER_WORKER:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in this worker's block")
+
+
+def listening_socket(port: int = 0) -> socket.socket:
+    """A socket bound here and handed to the server: no other process can take its port
+    between choosing it and listening on it."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    return s
 
 
 # --- view state as Slack submits it ------------------------------------------------------
@@ -102,7 +140,8 @@ class BotUnderTest:
         http_timeout: float = 2.0,
         live_scheduler: bool | None = None,
     ):
-        self.settings = settings.model_copy(update={"port": free_port()})
+        self._socket: socket.socket | None = listening_socket()
+        self.settings = settings.model_copy(update={"port": self._socket.getsockname()[1]})
         self.clock = clock
         self.live_scheduler = clock is None if live_scheduler is None else live_scheduler
         self.http_timeout = http_timeout
@@ -116,6 +155,9 @@ class BotUnderTest:
     # --- life ----------------------------------------------------------------------------
     def start(self) -> BotUnderTest:
         ready = threading.Event()
+        if self._socket is None:  # started again after a stop: the same port
+            self._socket = listening_socket(self.settings.port)
+        sockets = [self._socket]
 
         def run() -> None:
             self.loop = asyncio.new_event_loop()
@@ -130,7 +172,7 @@ class BotUnderTest:
             self._server = uvicorn.Server(config)
             self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             ready.set()
-            self.loop.run_until_complete(self._server.serve())
+            self.loop.run_until_complete(self._server.serve(sockets=sockets))
             self.loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -150,6 +192,9 @@ class BotUnderTest:
             self._thread.join(15)
         self._server = None
         self._thread = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
 
     def __enter__(self) -> BotUnderTest:
         return self.start()
@@ -162,7 +207,13 @@ class BotUnderTest:
     def run(self, coro) -> Any:
         """Run a coroutine on the bot's own loop (to read its store, or drive its jobs)."""
         assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(2 * WAIT_BOUND)
+
+    def settle(self) -> None:
+        """Wait until the bot has finished every Slack request it took and sent what it queued
+        in the channel. A test that must show something did *not* happen asserts after this:
+        whatever those requests were going to do has been done by then (never a sleep)."""
+        settle(self)
 
     @property
     def ctx(self):
@@ -381,3 +432,15 @@ def at_once(*sends: Callable[[], Any]) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+def settle(bot) -> None:
+    """`BotUnderTest.settle`, for any bot under test with a `run` and a running `Sitrep`."""
+
+    async def quiet() -> int:
+        left = await bot.bot.drain.wait(WAIT_BOUND)
+        await bot.ctx.channel.settle()
+        return left
+
+    left = bot.run(quiet())
+    assert left == 0, f"{left} Slack request(s) still being handled after {WAIT_BOUND:g} s"

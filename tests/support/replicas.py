@@ -136,7 +136,7 @@ def schedule_from_slack(replicas: Replicas, slack, *, title: str, start: datetim
     trigger = f"{time.monotonic_ns()}.{os.getpid()}.t"
     answer = replicas.next().post(command_body("/maintenance", f"schedule {title}", trigger_id=trigger))
     assert answer.status_code == 200, answer.text
-    calls = slack.wait_for(lambda: [c for c in slack.calls_to("views.open") if c.get("trigger_id") == trigger], timeout=15)
+    calls = slack.wait_for(lambda: [c for c in slack.calls_to("views.open") if c.get("trigger_id") == trigger])
     view = calls[0]["view"]
     view = view if isinstance(view, dict) else json.loads(view)
     values = {

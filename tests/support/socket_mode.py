@@ -14,12 +14,14 @@ from bot.app import Sitrep
 from bot.context import build_context
 from bot.settings import Settings
 from tests.support.fakes.signing import command_fields
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.fakes.socket_mode import Envelope, FakeSocketMode
 from tests.support.harness import (
     FakeClock,
     click_payload,
     event_envelope,
     message_shortcut_payload,
+    settle,
     submission_payload,
 )
 
@@ -148,10 +150,14 @@ class SocketModeBotUnderTest(SocketModeDriver):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def settle(self) -> None:
+        """As `BotUnderTest.settle`: every request taken has been handled to its end."""
+        settle(self)
+
     def run(self, coro) -> Any:
         """Run a coroutine on the bot's own loop (to read its store)."""
         assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(2 * WAIT_BOUND)
 
     @property
     def ctx(self):

@@ -48,6 +48,11 @@ from tests.support import slack_limits as limits
 __all__ = ["FakeSlack", "Malformed", "SlackCall", "Tiers", "load_method_docs", "default_shared_dir"]
 
 T = TypeVar("T")
+
+#: How long `wait_for` waits for what a test expects before failing it. Only a failing test ever
+#: waits this long (a passing one returns as soon as it sees the event), so it is generous: a
+#: loaded machine (pytest-xdist beside other work) must never turn a slow pass into a failure.
+WAIT_BOUND = 30.0
 Json = dict[str, Any]
 
 
@@ -507,7 +512,7 @@ class FakeSlack:
         with self._lock:
             return [copy.deepcopy(e) for e in self._ephemerals if channel is None or e["channel"] == self._channel_id(channel)]
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+    def wait_for(self, predicate: Callable[[], T], timeout: float = WAIT_BOUND) -> T:
         """Poll until ``predicate()`` is truthy and return it.
 
         Blocks the calling thread: from an async test whose bot runs on the same
@@ -522,7 +527,7 @@ class FakeSlack:
                 raise AssertionError(self._timeout_report(predicate, timeout, value))
             time.sleep(0.01)
 
-    async def await_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+    async def await_for(self, predicate: Callable[[], T], timeout: float = WAIT_BOUND) -> T:
         """Like ``wait_for`` but yields to the event loop between polls."""
         deadline = time.monotonic() + timeout
         while True:
