@@ -1,0 +1,48 @@
+"""The test harness's own promises, which other tests stand on: `settle` waits for work the bot
+has acknowledged but not finished (the "nothing happened" assertions rest on it), the suite's
+calendar keeps its shape in every year, and each pytest-xdist worker gets its own ports."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.support.dates import NY, first_year_ahead
+from tests.support.harness import _PORTS_FROM, _PORTS_PER_WORKER, CHANNEL, _worker_ports, free_port
+from tests.support.incidents import declare_values, open_declare_modal
+
+
+def test_settle_waits_for_a_listener_still_at_work(bot, slack, statuspage):
+    statuspage.latency = 0.5  # the status page answers the create late: the listener is still at it
+    view = open_declare_modal(bot, slack)
+    slack.forget_calls()
+    assert bot.submit(view, declare_values(title="Slow page")).status_code == 200
+    bot.settle()
+    assert len(statuspage.incidents) == 1
+    assert [m for m in slack.messages(CHANNEL) if "Slow page" in (m.get("text") or "")]
+    assert slack.calls_to("chat.postEphemeral")  # the person told: the listener ran to its end
+
+
+@pytest.mark.parametrize("year", range(2026, 2037))
+@pytest.mark.parametrize("month, day", [(1, 1), (6, 30), (11, 25), (11, 26), (12, 31)])
+def test_the_calendar_is_ahead_of_the_clock_and_keeps_winter_and_summer_time(year, month, day):
+    now = datetime(year, month, day, 12, 0, tzinfo=UTC)
+    ahead = first_year_ahead(now)
+    t0 = datetime(ahead, 11, 25, 12, 0, tzinfo=UTC)
+    winter, summer = datetime(ahead, 12, 1, 9, 0, tzinfo=NY), datetime(ahead + 1, 7, 1, 9, 0, tzinfo=NY)
+    assert now < t0 <= now + timedelta(days=366)
+    assert winter - t0 == timedelta(days=6, hours=2)  # 09:00 EST is 14:00 UTC
+    assert winter.utcoffset() == timedelta(hours=-5) and summer.utcoffset() == timedelta(hours=-4)
+
+
+def test_ports_for_processes_come_from_the_workers_own_block_below_the_ephemeral_range(monkeypatch):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
+    ports = _worker_ports()
+    first = next(ports)
+    assert _PORTS_FROM + 3 * _PORTS_PER_WORKER <= first < _PORTS_FROM + 4 * _PORTS_PER_WORKER
+    assert _PORTS_FROM + 8 * _PORTS_PER_WORKER <= 32768  # below Linux's default ephemeral range
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing listens there
