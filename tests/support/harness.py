@@ -207,7 +207,7 @@ class BotUnderTest:
     def run(self, coro) -> Any:
         """Run a coroutine on the bot's own loop (to read its store, or drive its jobs)."""
         assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(2 * WAIT_BOUND)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(4 * WAIT_BOUND)
 
     def settle(self) -> None:
         """Wait until the bot has finished every Slack request it took and sent what it queued

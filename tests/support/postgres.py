@@ -53,13 +53,19 @@ class PostgresDatabases:
 
     def empty(self, url: str) -> None:
         """Every table but Alembic's emptied, numbering restarted: the next test starts clean
-        on an up-to-date schema."""
+        on an up-to-date schema. Connections an earlier test's bot left open are ended first:
+        one left idle in a transaction (a task stopped mid-session when its bot stopped) holds
+        a lock that TRUNCATE would wait on for ever."""
 
         async def go():
             import asyncpg
 
             conn = await asyncpg.connect(**connect_kwargs(url), timeout=5)
             try:
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
                 rows = await conn.fetch(
                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
                 )

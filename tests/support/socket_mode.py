@@ -157,7 +157,7 @@ class SocketModeBotUnderTest(SocketModeDriver):
     def run(self, coro) -> Any:
         """Run a coroutine on the bot's own loop (to read its store)."""
         assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(2 * WAIT_BOUND)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(4 * WAIT_BOUND)
 
     @property
     def ctx(self):
