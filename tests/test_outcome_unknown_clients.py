@@ -5,6 +5,7 @@ they carried the create out (tested here too, so the fakes are not trusted blind
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -16,6 +17,7 @@ from bot.errors import OutcomeUnknown, UpstreamUnavailable
 from bot.ops.metrics import upstream_outcome
 from tests.support.fakes.appfirst import FakeAppFirst
 from tests.support.fakes.statuspage import FakeStatusPage
+from tests.support.process import wait_until
 
 
 def incident() -> IncidentCreateModel:
@@ -43,6 +45,18 @@ def test_fake_status_page_holds_a_create_reply_after_carrying_it_out():
         # Only the next create was held: the one after answers at once.
         again = httpx.post(f"{sp.url}/api/admin/Incident", json=body, headers={"X-API-KEY": sp.api_key}, timeout=2)
         assert again.json()["Success"] is True and len(sp.incidents) == 2
+
+
+def test_fake_status_page_holds_every_request_unanswered_and_not_carried_out_until_released():
+    with FakeStatusPage() as sp, ThreadPoolExecutor(1) as pool:
+        body = incident().to_wire()
+        with sp.hold_requests():
+            sent = pool.submit(
+                httpx.post, f"{sp.url}/api/admin/Incident", json=body, headers={"X-API-KEY": sp.api_key}, timeout=30
+            )
+            wait_until(lambda: sp.requests, 30, "the create at the fake")
+            assert not sent.done() and sp.incidents == {}  # arrived, not answered, not made
+        assert sent.result().json()["Success"] is True and len(sp.incidents) == 1
 
 
 def test_fake_status_page_drops_a_create_reply_and_holds_nothing_but_creates():

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -106,6 +107,9 @@ class BackgroundServer:
         self._fail_remaining_status = 500
         # Creates carried out whose reply is then held back (seconds; None: dropped).
         self._held_replies: list[float | None] = []
+        # While cleared, every request waits here before it is handled (`hold_requests`).
+        self._open = threading.Event()
+        self._open.set()
         # What a forced failure's body says instead of the usual text (an echo of anything a
         # test chooses: a key, a newline, 500 characters).
         self.failure_message: str | None = None
@@ -197,6 +201,17 @@ class BackgroundServer:
         with self._lock:
             self._held_replies = [seconds] * n
 
+    @contextmanager
+    def hold_requests(self) -> Iterator[None]:
+        """Inside the block every request is recorded, then waits, unanswered and not carried
+        out, until the block ends: an API that answers as late as the test likes, with no
+        clock involved (a test proves its ack did not wait by getting it inside the block)."""
+        self._open.clear()
+        try:
+            yield
+        finally:
+            self._open.set()
+
     def drop_replies(self, n: int = 1) -> None:
         """The next ``n`` creates are carried out, then the connection is cut without a
         reply (a reset mid-call)."""
@@ -248,6 +263,8 @@ class BackgroundServer:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body = await request.read()
         self._record(request, body)
+        while not self._open.is_set():
+            await asyncio.sleep(0.01)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         status = self._take_failure()
