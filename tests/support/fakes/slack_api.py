@@ -280,7 +280,7 @@ class FakeSlack:
         self.socket_mode_url = NO_SOCKET_SERVER_URL
         self._lock = threading.Lock()
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
-        self._delays: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._delays: defaultdict[str, deque[float | threading.Event]] = defaultdict(deque)
         self._users: dict[str, Json] = {}
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
@@ -456,9 +456,11 @@ class FakeSlack:
         with self._lock:
             self._failures[method].append(_Failure(error, status, retry_after, malformed))
 
-    def delay_next(self, method: str, seconds: float) -> None:
+    def delay_next(self, method: str, seconds: float | threading.Event) -> None:
         """Make the next call to ``method`` wait ``seconds`` before it is handled (as a Slack
-        that does not answer in time); the call still takes effect afterwards, as it may in Slack."""
+        that does not answer in time); the call still takes effect afterwards, as it may in Slack.
+        An `Event` instead of seconds holds the call until the test sets it: as late as the test
+        needs, on no clock."""
         if method not in self._docs:
             raise ValueError(f"{method} is not a documented Slack method")
         with self._lock:
@@ -577,7 +579,10 @@ class FakeSlack:
         with self._lock:
             delays = self._delays.get(method)
             delay = delays.popleft() if delays else 0.0
-        if delay:
+        if isinstance(delay, threading.Event):
+            while not delay.is_set():
+                await asyncio.sleep(0.01)
+        elif delay:
             await asyncio.sleep(delay)
         with self._lock:
             status, body, headers = self._dispatch(method, args, token, problems)
