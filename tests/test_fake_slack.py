@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -202,6 +203,16 @@ async def test_auth_test(client: AsyncWebClient):
 
 
 # ---------------------------------------------------------------- failures
+
+
+async def test_a_call_held_by_an_event_is_carried_out_only_once_it_is_set(slack: FakeSlack, client: AsyncWebClient):
+    released = threading.Event()
+    slack.delay_next("chat.postMessage", released)
+    sending = asyncio.ensure_future(client.chat_postMessage(channel="C1", text="held"))
+    await slack.await_for(lambda: slack.held == 1)  # it arrived
+    assert slack.messages("C1") == [] and slack.calls_to("chat.postMessage") == [] and not sending.done()
+    released.set()
+    assert (await sending)["ok"] and slack.messages("C1")[0]["text"] == "held"
 
 
 async def test_rate_limit_honours_retry_after(slack: FakeSlack, client: AsyncWebClient):

@@ -281,6 +281,7 @@ class FakeSlack:
         self._lock = threading.Lock()
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
         self._delays: defaultdict[str, deque[float | threading.Event]] = defaultdict(deque)
+        self.held = 0  # calls arrived and held by an Event given to `delay_next`
         self._users: dict[str, Json] = {}
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
@@ -580,8 +581,12 @@ class FakeSlack:
             delays = self._delays.get(method)
             delay = delays.popleft() if delays else 0.0
         if isinstance(delay, threading.Event):
+            with self._lock:
+                self.held += 1
             while not delay.is_set():
                 await asyncio.sleep(0.01)
+            with self._lock:
+                self.held -= 1
         elif delay:
             await asyncio.sleep(delay)
         with self._lock:
