@@ -446,10 +446,8 @@ async def test_fail_times_then_recovers(fa: FakeAppFirst, client: AppFirstClient
 async def test_timeout_is_unavailable(fa: FakeAppFirst) -> None:
     fa.latency = 2.0
     async with AppFirstClient(fa.url, EMAIL, KEY, timeout=0.2) as c:
-        began = time.monotonic()
         with pytest.raises(UpstreamUnavailable) as caught:
             await c.list_windows()
-    assert time.monotonic() - began < 1.5
     assert_no_secret(caught.value, KEY, EMAIL)
 
 

@@ -89,15 +89,12 @@ def test_a_long_429_hands_the_reminder_back_others_post_on_time_and_it_posts_onc
         windows = [schedule(one, title=f"Window {n}") for n in range(3)]
         clock.advance(minutes=30)  # all three start now
         slack.fail_next("chat.postMessage", status=429, retry_after=200)  # the first "started" reply
-        began = time.monotonic()
-        assert run_due(one) == 2
-        took = time.monotonic() - began
+        assert run_due(one) == 2  # a pass held by the 429's 200 s would outlast `run`'s bound and fail
 
         refused, *others = windows
         for window in others:  # posted in the same pass, on time, not held by the 429
             assert len(in_thread(slack, window, "started")) == 1
             assert reminders(one, window.id)["started"].late is False
-        assert took < 10, f"the pass took {took:.1f} s: a 429's Retry-After held other windows"
         row = reminders(one, refused.id)["started"]
         assert in_thread(slack, refused, "started") == []
         # Handed back, not held: pending, no claim, not before now + Retry-After.

