@@ -100,8 +100,10 @@ def signed_post(base: str, body: str, *, timeout: float = 10) -> httpx.Response:
     return httpx.post(f"{base}/slack/events", content=body, headers=headers, timeout=timeout)
 
 
-def wait_healthy(base: str, process: subprocess.Popen, *, path: str = "/healthz", timeout: float = 20) -> None:
-    """Until `path` answers 200 (the process is up), or fail, also when the process exits."""
+def wait_healthy(base: str, process: subprocess.Popen, *, path: str = "/healthz", timeout: float = 60) -> None:
+    """Until `path` answers 200 (the process is up), or fail, also when the process exits. A
+    loaded machine (xdist workers starting processes beside other work) can take many seconds
+    to import and migrate: the bound is only ever reached by a process that never comes up."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
