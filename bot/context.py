@@ -81,9 +81,14 @@ class AppContext:
 
     def channel_in(self, channel_id: str) -> Channel:
         """Another channel the bot writes to (an incident's own), paced by the same outbox."""
+        return Channel(self.slack, channel_id, self.outbox, self.sender, sandbox=self.settings.sitrep_sandbox)
+
+    @property
+    def sender(self) -> AsyncWebClient:
+        """The Slack client for calls paced by `outbox` (it handles their 429s, not slack_sdk)."""
         if self._sender is None:
             self._sender = self.metrics.instrument_slack(unpaced_client(self.slack))
-        return Channel(self.slack, channel_id, self.outbox, self._sender, sandbox=self.settings.sitrep_sandbox)
+        return self._sender
 
     async def wake(self) -> None:
         """Tell the running scheduler that reminder rows changed (no-op without one)."""
@@ -115,11 +120,12 @@ def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[
 
 
 def shared_pace(db: Database) -> Reserve:
-    """The outbox's send slots booked in the database, so replicas share each channel's pace."""
+    """The outbox's send slots booked in the database, so replicas share each channel's (and
+    the workspace's) pace."""
 
-    async def reserve(channel: str, method: str, rate: Rate) -> float:
+    async def reserve(where: str, method: str, rate: Rate) -> float:
         async with db.session() as session, session.begin():
-            return await reserve_slot(session, channel, method, interval=1 / rate.per_second, burst=rate.burst)
+            return await reserve_slot(session, where, method, interval=1 / rate.per_second, burst=rate.burst)
 
     return reserve
 

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.slack.channel import Posted
-from bot.slack.outbox import Outbox, Rate, TokenBucket
+from bot.slack.outbox import Outbox, Rate, TokenBucket, scaled_rates
 from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.states import DraftKind
@@ -23,7 +23,7 @@ from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 #: Slack's tiers sped up 20×: postMessage 20/s per channel (burst 3), update 10/s (burst 3).
-FAST = Tiers(post_per_second=20, post_burst=3, update_per_minute=600, update_burst=3)
+FAST = Tiers(post_per_second=20, post_burst=3, update_per_minute=600, update_burst=3, speedup=20)
 #: The bot's buckets, a little under those.
 UNDER = {"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=9, burst=2)}
 
@@ -395,3 +395,52 @@ def test_a_slack_slower_than_our_pace_is_met_at_its_pace_within_a_few_restarts(b
     settled = sent[-9:]
     assert all(ok for _, ok in settled)
     assert all(later - earlier >= 3 for (earlier, _), (later, _) in zip(settled, settled[1:], strict=False))
+
+
+#: Slack's own limits and the bot's production rates, both 20× faster: the scopes are what matter.
+SPEEDUP = 20
+SLACK_AS_DOCUMENTED = Tiers(post_per_second=SPEEDUP, post_burst=5, update_per_minute=50 * SPEEDUP, speedup=SPEEDUP)
+
+
+def edits_over_channels(bot, slack, channels: int, edits: int) -> int:
+    """`edits` parents spread over `channels` channels, each edited once, all at once (an
+    incident's change edits the announcement and its own channel's summary): the 429s Slack gave."""
+    bot.ctx.outbox = Outbox(scaled_rates(SPEEDUP))
+    names = [f"C0ROOM{i}" for i in range(channels)]
+    message = ("v1", [{"type": "section", "text": {"type": "mrkdwn", "text": "v1"}}])
+    edited = ("v2", [{"type": "section", "text": {"type": "mrkdwn", "text": "v2"}}])
+
+    async def run():
+        parents = [await bot.ctx.channel_in(names[i % channels]).announce(message) for i in range(edits)]
+        slack.enforce(SLACK_AS_DOCUMENTED)
+        await asyncio.gather(*(bot.ctx.channel_in(at.channel).refresh(at, edited) for at in parents))
+        return parents
+
+    parents = bot.run(run())
+    assert all(slack.message(at.channel, at.ts)["text"] == "v2" for at in parents)  # every edit landed
+    return slack.rate_limited
+
+
+def test_twelve_edits_over_three_channels_draw_no_429_as_chat_update_is_paced_per_workspace(bot, slack):
+    assert edits_over_channels(bot, slack, channels=3, edits=12) == 0
+
+
+def test_home_tab_views_and_permalinks_are_paced_per_workspace(bot, slack):
+    """views.publish (Tier 4) for many people at once, each with a permalink: no 429."""
+    bot.ctx.outbox = Outbox(scaled_rates(SPEEDUP))
+    message = ("v1", [{"type": "section", "text": {"type": "mrkdwn", "text": "v1"}}])
+
+    async def run():
+        at = await bot.ctx.channel.announce(message)
+        slack.enforce(SLACK_AS_DOCUMENTED)
+        links = [bot.ctx.channel.permalink(at) for _ in range(15)]
+        views = [
+            bot.ctx.outbox.call(
+                "views.publish", lambda u=u: bot.ctx.sender.views_publish(user_id=u, view={"type": "home", "blocks": []})
+            )
+            for u in (f"U{i}" for i in range(15))
+        ]
+        return await asyncio.gather(*links, *views)
+
+    answers = bot.run(run())
+    assert all(answers[:15]) and slack.rate_limited == 0

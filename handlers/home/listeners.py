@@ -35,7 +35,7 @@ class HomeHandlers:
             return
         view = views.home_view(await self.service.overview(links_for=views.MAX_WINDOWS_SHOWN))
         try:
-            await self.ctx.slack.views_publish(user_id=it.user_id, view=view)
+            await self.ctx.outbox.call("views.publish", lambda: self.ctx.sender.views_publish(user_id=it.user_id, view=view))
         except SlackApiError as exc:
             # Nobody asked for anything, so nobody is told: the tab keeps its last view.
             error = slack_error(exc)

@@ -111,21 +111,42 @@ class _Failure:
     malformed: Malformed | None = None
 
 
+#: Slack's rate tiers (its rate-limits page): calls a minute, per app and workspace.
+TIER_PER_MINUTE = {"t1": 1.0, "t2": 20.0, "t3": 50.0, "t4": 100.0}
+
+
 @dataclass(frozen=True)
 class Tiers:
-    """Slack's rate limits as the fake enforces them (opt-in: ``FakeSlack(tiers=Tiers())``).
+    """Slack's rate limits as the fake enforces them (opt-in: ``FakeSlack(tiers=Tiers())``),
+    each method at the tier its document gives (``rate_limits``).
 
-    chat.postMessage: about one a second per channel with a short burst (its special tier);
-    chat.update: Tier 3, about 50 a minute (per app and workspace, any channel). Over the limit
-    the call is answered 429 with ``Retry-After``; ``random_429`` answers that share of the
-    other calls 429 too (``Retry-After: 1``), as a loaded Slack does."""
+    chat.postMessage: about one a second *per channel* with a short burst (its special tier);
+    every other method: its tier's rate *per app and workspace*, whichever channel it names
+    (chat.update: Tier 3, about 50 a minute, given apart as the tests push it hardest).
+    ``speedup`` runs the tiers (not the two given apart) that many times faster. Over the
+    limit the call is answered 429 with ``Retry-After``; ``random_429`` answers that share
+    of the other calls 429 too (``Retry-After: 1``), as a loaded Slack does.
+
+    assumption: Slack publishes no number for the special tier of methods other than
+    chat.postMessage (chat.getPermalink, auth.test) nor the bursts of any tier; the fake
+    allows the special ones Tier 4's rate, and every tier a burst of `burst`."""
 
     post_per_second: float = 1.0
     post_burst: int = 5
     update_per_minute: float = 50.0
     update_burst: int = 10
+    burst: int = 10
+    special_per_minute: float = 100.0
+    speedup: float = 1.0
     random_429: float = 0.0
     seed: int = 0
+
+    def per_second(self, method: str, tier: str | None) -> float | None:
+        """The workspace-wide rate of `method` (of rate tier `tier`); None: not limited."""
+        if method == "chat.update":
+            return self.update_per_minute / 60
+        per_minute = TIER_PER_MINUTE.get(tier or "", self.special_per_minute if tier == "t5" else None)
+        return None if per_minute is None else per_minute * self.speedup / 60
 
 
 class _Meter:
@@ -149,6 +170,18 @@ def default_shared_dir() -> Path:
         return Path(env)
     repo_root = Path(__file__).resolve().parents[3]
     return repo_root.parent / "shared"
+
+
+@lru_cache(maxsize=8)
+def load_method_tiers(docs_dir: Path) -> dict[str, str]:
+    """Map method name -> its rate tier as its document gives it (``t1`` … ``t4``; ``t5`` is
+    Slack's "special" tier)."""
+    tiers: dict[str, str] = {}
+    for path in sorted(docs_dir.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and isinstance(doc.get("rate_limits"), str):
+            tiers[path.stem] = doc["rate_limits"]
+    return tiers
 
 
 @lru_cache(maxsize=8)
@@ -271,6 +304,7 @@ class FakeSlack:
         docs_dir = (shared / "slack" / "docs_slack_dev_methods").resolve()
         self._docs = {**load_method_docs(docs_dir), **EXTRA_METHOD_DOCS}
         self._scopes_needed = load_method_scopes(docs_dir)
+        self._tiers = load_method_tiers(docs_dir)
         # Socket Mode: tickets handed out by apps.connections.open, redeemed by the websocket server.
         self.socket_mode_url = NO_SOCKET_SERVER_URL
         self._lock = threading.Lock()
@@ -710,18 +744,23 @@ class FakeSlack:
         return {"ok": False, "error": "missing_scope", "needed": sorted(allowed)[0], "provided": ",".join(sorted(self.scopes))}
 
     def _over_tier(self, method: str, args: Json) -> int | None:
-        """Seconds to wait (Retry-After) when the tiers refuse this call, else None."""
+        """Seconds to wait (Retry-After) when the tiers refuse this call, else None: the
+        channel's meter for chat.postMessage, the workspace's for any other method."""
         tiers = self.tiers
-        if tiers is None or method not in ("chat.postMessage", "chat.update"):
+        if tiers is None:
             return None
-        if tiers.random_429 and self._random.random() < tiers.random_429:
+        if method == "chat.postMessage":
+            per_second, burst, where = tiers.post_per_second, tiers.post_burst, str(args.get("channel"))
+        else:
+            per_second = tiers.per_second(method, self._tiers.get(method))
+            burst = tiers.update_burst if method == "chat.update" else tiers.burst
+            where = ""  # the workspace: one meter whatever the channel
+        if per_second is None:
+            return None
+        if tiers.random_429 and method in ("chat.postMessage", "chat.update") and self._random.random() < tiers.random_429:
             return 1
         now = self._meter_clock()
-        if method == "chat.postMessage":
-            key = (method, str(args.get("channel")))
-            meter = self._meters.setdefault(key, _Meter(tiers.post_per_second, tiers.post_burst, now))
-        else:
-            meter = self._meters.setdefault((method, ""), _Meter(tiers.update_per_minute / 60, tiers.update_burst, now))
+        meter = self._meters.setdefault((method, where), _Meter(per_second, burst, now))
         wait = meter.take(now)
         return max(1, math.ceil(wait)) if wait > 0 else None
 
