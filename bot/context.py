@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 #: listener's reads before its ack stay within it (`handlers.errors.renders_errors`).
 ACK_DEADLINE = "sitrep_ack_deadline"
 ACK_BUDGET_SECONDS = 2.0
+#: Permalinks kept in memory: far more than a home tab shows.
+MAX_PERMALINKS = 2000
 
 #: The key (`bot.inbound.replays.submission_key`) of the Slack request being handled, set by the
 #: replay guard for the listener it runs: a draft kept by that listener records it, so a
@@ -66,6 +68,14 @@ class AppContext:
     # One outbox per process: every post and edit to a channel is paced through it.
     outbox: Outbox = field(default_factory=Outbox)
     _sender: AsyncWebClient | None = field(default=None, repr=False)
+    #: Permalinks Slack gave, by (channel, ts): a message's link never changes, so the home
+    #: tab asks once per message, not once per open (`remember_permalink` bounds it).
+    permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+
+    def remember_permalink(self, channel: str, ts: str, link: str) -> None:
+        self.permalinks[(channel, ts)] = link
+        while len(self.permalinks) > MAX_PERMALINKS:
+            del self.permalinks[next(iter(self.permalinks))]  # the oldest first
 
     @property
     def stale_claim(self) -> timedelta:

@@ -131,6 +131,19 @@ def test_the_home_is_refreshed_each_time_it_is_opened(bot, slack):
     assert len({v["id"] for v in slack.views.values() if v["type"] == "home"}) == 1  # the same tab, republished
 
 
+def test_a_windows_permalink_is_asked_of_slack_once_not_on_every_open(bot, slack):
+    start = datetime.now(timezone.utc) + timedelta(hours=2)
+    windows = [schedule(bot, f"Window {i}", start + timedelta(hours=i)) for i in range(3)]
+    slack.forget_calls()
+    links = [f"/archives/{CHANNEL}/p{w.message_ts.replace('.', '')}|Window {i}>" for i, w in enumerate(windows)]
+    open_home(bot, slack)
+    assert len(slack.calls_to("chat.getPermalink")) == 3
+    for user in ("U123", "U124", "U125"):  # opened again, by the same person and by others
+        text = json.dumps(open_home(bot, slack, user=user)["blocks"])
+        assert all(link in text for link in links)  # each still linked to its thread
+    assert len(slack.calls_to("chat.getPermalink")) == 3
+
+
 def test_the_messages_tab_publishes_nothing(bot, slack):
     assert bot.event(home_opened("U7", tab="messages")).status_code == 200
     open_home(bot, slack, user="U8")  # handled after it: by then U7's event is long done

@@ -14,8 +14,9 @@ from store import incidents as incident_store
 from store import maintenance as window_store
 from store.models import Incident, MaintenanceWindow
 
-#: At most this many chat.getPermalink calls for one home tab: one per window shown (the
-#: view shows no more than this; incidents keep their link in the store).
+#: At most this many chat.getPermalink calls for one home tab: one per window shown the first
+#: time it is (the view shows no more than this; a link once given is kept in
+#: `AppContext.permalinks`; incidents keep their link in the store).
 MAX_WINDOW_LINKS = 30
 #: The open incidents the view shows (two blocks each); the rest are only counted.
 MAX_INCIDENTS_SHOWN = 25
@@ -42,7 +43,8 @@ class HomeService:
 
     async def overview(self, *, links_for: int = MAX_WINDOW_LINKS) -> HomeOverview:
         """One read of the store; then links to the threads of the first `links_for` windows
-        (asked of Slack at once; a window Slack gives no link for is shown without one)."""
+        (those not known yet asked of Slack at once, paced; a window Slack gives no link for is
+        shown without one)."""
         now = self.ctx.clock()
         backend = self.ctx.maintenance
         async with self.ctx.db.session() as session:
@@ -54,8 +56,14 @@ class HomeService:
         links: dict[int, str] = {}
         if windows:
             shown = [w for w in windows[: min(links_for, MAX_WINDOW_LINKS)] if w.message_ts and w.channel_id]
-            found = await asyncio.gather(*(self.ctx.channel.permalink(Posted(w.channel_id, w.message_ts)) for w in shown))
-            links = {w.id: link for w, link in zip(shown, found, strict=True) if link}
+            known = self.ctx.permalinks
+            links = {w.id: known[(w.channel_id, w.message_ts)] for w in shown if (w.channel_id, w.message_ts) in known}
+            asked = [w for w in shown if w.id not in links]
+            found = await asyncio.gather(*(self.ctx.channel.permalink(Posted(w.channel_id, w.message_ts)) for w in asked))
+            for window, link in zip(asked, found, strict=True):
+                if link:
+                    links[window.id] = link
+                    self.ctx.remember_permalink(window.channel_id, window.message_ts, link)
         return HomeOverview(
             now=now,
             incidents=incidents,
