@@ -115,9 +115,10 @@ class AppContext:
 def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[StatusPageClient | None, AppFirstClient | None]:
     """The configured API clients (None where not configured); no network, no database."""
     statuspage = appfirst = None
+    hide = tuple(settings.secret_values())  # an upstream may echo any of them, not only its own
     if settings.statuspage_url and settings.statuspage_api_key:
         statuspage = StatusPageClient(
-            settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout
+            settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout, hide=hide
         )
     if settings.appfirst_url and settings.appfirst_email and settings.appfirst_api_key:
         appfirst = AppFirstClient(
@@ -125,6 +126,7 @@ def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[
             settings.appfirst_email,
             settings.appfirst_api_key.get_secret_value(),
             timeout=http_timeout,
+            hide=hide,
         )
     return statuspage, appfirst
 

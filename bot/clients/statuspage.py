@@ -166,8 +166,11 @@ class StatusPageClient(UpstreamClient):
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        hide: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(base_url, timeout=timeout, transport=transport, headers={"X-API-KEY": api_key}, secrets=(api_key,))
+        super().__init__(
+            base_url, timeout=timeout, transport=transport, headers={"X-API-KEY": api_key}, secrets=(api_key,), hide=hide
+        )
 
     # -- operations -------------------------------------------------------
 
