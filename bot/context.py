@@ -19,6 +19,7 @@ from bot.errors import SubmissionUnknown
 from bot.ops.metrics import Metrics
 from bot.settings import Settings
 from bot.slack.channel import Channel, unpaced_client
+from bot.slack.members import Memberships
 from bot.slack.outbox import Outbox, Rate, Reserve, scaled_rates
 from store.db import Database
 from store.pace import reserve_slot
@@ -71,6 +72,14 @@ class AppContext:
     #: Permalinks Slack gave, by (channel, ts): a message's link never changes, so the home
     #: tab asks once per message, not once per open (`remember_permalink` bounds it).
     permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _memberships: Memberships | None = field(default=None, repr=False)
+
+    @property
+    def memberships(self) -> Memberships:
+        """Who is in which channel, as Slack says (the home tab shows each person their own)."""
+        if self._memberships is None:
+            self._memberships = Memberships(lambda: self.sender, lambda: self.outbox, lambda: self.clock())
+        return self._memberships
 
     def remember_permalink(self, channel: str, ts: str, link: str) -> None:
         self.permalinks[(channel, ts)] = link

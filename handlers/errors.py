@@ -170,11 +170,6 @@ def plain_answer(exc: Exception) -> str:
     return ":warning: Something went wrong on our side; it has been logged. Please try again."
 
 
-#: What a person is told when the database failed under their request (`store_reason` fills in
-#: why); a form's values come back with it (`busy_answer`).
-DATABASE_FAILED = "sitrep's database is not working right now: {reason}. Nothing was changed; please try again in a few minutes."
-
-
 async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Interaction) -> None:
     if isinstance(exc, InputInvalid) and not ack.done and it.type == "view_submission":
         await ack(response_action="errors", errors=exc.errors)
@@ -186,7 +181,7 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         log.warning(
             "the database failed under a Slack request (%s %s): %s", it.type, it.action_id or it.event_type or it.text, reason
         )
-        exc = DatabaseBusy(DATABASE_FAILED.format(reason=reason))
+        exc = DatabaseBusy.failed(reason)  # a form's values come back with it (`busy_answer`)
     elif not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
         log.exception("unexpected error in a listener", exc_info=exc)
     if isinstance(exc, SubmissionFailed):

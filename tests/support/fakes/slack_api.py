@@ -204,6 +204,11 @@ CHANNEL_NAME_MAX = 80
 _CHANNEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 #: The methods that open, join and close channels, whose scope depends on the kind of channel.
 ROOM_METHODS = frozenset({"conversations.create", "conversations.invite", "conversations.archive"})
+#: Methods reading a channel, whose scope depends on its kind too (channels:* or groups:*).
+READ_METHODS = {"conversations.members": "read"}
+#: assumption: Slack's pagination page says a `limit` above 1,000 is refused; the method's own
+#: document gives no bound.
+MAX_PAGE_LIMIT = 1000
 
 
 def channel_name_error(name: str) -> str | None:
@@ -325,6 +330,7 @@ class FakeSlack:
             "conversations.create": self._conversations_create,
             "conversations.invite": self._conversations_invite,
             "conversations.archive": self._conversations_archive,
+            "conversations.members": self._conversations_members,
             "views.open": self._views_open,
             "views.push": self._views_open,
             "views.update": self._views_update,
@@ -440,10 +446,17 @@ class FakeSlack:
         with self._lock:
             self.scopes = frozenset(scopes) if scopes is not None else None
 
-    def add_channel(self, name: str, *, private: bool = False, members: tuple[str, ...] = (BOT_USER_ID,)) -> str:
-        """A channel that exists already (made by a person): its ID."""
+    def add_channel(
+        self, name: str, *, private: bool = False, members: tuple[str, ...] = (BOT_USER_ID,), channel_id: str | None = None
+    ) -> str:
+        """A channel that exists already (made by a person): its ID (`channel_id` when given)."""
         with self._lock:
-            return self._new_channel(name, private=private, creator="UHUMAN", members=set(members))["id"]
+            return self._new_channel(name, private=private, creator="UHUMAN", members=set(members), channel_id=channel_id)["id"]
+
+    def set_members(self, channel_id: str, members: set[str] | frozenset[str]) -> None:
+        """Who is in a channel from now on (people joining and leaving)."""
+        with self._lock:
+            self._channels[channel_id]["members"] = sorted(members)
 
     def channel(self, channel_id: str) -> Json | None:
         """A channel conversations.create made (or ``add_channel``), with its ``members``."""
@@ -737,6 +750,11 @@ class FakeSlack:
             else:
                 private = bool(self._channels.get(str(args.get("channel")), {}).get("is_private"))
             allowed = _room_scopes(method, private)
+        elif method in READ_METHODS:
+            # assumption (as `_room_scopes`): channels:read for a public channel, groups:read
+            # for a private one; the document lists both without saying which is which.
+            private = bool(self._channels.get(str(args.get("channel")), {}).get("is_private"))
+            allowed = frozenset({f"{'groups' if private else 'channels'}:{READ_METHODS[method]}"})
         else:
             allowed = self._scopes_needed.get(method, frozenset())
         if not allowed or allowed & self.scopes:
@@ -880,8 +898,9 @@ class FakeSlack:
         return out
 
     @staticmethod
-    def _page(items: list[Json], args: Json) -> Json | None:
-        """Offset pagination with Slack's cursor fields; None means a bad cursor."""
+    def _page(items: list[Any], args: Json, key: str = "messages") -> Json | None:
+        """Offset pagination with Slack's cursor fields, the page under `key`; None means a
+        bad cursor."""
         cursor = args.get("cursor") or ""
         try:
             start = int(cursor) if cursor else 0
@@ -893,7 +912,7 @@ class FakeSlack:
         more = start + limit < len(items)
         return {
             "ok": True,
-            "messages": page,
+            key: page,
             "has_more": more,
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
@@ -1045,9 +1064,9 @@ class FakeSlack:
             return {"ok": True, "channel": {"id": str(args["channel"])}}
         return {"ok": True, "channel": {"id": self._channel_id(users[0])}}
 
-    def _new_channel(self, name: str, *, private: bool, creator: str, members: set[str]) -> Json:
+    def _new_channel(self, name: str, *, private: bool, creator: str, members: set[str], channel_id: str | None = None) -> Json:
         channel = {
-            "id": self._next_id("C"),
+            "id": channel_id or self._next_id("C"),
             "name": name,
             "is_channel": True,
             "is_group": False,
@@ -1097,6 +1116,20 @@ class FakeSlack:
             return {"ok": False, "error": "already_in_channel"}
         channel["members"] = sorted(set(channel["members"]) | set(users))
         return {"ok": True, "channel": self._conversation(channel)}
+
+    def _conversations_members(self, args: Json) -> Json:
+        """A channel's members, paginated. A private channel the bot is not in is not found,
+        as Slack shows the bot nothing of it; a channel the fake never heard of neither."""
+        channel = self._channels.get(str(args["channel"]))
+        if channel is None or (channel["is_private"] and BOT_USER_ID not in channel["members"]):
+            return {"ok": False, "error": "channel_not_found"}
+        if not str(args.get("limit") or 100).isdigit() or not 1 <= int(args.get("limit") or 100) <= MAX_PAGE_LIMIT:
+            return {"ok": False, "error": "invalid_limit"}
+        page = self._page(list(channel["members"]), args, key="members")
+        if page is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        del page["has_more"]  # not in conversations.members' answer
+        return page
 
     def _conversations_archive(self, args: Json) -> Json:
         channel = self._channels.get(str(args["channel"]))
