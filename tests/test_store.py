@@ -359,19 +359,11 @@ def test_a_commit_under_synchronous_normal_survives_the_process_being_killed(tmp
 
 
 def test_where_open_incidents_were_announced_is_read_without_loading_them(database_url):
+    same = {"status": "Investigating", "impact": "Major Outage", "declared_by": "U1", "declared_at": T0, "updated_at": T0}
+
     def incident(number: int, channel: str, room: str | None = None, resolved: bool = False) -> Incident:
-        return Incident(
-            upstream_id=f"up-{number}",
-            title=f"Incident {number}",
-            status="Investigating",
-            impact="Major Outage",
-            channel_id=channel,
-            room_channel_id=room,
-            declared_by="U1",
-            declared_at=T0,
-            updated_at=T0,
-            resolved_at=T0 if resolved else None,
-        )
+        where = {"channel_id": channel, "room_channel_id": room, "resolved_at": T0 if resolved else None}
+        return Incident(upstream_id=f"up-{number}", title=f"Incident {number}", **where, **same)
 
     async def body(db):
         async with db.session() as session, session.begin():
