@@ -269,12 +269,13 @@ async def test_tiers_meter_every_method_at_its_documented_tier_across_channels(s
     # documents; chat.getPermalink is "special" (paced as Tier 4, see Tiers).
     clock = Seconds()
     ts = (await client.chat_postMessage(channel="C1", text="parent"))["ts"]
+    rooms = [slack.add_channel(f"room-{i}") for i in range(6)]
     slack.enforce(Tiers(burst=2), clock=clock)
     calls = {
         "views.publish": lambda i: client.views_publish(user_id=f"U{i}", view={"type": "home", "blocks": []}),
         "chat.getPermalink": lambda i: client.chat_getPermalink(channel="C1", message_ts=ts),
-        "conversations.history": lambda i: client.conversations_history(channel=f"C{i}"),
-        "conversations.members": lambda i: client.conversations_members(channel=f"C{i}"),
+        "conversations.history": lambda i: client.conversations_history(channel=rooms[i]),
+        "conversations.members": lambda i: client.conversations_members(channel=rooms[i]),
     }[method]
     wait = str(math.ceil(60 / per_minute))  # Retry-After: whole seconds until the next call may go
     assert [await refused(calls(i)) for i in range(3)] == [None, None, wait]  # other users and channels alike

@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from bot.slack.channel import Posted
+from bot.context import shared_pace
+from bot.slack.channel import Channel, Posted
 from bot.slack.outbox import Outbox, Rate, TokenBucket, scaled_rates
 from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
@@ -444,3 +445,26 @@ def test_home_tab_views_and_permalinks_are_paced_per_workspace(bot, slack):
 
     answers = bot.run(run())
     assert all(answers[:15]) and slack.rate_limited == 0
+
+
+def test_two_replicas_editing_in_different_channels_keep_one_workspace_pace(bot, slack):
+    """Each replica's outbox books its edits in the database under the workspace's key, so two
+    replicas editing different channels together stay under chat.update's one Tier 3 limit
+    (each replica alone within its own burst, 4 × 429 without the shared booking)."""
+    replicas = [Outbox(scaled_rates(SPEEDUP), reserve=shared_pace(bot.ctx.db)) for _ in range(2)]
+    message = ("v1", [{"type": "section", "text": {"type": "mrkdwn", "text": "v1"}}])
+    edited = ("v2", [{"type": "section", "text": {"type": "mrkdwn", "text": "v2"}}])
+
+    def channel(replica: int, at_channel: str) -> Channel:
+        return Channel(bot.ctx.slack, at_channel, replicas[replica], bot.ctx.sender)
+
+    async def run():
+        parents = [await bot.ctx.channel_in(f"C0ROOM{i % 4}").announce(message) for i in range(16)]
+        slack.enforce(SLACK_AS_DOCUMENTED)
+        # Replica 0 edits rooms 0 and 1, replica 1 rooms 2 and 3.
+        await asyncio.gather(*(channel(int(at.channel[-1]) // 2, at.channel).refresh(at, edited) for at in parents))
+        return parents
+
+    parents = bot.run(run())
+    assert all(slack.message(at.channel, at.ts)["text"] == "v2" for at in parents)
+    assert slack.rate_limited == 0
