@@ -11,9 +11,9 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 
+from bot.context import shared_pace
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from bot.context import shared_pace
 from bot.slack.channel import Channel, Posted
 from bot.slack.outbox import Outbox, Rate, TokenBucket, scaled_rates
 from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
