@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.backends.base import BackendWindow, MaintenanceBackend
+from bot.backends.base import BackendWindow, MaintenanceBackend, end_now_for
 from bot.context import AppContext
 from bot.errors import (
     AlreadyResolved,
@@ -284,7 +284,8 @@ class MaintenanceService(FeatureService):
         window = await self._find_active(f"#{window_id}")
         now = self.ctx.clock()
         if self.backend.can_edit:
-            return await self.submit(DraftKind.EDIT, self.form_of(window, end=now), user_id=user_id, channel_id=channel_id)
+            end = end_now_for(now, window.start, self.backend.time_step)
+            return await self.submit(DraftKind.EDIT, self.form_of(window, end=end), user_id=user_id, channel_id=channel_id)
         await self.backend.cancel(window.upstream_id)  # resolves the incident on the status page
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window.id)
