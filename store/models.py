@@ -147,6 +147,8 @@ class MaintenanceWindow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     start: Mapped[datetime]
     end: Mapped[datetime | None] = mapped_column(default=None)  # None: the backend did not say (status page's in-progress list)
+    #: The end when the window was first stored: a later `end` past it means it was extended.
+    planned_end: Mapped[datetime | None] = mapped_column(default=None)
     components: Mapped[list[str]] = mapped_column(default=list)
     servers: Mapped[list[int]] = mapped_column(default=list)
     state: Mapped[str] = mapped_column(String(16), default=WindowState.SCHEDULED)  # a WindowState
