@@ -6,7 +6,7 @@ the status page answers plainly that it cannot move a window and offers a follow
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
@@ -16,9 +16,8 @@ from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from store.models import MaintenanceWindow
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
