@@ -173,6 +173,10 @@ class MaintenanceWindow(Base):
     #: The recurring series it is an occurrence of, and which one (0 = the first).
     series_id: Mapped[int | None] = mapped_column(default=None)
     series_index: Mapped[int | None] = mapped_column(default=None)
+    #: How its series repeats, in words, and when the series' next window after it starts
+    #: (None: the last one), kept on the row so the announcement is built from the row alone.
+    series_rule: Mapped[str | None] = mapped_column(String(300), default=None)
+    series_next: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class MaintenanceSeries(Base):

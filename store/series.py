@@ -161,6 +161,12 @@ async def end_before(session: AsyncSession, series_id: int, index: int, *, now: 
         )
         .values(ends_before=index, updated_at=now)
     )
+    # The window before the cut is now the last: its announcement names no next one.
+    await session.execute(
+        update(MaintenanceWindow)
+        .where(MaintenanceWindow.series_id == series_id, MaintenanceWindow.series_index == index - 1)
+        .values(series_next=None)
+    )
 
 
 async def next_windows(

@@ -6,21 +6,25 @@ following" deletes upstream only those."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.services.maintenance import MaintenanceService
+from bot.backends.statuspage import StatusPageMaintenance
+from bot.services.maintenance_forms import ScheduleForm
 from bot.services.recurrence import Repeat
 from handlers.maintenance.ids import Action, Block, Scope
+from handlers.maintenance.views import cancel_modal, schedule_modal
 from scheduler.series import roll_series
 from store import series as series_store
-from store.models import SeriesOccurrence
+from store.models import MaintenanceWindow, SeriesOccurrence
 from store.states import OccurrenceState, WindowState
 from tests.support.harness import BotUnderTest, FakeClock, chose, chose_many, typed
-from tests.support.maintenance import open_modal, schedule_values, wait_answer, windows
+from tests.support.maintenance import list_answer, open_modal, schedule_values, wait_answer, windows
+from tests.support.slack_limits import check_modal
 
 pytestmark = pytest.mark.both_databases
 
@@ -131,8 +135,6 @@ def test_two_replicas_rolling_at_once_create_each_occurrence_once(settings, slac
         one.submit(view, series_values("statuspage", times="6"))
         wait_answer(slack)
         clock.set(NOW + timedelta(days=21))
-        import concurrent.futures  # noqa: PLC0415 - only this test runs two rolls on two threads
-
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             made = list(pool.map(lambda bot: bot.run(roll_series(bot.ctx)), (one, two)))
         # The submission made occurrences 0–2 (21 days ahead); three weeks on, 3–5 entered the
@@ -211,13 +213,37 @@ def _all_series(bot):
     return _all_series_query(bot)
 
 
-def test_the_announcement_of_an_occurrence_names_its_series(settings, slack, database_url):
+def test_the_announcement_of_an_occurrence_names_its_series_and_the_next_one(settings, slack, database_url):
     clock = FakeClock(NOW)
-    with BotUnderTest(settings, clock=clock) as bot:
+    with BotUnderTest(settings.model_copy(update={"sitrep_announce_horizon": 30}), clock=clock) as bot:
         view = open_modal(bot, slack)
         bot.submit(view, series_values("statuspage", times="3"))
         wait_answer(slack)
-        [first] = windows(bot)
-        note = bot.run(MaintenanceService(bot.ctx).series.note(first))
-        assert note is not None and note.rule == "every Tuesday at 02:00 Europe/Berlin, 3 times"
-        assert note.next_start == (FIRST_START + timedelta(days=7)).astimezone(UTC)
+        rows = windows(bot)
+        assert [w.series_next for w in rows] == [rows[1].start, rows[2].start, None]
+        parents = [m for m in slack.messages(settings.sitrep_channel) if not m.get("thread_ts")]
+        first = json.dumps(parents[0]["blocks"], ensure_ascii=False)
+        assert "Repeats every Tuesday at 02:00 Europe/Berlin, 3 times" in first
+        assert f"next one <!date^{int(rows[1].start.timestamp())}^" in first
+        assert "the last one" in json.dumps(parents[2]["blocks"], ensure_ascii=False)
+        # "/maintenance list" shows the series once, with its later dates.
+        text = list_answer(bot, slack)
+        assert text.count("Kernel patching") == 1 and "repeats every Tuesday" in text and "then" in text
+
+
+def test_the_series_fields_and_the_cancel_scope_fit_slacks_limits(database_url):
+    form = ScheduleForm(title="x", repeat=Repeat.WEEKLY, weekdays=(0, 6), times_text="5", zone="Europe/Berlin")
+    check_modal(schedule_modal(form, StatusPageMaintenance, (), channel_id="C1"))
+    window = MaintenanceWindow(
+        id=3,
+        backend="statuspage",
+        upstream_id="u",
+        title="t",
+        start=NOW,
+        end=NOW + timedelta(hours=1),
+        series_id=1,
+        series_index=2,
+    )
+    view = cancel_modal(window, channel_id="C1")
+    check_modal(view)
+    assert any(b.get("block_id") == Block.SCOPE for b in view["blocks"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,6 +56,8 @@ class ListedWindow:
     components: tuple[str, ...] = ()
     #: Our short number; None for a window made upstream that the sync has not announced yet.
     number: int | None = None
+    #: The recurring series it belongs to (`Listing.series` says how it repeats).
+    series_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,8 @@ class Listing:
     problem: str | None = None
     #: When the API last answered a list (the sync's or a person's); None: never.
     checked_at: datetime | None = None
+    #: How each listed series repeats, in words, by series id.
+    series: dict[int, str] = field(default_factory=dict)
 
 
 def _same_minute(a: datetime | None, b: datetime | None) -> bool:
@@ -93,6 +97,7 @@ def _listed_from_row(row: MaintenanceWindow, now: datetime) -> ListedWindow:
         servers=tuple(row.servers),
         components=tuple(row.components),
         number=row.id,
+        series_id=row.series_id,
     )
 
 
@@ -111,6 +116,7 @@ def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: 
         servers=tuple(bw.servers),
         components=tuple(bw.components) or (tuple(row.components) if row is not None else ()),
         number=row.id if row is not None else None,
+        series_id=row.series_id if row is not None else None,
     )
 
 
@@ -175,7 +181,7 @@ class MaintenanceService(FeatureService):
                     backend.service, f"it took more than {LIST_DEADLINE_SECONDS:g} seconds to list its windows"
                 )
             log.warning("/maintenance list: %s did not answer (%s); answering from the store", backend.service, exc)
-            return self._listing(
+            return await self._listing(
                 [_listed_from_row(row, now) for row in stored],
                 now,
                 problem=str(exc),
@@ -193,10 +199,11 @@ class MaintenanceService(FeatureService):
                 continue  # history
             row = known.get(bw.upstream_id)
             merged[bw.upstream_id] = _listed_from_api(bw, row, backend.name, now)
-        return self._listing(sorted(merged.values(), key=_soonest), now)
+        return await self._listing(sorted(merged.values(), key=_soonest), now)
 
-    def _listing(self, windows: list[ListedWindow], now: datetime, **kwargs: Any) -> Listing:
+    async def _listing(self, windows: list[ListedWindow], now: datetime, **kwargs: Any) -> Listing:
         return Listing(
+            series=await self.series.described({w.series_id for w in windows if w.series_id is not None}),
             windows=windows,
             service=self.backend.service,
             now=now,
@@ -505,7 +512,9 @@ class MaintenanceService(FeatureService):
                 )
                 occurrence = (series.id, 0)
             if occurrence is not None:
+                series = await series_store.get_series(session, occurrence[0])
                 window.series_id, window.series_index = occurrence
+                window.series_rule, window.series_next = self.series.rule_and_next(series, occurrence[1])
                 await session.flush()
                 await series_store.record_created(session, occurrence[0], occurrence[1], window.id)
         # Reminders first: they must not depend on Slack taking the announcement.

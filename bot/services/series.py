@@ -13,7 +13,6 @@ in `/maintenance list`, never sent twice blindly."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
 
@@ -27,7 +26,7 @@ from bot.services.recurrence import Occurrence, Recurrence, Repeat, describe
 from store import instances
 from store import maintenance as window_store
 from store import series as series_store
-from store.models import MaintenanceSeries, MaintenanceWindow, SeriesOccurrence
+from store.models import MaintenanceSeries, SeriesOccurrence
 from store.states import OccurrenceState
 
 log = logging.getLogger(__name__)
@@ -71,15 +70,6 @@ def new_series(form: ScheduleForm, *, backend: str, user_id: str, channel_id: st
         created_at=now,
         updated_at=now,
     )
-
-
-@dataclass(frozen=True)
-class SeriesNote:
-    """What an announcement or a list line says of a window's series."""
-
-    series_id: int
-    rule: str  # in words
-    next_start: datetime | None  # the occurrence after this one, if any
 
 
 def form_for(series: MaintenanceSeries, occurrence: Occurrence) -> ScheduleForm:
@@ -126,15 +116,19 @@ class SeriesService:
             return "UTC"
         return zone if isinstance(zone, str) and valid_zone(zone) else "UTC"
 
-    async def note(self, window: MaintenanceWindow) -> SeriesNote | None:
-        """What to say of the window's series, or None for a single window."""
-        if window.series_id is None or window.series_index is None:
-            return None
+    async def described(self, series_ids: set[int]) -> dict[int, str]:
+        """How each series repeats, in words (for `/maintenance list`)."""
+        if not series_ids:
+            return {}
         async with self.ctx.db.session() as session:
-            series = await series_store.get_series(session, window.series_id)
-        if series is None:
-            return None
-        return SeriesNote(series.id, describe(rule_of(series)), self._after(series, window.series_index))
+            found = await series_store.series_by_id(session, series_ids)
+        return {sid: describe(rule_of(series)) for sid, series in found.items()}
+
+    @classmethod
+    def rule_and_next(cls, series: MaintenanceSeries, index: int) -> tuple[str, datetime | None]:
+        """What an occurrence's announcement says of its series: how it repeats, and when
+        the next one starts (None: it is the last)."""
+        return describe(rule_of(series)), cls._after(series, index)
 
     @staticmethod
     def _after(series: MaintenanceSeries, index: int) -> datetime | None:

@@ -306,6 +306,34 @@ def _listed_line(window: ListedWindow) -> str:
     return " · ".join(parts)
 
 
+#: Later dates a series' line shows after its next window.
+SERIES_DATES_SHOWN = 3
+
+
+def _grouped_lines(listing: Listing) -> list[str]:
+    """One line a window, except a series: once, at its soonest window, with how it repeats
+    and its next dates after that one."""
+    later: dict[int, list[ListedWindow]] = {}
+    for window in listing.windows:
+        if window.series_id is not None:
+            later.setdefault(window.series_id, []).append(window)
+    lines = []
+    for window in listing.windows:
+        group = later.get(window.series_id) if window.series_id is not None else None
+        if group is None:
+            lines.append(_listed_line(window))
+            continue
+        if group[0] is not window:
+            continue
+        rest = group[1:]
+        dates = ", ".join(slack_date(w.start, "{date_short_pretty}") for w in rest[:SERIES_DATES_SHOWN])
+        more = f" and {len(rest) - SERIES_DATES_SHOWN} more" if len(rest) > SERIES_DATES_SHOWN else ""
+        rule = fit(listing.series.get(window.series_id, "a recurring series"), 200)
+        after = f" · then {dates}{more}" if rest else ""
+        lines.append(f"{_listed_line(window)} · :repeat: repeats {rule}{after}")
+    return lines
+
+
 def _provenance(listing: Listing) -> str | None:
     """Said first when the API did not answer: whose record this is, and how old."""
     if listing.problem is None:
@@ -339,7 +367,7 @@ def window_list(listing: Listing) -> tuple[str, list[dict]]:
             )
         )
     room = MAX_MESSAGE_BLOCKS - len(head) - 1 - len(tail) - 1  # the header, and "…and N more"
-    lines = [_listed_line(w) for w in windows]
+    lines = _grouped_lines(listing)
     chunks: list[list[str]] = [[]]
     shown = 0
     for line in lines:

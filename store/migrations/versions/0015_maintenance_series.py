@@ -51,6 +51,8 @@ def upgrade() -> None:
     with op.batch_alter_table("maintenance_windows") as batch:
         batch.add_column(sa.Column("series_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("series_index", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("series_rule", sa.String(length=300), nullable=True))
+        batch.add_column(sa.Column("series_next", sa.DateTime(), nullable=True))
     # A unique index, not a constraint: SQLite adds it without copying the table.
     op.create_index("uq_maintenance_windows_series_occurrence", "maintenance_windows", ["series_id", "series_index"], unique=True)
 
@@ -58,6 +60,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("uq_maintenance_windows_series_occurrence", table_name="maintenance_windows")
     with op.batch_alter_table("maintenance_windows") as batch:
+        batch.drop_column("series_next")
+        batch.drop_column("series_rule")
         batch.drop_column("series_index")
         batch.drop_column("series_id")
     op.drop_table("series_occurrences")
