@@ -18,19 +18,16 @@ from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
-from bot.slack.channel import AnnouncementBusy, ClaimLost, Message, Posted
-from store import announcements as announcement_store
+from bot.slack import posts
+from bot.slack.channel import AnnouncementBusy, Message, Posted
+from bot.slack.posts import PostTag, Subject
 from store import incidents as incident_store
 from store import reminders as reminder_store
 from store.dbclock import db_utc_now
 from store.models import Incident, IncidentEvent, Reminder
-from store.states import ClaimResult, DraftKind, ReminderKind, ReminderState
+from store.states import DraftKind, ReminderKind, ReminderState
 
 log = logging.getLogger(__name__)
-
-ANNOUNCEMENT_EVENT = "sitrep_incident_announcement"
-"""Metadata event type on an incident's parent message: whoever takes over the claim of a
-process that died mid-post looks for it in the channel before posting."""
 
 
 def _joined(*warnings: str | None) -> str | None:
@@ -324,64 +321,25 @@ class IncidentService(FeatureService):
         return build
 
     async def _announce(self, incident: Incident, *, held: bool = False, live_since=None) -> Incident:
-        """Post the incident's one parent message and remember where it is, exactly once:
-        under the claim taken when it was stored (`held`), or one taken now (Slack refused it
-        before; with `live_since`, the crash recovery, its claimant is gone), tagged so a claimant
-        taking over finds a post that did reach Slack, sent only while the claim is ours."""
-        db = self.ctx.db
-        if held and incident.announce_claimed_by == self.ctx.instance_id:
-            token, result = incident.announce_token, ClaimResult.FRESH
-        else:
-            async with db.session() as session, session.begin():
-                claim = await announcement_store.claim_announcement(
-                    session,
-                    incident.id,
-                    instance=self.ctx.instance_id,
-                    stale_after=self.ctx.stale_claim,
-                    live_since=live_since,
-                    W=Incident,
-                )
-            if not claim:
-                raise AnnouncementBusy(f"incident {incident.id}")
-            token, result = claim.token, claim.result
-        payload = {"incident_id": incident.id}
-        if result == ClaimResult.STALE:
-            found = await self.ctx.channel.find_message(ANNOUNCEMENT_EVENT, payload)
-            if found is not None:
-                log.info("the announcement of incident %s was already in Slack (%s); not posting it again", incident.id, found)
-                return await self._remember(incident, token, Posted(incident.channel_id, found))
-
-        async def still_ours() -> bool:
-            async with db.session() as session, session.begin():
-                return await announcement_store.confirm_announcement(session, incident.id, token=token, W=Incident)
-
-        try:
-            posted = await self.ctx.channel.announce(
-                messages.announcement(incident),
-                metadata={"event_type": ANNOUNCEMENT_EVENT, "event_payload": payload},
-                guard=still_ours,
-            )
-        except ClaimLost:
-            raise AnnouncementBusy(f"incident {incident.id}") from None
-        except BaseException as exc:
-            # Slack answering with an error posted nothing; a timeout or a crash may have.
-            async with db.session() as session, session.begin():
-                await announcement_store.release_announcement(
-                    session, incident.id, token=token, posted_maybe=not isinstance(exc, SlackApiError), W=Incident
-                )
-            raise
-        return await self._remember(incident, token, posted)
-
-    async def _remember(self, incident: Incident, token: int, posted: Posted) -> Incident:
-        """Store where the announcement is, and its link (the answers to the person show it)."""
-        permalink = await self.ctx.channel.permalink(posted)
-        async with self.ctx.db.session() as session, session.begin():
-            mine = await announcement_store.record_announcement(
-                session, incident.id, token=token, channel_id=posted.channel, ts=posted.ts, W=Incident, permalink=permalink
-            )
-        if not mine:
-            log.warning("incident %s: its announcement %s went out after the claim was taken over", incident.id, posted.ts)
-        return await self._reload(incident.id)
+        """Post the incident's one parent message and remember where it is (and its link),
+        exactly once (`bot.slack.posts`): under the claim taken when it was stored (`held`),
+        or one taken now (Slack refused it before; with `live_since`, the crash recovery,
+        its claimant is gone). `AnnouncementBusy` when another process holds the claim."""
+        mine = held and incident.announce_claimed_by == self.ctx.instance_id
+        subject = Subject(
+            Incident,
+            incident.id,
+            PostTag.INCIDENT_ANNOUNCEMENT,
+            build=messages.announcement,
+            reload=lambda: self._reload(incident.id),
+            permalink=True,
+        )
+        announced = await posts.announce(
+            self.ctx, subject, held_token=incident.announce_token if mine else None, live_since=live_since
+        )
+        if announced is None:
+            raise AnnouncementBusy(f"incident {incident.id}")
+        return announced
 
     # --- crash recovery ------------------------------------------------------------------
     async def recover_announcement(self, incident_id: int, *, live_since) -> Incident | None:

@@ -72,13 +72,20 @@ class Channel:
         self.outbox = outbox if outbox is not None else Outbox()
         self.sender = sender if sender is not None else unpaced_client(slack)
 
-    async def announce(self, message: Message, *, metadata: dict | None = None, guard: Guard | None = None) -> Posted:
+    async def announce(
+        self,
+        message: Message | Callable[[], Awaitable[Message]],
+        *,
+        metadata: dict | None = None,
+        guard: Guard | None = None,
+    ) -> Posted:
         """Post a parent message (tagged with `metadata`, so a replica taking over a stale
-        claim can find it; sent only while `guard` says the claim is still ours)."""
-        text, blocks = self._mark(message)
+        claim can find it; sent only while `guard` says the claim is still ours). A callable
+        `message` is built when the post's turn comes, as in `reply`."""
         kwargs: dict[str, Any] = {} if metadata is None else {"metadata": metadata}
 
         async def post() -> Any:
+            text, blocks = self._mark(await message() if callable(message) else message)
             await _check(guard)
             return await self.sender.chat_postMessage(
                 channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False, **kwargs
