@@ -105,12 +105,17 @@ async def last_updater(session: AsyncSession, incident_id: int) -> str | None:
     return (await session.execute(query)).scalar()
 
 
-async def resolve_if_open(session: AsyncSession, incident_id: int, *, by: str, now: datetime) -> bool:
+async def resolve_if_open(session: AsyncSession, incident_id: int, *, by: str | None, now: datetime) -> bool:
     """Compare-and-set: True for the one caller that recorded the resolution, so two people
-    resolving at once (or a refused resolve after someone else's) never overwrite who did it."""
+    resolving at once never overwrite who did it.
+
+    `by=None` follows the status page (it refused a resolve: resolved already), recorded
+    only while open and naming nobody. A person's resolve the status page took (`by`) also
+    replaces such a record: a refused resolve that reached the store first never wins it."""
+    unclaimed = Incident.resolved_at.is_(None)
+    if by is not None:
+        unclaimed = unclaimed | Incident.resolved_by.is_(None)
     done = await session.execute(
-        update(Incident)
-        .where(Incident.id == incident_id, Incident.resolved_at.is_(None))
-        .values(resolved_at=now, resolved_by=by, updated_at=now)
+        update(Incident).where(Incident.id == incident_id, unclaimed).values(resolved_at=now, resolved_by=by, updated_at=now)
     )
     return done.rowcount == 1

@@ -210,27 +210,35 @@ class IncidentService(FeatureService):
 
     async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> tuple[Incident, str | None]:
         """Record the resolution if nobody did meanwhile (compare-and-set on `resolved_at`):
-        the one winner posts; whoever lost, or was refused upstream after someone else
-        resolved it, hears who did and when, and the stored resolver stays."""
+        the one winner posts; whoever lost hears who did and when, and the stored resolver
+        stays. `announce=False`: the status page refused the resolve (resolved already), so
+        the store only follows it, naming nobody; the person whose resolve it took replaces
+        that record when theirs lands second, and posts *Resolved* then."""
         now = self.ctx.clock()
+        by = user_id if announce else None
+        event = notice = None
         async with self.ctx.db.session() as session, session.begin():
-            won = await incident_store.resolve_if_open(session, incident.id, by=user_id, now=now)
+            followed = (await incident_store.get_incident(session, incident.id)).resolved_at is not None
+            won = await incident_store.resolve_if_open(session, incident.id, by=by, now=now)
             if won:
                 incident = await incident_store.get_incident(session, incident.id)
+            if won and announce:
                 event = await incident_store.add_event(
                     session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
                 )
-                if announce:
-                    # The notice waits in a row written with the resolution: a crash before
-                    # the post leaves it for the scheduler, never lost (`bot.services.notices`).
-                    notice = notices.held_notice(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
-                    session.add(notice)
-                    await session.flush()
+                # The notice waits in a row written with the resolution: a crash before
+                # the post leaves it for the scheduler, never lost (`bot.services.notices`).
+                notice = notices.held_notice(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
+                session.add(notice)
+                await session.flush()
         if not won:
             raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
-        warning = await self._publish(incident, event.id, reply, broadcast=True, notice=notice.id if announce else None)
-        await self.rooms.plan_archive(incident)
+        warning = await self._publish(
+            incident, event.id if event else None, reply, broadcast=True, notice=notice.id if notice else None
+        )
+        if not followed:  # a record taken over from a refused resolve planned it already
+            await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
     async def _reload(self, incident_id: int) -> Incident:
