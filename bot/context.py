@@ -65,6 +65,10 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     # One outbox per process: every post and edit to a channel is paced through it.
     outbox: Outbox = field(default_factory=Outbox)
+    #: The ends of sends this process could not write (the database was out): draft id → the
+    #: write, retried at each heartbeat and before the draft is claimed again, so a draft
+    #: never stays "sending" in a process that lives on (`bot.services.drafts`).
+    unsettled: dict[int, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     _sender: AsyncWebClient | None = field(default=None, repr=False)
 
     @property

@@ -22,7 +22,7 @@ from datetime import timedelta
 from bot.context import AppContext
 from bot.errors import FeatureDisabled, SubmissionUnknown
 from bot.services.base import FeatureService
-from bot.services.drafts import UnknownChoices
+from bot.services.drafts import UnknownChoices, write_unsettled
 from bot.services.incidents import IncidentService
 from bot.services.maintenance import MaintenanceService
 from bot.services.outcomes import Outcome
@@ -61,7 +61,9 @@ async def stop_beating(ctx: AppContext) -> None:
 
 async def recover_orphans(ctx: AppContext) -> int:
     """Turn drafts whose sender is gone into "outcome unknown" and tell their people; the
-    number of drafts this instance took over."""
+    number of drafts this instance took over. First, the ends of this instance's own sends
+    that the database missed while it was out (`drafts.write_unsettled`)."""
+    await write_unsettled(ctx)
     async with ctx.db.session() as session:
         cutoff = await instances.live_cutoff(session, stale_after(ctx))
         orphans = await draft_store.orphaned(session, live_since=cutoff)
