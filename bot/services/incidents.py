@@ -20,12 +20,10 @@ from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
 from bot.slack import posts
 from bot.slack.channel import AnnouncementBusy, Message, Posted
-from bot.slack.posts import PostTag, Subject
+from bot.slack.posts import PostTag, RowClaim, Subject
 from store import incidents as incident_store
-from store import reminders as reminder_store
-from store.dbclock import db_utc_now
 from store.models import Incident, IncidentEvent, Reminder
-from store.states import DraftKind, ReminderKind, ReminderState
+from store.states import DraftKind, ReminderKind
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +148,7 @@ class IncidentService(FeatureService):
                     draft_id=SENDING_DRAFT.get(),
                     # Claimed for its announcement as it is stored: if this process dies
                     # before posting, the crash recovery posts it (`recover_announcement`).
-                    announce_token=1,
-                    announce_claimed_by=self.ctx.instance_id,
-                    announce_claimed_at=db_utc_now(),
+                    **posts.claimed_as_stored(self.ctx),
                 ),
             )
             await incident_store.add_event(
@@ -228,7 +224,7 @@ class IncidentService(FeatureService):
                 )
                 # The notice waits in a row written with the resolution: a crash before
                 # the post leaves it for the scheduler, never lost (`bot.services.notices`).
-                notice = notices.held_notice(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
+                notice = posts.held_row(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
                 session.add(notice)
                 await session.flush()
         if not won:
@@ -292,7 +288,7 @@ class IncidentService(FeatureService):
     async def _post_notice(self, at: Posted, incident_id: int, row_id: int, reply: Message) -> str | None:
         """The resolve notice, under the claim its row was written with."""
         tag = notices.notice_tag(incident_id=incident_id, kind=ReminderKind.RESOLVED)
-        return await notices.post_notice(self.ctx, row_id, notices.HELD, at, reply, tag)
+        return await notices.post_notice(self.ctx, row_id, posts.HELD, at, reply, tag)
 
     async def _record_reply(self, event_id: int, ts: str) -> None:
         async with self.ctx.db.session() as session, session.begin():
@@ -307,8 +303,7 @@ class IncidentService(FeatureService):
             incident = await incident_store.get_incident(session, row.incident_id)
             event = await incident_store.resolved_event(session, row.incident_id)
         if incident is None or event is None:
-            async with self.ctx.db.session() as session, session.begin():
-                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            await RowClaim(self.ctx, row_id, claim).skip()
             return 0
         if incident.message_ts is None:
             incident = await self._announce(incident)
@@ -333,7 +328,6 @@ class IncidentService(FeatureService):
         exactly once (`bot.slack.posts`): under the claim taken when it was stored (`held`),
         or one taken now (Slack refused it before; with `live_since`, the crash recovery,
         its claimant is gone). `AnnouncementBusy` when another process holds the claim."""
-        mine = held and incident.announce_claimed_by == self.ctx.instance_id
         subject = Subject(
             Incident,
             incident.id,
@@ -342,9 +336,7 @@ class IncidentService(FeatureService):
             reload=lambda: self._reload(incident.id),
             permalink=True,
         )
-        announced = await posts.announce(
-            self.ctx, subject, held_token=incident.announce_token if mine else None, live_since=live_since
-        )
+        announced = await posts.announce(self.ctx, subject, held=held, live_since=live_since)
         if announced is None:
             raise AnnouncementBusy(f"incident {incident.id}")
         return announced

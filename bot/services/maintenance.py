@@ -23,12 +23,13 @@ from bot.errors import (
     UpstreamUnavailable,
 )
 from bot.messages import maintenance as messages
-from bot.services import maintenance_forms, notices, reminders, server_times
+from bot.services import maintenance_forms, reminders, server_times
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
+from bot.slack import posts
 from store import facts
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
@@ -570,7 +571,7 @@ class MaintenanceService(FeatureService):
             if announced:
                 # The notice waits in a row written with the cancellation: a crash before the
                 # post leaves it for the scheduler, never lost (`bot.services.notices`).
-                notice = notices.held_notice(self.ctx, window_id=window_id, kind=ReminderKind.CANCELLED)
+                notice = posts.held_row(self.ctx, window_id=window_id, kind=ReminderKind.CANCELLED)
                 session.add(notice)
                 await session.flush()
         window = await self.get(window_id)

@@ -3,7 +3,8 @@ state write and the post. The notice is a `Reminder` row (kind `resolved` of an 
 `cancelled` of a window) written in the same transaction as the resolution or cancellation, so the post is never lost with the process: the resolver
 claims it and posts at once; a claim left by a process now gone is taken over by the
 scheduler (the recovery pass makes such claims stale), which first looks in the thread for
-the tagged post that may have reached Slack."""
+the tagged post that may have reached Slack. The row is written with `posts.held_row`; the
+post is the engine's (`bot.slack.posts`)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,7 @@ from bot.context import AppContext
 from bot.slack import posts
 from bot.slack.channel import Message, Posted
 from bot.slack.posts import Post, PostTag, RowClaim
-from store.dbclock import db_utc_now
-from store.models import Reminder
 from store.reminders import Claim
-from store.states import ClaimResult, ReminderState
 
 
 def notice_tag(*, kind: str, incident_id: int | None = None, window_id: int | None = None) -> dict:
@@ -28,21 +26,3 @@ async def post_notice(ctx: AppContext, reminder_id: int, claim: Claim, at: Poste
     when the claim was taken over before the post."""
     post = Post(PostTag.NOTICE, tag, message, thread=at, broadcast=True)
     return (await posts.post_once(ctx, post, RowClaim(ctx, reminder_id, claim))).ts
-
-
-def held_notice(ctx: AppContext, **owner) -> Reminder:
-    """The notice row to add with the resolution or cancellation, claimed by this process
-    already (token 1), so it posts it at once and no scheduler pass takes it meanwhile; if
-    this process dies first, the recovery makes the claim stale and the scheduler posts it."""
-    return Reminder(
-        **owner,
-        due_at=ctx.clock(),
-        state=ReminderState.CLAIMED,
-        claimed_by=ctx.instance_id,
-        claimed_at=db_utc_now(),
-        claim_token=HELD_TOKEN,
-    )
-
-
-HELD_TOKEN = 1
-HELD = Claim(ClaimResult.FRESH, HELD_TOKEN)

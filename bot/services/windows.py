@@ -20,13 +20,12 @@ from bot.messages import maintenance as messages
 from bot.services import notices, reminders
 from bot.slack import posts
 from bot.slack.channel import AnnouncementBusy, Message, Posted
-from bot.slack.posts import PostTag, Subject
+from bot.slack.posts import PostTag, RowClaim, Subject
 from store import facts
 from store import maintenance as window_store
-from store import reminders as reminder_store
 from store.db import STORE_FAILURES, bounded
 from store.models import MaintenanceWindow
-from store.states import ReminderKind, ReminderState, WindowState
+from store.states import ReminderKind, WindowState
 
 log = logging.getLogger(__name__)
 
@@ -191,15 +190,14 @@ class Windows:
         """The cancel notice, under the claim its row was written with."""
         window = await self.announced(window_id)
         tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
-        return await notices.post_notice(self.ctx, row_id, notices.HELD, posted_at(window), message, tag)
+        return await notices.post_notice(self.ctx, row_id, posts.HELD, posted_at(window), message, tag)
 
     async def deliver_notice(self, row_id: int, window_id: int, claim) -> int:
         """The scheduler's side of a cancel notice it claimed (the canceller died before
         posting it); the note typed with the cancellation was not kept and is left out."""
         window = await self.get(window_id)
         if window is None or not window.message_ts:
-            async with self.ctx.db.session() as session, session.begin():
-                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            await RowClaim(self.ctx, row_id, claim).skip()
             return 0
         message = messages.cancelled_reply(window, window.cancelled_by, window.cancelled_at or self.ctx.clock())
         tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)

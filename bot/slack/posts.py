@@ -53,7 +53,8 @@ from bot.slack.channel import AnnouncementBusy, ClaimLost, Message, Posted
 from bot.slack.outbox import Priority, RateLimited
 from store import announcements as announcement_store
 from store import reminders as reminder_store
-from store.models import Incident, MaintenanceWindow
+from store.dbclock import db_utc_now
+from store.models import Incident, MaintenanceWindow, Reminder
 from store.reminders import Claim, Outcome
 from store.states import ClaimResult, ReminderState
 
@@ -402,16 +403,41 @@ class Subject(Generic[R]):
         return self.key or {f"{'incident' if self.model is Incident else 'window'}_id": self.row_id}
 
 
-async def announce(
-    ctx: AppContext, subject: Subject[R], *, held_token: int | None = None, live_since: datetime | None = None
-) -> R | None:
+def claimed_as_stored(ctx: AppContext) -> dict[str, Any]:
+    """The announcement's claim, for a row to be stored with (its columns): if this process
+    dies before posting, the crash recovery posts it (`announce` with `live_since`)."""
+    return {"announce_token": 1, "announce_claimed_by": ctx.instance_id, "announce_claimed_at": db_utc_now()}
+
+
+def held_row(ctx: AppContext, **row) -> Reminder:
+    """A `Reminder` row that owns a post this process makes at once (a notice), claimed as
+    it is written, in the same transaction as the change that calls for it: no scheduler
+    pass takes it meanwhile, and if this process dies first, the recovery makes the claim
+    stale and the scheduler posts it. Post it with `post_once(ctx, post, RowClaim(ctx, id, HELD))`."""
+    return Reminder(
+        **row,
+        due_at=ctx.clock(),
+        state=ReminderState.CLAIMED,
+        claimed_by=ctx.instance_id,
+        claimed_at=db_utc_now(),
+        claim_token=HELD.token,
+    )
+
+
+HELD = Claim(ClaimResult.FRESH, 1)
+"""The claim of a row written claimed (`held_row`, `claimed_as_stored`)."""
+
+
+async def announce(ctx: AppContext, subject: Subject[R], *, held: bool = False, live_since: datetime | None = None) -> R | None:
     """Post the row's parent message and store where it is, exactly once whoever calls
-    (a person, the sync, a reminder, the crash recovery, on any replica). `held_token`: the
-    claim taken as the row was stored. `live_since`: a claim of an instance with no heartbeat
-    since then is taken over at once. Returns the row as stored after; None when another
-    process holds the claim (or took it over mid-post)."""
-    if held_token is not None:
-        claim = AnnouncementClaim(ctx, subject.model, subject.row_id, held_token, False, permalink=subject.permalink)
+    (a person, the sync, a reminder, the crash recovery, on any replica). `held`: under the
+    claim the row was stored with (`claimed_as_stored`), if it is still this process's.
+    `live_since`: a claim of an instance with no heartbeat since then is taken over at once.
+    Returns the row as stored after; None when another process holds the claim (or took it
+    over mid-post)."""
+    row = await subject.reload() if held else None
+    if row is not None and row.message_ts is None and row.announce_claimed_by == ctx.instance_id:
+        claim = AnnouncementClaim(ctx, subject.model, subject.row_id, row.announce_token, False, permalink=subject.permalink)
     else:
         async with ctx.db.session() as session, session.begin():
             taken = await announcement_store.claim_announcement(
