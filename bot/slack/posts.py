@@ -15,25 +15,36 @@ it first *claims* the row (a compare-and-set that bumps a fencing token), then:
    (`Skip`) → recorded as skipped; anything else → the claim released (made stale when the
    post may have reached Slack, so the next claimant looks first) and the error raised.
 
-Callers say *what* to post; the engine does the claiming, fencing and recording. Two shapes:
+Callers say *what* to post; the engine does the claiming, fencing and recording. Three shapes:
 
-A row's one top-level message (`announce` with a `Subject`)::
+A row's one top-level message (`announce` with a `Subject`); store the row with
+`**claimed_as_stored(ctx)` so the crash recovery posts it if this process dies first::
 
     subject = Subject(Incident, incident.id, PostTag.INCIDENT_ANNOUNCEMENT,
                       build=messages.announcement, reload=lambda: reload(incident.id))
     incident = await posts.announce(ctx, subject)   # None: another process is posting it
 
-A reply owned by a `Reminder` row (a notice, a reminder, a nudge, a digest...): the
-scheduler claims due rows and hands each to its kind's entry in `scheduler.reminders.DELIVERY`,
-which says what to post::
+A post owned by a `Reminder` row that falls due (a reminder, a nudge, a weekly digest): the
+scheduler claims due rows and hands each to its kind's entry in
+`scheduler.reminders.DELIVERY`, which says what to post::
 
     async def deliver_digest(ctx, due: Due, records) -> int:
-        post = Post(PostTag.DIGEST, {"week": ...}, message=digest(...), thread=None)
-        return (await posts.post_once(ctx, post, due.claim(ctx))).posted
+        post = Post(PostTag.DIGEST, {"week": week}, message=build_digest, thread=None)
+        return (await posts.post_once(ctx, post, due.held(ctx))).posted
 
-A new feature adds a `PostTag` member (the metadata event type, never reused), a
-`ReminderKind` and its `DELIVERY` entry (or a `Subject` for a row's own announcement), and
-writes the row that owns the post in the same transaction as the change that calls for it.
+A post made at once for a person's change (a resolve notice, a timeline entry): its row is
+written claimed (`held_row`) in the change's own transaction, then posted under `HELD`; if
+the process dies first, the scheduler posts it through the row's `DELIVERY` entry::
+
+    session.add(row := posts.held_row(ctx, incident_id=incident.id, kind=ReminderKind.TIMELINE))
+    ...
+    post = Post(PostTag.TIMELINE, {"incident_id": incident.id, "event": event.id}, message, thread=at)
+    ts = (await posts.post_once(ctx, post, RowClaim(ctx, row.id, HELD))).ts
+
+A new feature adds a `PostTag` member (the metadata event type, stored in Slack: never
+renamed or reused), a `ReminderKind` with its `DELIVERY` entry, and writes the row that owns
+the post in the same transaction as the change that calls for it. `PostTag.DIGEST` and
+`ReminderKind.TIMELINE` above are examples, not members yet.
 """
 
 from __future__ import annotations
