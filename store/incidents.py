@@ -8,6 +8,7 @@ from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Incident, IncidentEvent
+from store.states import IncidentEventKind
 
 
 async def add_incident(session: AsyncSession, incident: Incident) -> Incident:
@@ -29,7 +30,7 @@ async def resolved_event(session: AsyncSession, incident_id: int) -> IncidentEve
     """The incident's resolution in its timeline, if it was resolved here."""
     rows = await session.execute(
         select(IncidentEvent)
-        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "resolved")
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == IncidentEventKind.RESOLVED)
         .order_by(IncidentEvent.id.desc())
         .limit(1)
     )
@@ -98,7 +99,7 @@ async def last_updater(session: AsyncSession, incident_id: int) -> str | None:
     """Who posted the incident's latest update, if anyone did."""
     query = (
         select(IncidentEvent.user_id)
-        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "update")
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == IncidentEventKind.UPDATE)
         .order_by(IncidentEvent.id.desc())
         .limit(1)
     )

@@ -23,7 +23,7 @@ from bot.slack.channel import AnnouncementBusy, Message, Posted
 from bot.slack.posts import PostTag, RowClaim, Subject
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent, Reminder
-from store.states import DraftKind, ReminderKind
+from store.states import RESOLVED_STATUS, DraftKind, IncidentEventKind, ReminderKind
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,13 @@ class IncidentService(FeatureService):
                 ),
             )
             await incident_store.add_event(
-                session, incident, kind="declared", status=form.status, text=form.description, user_id=user_id, at=now
+                session,
+                incident,
+                kind=IncidentEventKind.DECLARED,
+                status=form.status,
+                text=form.description,
+                user_id=user_id,
+                at=now,
             )
         warning = await self._publish(incident)
         room_warnings = await self.rooms.open(await self._reload(incident.id))
@@ -186,7 +192,7 @@ class IncidentService(FeatureService):
             incident.updated_at = now
             incident.update_count += 1
             event = await incident_store.add_event(
-                session, incident, kind="update", status=form.status, text=form.text, user_id=user_id, at=now
+                session, incident, kind=IncidentEventKind.UPDATE, status=form.status, text=form.text, user_id=user_id, at=now
             )
         warning = await self._publish(incident, event.id, messages.update_reply(incident, event))
         incident = await self._reload(incident.id)
@@ -220,7 +226,7 @@ class IncidentService(FeatureService):
                 incident = await incident_store.get_incident(session, incident.id)
             if won and announce:
                 event = await incident_store.add_event(
-                    session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
+                    session, incident, kind=IncidentEventKind.RESOLVED, status=RESOLVED_STATUS, text=note, user_id=user_id, at=now
                 )
                 # The notice waits in a row written with the resolution: a crash before
                 # the post leaves it for the scheduler, never lost (`bot.services.notices`).
