@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from bot.backends import backend_named
 from bot.context import AppContext
+from bot.errors import Skip
 from bot.messages import maintenance as messages
 from bot.services.incidents import IncidentService
 from bot.services.windows import Windows
@@ -231,7 +232,7 @@ async def _window_reminder(ctx: AppContext, due: Due, records: Records) -> int:
     if not claim.stale:  # before queueing: a skipped one waits for no turn (a stale one looks first)
         try:
             reply.decide(due.window)
-        except posts.Skip:
+        except Skip:
             return await _skipped(ctx, due, claim)
 
     async def thread() -> Posted:
@@ -317,7 +318,7 @@ class _Reply:
         self.window, self.sent_at = window, self.ctx.clock()
         decision = decide(window, self.due.kind, due_at=self.due.due_at, now=self.sent_at)
         if decision == Delivery.SKIP:
-            raise posts.Skip
+            raise Skip
         self.late = decision == Delivery.LATE
 
     async def __call__(self) -> Message:
@@ -326,7 +327,7 @@ class _Reply:
             async with self.ctx.db.engine.connect() as conn:
                 window = await reminder_store.read_window(conn, self.due.window_id)
             if window is None:
-                raise posts.Skip
+                raise Skip
         self.decide(window)
         if self.due.kind == ReminderKind.OVERRUN:
             return messages.overrun_prompt(window)

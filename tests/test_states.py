@@ -1,5 +1,6 @@
-"""The named states (`store/states.py`): one home for each state machine, a docstring for
-every member (read from the source: Python keeps no docstring of an enum member)."""
+"""The named things: states (`store/states.py`, one home for each state machine, a docstring
+for every member, read from the source as Python keeps none for an enum member), post tags,
+and the one root of the errors (`bot/errors.py`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ast
 from datetime import UTC, datetime
 from pathlib import Path
 
+import bot.errors as errors
 import bot.slack.posts as posts
 import store.states as states
 from store.models import Incident
@@ -46,3 +48,12 @@ def test_post_tags_are_distinct_metadata_event_types():
     of post sharing one would find each other."""
     values = [str(tag) for tag in posts.PostTag]
     assert len(values) == len(set(values)) and all(v.startswith("sitrep_") for v in values)
+
+
+def test_every_error_sitrep_raises_on_purpose_has_one_root():
+    """The tree at the top of `bot/errors.py`: one base, and every class in the module under it."""
+    classes = [v for v in vars(errors).values() if isinstance(v, type) and v.__module__ == errors.__name__]
+    assert {c.__name__ for c in classes} >= {"SitrepError", "UpstreamError", "Signal", "ClaimLost", "RateLimited"}
+    assert all(issubclass(c, errors.SitrepException) for c in classes)
+    for name in ("ClaimLost", "RateLimited", "AnnouncementBusy", "Skip"):
+        assert issubclass(getattr(errors, name), errors.Signal) and name in (errors.__doc__ or "")

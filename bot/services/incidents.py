@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
-from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
+from bot.errors import AlreadyResolved, AnnouncementBusy, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
 from bot.services import incident_forms, notices, nudges
 from bot.services.base import FeatureService
@@ -19,7 +19,7 @@ from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
 from bot.slack import posts
-from bot.slack.channel import AnnouncementBusy, Message, Posted
+from bot.slack.channel import Message, Posted
 from bot.slack.posts import PostTag, RowClaim, Subject
 from store import incidents as incident_store
 from store.models import Incident, IncidentEvent, Reminder

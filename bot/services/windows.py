@@ -15,11 +15,11 @@ from bot.backends import backend_named
 from bot.backends.base import BackendWindow
 from bot.clients.slack import slack_error
 from bot.context import AppContext
-from bot.errors import NotFound
+from bot.errors import AnnouncementBusy, NotFound
 from bot.messages import maintenance as messages
 from bot.services import notices, reminders
 from bot.slack import posts
-from bot.slack.channel import AnnouncementBusy, Message, Posted
+from bot.slack.channel import Message, Posted
 from bot.slack.posts import PostTag, RowClaim, Subject
 from store import facts
 from store import maintenance as window_store

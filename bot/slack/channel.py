@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients.slack import slack_error
+from bot.errors import AnnouncementBusy, ClaimLost
 from bot.messages.sandbox import in_sandbox
 from bot.slack.outbox import Outbox, Priority
 
@@ -31,14 +32,6 @@ Message = tuple[str, list[dict]]
 Guard = Callable[[], Awaitable[bool]]
 #: How far back `find_message` reads the channel for a tagged post (newest first).
 HISTORY_SEARCH_LIMIT = 1000
-
-
-class ClaimLost(Exception):
-    """A claimed post was not sent: its claim was taken over (another replica has it)."""
-
-
-class AnnouncementBusy(Exception):
-    """Another replica is posting this window's first announcement right now."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +153,7 @@ class Channel:
     ) -> str:
         """Reply in the announcement's thread; returns the reply's ts. With `guard`, sent
         only if it still says yes just before the request (else `ClaimLost`); with
-        `hand_back`, a 429 raises `bot.slack.outbox.RateLimited` at once instead of waiting.
+        `hand_back`, a 429 raises `bot.errors.RateLimited` at once instead of waiting.
         A callable `message` is built when the reply's turn comes (what it raises is raised
         here, and nothing is sent), before the guard: its build may wait on the database, and
         a claim taken over meanwhile must still stop the post."""

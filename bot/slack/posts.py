@@ -60,8 +60,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.channel import AnnouncementBusy, ClaimLost, Message, Posted
-from bot.slack.outbox import Priority, RateLimited
+from bot.errors import AnnouncementBusy, ClaimLost, RateLimited, Skip
+from bot.slack.channel import Message, Posted
+from bot.slack.outbox import Priority
 from store import announcements as announcement_store
 from store import reminders as reminder_store
 from store.dbclock import db_utc_now
@@ -94,11 +95,6 @@ class PostTag(StrEnum):
     """A window's heads-up, started, overrun or ended reply (key: window_id, kind)."""
     NUDGE = "sitrep_nudge"
     """An incident's update nudge, one per quiet interval (key: incident_id, due)."""
-
-
-class Skip(Exception):
-    """Raised by a message builder: the post is not worth sending any more (its window
-    ended or was cancelled meanwhile); the claim is recorded as skipped."""
 
 
 class Sent(StrEnum):
