@@ -8,6 +8,7 @@ with it (adopting, announcing, threads) is in `bot.services.windows`."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,9 +30,11 @@ from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.maintenance_listing import Listing, WindowListing
 from bot.services.outcomes import Change, Outcome
 from bot.services.overrun import OverrunButtons
+from bot.services.series import SeriesService, new_series
 from bot.services.windows import Windows, posted_at
 from bot.slack import posts
 from store import maintenance as window_store
+from store import series as series_store
 from store.models import MaintenanceWindow
 from store.states import DraftKind, ReminderKind, WindowState
 
@@ -51,6 +54,7 @@ class MaintenanceService(OverrunButtons, FeatureService):
     def __init__(self, ctx: AppContext):
         super().__init__(ctx)
         self.windows = Windows(ctx)
+        self.series = SeriesService(ctx, self)
 
     # --- guards ----------------------------------------------------------------------
     @property
@@ -254,16 +258,35 @@ class MaintenanceService(OverrunButtons, FeatureService):
             "servers": form.servers if backend.uses_servers else (),
         }
 
-    async def _schedule(self, form: ScheduleForm, user_id: str) -> Outcome:
+    async def _schedule(self, form: ScheduleForm, user_id: str, occurrence: tuple[int, int] | None = None) -> Outcome:
+        """Create the window upstream and keep it. A form that repeats starts a series (the
+        window is its first occurrence) and creates the next ones within the horizon."""
+        if form.repeats and not form.zone.strip():
+            form = replace(form, zone=await self.series.zone_of(user_id))
         backend = self.backend
         offset = await self.server_offset()
         fields = self._backend_fields(form, offset)
         bw = await backend.create(**fields)
         await self.offset.learn(fields, bw, offset)
-        return await self._store_scheduled(form, bw, user_id)
+        outcome = await self._store_scheduled(form, bw, user_id, occurrence=occurrence)
+        if occurrence is None and outcome.record.series_id is not None:
+            await self.series.roll_forward(only=outcome.record.series_id)
+        return outcome
 
-    async def _store_scheduled(self, form: ScheduleForm, bw: BackendWindow, user_id: str) -> Outcome:
-        """Keep a window the backend has (as `bw`), plan its reminders, announce it."""
+    async def create_occurrence(self, form: ScheduleForm, user_id: str, occurrence: tuple[int, int]) -> Outcome:
+        """One occurrence of a series (`(series id, index)`), created upstream and kept."""
+        return await self._schedule(form, user_id, occurrence)
+
+    async def store_occurrence(self, form: ScheduleForm, bw: BackendWindow, user_id: str, occurrence: tuple[int, int]) -> Outcome:
+        """An occurrence found upstream after its creator died: kept and announced as if created."""
+        return await self._store_scheduled(form, bw, user_id, occurrence=occurrence)
+
+    async def _store_scheduled(
+        self, form: ScheduleForm, bw: BackendWindow, user_id: str, *, occurrence: tuple[int, int] | None = None
+    ) -> Outcome:
+        """Keep a window the backend has (as `bw`), plan its reminders, announce it. A window
+        of a series (`occurrence`, or a form that repeats: a new series) is linked to it in
+        the same transaction, so its claim is never left without the window."""
         backend = self.backend
         now = self.ctx.clock()
         start = bw.start or form.start
@@ -288,6 +311,16 @@ class MaintenanceService(OverrunButtons, FeatureService):
                     draft_id=SENDING_DRAFT.get(),
                 ),
             )
+            if occurrence is None and form.repeats:
+                channel = self.ctx.settings.sitrep_channel
+                series = await series_store.add_series(
+                    session, new_series(form, backend=backend.name, user_id=user_id, channel_id=channel, now=now)
+                )
+                occurrence = (series.id, 0)
+            if occurrence is not None:
+                window.series_id, window.series_index = occurrence
+                await session.flush()
+                await series_store.record_created(session, occurrence[0], occurrence[1], window.id)
         # Reminders first: they must not depend on Slack taking the announcement.
         await reminders.schedule_window_reminders(self.ctx, window.id)
         warning = await self._slack_step(window.id, lambda: self.windows.announce(window.id))
@@ -362,6 +395,8 @@ class MaintenanceService(OverrunButtons, FeatureService):
 
     async def _cancel(self, form: CancelForm, user_id: str) -> Outcome:
         window = await self.find_cancellable(str(form.window_id))
+        if form.following and window.series_id is not None and window.series_index is not None:
+            return await self._cancel_following(window, form, user_id)
         try:
             await self.backend.cancel(window.upstream_id)
         except AlreadyResolved:
@@ -372,6 +407,35 @@ class MaintenanceService(OverrunButtons, FeatureService):
         window, warning = await self._close(window.id, user_id=user_id, note=form.note)
         permalink = await self._permalink(window)
         return Outcome(DraftKind.CANCEL, window, permalink=permalink, warning=warning)
+
+    async def _cancel_following(self, window: MaintenanceWindow, form: CancelForm, user_id: str) -> Outcome:
+        """This occurrence and every later one: the series stops creating them first (so a
+        roll does not add one behind the cancel), then each window ahead is deleted upstream
+        and closed here, this one first. Only this one's failure fails the whole; a later
+        one that fails is named in the answer (cancel it by itself)."""
+        async with self.ctx.db.session() as session, session.begin():
+            await series_store.end_before(session, window.series_id, window.series_index, now=self.ctx.clock())
+            ahead = await series_store.active_windows_from(session, window.series_id, window.series_index + 1)
+        outcome = await self._cancel(CancelForm(window_id=window.id, note=form.note), user_id)
+        done, failed = [], []
+        for later in ahead:
+            try:
+                await self._cancel(CancelForm(window_id=later.id, note=form.note), user_id)
+            except AlreadyResolved:
+                done.append(later.id)
+            except (UpstreamError, NotFound) as exc:
+                log.warning("cancelling maintenance #%s (a later occurrence of series %s): %s", later.id, window.series_id, exc)
+                failed.append(later.id)
+            else:
+                done.append(later.id)
+        notes = []
+        if done:
+            notes.append("Also cancelled the ones after it: " + ", ".join(f"#{n}" for n in done) + ".")
+        if failed:
+            notes.append("Not cancelled (try each by itself): " + ", ".join(f"#{n}" for n in failed) + ".")
+        notes.append("The series creates no more windows.")
+        outcome.warning = " ".join(filter(None, [outcome.warning, *notes]))
+        return outcome
 
     async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
         """Cancel in the store if nobody did meanwhile (compare-and-set): only the winner

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from bot.backends.base import end_now_for
 from bot.errors import NotSupported
 from bot.messages import maintenance as messages
 from bot.services import reminders
@@ -58,7 +59,8 @@ class OverrunButtons:
         window = await self._find_active(f"#{window_id}")
         now = self.ctx.clock()
         if self.backend.can_edit:
-            return await self.submit(DraftKind.EDIT, self.form_of(window, end=now), user_id=user_id, channel_id=channel_id)
+            end = end_now_for(now, window.start, self.backend.time_step)
+            return await self.submit(DraftKind.EDIT, self.form_of(window, end=end), user_id=user_id, channel_id=channel_id)
         await self.backend.cancel(window.upstream_id)  # resolves the incident on the status page
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window.id)
