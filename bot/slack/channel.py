@@ -71,10 +71,12 @@ class Channel:
         *,
         metadata: dict | None = None,
         guard: Guard | None = None,
+        priority: int = Priority.REPLY,
+        hand_back: bool = False,
     ) -> Posted:
         """Post a parent message (tagged with `metadata`, so a replica taking over a stale
         claim can find it; sent only while `guard` says the claim is still ours). A callable
-        `message` is built when the post's turn comes, as in `reply`."""
+        `message` is built when the post's turn comes, and `hand_back` is kept, as in `reply`."""
         kwargs: dict[str, Any] = {} if metadata is None else {"metadata": metadata}
 
         async def post() -> Any:
@@ -84,7 +86,7 @@ class Channel:
                 channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False, **kwargs
             )
 
-        posted = await self.outbox.send(self.channel_id, "chat.postMessage", post, priority=Priority.REPLY)
+        posted = await self.outbox.send(self.channel_id, "chat.postMessage", post, priority=priority, hand_back=hand_back)
         return Posted(posted.get("channel", self.channel_id), posted["ts"])
 
     async def announced(

@@ -154,8 +154,9 @@ class Held:
     async def still_ours(self) -> bool:
         raise NotImplementedError
 
-    async def record(self, ts: str) -> bool:
-        """Store the post's ts; False when the claim was taken over meanwhile."""
+    async def record(self, ts: str | None, *, channel: str | None = None) -> bool:
+        """Store the post's ts (and the channel Slack named, for a top-level post); False
+        when the claim was taken over meanwhile."""
         raise NotImplementedError
 
     async def skip(self) -> None:
@@ -186,8 +187,8 @@ class AnnouncementClaim(Held):
         async with self.ctx.db.session() as session, session.begin():
             return await announcement_store.confirm_announcement(session, self.row_id, token=self.token, W=self.model)
 
-    async def record(self, ts: str) -> bool:
-        posted = Posted(self.ctx.settings.sitrep_channel, ts)
+    async def record(self, ts: str | None, *, channel: str | None = None) -> bool:
+        posted = Posted(channel or self.ctx.settings.sitrep_channel, ts)
         more = {"permalink": await self.ctx.channel.permalink(posted)} if self.permalink else {}
         async with self.ctx.db.session() as session, session.begin():
             return await announcement_store.record_announcement(
@@ -243,7 +244,7 @@ class RowClaim(Held):
         async with self.ctx.db.session() as session, session.begin():
             return await reminder_store.confirm(session, self.row_id, token=self.token)
 
-    async def record(self, ts: str | None) -> bool:
+    async def record(self, ts: str | None, *, channel: str | None = None) -> bool:
         """Posted (or done, for a row that posts nothing: an archive)."""
         return await self._end(ReminderState.POSTED, ts)
 
@@ -343,8 +344,12 @@ async def _attempt(ctx: AppContext, post: Post, claim: Held, build: Callable[[],
                 log.info("%s %s was already in Slack (%s); not posting it again", post.tag, post.key, found)
                 await _record(claim, post, found)
                 return Result(Sent.FOUND, found)
+        channel_id = None
         if thread is None:
-            ts = (await channel.announce(build, metadata=post.metadata, guard=claim.still_ours)).ts
+            posted = await channel.announce(
+                build, metadata=post.metadata, guard=claim.still_ours, priority=post.priority, hand_back=post.hand_back
+            )
+            ts, channel_id = posted.ts, posted.channel
         else:
             ts = await channel.reply(
                 thread,
@@ -373,7 +378,7 @@ async def _attempt(ctx: AppContext, post: Post, claim: Held, build: Callable[[],
         # Slack answering with an error posted nothing; a timeout or a broken connection may have.
         await claim.release(posted_maybe=not isinstance(exc, SlackApiError))
         raise
-    await _record(claim, post, ts)
+    await _record(claim, post, ts, channel_id)
     return Result(Sent.POSTED, ts)
 
 
@@ -383,8 +388,8 @@ async def _find(ctx: AppContext, post: Post, thread: Posted | None) -> str | Non
     return await ctx.channel.find_reply(thread, post.tag, post.key)
 
 
-async def _record(claim: Held, post: Post, ts: str) -> None:
-    if not await claim.record(ts):
+async def _record(claim: Held, post: Post, ts: str, channel: str | None = None) -> None:
+    if not await claim.record(ts, channel=channel):
         log.warning("%s %s: posted (%s) after the claim was taken over; the new holder finds it", post.tag, post.key, ts)
 
 
