@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.states import DraftState, ReminderState, WindowState
+from store.states import DraftState, IncidentState, ReminderState, WindowState
 
 
 class UTCDateTime(TypeDecorator):
@@ -81,8 +81,12 @@ class Incident(Base):
     draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
 
     @property
+    def state(self) -> IncidentState:
+        return IncidentState.of(self.resolved_at)
+
+    @property
     def is_open(self) -> bool:
-        return self.resolved_at is None
+        return self.state == IncidentState.OPEN
 
 
 class IncidentEvent(Base):
