@@ -22,6 +22,8 @@ from bot.backends import backend_named
 from bot.context import AppContext
 from bot.errors import Skip
 from bot.messages import maintenance as messages
+from bot.services.digest import LATE_AFTER as DIGEST_LATE_AFTER
+from bot.services.digest import DigestService
 from bot.services.incidents import IncidentService
 from bot.services.windows import Windows
 from bot.slack import posts
@@ -92,7 +94,7 @@ async def run_due_reminders(ctx: AppContext) -> int:
 def _batchable(reminder: Reminder) -> bool:
     """A pending reminder of a window; a stale claim (look in Slack first) and an incident's
     reminders go one by one."""
-    return reminder.incident_id is None and reminder.state == ReminderState.PENDING
+    return reminder.window_id is not None and reminder.state == ReminderState.PENDING
 
 
 def _batches(due: list[Reminder], *, size: Callable[[], int]) -> Iterator[list[Reminder]]:
@@ -285,6 +287,15 @@ async def _archive(ctx: AppContext, due: Due, records: Records) -> int:
     return await deliver_archive(ctx, await _as_claimed(ctx, due), due.claim)
 
 
+async def _digest(ctx: AppContext, due: Due, records: Records) -> int:
+    """The weekly digest: posted once, then the next week's planned."""
+    digests = DigestService(ctx)
+    late = ctx.clock() - due.due_at > DIGEST_LATE_AFTER
+    result = await posts.post_once(ctx, digests.post_for(due.due_at), due.held(ctx, late=lambda: late))
+    await digests.plan_next()
+    return result.posted
+
+
 async def _as_claimed(ctx: AppContext, due: Due) -> Reminder:
     """The row as claimed: a re-arm may have moved its due time since it was read."""
     async with ctx.db.session() as session:
@@ -298,6 +309,7 @@ DELIVERY: dict[ReminderKind, Deliver] = {
     ReminderKind.ENDED: _window_reminder,
     ReminderKind.CANCELLED: _cancel_notice,
     ReminderKind.RESOLVED: _resolve_notice,
+    ReminderKind.DIGEST: _digest,
     ReminderKind.NUDGE: _nudge,
     ReminderKind.ARCHIVE: _archive,
 }

@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
 from bot.services import recovery
+from bot.services.digest import DigestService
 from scheduler.reminders import run_due_reminders, stale_claim
 from scheduler.series import roll_series
 from scheduler.sync import sync_windows
@@ -62,6 +63,10 @@ class ReminderScheduler:
             log.exception("could not write this instance's heartbeat; the next beat tries again")
         self.scheduler.start(paused=not self.timers)
         self.ctx.wake_reminders.connect(self.wake)
+        try:
+            await DigestService(self.ctx).plan_next()  # the next weekly digest, if none is planned yet
+        except Exception:  # noqa: BLE001 - the next start or digest plans it; nothing else waits on it
+            log.exception("could not plan the next weekly digest")
         self.scheduler.add_job(self._run_due, "interval", seconds=SWEEP_EVERY.total_seconds(), id=SWEEP_JOB)
         if self.ctx.maintenance is not None:
             self.scheduler.add_job(

@@ -256,6 +256,16 @@ class Reminder(Base):
     not_before: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class WeeklyDigest(Base):
+    """One weekly digest, by when it is due: the primary key makes one replica's plan win,
+    so each week has one `Reminder` row (kind `digest`) however many replicas plan it."""
+
+    __tablename__ = "weekly_digests"
+
+    due_at: Mapped[datetime] = mapped_column(primary_key=True)
+    reminder_id: Mapped[int]
+
+
 class UpstreamFact(Base):
     """Something learned about an upstream that must outlive the process, such as the
     offset AppFirst adds to the times it is sent, or when its list last answered."""

@@ -107,10 +107,19 @@ class ReminderKind(StrEnum):
     so a crash before the post leaves it to be posted (`bot.services.notices`)."""
     CANCELLED = "cancelled"
     """A window's cancel notice in its thread, the same way (written with the cancellation)."""
+    DIGEST = "digest"
+    """The weekly digest in SITREP_CHANNEL at SITREP_DIGEST's time (one row a week, planned
+    a week ahead; `store.models.WeeklyDigest` makes it one)."""
 
     @property
     def of_window(self) -> bool:
-        return self not in (ReminderKind.NUDGE, ReminderKind.ARCHIVE, ReminderKind.RESOLVED, ReminderKind.CANCELLED)
+        return self not in (
+            ReminderKind.NUDGE,
+            ReminderKind.ARCHIVE,
+            ReminderKind.RESOLVED,
+            ReminderKind.CANCELLED,
+            ReminderKind.DIGEST,
+        )
 
     @property
     def moves_window_to(self) -> WindowState | None:

@@ -95,6 +95,8 @@ class PostTag(StrEnum):
     """A window's heads-up, started, overrun or ended reply (key: window_id, kind)."""
     NUDGE = "sitrep_nudge"
     """An incident's update nudge, one per quiet interval (key: incident_id, due)."""
+    DIGEST = "sitrep_digest"
+    """The weekly digest in the channel (key: due, the digest time it is for)."""
 
 
 class Sent(StrEnum):
