@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.states import DraftState, ReminderState, WindowState
+from store.states import DraftState, IncidentState, ReminderState, WindowState
 
 
 class UTCDateTime(TypeDecorator):
@@ -81,8 +81,12 @@ class Incident(Base):
     draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
 
     @property
+    def state(self) -> IncidentState:
+        return IncidentState.of(self.resolved_at)
+
+    @property
     def is_open(self) -> bool:
-        return self.resolved_at is None
+        return self.state == IncidentState.OPEN
 
 
 class IncidentEvent(Base):
@@ -250,6 +254,16 @@ class Reminder(Base):
     claim_token: Mapped[int] = mapped_column(default=0, server_default="0")
     # Slack answered 429: not posted before this time (on the bot's clock, like `due_at`).
     not_before: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WeeklyDigest(Base):
+    """One weekly digest, by when it is due: the primary key makes one replica's plan win,
+    so each week has one `Reminder` row (kind `digest`) however many replicas plan it."""
+
+    __tablename__ = "weekly_digests"
+
+    due_at: Mapped[datetime] = mapped_column(primary_key=True)
+    reminder_id: Mapped[int]
 
 
 class UpstreamFact(Base):

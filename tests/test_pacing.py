@@ -16,7 +16,8 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.slack.channel import Channel, Posted
 from bot.slack.outbox import Outbox, Rate, TokenBucket, scaled_rates
-from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
+from bot.slack.posts import PostTag
+from scheduler.reminders import FRESH_WINDOW, RECORD_AFTER, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.states import DraftKind
 from tests.support.dates import T0
@@ -51,7 +52,7 @@ def reminder_kind(args) -> str | None:
     meta = args.get("metadata") or {}
     if isinstance(meta, str):
         meta = json.loads(meta)
-    return (meta.get("event_payload") or {}).get("kind") if meta.get("event_type") == METADATA_EVENT else None
+    return (meta.get("event_payload") or {}).get("kind") if meta.get("event_type") == PostTag.REMINDER else None
 
 
 def test_a_burst_of_windows_is_paced_under_the_tiers_and_every_parent_ends_current(bot, slack, clock):
