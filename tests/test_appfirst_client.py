@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -256,10 +255,8 @@ async def test_list_windows_follows_pages(fa: FakeAppFirst) -> None:
     for i in range(3000):
         fa.add_window(START + timedelta(hours=i), START + timedelta(hours=i, minutes=30), servers=[i])
 
-    began = time.monotonic()
     async with AppFirstClient(fa.url, EMAIL, KEY, page_size=1000) as c:
         windows = await c.list_windows()
-    elapsed = time.monotonic() - began
 
     assert len(windows) == 3000
     assert {w.id for w in windows} == set(fa.windows)
@@ -271,7 +268,7 @@ async def test_list_windows_follows_pages(fa: FakeAppFirst) -> None:
     assert all(r.headers["Authorization"] == BASIC for r in fa.requests)
     first = next(w for w in windows if w.id == 1)
     assert (first.start, first.end) == (START, START + timedelta(minutes=30))
-    assert elapsed < 5
+    # Its speed is `bench/run.py`'s to measure (AppFirst paging over 3,000 windows), not a test's.
 
 
 async def test_list_windows_default_page_size(fa: FakeAppFirst, client: AppFirstClient) -> None:
