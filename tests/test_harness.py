@@ -39,9 +39,8 @@ def test_the_calendar_is_ahead_of_the_clock_and_keeps_winter_and_summer_time(yea
 
 def test_ports_for_processes_come_from_the_workers_own_block_below_the_ephemeral_range(monkeypatch):
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")
-    ports = _worker_ports()
-    first = next(ports)
-    assert _PORTS_FROM + 3 * _PORTS_PER_WORKER <= first < _PORTS_FROM + 4 * _PORTS_PER_WORKER
+    ports = [next(block) for block in [_worker_ports()] for _ in range(2 * _PORTS_PER_WORKER)]
+    assert set(ports) == set(range(_PORTS_FROM + 3 * _PORTS_PER_WORKER, _PORTS_FROM + 4 * _PORTS_PER_WORKER))  # round and round
     assert _PORTS_FROM + 8 * _PORTS_PER_WORKER <= 32768  # below Linux's default ephemeral range
     port = free_port()
     with socket.socket() as s:

@@ -11,7 +11,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
@@ -64,12 +64,14 @@ class FakeClock:
 _PORTS_FROM, _PORTS_PER_WORKER = 20000, 1500
 
 
-def _worker_ports() -> itertools.count:
+def _worker_ports() -> Iterator[int]:
+    """This worker's block, round and round. Another test run on the machine (another
+    worktree) uses the same blocks: start somewhere else in ours; `free_port` skips a port
+    that is taken."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
     block = _PORTS_FROM + (int(worker) if worker.isdigit() else 0) % 8 * _PORTS_PER_WORKER
-    # Another test run on the machine (another worktree) uses the same blocks: start somewhere
-    # else in ours; the bind below skips a port that is taken.
-    return itertools.count(block + random.randrange(_PORTS_PER_WORKER))
+    start = random.randrange(_PORTS_PER_WORKER)
+    return (block + (start + i) % _PORTS_PER_WORKER for i in itertools.count())
 
 
 _ports = _worker_ports()
@@ -79,8 +81,6 @@ def free_port() -> int:
     """A port nothing listens on now, for a process that binds it itself."""
     for _ in range(_PORTS_PER_WORKER):
         port = next(_ports)
-        if port >= _PORTS_FROM + 8 * _PORTS_PER_WORKER:
-            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
