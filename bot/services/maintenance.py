@@ -30,6 +30,7 @@ from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
 from store import facts
+from store import incidents as incident_store
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
 from store.states import DraftKind, ReminderKind, WindowState
@@ -114,6 +115,7 @@ def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: 
 
 class MaintenanceService(FeatureService):
     FORMS = maintenance_forms.FORMS
+    NUMBER_OF = "a maintenance"
     form_from_payload = staticmethod(maintenance_forms.form_from_payload)
 
     def __init__(self, ctx: AppContext):
@@ -315,6 +317,16 @@ class MaintenanceService(FeatureService):
         async with self.ctx.db.session() as session:
             found = await window_store.by_upstream(session, self.backend.name, upstream_id)
         return f"maintenance #{found.id}" if found is not None else None
+
+    async def _other_kind(self, upstream_id: str) -> str | None:
+        """An incident's ID: the status page's windows and incidents share one ID space, and
+        cancelling this "window" would resolve the incident. The status page cannot list its
+        incidents: the store (every incident sitrep opened or linked) is what knows them."""
+        async with self.ctx.db.session() as session:
+            incident = await incident_store.by_upstream(session, upstream_id)
+        if incident is not None:
+            return f"That is the ID of incident #{incident.id}, not a maintenance window. Paste the window's ID."
+        return None
 
     async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
         """The status page keeps the times it was sent (it does not shift them), so the
