@@ -16,7 +16,7 @@ from store import incidents as incident_store
 from store import reminders as reminder_store
 from store.models import Reminder
 from store.reminders import Claim
-from store.states import ClaimResult, ReminderState
+from store.states import ClaimResult, ReminderKind, ReminderState
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def _tag(reminder: Reminder) -> dict:
 async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> int:
     """Post this interval's nudge (unless a stale claim already did), then re-arm."""
     now = ctx.clock()
+    judged = ctx.due_clock.reading().judged_at(reminder.due_at)  # the quiet time passed, not stepped
     async with ctx.db.session() as session:
         incident = await incident_store.get_incident(session, reminder.incident_id)
         # The last person who updated it, else the declarer.
@@ -42,8 +43,9 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> in
         await _close(ctx, reminder.id, claim, ReminderState.SKIPPED)
         return 0
     at = Posted(incident.channel_id, incident.message_ts)
-    if reminder.due_at <= incident.updated_at:
-        # An update landed after the claim: the quiet interval it was for never ended.
+    if reminder.due_at <= incident.updated_at <= ctx.clock():
+        # An update landed after the claim: the quiet interval it was for never ended. (One
+        # stamped later than now was made before the clock stepped back, not after the claim.)
         await _rearm(ctx, reminder.id, claim, next_at, None)
         return 0
     ts = None
@@ -56,7 +58,9 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> in
             async with ctx.db.session() as session, session.begin():
                 return await reminder_store.confirm(session, reminder.id, token=claim.token)
 
-        message = messages.nudge(incident, who or incident.declared_by, now - incident.updated_at)
+        # At least the interval: a last update stamped while the clock ran ahead is no younger.
+        quiet = max(judged - incident.updated_at, timedelta(minutes=minutes))
+        message = messages.nudge(incident, who or incident.declared_by, quiet)
         try:
             ts = await ctx.channel.reply(
                 at,
@@ -84,6 +88,18 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> in
         posted = 1
     await _rearm(ctx, reminder.id, claim, next_at, ts)
     return posted
+
+
+async def after_step_back(ctx: AppContext) -> None:
+    """The clock stepped back: nudges planned on it as it read before (an update stamped
+    while it ran a day ahead) are due within one quiet interval of now, not a day out."""
+    minutes = ctx.settings.sitrep_update_nudge
+    if minutes <= 0:
+        return
+    async with ctx.db.session() as session, session.begin():
+        moved = await reminder_store.pull_in(session, ReminderKind.NUDGE, latest=ctx.clock() + timedelta(minutes=minutes))
+    if moved:
+        log.info("the clock stepped back: %s nudges planned before the step come within %s minutes", moved, minutes)
 
 
 async def _rearm(ctx: AppContext, reminder_id: int, claim: Claim, due_at, ts: str | None) -> None:

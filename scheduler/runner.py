@@ -16,11 +16,11 @@ from datetime import datetime, timedelta, timezone
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
+from bot.inbound import replays
 from bot.services import recovery
 from scheduler.reminders import run_due_reminders, stale_claim
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
-from store import submissions as submission_store
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,7 @@ NEXT_JOB = "sitrep-reminders-next"
 SWEEP_JOB = "sitrep-reminders-sweep"
 SYNC_JOB = "sitrep-maintenance-sync"
 SWEEP_EVERY = timedelta(seconds=60)
+STEP_CHECK = 1.0  # seconds on the monotonic clock between looks for a step of the clock
 FIRST_SYNC_AFTER = timedelta(seconds=5)
 
 
@@ -51,6 +52,7 @@ class ReminderScheduler:
         self._running: set[asyncio.Task] = set()
         self._next_due: datetime | None = None
         self._heartbeat: asyncio.Task | None = None
+        self._step_watch: asyncio.Task | None = None
 
     async def start(self) -> None:
         # Alive before any work: drafts this instance sends name it, and its beats say it lives.
@@ -75,10 +77,28 @@ class ReminderScheduler:
         # Catch up on whatever fell due while the bot was down, then plan the next wake-up.
         self._track(asyncio.create_task(self._run_due()))
         self._heartbeat = asyncio.create_task(self._beat_and_recover())
+        self._step_watch = asyncio.create_task(self._watch_steps())
 
     def background(self) -> set[asyncio.Task]:
         """Tasks that run for as long as the instance does (not work a drain waits for)."""
-        return {self._heartbeat} if self._heartbeat is not None else set()
+        return {t for t in (self._heartbeat, self._step_watch) if t is not None}
+
+    async def _watch_steps(self) -> None:
+        """A step of the clock (NTP, a resumed VM) makes reminders due at once (forward), and
+        leaves APScheduler's timers planned on the machine's clock as it read before (back: a
+        sweep two hours away). Either way: a pass now, and the timers planned afresh, rather
+        than at the next sweep or a wake-up planned before the step. Slept on the monotonic
+        clock, which no step moves."""
+        while True:
+            await asyncio.sleep(STEP_CHECK)
+            step = self.ctx.due_clock.reading().stepped
+            if step is None or not self.scheduler.running:
+                continue
+            log.info("the clock stepped by %s; running the reminders now and planning the timers again", step)
+            for job, seconds in ((SWEEP_JOB, SWEEP_EVERY.total_seconds()), (SYNC_JOB, self.ctx.settings.sitrep_sync_interval)):
+                if self.scheduler.get_job(job):
+                    self.scheduler.reschedule_job(job, trigger="interval", seconds=seconds)
+            await self._run_due()  # settles the clock (`run_due_reminders`), then plans the wake-up
 
     async def stop_heartbeat(self) -> None:
         """After the drain: stop beating and remove this instance's row, so whatever it still
@@ -112,6 +132,8 @@ class ReminderScheduler:
         Paused first, shut down after: APScheduler's shutdown cancels the coroutine jobs
         still running, which would drop a reminder mid-post and leave its claim held."""
         self.ctx.wake_reminders = None
+        if self._step_watch is not None:
+            self._step_watch.cancel()
         if self.scheduler.running:
             self.scheduler.pause()
         if self._running:
@@ -131,7 +153,8 @@ class ReminderScheduler:
             if self.scheduler.get_job(NEXT_JOB):
                 self.scheduler.remove_job(NEXT_JOB)
             return
-        delay = max(next_due - self.ctx.clock(), timedelta(0))
+        # Counted from where the due times stand (a step back delays nothing already due).
+        delay = max(next_due - self.ctx.due_clock.reading().due_by, timedelta(0))
         run_date = _machine_now() + delay
         # Two instances: a wake-up planned from inside a run (the next reminder is already
         # due) must wait on the lock, not be skipped as "already running" and lost.
@@ -146,6 +169,11 @@ class ReminderScheduler:
         job = self.scheduler.get_job(NEXT_JOB)
         return job.next_run_time if job else None
 
+    async def sweep(self) -> None:
+        """What the minute's timer runs: due reminders, old replay keys dropped, the next
+        wake-up planned."""
+        await self._run_due()
+
     async def _run_due(self) -> None:
         task = asyncio.current_task()
         if task is not None:
@@ -153,8 +181,7 @@ class ReminderScheduler:
         async with self._lock:
             try:
                 await run_due_reminders(self.ctx)
-                async with self.ctx.db.session() as session:  # replays older than a day guard nothing
-                    await submission_store.prune(session, self.ctx.clock() - timedelta(days=1))
+                await replays.forget_old(self.ctx)
             except Exception:  # noqa: BLE001 - the scheduler must keep running
                 log.exception("running due reminders failed; the next sweep retries")
         await self.wake()
