@@ -6,6 +6,7 @@ the fake Slack and the fake status page, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -164,3 +165,22 @@ def test_a_number_too_large_in_the_link_form_is_not_an_incident_number(bot, slac
 def test_a_number_too_large_for_a_window_is_answered_plainly(bot, slack):
     answer = bot.command(f"cancel {LONG}", command="/maintenance").json()["text"]
     assert f"I don't know a maintenance window `{LONG}`" in answer
+
+
+def test_a_button_naming_a_kept_submission_past_any_number_is_answered_plainly(bot, slack):
+    """A forged or mangled button value: the same plain answer as a submission long gone."""
+    bot.click(DraftAction.RETRY, LONG)
+    [answer] = slack.wait_for(lambda: answers_with(slack, "no longer kept"))
+    assert "Something went wrong" not in answer["text"]
+
+
+def test_maintenance_commands_take_a_window_id_in_any_spelling_and_refuse_an_incidents(bot, slack, statuspage):
+    window = schedule_window(bot)
+    incident = declare(bot, slack)
+    answer = bot.command(f"cancel {incident.upstream_id.upper()}", command="/maintenance").json()["text"]
+    assert f"is incident #{incident.id}, not a maintenance window" in answer
+    slack.forget_calls()
+    response = bot.command(f"cancel {{{window.upstream_id.upper()}}}", command="/maintenance")
+    assert response.status_code == 200 and not response.content  # the window is found: its form opens
+    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    assert f"#{window.id}" in json.dumps(view)

@@ -23,13 +23,14 @@ from bot.errors import (
     UpstreamUnavailable,
 )
 from bot.messages import maintenance as messages
+from bot.messages.format import escape, truncate
 from bot.services import maintenance_forms, notices, reminders, server_times
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
 from bot.services.windows import Windows, posted_at
-from store import facts
+from store import facts, ids
 from store import incidents as incident_store
 from store import maintenance as window_store
 from store.models import MaintenanceWindow
@@ -221,8 +222,12 @@ class MaintenanceService(FeatureService):
             raise NotFound("Say which window, e.g. `/maintenance cancel 3`. `/maintenance list` shows the numbers.")
         async with self.ctx.db.session() as session:
             window = await window_store.find_window(session, ref, self.backend.name)
+            incident = await incident_store.by_upstream(session, ref) if window is None and ids.guid(ref) else None
+        shown = escape(truncate(ref, 40))
+        if incident is not None:
+            raise NotFound(f"`{shown}` is incident #{incident.id}, not a maintenance window.")
         if window is None:
-            raise NotFound(f"I don't know a maintenance window `{ref}`. Try `/maintenance list`.")
+            raise NotFound(f"I don't know a maintenance window `{shown}`. Try `/maintenance list`.")
         return window
 
     async def _find_active(self, ref: str) -> MaintenanceWindow:
