@@ -63,7 +63,8 @@ class Reading:
     steady: datetime
 
     @property
-    def stepped(self) -> datetime | None:
+    def stepped(self) -> timedelta | None:
+        """How far the wall clock stepped since the last settled reading, if it did."""
         return self.wall - self.steady if self.wall != self.steady else None
 
     @property

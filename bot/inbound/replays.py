@@ -17,9 +17,12 @@ the first press died with its process (killed after recording the key, before Sl
 ack: Slack showed an error and kept the modal open). Swallowing it would leave the person
 with a closed modal and no answer, so once the first press is `TAKEOVER_AFTER` old and still
 has no draft, one press (compare-and-set on the key's age) takes the key over and is acted on.
-Ages are on the database's clock (`store.submissions`), so a step of the bot's clock changes none. A
-live first press acks at once and keeps its draft within milliseconds, so a replay of a
+A live first press acks at once and keeps its draft within milliseconds, so a replay of a
 submission that is being handled still finds the draft and is swallowed.
+
+Keys' ages (this one, and the day after which a key is dropped) are stamped and compared on
+the database's clock (`store.submissions`): a step of a host's clock (NTP, a resumed VM)
+neither drops a key a replay would find nor keeps an abandoned one young.
 """
 
 from __future__ import annotations
