@@ -172,8 +172,8 @@ class Sitrep:
         """Take no new work and let what is under way finish (bounded by
         `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
         reminders being delivered. Safe to call twice."""
-        grace = self.ctx.settings.sitrep_shutdown_grace
-        self.drain.begin()
+        grace = self.drain.grace_left(self.ctx.settings.sitrep_shutdown_grace)
+        self.drain.close()
         await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
 
     async def stop(self) -> None:
@@ -202,7 +202,7 @@ class Sitrep:
         except Exception as exc:  # noqa: BLE001
             error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
             checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
-        if self.drain.draining:  # SIGTERM: new Slack requests get 503, so take it out of rotation
+        if self.drain.draining:  # SIGTERM: out of rotation, so the balancer stops sending
             checks["shutdown"] = "draining"
         return all(v == "ok" for v in checks.values()), checks
 
@@ -268,7 +268,7 @@ class Sitrep:
             lifespan="on",
             timeout_graceful_shutdown=max(grace, 1),
         )
-        await draining_server(config, self.finish_work).serve()
+        await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
 
     async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
         """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
@@ -314,6 +314,9 @@ class Sitrep:
             await stop.wait()
         finally:
             try:
+                # Out of rotation at once, and the websocket closed first: Slack sends what
+                # comes next to the other replicas' connections (no balancer to wait for).
+                self.drain.begin()
                 await handler.close_async()
                 # /healthz keeps answering while acknowledged work finishes (busy, not dead).
                 # The heartbeat beats on while work finishes; it is not work to wait for.

@@ -85,9 +85,9 @@ class SlackEdge:
         headers = _headers(scope)
         is_slack = scope["method"] == "POST" and scope["path"] == SLACK_PATH
         try:
-            if is_slack and self._drain is not None and self._drain.draining:
-                # A deploy is stopping this process: Slack (or the load balancer) tries again elsewhere.
-                raise Refused(503, "the bot is stopping (SIGTERM); nothing was read")
+            if is_slack and self._drain is not None and self._drain.closed:
+                # Past the drain delay (a kept-alive connection): the balancer tries elsewhere.
+                raise Refused(503, "the bot is stopping (its listener is closed); nothing was read")
             self._check_length(headers)
             if is_slack:
                 self._check_signature_headers(headers)

@@ -109,6 +109,8 @@ class BackgroundServer:
         # What a forced failure's body says instead of the usual text (an echo of anything a
         # test chooses: a key, a newline, 500 characters).
         self.failure_message: str | None = None
+        # Set by `hold_until_released`: requests wait, unanswered, until it is set.
+        self._gate: threading.Event | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -197,6 +199,15 @@ class BackgroundServer:
         with self._lock:
             self._held_replies = [seconds] * n
 
+    def hold_until_released(self) -> threading.Event:
+        """Every request from now on is recorded, then waits unanswered until the returned
+        event is set: a slow upstream for exactly as long as a test needs, so it proves an
+        order by events (work still in flight when something else happened), not by sleeps."""
+        gate = threading.Event()
+        with self._lock:
+            self._gate = gate
+        return gate
+
     def drop_replies(self, n: int = 1) -> None:
         """The next ``n`` creates are carried out, then the connection is cut without a
         reply (a reset mid-call)."""
@@ -248,6 +259,9 @@ class BackgroundServer:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         body = await request.read()
         self._record(request, body)
+        gate = self._gate
+        while gate is not None and not gate.is_set():
+            await asyncio.sleep(0.01)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         status = self._take_failure()
