@@ -1,6 +1,7 @@
 """APScheduler on the bot's own loop. It holds no state of its own: it only wakes the bot
-at the next due time from the store, sweeps once a minute in case another process changed
-the rows, and runs the periodic sync.
+at the earliest due time in the store, whichever replica planned it (looked up after each
+write of this process and at each heartbeat), sweeps once a minute as a backstop, and runs
+the periodic sync.
 
 Due times are read on the bot's clock (`ctx.clock`), which tests replace; APScheduler
 runs on the machine's clock. So a wake-up is planned as a delay (due − ctx.clock()) from
@@ -94,11 +95,14 @@ class ReminderScheduler:
             log.warning("could not remove this instance's heartbeat row; it ages out instead")
 
     async def _beat_and_recover(self) -> None:
-        """Every SITREP_HEARTBEAT seconds: say this instance lives, then settle drafts whose
-        sender is gone (at start too: the last run may have died mid-send)."""
+        """Every SITREP_HEARTBEAT seconds: say this instance lives, re-plan the wake-up from
+        the earliest due time in the database (another replica may have planned a reminder
+        and died: this one must wake at its time, not at the next sweep), then settle drafts
+        whose sender is gone (at start too: the last run may have died mid-send)."""
         while True:
             try:
                 await recovery.beat(self.ctx)
+                await self.wake()
                 await recovery.recover_orphans(self.ctx)
                 await recovery.recover_announcements(self.ctx)
                 if await recovery.expire_gone_claims(self.ctx):
