@@ -23,6 +23,7 @@ import handlers
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import SlackEdge
+from bot.inbound.guard import ConnectionGuard, SlowClientLog
 from bot.inbound.replays import ForgetShownAgain, replay_guard
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST
@@ -157,6 +158,8 @@ class Sitrep:
         self.identity = SlackIdentity(ctx)
         self.bolt = build_bolt_app(ctx, self.identity)
         self.drain = Drain()
+        # One count of slow clients for the whole process: its log is a line a second at most.
+        self.slow_clients = SlowClientLog()
         # Bolt calls this first inside every listener's background task: the drain waits on them.
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
@@ -253,6 +256,7 @@ class Sitrep:
             signing_secret=secret.get_secret_value() if secret else None,
             max_body=self.ctx.settings.sitrep_max_body,
             drain=self.drain,
+            slow_clients=self.slow_clients,
         )
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:
@@ -267,6 +271,8 @@ class Sitrep:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=max(grace, 1),
+            # Header deadline and connection limit: slow clients cannot starve Slack's requests.
+            http=ConnectionGuard(self.slow_clients).protocol(),
         )
         await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
 
@@ -285,7 +291,14 @@ class Sitrep:
                 return done.is_set() or await super().on_tick(counter)
 
         app = Starlette(routes=self.operator_routes())
-        config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=self.ctx.settings.metrics_port,
+            log_config=None,
+            lifespan="off",
+            http=ConnectionGuard(self.slow_clients).protocol(),
+        )
         try:
             await Server(config).serve()
         except SystemExit:  # uvicorn's answer to a port it cannot bind

@@ -23,6 +23,7 @@ from slack_bolt.request.internals import parse_body
 
 from bot.errors import escape_controls
 from bot.inbound.drain import Drain
+from bot.inbound.guard import SlowClientLog
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +71,11 @@ class SlackEdge:
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         now: Callable[[], float] = time.time,
         drain: Drain | None = None,
+        slow_clients: SlowClientLog | None = None,
     ) -> None:
         self.app = app
         self._drain = drain
+        self._slow_clients = slow_clients
         self._secret = signing_secret.encode() if signing_secret else None
         self.max_body = max_body
         self.body_timeout = body_timeout
@@ -100,6 +103,11 @@ class SlackEdge:
         except _Gone:
             return
         except Refused as refused:
+            if refused.status == 408 and self._slow_clients is not None:
+                # A trickled body is a slow client: counted with the others, a line a second at most.
+                self._slow_clients.closed("a body not sent within the time", _address(scope))
+                await _answer(send, refused.status)
+                return
             log.warning(
                 "refused %s %s from %s: %s (HTTP %s)",
                 scope["method"],
@@ -273,6 +281,11 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     for name, value in scope.get("headers", []):
         found.setdefault(name.lower(), value)
     return found
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 def _client(scope: Scope) -> str:
