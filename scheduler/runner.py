@@ -30,6 +30,9 @@ SWEEP_JOB = "sitrep-reminders-sweep"
 SYNC_JOB = "sitrep-maintenance-sync"
 SWEEP_EVERY = timedelta(seconds=60)
 FIRST_SYNC_AFTER = timedelta(seconds=5)
+#: A wake-up planned within this of the one asked for is left as it is (on a real clock the
+#: same due time gives the same run date to microseconds; an injected clock moves it more).
+REPLAN_SLACK = timedelta(milliseconds=1)
 
 
 def _machine_now() -> datetime:
@@ -137,6 +140,9 @@ class ReminderScheduler:
             return
         delay = max(next_due - self.ctx.clock(), timedelta(0))
         run_date = _machine_now() + delay
+        planned = self.scheduler.get_job(NEXT_JOB)
+        if planned is not None and planned.next_run_time and abs(planned.next_run_time - run_date) < REPLAN_SLACK:
+            return  # planned already (each heartbeat asks): APScheduler logs every re-plan
         # Two instances: a wake-up planned from inside a run (the next reminder is already
         # due) must wait on the lock, not be skipped as "already running" and lost.
         self.scheduler.add_job(self._run_due, "date", run_date=run_date, id=NEXT_JOB, replace_existing=True, max_instances=2)
