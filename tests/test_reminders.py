@@ -140,6 +140,17 @@ def test_two_instances_on_one_database_post_once(settings, slack, clock):
                 assert len(reminder_posts(slack, window, kind)) == 1, (window.id, kind)
 
 
+def test_each_heartbeat_plans_the_wake_up_another_instance_made(settings, slack, clock):
+    """Instance two never hears of the window instance one scheduled: its heartbeat finds the
+    earliest due time in the database, so it wakes then even if instance one dies."""
+    beating = settings.model_copy(update={"sitrep_heartbeat": 0.5})
+    with BotUnderTest(beating, clock=clock) as one, BotUnderTest(beating, clock=clock, live_scheduler=True) as two:
+        assert two.bot.scheduler.next_wake() is None
+        window = schedule(one)
+        heads_up = reminders(one, window.id)["heads_up"].due_at
+        slack.wait_for(lambda: two.bot.scheduler.next_wake() == heads_up, timeout=10)
+
+
 def _stale_claim(bot, window, kind, clock):
     async def claim():
         async with bot.ctx.db.session() as session, session.begin():
