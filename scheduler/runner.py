@@ -22,11 +22,14 @@ from scheduler.reminders import run_due_reminders, stale_claim
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
 from store import submissions as submission_store
+from store.db import STORE_FAILURES
 
 log = logging.getLogger(__name__)
 
 NEXT_JOB = "sitrep-reminders-next"
 SWEEP_JOB = "sitrep-reminders-sweep"
+#: PostgreSQL's LISTEN/NOTIFY channel on which a replica says it changed reminder rows.
+CHANGED = "sitrep_reminders"
 SYNC_JOB = "sitrep-maintenance-sync"
 SWEEP_EVERY = timedelta(seconds=60)
 FIRST_SYNC_AFTER = timedelta(seconds=5)
@@ -55,6 +58,12 @@ class ReminderScheduler:
         self._running: set[asyncio.Task] = set()
         self._next_due: datetime | None = None
         self._heartbeat: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+        #: Whether another replica's NOTIFY reaches this one now (PostgreSQL).
+        self.listening = False
+        self._stop_listening = asyncio.Event()
+        self._others_changed = False
+        self._rewaking: asyncio.Task | None = None
 
     async def start(self) -> None:
         # Alive before any work: drafts this instance sends name it, and its beats say it lives.
@@ -63,7 +72,7 @@ class ReminderScheduler:
         except Exception:  # noqa: BLE001 - a sick database is /readyz's to report; beats retry
             log.exception("could not write this instance's heartbeat; the next beat tries again")
         self.scheduler.start(paused=not self.timers)
-        self.ctx.wake_reminders = self.wake
+        self.ctx.wake_reminders = self.changed
         self.scheduler.add_job(self._run_due, "interval", seconds=SWEEP_EVERY.total_seconds(), id=SWEEP_JOB)
         if self.ctx.maintenance is not None:
             self.scheduler.add_job(
@@ -79,10 +88,52 @@ class ReminderScheduler:
         # Catch up on whatever fell due while the bot was down, then plan the next wake-up.
         self._track(asyncio.create_task(self._run_due()))
         self._heartbeat = asyncio.create_task(self._beat_and_recover())
+        if self.ctx.db.notifies:
+            self._listener = asyncio.create_task(self._listen_for_changes())
 
     def background(self) -> set[asyncio.Task]:
         """Tasks that run for as long as the instance does (not work a drain waits for)."""
-        return {self._heartbeat} if self._heartbeat is not None else set()
+        return {task for task in (self._heartbeat, self._listener) if task is not None}
+
+    async def changed(self) -> None:
+        """This process changed reminder rows: re-plan its own wake-up, and (PostgreSQL) tell
+        the other replicas to re-plan theirs, so whichever lives wakes at the due time."""
+        await self.wake()
+        try:
+            await self.ctx.db.notify(CHANGED, self.ctx.instance_id)
+        except STORE_FAILURES:
+            log.warning("could not tell the other replicas of a reminder change; they look it up at their next heartbeat")
+
+    async def _listen_for_changes(self) -> None:
+        """Re-plan when another replica says it changed reminder rows; a lost connection is
+        opened again after a heartbeat (meanwhile each heartbeat looks the due time up)."""
+        while not self._stop_listening.is_set():
+            try:
+                await self.ctx.db.listen(CHANGED, self._heard, until=self._stop_listening, listening=self._listening)
+            except (*STORE_FAILURES, ConnectionError) as exc:
+                log.warning("not listening for other replicas' reminder changes (%s); trying again", type(exc).__name__)
+                await asyncio.sleep(self.ctx.settings.sitrep_heartbeat)
+
+    def _listening(self, on: bool) -> None:
+        self.listening = on
+
+    def _heard(self, sender: str) -> None:
+        if sender == self.ctx.instance_id:
+            return
+        # A burst of changes (a sync adopting many windows) is one look-up, plus one more for
+        # a change heard while a look-up runs: it may have read the rows before that change.
+        self._others_changed = True
+        if self._rewaking is None or self._rewaking.done():
+            self._rewaking = asyncio.create_task(self._rewake())
+
+    async def _rewake(self) -> None:
+        while self._others_changed:
+            self._others_changed = False
+            try:
+                await self.wake()
+            except STORE_FAILURES:
+                log.warning("could not look up the next due reminder; the next heartbeat does")
+                return
 
     async def stop_heartbeat(self) -> None:
         """After the drain: stop beating and remove this instance's row, so whatever it still
@@ -92,6 +143,11 @@ class ReminderScheduler:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
+        if self._listener is not None:
+            self._stop_listening.set()
+            await asyncio.wait([self._listener], timeout=5)
+            self._listener.cancel()
+            self._listener = None
         try:
             await recovery.stop_beating(self.ctx)
         except Exception:  # noqa: BLE001 - stopping; a silent row means the same, later
