@@ -23,7 +23,7 @@ from tests.support.harness import (
     submission_payload,
     typed,
 )
-from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy, wait_until
+from tests.support.process import command_modal, kill, signed_post, start_sitrep, stop, wait_healthy, wait_until
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 
@@ -82,9 +82,7 @@ def test_a_command_during_the_drain_delay_is_answered_and_work_in_flight_finishe
         release.set()
         output, _ = process.communicate(timeout=40)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill(process)
     assert process.returncode == 0, output
     assert "Traceback" not in output
     assert output.index("stopping: /readyz answers 503") < output.index("closing the listener; finishing 1 ")
@@ -104,16 +102,11 @@ def test_a_command_during_the_drain_delay_is_answered_and_work_in_flight_finishe
 
 def test_the_listener_closes_by_itself_when_the_drain_delay_is_over(bot_env, tmp_path, slack):
     env = bot_env | {"SITREP_DRAIN_DELAY": "1"}
-    base = f"http://127.0.0.1:{env['PORT']}"
     process = start_sitrep(env, tmp_path)
     try:
-        wait_healthy(base, process, path="/readyz")
-        process.send_signal(signal.SIGTERM)  # one signal only: the delay runs out on its own
-        output, _ = process.communicate(timeout=40)
+        wait_healthy(f"http://127.0.0.1:{env['PORT']}", process, path="/readyz")
+        output = stop(process)  # one SIGTERM only: the delay runs out on its own
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, output
-    assert "Traceback" not in output
+        kill(process)
+    assert process.returncode == 0 and "Traceback" not in output, output
     assert output.index("still served for 1 s") < output.index("closing the listener")
