@@ -23,7 +23,7 @@ import handlers
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import SlackEdge
-from bot.inbound.guard import ConnectionGuard, SlowClientLog
+from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
 from bot.inbound.replays import ForgetShownAgain, replay_guard
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST
@@ -273,8 +273,16 @@ class Sitrep:
             timeout_graceful_shutdown=max(grace, 1),
             # Header deadline and connection limit: slow clients cannot starve Slack's requests.
             http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
         )
+        self._count_failed_accepts()
         await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
+
+    def _count_failed_accepts(self) -> None:
+        """asyncio logs each failed accept with a traceback: counted with the slow clients."""
+        failures = logging.getLogger("asyncio")
+        if not any(isinstance(f, AcceptFailures) for f in failures.filters):
+            failures.addFilter(AcceptFailures(self.slow_clients))
 
     async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
         """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
@@ -298,7 +306,9 @@ class Sitrep:
             log_config=None,
             lifespan="off",
             http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
         )
+        self._count_failed_accepts()
         try:
             await Server(config).serve()
         except SystemExit:  # uvicorn's answer to a port it cannot bind

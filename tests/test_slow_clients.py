@@ -5,6 +5,8 @@ closed, and the log says so in a line a second at most. Loopback only, bounded."
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import resource
 import selectors
 import socket
@@ -14,7 +16,7 @@ import time
 
 import pytest
 
-from bot.inbound.guard import HEADER_TIMEOUT
+from bot.inbound.guard import HEADER_TIMEOUT, AcceptFailures, SlowClientLog
 from tests.support.fakes.signing import command_body
 from tests.support.harness import free_port
 from tests.support.process import signed_post, wait_healthy
@@ -122,3 +124,42 @@ def test_a_client_holding_1100_idle_sockets_does_not_stop_slacks_requests(full_e
     assert 1 <= len(lines) <= elapsed + 2, lines  # at most one a second, however many were closed
     assert "Traceback" not in output, output[-3000:]
     assert len(output.encode()) < 64 * 1024
+
+
+def test_slow_clients_are_logged_a_line_an_interval_however_many(caplog):
+    """The first closes are logged at once; those after it wait for the interval and are summed."""
+
+    async def lines(n: int) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(caplog.records) < n and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        assert len(caplog.records) == n, [r.getMessage() for r in caplog.records]
+
+    async def flood() -> None:
+        report = SlowClientLog(interval=0.2)
+        for i in range(500):
+            report.closed("no request headers within 10 s", f"10.0.0.{i % 7}")
+        await lines(1)  # at once, for all 500
+        for _ in range(300):
+            report.closed("closed at the connection limit, waiting for headers", "10.0.0.1")
+        await lines(2)  # once the interval is over, for all 300
+        assert report.total == 800
+
+    with caplog.at_level(logging.WARNING, logger="bot.inbound.guard"):
+        asyncio.run(flood())
+    first, second = (r.getMessage() for r in caplog.records)
+    assert first.startswith("closed 500 slow HTTP connection(s) from 7 address(es) (10.0.0.0, 10.0.0.1, 10.0.0.2, ...)")
+    assert second.startswith("closed 300 slow HTTP connection(s) from 1 address(es) (10.0.0.1)")
+
+
+def test_failed_accepts_are_counted_not_logged_with_a_traceback_each():
+    async def accept_failures() -> tuple[list[bool], int]:
+        report = SlowClientLog()
+        failures = AcceptFailures(report)
+        records = [
+            logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, (), None)
+            for msg in ("socket.accept() out of system resource\nsocket: <fd=10>", "Task was destroyed but it is pending!")
+        ]
+        return [failures.filter(r) for r in records], report.total
+
+    assert asyncio.run(accept_failures()) == ([False, True], 1)

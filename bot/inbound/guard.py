@@ -33,15 +33,45 @@ HEADER_TIMEOUT = 10.0
 MAX_CONNECTIONS = 10_000
 #: The least limit, for a process started with very few descriptors.
 MIN_CONNECTIONS = 16
+#: uvicorn's own default listen queue.
+MAX_BACKLOG = 2048
+
+
+def _descriptors() -> int | None:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def connection_limit() -> int:
-    """Half of this process's descriptor limit (512 under the common 1,024): the other half
-    is for the database pool, the API clients, Slack's websocket and the log."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS
-    return max(MIN_CONNECTIONS, min(soft // 2, MAX_CONNECTIONS))
+    """Half of this process's descriptor limit (512 under the common 1,024): a quarter more
+    is for what asyncio accepts before the limit is applied (`accept_backlog`, and as many
+    closing), the rest for the database pool, the API clients, Slack's websocket and the log."""
+    soft = _descriptors()
+    return MAX_CONNECTIONS if soft is None else max(MIN_CONNECTIONS, min(soft // 2, MAX_CONNECTIONS))
+
+
+def accept_backlog() -> int:
+    """uvicorn's `backlog`: the listen queue, and also how many connections asyncio accepts
+    in one go before any of them meets the limit. An eighth of the descriptor limit (128
+    under 1,024), so a flood never runs the process out of descriptors (asyncio then logs
+    every failed accept with its traceback: most of the incident's 74.5 MB)."""
+    soft = _descriptors()
+    return MAX_BACKLOG if soft is None else max(MIN_CONNECTIONS, min(soft // 8, MAX_BACKLOG))
+
+
+class AcceptFailures(logging.Filter):
+    """On asyncio's logger: a failed accept (descriptors exhausted all the same, by other
+    work) is counted with the slow clients, a line a second at most, never a traceback each."""
+
+    def __init__(self, report: SlowClientLog) -> None:
+        super().__init__()
+        self.report = report
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("socket.accept() out of system resource"):
+            self.report.closed("not accepted: the process is out of descriptors", None)
+            return False
+        return True
 
 
 class SlowClientLog:
