@@ -23,6 +23,7 @@ import handlers
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import SlackEdge
+from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
 from bot.inbound.replays import ForgetShownAgain, replay_guard
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST
@@ -157,6 +158,8 @@ class Sitrep:
         self.identity = SlackIdentity(ctx)
         self.bolt = build_bolt_app(ctx, self.identity)
         self.drain = Drain()
+        # One count of slow clients for the whole process: its log is a line a second at most.
+        self.slow_clients = SlowClientLog()
         # Bolt calls this first inside every listener's background task: the drain waits on them.
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
@@ -172,8 +175,8 @@ class Sitrep:
         """Take no new work and let what is under way finish (bounded by
         `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
         reminders being delivered. Safe to call twice."""
-        grace = self.ctx.settings.sitrep_shutdown_grace
-        self.drain.begin()
+        grace = self.drain.grace_left(self.ctx.settings.sitrep_shutdown_grace)
+        self.drain.close()
         await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
 
     async def stop(self) -> None:
@@ -202,7 +205,7 @@ class Sitrep:
         except Exception as exc:  # noqa: BLE001
             error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
             checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
-        if self.drain.draining:  # SIGTERM: new Slack requests get 503, so take it out of rotation
+        if self.drain.draining:  # SIGTERM: out of rotation, so the balancer stops sending
             checks["shutdown"] = "draining"
         return all(v == "ok" for v in checks.values()), checks
 
@@ -253,6 +256,7 @@ class Sitrep:
             signing_secret=secret.get_secret_value() if secret else None,
             max_body=self.ctx.settings.sitrep_max_body,
             drain=self.drain,
+            slow_clients=self.slow_clients,
         )
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:
@@ -267,8 +271,18 @@ class Sitrep:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=max(grace, 1),
+            # Header deadline and connection limit: slow clients cannot starve Slack's requests.
+            http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
         )
-        await draining_server(config, self.finish_work).serve()
+        self._count_failed_accepts()
+        await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
+
+    def _count_failed_accepts(self) -> None:
+        """asyncio logs each failed accept with a traceback: counted with the slow clients."""
+        failures = logging.getLogger("asyncio")
+        if not any(isinstance(f, AcceptFailures) for f in failures.filters):
+            failures.addFilter(AcceptFailures(self.slow_clients))
 
     async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
         """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
@@ -285,7 +299,16 @@ class Sitrep:
                 return done.is_set() or await super().on_tick(counter)
 
         app = Starlette(routes=self.operator_routes())
-        config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=self.ctx.settings.metrics_port,
+            log_config=None,
+            lifespan="off",
+            http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
+        )
+        self._count_failed_accepts()
         try:
             await Server(config).serve()
         except SystemExit:  # uvicorn's answer to a port it cannot bind
@@ -314,6 +337,9 @@ class Sitrep:
             await stop.wait()
         finally:
             try:
+                # Out of rotation at once, and the websocket closed first: Slack sends what
+                # comes next to the other replicas' connections (no balancer to wait for).
+                self.drain.begin()
                 await handler.close_async()
                 # /healthz keeps answering while acknowledged work finishes (busy, not dead).
                 # The heartbeat beats on while work finishes; it is not work to wait for.

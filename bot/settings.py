@@ -100,6 +100,7 @@ EXPECTED: dict[str, str] = {
     ),
     "SITREP_MAX_BODY": "a number of bytes, 65536 or more",
     "SITREP_SHUTDOWN_GRACE": "a number of seconds between 0 and 3600",
+    "SITREP_DRAIN_DELAY": "a number of seconds between 0 and 3600",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
     "LOG_FORMAT": "text or json",
     "METRICS_PORT": "a port number between 1 and 65535",
@@ -201,6 +202,9 @@ class Settings(BaseSettings):
     sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
     # On SIGTERM, how long work under way may take to finish before clients and store close.
     sitrep_shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
+    # On SIGTERM, how long Slack requests are still served after /readyz fails: the time a
+    # load balancer takes to stop sending to this replica. Then the listener closes.
+    sitrep_drain_delay: float = Field(default=10.0, ge=0, le=3600)
     # Seconds between heartbeats; an instance silent for three is gone, and the drafts it was
     # sending become "outcome unknown" (their people are told).
     sitrep_heartbeat: float = Field(default=10.0, ge=0.5, le=600)

@@ -1,6 +1,7 @@
 """APScheduler on the bot's own loop. It holds no state of its own: it only wakes the bot
-at the next due time from the store, sweeps once a minute in case another process changed
-the rows, and runs the periodic sync.
+at the earliest due time in the store, whichever replica planned it (looked up after each
+write of this process and at each heartbeat), sweeps once a minute as a backstop, and runs
+the periodic sync.
 
 Due times are read on the bot's clock (`ctx.clock`), which tests replace; APScheduler
 runs on the machine's clock. So a wake-up is planned as a delay (due − ctx.clock()) from
@@ -23,16 +24,22 @@ from scheduler.reminders import run_due_reminders, stale_claim
 from scheduler.series import roll_series
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
+from store.db import STORE_FAILURES
 
 log = logging.getLogger(__name__)
 
 NEXT_JOB = "sitrep-reminders-next"
 SWEEP_JOB = "sitrep-reminders-sweep"
+#: PostgreSQL's LISTEN/NOTIFY channel on which a replica says it changed reminder rows.
+CHANGED = "sitrep_reminders"
 SYNC_JOB = "sitrep-maintenance-sync"
 SERIES_JOB = "sitrep-maintenance-series"
 SWEEP_EVERY = timedelta(seconds=60)
 STEP_CHECK = 1.0  # seconds on the monotonic clock between looks for a step of the clock
 FIRST_SYNC_AFTER = timedelta(seconds=5)
+#: A wake-up planned within this of the one asked for is left as it is (on a real clock the
+#: same due time gives the same run date to microseconds; an injected clock moves it more).
+REPLAN_SLACK = timedelta(milliseconds=1)
 
 
 def _machine_now() -> datetime:
@@ -56,6 +63,12 @@ class ReminderScheduler:
         self._next_due: datetime | None = None
         self._heartbeat: asyncio.Task | None = None
         self._step_watch: asyncio.Task | None = None
+        self._listener: asyncio.Task | None = None
+        #: Whether another replica's NOTIFY reaches this one now (PostgreSQL).
+        self.listening = False
+        self._stop_listening = asyncio.Event()
+        self._others_changed = False
+        self._rewaking: asyncio.Task | None = None
 
     async def start(self) -> None:
         # Alive before any work: drafts this instance sends name it, and its beats say it lives.
@@ -64,7 +77,7 @@ class ReminderScheduler:
         except Exception:  # noqa: BLE001 - a sick database is /readyz's to report; beats retry
             log.exception("could not write this instance's heartbeat; the next beat tries again")
         self.scheduler.start(paused=not self.timers)
-        self.ctx.wake_reminders.connect(self.wake)
+        self.ctx.wake_reminders.connect(self.changed)
         try:
             await DigestService(self.ctx).plan_next()  # the next weekly digest, if none is planned yet
         except Exception:  # noqa: BLE001 - the next start or digest plans it; nothing else waits on it
@@ -94,10 +107,52 @@ class ReminderScheduler:
         self._track(asyncio.create_task(self._run_due()))
         self._heartbeat = asyncio.create_task(self._beat_and_recover())
         self._step_watch = asyncio.create_task(self._watch_steps())
+        if self.ctx.db.notifies:
+            self._listener = asyncio.create_task(self._listen_for_changes())
 
     def background(self) -> set[asyncio.Task]:
         """Tasks that run for as long as the instance does (not work a drain waits for)."""
-        return {t for t in (self._heartbeat, self._step_watch) if t is not None}
+        return {task for task in (self._heartbeat, self._step_watch, self._listener) if task is not None}
+
+    async def changed(self) -> None:
+        """This process changed reminder rows: re-plan its own wake-up, and (PostgreSQL) tell
+        the other replicas to re-plan theirs, so whichever lives wakes at the due time."""
+        await self.wake()
+        try:
+            await self.ctx.db.notify(CHANGED, self.ctx.instance_id)
+        except STORE_FAILURES:
+            log.warning("could not tell the other replicas of a reminder change; they look it up at their next heartbeat")
+
+    async def _listen_for_changes(self) -> None:
+        """Re-plan when another replica says it changed reminder rows; a lost connection is
+        opened again after a heartbeat (meanwhile each heartbeat looks the due time up)."""
+        while not self._stop_listening.is_set():
+            try:
+                await self.ctx.db.listen(CHANGED, self._heard, until=self._stop_listening, listening=self._listening)
+            except (*STORE_FAILURES, ConnectionError) as exc:
+                log.warning("not listening for other replicas' reminder changes (%s); trying again", type(exc).__name__)
+                await asyncio.sleep(self.ctx.settings.sitrep_heartbeat)
+
+    def _listening(self, on: bool) -> None:
+        self.listening = on
+
+    def _heard(self, sender: str) -> None:
+        if sender == self.ctx.instance_id:
+            return
+        # A burst of changes (a sync adopting many windows) is one look-up, plus one more for
+        # a change heard while a look-up runs: it may have read the rows before that change.
+        self._others_changed = True
+        if self._rewaking is None or self._rewaking.done():
+            self._rewaking = asyncio.create_task(self._rewake())
+
+    async def _rewake(self) -> None:
+        while self._others_changed:
+            self._others_changed = False
+            try:
+                await self.wake()
+            except STORE_FAILURES:
+                log.warning("could not look up the next due reminder; the next heartbeat does")
+                return
 
     async def _watch_steps(self) -> None:
         """A step of the clock (NTP, a resumed VM) makes reminders due at once (forward), and
@@ -127,17 +182,25 @@ class ReminderScheduler:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
+        if self._listener is not None:
+            self._stop_listening.set()
+            await asyncio.wait([self._listener], timeout=5)
+            self._listener.cancel()
+            self._listener = None
         try:
             await recovery.stop_beating(self.ctx)
         except Exception:  # noqa: BLE001 - stopping; a silent row means the same, later
             log.warning("could not remove this instance's heartbeat row; it ages out instead")
 
     async def _beat_and_recover(self) -> None:
-        """Every SITREP_HEARTBEAT seconds: say this instance lives, then settle drafts whose
-        sender is gone (at start too: the last run may have died mid-send)."""
+        """Every SITREP_HEARTBEAT seconds: say this instance lives, re-plan the wake-up from
+        the earliest due time in the database (another replica may have planned a reminder
+        and died: this one must wake at its time, not at the next sweep), then settle drafts
+        whose sender is gone (at start too: the last run may have died mid-send)."""
         while True:
             try:
                 await recovery.beat(self.ctx)
+                await self.wake()
                 await recovery.recover_orphans(self.ctx)
                 await recovery.recover_announcements(self.ctx)
                 if await recovery.expire_gone_claims(self.ctx):
@@ -175,6 +238,9 @@ class ReminderScheduler:
         # Counted from where the due times stand (a step back delays nothing already due).
         delay = max(next_due - self.ctx.due_clock.reading().due_by, timedelta(0))
         run_date = _machine_now() + delay
+        planned = self.scheduler.get_job(NEXT_JOB)
+        if planned is not None and planned.next_run_time and abs(planned.next_run_time - run_date) < REPLAN_SLACK:
+            return  # planned already (each heartbeat asks): APScheduler logs every re-plan
         # Two instances: a wake-up planned from inside a run (the next reminder is already
         # due) must wait on the lock, not be skipped as "already running" and lost.
         self.scheduler.add_job(self._run_due, "date", run_date=run_date, id=NEXT_JOB, replace_existing=True, max_instances=2)

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from sqlalchemy import event, false, text, update
@@ -185,6 +185,55 @@ class Database:
         if left:
             await asyncio.wait(left, timeout=linger)
         await self.engine.dispose()
+
+    @property
+    def notifies(self) -> bool:
+        """Whether other processes can be told of a change at once (PostgreSQL's LISTEN/NOTIFY)."""
+        return self._sqlite_path is None and self.engine.dialect.name == "postgresql"
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every process listening on `channel` (PostgreSQL; nothing elsewhere)."""
+        if not self.notifies:
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+            await conn.commit()
+
+    async def listen(
+        self,
+        channel: str,
+        heard: Callable[[str], None],
+        *,
+        until: asyncio.Event,
+        listening: Callable[[bool], None] = lambda _on: None,
+    ) -> None:
+        """Call `heard(payload)` for each notification on `channel` until `until` is set
+        (PostgreSQL), and `listening` with True once it listens, False when it stops. On a
+        connection of its own, closed afterwards, never given back to the pool still
+        listening; raises `ConnectionError` when that connection is lost."""
+        conn = await self.engine.connect()
+        try:
+            driver = (await conn.get_raw_connection()).driver_connection  # asyncpg's connection
+            lost = asyncio.Event()
+
+            def note(_conn, _pid, _channel, payload: str) -> None:
+                heard(payload)
+
+            driver.add_termination_listener(lambda _conn: lost.set())
+            await driver.add_listener(channel, note)
+            listening(True)
+            stopped, gone = asyncio.ensure_future(until.wait()), asyncio.ensure_future(lost.wait())
+            try:
+                await asyncio.wait({stopped, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                gone.cancel()
+            if lost.is_set() and not until.is_set():
+                raise ConnectionError(f"the connection listening on {channel} was lost")
+        finally:
+            listening(False)
+            await conn.invalidate()
+            await conn.close()
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str):

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 
+import httpx
 import pytest
 
 from handlers.incident.ids import Action
@@ -14,7 +15,7 @@ from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.support.harness import CHANNEL, free_port, last_view
 from tests.support.incidents import declare_values, resolve_values, update_values
-from tests.support.process import lines_starting, sitrep, start_sitrep
+from tests.support.process import kill, lines_starting, sitrep, start_sitrep, wait_healthy, wait_until
 from tests.support.socket_mode import SocketModeDriver
 
 
@@ -145,23 +146,34 @@ def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(so
     assert all(e.ack_latency is not None and e.ack_latency < ACK_DEADLINE for e in socket.envelopes)
 
 
-def test_sigterm_right_after_an_ack_still_finishes_that_work(socket_env, slack, statuspage, socket, tmp_path):
-    """Slack never sends an acknowledged submission again: a stop must not drop it."""
+def test_sigterm_closes_the_websocket_and_fails_readyz_first_then_work_in_flight_finishes(
+    socket_env, slack, statuspage, socket, tmp_path
+):
+    """No balancer in Socket Mode: the websocket closes at once, so Slack sends what comes next
+    to the other replicas' connections, and `/readyz` fails while the declare still runs; Slack
+    never sends an acknowledged submission again, so that declare still finishes."""
+    probes = f"http://127.0.0.1:{socket_env['METRICS_PORT']}"
     process = start_sitrep(socket_env, tmp_path)
     person = SocketModeDriver(socket)
     try:
         socket.wait_connected(1, timeout=20)
+        wait_healthy(probes, process, path="/readyz")
         person.command("declare DB down")
         view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-        statuspage.latency = 1.0
+        release = statuspage.pause_reply("/Incident/CreateIncident")
         person.submit(view, declare_values())
-        output = stop_sitrep(process)
+        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")
+
+        process.send_signal(signal.SIGTERM)
+        wait_until(lambda: socket.live_connections == 0, 10, "the websocket to close")
+        wait_until(lambda: httpx.get(f"{probes}/readyz", timeout=5).status_code == 503, 10, "/readyz to fail")
+        assert process.poll() is None  # the declare still waits on the status page
+        release.set()
+        output = process.communicate(timeout=40)[0]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill(process)
     assert process.returncode == 0 and "Traceback" not in output, output
     assert len(statuspage.incidents) == 1
     [announcement] = slack.messages(CHANNEL)
     assert "DB down" in announcement["text"]
-    assert slack.calls_to("chat.postEphemeral")  # and the person was told
+    assert slack.calls_to("chat.postEphemeral")
