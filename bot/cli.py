@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             settings = load_settings(**({"sitrep_sandbox": True} if getattr(args, "sandbox", False) else {}))
     except SettingsError as exc:
-        print(f"sitrep: {exc}", file=sys.stderr)
+        for line in exc.lines:  # every bad variable of this run, one line each
+            print(f"sitrep: {line}", file=sys.stderr)
         return 2
     if isinstance(settings, MigrateSettings):
         configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=_url_password(settings.database_url))
