@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
@@ -260,7 +261,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Settings come from the environment or a .env file in the working directory (see README.md).",
     )
     parser.add_argument("--version", action="version", version=f"sitrep {_version()}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,check,migrate}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,check,migrate,manifest,preview}")
     run = sub.add_parser(
         "run",
         help="start the bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP on PORT)",
@@ -294,11 +295,61 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     check_parser.add_argument("--sandbox", action="store_true", help="check the sandbox's set-up (see sitrep run --help)")
+    manifest_parser = sub.add_parser(
+        "manifest",
+        help="print a ready Slack app manifest (Socket Mode or HTTP)",
+        description=(
+            "Print the Slack app manifest sitrep needs, as JSON, ready to paste at https://api.slack.com/apps "
+            "(Create New App, From an app manifest). No setting is read. Exit 0, or 2 for a bad option."
+        ),
+    )
+    mode = manifest_parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--socket-mode", action="store_true", help="no public address needed (set SLACK_APP_TOKEN)")
+    mode.add_argument("--url", metavar="https://…", help="the public HTTPS address that reaches `sitrep run` (HTTP mode)")
+    manifest_parser.add_argument(
+        "--incident-channels", action="store_true", help="with the scopes of a channel per incident (SITREP_INCIDENT_CHANNELS=on)"
+    )
+    sub.add_parser(
+        "preview",
+        help="print a Block Kit Builder link for each message and form",
+        description=(
+            "Print a link to Slack's Block Kit Builder for each message and form sitrep shows, built by the "
+            "same code that builds them for Slack, with made-up sample data. No setting is read."
+        ),
+    )
     return parser
+
+
+def _preview() -> int:
+    """`sitrep preview`: a Block Kit Builder link per message and form."""
+    from handlers.preview import preview_lines  # noqa: PLC0415 - loads the handlers: only this command needs them
+
+    for line in preview_lines():
+        print(line)
+    return 0
+
+
+def _manifest(args) -> int:
+    """`sitrep manifest`: the manifest on stdout, what to do with it on stderr."""
+    from bot.slack.manifest import ManifestError, build_manifest, manifest_hint  # noqa: PLC0415 - only this command
+
+    try:
+        manifest = build_manifest(url=args.url, socket_mode=args.socket_mode, incident_channels=args.incident_channels)
+    except ManifestError as exc:
+        print(f"sitrep: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(manifest, indent=2, ensure_ascii=False))
+    print(manifest_hint(socket_mode=args.socket_mode), file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Neither reads a setting: they work before there is a Slack app to take settings from.
+    if args.command == "manifest":
+        return _manifest(args)
+    if args.command == "preview":
+        return _preview()
     try:
         # `migrate` reads only DATABASE_URL (and the log settings): a deploy step or an init
         # container can run it without the Slack secrets.
