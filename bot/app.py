@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timedelta
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -29,6 +30,9 @@ from bot.ops.metrics import CONTENT_TYPE_LATEST
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
+
+#: How long /readyz trusts a good answer about SITREP_CHANNEL before asking Slack again.
+CHANNEL_RECHECK = timedelta(seconds=60)
 
 
 def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> AsyncApp:
@@ -161,6 +165,7 @@ class Sitrep:
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
+        self._channel_ok_at: datetime | None = None
 
     async def start(self) -> None:
         await self.ctx.db.upgrade()  # a no-op when `sitrep run` already did it
@@ -204,7 +209,29 @@ class Sitrep:
             checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
         if self.drain.draining:  # SIGTERM: new Slack requests get 503, so take it out of rotation
             checks["shutdown"] = "draining"
-        return all(v == "ok" for v in checks.values()), checks
+        ready = all(v == "ok" for v in checks.values())
+        # Reported, not gating: a replica taken out of rotation could not even tell people
+        # why their announcement failed, and every replica would be out alike.
+        checks["channel"] = await self._channel_state()
+        return ready, checks
+
+    async def _channel_state(self) -> str:
+        """ "ok", or why the bot cannot post in SITREP_CHANNEL (removed from it, say). A good
+        answer is kept for `CHANNEL_RECHECK` (conversations.history is Tier 3: a probe every
+        few seconds must not spend it); a bad one is asked again each time, so an `/invite`
+        shows at once."""
+        from bot.slack.preflight import check_channel  # noqa: PLC0415 - loaded when used (start-up cost)
+
+        now = self.ctx.clock()
+        if self._channel_ok_at is not None and now - self._channel_ok_at < CHANNEL_RECHECK:
+            return "ok"
+        try:
+            async with asyncio.timeout(5):
+                state = await check_channel(self.ctx.slack, self.ctx.settings.sitrep_channel, ())
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return f"not checked ({type(exc).__name__})"
+        self._channel_ok_at = now if state.ok else None
+        return "ok" if state.ok else str(state.problem)
 
     def operator_routes(self) -> list[Route]:
         """/healthz (the process answers), /readyz (it can do its work), /metrics."""

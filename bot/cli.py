@@ -39,6 +39,16 @@ def configure_logging(settings: Settings) -> None:
     configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=secrets_of(settings))
 
 
+#: Every exit code `sitrep` uses (docs/operating.md lists them; tests/test_cli.py checks them).
+EXIT_OK = 0
+#: run: Slack refused a token, or the bot token lacks scopes; check: a service failed, or the
+#: schema is behind this version.
+EXIT_REFUSED = 1
+#: A setting is missing or malformed, DATABASE_URL cannot be used, or the command line is
+#: wrong (argparse's own code for a usage error).
+EXIT_SETTINGS = 2
+
+
 class Unusable(Exception):
     """A setting that parsed but cannot work (a database that cannot be opened): exit 2."""
 
@@ -73,10 +83,15 @@ async def _serve(settings: Settings) -> None:
     except DatabaseUnusable as exc:
         raise Unusable(f"DATABASE_URL {exc}.") from None
     try:
+        # Slack first: a token Slack refuses stops start-up before the schema is touched.
+        await _preflight(ctx)
         await ctx.db.prepare()  # before serving: a bad database stops start-up in one line
     except DatabaseUnusable as exc:
         await ctx.aclose()
         raise Unusable(f"DATABASE_URL {exc}.") from None
+    except BaseException:
+        await ctx.aclose()
+        raise
     bot = Sitrep(ctx)
     # Everything loaded so far (the libraries, the app) lives as long as the process: out of
     # the garbage collector's full passes, which otherwise walk it all (~80 ms at 150,000
@@ -87,6 +102,29 @@ async def _serve(settings: Settings) -> None:
         await bot.serve_socket_mode()
     else:
         await bot.serve_http()
+
+
+async def _preflight(ctx) -> None:
+    """Before serving: a bot token Slack refuses, or one lacking scopes the enabled features
+    need, stops start-up in one line (`BotTokenRefused`, `ScopesMissing`: exit 1); a bot not
+    in SITREP_CHANNEL is one warning line (it still answers commands, and /readyz says so).
+    Slack not answering is a warning too: Bolt asks again with the first request."""
+    # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
+    from bot.slack.preflight import BotTokenRefused, ScopesMissing, check_channel, check_token
+
+    settings = ctx.settings
+    try:
+        await check_token(ctx.slack)
+        state = await check_channel(ctx.slack, settings.sitrep_channel, needed_scopes(settings))
+    except BotTokenRefused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Slack unreachable now is not a reason to stay down
+        log.warning("could not ask Slack about SLACK_BOT_TOKEN and SITREP_CHANNEL (%s); starting anyway", _slack_reason(exc))
+        return
+    if state.missing_scopes:
+        raise ScopesMissing(list(state.missing_scopes))
+    if not state.ok:
+        log.warning("%s", state.problem)
 
 
 async def migrate(settings: Settings | MigrateSettings, out=print) -> int:
@@ -100,16 +138,16 @@ async def migrate(settings: Settings | MigrateSettings, out=print) -> int:
         db = Database(settings.database_url)
     except DatabaseUnusable as exc:
         out(f"sitrep: DATABASE_URL {exc}.")
-        return 2
+        return EXIT_SETTINGS
     try:
         was = await db.prepare()
     except DatabaseUnusable as exc:
         out(f"sitrep: DATABASE_URL {exc}.")
-        return 2
+        return EXIT_SETTINGS
     finally:
         await db.dispose()
     out(f"database: at revision {head()}" + (" (already)" if was == head() else f" (was {was or 'empty'})"))
-    return 0
+    return EXIT_OK
 
 
 # What to fix when a service refuses: the variables, as the operator knows them.
@@ -153,20 +191,26 @@ async def _check(settings: Settings, out) -> int:
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.clients.slack import make_slack_client
     from bot.context import build_upstreams  # loaded when used (start-up cost)
-    from store.db import Database, DatabaseUnusable  # loaded when used (start-up cost)
+    from bot.slack.preflight import BotTokenRefused, check_token  # (same reason)
 
     slack = make_slack_client(settings)
     statuspage, appfirst = build_upstreams(settings)
-    code = 0
+    code = EXIT_OK
     try:
         try:
-            auth = await slack.auth_test()
+            auth = await check_token(slack)
             out(f"slack: ok (workspace {auth.get('team')}, bot user {auth.get('user')})")
+        except BotTokenRefused as exc:
+            code = EXIT_REFUSED
+            out(f"slack: FAILED ({exc})")
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            code = 1
+            code = EXIT_REFUSED
             out(f"slack: FAILED ({_slack_reason(exc)} at {settings.slack_api_url}auth.test)")
+        else:
+            if not await _check_channel(slack, settings, out):
+                code = EXIT_REFUSED
         if not await _check_socket_mode(slack, settings, out):
-            code = 1
+            code = EXIT_REFUSED
         for name, client in (("status page", statuspage), ("appfirst", appfirst)):
             if client is None:
                 out(f"{name}: not configured")
@@ -175,22 +219,9 @@ async def _check(settings: Settings, out) -> int:
                 await client.ping()
                 out(f"{name}: ok ({'sandbox stand-in, ' if settings.sitrep_sandbox else ''}{client.ping_url})")
             except Exception as exc:  # noqa: BLE001
-                code = 1
+                code = EXIT_REFUSED
                 out(f"{name}: FAILED ({_upstream_reason(name, client.ping_url, exc)})")
-        try:
-            db = Database(settings.database_url)
-        except DatabaseUnusable as exc:
-            code = 2
-            out(f"database: FAILED (DATABASE_URL {exc})")
-        else:
-            try:
-                await db.prepare()
-                out("database: ok")
-            except DatabaseUnusable as exc:
-                code = 2
-                out(f"database: FAILED (DATABASE_URL {exc})")
-            finally:
-                await db.dispose()
+        code = max(code, await _check_database(settings, out))
         if not settings.incidents_enabled:
             out("incidents: disabled (STATUSPAGE_URL is not set)")
         out(f"maintenance backend: {settings.maintenance_backend if settings.maintenance_enabled else 'disabled'}")
@@ -199,6 +230,60 @@ async def _check(settings: Settings, out) -> int:
             if client is not None:
                 await client.aclose()
     return code
+
+
+def needed_scopes(settings: Settings) -> tuple[str, ...]:
+    """The bot scopes the enabled features need (bot/slack/manifest.py)."""
+    from bot.slack.manifest import required_scopes  # noqa: PLC0415 - loaded when used (start-up cost)
+
+    return required_scopes(
+        incident_channels=settings.sitrep_incident_channels, private_rooms=settings.sitrep_incident_channel_private
+    )
+
+
+async def _check_channel(slack, settings: Settings, out) -> bool:
+    """Can the bot read and post in SITREP_CHANNEL, and has its token every scope needed?"""
+    from bot.slack.preflight import check_channel  # noqa: PLC0415 - loaded when used (start-up cost)
+
+    try:
+        state = await check_channel(slack, settings.sitrep_channel, needed_scopes(settings))
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        out(f"channel: FAILED ({_slack_reason(exc)} at {settings.slack_api_url}conversations.history)")
+        return False
+    out(f"channel: ok ({settings.sitrep_channel})" if state.ok else f"channel: FAILED ({state.problem})")
+    return state.ok
+
+
+async def _check_database(settings: Settings, out) -> int:
+    """Read the schema's revision without writing anything (`check` never migrates): 0 when
+    it is this version's or the database is empty (`run` and `migrate` create it), 1 when it
+    is behind (the line says to run `sitrep migrate`), 2 when it cannot be used."""
+    from store.db import STORE_FAILURES, Database, DatabaseUnusable  # noqa: PLC0415 - loaded when used (start-up cost)
+    from store.migrations import head  # noqa: PLC0415 - (same reason)
+
+    try:
+        db = Database(settings.database_url)
+    except DatabaseUnusable as exc:
+        out(f"database: FAILED (DATABASE_URL {exc})")
+        return EXIT_SETTINGS
+    try:
+        was = await db.revision()
+        if was == head():
+            await db.check_writable(timeout=10)  # a write that changes nothing, rolled back
+    except (DatabaseUnusable, *STORE_FAILURES) as exc:
+        reason = exc if isinstance(exc, DatabaseUnusable) else f"cannot be written ({type(exc).__name__})"
+        out(f"database: FAILED (DATABASE_URL {reason})")
+        return EXIT_SETTINGS
+    finally:
+        await db.dispose()
+    if was == head():
+        out(f"database: ok (schema at {was})")
+        return EXIT_OK
+    if was is None:
+        out(f"database: ok (empty: `sitrep migrate`, or `sitrep run` at its start, creates schema {head()})")
+        return EXIT_OK
+    out(f"database: schema at {was}, this version needs {head()}: run `sitrep migrate`")
+    return EXIT_REFUSED
 
 
 async def _check_socket_mode(slack, settings: Settings, out) -> bool:
@@ -326,7 +411,7 @@ def _preview() -> int:
 
     for line in preview_lines():
         print(line)
-    return 0
+    return EXIT_OK
 
 
 def _manifest(args) -> int:
@@ -337,10 +422,10 @@ def _manifest(args) -> int:
         manifest = build_manifest(url=args.url, socket_mode=args.socket_mode, incident_channels=args.incident_channels)
     except ManifestError as exc:
         print(f"sitrep: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_SETTINGS
     print(json.dumps(manifest, indent=2, ensure_ascii=False))
     print(manifest_hint(socket_mode=args.socket_mode), file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         for line in exc.lines:  # every bad variable of this run, one line each
             print(f"sitrep: {line}", file=sys.stderr)
-        return 2
+        return EXIT_SETTINGS
     if isinstance(settings, MigrateSettings):
         configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=_url_password(settings.database_url))
         return asyncio.run(migrate(settings, out=_line_to(sys.stdout, sys.stderr)))
@@ -372,15 +457,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.inbound.socket_mode import SocketModeRefused
+    from bot.slack.preflight import BotTokenRefused, ScopesMissing
 
     try:
         asyncio.run(_run(settings))
     except Unusable as exc:
         print(f"sitrep: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_SETTINGS
     except KeyboardInterrupt:
         pass
-    except SocketModeRefused as exc:
+    except (SocketModeRefused, BotTokenRefused, ScopesMissing) as exc:
         print(f"sitrep: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_REFUSED
+    return EXIT_OK

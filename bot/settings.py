@@ -308,6 +308,25 @@ class Settings(BaseSettings):
     def _default_impact(cls, v: str | None) -> str | None:
         return (v or "").strip() or None
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: object, handler):
+        """Every bad variable of the run at once: pydantic stops before the checks across
+        variables when a single one fails, so the checks that need only the raw values
+        (which secrets are set) are added here."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            found = [
+                _FieldProblem(v, p)
+                for error in exc.errors(include_input=False, include_url=False)
+                for v, p in _problems_of(error)
+            ]
+            named = {p.variable for p in found}
+            if isinstance(data, dict):
+                found += [p for p in _raw_inconsistencies(data) if p.variable not in named]
+            raise _Problems(found) from None
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         """The checks across variables, every failing one reported together."""
@@ -405,6 +424,25 @@ def _to_settings_error(exc: ValidationError) -> SettingsError:
             if variable not in (v for v, _ in found):
                 found.append((variable, problem))
     return SettingsError(*found[0], more=tuple(found[1:]))
+
+
+def _raw_inconsistencies(data: dict):
+    """The secrets-present checks of `Settings._inconsistencies`, on the values as read."""
+
+    def given(name: str) -> bool:
+        value = data.get(name)
+        return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+    if not given("slack_app_token") and not given("slack_signing_secret"):
+        yield _FieldProblem("SLACK_SIGNING_SECRET", "is required in HTTP mode")
+    if str(data.get("sitrep_sandbox", "")).strip().lower() in ("1", "true", "on", "yes"):
+        return
+    if given("statuspage_url") and not given("statuspage_api_key"):
+        yield _FieldProblem("STATUSPAGE_API_KEY", "is required with STATUSPAGE_URL")
+    if given("appfirst_url") and not given("appfirst_email"):
+        yield _FieldProblem("APPFIRST_EMAIL", "is required with APPFIRST_URL")
+    if given("appfirst_url") and not given("appfirst_api_key"):
+        yield _FieldProblem("APPFIRST_API_KEY", "is required with APPFIRST_URL")
 
 
 def _problems_of(error) -> list[tuple[str, str]]:
