@@ -324,7 +324,11 @@ class Sitrep:
         # Only Socket Mode needs these: an HTTP deployment never loads the websocket stack.
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-        from bot.inbound.socket_mode import first_connection_url  # loaded when used (start-up cost)
+        from bot.inbound.socket_mode import (  # loaded when used (start-up cost)
+            SocketModeDisabled,
+            first_connection_url,
+            stop_on_link_disabled,
+        )
 
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()
@@ -332,6 +336,13 @@ class Sitrep:
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)
+        disabled = asyncio.Event()
+
+        def link_disabled() -> None:
+            disabled.set()
+            stop.set()
+
+        stop_on_link_disabled(handler.client, link_disabled)
         stopped = asyncio.Event()
         operator = asyncio.create_task(self._serve_operator_routes(host, stopped))
         try:
@@ -350,6 +361,8 @@ class Sitrep:
             finally:
                 stopped.set()
                 await asyncio.wait([operator], timeout=5)
+        if disabled.is_set():
+            raise SocketModeDisabled
 
 
 async def _finish_acknowledged_work(timeout: float, keep: set[asyncio.Task] | frozenset = frozenset()) -> None:

@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     # default handler that kills the process (exit -15) after a clean stop. Exit 0 instead.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
-    from bot.inbound.socket_mode import SocketModeRefused
+    from bot.inbound.socket_mode import SocketModeDisabled, SocketModeRefused
     from bot.slack.preflight import BotTokenRefused, ScopesMissing
 
     try:
@@ -466,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SETTINGS
     except KeyboardInterrupt:
         pass
-    except (SocketModeRefused, BotTokenRefused, ScopesMissing) as exc:
+    except (SocketModeRefused, SocketModeDisabled, BotTokenRefused, ScopesMissing) as exc:
         print(f"sitrep: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
