@@ -25,6 +25,7 @@ from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import SlackEdge
 from bot.inbound.replays import ForgetShownAgain, replay_guard
+from bot.messages.sandbox import answer_in_sandbox
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST
 from scheduler.runner import ReminderScheduler
@@ -91,6 +92,7 @@ def _observe_request(ctx: AppContext):
     """A Bolt global middleware: the log context of the request (who, which command or
     action), and the time from Bolt receiving it to its ack."""
     metrics = ctx.metrics
+    sandbox = ctx.settings.sitrep_sandbox
 
     async def observe(req, resp, next):  # noqa: A002 - Bolt injects arguments by name
         kind, name = _what(req.body)
@@ -104,6 +106,9 @@ def _observe_request(ctx: AppContext):
             async def __call__(self, *args, **kwargs):
                 if self.response is None:
                     metrics.observe_ack(kind, name, time.perf_counter() - started)
+                if sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
+                    # A private answer in the ack (help, a list, an error): it says sandbox too.
+                    kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
                 return await super().__call__(*args, **kwargs)
 
         req.context["ack"] = TimedAck()

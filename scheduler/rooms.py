@@ -46,7 +46,14 @@ async def deliver_archive(ctx: AppContext, reminder: Reminder, claim: Claim) -> 
         return 1
     await _close(ctx, reminder.id, claim, ReminderState.SKIPPED)
     text, blocks = messages.room_archive_refused(incident, refused)
-    await tell_user(ctx.slack, user_id=incident.declared_by, channel_id=incident.room_channel_id, text=text, blocks=blocks)
+    await tell_user(
+        ctx.slack,
+        user_id=incident.declared_by,
+        channel_id=incident.room_channel_id,
+        text=text,
+        blocks=blocks,
+        sandbox=ctx.settings.sitrep_sandbox,
+    )
     return 0
 
 
