@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # Imported when used: `sitrep --help` and bad settings answer without loading the bot.
     from bot.inbound.socket_mode import SocketModeDisabled, SocketModeRefused
-    from bot.slack.preflight import BotTokenRefused, ScopesMissing
+    from bot.slack.preflight import BotTokenRefused, ScopesMissing  # (same reason)
 
     try:
         asyncio.run(_run(settings))
