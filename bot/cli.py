@@ -343,7 +343,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sitrep",
         description="Slack chat-ops for your status page: incidents and maintenance from Slack.",
-        epilog="Settings come from the environment or a .env file in the working directory (see README.md).",
+        epilog="Settings come from the environment or a .env file in the working directory (see docs/settings.md); exit codes in docs/operating.md.",
     )
     parser.add_argument("--version", action="version", version=f"sitrep {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,check,migrate,manifest,preview}")
@@ -354,9 +354,10 @@ def _parser() -> argparse.ArgumentParser:
             "Start the bot. With SLACK_APP_TOKEN set it connects to Slack over Socket Mode; otherwise it "
             "serves Slack's requests at POST /slack/events and liveness at GET /healthz on PORT (default 3000). "
             "It posts maintenance reminders on its own and polls the maintenance API every "
-            "SITREP_SYNC_INTERVAL seconds. Stops cleanly on SIGTERM or Ctrl-C. A missing or bad setting "
-            "stops it at once with one line naming the variable (exit 2). An out-of-date database schema is "
-            "upgraded first, under a lock, as `sitrep migrate` does."
+            "SITREP_SYNC_INTERVAL seconds. Stops cleanly on SIGTERM or Ctrl-C. Every missing or bad setting "
+            "stops it at once, one line each naming the variable (exit 2); so does a bot token Slack refuses "
+            "or one lacking scopes (exit 1). A bot not in SITREP_CHANNEL is one warning line. An out-of-date "
+            "database schema is upgraded first, under a lock, as `sitrep migrate` does."
         ),
     )
     run.add_argument("--sandbox", action="store_true", help=SANDBOX_HELP)
@@ -374,9 +375,11 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         help="validate the configuration and reach every configured service",
         description=(
-            "Validate the settings, then reach every configured service once: Slack (auth.test), the status "
-            "page and AppFirst (a read-only call each) and the database, printing one line per service with "
-            "the URL it tried. Exit 0 when all answered, 1 when a service failed, 2 for a bad setting."
+            "Validate the settings, then reach every configured service once: Slack (auth.test, and "
+            "SITREP_CHANNEL: can the bot read and post there), the status page and AppFirst (a read-only call "
+            "each) and the database (its schema revision, read only: check never writes), printing one line "
+            "per service with the URL it tried. Exit 0 when all answered, 1 when a service failed or the "
+            "schema is behind, 2 for a bad setting."
         ),
     )
     check_parser.add_argument("--sandbox", action="store_true", help="check the sandbox's set-up (see sitrep run --help)")
