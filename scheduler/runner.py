@@ -18,6 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.context import AppContext
 from bot.services import recovery
 from scheduler.reminders import run_due_reminders, stale_claim
+from scheduler.series import roll_series
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
 from store import submissions as submission_store
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 NEXT_JOB = "sitrep-reminders-next"
 SWEEP_JOB = "sitrep-reminders-sweep"
 SYNC_JOB = "sitrep-maintenance-sync"
+SERIES_JOB = "sitrep-maintenance-series"
 SWEEP_EVERY = timedelta(seconds=60)
 FIRST_SYNC_AFTER = timedelta(seconds=5)
 
@@ -67,6 +69,15 @@ class ReminderScheduler:
                 "interval",
                 seconds=self.ctx.settings.sitrep_sync_interval,
                 id=SYNC_JOB,
+                next_run_time=_machine_now() + FIRST_SYNC_AFTER,
+            )
+            # The horizon moves on all the time: occurrences that entered it are created at
+            # the next pass (so at most a sync interval after they enter it).
+            self.scheduler.add_job(
+                self._roll_series,
+                "interval",
+                seconds=self.ctx.settings.sitrep_sync_interval,
+                id=SERIES_JOB,
                 next_run_time=_machine_now() + FIRST_SYNC_AFTER,
             )
         if not self.timers:
@@ -171,6 +182,15 @@ class ReminderScheduler:
             log.exception("maintenance sync failed; retrying at the next interval")
         finally:
             self.ctx.metrics.sync(outcome, time.perf_counter() - started)
+
+    async def _roll_series(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._track(task)
+        try:
+            await roll_series(self.ctx)
+        except Exception:  # noqa: BLE001 - a failing roll never stops the bot; the next pass retries
+            log.exception("rolling recurring maintenance forward failed; retrying at the next interval")
 
     def _track(self, task: asyncio.Task) -> None:
         self._running.add(task)

@@ -114,3 +114,14 @@ async def resolve_if_open(session: AsyncSession, incident_id: int, *, by: str, n
         .values(resolved_at=now, resolved_by=by, updated_at=now)
     )
     return done.rowcount == 1
+
+
+async def incidents_touching(session: AsyncSession, start: datetime, end: datetime) -> list[Incident]:
+    """Incidents open at any moment of [start, end): declared before its end and not resolved
+    before its start, oldest first (the weekly digest's incidents)."""
+    query = (
+        select(Incident)
+        .where(Incident.declared_at < end, or_(Incident.resolved_at.is_(None), Incident.resolved_at >= start))
+        .order_by(Incident.declared_at, Incident.id)
+    )
+    return list((await session.scalars(query)).all())

@@ -138,7 +138,11 @@ class MaintenanceWindow(Base):
     """A maintenance window on one backend. `id` is the short number people type."""
 
     __tablename__ = "maintenance_windows"
-    __table_args__ = (UniqueConstraint("backend", "upstream_id"),)
+    __table_args__ = (
+        UniqueConstraint("backend", "upstream_id"),
+        # One window per occurrence of a series (a unique index: SQLite adds it in place).
+        Index("uq_maintenance_windows_series_occurrence", "series_id", "series_index", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     backend: Mapped[str] = mapped_column(String(16))
@@ -147,6 +151,8 @@ class MaintenanceWindow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     start: Mapped[datetime]
     end: Mapped[datetime | None] = mapped_column(default=None)  # None: the backend did not say (status page's in-progress list)
+    #: The end when the window was first stored: a later `end` past it means it was extended.
+    planned_end: Mapped[datetime | None] = mapped_column(default=None)
     components: Mapped[list[str]] = mapped_column(default=list)
     servers: Mapped[list[int]] = mapped_column(default=list)
     state: Mapped[str] = mapped_column(String(16), default=WindowState.SCHEDULED)  # a WindowState
@@ -164,6 +170,56 @@ class MaintenanceWindow(Base):
     announce_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     #: The draft it was scheduled from (None: made outside Slack), as for incidents.
     draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
+    #: The recurring series it is an occurrence of, and which one (0 = the first).
+    series_id: Mapped[int | None] = mapped_column(default=None)
+    series_index: Mapped[int | None] = mapped_column(default=None)
+    #: How its series repeats, in words, and when the series' next window after it starts
+    #: (None: the last one), kept on the row so the announcement is built from the row alone.
+    series_rule: Mapped[str | None] = mapped_column(String(300), default=None)
+    series_next: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MaintenanceSeries(Base):
+    """A recurring maintenance window: the rule (`bot.services.recurrence.Recurrence`, kept
+    field by field) and what each occurrence is created with. Neither API knows recurrence:
+    each occurrence is created as an ordinary window ahead of time."""
+
+    __tablename__ = "maintenance_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, default="")
+    components: Mapped[list[str]] = mapped_column(default=list)  # component IDs, as the form sends them
+    servers: Mapped[list[int]] = mapped_column(default=list)
+    repeat: Mapped[str] = mapped_column(String(16))  # a Repeat
+    zone: Mapped[str] = mapped_column(String(64))
+    first_date: Mapped[str] = mapped_column(String(10))  # local date of the first occurrence, ISO
+    at_time: Mapped[str] = mapped_column(String(5))  # local start time, HH:MM
+    length_minutes: Mapped[int]
+    weekdays: Mapped[list[int]] = mapped_column(default=list)
+    until_date: Mapped[str | None] = mapped_column(String(10), default=None)
+    count: Mapped[int | None] = mapped_column(default=None)
+    #: Occurrences from this index on were called off ("this and the following"); None: none.
+    ends_before: Mapped[int | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SeriesOccurrence(Base):
+    """The claim on creating one occurrence upstream: the primary key makes the first insert
+    win across replicas, so an occurrence is created once however many roll the series."""
+
+    __tablename__ = "series_occurrences"
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("maintenance_series.id"), primary_key=True)
+    index: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16))  # an OccurrenceState
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)  # database clock
+    window_id: Mapped[int | None] = mapped_column(default=None)
 
 
 class Reminder(Base):

@@ -164,3 +164,15 @@ class DraftKind(StrEnum):
     def creates(self) -> bool:
         """Makes something new upstream: sent twice, it makes two (the rest change one thing)."""
         return self in (DraftKind.DECLARE, DraftKind.SCHEDULE)
+
+
+class OccurrenceState(StrEnum):
+    """Where the creation of one occurrence of a recurring series is."""
+
+    CREATING = "creating"
+    """Claimed: its creator is sending it upstream (taken over when that instance is gone)."""
+    CREATED = "created"
+    """Upstream has it and the store has its window (`window_id`)."""
+    UNKNOWN = "unknown"
+    """The create got no answer and the upstream cannot be asked (the status page): the
+    series' creator is told to check; it is not sent again blindly."""

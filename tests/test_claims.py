@@ -29,9 +29,10 @@ from store.dbclock import db_utc_now
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
-from tests.support.maintenance import T0, announcements, cancel_twice_at_once
+from tests.support.maintenance import announcements, cancel_twice_at_once
 from tests.support.reminders import reminders
 
 pytestmark = pytest.mark.both_databases

@@ -8,10 +8,11 @@ import pytest
 
 from bot.errors import NotFound
 from bot.services.incidents import IncidentService
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, at_once
 from tests.support.incidents import declare, incidents_in_store, resolve_values, thread_replies
 from tests.support.incidents import open_modal as open_incident_modal
-from tests.support.maintenance import T0, cancel_twice_at_once, windows
+from tests.support.maintenance import cancel_twice_at_once, windows
 
 pytestmark = pytest.mark.both_databases
 

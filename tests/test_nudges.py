@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -18,9 +18,8 @@ from scheduler.nudges import METADATA_EVENT
 from scheduler.reminders import run_due_reminders
 from store.models import Incident, Reminder
 from store.states import ReminderKind, ReminderState
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, checked, chose, chose_many, last_view, typed
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from scheduler.reminders import METADATA_EVENT, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 from tests.support.reminders import reminder_posts, reminders
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
 
 
@@ -264,7 +264,7 @@ def test_cancel_removes_reminders(bot, slack, clock):
 
 
 def test_the_scheduler_plans_its_wake_up_at_the_next_due_time(bot, slack, clock):
-    clock.set(datetime(2031, 1, 1, 9, 0, tzinfo=UTC))  # ahead of the real time APScheduler uses
+    clock.set(T0 + timedelta(days=5 * 366))  # years ahead of the real time APScheduler uses
     window = schedule(bot)
     assert bot.bot.scheduler.next_wake() == reminders(bot, window.id)["heads_up"].due_at
     # APScheduler fires on the machine's clock: as far ahead of it as the due time is of the bot's.

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.backends.base import BackendWindow, MaintenanceBackend
+from bot.backends.base import BackendWindow, MaintenanceBackend, end_now_for
 from bot.context import AppContext
 from bot.errors import (
     AlreadyResolved,
@@ -28,9 +28,11 @@ from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
 from bot.services.outcomes import Change, Outcome
+from bot.services.series import SeriesService, new_series
 from bot.services.windows import Windows, posted_at
 from store import facts
 from store import maintenance as window_store
+from store import series as series_store
 from store.models import MaintenanceWindow
 from store.states import DraftKind, ReminderKind, WindowState
 
@@ -54,6 +56,8 @@ class ListedWindow:
     components: tuple[str, ...] = ()
     #: Our short number; None for a window made upstream that the sync has not announced yet.
     number: int | None = None
+    #: The recurring series it belongs to (`Listing.series` says how it repeats).
+    series_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Listing:
     problem: str | None = None
     #: When the API last answered a list (the sync's or a person's); None: never.
     checked_at: datetime | None = None
+    #: How each listed series repeats, in words, by series id.
+    series: dict[int, str] = field(default_factory=dict)
 
 
 def _same_minute(a: datetime | None, b: datetime | None) -> bool:
@@ -91,6 +97,7 @@ def _listed_from_row(row: MaintenanceWindow, now: datetime) -> ListedWindow:
         servers=tuple(row.servers),
         components=tuple(row.components),
         number=row.id,
+        series_id=row.series_id,
     )
 
 
@@ -109,6 +116,7 @@ def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: 
         servers=tuple(bw.servers),
         components=tuple(bw.components) or (tuple(row.components) if row is not None else ()),
         number=row.id if row is not None else None,
+        series_id=row.series_id if row is not None else None,
     )
 
 
@@ -119,6 +127,7 @@ class MaintenanceService(FeatureService):
     def __init__(self, ctx: AppContext):
         super().__init__(ctx)
         self.windows = Windows(ctx)
+        self.series = SeriesService(ctx, self)
 
     # --- guards ----------------------------------------------------------------------
     @property
@@ -172,7 +181,7 @@ class MaintenanceService(FeatureService):
                     backend.service, f"it took more than {LIST_DEADLINE_SECONDS:g} seconds to list its windows"
                 )
             log.warning("/maintenance list: %s did not answer (%s); answering from the store", backend.service, exc)
-            return self._listing(
+            return await self._listing(
                 [_listed_from_row(row, now) for row in stored],
                 now,
                 problem=str(exc),
@@ -190,10 +199,11 @@ class MaintenanceService(FeatureService):
                 continue  # history
             row = known.get(bw.upstream_id)
             merged[bw.upstream_id] = _listed_from_api(bw, row, backend.name, now)
-        return self._listing(sorted(merged.values(), key=_soonest), now)
+        return await self._listing(sorted(merged.values(), key=_soonest), now)
 
-    def _listing(self, windows: list[ListedWindow], now: datetime, **kwargs: Any) -> Listing:
+    async def _listing(self, windows: list[ListedWindow], now: datetime, **kwargs: Any) -> Listing:
         return Listing(
+            series=await self.series.described({w.series_id for w in windows if w.series_id is not None}),
             windows=windows,
             service=self.backend.service,
             now=now,
@@ -284,7 +294,8 @@ class MaintenanceService(FeatureService):
         window = await self._find_active(f"#{window_id}")
         now = self.ctx.clock()
         if self.backend.can_edit:
-            return await self.submit(DraftKind.EDIT, self.form_of(window, end=now), user_id=user_id, channel_id=channel_id)
+            end = end_now_for(now, window.start, self.backend.time_step)
+            return await self.submit(DraftKind.EDIT, self.form_of(window, end=end), user_id=user_id, channel_id=channel_id)
         await self.backend.cancel(window.upstream_id)  # resolves the incident on the status page
         async with self.ctx.db.session() as session, session.begin():
             stored = await window_store.get_window(session, window.id)
@@ -441,16 +452,35 @@ class MaintenanceService(FeatureService):
                 await facts.put_fact(session, self._offset_key(), {"seconds": int(seen.total_seconds())}, now=self.ctx.clock())
         return seen
 
-    async def _schedule(self, form: ScheduleForm, user_id: str) -> Outcome:
+    async def _schedule(self, form: ScheduleForm, user_id: str, occurrence: tuple[int, int] | None = None) -> Outcome:
+        """Create the window upstream and keep it. A form that repeats starts a series (the
+        window is its first occurrence) and creates the next ones within the horizon."""
+        if form.repeats and not form.zone.strip():
+            form = replace(form, zone=await self.series.zone_of(user_id))
         backend = self.backend
         offset = await self.server_offset()
         fields = self._backend_fields(form, offset)
         bw = await backend.create(**fields)
         await self._learn_offset(fields, bw, offset)
-        return await self._store_scheduled(form, bw, user_id)
+        outcome = await self._store_scheduled(form, bw, user_id, occurrence=occurrence)
+        if occurrence is None and outcome.record.series_id is not None:
+            await self.series.roll_forward(only=outcome.record.series_id)
+        return outcome
 
-    async def _store_scheduled(self, form: ScheduleForm, bw: BackendWindow, user_id: str) -> Outcome:
-        """Keep a window the backend has (as `bw`), plan its reminders, announce it."""
+    async def create_occurrence(self, form: ScheduleForm, user_id: str, occurrence: tuple[int, int]) -> Outcome:
+        """One occurrence of a series (`(series id, index)`), created upstream and kept."""
+        return await self._schedule(form, user_id, occurrence)
+
+    async def store_occurrence(self, form: ScheduleForm, bw: BackendWindow, user_id: str, occurrence: tuple[int, int]) -> Outcome:
+        """An occurrence found upstream after its creator died: kept and announced as if created."""
+        return await self._store_scheduled(form, bw, user_id, occurrence=occurrence)
+
+    async def _store_scheduled(
+        self, form: ScheduleForm, bw: BackendWindow, user_id: str, *, occurrence: tuple[int, int] | None = None
+    ) -> Outcome:
+        """Keep a window the backend has (as `bw`), plan its reminders, announce it. A window
+        of a series (`occurrence`, or a form that repeats: a new series) is linked to it in
+        the same transaction, so its claim is never left without the window."""
         backend = self.backend
         now = self.ctx.clock()
         start = bw.start or form.start
@@ -475,6 +505,18 @@ class MaintenanceService(FeatureService):
                     draft_id=SENDING_DRAFT.get(),
                 ),
             )
+            if occurrence is None and form.repeats:
+                channel = self.ctx.settings.sitrep_channel
+                series = await series_store.add_series(
+                    session, new_series(form, backend=backend.name, user_id=user_id, channel_id=channel, now=now)
+                )
+                occurrence = (series.id, 0)
+            if occurrence is not None:
+                series = await series_store.get_series(session, occurrence[0])
+                window.series_id, window.series_index = occurrence
+                window.series_rule, window.series_next = self.series.rule_and_next(series, occurrence[1])
+                await session.flush()
+                await series_store.record_created(session, occurrence[0], occurrence[1], window.id)
         # Reminders first: they must not depend on Slack taking the announcement.
         await reminders.schedule_window_reminders(self.ctx, window.id)
         warning = await self._slack_step(window.id, lambda: self.windows.announce(window.id))
@@ -549,6 +591,8 @@ class MaintenanceService(FeatureService):
 
     async def _cancel(self, form: CancelForm, user_id: str) -> Outcome:
         window = await self.find_cancellable(str(form.window_id))
+        if form.following and window.series_id is not None and window.series_index is not None:
+            return await self._cancel_following(window, form, user_id)
         try:
             await self.backend.cancel(window.upstream_id)
         except AlreadyResolved:
@@ -559,6 +603,35 @@ class MaintenanceService(FeatureService):
         window, warning = await self._close(window.id, user_id=user_id, note=form.note)
         permalink = await self._permalink(window)
         return Outcome(DraftKind.CANCEL, window, permalink=permalink, warning=warning)
+
+    async def _cancel_following(self, window: MaintenanceWindow, form: CancelForm, user_id: str) -> Outcome:
+        """This occurrence and every later one: the series stops creating them first (so a
+        roll does not add one behind the cancel), then each window ahead is deleted upstream
+        and closed here, this one first. Only this one's failure fails the whole; a later
+        one that fails is named in the answer (cancel it by itself)."""
+        async with self.ctx.db.session() as session, session.begin():
+            await series_store.end_before(session, window.series_id, window.series_index, now=self.ctx.clock())
+            ahead = await series_store.active_windows_from(session, window.series_id, window.series_index + 1)
+        outcome = await self._cancel(CancelForm(window_id=window.id, note=form.note), user_id)
+        done, failed = [], []
+        for later in ahead:
+            try:
+                await self._cancel(CancelForm(window_id=later.id, note=form.note), user_id)
+            except AlreadyResolved:
+                done.append(later.id)
+            except (UpstreamError, NotFound) as exc:
+                log.warning("cancelling maintenance #%s (a later occurrence of series %s): %s", later.id, window.series_id, exc)
+                failed.append(later.id)
+            else:
+                done.append(later.id)
+        notes = []
+        if done:
+            notes.append("Also cancelled the ones after it: " + ", ".join(f"#{n}" for n in done) + ".")
+        if failed:
+            notes.append("Not cancelled (try each by itself): " + ", ".join(f"#{n}" for n in failed) + ".")
+        notes.append("The series creates no more windows.")
+        outcome.warning = " ".join(filter(None, [outcome.warning, *notes]))
+        return outcome
 
     async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
         """Cancel in the store if nobody did meanwhile (compare-and-set): only the winner

@@ -37,14 +37,13 @@ from store.states import DraftKind
 
 log = logging.getLogger(__name__)
 
-#: Beats an instance may miss before it counts as gone (one late beat is not a death).
-HEARTBEAT_MISSES = 3
+HEARTBEAT_MISSES = instances.HEARTBEAT_MISSES
 #: Rows of instances silent this long are deleted.
 FORGET_AFTER = timedelta(days=1)
 
 
 def stale_after(ctx: AppContext) -> timedelta:
-    return timedelta(seconds=ctx.settings.sitrep_heartbeat * HEARTBEAT_MISSES)
+    return instances.gone_after(ctx.settings.sitrep_heartbeat)
 
 
 async def beat(ctx: AppContext) -> None:

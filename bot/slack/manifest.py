@@ -12,9 +12,9 @@ EVENTS_PATH = "/slack/events"
 PLACEHOLDER_URL = "https://your-host.example.com"
 
 #: Exactly what the code calls (tests/test_manifest.py scans for it): the slash commands,
-#: chat.postMessage/update/postEphemeral, and conversations.replies/history in a public or a
-#: private SITREP_CHANNEL.
-BOT_SCOPES = ("commands", "chat:write", "channels:history", "groups:history")
+#: chat.postMessage/update/postEphemeral, conversations.replies/history in a public or a
+#: private SITREP_CHANNEL, and users.info (a recurring window's time zone).
+BOT_SCOPES = ("commands", "chat:write", "channels:history", "groups:history", "users:read")
 #: A channel per incident (bot/slack/rooms.py): public ones, and private ones.
 ROOM_SCOPES = (SCOPE_PUBLIC, SCOPE_PRIVATE)
 
@@ -22,7 +22,7 @@ SLASH_COMMANDS = (
     {
         "command": "/incident",
         "description": "Declare, update, resolve and list incidents on the status page",
-        "usage_hint": "[declare [title] | update [ref] | resolve [ref] | list | help]",
+        "usage_hint": "[declare [title] | update [ref] | resolve [ref] | list | digest | help]",
     },
     {
         "command": "/maintenance",
