@@ -127,6 +127,16 @@ async def _preflight(ctx) -> None:
         log.warning("%s", state.problem)
 
 
+async def _on_database(database, url: str, step):
+    """`step(db)` on a `database` (store.db.Database, passed in: it is loaded when used) for
+    `url`, closed after; `DatabaseUnusable` comes out as raised, from the URL or the step."""
+    db = database(url)
+    try:
+        return await step(db)
+    finally:
+        await db.dispose()
+
+
 async def migrate(settings: Settings | MigrateSettings, out=print) -> int:
     """Bring the schema to the head revision (what `sitrep run` also does at start, under the
     same lock). Exit 0 when done, 2 when `DATABASE_URL` cannot be used."""
@@ -135,17 +145,10 @@ async def migrate(settings: Settings | MigrateSettings, out=print) -> int:
     from store.migrations import head  # (same reason)
 
     try:
-        db = Database(settings.database_url)
+        was = await _on_database(Database, settings.database_url, lambda db: db.prepare())
     except DatabaseUnusable as exc:
         out(f"sitrep: DATABASE_URL {exc}.")
         return EXIT_SETTINGS
-    try:
-        was = await db.prepare()
-    except DatabaseUnusable as exc:
-        out(f"sitrep: DATABASE_URL {exc}.")
-        return EXIT_SETTINGS
-    finally:
-        await db.dispose()
     out(f"database: at revision {head()}" + (" (already)" if was == head() else f" (was {was or 'empty'})"))
     return EXIT_OK
 
@@ -261,21 +264,18 @@ async def _check_database(settings: Settings, out) -> int:
     from store.db import STORE_FAILURES, Database, DatabaseUnusable  # noqa: PLC0415 - loaded when used (start-up cost)
     from store.migrations import head  # noqa: PLC0415 - (same reason)
 
-    try:
-        db = Database(settings.database_url)
-    except DatabaseUnusable as exc:
-        out(f"database: FAILED (DATABASE_URL {exc})")
-        return EXIT_SETTINGS
-    try:
+    async def inspect(db) -> str | None:
         was = await db.revision()
         if was == head():
             await db.check_writable(timeout=10)  # a write that changes nothing, rolled back
+        return was
+
+    try:
+        was = await _on_database(Database, settings.database_url, inspect)
     except (DatabaseUnusable, *STORE_FAILURES) as exc:
         reason = exc if isinstance(exc, DatabaseUnusable) else f"cannot be written ({type(exc).__name__})"
         out(f"database: FAILED (DATABASE_URL {reason})")
         return EXIT_SETTINGS
-    finally:
-        await db.dispose()
     if was == head():
         out(f"database: ok (schema at {was})")
         return EXIT_OK

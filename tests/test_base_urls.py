@@ -88,21 +88,22 @@ def test_an_incident_is_declared_whichever_way_statuspage_url_is_written(setting
     assert len(mounted_statuspage.incidents) == 1
 
 
+def schedule_at(appfirst_settings, slack, appfirst, clock, url: str) -> None:
+    """Schedule one window through the bot with APPFIRST_URL set to `url`."""
+    configured = appfirst_settings.model_copy(
+        update={"appfirst_url": url, "appfirst_email": appfirst.email, "appfirst_api_key": SecretStr(appfirst.api_key)}
+    )
+    with BotUnderTest(configured, clock=clock) as bot:
+        view = open_modal(bot, slack)
+        bot.submit(view, schedule_values("Kernel updates", description=None, servers="1, 2"))
+        wait_announcement(slack)
+
+
 @pytest.mark.parametrize("suffix", SPELLINGS)
 def test_a_window_is_scheduled_whichever_way_appfirst_url_is_written(
     appfirst_settings, slack, mounted_appfirst, upstream_clock, suffix
 ):
-    configured = appfirst_settings.model_copy(
-        update={
-            "appfirst_url": mounted_appfirst.url + suffix,
-            "appfirst_email": mounted_appfirst.email,
-            "appfirst_api_key": SecretStr(mounted_appfirst.api_key),
-        }
-    )
-    with BotUnderTest(configured, clock=upstream_clock) as bot:
-        view = open_modal(bot, slack)
-        bot.submit(view, schedule_values("Kernel updates", description=None, servers="1, 2"))
-        wait_announcement(slack)
+    schedule_at(appfirst_settings, slack, mounted_appfirst, upstream_clock, mounted_appfirst.url + suffix)
     [create] = [r for r in mounted_appfirst.requests if r.method == "POST"]
     assert create.path == "/appfirst/api/maintenance_windows/"
     assert len(mounted_appfirst.windows) == 1
@@ -114,17 +115,7 @@ def test_appfirst_url_may_carry_the_versioned_prefix_of_the_seeds_url_fields(
 ):
     """Seed 003's windows point at `/api/v5/maintenance_windows/…`: an operator copying that
     prefix gets every call under it, never `/api/v5/api/…`."""
-    configured = appfirst_settings.model_copy(
-        update={
-            "appfirst_url": mounted_appfirst.url + suffix,
-            "appfirst_email": mounted_appfirst.email,
-            "appfirst_api_key": SecretStr(mounted_appfirst.api_key),
-        }
-    )
-    with BotUnderTest(configured, clock=upstream_clock) as bot:
-        view = open_modal(bot, slack)
-        bot.submit(view, schedule_values("Kernel updates", description=None, servers="1, 2"))
-        wait_announcement(slack)
+    schedule_at(appfirst_settings, slack, mounted_appfirst, upstream_clock, mounted_appfirst.url + suffix)
     assert {r.path for r in mounted_appfirst.requests} <= {
         "/appfirst/api/v5/maintenance_windows/",
         *(f"/appfirst/api/v5/maintenance_windows/{i}/" for i in mounted_appfirst.windows),
