@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
 from bot.services import recovery
+from bot.services.digest import DigestService
 from scheduler.reminders import run_due_reminders, stale_claim
 from scheduler.series import roll_series
 from scheduler.sync import sync_windows
@@ -61,7 +62,11 @@ class ReminderScheduler:
         except Exception:  # noqa: BLE001 - a sick database is /readyz's to report; beats retry
             log.exception("could not write this instance's heartbeat; the next beat tries again")
         self.scheduler.start(paused=not self.timers)
-        self.ctx.wake_reminders = self.wake
+        self.ctx.wake_reminders.connect(self.wake)
+        try:
+            await DigestService(self.ctx).plan_next()  # the next weekly digest, if none is planned yet
+        except Exception:  # noqa: BLE001 - the next start or digest plans it; nothing else waits on it
+            log.exception("could not plan the next weekly digest")
         self.scheduler.add_job(self._run_due, "interval", seconds=SWEEP_EVERY.total_seconds(), id=SWEEP_JOB)
         if self.ctx.maintenance is not None:
             self.scheduler.add_job(
@@ -122,7 +127,7 @@ class ReminderScheduler:
         """Stop taking new work, and let a delivery under way finish (its claim protects it).
         Paused first, shut down after: APScheduler's shutdown cancels the coroutine jobs
         still running, which would drop a reminder mid-post and leave its claim held."""
-        self.ctx.wake_reminders = None
+        self.ctx.wake_reminders.disconnect()
         if self.scheduler.running:
             self.scheduler.pause()
         if self._running:

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.states import DraftState, ReminderState, WindowState
+from store.states import DraftState, IncidentState, ReminderState, WindowState
 
 
 class UTCDateTime(TypeDecorator):
@@ -81,8 +81,12 @@ class Incident(Base):
     draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
 
     @property
+    def state(self) -> IncidentState:
+        return IncidentState.of(self.resolved_at)
+
+    @property
     def is_open(self) -> bool:
-        return self.resolved_at is None
+        return self.state == IncidentState.OPEN
 
 
 class IncidentEvent(Base):
@@ -252,6 +256,16 @@ class Reminder(Base):
     not_before: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class WeeklyDigest(Base):
+    """One weekly digest, by when it is due: the primary key makes one replica's plan win,
+    so each week has one `Reminder` row (kind `digest`) however many replicas plan it."""
+
+    __tablename__ = "weekly_digests"
+
+    due_at: Mapped[datetime] = mapped_column(primary_key=True)
+    reminder_id: Mapped[int]
+
+
 class UpstreamFact(Base):
     """Something learned about an upstream that must outlive the process, such as the
     offset AppFirst adds to the times it is sent, or when its list last answered."""
@@ -275,7 +289,8 @@ class SeenSubmission(Base):
 
 
 class ChannelPace(Base):
-    """The pace of one Slack method in one channel, shared by every replica: the next free
+    """The pace of one Slack method in one channel (`channel` "*": in the whole workspace, for
+    the methods Slack limits per workspace), shared by every replica: the next free
     send slot ("theoretical arrival time" of a generic cell-rate limiter), in seconds since
     the epoch on the database's clock. Each send reserves its slot with one atomic update,
     so replicas together keep the channel's rate, never each on its own."""

@@ -8,14 +8,16 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from bot.messages.digest import MAX_LINES, weekly_digest
 from bot.services.digest import due_after, due_at_or_before, week_before
 from bot.settings import DigestSchedule, SettingsError, load_settings
+from scheduler.reminders import run_due_reminders
 from store.digest import WindowOutcome, summarize
-from store.models import Incident, MaintenanceWindow
-from store.states import WindowState
-from tests.support.harness import BotUnderTest, FakeClock
+from store.models import Incident, MaintenanceWindow, Reminder
+from store.states import ReminderKind, ReminderState, WindowState
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, at_once
 from tests.support.slack_limits import check_message
 
 pytestmark = pytest.mark.both_databases
@@ -190,3 +192,71 @@ def test_incident_digest_answers_the_week_so_far_privately(settings, slack, data
         # (the fake has no such message, so it is listed without one).
         assert "*Coming next week* · 1 window." in shown and "*#4* Window 4" in shown
         assert [c["message_ts"] for c in slack.calls_to("chat.getPermalink")] == [windows[3].message_ts]
+
+
+# --- the weekly post: planned once, posted once, late when sitrep was down -----------------
+
+
+def digest_rows(bot) -> list[tuple[datetime, str]]:
+    async def read():
+        async with bot.ctx.db.session() as session:
+            rows = await session.scalars(select(Reminder).where(Reminder.kind == ReminderKind.DIGEST).order_by(Reminder.due_at))
+            return [(r.due_at, r.state) for r in rows]
+
+    return bot.run(read())
+
+
+def posted_digests(slack) -> list[str]:
+    return [
+        json.dumps(m["blocks"], ensure_ascii=False)
+        for m in slack.messages(CHANNEL)
+        if not m.get("thread_ts") and "Weekly digest" in json.dumps(m.get("blocks"), ensure_ascii=False)
+    ]
+
+
+def store_fixture_week(bot) -> None:
+    incidents, windows = fixture_week()
+
+    async def store() -> None:
+        async with bot.ctx.db.session() as session, session.begin():
+            session.add_all(incidents + windows)
+
+    bot.run(store())
+
+
+def test_the_weekly_digest_is_posted_once_by_two_replicas_and_the_next_week_planned(settings, slack, database_url):
+    clock = FakeClock(WEEK_END - timedelta(hours=1))
+    digest_settings = settings.model_copy(update={"sitrep_digest": BERLIN_MONDAY_9})
+    with BotUnderTest(digest_settings, clock=clock) as one, BotUnderTest(digest_settings, clock=clock) as two:
+        assert digest_rows(one) == [(WEEK_END, ReminderState.PENDING)]  # both planned it: one row
+        store_fixture_week(one)
+        clock.set(WEEK_END)
+        at_once(lambda: one.run(run_due_reminders(one.ctx)), lambda: two.run(run_due_reminders(two.ctx)))
+        [digest] = posted_digests(slack)
+        assert "3 incidents declared, 3 resolved, 1 still open." in digest and "Posted late" not in digest
+        assert "1 on time, 1 extended, 1 cancelled" in digest
+        assert digest_rows(one) == [(WEEK_END, ReminderState.POSTED), (WEEK_END + timedelta(days=7), ReminderState.PENDING)]
+        assert one.run(run_due_reminders(one.ctx)) == 0 and two.run(run_due_reminders(two.ctx)) == 0
+        assert len(posted_digests(slack)) == 1
+    # A restart plans nothing twice.
+    with BotUnderTest(digest_settings, clock=clock) as again:
+        assert len(digest_rows(again)) == 2
+
+
+def test_a_digest_due_while_sitrep_was_down_is_posted_late_and_says_so(settings, slack, database_url):
+    clock = FakeClock(WEEK_END - timedelta(days=1))
+    digest_settings = settings.model_copy(update={"sitrep_digest": BERLIN_MONDAY_9})
+    with BotUnderTest(digest_settings, clock=clock) as bot:
+        assert digest_rows(bot) == [(WEEK_END, ReminderState.PENDING)]
+    clock.set(WEEK_END + timedelta(hours=3))  # down over the digest's time
+    with BotUnderTest(digest_settings, clock=clock) as bot:
+        bot.run(run_due_reminders(bot.ctx))
+        [digest] = posted_digests(slack)
+        assert "Posted late" in digest
+        # Planned one ahead: the week after, not a second one for the week missed.
+        assert [due for due, _ in digest_rows(bot)] == [WEEK_END, WEEK_END + timedelta(days=7)]
+
+
+def test_no_digest_is_planned_without_sitrep_digest(settings, slack, database_url):
+    with BotUnderTest(settings, clock=FakeClock(WEEK_END)) as bot:
+        assert digest_rows(bot) == []

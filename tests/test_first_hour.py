@@ -55,14 +55,17 @@ def test_a_token_without_the_scopes_stops_run_naming_every_missing_one(http_env,
     done = sitrep("run", env=http_env, cwd=tmp_path)
     assert done.returncode == cli.EXIT_REFUSED
     line = only_line(done.stderr, "SLACK_BOT_TOKEN lacks the scopes")
-    assert "chat:write, channels:history, groups:history, users:read" in line and "sitrep manifest" in line
+    assert (
+        "chat:write, channels:history, groups:history, channels:read, groups:read, users:read" in line
+        and "sitrep manifest" in line
+    )
 
 
 def test_with_a_channel_per_incident_its_scope_is_named_too(http_env, slack, tmp_path):
     slack.grant({"commands"})
     done = sitrep("check", env=http_env | {"SITREP_INCIDENT_CHANNELS": "on"}, cwd=tmp_path)
     (line,) = lines_starting(done.stdout, "channel: FAILED")
-    assert "chat:write, channels:history, groups:history, users:read, channels:manage" in line
+    assert "chat:write, channels:history, groups:history, channels:read, groups:read, users:read, channels:manage" in line
 
 
 def test_a_bot_not_in_its_channel_starts_with_one_warning_and_readyz_says_so(http_env, slack, tmp_path):

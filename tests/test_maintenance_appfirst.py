@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from bot.services import maintenance_listing
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
@@ -396,9 +397,7 @@ def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_o
 
 
 def test_list_gives_up_on_a_slow_list(af_bot, slack, appfirst, monkeypatch):
-    import bot.services.maintenance
-
-    monkeypatch.setattr(bot.services.maintenance, "LIST_DEADLINE_SECONDS", 0.5)
+    monkeypatch.setattr(maintenance_listing, "LIST_DEADLINE_SECONDS", 0.5)
     schedule_first(af_bot)
     appfirst.latency = 1.0  # each page answers within the client's 2 s, the whole list does not
     text = list_answer(af_bot, slack)

@@ -14,8 +14,8 @@ from bot.backends import (
     backend_named,
 )
 from bot.messages import maintenance as messages
-from bot.services.maintenance import ListedWindow, Listing
 from bot.services.maintenance_forms import ScheduleForm, parse_servers
+from bot.services.maintenance_listing import ListedWindow, Listing
 from bot.services.outcomes import Change, Outcome
 from bot.settings import Component
 from handlers.maintenance import views

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.messages.incident import AnnouncementId
+from bot.slack.posts import PostTag
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
-from scheduler.nudges import METADATA_EVENT
 from scheduler.reminders import run_due_reminders
 from store.models import Incident, Reminder
 from store.states import ReminderKind, ReminderState
@@ -103,7 +103,7 @@ def nudges(slack) -> list[dict]:
         meta = call.get("metadata") or {}
         if isinstance(meta, str):
             meta = json.loads(meta)
-        if meta.get("event_type") == METADATA_EVENT:
+        if meta.get("event_type") == PostTag.NUDGE:
             out.append(call)
     return out
 

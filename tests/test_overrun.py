@@ -13,7 +13,8 @@ import pytest
 from bot.messages.maintenance import OverrunId
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from bot.slack.posts import PostTag
+from scheduler.reminders import run_due_reminders
 from store.models import MaintenanceWindow
 from store.states import DraftKind
 from tests.support.dates import T0
@@ -36,7 +37,7 @@ def prompts(slack) -> list[dict]:
     for call in slack.calls_to("chat.postMessage"):
         meta = call.get("metadata") or {}
         meta = json.loads(meta) if isinstance(meta, str) else meta
-        if meta.get("event_type") == METADATA_EVENT and meta["event_payload"]["kind"] == "overrun":
+        if meta.get("event_type") == PostTag.REMINDER and meta["event_payload"]["kind"] == "overrun":
             out.append(call)
     return out
 

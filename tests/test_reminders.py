@@ -13,7 +13,8 @@ from sqlalchemy import select
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
-from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from bot.slack.posts import PostTag
+from scheduler.reminders import run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
@@ -163,7 +164,7 @@ def test_stale_claim_already_in_slack_is_not_posted_again(bot, slack, clock):
             channel=CHANNEL,
             thread_ts=window.message_ts,
             text="started",
-            metadata={"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": "started"}},
+            metadata={"event_type": PostTag.REMINDER, "event_payload": {"window_id": window.id, "kind": "started"}},
         )
     )
     slack.forget_calls()
@@ -305,7 +306,7 @@ def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
         slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed", timeout=10)
         bot.run(bot.bot.scheduler.stop(timeout=10))
         assert reminders(bot, window.id)["started"].state == "posted"
-        assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == METADATA_EVENT]) == 1
+        assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == PostTag.REMINDER]) == 1
 
 
 @pytest.mark.parametrize("days", [-400, 0, 400])

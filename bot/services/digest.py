@@ -8,17 +8,28 @@ change is an hour shorter or longer, never shifted."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from bot.context import AppContext
+from bot.messages.digest import weekly_digest
 from bot.settings import DigestSchedule
-from bot.slack.channel import Posted
+from bot.slack.channel import Message, Posted
+from bot.slack.posts import Post, PostTag
 from store import incidents as incident_store
 from store import maintenance as window_store
 from store.digest import WEEK, WeekDigest, summarize
+from store.models import Reminder, WeeklyDigest
+from store.states import ReminderKind
+
+log = logging.getLogger(__name__)
 
 #: Windows the digest links (one chat.getPermalink each); the rest are listed without a link.
 MAX_WINDOW_LINKS = 40
+#: A digest posted later than this after its time says it is late (sitrep was not running).
+LATE_AFTER = timedelta(minutes=5)
 
 
 def due_at_or_before(schedule: DigestSchedule, moment: datetime) -> datetime:
@@ -73,3 +84,41 @@ class DigestService:
         links.update({("window", w.id): link for w, link in zip(shown, found, strict=True) if link})
         digest.links.update(links)
         return digest
+
+    # --- the weekly post (a `Reminder` row of kind `digest`, through the engine) -------------
+    async def plan_next(self) -> datetime | None:
+        """Plan the next digest (its row), once across replicas: the `WeeklyDigest` row's key
+        is the digest time, so a second replica's plan of the same week finds it taken. Planned
+        one ahead: a digest whose time passed while sitrep was down is still pending and is
+        posted late when it comes back; a new install posts nothing for weeks before it ran."""
+        schedule = self.ctx.settings.sitrep_digest
+        if schedule is None:
+            return None
+        due = due_after(schedule, self.ctx.clock())
+        try:
+            async with self.ctx.db.session() as session, session.begin():
+                if await session.get(WeeklyDigest, due) is not None:
+                    return due
+                row = Reminder(kind=ReminderKind.DIGEST, due_at=due)
+                session.add(row)
+                await session.flush()
+                session.add(WeeklyDigest(due_at=due, reminder_id=row.id))
+        except IntegrityError:
+            return due  # another replica planned it first
+        await self.ctx.wake()
+        return due
+
+    def post_for(self, due_at: datetime) -> Post:
+        """The digest due at `due_at`: the week before it, built when its turn in the channel
+        comes (so it counts what happened until then), marked late if sitrep was down."""
+
+        async def build() -> Message:
+            start, end = (
+                week_before(self.ctx.settings.sitrep_digest, due_at)
+                if self.ctx.settings.sitrep_digest
+                else (due_at - WEEK, due_at)
+            )
+            late = self.ctx.clock() - due_at > LATE_AFTER
+            return weekly_digest(await self.week(start, end), late_since=due_at if late else None)
+
+        return Post(PostTag.DIGEST, {"due": due_at.isoformat()}, build, thread=None)

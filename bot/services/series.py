@@ -116,14 +116,6 @@ class SeriesService:
             return "UTC"
         return zone if isinstance(zone, str) and valid_zone(zone) else "UTC"
 
-    async def described(self, series_ids: set[int]) -> dict[int, str]:
-        """How each series repeats, in words (for `/maintenance list`)."""
-        if not series_ids:
-            return {}
-        async with self.ctx.db.session() as session:
-            found = await series_store.series_by_id(session, series_ids)
-        return {sid: describe(rule_of(series)) for sid, series in found.items()}
-
     @classmethod
     def rule_and_next(cls, series: MaintenanceSeries, index: int) -> tuple[str, datetime | None]:
         """What an occurrence's announcement says of its series: how it repeats, and when

@@ -13,8 +13,9 @@ PLACEHOLDER_URL = "https://your-host.example.com"
 
 #: Exactly what the code calls (tests/test_manifest.py scans for it): the slash commands,
 #: chat.postMessage/update/postEphemeral, conversations.replies/history in a public or a
-#: private SITREP_CHANNEL, and users.info (a recurring window's time zone).
-BOT_SCOPES = ("commands", "chat:write", "channels:history", "groups:history", "users:read")
+#: private SITREP_CHANNEL, conversations.members (the home tab shows a person the incidents
+#: of channels they are in) and users.info (a recurring window's time zone).
+BOT_SCOPES = ("commands", "chat:write", "channels:history", "groups:history", "channels:read", "groups:read", "users:read")
 #: A channel per incident (bot/slack/rooms.py): public ones, and private ones.
 ROOM_SCOPES = (SCOPE_PUBLIC, SCOPE_PRIVATE)
 

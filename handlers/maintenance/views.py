@@ -30,7 +30,7 @@ from store.states import DraftKind
 
 if TYPE_CHECKING:
     from bot.backends.base import BackendWindow, MaintenanceBackend
-    from bot.services.maintenance import ListedWindow, Listing
+    from bot.services.maintenance_listing import ListedWindow, Listing
 
 MAX_MESSAGE_BLOCKS = 50
 FIELD_MAX = 1900  # a section field may hold 2000 characters
