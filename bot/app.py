@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timedelta
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -25,11 +26,15 @@ from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import SlackEdge
 from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
 from bot.inbound.replays import ForgetShownAgain, replay_guard
+from bot.messages.sandbox import answer_in_sandbox
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
+
+#: How long /readyz trusts a good answer about SITREP_CHANNEL before asking Slack again.
+CHANNEL_RECHECK = timedelta(seconds=60)
 
 
 def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> AsyncApp:
@@ -88,6 +93,7 @@ def _observe_request(ctx: AppContext):
     """A Bolt global middleware: the log context of the request (who, which command or
     action), and the time from Bolt receiving it to its ack."""
     metrics = ctx.metrics
+    sandbox = ctx.settings.sitrep_sandbox
 
     async def observe(req, resp, next):  # noqa: A002 - Bolt injects arguments by name
         kind, name = _what(req.body)
@@ -101,6 +107,9 @@ def _observe_request(ctx: AppContext):
             async def __call__(self, *args, **kwargs):
                 if self.response is None:
                     metrics.observe_ack(kind, name, time.perf_counter() - started)
+                if sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
+                    # A private answer in the ack (help, a list, an error): it says sandbox too.
+                    kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
                 return await super().__call__(*args, **kwargs)
 
         req.context["ack"] = TimedAck()
@@ -164,6 +173,7 @@ class Sitrep:
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
+        self._channel_ok_at: datetime | None = None
 
     async def start(self) -> None:
         await self.ctx.db.upgrade()  # a no-op when `sitrep run` already did it
@@ -207,7 +217,29 @@ class Sitrep:
             checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
         if self.drain.draining:  # SIGTERM: out of rotation, so the balancer stops sending
             checks["shutdown"] = "draining"
-        return all(v == "ok" for v in checks.values()), checks
+        ready = all(v == "ok" for v in checks.values())
+        # Reported, not gating: a replica taken out of rotation could not even tell people
+        # why their announcement failed, and every replica would be out alike.
+        checks["channel"] = await self._channel_state()
+        return ready, checks
+
+    async def _channel_state(self) -> str:
+        """ "ok", or why the bot cannot post in SITREP_CHANNEL (removed from it, say). A good
+        answer is kept for `CHANNEL_RECHECK` (conversations.history is Tier 3: a probe every
+        few seconds must not spend it); a bad one is asked again each time, so an `/invite`
+        shows at once."""
+        from bot.slack.preflight import check_channel  # noqa: PLC0415 - loaded when used (start-up cost)
+
+        now = self.ctx.clock()
+        if self._channel_ok_at is not None and now - self._channel_ok_at < CHANNEL_RECHECK:
+            return "ok"
+        try:
+            async with asyncio.timeout(5):
+                state = await check_channel(self.ctx.slack, self.ctx.settings.sitrep_channel, ())
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return f"not checked ({type(exc).__name__})"
+        self._channel_ok_at = now if state.ok else None
+        return "ok" if state.ok else str(state.problem)
 
     def operator_routes(self) -> list[Route]:
         """/healthz (the process answers), /readyz (it can do its work), /metrics."""
@@ -320,7 +352,11 @@ class Sitrep:
         # Only Socket Mode needs these: an HTTP deployment never loads the websocket stack.
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-        from bot.inbound.socket_mode import first_connection_url  # loaded when used (start-up cost)
+        from bot.inbound.socket_mode import (  # loaded when used (start-up cost)
+            SocketModeDisabled,
+            first_connection_url,
+            stop_on_link_disabled,
+        )
 
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()
@@ -328,6 +364,13 @@ class Sitrep:
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)
+        disabled = asyncio.Event()
+
+        def link_disabled() -> None:
+            disabled.set()
+            stop.set()
+
+        stop_on_link_disabled(handler.client, link_disabled)
         stopped = asyncio.Event()
         operator = asyncio.create_task(self._serve_operator_routes(host, stopped))
         try:
@@ -349,6 +392,8 @@ class Sitrep:
             finally:
                 stopped.set()
                 await asyncio.wait([operator], timeout=5)
+        if disabled.is_set():
+            raise SocketModeDisabled
 
 
 async def _finish_acknowledged_work(timeout: float, keep: set[asyncio.Task] | frozenset = frozenset()) -> None:

@@ -77,6 +77,55 @@ def test_run_with_a_refused_app_token_stops_with_one_line(socket_env, socket, tm
     assert socket.connection_count == 0
 
 
+def test_run_stops_in_one_line_when_slack_disables_socket_mode(socket_env, socket, tmp_path):
+    """A `link_disabled` disconnect: reconnecting cannot work, so sitrep stops instead of
+    retrying forever (slack_sdk on its own asks for a new connection at every disconnect)."""
+    process = start_sitrep(socket_env, tmp_path)
+    try:
+        socket.wait_connected(1, timeout=20)
+        socket.disconnect("link_disabled")
+        output = process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, output
+    lines = [line for line in output.splitlines() if line.startswith("sitrep:")]
+    assert lines == [
+        "sitrep: Slack disconnected Socket Mode (link_disabled): Socket Mode is off for this app. Turn it on in the "
+        "app's settings (Socket Mode), or unset SLACK_APP_TOKEN to serve HTTP"
+    ], output
+    assert "Traceback" not in output and socket.connection_count == 1
+
+
+def test_the_fake_refuses_every_connection_once_socket_mode_is_disabled(socket, slack):
+    """The fake, strict: after `link_disabled` no handshake is accepted, even with a ticket."""
+    import asyncio  # noqa: PLC0415 - this test alone drives a websocket by hand
+
+    from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415 - (same reason)
+    from websockets.asyncio.client import connect  # noqa: PLC0415 - (same reason)
+    from websockets.exceptions import InvalidStatus  # noqa: PLC0415 - (same reason)
+
+    async def handshake() -> str:
+        return (await AsyncWebClient(base_url=slack.url).apps_connections_open(app_token=APP_TOKEN))["url"]
+
+    async def scenario() -> tuple[dict, int]:
+        async with connect(await handshake()) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await asyncio.to_thread(socket.wait_connected, 1)  # the fake counts it just after hello
+            socket.disconnect("link_disabled")  # on the fake's own loop; returns once sent
+            told = json.loads(await ws.recv())
+        try:
+            async with connect(await handshake()):
+                return told, 101
+        except InvalidStatus as refused:
+            return told, refused.response.status_code
+
+    told, status = asyncio.run(scenario())
+    assert told["type"] == "disconnect" and told["reason"] == "link_disabled"
+    assert status == 403 and any("disabled" in why for why in socket.refused)
+
+
 def stop_sitrep(process: subprocess.Popen) -> str:
     """SIGTERM, then its output once it exited on its own (a failure if it takes over 15 s)."""
     process.send_signal(signal.SIGTERM)
