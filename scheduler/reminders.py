@@ -304,7 +304,8 @@ async def _digest(ctx: AppContext, due: Due, records: Records) -> int:
     """The weekly digest: posted once, then the next week's planned."""
     digests = DigestService(ctx)
     late = ctx.due_clock.reading().judged_at(due.due_at) - due.due_at > DIGEST_LATE_AFTER  # a step is not lateness
-    result = await posts.post_once(ctx, digests.post_for(due.due_at), due.held(ctx, late=lambda: late))
+    post = await digests.post_for(due.due_at, late=late)
+    result = await posts.post_once(ctx, post, due.held(ctx, late=lambda: late))
     await digests.plan_next()
     return result.posted
 
