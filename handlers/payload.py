@@ -23,6 +23,11 @@ def selected(values: dict, block_id: str, action_id: str) -> str | None:
     return option.get("value") if option else None
 
 
+def selected_user(values: dict, block_id: str, action_id: str) -> str | None:
+    """A `users_select`'s pick (a user ID)."""
+    return _value(values, block_id, action_id).get("selected_user") or None
+
+
 def selected_many(values: dict, block_id: str, action_id: str) -> list[str]:
     return [o["value"] for o in _value(values, block_id, action_id).get("selected_options") or []]
 

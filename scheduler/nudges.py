@@ -35,7 +35,7 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> in
     judged = ctx.due_clock.reading().judged_at(reminder.due_at)  # the quiet time passed, not stepped
     async with ctx.db.session() as session:
         incident = await incident_store.get_incident(session, reminder.incident_id)
-        # The last person who updated it, else the declarer.
+        # The last person who updated it, else the lead (named beside them).
         who = await incident_store.last_updater(session, reminder.incident_id) if incident is not None else None
     minutes = ctx.settings.sitrep_update_nudge
     next_at = next_nudge_at(incident, minutes=minutes, now=now) if incident is not None else None
@@ -51,7 +51,7 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> in
         return 0
     # At least the interval: a last update stamped while the clock ran ahead is no younger.
     quiet = max(judged - incident.updated_at, timedelta(minutes=minutes))
-    message = messages.nudge(incident, who or incident.declared_by, quiet)
+    message = messages.nudge(incident, who or incident.lead, quiet)
     post = Post(PostTag.NUDGE, _tag(reminder), message, thread=at, priority=Priority.HEADS_UP, hand_back=True)
     return (await posts.post_once(ctx, post, RowClaim(ctx, reminder.id, claim, rearm_at=next_at))).posted
 

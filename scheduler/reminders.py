@@ -292,6 +292,10 @@ async def _resolve_notice(ctx: AppContext, due: Due, records: Records) -> int:
     return await IncidentService(ctx).deliver_notice(due.reminder_id, due.claim)
 
 
+async def _lead_reply(ctx: AppContext, due: Due, records: Records) -> int:
+    return await IncidentService(ctx).deliver_lead(due.reminder_id, due.claim)
+
+
 async def _nudge(ctx: AppContext, due: Due, records: Records) -> int:
     return await deliver_nudge(ctx, await _as_claimed(ctx, due), due.claim)
 
@@ -323,6 +327,7 @@ DELIVERY: dict[ReminderKind, Deliver] = {
     ReminderKind.ENDED: _window_reminder,
     ReminderKind.CANCELLED: _cancel_notice,
     ReminderKind.RESOLVED: _resolve_notice,
+    ReminderKind.LEAD: _lead_reply,
     ReminderKind.DIGEST: _digest,
     ReminderKind.NUDGE: _nudge,
     ReminderKind.ARCHIVE: _archive,

@@ -124,6 +124,12 @@ async def add_event(
     return event
 
 
+async def event_posted_by(session: AsyncSession, row_id: int) -> IncidentEvent | None:
+    """The timeline event whose reply the `reminders` row `row_id` posts."""
+    query = select(IncidentEvent).where(IncidentEvent.post_id == row_id)
+    return (await session.execute(query)).scalars().first()
+
+
 async def last_updater(session: AsyncSession, incident_id: int) -> str | None:
     """Who posted the incident's latest update, if anyone did."""
     query = (

@@ -63,6 +63,9 @@ class Incident(Base):
     #: The message it was declared from (the *Declare incident* shortcut), linked from the announcement.
     source_link: Mapped[str | None] = mapped_column(String(500), default=None)
     declared_by: Mapped[str] = mapped_column(String(32))
+    #: Who runs it (the declare form's *Lead*, `/incident lead`); None only for incidents
+    #: stored before 0017, whose lead is their declarer (`lead`).
+    lead_id: Mapped[str | None] = mapped_column(String(32), default=None)
     declared_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     update_count: Mapped[int] = mapped_column(default=0)
@@ -88,6 +91,10 @@ class Incident(Base):
     def is_open(self) -> bool:
         return self.state == IncidentState.OPEN
 
+    @property
+    def lead(self) -> str:
+        return self.lead_id or self.declared_by
+
 
 class IncidentEvent(Base):
     """One step of an incident's timeline: declared, an update, resolved."""
@@ -102,6 +109,8 @@ class IncidentEvent(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: The `reminders` row that posts this event's reply exactly once (a lead change), if any.
+    post_id: Mapped[int | None] = mapped_column(index=True, default=None)
 
 
 class Draft(Base):

@@ -42,6 +42,7 @@ class AnnouncementId(StrEnum):
     ACTIONS = "incident_actions"
     POST_UPDATE = "incident_post_update"
     RESOLVE = "incident_resolve_button"
+    LEAD = "incident_lead_button"
 
 
 def short_title(incident: Incident) -> str:
@@ -72,6 +73,7 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
         field("Status", f"{STATUS_EMOJI.get(status, '')} {fit(status, 200)}"),
         field("Impact", f"{IMPACT_EMOJI.get(incident.impact, '')} {fit(incident.impact, 200)}"),
         field("Components", fit_list(incident.components, 1900)),
+        field("Lead", user(incident.lead)),
         field("Declared by", user(incident.declared_by)),
         field("Declared", slack_date(incident.declared_at)),
     ]
@@ -92,6 +94,7 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
                 "elements": [
                     button("Post update", AnnouncementId.POST_UPDATE, str(incident.id), "primary"),
                     button("Resolve", AnnouncementId.RESOLVE, str(incident.id), "danger"),
+                    button("Lead", AnnouncementId.LEAD, str(incident.id)),
                 ],
             }
         )
@@ -124,6 +127,15 @@ def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[
     return f"Resolved: incident #{incident.id} {short_title(incident)} (lasted {lasted})", blocks
 
 
+def lead_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
+    """A lead change, in the thread: the new lead is mentioned (they should hear)."""
+    head = (
+        f":busts_in_silhouette: {user(event.text)} now leads incident #{incident.id} *{short_title(incident)}* "
+        f"· set by {user(event.user_id)} · {slack_date(event.at)}"
+    )
+    return f"Incident #{incident.id} is now led by {user(event.text)}", [section(head)]
+
+
 class NudgeId(StrEnum):
     """The nudge's actions block; its buttons are the announcement's, so the same listeners answer."""
 
@@ -132,9 +144,11 @@ class NudgeId(StrEnum):
 
 def nudge(incident: Incident, who: str, quiet: timedelta) -> tuple[str, list[dict]]:
     """A reply in the thread when an open incident has had no update for a while. `who`
-    is the declarer or the last updater (a user ID, shown as a mention: they should hear)."""
+    is the last updater (a user ID, shown as a mention: they should hear); the lead is
+    named too, once when they are the same person."""
+    whom = user(incident.lead) if who == incident.lead else f"{user(incident.lead)} (lead), {user(who)}"
     head = (
-        f":bell: {user(who)}: incident #{incident.id} *{short_title(incident)}* has had no update for "
+        f":bell: {whom}: incident #{incident.id} *{short_title(incident)}* has had no update for "
         f"{duration(quiet)}. Readers of the status page are waiting: post an update, or resolve it."
     )
     blocks = [

@@ -26,6 +26,8 @@ class DeclareForm:
     #: channel and ts, so the announcement can link to it. Empty for `/incident declare`.
     source_channel: str = ""
     source_ts: str = ""
+    #: Who leads it (a Slack user ID); empty: the declarer.
+    lead: str = ""
 
     @property
     def from_message(self) -> bool:

@@ -11,7 +11,15 @@ from slack_sdk.errors import SlackApiError
 
 from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
-from bot.errors import AlreadyResolved, AnnouncementBusy, FeatureDisabled, NotAllowed, NotFound, UpstreamError
+from bot.errors import (
+    AlreadyResolved,
+    AnnouncementBusy,
+    FeatureDisabled,
+    NotAllowed,
+    NotFound,
+    SitrepError,
+    UpstreamError,
+)
 from bot.messages import incident as messages
 from bot.messages.format import escape, truncate
 from bot.services import incident_forms, notices, nudges
@@ -22,7 +30,7 @@ from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
 from bot.slack import posts
 from bot.slack.channel import Message, Posted
-from bot.slack.posts import PostTag, RowClaim, Subject
+from bot.slack.posts import Post, PostTag, RowClaim, Subject
 from store import ids
 from store import incidents as incident_store
 from store import maintenance as window_store
@@ -180,6 +188,7 @@ class IncidentService(FeatureService):
                     notify=form.notify,
                     channel_id=channel,
                     declared_by=user_id,
+                    lead_id=form.lead or user_id,
                     declared_at=now,
                     updated_at=now,
                     source_link=source_link,
@@ -281,6 +290,50 @@ class IncidentService(FeatureService):
             await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
+    async def change_lead(self, ref: str, lead: str, user_id: str) -> tuple[Incident, str | None]:
+        """Hand an open incident to `lead`: stored with its timeline event and the row that
+        posts the reply (one transaction, so a crash leaves the reply to the scheduler), then
+        the reply posted in the thread, the announcement and the channel's summary edited."""
+        incident = await self.find_open(ref)
+        if lead == incident.lead:
+            raise SitrepError(f"<@{lead}> already leads incident #{incident.id}.")
+        now = self.ctx.clock()
+        async with self.ctx.db.session() as session, session.begin():
+            incident = await incident_store.get_incident(session, incident.id)
+            incident.lead_id = lead
+            # No incident_id on the row: (incident_id, kind) is one row each, and an incident
+            # may change lead many times; the event names its row (`post_id`).
+            row = posts.held_row(self.ctx, kind=ReminderKind.LEAD)
+            session.add(row)
+            await session.flush()
+            event = await incident_store.add_event(
+                session, incident, kind=IncidentEventKind.LEAD, status=incident.status, text=lead, user_id=user_id, at=now
+            )
+            event.post_id = row.id
+        warning = await self._publish(incident, event.id, messages.lead_reply(incident, event), lead_post=row.id)
+        return await self._reload(incident.id), warning
+
+    async def deliver_lead(self, row_id: int, claim) -> int:
+        """The scheduler's side of a lead-change reply whose changer died before posting it."""
+        async with self.ctx.db.session() as session:
+            event = await incident_store.event_posted_by(session, row_id)
+            incident = await incident_store.get_incident(session, event.incident_id) if event is not None else None
+        if incident is None or event is None:
+            await RowClaim(self.ctx, row_id, claim).skip()
+            return 0
+        if incident.message_ts is None:
+            incident = await self._announce(incident)
+        result = await self._post_lead(
+            self._at(incident), incident.id, event.id, row_id, messages.lead_reply(incident, event), claim
+        )
+        if result.ts is not None:
+            await self._record_reply(event.id, result.ts)
+        return result.posted
+
+    async def _post_lead(self, at: Posted, incident_id: int, event_id: int, row_id: int, reply: Message, claim) -> posts.Result:
+        post = Post(PostTag.LEAD, {"incident_id": incident_id, "event": event_id}, reply, thread=at)
+        return await posts.post_once(self.ctx, post, RowClaim(self.ctx, row_id, claim))
+
     async def _reload(self, incident_id: int) -> Incident:
         async with self.ctx.db.session() as session:
             return await incident_store.get_incident(session, incident_id)
@@ -296,6 +349,7 @@ class IncidentService(FeatureService):
         *,
         broadcast: bool = False,
         notice: int | None = None,
+        lead_post: int | None = None,
     ) -> str | None:
         """Bring Slack up to date: the announcement (posted now if it never was), the
         thread reply, the parent edited. The status page already took the change, so Slack
@@ -311,11 +365,12 @@ class IncidentService(FeatureService):
                 return
             at = at or self._at(await self._announce(incident))
             if reply is not None:
-                ts = await (
-                    self._post_notice(at, incident.id, notice, reply)
-                    if notice is not None
-                    else channel.reply(at, reply, broadcast=broadcast)
-                )
+                if notice is not None:
+                    ts = await self._post_notice(at, incident.id, notice, reply)
+                elif lead_post is not None:
+                    ts = (await self._post_lead(at, incident.id, event_id, lead_post, reply, posts.HELD)).ts
+                else:
+                    ts = await channel.reply(at, reply, broadcast=broadcast)
                 if ts is not None:
                     await self._record_reply(event_id, ts)
             await channel.refresh(at, messages.announcement(incident))

@@ -82,7 +82,9 @@ def declare_modal(
     statuses: Sequence[str],
     impacts: Sequence[str],
     channel_id: str | None,
+    declarer: str | None = None,
 ) -> dict:
+    """`declarer`: who opens it, the lead unless they pick someone else."""
     blocks = []
     if form.from_message:
         where = f"<#{escape(form.source_channel)}>"
@@ -113,6 +115,7 @@ def declare_modal(
             "Impact",
             kit.select(Action.IMPACT, [(_impact_label(i), i) for i in impacts], form.impact, "Impact"),
         ),
+        kit.input_block(Block.LEAD, "Lead", kit.person_select(Action.LEAD, form.lead or declarer, "Who runs it")),
     ]
     if components:
         element = kit.multi_select(
@@ -132,6 +135,25 @@ def declare_modal(
     if form.from_message:
         metadata["source"] = [form.source_channel, form.source_ts]
     return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, metadata)
+
+
+def lead_modal(incident: Incident, *, channel_id: str | None) -> dict:
+    """*Lead* on the announcement: who runs the incident from now on."""
+    blocks = [
+        section(f"Who leads incident *#{incident.id} {short_title(incident)}*? The thread hears of the change."),
+        kit.input_block(Block.LEAD, "Lead", kit.person_select(Action.LEAD, incident.lead, "Who runs it")),
+    ]
+    return kit.modal(Callback.LEAD, "Incident lead", "Set lead", blocks, {"channel": channel_id, "incident": incident.id})
+
+
+def lead_answer(incident: Incident, permalink: str | None, warning: str | None) -> tuple[str, list[dict]]:
+    """To whoever changed the lead."""
+    where = f" <{permalink}|Open the thread>." if permalink else ""
+    text = f":white_check_mark: <@{incident.lead}> now leads incident #{incident.id} *{short_title(incident)}*.{where}"
+    blocks = [section(text)]
+    if warning:
+        blocks.append(section(f":warning: {warning}"))
+    return text, blocks
 
 
 def declare_from_message(text: str, channel_id: str, message_ts: str) -> DeclareForm:
@@ -252,7 +274,7 @@ def incident_list(
         title = f"<{link}|{title}>" if link else title
         lines.append(
             f"{IMPACT_EMOJI.get(incident.impact, '')} *#{incident.id}* {title} · {incident.status} · "
-            f"{incident.impact} · open {duration(now - incident.declared_at)}"
+            f"{incident.impact} · led by <@{incident.lead}> · open {duration(now - incident.declared_at)}"
         )
     shown = f" — newest first, {first}–{last} shown" if total > len(incidents) else ""
     header = f"*{total} open incident{plural}*{shown}"
@@ -281,6 +303,7 @@ HELP = (
     "• `/incident declare [title]` — declare an incident (also plain `/incident`)\n"
     "• `/incident update [ref]` — post an update and change the status\n"
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
+    "• `/incident lead [ref] @person` — hand the incident to a new lead (also the *Lead* button)\n"
     "• `/incident list [page]` — open incidents, newest first, 20 a page, only to you\n"
     "• `/incident digest` — this week so far: incidents, time to resolve, maintenance, only to you\n"
     "• `/incident help` — this help\n"

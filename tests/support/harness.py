@@ -93,6 +93,11 @@ def chose_external(value: str | None) -> dict:
     return {"type": "external_select", "selected_option": {"value": value} if value else None}
 
 
+def picked_user(user_id: str | None) -> dict:
+    """A users_select's state: the person picked."""
+    return {"type": "users_select", "selected_user": user_id}
+
+
 def chose_many(values: list[str]) -> dict:
     return {"type": "multi_static_select", "selected_options": [{"value": v} for v in values]}
 
