@@ -124,6 +124,32 @@ async def add_event(
     return event
 
 
+async def by_room(session: AsyncSession, channel_id: str) -> Incident | None:
+    """The incident whose own channel this is."""
+    return (await session.execute(select(Incident).where(Incident.room_channel_id == channel_id))).scalars().first()
+
+
+async def by_announcement(session: AsyncSession, channel_id: str, ts: str) -> Incident | None:
+    """The incident announced by the message at `ts` in `channel_id`."""
+    query = select(Incident).where(Incident.channel_id == channel_id, Incident.message_ts == ts)
+    return (await session.execute(query)).scalars().first()
+
+
+async def timeline(session: AsyncSession, incident_id: int) -> list[IncidentEvent]:
+    """Every event of the incident, oldest first."""
+    query = select(IncidentEvent).where(IncidentEvent.incident_id == incident_id).order_by(IncidentEvent.at, IncidentEvent.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def pinned_event(session: AsyncSession, incident_id: int, message_ts: str) -> IncidentEvent | None:
+    query = select(IncidentEvent).where(
+        IncidentEvent.incident_id == incident_id,
+        IncidentEvent.kind == IncidentEventKind.PINNED,
+        IncidentEvent.message_ts == message_ts,
+    )
+    return (await session.execute(query)).scalars().first()
+
+
 async def event_posted_by(session: AsyncSession, row_id: int) -> IncidentEvent | None:
     """The timeline event whose reply the `reminders` row `row_id` posts."""
     query = select(IncidentEvent).where(IncidentEvent.post_id == row_id)

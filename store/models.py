@@ -97,9 +97,11 @@ class Incident(Base):
 
 
 class IncidentEvent(Base):
-    """One step of an incident's timeline: declared, an update, resolved."""
+    """One step of an incident's timeline: declared, an update, a lead change, a pinned
+    message, resolved."""
 
     __tablename__ = "incident_events"
+    __table_args__ = (Index("uq_incident_events_pinned", "incident_id", "kind", "message_ts", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -111,6 +113,8 @@ class IncidentEvent(Base):
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
     #: The `reminders` row that posts this event's reply exactly once (a lead change), if any.
     post_id: Mapped[int | None] = mapped_column(index=True, default=None)
+    #: A pinned message's permalink (kind `pinned`: `message_ts` is that message's, `user_id` its author).
+    link: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class Draft(Base):

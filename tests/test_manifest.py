@@ -259,11 +259,20 @@ def scopes_for(method: str) -> set[str]:
     return chosen
 
 
+#: The scope each subscribed event needs. Slack's event pages are not in ../shared/slack/;
+#: this is from https://docs.slack.dev/reference/scopes/reactions.read ("Compatible events:
+#: reaction_added, reaction_removed"); app_home_opened needs none.
+EVENT_SCOPES = {"app_home_opened": None, "reaction_added": "reactions:read", "reaction_removed": "reactions:read"}
+
+
 def needed_scopes() -> dict[str, set[str]]:
-    """scope → the methods (or features) that need it."""
+    """scope → the methods (or features, or events) that need it."""
     needs: dict[str, set[str]] = {}
     if manifest()["features"].get("slash_commands"):
         needs["commands"] = {"slash commands"}
+    for event in manifest()["settings"]["event_subscriptions"]["bot_events"]:
+        if EVENT_SCOPES[event]:
+            needs.setdefault(EVENT_SCOPES[event], set()).add(f"event {event}")
     for method in called_methods():
         for scope in scopes_for(method):
             needs.setdefault(scope, set()).add(method)

@@ -93,6 +93,14 @@ class IncidentService(FeatureService):
         async with self.ctx.db.session() as session:
             return await incident_store.search_open(session, number=number, words=words, limit=limit)
 
+    async def find_any(self, ref: str) -> Incident:
+        """An incident, open or resolved, by short number or upstream ID."""
+        async with self.ctx.db.session() as session:
+            incident = await incident_store.find_incident(session, ref)
+        if incident is None:
+            raise NotFound(f"I don't know an incident `{escape(truncate(ref.strip(), 40))}`. Try `/incident list`.")
+        return incident
+
     async def find_open(self, ref: str) -> Incident:
         """An open incident by short number or upstream ID, or a plain answer why not."""
         async with self.ctx.db.session() as session:

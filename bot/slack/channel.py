@@ -195,6 +195,21 @@ class Channel:
         except SlackApiError:
             return None
 
+    async def read_message(self, at: Posted) -> dict | None:
+        """The message at `at` as Slack has it now (a thread reply or a top-level message:
+        conversations.replies with its ts answers it first), or None when Slack will not say."""
+        try:
+            page = await self.outbox.call(
+                "conversations.replies",
+                lambda: self.sender.conversations_replies(channel=at.channel, ts=at.ts, limit=1),
+                channel=at.channel,
+            )
+        except SlackApiError as exc:
+            log.warning("could not read the message %s: %s", at.ts, slack_error(exc))
+            return None
+        messages = [m for m in page.get("messages", []) if m.get("ts") == at.ts]
+        return messages[0] if messages else None
+
     async def find_reply(self, at: Posted, event_type: str, payload: dict) -> str | None:
         """The ts of a reply in the thread tagged with this metadata, or None. Unreadable
         thread: None too, as posting twice is better than never."""

@@ -15,7 +15,18 @@ PLACEHOLDER_URL = "https://your-host.example.com"
 #: chat.postMessage/update/postEphemeral, conversations.replies/history in a public or a
 #: private SITREP_CHANNEL, conversations.members (the home tab shows a person the incidents
 #: of channels they are in) and users.info (a recurring window's time zone).
-BOT_SCOPES = ("commands", "chat:write", "channels:history", "groups:history", "channels:read", "groups:read", "users:read")
+#: reactions:read: the reaction_added / reaction_removed events (a :pushpin: adds a message
+#: to an incident's timeline).
+BOT_SCOPES = (
+    "commands",
+    "chat:write",
+    "channels:history",
+    "groups:history",
+    "channels:read",
+    "groups:read",
+    "users:read",
+    "reactions:read",
+)
 #: A channel per incident (bot/slack/rooms.py): public ones, and private ones.
 ROOM_SCOPES = (SCOPE_PUBLIC, SCOPE_PRIVATE)
 
@@ -23,7 +34,7 @@ SLASH_COMMANDS = (
     {
         "command": "/incident",
         "description": "Declare, update, resolve and list incidents on the status page",
-        "usage_hint": "[declare [title] | update [ref] | resolve [ref] | list | digest | help]",
+        "usage_hint": "[declare [title] | update [ref] | resolve [ref] | lead [ref] @person | timeline [ref] | list | digest | help]",
     },
     {
         "command": "/maintenance",
@@ -39,7 +50,7 @@ SHORTCUTS = (
         "description": "Declare an incident from this message (its text becomes the description)",
     },
 )
-BOT_EVENTS = ("app_home_opened",)
+BOT_EVENTS = ("app_home_opened", "reaction_added", "reaction_removed")
 
 
 class ManifestError(ValueError):

@@ -13,6 +13,7 @@ from bot.errors import InputInvalid, NotFound
 from bot.services.digest import DigestService
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.incidents import IncidentService
+from bot.services.timeline import PIN, TimelineService
 from handlers.errors import renders_errors
 from handlers.feature import FeatureHandlers, modal_errors
 from handlers.incident import views
@@ -82,9 +83,20 @@ def _incident_choice(values: dict) -> int:
 class IncidentHandlers(FeatureHandlers):
     service: IncidentService
 
-    def __init__(self, ctx: AppContext, service: IncidentService, digests: DigestService):
+    def __init__(self, ctx: AppContext, service: IncidentService, digests: DigestService, timeline: TimelineService):
         super().__init__(ctx, service, views.done_answer)
         self.digests = digests
+        self.timeline = timeline
+
+    # --- :pushpin: reactions (the Events API) ------------------------------------------
+    async def reaction_added(self, ack, it: Interaction) -> None:
+        """Bolt has acknowledged the event; a pin on a message of an incident joins its timeline."""
+        if it.reaction == PIN and it.channel_id and it.message_ts:
+            await self.timeline.pinned(it.channel_id, it.message_ts)
+
+    async def reaction_removed(self, ack, it: Interaction) -> None:
+        if it.reaction == PIN and it.channel_id and it.message_ts:
+            await self.timeline.unpinned(it.channel_id, it.message_ts)
 
     # --- /incident ---------------------------------------------------------------------
     async def command(self, ack, it: Interaction) -> None:
@@ -101,6 +113,14 @@ class IncidentHandlers(FeatureHandlers):
                 await ack(text=LEAD_USAGE, response_type="ephemeral")
                 return
             await self.change_lead(ack, it, ref, lead)
+        elif sub == "timeline":
+            self.service.require_enabled()
+            incident = await self.service.find_any(rest) if rest else await self._open_choice(it, None)
+            if incident is None:
+                raise NotFound("Several incidents are open: say which, like `/incident timeline #12`.")
+            await ack()  # the timeline can be long: answered after the ack
+            incident, events = await self.timeline.events(str(incident.id))
+            await self._tell(it, views.timeline_answer(incident, events))
         elif sub == "list":
             page = list_page(rest)
             if page is None:
@@ -252,7 +272,7 @@ class IncidentHandlers(FeatureHandlers):
 
 def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
     """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
-    handlers = IncidentHandlers(ctx, IncidentService(ctx), DigestService(ctx))
+    handlers = IncidentHandlers(ctx, IncidentService(ctx), DigestService(ctx), TimelineService(ctx))
     listeners = [
         (app.command, "/incident", handlers.command),
         (app.view, Callback.DECLARE, handlers.submit_declare),
@@ -265,6 +285,8 @@ def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
         (app.action, Action.DECLARE, handlers.button_declare),
         (app.shortcut, Callback.DECLARE_FROM_MESSAGE, handlers.shortcut_declare),
         (app.options, Action.INCIDENT, handlers.suggest_incidents),
+        (app.event, "reaction_added", handlers.reaction_added),
+        (app.event, "reaction_removed", handlers.reaction_removed),
     ]
     for kind, key, listener in listeners:
         kind(key)(renders_errors(ctx, listener))

@@ -532,6 +532,49 @@ class FakeSlack:
             self._by_key[(channel, ts)] = message
             return ts
 
+    def react(self, channel: str, ts: str, name: str, user: str = "U999", *, remove: bool = False) -> Json:
+        """A person adds (or with `remove`, takes off) a reaction on a message: the message's
+        `reactions` change as conversations.replies/history then show them, and the event
+        Slack sends the app (`reaction_added` / `reaction_removed`, its documented shape:
+        https://docs.slack.dev/reference/events/reaction_added, not in ../shared/slack/) is
+        returned for the test to deliver."""
+        with self._lock:
+            message = self._by_key.get((channel, ts))
+            if message is None:
+                raise ValueError(f"no message {ts} in {channel}")
+            reactions = [dict(r, users=list(r["users"])) for r in message.get("reactions") or []]
+            entry = next((r for r in reactions if r["name"] == name), None)
+            if remove:
+                if entry is None or user not in entry["users"]:
+                    raise ValueError(f"{user} has no :{name}: on {ts} (Slack answers no_reaction)")
+                entry["users"].remove(user)
+            else:
+                if entry is not None and user in entry["users"]:
+                    raise ValueError(f"{user} reacted :{name}: on {ts} already (Slack answers already_reacted)")
+                if entry is None:
+                    reactions.append(entry := {"name": name, "users": [], "count": 0})
+                entry["users"].append(user)
+            entry["count"] = len(entry["users"])
+            message["reactions"] = [r for r in reactions if r["count"]] or None
+            event: Json = {
+                "type": "reaction_removed" if remove else "reaction_added",
+                "user": user,
+                "reaction": name,
+                "item": {"type": "message", "channel": channel, "ts": ts},
+                "event_ts": self._next_ts(),
+            }
+            author = message.get("user")
+            if author:  # messages not authored by a user (a bot's, a webhook's) carry no item_user
+                event["item_user"] = author
+            return event
+
+    def person_replies(self, channel: str, thread_ts: str, text: str, user: str = "U999") -> str:
+        """A person's reply in a thread; returns its ts."""
+        ts = self.person_posts(channel, text, user)
+        with self._lock:
+            self._by_key[(channel, ts)]["thread_ts"] = thread_ts
+        return ts
+
     def set_user(self, user_id: str, **fields: Any) -> None:
         """Override fields of the user ``users.info`` returns (e.g. ``tz=...``)."""
         with self._lock:
