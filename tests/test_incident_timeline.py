@@ -16,8 +16,8 @@ from bot.services.timeline import PIN
 from handlers.incident import views
 from store.models import IncidentEvent
 from tests.support.dates import T0
-from tests.support.harness import CHANNEL
-from tests.support.incidents import declare, event_kinds
+from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.incidents import declare, event_kinds, incidents_in_store
 from tests.support.slack_limits import check_message
 from tests.test_incident_views import HOSTILE, incident
 
@@ -118,3 +118,15 @@ def test_a_timeline_of_many_events_fits_one_private_answer(count):
     if shown < count:
         assert blocks[-1]["elements"][0]["text"] == f"…and {count - shown} more, the newest."
     assert shown == count if count == 200 else shown < count
+
+
+def test_a_pushpin_in_the_incidents_own_channel_joins_its_timeline(settings, slack, statuspage):
+    room_settings = settings.model_copy(update={"sitrep_incident_channels": True, "sitrep_archive_after": 24})
+    with BotUnderTest(room_settings) as bot:
+        declared = declare(bot, slack)
+        room = slack.wait_for(lambda: [i for i in incidents_in_store(bot) if i.room_channel_id])[0].room_channel_id
+        ts = slack.person_posts(room, "CPU at 100% on db-2", user="U0ANA")
+        bot.event(slack.react(room, ts, PIN, user="U0BOB"))
+        [entry] = slack.wait_for(lambda: pinned(bot, declared.id))
+        assert (entry.text, entry.user_id) == ("CPU at 100% on db-2", "U0ANA")
+        assert room in entry.link
