@@ -83,6 +83,7 @@ EXPECTED: dict[str, str] = {
     "SITREP_REMINDER_LEAD": "a whole number of minutes, 0 or more",
     "SITREP_SYNC_INTERVAL": "a whole number of seconds, 10 or more",
     "SITREP_UPDATE_NUDGE": "a whole number of minutes, 0 (off) or more",
+    "SITREP_CHANGE_LOOKBACK": "a whole number of minutes, 0 or more",
     "SITREP_OVERRUN_WARNING": "a whole number of minutes, 0 (off) or more",
     "SITREP_ANNOUNCE_HORIZON": "a whole number of days, 1 or more",
     "SITREP_INCIDENT_CHANNELS": "on or off",
@@ -197,6 +198,8 @@ class Settings(BaseSettings):
     sitrep_sync_interval: int = Field(default=300, ge=10)
     #: Minutes without an update before an open incident is nudged in its thread; 0 = off.
     sitrep_update_nudge: int = Field(default=30, ge=0, le=7 * 24 * 60)
+    #: Minutes after a window ended during which a declared incident still names it as overlapping.
+    sitrep_change_lookback: int = Field(default=60, ge=0, le=7 * 24 * 60)
     #: Minutes before a running window's end to ask "still working?"; 0 = off.
     sitrep_overrun_warning: int = Field(default=10, ge=0, le=7 * 24 * 60)
     #: Days ahead a window made elsewhere is announced; later ones wait, stored, until they enter it.

@@ -124,6 +124,22 @@ async def add_event(
     return event
 
 
+async def add_overlap(session: AsyncSession, incident: Incident, window: dict, *, at: datetime) -> IncidentEvent:
+    """The timeline's record of a window that overlapped the incident's start."""
+    event = IncidentEvent(
+        incident_id=incident.id,
+        kind=IncidentEventKind.OVERLAP,
+        status=incident.status,
+        text=f"{window['title']} ({window['where']})" if window["where"] else window["title"],
+        user_id="",
+        at=at,
+        link=window["link"],
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
 async def by_room(session: AsyncSession, channel_id: str) -> Incident | None:
     """The incident whose own channel this is."""
     return (await session.execute(select(Incident).where(Incident.room_channel_id == channel_id))).scalars().first()

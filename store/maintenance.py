@@ -48,6 +48,22 @@ async def by_upstream(session: AsyncSession, backend: str, upstream_id: str) -> 
     return found
 
 
+async def overlapping(session: AsyncSession, *, now: datetime, ended_since: datetime, limit: int) -> list[MaintenanceWindow]:
+    """Windows running at `now` (started, not cancelled, not ended) or ended since
+    `ended_since`, the latest started first; at most `limit`."""
+    query = (
+        select(MaintenanceWindow)
+        .where(
+            MaintenanceWindow.state != WindowState.CANCELLED,
+            MaintenanceWindow.start <= now,
+            or_(MaintenanceWindow.end.is_(None), MaintenanceWindow.end >= ended_since),
+        )
+        .order_by(MaintenanceWindow.start.desc(), MaintenanceWindow.id.desc())
+        .limit(limit)
+    )
+    return list((await session.execute(query)).scalars())
+
+
 async def by_guid(session: AsyncSession, upstream_id: str) -> MaintenanceWindow | None:
     """A window of any backend whose upstream ID is this GUID (the status page's windows
     share their IDs' space with its incidents); None when `upstream_id` is no GUID."""

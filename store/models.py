@@ -66,6 +66,9 @@ class Incident(Base):
     #: Who runs it (the declare form's *Lead*, `/incident lead`); None only for incidents
     #: stored before 0017, whose lead is their declarer (`lead`).
     lead_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: Maintenance running or ended less than SITREP_CHANGE_LOOKBACK minutes before it was
+    #: declared, as the announcement names it: [{"id", "title", "where", "link", "ended"}].
+    overlaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     declared_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     update_count: Mapped[int] = mapped_column(default=0)

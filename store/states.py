@@ -83,6 +83,8 @@ class IncidentEventKind(StrEnum):
     """Resolved from Slack; its `message_ts` is the *Resolved* reply in the thread."""
     LEAD = "lead"
     """The lead changed; `text` is the new lead's user ID, `user_id` who changed it."""
+    OVERLAP = "overlap"
+    """A maintenance window running (or just ended) when it was declared (`text` names it, `link` its thread)."""
     PINNED = "pinned"
     """A message pinned with :pushpin: (its text, `user_id` its author, `link`, `message_ts`)."""
 

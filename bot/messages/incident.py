@@ -10,6 +10,7 @@ from enum import StrEnum
 from bot.messages.format import (
     SHORT_TITLE,
     button,
+    clip,
     context,
     duration,
     escape,
@@ -86,6 +87,9 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
     if incident.description:
         blocks.extend(text_sections(incident.description))
     blocks.append({"type": "section", "fields": fields})
+    overlap = overlap_lines(incident)
+    if overlap:
+        blocks.append(section(overlap))
     if incident.is_open:
         blocks.append(
             {
@@ -109,6 +113,31 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
     blocks.append(context(f"{footer}{source}"))
     text = f"Incident #{incident.id}: {short_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
     return text, blocks
+
+
+def window_scope(components: list[str], servers: list[int]) -> str:
+    """What a maintenance window touches, as plain words (escaped where shown)."""
+    if components:
+        return ", ".join(components)
+    if servers:
+        return "servers " + ", ".join(str(s) for s in servers)
+    return ""
+
+
+def overlap_lines(incident: Incident) -> str | None:
+    """The maintenance that was running (or had just ended) when it was declared; None if none.
+    Windows on the incident's own components come first (as stored)."""
+    if not incident.overlaps:
+        return None
+    lines = []
+    for window in incident.overlaps:
+        title = fit(window.get("title") or "Maintenance", 200)
+        title = f"<{escape(window['link'])}|{title}>" if window.get("link") else title
+        when = "ended shortly before" if window.get("ended") else "running"
+        where = f" on {fit(window['where'], 300)}" if window.get("where") else ""
+        shared = " · :warning: same components" if window.get("shared") else ""
+        lines.append(f":construction: {title} ({when}){where}{shared}")
+    return clip("*Maintenance overlapping the start:*\n" + "\n".join(lines), 2900)
 
 
 def update_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:

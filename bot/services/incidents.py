@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -38,6 +39,9 @@ from store.models import Incident, IncidentEvent, Reminder
 from store.states import RESOLVED_STATUS, DraftKind, IncidentEventKind, ReminderKind
 
 log = logging.getLogger(__name__)
+
+#: Overlapping windows an announcement names at most (the rest are counted).
+MAX_OVERLAPS = 5
 
 #: How long the link form waits for the status page's list of windows in progress.
 WINDOW_CHECK_SECONDS = 1.0
@@ -183,6 +187,10 @@ class IncidentService(FeatureService):
         now = self.ctx.clock()
         channel = self.ctx.settings.sitrep_channel
         source_link, source_warning = await self._source_link(form)
+        components = self.ctx.settings.component_names(form.component_ids)
+        # Read (with their threads' links) before the announcement is queued: a link asked
+        # from inside the post's own turn in the channel's queue would wait on itself.
+        overlaps = await self._overlaps(components, now)
         async with self.ctx.db.session() as session, session.begin():
             incident = await incident_store.add_incident(
                 session,
@@ -192,7 +200,8 @@ class IncidentService(FeatureService):
                     description=form.description,
                     status=form.status,
                     impact=form.impact,
-                    components=self.ctx.settings.component_names(form.component_ids),
+                    components=components,
+                    overlaps=overlaps or None,
                     notify=form.notify,
                     channel_id=channel,
                     declared_by=user_id,
@@ -215,12 +224,37 @@ class IncidentService(FeatureService):
                 user_id=user_id,
                 at=now,
             )
+            for window in overlaps:
+                await incident_store.add_overlap(session, incident, window, at=now)
         warning = await self._publish(incident)
         room_warnings = await self.rooms.open(await self._reload(incident.id))
         incident = await self._reload(incident.id)
         return Outcome(
             DraftKind.DECLARE, incident, permalink=incident.permalink, warning=_joined(warning, source_warning, *room_warnings)
         )
+
+    async def _overlaps(self, components: list[str], now) -> list[dict]:
+        """Maintenance running now or ended less than SITREP_CHANGE_LOOKBACK minutes ago, as
+        the announcement names it; windows on the incident's components first."""
+        since = now - timedelta(minutes=self.ctx.settings.sitrep_change_lookback)
+        async with self.ctx.db.session() as session:
+            windows = await window_store.overlapping(session, now=now, ended_since=since, limit=MAX_OVERLAPS)
+        affected = set(components)
+        windows.sort(key=lambda w: not (affected & set(w.components)))  # stable: latest first within each
+        found = []
+        for window in windows:
+            at = Posted(window.channel_id, window.message_ts) if window.channel_id and window.message_ts else None
+            found.append(
+                {
+                    "id": window.id,
+                    "title": window.title,
+                    "where": messages.window_scope(window.components, window.servers),
+                    "link": await self.ctx.channel.permalink(at) if at else None,
+                    "ended": window.end.isoformat() if window.end is not None and window.end <= now else None,
+                    "shared": sorted(affected & set(window.components)),
+                }
+            )
+        return found
 
     async def _source_link(self, form: DeclareForm) -> tuple[str | None, str | None]:
         """The permalink of the message it is declared from, and a note when Slack gives none

@@ -306,6 +306,7 @@ EVENT_ICONS = {
     "update": ":memo:",
     "lead": ":busts_in_silhouette:",
     "pinned": ":pushpin:",
+    "overlap": ":construction:",
     "resolved": ":white_check_mark:",
 }
 
@@ -320,6 +321,9 @@ def timeline_line(event: IncidentEvent) -> str:
         words = fit(plain_text(event.text), 300) or "(no text)"
         linked = f"<{escape(event.link)}|pinned>" if event.link else "pinned"
         what = f"{linked} from {who}: {words}"
+    elif event.kind == "overlap":
+        words = fit(event.text, 300)
+        what = "maintenance overlapping the start: " + (f"<{escape(event.link)}|{words}>" if event.link else words)
     elif event.kind == "declared":
         what = f"declared by {who} · {fit(event.status, 100)}"
     elif event.kind == "resolved":

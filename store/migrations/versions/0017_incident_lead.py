@@ -1,4 +1,4 @@
-"""An incident's lead, and its timeline's pinned messages (their permalink, once each); an incident's lead (who runs it; the declarer unless someone else is named), and which
+"""An incident's lead, the maintenance that overlapped its start, and its timeline's pinned messages (their permalink, once each); an incident's lead (who runs it; the declarer unless someone else is named), and which
 timeline events are posted by a claimed row (`reminders`, kind `lead`): a lead change's reply
 in the thread is posted exactly once, like a resolve notice.
 
@@ -20,6 +20,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("incidents") as batch:
         batch.add_column(sa.Column("lead_id", sa.String(32), nullable=True))
+        # The maintenance windows running (or just ended) when it was declared, as announced.
+        batch.add_column(sa.Column("overlaps", sa.JSON(), nullable=True))
     with op.batch_alter_table("incident_events") as batch:
         batch.add_column(sa.Column("post_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("link", sa.String(500), nullable=True))
@@ -35,4 +37,5 @@ def downgrade() -> None:
         batch.drop_column("link")
         batch.drop_column("post_id")
     with op.batch_alter_table("incidents") as batch:
+        batch.drop_column("overlaps")
         batch.drop_column("lead_id")
