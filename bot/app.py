@@ -217,13 +217,23 @@ class Sitrep:
             return JSONResponse({"ok": ready, "checks": checks}, status_code=200 if ready else 503)
 
         async def metrics(_request: Request):
-            return Response(await self.ctx.metrics.render(self.ctx.db), media_type=CONTENT_TYPE_LATEST)
+            return Response(await self.ctx.metrics.render(self.ctx.db, now=self.ctx.clock()), media_type=CONTENT_TYPE_LATEST)
 
         return [
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ]
+
+    @property
+    def metrics_on_slack_port(self) -> bool:
+        """Only when the operator set METRICS_PORT to PORT: /metrics is for Prometheus, and
+        the Slack port is the one published to the internet."""
+        return self.ctx.settings.metrics_port == self.ctx.settings.port
+
+    def operator_asgi(self) -> Starlette:
+        """What METRICS_PORT serves: /healthz, /readyz and /metrics."""
+        return Starlette(routes=self.operator_routes())
 
     def asgi(self) -> Starlette:
         handler = AsyncSlackRequestHandler(self.bolt)
@@ -239,8 +249,9 @@ class Sitrep:
             finally:
                 await self.stop()
 
+        probes = [r for r in self.operator_routes() if r.path != "/metrics" or self.metrics_on_slack_port]
         return Starlette(
-            routes=[Route("/slack/events", events, methods=["POST"]), *self.operator_routes()],
+            routes=[Route("/slack/events", events, methods=["POST"]), *probes],
             middleware=[self._edge()],
             lifespan=lifespan,
         )
@@ -268,11 +279,18 @@ class Sitrep:
             lifespan="on",
             timeout_graceful_shutdown=max(grace, 1),
         )
-        await draining_server(config, self.finish_work).serve()
+        stopped = asyncio.Event()
+        operator = None if self.metrics_on_slack_port else asyncio.create_task(self._serve_operator_routes(host, stopped))
+        try:
+            await draining_server(config, self.finish_work).serve()
+        finally:
+            stopped.set()
+            if operator is not None:
+                await asyncio.wait([operator], timeout=5)
 
     async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
-        """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
-        METRICS_PORT until `done`. A port in use is logged, never fatal to the bot."""
+        """/metrics, /healthz and /readyz on METRICS_PORT until `done`, in both modes (Socket
+        Mode has no other HTTP server). A port in use is logged, never fatal to the bot."""
         import uvicorn  # only when serving
 
         class Server(uvicorn.Server):
@@ -284,8 +302,7 @@ class Sitrep:
                 # Checked every 0.1 s: no task of its own that a drain would wait on.
                 return done.is_set() or await super().on_tick(counter)
 
-        app = Starlette(routes=self.operator_routes())
-        config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        config = uvicorn.Config(self.operator_asgi(), host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
         try:
             await Server(config).serve()
         except SystemExit:  # uvicorn's answer to a port it cannot bind

@@ -139,6 +139,7 @@ def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     )
     ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
     ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
+    ctx.metrics.watch_channel(settings.sitrep_channel)
     ctx.metrics.instrument_slack(ctx.slack)
     ctx.outbox.on_rate_limited = ctx.metrics.slack_paced
     for service, client in (("statuspage", ctx.statuspage), ("appfirst", ctx.appfirst)):

@@ -157,6 +157,7 @@ async def _sync_pass(ctx: AppContext, backend: MaintenanceBackend, report: SyncR
                 report.ended += 1
     if report.adopted or report.announced or report.moved or report.vanished or report.ended:
         log.info("maintenance sync: %s", report)
+    await windows.note_synced()
     await _release(listed, known)
     return report
 

@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import UpstreamFact
 
+#: When a maintenance sync pass last completed, by any replica (its `updated_at`).
+SYNC_SUCCEEDED = "sync.succeeded"
+
 
 async def get_fact(session: AsyncSession, key: str) -> UpstreamFact | None:
     return await session.get(UpstreamFact, key)
