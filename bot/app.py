@@ -302,7 +302,9 @@ class Sitrep:
                 # Checked every 0.1 s: no task of its own that a drain would wait on.
                 return done.is_set() or await super().on_tick(counter)
 
-        config = uvicorn.Config(self.operator_asgi(), host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            self.operator_asgi(), host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off"
+        )
         try:
             await Server(config).serve()
         except SystemExit:  # uvicorn's answer to a port it cannot bind

@@ -12,6 +12,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
@@ -25,7 +27,7 @@ from store.states import DraftKind
 from tests.support.fakes.signing import command_body, interaction_body
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import declare_values, open_declare_modal
-from tests.support.process import signed_post, wait_healthy
+from tests.support.process import kill, signed_post, wait_healthy
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -172,8 +174,13 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
+    operator = f"http://127.0.0.1:{env['METRICS_PORT']}"
     try:
         wait_healthy(base, process, path="/readyz", timeout=15)
+        # Prometheus reads METRICS_PORT; the Slack port, published to the internet, has no /metrics.
+        assert httpx.get(f"{operator}/metrics", timeout=5).status_code == 200
+        assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
+        assert httpx.get(f"{operator}/readyz", timeout=5).status_code == 200
         for echo in (None, f"key {statuspage.api_key} refused\n\x1b[31mFAKE LINE"):
             statuspage.failure_message = echo
             if echo is not None:
@@ -202,6 +209,14 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
     assert declared["user"] == "U123" and declared["view"] and declared["incident_id"]
     assert "incident.declare" in declared["message"] and "ok" in declared["message"]
     assert "incident.declare" in refused["message"] and "rejected" in refused["message"]
+    # What was done and how it went are keys of their own, not only words in `message`.
+    assert (declared["action"], declared["outcome"], declared["draft_id"]) == ("incident.declare", "ok", declared["draft_id"])
+    assert (refused["action"], refused["outcome"], refused["user"]) == ("incident.declare", "rejected", "U123")
+    assert "refused" in refused["reason"] and "reason" not in declared
+    # Probes and scrapes are DEBUG; Slack's requests are still in the access log at INFO.
+    access = [e["message"] for e in entries if e["logger"] == "uvicorn.access"]
+    assert any("POST /slack/events" in line for line in access), access
+    assert not [line for line in access if any(path in line for path in ("/healthz", "/readyz", "/metrics"))], access
     for secret in (env["SLACK_BOT_TOKEN"], SIGNING_SECRET, env["STATUSPAGE_API_KEY"], env["APPFIRST_API_KEY"]):
         assert secret[:8] not in stderr
     assert "\x1b" not in stderr and "\nFAKE LINE" not in stderr
@@ -285,3 +300,44 @@ def test_channel_reachable_follows_what_slack_says_about_posts_to_the_channel(se
 
         bot.submit(open_declare_modal(bot, slack) | {"id": "V-second"}, declare_values())
         slack.wait_for(lambda: value(scrape(bot), "sitrep_channel_reachable", channel=CHANNEL) == 1)
+
+
+def _logs_of_one_declare(env: dict[str, str], slack, statuspage, cwd) -> list[dict]:
+    """A real `sitrep run` (JSON logs): probed and scraped, one incident declared, stopped."""
+    base, operator = f"http://127.0.0.1:{env['PORT']}", f"http://127.0.0.1:{env['METRICS_PORT']}"
+    log = cwd / "sitrep.log"  # a file, not a pipe: at DEBUG a full pipe would stall the bot
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env | {"LOG_FORMAT": "json"}, cwd=cwd,
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        wait_healthy(base, process, path="/readyz", timeout=15)
+        assert httpx.get(f"{operator}/metrics", timeout=5).status_code == 200
+        opened = len(slack.calls_to("views.open"))
+        assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200
+        slack.wait_for(lambda: len(slack.calls_to("views.open")) > opened)
+        assert signed_post(base, interaction_body(submission_payload(last_view(slack), declare_values()))).status_code == 200
+        slack.wait_for(lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        kill(process)
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("level", ["WARNING", "DEBUG"])
+def test_audit_lines_survive_any_log_level_and_probes_show_only_at_debug(level, full_env, slack, statuspage, tmp_path):
+    entries = _logs_of_one_declare(full_env | {"PORT": str(free_port()), "LOG_LEVEL": level}, slack, statuspage, tmp_path)
+    [declared] = [e for e in entries if e["logger"] == "sitrep.audit"]
+    assert (declared["action"], declared["outcome"], declared["user"], declared["level"]) == (
+        "incident.declare",
+        "ok",
+        "U123",
+        "INFO",
+    )
+    assert declared["incident_id"] and declared["draft_id"]
+    probes = [e for e in entries if e["logger"] == "uvicorn.access" and ("/readyz" in e["message"] or "/metrics" in e["message"])]
+    if level == "WARNING":
+        assert {e["level"] for e in entries if e["logger"] != "sitrep.audit"} <= {"WARNING", "ERROR", "CRITICAL"}
+        assert probes == []
+    else:
+        assert probes and {e["level"] for e in probes} == {"DEBUG"}
