@@ -217,7 +217,9 @@ class Sitrep:
             return JSONResponse({"ok": ready, "checks": checks}, status_code=200 if ready else 503)
 
         async def metrics(_request: Request):
-            return Response(await self.ctx.metrics.render(self.ctx.db, now=self.ctx.clock()), media_type=CONTENT_TYPE_LATEST)
+            backend = self.ctx.maintenance.name if self.ctx.maintenance is not None else None
+            text = await self.ctx.metrics.render(self.ctx.db, now=self.ctx.clock(), backend=backend)
+            return Response(text, media_type=CONTENT_TYPE_LATEST)
 
         return [
             Route("/healthz", healthz, methods=["GET"]),

@@ -174,7 +174,9 @@ class Metrics:
         )
         self.last_sync_success = Gauge(
             "sitrep_last_sync_success_timestamp_seconds",
-            "When a maintenance sync last completed, by any replica (read from the store; 0: never).",
+            "When a sync with the maintenance backend last completed, by any replica (read from the store; "
+            "0: never; no sample without a backend).",
+            ["backend"],
             registry=r,
         )
         self.channel_reachable = Gauge(
@@ -276,10 +278,10 @@ class Metrics:
 
     # -- scrape -----------------------------------------------------------
 
-    async def render(self, db: Any, *, now: datetime) -> bytes:
-        """The exposition text. Drafts, overdue reminders and the last good sync are read from
-        the store now (`now` on the bot's clock), so every replica reports the same; a failed
-        read keeps the last values."""
+    async def render(self, db: Any, *, now: datetime, backend: str | None = None) -> bytes:
+        """The exposition text. Drafts, overdue reminders and the last good sync with `backend`
+        (the maintenance backend, if any) are read from the store now (`now` on the bot's
+        clock), so every replica reports the same; a failed read keeps the last values."""
         try:
             async with db.session() as session:
                 counts = await draft_store.count_by_state(session)
@@ -291,5 +293,6 @@ class Metrics:
             for state in set(counts) | {draft_store.SENDING, draft_store.FAILED, draft_store.DONE}:
                 self.drafts.labels(state).set(counts.get(state, 0))
             self.reminders_overdue.set(overdue)
-            self.last_sync_success.set(synced.updated_at.timestamp() if synced is not None else 0)
+            if backend is not None:
+                self.last_sync_success.labels(backend).set(synced.updated_at.timestamp() if synced is not None else 0)
         return generate_latest(self.registry)
