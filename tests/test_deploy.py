@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.settings import Settings
+from tests.support.fakes.slack_api import default_shared_dir
 from tests.support.harness import BotUnderTest
+from tests.support.image import exec_form, instructions, one_of
+from tests.support.process import SPEC_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
 
 
 # --- Prometheus ------------------------------------------------------------------------------
@@ -82,3 +89,132 @@ def test_every_metric_the_alerts_name_is_one_the_bot_exports(settings):
     for metric in sorted(named):
         base = next((metric.removesuffix(s) for s in _SUFFIXES if metric.endswith(s)), metric)
         assert metric in samples or base in families, f"{metric} is not exported"
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+
+
+def rendered() -> list[dict]:
+    """The base as `kubectl kustomize` renders it: every document of every listed resource
+    (the base uses nothing but `resources`, so no transformer changes them)."""
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert set(kustomization) == {"apiVersion", "kind", "resources"}, "a transformer here needs a real kustomize in the test"
+    objects = []
+    for resource in kustomization["resources"]:
+        objects += [o for o in yaml.safe_load_all((KUBERNETES / resource).read_text(encoding="utf-8")) if o]
+    listed = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == set(kustomization["resources"]), "a manifest that kustomization.yaml does not list"
+    return objects
+
+
+def the(kind: str, objects: list[dict] | None = None) -> dict:
+    found = [o for o in (objects or rendered()) if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl here to compare with its own kustomize")
+def test_kubectl_kustomize_renders_the_same_objects():
+    built = subprocess.run(["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=60)
+    assert built.returncode == 0, built.stderr
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted((o for o in yaml.safe_load_all(built.stdout) if o), key=key) == sorted(rendered(), key=key)
+
+
+@pytest.mark.parametrize("version", ["1.29.0", kubernetes_validate.latest_version()])
+def test_every_object_is_valid_against_the_kubernetes_schema(version):
+    """Strict: an unknown or misspelled field is an error, as `kubectl apply` would make it."""
+    objects = rendered()
+    assert {o["kind"] for o in objects} == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "Job"}
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            raise AssertionError(f"{obj['kind']}/{obj['metadata']['name']}: {exc.message} at {list(exc.path)}") from exc
+
+
+def _settings_known() -> set[str]:
+    """SPEC.md's settings table and the ones sitrep adds (tests/support/process.py)."""
+    table = (default_shared_dir() / "SPEC.md").read_text(encoding="utf-8").split("## Settings", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table)) | set(SPEC_VARIABLES)
+
+
+def _config() -> dict[str, str]:
+    return the("ConfigMap")["data"]
+
+
+def _container(kind: str) -> dict:
+    spec = the(kind)["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    return container
+
+
+def test_the_deployment_runs_two_replicas_of_the_image_command_with_settings_from_configmap_and_secret():
+    deployment = the("Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0  # a rollout never drops below two
+    container = _container("Deployment")
+    assert container["command"] + container["args"] == exec_form(one_of("CMD"))  # the image's `sitrep run`
+    sources = container["envFrom"]
+    assert {"configMapRef": {"name": the("ConfigMap")["metadata"]["name"]}} in sources
+    assert {"secretRef": {"name": "sitrep"}} in sources  # the Secret the docs tell how to create
+    assert set(_config()) <= _settings_known(), set(_config()) - _settings_known()
+    secrets = {
+        "SLACK_BOT_TOKEN",
+        "SLACK_SIGNING_SECRET",
+        "SLACK_APP_TOKEN",
+        "STATUSPAGE_API_KEY",
+        "APPFIRST_API_KEY",
+        "DATABASE_URL",
+    }
+    assert not secrets & set(_config()), "a secret in the ConfigMap"
+
+
+def test_the_ports_and_probes_are_the_ones_the_bot_serves():
+    container = _container("Deployment")
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    config = _config()
+    assert ports == {"http": int(config.get("PORT", Settings.model_fields["port"].default)),
+                     "metrics": int(config.get("METRICS_PORT", Settings.model_fields["metrics_port"].default))}  # fmt: skip
+    # Probes on METRICS_PORT, which serves /healthz and /readyz in both modes.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    service = the("Service")
+    pod_labels = the("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports)
+
+
+def test_the_grace_period_covers_the_prestop_and_the_drain():
+    """SIGTERM comes after the preStop; then the bot serves for SITREP_DRAIN_DELAY and lets
+    work finish for SITREP_SHUTDOWN_GRACE: the kubelet must not kill it before."""
+    pod = the("Deployment")["spec"]["template"]["spec"]
+    pre_stop = _container("Deployment")["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep" and len(pre_stop) == 2
+    config = _config()
+    drain = float(config.get("SITREP_DRAIN_DELAY", 10))  # SPEC's default
+    grace = float(config.get("SITREP_SHUTDOWN_GRACE", Settings.model_fields["sitrep_shutdown_grace"].default))
+    assert pod["terminationGracePeriodSeconds"] > float(pre_stop[1]) + drain + grace
+
+
+def test_every_pod_runs_as_the_image_user_without_privileges_and_with_resources():
+    uid = int(re.search(r"--uid (\d+)", " ".join(r for w, r in instructions() if w == "RUN")).group(1))
+    for kind in ("Deployment", "Job"):
+        pod = the(kind)["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid, kind
+        container = _container(kind)
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False, kind
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"], kind
+        assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"], kind
+        assert container["image"] == _container("Deployment")["image"], kind
+
+
+def test_a_disruption_leaves_one_replica_and_the_job_migrates():
+    budget, deployment = the("PodDisruptionBudget"), the("Deployment")
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+    assert 1 <= budget["spec"]["minAvailable"] < deployment["spec"]["replicas"]
+    job = the("Job")
+    assert _container("Job")["command"] + _container("Job")["args"] == ["sitrep", "migrate"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    assert {"secretRef": {"name": "sitrep"}} in _container("Job")["envFrom"]  # DATABASE_URL

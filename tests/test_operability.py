@@ -286,9 +286,14 @@ def test_last_sync_success_is_when_a_sync_pass_last_completed(settings, statuspa
         clock.advance(minutes=10)
         statuspage.fail_times(1, 500)
         assert bot.run(sync_windows(bot.ctx)).failed
-        assert value(scrape(bot), "sitrep_last_sync_success_timestamp_seconds", backend="statuspage") == T0.timestamp()  # still the last good one
+        assert (
+            value(scrape(bot), "sitrep_last_sync_success_timestamp_seconds", backend="statuspage") == T0.timestamp()
+        )  # still the last good one
         assert not bot.run(sync_windows(bot.ctx)).failed
-        assert value(scrape(bot), "sitrep_last_sync_success_timestamp_seconds", backend="statuspage") == (T0 + timedelta(minutes=10)).timestamp()
+        assert (
+            value(scrape(bot), "sitrep_last_sync_success_timestamp_seconds", backend="statuspage")
+            == (T0 + timedelta(minutes=10)).timestamp()
+        )
 
 
 def test_channel_reachable_follows_what_slack_says_about_posts_to_the_channel(settings, slack, statuspage):
