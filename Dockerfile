@@ -1,20 +1,28 @@
 # sitrep's image: `docker build -t sitrep .`, then `docker run --env-file .env -p 3000:3000 sitrep`.
 # tests/test_image_recipe.py does what this file does in a fresh virtual environment, and
 # checks the claims below, so the recipe cannot rot while no container engine runs in CI.
-FROM python:3.11-slim
+# A versioned base: the same Python and Debian release at every build (bump it on purpose).
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# Only what `pip install .` reads: the project file, the README it names, the packages.
-COPY pyproject.toml README.md /src/
-COPY bot /src/bot
-COPY handlers /src/handlers
-COPY scheduler /src/scheduler
-COPY store /src/store
-RUN cd /src && pip install . && rm -rf /src
+# The dependency layer: every version pinned and hash-checked from the lock (`scripts/dev
+# lock` writes it), rebuilt only when the lock changes, not at every change to the code.
+WORKDIR /src
+COPY requirements/runtime.lock requirements/runtime.lock
+RUN pip install --require-hashes --no-deps -r requirements/runtime.lock
+
+# Then only what `pip install .` reads: the project file, the README it names, the packages;
+# built with the pinned setuptools already installed, its dependencies already there.
+COPY pyproject.toml README.md ./
+COPY bot bot
+COPY handlers handlers
+COPY scheduler scheduler
+COPY store store
+RUN pip install --no-deps --no-build-isolation . && cd / && rm -rf /src
 
 # A user of its own; its home holds the SQLite file when DATABASE_URL is left at its default.
 RUN useradd --create-home --home-dir /var/lib/sitrep --uid 10001 --user-group sitrep
