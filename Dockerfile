@@ -31,8 +31,9 @@ WORKDIR /var/lib/sitrep
 VOLUME /var/lib/sitrep
 
 ENV PORT=3000
-# HTTP mode serves Slack and /healthz on PORT; Socket Mode serves /metrics, /healthz and
-# /readyz on METRICS_PORT (9090 unless set). The HEALTHCHECK asks the one in use (slim has no curl).
+# METRICS_PORT (9090 unless set) serves /metrics, /healthz and /readyz in both modes; HTTP
+# mode serves Slack and the two probes on PORT too. The HEALTHCHECK asks PORT in HTTP mode,
+# METRICS_PORT in Socket Mode (slim has no curl).
 EXPOSE 3000 9090
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; e = os.environ; port = e.get('METRICS_PORT', '9090') if e.get('SLACK_APP_TOKEN') else e.get('PORT', '3000'); urllib.request.urlopen('http://127.0.0.1:%s/healthz' % port, timeout=4)"]
