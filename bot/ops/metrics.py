@@ -286,7 +286,7 @@ class Metrics:
             async with db.session() as session:
                 counts = await draft_store.count_by_state(session)
                 overdue = await reminder_store.overdue_count(session, due_before=now - OVERDUE_AFTER)
-                synced = await facts.get_fact(session, facts.SYNC_SUCCEEDED)
+                synced = await facts.get_fact(session, facts.synced_key(backend)) if backend is not None else None
         except Exception:  # noqa: BLE001 - a scrape must not fail because the store hiccups
             counts = None
         if counts is not None:

@@ -64,8 +64,10 @@ class Windows:
         await self._note(self._listed_key(), what="the maintenance API answered a list")
 
     async def note_synced(self) -> None:
-        """Remember that a sync pass completed (`sitrep_last_sync_success_timestamp_seconds`)."""
-        await self._note(facts.SYNC_SUCCEEDED, what="a maintenance sync completed")
+        """Remember that the sync's list answered: the sync succeeded
+        (`sitrep_last_sync_success_timestamp_seconds`), and `last_listed` moves too, in the
+        same one write."""
+        await self._note(facts.synced_key(self.ctx.maintenance.name), what="the maintenance API answered the sync's list")
 
     async def _note(self, key: str, *, what: str) -> None:
         """Bookkeeping: a busy or read-only database skips it rather than hold up the work."""
@@ -82,8 +84,10 @@ class Windows:
     async def last_listed(self) -> datetime | None:
         """When the API last answered a list (the sync's or a person's); None: never."""
         async with self.ctx.db.session() as session:
-            fact = await facts.get_fact(session, self._listed_key())
-        return fact.updated_at if fact is not None else None
+            noted = [
+                await facts.get_fact(session, key) for key in (self._listed_key(), facts.synced_key(self.ctx.maintenance.name))
+            ]
+        return max((fact.updated_at for fact in noted if fact is not None), default=None)
 
     # --- windows made outside Slack ----------------------------------------------------
     def horizon_end(self) -> datetime:
