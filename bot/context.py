@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -44,6 +44,36 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+P = ParamSpec("P")
+
+
+class Port(Generic[P]):
+    """A call the services make into a layer above them (the scheduler, the Slack handlers).
+    The context holds the port from its construction; the layer that answers it connects
+    when it starts and disconnects when it stops, so the context itself is never changed
+    after it is built. Called while unconnected, it does nothing and says so (False)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._target: Callable[P, Awaitable[Any]] | None = None
+
+    def connect(self, target: Callable[P, Awaitable[Any]]) -> None:
+        self._target = target
+
+    def disconnect(self) -> None:
+        self._target = None
+
+    @property
+    def connected(self) -> bool:
+        return self._target is not None
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        if self._target is None:
+            return False
+        await self._target(*args, **kwargs)
+        return True
+
+
 @dataclass
 class AppContext:
     settings: Settings
@@ -54,17 +84,22 @@ class AppContext:
     maintenance: MaintenanceBackend | None = None
     clock: Callable[[], datetime] = utcnow
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    # Set by the running scheduler: called when reminder rows change, so it re-plans its wake-up.
-    wake_reminders: Callable[[], Awaitable[None]] | None = None
-    # Set by the wiring (handlers): tell a person (user, channel) that a draft's outcome is
-    # unknown, with its choices — used by the crash recovery, which has no Slack request.
-    notify_unknown: Callable[[SubmissionUnknown, str, str | None], Awaitable[None]] | None = None
-    #: How the crash recovery tells a person their submission went through (an `Outcome`).
-    notify_done: Callable[[Any, str, str | None], Awaitable[None]] | None = None
+    #: Wake the running scheduler when reminder rows change, so it re-plans its wake-up
+    #: (connected by `scheduler.runner` while it runs; unconnected, a no-op).
+    wake_reminders: Port[[]] = field(default_factory=lambda: Port("wake the reminders"))
+    #: Tell a person (user, channel) that a draft's outcome is unknown, with its choices —
+    #: used by the crash recovery, which has no Slack request (connected by `handlers.drafts`).
+    notify_unknown: Port[[SubmissionUnknown, str, str | None]] = field(default_factory=lambda: Port("tell outcome unknown"))
+    #: Tell a person their submission went through (an `Outcome`; the crash recovery).
+    notify_done: Port[[Any, str, str | None]] = field(default_factory=lambda: Port("tell it went through"))
     # This bot's own registry (never the process-global one: tests run several bots at once).
     metrics: Metrics = field(default_factory=Metrics)
     # One outbox per process: every post and edit to a channel is paced through it.
     outbox: Outbox = field(default_factory=Outbox)
+    #: The ends of sends this process could not write (the database was out): draft id → the
+    #: write, retried at each heartbeat and before the draft is claimed again, so a draft
+    #: never stays "sending" in a process that lives on (`bot.services.drafts`).
+    unsettled: dict[int, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     _sender: AsyncWebClient | None = field(default=None, repr=False)
 
     @property
@@ -87,8 +122,7 @@ class AppContext:
 
     async def wake(self) -> None:
         """Tell the running scheduler that reminder rows changed (no-op without one)."""
-        if self.wake_reminders is not None:
-            await self.wake_reminders()
+        await self.wake_reminders()
 
     async def aclose(self) -> None:
         for client in (self.statuspage, self.appfirst):
@@ -130,19 +164,23 @@ def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     db = Database(settings.database_url)
     # SITREP_TEST_SPEEDUP is a test hook (see Settings): Slack's pace, sped up; 1 in production.
     rates = scaled_rates(settings.sitrep_test_speedup) if settings.sitrep_test_speedup != 1 else None
+    metrics = Metrics()
+    metrics.watch_channel(settings.sitrep_channel)
+    statuspage, appfirst = build_upstreams(settings, http_timeout=http_timeout)
+    for service, client in (("statuspage", statuspage), ("appfirst", appfirst)):
+        if client is not None:
+            client.observe = metrics.upstream_observer(service)
+    slack = make_slack_client(settings)
+    metrics.instrument_slack(slack)
     ctx = AppContext(
         settings=settings,
         db=db,
-        slack=make_slack_client(settings),
+        slack=slack,
+        statuspage=statuspage,
+        appfirst=appfirst,
+        maintenance=make_backend(settings, statuspage=statuspage, appfirst=appfirst),
         clock=clock,
-        outbox=Outbox(rates=rates, reserve=shared_pace(db)),
+        metrics=metrics,
+        outbox=Outbox(rates=rates, reserve=shared_pace(db), on_rate_limited=metrics.slack_paced),
     )
-    ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
-    ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
-    ctx.metrics.watch_channel(settings.sitrep_channel)
-    ctx.metrics.instrument_slack(ctx.slack)
-    ctx.outbox.on_rate_limited = ctx.metrics.slack_paced
-    for service, client in (("statuspage", ctx.statuspage), ("appfirst", ctx.appfirst)):
-        if client is not None:
-            client.observe = ctx.metrics.upstream_observer(service)
     return ctx

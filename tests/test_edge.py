@@ -27,8 +27,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.errors import UpstreamRejected, escape_controls, scrub, upstream_text
+from bot.errors import UpstreamRejected
 from bot.inbound.edge import SlackEdge, payload_problem
+from bot.ops.redaction import escape_controls, scrub, upstream_text
 from bot.settings import Settings
 from store.models import Draft
 from tests.support.fakes.signing import (

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -24,13 +24,11 @@ from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.fakes.signing import command_body, interaction_body
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import declare_values, open_declare_modal
 from tests.support.process import kill, signed_post, wait_healthy
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
-
 
 #: The standard collectors' families beside sitrep's own.
 STANDARD = ("process_", "python_")

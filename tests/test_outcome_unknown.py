@@ -13,9 +13,10 @@ from bot.errors import SubmissionUnknown
 from handlers.draft_views import link_modal, unknown_answer
 from handlers.ids import DraftAction, DraftBlock, DraftCallback, DraftInput
 from store.states import DraftKind
+from tests.support.dates import T0, WINTER_START
 from tests.support.harness import CHANNEL, BotUnderTest, last_view, typed
 from tests.support.incidents import declare_values, drafts_in_store, incidents_in_store, open_declare_modal, update_values
-from tests.support.maintenance import T0, WINTER_START, open_modal, schedule_values, windows
+from tests.support.maintenance import open_modal, schedule_values, windows
 from tests.support.slack_limits import check_message, view_problems
 
 HOLD = 5.0  # seconds the fake sits on a create's reply: past the harness's 2 s client timeout

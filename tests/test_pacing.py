@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from slack_sdk.errors import SlackApiError
@@ -15,13 +15,14 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.slack.channel import Posted
 from bot.slack.outbox import Outbox, Rate, TokenBucket
-from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
+from bot.slack.posts import PostTag
+from scheduler.reminders import FRESH_WINDOW, RECORD_AFTER, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 #: Slack's tiers sped up 20×: postMessage 20/s per channel (burst 3), update 10/s (burst 3).
 FAST = Tiers(post_per_second=20, post_burst=3, update_per_minute=600, update_burst=3)
 #: The bot's buckets, a little under those.
@@ -50,7 +51,7 @@ def reminder_kind(args) -> str | None:
     meta = args.get("metadata") or {}
     if isinstance(meta, str):
         meta = json.loads(meta)
-    return (meta.get("event_payload") or {}).get("kind") if meta.get("event_type") == METADATA_EVENT else None
+    return (meta.get("event_payload") or {}).get("kind") if meta.get("event_type") == PostTag.REMINDER else None
 
 
 def test_a_burst_of_windows_is_paced_under_the_tiers_and_every_parent_ends_current(bot, slack, clock):

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.reminders import METADATA_EVENT
+from bot.slack.posts import PostTag
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL
 from tests.support.postgres import connect_kwargs
@@ -60,7 +60,7 @@ def reminder_messages(slack) -> list[tuple[int, str]]:
     found = []
     for message in slack.messages(CHANNEL):
         meta = message.get("metadata") or {}
-        if meta.get("event_type") == METADATA_EVENT:
+        if meta.get("event_type") == PostTag.REMINDER:
             payload = meta.get("event_payload") or {}
             found.append((payload.get("window_id"), payload.get("kind")))
     return found

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -33,6 +32,7 @@ from tests.support.incidents import (
     update_values,
 )
 from tests.support.maintenance import schedule_values
+from tests.support.outage import locked, sqlite_path
 from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
@@ -43,44 +43,13 @@ BUSY = "database is busy"
 DESCRIPTION = "Checkout times out for EU customers since 09:12 & the retries pile up <@U999>"
 
 
-def _path(settings) -> str:
-    """The SQLite file of `settings` (or a path given as it is)."""
-    if isinstance(settings, Path):
-        return str(settings)
-    return settings.database_url.removeprefix("sqlite:///")
-
-
-HOLD_THE_LOCK = """
-import sqlite3, sys
-holder = sqlite3.connect(sys.argv[1], isolation_level=None)
-holder.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-holder.execute("ROLLBACK")
-"""
-
-
-@contextmanager
-def locked(settings):
-    """Another process holding SQLite's write lock (`BEGIN EXCLUSIVE`), as a migration, a
-    backup or an operator's `sqlite3` shell does; released when the block ends."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_THE_LOCK, _path(settings)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        holder.communicate("\n", timeout=10)
-
-
 @contextmanager
 def read_only(settings):
     """The database file and its write-ahead log made unwritable under the running bot, as a
     file system remounted read-only does: the bot's open connections fail every write (chmod
     does not stop root, so the immutable attribute is used; `-shm` is left alone, as SQLite
     maps it into memory)."""
-    files = [_path(settings), _path(settings) + "-wal"]
+    files = [sqlite_path(settings), sqlite_path(settings) + "-wal"]
     for name in files:
         Path(name).touch(exist_ok=True)
     made = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)

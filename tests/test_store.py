@@ -29,10 +29,10 @@ from store.reminders import (
     release_unattempted,
 )
 from store.states import ClaimResult
+from tests.support.dates import T0
 
 pytestmark = pytest.mark.both_databases
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 BERLIN = timezone(timedelta(hours=1))
 
 

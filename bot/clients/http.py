@@ -22,9 +22,8 @@ from bot.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
     UpstreamWrongURL,
-    public_url,
-    upstream_text,
 )
+from bot.ops.redaction import public_url, upstream_text
 
 # An upstream message is quoted to people in a Slack section (3,000 characters at most);
 # both upstreams' messages are held to this length.

@@ -37,6 +37,8 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.errors import RateLimited
+
 log = logging.getLogger(__name__)
 
 
@@ -84,16 +86,6 @@ the refused call alone (or handed back to its owner)."""
 RESERVE_TIMEOUT = 2.0
 #: Books a send slot shared with other replicas: (channel, method, rate) → seconds to wait.
 Reserve = Callable[[str, str, "Rate"], Awaitable[float]]
-
-
-class RateLimited(Exception):
-    """Slack answered 429 to a call sent with `hand_back`: nothing was posted; try again
-    after `retry_after` seconds."""
-
-    def __init__(self, method: str, retry_after: float):
-        super().__init__(f"Slack rate-limited {method}; retry after {retry_after:.0f} s")
-        self.method = method
-        self.retry_after = retry_after
 
 
 class TokenBucket:
@@ -203,6 +195,7 @@ class Outbox:
         max_attempts: int = MAX_ATTEMPTS,
         pause_cap: float = PAUSE_CAP,
         reserve: Reserve | None = None,
+        on_rate_limited: Callable[[str, float], None] | None = None,
     ):
         self.rates = SLACK_RATES if rates is None else rates
         self.monotonic = monotonic
@@ -219,7 +212,7 @@ class Outbox:
         self.rate_limited = 0  # 429s seen, for logs and the bench
         # Told of each 429 (method, seconds the method is paused for): the wiring counts it in
         # /metrics next to the 429s slack_sdk sleeps through on the other clients.
-        self.on_rate_limited: Callable[[str, float], None] | None = None
+        self.on_rate_limited = on_rate_limited
 
     def send(
         self,
