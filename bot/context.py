@@ -19,6 +19,7 @@ from bot.errors import SubmissionUnknown
 from bot.ops.metrics import Metrics
 from bot.settings import Settings
 from bot.slack.channel import Channel, unpaced_client
+from bot.slack.members import Memberships
 from bot.slack.outbox import Outbox, Rate, Reserve, scaled_rates
 from store.db import Database
 from store.pace import reserve_slot
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 #: listener's reads before its ack stay within it (`handlers.errors.renders_errors`).
 ACK_DEADLINE = "sitrep_ack_deadline"
 ACK_BUDGET_SECONDS = 2.0
+#: Permalinks kept in memory: far more than a home tab shows.
+MAX_PERMALINKS = 2000
 
 #: The key (`bot.inbound.replays.submission_key`) of the Slack request being handled, set by the
 #: replay guard for the listener it runs: a draft kept by that listener records it, so a
@@ -101,6 +104,22 @@ class AppContext:
     #: never stays "sending" in a process that lives on (`bot.services.drafts`).
     unsettled: dict[int, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     _sender: AsyncWebClient | None = field(default=None, repr=False)
+    #: Permalinks Slack gave, by (channel, ts): a message's link never changes, so the home
+    #: tab asks once per message, not once per open (`remember_permalink` bounds it).
+    permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _memberships: Memberships | None = field(default=None, repr=False)
+
+    @property
+    def memberships(self) -> Memberships:
+        """Who is in which channel, as Slack says (the home tab shows each person their own)."""
+        if self._memberships is None:
+            self._memberships = Memberships(lambda: self.sender, lambda: self.outbox, lambda: self.clock())
+        return self._memberships
+
+    def remember_permalink(self, channel: str, ts: str, link: str) -> None:
+        self.permalinks[(channel, ts)] = link
+        while len(self.permalinks) > MAX_PERMALINKS:
+            del self.permalinks[next(iter(self.permalinks))]  # the oldest first
 
     @property
     def stale_claim(self) -> timedelta:
@@ -116,9 +135,14 @@ class AppContext:
 
     def channel_in(self, channel_id: str) -> Channel:
         """Another channel the bot writes to (an incident's own), paced by the same outbox."""
+        return Channel(self.slack, channel_id, self.outbox, self.sender, sandbox=self.settings.sitrep_sandbox)
+
+    @property
+    def sender(self) -> AsyncWebClient:
+        """The Slack client for calls paced by `outbox` (it handles their 429s, not slack_sdk)."""
         if self._sender is None:
             self._sender = self.metrics.instrument_slack(unpaced_client(self.slack))
-        return Channel(self.slack, channel_id, self.outbox, self._sender, sandbox=self.settings.sitrep_sandbox)
+        return self._sender
 
     async def wake(self) -> None:
         """Tell the running scheduler that reminder rows changed (no-op without one)."""
@@ -134,9 +158,10 @@ class AppContext:
 def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[StatusPageClient | None, AppFirstClient | None]:
     """The configured API clients (None where not configured); no network, no database."""
     statuspage = appfirst = None
+    hide = tuple(settings.secret_values())  # an upstream may echo any of them, not only its own
     if settings.statuspage_url and settings.statuspage_api_key:
         statuspage = StatusPageClient(
-            settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout
+            settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout, hide=hide
         )
     if settings.appfirst_url and settings.appfirst_email and settings.appfirst_api_key:
         appfirst = AppFirstClient(
@@ -144,16 +169,18 @@ def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[
             settings.appfirst_email,
             settings.appfirst_api_key.get_secret_value(),
             timeout=http_timeout,
+            hide=hide,
         )
     return statuspage, appfirst
 
 
 def shared_pace(db: Database) -> Reserve:
-    """The outbox's send slots booked in the database, so replicas share each channel's pace."""
+    """The outbox's send slots booked in the database, so replicas share each channel's (and
+    the workspace's) pace."""
 
-    async def reserve(channel: str, method: str, rate: Rate) -> float:
+    async def reserve(where: str, method: str, rate: Rate) -> float:
         async with db.session() as session, session.begin():
-            return await reserve_slot(session, channel, method, interval=1 / rate.per_second, burst=rate.burst)
+            return await reserve_slot(session, where, method, interval=1 / rate.per_second, burst=rate.burst)
 
     return reserve
 

@@ -249,6 +249,13 @@ class DatabaseBusy(SitrepError):
             "please try again in a minute."
         )
 
+    @classmethod
+    def failed(cls, reason: str) -> DatabaseBusy:
+        """The database failed (gone, read-only, full: `store.db.store_reason` says which)."""
+        return cls(
+            f"sitrep's database is not working right now: {reason}. Nothing was changed; please try again in a few minutes."
+        )
+
 
 class NotStored(SitrepError):
     """A submission that could not be written to the database, so it was not kept as a draft.

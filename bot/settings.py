@@ -391,6 +391,13 @@ class Settings(BaseSettings):
     def is_admin(self, user_id: str) -> bool:
         return not self.sitrep_admins or user_id in self.sitrep_admins
 
+    def secret_values(self) -> list[str]:
+        """Every secret sitrep holds (Slack's tokens and signing secret, both API keys): kept
+        out of log lines and out of any upstream's text shown or logged."""
+        values = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token]
+        values += [self.statuspage_api_key, self.appfirst_api_key]
+        return [v.get_secret_value() for v in values if v is not None]
+
 
 class MigrateSettings(BaseSettings):
     """What `sitrep migrate` needs: the database, and how to log. Read on its own so a deploy

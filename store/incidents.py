@@ -55,6 +55,21 @@ async def open_incidents(session: AsyncSession, *, limit: int, offset: int = 0) 
     return list((await session.execute(query)).scalars())
 
 
+async def open_places(session: AsyncSession) -> list[tuple[int, str, str | None]]:
+    """(id, announcement channel, own channel or None) of every open incident, newest first:
+    three short columns, so who may see which is decided before any incident is loaded."""
+    query = select(Incident.id, Incident.channel_id, Incident.room_channel_id).where(Incident.resolved_at.is_(None))
+    return [tuple(row) for row in (await session.execute(query.order_by(Incident.id.desc()))).all()]
+
+
+async def open_by_ids(session: AsyncSession, ids: list[int]) -> list[Incident]:
+    """These open incidents, newest first."""
+    if not ids:
+        return []
+    query = select(Incident).where(Incident.id.in_(ids), Incident.resolved_at.is_(None)).order_by(Incident.id.desc())
+    return list((await session.execute(query)).scalars())
+
+
 async def count_open(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(Incident).where(Incident.resolved_at.is_(None)))).scalar_one()
 

@@ -289,7 +289,8 @@ class SeenSubmission(Base):
 
 
 class ChannelPace(Base):
-    """The pace of one Slack method in one channel, shared by every replica: the next free
+    """The pace of one Slack method in one channel (`channel` "*": in the whole workspace, for
+    the methods Slack limits per workspace), shared by every replica: the next free
     send slot ("theoretical arrival time" of a generic cell-rate limiter), in seconds since
     the epoch on the database's clock. Each send reserves its slot with one atomic update,
     so replicas together keep the channel's rate, never each on its own."""

@@ -233,7 +233,7 @@ def test_two_instances_cancelling_one_window_at_once_post_one_notice(settings, s
 
 #: The bot's buckets for the pacing tests, and Slack's tier a little above them (sped up).
 PACED = {"chat.postMessage": Rate(per_second=8, burst=2)}
-SLACK_TIER = Tiers(post_per_second=12, post_burst=2, update_per_minute=6000, update_burst=100)
+SLACK_TIER = Tiers(post_per_second=12, post_burst=2, update_per_minute=6000, update_burst=100, speedup=100)
 
 
 def note(text: str):

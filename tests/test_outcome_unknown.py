@@ -84,6 +84,21 @@ def test_a_declare_whose_reply_is_lost_is_outcome_unknown_not_failed(bot, slack,
     assert len(statuspage.incidents) == 1
 
 
+def test_a_declare_answered_success_without_its_id_is_outcome_unknown_and_retry_sends_nothing(bot, slack, statuspage):
+    statuspage.answer_without_result(1)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values())
+    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)[0]
+    assert buttons(answer) == [DraftAction.LINK, DraftAction.ANYWAY, DraftAction.EDIT]
+    assert "did not return its ID" in str(answer["blocks"])
+    assert len(statuspage.incidents) == 1 and incidents_in_store(bot) == []
+    [draft] = drafts_in_store(bot)
+    assert draft.state == "unknown"
+    bot.click(DraftAction.RETRY, str(draft.id))
+    slack.wait_for(lambda: answers_with(slack, "already went through"))
+    assert len(statuspage.incidents) == 1  # Retry did not make a second one
+
+
 def test_create_anyway_creates_it_once_however_often_clicked(bot, slack, statuspage):
     _answer, draft_id = unknown_declare(bot, slack, statuspage)
     bot.click(DraftAction.ANYWAY, str(draft_id))

@@ -97,7 +97,15 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
     # whose post landed, and the one that takes it over must find it in the thread.
     slack.post_latency = 0.05
     slack.enforce(
-        Tiers(post_per_second=SPEEDUP, post_burst=5, update_per_minute=50 * SPEEDUP, update_burst=10, random_429=0.1, seed=7)
+        Tiers(
+            post_per_second=SPEEDUP,
+            post_burst=5,
+            update_per_minute=50 * SPEEDUP,
+            update_burst=10,
+            speedup=SPEEDUP,
+            random_429=0.1,
+            seed=7,
+        )
     )
     env = full_env | {
         "DATABASE_URL": url,

@@ -28,9 +28,10 @@ def _fold(text: str) -> str:
 def scrub(text: str, secrets: Iterable[str], *, whole: Iterable[str] = ()) -> str:
     """Blank out any secret an upstream echoed back, so it never reaches Slack or logs.
 
-    Case is ignored and any piece of 8 or more characters of a secret counts, so this must
-    run before the text is cut short: a cut through a secret leaves a piece that an exact
-    match would miss. ``whole`` are names worth hiding that are not secrets (an account
+    Case is ignored and any piece of 8 or more letters and digits of a secret counts, whatever
+    stands between them (a key echoed in groups, `ab12 cd34-ef56`, or with its dashes
+    dropped), so this must run before the text is cut short: a cut through a secret leaves a
+    piece that an exact match would miss. ``whole`` are names worth hiding that are not secrets (an account
     e-mail): only they themselves are hidden, so a domain in a message survives. Adjacent
     or overlapping hits become one ``[redacted]``.
     """
@@ -61,12 +62,21 @@ def _mark(folded: str, hidden: bytearray, secret: str, *, pieces: bool) -> None:
             hidden[start : start + len(wanted)] = b"\x01" * len(wanted)
             start = folded.find(wanted, start + 1)
         return
-    # Every 8-character window of the secret; a window of the text found among them is part
-    # of a match, and consecutive windows join into the longest piece: O(len(text)) lookups.
-    windows = {wanted[i : i + _MIN_FRAGMENT] for i in range(len(wanted) - _MIN_FRAGMENT + 1)}
-    for i in range(len(folded) - _MIN_FRAGMENT + 1):
-        if folded[i : i + _MIN_FRAGMENT] in windows:
-            hidden[i : i + _MIN_FRAGMENT] = b"\x01" * _MIN_FRAGMENT
+    # Letters and digits only, on both sides: separators an upstream put between a secret's
+    # groups (or took out) do not hide it. Every 8-character window of the secret; a window
+    # of the text found among them is part of a match (with what stands between its
+    # characters), and consecutive windows join into the longest piece: O(len(text)) lookups.
+    compact = "".join(c for c in wanted if c.isalnum())
+    if len(compact) < _MIN_FRAGMENT:
+        _mark(folded, hidden, secret, pieces=False)
+        return
+    windows = {compact[i : i + _MIN_FRAGMENT] for i in range(len(compact) - _MIN_FRAGMENT + 1)}
+    where = [i for i, c in enumerate(folded) if c.isalnum()]
+    text = "".join(folded[i] for i in where)
+    for i in range(len(text) - _MIN_FRAGMENT + 1):
+        if text[i : i + _MIN_FRAGMENT] in windows:
+            first, last = where[i], where[i + _MIN_FRAGMENT - 1]
+            hidden[first : last + 1] = b"\x01" * (last + 1 - first)
 
 
 def escape_controls(text: str) -> str:

@@ -30,7 +30,7 @@ from bot.errors import (
 from bot.ops.logs import audit
 from bot.ops.metrics import upstream_outcome
 from store import drafts as draft_store
-from store.db import STORE_FAILURES, bounded
+from store.db import STORE_FAILURES, bounded, store_reason
 from store.models import Incident
 from store.states import DraftKind, DraftState
 
@@ -281,20 +281,6 @@ async def write_unsettled(ctx: AppContext, draft_id: int | None = None) -> int:
         log.info("wrote the end of draft %s's attempt, missed while the database was out", key)
         written += 1
     return written
-
-
-def store_reason(exc: BaseException) -> str:
-    """Why the database refused, in words for the person and the operator (no URL, no secret)."""
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    if isinstance(exc, TimeoutError) or "locked" in text or "busy" in text:
-        return "the database is locked by another process"
-    if "readonly" in text or "read-only" in text or "read only" in text:
-        return "the database is read-only"
-    if "i/o error" in text:
-        return "the database cannot be written (disk I/O error)"
-    if "disk is full" in text or "no space" in text:
-        return "the database's disk is full"
-    return f"the database failed ({type(getattr(exc, 'orig', None) or exc).__name__})"
 
 
 def _target(thing: Any) -> dict[str, Any]:

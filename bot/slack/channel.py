@@ -5,9 +5,10 @@ call it; only it handles `SlackApiError` for channel posts.
 It also holds the rule for a change the upstream already took: Slack trouble afterwards is a
 warning for the person, never a failed submission they would send a second time.
 
-Posts and edits go through `bot.slack.outbox.Outbox` (one paced queue per channel, edits of one
-parent coalesced), with a client of their own that does not sleep through a 429: the outbox
-pauses only that channel and method and retries, so one 429 never holds other work."""
+Posts, edits, permalinks and reads go through `bot.slack.outbox.Outbox` (one paced queue per
+channel, each method metered in the scope Slack limits it over, edits of one parent coalesced),
+with a client of their own that does not sleep through a 429: the outbox pauses only that
+method's bucket and retries, so one 429 never holds other work."""
 
 from __future__ import annotations
 
@@ -184,7 +185,11 @@ class Channel:
         if at is None:
             return None
         try:
-            answer = await self.slack.chat_getPermalink(channel=at.channel, message_ts=at.ts)
+            answer = await self.outbox.call(
+                "chat.getPermalink",
+                lambda: self.sender.chat_getPermalink(channel=at.channel, message_ts=at.ts),
+                channel=at.channel,
+            )
             return answer.get("permalink")
         except SlackApiError:
             return None
@@ -195,8 +200,12 @@ class Channel:
         cursor = None
         try:
             while True:
-                page = await self.slack.conversations_replies(
-                    channel=at.channel, ts=at.ts, include_all_metadata=True, limit=200, cursor=cursor
+                page = await self.outbox.call(
+                    "conversations.replies",
+                    lambda cursor=cursor: self.sender.conversations_replies(
+                        channel=at.channel, ts=at.ts, include_all_metadata=True, limit=200, cursor=cursor
+                    ),
+                    channel=at.channel,
                 )
                 for message in page.get("messages", []):
                     meta = message.get("metadata") or {}
@@ -217,8 +226,12 @@ class Channel:
         cursor, read = None, 0
         try:
             while read < HISTORY_SEARCH_LIMIT:
-                page = await self.slack.conversations_history(
-                    channel=self.channel_id, include_all_metadata=True, limit=200, cursor=cursor
+                page = await self.outbox.call(
+                    "conversations.history",
+                    lambda cursor=cursor: self.sender.conversations_history(
+                        channel=self.channel_id, include_all_metadata=True, limit=200, cursor=cursor
+                    ),
+                    channel=self.channel_id,
                 )
                 for message in page.get("messages", []):
                     meta = message.get("metadata") or {}

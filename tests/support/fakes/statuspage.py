@@ -345,10 +345,29 @@ class FakeStatusPage(StatusPageStandIn, BackgroundServer):
     def _reset_switches(self) -> None:
         super()._reset_switches()
         self.api_key = self._initial_api_key
+        self._bare_replies = 0
         self.reset_rules()
 
     def _reset_state(self) -> None:
         self.incidents.clear()
+
+    def answer_without_result(self, n: int = 1) -> None:
+        """The next ``n`` creates are carried out and answered ``Success: true`` with their
+        Message but no ``Result`` (a status page that forgets the new ID): it exists, and the
+        client cannot know which it is."""
+        with self._lock:
+            self._bare_replies = n
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        response = await super()._create(request)
+        with self._lock:
+            bare = response.status < 300 and self._bare_replies > 0
+            if bare:
+                self._bare_replies -= 1
+        if not bare:
+            return response
+        said = json.loads(response.body)  # the envelope the stand-in made, minus its Result
+        return web.json_response({"Success": True, "Message": said["Message"]})
 
     def _is_create(self, request: web.Request) -> bool:
         return request.method == "POST" and request.path.rstrip("/").endswith("/api/admin/Incident")
