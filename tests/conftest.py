@@ -159,6 +159,9 @@ def base_env(tmp_path) -> dict[str, str]:
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'sitrep.db'}"
     # Not the default 9090: processes of tests running side by side would share it.
     env["METRICS_PORT"] = str(free_port())
+    # A stopped process closes its listener at once (no load balancer in tests); the tests
+    # of the drain set their own delay.
+    env["SITREP_DRAIN_DELAY"] = "0"
     return env
 
 

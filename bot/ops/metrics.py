@@ -51,9 +51,10 @@ _MAYBE_SENT = ("ReadTimeout", "WriteTimeout", "TimeoutError", "ReadError", "Writ
 #: within seconds, so a minute means no replica is delivering.
 OVERDUE_AFTER = timedelta(minutes=1)
 
-#: Methods that write to a channel, and the errors that mean the bot cannot write there
-#: (not a passing fault): `sitrep_channel_reachable` follows them for SITREP_CHANNEL.
-_CHANNEL_WRITES = frozenset({"chat.postMessage", "chat.update", "chat.delete", "chat.scheduleMessage"})
+#: Calls that need the bot in a channel (its posts, edits, and the history /readyz reads), and
+#: the errors that mean it cannot work there (not a passing fault): `sitrep_channel_reachable`
+#: follows them for SITREP_CHANNEL.
+_CHANNEL_CALLS = frozenset({"chat.postMessage", "chat.update", "chat.delete", "chat.scheduleMessage", "conversations.history"})
 _CHANNEL_UNREACHABLE = frozenset(
     {
         "channel_not_found",
@@ -181,8 +182,8 @@ class Metrics:
         )
         self.channel_reachable = Gauge(
             "sitrep_channel_reachable",
-            "1 when this replica's last post or edit in the channel went through, 0 when Slack refused it "
-            "for a reason that means the bot cannot write there (no sample before the first).",
+            "1 when this replica's last post, edit or read in the channel went through, 0 when Slack refused it "
+            "for a reason that means the bot cannot work there (no sample before the first).",
             ["channel"],
             registry=r,
         )
@@ -214,7 +215,7 @@ class Metrics:
         self._watched = channel
 
     def _channel_outcome(self, method: str, kwargs: dict[str, Any], error: str) -> None:
-        if self._watched is None or method not in _CHANNEL_WRITES or _channel_of(kwargs) != self._watched:
+        if self._watched is None or method not in _CHANNEL_CALLS or _channel_of(kwargs) != self._watched:
             return
         if error == "ok":
             self.channel_reachable.labels(self._watched).set(1)
