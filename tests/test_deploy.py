@@ -193,7 +193,7 @@ def test_the_grace_period_covers_the_prestop_and_the_drain():
     pre_stop = _container("Deployment")["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep" and len(pre_stop) == 2
     config = _config()
-    drain = float(config.get("SITREP_DRAIN_DELAY", 10))  # SPEC's default
+    drain = float(config.get("SITREP_DRAIN_DELAY", Settings.model_fields["sitrep_drain_delay"].default))
     grace = float(config.get("SITREP_SHUTDOWN_GRACE", Settings.model_fields["sitrep_shutdown_grace"].default))
     assert pod["terminationGracePeriodSeconds"] > float(pre_stop[1]) + drain + grace
 
