@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.reminders import METADATA_EVENT
+from bot.slack.posts import PostTag
 from scheduler.runner import SWEEP_EVERY
 from tests.support.harness import CHANNEL
 from tests.support.process import sitrep
@@ -42,7 +42,7 @@ def started_receipts(slack) -> list[tuple[float, int]]:
         meta = args.get("metadata") or {}
         meta = json.loads(meta) if isinstance(meta, str) else meta
         payload = meta.get("event_payload") or {}
-        if method == "chat.postMessage" and meta.get("event_type") == METADATA_EVENT and payload.get("kind") == "started":
+        if method == "chat.postMessage" and meta.get("event_type") == PostTag.REMINDER and payload.get("kind") == "started":
             found.append((at + to_wall, payload.get("window_id")))
     return found
 
