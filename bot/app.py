@@ -183,8 +183,8 @@ class Sitrep:
 
     async def finish_work(self) -> None:
         """Take no new work and let what is under way finish (bounded by
-        `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
-        reminders being delivered. Safe to call twice."""
+        `SITREP_SHUTDOWN_GRACE`, counted from the listener's close): listeners Slack already
+        has its answer from, and reminders being delivered. Safe to call twice."""
         grace = self.drain.grace_left(self.ctx.settings.sitrep_shutdown_grace)
         self.drain.close()
         await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
