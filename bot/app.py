@@ -183,8 +183,8 @@ class Sitrep:
 
     async def finish_work(self) -> None:
         """Take no new work and let what is under way finish (bounded by
-        `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
-        reminders being delivered. Safe to call twice."""
+        `SITREP_SHUTDOWN_GRACE`, counted from the listener's close): listeners Slack already
+        has its answer from, and reminders being delivered. Safe to call twice."""
         grace = self.drain.grace_left(self.ctx.settings.sitrep_shutdown_grace)
         self.drain.close()
         await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
@@ -252,13 +252,25 @@ class Sitrep:
             return JSONResponse({"ok": ready, "checks": checks}, status_code=200 if ready else 503)
 
         async def metrics(_request: Request):
-            return Response(await self.ctx.metrics.render(self.ctx.db), media_type=CONTENT_TYPE_LATEST)
+            backend = self.ctx.maintenance.name if self.ctx.maintenance is not None else None
+            text = await self.ctx.metrics.render(self.ctx.db, now=self.ctx.clock(), backend=backend)
+            return Response(text, media_type=CONTENT_TYPE_LATEST)
 
         return [
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ]
+
+    @property
+    def metrics_on_slack_port(self) -> bool:
+        """Only when the operator set METRICS_PORT to PORT: /metrics is for Prometheus, and
+        the Slack port is the one published to the internet."""
+        return self.ctx.settings.metrics_port == self.ctx.settings.port
+
+    def operator_asgi(self) -> Starlette:
+        """What METRICS_PORT serves: /healthz, /readyz and /metrics."""
+        return Starlette(routes=self.operator_routes())
 
     def asgi(self) -> Starlette:
         handler = AsyncSlackRequestHandler(self.bolt)
@@ -274,8 +286,9 @@ class Sitrep:
             finally:
                 await self.stop()
 
+        probes = [r for r in self.operator_routes() if r.path != "/metrics" or self.metrics_on_slack_port]
         return Starlette(
-            routes=[Route("/slack/events", events, methods=["POST"]), *self.operator_routes()],
+            routes=[Route("/slack/events", events, methods=["POST"]), *probes],
             middleware=[self._edge()],
             lifespan=lifespan,
         )
@@ -308,7 +321,14 @@ class Sitrep:
             backlog=accept_backlog(),
         )
         self._count_failed_accepts()
-        await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
+        stopped = asyncio.Event()
+        operator = None if self.metrics_on_slack_port else asyncio.create_task(self._serve_operator_routes(host, stopped))
+        try:
+            await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
+        finally:
+            stopped.set()
+            if operator is not None:
+                await asyncio.wait([operator], timeout=5)
 
     def _count_failed_accepts(self) -> None:
         """asyncio logs each failed accept with a traceback: counted with the slow clients."""
@@ -317,8 +337,8 @@ class Sitrep:
             failures.addFilter(AcceptFailures(self.slow_clients))
 
     async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
-        """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
-        METRICS_PORT until `done`. A port in use is logged, never fatal to the bot."""
+        """/metrics, /healthz and /readyz on METRICS_PORT until `done`, in both modes (Socket
+        Mode has no other HTTP server). A port in use is logged, never fatal to the bot."""
         import uvicorn  # only when serving
 
         class Server(uvicorn.Server):
@@ -330,9 +350,8 @@ class Sitrep:
                 # Checked every 0.1 s: no task of its own that a drain would wait on.
                 return done.is_set() or await super().on_tick(counter)
 
-        app = Starlette(routes=self.operator_routes())
         config = uvicorn.Config(
-            app,
+            self.operator_asgi(),
             host=host,
             port=self.ctx.settings.metrics_port,
             log_config=None,

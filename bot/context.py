@@ -274,6 +274,7 @@ def build_context(
     # SITREP_TEST_SPEEDUP is a test hook (see Settings): Slack's pace, sped up; 1 in production.
     rates = scaled_rates(settings.sitrep_test_speedup) if settings.sitrep_test_speedup != 1 else None
     metrics = Metrics()
+    metrics.watch_channel(settings.sitrep_channel)
     statuspage, appfirst = build_upstreams(settings, http_timeout=http_timeout)
     for service, client in (("statuspage", statuspage), ("appfirst", appfirst)):
         if client is not None:

@@ -4,8 +4,11 @@ write of this process and at each heartbeat), sweeps once a minute as a backstop
 the periodic sync.
 
 Due times are read on the bot's clock (`ctx.clock`), which tests replace; APScheduler
-runs on the machine's clock. So a wake-up is planned as a delay (due − ctx.clock()) from
-the machine's now, never as the due time itself: the two clocks may be years apart."""
+runs on the machine's clock. So a wake-up is planned as a delay (due − the bot's now) from
+the machine's now, never as the due time itself: the two clocks may be years apart. The
+bot's now is read step-aware (`ctx.due_clock`), and a step of either clock is looked for
+every second on the monotonic clock: a pass runs at once and the timers are planned again
+(`_watch_steps`)."""
 
 from __future__ import annotations
 

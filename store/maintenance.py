@@ -64,16 +64,6 @@ async def overlapping(session: AsyncSession, *, now: datetime, ended_since: date
     return list((await session.execute(query)).scalars())
 
 
-async def by_guid(session: AsyncSession, upstream_id: str) -> MaintenanceWindow | None:
-    """A window of any backend whose upstream ID is this GUID (the status page's windows
-    share their IDs' space with its incidents); None when `upstream_id` is no GUID."""
-    canonical = ids.guid(upstream_id)
-    if canonical is None:
-        return None
-    query = select(MaintenanceWindow).where(ids.spelled_as_guid(MaintenanceWindow.upstream_id) == ids.bare(canonical))
-    return await session.scalar(query.order_by(MaintenanceWindow.id).limit(1))
-
-
 async def by_upstream_ids(session: AsyncSession, backend: str, upstream_ids: Iterable[str]) -> dict[str, MaintenanceWindow]:
     ids = [str(i) for i in upstream_ids]
     found: dict[str, MaintenanceWindow] = {}

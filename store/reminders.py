@@ -102,6 +102,13 @@ async def due(session: AsyncSession, now: datetime, *, stale_after: timedelta) -
     return list((await session.execute(query)).scalars())
 
 
+async def overdue_count(session: AsyncSession, *, due_before: datetime) -> int:
+    """Reminders not yet posted (pending, or claimed and not finished) whose due time is
+    before `due_before`: what an operator alerts on when no replica delivers."""
+    query = select(func.count()).where(Reminder.state.in_((PENDING, CLAIMED)), Reminder.due_at < due_before)
+    return int((await session.execute(query)).scalar() or 0)
+
+
 async def next_due_at(session: AsyncSession, *, stale_claim: timedelta | None = None) -> datetime | None:
     """When the earliest pending reminder may go (its due time, or its "not before"); with
     `stale_claim`, also when the oldest claim a process holds now would go stale (a claim

@@ -63,7 +63,7 @@ def test_a_command_during_the_drain_delay_is_answered_and_work_in_flight_finishe
     try:
         wait_healthy(base, process, path="/readyz")
         view = command_modal(base, slack, "/incident", "declare DB down")
-        release = statuspage.pause_reply("/Incident/CreateIncident")
+        release = statuspage.pause_reply("/api/admin/Incident")  # the create
         answer = signed_post(base, interaction_body(submission_payload(view, declare_values())))
         assert answer.status_code == 200  # the modal closes; the status page is still thinking
         wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")

@@ -209,7 +209,7 @@ def test_sigterm_closes_the_websocket_and_fails_readyz_first_then_work_in_flight
         wait_healthy(probes, process, path="/readyz")
         person.command("declare DB down")
         view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-        release = statuspage.pause_reply("/Incident/CreateIncident")
+        release = statuspage.pause_reply("/api/admin/Incident")  # the create
         person.submit(view, declare_values())
         wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")
 

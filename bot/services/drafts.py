@@ -196,13 +196,13 @@ class DraftFlow:
         except UpstreamError as exc:
             if isinstance(exc, OutcomeUnknown) and kind.creates:
                 log.warning("%s may or may not have taken %s: %s", exc.service, kind, exc.message)
-                audit(kind, user=user_id, outcome=f"unknown: {exc}", draft_id=draft_id, **_target(form))
+                audit(kind, user=user_id, outcome="unknown", reason=str(exc), draft_id=draft_id, **_target(form))
                 await self._record(draft_id, str(exc), DraftState.UNKNOWN)
                 raise self.unknown(draft_id, kind, form.summary(), exc.message) from exc
             # A change to one thing (update, resolve, edit, cancel) sent twice changes it
             # once: a plain failure with Retry, as before.
             log.warning("%s did not take %s: %s", exc.service, kind, exc)
-            audit(kind, user=user_id, outcome=f"{upstream_outcome(exc)}: {exc}", draft_id=draft_id, **_target(form))
+            audit(kind, user=user_id, outcome=upstream_outcome(exc), reason=str(exc), draft_id=draft_id, **_target(form))
             await self._record(draft_id, str(exc))
             raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
         except SitrepError:
@@ -222,7 +222,7 @@ class DraftFlow:
             # Our own trouble mid-send (a bug): whether the upstream has it is unknown, and
             # the person is asked, not guessed for.
             log.exception("sending %s (draft %s) broke off; its outcome is unknown", kind, draft_id)
-            audit(kind, user=user_id, outcome="unknown: broke off", draft_id=draft_id, **_target(form))
+            audit(kind, user=user_id, outcome="unknown", reason="broke off", draft_id=draft_id, **_target(form))
             await self._record(draft_id, "broke off mid-send", DraftState.UNKNOWN)
             raise self.unknown(draft_id, kind, form.summary(), "sitrep broke off while sending it") from exc
         except BaseException:

@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.backends.statuspage import StatusPageMaintenance
 from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
 from bot.errors import (
@@ -35,7 +36,7 @@ from bot.slack.posts import Post, PostTag, RowClaim, Subject
 from store import ids
 from store import incidents as incident_store
 from store import maintenance as window_store
-from store.models import Incident, IncidentEvent, Reminder
+from store.models import Incident, IncidentEvent, MaintenanceWindow, Reminder
 from store.states import RESOLVED_STATUS, DraftKind, IncidentEventKind, ReminderKind
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class IncidentService(FeatureService):
         """An open incident by short number or upstream ID, or a plain answer why not."""
         async with self.ctx.db.session() as session:
             incident = await incident_store.find_incident(session, ref)
-            window = await window_store.by_guid(session, ref) if incident is None else None
+            window = await self._window_named(session, ref) if incident is None else None
         if incident is None:
             shown = escape(truncate(ref.strip(), 40))
             if ids.too_large(ref):
@@ -139,6 +140,14 @@ class IncidentService(FeatureService):
             found = await incident_store.by_upstream(session, upstream_id)
         return f"incident #{found.id}" if found is not None else None
 
+    @staticmethod
+    async def _window_named(session, ref: str) -> MaintenanceWindow | None:
+        """The status page's window with this GUID, in any spelling (its windows and incidents
+        share one ID space); None for anything else (AppFirst's IDs are numbers)."""
+        if ids.guid(ref) is None:
+            return None
+        return await window_store.by_upstream(session, StatusPageMaintenance.name, ref)
+
     async def _other_kind(self, upstream_id: str) -> str | None:
         """A maintenance window's ID, which the status page would let an incident's calls
         act on (resolving it ends the window). Its windows and incidents are made by the
@@ -146,7 +155,7 @@ class IncidentService(FeatureService):
         windows in progress, so the store (windows sitrep made or synced) is asked first,
         then that list."""
         async with self.ctx.db.session() as session:
-            window = await window_store.by_guid(session, upstream_id)
+            window = await self._window_named(session, upstream_id)
         if window is not None:
             return f"That is the ID of maintenance #{window.id}, a maintenance window, not an incident. Paste the incident's ID."
         try:

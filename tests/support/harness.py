@@ -123,15 +123,18 @@ class BotUnderTest:
         http_timeout: float = 2.0,
         live_scheduler: bool | None = None,
     ):
-        self.settings = settings.model_copy(update={"port": free_port()})
+        self.settings = settings.model_copy(update={"port": free_port(), "metrics_port": free_port()})
         self.clock = clock
         self.live_scheduler = clock is None if live_scheduler is None else live_scheduler
         self.http_timeout = http_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bot: Sitrep | None = None
         self._server: uvicorn.Server | None = None
+        self._operator: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.port}", timeout=15)
+        # METRICS_PORT: /metrics (not on the Slack port), /healthz and /readyz.
+        self.operator_http = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.metrics_port}", timeout=15)
         self.ack_violations: list[str] = []  # Slack limits the bot's HTTP answers broke
 
     # --- life ----------------------------------------------------------------------------
@@ -150,8 +153,13 @@ class BotUnderTest:
             )
             self._server = uvicorn.Server(config)
             self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            operator_config = uvicorn.Config(
+                self.bot.operator_asgi(), host="127.0.0.1", port=self.settings.metrics_port, log_level="warning", lifespan="off"
+            )
+            self._operator = uvicorn.Server(operator_config)
+            self._operator.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             ready.set()
-            self.loop.run_until_complete(self._server.serve())
+            self.loop.run_until_complete(asyncio.gather(self._server.serve(), self._operator.serve()))
             self.loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -159,17 +167,18 @@ class BotUnderTest:
         ready.wait(10)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self._server is not None and self._server.started:
+            if self._server is not None and self._server.started and self._operator is not None and self._operator.started:
                 return self
             time.sleep(0.01)
         raise RuntimeError("the bot did not start")
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
+        for server in (self._server, self._operator):
+            if server is not None:
+                server.should_exit = True
         if self._thread is not None:
             self._thread.join(15)
-        self._server = None
+        self._server = self._operator = None
         self._thread = None
 
     def __enter__(self) -> BotUnderTest:
@@ -179,6 +188,12 @@ class BotUnderTest:
         self.stop()
         if exc[0] is None:
             assert self.ack_violations == [], self.ack_violations
+
+    def scrape(self) -> str:
+        """`GET /metrics` on METRICS_PORT, as Prometheus asks it."""
+        answer = self.operator_http.get("/metrics")
+        assert answer.status_code == 200, answer.text
+        return answer.text
 
     def run(self, coro) -> Any:
         """Run a coroutine on the bot's own loop (to read its store, or drive its jobs)."""

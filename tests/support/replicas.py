@@ -26,6 +26,8 @@ _STARTED = re.compile(r"sitrep started \(instance (\w+)\)")
 class Replica:
     def __init__(self, env: dict[str, str], cwd: Path, log: Path):
         self.port = int(env["PORT"])
+        env = env | {"METRICS_PORT": str(free_port())}  # each its own, as each pod has
+        self.metrics_port = int(env["METRICS_PORT"])
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
         self._log_file = log.open("w")
