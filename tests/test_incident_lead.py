@@ -23,7 +23,7 @@ from store import incidents as incident_store
 from store.models import IncidentEvent, Reminder
 from store.states import IncidentEventKind, ReminderKind, ReminderState
 from tests.support.dates import T0
-from tests.support.harness import CHANNEL, picked_user
+from tests.support.harness import CHANNEL, home_opened, picked_user
 from tests.support.incidents import (
     declare_values,
     event_kinds,
@@ -208,3 +208,11 @@ def test_nudges_name_the_lead_and_the_last_updater():
     assert json.dumps(blocks).count(f"<@{DANA}>") == 1
     # Incidents stored before the lead existed are led by their declarer.
     assert incident().lead == "U123"
+
+
+def test_the_home_tab_shows_the_lead(bot, slack, statuspage):
+    slack.add_channel("incidents", private=True, members=("UBOT", "U123"), channel_id=CHANNEL)
+    declare_led_by(bot, slack, DANA)
+    assert bot.event(home_opened("U123")).status_code == 200
+    view = slack.wait_for(lambda: slack.calls_to("views.publish"))[-1]["view"]
+    assert f"led by <@{DANA}>" in json.dumps(view)
