@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timedelta
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -23,12 +24,17 @@ import handlers
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import SlackEdge
+from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
 from bot.inbound.replays import ForgetShownAgain, replay_guard
+from bot.messages.sandbox import answer_in_sandbox
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
+
+#: How long /readyz trusts a good answer about SITREP_CHANNEL before asking Slack again.
+CHANNEL_RECHECK = timedelta(seconds=60)
 
 
 def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> AsyncApp:
@@ -87,6 +93,7 @@ def _observe_request(ctx: AppContext):
     """A Bolt global middleware: the log context of the request (who, which command or
     action), and the time from Bolt receiving it to its ack."""
     metrics = ctx.metrics
+    sandbox = ctx.settings.sitrep_sandbox
 
     async def observe(req, resp, next):  # noqa: A002 - Bolt injects arguments by name
         kind, name = _what(req.body)
@@ -100,6 +107,9 @@ def _observe_request(ctx: AppContext):
             async def __call__(self, *args, **kwargs):
                 if self.response is None:
                     metrics.observe_ack(kind, name, time.perf_counter() - started)
+                if sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
+                    # A private answer in the ack (help, a list, an error): it says sandbox too.
+                    kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
                 return await super().__call__(*args, **kwargs)
 
         req.context["ack"] = TimedAck()
@@ -157,10 +167,13 @@ class Sitrep:
         self.identity = SlackIdentity(ctx)
         self.bolt = build_bolt_app(ctx, self.identity)
         self.drain = Drain()
+        # One count of slow clients for the whole process: its log is a line a second at most.
+        self.slow_clients = SlowClientLog()
         # Bolt calls this first inside every listener's background task: the drain waits on them.
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
+        self._channel_ok_at: datetime | None = None
 
     async def start(self) -> None:
         await self.ctx.db.upgrade()  # a no-op when `sitrep run` already did it
@@ -170,10 +183,10 @@ class Sitrep:
 
     async def finish_work(self) -> None:
         """Take no new work and let what is under way finish (bounded by
-        `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
-        reminders being delivered. Safe to call twice."""
-        grace = self.ctx.settings.sitrep_shutdown_grace
-        self.drain.begin()
+        `SITREP_SHUTDOWN_GRACE`, counted from the listener's close): listeners Slack already
+        has its answer from, and reminders being delivered. Safe to call twice."""
+        grace = self.drain.grace_left(self.ctx.settings.sitrep_shutdown_grace)
+        self.drain.close()
         await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
 
     async def stop(self) -> None:
@@ -202,9 +215,31 @@ class Sitrep:
         except Exception as exc:  # noqa: BLE001
             error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
             checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
-        if self.drain.draining:  # SIGTERM: new Slack requests get 503, so take it out of rotation
+        if self.drain.draining:  # SIGTERM: out of rotation, so the balancer stops sending
             checks["shutdown"] = "draining"
-        return all(v == "ok" for v in checks.values()), checks
+        ready = all(v == "ok" for v in checks.values())
+        # Reported, not gating: a replica taken out of rotation could not even tell people
+        # why their announcement failed, and every replica would be out alike.
+        checks["channel"] = await self._channel_state()
+        return ready, checks
+
+    async def _channel_state(self) -> str:
+        """ "ok", or why the bot cannot post in SITREP_CHANNEL (removed from it, say). A good
+        answer is kept for `CHANNEL_RECHECK` (conversations.history is Tier 3: a probe every
+        few seconds must not spend it); a bad one is asked again each time, so an `/invite`
+        shows at once."""
+        from bot.slack.preflight import check_channel  # noqa: PLC0415 - loaded when used (start-up cost)
+
+        now = self.ctx.clock()
+        if self._channel_ok_at is not None and now - self._channel_ok_at < CHANNEL_RECHECK:
+            return "ok"
+        try:
+            async with asyncio.timeout(5):
+                state = await check_channel(self.ctx.slack, self.ctx.settings.sitrep_channel, ())
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return f"not checked ({type(exc).__name__})"
+        self._channel_ok_at = now if state.ok else None
+        return "ok" if state.ok else str(state.problem)
 
     def operator_routes(self) -> list[Route]:
         """/healthz (the process answers), /readyz (it can do its work), /metrics."""
@@ -217,13 +252,25 @@ class Sitrep:
             return JSONResponse({"ok": ready, "checks": checks}, status_code=200 if ready else 503)
 
         async def metrics(_request: Request):
-            return Response(await self.ctx.metrics.render(self.ctx.db), media_type=CONTENT_TYPE_LATEST)
+            backend = self.ctx.maintenance.name if self.ctx.maintenance is not None else None
+            text = await self.ctx.metrics.render(self.ctx.db, now=self.ctx.clock(), backend=backend)
+            return Response(text, media_type=CONTENT_TYPE_LATEST)
 
         return [
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ]
+
+    @property
+    def metrics_on_slack_port(self) -> bool:
+        """Only when the operator set METRICS_PORT to PORT: /metrics is for Prometheus, and
+        the Slack port is the one published to the internet."""
+        return self.ctx.settings.metrics_port == self.ctx.settings.port
+
+    def operator_asgi(self) -> Starlette:
+        """What METRICS_PORT serves: /healthz, /readyz and /metrics."""
+        return Starlette(routes=self.operator_routes())
 
     def asgi(self) -> Starlette:
         handler = AsyncSlackRequestHandler(self.bolt)
@@ -239,8 +286,9 @@ class Sitrep:
             finally:
                 await self.stop()
 
+        probes = [r for r in self.operator_routes() if r.path != "/metrics" or self.metrics_on_slack_port]
         return Starlette(
-            routes=[Route("/slack/events", events, methods=["POST"]), *self.operator_routes()],
+            routes=[Route("/slack/events", events, methods=["POST"]), *probes],
             middleware=[self._edge()],
             lifespan=lifespan,
         )
@@ -253,6 +301,7 @@ class Sitrep:
             signing_secret=secret.get_secret_value() if secret else None,
             max_body=self.ctx.settings.sitrep_max_body,
             drain=self.drain,
+            slow_clients=self.slow_clients,
         )
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:
@@ -267,12 +316,29 @@ class Sitrep:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=max(grace, 1),
+            # Header deadline and connection limit: slow clients cannot starve Slack's requests.
+            http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
         )
-        await draining_server(config, self.finish_work).serve()
+        self._count_failed_accepts()
+        stopped = asyncio.Event()
+        operator = None if self.metrics_on_slack_port else asyncio.create_task(self._serve_operator_routes(host, stopped))
+        try:
+            await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
+        finally:
+            stopped.set()
+            if operator is not None:
+                await asyncio.wait([operator], timeout=5)
+
+    def _count_failed_accepts(self) -> None:
+        """asyncio logs each failed accept with a traceback: counted with the slow clients."""
+        failures = logging.getLogger("asyncio")
+        if not any(isinstance(f, AcceptFailures) for f in failures.filters):
+            failures.addFilter(AcceptFailures(self.slow_clients))
 
     async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
-        """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
-        METRICS_PORT until `done`. A port in use is logged, never fatal to the bot."""
+        """/metrics, /healthz and /readyz on METRICS_PORT until `done`, in both modes (Socket
+        Mode has no other HTTP server). A port in use is logged, never fatal to the bot."""
         import uvicorn  # only when serving
 
         class Server(uvicorn.Server):
@@ -284,8 +350,16 @@ class Sitrep:
                 # Checked every 0.1 s: no task of its own that a drain would wait on.
                 return done.is_set() or await super().on_tick(counter)
 
-        app = Starlette(routes=self.operator_routes())
-        config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            self.operator_asgi(),
+            host=host,
+            port=self.ctx.settings.metrics_port,
+            log_config=None,
+            lifespan="off",
+            http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
+        )
+        self._count_failed_accepts()
         try:
             await Server(config).serve()
         except SystemExit:  # uvicorn's answer to a port it cannot bind
@@ -297,7 +371,11 @@ class Sitrep:
         # Only Socket Mode needs these: an HTTP deployment never loads the websocket stack.
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-        from bot.inbound.socket_mode import first_connection_url  # loaded when used (start-up cost)
+        from bot.inbound.socket_mode import (  # loaded when used (start-up cost)
+            SocketModeDisabled,
+            first_connection_url,
+            stop_on_link_disabled,
+        )
 
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()
@@ -305,6 +383,13 @@ class Sitrep:
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)
+        disabled = asyncio.Event()
+
+        def link_disabled() -> None:
+            disabled.set()
+            stop.set()
+
+        stop_on_link_disabled(handler.client, link_disabled)
         stopped = asyncio.Event()
         operator = asyncio.create_task(self._serve_operator_routes(host, stopped))
         try:
@@ -314,6 +399,9 @@ class Sitrep:
             await stop.wait()
         finally:
             try:
+                # Out of rotation at once, and the websocket closed first: Slack sends what
+                # comes next to the other replicas' connections (no balancer to wait for).
+                self.drain.begin()
                 await handler.close_async()
                 # /healthz keeps answering while acknowledged work finishes (busy, not dead).
                 # The heartbeat beats on while work finishes; it is not work to wait for.
@@ -323,6 +411,8 @@ class Sitrep:
             finally:
                 stopped.set()
                 await asyncio.wait([operator], timeout=5)
+        if disabled.is_set():
+            raise SocketModeDisabled
 
 
 async def _finish_acknowledged_work(timeout: float, keep: set[asyncio.Task] | frozenset = frozenset()) -> None:

@@ -23,6 +23,11 @@ def selected(values: dict, block_id: str, action_id: str) -> str | None:
     return option.get("value") if option else None
 
 
+def selected_user(values: dict, block_id: str, action_id: str) -> str | None:
+    """A `users_select`'s pick (a user ID)."""
+    return _value(values, block_id, action_id).get("selected_user") or None
+
+
 def selected_many(values: dict, block_id: str, action_id: str) -> list[str]:
     return [o["value"] for o in _value(values, block_id, action_id).get("selected_options") or []]
 
@@ -86,6 +91,8 @@ class Interaction:
     #: An Events API event's type (`app_home_opened`) and, for that one, the tab opened.
     event_type: str = ""
     tab: str = ""
+    #: A reaction event's emoji name (`pushpin`); its message is `channel_id` + `message_ts`.
+    reaction: str = ""
 
     @property
     def is_command(self) -> bool:
@@ -110,12 +117,16 @@ class Interaction:
             event = body.get("event") or {}
             user = event.get("user")
             tab = event.get("tab")
+            item = event.get("item") if isinstance(event.get("item"), dict) else {}
+            message = item.get("type") == "message"
             return cls(
                 type="event",
                 user_id=user if isinstance(user, str) else None,
-                channel_id=None,
+                channel_id=str(item.get("channel") or "") or None if message else None,
                 event_type=str(event.get("type") or ""),
                 tab=tab if isinstance(tab, str) else "",
+                reaction=str(event.get("reaction") or ""),
+                message_ts=str(item.get("ts") or "") if message else "",
             )
         view = body.get("view") or {}
         message = body.get("message") if body.get("type") == "message_action" else None

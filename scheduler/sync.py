@@ -79,7 +79,9 @@ async def _sync_pass(ctx: AppContext, backend: MaintenanceBackend, report: SyncR
 
     now = ctx.clock()
     windows = Windows(ctx)
-    await windows.note_listed()  # `/maintenance list` says how old its record is when the API is down
+    # The sync succeeded (its only failure is the list's), and `/maintenance list` says how
+    # old its record is when the API is later down.
+    await windows.note_synced()
     async with ctx.db.session() as session:
         known = await window_store.active_times(session, backend.name)
         # Listed, not history, not active here: new, or known and over (one bulk lookup of

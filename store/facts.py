@@ -12,6 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.models import UpstreamFact
 
 
+def synced_key(backend: str) -> str:
+    """The fact whose `updated_at` is when a sync with `backend` last got its list (a sync's
+    only way to fail), by any replica."""
+    return f"{backend}.synced"
+
+
 async def get_fact(session: AsyncSession, key: str) -> UpstreamFact | None:
     return await session.get(UpstreamFact, key)
 

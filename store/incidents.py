@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import ids
 from store.models import Incident, IncidentEvent
 from store.states import IncidentEventKind
 
@@ -38,14 +39,27 @@ async def resolved_event(session: AsyncSession, incident_id: int) -> IncidentEve
 
 
 async def find_incident(session: AsyncSession, ref: str) -> Incident | None:
-    """`ref` is the short number people see (`12`, `#12`) or the upstream ID."""
-    ref = ref.strip()
-    number = ref[1:] if ref.startswith("#") else ref
-    if number.isdigit():
-        found = await session.get(Incident, int(number))
-        if found is not None:
-            return found
-    return (await session.execute(select(Incident).where(Incident.upstream_id == ref))).scalar_one_or_none()
+    """`ref` is the short number people see (`12`, `#12`) or the upstream ID, in any of its
+    spellings (`store.ids.guid`). A number too large for any row is looked for only as an ID."""
+    found = None
+    number = ids.number(ref)
+    if number is not None:
+        found = await session.get(Incident, number)
+    if found is not None or ref.strip().startswith("#"):
+        return found
+    return await by_upstream(session, ref)
+
+
+async def by_upstream(session: AsyncSession, upstream_id: str) -> Incident | None:
+    """The incident the status page knows as `upstream_id`, however it is spelled."""
+    canonical = ids.guid(upstream_id)
+    if canonical is None:
+        return await session.scalar(select(Incident).where(Incident.upstream_id == upstream_id.strip()).limit(1))
+    found = await session.scalar(select(Incident).where(Incident.upstream_id == canonical).limit(1))
+    if found is None:  # kept in another spelling (before IDs were normalized): scan for it
+        query = select(Incident).where(ids.spelled_as_guid(Incident.upstream_id) == ids.bare(canonical))
+        found = await session.scalar(query.order_by(Incident.id).limit(1))
+    return found
 
 
 async def open_incidents(session: AsyncSession, *, limit: int, offset: int = 0) -> list[Incident]:
@@ -108,6 +122,54 @@ async def add_event(
     session.add(event)
     await session.flush()
     return event
+
+
+async def add_overlap(session: AsyncSession, incident: Incident, window: dict, *, at: datetime) -> IncidentEvent:
+    """The timeline's record of a window that overlapped the incident's start."""
+    event = IncidentEvent(
+        incident_id=incident.id,
+        kind=IncidentEventKind.OVERLAP,
+        status=incident.status,
+        text=f"{window['title']} ({window['where']})" if window["where"] else window["title"],
+        user_id="",
+        at=at,
+        link=window["link"],
+    )
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def by_room(session: AsyncSession, channel_id: str) -> Incident | None:
+    """The incident whose own channel this is."""
+    return (await session.execute(select(Incident).where(Incident.room_channel_id == channel_id))).scalars().first()
+
+
+async def by_announcement(session: AsyncSession, channel_id: str, ts: str) -> Incident | None:
+    """The incident announced by the message at `ts` in `channel_id`."""
+    query = select(Incident).where(Incident.channel_id == channel_id, Incident.message_ts == ts)
+    return (await session.execute(query)).scalars().first()
+
+
+async def timeline(session: AsyncSession, incident_id: int) -> list[IncidentEvent]:
+    """Every event of the incident, oldest first."""
+    query = select(IncidentEvent).where(IncidentEvent.incident_id == incident_id).order_by(IncidentEvent.at, IncidentEvent.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def pinned_event(session: AsyncSession, incident_id: int, message_ts: str) -> IncidentEvent | None:
+    query = select(IncidentEvent).where(
+        IncidentEvent.incident_id == incident_id,
+        IncidentEvent.kind == IncidentEventKind.PINNED,
+        IncidentEvent.message_ts == message_ts,
+    )
+    return (await session.execute(query)).scalars().first()
+
+
+async def event_posted_by(session: AsyncSession, row_id: int) -> IncidentEvent | None:
+    """The timeline event whose reply the `reminders` row `row_id` posts."""
+    query = select(IncidentEvent).where(IncidentEvent.post_id == row_id)
+    return (await session.execute(query)).scalars().first()
 
 
 async def last_updater(session: AsyncSession, incident_id: int) -> str | None:

@@ -63,6 +63,12 @@ class Incident(Base):
     #: The message it was declared from (the *Declare incident* shortcut), linked from the announcement.
     source_link: Mapped[str | None] = mapped_column(String(500), default=None)
     declared_by: Mapped[str] = mapped_column(String(32))
+    #: Who runs it (the declare form's *Lead*, `/incident lead`); None only for incidents
+    #: stored before 0017, whose lead is their declarer (`lead`).
+    lead_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: Maintenance running or ended less than SITREP_CHANGE_LOOKBACK minutes before it was
+    #: declared, as the announcement names it: [{"id", "title", "where", "link", "ended"}].
+    overlaps: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
     declared_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     update_count: Mapped[int] = mapped_column(default=0)
@@ -88,11 +94,17 @@ class Incident(Base):
     def is_open(self) -> bool:
         return self.state == IncidentState.OPEN
 
+    @property
+    def lead(self) -> str:
+        return self.lead_id or self.declared_by
+
 
 class IncidentEvent(Base):
-    """One step of an incident's timeline: declared, an update, resolved."""
+    """One step of an incident's timeline: declared, an update, a lead change, a pinned
+    message, resolved."""
 
     __tablename__ = "incident_events"
+    __table_args__ = (Index("uq_incident_events_pinned", "incident_id", "kind", "message_ts", unique=True),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -102,6 +114,10 @@ class IncidentEvent(Base):
     user_id: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime]
     message_ts: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: The `reminders` row that posts this event's reply exactly once (a lead change), if any.
+    post_id: Mapped[int | None] = mapped_column(index=True, default=None)
+    #: A pinned message's permalink (kind `pinned`: `message_ts` is that message's, `user_id` its author).
+    link: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class Draft(Base):

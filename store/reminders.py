@@ -102,6 +102,13 @@ async def due(session: AsyncSession, now: datetime, *, stale_after: timedelta) -
     return list((await session.execute(query)).scalars())
 
 
+async def overdue_count(session: AsyncSession, *, due_before: datetime) -> int:
+    """Reminders not yet posted (pending, or claimed and not finished) whose due time is
+    before `due_before`: what an operator alerts on when no replica delivers."""
+    query = select(func.count()).where(Reminder.state.in_((PENDING, CLAIMED)), Reminder.due_at < due_before)
+    return int((await session.execute(query)).scalar() or 0)
+
+
 async def next_due_at(session: AsyncSession, *, stale_claim: timedelta | None = None) -> datetime | None:
     """When the earliest pending reminder may go (its due time, or its "not before"); with
     `stale_claim`, also when the oldest claim a process holds now would go stale (a claim
@@ -286,6 +293,15 @@ async def rearm(
         )
     )
     return done.rowcount == 1
+
+
+async def pull_in(session: AsyncSession, kind: str, *, latest: datetime) -> int:
+    """Pending reminders of `kind` due after `latest` become due at `latest` (nudges planned
+    while the clock ran ahead: a quiet interval is a duration, never a day)."""
+    done = await session.execute(
+        update(_rows).where(_rows.c.kind == kind, _rows.c.state == PENDING, _rows.c.due_at > latest).values(due_at=latest)
+    )
+    return done.rowcount
 
 
 async def release(session: AsyncSession, reminder_id: int, *, token: int) -> None:

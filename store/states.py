@@ -81,6 +81,12 @@ class IncidentEventKind(StrEnum):
     """An update sent to the status page, with its status and text."""
     RESOLVED = "resolved"
     """Resolved from Slack; its `message_ts` is the *Resolved* reply in the thread."""
+    LEAD = "lead"
+    """The lead changed; `text` is the new lead's user ID, `user_id` who changed it."""
+    OVERLAP = "overlap"
+    """A maintenance window running (or just ended) when it was declared (`text` names it, `link` its thread)."""
+    PINNED = "pinned"
+    """A message pinned with :pushpin: (its text, `user_id` its author, `link`, `message_ts`)."""
 
 
 RESOLVED_STATUS = "Resolved"
@@ -107,6 +113,10 @@ class ReminderKind(StrEnum):
     so a crash before the post leaves it to be posted (`bot.services.notices`)."""
     CANCELLED = "cancelled"
     """A window's cancel notice in its thread, the same way (written with the cancellation)."""
+    LEAD = "lead"
+    """An incident's lead-change reply in its thread, due at once: written with the change
+    (its `IncidentEvent.post_id` names the row; the row has no `incident_id`, as an incident
+    changes lead any number of times), posted like a resolve notice."""
     DIGEST = "digest"
     """The weekly digest in SITREP_CHANNEL at SITREP_DIGEST's time (one row a week, planned
     a week ahead; `store.models.WeeklyDigest` makes it one)."""
@@ -119,6 +129,7 @@ class ReminderKind(StrEnum):
             ReminderKind.RESOLVED,
             ReminderKind.CANCELLED,
             ReminderKind.DIGEST,
+            ReminderKind.LEAD,
         )
 
     @property

@@ -16,6 +16,7 @@ from tests.support.harness import (
     SIGNING_SECRET,
     BotUnderTest,
     FakeClock,
+    free_port,
 )
 from tests.support.postgres import PostgresDatabases, unreachable
 from tests.support.process import SPEC_VARIABLES
@@ -168,6 +169,11 @@ def base_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
     env["PYTHONUNBUFFERED"] = "1"
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'sitrep.db'}"
+    # Not the default 9090: processes of tests running side by side would share it.
+    env["METRICS_PORT"] = str(free_port())
+    # A stopped process closes its listener at once (no load balancer in tests); the tests
+    # of the drain set their own delay.
+    env["SITREP_DRAIN_DELAY"] = "0"
     return env
 
 

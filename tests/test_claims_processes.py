@@ -91,7 +91,7 @@ def test_two_processes_announce_and_remind_each_window_once(full_env, database_u
     stored_unannounced(database_url, windows)
 
     ports = [str(free_port()), str(free_port())]
-    processes = [start_sitrep(env | {"PORT": port}, tmp_path) for port in ports]
+    processes = [start_sitrep(env | {"PORT": port, "METRICS_PORT": str(free_port())}, tmp_path) for port in ports]
     try:
         for port, process in zip(ports, processes, strict=True):
             wait_healthy(f"http://127.0.0.1:{port}", process)

@@ -149,4 +149,4 @@ def test_a_replayed_shortcut_opens_no_second_form(bot, slack):
     assert bot.post(body).status_code == 200  # Slack's retry, or a replay of the signed body
     assert bot.command("help").status_code == 200  # handled after it
     assert len(slack.calls_to("views.open")) == 1
-    assert 'sitrep_ack_seconds_count{kind="shortcut",name="incident_declare_from_message"} 1.0' in bot.http.get("/metrics").text
+    assert 'sitrep_ack_seconds_count{kind="shortcut",name="incident_declare_from_message"} 1.0' in bot.scrape()

@@ -281,7 +281,7 @@ def test_a_running_window_without_an_end_reads_as_such():
 
 def test_the_event_is_timed_and_logged_as_the_home_tab(bot, slack):
     open_home(bot, slack)
-    metrics = bot.http.get("/metrics").text
+    metrics = bot.scrape()
     assert 'sitrep_ack_seconds_count{kind="event",name="app_home_opened"} 1.0' in metrics
 
 

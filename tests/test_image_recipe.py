@@ -4,8 +4,8 @@ read and checked, and what it does — copy the files it names, `pip install .`,
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -13,52 +13,16 @@ import subprocess
 import sys
 import time
 import tomllib
-from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port
+from tests.support.image import ROOT, all_of, exec_form, instructions, one_of
 from tests.support.process import SPEC_VARIABLES
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def instructions() -> list[tuple[str, str]]:
-    """The Dockerfile as (INSTRUCTION, arguments), continuation lines joined, comments dropped."""
-    joined: list[str] = []
-    pending = ""
-    for raw in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        joined.append(pending + line)
-        pending = ""
-    assert not pending, "the Dockerfile ends inside a continued line"
-    out = []
-    for line in joined:
-        word, _, rest = line.partition(" ")
-        out.append((word.upper(), rest.strip()))
-    return out
-
-
-def all_of(kind: str) -> list[str]:
-    return [rest for word, rest in instructions() if word == kind]
-
-
-def one_of(kind: str) -> str:
-    found = all_of(kind)
-    assert len(found) == 1, f"expected one {kind}, found {found}"
-    return found[0]
-
-
-def exec_form(arguments: str) -> list[str]:
-    value = json.loads(arguments)
-    assert isinstance(value, list) and all(isinstance(v, str) for v in value), arguments
-    return value
 
 
 def healthcheck_command() -> list[str]:
@@ -86,10 +50,11 @@ def pyproject() -> dict:
 # --- what the Dockerfile claims -----------------------------------------------------------------
 
 
-def test_the_image_starts_from_slim_python_3_11():
+def test_the_image_starts_from_a_versioned_slim_python_3_11():
+    """A full version and the Debian release: a rebuild next month gets the same base."""
     assert instructions()[0][0] == "FROM"
     base = one_of("FROM")
-    assert base.startswith("python:3.11") and "slim" in base, base
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-(bookworm|trixie)(@sha256:[0-9a-f]{64})?", base), base
 
 
 def test_the_image_runs_sitrep_as_a_user_that_is_not_root():
@@ -102,13 +67,28 @@ def test_the_image_runs_sitrep_as_a_user_that_is_not_root():
     assert exec_form(one_of("CMD")) == ["sitrep", "run"]
 
 
-def test_the_image_installs_the_project_alone():
-    """One `pip install .`: no extras (the test dependencies stay out), not editable."""
-    installs = [run for run in all_of("RUN") if "pip install" in run]
-    assert len(installs) == 1, installs
-    args = shlex.split(installs[0].split("pip install", 1)[1].split("&&", 1)[0])
-    assert [a for a in args if not a.startswith("-")] == ["."], installs[0]
-    assert not {"-e", "--editable", "-r", "--requirement"} & set(args), installs[0]
+RUNTIME_LOCK = "requirements/runtime.lock"
+DEV_LOCK = "requirements/dev.lock"
+
+
+def pip_installs() -> list[list[str]]:
+    return [shlex.split(run.split("pip install", 1)[1].split("&&", 1)[0]) for run in all_of("RUN") if "pip install" in run]
+
+
+def test_the_image_installs_the_locked_dependencies_in_a_layer_of_their_own_then_the_project_alone():
+    """First the pinned, hash-checked dependencies from a COPY of the lock alone (a change to
+    the code does not reinstall them), then `.` with nothing more: no extras, not editable."""
+    dependencies, project = pip_installs()
+    assert dependencies[dependencies.index("-r") + 1].endswith(RUNTIME_LOCK)
+    assert {"--require-hashes", "--no-deps"} <= set(dependencies)
+    assert [a for a in project if not a.startswith("-")] == ["."]
+    assert {"--no-deps", "--no-build-isolation"} <= set(project)
+    assert not {"-e", "--editable", "-r", "--requirement"} & set(project)
+    steps = [(word, rest) for word, rest in instructions() if word in ("COPY", "RUN")]
+    first_copy = next(rest for word, rest in steps if word == "COPY")
+    assert shlex.split(first_copy)[:-1] == [RUNTIME_LOCK], "the dependency layer must not depend on the code"
+    layer = next(i for i, (word, rest) in enumerate(steps) if word == "RUN" and RUNTIME_LOCK in rest)
+    assert all(word == "COPY" and RUNTIME_LOCK in rest for word, rest in steps[:layer])
 
 
 def test_the_image_copies_exactly_what_pip_install_reads():
@@ -116,7 +96,43 @@ def test_the_image_copies_exactly_what_pip_install_reads():
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
     packages = {pattern.rstrip("*") for pattern in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]}
-    assert set(sources) == {"pyproject.toml", pyproject()["project"]["readme"], *packages}
+    assert set(sources) == {RUNTIME_LOCK, "pyproject.toml", pyproject()["project"]["readme"], *packages}
+
+
+def pins(lock: str) -> dict[str, Version]:
+    """name -> pinned version; every pin carries its hashes."""
+    text = (ROOT / lock).read_text(encoding="utf-8")
+    found = {}
+    for entry in re.split(r"\n(?=\S)", text):
+        match = re.match(r"([A-Za-z0-9_.\-\[\]]+)==([^\s;\\]+)", entry)
+        if match is None:
+            continue
+        assert "--hash=sha256:" in entry, f"{lock}: {match.group(0)} has no hash"
+        found[canonicalize_name(match.group(1).split("[")[0])] = Version(match.group(2))
+    return found
+
+
+def test_the_locks_pin_every_dependency_within_pyproject_bounds():
+    """pyproject.toml keeps lower bounds, the locks pin: a dependency added without
+    `scripts/dev lock`, or a bound the pin does not meet, fails here."""
+    project = pyproject()
+    wanted = {
+        RUNTIME_LOCK: [*project["project"]["dependencies"], *project["build-system"]["requires"]],
+        DEV_LOCK: [*project["project"]["dependencies"], *project["build-system"]["requires"],
+                   *project["project"]["optional-dependencies"]["test"]],
+    }  # fmt: skip
+    for lock, requirements in wanted.items():
+        pinned = pins(lock)
+        for line in requirements:
+            requirement = Requirement(line)
+            name = canonicalize_name(requirement.name)
+            assert name in pinned, f"{name} is not in {lock}: run `scripts/dev lock`"
+            assert requirement.specifier.contains(pinned[name], prereleases=True), (
+                f"{lock}: {name}=={pinned[name]} not {requirement}"
+            )
+    runtime, dev = pins(RUNTIME_LOCK), pins(DEV_LOCK)
+    assert all(dev[name] == version for name, version in runtime.items()), "the two locks disagree: run `scripts/dev lock`"
+    assert "pytest" not in runtime  # the image stays without the test dependencies
 
 
 def test_the_healthcheck_asks_healthz_with_python_on_the_exposed_port():
@@ -170,6 +186,7 @@ def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
         if (ROOT / source).is_dir():
             shutil.copytree(ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__"))
         else:
+            (context / source).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / source, context / source)
 
     # A fresh environment that sees none of this one's packages; this pip installs into it.
@@ -177,15 +194,21 @@ def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = venv / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES and k != "PYTHONPATH"}
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-compile", "."],
-        cwd=context,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    # The Dockerfile's two installs, in its order: the locked dependencies, then the project.
+    for arguments in pip_installs():
+        install = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-compile", *arguments],
+            cwd=context,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert install.returncode == 0, install.stdout + install.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "check"], env=env, capture_output=True, text=True, timeout=60
     )
-    assert install.returncode == 0, install.stdout + install.stderr
+    assert check.returncode == 0, check.stdout + check.stderr  # the lock left nothing out
 
     workdir = tmp_path / "var-lib-sitrep"
     workdir.mkdir()

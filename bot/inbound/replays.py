@@ -16,9 +16,13 @@ A form whose key is known but which never got as far as its draft was pressed ag
 the first press died with its process (killed after recording the key, before Slack had the
 ack: Slack showed an error and kept the modal open). Swallowing it would leave the person
 with a closed modal and no answer, so once the first press is `TAKEOVER_AFTER` old and still
-has no draft, one press (compare-and-set on the key) takes the key over and is acted on. A
-live first press acks at once and keeps its draft within milliseconds, so a replay of a
+has no draft, one press (compare-and-set on the key's age) takes the key over and is acted on.
+A live first press acks at once and keeps its draft within milliseconds, so a replay of a
 submission that is being handled still finds the draft and is swallowed.
+
+Keys' ages (this one, and the day after which a key is dropped) are stamped and compared on
+the database's clock (`store.submissions`): a step of a host's clock (NTP, a resumed VM)
+neither drops a key a replay would find nor keeps an abandoned one young.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ KEY = "sitrep_submission_key"  # where the key waits on Bolt's request context
 RECORD_TIMEOUT = 1.0
 # A known form key this old without a draft was abandoned by a process that died (see above).
 TAKEOVER_AFTER = 1.0
+# Keys older than this are dropped (`forget_old`).
+FORGET_AFTER = timedelta(days=1)
 # How often a press waiting for that age looks again.
 TAKEOVER_POLL = 0.1
 
@@ -63,6 +69,13 @@ def submission_key(body: dict[str, Any]) -> str | None:
     if ("command" in body or body.get("type") in ("block_actions", "message_action")) and body.get("trigger_id"):
         return f"trigger:{body['trigger_id']}"[:200]
     return None
+
+
+async def forget_old(ctx: AppContext) -> None:
+    """Drop the keys of requests seen over a day ago (on the database's clock): Slack refuses
+    a signature older than five minutes, so they guard nothing. Run by the scheduler's pass."""
+    async with ctx.db.session() as session:
+        await submissions.prune(session, FORGET_AFTER)
 
 
 def replay_guard(ctx: AppContext) -> Callable[..., Awaitable[BoltResponse | None]]:
@@ -106,12 +119,10 @@ async def _abandoned(ctx: AppContext, key: str, deadline: float | None) -> bool:
             async with ctx.db.session() as session:
                 if await bounded(submissions.kept_as_draft(session, key), RECORD_TIMEOUT):
                     return False
-                seen_at = await bounded(submissions.first_seen(session, key), RECORD_TIMEOUT)
-                now = ctx.clock()
-                if seen_at is None:  # forgotten meanwhile (shown again with errors): a new press
-                    return await submissions.remember(session, key, now=now)
-                if now - seen_at >= timedelta(seconds=TAKEOVER_AFTER):
-                    return await submissions.take_over(session, key, seen_at=seen_at, now=now)
+                if not await bounded(submissions.known(session, key), RECORD_TIMEOUT):
+                    return await submissions.remember(session, key)  # forgotten meanwhile (shown again with errors): a new press
+                if await submissions.take_over(session, key, older_than=timedelta(seconds=TAKEOVER_AFTER)):
+                    return True
             if loop.time() + TAKEOVER_POLL > until:
                 return False
             await asyncio.sleep(TAKEOVER_POLL)
@@ -122,7 +133,7 @@ async def _abandoned(ctx: AppContext, key: str, deadline: float | None) -> bool:
 
 async def _remember(ctx: AppContext, key: str) -> bool:
     async with ctx.db.session() as session:
-        return await submissions.remember(session, key, now=ctx.clock())
+        return await submissions.remember(session, key)
 
 
 class ForgetShownAgain(AsyncListenerCompletionHandler):

@@ -69,6 +69,14 @@ def external_select(action_id: str, initial: tuple[str, str] | None, placeholder
     return element
 
 
+def person_select(action_id: str, initial: str | None, placeholder: str) -> dict:
+    """Pick one person of the workspace; `initial` preselects them (a user ID)."""
+    element: dict = {"type": "users_select", "action_id": action_id, "placeholder": plain(placeholder)}
+    if initial:
+        element["initial_user"] = initial
+    return element
+
+
 def input_block(block_id: str, label: str, element: dict, *, optional: bool = False, hint: str | None = None) -> dict:
     block = {"type": "input", "block_id": block_id, "label": plain(label), "element": element, "optional": optional}
     if hint:

@@ -10,6 +10,7 @@ from enum import StrEnum
 from bot.messages.format import (
     SHORT_TITLE,
     button,
+    clip,
     context,
     duration,
     escape,
@@ -42,6 +43,7 @@ class AnnouncementId(StrEnum):
     ACTIONS = "incident_actions"
     POST_UPDATE = "incident_post_update"
     RESOLVE = "incident_resolve_button"
+    LEAD = "incident_lead_button"
 
 
 def short_title(incident: Incident) -> str:
@@ -72,6 +74,7 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
         field("Status", f"{STATUS_EMOJI.get(status, '')} {fit(status, 200)}"),
         field("Impact", f"{IMPACT_EMOJI.get(incident.impact, '')} {fit(incident.impact, 200)}"),
         field("Components", fit_list(incident.components, 1900)),
+        field("Lead", user(incident.lead)),
         field("Declared by", user(incident.declared_by)),
         field("Declared", slack_date(incident.declared_at)),
     ]
@@ -84,6 +87,9 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
     if incident.description:
         blocks.extend(text_sections(incident.description))
     blocks.append({"type": "section", "fields": fields})
+    overlap = overlap_lines(incident)
+    if overlap:
+        blocks.append(section(overlap))
     if incident.is_open:
         blocks.append(
             {
@@ -92,6 +98,7 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
                 "elements": [
                     button("Post update", AnnouncementId.POST_UPDATE, str(incident.id), "primary"),
                     button("Resolve", AnnouncementId.RESOLVE, str(incident.id), "danger"),
+                    button("Lead", AnnouncementId.LEAD, str(incident.id)),
                 ],
             }
         )
@@ -106,6 +113,31 @@ def _summary(incident: Incident, *, footer: str) -> tuple[str, list[dict]]:
     blocks.append(context(f"{footer}{source}"))
     text = f"Incident #{incident.id}: {short_title(incident)} ({fit(status, 100)}, {fit(incident.impact, 100)})"
     return text, blocks
+
+
+def window_scope(components: list[str], servers: list[int]) -> str:
+    """What a maintenance window touches, as plain words (escaped where shown)."""
+    if components:
+        return ", ".join(components)
+    if servers:
+        return "servers " + ", ".join(str(s) for s in servers)
+    return ""
+
+
+def overlap_lines(incident: Incident) -> str | None:
+    """The maintenance that was running (or had just ended) when it was declared; None if none.
+    Windows on the incident's own components come first (as stored)."""
+    if not incident.overlaps:
+        return None
+    lines = []
+    for window in incident.overlaps:
+        title = fit(window.get("title") or "Maintenance", 200)
+        title = f"<{escape(window['link'])}|{title}>" if window.get("link") else title
+        when = "ended shortly before" if window.get("ended") else "running"
+        where = f" on {fit(window['where'], 300)}" if window.get("where") else ""
+        shared = " · :warning: same components" if window.get("shared") else ""
+        lines.append(f":construction: {title} ({when}){where}{shared}")
+    return clip("*Maintenance overlapping the start:*\n" + "\n".join(lines), 2900)
 
 
 def update_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
@@ -124,6 +156,15 @@ def resolved_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[
     return f"Resolved: incident #{incident.id} {short_title(incident)} (lasted {lasted})", blocks
 
 
+def lead_reply(incident: Incident, event: IncidentEvent) -> tuple[str, list[dict]]:
+    """A lead change, in the thread: the new lead is mentioned (they should hear)."""
+    head = (
+        f":busts_in_silhouette: {user(event.text)} now leads incident #{incident.id} *{short_title(incident)}* "
+        f"· set by {user(event.user_id)} · {slack_date(event.at)}"
+    )
+    return f"Incident #{incident.id} is now led by {user(event.text)}", [section(head)]
+
+
 class NudgeId(StrEnum):
     """The nudge's actions block; its buttons are the announcement's, so the same listeners answer."""
 
@@ -132,9 +173,11 @@ class NudgeId(StrEnum):
 
 def nudge(incident: Incident, who: str, quiet: timedelta) -> tuple[str, list[dict]]:
     """A reply in the thread when an open incident has had no update for a while. `who`
-    is the declarer or the last updater (a user ID, shown as a mention: they should hear)."""
+    is the last updater (a user ID, shown as a mention: they should hear); the lead is
+    named too, once when they are the same person."""
+    whom = user(incident.lead) if who == incident.lead else f"{user(incident.lead)} (lead), {user(who)}"
     head = (
-        f":bell: {user(who)}: incident #{incident.id} *{short_title(incident)}* has had no update for "
+        f":bell: {whom}: incident #{incident.id} *{short_title(incident)}* has had no update for "
         f"{duration(quiet)}. Readers of the status page are waiting: post an update, or resolve it."
     )
     blocks = [

@@ -1,5 +1,6 @@
 """Logging: level and format from settings, the request's context on every line, one audit
-line per change, and a last line of defence against secrets and control characters.
+line per change (its own logger, never silenced by LOG_LEVEL), probes and scrapes at DEBUG,
+and a last line of defence against secrets and control characters.
 
 The context (Slack user, command or action, incident/window id, upstream id) lives in a
 contextvar: the Bolt middleware sets it per request and the services add to it; asyncio
@@ -37,11 +38,20 @@ def clear() -> None:
     _context.set({})
 
 
-def audit(action: str, *, user: str | None, outcome: str, **target: Any) -> None:
-    """One line per change: who did what to which incident or window, and the upstream's answer."""
+#: Paths an orchestrator or Prometheus asks every few seconds: their access lines are DEBUG.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def audit(action: str, *, user: str | None, outcome: str, reason: str | None = None, **target: Any) -> None:
+    """One line per change: who did what to which incident or window, and the upstream's
+    answer. `action`, `outcome`, `user`, `reason` and the ids are fields of their own (JSON
+    keys), so a log pipeline can count and filter on them."""
     bind(**target)
-    fields = " ".join(f"{k}={v}" for k, v in target.items() if v is not None)
-    audit_log.info("%s by %s %s: %s", action, user or "-", fields or "-", outcome, extra={"audit": True})
+    ids = {k: v for k, v in target.items() if v is not None}
+    fields = {"action": str(action), "outcome": outcome, "user": user or "-", **({"reason": reason} if reason else {}), **ids}
+    described = " ".join(f"{k}={v}" for k, v in ids.items())
+    said = f"{outcome}: {reason}" if reason else outcome
+    audit_log.info("%s by %s %s: %s", action, user or "-", described or "-", said, extra={"audit": fields})
 
 
 class Redact(logging.Filter):
@@ -61,7 +71,23 @@ class Redact(logging.Filter):
         if record.exc_text:
             record.exc_text = scrub(record.exc_text, self.secrets)
         record.sitrep_context = {k: escape_controls(scrub(str(v), self.secrets)) for k, v in _context.get().items()}
+        fields = getattr(record, "audit", None)
+        if isinstance(fields, dict):
+            record.audit = {k: escape_controls(scrub(str(v), self.secrets)) for k, v in fields.items()}
         return True
+
+
+class QuietProbes(logging.Filter):
+    """uvicorn's access line for a probe or a scrape becomes DEBUG (shown only at
+    LOG_LEVEL=DEBUG): every few seconds from each orchestrator and Prometheus, they would
+    bury the lines that matter."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if not isinstance(args, tuple) or len(args) < 3 or str(args[2]).partition("?")[0] not in PROBE_PATHS:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
 
 class JsonFormatter(logging.Formatter):
@@ -76,7 +102,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(getattr(record, "sitrep_context", None) or {})
-        if getattr(record, "audit", False):
+        fields = getattr(record, "audit", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
             entry["audit"] = True
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
@@ -111,3 +139,8 @@ def configure(*, level: str = "INFO", fmt: str = "text", secrets: Iterable[str] 
     quiet = max(logging.WARNING, logging.getLevelName(level))
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(quiet if level != "DEBUG" else logging.DEBUG)
+    # Changes are always told, whatever LOG_LEVEL: the audit logger keeps INFO of its own.
+    audit_log.setLevel(logging.INFO)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QuietProbes) for f in access.filters):
+        access.addFilter(QuietProbes())

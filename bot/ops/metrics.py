@@ -1,7 +1,9 @@
-"""Prometheus metrics, all named `sitrep_…`, in one registry per running bot.
+"""Prometheus metrics, sitrep's own named `sitrep_…`, in one registry per running bot.
 
 A registry of its own (not prometheus_client's global one) so that several bots in one
-process (the tests) never clash, and so that `/metrics` shows exactly this bot. Everything
+process (the tests) never clash, and so that `/metrics` shows exactly this bot; the standard
+process, platform and garbage-collector collectors are registered in it too, so memory, file
+descriptors and restarts can be alerted on as for any other service. Everything
 else reports through small hooks: clients get an `observe` callable (they stay free of
 prometheus), the Slack client's `api_call` and rate-limit handler are wrapped here, the
 scheduler calls one method per event."""
@@ -10,9 +12,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
@@ -21,6 +33,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.clients.slack import slack_error
 from bot.errors import OutcomeUnknown, UpstreamError, UpstreamRejected, UpstreamUnauthorized, UpstreamUnavailable
 from store import drafts as draft_store
+from store import facts
+from store import reminders as reminder_store
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "upstream_outcome"]
 
@@ -32,6 +46,35 @@ _SYNC_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # Transport failures after the request left: the upstream may have acted on it.
 _MAYBE_SENT = ("ReadTimeout", "WriteTimeout", "TimeoutError", "ReadError", "WriteError", "RemoteProtocolError")
+
+#: A reminder still unposted this long after its due time counts as overdue: the sweep posts
+#: within seconds, so a minute means no replica is delivering.
+OVERDUE_AFTER = timedelta(minutes=1)
+
+#: Calls that need the bot in a channel (its posts, edits, and the history /readyz reads), and
+#: the errors that mean it cannot work there (not a passing fault): `sitrep_channel_reachable`
+#: follows them for SITREP_CHANNEL.
+_CHANNEL_CALLS = frozenset({"chat.postMessage", "chat.update", "chat.delete", "chat.scheduleMessage", "conversations.history"})
+_CHANNEL_UNREACHABLE = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "channel_is_archived",
+        "restricted_action",
+        "restricted_action_read_only_channel",
+        "restricted_action_thread_only_channel",
+        "restricted_action_non_threadable_channel",
+        "team_access_not_granted",
+        "ekm_access_denied",
+        "missing_scope",
+        "not_authed",
+        "invalid_auth",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+    }
+)
 
 
 def upstream_outcome(exc: BaseException | None) -> str:
@@ -63,9 +106,23 @@ def installed_version() -> str:
         return "unknown"
 
 
+def _channel_of(kwargs: dict[str, Any]) -> str | None:
+    """The `channel` argument of a Web API call, wherever slack_sdk put it."""
+    for part in ("json", "data", "params"):
+        body = kwargs.get(part)
+        if isinstance(body, dict) and isinstance(body.get("channel"), str):
+            return body["channel"]
+    return None
+
+
 class Metrics:
     def __init__(self, *, version: str | None = None) -> None:
         self.registry = r = CollectorRegistry()
+        # The standard collectors the global registry would have: process_* (memory, CPU,
+        # open file descriptors, start time), python_info, python_gc_*.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.ack_seconds = Histogram(
             "sitrep_ack_seconds",
             "From a Slack request reaching Bolt to its ack.",
@@ -111,6 +168,26 @@ class Metrics:
             registry=r,
         )
         self.drafts = Gauge("sitrep_drafts", "Kept drafts by state, read from the store at scrape time.", ["state"], registry=r)
+        self.reminders_overdue = Gauge(
+            "sitrep_reminders_overdue",
+            "Reminders and nudges not yet posted more than a minute after their due time (read from the store at scrape time).",
+            registry=r,
+        )
+        self.last_sync_success = Gauge(
+            "sitrep_last_sync_success_timestamp_seconds",
+            "When a sync with the maintenance backend last completed, by any replica (read from the store; "
+            "0: never; no sample without a backend).",
+            ["backend"],
+            registry=r,
+        )
+        self.channel_reachable = Gauge(
+            "sitrep_channel_reachable",
+            "1 when this replica's last post, edit or read in the channel went through, 0 when Slack refused it "
+            "for a reason that means the bot cannot work there (no sample before the first).",
+            ["channel"],
+            registry=r,
+        )
+        self._watched: str | None = None
         Info("sitrep_build", "The running version.", registry=r).info({"version": version or installed_version()})
 
     # -- hooks ------------------------------------------------------------
@@ -133,8 +210,21 @@ class Metrics:
     def sync(self, outcome: str, seconds: float) -> None:
         self.sync_seconds.labels(outcome).observe(seconds)
 
+    def watch_channel(self, channel: str) -> None:
+        """Follow whether the bot can write to `channel` (SITREP_CHANNEL)."""
+        self._watched = channel
+
+    def _channel_outcome(self, method: str, kwargs: dict[str, Any], error: str) -> None:
+        if self._watched is None or method not in _CHANNEL_CALLS or _channel_of(kwargs) != self._watched:
+            return
+        if error == "ok":
+            self.channel_reachable.labels(self._watched).set(1)
+        elif error in _CHANNEL_UNREACHABLE:
+            self.channel_reachable.labels(self._watched).set(0)
+
     def instrument_slack(self, client: AsyncWebClient) -> AsyncWebClient:
-        """Count every Web API call by method and error, and the 429s with the time slept."""
+        """Count every Web API call by method and error, the 429s with the time slept, and
+        whether writes to the watched channel go through."""
         if getattr(client, "_sitrep_metrics", None) is self:
             return client
         original = client.api_call
@@ -144,12 +234,15 @@ class Metrics:
             try:
                 response = await original(api_method, *args, **kwargs)
             except SlackApiError as exc:
-                calls.labels(api_method, slack_error(exc)).inc()
+                error = slack_error(exc)
+                calls.labels(api_method, error).inc()
+                self._channel_outcome(api_method, kwargs, error)
                 raise
             except Exception as exc:
                 calls.labels(api_method, type(exc).__name__).inc()
                 raise
             calls.labels(api_method, "ok").inc()
+            self._channel_outcome(api_method, kwargs, "ok")
             return response
 
         client.api_call = api_call  # type: ignore[method-assign]
@@ -186,14 +279,21 @@ class Metrics:
 
     # -- scrape -----------------------------------------------------------
 
-    async def render(self, db: Any) -> bytes:
-        """The exposition text; drafts are counted from the store now (a failed read keeps the last)."""
+    async def render(self, db: Any, *, now: datetime, backend: str | None = None) -> bytes:
+        """The exposition text. Drafts, overdue reminders and the last good sync with `backend`
+        (the maintenance backend, if any) are read from the store now (`now` on the bot's
+        clock), so every replica reports the same; a failed read keeps the last values."""
         try:
             async with db.session() as session:
                 counts = await draft_store.count_by_state(session)
+                overdue = await reminder_store.overdue_count(session, due_before=now - OVERDUE_AFTER)
+                synced = await facts.get_fact(session, facts.synced_key(backend)) if backend is not None else None
         except Exception:  # noqa: BLE001 - a scrape must not fail because the store hiccups
             counts = None
         if counts is not None:
             for state in set(counts) | {draft_store.SENDING, draft_store.FAILED, draft_store.DONE}:
                 self.drafts.labels(state).set(counts.get(state, 0))
+            self.reminders_overdue.set(overdue)
+            if backend is not None:
+                self.last_sync_success.labels(backend).set(synced.updated_at.timestamp() if synced is not None else 0)
         return generate_latest(self.registry)

@@ -30,6 +30,7 @@ from bot.errors import (
 from bot.ops.logs import audit
 from bot.ops.metrics import upstream_outcome
 from store import drafts as draft_store
+from store import ids
 from store.db import STORE_FAILURES, bounded, store_reason
 from store.models import Incident
 from store.states import DraftKind, DraftState
@@ -195,13 +196,13 @@ class DraftFlow:
         except UpstreamError as exc:
             if isinstance(exc, OutcomeUnknown) and kind.creates:
                 log.warning("%s may or may not have taken %s: %s", exc.service, kind, exc.message)
-                audit(kind, user=user_id, outcome=f"unknown: {exc}", draft_id=draft_id, **_target(form))
+                audit(kind, user=user_id, outcome="unknown", reason=str(exc), draft_id=draft_id, **_target(form))
                 await self._record(draft_id, str(exc), DraftState.UNKNOWN)
                 raise self.unknown(draft_id, kind, form.summary(), exc.message) from exc
             # A change to one thing (update, resolve, edit, cancel) sent twice changes it
             # once: a plain failure with Retry, as before.
             log.warning("%s did not take %s: %s", exc.service, kind, exc)
-            audit(kind, user=user_id, outcome=f"{upstream_outcome(exc)}: {exc}", draft_id=draft_id, **_target(form))
+            audit(kind, user=user_id, outcome=upstream_outcome(exc), reason=str(exc), draft_id=draft_id, **_target(form))
             await self._record(draft_id, str(exc))
             raise SubmissionFailed(draft_id=draft_id, kind=kind, cause=exc, summary=form.summary()) from exc
         except SitrepError:
@@ -221,7 +222,7 @@ class DraftFlow:
             # Our own trouble mid-send (a bug): whether the upstream has it is unknown, and
             # the person is asked, not guessed for.
             log.exception("sending %s (draft %s) broke off; its outcome is unknown", kind, draft_id)
-            audit(kind, user=user_id, outcome="unknown: broke off", draft_id=draft_id, **_target(form))
+            audit(kind, user=user_id, outcome="unknown", reason="broke off", draft_id=draft_id, **_target(form))
             await self._record(draft_id, "broke off mid-send", DraftState.UNKNOWN)
             raise self.unknown(draft_id, kind, form.summary(), "sitrep broke off while sending it") from exc
         except BaseException:
@@ -294,6 +295,8 @@ def _target(thing: Any) -> dict[str, Any]:
 
 async def draft_kind(ctx: AppContext, draft_id: int) -> DraftKind | None:
     """What a kept draft is (`DraftKind.feature` says whose); None when it is gone or unknown."""
+    if not 0 < draft_id <= ids.MAX_NUMBER:
+        return None  # no row has it, and the database's driver would refuse the number
     async with ctx.db.session() as session:
         draft = await draft_store.get_draft(session, draft_id)
     if draft is None or draft.kind not in DraftKind.__members__.values():

@@ -3,15 +3,27 @@ handlers; every submission is kept as a draft until the status page accepted it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.backends.statuspage import StatusPageMaintenance
 from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
-from bot.errors import AlreadyResolved, AnnouncementBusy, FeatureDisabled, NotAllowed, NotFound
+from bot.errors import (
+    AlreadyResolved,
+    AnnouncementBusy,
+    FeatureDisabled,
+    NotAllowed,
+    NotFound,
+    SitrepError,
+    UpstreamError,
+)
 from bot.messages import incident as messages
+from bot.messages.format import escape, truncate
 from bot.services import incident_forms, notices, nudges
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
@@ -20,12 +32,20 @@ from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
 from bot.slack import posts
 from bot.slack.channel import Message, Posted
-from bot.slack.posts import PostTag, RowClaim, Subject
+from bot.slack.posts import Post, PostTag, RowClaim, Subject
+from store import ids
 from store import incidents as incident_store
-from store.models import Incident, IncidentEvent, Reminder
+from store import maintenance as window_store
+from store.models import Incident, IncidentEvent, MaintenanceWindow, Reminder
 from store.states import RESOLVED_STATUS, DraftKind, IncidentEventKind, ReminderKind
 
 log = logging.getLogger(__name__)
+
+#: Overlapping windows an announcement names at most (the rest are counted).
+MAX_OVERLAPS = 5
+
+#: How long the link form waits for the status page's list of windows in progress.
+WINDOW_CHECK_SECONDS = 1.0
 
 
 def _joined(*warnings: str | None) -> str | None:
@@ -35,6 +55,7 @@ def _joined(*warnings: str | None) -> str | None:
 
 class IncidentService(FeatureService):
     FORMS = incident_forms.FORMS
+    NUMBER_OF = "an incident"
     form_from_payload = staticmethod(incident_forms.form_from_payload)
 
     def __init__(self, ctx):
@@ -77,12 +98,26 @@ class IncidentService(FeatureService):
         async with self.ctx.db.session() as session:
             return await incident_store.search_open(session, number=number, words=words, limit=limit)
 
+    async def find_any(self, ref: str) -> Incident:
+        """An incident, open or resolved, by short number or upstream ID."""
+        async with self.ctx.db.session() as session:
+            incident = await incident_store.find_incident(session, ref)
+        if incident is None:
+            raise NotFound(f"I don't know an incident `{escape(truncate(ref.strip(), 40))}`. Try `/incident list`.")
+        return incident
+
     async def find_open(self, ref: str) -> Incident:
         """An open incident by short number or upstream ID, or a plain answer why not."""
         async with self.ctx.db.session() as session:
             incident = await incident_store.find_incident(session, ref)
+            window = await self._window_named(session, ref) if incident is None else None
         if incident is None:
-            raise NotFound(f"I don't know an incident `{ref.strip()}`. Try `/incident list`.")
+            shown = escape(truncate(ref.strip(), 40))
+            if ids.too_large(ref):
+                raise NotFound(f"`{shown}` is not an incident number: sitrep's are the short ones it shows, like `#12`.")
+            if window is not None:
+                raise NotFound(f"`{shown}` is maintenance #{window.id}, a maintenance window, not an incident.")
+            raise NotFound(f"I don't know an incident `{shown}`. Try `/incident list`.")
         if not incident.is_open:
             raise NotFound(messages.already_resolved(incident))
         return incident
@@ -102,8 +137,40 @@ class IncidentService(FeatureService):
 
     async def _known_as(self, upstream_id: str) -> str | None:
         async with self.ctx.db.session() as session:
-            found = await incident_store.find_incident(session, upstream_id)
-        return f"incident #{found.id}" if found is not None and found.upstream_id == upstream_id else None
+            found = await incident_store.by_upstream(session, upstream_id)
+        return f"incident #{found.id}" if found is not None else None
+
+    @staticmethod
+    async def _window_named(session, ref: str) -> MaintenanceWindow | None:
+        """The status page's window with this GUID, in any spelling (its windows and incidents
+        share one ID space); None for anything else (AppFirst's IDs are numbers)."""
+        if ids.guid(ref) is None:
+            return None
+        return await window_store.by_upstream(session, StatusPageMaintenance.name, ref)
+
+    async def _other_kind(self, upstream_id: str) -> str | None:
+        """A maintenance window's ID, which the status page would let an incident's calls
+        act on (resolving it ends the window). Its windows and incidents are made by the
+        same call and share one ID space (seeds 000, 004); the only read is the list of
+        windows in progress, so the store (windows sitrep made or synced) is asked first,
+        then that list."""
+        async with self.ctx.db.session() as session:
+            window = await self._window_named(session, upstream_id)
+        if window is not None:
+            return f"That is the ID of maintenance #{window.id}, a maintenance window, not an incident. Paste the incident's ID."
+        try:
+            # Asked before the modal's answer (Slack waits 3 s for it): bounded well inside that.
+            async with asyncio.timeout(WINDOW_CHECK_SECONDS):
+                ongoing = await self._client().ongoing_maintenance()
+        except (UpstreamError, TimeoutError) as exc:
+            # Not knowing is no reason to refuse: a window not in progress is not listed anyway.
+            log.warning("could not ask the status page whether %s is a maintenance window: %r", upstream_id, exc)
+            return None
+        if any(ids.guid(item.incident_id) == upstream_id for item in ongoing):
+            return (
+                "That is the ID of a maintenance window in progress on the status page, not an incident. Paste the incident's ID."
+            )
+        return None
 
     async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
         outcome = await self._store_declared(form, upstream_id, user_id)
@@ -129,6 +196,10 @@ class IncidentService(FeatureService):
         now = self.ctx.clock()
         channel = self.ctx.settings.sitrep_channel
         source_link, source_warning = await self._source_link(form)
+        components = self.ctx.settings.component_names(form.component_ids)
+        # Read (with their threads' links) before the announcement is queued: a link asked
+        # from inside the post's own turn in the channel's queue would wait on itself.
+        overlaps = await self._overlaps(components, now)
         async with self.ctx.db.session() as session, session.begin():
             incident = await incident_store.add_incident(
                 session,
@@ -138,10 +209,12 @@ class IncidentService(FeatureService):
                     description=form.description,
                     status=form.status,
                     impact=form.impact,
-                    components=self.ctx.settings.component_names(form.component_ids),
+                    components=components,
+                    overlaps=overlaps or None,
                     notify=form.notify,
                     channel_id=channel,
                     declared_by=user_id,
+                    lead_id=form.lead or user_id,
                     declared_at=now,
                     updated_at=now,
                     source_link=source_link,
@@ -160,12 +233,37 @@ class IncidentService(FeatureService):
                 user_id=user_id,
                 at=now,
             )
+            for window in overlaps:
+                await incident_store.add_overlap(session, incident, window, at=now)
         warning = await self._publish(incident)
         room_warnings = await self.rooms.open(await self._reload(incident.id))
         incident = await self._reload(incident.id)
         return Outcome(
             DraftKind.DECLARE, incident, permalink=incident.permalink, warning=_joined(warning, source_warning, *room_warnings)
         )
+
+    async def _overlaps(self, components: list[str], now) -> list[dict]:
+        """Maintenance running now or ended less than SITREP_CHANGE_LOOKBACK minutes ago, as
+        the announcement names it; windows on the incident's components first."""
+        since = now - timedelta(minutes=self.ctx.settings.sitrep_change_lookback)
+        async with self.ctx.db.session() as session:
+            windows = await window_store.overlapping(session, now=now, ended_since=since, limit=MAX_OVERLAPS)
+        affected = set(components)
+        windows.sort(key=lambda w: not (affected & set(w.components)))  # stable: latest first within each
+        found = []
+        for window in windows:
+            at = Posted(window.channel_id, window.message_ts) if window.channel_id and window.message_ts else None
+            found.append(
+                {
+                    "id": window.id,
+                    "title": window.title,
+                    "where": messages.window_scope(window.components, window.servers),
+                    "link": await self.ctx.channel.permalink(at) if at else None,
+                    "ended": window.end.isoformat() if window.end is not None and window.end <= now else None,
+                    "shared": sorted(affected & set(window.components)),
+                }
+            )
+        return found
 
     async def _source_link(self, form: DeclareForm) -> tuple[str | None, str | None]:
         """The permalink of the message it is declared from, and a note when Slack gives none
@@ -243,6 +341,50 @@ class IncidentService(FeatureService):
             await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
+    async def change_lead(self, ref: str, lead: str, user_id: str) -> tuple[Incident, str | None]:
+        """Hand an open incident to `lead`: stored with its timeline event and the row that
+        posts the reply (one transaction, so a crash leaves the reply to the scheduler), then
+        the reply posted in the thread, the announcement and the channel's summary edited."""
+        incident = await self.find_open(ref)
+        if lead == incident.lead:
+            raise SitrepError(f"<@{lead}> already leads incident #{incident.id}.")
+        now = self.ctx.clock()
+        async with self.ctx.db.session() as session, session.begin():
+            incident = await incident_store.get_incident(session, incident.id)
+            incident.lead_id = lead
+            # No incident_id on the row: (incident_id, kind) is one row each, and an incident
+            # may change lead many times; the event names its row (`post_id`).
+            row = posts.held_row(self.ctx, kind=ReminderKind.LEAD)
+            session.add(row)
+            await session.flush()
+            event = await incident_store.add_event(
+                session, incident, kind=IncidentEventKind.LEAD, status=incident.status, text=lead, user_id=user_id, at=now
+            )
+            event.post_id = row.id
+        warning = await self._publish(incident, event.id, messages.lead_reply(incident, event), lead_post=row.id)
+        return await self._reload(incident.id), warning
+
+    async def deliver_lead(self, row_id: int, claim) -> int:
+        """The scheduler's side of a lead-change reply whose changer died before posting it."""
+        async with self.ctx.db.session() as session:
+            event = await incident_store.event_posted_by(session, row_id)
+            incident = await incident_store.get_incident(session, event.incident_id) if event is not None else None
+        if incident is None or event is None:
+            await RowClaim(self.ctx, row_id, claim).skip()
+            return 0
+        if incident.message_ts is None:
+            incident = await self._announce(incident)
+        result = await self._post_lead(
+            self._at(incident), incident.id, event.id, row_id, messages.lead_reply(incident, event), claim
+        )
+        if result.ts is not None:
+            await self._record_reply(event.id, result.ts)
+        return result.posted
+
+    async def _post_lead(self, at: Posted, incident_id: int, event_id: int, row_id: int, reply: Message, claim) -> posts.Result:
+        post = Post(PostTag.LEAD, {"incident_id": incident_id, "event": event_id}, reply, thread=at)
+        return await posts.post_once(self.ctx, post, RowClaim(self.ctx, row_id, claim))
+
     async def _reload(self, incident_id: int) -> Incident:
         async with self.ctx.db.session() as session:
             return await incident_store.get_incident(session, incident_id)
@@ -258,6 +400,7 @@ class IncidentService(FeatureService):
         *,
         broadcast: bool = False,
         notice: int | None = None,
+        lead_post: int | None = None,
     ) -> str | None:
         """Bring Slack up to date: the announcement (posted now if it never was), the
         thread reply, the parent edited. The status page already took the change, so Slack
@@ -273,11 +416,12 @@ class IncidentService(FeatureService):
                 return
             at = at or self._at(await self._announce(incident))
             if reply is not None:
-                ts = await (
-                    self._post_notice(at, incident.id, notice, reply)
-                    if notice is not None
-                    else channel.reply(at, reply, broadcast=broadcast)
-                )
+                if notice is not None:
+                    ts = await self._post_notice(at, incident.id, notice, reply)
+                elif lead_post is not None:
+                    ts = (await self._post_lead(at, incident.id, event_id, lead_post, reply, posts.HELD)).ts
+                else:
+                    ts = await channel.reply(at, reply, broadcast=broadcast)
                 if ts is not None:
                     await self._record_reply(event_id, ts)
             await channel.refresh(at, messages.announcement(incident))

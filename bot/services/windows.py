@@ -57,23 +57,34 @@ class Windows:
         return f"{self.ctx.maintenance.name}.listed"
 
     async def note_listed(self) -> None:
-        """Remember that the API just answered a list (shown when it later does not).
-        Bookkeeping: a busy or read-only database skips it rather than hold up the answer."""
+        """Remember that the API just answered a list (shown when it later does not)."""
+        await self._note(self._listed_key(), what="the maintenance API answered a list")
+
+    async def note_synced(self) -> None:
+        """Remember that the sync's list answered: the sync succeeded
+        (`sitrep_last_sync_success_timestamp_seconds`), and `last_listed` moves too, in the
+        same one write."""
+        await self._note(facts.synced_key(self.ctx.maintenance.name), what="the maintenance API answered the sync's list")
+
+    async def _note(self, key: str, *, what: str) -> None:
+        """Bookkeeping: a busy or read-only database skips it rather than hold up the work."""
 
         async def note() -> None:
             async with self.ctx.db.session() as session, session.begin():
-                await facts.put_fact(session, self._listed_key(), {}, now=self.ctx.clock())
+                await facts.put_fact(session, key, {}, now=self.ctx.clock())
 
         try:
             await bounded(note(), NOTE_BOUND_SECONDS)
         except STORE_FAILURES as exc:
-            log.warning("could not note that the maintenance API answered a list (%s)", type(exc).__name__)
+            log.warning("could not note that %s (%s)", what, type(exc).__name__)
 
     async def last_listed(self) -> datetime | None:
         """When the API last answered a list (the sync's or a person's); None: never."""
         async with self.ctx.db.session() as session:
-            fact = await facts.get_fact(session, self._listed_key())
-        return fact.updated_at if fact is not None else None
+            noted = [
+                await facts.get_fact(session, key) for key in (self._listed_key(), facts.synced_key(self.ctx.maintenance.name))
+            ]
+        return max((fact.updated_at for fact in noted if fact is not None), default=None)
 
     # --- windows made outside Slack ----------------------------------------------------
     def horizon_end(self) -> datetime:

@@ -60,7 +60,8 @@ class Channel:
         sandbox: bool = False,
     ):
         self.slack = slack
-        # In the sandbox every announcement, as posted and as edited, says so.
+        # In the sandbox every announcement, as posted and as edited, and every reply in its
+        # thread (updates, reminders, nudges) says so.
         self._mark = in_sandbox if sandbox else (lambda message: message)
         self.channel_id = channel_id
         self.outbox = outbox if outbox is not None else Outbox()
@@ -165,7 +166,7 @@ class Channel:
             kwargs["metadata"] = metadata
 
         async def post() -> Any:
-            text, blocks = await message() if callable(message) else message
+            text, blocks = self._mark(await message() if callable(message) else message)
             await _check(guard)
             return await self.sender.chat_postMessage(
                 channel=at.channel,
@@ -193,6 +194,21 @@ class Channel:
             return answer.get("permalink")
         except SlackApiError:
             return None
+
+    async def read_message(self, at: Posted) -> dict | None:
+        """The message at `at` as Slack has it now (a thread reply or a top-level message:
+        conversations.replies with its ts answers it first), or None when Slack will not say."""
+        try:
+            page = await self.outbox.call(
+                "conversations.replies",
+                lambda: self.sender.conversations_replies(channel=at.channel, ts=at.ts, limit=1),
+                channel=at.channel,
+            )
+        except SlackApiError as exc:
+            log.warning("could not read the message %s: %s", at.ts, slack_error(exc))
+            return None
+        messages = [m for m in page.get("messages", []) if m.get("ts") == at.ts]
+        return messages[0] if messages else None
 
     async def find_reply(self, at: Posted, event_type: str, payload: dict) -> str | None:
         """The ts of a reply in the thread tagged with this metadata, or None. Unreadable

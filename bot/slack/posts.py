@@ -97,6 +97,8 @@ class PostTag(StrEnum):
     """An incident's update nudge, one per quiet interval (key: incident_id, due)."""
     DIGEST = "sitrep_digest"
     """The weekly digest in the channel (key: due, the digest time it is for)."""
+    LEAD = "sitrep_lead_change"
+    """An incident's lead-change reply in its thread (key: incident_id, event)."""
 
 
 class Sent(StrEnum):

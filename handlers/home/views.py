@@ -45,6 +45,7 @@ def _incident_blocks(incident: Incident, overview: HomeOverview) -> list[dict]:
     line = (
         f"{IMPACT_EMOJI.get(incident.impact, ':red_circle:')} *#{incident.id}* {_linked(incident.title, incident.permalink)}\n"
         f"{STATUS_EMOJI.get(incident.status, '')} {fit(incident.status, 100)} · {fit(incident.impact, 100)} · "
+        f"led by <@{incident.lead}> · "
         f"open {duration(overview.now - incident.declared_at)} (since {slack_date(incident.declared_at)})"
     )
     return [

@@ -11,6 +11,7 @@ class Callback(StrEnum):
     RESOLVE = "incident_resolve"
     #: The message shortcut *Declare incident* (manifest.yml `features.shortcuts`).
     DECLARE_FROM_MESSAGE = "incident_declare_from_message"
+    LEAD = "incident_lead"
 
 
 class Block(StrEnum):
@@ -24,6 +25,7 @@ class Block(StrEnum):
     UPDATE_TEXT = "incident_update_text"
     NOTE = "incident_resolve_note"
     SOURCE = "incident_source"
+    LEAD = "incident_lead"
     ACTIONS = AnnouncementId.ACTIONS.value
 
 
@@ -37,6 +39,9 @@ class Action(StrEnum):
     INCIDENT = "incident"
     UPDATE_TEXT = "text"
     NOTE = "note"
+    LEAD = "lead"
+    #: *Lead* on the announcement: opens the small lead modal.
+    LEAD_BUTTON = AnnouncementId.LEAD.value
     POST_UPDATE = AnnouncementId.POST_UPDATE.value
     RESOLVE = AnnouncementId.RESOLVE.value
     #: *Declare incident* on the home tab: opens the declare form.

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from slack_bolt.async_app import AsyncApp
 
 import handlers.payload as payload
 from bot.context import AppContext
-from bot.errors import InputInvalid
+from bot.errors import InputInvalid, NotFound
 from bot.services.digest import DigestService
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.incidents import IncidentService
+from bot.services.timeline import PIN, TimelineService
 from handlers.errors import renders_errors
 from handlers.feature import FeatureHandlers, modal_errors
 from handlers.incident import views
@@ -43,6 +45,22 @@ def list_page(text: str) -> int | None:
     return int(text)
 
 
+MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+
+
+def parse_lead(text: str) -> tuple[str | None, str | None]:
+    """`/incident lead [ref] @person`: the reference (None: the only one open) and the
+    person's user ID (Slack sends `<@U123|name>`, or `<@U123>`); None when nobody is named."""
+    found = MENTION.search(text)
+    if found is None:
+        return None, None
+    ref = (text[: found.start()] + text[found.end() :]).strip()
+    return ref or None, found.group(1)
+
+
+LEAD_USAGE = "Name the new lead: `/incident lead [ref] @person`, like `/incident lead #12 @dana`."
+
+
 def parse_declare(values: dict) -> DeclareForm:
     return DeclareForm(
         title=payload.text(values, Block.TITLE, Action.TITLE),
@@ -51,6 +69,7 @@ def parse_declare(values: dict) -> DeclareForm:
         impact=payload.selected(values, Block.IMPACT, Action.IMPACT) or "",
         component_ids=tuple(payload.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
         notify=NOTIFY_VALUE in payload.selected_many(values, Block.NOTIFY, Action.NOTIFY),
+        lead=payload.selected_user(values, Block.LEAD, Action.LEAD) or "",
     )
 
 
@@ -64,9 +83,20 @@ def _incident_choice(values: dict) -> int:
 class IncidentHandlers(FeatureHandlers):
     service: IncidentService
 
-    def __init__(self, ctx: AppContext, service: IncidentService, digests: DigestService):
+    def __init__(self, ctx: AppContext, service: IncidentService, digests: DigestService, timeline: TimelineService):
         super().__init__(ctx, service, views.done_answer)
         self.digests = digests
+        self.timeline = timeline
+
+    # --- :pushpin: reactions (the Events API) ------------------------------------------
+    async def reaction_added(self, ack, it: Interaction) -> None:
+        """Bolt has acknowledged the event; a pin on a message of an incident joins its timeline."""
+        if it.reaction == PIN and it.channel_id and it.message_ts:
+            await self.timeline.pinned(it.channel_id, it.message_ts)
+
+    async def reaction_removed(self, ack, it: Interaction) -> None:
+        if it.reaction == PIN and it.channel_id and it.message_ts:
+            await self.timeline.unpinned(it.channel_id, it.message_ts)
 
     # --- /incident ---------------------------------------------------------------------
     async def command(self, ack, it: Interaction) -> None:
@@ -77,6 +107,20 @@ class IncidentHandlers(FeatureHandlers):
             await self.open_update(ack, it, ref=rest or None)
         elif sub == "resolve":
             await self.open_resolve(ack, it, ref=rest or None)
+        elif sub == "lead":
+            ref, lead = parse_lead(rest)
+            if lead is None:
+                await ack(text=LEAD_USAGE, response_type="ephemeral")
+                return
+            await self.change_lead(ack, it, ref, lead)
+        elif sub == "timeline":
+            self.service.require_enabled()
+            incident = await self.service.find_any(rest) if rest else await self._open_choice(it, None)
+            if incident is None:
+                raise NotFound("Several incidents are open: say which, like `/incident timeline #12`.")
+            await ack()  # the timeline can be long: answered after the ack
+            incident, events = await self.timeline.events(str(incident.id))
+            await self._tell(it, views.timeline_answer(incident, events))
         elif sub == "list":
             page = list_page(rest)
             if page is None:
@@ -98,19 +142,39 @@ class IncidentHandlers(FeatureHandlers):
             text, blocks = views.help_answer(f"I don't know `{sub}`. Here is what `/incident` can do:")
             await ack(text=text, blocks=blocks, response_type="ephemeral")
 
-    async def open_declare(self, ack, it: Interaction, form: DeclareForm) -> None:
+    async def open_declare(self, ack, it: Interaction, form: DeclareForm, *, fresh: bool = True) -> None:
+        """`fresh`: a new form, which gets the operator's defaults; a kept draft shows what its
+        person chose."""
         self.service.require_enabled()
         self.service.require_allowed(it.user_id)
         await ack()
         settings = self.ctx.settings
+        if fresh:
+            form = replace(
+                form,
+                impact=form.impact or settings.sitrep_default_impact or "",
+                notify=form.notify or settings.sitrep_notify_default,
+            )
         view = views.declare_modal(
             form,
             settings.sitrep_components,
             statuses=settings.sitrep_incident_statuses,
             impacts=settings.sitrep_incident_impacts,
             channel_id=it.channel_id,
+            declarer=it.user_id,
         )
         await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+
+    async def change_lead(self, ack, it: Interaction, ref: str | None, lead: str) -> None:
+        """Checked before the ack (a refusal is the answer); the posts after it."""
+        incident = await self._open_choice(it, ref)
+        if incident is None:
+            raise NotFound("Several incidents are open: say which, like `/incident lead #12 @dana`.")
+        if incident.lead == lead:
+            raise NotFound(f"<@{lead}> already leads incident #{incident.id}.")
+        await ack()
+        incident, warning = await self.service.change_lead(str(incident.id), lead, it.user_id)
+        await self._tell(it, views.lead_answer(incident, incident.permalink, warning))
 
     async def _open_choice(self, it: Interaction, ref: str | None) -> Incident | None:
         """The incident to preselect: the one named, else the only one open, else none."""
@@ -158,6 +222,21 @@ class IncidentHandlers(FeatureHandlers):
     async def button_resolve(self, ack, it: Interaction) -> None:
         await self.open_resolve(ack, it, ref=it.action_value)
 
+    async def button_lead(self, ack, it: Interaction) -> None:
+        incident = await self._open_choice(it, it.action_value)
+        await ack()
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=views.lead_modal(incident, channel_id=it.channel_id))
+
+    async def submit_lead(self, ack, it: Interaction) -> None:
+        lead = payload.selected_user(it.values, Block.LEAD, Action.LEAD)
+        if not lead:
+            raise InputInvalid({Block.LEAD: "Pick the new lead."})
+        ref = str(it.metadata.get("incident", ""))
+        self.service.require_allowed(it.user_id)
+        await ack()
+        incident, warning = await self.service.change_lead(ref, lead, it.user_id)
+        await self._tell(it, views.lead_answer(incident, incident.permalink, warning))
+
     # --- modal submissions -------------------------------------------------------------
     async def submit_declare(self, ack, it: Interaction) -> None:
         form = replace(parse_declare(it.values), **views.source_of(it.metadata))
@@ -184,7 +263,7 @@ class IncidentHandlers(FeatureHandlers):
     async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
         kind, form = await self.service.reopen(draft_id)
         if kind == DraftKind.DECLARE:
-            await self.open_declare(ack, it, form)
+            await self.open_declare(ack, it, form, fresh=False)
         elif kind == DraftKind.UPDATE:
             await self.open_update(ack, it, ref=str(form.incident_id), text=form.text, status=form.status)
         else:
@@ -193,7 +272,7 @@ class IncidentHandlers(FeatureHandlers):
 
 def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
     """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
-    handlers = IncidentHandlers(ctx, IncidentService(ctx), DigestService(ctx))
+    handlers = IncidentHandlers(ctx, IncidentService(ctx), DigestService(ctx), TimelineService(ctx))
     listeners = [
         (app.command, "/incident", handlers.command),
         (app.view, Callback.DECLARE, handlers.submit_declare),
@@ -201,9 +280,13 @@ def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
         (app.view, Callback.RESOLVE, handlers.submit_resolve),
         (app.action, Action.POST_UPDATE, handlers.button_update),
         (app.action, Action.RESOLVE, handlers.button_resolve),
+        (app.action, Action.LEAD_BUTTON, handlers.button_lead),
+        (app.view, Callback.LEAD, handlers.submit_lead),
         (app.action, Action.DECLARE, handlers.button_declare),
         (app.shortcut, Callback.DECLARE_FROM_MESSAGE, handlers.shortcut_declare),
         (app.options, Action.INCIDENT, handlers.suggest_incidents),
+        (app.event, "reaction_added", handlers.reaction_added),
+        (app.event, "reaction_removed", handlers.reaction_removed),
     ]
     for kind, key, listener in listeners:
         kind(key)(renders_errors(ctx, listener))

@@ -15,6 +15,7 @@ from bot.messages.format import (
     fit,
     plain_text,
     section,
+    slack_date,
     truncate,
 )
 from bot.messages.incident import IMPACT_EMOJI, short_title
@@ -23,7 +24,7 @@ from bot.services.outcomes import Outcome
 from bot.settings import Component
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from store.digest import WeekDigest
-from store.models import Incident
+from store.models import Incident, IncidentEvent
 from store.states import DraftKind
 
 MAX_MESSAGE_BLOCKS = 50
@@ -82,7 +83,9 @@ def declare_modal(
     statuses: Sequence[str],
     impacts: Sequence[str],
     channel_id: str | None,
+    declarer: str | None = None,
 ) -> dict:
+    """`declarer`: who opens it, the lead unless they pick someone else."""
     blocks = []
     if form.from_message:
         where = f"<#{escape(form.source_channel)}>"
@@ -113,6 +116,7 @@ def declare_modal(
             "Impact",
             kit.select(Action.IMPACT, [(_impact_label(i), i) for i in impacts], form.impact, "Impact"),
         ),
+        kit.input_block(Block.LEAD, "Lead", kit.person_select(Action.LEAD, form.lead or declarer, "Who runs it")),
     ]
     if components:
         element = kit.multi_select(
@@ -132,6 +136,25 @@ def declare_modal(
     if form.from_message:
         metadata["source"] = [form.source_channel, form.source_ts]
     return kit.modal(Callback.DECLARE, "Declare an incident", "Declare", blocks, metadata)
+
+
+def lead_modal(incident: Incident, *, channel_id: str | None) -> dict:
+    """*Lead* on the announcement: who runs the incident from now on."""
+    blocks = [
+        section(f"Who leads incident *#{incident.id} {short_title(incident)}*? The thread hears of the change."),
+        kit.input_block(Block.LEAD, "Lead", kit.person_select(Action.LEAD, incident.lead, "Who runs it")),
+    ]
+    return kit.modal(Callback.LEAD, "Incident lead", "Set lead", blocks, {"channel": channel_id, "incident": incident.id})
+
+
+def lead_answer(incident: Incident, permalink: str | None, warning: str | None) -> tuple[str, list[dict]]:
+    """To whoever changed the lead."""
+    where = f" <{permalink}|Open the thread>." if permalink else ""
+    text = f":white_check_mark: <@{incident.lead}> now leads incident #{incident.id} *{short_title(incident)}*.{where}"
+    blocks = [section(text)]
+    if warning:
+        blocks.append(section(f":warning: {warning}"))
+    return text, blocks
 
 
 def declare_from_message(text: str, channel_id: str, message_ts: str) -> DeclareForm:
@@ -252,7 +275,7 @@ def incident_list(
         title = f"<{link}|{title}>" if link else title
         lines.append(
             f"{IMPACT_EMOJI.get(incident.impact, '')} *#{incident.id}* {title} · {incident.status} · "
-            f"{incident.impact} · open {duration(now - incident.declared_at)}"
+            f"{incident.impact} · led by <@{incident.lead}> · open {duration(now - incident.declared_at)}"
         )
     shown = f" — newest first, {first}–{last} shown" if total > len(incidents) else ""
     header = f"*{total} open incident{plural}*{shown}"
@@ -276,11 +299,65 @@ def incident_list(
     return f"{total} open incident{plural}", blocks
 
 
+#: Blocks a private answer holds, and characters a section's text holds (Slack's limits).
+MAX_SECTION_TEXT = 3000
+EVENT_ICONS = {
+    "declared": ":rotating_light:",
+    "update": ":memo:",
+    "lead": ":busts_in_silhouette:",
+    "pinned": ":pushpin:",
+    "overlap": ":construction:",
+    "resolved": ":white_check_mark:",
+}
+
+
+def timeline_line(event: IncidentEvent) -> str:
+    """One event as one line: when, what, who, and its words (a pinned message linked)."""
+    icon = EVENT_ICONS.get(event.kind, "•")
+    who = f"<@{event.user_id}>" if event.user_id else "someone"
+    if event.kind == "lead":
+        what = f"lead → <@{event.text}> (set by {who})"
+    elif event.kind == "pinned":
+        words = fit(plain_text(event.text), 300) or "(no text)"
+        linked = f"<{escape(event.link)}|pinned>" if event.link else "pinned"
+        what = f"{linked} from {who}: {words}"
+    elif event.kind == "overlap":
+        words = fit(event.text, 300)
+        what = "maintenance overlapping the start: " + (f"<{escape(event.link)}|{words}>" if event.link else words)
+    elif event.kind == "declared":
+        what = f"declared by {who} · {fit(event.status, 100)}"
+    elif event.kind == "resolved":
+        what = f"resolved by {who}" + (f": {fit(event.text, 300)}" if event.text else "")
+    else:
+        what = f"*{fit(event.status, 100)}* from {who}: {fit(event.text, 300)}"
+    return f"{icon} {slack_date(event.at)} {what}"
+
+
+def timeline_answer(incident: Incident, events: Sequence[IncidentEvent]) -> tuple[str, list[dict]]:
+    """`/incident timeline`: every event, oldest first, in as many sections as Slack takes;
+    past that, "…and N more" (the newest are the ones left out: the start tells the story)."""
+    head = f"*Timeline of incident #{incident.id} {short_title(incident)}* — {len(events)} events"
+    chunks: list[list[str]] = []
+    for line in map(timeline_line, events):
+        if chunks and len("\n".join([*chunks[-1], line])) <= MAX_SECTION_TEXT - 100:
+            chunks[-1].append(line)
+        else:
+            chunks.append([line])
+    kept = chunks[: MAX_MESSAGE_BLOCKS - 2]  # beside the header and the "…and N more" line
+    blocks = [section(head), *(section("\n".join(chunk)) for chunk in kept)]
+    more = len(events) - sum(len(chunk) for chunk in kept)
+    if more:
+        blocks.append(context(f"…and {more} more, the newest."))
+    return f"Timeline of incident #{incident.id}: {len(events)} events", blocks
+
+
 HELP = (
     "*`/incident`* — run incidents from Slack\n"
     "• `/incident declare [title]` — declare an incident (also plain `/incident`)\n"
     "• `/incident update [ref]` — post an update and change the status\n"
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
+    "• `/incident lead [ref] @person` — hand the incident to a new lead (also the *Lead* button)\n"
+    "• `/incident timeline [ref]` — what happened when (react :pushpin: to a message in its thread or channel to add it), only to you\n"
     "• `/incident list [page]` — open incidents, newest first, 20 a page, only to you\n"
     "• `/incident digest` — this week so far: incidents, time to resolve, maintenance, only to you\n"
     "• `/incident help` — this help\n"

@@ -38,24 +38,40 @@ COMPONENTS = "API=3fa85f64-5717-4562-b3fc-2c963f66afa0,Website=3fa85f64-5717-456
 
 
 class FakeClock:
-    """An injected clock: tests move time instead of waiting for it."""
+    """An injected clock: tests move time instead of waiting for it. `advance` is time
+    passing (the wall clock and the monotonic one move together); `step` moves only the wall
+    clock, as NTP or a resumed VM does."""
 
     def __init__(self, now: datetime | None = None):
         self.now = now or T0
+        self.elapsed = 0.0  # seconds on the monotonic clock
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
         with self._lock:
             return self.now
 
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.elapsed
+
     def advance(self, **delta: float) -> datetime:
         with self._lock:
             self.now += timedelta(**delta)
+            self.elapsed += timedelta(**delta).total_seconds()
             return self.now
 
     def set(self, moment: datetime) -> None:
+        """Time passes (or runs back) to `moment`, the monotonic clock with it."""
         with self._lock:
+            self.elapsed += (moment - self.now).total_seconds()
             self.now = moment
+
+    def step(self, **delta: float) -> datetime:
+        """The wall clock steps; no time passes."""
+        with self._lock:
+            self.now += timedelta(**delta)
+            return self.now
 
 
 # Ports for the bot processes a test starts, below Linux's ephemeral range (32768 and up), so
@@ -115,6 +131,11 @@ def chose_external(value: str | None) -> dict:
     return {"type": "external_select", "selected_option": {"value": value} if value else None}
 
 
+def picked_user(user_id: str | None) -> dict:
+    """A users_select's state: the person picked."""
+    return {"type": "users_select", "selected_user": user_id}
+
+
 def chose_many(values: list[str]) -> dict:
     return {"type": "multi_static_select", "selected_options": [{"value": v} for v in values]}
 
@@ -140,39 +161,51 @@ class BotUnderTest:
         http_timeout: float = 2.0,
         live_scheduler: bool | None = None,
     ):
-        self._socket: socket.socket | None = listening_socket()
-        self.settings = settings.model_copy(update={"port": self._socket.getsockname()[1]})
+        # Slack's port and METRICS_PORT, bound here and handed to the servers.
+        self._sockets: list[socket.socket] | None = [listening_socket(), listening_socket()]
+        ports = [s.getsockname()[1] for s in self._sockets]
+        self.settings = settings.model_copy(update={"port": ports[0], "metrics_port": ports[1]})
         self.clock = clock
         self.live_scheduler = clock is None if live_scheduler is None else live_scheduler
         self.http_timeout = http_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bot: Sitrep | None = None
         self._server: uvicorn.Server | None = None
+        self._operator: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.port}", timeout=15)
+        # METRICS_PORT: /metrics (not on the Slack port), /healthz and /readyz.
+        self.operator_http = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.metrics_port}", timeout=15)
         self.ack_violations: list[str] = []  # Slack limits the bot's HTTP answers broke
 
     # --- life ----------------------------------------------------------------------------
     def start(self) -> BotUnderTest:
         ready = threading.Event()
-        if self._socket is None:  # started again after a stop: the same port
-            self._socket = listening_socket(self.settings.port)
-        sockets = [self._socket]
+        if self._sockets is None:  # started again after a stop: the same ports
+            self._sockets = [listening_socket(self.settings.port), listening_socket(self.settings.metrics_port)]
+        slack_socket, operator_socket = self._sockets
 
         def run() -> None:
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
             kwargs: dict[str, Any] = {"http_timeout": self.http_timeout}
             if self.clock is not None:
-                kwargs["clock"] = self.clock
+                kwargs["clock"], kwargs["monotonic"] = self.clock, self.clock.monotonic
             self.bot = Sitrep(build_context(self.settings, **kwargs), timers=self.live_scheduler)
             config = uvicorn.Config(
                 self.bot.asgi(), host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
             )
             self._server = uvicorn.Server(config)
             self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            operator_config = uvicorn.Config(
+                self.bot.operator_asgi(), host="127.0.0.1", port=self.settings.metrics_port, log_level="warning", lifespan="off"
+            )
+            self._operator = uvicorn.Server(operator_config)
+            self._operator.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             ready.set()
-            self.loop.run_until_complete(self._server.serve(sockets=sockets))
+            self.loop.run_until_complete(
+                asyncio.gather(self._server.serve(sockets=[slack_socket]), self._operator.serve(sockets=[operator_socket]))
+            )
             self.loop.close()
 
         self._thread = threading.Thread(target=run, daemon=True)
@@ -180,21 +213,22 @@ class BotUnderTest:
         ready.wait(10)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if self._server is not None and self._server.started:
+            if self._server is not None and self._server.started and self._operator is not None and self._operator.started:
                 return self
             time.sleep(0.01)
         raise RuntimeError("the bot did not start")
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
+        for server in (self._server, self._operator):
+            if server is not None:
+                server.should_exit = True
         if self._thread is not None:
             self._thread.join(15)
-        self._server = None
+        self._server = self._operator = None
         self._thread = None
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        for sock in self._sockets or []:
+            sock.close()
+        self._sockets = None
 
     def __enter__(self) -> BotUnderTest:
         return self.start()
@@ -203,6 +237,12 @@ class BotUnderTest:
         self.stop()
         if exc[0] is None:
             assert self.ack_violations == [], self.ack_violations
+
+    def scrape(self) -> str:
+        """`GET /metrics` on METRICS_PORT, as Prometheus asks it."""
+        answer = self.operator_http.get("/metrics")
+        assert answer.status_code == 200, answer.text
+        return answer.text
 
     def run(self, coro) -> Any:
         """Run a coroutine on the bot's own loop (to read its store, or drive its jobs)."""

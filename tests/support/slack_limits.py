@@ -191,6 +191,9 @@ def element_problems(element: Any, pointer: str) -> list[str]:
         problems += _options_list(element.get("options"), f"{pointer}/options", MAX_OVERFLOW_OPTIONS, plain_only=True)
     elif kind in EXTERNAL_SELECTS:
         problems += _initial_options(element, pointer, kind)
+    elif kind == "users_select":
+        if "initial_user" in element and not (isinstance(element["initial_user"], str) and element["initial_user"]):
+            problems.append(_error(f"{pointer}/initial_user", "must be a user ID"))
     elif kind == "plain_text_input":
         max_length = element.get("max_length")
         min_length = element.get("min_length")

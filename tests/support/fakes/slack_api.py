@@ -464,6 +464,12 @@ class FakeSlack:
         with self._lock:
             self._channels[channel_id]["members"] = sorted(members)
 
+    def set_member(self, channel_id: str, member: bool, user: str = BOT_USER_ID) -> None:
+        """Someone invites `user` to the channel, or removes them (`/invite`, `/remove`)."""
+        with self._lock:
+            channel = self._channels[channel_id]
+            channel["members"] = sorted((set(channel["members"]) | {user}) if member else (set(channel["members"]) - {user}))
+
     def channel(self, channel_id: str) -> Json | None:
         """A channel conversations.create made (or ``add_channel``), with its ``members``."""
         with self._lock:
@@ -533,6 +539,49 @@ class FakeSlack:
             self._messages.append(message)
             self._by_key[(channel, ts)] = message
             return ts
+
+    def react(self, channel: str, ts: str, name: str, user: str = "U999", *, remove: bool = False) -> Json:
+        """A person adds (or with `remove`, takes off) a reaction on a message: the message's
+        `reactions` change as conversations.replies/history then show them, and the event
+        Slack sends the app (`reaction_added` / `reaction_removed`, its documented shape:
+        https://docs.slack.dev/reference/events/reaction_added, not in ../shared/slack/) is
+        returned for the test to deliver."""
+        with self._lock:
+            message = self._by_key.get((channel, ts))
+            if message is None:
+                raise ValueError(f"no message {ts} in {channel}")
+            reactions = [dict(r, users=list(r["users"])) for r in message.get("reactions") or []]
+            entry = next((r for r in reactions if r["name"] == name), None)
+            if remove:
+                if entry is None or user not in entry["users"]:
+                    raise ValueError(f"{user} has no :{name}: on {ts} (Slack answers no_reaction)")
+                entry["users"].remove(user)
+            else:
+                if entry is not None and user in entry["users"]:
+                    raise ValueError(f"{user} reacted :{name}: on {ts} already (Slack answers already_reacted)")
+                if entry is None:
+                    reactions.append(entry := {"name": name, "users": [], "count": 0})
+                entry["users"].append(user)
+            entry["count"] = len(entry["users"])
+            message["reactions"] = [r for r in reactions if r["count"]] or None
+            event: Json = {
+                "type": "reaction_removed" if remove else "reaction_added",
+                "user": user,
+                "reaction": name,
+                "item": {"type": "message", "channel": channel, "ts": ts},
+                "event_ts": self._next_ts(),
+            }
+            author = message.get("user")
+            if author:  # messages not authored by a user (a bot's, a webhook's) carry no item_user
+                event["item_user"] = author
+            return event
+
+    def person_replies(self, channel: str, thread_ts: str, text: str, user: str = "U999") -> str:
+        """A person's reply in a thread; returns its ts."""
+        ts = self.person_posts(channel, text, user)
+        with self._lock:
+            self._by_key[(channel, ts)]["thread_ts"] = thread_ts
+        return ts
 
     def set_user(self, user_id: str, **fields: Any) -> None:
         """Override fields of the user ``users.info`` returns (e.g. ``tz=...``)."""
@@ -1059,6 +1108,9 @@ class FakeSlack:
 
     def _conversations_history(self, args: Json) -> Json:
         channel = self._channel_id(str(args["channel"]))
+        refused = self._not_readable(channel)
+        if refused is not None:
+            return {"ok": False, "error": refused}
         with_metadata = _truthy(args.get("include_all_metadata"))
         oldest = float(args.get("oldest") or 0)
         latest = float(args.get("latest") or "inf")
@@ -1072,6 +1124,19 @@ class FakeSlack:
                 visible.append(self._render(m, with_metadata))
         page = self._page(visible, args)
         return page if page is not None else {"ok": False, "error": "invalid_cursor"}
+
+    def _not_readable(self, channel: str) -> str | None:
+        """Why the bot cannot read a channel's history, in conversations.history's words:
+        a channel it cannot see (`hidden_channels`) is `channel_not_found`; one it is not in,
+        `not_in_channel` ("only user tokens can access public channels they are not in").
+        assumption: a private channel the bot is not in answers `channel_not_found`, as
+        it is invisible to the bot (the document does not say which of the two it is)."""
+        known = self._channels.get(channel)
+        if channel in self.hidden_channels or (known is not None and known["is_private"] and BOT_USER_ID not in known["members"]):
+            return "channel_not_found"
+        if known is not None and BOT_USER_ID not in known["members"]:
+            return "not_in_channel"
+        return None
 
     def _conversations_open(self, args: Json) -> Json:
         users = str(args.get("users") or "").split(",")
