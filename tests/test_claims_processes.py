@@ -53,7 +53,7 @@ def started_replies(slack) -> list[dict]:
 
 
 def first_sync_done(port: str) -> bool:
-    """Whether the process on `port` has counted a sync run (any outcome) on its /metrics."""
+    """Whether the process whose METRICS_PORT is `port` has counted a sync run (any outcome)."""
     metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     return re.search(r'^sitrep_sync_seconds_count\{outcome="\w+"\} [1-9]', metrics, re.M) is not None
 
@@ -91,7 +91,11 @@ def test_two_processes_announce_and_remind_each_window_once(full_env, database_u
     stored_unannounced(database_url, windows)
 
     ports = [str(free_port()), str(free_port())]
-    processes = [start_sitrep(env | {"PORT": port, "METRICS_PORT": str(free_port())}, tmp_path) for port in ports]
+    metrics_ports = [str(free_port()), str(free_port())]  # /metrics is served on METRICS_PORT
+    processes = [
+        start_sitrep(env | {"PORT": port, "METRICS_PORT": metrics}, tmp_path)
+        for port, metrics in zip(ports, metrics_ports, strict=True)
+    ]
     try:
         for port, process in zip(ports, processes, strict=True):
             wait_healthy(f"http://127.0.0.1:{port}", process)
@@ -101,7 +105,7 @@ def test_two_processes_announce_and_remind_each_window_once(full_env, database_u
         # Room for a second post, were there one: each process has finished its first sync (or
         # skipped it, another one syncing), and every post is recorded, so no claim is left
         # for a late pass to win.
-        slack.wait_for(lambda: all(first_sync_done(port) for port in ports) and all_recorded(database_url), timeout=40)
+        slack.wait_for(lambda: all(first_sync_done(port) for port in metrics_ports) and all_recorded(database_url), timeout=40)
     finally:
         outputs = []
         for process in processes:
