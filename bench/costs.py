@@ -25,12 +25,15 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing
+import os
 import re
+import socket
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -270,8 +273,9 @@ def bench_picker(runs: int, sizes: list[int]) -> None:
 # --- ack p99 against a bare Bolt app --------------------------------------------------------
 
 
-def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: threading.Event) -> None:
-    import uvicorn  # noqa: PLC0415
+def _bare_app(slack_url: str):
+    """The plainest Bolt app, as an ASGI app: a fixed authorization (sitrep caches its
+    auth.test the same way), its client on the same fake Slack, one ack."""
     from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler  # noqa: PLC0415
     from slack_bolt.async_app import AsyncApp  # noqa: PLC0415
     from slack_bolt.authorization import AuthorizeResult  # noqa: PLC0415
@@ -280,10 +284,6 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     from starlette.requests import Request  # noqa: PLC0415
     from starlette.routing import Route  # noqa: PLC0415
 
-    from tests.support.harness import free_port  # noqa: PLC0415
-
-    # The plainest Bolt app: a fixed authorization (sitrep caches its auth.test the same
-    # way), its client on the same fake Slack, one ack.
     async def authorize(**_kwargs) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="xoxb-test-token", bot_user_id="UBOT", bot_id="BBOT")
 
@@ -302,13 +302,17 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     async def events(request: Request):
         return await handler.handle(request)
 
+    return Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
+
+
+def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: threading.Event) -> None:
+    import uvicorn  # noqa: PLC0415
+
+    from tests.support.harness import free_port  # noqa: PLC0415
+
     port = free_port()
     port_box.append(port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
+    server = uvicorn.Server(uvicorn.Config(_bare_app(slack_url), host="127.0.0.1", port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None
 
     async def serve():
@@ -322,6 +326,15 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
         await task
 
     asyncio.run(serve())
+
+
+def serve_bare(port: int, slack_url: str) -> None:
+    """The bare Bolt app as a process of its own (one replica, as `sitrep run` is)."""
+    import uvicorn  # noqa: PLC0415
+
+    gc.collect()
+    gc.freeze()  # as `sitrep run` does: neither app pays for full passes over its libraries
+    uvicorn.run(_bare_app(slack_url), host="127.0.0.1", port=port, log_level="warning")
 
 
 @contextlib.contextmanager
@@ -356,51 +369,183 @@ def beside_bare_bolt():
             bare_http.close()
 
 
-def bench_ack(runs: int, n: int = 300) -> None:
-    from tests.support.fakes.signing import command_body, slack_signature_headers  # noqa: PLC0415
+@contextlib.contextmanager
+def two_replicas():
+    """`sitrep run` and the bare Bolt app, each a process of its own on a loopback port (one
+    replica each, nothing else in its process), on one fake Slack and status page: their
+    ports. The load comes from this process, so neither app shares a GIL with its client."""
+    import subprocess  # noqa: PLC0415
 
-    def interleaved(*posts) -> list[list[float]]:
-        """Each request kind in turn, so machine load (2 cores shared) hits them alike."""
-        samples: list[list[float]] = [[] for _ in posts]
-        for i in range(n):
-            for post, into in zip(posts, samples, strict=True):
-                started = time.perf_counter()
-                post(i)
-                into.append(time.perf_counter() - started)
-        return [sorted(x) for x in samples]
+    from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
+    from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
+    from tests.support.harness import free_port  # noqa: PLC0415
+    from tests.support.process import wait_healthy  # noqa: PLC0415
 
-    with beside_bare_bolt() as (bot, _slack, _sp, bare_http):
+    root = Path(__file__).resolve().parents[1]
+    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
+        sitrep_port, bare_port = free_port(), free_port()
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.url,
+            "SITREP_CHANNEL": CHANNEL,
+            "STATUSPAGE_URL": sp.url,
+            "STATUSPAGE_API_KEY": sp.api_key,
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "PORT": str(sitrep_port),
+        }
+        with open(Path(tmp) / "sitrep.log", "w") as out:
+            sitrep = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=root, stdout=out, stderr=out)
+            bare = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "serve-bare", "--port", str(bare_port), "--slack-url", slack.url],
+                cwd=root,
+                stdout=out,
+                stderr=out,
+            )
+            try:
+                wait_healthy(f"http://127.0.0.1:{sitrep_port}", sitrep)
+                deadline = time.monotonic() + 20
+                while bare.poll() is None and time.monotonic() < deadline:
+                    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", bare_port), 0.5):
+                        break
+                    time.sleep(0.05)
+                yield sitrep_port, bare_port, slack
+            finally:
+                for process in (sitrep, bare):
+                    process.terminate()
+                for process in (sitrep, bare):
+                    try:
+                        process.wait(30)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
 
-        def post_bare(i: int) -> None:
-            body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
-            headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
-            assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
 
-        def post_sitrep(i: int) -> None:
-            assert bot.command("help", trigger_id=f"t{i}").status_code == 200
+class Connections:
+    """`size` keep-alive HTTP/1.1 connections to one app, spoken by hand: an HTTP client
+    library would cost this process more CPU per request than the apps spend answering."""
 
-        def post_declare(i: int) -> None:
-            assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
+    def __init__(self, port: int, size: int):
+        self.port = port
+        self.size = size
+        self.pairs: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-        bares, helps, declares, medians = [], [], [], []
+    async def __aenter__(self) -> Connections:
+        self.pairs = [await asyncio.open_connection("127.0.0.1", self.port) for _ in range(self.size)]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for _reader, writer in self.pairs:
+            writer.close()
+
+    async def post(self, index: int, body: str) -> float:
+        """One signed slash command on connection `index`: seconds to its whole answer."""
+        reader, writer = self.pairs[index]
+        data = body.encode()
+        headers = slack_headers(body)
+        request = (
+            f"POST /slack/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-www-form-urlencoded\r\n"
+            f"content-length: {len(data)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        ).encode() + data
+        started = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *([0-9]+)", head).group(1))
+        await reader.readexactly(length)
+        took = time.perf_counter() - started
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise AssertionError(head.split(b"\r\n", 1)[0].decode())
+        return took
+
+
+def slack_headers(body: str) -> dict[str, str]:
+    from tests.support.fakes.signing import slack_signature_headers  # noqa: PLC0415
+
+    return slack_signature_headers(SIGNING_SECRET, body, None)
+
+
+def help_body() -> str:
+    from tests.support.fakes.signing import command_body, new_trigger_id  # noqa: PLC0415
+
+    # A new trigger each time, as Slack makes one per command: none is a replay.
+    return command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=new_trigger_id())
+
+
+def declare_body() -> str:
+    from tests.support.fakes.signing import command_body, new_trigger_id  # noqa: PLC0415
+
+    return command_body("/incident", "declare DB down", user_id="U1", channel_id="C1", trigger_id=new_trigger_id())
+
+
+async def _batches(apps: list[tuple[Connections, Callable[[], str]]], n: int) -> list[list[float]]:
+    """`n` requests to each app in batches of its connections' size sent at once, the apps
+    taking turns batch by batch, so the machine's load hits them alike: sorted latencies."""
+    samples: list[list[float]] = [[] for _ in apps]
+    while len(samples[0]) < n:
+        for (connections, body), into in zip(apps, samples, strict=True):
+            bodies = [body() for _ in range(connections.size)]
+            into += await asyncio.gather(*(connections.post(i, b) for i, b in enumerate(bodies)))
+    return [sorted(x) for x in samples]
+
+
+async def _sustained(port: int, size: int, body: Callable[[], str], total: int) -> float:
+    """Commands per second with `size` connections kept busy until `total` were answered
+    (connections of its own: the server closes one left idle for 5 s)."""
+    left = total
+
+    async def worker(index: int) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await connections.post(index, body())
+
+    async with Connections(port, size) as connections:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(size)))
+        return total / (time.perf_counter() - started)
+
+
+def bench_ack(runs: int, concurrencies: list[int], n: int = 300, sustained: int = 3000) -> None:
+    """Ack p99 of `/incident help` (and `/incident declare`, whose modal opens after the ack)
+    at each concurrency, and sustained commands per second at the highest, sitrep against
+    the bare Bolt app, both apps in every run."""
+    load_before = os.getloadavg()
+    results: dict[int, list[tuple[float, float, float]]] = {c: [] for c in concurrencies}
+    rates: list[tuple[float, float]] = []
+    with two_replicas() as (sitrep_port, bare_port, slack):
+
+        async def one_run() -> None:
+            for c in concurrencies:
+                async with Connections(bare_port, c) as bare, Connections(sitrep_port, c) as sitrep:
+                    await _batches([(bare, help_body), (sitrep, help_body)], 50)  # warm both
+                    bare_s, help_s, declare_s = await _batches(
+                        [(bare, help_body), (sitrep, help_body), (sitrep, declare_body)], n
+                    )
+                    results[c].append((p99(bare_s), p99(help_s), p99(declare_s)))
+            top = max(concurrencies)
+            first = await _sustained(bare_port, top, help_body, sustained // 2)
+            mine = await _sustained(sitrep_port, top, help_body, sustained)
+            second = await _sustained(bare_port, top, help_body, sustained // 2)
+            rates.append(((first + second) / 2, mine))
+
         for _ in range(runs):
-            bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
-            bares.append(p99(bare_s))
-            helps.append(p99(help_s))
-            declares.append(p99(declare_s))
-            medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
-    print(
-        f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
-        f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
-        f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)"
-    )
-    print(
-        "  medians: "
-        + "; ".join(
-            f"{name} {mmm([m[k] for m in medians])} ms"
-            for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))
+            asyncio.run(one_run())
+        problems = slack.violations
+    load_after = os.getloadavg()
+    for c in concurrencies:
+        rows = results[c]
+        print(
+            f"ack p99, {c:>2} at once, {n} each: bare Bolt {mmm([r[0] for r in rows])} ms; "
+            f"sitrep /incident help {mmm([r[1] for r in rows])} ms, ratio {mmm([r[1] / r[0] for r in rows], 1, '{:.2f}')}×; "
+            f"/incident declare {mmm([r[2] for r in rows])} ms, ratio {mmm([r[2] / r[0] for r in rows], 1, '{:.2f}')}×"
         )
+    print(
+        f"sustained, {max(concurrencies)} connections: bare Bolt {mmm([r[0] for r in rates], 1, '{:.0f}')} commands/s; "
+        f"sitrep {mmm([r[1] for r in rates], 1, '{:.0f}')} commands/s, "
+        f"ratio {mmm([r[1] / r[0] for r in rates], 1, '{:.2f}')}×"
     )
+    print(f"  load average (1/5/15 min) before {load_before}, after {load_after}; fake Slack violations: {problems or 'none'}")
 
 
 def bench_submit(runs: int, n: int = 100) -> None:
@@ -457,14 +602,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50], help="requests at once (ack)"
+    )
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--slack-url", help=argparse.SUPPRESS)
     parser.add_argument("what", nargs="*", default=["sync", "picker", "ack", "submit"])
     args = parser.parse_args()
+    if args.what == ["serve-bare"]:  # the bench's own child process
+        serve_bare(args.port, args.slack_url)
+        return
     if "sync" in args.what:
         bench_sync(args.runs, args.sizes or [1000, 10000, 50000])
     if "picker" in args.what:
         bench_picker(args.runs, args.sizes or [10, 1000, 10000])
     if "ack" in args.what:
-        bench_ack(args.runs)
+        bench_ack(args.runs, args.concurrency)
     if "submit" in args.what:
         bench_submit(args.runs)
 
