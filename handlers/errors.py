@@ -174,6 +174,12 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
     if isinstance(exc, InputInvalid) and not ack.done and it.type == "view_submission":
         await ack(response_action="errors", errors=exc.errors)
         return
+    if isinstance(exc, SlackApiError) and slack_error(exc) == "exchanged_trigger_id":
+        # Slack spends a trigger once: an earlier delivery of this very request (a retry, or a
+        # replay another replica took) opened the form already. The person has it: say nothing.
+        log.info("the form was opened already by an earlier delivery of this request")
+        await ack()
+        return
     if not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
         log.exception("unexpected error in a listener", exc_info=exc)
     if isinstance(exc, SubmissionFailed):

@@ -7,6 +7,7 @@ import time
 
 from handlers.ids import DraftAction
 from handlers.incident.ids import Block
+from tests.support.fakes.signing import new_trigger_id
 from tests.support.harness import (
     CHANNEL,
     BotUnderTest,
@@ -164,7 +165,8 @@ def test_healthz(bot):
 
 
 def test_an_expired_trigger_is_explained(bot, slack):
-    response = bot.command("declare DB down", trigger_id="expired")
+    # Issued 4 s ago on the fake's clock (the machine's): Slack's 3 s are over.
+    response = bot.command("declare DB down", trigger_id=new_trigger_id(issued_at=slack.clock() - 4))
     assert response.status_code == 200
     answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
     assert "run the command again" in json.dumps(answer[0]["blocks"])
