@@ -6,11 +6,16 @@
   runs in a process of its own so its JSON encoding does not hold this process's GIL.
 * `picker`: the ack of `/incident update` (the modal with its type-ahead picker) and of a
   type-ahead request, at 10 / 1k / 10k open incidents.
-* `ack`: ack p99 of `/incident declare` against a bare Bolt app answering the same signed
-  request on the same machine.
-* `submit`: the ack of a declare's view submission (Submit on the modal: the draft is kept
-  before the ack when the database answers within 0.5 s), as a signed HTTP request to the
-  bot and the time to its HTTP answer, against the same bare Bolt app acking a submission.
+* `ack`: ack p99 of `/incident help` (and of `/incident declare`, whose modal opens after the
+  ack) against a bare Bolt app answering the same signed request, at each `--concurrency`
+  (1, 10, 50 requests sent at once, the two apps taking turns batch by batch), and the
+  sustained commands per second of each with 50 connections kept busy. Each app runs as a
+  process of its own (`sitrep run` with its production logging; the bare app under
+  uvicorn), so neither shares a GIL with the load, which this process makes over raw
+  keep-alive connections. The load average before and after is printed: the machine is shared.
+* `submit`: the ack of a declare's view submission (Submit on the modal: its replay key and
+  draft are kept before the ack), as a signed HTTP request and the time to its whole answer,
+  against the same bare Bolt app acking a submission, both apps as processes as above.
   Each submission is let finish (status page, announcement, answer) before the next.
 
 The reminder path from "due" to "posted" against its two Slack calls is in
@@ -31,7 +36,6 @@ import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -305,29 +309,6 @@ def _bare_app(slack_url: str):
     return Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
 
 
-def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: threading.Event) -> None:
-    import uvicorn  # noqa: PLC0415
-
-    from tests.support.harness import free_port  # noqa: PLC0415
-
-    port = free_port()
-    port_box.append(port)
-    server = uvicorn.Server(uvicorn.Config(_bare_app(slack_url), host="127.0.0.1", port=port, log_level="warning"))
-    server.install_signal_handlers = lambda: None
-
-    async def serve():
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        server.should_exit = True
-        await task
-
-    asyncio.run(serve())
-
-
 def serve_bare(port: int, slack_url: str) -> None:
     """The bare Bolt app as a process of its own (one replica, as `sitrep run` is)."""
     import uvicorn  # noqa: PLC0415
@@ -335,38 +316,6 @@ def serve_bare(port: int, slack_url: str) -> None:
     gc.collect()
     gc.freeze()  # as `sitrep run` does: neither app pays for full passes over its libraries
     uvicorn.run(_bare_app(slack_url), host="127.0.0.1", port=port, log_level="warning")
-
-
-@contextlib.contextmanager
-def beside_bare_bolt():
-    """A sitrep under test and the bare Bolt app it is compared with, on one fake Slack and
-    status page: (bot, fake Slack, fake status page, an HTTP client for the bare app)."""
-    from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
-    from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
-    from tests.support.harness import BotUnderTest  # noqa: PLC0415
-
-    port_box, ready, stop = [], threading.Event(), threading.Event()
-    with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
-        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
-        bare.start()
-        ready.wait(10)
-        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
-        settings = Settings(
-            slack_bot_token="xoxb-test-token",
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=slack.url,
-            sitrep_channel=CHANNEL,
-            statuspage_url=sp.url,
-            statuspage_api_key=sp.api_key,
-            database_url=f"sqlite:///{tmp}/bench.db",
-        )
-        try:
-            with BotUnderTest(settings) as bot:
-                yield bot, slack, sp, bare_http
-        finally:
-            stop.set()
-            bare.join(10)
-            bare_http.close()
 
 
 @contextlib.contextmanager
@@ -410,7 +359,7 @@ def two_replicas():
                     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", bare_port), 0.5):
                         break
                     time.sleep(0.05)
-                yield sitrep_port, bare_port, slack
+                yield sitrep_port, bare_port, slack, sp
             finally:
                 for process in (sitrep, bare):
                     process.terminate()
@@ -513,7 +462,7 @@ def bench_ack(runs: int, concurrencies: list[int], n: int = 300, sustained: int 
     load_before = os.getloadavg()
     results: dict[int, list[tuple[float, float, float]]] = {c: [] for c in concurrencies}
     rates: list[tuple[float, float]] = []
-    with two_replicas() as (sitrep_port, bare_port, slack):
+    with two_replicas() as (sitrep_port, bare_port, slack, _sp):
 
         async def one_run() -> None:
             for c in concurrencies:
@@ -549,52 +498,48 @@ def bench_ack(runs: int, concurrencies: list[int], n: int = 300, sustained: int 
 
 
 def bench_submit(runs: int, n: int = 100) -> None:
-    from tests.support.fakes.signing import interaction_body, slack_signature_headers  # noqa: PLC0415
+    """The ack of a declare's Submit, one at a time, each let finish before the next."""
+    from tests.support.fakes.signing import interaction_body  # noqa: PLC0415
     from tests.support.harness import last_view, submission_payload  # noqa: PLC0415
     from tests.support.incidents import declare_values  # noqa: PLC0415
 
-    with beside_bare_bolt() as (bot, slack, sp, bare_http):
-        assert bot.command("declare DB down").status_code == 200
-        modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-        made = 0
+    load_before = os.getloadavg()
+    with two_replicas() as (sitrep_port, bare_port, slack, sp):
 
-        def signed_submission(i: int) -> tuple[str, dict]:
-            """Another person's Submit each time: its own view ID and title (not a replay)."""
-            payload = submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Bench outage {i}"))
-            body = interaction_body(payload)
-            return body, {
-                "Content-Type": "application/x-www-form-urlencoded",
-                **slack_signature_headers(SIGNING_SECRET, body, None),
-            }
+        async def measure() -> list[tuple[list[float], list[float]]]:
+            async with Connections(sitrep_port, 1) as sitrep, Connections(bare_port, 1) as bare:
+                await sitrep.post(0, declare_body())
+                modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+                made, results = 0, []
 
-        bares, submits, bare_medians, submit_medians = [], [], [], []
-        for _ in range(runs):
-            bare_s, submit_s = [], []
-            for _ in range(n):
-                body, headers = signed_submission(made)
-                started = time.perf_counter()
-                assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
-                bare_s.append(time.perf_counter() - started)
-                body, headers = signed_submission(made)
-                started = time.perf_counter()
-                assert bot.http.post("/slack/events", content=body, headers=headers).status_code == 200
-                submit_s.append(time.perf_counter() - started)
-                made += 1
-                slack.wait_for(lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15)
-            bare_s.sort()
-            submit_s.sort()
-            bares.append(p99(bare_s))
-            submits.append(p99(submit_s))
-            bare_medians.append(statistics.median(bare_s))
-            submit_medians.append(statistics.median(submit_s))
+                def submission(i: int) -> str:
+                    """Another person's Submit each time: its own view ID and title (not a replay)."""
+                    return interaction_body(submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Outage {i}")))
+
+                for _ in range(runs):
+                    bare_s, submit_s = [], []
+                    for _ in range(n):
+                        bare_s.append(await bare.post(0, submission(made)))
+                        submit_s.append(await sitrep.post(0, submission(made)))
+                        made += 1
+                        slack.wait_for(
+                            lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15
+                        )
+                    results.append((sorted(bare_s), sorted(submit_s)))
+                return results
+
+        results = asyncio.run(measure())
+    load_after = os.getloadavg()
+    bares = [p99(b) for b, _ in results]
+    submits = [p99(s) for _, s in results]
+    medians = [(statistics.median(b), statistics.median(s)) for b, s in results]
     print(
-        f"submit ack over {n} declare submissions: median bare Bolt {mmm(bare_medians)} ms; "
-        f"sitrep (draft kept before the ack) {mmm(submit_medians)} ms "
-        f"({statistics.median(submit_medians) / statistics.median(bare_medians):.2f}×)"
+        f"submit ack over {n} declare submissions, p99: bare Bolt {mmm(bares)} ms; sitrep (draft kept before the ack) "
+        f"{mmm(submits)} ms, ratio {mmm([s / b for b, s in zip(bares, submits, strict=True)], 1, '{:.2f}')}×"
     )
     print(
-        f"  p99: bare Bolt {mmm(bares)} ms; sitrep {mmm(submits)} ms "
-        f"({statistics.median(submits) / statistics.median(bares):.2f}×)"
+        f"  medians: bare Bolt {mmm([m[0] for m in medians])} ms; sitrep {mmm([m[1] for m in medians])} ms, "
+        f"ratio {mmm([m[1] / m[0] for m in medians], 1, '{:.2f}')}×; load average before {load_before}, after {load_after}"
     )
 
 
