@@ -38,8 +38,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -318,6 +320,22 @@ def serve_bare(port: int, slack_url: str) -> None:
     uvicorn.run(_bare_app(slack_url), host="127.0.0.1", port=port, log_level="warning")
 
 
+@dataclass
+class Replicas:
+    sitrep_port: int
+    bare_port: int
+    sitrep_pid: int
+    bare_pid: int
+    slack: Any
+    sp: Any
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def two_replicas():
     """`sitrep run` and the bare Bolt app, each a process of its own on a loopback port (one
@@ -343,6 +361,7 @@ def two_replicas():
             "STATUSPAGE_API_KEY": sp.api_key,
             "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "PORT": str(sitrep_port),
+            **({"LOG_LEVEL": os.environ["STORM_LL"]} if os.environ.get("STORM_LL") else {}),
         }
         with open(Path(tmp) / "sitrep.log", "w") as out:
             sitrep = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=root, stdout=out, stderr=out)
@@ -359,7 +378,7 @@ def two_replicas():
                     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", bare_port), 0.5):
                         break
                     time.sleep(0.05)
-                yield sitrep_port, bare_port, slack, sp
+                yield Replicas(sitrep_port, bare_port, sitrep.pid, bare.pid, slack, sp)
             finally:
                 for process in (sitrep, bare):
                     process.terminate()
@@ -462,7 +481,9 @@ def bench_ack(runs: int, concurrencies: list[int], n: int = 300, sustained: int 
     load_before = os.getloadavg()
     results: dict[int, list[tuple[float, float, float]]] = {c: [] for c in concurrencies}
     rates: list[tuple[float, float]] = []
-    with two_replicas() as (sitrep_port, bare_port, slack, _sp):
+    cpu: list[tuple[float, float]] = []
+    with two_replicas() as apps:
+        sitrep_port, bare_port, slack = apps.sitrep_port, apps.bare_port, apps.slack
 
         async def one_run() -> None:
             for c in concurrencies:
@@ -473,10 +494,13 @@ def bench_ack(runs: int, concurrencies: list[int], n: int = 300, sustained: int 
                     )
                     results[c].append((p99(bare_s), p99(help_s), p99(declare_s)))
             top = max(concurrencies)
+            bare_cpu, sitrep_cpu = cpu_seconds(apps.bare_pid), cpu_seconds(apps.sitrep_pid)
             first = await _sustained(bare_port, top, help_body, sustained // 2)
             mine = await _sustained(sitrep_port, top, help_body, sustained)
             second = await _sustained(bare_port, top, help_body, sustained // 2)
             rates.append(((first + second) / 2, mine))
+            bare_cpu = (cpu_seconds(apps.bare_pid) - bare_cpu) / (sustained // 2 * 2)
+            cpu.append((bare_cpu, (cpu_seconds(apps.sitrep_pid) - sitrep_cpu) / sustained))
 
         for _ in range(runs):
             asyncio.run(one_run())
@@ -494,6 +518,10 @@ def bench_ack(runs: int, concurrencies: list[int], n: int = 300, sustained: int 
         f"sitrep {mmm([r[1] for r in rates], 1, '{:.0f}')} commands/s, "
         f"ratio {mmm([r[1] / r[0] for r in rates], 1, '{:.2f}')}×"
     )
+    print(
+        f"  CPU per command (the app's process, user+system): bare Bolt {mmm([c[0] for c in cpu], 1e6, '{:.0f}')} µs; "
+        f"sitrep {mmm([c[1] for c in cpu], 1e6, '{:.0f}')} µs, ratio {mmm([c[1] / c[0] for c in cpu], 1, '{:.2f}')}×"
+    )
     print(f"  load average (1/5/15 min) before {load_before}, after {load_after}; fake Slack violations: {problems or 'none'}")
 
 
@@ -504,7 +532,8 @@ def bench_submit(runs: int, n: int = 100) -> None:
     from tests.support.incidents import declare_values  # noqa: PLC0415
 
     load_before = os.getloadavg()
-    with two_replicas() as (sitrep_port, bare_port, slack, sp):
+    with two_replicas() as apps:
+        sitrep_port, bare_port, slack, sp = apps.sitrep_port, apps.bare_port, apps.slack, apps.sp
 
         async def measure() -> list[tuple[list[float], list[float]]]:
             async with Connections(sitrep_port, 1) as sitrep, Connections(bare_port, 1) as bare:
