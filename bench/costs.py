@@ -361,7 +361,6 @@ def two_replicas():
             "STATUSPAGE_API_KEY": sp.api_key,
             "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "PORT": str(sitrep_port),
-            **({"LOG_LEVEL": os.environ["STORM_LL"]} if os.environ.get("STORM_LL") else {}),
         }
         with open(Path(tmp) / "sitrep.log", "w") as out:
             sitrep = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=root, stdout=out, stderr=out)
