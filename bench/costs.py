@@ -103,6 +103,33 @@ class StallMeter:
         self._stop = True
 
 
+class StepMeter:
+    """The longest single step of the loop (one callback, one task step) in this thread's CPU
+    time: the stall an idle machine would show. On a shared machine the wall-clock stall
+    also counts the time the process waited for a core; CPU time does not."""
+
+    def __init__(self):
+        self.longest = 0.0
+        self.where = None  # the step that took longest
+        self._original = asyncio.events.Handle._run
+
+    def __enter__(self) -> StepMeter:
+        original, meter = self._original, self
+
+        def _run(handle) -> None:
+            started = time.thread_time()
+            original(handle)
+            took = time.thread_time() - started
+            if took > meter.longest:
+                meter.longest, meter.where = took, handle
+
+        asyncio.events.Handle._run = _run
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._original
+
+
 async def _raw_fetch(url: str, email: str, key: str) -> float:
     async with httpx.AsyncClient(base_url=url, auth=(email, key), timeout=60) as client:
         started = time.perf_counter()
@@ -114,7 +141,7 @@ async def _raw_fetch(url: str, email: str, key: str) -> float:
             page += 1
 
 
-async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int) -> tuple[list[float], list[float], list[float]]:
+async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int) -> tuple[list[float], ...]:
     ctx = build_context(settings, clock=lambda: now)
     await ctx.db.prepare()
     rows = [
@@ -138,7 +165,7 @@ async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int
     async with ctx.db.session() as session, session.begin():
         for chunk in range(0, len(rows), 1000):
             await session.execute(insert(MaintenanceWindow), rows[chunk : chunk + 1000])
-    raws, syncs, stalls = [], [], []
+    raws, syncs, stalls, steps = [], [], [], []
     try:
         await sync_windows(ctx)  # warm: connections, caches
         gc.collect()
@@ -151,16 +178,18 @@ async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int
             watching = asyncio.create_task(meter.run())
             await asyncio.sleep(0.01)
             started = time.perf_counter()
-            report = await sync_windows(ctx)
+            with StepMeter() as step:
+                report = await sync_windows(ctx)
             syncs.append(time.perf_counter() - started)
             meter.stop()
             await watching
             stalls.append(meter.longest)
+            steps.append(step.longest)
             assert not (report.adopted or report.moved or report.vanished or report.announced or report.failed), report
     finally:
         await ctx.aclose()
         await ctx.db.dispose()
-    return raws, syncs, stalls
+    return raws, syncs, stalls, steps
 
 
 def bench_sync(runs: int, sizes: list[int]) -> None:
@@ -182,13 +211,14 @@ def bench_sync(runs: int, sizes: list[int]) -> None:
                 maintenance_backend="appfirst",
                 database_url=f"sqlite:///{tmp}/bench.db",
             )
-            raws, syncs, stalls = asyncio.run(_sync_runs(settings, now, windows, runs))
+            raws, syncs, stalls, steps = asyncio.run(_sync_runs(settings, now, windows, runs))
         parent.send("stop")
         server.join(10)
         ratios = [s / r for s, r in zip(syncs, raws, strict=True)]
         print(
             f"sync, {count:>6,} windows, nothing changed: {mmm(syncs)} ms; raw fetch {mmm(raws)} ms; "
-            f"ratio {mmm(ratios, 1, '{:.2f}')}×; longest loop stall {mmm(stalls)} ms"
+            f"ratio {mmm(ratios, 1, '{:.2f}')}×; longest loop stall {mmm(stalls)} ms "
+            f"(longest step in CPU time {mmm(steps)} ms; load average {os.getloadavg()[0]:.1f})"
         )
 
 
