@@ -106,7 +106,13 @@ def print_trace(outbox: TracedOutbox, m0: float, scale: float, dues: list[float]
 
 def one_run(scale: float, random_429: float, seed: int, trace: bool = False) -> tuple[float, float, float, float, int]:
     tiers = Tiers(
-        post_per_second=1.0 * scale, post_burst=5, update_per_minute=50 * scale, update_burst=10, random_429=random_429, seed=seed
+        post_per_second=1.0 * scale,
+        post_burst=5,
+        update_per_minute=50 * scale,
+        update_burst=10,
+        speedup=scale,
+        random_429=random_429,
+        seed=seed,
     )
     with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(

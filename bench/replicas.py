@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from slack_sdk import WebClient  # noqa: E402
 
-from scheduler.reminders import METADATA_EVENT  # noqa: E402
+from bot.slack.posts import PostTag  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.models import MaintenanceWindow, Reminder  # noqa: E402
 from store.states import ReminderKind, WindowState  # noqa: E402
@@ -81,7 +81,7 @@ def posted(slack: FakeSlack) -> list[tuple[float, int]]:
             import json  # noqa: PLC0415 - bench only
 
             meta = json.loads(meta)
-        if method == "chat.postMessage" and meta.get("event_type") == METADATA_EVENT:
+        if method == "chat.postMessage" and meta.get("event_type") == PostTag.REMINDER:
             out.append((at, meta["event_payload"]["window_id"]))
     return out
 

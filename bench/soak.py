@@ -45,11 +45,11 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.slack.posts import PostTag  # noqa: E402
 from handlers.incident.ids import Action as IncidentAction  # noqa: E402
 from handlers.incident.ids import Block as IncidentBlock  # noqa: E402
 from handlers.maintenance.ids import Action as WindowAction  # noqa: E402
 from handlers.maintenance.ids import Block as WindowBlock  # noqa: E402
-from scheduler.reminders import METADATA_EVENT  # noqa: E402
 from tests.support.fakes.signing import command_body, interaction_body, new_trigger_id, slack_signature_headers  # noqa: E402
 from tests.support.fakes.slack_api import FakeSlack  # noqa: E402
 from tests.support.fakes.statuspage import FakeStatusPage  # noqa: E402
@@ -229,7 +229,7 @@ def report(subs: list[Submission], slack: FakeSlack, statuspage: FakeStatusPage,
     reminders = Counter(
         (str(m["metadata"]["event_payload"].get("window_id")), m["metadata"]["event_payload"].get("kind"))
         for m in slack.messages(CHANNEL)
-        if (m.get("metadata") or {}).get("event_type") == METADATA_EVENT
+        if (m.get("metadata") or {}).get("event_type") == PostTag.REMINDER
     )
     duplicates = sum(n - 1 for n in announced.values() if n > 1) + sum(n - 1 for n in reminders.values() if n > 1)
 

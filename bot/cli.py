@@ -15,12 +15,6 @@ from bot.settings import MigrateSettings, Settings, SettingsError, load_migrate_
 log = logging.getLogger("sitrep.cli")
 
 
-def secrets_of(settings: Settings) -> list[str]:
-    values = [settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token]
-    values += [settings.statuspage_api_key, settings.appfirst_api_key]
-    return [v.get_secret_value() for v in values if v is not None]
-
-
 def _url_password(database_url: str) -> list[str]:
     """The password in `DATABASE_URL`, kept out of every log line like the other secrets."""
     from sqlalchemy.engine import make_url  # loaded when used (start-up cost)
@@ -35,7 +29,7 @@ def _url_password(database_url: str) -> list[str]:
 
 def configure_logging(settings: Settings) -> None:
     """LOG_LEVEL and LOG_FORMAT, every line through the redaction filter (bot/ops/logs.py)."""
-    configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=secrets_of(settings))
+    configure_logs(level=settings.log_level, fmt=settings.log_format, secrets=settings.secret_values())
 
 
 class Unusable(Exception):

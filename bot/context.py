@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -19,6 +19,7 @@ from bot.errors import SubmissionUnknown
 from bot.ops.metrics import Metrics
 from bot.settings import Settings
 from bot.slack.channel import Channel, unpaced_client
+from bot.slack.members import Memberships
 from bot.slack.outbox import Outbox, Rate, Reserve, scaled_rates
 from store.db import Database
 from store.pace import reserve_slot
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 #: listener's reads before its ack stay within it (`handlers.errors.renders_errors`).
 ACK_DEADLINE = "sitrep_ack_deadline"
 ACK_BUDGET_SECONDS = 2.0
+#: Permalinks kept in memory: far more than a home tab shows.
+MAX_PERMALINKS = 2000
 
 #: The key (`bot.inbound.replays.submission_key`) of the Slack request being handled, set by the
 #: replay guard for the listener it runs: a draft kept by that listener records it, so a
@@ -42,6 +45,36 @@ SUBMISSION_KEY: ContextVar[str | None] = ContextVar("sitrep_submission_key", def
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+P = ParamSpec("P")
+
+
+class Port(Generic[P]):
+    """A call the services make into a layer above them (the scheduler, the Slack handlers).
+    The context holds the port from its construction; the layer that answers it connects
+    when it starts and disconnects when it stops, so the context itself is never changed
+    after it is built. Called while unconnected, it does nothing and says so (False)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._target: Callable[P, Awaitable[Any]] | None = None
+
+    def connect(self, target: Callable[P, Awaitable[Any]]) -> None:
+        self._target = target
+
+    def disconnect(self) -> None:
+        self._target = None
+
+    @property
+    def connected(self) -> bool:
+        return self._target is not None
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        if self._target is None:
+            return False
+        await self._target(*args, **kwargs)
+        return True
 
 
 @dataclass
@@ -54,18 +87,39 @@ class AppContext:
     maintenance: MaintenanceBackend | None = None
     clock: Callable[[], datetime] = utcnow
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    # Set by the running scheduler: called when reminder rows change, so it re-plans its wake-up.
-    wake_reminders: Callable[[], Awaitable[None]] | None = None
-    # Set by the wiring (handlers): tell a person (user, channel) that a draft's outcome is
-    # unknown, with its choices — used by the crash recovery, which has no Slack request.
-    notify_unknown: Callable[[SubmissionUnknown, str, str | None], Awaitable[None]] | None = None
-    #: How the crash recovery tells a person their submission went through (an `Outcome`).
-    notify_done: Callable[[Any, str, str | None], Awaitable[None]] | None = None
+    #: Wake the running scheduler when reminder rows change, so it re-plans its wake-up
+    #: (connected by `scheduler.runner` while it runs; unconnected, a no-op).
+    wake_reminders: Port[[]] = field(default_factory=lambda: Port("wake the reminders"))
+    #: Tell a person (user, channel) that a draft's outcome is unknown, with its choices —
+    #: used by the crash recovery, which has no Slack request (connected by `handlers.drafts`).
+    notify_unknown: Port[[SubmissionUnknown, str, str | None]] = field(default_factory=lambda: Port("tell outcome unknown"))
+    #: Tell a person their submission went through (an `Outcome`; the crash recovery).
+    notify_done: Port[[Any, str, str | None]] = field(default_factory=lambda: Port("tell it went through"))
     # This bot's own registry (never the process-global one: tests run several bots at once).
     metrics: Metrics = field(default_factory=Metrics)
     # One outbox per process: every post and edit to a channel is paced through it.
     outbox: Outbox = field(default_factory=Outbox)
+    #: The ends of sends this process could not write (the database was out): draft id → the
+    #: write, retried at each heartbeat and before the draft is claimed again, so a draft
+    #: never stays "sending" in a process that lives on (`bot.services.drafts`).
+    unsettled: dict[int, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     _sender: AsyncWebClient | None = field(default=None, repr=False)
+    #: Permalinks Slack gave, by (channel, ts): a message's link never changes, so the home
+    #: tab asks once per message, not once per open (`remember_permalink` bounds it).
+    permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _memberships: Memberships | None = field(default=None, repr=False)
+
+    @property
+    def memberships(self) -> Memberships:
+        """Who is in which channel, as Slack says (the home tab shows each person their own)."""
+        if self._memberships is None:
+            self._memberships = Memberships(lambda: self.sender, lambda: self.outbox, lambda: self.clock())
+        return self._memberships
+
+    def remember_permalink(self, channel: str, ts: str, link: str) -> None:
+        self.permalinks[(channel, ts)] = link
+        while len(self.permalinks) > MAX_PERMALINKS:
+            del self.permalinks[next(iter(self.permalinks))]  # the oldest first
 
     @property
     def stale_claim(self) -> timedelta:
@@ -81,14 +135,18 @@ class AppContext:
 
     def channel_in(self, channel_id: str) -> Channel:
         """Another channel the bot writes to (an incident's own), paced by the same outbox."""
+        return Channel(self.slack, channel_id, self.outbox, self.sender, sandbox=self.settings.sitrep_sandbox)
+
+    @property
+    def sender(self) -> AsyncWebClient:
+        """The Slack client for calls paced by `outbox` (it handles their 429s, not slack_sdk)."""
         if self._sender is None:
             self._sender = self.metrics.instrument_slack(unpaced_client(self.slack))
-        return Channel(self.slack, channel_id, self.outbox, self._sender, sandbox=self.settings.sitrep_sandbox)
+        return self._sender
 
     async def wake(self) -> None:
         """Tell the running scheduler that reminder rows changed (no-op without one)."""
-        if self.wake_reminders is not None:
-            await self.wake_reminders()
+        await self.wake_reminders()
 
     async def aclose(self) -> None:
         for client in (self.statuspage, self.appfirst):
@@ -100,9 +158,10 @@ class AppContext:
 def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[StatusPageClient | None, AppFirstClient | None]:
     """The configured API clients (None where not configured); no network, no database."""
     statuspage = appfirst = None
+    hide = tuple(settings.secret_values())  # an upstream may echo any of them, not only its own
     if settings.statuspage_url and settings.statuspage_api_key:
         statuspage = StatusPageClient(
-            settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout
+            settings.statuspage_url, settings.statuspage_api_key.get_secret_value(), timeout=http_timeout, hide=hide
         )
     if settings.appfirst_url and settings.appfirst_email and settings.appfirst_api_key:
         appfirst = AppFirstClient(
@@ -110,16 +169,18 @@ def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[
             settings.appfirst_email,
             settings.appfirst_api_key.get_secret_value(),
             timeout=http_timeout,
+            hide=hide,
         )
     return statuspage, appfirst
 
 
 def shared_pace(db: Database) -> Reserve:
-    """The outbox's send slots booked in the database, so replicas share each channel's pace."""
+    """The outbox's send slots booked in the database, so replicas share each channel's (and
+    the workspace's) pace."""
 
-    async def reserve(channel: str, method: str, rate: Rate) -> float:
+    async def reserve(where: str, method: str, rate: Rate) -> float:
         async with db.session() as session, session.begin():
-            return await reserve_slot(session, channel, method, interval=1 / rate.per_second, burst=rate.burst)
+            return await reserve_slot(session, where, method, interval=1 / rate.per_second, burst=rate.burst)
 
     return reserve
 
@@ -130,18 +191,22 @@ def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     db = Database(settings.database_url)
     # SITREP_TEST_SPEEDUP is a test hook (see Settings): Slack's pace, sped up; 1 in production.
     rates = scaled_rates(settings.sitrep_test_speedup) if settings.sitrep_test_speedup != 1 else None
+    metrics = Metrics()
+    statuspage, appfirst = build_upstreams(settings, http_timeout=http_timeout)
+    for service, client in (("statuspage", statuspage), ("appfirst", appfirst)):
+        if client is not None:
+            client.observe = metrics.upstream_observer(service)
+    slack = make_slack_client(settings)
+    metrics.instrument_slack(slack)
     ctx = AppContext(
         settings=settings,
         db=db,
-        slack=make_slack_client(settings),
+        slack=slack,
+        statuspage=statuspage,
+        appfirst=appfirst,
+        maintenance=make_backend(settings, statuspage=statuspage, appfirst=appfirst),
         clock=clock,
-        outbox=Outbox(rates=rates, reserve=shared_pace(db)),
+        metrics=metrics,
+        outbox=Outbox(rates=rates, reserve=shared_pace(db), on_rate_limited=metrics.slack_paced),
     )
-    ctx.statuspage, ctx.appfirst = build_upstreams(settings, http_timeout=http_timeout)
-    ctx.maintenance = make_backend(settings, statuspage=ctx.statuspage, appfirst=ctx.appfirst)
-    ctx.metrics.instrument_slack(ctx.slack)
-    ctx.outbox.on_rate_limited = ctx.metrics.slack_paced
-    for service, client in (("statuspage", ctx.statuspage), ("appfirst", ctx.appfirst)):
-        if client is not None:
-            client.observe = ctx.metrics.upstream_observer(service)
     return ctx

@@ -1,45 +1,52 @@
-"""Every error sitrep raises on purpose, and who reads it.
+"""Every error sitrep raises on purpose descends from `SitrepException`; here is who reads each.
 
 Upstream errors come from ``bot/clients`` (one mapping in ``bot/clients/http.py``);
 ``str(err)`` is a sentence that can be posted to Slack as-is and ``err.message`` keeps the
 upstream's own wording (``Title is required.``), already scrubbed of credentials and control
 characters. Sitrep errors come from the services and are rendered by ``handlers/errors.py``.
 
-    UpstreamError            base; `service`, `message`, `status`
-    ├── UpstreamRejected     person: "The status page rejected the request: …" — change what you asked
-    │   ├── AlreadyResolved  person: the upstream's "Incident already resolved."; the store follows it
-    │   └── UpstreamNotFound person: "AppFirst reported: Maintenance window 7 was not found."
-    ├── UpstreamUnauthorized operator: credentials refused; person: sitrep is misconfigured, nothing lost
-    ├── UpstreamWrongURL     operator: log line with the URL tried and the setting to fix
-    └── UpstreamUnavailable  person: "… is not available right now … Please try again later"
-        └── OutcomeUnknown   person: "… may or may not have done it": the request was sent and no
-                             answer came (timeout after sending, reset, gateway timeout)
+    SitrepException             the root
+    │
+    ├── UpstreamError            base; `service`, `message`, `status`
+    │   ├── UpstreamRejected     person: "The status page rejected the request: …" — change what you asked
+    │   │   ├── AlreadyResolved  person: the upstream's "Incident already resolved."; the store follows it
+    │   │   └── UpstreamNotFound person: "AppFirst reported: Maintenance window 7 was not found."
+    │   ├── UpstreamUnauthorized operator: credentials refused; person: sitrep is misconfigured, nothing lost
+    │   ├── UpstreamWrongURL     operator: log line with the URL tried and the setting to fix
+    │   └── UpstreamUnavailable  person: "… is not available right now … Please try again later"
+    │       └── OutcomeUnknown   person: "… may or may not have done it": the request was sent and no
+    │                            answer came (timeout after sending, reset, gateway timeout)
+    │
+    ├── SitrepError              base; `str(err)` is a sentence for the person in Slack
+    │   ├── InputInvalid         person: shown inside the modal, keyed by block ID
+    │   ├── NotFound             person: no such incident or window (or not open any more)
+    │   ├── NotAllowed           person: not in SITREP_ADMINS
+    │   ├── FeatureDisabled      person: the feature's API is not configured; operator: which setting
+    │   ├── NotSupported         person: this backend cannot do that (edit on the status page)
+    │   ├── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
+    │   ├── SubmissionUnknown    person: "outcome unknown" with Check and retry / Create anyway / Link it
+    │   ├── DatabaseBusy         person: the store did not answer in time (locked, read-only); try again
+    │   └── NotStored            person: a submission could not be kept, with what they typed quoted
+    │                            back; operator: a log line with the database's reason
+    │
+    └── Signal                   internal: read by no one, caught by the exactly-once engine
+        ├── ClaimLost            (`bot.slack.posts`) a claimed post's claim was taken over: not sent
+        ├── RateLimited          Slack answered 429 to a post that hands its claim back
+        ├── AnnouncementBusy     another replica is posting the parent message right now
+        └── Skip                 a post no longer worth sending: recorded as skipped
 
-    SitrepError              base; `str(err)` is a sentence for the person in Slack
-    ├── InputInvalid         person: shown inside the modal, keyed by block ID
-    ├── NotFound             person: no such incident or window (or not open any more)
-    ├── NotAllowed           person: not in SITREP_ADMINS
-    ├── FeatureDisabled      person: the feature's API is not configured; operator: which setting
-    ├── NotSupported         person: this backend cannot do that (edit on the status page)
-    ├── SubmissionFailed     person: the upstream's reason with Retry / Edit; the draft keeps the input
-    ├── SubmissionUnknown    person: "outcome unknown" with Check and retry / Create anyway / Link it
-    ├── DatabaseBusy         person: the store did not answer in time (locked, read-only); try again
-    └── NotStored            person: a submission could not be kept, with what they typed quoted
-                             back; operator: a log line with the database's reason
-
-The redaction helpers (``scrub``, ``upstream_text``, ``escape_controls``, ``public_url``)
-live here because the errors themselves use them as a backstop.
+The store's own `store.db.StoreTimeout` stays below this floor (the store imports nothing of
+the bot); the drafts turn it into `DatabaseBusy` or `NotStored`. The redaction helpers
+(``scrub``, ``upstream_text``, ``escape_controls``, ``public_url``) live apart, in
+``bot/ops/redaction.py``; the errors use them as a backstop.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from functools import lru_cache
-
-import httpx
+from bot.ops.redaction import escape_controls
 
 __all__ = [
+    "SitrepException",
     "UpstreamError",
     "UpstreamRejected",
     "AlreadyResolved",
@@ -48,10 +55,6 @@ __all__ = [
     "UpstreamUnavailable",
     "UpstreamWrongURL",
     "OutcomeUnknown",
-    "public_url",
-    "scrub",
-    "escape_controls",
-    "upstream_text",
     "SitrepError",
     "InputInvalid",
     "NotFound",
@@ -62,108 +65,12 @@ __all__ = [
     "SubmissionUnknown",
     "DatabaseBusy",
     "NotStored",
+    "Signal",
+    "ClaimLost",
+    "RateLimited",
+    "AnnouncementBusy",
+    "Skip",
 ]
-
-_REDACTED = "[redacted]"
-# A secret's piece this long is as good as a leak (a 9-character prefix of a key narrows a
-# guess enormously); shorter secrets are hidden only whole.
-_MIN_FRAGMENT = 8
-# Line and paragraph separators and bidirectional overrides: invisible, yet they break or
-# reorder a log line, so they are shown as escapes like the C0/C1 control characters.
-_INVISIBLE = {"\u2028", "\u2029", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _fold(text: str) -> str:
-    """Lower-case character by character, keeping positions (``"İ".lower()`` is two characters)."""
-    if text.isascii():  # the usual log line: one character each, lowered at C speed
-        return text.lower()
-    return "".join(low if len(low := c.lower()) == 1 else c for c in text)
-
-
-def scrub(text: str, secrets: Iterable[str], *, whole: Iterable[str] = ()) -> str:
-    """Blank out any secret an upstream echoed back, so it never reaches Slack or logs.
-
-    Case is ignored and any piece of 8 or more characters of a secret counts, so this must
-    run before the text is cut short: a cut through a secret leaves a piece that an exact
-    match would miss. ``whole`` are names worth hiding that are not secrets (an account
-    e-mail): only they themselves are hidden, so a domain in a message survives. Adjacent
-    or overlapping hits become one ``[redacted]``.
-    """
-    folded = _fold(text)
-    hidden = bytearray(len(text))
-    for secret in secrets:
-        _mark(folded, hidden, secret, pieces=True)
-    for name in whole:
-        _mark(folded, hidden, name, pieces=False)
-    if not any(hidden):
-        return text
-    out: list[str] = []
-    for i, char in enumerate(text):
-        if not hidden[i]:
-            out.append(char)
-        elif i == 0 or not hidden[i - 1]:
-            out.append(_REDACTED)
-    return "".join(out)
-
-
-def _mark(folded: str, hidden: bytearray, secret: str, *, pieces: bool) -> None:
-    if not secret or len(secret) < 3:
-        return
-    wanted = _fold(secret)
-    if not pieces or len(wanted) < _MIN_FRAGMENT:
-        start = folded.find(wanted)
-        while start != -1:
-            hidden[start : start + len(wanted)] = b"\x01" * len(wanted)
-            start = folded.find(wanted, start + 1)
-        return
-    # Every 8-character window of the secret; a window of the text found among them is part
-    # of a match, and consecutive windows join into the longest piece. One regular expression
-    # finds them all, overlapping ones too: every log line passes here, so it runs in C.
-    for found in _windows(wanted).finditer(folded):
-        start = found.start()
-        hidden[start : start + _MIN_FRAGMENT] = b"\x01" * _MIN_FRAGMENT
-
-
-@lru_cache(maxsize=64)
-def _windows(wanted: str) -> re.Pattern[str]:
-    """A pattern matching, at each position, any 8-character window of `wanted`."""
-    windows = sorted({wanted[i : i + _MIN_FRAGMENT] for i in range(len(wanted) - _MIN_FRAGMENT + 1)})
-    return re.compile("(?=(?:" + "|".join(map(re.escape, windows)) + "))")
-
-
-def escape_controls(text: str) -> str:
-    """Show control characters as escapes (``\\n``, ``\\x1b``, ``\\u2028``), so upstream text
-    is one line that cannot forge a log entry or repaint a terminal."""
-    if text.isprintable():  # the usual case; note a space is printable, a newline is not
-        return text
-    out: list[str] = []
-    for char in text:
-        code = ord(char)
-        if char in _NAMED_ESCAPES:
-            out.append(_NAMED_ESCAPES[char])
-        elif code < 0x20 or 0x7F <= code < 0xA0:
-            out.append(f"\\x{code:02x}")
-        elif char in _INVISIBLE:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(char)
-    return "".join(out)
-
-
-def upstream_text(text: str, secrets: Iterable[str], limit: int | None = None, *, whole: Iterable[str] = ()) -> str:
-    """An upstream's message made safe to show and log: secrets out first, then control
-    characters escaped, and only then cut to ``limit`` characters (with an ellipsis)."""
-    text = escape_controls(scrub(text, secrets, whole=whole))
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return text
-
-
-def public_url(url: httpx.URL | str) -> str:
-    """A URL fit for a message or a log line: no user:password part, no query."""
-    parsed = httpx.URL(str(url))
-    return str(parsed.copy_with(username=None, password=None, query=None, fragment=None))
 
 
 def _subject(service: str) -> str:
@@ -178,7 +85,11 @@ def _sentence(text: str) -> str:
     return text if text[-1] in ".!?" else text + "."
 
 
-class UpstreamError(Exception):
+class SitrepException(Exception):
+    """The root of every error sitrep raises on purpose (see the tree above)."""
+
+
+class UpstreamError(SitrepException):
     """Base class: an upstream call did not do what was asked."""
 
     def __init__(self, service: str, message: str, status: int | None = None) -> None:
@@ -269,7 +180,7 @@ class OutcomeUnknown(UpstreamUnavailable):
 
 
 # --- errors meant for the person at the keyboard (rendered by handlers/errors.py) ---
-class SitrepError(Exception):
+class SitrepError(SitrepException):
     """Base: `str(err)` is a sentence the user can read."""
 
 
@@ -338,6 +249,13 @@ class DatabaseBusy(SitrepError):
             "please try again in a minute."
         )
 
+    @classmethod
+    def failed(cls, reason: str) -> DatabaseBusy:
+        """The database failed (gone, read-only, full: `store.db.store_reason` says which)."""
+        return cls(
+            f"sitrep's database is not working right now: {reason}. Nothing was changed; please try again in a few minutes."
+        )
+
 
 class NotStored(SitrepError):
     """A submission that could not be written to the database, so it was not kept as a draft.
@@ -350,3 +268,31 @@ class NotStored(SitrepError):
         self.reason = reason
         self.sent = sent
         super().__init__(f"the database could not keep a {kind} ({reason})")
+
+
+# --- internal signals: never shown to anyone, caught by the exactly-once engine -----------
+class Signal(SitrepException):
+    """Base: a post did not go out for a reason its claim's owner handles (`bot.slack.posts`)."""
+
+
+class ClaimLost(Signal):
+    """A claimed post was not sent: its claim was taken over (another replica has it)."""
+
+
+class RateLimited(Signal):
+    """Slack answered 429 to a call sent with `hand_back`: nothing was posted; try again
+    after `retry_after` seconds."""
+
+    def __init__(self, method: str, retry_after: float):
+        super().__init__(f"Slack rate-limited {method}; retry after {retry_after:.0f} s")
+        self.method = method
+        self.retry_after = retry_after
+
+
+class AnnouncementBusy(Signal):
+    """Another replica is posting this window's or incident's first announcement right now."""
+
+
+class Skip(Signal):
+    """Raised by a message builder: the post is not worth sending any more (its window
+    ended or was cancelled meanwhile); the claim is recorded as skipped."""

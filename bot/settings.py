@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import time
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +22,48 @@ class Component:
 
     name: str
     id: str
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class DigestSchedule:
+    """When the weekly digest is posted: a weekday (0 = Monday) and a wall-clock time in a
+    time zone, so 09:00 stays 09:00 across a daylight-saving change."""
+
+    weekday: int
+    at: time
+    zone: str
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.zone)
+
+    def __str__(self) -> str:
+        return f"{WEEKDAYS[self.weekday]} {self.at:%H:%M} {self.zone}"
+
+
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_NUMBERS = {name: i for names in (WEEKDAYS, _FULL_DAYS) for i, name in enumerate(names)}
+_DIGEST = re.compile(r"^([a-z]+)\s+(\d{1,2}):(\d{2})(?:\s+(\S+))?$", re.IGNORECASE)
+
+
+def parse_digest_schedule(text: str) -> DigestSchedule | None:
+    """`mon 09:00 Europe/Berlin` (the zone defaults to UTC; `monday` works too); None if not."""
+    match = _DIGEST.match(text.strip())
+    if match is None:
+        return None
+    day, hour, minute, zone = match.groups()
+    weekday = _DAY_NUMBERS.get(day.lower())
+    if weekday is None or int(hour) > 23 or int(minute) > 59:
+        return None
+    zone = zone or "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return DigestSchedule(weekday=weekday, at=time(int(hour), int(minute)), zone=zone)
 
 
 # What each variable is, used to turn a validation failure into one helpful line.
@@ -60,6 +104,7 @@ EXPECTED: dict[str, str] = {
     "LOG_FORMAT": "text or json",
     "METRICS_PORT": "a port number between 1 and 65535",
     "SITREP_SANDBOX": "1 or 0 (true or false)",
+    "SITREP_DIGEST": "a weekday, a time and a time zone, such as mon 09:00 Europe/Berlin (unset: no digest)",
     "SITREP_TEST_SPEEDUP": "a whole number from 1 to 1000 (tests against a fake Slack only; 1 with Slack)",
 }
 
@@ -163,6 +208,8 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # Socket Mode has no HTTP server of its own: /metrics, /healthz and /readyz live here.
     metrics_port: int = Field(default=9090, ge=1, le=65535)
+    #: When the weekly digest is posted in SITREP_CHANNEL; None: never (`/incident digest` still answers).
+    sitrep_digest: Annotated[DigestSchedule | None, NoDecode] = None
     #: Stand-ins for the status page and AppFirst inside the process (`sitrep run --sandbox`).
     sitrep_sandbox: bool = False
     #: A test hook, never for Slack itself: the channel pacing runs this many times faster and
@@ -252,6 +299,20 @@ class Settings(BaseSettings):
             raise _FieldProblem("SITREP_COMPONENTS", "lists the same component twice")
         return tuple(components)
 
+    @field_validator("sitrep_digest", mode="before")
+    @classmethod
+    def _digest(cls, v: object) -> DigestSchedule | None:
+        if v is None or isinstance(v, DigestSchedule):
+            return v
+        if not isinstance(v, str):
+            raise _FieldProblem("SITREP_DIGEST")
+        if not v.strip():
+            return None
+        schedule = parse_digest_schedule(v)
+        if schedule is None:
+            raise _FieldProblem("SITREP_DIGEST")
+        return schedule
+
     @field_validator("sitrep_admins", mode="before")
     @classmethod
     def _admins(cls, v: object) -> frozenset[str]:
@@ -329,6 +390,13 @@ class Settings(BaseSettings):
 
     def is_admin(self, user_id: str) -> bool:
         return not self.sitrep_admins or user_id in self.sitrep_admins
+
+    def secret_values(self) -> list[str]:
+        """Every secret sitrep holds (Slack's tokens and signing secret, both API keys): kept
+        out of log lines and out of any upstream's text shown or logged."""
+        values = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token]
+        values += [self.statuspage_api_key, self.appfirst_api_key]
+        return [v.get_secret_value() for v in values if v is not None]
 
 
 class MigrateSettings(BaseSettings):

@@ -84,5 +84,5 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
     app.action(DraftAction.EDIT)(renders_errors(ctx, edit))
     app.action(DraftAction.LINK)(renders_errors(ctx, link))
     app.view(DraftCallback.LINK)(renders_errors(ctx, submit_link))
-    ctx.notify_unknown = unknown_notifier(ctx)
-    ctx.notify_done = done_notifier(ctx, owners)
+    ctx.notify_unknown.connect(unknown_notifier(ctx))
+    ctx.notify_done.connect(done_notifier(ctx, owners))

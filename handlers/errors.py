@@ -28,6 +28,7 @@ from bot.messages.format import MAX_SECTION_TEXT, button, escape, section, split
 from handlers.draft_views import unknown_answer
 from handlers.ids import DraftAction
 from handlers.payload import INTERACTION, Interaction, typed_summary
+from store.db import is_store_failure, store_reason
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,15 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         log.info("the form was opened already by an earlier delivery of this request")
         await ack()
         return
-    if not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
+    if is_store_failure(exc):
+        # The database failing is no bug in sitrep: one line for the operator, its reason for
+        # the person, no traceback (an outage would write one per request).
+        reason = store_reason(exc)
+        log.warning(
+            "the database failed under a Slack request (%s %s): %s", it.type, it.action_id or it.event_type or it.text, reason
+        )
+        exc = DatabaseBusy.failed(reason)  # a form's values come back with it (`busy_answer`)
+    elif not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
         log.exception("unexpected error in a listener", exc_info=exc)
     if isinstance(exc, SubmissionFailed):
         text, blocks = failure_answer(exc)

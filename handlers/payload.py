@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 #: Where the first middleware (`bot/app.py`) puts the request's `Interaction` on Bolt's
@@ -34,6 +34,15 @@ def selected_many(values: dict, block_id: str, action_id: str) -> list[str]:
 def date_time(values: dict, block_id: str, action_id: str) -> datetime | None:
     epoch = _value(values, block_id, action_id).get("selected_date_time")
     return datetime.fromtimestamp(int(epoch), tz=timezone.utc) if epoch is not None else None
+
+
+def picked_date(values: dict, block_id: str, action_id: str) -> date | None:
+    """A datepicker's `selected_date` (`YYYY-MM-DD`); None when none is picked or it is not a date."""
+    picked = _value(values, block_id, action_id).get("selected_date")
+    try:
+        return date.fromisoformat(picked) if picked else None
+    except (TypeError, ValueError):
+        return None
 
 
 def split_command(text: str | None) -> tuple[str, str]:

@@ -4,23 +4,16 @@ quiet interval in the same write, or closed once the incident is resolved."""
 
 from __future__ import annotations
 
-import logging
-from datetime import timedelta
-
 from bot.context import AppContext
 from bot.messages import incident as messages
 from bot.services.nudges import next_nudge_at
-from bot.slack.channel import ClaimLost, Posted
-from bot.slack.outbox import Priority, RateLimited
+from bot.slack import posts
+from bot.slack.channel import Posted
+from bot.slack.outbox import Priority
+from bot.slack.posts import Post, PostTag, RowClaim
 from store import incidents as incident_store
-from store import reminders as reminder_store
 from store.models import Reminder
 from store.reminders import Claim
-from store.states import ClaimResult, ReminderState
-
-log = logging.getLogger(__name__)
-
-METADATA_EVENT = "sitrep_nudge"
 
 
 def _tag(reminder: Reminder) -> dict:
@@ -29,7 +22,8 @@ def _tag(reminder: Reminder) -> dict:
 
 
 async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> int:
-    """Post this interval's nudge (unless a stale claim already did), then re-arm."""
+    """Post this interval's nudge (unless a stale claim already did), re-armed for the next
+    interval in the write that records it; a 429 hands it back with a "not before"."""
     now = ctx.clock()
     async with ctx.db.session() as session:
         incident = await incident_store.get_incident(session, reminder.incident_id)
@@ -39,58 +33,13 @@ async def deliver_nudge(ctx: AppContext, reminder: Reminder, claim: Claim) -> in
     next_at = next_nudge_at(incident, minutes=minutes, now=now) if incident is not None else None
     if next_at is None or incident.message_ts is None:
         # Resolved, nudges turned off, or never announced: nothing to nudge in.
-        await _close(ctx, reminder.id, claim, ReminderState.SKIPPED)
+        await RowClaim(ctx, reminder.id, claim).skip()
         return 0
     at = Posted(incident.channel_id, incident.message_ts)
     if reminder.due_at <= incident.updated_at:
         # An update landed after the claim: the quiet interval it was for never ended.
-        await _rearm(ctx, reminder.id, claim, next_at, None)
+        await RowClaim(ctx, reminder.id, claim, rearm_at=next_at).skip()
         return 0
-    ts = None
-    if claim.result == ClaimResult.STALE:
-        ts = await ctx.channel.find_reply(at, METADATA_EVENT, _tag(reminder))
-    posted = 0
-    if ts is None:
-
-        async def guard() -> bool:  # fencing: only while the claim is still ours
-            async with ctx.db.session() as session, session.begin():
-                return await reminder_store.confirm(session, reminder.id, token=claim.token)
-
-        message = messages.nudge(incident, who or incident.declared_by, now - incident.updated_at)
-        try:
-            ts = await ctx.channel.reply(
-                at,
-                message,
-                metadata={"event_type": METADATA_EVENT, "event_payload": _tag(reminder)},
-                priority=Priority.HEADS_UP,  # minutes to spare, like a heads-up
-                guard=guard,
-                hand_back=True,
-            )
-        except RateLimited as exc:
-            # Nothing posted: pending again, not before Retry-After, the claim not held meanwhile.
-            async with ctx.db.session() as session, session.begin():
-                await reminder_store.release_until(
-                    session, reminder.id, token=claim.token, not_before=ctx.clock() + timedelta(seconds=exc.retry_after)
-                )
-            await ctx.wake()
-            return 0
-        except ClaimLost:
-            log.warning("nudge %s was taken over by another process before its post; not posting it", reminder.id)
-            return 0
-        except Exception:
-            async with ctx.db.session() as session, session.begin():
-                await reminder_store.release(session, reminder.id, token=claim.token)
-            raise
-        posted = 1
-    await _rearm(ctx, reminder.id, claim, next_at, ts)
-    return posted
-
-
-async def _rearm(ctx: AppContext, reminder_id: int, claim: Claim, due_at, ts: str | None) -> None:
-    async with ctx.db.session() as session, session.begin():
-        await reminder_store.rearm(session, reminder_id, token=claim.token, due_at=due_at, now=ctx.clock(), message_ts=ts)
-
-
-async def _close(ctx: AppContext, reminder_id: int, claim: Claim, state: str) -> None:
-    async with ctx.db.session() as session, session.begin():
-        await reminder_store.finish(session, reminder_id, token=claim.token, state=state, now=ctx.clock())
+    message = messages.nudge(incident, who or incident.declared_by, now - incident.updated_at)
+    post = Post(PostTag.NUDGE, _tag(reminder), message, thread=at, priority=Priority.HEADS_UP, hand_back=True)
+    return (await posts.post_once(ctx, post, RowClaim(ctx, reminder.id, claim, rearm_at=next_at))).posted

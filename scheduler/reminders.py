@@ -1,32 +1,35 @@
-"""Heads-up, started, overrun and ended reminders for maintenance windows, each posted
-exactly once; the same rows and claims carry incidents' update nudges (`scheduler.nudges`).
+"""The pass over due `Reminder` rows: heads-up, started, overrun and ended replies of
+maintenance windows, resolve and cancel notices, incidents' update nudges and channel
+archives, each done exactly once.
 
-The store holds one row per reminder; APScheduler only wakes the bot at due times. A row
-is claimed atomically before posting (a run of due ones in one statement, see
-`run_due_reminders`); a claim whose process died is taken over after
-`stale_claim` (on the database's clock; every process wakes then, not only at its next
-sweep), and the thread is searched for the reminder's metadata tag first so a post that did
-reach Slack is not repeated. Each claim carries a
-fencing token, checked just before the post leaves: a process whose claim was taken over
-never posts. A 429 hands the reminder back with "not before" = now + Retry-After; the next
-wake-up after that posts it, and nothing else waits for it."""
+The store holds one row per post; APScheduler only wakes the bot at due times. The pass
+claims due rows (a run of a window's pending reminders in one statement, see
+`run_due_reminders`) and hands each to its kind's entry in `DELIVERY`, which says what to
+post; the claim, the look in Slack for a stale claim's post, the fencing and the recording
+are the engine's (`bot.slack.posts`). A claim whose process died is taken over after
+`stale_claim` (on the database's clock). A 429 hands the row back with "not before" = now +
+Retry-After; the next wake-up after that posts it, and nothing else waits for it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.backends import backend_named
 from bot.context import AppContext
+from bot.errors import Skip
 from bot.messages import maintenance as messages
+from bot.services.digest import LATE_AFTER as DIGEST_LATE_AFTER
+from bot.services.digest import DigestService
 from bot.services.incidents import IncidentService
 from bot.services.windows import Windows
-from bot.slack.channel import AnnouncementBusy, ClaimLost, Guard, Message, Posted
-from bot.slack.outbox import Priority, RateLimited
+from bot.slack import posts
+from bot.slack.channel import Message, Posted
+from bot.slack.outbox import Priority
+from bot.slack.posts import Post, PostTag, RowClaim, Sent
 from scheduler.nudges import deliver_nudge
 from scheduler.rooms import deliver_archive
 from store import reminders as reminder_store
@@ -36,17 +39,14 @@ from store.states import ClaimResult, Delivery, ReminderKind, ReminderState, Win
 
 log = logging.getLogger(__name__)
 
-ANNOUNCEMENT_BUSY_RETRY = 15  # seconds: another replica is announcing the window; try after it
 SETTLE_CHECK = 0.25  # seconds between looks for due reminders while a pass waits for its edits
 FRESH_EDIT = 1.0  # seconds: a parent's edit queued longer than this reads the window again
 CLAIM_BATCH = 16  # window reminders claimed, with their windows, in one statement at most
 FRESH_WINDOW = 1.0  # seconds: a window read longer ago (its post waited its turn) is read again
 RECORD_BATCH = 16  # posted reminders recorded in one statement at most
 RECORD_AFTER = 0.5  # seconds: a posted reminder waits no longer than this to be recorded
-FRESH_CLAIM_SHARE = 4  # a claim younger than stale_claim / this is certainly still ours (see still_ours)
 LATE_AFTER = timedelta(minutes=1)  # posted later than this after its due time: say so
 LATE_END_LIMIT = timedelta(hours=1)  # a missed "ended" older than this is only recorded
-METADATA_EVENT = "sitrep_reminder"
 
 
 def stale_claim(ctx: AppContext) -> timedelta:
@@ -94,7 +94,7 @@ async def run_due_reminders(ctx: AppContext) -> int:
 def _batchable(reminder: Reminder) -> bool:
     """A pending reminder of a window; a stale claim (look in Slack first) and an incident's
     reminders go one by one."""
-    return reminder.incident_id is None and reminder.state == ReminderState.PENDING
+    return reminder.window_id is not None and reminder.state == ReminderState.PENDING
 
 
 def _batches(due: list[Reminder], *, size: Callable[[], int]) -> Iterator[list[Reminder]]:
@@ -153,149 +153,167 @@ def _priority(kind: str) -> Priority:
 
 
 @dataclass(frozen=True)
-class Claimed:
-    """A window reminder this process holds, as its claim left it."""
+class Due:
+    """A reminder row this process holds, as its claim left it (a window's is read with it)."""
 
     reminder_id: int
-    kind: str
-    window_id: int
+    kind: ReminderKind
+    window_id: int | None
     due_at: datetime
     claim: Claim
-    claimed_before: float  # `_elapsed()` just before the claim (and the window's read)
+    claimed_before: float  # `posts.elapsed()` just before the claim (and the window's read)
+    window: MaintenanceWindow | None = None
+
+    def held(self, ctx: AppContext, **how) -> RowClaim:
+        """The engine's handle on this claim."""
+        return RowClaim(ctx, self.reminder_id, self.claim, claimed_before=self.claimed_before, **how)
+
+
+#: What to post for a claimed row, by its kind: (ctx, due, records) → how many were posted.
+Deliver = Callable[[AppContext, Due, "Records"], Awaitable[int]]
 
 
 async def _deliver(ctx: AppContext, reminder: Reminder, records: Records) -> int:
-    """One reminder alone: an incident's (its nudge, resolve notice or channel archive, each
-    handed to its own module once claimed), or a stale claim of a window's, looked for in
-    the thread first in case the process that held it did post it."""
-    reminder_id, kind = reminder.id, reminder.kind
-    claimed_before = _elapsed()
-    if reminder.incident_id is not None:
-        async with ctx.db.session() as session, session.begin():
-            claim = await reminder_store.claim(session, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
-            if not claim:
-                return 0  # another process has it
-            nudge = await session.get(Reminder, reminder_id)  # as claimed: a re-arm may have moved it
-        if kind == ReminderKind.RESOLVED:
-            return await IncidentService(ctx).deliver_notice(reminder_id, claim)
-        deliver = deliver_archive if kind == ReminderKind.ARCHIVE else deliver_nudge
-        return await deliver(ctx, nudge, claim)
-
+    """One reminder alone (an incident's, or a stale claim of a window's): claimed, then
+    handed to its kind's entry in `DELIVERY`."""
+    claimed_before = posts.elapsed()
     async with ctx.db.engine.begin() as conn:  # Core statements only: a connection, no ORM session
         claim = await reminder_store.claim(conn, reminder, instance=ctx.instance_id, stale_after=stale_claim(ctx))
         if not claim:
             return 0  # another process has it
-        window = await reminder_store.read_window(conn, reminder.window_id)
-    claimed = Claimed(reminder_id, kind, reminder.window_id, reminder.due_at, claim, claimed_before)
-    if claim.result == ClaimResult.STALE and kind != ReminderKind.CANCELLED and window is not None:
-        found = await _find_posted(ctx, window, kind)
-        if found is not None:
-            log.info("reminder %s was already in Slack (%s); not posting it again", reminder_id, found)
-            records.add(Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=found), window=window, kind=kind)
-            return 0
-    return await _deliver_claimed(ctx, claimed, window, records)
+        window = await reminder_store.read_window(conn, reminder.window_id) if reminder.window_id is not None else None
+    due = Due(reminder.id, ReminderKind(reminder.kind), reminder.window_id, reminder.due_at, claim, claimed_before, window)
+    return await DELIVERY[due.kind](ctx, due, records)
 
 
 async def _deliver_batch(ctx: AppContext, batch: list[Reminder], records: Records) -> int:
     """Claim a run of pending window reminders and read their windows in one transaction,
-    then post them one by one, in order. Claims whose post was never attempted (the pass was
-    stopped, the database failed) are given back."""
+    then deliver them one by one, in order. Claims whose post was never attempted (the pass
+    was stopped, the database failed) are given back."""
     now = ctx.clock()
-    claimed_before = _elapsed()
+    claimed_before = posts.elapsed()
     async with ctx.db.engine.begin() as conn:
         taken = await reminder_store.claim_pending(conn, [r.id for r in batch], instance=ctx.instance_id, now=now)
         windows = await reminder_store.read_windows(conn, list({r.window_id for r in batch})) if taken else {}
     tokens = {reminder_id: (token, due_at) for reminder_id, token, due_at in taken}
     waiting = [
-        Claimed(r.id, r.kind, r.window_id, tokens[r.id][1], Claim(ClaimResult.FRESH, tokens[r.id][0]), claimed_before)
+        Due(
+            r.id,
+            ReminderKind(r.kind),
+            r.window_id,
+            tokens[r.id][1],
+            Claim(ClaimResult.FRESH, tokens[r.id][0]),
+            claimed_before,
+            windows.get(r.window_id),
+        )
         for r in batch
         if r.id in tokens
     ]
     posted = 0
     try:
         while waiting:
-            claimed = waiting.pop(0)
+            due = waiting.pop(0)
             try:
-                posted += await _deliver_claimed(ctx, claimed, windows.get(claimed.window_id), records)
+                posted += await DELIVERY[due.kind](ctx, due, records)
             except Exception:  # noqa: BLE001 - one bad reminder must not stop the others
-                log.exception("reminder %s could not be delivered; it will be retried", claimed.reminder_id)
+                log.exception("reminder %s could not be delivered; it will be retried", due.reminder_id)
     finally:
         if waiting:
-            await asyncio.shield(_give_back(ctx, [(c.reminder_id, c.claim.token) for c in waiting]))
+            await asyncio.shield(posts.give_back(ctx, [(d.reminder_id, d.claim.token) for d in waiting]))
     return posted
 
 
-async def _give_back(ctx: AppContext, claims: list[tuple[int, int]]) -> None:
-    """Claims whose posts were never sent: pending again at once, not held until stale."""
-    async with ctx.db.engine.begin() as conn:
-        await reminder_store.release_unattempted(conn, claims)
-
-
-async def _deliver_claimed(ctx: AppContext, claimed: Claimed, window: MaintenanceWindow | None, records: Records) -> int:
-    """Decide, post, and leave the outcome to `records` (a cancel notice has its own path)."""
-    reminder_id, kind, claim = claimed.reminder_id, claimed.kind, claimed.claim
-    if kind == ReminderKind.CANCELLED:
-        return await Windows(ctx).deliver_notice(reminder_id, claimed.window_id, claim)
-    reply = _Reply(ctx, claimed, window)
-    try:
-        if window is None:
-            raise NotWorthPosting
-        reply.decide(window)  # before queueing: a skipped one waits for no turn
-        guard = still_ours(ctx, reminder_id, claim, claimed_before=claimed.claimed_before)
-        posting = asyncio.ensure_future(_post(ctx, window, kind, reply, guard=guard))
+async def _window_reminder(ctx: AppContext, due: Due, records: Records) -> int:
+    """A window's heads-up, started, overrun or ended reply: decided (post, post late, or
+    only record), posted through the engine, its outcome left to `records`."""
+    reply = _Reply(ctx, due, due.window)
+    kind = due.kind
+    claim = due.held(ctx, recorder=lambda outcome: records.add(outcome, window=reply.window, kind=kind), late=lambda: reply.late)
+    if due.window is None:
+        return await _skipped(ctx, due, claim)
+    if not claim.stale:  # before queueing: a skipped one waits for no turn (a stale one looks first)
         try:
-            ts = await asyncio.shield(posting)
-        except asyncio.CancelledError:
-            await asyncio.shield(_settle_stopped(ctx, posting, reply, claimed, records))
-            raise
-    except NotWorthPosting:
-        log.info("reminder %s (%s of window %s) skipped: too late to matter", reminder_id, kind, claimed.window_id)
-        records.add(Outcome(reminder_id, claim.token, ReminderState.SKIPPED), window=reply.window, kind=kind)
-        ctx.metrics.reminder("skipped")
-        return 0
-    except (RateLimited, AnnouncementBusy) as exc:
-        # Nothing was posted: hand the claim back with a "not before", never hold it through
-        # the wait (another replica would take it over as stale and post it too).
-        wait = exc.retry_after if isinstance(exc, RateLimited) else ANNOUNCEMENT_BUSY_RETRY
-        not_before = ctx.clock() + timedelta(seconds=wait)
-        async with ctx.db.session() as session, session.begin():
-            await reminder_store.release_until(session, reminder_id, token=claim.token, not_before=not_before)
-        log.info("reminder %s (%s of window %s) waits: %s; not before %s", reminder_id, kind, claimed.window_id, exc, not_before)
-        await ctx.wake()
-        return 0
-    except ClaimLost:
-        log.warning("reminder %s was taken over by another process before its post; not posting it", reminder_id)
-        return 0
-    except Exception:
-        async with ctx.db.session() as session, session.begin():
-            await reminder_store.release(session, reminder_id, token=claim.token)
-        raise
-    records.add(
-        Outcome(reminder_id, claim.token, ReminderState.POSTED, message_ts=ts, late=reply.late), window=reply.window, kind=kind
+            reply.decide(due.window)
+        except Skip:
+            return await _skipped(ctx, due, claim)
+
+    async def thread() -> Posted:
+        # A window whose announcement never worked is announced first (claimed like this row).
+        if not reply.window.message_ts:
+            reply.window = await Windows(ctx).announced(reply.window.id)
+        return _at(ctx, reply.window)
+
+    post = Post(
+        PostTag.REMINDER,
+        {"window_id": due.window_id, "kind": str(kind)},
+        reply,
+        thread=thread,
+        broadcast=kind != ReminderKind.OVERRUN,  # the overrun question is for those at work, in the thread
+        priority=_priority(kind),
+        hand_back=True,
     )
-    ctx.metrics.reminder("late" if reply.late else "posted", lateness=(reply.sent_at - claimed.due_at).total_seconds())
-    return 1
+    result = await posts.post_once(ctx, post, claim)
+    if result.how == Sent.SKIPPED:
+        _log_skipped(ctx, due)
+    elif result.how == Sent.POSTED:
+        ctx.metrics.reminder("late" if reply.late else "posted", lateness=(reply.sent_at - due.due_at).total_seconds())
+    return result.posted
 
 
-async def _settle_stopped(ctx: AppContext, posting: asyncio.Future, reply: _Reply, claimed: Claimed, records: Records) -> None:
-    """The pass was stopped while this reply waited or went out. Not yet built, it was never
-    sent: withdrawn, and its claim given back at once. Built, it may be on its way: let it
-    finish (Slack's timeout bounds it) and record it; if that fails too, the claim is left to
-    go stale, and whoever takes it over looks in the thread first."""
-    if not reply.turn_came:
-        posting.cancel()
-        await _give_back(ctx, [(claimed.reminder_id, claimed.claim.token)])
-        return
-    try:
-        ts = await posting
-    except Exception:  # noqa: BLE001 - not known to have reached Slack: see above
-        return
-    outcome = Outcome(claimed.reminder_id, claimed.claim.token, ReminderState.POSTED, message_ts=ts, late=reply.late)
-    records.add(outcome, window=reply.window, kind=claimed.kind)
+async def _skipped(ctx: AppContext, due: Due, claim: RowClaim) -> int:
+    await claim.skip()
+    _log_skipped(ctx, due)
+    return 0
 
 
-class NotWorthPosting(Exception):
-    """The window ended, was cancelled or moved on: the reminder is only recorded."""
+def _log_skipped(ctx: AppContext, due: Due) -> None:
+    log.info("reminder %s (%s of window %s) skipped: too late to matter", due.reminder_id, due.kind, due.window_id)
+    ctx.metrics.reminder("skipped")
+
+
+async def _cancel_notice(ctx: AppContext, due: Due, records: Records) -> int:
+    return await Windows(ctx).deliver_notice(due.reminder_id, due.window_id, due.claim)
+
+
+async def _resolve_notice(ctx: AppContext, due: Due, records: Records) -> int:
+    return await IncidentService(ctx).deliver_notice(due.reminder_id, due.claim)
+
+
+async def _nudge(ctx: AppContext, due: Due, records: Records) -> int:
+    return await deliver_nudge(ctx, await _as_claimed(ctx, due), due.claim)
+
+
+async def _archive(ctx: AppContext, due: Due, records: Records) -> int:
+    return await deliver_archive(ctx, await _as_claimed(ctx, due), due.claim)
+
+
+async def _digest(ctx: AppContext, due: Due, records: Records) -> int:
+    """The weekly digest: posted once, then the next week's planned."""
+    digests = DigestService(ctx)
+    late = ctx.clock() - due.due_at > DIGEST_LATE_AFTER
+    result = await posts.post_once(ctx, digests.post_for(due.due_at), due.held(ctx, late=lambda: late))
+    await digests.plan_next()
+    return result.posted
+
+
+async def _as_claimed(ctx: AppContext, due: Due) -> Reminder:
+    """The row as claimed: a re-arm may have moved its due time since it was read."""
+    async with ctx.db.session() as session:
+        return await session.get(Reminder, due.reminder_id)
+
+
+DELIVERY: dict[ReminderKind, Deliver] = {
+    ReminderKind.HEADS_UP: _window_reminder,
+    ReminderKind.STARTED: _window_reminder,
+    ReminderKind.OVERRUN: _window_reminder,
+    ReminderKind.ENDED: _window_reminder,
+    ReminderKind.CANCELLED: _cancel_notice,
+    ReminderKind.RESOLVED: _resolve_notice,
+    ReminderKind.DIGEST: _digest,
+    ReminderKind.NUDGE: _nudge,
+    ReminderKind.ARCHIVE: _archive,
+}
+"""Who posts each kind of row once the pass has claimed it; a new kind adds its entry."""
 
 
 class _Reply:
@@ -303,69 +321,32 @@ class _Reply:
     from the window as claimed if that was read within `FRESH_WINDOW`, else as the store
     has it then, so a window renamed, cancelled or ended meanwhile is not misreported."""
 
-    def __init__(self, ctx: AppContext, claimed: Claimed, window: MaintenanceWindow | None):
-        self.ctx, self.claimed, self.window = ctx, claimed, window
+    def __init__(self, ctx: AppContext, due: Due, window: MaintenanceWindow | None):
+        self.ctx, self.due, self.window = ctx, due, window
         self.late = False
         self.sent_at = ctx.clock()
-        self.turn_came = False  # built (so perhaps sent): from then on only Slack can tell
 
     def decide(self, window: MaintenanceWindow) -> None:
         self.window, self.sent_at = window, self.ctx.clock()
-        decision = decide(window, self.claimed.kind, due_at=self.claimed.due_at, now=self.sent_at)
+        decision = decide(window, self.due.kind, due_at=self.due.due_at, now=self.sent_at)
         if decision == Delivery.SKIP:
-            raise NotWorthPosting
+            raise Skip
         self.late = decision == Delivery.LATE
 
     async def __call__(self) -> Message:
-        self.turn_came = True
         window = self.window
-        if _elapsed() - self.claimed.claimed_before > FRESH_WINDOW:
+        if posts.elapsed() - self.due.claimed_before > FRESH_WINDOW:
             async with self.ctx.db.engine.connect() as conn:
-                window = await reminder_store.read_window(conn, self.claimed.window_id)
+                window = await reminder_store.read_window(conn, self.due.window_id)
             if window is None:
-                raise NotWorthPosting
+                raise Skip
         self.decide(window)
-        if self.claimed.kind == ReminderKind.OVERRUN:
+        if self.due.kind == ReminderKind.OVERRUN:
             return messages.overrun_prompt(window)
-        late_since = self.claimed.due_at if self.late else None
+        late_since = self.due.due_at if self.late else None
         return messages.reminder(
-            window, self.claimed.kind, lead_minutes=self.ctx.settings.sitrep_reminder_lead, late_since=late_since
+            window, self.due.kind, lead_minutes=self.ctx.settings.sitrep_reminder_lead, late_since=late_since
         )
-
-
-def still_ours(ctx: AppContext, reminder_id: int, claim: Claim, *, claimed_before: float | None = None) -> Guard:
-    """The check run just before the post leaves (fencing): is the claim still ours? It
-    is renewed on the database's clock if so.
-
-    With `claimed_before` (`_elapsed()` read before the claim was taken), a first attempt
-    leaving within `_fresh_claim_seconds` of it skips the database: nobody can have taken the claim
-    over, as that needs it `STALE_CLAIM` old on the database's clock, four times longer (and
-    nothing else moves a claimed reminder of a window). `_elapsed` counts time suspended
-    too, so a host asleep meanwhile asks the database. Retries always ask."""
-    asked = False
-
-    async def check() -> bool:
-        nonlocal asked
-        if not asked and claimed_before is not None and _elapsed() - claimed_before < _fresh_claim_seconds(ctx):
-            asked = True
-            return True
-        asked = True
-        async with ctx.db.session() as session, session.begin():
-            return await reminder_store.confirm(session, reminder_id, token=claim.token)
-
-    return check
-
-
-def _fresh_claim_seconds(ctx: AppContext) -> float:
-    """How long after its claim a first attempt may post without asking the database: well
-    inside the claim's stale age, and inside one heartbeat (the crash recovery takes over the
-    claims of an instance silent for several beats)."""
-    return min((stale_claim(ctx) / FRESH_CLAIM_SHARE).total_seconds(), ctx.settings.sitrep_heartbeat)
-
-
-def _elapsed() -> float:
-    """Seconds on a clock that never jumps and keeps counting while the host is suspended."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
 def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datetime) -> Delivery:
@@ -384,35 +365,8 @@ def decide(window: MaintenanceWindow, kind: str, *, due_at: datetime, now: datet
     return Delivery.LATE if now - window.end < LATE_END_LIMIT else Delivery.SKIP
 
 
-async def _post(ctx: AppContext, window: MaintenanceWindow, kind: str, reply: _Reply, *, guard: Guard) -> str:
-    """In the window's thread, tagged so a retry can tell it already reached Slack; broadcast
-    except the overrun prompt (the question is for those at work, in the thread). A window
-    whose announcement never worked is announced first (claimed like the reminder itself).
-    A 429 is handed back at once (`RateLimited`) rather than waited out here."""
-    metadata = {"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": kind}}
-    if not window.message_ts:
-        reply.window = window = await Windows(ctx).announced(window.id)
-    return await ctx.channel.reply(
-        _at(ctx, window),
-        reply,
-        broadcast=kind != ReminderKind.OVERRUN,
-        metadata=metadata,
-        priority=_priority(kind),
-        guard=guard,
-        hand_back=True,
-    )
-
-
 def _at(ctx: AppContext, window: MaintenanceWindow) -> Posted | None:
     return Posted(window.channel_id or ctx.settings.sitrep_channel, window.message_ts) if window.message_ts else None
-
-
-async def _find_posted(ctx: AppContext, window: MaintenanceWindow, kind: str) -> str | None:
-    """The ts of this reminder if it is already in the window's thread (tagged by metadata)."""
-    at = _at(ctx, window)
-    if at is None:
-        return None
-    return await ctx.channel.find_reply(at, METADATA_EVENT, {"window_id": window.id, "kind": kind})
 
 
 class Records:
@@ -487,7 +441,7 @@ async def _record(ctx: AppContext, taken: list[tuple[Outcome, MaintenanceWindow 
                     if moved.id in announced:
                         ctx.channel.refresh_later(
                             _at(ctx, announced[moved.id]),
-                            _announcement(ctx, moved, committed, queued_at=_elapsed()),
+                            _announcement(ctx, moved, committed, queued_at=posts.elapsed()),
                             what=f"could not refresh the announcement of window {moved.id}",
                         )
     except BaseException:
@@ -511,7 +465,7 @@ def _announcement(
         if not await committed:
             return None
         window: MaintenanceWindow | None = moved
-        if _elapsed() - queued_at > FRESH_EDIT:
+        if posts.elapsed() - queued_at > FRESH_EDIT:
             async with ctx.db.engine.connect() as conn:
                 window = await reminder_store.read_window(conn, moved.id)
         return messages.announcement(window, backend_named(window.backend)) if window is not None else None

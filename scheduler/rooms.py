@@ -11,12 +11,11 @@ import logging
 from bot.clients.slack import tell_user
 from bot.context import AppContext
 from bot.messages import incident as messages
+from bot.slack.posts import RowClaim
 from bot.slack.rooms import TRANSIENT, Rooms
 from store import incidents as incident_store
-from store import reminders as reminder_store
 from store.models import Reminder
 from store.reminders import Claim
-from store.states import ReminderState
 
 log = logging.getLogger(__name__)
 
@@ -26,30 +25,23 @@ async def deliver_archive(ctx: AppContext, reminder: Reminder, claim: Claim) -> 
     async with ctx.db.session() as session:
         incident = await incident_store.get_incident(session, reminder.incident_id)
     if incident is None or not incident.room_channel_id:
-        await _close(ctx, reminder.id, claim, ReminderState.SKIPPED)
+        await RowClaim(ctx, reminder.id, claim).skip()
         return 0
     try:
         refused = await Rooms(ctx.slack).archive(incident.room_channel_id)
     except Exception:
         # Slack did not answer: give the claim back, the next pass archives it.
-        async with ctx.db.session() as session, session.begin():
-            await reminder_store.release(session, reminder.id, token=claim.token)
+        await RowClaim(ctx, reminder.id, claim).release(posted_maybe=True)
         raise
     if refused in TRANSIENT:
         # Slack could not do it just now: give the claim back, the next pass asks again.
-        async with ctx.db.session() as session, session.begin():
-            await reminder_store.release(session, reminder.id, token=claim.token)
+        await RowClaim(ctx, reminder.id, claim).release(posted_maybe=False)
         return 0
     if refused is None:
-        await _close(ctx, reminder.id, claim, ReminderState.POSTED)
+        await RowClaim(ctx, reminder.id, claim).record(None)
         log.info("incident #%s: archived its channel %s", incident.id, incident.room_channel_id)
         return 1
-    await _close(ctx, reminder.id, claim, ReminderState.SKIPPED)
+    await RowClaim(ctx, reminder.id, claim).skip()
     text, blocks = messages.room_archive_refused(incident, refused)
     await tell_user(ctx.slack, user_id=incident.declared_by, channel_id=incident.room_channel_id, text=text, blocks=blocks)
     return 0
-
-
-async def _close(ctx: AppContext, reminder_id: int, claim: Claim, state: str) -> None:
-    async with ctx.db.session() as session, session.begin():
-        await reminder_store.finish(session, reminder_id, token=claim.token, state=state, now=ctx.clock())

@@ -17,7 +17,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.context import AppContext
 from bot.services import recovery
+from bot.services.digest import DigestService
 from scheduler.reminders import run_due_reminders, stale_claim
+from scheduler.series import roll_series
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
 from store import submissions as submission_store
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 NEXT_JOB = "sitrep-reminders-next"
 SWEEP_JOB = "sitrep-reminders-sweep"
 SYNC_JOB = "sitrep-maintenance-sync"
+SERIES_JOB = "sitrep-maintenance-series"
 SWEEP_EVERY = timedelta(seconds=60)
 FIRST_SYNC_AFTER = timedelta(seconds=5)
 
@@ -59,7 +62,11 @@ class ReminderScheduler:
         except Exception:  # noqa: BLE001 - a sick database is /readyz's to report; beats retry
             log.exception("could not write this instance's heartbeat; the next beat tries again")
         self.scheduler.start(paused=not self.timers)
-        self.ctx.wake_reminders = self.wake
+        self.ctx.wake_reminders.connect(self.wake)
+        try:
+            await DigestService(self.ctx).plan_next()  # the next weekly digest, if none is planned yet
+        except Exception:  # noqa: BLE001 - the next start or digest plans it; nothing else waits on it
+            log.exception("could not plan the next weekly digest")
         self.scheduler.add_job(self._run_due, "interval", seconds=SWEEP_EVERY.total_seconds(), id=SWEEP_JOB)
         if self.ctx.maintenance is not None:
             self.scheduler.add_job(
@@ -67,6 +74,15 @@ class ReminderScheduler:
                 "interval",
                 seconds=self.ctx.settings.sitrep_sync_interval,
                 id=SYNC_JOB,
+                next_run_time=_machine_now() + FIRST_SYNC_AFTER,
+            )
+            # The horizon moves on all the time: occurrences that entered it are created at
+            # the next pass (so at most a sync interval after they enter it).
+            self.scheduler.add_job(
+                self._roll_series,
+                "interval",
+                seconds=self.ctx.settings.sitrep_sync_interval,
+                id=SERIES_JOB,
                 next_run_time=_machine_now() + FIRST_SYNC_AFTER,
             )
         if not self.timers:
@@ -111,7 +127,7 @@ class ReminderScheduler:
         """Stop taking new work, and let a delivery under way finish (its claim protects it).
         Paused first, shut down after: APScheduler's shutdown cancels the coroutine jobs
         still running, which would drop a reminder mid-post and leave its claim held."""
-        self.ctx.wake_reminders = None
+        self.ctx.wake_reminders.disconnect()
         if self.scheduler.running:
             self.scheduler.pause()
         if self._running:
@@ -171,6 +187,15 @@ class ReminderScheduler:
             log.exception("maintenance sync failed; retrying at the next interval")
         finally:
             self.ctx.metrics.sync(outcome, time.perf_counter() - started)
+
+    async def _roll_series(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._track(task)
+        try:
+            await roll_series(self.ctx)
+        except Exception:  # noqa: BLE001 - a failing roll never stops the bot; the next pass retries
+            log.exception("rolling recurring maintenance forward failed; retrying at the next interval")
 
     def _track(self, task: asyncio.Task) -> None:
         self._running.add(task)

@@ -48,6 +48,44 @@ class StoreTimeout(TimeoutError):
 STORE_FAILURES = (StoreTimeout, SQLAlchemyError, OSError)
 
 
+def store_reason(exc: BaseException) -> str:
+    """Why the database refused, in words for the person and the operator (no URL, no secret)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if isinstance(exc, ConnectionRefusedError) or "connection refused" in text or "connect call failed" in text:
+        return "the database is not answering (its server refused the connection)"
+    if isinstance(exc, TimeoutError) or "locked" in text or "busy" in text:
+        return "the database is locked by another process"
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return "the database is read-only"
+    if "unable to open" in text:
+        return "the database file cannot be opened"
+    if "i/o error" in text:
+        return "the database cannot be written (disk I/O error)"
+    if "disk is full" in text or "no space" in text:
+        return "the database's disk is full"
+    return f"the database failed ({type(getattr(exc, 'orig', None) or exc).__name__})"
+
+
+#: Where a database failure is raised from: an `OSError` out of these came from the database
+#: (asyncpg raises a refused connection as it is, SQLAlchemy wraps only DBAPI errors), one out
+#: of anything else (aiohttp under slack_sdk: Slack unreachable) did not.
+_DATABASE_PACKAGES = ("sqlalchemy", "asyncpg", "aiosqlite", "store")
+
+
+def is_store_failure(exc: BaseException) -> bool:
+    """Whether `exc` is the database failing (gone, locked, read-only, full), not a bug."""
+    if isinstance(exc, (StoreTimeout, SQLAlchemyError)):
+        return True
+    if not isinstance(exc, OSError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").partition(".")[0] in _DATABASE_PACKAGES:
+            return True
+        tb = tb.tb_next
+    return False
+
+
 class DatabaseUnusable(Exception):
     """`DATABASE_URL` names a database this process cannot use. `str()` completes the
     sentence "DATABASE_URL …" for the operator; it never contains the URL (a password)."""
@@ -126,12 +164,13 @@ class Database:
             raise DatabaseUnusable(f"cannot be opened or written ({type(reason).__name__}: {reason})") from None
 
     async def check_writable(self, timeout: float = 2.0) -> None:
-        """For readiness: take the write lock (SQLite) or run a write that changes nothing, in a
-        transaction rolled back; raise when that fails or takes longer than `timeout`."""
+        """For readiness: commit a write that changes nothing (SQLite: it has to reach the disk,
+        so a full disk fails it) or run one in a transaction rolled back (PostgreSQL: refused
+        when read-only); raise when that fails or takes longer than `timeout`."""
         if self._sqlite_path is not None:
             # The standard library with a short busy timeout: a locked file answers in `timeout`
             # seconds instead of the pool's 30, and no pooled connection is left mid-wait.
-            await asyncio.to_thread(_take_write_lock, self._sqlite_path, timeout)
+            await asyncio.to_thread(_take_write_lock, self._sqlite_path, timeout, True)
             return
         async with asyncio.timeout(timeout), self.engine.connect() as conn:
             async with conn.begin() as transaction:
@@ -275,19 +314,26 @@ def _sqlite_file(url: str) -> str | None:
     return parsed.database
 
 
-def _take_write_lock(path: str, timeout: float) -> None:
-    """Take the write lock and write, then roll back: fails on a locked or read-only file.
-    The lock alone is not enough: in WAL mode it lives in the `-shm` file, so a read-only
-    database file (opened read-only by SQLite's fallback) still grants it. Writing the header's
-    `user_version` back unchanged is refused there, and changes nothing once rolled back."""
+def _take_write_lock(path: str, timeout: float, commit: bool = False) -> None:
+    """Take the write lock and write, then roll back (or, with `commit`, commit): fails on a
+    locked or read-only file. The lock alone is not enough: in WAL mode it lives in the `-shm`
+    file, so a read-only database file (opened read-only by SQLite's fallback) still grants it.
+    Writing the header's `user_version` back unchanged is refused there, and changes nothing.
+    Only a commit reaches the disk (one page in the write-ahead log): a full disk refuses that
+    ("database or disk is full") while it grants the lock and the rolled-back write."""
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
+        done = False
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             conn.execute(f"PRAGMA user_version = {int(version)}")
+            if commit:
+                conn.execute("COMMIT")
+                done = True
         finally:
-            conn.execute("ROLLBACK")
+            if not done:
+                conn.execute("ROLLBACK")
     finally:
         conn.close()
 

@@ -8,6 +8,7 @@ from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Incident, IncidentEvent
+from store.states import IncidentEventKind
 
 
 async def add_incident(session: AsyncSession, incident: Incident) -> Incident:
@@ -29,7 +30,7 @@ async def resolved_event(session: AsyncSession, incident_id: int) -> IncidentEve
     """The incident's resolution in its timeline, if it was resolved here."""
     rows = await session.execute(
         select(IncidentEvent)
-        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "resolved")
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == IncidentEventKind.RESOLVED)
         .order_by(IncidentEvent.id.desc())
         .limit(1)
     )
@@ -51,6 +52,21 @@ async def open_incidents(session: AsyncSession, *, limit: int, offset: int = 0) 
     """At most `limit` open incidents, newest first, skipping the `offset` newest: what a
     person is shown never loads every open incident."""
     query = select(Incident).where(Incident.resolved_at.is_(None)).order_by(Incident.id.desc()).offset(offset).limit(limit)
+    return list((await session.execute(query)).scalars())
+
+
+async def open_places(session: AsyncSession) -> list[tuple[int, str, str | None]]:
+    """(id, announcement channel, own channel or None) of every open incident, newest first:
+    three short columns, so who may see which is decided before any incident is loaded."""
+    query = select(Incident.id, Incident.channel_id, Incident.room_channel_id).where(Incident.resolved_at.is_(None))
+    return [tuple(row) for row in (await session.execute(query.order_by(Incident.id.desc()))).all()]
+
+
+async def open_by_ids(session: AsyncSession, ids: list[int]) -> list[Incident]:
+    """These open incidents, newest first."""
+    if not ids:
+        return []
+    query = select(Incident).where(Incident.id.in_(ids), Incident.resolved_at.is_(None)).order_by(Incident.id.desc())
     return list((await session.execute(query)).scalars())
 
 
@@ -98,19 +114,35 @@ async def last_updater(session: AsyncSession, incident_id: int) -> str | None:
     """Who posted the incident's latest update, if anyone did."""
     query = (
         select(IncidentEvent.user_id)
-        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == "update")
+        .where(IncidentEvent.incident_id == incident_id, IncidentEvent.kind == IncidentEventKind.UPDATE)
         .order_by(IncidentEvent.id.desc())
         .limit(1)
     )
     return (await session.execute(query)).scalar()
 
 
-async def resolve_if_open(session: AsyncSession, incident_id: int, *, by: str, now: datetime) -> bool:
+async def resolve_if_open(session: AsyncSession, incident_id: int, *, by: str | None, now: datetime) -> bool:
     """Compare-and-set: True for the one caller that recorded the resolution, so two people
-    resolving at once (or a refused resolve after someone else's) never overwrite who did it."""
+    resolving at once never overwrite who did it.
+
+    `by=None` follows the status page (it refused a resolve: resolved already), recorded
+    only while open and naming nobody. A person's resolve the status page took (`by`) also
+    replaces such a record: a refused resolve that reached the store first never wins it."""
+    unclaimed = Incident.resolved_at.is_(None)
+    if by is not None:
+        unclaimed = unclaimed | Incident.resolved_by.is_(None)
     done = await session.execute(
-        update(Incident)
-        .where(Incident.id == incident_id, Incident.resolved_at.is_(None))
-        .values(resolved_at=now, resolved_by=by, updated_at=now)
+        update(Incident).where(Incident.id == incident_id, unclaimed).values(resolved_at=now, resolved_by=by, updated_at=now)
     )
     return done.rowcount == 1
+
+
+async def incidents_touching(session: AsyncSession, start: datetime, end: datetime) -> list[Incident]:
+    """Incidents open at any moment of [start, end): declared before its end and not resolved
+    before its start, oldest first (the weekly digest's incidents)."""
+    query = (
+        select(Incident)
+        .where(Incident.declared_at < end, or_(Incident.resolved_at.is_(None), Incident.resolved_at >= start))
+        .order_by(Incident.declared_at, Incident.id)
+    )
+    return list((await session.scalars(query)).all())

@@ -54,6 +54,15 @@ async def forget(session: AsyncSession, instance_id: str) -> None:
     await session.execute(delete(Instance).where(Instance.id == instance_id))
 
 
+#: Beats an instance may miss before it counts as gone (one late beat is not a death).
+HEARTBEAT_MISSES = 3
+
+
+def gone_after(heartbeat_seconds: float) -> timedelta:
+    """How long without a beat before an instance counts as gone."""
+    return timedelta(seconds=heartbeat_seconds * HEARTBEAT_MISSES)
+
+
 async def live_cutoff(session: AsyncSession, stale_after: timedelta) -> datetime:
     """Heartbeats older than this (database clock) belong to instances that are gone."""
     return await db_now(session) - stale_after

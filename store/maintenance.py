@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import MaintenanceWindow
@@ -20,6 +20,8 @@ READ_SLICE = 250
 
 
 async def add_window(session: AsyncSession, window: MaintenanceWindow) -> MaintenanceWindow:
+    if window.planned_end is None:
+        window.planned_end = window.end
     session.add(window)
     await session.flush()
     return window
@@ -192,3 +194,20 @@ async def move_if_unchanged(
         values["state"] = WindowState.SCHEDULED  # moved into the future (`WindowState.rescheduled`)
     done = await session.execute(query.values(**values))
     return done.rowcount == 1
+
+
+async def windows_touching(session: AsyncSession, backend: str, start: datetime, end: datetime) -> list[MaintenanceWindow]:
+    """Windows that started in [start, end), or were called off in it, by start: what the
+    weekly digest reports as run, extended or cancelled, and as coming."""
+    query = (
+        select(MaintenanceWindow)
+        .where(
+            MaintenanceWindow.backend == backend,
+            or_(
+                and_(MaintenanceWindow.start >= start, MaintenanceWindow.start < end),
+                and_(MaintenanceWindow.cancelled_at >= start, MaintenanceWindow.cancelled_at < end),
+            ),
+        )
+        .order_by(MaintenanceWindow.start, MaintenanceWindow.id)
+    )
+    return list((await session.scalars(query)).all())

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.states import DraftState, ReminderState, WindowState
+from store.states import DraftState, IncidentState, ReminderState, WindowState
 
 
 class UTCDateTime(TypeDecorator):
@@ -81,8 +81,12 @@ class Incident(Base):
     draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
 
     @property
+    def state(self) -> IncidentState:
+        return IncidentState.of(self.resolved_at)
+
+    @property
     def is_open(self) -> bool:
-        return self.resolved_at is None
+        return self.state == IncidentState.OPEN
 
 
 class IncidentEvent(Base):
@@ -138,7 +142,11 @@ class MaintenanceWindow(Base):
     """A maintenance window on one backend. `id` is the short number people type."""
 
     __tablename__ = "maintenance_windows"
-    __table_args__ = (UniqueConstraint("backend", "upstream_id"),)
+    __table_args__ = (
+        UniqueConstraint("backend", "upstream_id"),
+        # One window per occurrence of a series (a unique index: SQLite adds it in place).
+        Index("uq_maintenance_windows_series_occurrence", "series_id", "series_index", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     backend: Mapped[str] = mapped_column(String(16))
@@ -147,6 +155,8 @@ class MaintenanceWindow(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     start: Mapped[datetime]
     end: Mapped[datetime | None] = mapped_column(default=None)  # None: the backend did not say (status page's in-progress list)
+    #: The end when the window was first stored: a later `end` past it means it was extended.
+    planned_end: Mapped[datetime | None] = mapped_column(default=None)
     components: Mapped[list[str]] = mapped_column(default=list)
     servers: Mapped[list[int]] = mapped_column(default=list)
     state: Mapped[str] = mapped_column(String(16), default=WindowState.SCHEDULED)  # a WindowState
@@ -164,6 +174,56 @@ class MaintenanceWindow(Base):
     announce_claimed_at: Mapped[datetime | None] = mapped_column(default=None)
     #: The draft it was scheduled from (None: made outside Slack), as for incidents.
     draft_id: Mapped[int | None] = mapped_column(index=True, default=None)
+    #: The recurring series it is an occurrence of, and which one (0 = the first).
+    series_id: Mapped[int | None] = mapped_column(default=None)
+    series_index: Mapped[int | None] = mapped_column(default=None)
+    #: How its series repeats, in words, and when the series' next window after it starts
+    #: (None: the last one), kept on the row so the announcement is built from the row alone.
+    series_rule: Mapped[str | None] = mapped_column(String(300), default=None)
+    series_next: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MaintenanceSeries(Base):
+    """A recurring maintenance window: the rule (`bot.services.recurrence.Recurrence`, kept
+    field by field) and what each occurrence is created with. Neither API knows recurrence:
+    each occurrence is created as an ordinary window ahead of time."""
+
+    __tablename__ = "maintenance_series"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    backend: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str] = mapped_column(Text, default="")
+    components: Mapped[list[str]] = mapped_column(default=list)  # component IDs, as the form sends them
+    servers: Mapped[list[int]] = mapped_column(default=list)
+    repeat: Mapped[str] = mapped_column(String(16))  # a Repeat
+    zone: Mapped[str] = mapped_column(String(64))
+    first_date: Mapped[str] = mapped_column(String(10))  # local date of the first occurrence, ISO
+    at_time: Mapped[str] = mapped_column(String(5))  # local start time, HH:MM
+    length_minutes: Mapped[int]
+    weekdays: Mapped[list[int]] = mapped_column(default=list)
+    until_date: Mapped[str | None] = mapped_column(String(10), default=None)
+    count: Mapped[int | None] = mapped_column(default=None)
+    #: Occurrences from this index on were called off ("this and the following"); None: none.
+    ends_before: Mapped[int | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(32))
+    channel_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class SeriesOccurrence(Base):
+    """The claim on creating one occurrence upstream: the primary key makes the first insert
+    win across replicas, so an occurrence is created once however many roll the series."""
+
+    __tablename__ = "series_occurrences"
+
+    series_id: Mapped[int] = mapped_column(ForeignKey("maintenance_series.id"), primary_key=True)
+    index: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16))  # an OccurrenceState
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)  # database clock
+    window_id: Mapped[int | None] = mapped_column(default=None)
 
 
 class Reminder(Base):
@@ -196,6 +256,16 @@ class Reminder(Base):
     not_before: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class WeeklyDigest(Base):
+    """One weekly digest, by when it is due: the primary key makes one replica's plan win,
+    so each week has one `Reminder` row (kind `digest`) however many replicas plan it."""
+
+    __tablename__ = "weekly_digests"
+
+    due_at: Mapped[datetime] = mapped_column(primary_key=True)
+    reminder_id: Mapped[int]
+
+
 class UpstreamFact(Base):
     """Something learned about an upstream that must outlive the process, such as the
     offset AppFirst adds to the times it is sent, or when its list last answered."""
@@ -219,7 +289,8 @@ class SeenSubmission(Base):
 
 
 class ChannelPace(Base):
-    """The pace of one Slack method in one channel, shared by every replica: the next free
+    """The pace of one Slack method in one channel (`channel` "*": in the whole workspace, for
+    the methods Slack limits per workspace), shared by every replica: the next free
     send slot ("theoretical arrival time" of a generic cell-rate limiter), in seconds since
     the epoch on the database's clock. Each send reserves its slot with one atomic update,
     so replicas together keep the channel's rate, never each on its own."""

@@ -1,5 +1,6 @@
-"""Send slots per channel and method, shared by every replica through the database (see
-`ChannelPace`): "no replica sends faster because another exists"."""
+"""Send slots per channel (or per workspace: `bot.slack.outbox.WORKSPACE`) and method, shared by
+every replica through the database (see `ChannelPace`): "no replica sends faster because another
+exists"."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from store.models import ChannelPace
 
 
 async def reserve_slot(session: AsyncSession, channel: str, method: str, *, interval: float, burst: int) -> float:
-    """Take the next send slot of `method` in `channel`; returns the seconds to wait before
+    """Take the next send slot of `method` in `channel` (a channel ID, or "*" for a limit over
+    the whole workspace); returns the seconds to wait before
     sending (0: now). A generic cell-rate limiter: one send per `interval` seconds on
     average, up to `burst` at once after a quiet spell; one atomic update per send."""
     insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert

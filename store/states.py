@@ -56,6 +56,37 @@ _MOVES: dict[WindowState, tuple[WindowState, ...]] = {
 }
 
 
+class IncidentState(StrEnum):
+    """Where an incident is: open → resolved; nothing reopens it (the status page has no call
+    that does). Not a column: `Incident.resolved_at` holds it (`Incident.state`)."""
+
+    OPEN = "open"
+    """Declared or linked, not resolved: updates, nudges and Resolve apply."""
+    RESOLVED = "resolved"
+    """Resolved from Slack (`resolved_by` names who, and a `resolved` event says when), or
+    found resolved on the status page when a resolve was refused there (`resolved_by` empty
+    until a resolve the status page took replaces it, see `store.incidents.resolve_if_open`)."""
+
+    @classmethod
+    def of(cls, resolved_at: datetime | None) -> IncidentState:
+        return cls.OPEN if resolved_at is None else cls.RESOLVED
+
+
+class IncidentEventKind(StrEnum):
+    """One step of an incident's timeline (`IncidentEvent.kind`)."""
+
+    DECLARED = "declared"
+    """Declared from Slack (or linked after an outcome unknown), with its first status."""
+    UPDATE = "update"
+    """An update sent to the status page, with its status and text."""
+    RESOLVED = "resolved"
+    """Resolved from Slack; its `message_ts` is the *Resolved* reply in the thread."""
+
+
+RESOLVED_STATUS = "Resolved"
+"""The status a resolution shows (the status page's own word; never in SITREP_INCIDENT_STATUSES)."""
+
+
 class ReminderKind(StrEnum):
     """What a reminder row is: the four of a window, or an incident's update nudge."""
 
@@ -76,10 +107,19 @@ class ReminderKind(StrEnum):
     so a crash before the post leaves it to be posted (`bot.services.notices`)."""
     CANCELLED = "cancelled"
     """A window's cancel notice in its thread, the same way (written with the cancellation)."""
+    DIGEST = "digest"
+    """The weekly digest in SITREP_CHANNEL at SITREP_DIGEST's time (one row a week, planned
+    a week ahead; `store.models.WeeklyDigest` makes it one)."""
 
     @property
     def of_window(self) -> bool:
-        return self not in (ReminderKind.NUDGE, ReminderKind.ARCHIVE, ReminderKind.RESOLVED, ReminderKind.CANCELLED)
+        return self not in (
+            ReminderKind.NUDGE,
+            ReminderKind.ARCHIVE,
+            ReminderKind.RESOLVED,
+            ReminderKind.CANCELLED,
+            ReminderKind.DIGEST,
+        )
 
     @property
     def moves_window_to(self) -> WindowState | None:
@@ -164,3 +204,15 @@ class DraftKind(StrEnum):
     def creates(self) -> bool:
         """Makes something new upstream: sent twice, it makes two (the rest change one thing)."""
         return self in (DraftKind.DECLARE, DraftKind.SCHEDULE)
+
+
+class OccurrenceState(StrEnum):
+    """Where the creation of one occurrence of a recurring series is."""
+
+    CREATING = "creating"
+    """Claimed: its creator is sending it upstream (taken over when that instance is gone)."""
+    CREATED = "created"
+    """Upstream has it and the store has its window (`window_id`)."""
+    UNKNOWN = "unknown"
+    """The create got no answer and the upstream cannot be asked (the status page): the
+    series' creator is told to check; it is not sent again blindly."""

@@ -16,22 +16,25 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+import bot.slack.posts as posts_module
 import scheduler.reminders as reminders_module
 from bot.context import shared_pace
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from bot.services.windows import ANNOUNCEMENT_EVENT, Windows
+from bot.services.windows import Windows
 from bot.slack.outbox import Outbox, Rate
-from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from bot.slack.posts import PostTag
+from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
 from store import reminders as reminder_store
 from store.dbclock import db_utc_now
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
-from tests.support.maintenance import T0, announcements, cancel_twice_at_once
+from tests.support.maintenance import announcements, cancel_twice_at_once
 from tests.support.reminders import reminders
 
 pytestmark = pytest.mark.both_databases
@@ -64,7 +67,7 @@ def in_thread(slack, window, kind) -> list[dict]:
     for message in slack.thread(CHANNEL, window.message_ts):
         meta = message.get("metadata") or {}
         payload = meta.get("event_payload") or {}
-        if meta.get("event_type") == METADATA_EVENT and payload.get("kind") == kind:
+        if meta.get("event_type") == PostTag.REMINDER and payload.get("kind") == kind:
             found.append(message)
     return found
 
@@ -153,7 +156,7 @@ def tagged_announcements(slack, window_id) -> list[dict]:
     return [
         m
         for m in announcements(slack)
-        if (m.get("metadata") or {}).get("event_type") == ANNOUNCEMENT_EVENT
+        if (m.get("metadata") or {}).get("event_type") == PostTag.WINDOW_ANNOUNCEMENT
         and m["metadata"]["event_payload"]["window_id"] == window_id
     ]
 
@@ -230,7 +233,7 @@ def test_two_instances_cancelling_one_window_at_once_post_one_notice(settings, s
 
 #: The bot's buckets for the pacing tests, and Slack's tier a little above them (sped up).
 PACED = {"chat.postMessage": Rate(per_second=8, burst=2)}
-SLACK_TIER = Tiers(post_per_second=12, post_burst=2, update_per_minute=6000, update_burst=100)
+SLACK_TIER = Tiers(post_per_second=12, post_burst=2, update_per_minute=6000, update_burst=100, speedup=100)
 
 
 def note(text: str):
@@ -337,7 +340,7 @@ def test_a_claim_posted_at_once_is_not_confirmed_again_but_one_that_waited_is(se
         assert len(in_thread(slack, quick, "started")) == 1
 
         # The elapsed-time clock 100× faster: a reply queued 2 s behind another is 200 s old.
-        monkeypatch.setattr(reminders_module, "_elapsed", lambda: time.monotonic() * 100)
+        monkeypatch.setattr(posts_module, "elapsed", lambda: time.monotonic() * 100)
         first, second = schedule(bot, title="First"), schedule(bot, title="Second")
         bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.5, burst=1)})
         clock.advance(minutes=30)
@@ -366,10 +369,10 @@ def test_a_reply_built_at_its_turn_is_fenced_after_it_is_built(settings, slack, 
     meanwhile (finding nothing in the thread, it posts): this one must post nothing."""
     with BotUnderTest(settings, clock=clock) as bot:
         window = schedule(bot)
-        fresh = reminders_module._fresh_claim_seconds(bot.ctx)
+        fresh = posts_module.fresh_claim_seconds(bot.ctx)
         assert fresh > reminders_module.FRESH_WINDOW
         elapsed = [1000.0]
-        monkeypatch.setattr(reminders_module, "_elapsed", lambda: elapsed[0])
+        monkeypatch.setattr(posts_module, "elapsed", lambda: elapsed[0])
         read_windows, read_window = reminder_store.read_windows, reminder_store.read_window
 
         async def turn_came_late(conn, ids):  # stale enough to read again, fresh enough to skip asking

@@ -8,10 +8,11 @@ import pytest
 
 from bot.errors import NotFound
 from bot.services.incidents import IncidentService
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, at_once
 from tests.support.incidents import declare, incidents_in_store, resolve_values, thread_replies
 from tests.support.incidents import open_modal as open_incident_modal
-from tests.support.maintenance import T0, cancel_twice_at_once, windows
+from tests.support.maintenance import cancel_twice_at_once, windows
 
 pytestmark = pytest.mark.both_databases
 
@@ -58,6 +59,29 @@ def test_two_resolves_at_once_post_one_resolved(bot, slack, statuspage):
     assert f"already resolved by <@{stored.resolved_by}> at <!date^" in told
     resolved = [r for r in thread_replies(slack, incident) if "Resolved" in str(r.get("blocks"))]
     assert len(resolved) == 1
+
+
+def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(settings, clock, slack, statuspage):
+    """UA's resolve reaches the status page first, but its answer is slow; UB's comes after,
+    is refused ("already resolved") and reaches the store first. The store follows the status
+    page without naming UB, UA's lands second and is recorded, and *Resolved* is posted once."""
+    with BotUnderTest(settings, clock=clock, http_timeout=10) as bot:
+        incident = declare(bot, slack)
+        first = open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
+        second = {**open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}")), "id": "V2"}
+        answer_ua = statuspage.pause_reply("/Incident/ResolveIncident")
+        bot.submit(first, resolve_values(incident.id), user="UA")
+        slack.wait_for(lambda: statuspage.incidents[incident.upstream_id]["Resolved"])  # taken, not yet answered
+        bot.submit(second, resolve_values(incident.id), user="UB")
+        told_ub = slack.wait_for(lambda: [e for e in slack.ephemerals() if e.get("user") == "UB"])
+        assert "Incident already resolved." in str(told_ub)
+        assert incidents_in_store(bot)[0].resolved_by is None  # followed, nobody named
+        answer_ua.set()
+        slack.wait_for(lambda: [e for e in slack.ephemerals() if e.get("user") == "UA"])
+        stored = incidents_in_store(bot)[0]
+        assert not stored.is_open and stored.resolved_by == "UA"
+        resolved = [r for r in thread_replies(slack, incident) if "Resolved" in str(r.get("blocks"))]
+        assert len(resolved) == 1 and "<@UA>" in str(resolved[0]["blocks"])
 
 
 def test_a_resolve_refused_upstream_after_another_keeps_the_stored_resolver(bot, slack, statuspage):

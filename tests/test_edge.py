@@ -27,8 +27,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.errors import UpstreamRejected, escape_controls, scrub, upstream_text
+from bot.errors import UpstreamRejected
 from bot.inbound.edge import SlackEdge, payload_problem
+from bot.ops.redaction import escape_controls, scrub, upstream_text
 from bot.settings import Settings
 from store.models import Draft
 from tests.support.fakes.signing import (
@@ -152,6 +153,35 @@ def test_scrub_hides_names_only_whole():
     assert scrub(text, [], whole=["ops@example.com"]) == "No account [redacted]; see https://docs.example.com/api"
 
 
+def grouped(secret: str, separator: str, size: int = 4) -> str:
+    """The secret as an upstream may echo it: in groups of `size` with `separator` between."""
+    return separator.join(secret[i : i + size] for i in range(0, len(secret), size))
+
+
+def alnum_pieces(secret: str, text: str, size: int = 8) -> list[str]:
+    """`pieces`, blind to whatever stands between letters and digits."""
+    compact = "".join(c for c in text if c.isalnum())
+    return pieces("".join(c for c in secret if c.isalnum()), compact, size)
+
+
+@pytest.mark.parametrize("separator", [" ", "-", " - ", ".", "_", "\u00a0", ":", "/"])
+def test_scrub_hides_a_secret_echoed_in_groups_with_separators(separator):
+    text = f"key {grouped(KEY, separator)} is revoked"
+    assert scrub(text, [KEY]) == "key [redacted] is revoked"
+    assert scrub(f"x {grouped(KEY[2:12], separator, 3)} y", [KEY]) == "x [redacted] y"  # a piece of it too
+
+
+def test_scrub_hides_a_secret_whose_own_dashes_were_dropped_or_changed():
+    secret = "sp-live-4f9a-77c2-9b1e"
+    assert scrub("sent sp live 4f9a 77c2 9b1e", [secret]) == "sent [redacted]"
+    assert scrub("sent splive4f9a77c29b1e!", [secret]) == "sent [redacted]!"
+
+
+def test_scrub_by_groups_keeps_ordinary_words_around_the_secret():
+    text = f"Key: {grouped(KEY, ' ')}. Try again later."
+    assert scrub(text, [KEY]) == "Key: [redacted]. Try again later."
+
+
 def test_upstream_text_redacts_before_the_cut():
     message = "v" * 291 + KEY + " (echoed)"  # the key straddles character 300
     cut = upstream_text(message, [KEY], 300)
@@ -246,6 +276,25 @@ def test_a_long_status_page_message_is_cut_after_redaction(bot, slack, statuspag
     shown = json.dumps(answer)
     assert "ZZZZ" in shown and " and more" not in shown  # cut to 300, so it fits a section
     assert pieces(key, shown) == []
+
+
+@pytest.mark.parametrize("which", ["bot token", "signing secret", "status page key"])
+def test_any_secret_sitrep_holds_echoed_in_groups_by_the_status_page_is_scrubbed(bot, slack, statuspage, caplog, which):
+    secret = {
+        "bot token": bot.ctx.settings.slack_bot_token,
+        "signing secret": bot.ctx.settings.slack_signing_secret,
+        "status page key": bot.ctx.settings.statuspage_api_key,
+    }[which].get_secret_value()
+    statuspage.failure_message = f"Refused: credential {grouped(secret, ' ')} / {grouped(secret, '-', 5)} is not valid here."
+    statuspage.fail_times(1, status=400)
+    caplog.set_level(logging.DEBUG)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values())
+    answer = slack.wait_for(lambda: slack.ephemerals()[0] if slack.ephemerals() else None)
+    shown = json.dumps(answer)
+    assert "Refused: credential [redacted]" in shown
+    assert alnum_pieces(secret, shown) == []
+    assert all(alnum_pieces(secret, r.getMessage()) == [] for r in caplog.records)
 
 
 # --- malformed headers: 401, one line, no traceback ----------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from tests.support.fakes.signing import (
     new_trigger_id,
     slack_signature_headers,
 )
-from tests.support.fakes.slack_api import FakeSlack, Malformed, SlackCall
+from tests.support.fakes.slack_api import FakeSlack, Malformed, SlackCall, Tiers
 from tests.support.slack_limits import ack_problems
 
 TOKEN = "xoxb-test-token"
@@ -223,6 +224,65 @@ async def test_rate_limit_without_retry_handler_surfaces(slack: FakeSlack, clien
     assert info.value.response.status_code == 429
     assert info.value.response.headers["Retry-After"] == "7"
     assert info.value.response["error"] == "ratelimited"
+
+
+class Seconds:
+    """The tiers' meters on a clock the test moves: refusals are exact, no waiting."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def refused(call) -> str | None:
+    """Retry-After of a 429, or None when Slack took the call."""
+    try:
+        await call
+    except SlackApiError as exc:
+        assert exc.response.status_code == 429 and exc.response["error"] == "ratelimited"
+        return exc.response.headers["Retry-After"]
+    return None
+
+
+async def test_tiers_meter_chat_update_per_workspace_and_chat_post_message_per_channel(slack: FakeSlack, client):
+    clock = Seconds()
+    parents = {c: (await client.chat_postMessage(channel=c, text="parent"))["ts"] for c in ("C1", "C2", "C3")}
+    slack.enforce(Tiers(post_per_second=1, post_burst=2, update_per_minute=60, update_burst=3), clock=clock)
+    # Tier 3 counts the app's edits in the whole workspace: three channels share one meter.
+    edits = [refused(client.chat_update(channel=c, ts=ts, text="edit")) for c, ts in parents.items()]
+    assert [await e for e in edits] == [None, None, None]
+    assert await refused(client.chat_update(channel="C1", ts=parents["C1"], text="edit")) == "1"
+    # chat.postMessage's own limit is per channel: C1 full does not stop C2.
+    assert [await refused(client.chat_postMessage(channel="C1", text="x")) for _ in range(3)] == [None, None, "1"]
+    assert await refused(client.chat_postMessage(channel="C2", text="x")) is None
+    clock.now += 1
+    assert await refused(client.chat_update(channel="C2", ts=parents["C2"], text="edit")) is None
+
+
+@pytest.mark.parametrize(
+    ("method", "per_minute"),
+    [("views.publish", 100), ("chat.getPermalink", 100), ("conversations.history", 50), ("conversations.members", 100)],
+)
+async def test_tiers_meter_every_method_at_its_documented_tier_across_channels(slack: FakeSlack, client, method, per_minute):
+    # views.publish and conversations.members are Tier 4, conversations.history Tier 3 in their
+    # documents; chat.getPermalink is "special" (paced as Tier 4, see Tiers).
+    clock = Seconds()
+    ts = (await client.chat_postMessage(channel="C1", text="parent"))["ts"]
+    rooms = [slack.add_channel(f"room-{i}") for i in range(6)]
+    slack.enforce(Tiers(burst=2), clock=clock)
+    calls = {
+        "views.publish": lambda i: client.views_publish(user_id=f"U{i}", view={"type": "home", "blocks": []}),
+        "chat.getPermalink": lambda i: client.chat_getPermalink(channel="C1", message_ts=ts),
+        "conversations.history": lambda i: client.conversations_history(channel=rooms[i]),
+        "conversations.members": lambda i: client.conversations_members(channel=rooms[i]),
+    }[method]
+    wait = str(math.ceil(60 / per_minute))  # Retry-After: whole seconds until the next call may go
+    assert [await refused(calls(i)) for i in range(3)] == [None, None, wait]  # other users and channels alike
+    clock.now += 60 / per_minute
+    assert await refused(calls(4)) is None
+    assert await refused(calls(5)) is not None
 
 
 async def test_fail_next_queues_per_method(slack: FakeSlack, client: AsyncWebClient):

@@ -142,3 +142,46 @@ async def test_a_delayed_call_times_the_client_out_and_still_happens(slack, clie
     await asyncio.sleep(1.0)
     assert slack.channel_named("inc-7-x") is not None  # Slack may well have done it
     assert (await client.conversations_create(name="inc-8-x"))["ok"] is True  # only the next call waited
+
+
+# --- conversations.members: who is in a channel, as the home tab asks it -----------------------
+
+
+async def test_members_come_in_pages_as_slack_pages_them(slack, client):
+    people = tuple(f"U{i:03d}" for i in range(5))
+    channel = slack.add_channel("ops", members=(BOT_USER_ID, *people))
+    first = await client.conversations_members(channel=channel, limit=4)
+    assert first["members"] == sorted((BOT_USER_ID, *people))[:4]
+    cursor = first["response_metadata"]["next_cursor"]
+    assert cursor
+    rest = await client.conversations_members(channel=channel, limit=4, cursor=cursor)
+    assert rest["members"] == sorted((BOT_USER_ID, *people))[4:] and rest["response_metadata"]["next_cursor"] == ""
+
+
+async def test_members_of_a_public_channel_the_bot_is_not_in_are_listed(slack, client):
+    channel = slack.add_channel("general", members=("U1", "U2"))
+    assert (await client.conversations_members(channel=channel))["members"] == ["U1", "U2"]
+
+
+async def test_members_of_a_private_channel_the_bot_is_not_in_or_of_no_channel_are_not_found(slack, client):
+    hidden = slack.add_channel("secret", private=True, members=("U1",))
+    assert (await api_error(client.conversations_members(channel=hidden))).response["error"] == "channel_not_found"
+    assert (await api_error(client.conversations_members(channel="C0NOWHERE"))).response["error"] == "channel_not_found"
+
+
+async def test_members_need_the_read_scope_of_the_channels_kind(slack, client):
+    public = slack.add_channel("ops", members=(BOT_USER_ID, "U1"))
+    private = slack.add_channel("sec", private=True, members=(BOT_USER_ID, "U1"))
+    slack.grant({"chat:write", "channels:read"})
+    assert (await client.conversations_members(channel=public))["members"]
+    refused = (await api_error(client.conversations_members(channel=private))).response
+    assert refused["error"] == "missing_scope" and refused["needed"] == "groups:read"
+    slack.grant({"chat:write", "groups:read"})
+    assert (await client.conversations_members(channel=private))["members"]
+    assert (await api_error(client.conversations_members(channel=public))).response["needed"] == "channels:read"
+
+
+@pytest.mark.parametrize("limit", [0, 1001])
+async def test_members_refuse_a_limit_out_of_bounds(slack, client, limit):
+    channel = slack.add_channel("ops")
+    assert (await api_error(client.conversations_members(channel=channel, limit=limit))).response["error"] == "invalid_limit"

@@ -10,22 +10,35 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import update
 
 from bot.services.home import HomeOverview
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
+from bot.slack.members import MEMBERS_TTL
 from handlers.home import views
 from handlers.home.ids import Callback
 from handlers.incident.ids import Action as IncidentAction
 from handlers.incident.ids import Callback as IncidentCallback
 from handlers.maintenance.ids import Action as MaintenanceAction
 from handlers.maintenance.ids import Callback as MaintenanceCallback
+from store.db import Database
 from store.models import Incident, MaintenanceWindow
 from store.states import DraftKind, WindowState
 from tests.support.fakes.signing import slack_signature_headers
-from tests.support.harness import CHANNEL, home_opened, last_view
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, home_opened, last_view
 from tests.support.incidents import declare, resolve_values
 from tests.support.slack_limits import MAX_MODAL_BLOCKS, view_problems
+
+#: Who is in SITREP_CHANNEL in these tests (a private channel, as many keep it).
+READERS = ("UBOT", "U123")
+
+
+@pytest.fixture(autouse=True)
+def sitrep_channel(slack):
+    """The fake knows SITREP_CHANNEL and its members: the home tab shows a person only the
+    incidents of channels they are in, and asks Slack who that is."""
+    slack.add_channel("incidents", private=True, members=READERS, channel_id=CHANNEL)
 
 
 def open_home(bot, slack, user: str = "U123") -> dict:
@@ -61,7 +74,7 @@ def test_an_empty_home_has_the_two_buttons_and_says_nothing_is_open(bot, slack):
     view = open_home(bot, slack)
     assert view["type"] == "home" and view["callback_id"] == Callback.HOME
     text = json.dumps(view["blocks"])
-    assert "No open incidents" in text and "No maintenance running or planned" in text
+    assert "No open incidents in the channels you are in" in text and "No maintenance running or planned" in text
     assert [b[:2] for b in buttons(view)] == [
         ("Declare incident", IncidentAction.DECLARE),
         ("Schedule maintenance", MaintenanceAction.SCHEDULE),
@@ -129,6 +142,19 @@ def test_the_home_is_refreshed_each_time_it_is_opened(bot, slack):
     second = open_home(bot, slack)
     assert "Late arrival" in json.dumps(second["blocks"])
     assert len({v["id"] for v in slack.views.values() if v["type"] == "home"}) == 1  # the same tab, republished
+
+
+def test_a_windows_permalink_is_asked_of_slack_once_not_on_every_open(bot, slack):
+    start = datetime.now(timezone.utc) + timedelta(hours=2)
+    windows = [schedule(bot, f"Window {i}", start + timedelta(hours=i)) for i in range(3)]
+    slack.forget_calls()
+    links = [f"/archives/{CHANNEL}/p{w.message_ts.replace('.', '')}|Window {i}>" for i, w in enumerate(windows)]
+    open_home(bot, slack)
+    assert len(slack.calls_to("chat.getPermalink")) == 3
+    for user in ("U123", "U124", "U125"):  # opened again, by the same person and by others
+        text = json.dumps(open_home(bot, slack, user=user)["blocks"])
+        assert all(link in text for link in links)  # each still linked to its thread
+    assert len(slack.calls_to("chat.getPermalink")) == 3
 
 
 def test_the_messages_tab_publishes_nothing(bot, slack):
@@ -257,3 +283,70 @@ def test_the_event_is_timed_and_logged_as_the_home_tab(bot, slack):
     open_home(bot, slack)
     metrics = bot.http.get("/metrics").text
     assert 'sitrep_ack_seconds_count{kind="event",name="app_home_opened"} 1.0' in metrics
+
+
+# --- whose incidents: only those announced where the person can read them ------------------------
+
+
+def incident_numbers(view: dict) -> set[int]:
+    """The incidents a home view shows (by their *Post update* buttons)."""
+    return {int(value) for _text, action, value in buttons(view) if action == IncidentAction.POST_UPDATE}
+
+
+def give_own_channel(bot, incident, channel: str) -> None:
+    """The incident has its own channel (SITREP_INCIDENT_CHANNELS), as the store records it."""
+
+    async def go():
+        async with bot.ctx.db.session() as session, session.begin():
+            await session.execute(update(Incident).where(Incident.id == incident.id).values(room_channel_id=channel))
+
+    bot.run(go())
+
+
+def test_a_person_sees_only_the_incidents_of_channels_they_are_in(bot, slack):
+    room = slack.add_channel("inc-2-payments", private=True, members=("UBOT", "U200"))
+    announced = declare(bot, slack, title="Checkout down")
+    with_room = declare(bot, slack, title="Payments down")
+    give_own_channel(bot, with_room, room)
+
+    assert incident_numbers(open_home(bot, slack, user="U123")) == {announced.id, with_room.id}  # in SITREP_CHANNEL
+    only_room = open_home(bot, slack, user="U200")  # in the incident's own channel only
+    assert incident_numbers(only_room) == {with_room.id} and "Checkout down" not in json.dumps(only_room)
+    outsider = open_home(bot, slack, user="U300")  # in neither: nothing, not even how many
+    text = json.dumps(outsider["blocks"])
+    assert incident_numbers(outsider) == set() and "Checkout" not in text and "Payments" not in text
+    assert "No open incidents in the channels you are in" in text and "more" not in text
+    assert [b[:2] for b in buttons(outsider)][:1] == [("Declare incident", IncidentAction.DECLARE)]
+
+
+def test_members_are_asked_of_slack_once_per_channel_and_again_when_stale(settings, slack):
+    clock = FakeClock()
+    with BotUnderTest(settings, clock=clock) as bot:
+        incident = declare(bot, slack)
+        slack.forget_calls()
+        for user in ("U123", "U123", "U300", "U123"):
+            open_home(bot, slack, user=user)
+        assert [c["channel"] for c in slack.calls_to("conversations.members")] == [CHANNEL]  # kept, not asked per open
+        slack.set_members(CHANNEL, {"UBOT", "U300"})  # U123 leaves, U300 joins
+        assert incident_numbers(open_home(bot, slack, user="U123")) == {incident.id}  # still fresh: as it was
+        clock.advance(seconds=MEMBERS_TTL.total_seconds() + 1)
+        assert incident_numbers(open_home(bot, slack, user="U123")) == set()
+        assert incident_numbers(open_home(bot, slack, user="U300")) == {incident.id}
+        assert len(slack.calls_to("conversations.members")) == 2
+
+
+def test_a_channel_slack_will_not_list_shows_its_incidents_to_nobody(bot, slack, caplog):
+    declare(bot, slack, title="Checkout down")
+    slack.grant({"commands", "chat:write", "channels:history", "groups:history", "channels:read"})  # no groups:read
+    caplog.set_level(logging.WARNING)
+    view = open_home(bot, slack)
+    assert incident_numbers(view) == set() and "Checkout" not in json.dumps(view)
+    assert any("groups:read" in r.getMessage() for r in caplog.records)  # the operator is told what to add
+
+
+def test_the_home_tab_says_the_database_is_not_working_instead_of_going_quiet(bot, slack, tmp_path, caplog):
+    bot.ctx.db = Database(f"sqlite:///{tmp_path / 'moved-away' / 'sitrep.db'}")
+    view = open_home(bot, slack)
+    assert "database is not working right now" in json.dumps(view["blocks"])
+    assert view_problems(view, kind="home") == []
+    assert not [r for r in caplog.records if r.exc_info and not r.name.startswith("scheduler")]

@@ -5,16 +5,16 @@ people typed."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from bot.messages import incident as messages
 from bot.services.outcomes import Outcome
 from handlers.incident import views
 from store.models import Incident
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.slack_limits import check_message
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 HOSTILE = "<!channel> & <@U999> " + "x" * 5000
 
 

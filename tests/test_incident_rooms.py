@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -21,11 +21,11 @@ from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from scheduler.reminders import run_due_reminders
 from store.models import Incident, Reminder
 from store.states import ReminderKind, ReminderState
+from tests.support.dates import T0
 from tests.support.fakes.slack_api import Malformed, channel_name_error
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, checked, chose, chose_many, last_view, typed
 from tests.support.manifests import WITH_CHANNELS, bot_scopes
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 DECLARER = "U_DECL"
 
 
@@ -207,7 +207,7 @@ def test_declare_opens_the_room_and_everything_reaches_both_places(bot, slack, c
     assert len(posts) == 3 and "Index rebuilt" in json.dumps(posts[-1]["blocks"])
     assert "Resolved" in json.dumps(slack.message(room["id"], summary["ts"])["blocks"])
     [row] = archive_rows(bot)
-    assert row.due_at == datetime(2026, 11, 26, 12, 10, tzinfo=timezone.utc)  # resolved at 12:10, + 24 h
+    assert row.due_at == T0 + timedelta(days=1, minutes=10)  # resolved at 12:10, + 24 h
     assert not slack.channel(room["id"])["is_archived"]
 
     # Archived after SITREP_ARCHIVE_AFTER hours, exactly once.

@@ -4,7 +4,7 @@ limits and escapes what people typed; the forms' rules hold without a bot runnin
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from bot.messages import incident as messages
 from bot.services.incident_forms import (
@@ -20,9 +20,9 @@ from handlers.incident import views
 from handlers.incident.ids import Block
 from store.models import Incident, IncidentEvent
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.slack_limits import check_message, check_modal
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 STATUSES = ("Investigating", "Identified", "Monitoring")
 IMPACTS = ("Degraded Performance", "Partial Outage", "Major Outage")
 HOSTILE = "<!channel> & <@U999> " + "x" * 5000

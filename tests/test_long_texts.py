@@ -17,6 +17,7 @@ from handlers.incident.ids import Block as IncidentBlock
 from handlers.maintenance.ids import Block
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import sync_windows
+from tests.support.dates import T0, WINTER_END, WINTER_START
 from tests.support.harness import (
     CHANNEL,
     BotUnderTest,
@@ -29,9 +30,6 @@ from tests.support.harness import (
 )
 from tests.support.incidents import declare, incidents_in_store, thread_replies
 from tests.support.maintenance import (
-    T0,
-    WINTER_END,
-    WINTER_START,
     block,
     list_answer,
     open_modal,

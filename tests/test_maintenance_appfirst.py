@@ -9,19 +9,16 @@ from datetime import timedelta
 
 import pytest
 
+from bot.services import maintenance_listing
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Block, Callback
 from scheduler.sync import sync_windows
 from store.states import DraftKind
+from tests.support.dates import SUMMER_END, SUMMER_START, T0, WINTER_END, WINTER_START, YEAR
 from tests.support.harness import CHANNEL, BotUnderTest, last_view
 from tests.support.maintenance import (
-    SUMMER_END,
-    SUMMER_START,
-    T0,
-    WINTER_END,
-    WINTER_START,
     ack_text,
     block,
     date_token,
@@ -88,8 +85,8 @@ def test_schedule_sends_utc_form_fields_with_basic_auth(af_bot, slack, appfirst)
     assert create.path == "/api/maintenance_windows/"
     assert create.headers["Authorization"] == basic_auth(appfirst)
     assert create.form == {
-        "start": "2026-12-01 14:00",
-        "end": "2026-12-01 16:00",
+        "start": f"{YEAR}-12-01 14:00",
+        "end": f"{YEAR}-12-01 16:00",
         "reason": "Kernel updates",
         "servers": "[1,2]",
     }
@@ -112,7 +109,7 @@ def test_summer_morning_in_new_york_is_13_utc(af_bot, slack, appfirst):
     af_bot.submit(view, af_values(start=SUMMER_START, end=SUMMER_END))
     posted = wait_announcement(slack)
     [create] = writes(appfirst, "POST")
-    assert (create.form["start"], create.form["end"]) == ("2027-07-01 13:00", "2027-07-01 15:00")
+    assert (create.form["start"], create.form["end"]) == (f"{YEAR + 1}-07-01 13:00", f"{YEAR + 1}-07-01 15:00")
     assert date_token(SUMMER_START) in str(posted["blocks"])
 
 
@@ -155,7 +152,7 @@ def test_after_one_write_a_schedule_lands_where_the_person_asked(af_bot, slack, 
     af_bot.submit(view, af_values(reason="Second", start=start, end=end))
     answer = slack.wait_for(lambda: [m for m in slack.ephemerals() if "Second" in m["text"]])[0]
     [create] = [r for r in writes(appfirst, "POST") if r.form["reason"] == "Second"]
-    assert (create.form["start"], create.form["end"]) == ("2026-12-02 09:00", "2026-12-02 11:00")  # 14:00 − 5 h
+    assert (create.form["start"], create.form["end"]) == (f"{YEAR}-12-02 09:00", f"{YEAR}-12-02 11:00")  # 14:00 − 5 h
     [kept] = [w for w in appfirst.windows.values() if w["reason"] == "Second"]
     assert (kept["start"], kept["end"]) == (start, end)
     assert "stored the window" not in str(answer["blocks"]) and date_token(start) in answer["text"]
@@ -182,7 +179,7 @@ def test_an_edit_of_the_reason_only_moves_nothing(af_bot, slack, appfirst):
     af_bot.submit(view, af_values(reason="First, reworded", servers="1", start=window.start, end=window.end))
     reply = slack.wait_for(lambda: slack.thread(CHANNEL, window.message_ts))[0]
     [put] = writes(appfirst, "PUT")
-    assert (put.form["start"], put.form["end"]) == ("2026-12-01 14:00", "2026-12-01 16:00")
+    assert (put.form["start"], put.form["end"]) == (f"{YEAR}-12-01 14:00", f"{YEAR}-12-01 16:00")
     [kept] = appfirst.windows.values()
     assert (kept["start"], kept["end"]) == (window.start, window.end)
     stored = slack.wait_for(lambda: [w for w in windows(af_bot) if w.title == "First, reworded"])[0]
@@ -205,7 +202,7 @@ def test_an_edit_of_a_window_made_in_appfirst_moves_nothing_before_any_offset_is
     af_bot.submit(view, af_values(reason="Made in AppFirst, v2", servers="3", start=start, end=end))
     slack.wait_for(lambda: [m for m in slack.ephemerals() if "Saved" in m["text"]])
     first, second = writes(appfirst, "PUT")  # the first landed 5 h late; the second put it back
-    assert first.form["start"] == "2026-11-27 12:00" and second.form["start"] == "2026-11-27 07:00"
+    assert first.form["start"] == f"{YEAR}-11-27 12:00" and second.form["start"] == f"{YEAR}-11-27 07:00"
     assert (appfirst.windows[upstream]["start"], appfirst.windows[upstream]["end"]) == (start, end)
     [stored] = windows(af_bot)
     assert (stored.title, stored.start, stored.end) == ("Made in AppFirst, v2", start, end)
@@ -222,7 +219,7 @@ def test_an_edit_that_moves_the_times_lands_where_the_person_asked(af_bot, slack
     af_bot.submit(view, af_values(reason="First", servers="1", start=new_start, end=new_end))
     reply = slack.wait_for(lambda: slack.thread(CHANNEL, window.message_ts))[0]
     [put] = writes(appfirst, "PUT")
-    assert (put.form["start"], put.form["end"]) == ("2026-12-01 15:00", "2026-12-01 19:00")  # wanted − 5 h
+    assert (put.form["start"], put.form["end"]) == (f"{YEAR}-12-01 15:00", f"{YEAR}-12-01 19:00")  # wanted − 5 h
     stored = slack.wait_for(lambda: [w for w in windows(af_bot) if w.end == new_end])[0]
     assert stored.start == new_start
     assert due_times(af_bot, window.id)["started"] == new_start
@@ -400,9 +397,7 @@ def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_o
 
 
 def test_list_gives_up_on_a_slow_list(af_bot, slack, appfirst, monkeypatch):
-    import bot.services.maintenance
-
-    monkeypatch.setattr(bot.services.maintenance, "LIST_DEADLINE_SECONDS", 0.5)
+    monkeypatch.setattr(maintenance_listing, "LIST_DEADLINE_SECONDS", 0.5)
     schedule_first(af_bot)
     appfirst.latency = 1.0  # each page answers within the client's 2 s, the whole list does not
     text = list_answer(af_bot, slack)
@@ -464,7 +459,12 @@ def test_edit_opens_prefilled_puts_and_tells_the_thread(af_bot, slack, appfirst)
     [put] = writes(appfirst, "PUT")
     assert put.path == f"/api/maintenance_windows/{window.upstream_id}/"
     assert put.headers["Authorization"] == basic_auth(appfirst)
-    assert put.form == {"start": "2026-12-01 14:00", "end": "2026-12-01 17:00", "reason": "Kernel updates", "servers": "[1,2,3]"}
+    assert put.form == {
+        "start": f"{YEAR}-12-01 14:00",
+        "end": f"{YEAR}-12-01 17:00",
+        "reason": "Kernel updates",
+        "servers": "[1,2,3]",
+    }
     replied = str(reply["blocks"])
     assert "Edited" in replied and "<@U123>" in replied
     assert f"*End*: {date_token(WINTER_END)}" in replied and date_token(new_end) in replied

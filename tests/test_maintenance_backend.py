@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -17,8 +17,7 @@ from bot.backends import (
 from bot.clients.appfirst import AppFirstClient
 from bot.clients.statuspage import StatusPageClient
 from bot.errors import NotSupported, UpstreamUnavailable
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+from tests.support.dates import T0
 
 
 def run(coro):

@@ -12,8 +12,15 @@ from typing import Any
 import pytest
 
 from handlers.ids import DraftAction
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest
-from tests.support.maintenance import T0, drafts, open_modal, schedule_values, wait_answer, windows
+from tests.support.maintenance import (
+    drafts,
+    open_modal,
+    schedule_values,
+    wait_answer,
+    windows,
+)
 
 
 @dataclass

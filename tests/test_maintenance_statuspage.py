@@ -13,14 +13,10 @@ from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
 from handlers.maintenance.ids import Action, Block, Callback
 from store.states import DraftKind
+from tests.support.dates import SUMMER_END, SUMMER_START, T0, WINTER_END, WINTER_START, YEAR
 from tests.support.harness import CHANNEL, BotUnderTest, last_view
 from tests.support.maintenance import (
     API,
-    SUMMER_END,
-    SUMMER_START,
-    T0,
-    WINTER_END,
-    WINTER_START,
     ack_text,
     announcements,
     block,
@@ -91,8 +87,8 @@ def test_schedule_winter_new_york_morning_reaches_the_status_page_as_14_utc(sp_b
         "Title": "DB upgrade",
         "Type": "Maintenance",
         "Description": "Routine optimisation",
-        "StartDate": "2026-12-01T14:00:00Z",
-        "EndDate": "2026-12-01T16:00:00Z",
+        "StartDate": f"{YEAR}-12-01T14:00:00Z",
+        "EndDate": f"{YEAR}-12-01T16:00:00Z",
         "AffectedComponents": [API],
     }
     body = posted["text"] + str(posted["blocks"])
@@ -119,8 +115,8 @@ def test_schedule_summer_new_york_morning_is_13_utc(sp_bot, slack, statuspage):
     sp_bot.submit(view, schedule_values(start=SUMMER_START, end=SUMMER_END))
     posted = wait_announcement(slack)
     [create] = creates(statuspage)
-    assert create.json["StartDate"] == "2027-07-01T13:00:00Z"
-    assert create.json["EndDate"] == "2027-07-01T15:00:00Z"
+    assert create.json["StartDate"] == f"{YEAR + 1}-07-01T13:00:00Z"
+    assert create.json["EndDate"] == f"{YEAR + 1}-07-01T15:00:00Z"
     assert date_token(SUMMER_START) in str(posted["blocks"])
 
 
@@ -338,7 +334,7 @@ def test_500_keeps_the_draft_and_retry_schedules_it(sp_bot, slack, statuspage):
     sp_bot.submit(view, schedule_values())
     answer = wait_answer(slack)
     text = str(answer["blocks"])
-    assert DraftAction.RETRY in text and "DB upgrade" in text and "2026-12-01 14:00 UTC" in text
+    assert DraftAction.RETRY in text and "DB upgrade" in text and f"{YEAR}-12-01 14:00 UTC" in text
     [draft] = drafts(sp_bot)
     assert draft.kind == "maintenance.schedule" and draft.state == "failed"
     assert slack.messages(CHANNEL) == []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -14,17 +14,16 @@ from bot.backends import (
     backend_named,
 )
 from bot.messages import maintenance as messages
-from bot.services.maintenance import ListedWindow, Listing
 from bot.services.maintenance_forms import ScheduleForm, parse_servers
+from bot.services.maintenance_listing import ListedWindow, Listing
 from bot.services.outcomes import Change, Outcome
 from bot.settings import Component
 from handlers.maintenance import views
 from handlers.maintenance.ids import Block
 from store.models import MaintenanceWindow
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.slack_limits import check_message, check_modal
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def window(n: int = 1, *, title: str = "DB upgrade", backend: str = "appfirst", **kw) -> MaintenanceWindow:

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -19,10 +19,10 @@ from store import migrations
 from store.db import Database, DatabaseUnusable
 from store.models import Base, MaintenanceWindow
 from store.reminders import due
+from tests.support.dates import T0
 from tests.support.process import SPEC_VARIABLES
 
 BOTH = pytest.mark.parametrize("fresh_database_url", ["sqlite", "postgresql"], indirect=True)
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 def run(coro_fn, url):

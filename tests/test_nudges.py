@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from bot.messages.incident import AnnouncementId
+from bot.slack.posts import PostTag
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
-from scheduler.nudges import METADATA_EVENT
 from scheduler.reminders import run_due_reminders
 from store.models import Incident, Reminder
 from store.states import ReminderKind, ReminderState
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, checked, chose, chose_many, last_view, typed
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -104,7 +103,7 @@ def nudges(slack) -> list[dict]:
         meta = call.get("metadata") or {}
         if isinstance(meta, str):
             meta = json.loads(meta)
-        if meta.get("event_type") == METADATA_EVENT:
+        if meta.get("event_type") == PostTag.NUDGE:
             out.append(call)
     return out
 

@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
@@ -18,12 +18,11 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import run_due_reminders
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.fakes.signing import command_body, interaction_body
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import declare_values, open_declare_modal
 from tests.support.process import signed_post, wait_healthy
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 def scrape(bot: BotUnderTest) -> dict[tuple[str, tuple], float]:

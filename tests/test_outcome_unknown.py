@@ -13,9 +13,10 @@ from bot.errors import SubmissionUnknown
 from handlers.draft_views import link_modal, unknown_answer
 from handlers.ids import DraftAction, DraftBlock, DraftCallback, DraftInput
 from store.states import DraftKind
+from tests.support.dates import T0, WINTER_START
 from tests.support.harness import CHANNEL, BotUnderTest, last_view, typed
 from tests.support.incidents import declare_values, drafts_in_store, incidents_in_store, open_declare_modal, update_values
-from tests.support.maintenance import T0, WINTER_START, open_modal, schedule_values, windows
+from tests.support.maintenance import open_modal, schedule_values, windows
 from tests.support.slack_limits import check_message, view_problems
 
 HOLD = 5.0  # seconds the fake sits on a create's reply: past the harness's 2 s client timeout
@@ -81,6 +82,21 @@ def test_a_declare_whose_reply_is_lost_is_outcome_unknown_not_failed(bot, slack,
     bot.click(DraftAction.RETRY, str(draft_id))
     slack.wait_for(lambda: answers_with(slack, "already went through"))
     assert len(statuspage.incidents) == 1
+
+
+def test_a_declare_answered_success_without_its_id_is_outcome_unknown_and_retry_sends_nothing(bot, slack, statuspage):
+    statuspage.answer_without_result(1)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values())
+    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)[0]
+    assert buttons(answer) == [DraftAction.LINK, DraftAction.ANYWAY, DraftAction.EDIT]
+    assert "did not return its ID" in str(answer["blocks"])
+    assert len(statuspage.incidents) == 1 and incidents_in_store(bot) == []
+    [draft] = drafts_in_store(bot)
+    assert draft.state == "unknown"
+    bot.click(DraftAction.RETRY, str(draft.id))
+    slack.wait_for(lambda: answers_with(slack, "already went through"))
+    assert len(statuspage.incidents) == 1  # Retry did not make a second one
 
 
 def test_create_anyway_creates_it_once_however_often_clicked(bot, slack, statuspage):

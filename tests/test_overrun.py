@@ -6,19 +6,19 @@ the status page answers plainly that it cannot move a window and offers a follow
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 
 from bot.messages.maintenance import OverrunId
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from bot.slack.posts import PostTag
+from scheduler.reminders import run_due_reminders
 from store.models import MaintenanceWindow
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
-
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def prompts(slack) -> list[dict]:
     for call in slack.calls_to("chat.postMessage"):
         meta = call.get("metadata") or {}
         meta = json.loads(meta) if isinstance(meta, str) else meta
-        if meta.get("event_type") == METADATA_EVENT and meta["event_payload"]["kind"] == "overrun":
+        if meta.get("event_type") == PostTag.REMINDER and meta["event_payload"]["kind"] == "overrun":
             out.append(call)
     return out
 
@@ -131,3 +131,22 @@ def test_end_now_with_the_status_page_down_tells_the_person_and_changes_nothing(
         # Nothing was posted in the thread, and the "ended" reminder still waits for the planned end.
         assert not slack.calls_to("chat.postMessage")
         assert bot.run(run_due_reminders(bot.ctx)) == 0
+
+
+@pytest.mark.parametrize("into", [timedelta(seconds=0), timedelta(seconds=20), timedelta(seconds=59)])
+def test_end_now_in_an_appfirst_windows_first_minute_ends_it(appfirst_settings, appfirst, slack, clock, into):
+    """AppFirst takes times to the minute: ending a window in its first minute must not send
+    an end equal to its start (which AppFirst refuses)."""
+    with BotUnderTest(appfirst_settings, clock=clock) as bot:
+        window = schedule(bot)
+        clock.set(window.start)
+        bot.run(run_due_reminders(bot.ctx))  # "started"
+        clock.set(window.start + into)
+        slack.forget_calls()
+        bot.click(OverrunId.END_NOW, str(window.id), channel=CHANNEL)
+        answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]
+        ended = bot.run(MaintenanceService(bot.ctx).get(window.id))
+        assert ended.end is not None and window.start < ended.end <= window.start + timedelta(minutes=1), json.dumps(answer)
+        clock.set(ended.end)
+        bot.run(run_due_reminders(bot.ctx))
+        assert [c for c in slack.calls_to("chat.postMessage") if "has ended" in c.get("text", "")]

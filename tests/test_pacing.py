@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select, update
 
+from bot.context import shared_pace
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
-from bot.slack.channel import Posted
-from bot.slack.outbox import Outbox, Rate, TokenBucket
-from scheduler.reminders import FRESH_WINDOW, METADATA_EVENT, RECORD_AFTER, run_due_reminders
+from bot.slack.channel import Channel, Posted
+from bot.slack.outbox import Outbox, Rate, TokenBucket, scaled_rates
+from bot.slack.posts import PostTag
+from scheduler.reminders import FRESH_WINDOW, RECORD_AFTER, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 #: Slack's tiers sped up 20×: postMessage 20/s per channel (burst 3), update 10/s (burst 3).
-FAST = Tiers(post_per_second=20, post_burst=3, update_per_minute=600, update_burst=3)
+FAST = Tiers(post_per_second=20, post_burst=3, update_per_minute=600, update_burst=3, speedup=20)
 #: The bot's buckets, a little under those.
 UNDER = {"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=9, burst=2)}
 
@@ -50,7 +52,7 @@ def reminder_kind(args) -> str | None:
     meta = args.get("metadata") or {}
     if isinstance(meta, str):
         meta = json.loads(meta)
-    return (meta.get("event_payload") or {}).get("kind") if meta.get("event_type") == METADATA_EVENT else None
+    return (meta.get("event_payload") or {}).get("kind") if meta.get("event_type") == PostTag.REMINDER else None
 
 
 def test_a_burst_of_windows_is_paced_under_the_tiers_and_every_parent_ends_current(bot, slack, clock):
@@ -395,3 +397,75 @@ def test_a_slack_slower_than_our_pace_is_met_at_its_pace_within_a_few_restarts(b
     settled = sent[-9:]
     assert all(ok for _, ok in settled)
     assert all(later - earlier >= 3 for (earlier, _), (later, _) in zip(settled, settled[1:], strict=False))
+
+
+#: Slack's own limits and the bot's production rates, both 20× faster: the scopes are what matter.
+SPEEDUP = 20
+SLACK_AS_DOCUMENTED = Tiers(post_per_second=SPEEDUP, post_burst=5, update_per_minute=50 * SPEEDUP, speedup=SPEEDUP)
+
+
+def edits_over_channels(bot, slack, channels: int, edits: int) -> int:
+    """`edits` parents spread over `channels` channels, each edited once, all at once (an
+    incident's change edits the announcement and its own channel's summary): the 429s Slack gave."""
+    bot.ctx.outbox = Outbox(scaled_rates(SPEEDUP))
+    names = [f"C0ROOM{i}" for i in range(channels)]
+    message = ("v1", [{"type": "section", "text": {"type": "mrkdwn", "text": "v1"}}])
+    edited = ("v2", [{"type": "section", "text": {"type": "mrkdwn", "text": "v2"}}])
+
+    async def run():
+        parents = [await bot.ctx.channel_in(names[i % channels]).announce(message) for i in range(edits)]
+        slack.enforce(SLACK_AS_DOCUMENTED)
+        await asyncio.gather(*(bot.ctx.channel_in(at.channel).refresh(at, edited) for at in parents))
+        return parents
+
+    parents = bot.run(run())
+    assert all(slack.message(at.channel, at.ts)["text"] == "v2" for at in parents)  # every edit landed
+    return slack.rate_limited
+
+
+def test_twelve_edits_over_three_channels_draw_no_429_as_chat_update_is_paced_per_workspace(bot, slack):
+    assert edits_over_channels(bot, slack, channels=3, edits=12) == 0
+
+
+def test_home_tab_views_and_permalinks_are_paced_per_workspace(bot, slack):
+    """views.publish (Tier 4) for many people at once, each with a permalink: no 429."""
+    bot.ctx.outbox = Outbox(scaled_rates(SPEEDUP))
+    message = ("v1", [{"type": "section", "text": {"type": "mrkdwn", "text": "v1"}}])
+
+    async def run():
+        at = await bot.ctx.channel.announce(message)
+        slack.enforce(SLACK_AS_DOCUMENTED)
+        links = [bot.ctx.channel.permalink(at) for _ in range(15)]
+        views = [
+            bot.ctx.outbox.call(
+                "views.publish", lambda u=u: bot.ctx.sender.views_publish(user_id=u, view={"type": "home", "blocks": []})
+            )
+            for u in (f"U{i}" for i in range(15))
+        ]
+        return await asyncio.gather(*links, *views)
+
+    answers = bot.run(run())
+    assert all(answers[:15]) and slack.rate_limited == 0
+
+
+def test_two_replicas_editing_in_different_channels_keep_one_workspace_pace(bot, slack):
+    """Each replica's outbox books its edits in the database under the workspace's key, so two
+    replicas editing different channels together stay under chat.update's one Tier 3 limit
+    (each replica alone within its own burst, 4 × 429 without the shared booking)."""
+    replicas = [Outbox(scaled_rates(SPEEDUP), reserve=shared_pace(bot.ctx.db)) for _ in range(2)]
+    message = ("v1", [{"type": "section", "text": {"type": "mrkdwn", "text": "v1"}}])
+    edited = ("v2", [{"type": "section", "text": {"type": "mrkdwn", "text": "v2"}}])
+
+    def channel(replica: int, at_channel: str) -> Channel:
+        return Channel(bot.ctx.slack, at_channel, replicas[replica], bot.ctx.sender)
+
+    async def run():
+        parents = [await bot.ctx.channel_in(f"C0ROOM{i % 4}").announce(message) for i in range(16)]
+        slack.enforce(SLACK_AS_DOCUMENTED)
+        # Replica 0 edits rooms 0 and 1, replica 1 rooms 2 and 3.
+        await asyncio.gather(*(channel(int(at.channel[-1]) // 2, at.channel).refresh(at, edited) for at in parents))
+        return parents
+
+    parents = bot.run(run())
+    assert all(slack.message(at.channel, at.ts)["text"] == "v2" for at in parents)
+    assert slack.rate_limited == 0

@@ -13,14 +13,15 @@ from sqlalchemy import select
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
-from scheduler.reminders import METADATA_EVENT, run_due_reminders
+from bot.slack.posts import PostTag
+from scheduler.reminders import run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 from tests.support.reminders import reminder_posts, reminders
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
 
 
@@ -163,7 +164,7 @@ def test_stale_claim_already_in_slack_is_not_posted_again(bot, slack, clock):
             channel=CHANNEL,
             thread_ts=window.message_ts,
             text="started",
-            metadata={"event_type": METADATA_EVENT, "event_payload": {"window_id": window.id, "kind": "started"}},
+            metadata={"event_type": PostTag.REMINDER, "event_payload": {"window_id": window.id, "kind": "started"}},
         )
     )
     slack.forget_calls()
@@ -264,7 +265,7 @@ def test_cancel_removes_reminders(bot, slack, clock):
 
 
 def test_the_scheduler_plans_its_wake_up_at_the_next_due_time(bot, slack, clock):
-    clock.set(datetime(2031, 1, 1, 9, 0, tzinfo=UTC))  # ahead of the real time APScheduler uses
+    clock.set(T0 + timedelta(days=5 * 366))  # years ahead of the real time APScheduler uses
     window = schedule(bot)
     assert bot.bot.scheduler.next_wake() == reminders(bot, window.id)["heads_up"].due_at
     # APScheduler fires on the machine's clock: as far ahead of it as the due time is of the bot's.
@@ -305,7 +306,7 @@ def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
         slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed", timeout=10)
         bot.run(bot.bot.scheduler.stop(timeout=10))
         assert reminders(bot, window.id)["started"].state == "posted"
-        assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == METADATA_EVENT]) == 1
+        assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == PostTag.REMINDER]) == 1
 
 
 @pytest.mark.parametrize("days", [-400, 0, 400])

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scheduler.reminders import METADATA_EVENT
+from bot.slack.posts import PostTag
 from tests.support.fakes.slack_api import Tiers
 from tests.support.harness import CHANNEL
 from tests.support.postgres import connect_kwargs
@@ -60,7 +60,7 @@ def reminder_messages(slack) -> list[tuple[int, str]]:
     found = []
     for message in slack.messages(CHANNEL):
         meta = message.get("metadata") or {}
-        if meta.get("event_type") == METADATA_EVENT:
+        if meta.get("event_type") == PostTag.REMINDER:
             payload = meta.get("event_payload") or {}
             found.append((payload.get("window_id"), payload.get("kind")))
     return found
@@ -97,7 +97,15 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
     # whose post landed, and the one that takes it over must find it in the thread.
     slack.post_latency = 0.05
     slack.enforce(
-        Tiers(post_per_second=SPEEDUP, post_burst=5, update_per_minute=50 * SPEEDUP, update_burst=10, random_429=0.1, seed=7)
+        Tiers(
+            post_per_second=SPEEDUP,
+            post_burst=5,
+            update_per_minute=50 * SPEEDUP,
+            update_burst=10,
+            speedup=SPEEDUP,
+            random_429=0.1,
+            seed=7,
+        )
     )
     env = full_env | {
         "DATABASE_URL": url,

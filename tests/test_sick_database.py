@@ -6,9 +6,10 @@ with what they typed, never silence and never half-sent."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,8 +22,10 @@ from sqlalchemy import event
 from bot.errors import DatabaseBusy, NotStored
 from handlers.errors import busy_answer, not_stored_answer
 from handlers.ids import DraftAction
+from handlers.incident.ids import Action as IncidentAction
 from handlers.incident.ids import Callback
 from handlers.payload import Interaction
+from store.db import Database
 from store.states import DraftKind
 from tests.support.fakes.signing import command_body, interaction_body, new_trigger_id
 from tests.support.harness import BotUnderTest, FakeClock, free_port, last_view, submission_payload
@@ -36,6 +39,7 @@ from tests.support.incidents import (
     update_values,
 )
 from tests.support.maintenance import schedule_values
+from tests.support.outage import locked, sqlite_path
 from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
@@ -46,44 +50,13 @@ BUSY = "database is busy"
 DESCRIPTION = "Checkout times out for EU customers since 09:12 & the retries pile up <@U999>"
 
 
-def _path(settings) -> str:
-    """The SQLite file of `settings` (or a path given as it is)."""
-    if isinstance(settings, Path):
-        return str(settings)
-    return settings.database_url.removeprefix("sqlite:///")
-
-
-HOLD_THE_LOCK = """
-import sqlite3, sys
-holder = sqlite3.connect(sys.argv[1], isolation_level=None)
-holder.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.readline()
-holder.execute("ROLLBACK")
-"""
-
-
-@contextmanager
-def locked(settings):
-    """Another process holding SQLite's write lock (`BEGIN EXCLUSIVE`), as a migration, a
-    backup or an operator's `sqlite3` shell does; released when the block ends."""
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_THE_LOCK, _path(settings)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        holder.communicate("\n", timeout=10)
-
-
 @contextmanager
 def read_only(settings):
     """The database file and its write-ahead log made unwritable under the running bot, as a
     file system remounted read-only does: the bot's open connections fail every write (chmod
     does not stop root, so the immutable attribute is used; `-shm` is left alone, as SQLite
     maps it into memory)."""
-    files = [_path(settings), _path(settings) + "-wal"]
+    files = [sqlite_path(settings), sqlite_path(settings) + "-wal"]
     for name in files:
         Path(name).touch(exist_ok=True)
     made = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
@@ -255,6 +228,91 @@ def test_the_answers_fit_slack_and_give_back_every_character():
     text, blocks = busy_answer(DatabaseBusy(), it)
     check_message(blocks, text)
     assert BUSY in text and "DB down" in str(blocks) and "Timeouts on checkout" in str(blocks)
+
+
+@contextmanager
+def small_disk(tmp_path):
+    """A 4 MB file system of its own (tmpfs), unmounted at the end; skipped where mounting
+    is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a small file system here (mount: {made.stderr.strip()})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+@contextmanager
+def full(disk: Path):
+    """Every byte of `disk` taken by another file, as a log or a backup filling the volume
+    does; given back when the block ends."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 16, 1):
+            try:
+                while True:
+                    os.write(fd, b"x" * size)
+            except OSError:  # no space left on device: the next, smaller writes take the rest
+                pass
+    finally:
+        os.close(fd)
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
+def test_readyz_fails_while_the_disk_is_full_and_the_person_hears_why(settings, slack, statuspage, tmp_path):
+    with small_disk(tmp_path) as disk:
+        on_disk = settings.model_copy(update={"database_url": f"sqlite:///{disk / 'sitrep.db'}"})
+        with BotUnderTest(on_disk) as bot:
+            assert bot.http.get("/readyz").status_code == 200
+            view = open_declare_modal(bot, slack)
+            with full(disk):
+                answer = bot.http.get("/readyz")
+                assert answer.status_code == 503 and answer.json()["checks"]["database"].startswith("not writable"), answer.text
+                assert bot.http.get("/healthz").status_code == 200
+                bot.submit(view, declare_values(title="Disk trouble"))
+                told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)[-1]
+            assert "disk is full" in told and "Disk trouble" in told  # said, and what was typed comes back
+            assert bot.http.get("/readyz").status_code == 200  # and it recovers
+
+
+def traceback_lines(caplog) -> list[str]:
+    """Records of the Slack-facing side that carry a traceback (the scheduler's own retries,
+    which no person waits on, aside)."""
+    return [r.getMessage() for r in caplog.records if (r.exc_info or r.exc_text) and not r.name.startswith("scheduler")]
+
+
+@pytest.mark.both_databases
+def test_a_database_outage_is_named_to_the_person_with_no_traceback_in_the_log(bot, settings, slack, caplog, tmp_path):
+    incident = declare(bot, slack)
+    if settings.database_url.startswith("postgresql"):
+        gone = f"postgresql://postgres@127.0.0.1:{free_port()}/test"  # the server is down: nothing listens
+    else:
+        gone = f"sqlite:///{tmp_path / 'moved-away' / 'sitrep.db'}"  # the volume is gone
+    bot.ctx.db = Database(gone)
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    for command, text in [("/incident", "list"), ("/maintenance", "list"), ("/incident", f"update {incident.id}")]:
+        slack.forget_calls()
+        response = bot.command(text, command=command)
+        assert response.status_code == 200
+        # In the ack, or (an ack sent before the store was read) privately right after it.
+        told = response.text or slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)[-1]
+        assert "database is not working right now" in told, (command, text, told)
+        assert "Something went wrong" not in told
+    slack.forget_calls()
+    bot.click(IncidentAction.RESOLVE, str(incident.id))
+    told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)[-1]
+    assert "database is not working right now" in told
+    assert traceback_lines(caplog) == []
+    said = [r.getMessage() for r in caplog.records if r.name == "handlers.errors"]
+    assert len(said) == 4 and all("the database failed under a Slack request" in line for line in said), said
 
 
 def test_readyz_says_not_ready_while_the_file_is_read_only_and_healthz_stays_alive(bot, settings):

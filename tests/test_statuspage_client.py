@@ -23,6 +23,7 @@ from bot.clients.statuspage import (
     StatusPageClient,
 )
 from bot.errors import (
+    OutcomeUnknown,
     UpstreamError,
     UpstreamRejected,
     UpstreamUnauthorized,
@@ -410,19 +411,30 @@ async def test_200_with_success_false_is_rejected() -> None:
     assert caught.value.status == 200
 
 
+@pytest.mark.parametrize("body", [{"Id": "3fa85f64-5717-4562-b3fc-2c963f66afa6"}, ["not", "an", "envelope"]])
+async def test_create_with_wrong_shaped_body_is_unavailable(body: Any) -> None:
+    async with mock_client(200, body) as c:
+        with pytest.raises(UpstreamUnavailable) as caught:
+            await c.create_incident(seed_incident())
+    assert not isinstance(caught.value, OutcomeUnknown)  # nothing says it was done: safe to retry
+
+
 @pytest.mark.parametrize(
     "body",
     [
+        {"Success": True, "Message": "Incident created successfully"},
         {"Success": True, "Result": None, "Message": "Incident created successfully"},
+        {"Success": True, "Result": ""},
         {"Success": True, "Result": 42},
-        {"Id": "3fa85f64-5717-4562-b3fc-2c963f66afa6"},
-        ["not", "an", "envelope"],
     ],
 )
-async def test_create_with_wrong_shaped_body_is_unavailable(body: Any) -> None:
+async def test_a_create_said_done_without_its_id_is_outcome_unknown(body: Any) -> None:
+    # It exists upstream and we cannot tell which it is: a Retry could make a second one.
     async with mock_client(200, body) as c:
-        with pytest.raises(UpstreamUnavailable):
+        with pytest.raises(OutcomeUnknown):
             await c.create_incident(seed_incident())
+        with pytest.raises(OutcomeUnknown):
+            await c.create_maintenance(seed_maintenance())
 
 
 @pytest.mark.parametrize("body", [{"Success": True}, [{"IncidentId": "x"}], {"Success": True, "Result": []}])
@@ -552,6 +564,18 @@ def test_fake_update_reply_has_no_result(sp: FakeStatusPage) -> None:
     )
     assert reply.status_code == 200
     assert reply.json() == {"Success": True, "Message": "Incident updated successfully"}
+
+
+def test_fake_answers_a_create_without_its_result_when_told_and_still_makes_it(sp: FakeStatusPage) -> None:
+    sp.answer_without_result(1)
+    body = {"Title": "T", "Description": "", "Status": "Investigating", "Impact": "Partial Outage"}
+    bare = httpx.post(f"{sp.url}/api/admin/Incident", headers={"X-API-KEY": KEY}, json=body)
+    assert bare.status_code == 200 and bare.json() == {"Success": True, "Message": "Incident created successfully"}
+    assert len(sp.incidents) == 1  # made, all the same
+    refused = httpx.post(f"{sp.url}/api/admin/Incident", headers={"X-API-KEY": KEY}, json={**body, "Title": ""})
+    assert refused.json()["Success"] is False  # the switch does not turn a refusal into a success
+    normal = httpx.post(f"{sp.url}/api/admin/Incident", headers={"X-API-KEY": KEY}, json=body).json()
+    assert normal["Result"] in sp.incidents and len(sp.incidents) == 2
 
 
 def test_fake_missing_title_and_500_envelope(sp: FakeStatusPage) -> None:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
+from store import incidents as incident_store
 from store.db import Database
 from store.dbclock import db_utc_now
 from store.facts import get_fact, put_fact
-from store.models import MaintenanceWindow, Reminder
+from store.models import Incident, MaintenanceWindow, Reminder
 from store.reminders import (
     Outcome,
     claim,
@@ -29,10 +30,10 @@ from store.reminders import (
     release_unattempted,
 )
 from store.states import ClaimResult
+from tests.support.dates import T0
 
 pytestmark = pytest.mark.both_databases
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 BERLIN = timezone(timedelta(hours=1))
 
 
@@ -355,3 +356,24 @@ def test_a_commit_under_synchronous_normal_survives_the_process_being_killed(tmp
             await db.dispose()
 
     assert asyncio.run(read()) == [42]
+
+
+def test_where_open_incidents_were_announced_is_read_without_loading_them(database_url):
+    same = {"status": "Investigating", "impact": "Major Outage", "declared_by": "U1", "declared_at": T0, "updated_at": T0}
+
+    def incident(number: int, channel: str, room: str | None = None, resolved: bool = False) -> Incident:
+        where = {"channel_id": channel, "room_channel_id": room, "resolved_at": T0 if resolved else None}
+        return Incident(upstream_id=f"up-{number}", title=f"Incident {number}", **where, **same)
+
+    async def body(db):
+        async with db.session() as session, session.begin():
+            session.add_all([incident(1, "C1"), incident(2, "C1", "C9"), incident(3, "C1", resolved=True), incident(4, "C2")])
+        async with db.session() as session:
+            places = await incident_store.open_places(session)
+            loaded = await incident_store.open_by_ids(session, [2, 3, 4])
+            none = await incident_store.open_by_ids(session, [])
+        return places, [i.id for i in loaded], none
+
+    places, loaded, none = run(database_url, body)
+    assert places == [(4, "C2", None), (2, "C1", "C9"), (1, "C1", None)]  # newest first, the resolved left out
+    assert loaded == [4, 2] and none == []

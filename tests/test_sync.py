@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -11,10 +11,9 @@ from sqlalchemy import select
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import SyncReport, sync_windows
 from store.models import MaintenanceWindow
+from tests.support.dates import T0, WINTER_END, WINTER_START, YEAR
 from tests.support.harness import CHANNEL, BotUnderTest
 from tests.support.maintenance import (
-    WINTER_END,
-    WINTER_START,
     announcements,
     list_answer,
     open_modal,
@@ -25,7 +24,6 @@ from tests.support.maintenance import (
 from tests.support.queries import recorded_statements
 from tests.support.reminders import reminder_posts
 
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.both_databases  # claims and compare-and-set on SQLite and PostgreSQL
 
 
@@ -245,7 +243,7 @@ def test_a_window_extended_on_the_status_page_ends_at_its_new_end(statuspage_bot
     statuspage.start_maintenance(window.upstream_id)
     assert sync(statuspage_bot).moved == 0  # listed with the end it was sent
 
-    statuspage.incidents[window.upstream_id]["EndDate"] = "2026-12-01T17:00:00Z"
+    statuspage.incidents[window.upstream_id]["EndDate"] = f"{YEAR}-12-01T17:00:00Z"
     assert sync(statuspage_bot).moved == 1
     assert sync(statuspage_bot).moved == 0
     [stored] = windows(statuspage_bot)

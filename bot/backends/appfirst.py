@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from bot.backends.base import BackendName, BackendWindow
@@ -31,6 +31,7 @@ class AppFirstMaintenance:
     has_description = False
     title_label = "Reason"
     replies_with_times = True
+    time_step = timedelta(minutes=1)  # seed 003 sends `yyyy-mm-dd HH:MM`
 
     def __init__(self, client: AppFirstClient):
         self.client = client

@@ -15,7 +15,7 @@ server's reply where the server sends one (AppFirst may store other times than i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -77,6 +77,8 @@ class MaintenanceBackend(Protocol):
     #: A write's reply carries the times the server kept, which may not be the ones sent
     #: (AppFirst); the service learns the difference (`bot.services.server_times`).
     replies_with_times: bool
+    #: The finest time the upstream takes: times are sent cut to it (AppFirst: whole minutes).
+    time_step: timedelta
 
     async def create(
         self,
@@ -110,3 +112,11 @@ class MaintenanceBackend(Protocol):
     async def exists(self, upstream_id: str) -> bool:
         """Asked before the sync cancels a window missing from a list (pages can shift)."""
         ...
+
+
+def end_now_for(now: datetime, start: datetime, step: timedelta) -> datetime:
+    """The end to send for "end now": `now` rounded up to whole steps from the start, and at least one
+    step after the start, so a window ended in its first minute is not sent an end equal to its
+    start once cut to the minute (AppFirst refuses that)."""
+    steps = -((start - now) // step) if now > start else 1
+    return start + max(steps, 1) * step

@@ -6,7 +6,7 @@ that list says nothing about a window's end (see ``scheduler/sync.py``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from bot.backends.base import BackendName, BackendWindow
@@ -28,6 +28,7 @@ class StatusPageMaintenance:
     has_description = True
     title_label = "Title"
     replies_with_times = False  # the create reply is only the new ID
+    time_step = timedelta(seconds=1)  # ISO times to the second
 
     def __init__(self, client: StatusPageClient):
         self.client = client

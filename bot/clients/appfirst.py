@@ -166,6 +166,7 @@ class AppFirstClient(UpstreamClient):
         timeout: float = 10.0,
         page_size: int = MAX_PAGE_SIZE,
         transport: httpx.AsyncBaseTransport | None = None,
+        hide: tuple[str, ...] = (),
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}")
@@ -177,6 +178,7 @@ class AppFirstClient(UpstreamClient):
             auth=httpx.BasicAuth(email, api_key),
             secrets=(api_key, token),
             names=(email,),  # not a secret, but nobody else's business: hidden only whole
+            hide=hide,
         )
         self._page_size = page_size
 

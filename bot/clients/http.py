@@ -22,9 +22,8 @@ from bot.errors import (
     UpstreamUnauthorized,
     UpstreamUnavailable,
     UpstreamWrongURL,
-    public_url,
-    upstream_text,
 )
+from bot.ops.redaction import public_url, upstream_text
 
 # An upstream message is quoted to people in a Slack section (3,000 characters at most);
 # both upstreams' messages are held to this length.
@@ -141,13 +140,16 @@ class UpstreamClient:
         headers: dict[str, str] | None = None,
         secrets: tuple[str, ...] = (),
         names: tuple[str, ...] = (),
+        hide: tuple[str, ...] = (),
     ) -> None:
         if not base_url:
             raise ValueError("base_url is required")
         self._base_url = api_root(base_url)
         self.observe: Observer | None = None
         self._timeout = timeout
-        self._secrets = secrets  # blanked, whole or in any 8-character piece, from upstream text
+        # Blanked, whole or in any 8-character piece, from upstream text: the client's own
+        # credentials and `hide`, every other secret sitrep holds (an upstream may echo any).
+        self._secrets = (*secrets, *hide)
         self._names = names  # not secrets, but nobody else's business: hidden only whole
         self._http = httpx.AsyncClient(
             base_url=self._base_url,

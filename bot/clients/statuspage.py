@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_pascal
 
 from bot.clients.http import UpstreamClient, decode, observed
-from bot.errors import AlreadyResolved, UpstreamRejected, UpstreamUnavailable
+from bot.errors import AlreadyResolved, OutcomeUnknown, UpstreamRejected, UpstreamUnavailable
 
 __all__ = [
     "SERVICE",
@@ -166,8 +166,11 @@ class StatusPageClient(UpstreamClient):
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        hide: tuple[str, ...] = (),
     ) -> None:
-        super().__init__(base_url, timeout=timeout, transport=transport, headers={"X-API-KEY": api_key}, secrets=(api_key,))
+        super().__init__(
+            base_url, timeout=timeout, transport=transport, headers={"X-API-KEY": api_key}, secrets=(api_key,), hide=hide
+        )
 
     # -- operations -------------------------------------------------------
 
@@ -255,7 +258,12 @@ class StatusPageClient(UpstreamClient):
             raise UpstreamUnavailable(SERVICE, "its reply was not the documented {Success, Result, Message} envelope") from None
 
     def _new_id(self, payload: Any, what: str) -> str:
+        """The new object's GUID from a create's envelope. `Success: true` without a usable one
+        says the status page did it and not what it made: the create may exist, so sending it
+        again could make a second one (outcome unknown, never a failure to retry)."""
         envelope = self._envelope(payload)
-        if not isinstance(envelope.result, str) or not envelope.result.strip():
-            raise UpstreamUnavailable(SERVICE, f"it did not return the new {what}'s ID")
-        return envelope.result.strip()
+        if isinstance(envelope.result, str) and envelope.result.strip():
+            return envelope.result.strip()
+        if envelope.success:
+            raise OutcomeUnknown(SERVICE, f"it said the {what} was created but did not return its ID")
+        raise UpstreamUnavailable(SERVICE, f"it did not return the new {what}'s ID")

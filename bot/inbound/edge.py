@@ -21,8 +21,8 @@ from typing import Any
 
 from slack_bolt.request.internals import parse_body
 
-from bot.errors import escape_controls
 from bot.inbound.drain import Drain
+from bot.ops.redaction import escape_controls
 
 log = logging.getLogger(__name__)
 

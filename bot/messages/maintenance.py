@@ -150,6 +150,9 @@ def announcement(window: MaintenanceWindow, backend: BackendFacts) -> tuple[str,
                 "elements": [button("Cancel window", AnnouncementId.CANCEL, str(window.id), "danger")],
             }
         )
+    if window.series_rule:
+        after = f" · next one {slack_date(window.series_next)}" if window.series_next else " · the last one"
+        blocks.append(context(f":repeat: Repeats {fit(window.series_rule, 300)}{after}"))
     blocks.append(context(f"{backend.display_name} ID `{fit(window.upstream_id, 200)}` · updates in the thread"))
     state = STATE_LABEL.get(window.state, window.state).split(" ", 1)[-1]
     text = f"Maintenance #{window.id}: {title_of(window)} ({state}, {when(window.start, window.end)})"

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
-from bot.errors import escape_controls, scrub
+from bot.ops.redaction import escape_controls, scrub
 
 # Never changed in place (`bind` sets a new dict): the empty default is read-only.
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("sitrep_log_context", default=MappingProxyType({}))
@@ -50,7 +50,7 @@ def audit(action: str, *, user: str | None, outcome: str, **target: Any) -> None
 
 class Redact(logging.Filter):
     """Last line of defence: any 8+-character piece of a configured secret is blanked out
-    (bot.errors.scrub), and control characters become escapes, so one event is one line
+    (bot.ops.redaction.scrub), and control characters become escapes, so one event is one line
     that cannot be forged or repaint a terminal. Tracebacks are scrubbed too."""
 
     def __init__(self, secrets: Iterable[str]):

@@ -30,7 +30,7 @@ from bot.errors import (
 from bot.ops.logs import audit
 from bot.ops.metrics import upstream_outcome
 from store import drafts as draft_store
-from store.db import STORE_FAILURES, bounded
+from store.db import STORE_FAILURES, bounded, store_reason
 from store.models import Incident
 from store.states import DraftKind, DraftState
 
@@ -143,6 +143,7 @@ class DraftFlow:
                     session, draft_id, now=self.ctx.clock(), sent_by=self.ctx.instance_id, states=states
                 )
 
+        await write_unsettled(self.ctx, draft_id)
         try:
             claimed = await bounded(take(), KEEP_BOUND_SECONDS)
         except STORE_FAILURES as exc:
@@ -154,6 +155,7 @@ class DraftFlow:
             raise NotFound("That submission already went through, or is being sent right now.")
 
     async def state_of(self, draft_id: int) -> DraftState | None:
+        await write_unsettled(self.ctx, draft_id)
         async with self.ctx.db.session() as session:
             draft = await draft_store.get_draft(session, draft_id)
         return None if draft is None else DraftState(draft.state)
@@ -235,7 +237,9 @@ class DraftFlow:
 
     async def _record(self, draft_id: int, error: str | None, state: DraftState | None = None) -> None:
         """The attempt's end on the draft. Bounded and never raised: the person's answer (the
-        outcome or the upstream's reason) matters more than the draft's bookkeeping."""
+        outcome or the upstream's reason) matters more than the draft's bookkeeping. When
+        the database is out, the write waits in `AppContext.unsettled` for it to come back:
+        the draft is still "sending" by this live process, which nobody else recovers."""
 
         async def record() -> None:
             async with self.ctx.db.session() as session, session.begin():
@@ -244,7 +248,12 @@ class DraftFlow:
         try:
             await bounded(record(), KEEP_BOUND_SECONDS)
         except STORE_FAILURES as exc:
-            log.error("could not record the end of draft %s's attempt: %s", draft_id, store_reason(exc))
+            log.error(
+                "could not record the end of draft %s's attempt (%s); writing it when the database is back",
+                draft_id,
+                store_reason(exc),
+            )
+            self.ctx.unsettled[draft_id] = record
 
     async def _release(self, draft_id: int) -> None:
         try:
@@ -254,18 +263,24 @@ class DraftFlow:
             log.warning("could not release draft %s while stopping", draft_id)
 
 
-def store_reason(exc: BaseException) -> str:
-    """Why the database refused, in words for the person and the operator (no URL, no secret)."""
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    if isinstance(exc, TimeoutError) or "locked" in text or "busy" in text:
-        return "the database is locked by another process"
-    if "readonly" in text or "read-only" in text or "read only" in text:
-        return "the database is read-only"
-    if "i/o error" in text:
-        return "the database cannot be written (disk I/O error)"
-    if "disk is full" in text or "no space" in text:
-        return "the database's disk is full"
-    return f"the database failed ({type(getattr(exc, 'orig', None) or exc).__name__})"
+async def write_unsettled(ctx: AppContext, draft_id: int | None = None) -> int:
+    """Write the ends of sends the database missed (all, or only `draft_id`'s); how many
+    were written. Each is taken out while it is written, so two callers never write one
+    twice; a failed write goes back for the next try."""
+    written = 0
+    for key in [draft_id] if draft_id is not None else list(ctx.unsettled):
+        write = ctx.unsettled.pop(key, None)
+        if write is None:
+            continue
+        try:
+            await bounded(write(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            ctx.unsettled.setdefault(key, write)
+            log.warning("the end of draft %s's attempt is still not written: %s", key, store_reason(exc))
+            return written
+        log.info("wrote the end of draft %s's attempt, missed while the database was out", key)
+        written += 1
+    return written
 
 
 def _target(thing: Any) -> dict[str, Any]:

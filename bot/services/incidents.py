@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
-from bot.errors import AlreadyResolved, FeatureDisabled, NotAllowed, NotFound
+from bot.errors import AlreadyResolved, AnnouncementBusy, FeatureDisabled, NotAllowed, NotFound
 from bot.messages import incident as messages
 from bot.services import incident_forms, notices, nudges
 from bot.services.base import FeatureService
@@ -18,19 +18,14 @@ from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
 from bot.services.rooms import IncidentRooms
-from bot.slack.channel import AnnouncementBusy, ClaimLost, Message, Posted
-from store import announcements as announcement_store
+from bot.slack import posts
+from bot.slack.channel import Message, Posted
+from bot.slack.posts import PostTag, RowClaim, Subject
 from store import incidents as incident_store
-from store import reminders as reminder_store
-from store.dbclock import db_utc_now
 from store.models import Incident, IncidentEvent, Reminder
-from store.states import ClaimResult, DraftKind, ReminderKind, ReminderState
+from store.states import RESOLVED_STATUS, DraftKind, IncidentEventKind, ReminderKind
 
 log = logging.getLogger(__name__)
-
-ANNOUNCEMENT_EVENT = "sitrep_incident_announcement"
-"""Metadata event type on an incident's parent message: whoever takes over the claim of a
-process that died mid-post looks for it in the channel before posting."""
 
 
 def _joined(*warnings: str | None) -> str | None:
@@ -153,13 +148,17 @@ class IncidentService(FeatureService):
                     draft_id=SENDING_DRAFT.get(),
                     # Claimed for its announcement as it is stored: if this process dies
                     # before posting, the crash recovery posts it (`recover_announcement`).
-                    announce_token=1,
-                    announce_claimed_by=self.ctx.instance_id,
-                    announce_claimed_at=db_utc_now(),
+                    **posts.claimed_as_stored(self.ctx),
                 ),
             )
             await incident_store.add_event(
-                session, incident, kind="declared", status=form.status, text=form.description, user_id=user_id, at=now
+                session,
+                incident,
+                kind=IncidentEventKind.DECLARED,
+                status=form.status,
+                text=form.description,
+                user_id=user_id,
+                at=now,
             )
         warning = await self._publish(incident)
         room_warnings = await self.rooms.open(await self._reload(incident.id))
@@ -193,7 +192,7 @@ class IncidentService(FeatureService):
             incident.updated_at = now
             incident.update_count += 1
             event = await incident_store.add_event(
-                session, incident, kind="update", status=form.status, text=form.text, user_id=user_id, at=now
+                session, incident, kind=IncidentEventKind.UPDATE, status=form.status, text=form.text, user_id=user_id, at=now
             )
         warning = await self._publish(incident, event.id, messages.update_reply(incident, event))
         incident = await self._reload(incident.id)
@@ -213,27 +212,35 @@ class IncidentService(FeatureService):
 
     async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> tuple[Incident, str | None]:
         """Record the resolution if nobody did meanwhile (compare-and-set on `resolved_at`):
-        the one winner posts; whoever lost, or was refused upstream after someone else
-        resolved it, hears who did and when, and the stored resolver stays."""
+        the one winner posts; whoever lost hears who did and when, and the stored resolver
+        stays. `announce=False`: the status page refused the resolve (resolved already), so
+        the store only follows it, naming nobody; the person whose resolve it took replaces
+        that record when theirs lands second, and posts *Resolved* then."""
         now = self.ctx.clock()
+        by = user_id if announce else None
+        event = notice = None
         async with self.ctx.db.session() as session, session.begin():
-            won = await incident_store.resolve_if_open(session, incident.id, by=user_id, now=now)
+            followed = (await incident_store.get_incident(session, incident.id)).resolved_at is not None
+            won = await incident_store.resolve_if_open(session, incident.id, by=by, now=now)
             if won:
                 incident = await incident_store.get_incident(session, incident.id)
+            if won and announce:
                 event = await incident_store.add_event(
-                    session, incident, kind="resolved", status="Resolved", text=note, user_id=user_id, at=now
+                    session, incident, kind=IncidentEventKind.RESOLVED, status=RESOLVED_STATUS, text=note, user_id=user_id, at=now
                 )
-                if announce:
-                    # The notice waits in a row written with the resolution: a crash before
-                    # the post leaves it for the scheduler, never lost (`bot.services.notices`).
-                    notice = notices.held_notice(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
-                    session.add(notice)
-                    await session.flush()
+                # The notice waits in a row written with the resolution: a crash before
+                # the post leaves it for the scheduler, never lost (`bot.services.notices`).
+                notice = posts.held_row(self.ctx, incident_id=incident.id, kind=ReminderKind.RESOLVED)
+                session.add(notice)
+                await session.flush()
         if not won:
             raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
-        warning = await self._publish(incident, event.id, reply, broadcast=True, notice=notice.id if announce else None)
-        await self.rooms.plan_archive(incident)
+        warning = await self._publish(
+            incident, event.id if event else None, reply, broadcast=True, notice=notice.id if notice else None
+        )
+        if not followed:  # a record taken over from a refused resolve planned it already
+            await self.rooms.plan_archive(incident)
         return await self._reload(incident.id), warning
 
     async def _reload(self, incident_id: int) -> Incident:
@@ -287,7 +294,7 @@ class IncidentService(FeatureService):
     async def _post_notice(self, at: Posted, incident_id: int, row_id: int, reply: Message) -> str | None:
         """The resolve notice, under the claim its row was written with."""
         tag = notices.notice_tag(incident_id=incident_id, kind=ReminderKind.RESOLVED)
-        return await notices.post_notice(self.ctx, row_id, notices.HELD, at, reply, tag)
+        return await notices.post_notice(self.ctx, row_id, posts.HELD, at, reply, tag)
 
     async def _record_reply(self, event_id: int, ts: str) -> None:
         async with self.ctx.db.session() as session, session.begin():
@@ -302,8 +309,7 @@ class IncidentService(FeatureService):
             incident = await incident_store.get_incident(session, row.incident_id)
             event = await incident_store.resolved_event(session, row.incident_id)
         if incident is None or event is None:
-            async with self.ctx.db.session() as session, session.begin():
-                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            await RowClaim(self.ctx, row_id, claim).skip()
             return 0
         if incident.message_ts is None:
             incident = await self._announce(incident)
@@ -324,64 +330,22 @@ class IncidentService(FeatureService):
         return build
 
     async def _announce(self, incident: Incident, *, held: bool = False, live_since=None) -> Incident:
-        """Post the incident's one parent message and remember where it is, exactly once:
-        under the claim taken when it was stored (`held`), or one taken now (Slack refused it
-        before; with `live_since`, the crash recovery, its claimant is gone), tagged so a claimant
-        taking over finds a post that did reach Slack, sent only while the claim is ours."""
-        db = self.ctx.db
-        if held and incident.announce_claimed_by == self.ctx.instance_id:
-            token, result = incident.announce_token, ClaimResult.FRESH
-        else:
-            async with db.session() as session, session.begin():
-                claim = await announcement_store.claim_announcement(
-                    session,
-                    incident.id,
-                    instance=self.ctx.instance_id,
-                    stale_after=self.ctx.stale_claim,
-                    live_since=live_since,
-                    W=Incident,
-                )
-            if not claim:
-                raise AnnouncementBusy(f"incident {incident.id}")
-            token, result = claim.token, claim.result
-        payload = {"incident_id": incident.id}
-        if result == ClaimResult.STALE:
-            found = await self.ctx.channel.find_message(ANNOUNCEMENT_EVENT, payload)
-            if found is not None:
-                log.info("the announcement of incident %s was already in Slack (%s); not posting it again", incident.id, found)
-                return await self._remember(incident, token, Posted(incident.channel_id, found))
-
-        async def still_ours() -> bool:
-            async with db.session() as session, session.begin():
-                return await announcement_store.confirm_announcement(session, incident.id, token=token, W=Incident)
-
-        try:
-            posted = await self.ctx.channel.announce(
-                messages.announcement(incident),
-                metadata={"event_type": ANNOUNCEMENT_EVENT, "event_payload": payload},
-                guard=still_ours,
-            )
-        except ClaimLost:
-            raise AnnouncementBusy(f"incident {incident.id}") from None
-        except BaseException as exc:
-            # Slack answering with an error posted nothing; a timeout or a crash may have.
-            async with db.session() as session, session.begin():
-                await announcement_store.release_announcement(
-                    session, incident.id, token=token, posted_maybe=not isinstance(exc, SlackApiError), W=Incident
-                )
-            raise
-        return await self._remember(incident, token, posted)
-
-    async def _remember(self, incident: Incident, token: int, posted: Posted) -> Incident:
-        """Store where the announcement is, and its link (the answers to the person show it)."""
-        permalink = await self.ctx.channel.permalink(posted)
-        async with self.ctx.db.session() as session, session.begin():
-            mine = await announcement_store.record_announcement(
-                session, incident.id, token=token, channel_id=posted.channel, ts=posted.ts, W=Incident, permalink=permalink
-            )
-        if not mine:
-            log.warning("incident %s: its announcement %s went out after the claim was taken over", incident.id, posted.ts)
-        return await self._reload(incident.id)
+        """Post the incident's one parent message and remember where it is (and its link),
+        exactly once (`bot.slack.posts`): under the claim taken when it was stored (`held`),
+        or one taken now (Slack refused it before; with `live_since`, the crash recovery,
+        its claimant is gone). `AnnouncementBusy` when another process holds the claim."""
+        subject = Subject(
+            Incident,
+            incident.id,
+            PostTag.INCIDENT_ANNOUNCEMENT,
+            build=messages.announcement,
+            reload=lambda: self._reload(incident.id),
+            permalink=True,
+        )
+        announced = await posts.announce(self.ctx, subject, held=held, live_since=live_since)
+        if announced is None:
+            raise AnnouncementBusy(f"incident {incident.id}")
+        return announced
 
     # --- crash recovery ------------------------------------------------------------------
     async def recover_announcement(self, incident_id: int, *, live_since) -> Incident | None:

@@ -1,13 +1,14 @@
 """Maintenance windows as people ask for them: schedule, edit, cancel, list, status, on
 whichever backend is configured. Business rules live here, not in handlers; every
-submission is kept as a draft until the upstream accepted it. What the scheduler and the
-sync share with it (adopting, announcing, threads) is in `bot.services.windows`."""
+submission is kept as a draft until the upstream accepted it. Split by concern: listing
+(`bot.services.maintenance_listing`), the server's time offset (`bot.services.server_times`),
+the overrun prompt's buttons (`bot.services.overrun`); what the scheduler and the sync share
+with it (adopting, announcing, threads) is in `bot.services.windows`."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,54 +21,24 @@ from bot.errors import (
     NotFound,
     NotSupported,
     UpstreamError,
-    UpstreamUnavailable,
 )
 from bot.messages import maintenance as messages
-from bot.services import maintenance_forms, notices, reminders, server_times
+from bot.services import maintenance_forms, reminders, server_times
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
+from bot.services.maintenance_listing import Listing, WindowListing
 from bot.services.outcomes import Change, Outcome
+from bot.services.overrun import OverrunButtons
+from bot.services.series import SeriesService, new_series
 from bot.services.windows import Windows, posted_at
-from store import facts
+from bot.slack import posts
 from store import maintenance as window_store
+from store import series as series_store
 from store.models import MaintenanceWindow
 from store.states import DraftKind, ReminderKind, WindowState
 
 log = logging.getLogger(__name__)
-
-#: `/maintenance list` is answered after the ack; past this the answer comes from the store.
-LIST_DEADLINE_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class ListedWindow:
-    """One line of `/maintenance list`: what the API says, with our number if we know it."""
-
-    backend: str
-    upstream_id: str
-    title: str
-    start: datetime
-    end: datetime | None
-    state: str
-    servers: tuple[int, ...] = ()
-    components: tuple[str, ...] = ()
-    #: Our short number; None for a window made upstream that the sync has not announced yet.
-    number: int | None = None
-
-
-@dataclass(frozen=True)
-class Listing:
-    """The answer to `/maintenance list`, and where it comes from."""
-
-    windows: list[ListedWindow]
-    service: str  # "AppFirst", "the status page"
-    now: datetime
-    sync_interval: int  # seconds: when a window not announced yet will be
-    #: Why the API did not answer; set ⇒ `windows` is only the bot's own record.
-    problem: str | None = None
-    #: When the API last answered a list (the sync's or a person's); None: never.
-    checked_at: datetime | None = None
 
 
 def _same_minute(a: datetime | None, b: datetime | None) -> bool:
@@ -76,49 +47,14 @@ def _same_minute(a: datetime | None, b: datetime | None) -> bool:
     return a.replace(second=0, microsecond=0) == b.replace(second=0, microsecond=0)
 
 
-def _soonest(window: ListedWindow) -> tuple:
-    return window.start, window.number is None, window.number or 0, window.upstream_id
-
-
-def _listed_from_row(row: MaintenanceWindow, now: datetime) -> ListedWindow:
-    return ListedWindow(
-        backend=row.backend,
-        upstream_id=row.upstream_id,
-        title=row.title,
-        start=row.start,
-        end=row.end,
-        state=WindowState.at(row.start, row.end, now, row.state == WindowState.IN_PROGRESS),
-        servers=tuple(row.servers),
-        components=tuple(row.components),
-        number=row.id,
-    )
-
-
-def _listed_from_api(bw: BackendWindow, row: MaintenanceWindow | None, backend: str, now: datetime) -> ListedWindow:
-    """The API's version; where the API leaves something out (the status page's end and
-    components), our record fills it in."""
-    start = bw.start or (row.start if row is not None else now)
-    end = bw.end if bw.end is not None else (row.end if row is not None else None)
-    return ListedWindow(
-        backend=backend,
-        upstream_id=bw.upstream_id,
-        title=bw.title,
-        start=start,
-        end=end,
-        state=WindowState.at(start, end, now, bw.in_progress),
-        servers=tuple(bw.servers),
-        components=tuple(bw.components) or (tuple(row.components) if row is not None else ()),
-        number=row.id if row is not None else None,
-    )
-
-
-class MaintenanceService(FeatureService):
+class MaintenanceService(OverrunButtons, FeatureService):
     FORMS = maintenance_forms.FORMS
     form_from_payload = staticmethod(maintenance_forms.form_from_payload)
 
     def __init__(self, ctx: AppContext):
         super().__init__(ctx)
         self.windows = Windows(ctx)
+        self.series = SeriesService(ctx, self)
 
     # --- guards ----------------------------------------------------------------------
     @property
@@ -155,59 +91,12 @@ class MaintenanceService(FeatureService):
 
     # --- reads -----------------------------------------------------------------------
     async def listing(self) -> Listing:
-        """Upcoming and ongoing windows as the maintenance API lists them, merged with the
-        store, soonest first. AppFirst lists every window (so it alone decides what exists);
-        the status page lists only what is in progress (so the store adds what is scheduled).
-        When the API does not answer, the store's record, saying so and how old it is."""
-        backend = self.backend
-        now = self.ctx.clock()
-        async with self.ctx.db.session() as session:
-            stored = await window_store.upcoming_windows(session, backend.name, now)
-        try:
-            async with asyncio.timeout(LIST_DEADLINE_SECONDS):
-                live = await backend.list_windows()
-        except (UpstreamError, TimeoutError) as exc:
-            if isinstance(exc, TimeoutError):
-                exc = UpstreamUnavailable(
-                    backend.service, f"it took more than {LIST_DEADLINE_SECONDS:g} seconds to list its windows"
-                )
-            log.warning("/maintenance list: %s did not answer (%s); answering from the store", backend.service, exc)
-            return self._listing(
-                [_listed_from_row(row, now) for row in stored],
-                now,
-                problem=str(exc),
-                checked_at=await self.windows.last_listed(),
-            )
-        await self.windows.note_listed()
-        async with self.ctx.db.session() as session:
-            known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in live])
-        merged: dict[str, ListedWindow] = {}
-        if not backend.lists_all:
-            # Only windows in progress are listed: the store knows the scheduled ones.
-            merged = {row.upstream_id: _listed_from_row(row, now) for row in stored}
-        for bw in live:
-            if bw.end is not None and bw.end <= now:
-                continue  # history
-            row = known.get(bw.upstream_id)
-            merged[bw.upstream_id] = _listed_from_api(bw, row, backend.name, now)
-        return self._listing(sorted(merged.values(), key=_soonest), now)
-
-    def _listing(self, windows: list[ListedWindow], now: datetime, **kwargs: Any) -> Listing:
-        return Listing(
-            windows=windows,
-            service=self.backend.service,
-            now=now,
-            sync_interval=self.ctx.settings.sitrep_sync_interval,
-            **kwargs,
-        )
+        """`/maintenance list` (`bot.services.maintenance_listing`)."""
+        return await WindowListing(self.ctx, self.backend, self.windows).listing()
 
     async def status(self) -> list[tuple[BackendWindow, MaintenanceWindow | None]]:
-        """Windows in progress now, as the API says, each with our record of it if we have one."""
-        backend = self.backend
-        live = await backend.in_progress()
-        async with self.ctx.db.session() as session:
-            known = await window_store.by_upstream_ids(session, backend.name, [w.upstream_id for w in live])
-        return [(w, known.get(w.upstream_id)) for w in live]
+        """`/maintenance status` (`bot.services.maintenance_listing`)."""
+        return await WindowListing(self.ctx, self.backend, self.windows).status()
 
     async def get(self, window_id: int) -> MaintenanceWindow | None:
         return await self.windows.get(window_id)
@@ -247,59 +136,14 @@ class MaintenanceService(FeatureService):
         return await self.ctx.channel.permalink(posted_at(window))
 
     # --- writes ----------------------------------------------------------------------
-    # --- the overrun prompt's buttons ------------------------------------------------
-    def form_of(self, window: MaintenanceWindow, **changes: Any) -> ScheduleForm:
-        """The window as the schedule/edit form would show it, with `changes` applied."""
-        fields: dict[str, Any] = {
-            "title": window.title,
-            "description": window.description,
-            "start": window.start,
-            "end": window.end,
-            "component_ids": tuple(c.id for c in self.ctx.settings.sitrep_components if c.name in window.components),
-            "servers_text": ", ".join(str(s) for s in window.servers),
-            "window_id": window.id,
-        }
-        fields.update(changes)
-        return ScheduleForm(**fields)
+    # --- the server's time offset (bot.services.server_times) -------------------------
+    @property
+    def offset(self) -> server_times.ServerOffset:
+        return server_times.ServerOffset(self.ctx, self.backend)
 
-    async def extend(self, window_id: int, minutes: int, *, user_id: str, channel_id: str | None) -> Outcome:
-        """Move a running window's end later: an edit of its end (PUT on AppFirst, with the
-        server's time offset compensated), so reminders and the announcement follow. The
-        status page cannot move a window: `NotSupported`, and the person is offered a
-        follow-on window instead."""
-        self.require_allowed(user_id)
-        window = await self._find_active(f"#{window_id}")
-        if not self.backend.can_edit:
-            raise NotSupported(
-                f"{self.backend.display_name} cannot move a maintenance window's end once it is scheduled. "
-                "You can schedule a follow-on window that starts when this one ends."
-            )
-        end = max(window.end or self.ctx.clock(), self.ctx.clock()) + timedelta(minutes=minutes)
-        return await self.submit(DraftKind.EDIT, self.form_of(window, end=end), user_id=user_id, channel_id=channel_id)
-
-    async def end_now(self, window_id: int, *, user_id: str, channel_id: str | None) -> Outcome:
-        """End a running window now: AppFirst is sent end = now (an edit); the status page
-        resolves the window's incident. Either way the "ended" reminder comes due now."""
-        self.require_allowed(user_id)
-        window = await self._find_active(f"#{window_id}")
-        now = self.ctx.clock()
-        if self.backend.can_edit:
-            return await self.submit(DraftKind.EDIT, self.form_of(window, end=now), user_id=user_id, channel_id=channel_id)
-        await self.backend.cancel(window.upstream_id)  # resolves the incident on the status page
-        async with self.ctx.db.session() as session, session.begin():
-            stored = await window_store.get_window(session, window.id)
-            stored.end = now
-            stored.updated_at = now
-            window = stored
-        await reminders.schedule_window_reminders(self.ctx, window.id)
-        reply = messages.ended_early_reply(window, user_id, now)
-
-        async def publish() -> None:
-            await self.windows.post_in_thread(window.id, reply)
-            await self.windows.refresh_announcement(window.id)
-
-        warning = await self._slack_step(window.id, publish)
-        return Outcome(DraftKind.EDIT, await self.get(window.id), permalink=await self._permalink(window), warning=warning)
+    async def server_offset(self) -> timedelta:
+        """What this backend adds to the times it is sent, as last learned (0 until then)."""
+        return await self.offset.current()
 
     # --- a schedule whose outcome is unknown (FeatureService.check_and_retry, link) ----
     def unknown_choices(self, kind: DraftKind) -> UnknownChoices:
@@ -414,43 +258,35 @@ class MaintenanceService(FeatureService):
             "servers": form.servers if backend.uses_servers else (),
         }
 
-    # --- the server's time offset (bot.services.server_times) -------------------------
-    def _offset_key(self) -> str:
-        return f"{self.backend.name}.offset"
-
-    async def server_offset(self) -> timedelta:
-        """What this backend adds to the times it is sent, as last learned (0 until then)."""
-        if not self.backend.replies_with_times:
-            return server_times.NO_OFFSET
-        async with self.ctx.db.session() as session:
-            fact = await facts.get_fact(session, self._offset_key())
-        return timedelta(seconds=fact.value["seconds"]) if fact is not None else server_times.NO_OFFSET
-
-    async def _learn_offset(self, fields: dict[str, Any], bw: BackendWindow, known: timedelta) -> timedelta | None:
-        """Rule 2: the offset this reply shows, stored when it is new; None when the reply
-        moved the times in a way no offset explains (reported, never learned)."""
-        if not self.backend.replies_with_times:
-            return None
-        seen = server_times.offset_seen((fields["start"], fields["end"]), (bw.start, bw.end))
-        if seen is None:
-            log.warning("%s kept window %s at times no fixed offset explains", self.backend.service, bw.upstream_id)
-            return None
-        if seen != known:
-            log.info("%s adds %s to the times it is sent (was %s)", self.backend.service, seen, known)
-            async with self.ctx.db.session() as session, session.begin():
-                await facts.put_fact(session, self._offset_key(), {"seconds": int(seen.total_seconds())}, now=self.ctx.clock())
-        return seen
-
-    async def _schedule(self, form: ScheduleForm, user_id: str) -> Outcome:
+    async def _schedule(self, form: ScheduleForm, user_id: str, occurrence: tuple[int, int] | None = None) -> Outcome:
+        """Create the window upstream and keep it. A form that repeats starts a series (the
+        window is its first occurrence) and creates the next ones within the horizon."""
+        if form.repeats and not form.zone.strip():
+            form = replace(form, zone=await self.series.zone_of(user_id))
         backend = self.backend
         offset = await self.server_offset()
         fields = self._backend_fields(form, offset)
         bw = await backend.create(**fields)
-        await self._learn_offset(fields, bw, offset)
-        return await self._store_scheduled(form, bw, user_id)
+        await self.offset.learn(fields, bw, offset)
+        outcome = await self._store_scheduled(form, bw, user_id, occurrence=occurrence)
+        if occurrence is None and outcome.record.series_id is not None:
+            await self.series.roll_forward(only=outcome.record.series_id)
+        return outcome
 
-    async def _store_scheduled(self, form: ScheduleForm, bw: BackendWindow, user_id: str) -> Outcome:
-        """Keep a window the backend has (as `bw`), plan its reminders, announce it."""
+    async def create_occurrence(self, form: ScheduleForm, user_id: str, occurrence: tuple[int, int]) -> Outcome:
+        """One occurrence of a series (`(series id, index)`), created upstream and kept."""
+        return await self._schedule(form, user_id, occurrence)
+
+    async def store_occurrence(self, form: ScheduleForm, bw: BackendWindow, user_id: str, occurrence: tuple[int, int]) -> Outcome:
+        """An occurrence found upstream after its creator died: kept and announced as if created."""
+        return await self._store_scheduled(form, bw, user_id, occurrence=occurrence)
+
+    async def _store_scheduled(
+        self, form: ScheduleForm, bw: BackendWindow, user_id: str, *, occurrence: tuple[int, int] | None = None
+    ) -> Outcome:
+        """Keep a window the backend has (as `bw`), plan its reminders, announce it. A window
+        of a series (`occurrence`, or a form that repeats: a new series) is linked to it in
+        the same transaction, so its claim is never left without the window."""
         backend = self.backend
         now = self.ctx.clock()
         start = bw.start or form.start
@@ -475,6 +311,18 @@ class MaintenanceService(FeatureService):
                     draft_id=SENDING_DRAFT.get(),
                 ),
             )
+            if occurrence is None and form.repeats:
+                channel = self.ctx.settings.sitrep_channel
+                series = await series_store.add_series(
+                    session, new_series(form, backend=backend.name, user_id=user_id, channel_id=channel, now=now)
+                )
+                occurrence = (series.id, 0)
+            if occurrence is not None:
+                series = await series_store.get_series(session, occurrence[0])
+                window.series_id, window.series_index = occurrence
+                window.series_rule, window.series_next = self.series.rule_and_next(series, occurrence[1])
+                await session.flush()
+                await series_store.record_created(session, occurrence[0], occurrence[1], window.id)
         # Reminders first: they must not depend on Slack taking the announcement.
         await reminders.schedule_window_reminders(self.ctx, window.id)
         warning = await self._slack_step(window.id, lambda: self.windows.announce(window.id))
@@ -534,7 +382,7 @@ class MaintenanceService(FeatureService):
         offset = await self.server_offset()
         fields = self._backend_fields(form, offset)
         bw = await backend.update(upstream_id, **fields)
-        learned = await self._learn_offset(fields, bw, offset)
+        learned = await self.offset.learn(fields, bw, offset)
         if learned is None or learned == offset:
             return bw
         again = self._backend_fields(form, learned)
@@ -544,11 +392,13 @@ class MaintenanceService(FeatureService):
             # It has the first version: that stands, and the person is told it differs.
             log.warning("%s did not take the corrected times of window %s: %s", backend.service, upstream_id, exc)
             return bw
-        await self._learn_offset(again, corrected, learned)
+        await self.offset.learn(again, corrected, learned)
         return corrected
 
     async def _cancel(self, form: CancelForm, user_id: str) -> Outcome:
         window = await self.find_cancellable(str(form.window_id))
+        if form.following and window.series_id is not None and window.series_index is not None:
+            return await self._cancel_following(window, form, user_id)
         try:
             await self.backend.cancel(window.upstream_id)
         except AlreadyResolved:
@@ -560,6 +410,35 @@ class MaintenanceService(FeatureService):
         permalink = await self._permalink(window)
         return Outcome(DraftKind.CANCEL, window, permalink=permalink, warning=warning)
 
+    async def _cancel_following(self, window: MaintenanceWindow, form: CancelForm, user_id: str) -> Outcome:
+        """This occurrence and every later one: the series stops creating them first (so a
+        roll does not add one behind the cancel), then each window ahead is deleted upstream
+        and closed here, this one first. Only this one's failure fails the whole; a later
+        one that fails is named in the answer (cancel it by itself)."""
+        async with self.ctx.db.session() as session, session.begin():
+            await series_store.end_before(session, window.series_id, window.series_index, now=self.ctx.clock())
+            ahead = await series_store.active_windows_from(session, window.series_id, window.series_index + 1)
+        outcome = await self._cancel(CancelForm(window_id=window.id, note=form.note), user_id)
+        done, failed = [], []
+        for later in ahead:
+            try:
+                await self._cancel(CancelForm(window_id=later.id, note=form.note), user_id)
+            except AlreadyResolved:
+                done.append(later.id)
+            except (UpstreamError, NotFound) as exc:
+                log.warning("cancelling maintenance #%s (a later occurrence of series %s): %s", later.id, window.series_id, exc)
+                failed.append(later.id)
+            else:
+                done.append(later.id)
+        notes = []
+        if done:
+            notes.append("Also cancelled the ones after it: " + ", ".join(f"#{n}" for n in done) + ".")
+        if failed:
+            notes.append("Not cancelled (try each by itself): " + ", ".join(f"#{n}" for n in failed) + ".")
+        notes.append("The series creates no more windows.")
+        outcome.warning = " ".join(filter(None, [outcome.warning, *notes]))
+        return outcome
+
     async def _close(self, window_id: int, *, user_id: str, note: str) -> tuple[MaintenanceWindow, str | None]:
         """Cancel in the store if nobody did meanwhile (compare-and-set): only the winner
         tells the channel; the other person hears who cancelled it and when."""
@@ -570,7 +449,7 @@ class MaintenanceService(FeatureService):
             if announced:
                 # The notice waits in a row written with the cancellation: a crash before the
                 # post leaves it for the scheduler, never lost (`bot.services.notices`).
-                notice = notices.held_notice(self.ctx, window_id=window_id, kind=ReminderKind.CANCELLED)
+                notice = posts.held_row(self.ctx, window_id=window_id, kind=ReminderKind.CANCELLED)
                 session.add(notice)
                 await session.flush()
         window = await self.get(window_id)

@@ -22,7 +22,7 @@ from datetime import timedelta
 from bot.context import AppContext
 from bot.errors import FeatureDisabled, SubmissionUnknown
 from bot.services.base import FeatureService
-from bot.services.drafts import UnknownChoices
+from bot.services.drafts import UnknownChoices, write_unsettled
 from bot.services.incidents import IncidentService
 from bot.services.maintenance import MaintenanceService
 from bot.services.outcomes import Outcome
@@ -37,14 +37,13 @@ from store.states import DraftKind
 
 log = logging.getLogger(__name__)
 
-#: Beats an instance may miss before it counts as gone (one late beat is not a death).
-HEARTBEAT_MISSES = 3
+HEARTBEAT_MISSES = instances.HEARTBEAT_MISSES
 #: Rows of instances silent this long are deleted.
 FORGET_AFTER = timedelta(days=1)
 
 
 def stale_after(ctx: AppContext) -> timedelta:
-    return timedelta(seconds=ctx.settings.sitrep_heartbeat * HEARTBEAT_MISSES)
+    return instances.gone_after(ctx.settings.sitrep_heartbeat)
 
 
 async def beat(ctx: AppContext) -> None:
@@ -61,7 +60,9 @@ async def stop_beating(ctx: AppContext) -> None:
 
 async def recover_orphans(ctx: AppContext) -> int:
     """Turn drafts whose sender is gone into "outcome unknown" and tell their people; the
-    number of drafts this instance took over."""
+    number of drafts this instance took over. First, the ends of this instance's own sends
+    that the database missed while it was out (`drafts.write_unsettled`)."""
+    await write_unsettled(ctx)
     async with ctx.db.session() as session:
         cutoff = await instances.live_cutoff(session, stale_after(ctx))
         orphans = await draft_store.orphaned(session, live_since=cutoff)
@@ -122,13 +123,11 @@ async def _finish_made(ctx: AppContext, draft: Draft, *, gone: str | None, live_
     if permalink is None and record.message_ts:
         permalink = await ctx.channel.permalink(Posted(record.channel_id, record.message_ts))
     outcome = Outcome(kind, record, permalink=permalink, warning=RECOVERED_NOTE)
-    if ctx.notify_done is None:
-        log.error("draft %s is done, but nothing is wired to tell %s", draft.id, draft.user_id)
-    else:
-        try:
-            await ctx.notify_done(outcome, draft.user_id, draft.channel_id)
-        except Exception:  # noqa: BLE001 - one person's notice must not stop the others'
-            log.exception("could not tell %s that draft %s went through", draft.user_id, draft.id)
+    try:
+        if not await ctx.notify_done(outcome, draft.user_id, draft.channel_id):
+            log.error("draft %s is done, but nothing is wired to tell %s", draft.id, draft.user_id)
+    except Exception:  # noqa: BLE001 - one person's notice must not stop the others'
+        log.exception("could not tell %s that draft %s went through", draft.user_id, draft.id)
     async with ctx.db.session() as session, session.begin():
         await draft_store.mark_done_recovered(session, draft, now=ctx.clock())
     return True
@@ -193,10 +192,8 @@ def unknown_error(ctx: AppContext, draft: Draft) -> SubmissionUnknown:
 async def _tell(ctx: AppContext, draft: Draft) -> None:
     if draft.kind not in DraftKind.__members__.values():
         return
-    if ctx.notify_unknown is None:
-        log.error("draft %s is outcome unknown, but nothing is wired to tell %s", draft.id, draft.user_id)
-        return
     try:
-        await ctx.notify_unknown(unknown_error(ctx, draft), draft.user_id, draft.channel_id)
+        if not await ctx.notify_unknown(unknown_error(ctx, draft), draft.user_id, draft.channel_id):
+            log.error("draft %s is outcome unknown, but nothing is wired to tell %s", draft.id, draft.user_id)
     except Exception:  # noqa: BLE001 - one person's notice must not stop the others'
         log.exception("could not tell %s that draft %s is outcome unknown", draft.user_id, draft.id)

@@ -27,12 +27,18 @@ The rule, in order:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from bot.context import AppContext
+from store import facts
 
 if TYPE_CHECKING:
-    from bot.backends.base import BackendWindow
+    from bot.backends.base import BackendWindow, MaintenanceBackend
+
+log = logging.getLogger(__name__)
 
 #: Time zones run from UTC−12 to UTC+14, in whole quarter hours.
 MAX_OFFSET = timedelta(hours=14)
@@ -77,3 +83,37 @@ def find_lost_write(candidates: Iterable[BackendWindow], wanted: Times, offset: 
             return by_shift[expected][0]
     others = [window for group in by_shift.values() for window in group]
     return others[0] if len(others) == 1 else None
+
+
+class ServerOffset:
+    """One backend's offset as learned from its replies (rule 2), kept in the store's facts
+    so it survives restarts."""
+
+    def __init__(self, ctx: AppContext, backend: MaintenanceBackend):
+        self.ctx, self.backend = ctx, backend
+
+    def _key(self) -> str:
+        return f"{self.backend.name}.offset"
+
+    async def current(self) -> timedelta:
+        """What this backend adds to the times it is sent, as last learned (0 until then)."""
+        if not self.backend.replies_with_times:
+            return NO_OFFSET
+        async with self.ctx.db.session() as session:
+            fact = await facts.get_fact(session, self._key())
+        return timedelta(seconds=fact.value["seconds"]) if fact is not None else NO_OFFSET
+
+    async def learn(self, fields: dict[str, Any], bw: BackendWindow, known: timedelta) -> timedelta | None:
+        """Rule 2: the offset this reply shows, stored when it is new; None when the reply
+        moved the times in a way no offset explains (reported, never learned)."""
+        if not self.backend.replies_with_times:
+            return None
+        seen = offset_seen((fields["start"], fields["end"]), (bw.start, bw.end))
+        if seen is None:
+            log.warning("%s kept window %s at times no fixed offset explains", self.backend.service, bw.upstream_id)
+            return None
+        if seen != known:
+            log.info("%s adds %s to the times it is sent (was %s)", self.backend.service, seen, known)
+            async with self.ctx.db.session() as session, session.begin():
+                await facts.put_fact(session, self._key(), {"seconds": int(seen.total_seconds())}, now=self.ctx.clock())
+        return seen

@@ -15,23 +15,20 @@ from bot.backends import backend_named
 from bot.backends.base import BackendWindow
 from bot.clients.slack import slack_error
 from bot.context import AppContext
-from bot.errors import NotFound
+from bot.errors import AnnouncementBusy, NotFound
 from bot.messages import maintenance as messages
 from bot.services import notices, reminders
-from bot.slack.channel import AnnouncementBusy, ClaimLost, Message, Posted
-from store import announcements as announcement_store
+from bot.slack import posts
+from bot.slack.channel import Message, Posted
+from bot.slack.posts import PostTag, RowClaim, Subject
 from store import facts
 from store import maintenance as window_store
-from store import reminders as reminder_store
 from store.db import STORE_FAILURES, bounded
 from store.models import MaintenanceWindow
-from store.states import ClaimResult, ReminderKind, ReminderState, WindowState
+from store.states import ReminderKind, WindowState
 
 log = logging.getLogger(__name__)
 
-ANNOUNCEMENT_EVENT = "sitrep_announcement"
-"""Metadata event type on a window's parent message: a replica taking over a stale claim
-looks for it in the channel before posting."""
 ANNOUNCE_WAIT = 5.0
 """Seconds to wait for another replica's announcement of the same window before giving up."""
 
@@ -165,39 +162,15 @@ class Windows:
         """The window announced, and whether this call posted (or adopted) its announcement.
         With `live_since` (the crash recovery), a claim held by an instance with no heartbeat
         since then is taken over at once."""
-        db, instance = self.ctx.db, self.ctx.instance_id
-        async with db.session() as session, session.begin():
-            claim = await announcement_store.claim_announcement(
-                session, window_id, instance=instance, stale_after=self.ctx.stale_claim, live_since=live_since
-            )
-        if not claim:
+        window = await posts.announce(self.ctx, self._subject(window_id), live_since=live_since)
+        if window is None:
             return await self._announced_elsewhere(window_id), False
-        payload = {"window_id": window_id}
-        if claim.result == ClaimResult.STALE:
-            found = await self.ctx.channel.find_message(ANNOUNCEMENT_EVENT, payload)
-            if found is not None:
-                log.info("the announcement of window %s was already in Slack (%s); not posting it again", window_id, found)
-                return await self._record(window_id, claim.token, Posted(self.ctx.settings.sitrep_channel, found)), True
-        window = await self.get(window_id)
+        return window, True
 
-        async def still_ours() -> bool:
-            async with db.session() as session, session.begin():
-                return await announcement_store.confirm_announcement(session, window_id, token=claim.token)
-
-        try:
-            posted = await self.ctx.channel.announce(
-                announcement(window), metadata={"event_type": ANNOUNCEMENT_EVENT, "event_payload": payload}, guard=still_ours
-            )
-        except ClaimLost:
-            return await self._announced_elsewhere(window_id), False
-        except BaseException as exc:
-            # Slack answering with an error posted nothing; a timeout or a crash may have.
-            async with db.session() as session, session.begin():
-                await announcement_store.release_announcement(
-                    session, window_id, token=claim.token, posted_maybe=not isinstance(exc, SlackApiError)
-                )
-            raise
-        return await self._record(window_id, claim.token, posted), True
+    def _subject(self, window_id: int) -> Subject[MaintenanceWindow]:
+        return Subject(
+            MaintenanceWindow, window_id, PostTag.WINDOW_ANNOUNCEMENT, build=announcement, reload=lambda: self.get(window_id)
+        )
 
     async def recover_announcement(self, window_id: int, *, live_since: datetime) -> MaintenanceWindow | None:
         """Announce a window whose process died before its announcement was posted; None
@@ -217,15 +190,14 @@ class Windows:
         """The cancel notice, under the claim its row was written with."""
         window = await self.announced(window_id)
         tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
-        return await notices.post_notice(self.ctx, row_id, notices.HELD, posted_at(window), message, tag)
+        return await notices.post_notice(self.ctx, row_id, posts.HELD, posted_at(window), message, tag)
 
     async def deliver_notice(self, row_id: int, window_id: int, claim) -> int:
         """The scheduler's side of a cancel notice it claimed (the canceller died before
         posting it); the note typed with the cancellation was not kept and is left out."""
         window = await self.get(window_id)
         if window is None or not window.message_ts:
-            async with self.ctx.db.session() as session, session.begin():
-                await reminder_store.finish(session, row_id, token=claim.token, state=ReminderState.SKIPPED, now=self.ctx.clock())
+            await RowClaim(self.ctx, row_id, claim).skip()
             return 0
         message = messages.cancelled_reply(window, window.cancelled_by, window.cancelled_at or self.ctx.clock())
         tag = notices.notice_tag(kind=ReminderKind.CANCELLED, window_id=window_id)
@@ -239,15 +211,6 @@ class Windows:
         """The window a draft's send stored before its process died, if it got that far."""
         async with self.ctx.db.session() as session:
             return await window_store.by_draft(session, draft_id)
-
-    async def _record(self, window_id: int, token: int, posted: Posted) -> MaintenanceWindow:
-        async with self.ctx.db.session() as session, session.begin():
-            mine = await announcement_store.record_announcement(
-                session, window_id, token=token, channel_id=posted.channel, ts=posted.ts
-            )
-        if not mine:
-            log.warning("window %s: its announcement %s went out after the claim was taken over", window_id, posted.ts)
-        return await self.get(window_id)
 
     async def _announced_elsewhere(self, window_id: int) -> MaintenanceWindow:
         """Another process holds the claim: its post is usually seconds away. Wait for it a

@@ -5,9 +5,10 @@ call it; only it handles `SlackApiError` for channel posts.
 It also holds the rule for a change the upstream already took: Slack trouble afterwards is a
 warning for the person, never a failed submission they would send a second time.
 
-Posts and edits go through `bot.slack.outbox.Outbox` (one paced queue per channel, edits of one
-parent coalesced), with a client of their own that does not sleep through a 429: the outbox
-pauses only that channel and method and retries, so one 429 never holds other work."""
+Posts, edits, permalinks and reads go through `bot.slack.outbox.Outbox` (one paced queue per
+channel, each method metered in the scope Slack limits it over, edits of one parent coalesced),
+with a client of their own that does not sleep through a 429: the outbox pauses only that
+method's bucket and retries, so one 429 never holds other work."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients.slack import slack_error
+from bot.errors import AnnouncementBusy, ClaimLost
 from bot.messages.sandbox import in_sandbox
 from bot.slack.outbox import Outbox, Priority
 
@@ -31,14 +33,6 @@ Message = tuple[str, list[dict]]
 Guard = Callable[[], Awaitable[bool]]
 #: How far back `find_message` reads the channel for a tagged post (newest first).
 HISTORY_SEARCH_LIMIT = 1000
-
-
-class ClaimLost(Exception):
-    """A claimed post was not sent: its claim was taken over (another replica has it)."""
-
-
-class AnnouncementBusy(Exception):
-    """Another replica is posting this window's first announcement right now."""
 
 
 @dataclass(frozen=True)
@@ -72,19 +66,28 @@ class Channel:
         self.outbox = outbox if outbox is not None else Outbox()
         self.sender = sender if sender is not None else unpaced_client(slack)
 
-    async def announce(self, message: Message, *, metadata: dict | None = None, guard: Guard | None = None) -> Posted:
+    async def announce(
+        self,
+        message: Message | Callable[[], Awaitable[Message]],
+        *,
+        metadata: dict | None = None,
+        guard: Guard | None = None,
+        priority: int = Priority.REPLY,
+        hand_back: bool = False,
+    ) -> Posted:
         """Post a parent message (tagged with `metadata`, so a replica taking over a stale
-        claim can find it; sent only while `guard` says the claim is still ours)."""
-        text, blocks = self._mark(message)
+        claim can find it; sent only while `guard` says the claim is still ours). A callable
+        `message` is built when the post's turn comes, and `hand_back` is kept, as in `reply`."""
         kwargs: dict[str, Any] = {} if metadata is None else {"metadata": metadata}
 
         async def post() -> Any:
+            text, blocks = self._mark(await message() if callable(message) else message)
             await _check(guard)
             return await self.sender.chat_postMessage(
                 channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False, **kwargs
             )
 
-        posted = await self.outbox.send(self.channel_id, "chat.postMessage", post, priority=Priority.REPLY)
+        posted = await self.outbox.send(self.channel_id, "chat.postMessage", post, priority=priority, hand_back=hand_back)
         return Posted(posted.get("channel", self.channel_id), posted["ts"])
 
     async def announced(
@@ -153,7 +156,7 @@ class Channel:
     ) -> str:
         """Reply in the announcement's thread; returns the reply's ts. With `guard`, sent
         only if it still says yes just before the request (else `ClaimLost`); with
-        `hand_back`, a 429 raises `bot.slack.outbox.RateLimited` at once instead of waiting.
+        `hand_back`, a 429 raises `bot.errors.RateLimited` at once instead of waiting.
         A callable `message` is built when the reply's turn comes (what it raises is raised
         here, and nothing is sent), before the guard: its build may wait on the database, and
         a claim taken over meanwhile must still stop the post."""
@@ -182,7 +185,11 @@ class Channel:
         if at is None:
             return None
         try:
-            answer = await self.slack.chat_getPermalink(channel=at.channel, message_ts=at.ts)
+            answer = await self.outbox.call(
+                "chat.getPermalink",
+                lambda: self.sender.chat_getPermalink(channel=at.channel, message_ts=at.ts),
+                channel=at.channel,
+            )
             return answer.get("permalink")
         except SlackApiError:
             return None
@@ -193,8 +200,12 @@ class Channel:
         cursor = None
         try:
             while True:
-                page = await self.slack.conversations_replies(
-                    channel=at.channel, ts=at.ts, include_all_metadata=True, limit=200, cursor=cursor
+                page = await self.outbox.call(
+                    "conversations.replies",
+                    lambda cursor=cursor: self.sender.conversations_replies(
+                        channel=at.channel, ts=at.ts, include_all_metadata=True, limit=200, cursor=cursor
+                    ),
+                    channel=at.channel,
                 )
                 for message in page.get("messages", []):
                     meta = message.get("metadata") or {}
@@ -215,8 +226,12 @@ class Channel:
         cursor, read = None, 0
         try:
             while read < HISTORY_SEARCH_LIMIT:
-                page = await self.slack.conversations_history(
-                    channel=self.channel_id, include_all_metadata=True, limit=200, cursor=cursor
+                page = await self.outbox.call(
+                    "conversations.history",
+                    lambda cursor=cursor: self.sender.conversations_history(
+                        channel=self.channel_id, include_all_metadata=True, limit=200, cursor=cursor
+                    ),
+                    channel=self.channel_id,
                 )
                 for message in page.get("messages", []):
                     meta = message.get("metadata") or {}

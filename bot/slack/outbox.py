@@ -1,11 +1,15 @@
-"""One outbound queue per channel, paced ahead of Slack's rate limits.
+"""One outbound queue per channel, paced ahead of Slack's rate limits, each in its scope.
 
-Slack limits `chat.postMessage` to about one message per second per channel (short bursts
-allowed) and `chat.update` to Tier 3 (about 50 a minute). Sending as fast as work arrives
-hits those limits and every 429 then stalls whatever waits behind it. Here each channel
-has one queue, sent in `Priority` order, each method metered by its own token bucket so a
-429 is the exception; a 429 pauses only that channel and method for its Retry-After, and
-the call goes back to the front of its queue (never a sleep that holds other work).
+Slack limits `chat.postMessage` to about one message per second *per channel* (its special
+tier, short bursts allowed); every other method's tier (`chat.update` Tier 3, about 50 a
+minute; `views.publish` Tier 4) is per app *per workspace*, whatever the channel. Sending as
+fast as work arrives hits those limits and every 429 then stalls whatever waits behind it.
+Here each channel has one queue, sent in `Priority` order, each method metered by its own
+token bucket in the scope Slack counts it over (the channel's bucket for `chat.postMessage`, one
+bucket for the whole workspace otherwise: edits of an incident's two channels draw on one),
+so a 429 is the exception; a 429 pauses only that bucket for its Retry-After, and the call
+goes back to the front of its queue (never a sleep that holds other work). Calls without a
+channel (`views.publish`) queue under `WORKSPACE`.
 
 Edits of one parent that are still queued are coalesced: the newest message replaces the
 queued one, so a burst of changes becomes one `chat.update` carrying the latest state.
@@ -37,6 +41,8 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.errors import RateLimited
+
 log = logging.getLogger(__name__)
 
 
@@ -53,19 +59,36 @@ class Priority(IntEnum):
     """A parent's refresh: coalesced, so it goes last and carries the latest state."""
 
 
+#: The bucket key (and queue) of a workspace-wide limit; no Slack ID contains "*".
+WORKSPACE = "*"
+#: The methods Slack limits per channel (chat.postMessage's special tier); every tier is per
+#: app and workspace, whichever channel a call names.
+PER_CHANNEL = frozenset({"chat.postMessage"})
+
+
 @dataclass(frozen=True)
 class Rate:
-    """A token bucket: `per_second` sustained, `burst` at once."""
+    """A token bucket: `per_second` sustained, `burst` at once (over the channel for a method
+    in `PER_CHANNEL`, over the workspace for any other)."""
 
     per_second: float
     burst: int
 
 
-#: Slack's documented limits, kept just under: chat.postMessage ~1/s per channel with short
-#: bursts (special tier), chat.update Tier 3 (50+/min).
+#: Slack's documented limits (each method's `rate_limits` in its document), kept just under:
+#: chat.postMessage ~1/s per channel with short bursts (special tier); Tier 3 (50+/min) and
+#: Tier 4 (100+/min) per workspace. assumption: chat.getPermalink's document gives the special
+#: tier with no number; it is paced as Tier 4, per workspace.
+TIER_3, TIER_4 = 50 / 60, 100 / 60
 SLACK_RATES: dict[str, Rate] = {
     "chat.postMessage": Rate(per_second=1.0, burst=4),
-    "chat.update": Rate(per_second=50 / 60, burst=8),
+    "chat.update": Rate(per_second=TIER_3, burst=8),
+    "conversations.history": Rate(per_second=TIER_3, burst=8),
+    "conversations.replies": Rate(per_second=TIER_3, burst=8),
+    "users.conversations": Rate(per_second=TIER_3, burst=8),
+    "conversations.members": Rate(per_second=TIER_4, burst=8),
+    "views.publish": Rate(per_second=TIER_4, burst=8),
+    "chat.getPermalink": Rate(per_second=TIER_4, burst=8),
 }
 
 
@@ -82,18 +105,9 @@ the refused call alone (or handed back to its owner)."""
 
 
 RESERVE_TIMEOUT = 2.0
-#: Books a send slot shared with other replicas: (channel, method, rate) → seconds to wait.
+#: Books a send slot shared with other replicas: (bucket key: a channel or `WORKSPACE`, method,
+#: rate) → seconds to wait.
 Reserve = Callable[[str, str, "Rate"], Awaitable[float]]
-
-
-class RateLimited(Exception):
-    """Slack answered 429 to a call sent with `hand_back`: nothing was posted; try again
-    after `retry_after` seconds."""
-
-    def __init__(self, method: str, retry_after: float):
-        super().__init__(f"Slack rate-limited {method}; retry after {retry_after:.0f} s")
-        self.method = method
-        self.retry_after = retry_after
 
 
 class TokenBucket:
@@ -203,6 +217,7 @@ class Outbox:
         max_attempts: int = MAX_ATTEMPTS,
         pause_cap: float = PAUSE_CAP,
         reserve: Reserve | None = None,
+        on_rate_limited: Callable[[str, float], None] | None = None,
     ):
         self.rates = SLACK_RATES if rates is None else rates
         self.monotonic = monotonic
@@ -211,15 +226,15 @@ class Outbox:
         self.pause_cap = pause_cap
         self.reserve = reserve
         self._queues: dict[str, list[_Job]] = {}
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}  # (`_where`, method)
         self._workers: dict[str, asyncio.Task] = {}
-        self._paused: dict[tuple[str, str], float] = {}  # 429: (channel, method) -> until
+        self._paused: dict[tuple[str, str], float] = {}  # 429: (`_where`, method) -> until
         self._wake: dict[str, asyncio.Event] = {}
         self._seq = itertools.count()
         self.rate_limited = 0  # 429s seen, for logs and the bench
         # Told of each 429 (method, seconds the method is paused for): the wiring counts it in
         # /metrics next to the 429s slack_sdk sleeps through on the other clients.
-        self.on_rate_limited: Callable[[str, float], None] | None = None
+        self.on_rate_limited = on_rate_limited
 
     def send(
         self,
@@ -249,6 +264,11 @@ class Outbox:
             self._workers[channel] = asyncio.create_task(self._run(channel), name=f"outbox {channel}")
         return future
 
+    def call(self, method: str, call: Callable[[], Awaitable[Any]], *, channel: str = WORKSPACE) -> asyncio.Future:
+        """One paced request that is not a post (a read, a permalink, a home view): queued in
+        `channel` (`WORKSPACE` for a call without one), metered in its method's scope."""
+        return self.send(channel, method, call, priority=Priority.REPLY)
+
     async def drain(self, channel: str) -> None:
         """Wait until everything queued for `channel` has been sent (or has failed)."""
         while self._queues.get(channel) or not self._idle(channel):
@@ -264,7 +284,7 @@ class Outbox:
             return None
         now = self.monotonic()
         bucket = self._bucket(channel, method, now)
-        if bucket.wait(now) > 0 or self._paused.get((channel, method), 0.0) > now:
+        if bucket.wait(now) > 0 or self._paused.get(self._where(channel, method), 0.0) > now:
             return 0
         return int(bucket.tokens)
 
@@ -272,11 +292,16 @@ class Outbox:
         worker = self._workers.get(channel)
         return worker is None or worker.done()
 
+    def _where(self, channel: str, method: str) -> tuple[str, str]:
+        """The key of the bucket (and 429 pause) a send of `method` in `channel` draws on: the
+        channel's own for a per-channel limit, the workspace's otherwise (unmetered ones too)."""
+        return (channel if method in PER_CHANNEL else WORKSPACE), method
+
     def _bucket(self, channel: str, method: str, now: float) -> TokenBucket | None:
         rate = self.rates.get(method)
         if rate is None:
             return None
-        return self._buckets.setdefault((channel, method), TokenBucket(rate, now))
+        return self._buckets.setdefault(self._where(channel, method), TokenBucket(rate, now))
 
     async def _run(self, channel: str) -> None:
         queue = self._queues[channel]
@@ -300,7 +325,7 @@ class Outbox:
                 shortest = min(shortest, job.not_before - now)
                 continue
             bucket = self._bucket(channel, job.method, now)
-            wait = max(0.0, self._paused.get((channel, job.method), 0.0) - now)
+            wait = max(0.0, self._paused.get(self._where(channel, job.method), 0.0) - now)
             if bucket is not None:
                 wait = max(wait, bucket.wait(now))
             if wait <= 0:
@@ -334,7 +359,8 @@ class Outbox:
                     self.on_rate_limited(job.method, retry_after)
                 now = self.monotonic()
                 pause = min(retry_after, self.pause_cap)
-                self._paused[(channel, job.method)] = max(self._paused.get((channel, job.method), 0.0), now + pause)
+                where = self._where(channel, job.method)
+                self._paused[where] = max(self._paused.get(where, 0.0), now + pause)
                 bucket = self._bucket(channel, job.method, now)
                 if bucket is not None:
                     bucket.wait(now)  # brought up to now, so the pause counts from the answer
@@ -353,18 +379,19 @@ class Outbox:
         except Exception as exc:  # noqa: BLE001 - handed to whoever awaits the send
             job.future.set_exception(exc)
         else:
-            bucket = self._buckets.get((channel, job.method))
+            bucket = self._buckets.get(self._where(channel, job.method))
             if bucket is not None:
                 bucket.taken()
             job.future.set_result(answer)
 
     async def _shared_slot(self, channel: str, method: str) -> None:
-        """Wait for this send's slot in the pace shared with other replicas, if any."""
+        """Wait for this send's slot in the pace shared with other replicas (in the method's
+        scope: the channel's, or the workspace's), if any."""
         rate = self.rates.get(method)
         if self.reserve is None or rate is None:
             return
         try:
-            wait = await asyncio.wait_for(self.reserve(channel, method, rate), RESERVE_TIMEOUT)
+            wait = await asyncio.wait_for(self.reserve(self._where(channel, method)[0], method, rate), RESERVE_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - a sick database must not stop posts
             log.warning("shared pacing unavailable (%s); pacing %s in %s locally", type(exc).__name__, method, channel)
             return

@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.clients.slack import slack_error
 from bot.context import AppContext
+from bot.errors import DatabaseBusy
 from bot.services.home import HomeService
 from handlers.errors import renders_errors
 from handlers.home import views
@@ -33,9 +34,12 @@ class HomeHandlers:
         sends the same event: nothing to do then). Bolt has acknowledged the event already."""
         if it.tab != HOME_TAB or not it.user_id:
             return
-        view = views.home_view(await self.service.overview(links_for=views.MAX_WINDOWS_SHOWN))
         try:
-            await self.ctx.slack.views_publish(user_id=it.user_id, view=view)
+            view = views.home_view(await self.service.overview(links_for=views.MAX_WINDOWS_SHOWN, user_id=it.user_id))
+        except DatabaseBusy as exc:  # the tab says so, instead of keeping a view that may be stale
+            view = views.unavailable_view(str(exc), self.ctx.clock())
+        try:
+            await self.ctx.outbox.call("views.publish", lambda: self.ctx.sender.views_publish(user_id=it.user_id, view=view))
         except SlackApiError as exc:
             # Nobody asked for anything, so nobody is told: the tab keeps its last view.
             error = slack_error(exc)

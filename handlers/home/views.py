@@ -7,10 +7,13 @@ all. Top, headings and footers take at most 10 more: 90 at most, however many th
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.messages.format import (
     button,
     context,
     duration,
+    escape,
     fit,
     plain,
     section,
@@ -72,6 +75,16 @@ def _more(count: int, command: str) -> dict:
     return context(f"… and {count} more: `{command}` shows them all.")
 
 
+def unavailable_view(reason: str, now: datetime) -> dict:
+    """The home tab when sitrep cannot read what is open: why, and when that was."""
+    blocks = [
+        _header("sitrep"),
+        section(f":hourglass: {escape(reason)}"),
+        context(f"As of {slack_date(now)} · open this tab again to refresh it"),
+    ]
+    return {"type": "home", "callback_id": Callback.HOME, "blocks": blocks}
+
+
 def home_view(overview: HomeOverview) -> dict:
     """The whole home tab for one person, as of `overview.now`."""
     buttons = []
@@ -87,7 +100,7 @@ def home_view(overview: HomeOverview) -> dict:
     if overview.incidents is None:
         blocks.append(context("Incidents are turned off: STATUSPAGE_URL is not set."))
     elif not overview.incidents:
-        blocks.append(section(":sunny: No open incidents."))
+        blocks.append(section(":sunny: No open incidents in the channels you are in."))
     else:
         for incident in overview.incidents[:MAX_INCIDENTS_SHOWN]:
             blocks += _incident_blocks(incident, overview)
@@ -105,5 +118,10 @@ def home_view(overview: HomeOverview) -> dict:
         if len(overview.windows) > MAX_WINDOWS_SHOWN:
             blocks.append(_more(len(overview.windows) - MAX_WINDOWS_SHOWN, "/maintenance list"))
     service = f" (from {overview.maintenance_service})" if overview.maintenance_service else ""
-    blocks.append(context(f"Times are shown in your own time zone. Windows{service} and incidents as sitrep knows them."))
+    blocks.append(
+        context(
+            f"Times are shown in your own time zone. Windows{service} and incidents as sitrep knows them; "
+            "incidents only where you can read them (their channel, or sitrep's, with you in it)."
+        )
+    )
     return {"type": "home", "callback_id": Callback.HOME, "blocks": blocks}

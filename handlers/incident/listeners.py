@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncApp
 import handlers.payload as payload
 from bot.context import AppContext
 from bot.errors import InputInvalid
+from bot.services.digest import DigestService
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.incidents import IncidentService
 from handlers.errors import renders_errors
@@ -67,8 +68,9 @@ def _incident_choice(values: dict) -> int:
 class IncidentHandlers(FeatureHandlers):
     service: IncidentService
 
-    def __init__(self, ctx: AppContext, service: IncidentService):
+    def __init__(self, ctx: AppContext, service: IncidentService, digests: DigestService):
         super().__init__(ctx, service, views.done_answer)
+        self.digests = digests
 
     # --- /incident ---------------------------------------------------------------------
     async def command(self, ack, it: Interaction) -> None:
@@ -89,6 +91,10 @@ class IncidentHandlers(FeatureHandlers):
             permalinks = {i.id: i.permalink for i in incidents if i.permalink}
             text, blocks = views.incident_list(incidents, self.ctx.clock(), permalinks, total=total, page=page)
             await ack(text=text, blocks=blocks, response_type="ephemeral")
+        elif sub == "digest":
+            await ack()  # the week's links take Slack calls: answered after the ack
+            start, end = self.digests.current_week()
+            await self._tell(it, views.digest_answer(await self.digests.week(start, end)))
         elif sub == "help":
             text, blocks = views.help_answer()
             await ack(text=text, blocks=blocks, response_type="ephemeral")
@@ -191,7 +197,7 @@ class IncidentHandlers(FeatureHandlers):
 
 def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:
     """Wire the feature's listeners; returns what reopens and retries its kept drafts."""
-    handlers = IncidentHandlers(ctx, IncidentService(ctx))
+    handlers = IncidentHandlers(ctx, IncidentService(ctx), DigestService(ctx))
     listeners = [
         (app.command, "/incident", handlers.command),
         (app.view, Callback.DECLARE, handlers.submit_declare),

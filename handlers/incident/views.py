@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.messages import blocks as kit
+from bot.messages.digest import weekly_digest
 from bot.messages.format import (
     context,
     duration,
@@ -21,6 +22,7 @@ from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
 from bot.services.outcomes import Outcome
 from bot.settings import Component
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
+from store.digest import WeekDigest
 from store.models import Incident
 from store.states import DraftKind
 
@@ -280,6 +282,7 @@ HELP = (
     "• `/incident update [ref]` — post an update and change the status\n"
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
     "• `/incident list [page]` — open incidents, newest first, 20 a page, only to you\n"
+    "• `/incident digest` — this week so far: incidents, time to resolve, maintenance, only to you\n"
     "• `/incident help` — this help\n"
     "`ref` is the number the bot shows (`12` or `#12`) or the status page's incident ID.\n"
     "• *Declare incident* in a message's *⋯* menu — declare from that message (its text is the description)\n"
@@ -292,3 +295,8 @@ HELP = (
 def help_answer(prefix: str | None = None) -> tuple[str, list[dict]]:
     text = f"{prefix}\n\n{HELP}" if prefix else HELP
     return text, [section(text)]
+
+
+def digest_answer(digest: WeekDigest) -> tuple[str, list[dict]]:
+    """`/incident digest`: the week so far, as the weekly post shows it, only to the person."""
+    return weekly_digest(digest, so_far=True)

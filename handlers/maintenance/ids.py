@@ -19,6 +19,12 @@ class Block(StrEnum):
     COMPONENTS = "maintenance_components"
     SERVERS = "maintenance_servers"
     NOTE = "maintenance_cancel_note"
+    REPEAT = "maintenance_repeat"
+    WEEKDAYS = "maintenance_weekdays"
+    UNTIL = "maintenance_until"
+    TIMES = "maintenance_times"
+    ZONE = "maintenance_zone"
+    SCOPE = "maintenance_scope"
     ACTIONS = AnnouncementId.ACTIONS.value
 
 
@@ -30,6 +36,19 @@ class Action(StrEnum):
     COMPONENTS = "components"
     SERVERS = "servers"
     NOTE = "note"
+    REPEAT = "repeat"
+    WEEKDAYS = "weekdays"
+    UNTIL = "until"
+    TIMES = "times"
+    ZONE = "zone"
+    SCOPE = "scope"
     CANCEL = AnnouncementId.CANCEL.value
     #: *Schedule maintenance* on the home tab: opens the schedule form.
     SCHEDULE = "maintenance_schedule_button"
+
+
+class Scope(StrEnum):
+    """What a cancel of one occurrence of a series applies to."""
+
+    THIS = "this"
+    FOLLOWING = "following"

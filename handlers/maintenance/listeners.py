@@ -13,10 +13,11 @@ from bot.errors import NotFound, NotSupported
 from bot.messages.maintenance import EXTEND_MINUTES, OverrunId
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import CancelForm, ScheduleForm, format_servers
+from bot.services.recurrence import Repeat
 from handlers.errors import renders_errors
 from handlers.feature import FeatureHandlers, modal_errors
 from handlers.maintenance import views
-from handlers.maintenance.ids import Action, Block, Callback
+from handlers.maintenance.ids import Action, Block, Callback, Scope
 from handlers.payload import Interaction
 from store.models import MaintenanceWindow
 from store.states import DraftKind
@@ -27,10 +28,23 @@ FIELD_BLOCKS = {
     "start": Block.START,
     "end": Block.END,
     "servers": Block.SERVERS,
+    "repeat": Block.REPEAT,
+    "until": Block.UNTIL,
+    "times": Block.TIMES,
+    "zone": Block.ZONE,
 }
 
 
 def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
+    repeat = {}
+    if window_id is None:
+        repeat = {
+            "repeat": payload.selected(values, Block.REPEAT, Action.REPEAT) or Repeat.NONE,
+            "weekdays": tuple(int(d) for d in payload.selected_many(values, Block.WEEKDAYS, Action.WEEKDAYS) if d.isdigit()),
+            "until": payload.picked_date(values, Block.UNTIL, Action.UNTIL),
+            "times_text": payload.text(values, Block.TIMES, Action.TIMES),
+            "zone": payload.text(values, Block.ZONE, Action.ZONE),
+        }
     return ScheduleForm(
         title=payload.text(values, Block.TITLE, Action.TITLE),
         description=payload.text(values, Block.DESCRIPTION, Action.DESCRIPTION),
@@ -39,6 +53,7 @@ def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
         component_ids=tuple(payload.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
         servers_text=payload.text(values, Block.SERVERS, Action.SERVERS),
         window_id=window_id,
+        **repeat,
     )
 
 
@@ -154,7 +169,11 @@ class MaintenanceHandlers(FeatureHandlers):
         await self._submit(it, DraftKind.EDIT, form, ack=ack)
 
     async def submit_cancel(self, ack, it: Interaction) -> None:
-        form = CancelForm(window_id=_window_of(it), note=payload.text(it.values, Block.NOTE, Action.NOTE))
+        form = CancelForm(
+            window_id=_window_of(it),
+            note=payload.text(it.values, Block.NOTE, Action.NOTE),
+            following=payload.selected(it.values, Block.SCOPE, Action.SCOPE) == Scope.FOLLOWING,
+        )
         await self._submit(it, DraftKind.CANCEL, form, ack=ack)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------

@@ -15,20 +15,22 @@ from bot.messages.format import (
     duration,
     fit,
     fit_list,
+    plain,
     section,
     slack_date,
 )
 from bot.messages.maintenance import OverrunId, state_label, title_of, when
 from bot.services.maintenance_forms import SERVERS_MAX, TEXT_MAX, TITLE_MAX, ScheduleForm
 from bot.services.outcomes import Outcome
+from bot.services.recurrence import MAX_OCCURRENCES, Repeat
 from bot.settings import Component
-from handlers.maintenance.ids import Action, Block, Callback
+from handlers.maintenance.ids import Action, Block, Callback, Scope
 from store.models import MaintenanceWindow
 from store.states import DraftKind
 
 if TYPE_CHECKING:
     from bot.backends.base import BackendWindow, MaintenanceBackend
-    from bot.services.maintenance import ListedWindow, Listing
+    from bot.services.maintenance_listing import ListedWindow, Listing
 
 MAX_MESSAGE_BLOCKS = 50
 FIELD_MAX = 1900  # a section field may hold 2000 characters
@@ -147,6 +149,8 @@ def schedule_modal(
             group_label="Components",
         )
         blocks.append(kit.input_block(Block.COMPONENTS, "Affected components", element, optional=True))
+    if window is None:
+        blocks.extend(repeat_fields(form))
     metadata: dict[str, Any] = {"channel": channel_id}
     if window is not None:
         metadata["window"] = window.id
@@ -156,13 +160,83 @@ def schedule_modal(
     return kit.modal(Callback.SCHEDULE, "Schedule maintenance", "Schedule", blocks, metadata)
 
 
+REPEAT_CHOICES = (
+    ("Does not repeat", Repeat.NONE),
+    ("Every day", Repeat.DAILY),
+    ("Every week", Repeat.WEEKLY),
+    ("Every two weeks", Repeat.BIWEEKLY),
+    ("Every month, on the same weekday (the 1st Sunday…)", Repeat.MONTHLY_WEEKDAY),
+    ("Every month, on the same day", Repeat.MONTHLY_DAY),
+)
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def repeat_fields(form: ScheduleForm) -> list[dict]:
+    """A new window may repeat: how, on which weekdays, until when or how many times, and the
+    time zone whose wall clock the series keeps."""
+    weekdays = {
+        "type": "checkboxes",
+        "action_id": Action.WEEKDAYS,
+        "options": [kit.option(name, str(i)) for i, name in enumerate(WEEKDAY_NAMES)],
+    }
+    chosen = [kit.option(WEEKDAY_NAMES[d], str(d)) for d in sorted(set(form.weekdays))]
+    if chosen:
+        weekdays["initial_options"] = chosen
+    until: dict[str, Any] = {"type": "datepicker", "action_id": Action.UNTIL, "placeholder": plain("Last day")}
+    if form.until is not None:
+        until["initial_date"] = form.until.isoformat()
+    return [
+        kit.input_block(
+            Block.REPEAT,
+            "Repeat",
+            kit.select(
+                Action.REPEAT, [(label, str(value)) for label, value in REPEAT_CHOICES], str(form.repeat), "Does not repeat"
+            ),
+            optional=True,
+            hint="Each repeat is created ahead of time as its own window, with its announcement and reminders.",
+        ),
+        kit.input_block(
+            Block.WEEKDAYS, "On these days (weekly)", weekdays, optional=True, hint="None ticked: the start's weekday."
+        ),
+        kit.input_block(Block.UNTIL, "Repeat until", until, optional=True, hint="The last day a window may start on."),
+        kit.input_block(
+            Block.TIMES,
+            "…or this many times",
+            kit.text_input(Action.TIMES, initial=form.times_text, max_length=6, placeholder=f"2 to {MAX_OCCURRENCES}"),
+            optional=True,
+        ),
+        kit.input_block(
+            Block.ZONE,
+            "Time zone",
+            kit.text_input(Action.ZONE, initial=form.zone, max_length=64, placeholder="Europe/Berlin"),
+            optional=True,
+            hint="The series keeps its local time in this zone across daylight-saving changes. Empty: yours in Slack.",
+        ),
+    ]
+
+
 def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str | None) -> dict:
     question = (
         f"Cancel maintenance *#{window.id} {title_of(window)}* ({when(window.start, window.end)})?\n"
         f"{_backend(window).cancel_effect} The announcement will show it as cancelled."
     )
-    blocks = [
-        section(question),
+    blocks = [section(question)]
+    if window.series_id is not None:
+        scope = {
+            "type": "radio_buttons",
+            "action_id": Action.SCOPE,
+            "options": [kit.option("Only this one", Scope.THIS), kit.option("This one and all that follow", Scope.FOLLOWING)],
+        }
+        scope["initial_option"] = scope["options"][0]
+        blocks.append(
+            kit.input_block(
+                Block.SCOPE,
+                "This window repeats",
+                scope,
+                hint="All that follow: the series stops, and its windows ahead are cancelled.",
+            )
+        )
+    blocks += [
         kit.input_block(
             Block.NOTE,
             "Note for the thread",
@@ -232,6 +306,34 @@ def _listed_line(window: ListedWindow) -> str:
     return " · ".join(parts)
 
 
+#: Later dates a series' line shows after its next window.
+SERIES_DATES_SHOWN = 3
+
+
+def _grouped_lines(listing: Listing) -> list[str]:
+    """One line a window, except a series: once, at its soonest window, with how it repeats
+    and its next dates after that one."""
+    later: dict[int, list[ListedWindow]] = {}
+    for window in listing.windows:
+        if window.series_id is not None:
+            later.setdefault(window.series_id, []).append(window)
+    lines = []
+    for window in listing.windows:
+        group = later.get(window.series_id) if window.series_id is not None else None
+        if group is None:
+            lines.append(_listed_line(window))
+            continue
+        if group[0] is not window:
+            continue
+        rest = group[1:]
+        dates = ", ".join(slack_date(w.start, "{date_short_pretty}") for w in rest[:SERIES_DATES_SHOWN])
+        more = f" and {len(rest) - SERIES_DATES_SHOWN} more" if len(rest) > SERIES_DATES_SHOWN else ""
+        rule = fit(listing.series.get(window.series_id, "a recurring series"), 200)
+        after = f" · then {dates}{more}" if rest else ""
+        lines.append(f"{_listed_line(window)} · :repeat: repeats {rule}{after}")
+    return lines
+
+
 def _provenance(listing: Listing) -> str | None:
     """Said first when the API did not answer: whose record this is, and how old."""
     if listing.problem is None:
@@ -265,7 +367,7 @@ def window_list(listing: Listing) -> tuple[str, list[dict]]:
             )
         )
     room = MAX_MESSAGE_BLOCKS - len(head) - 1 - len(tail) - 1  # the header, and "…and N more"
-    lines = [_listed_line(w) for w in windows]
+    lines = _grouped_lines(listing)
     chunks: list[list[str]] = [[]]
     shown = 0
     for line in lines:

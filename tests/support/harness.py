@@ -10,7 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,6 +20,7 @@ import uvicorn
 from bot.app import Sitrep
 from bot.context import build_context
 from bot.settings import Settings
+from tests.support.dates import T0
 from tests.support.fakes.signing import (
     command_body,
     interaction_body,
@@ -37,7 +38,7 @@ class FakeClock:
     """An injected clock: tests move time instead of waiting for it."""
 
     def __init__(self, now: datetime | None = None):
-        self.now = now or datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+        self.now = now or T0
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:

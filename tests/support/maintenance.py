@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -12,6 +11,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from handlers.maintenance.ids import Action, Block
 from store.models import Draft, MaintenanceWindow
 from store.states import DraftKind
+from tests.support.dates import T0, WINTER_END, WINTER_START
 from tests.support.harness import (
     CHANNEL,
     BotUnderTest,
@@ -22,13 +22,6 @@ from tests.support.harness import (
     typed,
 )
 
-NY = ZoneInfo("America/New_York")
-T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-# 09:00 to 11:00 in New York on a winter date (EST, UTC-5) and a summer date (EDT, UTC-4).
-WINTER_START = datetime(2026, 12, 1, 9, 0, tzinfo=NY)
-WINTER_END = datetime(2026, 12, 1, 11, 0, tzinfo=NY)
-SUMMER_START = datetime(2027, 7, 1, 9, 0, tzinfo=NY)
-SUMMER_END = datetime(2027, 7, 1, 11, 0, tzinfo=NY)
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+from contextlib import contextmanager
 
 from sqlalchemy.engine import make_url
 
@@ -74,3 +75,20 @@ class PostgresDatabases:
     def drop_all(self) -> None:
         asyncio.run(_admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in self.made)))
         self.made.clear()
+
+
+@contextmanager
+def connections_refused(url: str):
+    """The database of `url` out for the block's length, as a failover or a restart makes it:
+    every open connection to it is cut and new ones are refused; then it takes them again."""
+    name = make_url(url).database
+    asyncio.run(
+        _admin(
+            f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false',
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+        )
+    )
+    try:
+        yield
+    finally:
+        asyncio.run(_admin(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))

@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy import select
 
-from scheduler.reminders import METADATA_EVENT
+from bot.slack.posts import PostTag
 from store.models import Reminder
 
 
@@ -26,7 +26,7 @@ def reminder_posts(slack, window=None, kind=None):
         if isinstance(meta, str):
             meta = json.loads(meta)
         payload = meta.get("event_payload") or {}
-        if meta.get("event_type") != METADATA_EVENT:
+        if meta.get("event_type") != PostTag.REMINDER:
             continue
         if window is not None and payload.get("window_id") != window.id:
             continue

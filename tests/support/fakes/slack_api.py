@@ -115,21 +115,42 @@ class _Failure:
     malformed: Malformed | None = None
 
 
+#: Slack's rate tiers (its rate-limits page): calls a minute, per app and workspace.
+TIER_PER_MINUTE = {"t1": 1.0, "t2": 20.0, "t3": 50.0, "t4": 100.0}
+
+
 @dataclass(frozen=True)
 class Tiers:
-    """Slack's rate limits as the fake enforces them (opt-in: ``FakeSlack(tiers=Tiers())``).
+    """Slack's rate limits as the fake enforces them (opt-in: ``FakeSlack(tiers=Tiers())``),
+    each method at the tier its document gives (``rate_limits``).
 
-    chat.postMessage: about one a second per channel with a short burst (its special tier);
-    chat.update: Tier 3, about 50 a minute (per app and workspace, any channel). Over the limit
-    the call is answered 429 with ``Retry-After``; ``random_429`` answers that share of the
-    other calls 429 too (``Retry-After: 1``), as a loaded Slack does."""
+    chat.postMessage: about one a second *per channel* with a short burst (its special tier);
+    every other method: its tier's rate *per app and workspace*, whichever channel it names
+    (chat.update: Tier 3, about 50 a minute, given apart as the tests push it hardest).
+    ``speedup`` runs the tiers (not the two given apart) that many times faster. Over the
+    limit the call is answered 429 with ``Retry-After``; ``random_429`` answers that share
+    of the other calls 429 too (``Retry-After: 1``), as a loaded Slack does.
+
+    assumption: Slack publishes no number for the special tier of methods other than
+    chat.postMessage (chat.getPermalink, auth.test) nor the bursts of any tier; the fake
+    allows the special ones Tier 4's rate, and every tier a burst of `burst`."""
 
     post_per_second: float = 1.0
     post_burst: int = 5
     update_per_minute: float = 50.0
     update_burst: int = 10
+    burst: int = 10
+    special_per_minute: float = 100.0
+    speedup: float = 1.0
     random_429: float = 0.0
     seed: int = 0
+
+    def per_second(self, method: str, tier: str | None) -> float | None:
+        """The workspace-wide rate of `method` (of rate tier `tier`); None: not limited."""
+        if method == "chat.update":
+            return self.update_per_minute / 60
+        per_minute = TIER_PER_MINUTE.get(tier or "", self.special_per_minute if tier == "t5" else None)
+        return None if per_minute is None else per_minute * self.speedup / 60
 
 
 class _Meter:
@@ -156,6 +177,18 @@ def default_shared_dir() -> Path:
 
 
 @lru_cache(maxsize=8)
+def load_method_tiers(docs_dir: Path) -> dict[str, str]:
+    """Map method name -> its rate tier as its document gives it (``t1`` … ``t4``; ``t5`` is
+    Slack's "special" tier)."""
+    tiers: dict[str, str] = {}
+    for path in sorted(docs_dir.glob("*.json")):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and isinstance(doc.get("rate_limits"), str):
+            tiers[path.stem] = doc["rate_limits"]
+    return tiers
+
+
+@lru_cache(maxsize=8)
 def load_method_scopes(docs_dir: Path) -> dict[str, frozenset[str]]:
     """Map method name -> the bot scopes its document lists (any one of them will do,
     except where ``_room_scopes`` says which); methods needing none are left out."""
@@ -175,6 +208,11 @@ CHANNEL_NAME_MAX = 80
 _CHANNEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 #: The methods that open, join and close channels, whose scope depends on the kind of channel.
 ROOM_METHODS = frozenset({"conversations.create", "conversations.invite", "conversations.archive"})
+#: Methods reading a channel, whose scope depends on its kind too (channels:* or groups:*).
+READ_METHODS = {"conversations.members": "read"}
+#: assumption: Slack's pagination page says a `limit` above 1,000 is refused; the method's own
+#: document gives no bound.
+MAX_PAGE_LIMIT = 1000
 
 
 def channel_name_error(name: str) -> str | None:
@@ -279,6 +317,7 @@ class FakeSlack:
         docs_dir = (shared / "slack" / "docs_slack_dev_methods").resolve()
         self._docs = {**load_method_docs(docs_dir), **EXTRA_METHOD_DOCS}
         self._scopes_needed = load_method_scopes(docs_dir)
+        self._tiers = load_method_tiers(docs_dir)
         # Socket Mode: tickets handed out by apps.connections.open, redeemed by the websocket server.
         self.socket_mode_url = NO_SOCKET_SERVER_URL
         self._lock = threading.Lock()
@@ -299,6 +338,7 @@ class FakeSlack:
             "conversations.create": self._conversations_create,
             "conversations.invite": self._conversations_invite,
             "conversations.archive": self._conversations_archive,
+            "conversations.members": self._conversations_members,
             "views.open": self._views_open,
             "views.push": self._views_open,
             "views.update": self._views_update,
@@ -416,10 +456,17 @@ class FakeSlack:
         with self._lock:
             self.scopes = frozenset(scopes) if scopes is not None else None
 
-    def add_channel(self, name: str, *, private: bool = False, members: tuple[str, ...] = (BOT_USER_ID,)) -> str:
-        """A channel that exists already (made by a person): its ID."""
+    def add_channel(
+        self, name: str, *, private: bool = False, members: tuple[str, ...] = (BOT_USER_ID,), channel_id: str | None = None
+    ) -> str:
+        """A channel that exists already (made by a person): its ID (`channel_id` when given)."""
         with self._lock:
-            return self._new_channel(name, private=private, creator="UHUMAN", members=set(members))["id"]
+            return self._new_channel(name, private=private, creator="UHUMAN", members=set(members), channel_id=channel_id)["id"]
+
+    def set_members(self, channel_id: str, members: set[str] | frozenset[str]) -> None:
+        """Who is in a channel from now on (people joining and leaving)."""
+        with self._lock:
+            self._channels[channel_id]["members"] = sorted(members)
 
     def channel(self, channel_id: str) -> Json | None:
         """A channel conversations.create made (or ``add_channel``), with its ``members``."""
@@ -713,6 +760,11 @@ class FakeSlack:
             else:
                 private = bool(self._channels.get(str(args.get("channel")), {}).get("is_private"))
             allowed = _room_scopes(method, private)
+        elif method in READ_METHODS:
+            # assumption (as `_room_scopes`): channels:read for a public channel, groups:read
+            # for a private one; the document lists both without saying which is which.
+            private = bool(self._channels.get(str(args.get("channel")), {}).get("is_private"))
+            allowed = frozenset({f"{'groups' if private else 'channels'}:{READ_METHODS[method]}"})
         else:
             allowed = self._scopes_needed.get(method, frozenset())
         if not allowed or allowed & self.scopes:
@@ -720,18 +772,23 @@ class FakeSlack:
         return {"ok": False, "error": "missing_scope", "needed": sorted(allowed)[0], "provided": ",".join(sorted(self.scopes))}
 
     def _over_tier(self, method: str, args: Json) -> int | None:
-        """Seconds to wait (Retry-After) when the tiers refuse this call, else None."""
+        """Seconds to wait (Retry-After) when the tiers refuse this call, else None: the
+        channel's meter for chat.postMessage, the workspace's for any other method."""
         tiers = self.tiers
-        if tiers is None or method not in ("chat.postMessage", "chat.update"):
+        if tiers is None:
             return None
-        if tiers.random_429 and self._random.random() < tiers.random_429:
+        if method == "chat.postMessage":
+            per_second, burst, where = tiers.post_per_second, tiers.post_burst, str(args.get("channel"))
+        else:
+            per_second = tiers.per_second(method, self._tiers.get(method))
+            burst = tiers.update_burst if method == "chat.update" else tiers.burst
+            where = ""  # the workspace: one meter whatever the channel
+        if per_second is None:
+            return None
+        if tiers.random_429 and method in ("chat.postMessage", "chat.update") and self._random.random() < tiers.random_429:
             return 1
         now = self._meter_clock()
-        if method == "chat.postMessage":
-            key = (method, str(args.get("channel")))
-            meter = self._meters.setdefault(key, _Meter(tiers.post_per_second, tiers.post_burst, now))
-        else:
-            meter = self._meters.setdefault((method, ""), _Meter(tiers.update_per_minute / 60, tiers.update_burst, now))
+        meter = self._meters.setdefault((method, where), _Meter(per_second, burst, now))
         wait = meter.take(now)
         return max(1, math.ceil(wait)) if wait > 0 else None
 
@@ -851,8 +908,9 @@ class FakeSlack:
         return out
 
     @staticmethod
-    def _page(items: list[Json], args: Json) -> Json | None:
-        """Offset pagination with Slack's cursor fields; None means a bad cursor."""
+    def _page(items: list[Any], args: Json, key: str = "messages") -> Json | None:
+        """Offset pagination with Slack's cursor fields, the page under `key`; None means a
+        bad cursor."""
         cursor = args.get("cursor") or ""
         try:
             start = int(cursor) if cursor else 0
@@ -864,7 +922,7 @@ class FakeSlack:
         more = start + limit < len(items)
         return {
             "ok": True,
-            "messages": page,
+            key: page,
             "has_more": more,
             "response_metadata": {"next_cursor": str(start + limit) if more else ""},
         }
@@ -1016,9 +1074,9 @@ class FakeSlack:
             return {"ok": True, "channel": {"id": str(args["channel"])}}
         return {"ok": True, "channel": {"id": self._channel_id(users[0])}}
 
-    def _new_channel(self, name: str, *, private: bool, creator: str, members: set[str]) -> Json:
+    def _new_channel(self, name: str, *, private: bool, creator: str, members: set[str], channel_id: str | None = None) -> Json:
         channel = {
-            "id": self._next_id("C"),
+            "id": channel_id or self._next_id("C"),
             "name": name,
             "is_channel": True,
             "is_group": False,
@@ -1068,6 +1126,20 @@ class FakeSlack:
             return {"ok": False, "error": "already_in_channel"}
         channel["members"] = sorted(set(channel["members"]) | set(users))
         return {"ok": True, "channel": self._conversation(channel)}
+
+    def _conversations_members(self, args: Json) -> Json:
+        """A channel's members, paginated. A private channel the bot is not in is not found,
+        as Slack shows the bot nothing of it; a channel the fake never heard of neither."""
+        channel = self._channels.get(str(args["channel"]))
+        if channel is None or (channel["is_private"] and BOT_USER_ID not in channel["members"]):
+            return {"ok": False, "error": "channel_not_found"}
+        if not str(args.get("limit") or 100).isdigit() or not 1 <= int(args.get("limit") or 100) <= MAX_PAGE_LIMIT:
+            return {"ok": False, "error": "invalid_limit"}
+        page = self._page(list(channel["members"]), args, key="members")
+        if page is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        del page["has_more"]  # not in conversations.members' answer
+        return page
 
     def _conversations_archive(self, args: Json) -> Json:
         channel = self._channels.get(str(args["channel"]))

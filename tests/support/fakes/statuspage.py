@@ -106,6 +106,9 @@ class BackgroundServer:
         self._fail_remaining_status = 500
         # Creates carried out whose reply is then held back (seconds; None: dropped).
         self._held_replies: list[float | None] = []
+        # Path endings whose next request is carried out, then answered once its event is set.
+        self._paused: dict[str, threading.Event] = {}
+        self._pause_seconds = 30.0
         # What a forced failure's body says instead of the usual text (an echo of anything a
         # test chooses: a key, a newline, 500 characters).
         self.failure_message: str | None = None
@@ -197,6 +200,23 @@ class BackgroundServer:
         with self._lock:
             self._held_replies = [seconds] * n
 
+    def pause_reply(self, path_end: str, *, seconds: float = 30.0) -> threading.Event:
+        """The next request whose path ends with ``path_end`` is carried out, then its reply
+        waits until the returned event is set (at most ``seconds``): a slow answer to a call
+        the server already acted on, so a test can order what others do meanwhile."""
+        answer = threading.Event()
+        with self._lock:
+            self._paused[path_end] = answer
+        self._pause_seconds = seconds
+        return answer
+
+    def _take_paused(self, path: str) -> threading.Event | None:
+        with self._lock:
+            for end in list(self._paused):
+                if path.rstrip("/").endswith(end):
+                    return self._paused.pop(end)
+        return None
+
     def drop_replies(self, n: int = 1) -> None:
         """The next ``n`` creates are carried out, then the connection is cut without a
         reply (a reset mid-call)."""
@@ -263,6 +283,9 @@ class BackgroundServer:
         if refusal is not None:
             return refusal
         response = await handler(request)
+        paused = self._take_paused(request.path)
+        if paused is not None:
+            await asyncio.get_running_loop().run_in_executor(None, paused.wait, self._pause_seconds)
         if self._is_create(request) and response.status < 300:
             held, seconds = self._take_held()
             if held and seconds is None:
@@ -322,10 +345,29 @@ class FakeStatusPage(StatusPageStandIn, BackgroundServer):
     def _reset_switches(self) -> None:
         super()._reset_switches()
         self.api_key = self._initial_api_key
+        self._bare_replies = 0
         self.reset_rules()
 
     def _reset_state(self) -> None:
         self.incidents.clear()
+
+    def answer_without_result(self, n: int = 1) -> None:
+        """The next ``n`` creates are carried out and answered ``Success: true`` with their
+        Message but no ``Result`` (a status page that forgets the new ID): it exists, and the
+        client cannot know which it is."""
+        with self._lock:
+            self._bare_replies = n
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
+        response = await super()._create(request)
+        with self._lock:
+            bare = response.status < 300 and self._bare_replies > 0
+            if bare:
+                self._bare_replies -= 1
+        if not bare:
+            return response
+        said = json.loads(response.body)  # the envelope the stand-in made, minus its Result
+        return web.json_response({"Success": True, "Message": said["Message"]})
 
     def _is_create(self, request: web.Request) -> bool:
         return request.method == "POST" and request.path.rstrip("/").endswith("/api/admin/Incident")

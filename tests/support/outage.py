@@ -1,0 +1,54 @@
+"""A database out from under a running bot: SQLite's file locked by another process, or
+PostgreSQL refusing connections (`database_down` picks by the URL)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.support.postgres import connections_refused
+
+
+def sqlite_path(settings) -> str:
+    """The SQLite file of `settings` (or a path given as it is)."""
+    if isinstance(settings, Path):
+        return str(settings)
+    return settings.database_url.removeprefix("sqlite:///")
+
+
+HOLD_THE_LOCK = """
+import sqlite3, sys
+holder = sqlite3.connect(sys.argv[1], isolation_level=None)
+holder.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+sys.stdin.readline()
+holder.execute("ROLLBACK")
+"""
+
+
+@contextmanager
+def locked(settings):
+    """Another process holding SQLite's write lock (`BEGIN EXCLUSIVE`), as a migration, a
+    backup or an operator's `sqlite3` shell does; released when the block ends."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, sqlite_path(settings)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.communicate("\n", timeout=10)
+
+
+@contextmanager
+def database_down(settings):
+    """Writes fail for the block's length: the SQLite file locked, or PostgreSQL's
+    connections cut and refused."""
+    if settings.database_url.startswith("sqlite"):
+        with locked(settings):
+            yield
+    else:
+        with connections_refused(settings.database_url):
+            yield
