@@ -127,6 +127,9 @@ def test_when_reads_cannot_be_had_the_person_hears_the_database_is_busy(bot, set
     assert all("open incident" in a or BUSY in a for a in answers), answers
     assert any(BUSY in a for a in answers), "the pool was never exhausted: the test proves nothing"
     assert "open incident" in bot.command("list").text  # and it recovers
+    # Every form submitted is answered once the lock is gone (declared, or given back): the
+    # test ends with nothing of its own still in flight.
+    slack.wait_for(lambda: len(ephemeral_texts(slack)) >= 20, timeout=120)  # paced: one announcement a second
 
 
 # --- submissions the database cannot keep come back ----------------------------------------
