@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timedelta
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler, to_starlette_response
 from slack_bolt.async_app import AsyncApp
@@ -26,13 +27,18 @@ import handlers
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import PARSED_BODY, SlackEdge
+from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
 from bot.inbound.replays import ForgetShownAgain, ReplayGuard
+from bot.messages.sandbox import answer_in_sandbox
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST, Metrics
 from handlers.payload import INTERACTION, Interaction
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
+
+#: How long /readyz trusts a good answer about SITREP_CHANNEL before asking Slack again.
+CHANNEL_RECHECK = timedelta(seconds=60)
 
 
 def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> AsyncApp:
@@ -69,6 +75,7 @@ class FirstMiddleware(AsyncMiddleware):
 
     def __init__(self, ctx: AppContext, guard: ReplayGuard) -> None:
         self.metrics = ctx.metrics
+        self.sandbox = ctx.settings.sitrep_sandbox
         self.guard = guard
 
     async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next):  # noqa: A002 - Bolt's name
@@ -78,18 +85,22 @@ class FirstMiddleware(AsyncMiddleware):
         logs.clear()
         logs.bind(user=it.user_id, **{kind: name})
         req.context[ACK_DEADLINE] = asyncio.get_running_loop().time() + ACK_BUDGET_SECONDS
-        req.context["ack"] = TimedAck(self.metrics, kind, name)
+        req.context["ack"] = TimedAck(self.metrics, kind, name, sandbox=self.sandbox)
         return await self.guard.check(req, it, next)
 
 
 class TimedAck(AsyncAck):
-    """Bolt's ack, observing the time from the request reaching Bolt to its first ack."""
+    """Bolt's ack, observing the time from the request reaching Bolt to its first ack; in the
+    sandbox a private answer in the ack (help, a list, an error) says sandbox too."""
 
-    def __init__(self, metrics: Metrics, kind: str, name: str) -> None:
+    def __init__(self, metrics: Metrics, kind: str, name: str, *, sandbox: bool = False) -> None:
         super().__init__()
         self._observe = (metrics, kind, name, time.perf_counter())
+        self._sandbox = sandbox
 
     async def __call__(self, *args, **kwargs):
+        if self._sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
+            kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
         answer = await super().__call__(*args, **kwargs)
         if self._observe is not None:
             metrics, kind, name, started = self._observe
@@ -147,10 +158,13 @@ class Sitrep:
         self.identity = SlackIdentity(ctx)
         self.bolt = build_bolt_app(ctx, self.identity)
         self.drain = Drain()
+        # One count of slow clients for the whole process: its log is a line a second at most.
+        self.slow_clients = SlowClientLog()
         # Bolt calls this first inside every listener's background task: the drain waits on them.
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
+        self._channel_ok_at: datetime | None = None
 
     async def start(self) -> None:
         await self.ctx.db.upgrade()  # a no-op when `sitrep run` already did it
@@ -160,10 +174,10 @@ class Sitrep:
 
     async def finish_work(self) -> None:
         """Take no new work and let what is under way finish (bounded by
-        `SITREP_SHUTDOWN_GRACE`): listeners Slack already has its answer from, and
-        reminders being delivered. Safe to call twice."""
-        grace = self.ctx.settings.sitrep_shutdown_grace
-        self.drain.begin()
+        `SITREP_SHUTDOWN_GRACE`, counted from the listener's close): listeners Slack already
+        has its answer from, and reminders being delivered. Safe to call twice."""
+        grace = self.drain.grace_left(self.ctx.settings.sitrep_shutdown_grace)
+        self.drain.close()
         await asyncio.gather(self.drain.wait(grace), self.scheduler.stop(timeout=grace))
 
     async def stop(self) -> None:
@@ -192,9 +206,31 @@ class Sitrep:
         except Exception as exc:  # noqa: BLE001
             error = getattr(getattr(exc, "response", None), "get", lambda _k: None)("error")
             checks["slack"] = f"auth.test failed ({error or type(exc).__name__})"
-        if self.drain.draining:  # SIGTERM: new Slack requests get 503, so take it out of rotation
+        if self.drain.draining:  # SIGTERM: out of rotation, so the balancer stops sending
             checks["shutdown"] = "draining"
-        return all(v == "ok" for v in checks.values()), checks
+        ready = all(v == "ok" for v in checks.values())
+        # Reported, not gating: a replica taken out of rotation could not even tell people
+        # why their announcement failed, and every replica would be out alike.
+        checks["channel"] = await self._channel_state()
+        return ready, checks
+
+    async def _channel_state(self) -> str:
+        """ "ok", or why the bot cannot post in SITREP_CHANNEL (removed from it, say). A good
+        answer is kept for `CHANNEL_RECHECK` (conversations.history is Tier 3: a probe every
+        few seconds must not spend it); a bad one is asked again each time, so an `/invite`
+        shows at once."""
+        from bot.slack.preflight import check_channel  # noqa: PLC0415 - loaded when used (start-up cost)
+
+        now = self.ctx.clock()
+        if self._channel_ok_at is not None and now - self._channel_ok_at < CHANNEL_RECHECK:
+            return "ok"
+        try:
+            async with asyncio.timeout(5):
+                state = await check_channel(self.ctx.slack, self.ctx.settings.sitrep_channel, ())
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            return f"not checked ({type(exc).__name__})"
+        self._channel_ok_at = now if state.ok else None
+        return "ok" if state.ok else str(state.problem)
 
     def operator_routes(self) -> list[Route]:
         """/healthz (the process answers), /readyz (it can do its work), /metrics."""
@@ -250,6 +286,7 @@ class Sitrep:
             signing_secret=secret.get_secret_value() if secret else None,
             max_body=self.ctx.settings.sitrep_max_body,
             drain=self.drain,
+            slow_clients=self.slow_clients,
         )
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:
@@ -264,8 +301,18 @@ class Sitrep:
             log_config=None,
             lifespan="on",
             timeout_graceful_shutdown=max(grace, 1),
+            # Header deadline and connection limit: slow clients cannot starve Slack's requests.
+            http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
         )
-        await draining_server(config, self.finish_work).serve()
+        self._count_failed_accepts()
+        await draining_server(config, self.drain, self.ctx.settings.sitrep_drain_delay).serve()
+
+    def _count_failed_accepts(self) -> None:
+        """asyncio logs each failed accept with a traceback: counted with the slow clients."""
+        failures = logging.getLogger("asyncio")
+        if not any(isinstance(f, AcceptFailures) for f in failures.filters):
+            failures.addFilter(AcceptFailures(self.slow_clients))
 
     async def _serve_operator_routes(self, host: str, done: asyncio.Event) -> None:
         """Socket Mode has no HTTP server for Slack: /metrics, /healthz and /readyz on
@@ -282,7 +329,16 @@ class Sitrep:
                 return done.is_set() or await super().on_tick(counter)
 
         app = Starlette(routes=self.operator_routes())
-        config = uvicorn.Config(app, host=host, port=self.ctx.settings.metrics_port, log_config=None, lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=self.ctx.settings.metrics_port,
+            log_config=None,
+            lifespan="off",
+            http=ConnectionGuard(self.slow_clients).protocol(),
+            backlog=accept_backlog(),
+        )
+        self._count_failed_accepts()
         try:
             await Server(config).serve()
         except SystemExit:  # uvicorn's answer to a port it cannot bind
@@ -294,7 +350,11 @@ class Sitrep:
         # Only Socket Mode needs these: an HTTP deployment never loads the websocket stack.
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
-        from bot.inbound.socket_mode import first_connection_url  # loaded when used (start-up cost)
+        from bot.inbound.socket_mode import (  # loaded when used (start-up cost)
+            SocketModeDisabled,
+            first_connection_url,
+            stop_on_link_disabled,
+        )
 
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()
@@ -302,6 +362,13 @@ class Sitrep:
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)
+        disabled = asyncio.Event()
+
+        def link_disabled() -> None:
+            disabled.set()
+            stop.set()
+
+        stop_on_link_disabled(handler.client, link_disabled)
         stopped = asyncio.Event()
         operator = asyncio.create_task(self._serve_operator_routes(host, stopped))
         try:
@@ -311,6 +378,9 @@ class Sitrep:
             await stop.wait()
         finally:
             try:
+                # Out of rotation at once, and the websocket closed first: Slack sends what
+                # comes next to the other replicas' connections (no balancer to wait for).
+                self.drain.begin()
                 await handler.close_async()
                 # /healthz keeps answering while acknowledged work finishes (busy, not dead).
                 # The heartbeat beats on while work finishes; it is not work to wait for.
@@ -320,6 +390,8 @@ class Sitrep:
             finally:
                 stopped.set()
                 await asyncio.wait([operator], timeout=5)
+        if disabled.is_set():
+            raise SocketModeDisabled
 
 
 async def _finish_acknowledged_work(timeout: float, keep: set[asyncio.Task] | frozenset = frozenset()) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -43,8 +46,78 @@ MAX_PERMALINKS = 2000
 SUBMISSION_KEY: ContextVar[str | None] = ContextVar("sitrep_submission_key", default=None)
 
 
+log = logging.getLogger(__name__)
+
+#: How far the wall clock may move from the monotonic one between two readings before it
+#: counts as a step (NTP slews at most 0.5 ms a second: far less between passes a minute apart).
+STEP_TOLERANCE = timedelta(seconds=2)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The wall clock, and where it would be had it not stepped since the last settled reading
+    (`steady`: the wall clock then, plus monotonic time since). Equal unless it stepped."""
+
+    wall: datetime
+    steady: datetime
+
+    @property
+    def stepped(self) -> timedelta | None:
+        """How far the wall clock stepped since the last settled reading, if it did."""
+        return self.wall - self.steady if self.wall != self.steady else None
+
+    @property
+    def due_by(self) -> datetime:
+        """Reminders due at or before this are due: after a step back, what was due is
+        still due (not held back by the step); after a step forward, what it passed over."""
+        return max(self.wall, self.steady)
+
+    def judged_at(self, due_at: datetime) -> datetime:
+        """The moment a due reminder's lateness is judged from: no later than either clock,
+        so a step forward makes nothing late (or skipped), and never before its due time."""
+        return max(due_at, min(self.wall, self.steady))
+
+
+class StepAwareClock:
+    """When reminders and nudges fall due. Due times are instants on the bot's clock (the wall
+    clock, or the tests' `clock`), but the time *between* passes is measured on the monotonic
+    clock, so a step of the wall clock (NTP, a resumed VM; +26 h or -2 h) is seen as such: the
+    first pass after it posts whatever either clock says is due, judges none late because of
+    the step, and then settles on the wall clock as it now reads."""
+
+    def __init__(self, wall: Callable[[], datetime], monotonic: Callable[[], float]):
+        self.wall = wall
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self._anchor = (wall(), monotonic())
+
+    def reading(self) -> Reading:
+        with self._lock:
+            wall, now = self.wall(), self.monotonic()
+            then, since = self._anchor
+            steady = then + timedelta(seconds=now - since)
+            if abs(wall - steady) <= STEP_TOLERANCE:
+                steady = wall
+            return Reading(wall, steady)
+
+    def settle(self) -> timedelta | None:
+        """Take the wall clock as it reads now as the base from here on; returns the step
+        absorbed, if there was one (logged once: an operator wants to know)."""
+        with self._lock:
+            wall, now = self.wall(), self.monotonic()
+            then, since = self._anchor
+            step = wall - (then + timedelta(seconds=now - since))
+            self._anchor = (wall, now)
+        if abs(step) <= STEP_TOLERANCE:
+            return None
+        log.warning(
+            "the clock stepped by %+.0f s; reminders due across the step are posted now, none judged late", step.total_seconds()
+        )
+        return step
 
 
 P = ParamSpec("P")
@@ -86,6 +159,8 @@ class AppContext:
     appfirst: AppFirstClient | None = None
     maintenance: MaintenanceBackend | None = None
     clock: Callable[[], datetime] = utcnow
+    #: The same clock read with its steps told apart, for what falls due (`StepAwareClock`).
+    due_clock: StepAwareClock = field(default_factory=lambda: StepAwareClock(utcnow, time.monotonic))
     instance_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     #: Wake the running scheduler when reminder rows change, so it re-plans its wake-up
     #: (connected by `scheduler.runner` while it runs; unconnected, a no-op).
@@ -185,9 +260,16 @@ def shared_pace(db: Database) -> Reserve:
     return reserve
 
 
-def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow, http_timeout: float = 10.0) -> AppContext:
+def build_context(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    monotonic: Callable[[], float] = time.monotonic,
+    http_timeout: float = 10.0,
+) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
-    `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine."""
+    `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine.
+    `clock` and `monotonic` are injected together by tests: moving only the first is a step."""
     db = Database(settings.database_url)
     # SITREP_TEST_SPEEDUP is a test hook (see Settings): Slack's pace, sped up; 1 in production.
     rates = scaled_rates(settings.sitrep_test_speedup) if settings.sitrep_test_speedup != 1 else None
@@ -206,6 +288,7 @@ def build_context(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
         appfirst=appfirst,
         maintenance=make_backend(settings, statuspage=statuspage, appfirst=appfirst),
         clock=clock,
+        due_clock=StepAwareClock(clock, monotonic),
         metrics=metrics,
         outbox=Outbox(rates=rates, reserve=shared_pace(db), on_rate_limited=metrics.slack_paced),
     )

@@ -98,8 +98,11 @@ EXPECTED: dict[str, str] = {
     "SITREP_INCIDENT_IMPACTS": (
         "the impacts your status page accepts, separated by commas (1 to 100, each at most 75 characters)"
     ),
+    "SITREP_DEFAULT_IMPACT": "one of SITREP_INCIDENT_IMPACTS, or empty for none preselected",
+    "SITREP_NOTIFY_DEFAULT": "on or off",
     "SITREP_MAX_BODY": "a number of bytes, 65536 or more",
     "SITREP_SHUTDOWN_GRACE": "a number of seconds between 0 and 3600",
+    "SITREP_DRAIN_DELAY": "a number of seconds between 0 and 3600",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
     "LOG_FORMAT": "text or json",
     "METRICS_PORT": "a port number between 1 and 65535",
@@ -121,11 +124,15 @@ _USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 class SettingsError(Exception):
-    """One line for the operator: which variable, and what was expected."""
+    """One line per bad variable for the operator: which, and what was expected. Every
+    problem of a run is in `lines` at once (three missing variables: one run, three lines);
+    `variable` is the first one's."""
 
-    def __init__(self, variable: str, problem: str):
+    def __init__(self, variable: str, problem: str, more: tuple[tuple[str, str], ...] = ()):
         self.variable = variable
-        super().__init__(f"{variable} {problem}: expected {EXPECTED.get(variable, 'a valid value')}.")
+        self.problems = ((variable, problem), *more)
+        self.lines = [f"{v} {p}: expected {EXPECTED.get(v, 'a valid value')}." for v, p in self.problems]
+        super().__init__("\n".join(self.lines))
 
 
 class _FieldProblem(ValueError):
@@ -135,6 +142,14 @@ class _FieldProblem(ValueError):
         self.variable = variable
         self.problem = problem
         super().__init__(f"{variable} {problem}")
+
+
+class _Problems(ValueError):
+    """Several `_FieldProblem`s of the cross-variable checks, raised together."""
+
+    def __init__(self, problems: list[_FieldProblem]):
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))
 
 
 def _url(value: str | None, variable: str) -> str | None:
@@ -197,10 +212,18 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     sitrep_incident_statuses: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_STATUSES
     sitrep_incident_impacts: Annotated[tuple[str, ...], NoDecode] = DEFAULT_INCIDENT_IMPACTS
+    #: The impact the declare form preselects; None: the person picks (a hasty Declare must
+    #: not announce a major outage nobody chose).
+    sitrep_default_impact: str | None = None
+    #: Whether the declare form's "notify subscribers" starts ticked.
+    sitrep_notify_default: bool = False
     # Larger request bodies are refused (413) before they are read; Slack's are far smaller.
     sitrep_max_body: int = Field(default=1024 * 1024, ge=64 * 1024)
     # On SIGTERM, how long work under way may take to finish before clients and store close.
     sitrep_shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
+    # On SIGTERM, how long Slack requests are still served after /readyz fails: the time a
+    # load balancer takes to stop sending to this replica. Then the listener closes.
+    sitrep_drain_delay: float = Field(default=10.0, ge=0, le=3600)
     # Seconds between heartbeats; an instance silent for three is gone, and the drafts it was
     # sending become "outcome unknown" (their people are told).
     sitrep_heartbeat: float = Field(default=10.0, ge=0.5, le=600)
@@ -345,29 +368,65 @@ class Settings(BaseSettings):
             raise _FieldProblem("DATABASE_URL")
         return v
 
+    @field_validator("sitrep_default_impact")
+    @classmethod
+    def _default_impact(cls, v: str | None) -> str | None:
+        return (v or "").strip() or None
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: object, handler):
+        """Every bad variable of the run at once: pydantic stops before the checks across
+        variables when a single one fails, so the checks that need only the raw values
+        (which secrets are set) are added here."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            found = [
+                _FieldProblem(v, p)
+                for error in exc.errors(include_input=False, include_url=False)
+                for v, p in _problems_of(error)
+            ]
+            named = {p.variable for p in found}
+            if isinstance(data, dict):
+                found += [p for p in _raw_inconsistencies(data) if p.variable not in named]
+            raise _Problems(found) from None
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        """The checks across variables, every failing one reported together."""
+        problems = list(self._inconsistencies())
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def _inconsistencies(self):
         if self.slack_app_token is None and self.slack_signing_secret is None:
-            raise _FieldProblem("SLACK_SIGNING_SECRET", "is required in HTTP mode")
+            yield _FieldProblem("SLACK_SIGNING_SECRET", "is required in HTTP mode")
+        impacts = {i.casefold(): i for i in self.sitrep_incident_impacts}
+        if self.sitrep_default_impact is not None:
+            if self.sitrep_default_impact.casefold() not in impacts:
+                yield _FieldProblem("SITREP_DEFAULT_IMPACT", "is not one of SITREP_INCIDENT_IMPACTS")
+            else:
+                self.sitrep_default_impact = impacts[self.sitrep_default_impact.casefold()]
         if self.sitrep_sandbox:
             # The stand-ins take the place of both APIs (bot/sandbox): their URLs and keys are
             # set when they start, and whatever the environment says for them is not used.
             self.maintenance_backend = self.maintenance_backend or "statuspage"
-            return self
+            return
         if self.statuspage_url and self.statuspage_api_key is None:
-            raise _FieldProblem("STATUSPAGE_API_KEY", "is required with STATUSPAGE_URL")
+            yield _FieldProblem("STATUSPAGE_API_KEY", "is required with STATUSPAGE_URL")
         if self.appfirst_url and self.appfirst_email is None:
-            raise _FieldProblem("APPFIRST_EMAIL", "is required with APPFIRST_URL")
+            yield _FieldProblem("APPFIRST_EMAIL", "is required with APPFIRST_URL")
         if self.appfirst_url and self.appfirst_api_key is None:
-            raise _FieldProblem("APPFIRST_API_KEY", "is required with APPFIRST_URL")
+            yield _FieldProblem("APPFIRST_API_KEY", "is required with APPFIRST_URL")
         if self.maintenance_backend is None:
             only_appfirst = self.appfirst_url and not self.statuspage_url
             self.maintenance_backend = "appfirst" if only_appfirst else "statuspage"
         elif self.maintenance_backend == "appfirst" and not self.appfirst_url:
-            raise _FieldProblem("MAINTENANCE_BACKEND", "is appfirst but APPFIRST_URL is not set")
+            yield _FieldProblem("MAINTENANCE_BACKEND", "is appfirst but APPFIRST_URL is not set")
         elif self.maintenance_backend == "statuspage" and not self.statuspage_url and self.appfirst_url:
-            raise _FieldProblem("MAINTENANCE_BACKEND", "is statuspage but STATUSPAGE_URL is not set")
-        return self
+            yield _FieldProblem("MAINTENANCE_BACKEND", "is statuspage but STATUSPAGE_URL is not set")
 
     # --- derived, so callers never re-parse -------------------------------------------
     @property
@@ -430,11 +489,39 @@ def load_migrate_settings(**overrides: object) -> MigrateSettings:
 
 
 def _to_settings_error(exc: ValidationError) -> SettingsError:
-    first = exc.errors(include_input=False, include_url=False)[0]
-    problem = (first.get("ctx") or {}).get("error")
-    if isinstance(problem, _FieldProblem):
-        return SettingsError(problem.variable, problem.problem)
-    variable = str(first["loc"][0]).upper() if first.get("loc") else "configuration"
-    if first.get("type") == "missing":
-        return SettingsError(variable, "is required")
-    return SettingsError(variable, "is not valid")
+    """Every failed variable of the run, one (variable, problem) each, in the order read."""
+    found: list[tuple[str, str]] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        for variable, problem in _problems_of(error):
+            if variable not in (v for v, _ in found):
+                found.append((variable, problem))
+    return SettingsError(*found[0], more=tuple(found[1:]))
+
+
+def _raw_inconsistencies(data: dict):
+    """The secrets-present checks of `Settings._inconsistencies`, on the values as read."""
+
+    def given(name: str) -> bool:
+        value = data.get(name)
+        return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+    if not given("slack_app_token") and not given("slack_signing_secret"):
+        yield _FieldProblem("SLACK_SIGNING_SECRET", "is required in HTTP mode")
+    if str(data.get("sitrep_sandbox", "")).strip().lower() in ("1", "true", "on", "yes"):
+        return
+    if given("statuspage_url") and not given("statuspage_api_key"):
+        yield _FieldProblem("STATUSPAGE_API_KEY", "is required with STATUSPAGE_URL")
+    if given("appfirst_url") and not given("appfirst_email"):
+        yield _FieldProblem("APPFIRST_EMAIL", "is required with APPFIRST_URL")
+    if given("appfirst_url") and not given("appfirst_api_key"):
+        yield _FieldProblem("APPFIRST_API_KEY", "is required with APPFIRST_URL")
+
+
+def _problems_of(error) -> list[tuple[str, str]]:
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Problems):
+        return [(p.variable, p.problem) for p in cause.problems]
+    if isinstance(cause, _FieldProblem):
+        return [(cause.variable, cause.problem)]
+    variable = str(error["loc"][0]).upper() if error.get("loc") else "configuration"
+    return [(variable, "is required" if error.get("type") == "missing" else "is not valid")]

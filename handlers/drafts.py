@@ -29,7 +29,9 @@ def unknown_notifier(ctx: AppContext):
 
     async def notify(err: SubmissionUnknown, user_id: str, channel_id: str | None) -> None:
         text, blocks = unknown_answer(err, recovered=True)
-        await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+        await tell_user(
+            ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks, sandbox=ctx.settings.sitrep_sandbox
+        )
 
     return notify
 
@@ -43,7 +45,9 @@ def done_notifier(ctx: AppContext, owners: Mapping[str, Any]):
         if owner is None:
             return
         text, blocks = owner.done_answer(outcome)
-        await tell_user(ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks)
+        await tell_user(
+            ctx.slack, user_id=user_id, channel_id=channel_id, text=text, blocks=blocks, sandbox=ctx.settings.sitrep_sandbox
+        )
 
     return notify
 

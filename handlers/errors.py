@@ -212,7 +212,9 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
     if it.user_id is None or it.type == "event":
         return  # an event (the home tab opened) asked nothing of anyone: the log has it
     try:
-        await tell_user(ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
+        await tell_user(
+            ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks, sandbox=ctx.settings.sitrep_sandbox
+        )
     except SlackApiError as exc:
         log.error("could not tell %s about an error: %s", it.user_id, slack_error(exc))
 

@@ -47,7 +47,14 @@ class FeatureHandlers:
 
     async def _tell(self, it: Interaction, answer: Answer) -> None:
         text, blocks = answer
-        await tell_user(self.ctx.slack, user_id=it.user_id, channel_id=it.channel_id, text=text, blocks=blocks)
+        await tell_user(
+            self.ctx.slack,
+            user_id=it.user_id,
+            channel_id=it.channel_id,
+            text=text,
+            blocks=blocks,
+            sandbox=self.ctx.settings.sitrep_sandbox,
+        )
 
     async def send_kept(self, action: DraftAction, draft_id: int, it: Interaction) -> None:
         """*Retry*, or after an unknown outcome *Check and retry* / *Create anyway*, as the

@@ -30,7 +30,7 @@ from bot.slack import posts
 from bot.slack.channel import Message, Posted
 from bot.slack.outbox import Priority
 from bot.slack.posts import Post, PostTag, RowClaim, Sent
-from scheduler.nudges import deliver_nudge
+from scheduler.nudges import after_step_back, deliver_nudge
 from scheduler.rooms import deliver_archive
 from store import reminders as reminder_store
 from store.models import MaintenanceWindow, Reminder
@@ -88,7 +88,19 @@ async def run_due_reminders(ctx: AppContext) -> int:
                     log.exception("reminders %s could not be delivered; they will be retried", [r.id for r in batch])
     finally:
         await asyncio.shield(records.close())  # even when stopped: what was posted is recorded
+        await asyncio.shield(_absorb_step(ctx))
     return posted
+
+
+async def _absorb_step(ctx: AppContext) -> None:
+    """After the pass that posted what a step of the clock made due: settle on the clock as
+    it now reads (`StepAwareClock`); after a step back, bring in the nudges planned ahead."""
+    step = ctx.due_clock.settle()
+    if step is not None and step < timedelta(0):
+        try:
+            await after_step_back(ctx)
+        except Exception:  # noqa: BLE001 - a sick database: the nudges keep their planned times
+            log.exception("could not bring in the nudges planned before the clock stepped back")
 
 
 def _batchable(reminder: Reminder) -> bool:
@@ -127,7 +139,8 @@ def _claim_batch(ctx: AppContext) -> int:
 
 async def _due(ctx: AppContext, tried: set[int]) -> list[Reminder]:
     async with ctx.db.session() as session:
-        return [r for r in await reminder_store.due(session, ctx.clock(), stale_after=stale_claim(ctx)) if r.id not in tried]
+        due_by = ctx.due_clock.reading().due_by  # a step back holds back nothing that was due
+        return [r for r in await reminder_store.due(session, due_by, stale_after=stale_claim(ctx)) if r.id not in tried]
 
 
 async def _settled_unless_due(ctx: AppContext, tried: set[int]) -> bool:
@@ -190,7 +203,7 @@ async def _deliver_batch(ctx: AppContext, batch: list[Reminder], records: Record
     """Claim a run of pending window reminders and read their windows in one transaction,
     then deliver them one by one, in order. Claims whose post was never attempted (the pass
     was stopped, the database failed) are given back."""
-    now = ctx.clock()
+    now = ctx.due_clock.reading().due_by  # as `_due` read them
     claimed_before = posts.elapsed()
     async with ctx.db.engine.begin() as conn:
         taken = await reminder_store.claim_pending(conn, [r.id for r in batch], instance=ctx.instance_id, now=now)
@@ -290,8 +303,9 @@ async def _archive(ctx: AppContext, due: Due, records: Records) -> int:
 async def _digest(ctx: AppContext, due: Due, records: Records) -> int:
     """The weekly digest: posted once, then the next week's planned."""
     digests = DigestService(ctx)
-    late = ctx.clock() - due.due_at > DIGEST_LATE_AFTER
-    result = await posts.post_once(ctx, digests.post_for(due.due_at), due.held(ctx, late=lambda: late))
+    late = ctx.due_clock.reading().judged_at(due.due_at) - due.due_at > DIGEST_LATE_AFTER  # a step is not lateness
+    post = await digests.post_for(due.due_at, late=late)
+    result = await posts.post_once(ctx, post, due.held(ctx, late=lambda: late))
     await digests.plan_next()
     return result.posted
 
@@ -327,7 +341,8 @@ class _Reply:
         self.sent_at = ctx.clock()
 
     def decide(self, window: MaintenanceWindow) -> None:
-        self.window, self.sent_at = window, self.ctx.clock()
+        # Lateness as time has passed, not as the clock stepped (`StepAwareClock`).
+        self.window, self.sent_at = window, self.ctx.due_clock.reading().judged_at(self.due.due_at)
         decision = decide(window, self.due.kind, due_at=self.due.due_at, now=self.sent_at)
         if decision == Delivery.SKIP:
             raise Skip

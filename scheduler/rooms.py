@@ -43,5 +43,12 @@ async def deliver_archive(ctx: AppContext, reminder: Reminder, claim: Claim) -> 
         return 1
     await RowClaim(ctx, reminder.id, claim).skip()
     text, blocks = messages.room_archive_refused(incident, refused)
-    await tell_user(ctx.slack, user_id=incident.declared_by, channel_id=incident.room_channel_id, text=text, blocks=blocks)
+    await tell_user(
+        ctx.slack,
+        user_id=incident.declared_by,
+        channel_id=incident.room_channel_id,
+        text=text,
+        blocks=blocks,
+        sandbox=ctx.settings.sitrep_sandbox,
+    )
     return 0

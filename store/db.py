@@ -12,7 +12,8 @@ import hashlib
 import logging
 import os
 import sqlite3
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import event, false, text, update
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from store import migrations
+from store.libpq import ParameterRefused, driver_arguments
 from store.models import UpstreamFact
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,12 @@ class Database:
         if url.startswith("sqlite"):
             # Several bot processes may share one SQLite file: wait for locks instead of failing.
             kwargs["connect_args"] = {"timeout": 30}
+        elif make_url(url).drivername == "postgresql+asyncpg":
+            try:
+                parsed, kwargs["connect_args"] = driver_arguments(make_url(url))
+            except ParameterRefused as exc:
+                raise DatabaseUnusable(str(exc)) from None
+            url = parsed.render_as_string(hide_password=False)
         self._sqlite_path = _sqlite_file(url)
         kind = make_url(url).drivername
         try:
@@ -163,6 +171,24 @@ class Database:
             reason = getattr(exc, "orig", None) or exc
             raise DatabaseUnusable(f"cannot be opened or written ({type(reason).__name__}: {reason})") from None
 
+    async def revision(self) -> str | None:
+        """The schema revision the database is at (None: no schema yet), read without
+        writing anything: `sitrep check` never migrates, and never creates a missing SQLite
+        file. Raises `DatabaseUnusable` when it cannot be read or holds a newer revision."""
+        if self._sqlite_path is not None:
+            was = _sqlite_revision(self._sqlite_path)
+        else:
+            try:
+                async with self.engine.connect() as conn:
+                    was = await conn.run_sync(migrations.current)
+                    await conn.rollback()
+            except (SQLAlchemyError, OSError) as exc:
+                reason = getattr(exc, "orig", None) or exc
+                raise DatabaseUnusable(f"cannot be opened or written ({type(reason).__name__}: {reason})") from None
+        if was is not None and not migrations.known(was):
+            raise DatabaseUnusable(f"holds schema revision {was}, which this sitrep does not know (a newer version migrated it)")
+        return was
+
     async def check_writable(self, timeout: float = 2.0) -> None:
         """For readiness: commit a write that changes nothing (SQLite: it has to reach the disk,
         so a full disk fails it) or run one in a transaction rolled back (PostgreSQL: refused
@@ -185,6 +211,55 @@ class Database:
         if left:
             await asyncio.wait(left, timeout=linger)
         await self.engine.dispose()
+
+    @property
+    def notifies(self) -> bool:
+        """Whether other processes can be told of a change at once (PostgreSQL's LISTEN/NOTIFY)."""
+        return self._sqlite_path is None and self.engine.dialect.name == "postgresql"
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """Tell every process listening on `channel` (PostgreSQL; nothing elsewhere)."""
+        if not self.notifies:
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload})
+            await conn.commit()
+
+    async def listen(
+        self,
+        channel: str,
+        heard: Callable[[str], None],
+        *,
+        until: asyncio.Event,
+        listening: Callable[[bool], None] = lambda _on: None,
+    ) -> None:
+        """Call `heard(payload)` for each notification on `channel` until `until` is set
+        (PostgreSQL), and `listening` with True once it listens, False when it stops. On a
+        connection of its own, closed afterwards, never given back to the pool still
+        listening; raises `ConnectionError` when that connection is lost."""
+        conn = await self.engine.connect()
+        try:
+            driver = (await conn.get_raw_connection()).driver_connection  # asyncpg's connection
+            lost = asyncio.Event()
+
+            def note(_conn, _pid, _channel, payload: str) -> None:
+                heard(payload)
+
+            driver.add_termination_listener(lambda _conn: lost.set())
+            await driver.add_listener(channel, note)
+            listening(True)
+            stopped, gone = asyncio.ensure_future(until.wait()), asyncio.ensure_future(lost.wait())
+            try:
+                await asyncio.wait({stopped, gone}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+                gone.cancel()
+            if lost.is_set() and not until.is_set():
+                raise ConnectionError(f"the connection listening on {channel} was lost")
+        finally:
+            listening(False)
+            await conn.invalidate()
+            await conn.close()
 
     @contextlib.asynccontextmanager
     async def exclusive(self, name: str):
@@ -336,6 +411,31 @@ def _take_write_lock(path: str, timeout: float, commit: bool = False) -> None:
                 conn.execute("ROLLBACK")
     finally:
         conn.close()
+
+
+def _sqlite_revision(path: str) -> str | None:
+    """The revision in a SQLite file, opened read-only (the engine's connections would switch
+    it to WAL); None for a file that does not exist yet, whose folder must then be writable.
+    An existing file must be writable too (`_check_sqlite_writable`, which rolls back)."""
+    if not os.path.exists(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise DatabaseUnusable(
+                f"points at a SQLite file that cannot be opened or written ({path}: no writable folder {folder} to create it in)"
+            )
+        return None
+    _check_sqlite_writable(path)
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").fetchone():
+                row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                return str(row[0]) if row else None
+            return None
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise DatabaseUnusable(f"points at a SQLite file that cannot be read ({path}: {exc})") from None
 
 
 def _check_sqlite_writable(path: str) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import ids
 from store.models import Incident, IncidentEvent
 from store.states import IncidentEventKind
 
@@ -38,14 +39,27 @@ async def resolved_event(session: AsyncSession, incident_id: int) -> IncidentEve
 
 
 async def find_incident(session: AsyncSession, ref: str) -> Incident | None:
-    """`ref` is the short number people see (`12`, `#12`) or the upstream ID."""
-    ref = ref.strip()
-    number = ref[1:] if ref.startswith("#") else ref
-    if number.isdigit():
-        found = await session.get(Incident, int(number))
-        if found is not None:
-            return found
-    return (await session.execute(select(Incident).where(Incident.upstream_id == ref))).scalar_one_or_none()
+    """`ref` is the short number people see (`12`, `#12`) or the upstream ID, in any of its
+    spellings (`store.ids.guid`). A number too large for any row is looked for only as an ID."""
+    found = None
+    number = ids.number(ref)
+    if number is not None:
+        found = await session.get(Incident, number)
+    if found is not None or ref.strip().startswith("#"):
+        return found
+    return await by_upstream(session, ref)
+
+
+async def by_upstream(session: AsyncSession, upstream_id: str) -> Incident | None:
+    """The incident the status page knows as `upstream_id`, however it is spelled."""
+    canonical = ids.guid(upstream_id)
+    if canonical is None:
+        return await session.scalar(select(Incident).where(Incident.upstream_id == upstream_id.strip()).limit(1))
+    found = await session.scalar(select(Incident).where(Incident.upstream_id == canonical).limit(1))
+    if found is None:  # kept in another spelling (before IDs were normalized): scan for it
+        query = select(Incident).where(ids.spelled_as_guid(Incident.upstream_id) == ids.bare(canonical))
+        found = await session.scalar(query.order_by(Incident.id).limit(1))
+    return found
 
 
 async def open_incidents(session: AsyncSession, *, limit: int, offset: int = 0) -> list[Incident]:

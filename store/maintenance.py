@@ -9,6 +9,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store import ids
 from store.models import MaintenanceWindow
 from store.states import ACTIVE_WINDOW_STATES, WindowState
 
@@ -37,10 +38,15 @@ async def by_draft(session: AsyncSession, draft_id: int) -> MaintenanceWindow | 
 
 
 async def by_upstream(session: AsyncSession, backend: str, upstream_id: str) -> MaintenanceWindow | None:
-    query = select(MaintenanceWindow).where(
-        MaintenanceWindow.backend == backend, MaintenanceWindow.upstream_id == str(upstream_id)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
+    """The window `backend` knows as `upstream_id`; a status-page GUID in any spelling."""
+    upstream_id = str(upstream_id).strip()
+    canonical = ids.guid(upstream_id)
+    of_backend = select(MaintenanceWindow).where(MaintenanceWindow.backend == backend)
+    found = await session.scalar(of_backend.where(MaintenanceWindow.upstream_id == (canonical or upstream_id)).limit(1))
+    if found is None and canonical is not None:  # kept in another spelling (before IDs were normalized)
+        query = of_backend.where(ids.spelled_as_guid(MaintenanceWindow.upstream_id) == ids.bare(canonical))
+        found = await session.scalar(query.order_by(MaintenanceWindow.id).limit(1))
+    return found
 
 
 async def by_upstream_ids(session: AsyncSession, backend: str, upstream_ids: Iterable[str]) -> dict[str, MaintenanceWindow]:
@@ -62,13 +68,13 @@ async def find_window(session: AsyncSession, ref: str, backend: str) -> Maintena
     """
     ref = ref.strip()
     hashed = ref.startswith("#")
-    number = ref[1:].strip() if hashed else ref
-    if number.isdigit():
-        found = await session.get(MaintenanceWindow, int(number))
+    number = ids.number(ref)  # none for a number too large for any row (AppFirst's IDs are short too)
+    if number is not None:
+        found = await session.get(MaintenanceWindow, number)
         if found is not None and found.backend == backend:
             return found
-        if hashed:
-            return None
+    if hashed:
+        return None
     return await by_upstream(session, backend, ref)
 
 

@@ -288,6 +288,15 @@ async def rearm(
     return done.rowcount == 1
 
 
+async def pull_in(session: AsyncSession, kind: str, *, latest: datetime) -> int:
+    """Pending reminders of `kind` due after `latest` become due at `latest` (nudges planned
+    while the clock ran ahead: a quiet interval is a duration, never a day)."""
+    done = await session.execute(
+        update(_rows).where(_rows.c.kind == kind, _rows.c.state == PENDING, _rows.c.due_at > latest).values(due_at=latest)
+    )
+    return done.rowcount
+
+
 async def release(session: AsyncSession, reminder_id: int, *, token: int) -> None:
     """Give a claim back after a post that may have reached Slack (a timeout, a dropped
     connection). It stays a claim, but one already stale, so the next run looks in the

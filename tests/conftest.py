@@ -156,6 +156,9 @@ def base_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SPEC_VARIABLES}
     env["PYTHONUNBUFFERED"] = "1"
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'sitrep.db'}"
+    # A stopped process closes its listener at once (no load balancer in tests); the tests
+    # of the drain set their own delay.
+    env["SITREP_DRAIN_DELAY"] = "0"
     return env
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bot.clients.http import api_root
+from bot.clients.http import api_path, api_root
 from tests.support.fakes.appfirst import FakeAppFirst
 from tests.support.fakes.statuspage import FakeStatusPage
 from tests.support.harness import CHANNEL, BotUnderTest
@@ -88,24 +88,48 @@ def test_an_incident_is_declared_whichever_way_statuspage_url_is_written(setting
     assert len(mounted_statuspage.incidents) == 1
 
 
+def schedule_at(appfirst_settings, slack, appfirst, clock, url: str) -> None:
+    """Schedule one window through the bot with APPFIRST_URL set to `url`."""
+    configured = appfirst_settings.model_copy(
+        update={"appfirst_url": url, "appfirst_email": appfirst.email, "appfirst_api_key": SecretStr(appfirst.api_key)}
+    )
+    with BotUnderTest(configured, clock=clock) as bot:
+        view = open_modal(bot, slack)
+        bot.submit(view, schedule_values("Kernel updates", description=None, servers="1, 2"))
+        wait_announcement(slack)
+
+
 @pytest.mark.parametrize("suffix", SPELLINGS)
 def test_a_window_is_scheduled_whichever_way_appfirst_url_is_written(
     appfirst_settings, slack, mounted_appfirst, upstream_clock, suffix
 ):
-    configured = appfirst_settings.model_copy(
-        update={
-            "appfirst_url": mounted_appfirst.url + suffix,
-            "appfirst_email": mounted_appfirst.email,
-            "appfirst_api_key": SecretStr(mounted_appfirst.api_key),
-        }
-    )
-    with BotUnderTest(configured, clock=upstream_clock) as bot:
-        view = open_modal(bot, slack)
-        bot.submit(view, schedule_values("Kernel updates", description=None, servers="1, 2"))
-        wait_announcement(slack)
+    schedule_at(appfirst_settings, slack, mounted_appfirst, upstream_clock, mounted_appfirst.url + suffix)
     [create] = [r for r in mounted_appfirst.requests if r.method == "POST"]
     assert create.path == "/appfirst/api/maintenance_windows/"
     assert len(mounted_appfirst.windows) == 1
+
+
+@pytest.mark.parametrize("suffix", ["/api/v5", "/api/v5/", "/API/V5"])
+def test_appfirst_url_may_carry_the_versioned_prefix_of_the_seeds_url_fields(
+    appfirst_settings, slack, mounted_appfirst, upstream_clock, suffix
+):
+    """Seed 003's windows point at `/api/v5/maintenance_windows/…`: an operator copying that
+    prefix gets every call under it, never `/api/v5/api/…`."""
+    schedule_at(appfirst_settings, slack, mounted_appfirst, upstream_clock, mounted_appfirst.url + suffix)
+    assert {r.path for r in mounted_appfirst.requests} <= {
+        "/appfirst/api/v5/maintenance_windows/",
+        *(f"/appfirst/api/v5/maintenance_windows/{i}/" for i in mounted_appfirst.windows),
+    }
+    [create] = [r for r in mounted_appfirst.requests if r.method == "POST"]
+    assert create.path == "/appfirst/api/v5/maintenance_windows/"
+    assert len(mounted_appfirst.windows) == 1
+
+
+def test_api_path_follows_only_an_api_version():
+    assert api_path("https://af.example.com/api/v5", "api/maintenance_windows/") == "api/v5/maintenance_windows/"
+    assert api_path("https://af.example.com/api", "api/maintenance_windows/") == "api/maintenance_windows/"
+    assert api_path("https://af.example.com/v5", "api/maintenance_windows/") == "api/maintenance_windows/"
+    assert api_root("https://af.example.com/tools/api/v12/") == "https://af.example.com/tools/"
 
 
 def test_a_wrong_statuspage_url_tells_the_person_the_bot_is_misconfigured(settings, slack, mounted_statuspage, caplog):

@@ -1,12 +1,13 @@
-"""A deploy's SIGTERM loses nothing: `sitrep run` as a real process, stopped while a declare
-waits on the status page, still creates, stores and announces the incident and tells the
-person; what arrives after the signal is answered 503 so Slack tries elsewhere."""
+"""A deploy's SIGTERM loses nothing: `sitrep run` as a real process goes out of rotation
+(`/readyz` 503) but still answers Slack during `SITREP_DRAIN_DELAY` (a load balancer keeps
+sending for a while, and Slack never sends a command again); then its listener closes, and a
+declare still waiting on the status page is created, stored and announced, and its person
+told."""
 
 from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from tests.support.harness import (
     submission_payload,
     typed,
 )
-from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
+from tests.support.process import command_modal, kill, signed_post, start_sitrep, stop, wait_healthy, wait_until
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 
@@ -43,32 +44,48 @@ def declare_values() -> dict:
     }
 
 
-def test_sigterm_mid_declare_finishes_it_and_refuses_new_requests(bot_env, tmp_path, slack, statuspage):
-    base = f"http://127.0.0.1:{bot_env['PORT']}"
-    process = start_sitrep(bot_env, tmp_path)
+def refused(base: str) -> bool:
+    """Whether the port no longer takes connections (the listener is closed)."""
     try:
-        wait_healthy(base, process)
-        view = command_modal(base, slack, "/incident", "declare DB down")
+        httpx.get(f"{base}/healthz", timeout=2)
+    except httpx.ConnectError:
+        return True
+    except httpx.TransportError:
+        return False
+    return False
 
-        statuspage.latency = 3.0
+
+def test_a_command_during_the_drain_delay_is_answered_and_work_in_flight_finishes(bot_env, tmp_path, slack, statuspage):
+    # A delay far longer than the test: the second SIGTERM ends it, so no step races a timer.
+    env = bot_env | {"SITREP_DRAIN_DELAY": "300"}
+    base = f"http://127.0.0.1:{env['PORT']}"
+    process = start_sitrep(env, tmp_path)
+    try:
+        wait_healthy(base, process, path="/readyz")
+        view = command_modal(base, slack, "/incident", "declare DB down")
+        release = statuspage.pause_reply("/api/admin/Incident")  # the create
         answer = signed_post(base, interaction_body(submission_payload(view, declare_values())))
         assert answer.status_code == 200  # the modal closes; the status page is still thinking
-        time.sleep(0.5)  # the create is on its way to the status page
-        process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
+        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")
 
-        # Draining: a new Slack request is refused so Slack retries it elsewhere; liveness holds.
-        late = signed_post(base, command_body("/incident", "help"))
-        assert late.status_code == 503
+        process.send_signal(signal.SIGTERM)
+        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 503, 10, "/readyz to fail")
+        # Out of rotation, yet a request the balancer still sends is answered as ever.
+        during = signed_post(base, command_body("/incident", "help"))
+        assert during.status_code == 200, during.text
+        assert "/incident declare" in during.json()["text"]
         assert httpx.get(f"{base}/healthz", timeout=2).status_code == 200
 
+        process.send_signal(signal.SIGTERM)  # a second signal ends the delay: the listener closes
+        wait_until(lambda: refused(base), 10, "the listener to close")
+        assert process.poll() is None  # the declare still waits on the status page, and so does the process
+        release.set()
         output, _ = process.communicate(timeout=40)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill(process)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    assert output.index("stopping: /readyz answers 503") < output.index("closing the listener; finishing 1 ")
 
     # Created upstream once, announced, the person told, and stored with its announcement.
     assert len(statuspage.incidents) == 1
@@ -81,3 +98,15 @@ def test_sigterm_mid_declare_finishes_it_and_refuses_new_requests(bot_env, tmp_p
         drafts = db.execute("SELECT state FROM drafts").fetchall()
     assert len(rows) == 1 and rows[0][0] == next(iter(statuspage.incidents)) and rows[0][1] is not None
     assert all(state == "done" for (state,) in drafts), drafts
+
+
+def test_the_listener_closes_by_itself_when_the_drain_delay_is_over(bot_env, tmp_path, slack):
+    env = bot_env | {"SITREP_DRAIN_DELAY": "1"}
+    process = start_sitrep(env, tmp_path)
+    try:
+        wait_healthy(f"http://127.0.0.1:{env['PORT']}", process, path="/readyz")
+        output = stop(process)  # one SIGTERM only: the delay runs out on its own
+    finally:
+        kill(process)
+    assert process.returncode == 0 and "Traceback" not in output, output
+    assert output.index("still served for 1 s") < output.index("closing the listener")

@@ -28,7 +28,9 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.errors import UpstreamRejected
+from bot.inbound.drain import Drain
 from bot.inbound.edge import SlackEdge, payload_problem
+from bot.inbound.guard import SlowClientLog
 from bot.ops.redaction import escape_controls, scrub, upstream_text
 from bot.settings import Settings
 from store.models import Draft
@@ -465,6 +467,27 @@ def run_edge(
 def test_a_trickled_body_is_408_after_the_bound():
     sent, reached = run_edge(None, body_timeout=0.05)
     assert sent[0]["status"] == 408 and reached == []
+
+
+def test_a_trickled_body_is_counted_with_the_slow_clients_not_logged_each(caplog):
+    slow = SlowClientLog()
+    with caplog.at_level(logging.WARNING, logger="bot.inbound.edge"):
+        sent, _ = run_edge(None, body_timeout=0.05, slow_clients=slow)
+    assert sent[0]["status"] == 408 and slow.total == 1
+    assert [r for r in caplog.records if r.name == "bot.inbound.edge"] == []
+
+
+def test_slack_requests_are_served_during_the_drain_delay_and_refused_once_the_listener_closed():
+    body = command_body("/incident", "help").encode()
+    headers = [(k.lower().encode(), v.encode()) for k, v in signed(body).items()]
+    request = [{"type": "http.request", "body": body}]
+    drain = Drain()
+    drain.begin()  # SIGTERM: /readyz fails, Slack is still answered
+    sent, reached = run_edge(request, headers, path="/slack/events", drain=drain)
+    assert sent[0]["status"] == 200 and reached == [body]
+    drain.close()  # the delay is over: a kept-alive connection's request is refused unread
+    sent, reached = run_edge(request, headers, path="/slack/events", drain=drain)
+    assert sent[0]["status"] == 503 and reached == []
 
 
 def test_a_content_length_that_is_not_a_number_is_400():

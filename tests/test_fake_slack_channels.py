@@ -109,6 +109,19 @@ async def test_posting_in_a_known_channel_the_bot_is_not_in_is_refused(slack, cl
     assert (await api_error(client.chat_postMessage(channel=theirs, text="hi"))).response["error"] == "not_in_channel"
 
 
+async def test_reading_a_channel_the_bot_is_not_in_is_refused_as_slack_documents(slack, client):
+    public = slack.add_channel("ops-public", members=("UHUMAN",))
+    private = slack.add_channel("ops-private", private=True, members=("UHUMAN",))
+    assert (await api_error(client.conversations_history(channel=public, limit=1))).response["error"] == "not_in_channel"
+    assert (await api_error(client.conversations_history(channel=private, limit=1))).response["error"] == "channel_not_found"
+    slack.hidden_channels.add("C0HIDDEN")
+    assert (await api_error(client.conversations_history(channel="C0HIDDEN", limit=1))).response["error"] == "channel_not_found"
+    slack.set_member(public, True)  # /invite @sitrep
+    assert (await client.conversations_history(channel=public, limit=1))["ok"] is True
+    slack.set_member(public, False)
+    assert (await api_error(client.conversations_history(channel=public, limit=1))).response["error"] == "not_in_channel"
+
+
 async def test_scopes_are_enforced_when_given(slack, client):
     slack.grant({"commands", "chat:write"})
     error = await api_error(client.conversations_create(name="inc-5-x"))

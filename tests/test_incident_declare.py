@@ -200,3 +200,28 @@ def test_a_form_another_delivery_opened_already_tells_nobody(bot, slack, caplog)
 
 def declare_modal_of_another_replica() -> dict:
     return {"type": "modal", "callback_id": "incident_declare", "title": {"type": "plain_text", "text": "Declare incident"}}
+
+
+def _element(view: dict, block_id: str) -> dict:
+    return next(b for b in view["blocks"] if b.get("block_id") == block_id)["element"]
+
+
+def test_the_declare_form_preselects_no_impact_and_notifies_nobody(bot, slack, statuspage):
+    """A hasty Declare must not tell every subscriber of a major outage nobody chose."""
+    view = open_declare_modal(bot, slack)
+    assert "initial_option" not in _element(view, Block.IMPACT)
+    assert "initial_options" not in _element(view, Block.NOTIFY)
+    # Submitted as it opened (Slack sends no impact): the person is asked inside the form.
+    values = declare_values()
+    values[Block.IMPACT] = {next(iter(values[Block.IMPACT])): {"type": "static_select", "selected_option": None}}
+    response = bot.submit(view, values)
+    assert response.json() == {"response_action": "errors", "errors": {Block.IMPACT: "Pick an impact."}}
+    assert statuspage.requests == []
+
+
+def test_the_operator_can_choose_the_declare_forms_defaults(settings, slack, statuspage):
+    settings = settings.model_copy(update={"sitrep_default_impact": "Partial Outage", "sitrep_notify_default": True})
+    with BotUnderTest(settings) as bot:
+        view = open_declare_modal(bot, slack)
+    assert _element(view, Block.IMPACT)["initial_option"]["value"] == "Partial Outage"
+    assert [o["value"] for o in _element(view, Block.NOTIFY)["initial_options"]] == ["notify"]

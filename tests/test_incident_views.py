@@ -136,7 +136,9 @@ def test_incident_list_shows_one_page_and_says_how_many_more_and_how_to_see_them
 
 
 def test_forms_state_their_rules_and_survive_a_draft_round_trip():
-    assert DeclareForm(title=" ").problems(statuses=STATUSES, impacts=IMPACTS) == {"title": "Give the incident a title."}
+    assert DeclareForm(title=" ", impact="Major Outage").problems(statuses=STATUSES, impacts=IMPACTS) == {
+        "title": "Give the incident a title."
+    }
     too_long = DeclareForm(title="t" * (TITLE_MAX + 1), status="Nope", impact="Nope")
     assert set(too_long.problems(statuses=STATUSES, impacts=IMPACTS)) == {"title", "status", "impact"}
     assert UpdateForm(incident_id=1, status="Nope", text=" ").problems(statuses=STATUSES) == {

@@ -12,9 +12,11 @@ import jsonschema
 import pytest
 import yaml
 
+from bot.slack.manifest import PLACEHOLDER_URL, build_manifest, required_scopes
 from bot.slack.rooms import SCOPE_PRIVATE, SCOPE_PUBLIC
 from tests.support.fakes.slack_api import default_shared_dir
 from tests.support.manifests import WITH_CHANNELS, load_manifest
+from tests.support.process import sitrep
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_PACKAGES = ("bot", "handlers", "scheduler", "store")
@@ -316,3 +318,62 @@ def test_channels_manifest_is_the_base_one_plus_the_room_scopes():
     comments = (REPO / WITH_CHANNELS).read_text(encoding="utf-8")
     for needle in ("SITREP_INCIDENT_CHANNELS", SCOPE_PUBLIC, SCOPE_PRIVATE, "SITREP_INCIDENT_CHANNEL_PRIVATE"):
         assert needle in comments
+
+
+# --- `sitrep manifest`: one source for every manifest -------------------------------------------
+
+
+def schema() -> dict:
+    return json.loads((shared_dir() / "slack" / "slack_app_manifest.schema.1.0.0.json").read_text(encoding="utf-8"))
+
+
+def test_manifest_yml_is_what_the_code_builds():
+    """The committed files are the generated ones (with comments for the reader)."""
+    assert build_manifest(url=PLACEHOLDER_URL) == manifest()
+    assert build_manifest(url=PLACEHOLDER_URL, incident_channels=True) == load_manifest(WITH_CHANNELS)
+
+
+def test_required_scopes_are_the_manifests():
+    assert set(required_scopes()) == set(bot_scopes())
+    assert set(required_scopes(incident_channels=True)) == set(bot_scopes()) | {SCOPE_PUBLIC}
+    assert set(required_scopes(incident_channels=True, private_rooms=True)) == set(bot_scopes()) | {SCOPE_PRIVATE}
+
+
+@pytest.mark.parametrize("channels", [False, True])
+def test_sitrep_manifest_prints_a_ready_socket_mode_manifest(channels, base_env, tmp_path):
+    args = ["manifest", "--socket-mode"] + (["--incident-channels"] if channels else [])
+    done = sitrep(*args, env=base_env, cwd=tmp_path)  # no setting needed: there is no app yet
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    jsonschema.validate(printed, schema())
+    assert printed["settings"]["socket_mode_enabled"] is True
+    # No URL anywhere: Socket Mode needs no public address, and none is left to replace.
+    assert "http" not in json.dumps(printed["features"]) + json.dumps(printed["settings"])
+    assert printed["oauth_config"]["scopes"]["bot"] == bot_scopes() + ([SCOPE_PUBLIC, SCOPE_PRIVATE] if channels else [])
+    # Everything else is the HTTP one's (commands, shortcut, events, home tab).
+    assert printed["features"]["shortcuts"] == manifest()["features"]["shortcuts"]
+    assert [c["command"] for c in printed["features"]["slash_commands"]] == list(manifest_commands())
+    assert printed["settings"]["event_subscriptions"]["bot_events"] == manifest()["settings"]["event_subscriptions"]["bot_events"]
+    assert "connections:write" in done.stderr and "SLACK_APP_TOKEN" in done.stderr
+
+
+def test_sitrep_manifest_with_a_url_points_every_request_there(base_env, tmp_path):
+    done = sitrep("manifest", "--url", "https://sitrep.example.org/", env=base_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    jsonschema.validate(printed, schema())
+    expected = json.loads(json.dumps(manifest()).replace(PLACEHOLDER_URL, "https://sitrep.example.org"))
+    assert printed == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["manifest"], "--socket-mode"),
+        (["manifest", "--url", "http://plain.example.org"], "https://"),
+        (["manifest", "--socket-mode", "--url", "https://x.example.org"], "not allowed with"),
+    ],
+)
+def test_sitrep_manifest_refuses_what_cannot_work(args, says, base_env, tmp_path):
+    done = sitrep(*args, env=base_env, cwd=tmp_path)
+    assert done.returncode == 2 and says in done.stderr and done.stdout == ""

@@ -111,7 +111,7 @@ def test_slack_429s_show_in_metrics_by_method_with_the_time_waited(settings, sla
 def test_readyz_is_ok_when_everything_is(bot):
     answer = bot.http.get("/readyz")
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"ok": True, "checks": {"database": "ok", "scheduler": "ok", "slack": "ok"}}
+    assert answer.json() == {"ok": True, "checks": {"database": "ok", "scheduler": "ok", "slack": "ok", "channel": "ok"}}
     assert bot.http.get("/healthz").json() == {"ok": True}
 
 
@@ -143,6 +143,22 @@ def test_readyz_fails_while_slack_refuses_the_token(settings, slack):
         answer = bot.http.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["checks"]["slack"].startswith("auth.test failed")
+
+
+def test_readyz_reports_a_channel_the_bot_lost(settings, slack):
+    """Reported, not gating: a forgotten /invite is named where the operator looks."""
+    channel = slack.add_channel("ops-announcements", members=("UHUMAN",))
+    clock = FakeClock()
+    with BotUnderTest(settings.model_copy(update={"sitrep_channel": channel}), clock=clock, live_scheduler=True) as bot:
+        answer = bot.http.get("/readyz")
+        assert answer.status_code == 200
+        assert "not_in_channel" in answer.json()["checks"]["channel"] and "/invite @sitrep" in answer.json()["checks"]["channel"]
+        slack.set_member(channel, True)  # someone invites the bot: seen at the next probe
+        assert bot.http.get("/readyz").json()["checks"]["channel"] == "ok"
+        slack.set_member(channel, False)  # removed again: a good answer is trusted for a minute
+        assert bot.http.get("/readyz").json()["checks"]["channel"] == "ok"
+        clock.advance(seconds=61)
+        assert "not_in_channel" in bot.http.get("/readyz").json()["checks"]["channel"]
 
 
 def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, statuspage, tmp_path):

@@ -469,3 +469,20 @@ def test_two_replicas_editing_in_different_channels_keep_one_workspace_pace(bot,
     parents = bot.run(run())
     assert all(slack.message(at.channel, at.ts)["text"] == "v2" for at in parents)
     assert slack.rate_limited == 0
+
+
+def test_a_paced_read_refused_429_waits_its_retry_after_and_is_sent_again(bot, slack):
+    window = schedule(bot)
+    time_ = VirtualTime()
+    outbox = Outbox(scaled_rates(1), monotonic=time_.monotonic, sleep=time_.sleep)
+    slack.forget_calls()
+    slack.fail_next("chat.getPermalink", status=429, retry_after=3)
+
+    async def link():
+        call = lambda: bot.ctx.sender.chat_getPermalink(channel=CHANNEL, message_ts=window.message_ts)  # noqa: E731
+        return await outbox.call("chat.getPermalink", call, channel=CHANNEL)
+
+    answer = bot.run(link())
+    assert answer["permalink"].endswith(window.message_ts.replace(".", ""))
+    assert outbox.rate_limited == 1 and time_.now == 3  # waited its Retry-After, on the outbox's clock
+    assert len(slack.calls_to("chat.getPermalink")) == 2

@@ -141,6 +141,32 @@ def test_two_instances_on_one_database_post_once(settings, slack, clock):
                 assert len(reminder_posts(slack, window, kind)) == 1, (window.id, kind)
 
 
+def test_each_heartbeat_plans_the_wake_up_another_instance_made(settings, slack, clock):
+    """Instance two never hears of the window instance one scheduled: its heartbeat finds the
+    earliest due time in the database, so it wakes then even if instance one dies."""
+    beating = settings.model_copy(update={"sitrep_heartbeat": 0.5})
+    with BotUnderTest(beating, clock=clock) as one, BotUnderTest(beating, clock=clock, live_scheduler=True) as two:
+        assert two.bot.scheduler.next_wake() is None
+        window = schedule(one)
+        heads_up = reminders(one, window.id)["heads_up"].due_at
+        slack.wait_for(lambda: two.bot.scheduler.next_wake() == heads_up, timeout=10)
+
+
+def test_on_postgresql_another_instance_hears_of_a_new_reminder_at_once(settings, slack, clock):
+    """LISTEN/NOTIFY: with heartbeats ten minutes apart, instance two still re-plans its
+    wake-up as soon as instance one schedules a window (a planner that dies right after
+    planning leaves nothing late)."""
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite replicas look up at each heartbeat")
+    slow_beats = settings.model_copy(update={"sitrep_heartbeat": 600})
+    with BotUnderTest(slow_beats, clock=clock) as one, BotUnderTest(slow_beats, clock=clock, live_scheduler=True) as two:
+        slack.wait_for(lambda: two.bot.scheduler.listening)
+        assert two.bot.scheduler.next_wake() is None
+        window = schedule(one)
+        heads_up = reminders(one, window.id)["heads_up"].due_at
+        slack.wait_for(lambda: two.bot.scheduler.next_wake() == heads_up, timeout=10)
+
+
 def _stale_claim(bot, window, kind, clock):
     async def claim():
         async with bot.ctx.db.session() as session, session.begin():

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from bot.messages.sandbox import SANDBOX_NOTE, SANDBOX_PREFIX, in_sandbox
+from bot.messages.sandbox import SANDBOX_NOTE, SANDBOX_PREFIX, answer_in_sandbox, in_sandbox
 from bot.sandbox import SANDBOX_COMPONENTS, Sandbox
 from bot.settings import SettingsError, load_settings
 from handlers.incident.ids import Block as IncidentBlock
 from tests.support.fakes.signing import interaction_body
-from tests.support.harness import CHANNEL, SIGNING_SECRET, free_port, submission_payload
-from tests.support.incidents import declare, declare_values, resolve_values, update_values
+from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, free_port, submission_payload
+from tests.support.incidents import declare, declare_values, open_modal, resolve_values, thread_replies, update_values
 from tests.support.maintenance import schedule_values
 from tests.support.process import SPEC_VARIABLES, command_modal, lines_starting, signed_post, sitrep, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
@@ -239,6 +239,28 @@ def test_outside_the_sandbox_announcements_carry_no_sandbox_line(bot, slack):
     incident = declare(bot, slack)
     [posted] = [m for m in slack.messages(CHANNEL) if m["ts"] == incident.message_ts]
     assert not posted["text"].startswith(SANDBOX_PREFIX) and SANDBOX_NOTE not in json.dumps(posted["blocks"])
+
+
+def test_in_the_sandbox_every_reply_and_private_answer_says_so(settings, slack, statuspage):
+    """Not only the announcement: thread replies (updates, reminders, nudges go the same way),
+    the private answers in an ack, and those sent afterwards (ephemeral or DM)."""
+    with BotUnderTest(settings.model_copy(update={"sitrep_sandbox": True})) as bot:
+        helped = bot.command("help")
+        assert marked_as_sandbox(helped.json()["text"], helped.json()["blocks"])
+        incident = declare(bot, slack)  # its "declared" answer is an ephemeral, sent after the ack
+        view = open_modal(bot, slack, lambda: bot.command("update 1"))
+        bot.submit(view, update_values(incident.id))
+        [reply] = slack.wait_for(lambda: thread_replies(slack, incident))
+    assert marked_as_sandbox(reply["text"], reply["blocks"]), reply
+    told = slack.ephemerals()
+    assert told and all(marked_as_sandbox(e["text"], e["blocks"]) for e in told), told
+
+
+def test_a_text_only_answer_keeps_its_text_when_marked():
+    text, blocks = answer_in_sandbox("Nothing is open.", None)
+    assert text == SANDBOX_PREFIX + "Nothing is open."
+    assert blocks[0]["text"]["text"] == "Nothing is open." and blocks[-1]["elements"][0]["text"] == SANDBOX_NOTE
+    check_message(blocks, text)
 
 
 # --- a real process --------------------------------------------------------------------------------

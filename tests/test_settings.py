@@ -281,7 +281,71 @@ def test_env_example_is_loadable_and_names_only_spec_variables(env, tmp_path):
 
     text = (REPO / ".env.example").read_text(encoding="utf-8")
     named = set(re.findall(r"^#?\s*([A-Z][A-Z_]+)=", text, flags=re.MULTILINE))
-    assert named == set(SPEC_VARIABLES)
+    # POSTGRES_PASSWORD is compose.yml's (its database's password), not sitrep's.
+    assert named - {"POSTGRES_PASSWORD"} == set(SPEC_VARIABLES)
     shutil.copy(REPO / ".env.example", tmp_path / ".env")
     s = load_settings()  # the placeholders are well-formed, so copying it is a working start
     assert s.incidents_enabled
+
+
+# --- every problem of a run at once -----------------------------------------------------------
+
+
+def test_every_missing_variable_is_listed_in_one_run(env):
+    """Three missing variables: one run, three lines (not three runs of one line each)."""
+    err = error_for()
+    named = [variable for variable, _ in err.problems]
+    assert set(named) >= {"SLACK_BOT_TOKEN", "SITREP_CHANNEL"}, err.lines
+    assert len(err.lines) == len(named) == len(str(err).splitlines())
+    assert all(line.startswith(tuple(named)) and "expected" in line for line in err.lines)
+
+
+def test_malformed_and_missing_variables_are_listed_together(env):
+    env(SLACK_BOT_TOKEN="not-a-bot-token", PORT="seventy", SLACK_SIGNING_SECRET="s")
+    err = error_for()
+    assert [v for v, _ in err.problems] == ["SLACK_BOT_TOKEN", "SITREP_CHANNEL", "PORT"], err.lines
+    assert "not-a-bot-token" not in str(err)
+
+
+def test_checks_across_variables_are_listed_together(env):
+    env(
+        **{k: v for k, v in MINIMAL.items() if k != "SLACK_SIGNING_SECRET"},
+        STATUSPAGE_URL="https://status.example.com",
+        APPFIRST_URL="https://appfirst.example.com",
+    )
+    named = [v for v, _ in error_for().problems]
+    assert named == ["SLACK_SIGNING_SECRET", "STATUSPAGE_API_KEY", "APPFIRST_EMAIL", "APPFIRST_API_KEY"]
+
+
+# --- the declare form's defaults --------------------------------------------------------------
+
+
+def test_declare_defaults_preselect_nothing(env):
+    env(**MINIMAL)
+    settings = load_settings()
+    assert settings.sitrep_default_impact is None and settings.sitrep_notify_default is False
+
+
+def test_declare_defaults_can_be_set(env):
+    env(**MINIMAL, SITREP_DEFAULT_IMPACT="partial outage", SITREP_NOTIFY_DEFAULT="on")
+    settings = load_settings()
+    # Written as the status page spells it, whatever case the operator used.
+    assert settings.sitrep_default_impact == "Partial Outage" and settings.sitrep_notify_default is True
+
+
+@pytest.mark.parametrize(
+    ("values", "variable"),
+    [
+        ({"SITREP_DEFAULT_IMPACT": "Apocalypse"}, "SITREP_DEFAULT_IMPACT"),
+        ({"SITREP_INCIDENT_IMPACTS": "Minor,Major", "SITREP_DEFAULT_IMPACT": "Major Outage"}, "SITREP_DEFAULT_IMPACT"),
+        ({"SITREP_NOTIFY_DEFAULT": "sometimes"}, "SITREP_NOTIFY_DEFAULT"),
+    ],
+)
+def test_bad_declare_defaults_are_named(env, values, variable):
+    env(**MINIMAL, **values)
+    assert_one_line_naming(error_for(), variable)
+
+
+def test_a_missing_signing_secret_is_listed_with_the_other_problems(env):
+    env(SLACK_BOT_TOKEN="xoxb-1-good-token", PORT="seventy")
+    assert [v for v, _ in error_for().problems] == ["SITREP_CHANNEL", "PORT", "SLACK_SIGNING_SECRET"]

@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 
+import httpx
 import pytest
 
 from handlers.incident.ids import Action
@@ -14,7 +15,7 @@ from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.support.harness import CHANNEL, free_port, last_view
 from tests.support.incidents import declare_values, resolve_values, update_values
-from tests.support.process import lines_starting, sitrep, start_sitrep
+from tests.support.process import kill, lines_starting, sitrep, start_sitrep, wait_healthy, wait_until
 from tests.support.socket_mode import SocketModeDriver
 
 
@@ -74,6 +75,55 @@ def test_run_with_a_refused_app_token_stops_with_one_line(socket_env, socket, tm
     assert "Traceback" not in result.stderr + result.stdout
     assert token not in result.stderr + result.stdout
     assert socket.connection_count == 0
+
+
+def test_run_stops_in_one_line_when_slack_disables_socket_mode(socket_env, socket, tmp_path):
+    """A `link_disabled` disconnect: reconnecting cannot work, so sitrep stops instead of
+    retrying forever (slack_sdk on its own asks for a new connection at every disconnect)."""
+    process = start_sitrep(socket_env, tmp_path)
+    try:
+        socket.wait_connected(1, timeout=20)
+        socket.disconnect("link_disabled")
+        output = process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, output
+    lines = [line for line in output.splitlines() if line.startswith("sitrep:")]
+    assert lines == [
+        "sitrep: Slack disconnected Socket Mode (link_disabled): Socket Mode is off for this app. Turn it on in the "
+        "app's settings (Socket Mode), or unset SLACK_APP_TOKEN to serve HTTP"
+    ], output
+    assert "Traceback" not in output and socket.connection_count == 1
+
+
+def test_the_fake_refuses_every_connection_once_socket_mode_is_disabled(socket, slack):
+    """The fake, strict: after `link_disabled` no handshake is accepted, even with a ticket."""
+    import asyncio  # noqa: PLC0415 - this test alone drives a websocket by hand
+
+    from slack_sdk.web.async_client import AsyncWebClient  # noqa: PLC0415 - (same reason)
+    from websockets.asyncio.client import connect  # noqa: PLC0415 - (same reason)
+    from websockets.exceptions import InvalidStatus  # noqa: PLC0415 - (same reason)
+
+    async def handshake() -> str:
+        return (await AsyncWebClient(base_url=slack.url).apps_connections_open(app_token=APP_TOKEN))["url"]
+
+    async def scenario() -> tuple[dict, int]:
+        async with connect(await handshake()) as ws:
+            assert json.loads(await ws.recv())["type"] == "hello"
+            await asyncio.to_thread(socket.wait_connected, 1)  # the fake counts it just after hello
+            socket.disconnect("link_disabled")  # on the fake's own loop; returns once sent
+            told = json.loads(await ws.recv())
+        try:
+            async with connect(await handshake()):
+                return told, 101
+        except InvalidStatus as refused:
+            return told, refused.response.status_code
+
+    told, status = asyncio.run(scenario())
+    assert told["type"] == "disconnect" and told["reason"] == "link_disabled"
+    assert status == 403 and any("disabled" in why for why in socket.refused)
 
 
 def stop_sitrep(process: subprocess.Popen) -> str:
@@ -145,23 +195,34 @@ def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(so
     assert all(e.ack_latency is not None and e.ack_latency < ACK_DEADLINE for e in socket.envelopes)
 
 
-def test_sigterm_right_after_an_ack_still_finishes_that_work(socket_env, slack, statuspage, socket, tmp_path):
-    """Slack never sends an acknowledged submission again: a stop must not drop it."""
+def test_sigterm_closes_the_websocket_and_fails_readyz_first_then_work_in_flight_finishes(
+    socket_env, slack, statuspage, socket, tmp_path
+):
+    """No balancer in Socket Mode: the websocket closes at once, so Slack sends what comes next
+    to the other replicas' connections, and `/readyz` fails while the declare still runs; Slack
+    never sends an acknowledged submission again, so that declare still finishes."""
+    probes = f"http://127.0.0.1:{socket_env['METRICS_PORT']}"
     process = start_sitrep(socket_env, tmp_path)
     person = SocketModeDriver(socket)
     try:
         socket.wait_connected(1, timeout=20)
+        wait_healthy(probes, process, path="/readyz")
         person.command("declare DB down")
         view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-        statuspage.latency = 1.0
+        release = statuspage.pause_reply("/api/admin/Incident")  # the create
         person.submit(view, declare_values())
-        output = stop_sitrep(process)
+        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")
+
+        process.send_signal(signal.SIGTERM)
+        wait_until(lambda: socket.live_connections == 0, 10, "the websocket to close")
+        wait_until(lambda: httpx.get(f"{probes}/readyz", timeout=5).status_code == 503, 10, "/readyz to fail")
+        assert process.poll() is None  # the declare still waits on the status page
+        release.set()
+        output = process.communicate(timeout=40)[0]
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        kill(process)
     assert process.returncode == 0 and "Traceback" not in output, output
     assert len(statuspage.incidents) == 1
     [announcement] = slack.messages(CHANNEL)
     assert "DB down" in announcement["text"]
-    assert slack.calls_to("chat.postEphemeral")  # and the person was told
+    assert slack.calls_to("chat.postEphemeral")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import time
 from collections.abc import Awaitable, Callable
 from types import TracebackType
@@ -65,9 +66,26 @@ def api_root(url: str) -> str:
     here once, instead of every call going to `/api/api/...` and getting a 404."""
     parts = urlsplit(url.strip())
     path = parts.path.rstrip("/")
-    if path.lower().endswith("/api"):
+    versioned = _VERSIONED.search(path)
+    if versioned:
+        path = path[: versioned.start()]
+    elif path.lower().endswith("/api"):
         path = path[: -len("/api")]
     return urlunsplit((parts.scheme, parts.netloc, path + "/", "", ""))
+
+
+#: A base URL ending in a versioned API prefix, as seed 003's own `url` fields show it
+#: (`/api/v5/maintenance_windows/61/`, while its paths and examples say `/api/...`).
+_VERSIONED = re.compile(r"/api/(v\d+)$", re.IGNORECASE)
+
+
+def api_path(url: str, path: str) -> str:
+    """A seed path (`api/...`) under the version the base URL names: `https://host/api/v5`
+    sends `api/maintenance_windows/` to `api/v5/maintenance_windows/`."""
+    versioned = _VERSIONED.search(urlsplit(url.strip()).path.rstrip("/"))
+    if versioned and path.startswith("api/"):
+        return f"api/{versioned.group(1).lower()}/{path[len('api/') :]}"
+    return path
 
 
 def decode(response: httpx.Response) -> Any:
@@ -145,6 +163,7 @@ class UpstreamClient:
         if not base_url:
             raise ValueError("base_url is required")
         self._base_url = api_root(base_url)
+        self._configured_url = base_url
         self.observe: Observer | None = None
         self._timeout = timeout
         # Blanked, whole or in any 8-character piece, from upstream text: the client's own
@@ -162,7 +181,7 @@ class UpstreamClient:
 
     def url_of(self, path: str) -> str:
         """The full address a seed path is sent to (for messages: no credentials, no query)."""
-        return public_url(self._http.base_url.join(path))
+        return public_url(self._http.base_url.join(api_path(self._configured_url, path)))
 
     def __repr__(self) -> str:  # never the credentials
         return f"{type(self).__name__}(base_url={self._base_url!r})"
@@ -185,6 +204,7 @@ class UpstreamClient:
 
         ``not_found`` is the sentence for a 404 on a path naming one object (that object is
         gone); without it a 404 means the base URL is wrong."""
+        path = api_path(self._configured_url, path)
         response = await send_request(self._http, self.service, self._timeout, method, path, **kwargs)
         code = response.status_code
         if not response.is_success:

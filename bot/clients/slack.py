@@ -8,6 +8,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.messages.sandbox import answer_in_sandbox
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,18 @@ def make_slack_client(settings: Settings, *, timeout: int = 10) -> AsyncWebClien
 
 
 async def tell_user(
-    client: AsyncWebClient, *, user_id: str, channel_id: str | None, text: str, blocks: list[dict] | None = None
+    client: AsyncWebClient,
+    *,
+    user_id: str,
+    channel_id: str | None,
+    text: str,
+    blocks: list[dict] | None = None,
+    sandbox: bool = False,
 ) -> None:
-    """Answer one person: ephemeral where they were, or a DM when the bot can't post there."""
+    """Answer one person: ephemeral where they were, or a DM when the bot can't post there.
+    In the sandbox (`sandbox`) the answer says so."""
+    if sandbox:
+        text, blocks = answer_in_sandbox(text, blocks)
     if channel_id:
         try:
             await client.chat_postEphemeral(channel=channel_id, user=user_id, text=text, blocks=blocks)

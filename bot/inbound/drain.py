@@ -1,15 +1,18 @@
 """Stopping without losing work: the drain that a deploy's SIGTERM starts.
 
-Bolt acknowledges Slack first and runs the listener afterwards as a background task
-(``process_before_response=False``); Slack never sends an acknowledged request again. So a
-process that closes its HTTP clients and database on SIGTERM while such a task waits on the
-status page loses what the person submitted. The drain closes the door first (the edge
-answers new Slack requests 503, so Slack or the load balancer tries elsewhere), waits —
-bounded by ``SITREP_SHUTDOWN_GRACE`` — for every request and listener already inside, and
-only then lets the process close its clients and store.
+Slack never sends a slash command, click or submission again, and a load balancer keeps
+sending to a stopping replica until its endpoints catch up (Kubernetes: seconds after the
+SIGTERM). So the drain has three steps. First `/readyz` fails while Slack requests are still
+served normally, for ``SITREP_DRAIN_DELAY`` seconds: the balancer stops sending. Then the
+listener closes (a request that still arrives on a kept-alive connection is answered 503).
+Last, every request and listener already inside finishes, bounded by
+``SITREP_SHUTDOWN_GRACE`` from the close, and only then does the process close its clients
+and store.
 
-Listener tasks are tracked explicitly: Bolt's listener runner calls its start handler as the
-first thing inside each background task, so that handler registers the current task.
+Bolt acknowledges Slack first and runs the listener afterwards as a background task
+(``process_before_response=False``); listener tasks are tracked explicitly: Bolt's listener
+runner calls its start handler as the first thing inside each background task, so that
+handler registers the current task.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -33,7 +36,11 @@ class Drain:
     """The work under way in this process, and whether it still takes new work."""
 
     def __init__(self) -> None:
+        #: SIGTERM came: readiness fails; Slack requests are still served until `closed`.
         self.draining = False
+        #: The listener is closed: what still reaches the edge is answered 503.
+        self.closed = False
+        self._closed_at: float | None = None
         self._tasks: set[asyncio.Task] = set()
         self._requests = 0
 
@@ -56,9 +63,24 @@ class Drain:
         return self._requests + sum(1 for t in self._tasks if not t.done())
 
     def begin(self) -> None:
+        """Out of rotation: `/readyz` fails from now on."""
         if not self.draining:
             self.draining = True
-            log.info("draining: new Slack requests are answered 503; finishing %d in flight", self.in_flight)
+            log.info("stopping: /readyz answers 503 from now on; %d request(s) or listener(s) in flight", self.in_flight)
+
+    def close(self) -> None:
+        """No new Slack requests: the grace for what is inside counts from here."""
+        self.begin()
+        if not self.closed:
+            self.closed = True
+            self._closed_at = time.monotonic()
+            log.info("closing the listener; finishing %d request(s) or listener(s) in flight", self.in_flight)
+
+    def grace_left(self, grace: float) -> float:
+        """What remains of `grace` seconds counted from the close (all of it before one)."""
+        if self._closed_at is None:
+            return grace
+        return max(grace - (time.monotonic() - self._closed_at), 0.0)
 
     async def wait(self, timeout: float) -> int:
         """Wait until nothing is in flight or `timeout` seconds passed; the number left."""
@@ -91,24 +113,27 @@ class TrackListenerTask(AsyncListenerStartHandler):
             self.drain.track(task)
 
 
-def draining_server(config: uvicorn.Config, finish_work: Callable[[], Awaitable[None]]) -> uvicorn.Server:
-    """uvicorn, but SIGTERM first drains, then stops.
+def draining_server(config: uvicorn.Config, drain: Drain, delay: float) -> uvicorn.Server:
+    """uvicorn, but SIGTERM first takes the replica out of rotation, then stops.
 
-    uvicorn's own shutdown closes the listening socket at once (a request then meets a refused
-    connection, which a load balancer turns into a 502) and runs the app's shutdown while
-    background listeners still work. Here the first SIGTERM or SIGINT only runs `finish_work`
-    with the socket still open (new Slack requests get 503 from the edge); when it returns,
-    uvicorn's shutdown follows. A second signal stops waiting.
+    uvicorn's own shutdown closes the listening socket at once: a request the balancer still
+    sends meets a refused connection (a 502 in front of a person). Here the first SIGTERM or
+    SIGINT only begins the drain (`/readyz` fails) and keeps serving for `delay` seconds;
+    then uvicorn's shutdown follows: listener closed, responses under way sent, and the
+    app's shutdown (which waits for the listeners, see `Sitrep.finish_work`). A second
+    signal ends the delay at once; work in flight still gets its grace.
     """
-    return _DrainingServer(config, finish_work)
+    return _DrainingServer(config, drain, delay)
 
 
 class _DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, finish_work: Callable[[], Awaitable[None]]) -> None:
+    def __init__(self, config: uvicorn.Config, drain: Drain, delay: float) -> None:
         super().__init__(config)
-        self._finish_work = finish_work
+        self._drain = drain
+        self._delay = delay
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._draining: asyncio.Task | None = None
+        self._stopping: asyncio.Task | None = None
+        self._skip = asyncio.Event()
 
     async def startup(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -116,20 +141,24 @@ class _DrainingServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Called from a signal handler: hand the work to the loop, which the call wakes.
-        if self._loop is None or self._draining is not None or self.should_exit:
+        if self._loop is None or self.should_exit:
             super().handle_exit(sig, frame)
             return
-        self._loop.call_soon_threadsafe(self._begin, sig, frame)
+        self._loop.call_soon_threadsafe(self._signalled, sig, frame)
 
-    def _begin(self, sig: int, frame: FrameType | None) -> None:
-        if self._draining is not None:  # a second signal while draining: stop waiting
-            super().handle_exit(sig, frame)
-            return
-        self._draining = asyncio.ensure_future(self._drain_then_exit(sig, frame))
+    def _signalled(self, sig: int, frame: FrameType | None) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._delay_then_close(sig, frame))
+        else:  # a second signal during the delay: close the listener now
+            self._skip.set()
 
-    async def _drain_then_exit(self, sig: int, frame: FrameType | None) -> None:
+    async def _delay_then_close(self, sig: int, frame: FrameType | None) -> None:
+        self._drain.begin()
+        log.info("Slack requests are still served for %g s while the load balancer stops sending", self._delay)
         try:
-            await self._finish_work()
-        except Exception:  # noqa: BLE001 - stopping must go on whatever happened
-            log.exception("finishing work before the stop failed")
+            async with asyncio.timeout(self._delay):
+                await self._skip.wait()
+        except TimeoutError:
+            pass
+        self._drain.close()
         super().handle_exit(sig, frame)

@@ -22,6 +22,7 @@ from typing import Any
 from slack_bolt.request.internals import parse_body
 
 from bot.inbound.drain import Drain
+from bot.inbound.guard import SlowClientLog
 from bot.ops.redaction import escape_controls
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,11 @@ class SlackEdge:
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         now: Callable[[], float] = time.time,
         drain: Drain | None = None,
+        slow_clients: SlowClientLog | None = None,
     ) -> None:
         self.app = app
         self._drain = drain
+        self._slow_clients = slow_clients
         self._secret = signing_secret.encode() if signing_secret else None
         self.max_body = max_body
         self.body_timeout = body_timeout
@@ -87,9 +90,9 @@ class SlackEdge:
         headers = _headers(scope)
         is_slack = scope["method"] == "POST" and scope["path"] == SLACK_PATH
         try:
-            if is_slack and self._drain is not None and self._drain.draining:
-                # A deploy is stopping this process: Slack (or the load balancer) tries again elsewhere.
-                raise Refused(503, "the bot is stopping (SIGTERM); nothing was read")
+            if is_slack and self._drain is not None and self._drain.closed:
+                # Past the drain delay (a kept-alive connection): the balancer tries elsewhere.
+                raise Refused(503, "the bot is stopping (its listener is closed); nothing was read")
             self._check_length(headers)
             if is_slack:
                 self._check_signature_headers(headers)
@@ -103,6 +106,11 @@ class SlackEdge:
         except _Gone:
             return
         except Refused as refused:
+            if refused.status == 408 and self._slow_clients is not None:
+                # A trickled body is a slow client: counted with the others, a line a second at most.
+                self._slow_clients.closed("a body not sent within the time", _address(scope))
+                await _answer(send, refused.status)
+                return
             log.warning(
                 "refused %s %s from %s: %s (HTTP %s)",
                 scope["method"],
@@ -287,6 +295,11 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     for name, value in scope.get("headers", []):
         found.setdefault(name.lower(), value)
     return found
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 def _client(scope: Scope) -> str:

@@ -16,9 +16,13 @@ A form whose key is known but which never got as far as its draft was pressed ag
 the first press died with its process (killed after recording the key, before Slack had the
 ack: Slack showed an error and kept the modal open). Swallowing it would leave the person
 with a closed modal and no answer, so once the first press is `TAKEOVER_AFTER` old and still
-has no draft, one press (compare-and-set on the key) takes the key over and is acted on. A
-live first press acks at once and keeps its draft within milliseconds, so a replay of a
+has no draft, one press (compare-and-set on the key's age) takes the key over and is acted on.
+A live first press acks at once and keeps its draft within milliseconds, so a replay of a
 submission that is being handled still finds the draft and is swallowed.
+
+Keys' ages (this one, and the day after which a key is dropped) are stamped and compared on
+the database's clock (`store.submissions`): a step of a host's clock (NTP, a resumed VM)
+neither drops a key a replay would find nor keeps an abandoned one young.
 
 Only a request that acts needs that write. One that cannot act twice — a slash command
 (each answers the person or opens a form), a button or shortcut that opens a form — is
@@ -58,6 +62,8 @@ KEY = "sitrep_submission_key"  # where the key waits on Bolt's request context
 RECORD_TIMEOUT = 1.0
 # A known form key this old without a draft was abandoned by a process that died (see above).
 TAKEOVER_AFTER = 1.0
+# Keys older than this are dropped (`forget_old`).
+FORGET_AFTER = timedelta(days=1)
 # How often a press waiting for that age looks again.
 TAKEOVER_POLL = 0.1
 # How long, and how many, keys of requests that cannot act twice this process remembers: a
@@ -98,8 +104,16 @@ def _key(kind: str | None, trigger_id: str | None, view_id: str | None, view_has
     return None
 
 
+async def forget_old(ctx: AppContext) -> None:
+    """Drop the keys of requests seen over a day ago (on the database's clock): Slack refuses
+    a signature older than five minutes, so they guard nothing. Run by the scheduler's pass."""
+    async with ctx.db.session() as session:
+        await submissions.prune(session, FORGET_AFTER)
+
+
 class RecentKeys:
-    """Keys this process saw lately, oldest first, bounded in age and number."""
+    """Keys this process saw lately, oldest first, bounded in age and number (on the
+    monotonic clock: a step of the wall clock neither forgets them early nor keeps them)."""
 
     def __init__(self, *, keep_for: float = RECENT_FOR, most: int = RECENT_MAX, clock: Callable[[], float] = time.monotonic):
         self._seen: OrderedDict[str, float] = OrderedDict()
@@ -175,12 +189,10 @@ async def _abandoned(ctx: AppContext, key: str, deadline: float | None) -> bool:
             async with ctx.db.session() as session:
                 if await bounded(submissions.kept_as_draft(session, key), RECORD_TIMEOUT):
                     return False
-                seen_at = await bounded(submissions.first_seen(session, key), RECORD_TIMEOUT)
-                now = ctx.clock()
-                if seen_at is None:  # forgotten meanwhile (shown again with errors): a new press
-                    return await submissions.remember(session, key, now=now)
-                if now - seen_at >= timedelta(seconds=TAKEOVER_AFTER):
-                    return await submissions.take_over(session, key, seen_at=seen_at, now=now)
+                if not await bounded(submissions.known(session, key), RECORD_TIMEOUT):
+                    return await submissions.remember(session, key)  # forgotten meanwhile (shown again with errors): a new press
+                if await submissions.take_over(session, key, older_than=timedelta(seconds=TAKEOVER_AFTER)):
+                    return True
             if loop.time() + TAKEOVER_POLL > until:
                 return False
             await asyncio.sleep(TAKEOVER_POLL)
@@ -191,7 +203,7 @@ async def _abandoned(ctx: AppContext, key: str, deadline: float | None) -> bool:
 
 async def _remember(ctx: AppContext, key: str) -> bool:
     async with ctx.db.session() as session:
-        return await submissions.remember(session, key, now=ctx.clock())
+        return await submissions.remember(session, key)
 
 
 class ForgetShownAgain(AsyncListenerCompletionHandler):

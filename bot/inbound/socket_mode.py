@@ -10,6 +10,7 @@ is rate-limited to Tier 1).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -57,3 +58,37 @@ async def first_connection_url(client: AsyncWebClient, app_token: str) -> str | 
     except (TimeoutError, aiohttp.ClientError) as exc:
         log.warning("Slack did not answer apps.connections.open (%s); retrying", type(exc).__name__)
     return None
+
+
+#: The `disconnect` reason Slack sends when Socket Mode was turned off for the app: no new
+#: connection will be accepted, so reconnecting (what slack_sdk does on every disconnect)
+#: would retry forever.
+# assumption: the shared Slack documents do not list disconnect reasons; `link_disabled` is
+# the one Slack's Socket Mode page names for this.
+LINK_DISABLED = "link_disabled"
+
+
+class SocketModeDisabled(Exception):
+    """Slack turned Socket Mode off for the app: `sitrep run` stops with this line (exit 1)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"Slack disconnected Socket Mode ({LINK_DISABLED}): Socket Mode is off for this app. Turn it on in the "
+            "app's settings (Socket Mode), or unset SLACK_APP_TOKEN to serve HTTP"
+        )
+
+
+def stop_on_link_disabled(client, disabled: Callable[[], None]) -> None:
+    """Make slack_sdk's Socket Mode client call `disabled` on a `link_disabled` disconnect
+    instead of asking for a new connection. slack_sdk reconnects on every `disconnect`
+    whatever its reason, and offers no hook before it: its message dispatch is wrapped."""
+    dispatch = client.run_message_listeners
+
+    async def run_message_listeners(message: dict, raw_message: str) -> None:
+        if message.get("type") == "disconnect" and message.get("reason") == LINK_DISABLED:
+            log.error("Slack disconnected Socket Mode (%s); stopping", LINK_DISABLED)
+            disabled()
+            return
+        await dispatch(message, raw_message)
+
+    client.run_message_listeners = run_message_listeners

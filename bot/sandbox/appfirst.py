@@ -111,12 +111,15 @@ class AppFirstStandIn(StandIn):
     # -- HTTP ---------------------------------------------------------------
 
     def _add_routes(self, app: web.Application) -> None:
-        app.router.add_get("/api/maintenance_windows/", self._list)
-        app.router.add_post("/api/maintenance_windows/", self._create)
-        item = "/api/maintenance_windows/{window_id:\\d+}/"
-        app.router.add_get(item, self._get)
-        app.router.add_put(item, self._update)
-        app.router.add_delete(item, self._delete)
+        # assumption: the seed's paths say /api/…, its own `url` fields /api/v5/…: both
+        # prefixes reach the same API (an APPFIRST_URL ending in /api/v5 is sent to the second).
+        for prefix in ("/api", "/api/v5"):
+            app.router.add_get(f"{prefix}/maintenance_windows/", self._list)
+            app.router.add_post(f"{prefix}/maintenance_windows/", self._create)
+            item = prefix + "/maintenance_windows/{window_id:\\d+}/"
+            app.router.add_get(item, self._get)
+            app.router.add_put(item, self._update)
+            app.router.add_delete(item, self._delete)
 
     def _check_auth(self, request: web.Request) -> web.StreamResponse | None:
         header = request.headers.get("Authorization", "")

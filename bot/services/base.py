@@ -3,7 +3,6 @@ draft flow (`bot.services.drafts`) around the feature's own `_send`."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -11,15 +10,18 @@ from bot.context import AppContext
 from bot.errors import NotSupported, SitrepError
 from bot.services.drafts import SENDING_DRAFT, DraftFlow, UnknownChoices
 from bot.services.outcomes import Outcome
+from store import ids
 from store.states import DraftKind, DraftState
 
 FAILED, UNKNOWN = DraftState.FAILED, DraftState.UNKNOWN
+EXAMPLE_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"  # seed 004's
 
 
 class FeatureService:
     """Subclasses set `FORMS` and `form_from_payload` (a staticmethod), and implement the guards and `_send`."""
 
     FORMS: Mapping[DraftKind, type]
+    NUMBER_OF: str  # "an incident": what sitrep's short numbers count here
     form_from_payload: Callable[[DraftKind, dict[str, Any]], Any]
 
     def __init__(self, ctx: AppContext):
@@ -95,25 +97,33 @@ class FeatureService:
         text = upstream_id.strip()
         if not text:
             return {"upstream_id": "Paste the ID from the status page."}
-        try:
-            uuid.UUID(text)
-        except ValueError:
+        if ids.too_large(text):
             return {
-                "upstream_id": "That is not a status-page ID: it looks like "
-                "`3fa85f64-5717-4562-b3fc-2c963f66afa6` (32 hexadecimal digits and four dashes)."
+                "upstream_id": f"That is not {self.NUMBER_OF} number (sitrep's are short, like #12), nor a status-page ID: "
+                f"paste the ID as the status page shows it, like {EXAMPLE_ID}."
+            }
+        if ids.guid(text) is None:
+            return {
+                "upstream_id": f"That is not a status-page ID: it looks like `{EXAMPLE_ID}` "
+                "(32 hexadecimal digits and four dashes)."
             }
         return {}
 
     async def link_known_problems(self, draft_id: int, upstream_id: str) -> dict[str, str]:
-        """The same, once the store is asked: the draft still unknown, the ID not taken."""
+        """The same, once the store is asked: the draft still unknown, the ID (in any spelling)
+        neither taken nor the other kind of thing."""
         problems = self.link_problems(upstream_id)
         if problems:
             return problems
         if await self.drafts.state_of(draft_id) != UNKNOWN:
             return {"upstream_id": "That submission is settled already (linked, created, or sent again)."}
-        taken = await self._known_as(upstream_id.strip())
+        canonical = ids.guid(upstream_id)
+        taken = await self._known_as(canonical)
         if taken:
             return {"upstream_id": f"sitrep already knows that ID as {taken}."}
+        other = await self._other_kind(canonical)
+        if other:
+            return {"upstream_id": other}
         return {}
 
     async def link(self, draft_id: int, upstream_id: str, *, user_id: str) -> Outcome:
@@ -127,7 +137,7 @@ class FeatureService:
         await self.drafts.claim(draft_id, (UNKNOWN,))
         sending = SENDING_DRAFT.set(draft_id)  # what it stores names the draft (crash recovery)
         try:
-            outcome = await self._adopt(kind, form, upstream_id.strip(), user_id)
+            outcome = await self._adopt(kind, form, ids.guid(upstream_id) or upstream_id.strip(), user_id)
         except BaseException:
             await self.drafts.put_back_unknown(draft_id)
             raise
@@ -139,6 +149,11 @@ class FeatureService:
     async def _known_as(self, upstream_id: str) -> str | None:
         """How sitrep already knows this upstream ID (`incident #3`), or None."""
         raise NotImplementedError
+
+    async def _other_kind(self, upstream_id: str) -> str | None:
+        """Why this ID names the other kind of thing (a window pasted for an incident, or
+        back), as a sentence for the person; None when nothing says so."""
+        return None
 
     async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
         """Store and announce what exists upstream under `upstream_id`, as `form` described it."""

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.context import AppContext
 from bot.messages.digest import weekly_digest
 from bot.settings import DigestSchedule
-from bot.slack.channel import Message, Posted
+from bot.slack.channel import Posted
 from bot.slack.posts import Post, PostTag
 from store import incidents as incident_store
 from store import maintenance as window_store
@@ -108,17 +108,11 @@ class DigestService:
         await self.ctx.wake()
         return due
 
-    def post_for(self, due_at: datetime) -> Post:
-        """The digest due at `due_at`: the week before it, built when its turn in the channel
-        comes (so it counts what happened until then), marked late if sitrep was down."""
-
-        async def build() -> Message:
-            start, end = (
-                week_before(self.ctx.settings.sitrep_digest, due_at)
-                if self.ctx.settings.sitrep_digest
-                else (due_at - WEEK, due_at)
-            )
-            late = self.ctx.clock() - due_at > LATE_AFTER
-            return weekly_digest(await self.week(start, end), late_since=due_at if late else None)
-
-        return Post(PostTag.DIGEST, {"due": due_at.isoformat()}, build, thread=None)
+    async def post_for(self, due_at: datetime, *, late: bool) -> Post:
+        """The digest due at `due_at`: the week before it, read (with its threads' links) before
+        the post is queued. The links are Slack calls paced in the same channel's queue, so
+        they cannot be asked from inside the post's own turn there."""
+        schedule = self.ctx.settings.sitrep_digest
+        start, end = week_before(schedule, due_at) if schedule else (due_at - WEEK, due_at)
+        message = weekly_digest(await self.week(start, end), late_since=due_at if late else None)
+        return Post(PostTag.DIGEST, {"due": due_at.isoformat()}, message, thread=None)

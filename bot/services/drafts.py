@@ -30,6 +30,7 @@ from bot.errors import (
 from bot.ops.logs import audit
 from bot.ops.metrics import upstream_outcome
 from store import drafts as draft_store
+from store import ids
 from store.db import STORE_FAILURES, bounded, store_reason
 from store.models import Incident
 from store.states import DraftKind, DraftState
@@ -294,6 +295,8 @@ def _target(thing: Any) -> dict[str, Any]:
 
 async def draft_kind(ctx: AppContext, draft_id: int) -> DraftKind | None:
     """What a kept draft is (`DraftKind.feature` says whose); None when it is gone or unknown."""
+    if not 0 < draft_id <= ids.MAX_NUMBER:
+        return None  # no row has it, and the database's driver would refuse the number
     async with ctx.db.session() as session:
         draft = await draft_store.get_draft(session, draft_id)
     if draft is None or draft.kind not in DraftKind.__members__.values():

@@ -17,9 +17,11 @@ class DeclareForm:
     title: str
     description: str = ""
     status: str = "Investigating"
-    impact: str = "Major Outage"
+    #: None preselected (a hasty Declare must not announce an outage nobody chose), and
+    #: subscribers not notified, unless SITREP_DEFAULT_IMPACT / SITREP_NOTIFY_DEFAULT say so.
+    impact: str = ""
     component_ids: tuple[str, ...] = ()
-    notify: bool = True
+    notify: bool = False
     #: The message it was declared from (the *Declare incident* message shortcut): its
     #: channel and ts, so the announcement can link to it. Empty for `/incident declare`.
     source_channel: str = ""

@@ -3,15 +3,18 @@ handlers; every submission is kept as a draft until the status page accepted it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
+from bot.backends.statuspage import StatusPageMaintenance
 from bot.clients.slack import slack_error
 from bot.clients.statuspage import IncidentCreateModel, IncidentUpdateModel
-from bot.errors import AlreadyResolved, AnnouncementBusy, FeatureDisabled, NotAllowed, NotFound
+from bot.errors import AlreadyResolved, AnnouncementBusy, FeatureDisabled, NotAllowed, NotFound, UpstreamError
 from bot.messages import incident as messages
+from bot.messages.format import escape, truncate
 from bot.services import incident_forms, notices, nudges
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
@@ -21,11 +24,16 @@ from bot.services.rooms import IncidentRooms
 from bot.slack import posts
 from bot.slack.channel import Message, Posted
 from bot.slack.posts import PostTag, RowClaim, Subject
+from store import ids
 from store import incidents as incident_store
-from store.models import Incident, IncidentEvent, Reminder
+from store import maintenance as window_store
+from store.models import Incident, IncidentEvent, MaintenanceWindow, Reminder
 from store.states import RESOLVED_STATUS, DraftKind, IncidentEventKind, ReminderKind
 
 log = logging.getLogger(__name__)
+
+#: How long the link form waits for the status page's list of windows in progress.
+WINDOW_CHECK_SECONDS = 1.0
 
 
 def _joined(*warnings: str | None) -> str | None:
@@ -35,6 +43,7 @@ def _joined(*warnings: str | None) -> str | None:
 
 class IncidentService(FeatureService):
     FORMS = incident_forms.FORMS
+    NUMBER_OF = "an incident"
     form_from_payload = staticmethod(incident_forms.form_from_payload)
 
     def __init__(self, ctx):
@@ -81,8 +90,14 @@ class IncidentService(FeatureService):
         """An open incident by short number or upstream ID, or a plain answer why not."""
         async with self.ctx.db.session() as session:
             incident = await incident_store.find_incident(session, ref)
+            window = await self._window_named(session, ref) if incident is None else None
         if incident is None:
-            raise NotFound(f"I don't know an incident `{ref.strip()}`. Try `/incident list`.")
+            shown = escape(truncate(ref.strip(), 40))
+            if ids.too_large(ref):
+                raise NotFound(f"`{shown}` is not an incident number: sitrep's are the short ones it shows, like `#12`.")
+            if window is not None:
+                raise NotFound(f"`{shown}` is maintenance #{window.id}, a maintenance window, not an incident.")
+            raise NotFound(f"I don't know an incident `{shown}`. Try `/incident list`.")
         if not incident.is_open:
             raise NotFound(messages.already_resolved(incident))
         return incident
@@ -102,8 +117,40 @@ class IncidentService(FeatureService):
 
     async def _known_as(self, upstream_id: str) -> str | None:
         async with self.ctx.db.session() as session:
-            found = await incident_store.find_incident(session, upstream_id)
-        return f"incident #{found.id}" if found is not None and found.upstream_id == upstream_id else None
+            found = await incident_store.by_upstream(session, upstream_id)
+        return f"incident #{found.id}" if found is not None else None
+
+    @staticmethod
+    async def _window_named(session, ref: str) -> MaintenanceWindow | None:
+        """The status page's window with this GUID, in any spelling (its windows and incidents
+        share one ID space); None for anything else (AppFirst's IDs are numbers)."""
+        if ids.guid(ref) is None:
+            return None
+        return await window_store.by_upstream(session, StatusPageMaintenance.name, ref)
+
+    async def _other_kind(self, upstream_id: str) -> str | None:
+        """A maintenance window's ID, which the status page would let an incident's calls
+        act on (resolving it ends the window). Its windows and incidents are made by the
+        same call and share one ID space (seeds 000, 004); the only read is the list of
+        windows in progress, so the store (windows sitrep made or synced) is asked first,
+        then that list."""
+        async with self.ctx.db.session() as session:
+            window = await self._window_named(session, upstream_id)
+        if window is not None:
+            return f"That is the ID of maintenance #{window.id}, a maintenance window, not an incident. Paste the incident's ID."
+        try:
+            # Asked before the modal's answer (Slack waits 3 s for it): bounded well inside that.
+            async with asyncio.timeout(WINDOW_CHECK_SECONDS):
+                ongoing = await self._client().ongoing_maintenance()
+        except (UpstreamError, TimeoutError) as exc:
+            # Not knowing is no reason to refuse: a window not in progress is not listed anyway.
+            log.warning("could not ask the status page whether %s is a maintenance window: %r", upstream_id, exc)
+            return None
+        if any(ids.guid(item.incident_id) == upstream_id for item in ongoing):
+            return (
+                "That is the ID of a maintenance window in progress on the status page, not an incident. Paste the incident's ID."
+            )
+        return None
 
     async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
         outcome = await self._store_declared(form, upstream_id, user_id)

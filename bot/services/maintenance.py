@@ -23,6 +23,7 @@ from bot.errors import (
     UpstreamError,
 )
 from bot.messages import maintenance as messages
+from bot.messages.format import escape, truncate
 from bot.services import maintenance_forms, reminders, server_times
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
@@ -33,6 +34,8 @@ from bot.services.overrun import OverrunButtons
 from bot.services.series import SeriesService, new_series
 from bot.services.windows import Windows, posted_at
 from bot.slack import posts
+from store import ids
+from store import incidents as incident_store
 from store import maintenance as window_store
 from store import series as series_store
 from store.models import MaintenanceWindow
@@ -49,6 +52,7 @@ def _same_minute(a: datetime | None, b: datetime | None) -> bool:
 
 class MaintenanceService(OverrunButtons, FeatureService):
     FORMS = maintenance_forms.FORMS
+    NUMBER_OF = "a maintenance"
     form_from_payload = staticmethod(maintenance_forms.form_from_payload)
 
     def __init__(self, ctx: AppContext):
@@ -108,8 +112,12 @@ class MaintenanceService(OverrunButtons, FeatureService):
             raise NotFound("Say which window, e.g. `/maintenance cancel 3`. `/maintenance list` shows the numbers.")
         async with self.ctx.db.session() as session:
             window = await window_store.find_window(session, ref, self.backend.name)
+            incident = await incident_store.by_upstream(session, ref) if window is None and ids.guid(ref) else None
+        shown = escape(truncate(ref, 40))
+        if incident is not None:
+            raise NotFound(f"`{shown}` is incident #{incident.id}, not a maintenance window.")
         if window is None:
-            raise NotFound(f"I don't know a maintenance window `{ref}`. Try `/maintenance list`.")
+            raise NotFound(f"I don't know a maintenance window `{shown}`. Try `/maintenance list`.")
         return window
 
     async def _find_active(self, ref: str) -> MaintenanceWindow:
@@ -159,6 +167,16 @@ class MaintenanceService(OverrunButtons, FeatureService):
         async with self.ctx.db.session() as session:
             found = await window_store.by_upstream(session, self.backend.name, upstream_id)
         return f"maintenance #{found.id}" if found is not None else None
+
+    async def _other_kind(self, upstream_id: str) -> str | None:
+        """An incident's ID: the status page's windows and incidents share one ID space, and
+        cancelling this "window" would resolve the incident. The status page cannot list its
+        incidents: the store (every incident sitrep opened or linked) is what knows them."""
+        async with self.ctx.db.session() as session:
+            incident = await incident_store.by_upstream(session, upstream_id)
+        if incident is not None:
+            return f"That is the ID of incident #{incident.id}, not a maintenance window. Paste the window's ID."
+        return None
 
     async def _adopt(self, kind: DraftKind, form: Any, upstream_id: str, user_id: str) -> Outcome:
         """The status page keeps the times it was sent (it does not shift them), so the

@@ -17,11 +17,13 @@ from store.states import ReminderKind, ReminderState
 
 def next_nudge_at(incident: Incident, *, minutes: int, now: datetime) -> datetime | None:
     """The first end of a quiet interval after `now`, counted from the last update
-    (or the declaration); None when nudges are off or the incident is resolved."""
+    (or the declaration); None when nudges are off or the incident is resolved. A last update
+    later than `now` (the clock stepped back since) counts from `now`: the quiet interval is
+    a duration, never pushed out by the step."""
     if minutes <= 0 or not incident.is_open:
         return None
     interval = timedelta(minutes=minutes)
-    due = incident.updated_at + interval
+    due = min(incident.updated_at, now) + interval
     if due <= now:
         due += interval * ((now - due) // interval + 1)
     return due

@@ -60,7 +60,8 @@ class Channel:
         sandbox: bool = False,
     ):
         self.slack = slack
-        # In the sandbox every announcement, as posted and as edited, says so.
+        # In the sandbox every announcement, as posted and as edited, and every reply in its
+        # thread (updates, reminders, nudges) says so.
         self._mark = in_sandbox if sandbox else (lambda message: message)
         self.channel_id = channel_id
         self.outbox = outbox if outbox is not None else Outbox()
@@ -165,7 +166,7 @@ class Channel:
             kwargs["metadata"] = metadata
 
         async def post() -> Any:
-            text, blocks = await message() if callable(message) else message
+            text, blocks = self._mark(await message() if callable(message) else message)
             await _check(guard)
             return await self.sender.chat_postMessage(
                 channel=at.channel,

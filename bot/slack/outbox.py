@@ -8,8 +8,9 @@ Here each channel has one queue, sent in `Priority` order, each method metered b
 token bucket in the scope Slack counts it over (the channel's bucket for `chat.postMessage`, one
 bucket for the whole workspace otherwise: edits of an incident's two channels draw on one),
 so a 429 is the exception; a 429 pauses only that bucket for its Retry-After, and the call
-goes back to the front of its queue (never a sleep that holds other work). Calls without a
-channel (`views.publish`) queue under `WORKSPACE`.
+goes back to the front of its queue (never a sleep that holds other work). Reads,
+permalinks and home views (`Outbox.call`) are paced by the same buckets but not queued: each
+waits for its token and goes, as a post being built may need one.
 
 Edits of one parent that are still queued are coalesced: the newest message replaces the
 queued one, so a burst of changes becomes one `chat.update` carrying the latest state.
@@ -59,7 +60,7 @@ class Priority(IntEnum):
     """A parent's refresh: coalesced, so it goes last and carries the latest state."""
 
 
-#: The bucket key (and queue) of a workspace-wide limit; no Slack ID contains "*".
+#: The bucket key of a workspace-wide limit; no Slack ID contains "*".
 WORKSPACE = "*"
 #: The methods Slack limits per channel (chat.postMessage's special tier); every tier is per
 #: app and workspace, whichever channel a call names.
@@ -264,10 +265,45 @@ class Outbox:
             self._workers[channel] = asyncio.create_task(self._run(channel), name=f"outbox {channel}")
         return future
 
-    def call(self, method: str, call: Callable[[], Awaitable[Any]], *, channel: str = WORKSPACE) -> asyncio.Future:
-        """One paced request that is not a post (a read, a permalink, a home view): queued in
-        `channel` (`WORKSPACE` for a call without one), metered in its method's scope."""
-        return self.send(channel, method, call, priority=Priority.REPLY)
+    async def call(self, method: str, call: Callable[[], Awaitable[Any]], *, channel: str = WORKSPACE) -> Any:
+        """One paced request that is not a post (a read, a permalink, a home view), sent by
+        its caller as soon as its method's bucket (in `channel`'s scope) has a token, not
+        queued behind the channel's posts: a post's message may be built while its turn has
+        come (a digest reading permalinks), and a queued read would wait for that post, which
+        waits for it. A 429 pauses the bucket as for a post, and the call is sent again after
+        its Retry-After, up to `max_attempts` times."""
+        attempts = 0
+        while True:
+            await self._token(channel, method)
+            await self._shared_slot(channel, method)
+            try:
+                answer = await call()
+            except SlackApiError as exc:
+                if _status(exc) != 429 or attempts + 1 >= self.max_attempts:
+                    raise
+                retry_after = self._refused(channel, method, exc)
+                log.info("Slack paced %s in %s: retrying in %.0f s", method, channel, retry_after)
+                attempts += 1
+                await self.sleep(retry_after)
+                continue
+            bucket = self._buckets.get(self._where(channel, method))
+            if bucket is not None:
+                bucket.taken()
+            return answer
+
+    async def _token(self, channel: str, method: str) -> None:
+        """Wait until `method`'s bucket in `channel`'s scope has a token (and no 429 pause), and take it."""
+        while True:
+            now = self.monotonic()
+            bucket = self._bucket(channel, method, now)
+            wait = max(0.0, self._paused.get(self._where(channel, method), 0.0) - now)
+            if bucket is not None:
+                wait = max(wait, bucket.wait(now))
+            if wait <= 0:
+                if bucket is not None:
+                    bucket.take()
+                return
+            await self.sleep(wait)
 
     async def drain(self, channel: str) -> None:
         """Wait until everything queued for `channel` has been sent (or has failed)."""
@@ -353,18 +389,8 @@ class Outbox:
             answer = await job.call()
         except SlackApiError as exc:
             if _status(exc) == 429:
-                self.rate_limited += 1
-                retry_after = _retry_after(exc)
-                if self.on_rate_limited is not None:
-                    self.on_rate_limited(job.method, retry_after)
+                retry_after = self._refused(channel, job.method, exc)
                 now = self.monotonic()
-                pause = min(retry_after, self.pause_cap)
-                where = self._where(channel, job.method)
-                self._paused[where] = max(self._paused.get(where, 0.0), now + pause)
-                bucket = self._bucket(channel, job.method, now)
-                if bucket is not None:
-                    bucket.wait(now)  # brought up to now, so the pause counts from the answer
-                    bucket.refused(pause, retry_after)
                 if job.hand_back and (retry_after > self.pause_cap or job.attempts + 1 >= self.max_attempts):
                     log.info("Slack paced %s in %s: handed back, not before %.0f s", job.method, channel, retry_after)
                     job.future.set_exception(RateLimited(job.method, retry_after))
@@ -383,6 +409,22 @@ class Outbox:
             if bucket is not None:
                 bucket.taken()
             job.future.set_result(answer)
+
+    def _refused(self, channel: str, method: str, exc: SlackApiError) -> float:
+        """Count a 429 and pause its bucket (for at most `pause_cap`); its Retry-After."""
+        self.rate_limited += 1
+        retry_after = _retry_after(exc)
+        if self.on_rate_limited is not None:
+            self.on_rate_limited(method, retry_after)
+        now = self.monotonic()
+        pause = min(retry_after, self.pause_cap)
+        where = self._where(channel, method)
+        self._paused[where] = max(self._paused.get(where, 0.0), now + pause)
+        bucket = self._bucket(channel, method, now)
+        if bucket is not None:
+            bucket.wait(now)  # brought up to now, so the pause counts from the answer
+            bucket.refused(pause, retry_after)
+        return retry_after
 
     async def _shared_slot(self, channel: str, method: str) -> None:
         """Wait for this send's slot in the pace shared with other replicas (in the method's

@@ -102,11 +102,19 @@ class IncidentHandlers(FeatureHandlers):
             text, blocks = views.help_answer(f"I don't know `{sub}`. Here is what `/incident` can do:")
             await ack(text=text, blocks=blocks, response_type="ephemeral")
 
-    async def open_declare(self, ack, it: Interaction, form: DeclareForm) -> None:
+    async def open_declare(self, ack, it: Interaction, form: DeclareForm, *, fresh: bool = True) -> None:
+        """`fresh`: a new form, which gets the operator's defaults; a kept draft shows what its
+        person chose."""
         self.service.require_enabled()
         self.service.require_allowed(it.user_id)
         await ack()
         settings = self.ctx.settings
+        if fresh:
+            form = replace(
+                form,
+                impact=form.impact or settings.sitrep_default_impact or "",
+                notify=form.notify or settings.sitrep_notify_default,
+            )
         view = views.declare_modal(
             form,
             settings.sitrep_components,
@@ -188,7 +196,7 @@ class IncidentHandlers(FeatureHandlers):
     async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
         kind, form = await self.service.reopen(draft_id)
         if kind == DraftKind.DECLARE:
-            await self.open_declare(ack, it, form)
+            await self.open_declare(ack, it, form, fresh=False)
         elif kind == DraftKind.UPDATE:
             await self.open_update(ack, it, ref=str(form.incident_id), text=form.text, status=form.status)
         else:

@@ -35,24 +35,40 @@ COMPONENTS = "API=3fa85f64-5717-4562-b3fc-2c963f66afa0,Website=3fa85f64-5717-456
 
 
 class FakeClock:
-    """An injected clock: tests move time instead of waiting for it."""
+    """An injected clock: tests move time instead of waiting for it. `advance` is time
+    passing (the wall clock and the monotonic one move together); `step` moves only the wall
+    clock, as NTP or a resumed VM does."""
 
     def __init__(self, now: datetime | None = None):
         self.now = now or T0
+        self.elapsed = 0.0  # seconds on the monotonic clock
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
         with self._lock:
             return self.now
 
+    def monotonic(self) -> float:
+        with self._lock:
+            return self.elapsed
+
     def advance(self, **delta: float) -> datetime:
         with self._lock:
             self.now += timedelta(**delta)
+            self.elapsed += timedelta(**delta).total_seconds()
             return self.now
 
     def set(self, moment: datetime) -> None:
+        """Time passes (or runs back) to `moment`, the monotonic clock with it."""
         with self._lock:
+            self.elapsed += (moment - self.now).total_seconds()
             self.now = moment
+
+    def step(self, **delta: float) -> datetime:
+        """The wall clock steps; no time passes."""
+        with self._lock:
+            self.now += timedelta(**delta)
+            return self.now
 
 
 def free_port() -> int:
@@ -122,7 +138,7 @@ class BotUnderTest:
             asyncio.set_event_loop(self.loop)
             kwargs: dict[str, Any] = {"http_timeout": self.http_timeout}
             if self.clock is not None:
-                kwargs["clock"] = self.clock
+                kwargs["clock"], kwargs["monotonic"] = self.clock, self.clock.monotonic
             self.bot = Sitrep(build_context(self.settings, **kwargs), timers=self.live_scheduler)
             config = uvicorn.Config(
                 self.bot.asgi(), host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"

@@ -130,11 +130,14 @@ class Replicas:
         return next(r for r in self.replicas if r.instance_id == instance_id)
 
 
-def schedule_from_slack(replicas: Replicas, slack, *, title: str, start: datetime, end: datetime, servers: str = "1") -> None:
+def schedule_from_slack(
+    replicas: Replicas, slack, *, title: str, start: datetime, end: datetime, servers: str = "1", via: Replica | None = None
+) -> None:
     """`/maintenance schedule` to one replica, the form submitted to the next, as Slack
-    delivers a command and then its modal's submission through a load balancer."""
+    delivers a command and then its modal's submission through a load balancer; with `via`,
+    both to that replica (it plans the window's reminders)."""
     trigger = f"{time.monotonic_ns()}.{os.getpid()}.t"
-    answer = replicas.next().post(command_body("/maintenance", f"schedule {title}", trigger_id=trigger))
+    answer = (via or replicas.next()).post(command_body("/maintenance", f"schedule {title}", trigger_id=trigger))
     assert answer.status_code == 200, answer.text
     calls = slack.wait_for(lambda: [c for c in slack.calls_to("views.open") if c.get("trigger_id") == trigger], timeout=15)
     view = calls[0]["view"]
@@ -145,7 +148,7 @@ def schedule_from_slack(replicas: Replicas, slack, *, title: str, start: datetim
         Block.END: {Action.END: picked_time(end)},
         Block.SERVERS: {Action.SERVERS: typed(servers)},
     }
-    answer = replicas.next().post(interaction_body(submission_payload(view, values)))
+    answer = (via or replicas.next()).post(interaction_body(submission_payload(view, values)))
     assert answer.status_code == 200 and "errors" not in answer.text, answer.text
 
 

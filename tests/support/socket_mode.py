@@ -102,7 +102,7 @@ class SocketModeBotUnderTest(SocketModeDriver):
             asyncio.set_event_loop(self.loop)
             kwargs: dict[str, Any] = {"http_timeout": self.http_timeout}
             if self.clock is not None:
-                kwargs["clock"] = self.clock
+                kwargs["clock"], kwargs["monotonic"] = self.clock, self.clock.monotonic
             self.bot = Sitrep(build_context(self.settings, **kwargs))
             self._stop = asyncio.Event()
             try:

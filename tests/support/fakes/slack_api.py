@@ -468,6 +468,12 @@ class FakeSlack:
         with self._lock:
             self._channels[channel_id]["members"] = sorted(members)
 
+    def set_member(self, channel_id: str, member: bool, user: str = BOT_USER_ID) -> None:
+        """Someone invites `user` to the channel, or removes them (`/invite`, `/remove`)."""
+        with self._lock:
+            channel = self._channels[channel_id]
+            channel["members"] = sorted((set(channel["members"]) | {user}) if member else (set(channel["members"]) - {user}))
+
     def channel(self, channel_id: str) -> Json | None:
         """A channel conversations.create made (or ``add_channel``), with its ``members``."""
         with self._lock:
@@ -1054,6 +1060,9 @@ class FakeSlack:
 
     def _conversations_history(self, args: Json) -> Json:
         channel = self._channel_id(str(args["channel"]))
+        refused = self._not_readable(channel)
+        if refused is not None:
+            return {"ok": False, "error": refused}
         with_metadata = _truthy(args.get("include_all_metadata"))
         oldest = float(args.get("oldest") or 0)
         latest = float(args.get("latest") or "inf")
@@ -1067,6 +1076,19 @@ class FakeSlack:
                 visible.append(self._render(m, with_metadata))
         page = self._page(visible, args)
         return page if page is not None else {"ok": False, "error": "invalid_cursor"}
+
+    def _not_readable(self, channel: str) -> str | None:
+        """Why the bot cannot read a channel's history, in conversations.history's words:
+        a channel it cannot see (`hidden_channels`) is `channel_not_found`; one it is not in,
+        `not_in_channel` ("only user tokens can access public channels they are not in").
+        assumption: a private channel the bot is not in answers `channel_not_found`, as
+        it is invisible to the bot (the document does not say which of the two it is)."""
+        known = self._channels.get(channel)
+        if channel in self.hidden_channels or (known is not None and known["is_private"] and BOT_USER_ID not in known["members"]):
+            return "channel_not_found"
+        if known is not None and BOT_USER_ID not in known["members"]:
+            return "not_in_channel"
+        return None
 
     def _conversations_open(self, args: Json) -> Json:
         users = str(args.get("users") or "").split(",")

@@ -81,6 +81,8 @@ class FakeSocketMode:
         self._envelopes: dict[str, Envelope] = {}
         self._violations: list[str] = []
         self._refused: list[str] = []
+        #: Socket Mode turned off for the app (`disconnect("link_disabled")`): no more connections.
+        self.link_disabled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._thread: threading.Thread | None = None
@@ -216,16 +218,23 @@ class FakeSocketMode:
         return self.wait_ack(self.send(type_, payload), timeout)
 
     def disconnect(self, reason: str = "refresh_requested") -> None:
-        """Tell the newest connection to go away, as Slack does before it refreshes one."""
+        """Tell the newest connection to go away, as Slack does before it refreshes one.
+
+        `link_disabled`: Socket Mode was turned off for the app. assumption (not in the shared
+        Slack documents): Slack then closes the connection at once and opens no new one for
+        the app, so every later handshake is refused."""
         with self._lock:
             connection = self._usable()
             assert connection is not None, "no connection to disconnect"
             connection.retiring = True
+            if reason == "link_disabled":
+                self.link_disabled = True
         message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-applink"}}
         self._call(connection.ws.send(json.dumps(message)))
         assert self._loop is not None
+        grace = 0.0 if reason == "link_disabled" else self.refresh_grace
         self._loop.call_soon_threadsafe(
-            lambda: self._loop.call_later(self.refresh_grace, lambda: asyncio.ensure_future(self._close(connection)))
+            lambda: self._loop.call_later(grace, lambda: asyncio.ensure_future(self._close(connection)))
         )
 
     def drop(self, *, abrupt: bool = False) -> None:
@@ -260,6 +269,10 @@ class FakeSocketMode:
         """Only a URL from apps.connections.open opens a connection, once."""
         parts = urlsplit(request.path)
         tickets = parse_qs(parts.query).get("ticket", [])
+        if self.link_disabled:
+            with self._lock:
+                self._refused.append(f"{request.path}: Socket Mode is disabled for the app")
+            return ws.respond(HTTPStatus.FORBIDDEN, "link disabled\n")
         # assumption: Slack refuses a bad ticket at the handshake; the exact status is not documented.
         if parts.path != "/link/" or len(tickets) != 1 or not self.slack.redeem_socket_ticket(tickets[0]):
             with self._lock:
