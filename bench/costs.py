@@ -6,11 +6,16 @@
   runs in a process of its own so its JSON encoding does not hold this process's GIL.
 * `picker`: the ack of `/incident update` (the modal with its type-ahead picker) and of a
   type-ahead request, at 10 / 1k / 10k open incidents.
-* `ack`: ack p99 of `/incident declare` against a bare Bolt app answering the same signed
-  request on the same machine.
-* `submit`: the ack of a declare's view submission (Submit on the modal: the draft is kept
-  before the ack when the database answers within 0.5 s), as a signed HTTP request to the
-  bot and the time to its HTTP answer, against the same bare Bolt app acking a submission.
+* `ack`: ack p99 of `/incident help` (and of `/incident declare`, whose modal opens after the
+  ack) against a bare Bolt app answering the same signed request, at each `--concurrency`
+  (1, 10, 50 requests sent at once, the two apps taking turns batch by batch), and the
+  sustained commands per second of each with 50 connections kept busy. Each app runs as a
+  process of its own (`sitrep run` with its production logging; the bare app under
+  uvicorn), so neither shares a GIL with the load, which this process makes over raw
+  keep-alive connections. The load average before and after is printed: the machine is shared.
+* `submit`: the ack of a declare's view submission (Submit on the modal: its replay key and
+  draft are kept before the ack), as a signed HTTP request and the time to its whole answer,
+  against the same bare Bolt app acking a submission, both apps as processes as above.
   Each submission is let finish (status page, announcement, answer) before the next.
 
 The reminder path from "due" to "posted" against its two Slack calls is in
@@ -25,14 +30,18 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing
+import os
 import re
+import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -94,6 +103,33 @@ class StallMeter:
         self._stop = True
 
 
+class StepMeter:
+    """The longest single step of the loop (one callback, one task step) in this thread's CPU
+    time: the stall an idle machine would show. On a shared machine the wall-clock stall
+    also counts the time the process waited for a core; CPU time does not."""
+
+    def __init__(self):
+        self.longest = 0.0
+        self.where = None  # the step that took longest
+        self._original = asyncio.events.Handle._run
+
+    def __enter__(self) -> StepMeter:
+        original, meter = self._original, self
+
+        def _run(handle) -> None:
+            started = time.thread_time()
+            original(handle)
+            took = time.thread_time() - started
+            if took > meter.longest:
+                meter.longest, meter.where = took, handle
+
+        asyncio.events.Handle._run = _run
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._original
+
+
 async def _raw_fetch(url: str, email: str, key: str) -> float:
     async with httpx.AsyncClient(base_url=url, auth=(email, key), timeout=60) as client:
         started = time.perf_counter()
@@ -105,7 +141,7 @@ async def _raw_fetch(url: str, email: str, key: str) -> float:
             page += 1
 
 
-async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int) -> tuple[list[float], list[float], list[float]]:
+async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int) -> tuple[list[float], ...]:
     ctx = build_context(settings, clock=lambda: now)
     await ctx.db.prepare()
     rows = [
@@ -129,7 +165,7 @@ async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int
     async with ctx.db.session() as session, session.begin():
         for chunk in range(0, len(rows), 1000):
             await session.execute(insert(MaintenanceWindow), rows[chunk : chunk + 1000])
-    raws, syncs, stalls = [], [], []
+    raws, syncs, stalls, steps = [], [], [], []
     try:
         await sync_windows(ctx)  # warm: connections, caches
         gc.collect()
@@ -142,16 +178,18 @@ async def _sync_runs(settings: Settings, now: datetime, windows: dict, runs: int
             watching = asyncio.create_task(meter.run())
             await asyncio.sleep(0.01)
             started = time.perf_counter()
-            report = await sync_windows(ctx)
+            with StepMeter() as step:
+                report = await sync_windows(ctx)
             syncs.append(time.perf_counter() - started)
             meter.stop()
             await watching
             stalls.append(meter.longest)
+            steps.append(step.longest)
             assert not (report.adopted or report.moved or report.vanished or report.announced or report.failed), report
     finally:
         await ctx.aclose()
         await ctx.db.dispose()
-    return raws, syncs, stalls
+    return raws, syncs, stalls, steps
 
 
 def bench_sync(runs: int, sizes: list[int]) -> None:
@@ -173,13 +211,14 @@ def bench_sync(runs: int, sizes: list[int]) -> None:
                 maintenance_backend="appfirst",
                 database_url=f"sqlite:///{tmp}/bench.db",
             )
-            raws, syncs, stalls = asyncio.run(_sync_runs(settings, now, windows, runs))
+            raws, syncs, stalls, steps = asyncio.run(_sync_runs(settings, now, windows, runs))
         parent.send("stop")
         server.join(10)
         ratios = [s / r for s, r in zip(syncs, raws, strict=True)]
         print(
             f"sync, {count:>6,} windows, nothing changed: {mmm(syncs)} ms; raw fetch {mmm(raws)} ms; "
-            f"ratio {mmm(ratios, 1, '{:.2f}')}×; longest loop stall {mmm(stalls)} ms"
+            f"ratio {mmm(ratios, 1, '{:.2f}')}×; longest loop stall {mmm(stalls)} ms "
+            f"(longest step in CPU time {mmm(steps)} ms; load average {os.getloadavg()[0]:.1f})"
         )
 
 
@@ -270,8 +309,9 @@ def bench_picker(runs: int, sizes: list[int]) -> None:
 # --- ack p99 against a bare Bolt app --------------------------------------------------------
 
 
-def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: threading.Event) -> None:
-    import uvicorn  # noqa: PLC0415
+def _bare_app(slack_url: str):
+    """The plainest Bolt app, as an ASGI app: a fixed authorization (sitrep caches its
+    auth.test the same way), its client on the same fake Slack, one ack."""
     from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler  # noqa: PLC0415
     from slack_bolt.async_app import AsyncApp  # noqa: PLC0415
     from slack_bolt.authorization import AuthorizeResult  # noqa: PLC0415
@@ -280,10 +320,6 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     from starlette.requests import Request  # noqa: PLC0415
     from starlette.routing import Route  # noqa: PLC0415
 
-    from tests.support.harness import free_port  # noqa: PLC0415
-
-    # The plainest Bolt app: a fixed authorization (sitrep caches its auth.test the same
-    # way), its client on the same fake Slack, one ack.
     async def authorize(**_kwargs) -> AuthorizeResult:
         return AuthorizeResult(enterprise_id=None, team_id="T1", bot_token="xoxb-test-token", bot_user_id="UBOT", bot_id="BBOT")
 
@@ -302,154 +338,266 @@ def _bare_bolt(slack_url: str, port_box: list, ready: threading.Event, stop: thr
     async def events(request: Request):
         return await handler.handle(request)
 
-    port = free_port()
-    port_box.append(port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Starlette(routes=[Route("/slack/events", events, methods=["POST"])]), host="127.0.0.1", port=port, log_level="warning"
-        )
-    )
-    server.install_signal_handlers = lambda: None
+    return Starlette(routes=[Route("/slack/events", events, methods=["POST"])])
 
-    async def serve():
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        ready.set()
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
-        server.should_exit = True
-        await task
 
-    asyncio.run(serve())
+def serve_bare(port: int, slack_url: str) -> None:
+    """The bare Bolt app as a process of its own (one replica, as `sitrep run` is)."""
+    import uvicorn  # noqa: PLC0415
+
+    gc.collect()
+    gc.freeze()  # as `sitrep run` does: neither app pays for full passes over its libraries
+    uvicorn.run(_bare_app(slack_url), host="127.0.0.1", port=port, log_level="warning")
+
+
+@dataclass
+class Replicas:
+    sitrep_port: int
+    bare_port: int
+    sitrep_pid: int
+    bare_pid: int
+    slack: Any
+    sp: Any
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
-def beside_bare_bolt():
-    """A sitrep under test and the bare Bolt app it is compared with, on one fake Slack and
-    status page: (bot, fake Slack, fake status page, an HTTP client for the bare app)."""
+def two_replicas():
+    """`sitrep run` and the bare Bolt app, each a process of its own on a loopback port (one
+    replica each, nothing else in its process), on one fake Slack and status page: their
+    ports. The load comes from this process, so neither app shares a GIL with its client."""
+    import subprocess  # noqa: PLC0415
+
     from tests.support.fakes.slack_api import FakeSlack  # noqa: PLC0415
     from tests.support.fakes.statuspage import FakeStatusPage  # noqa: PLC0415
-    from tests.support.harness import BotUnderTest  # noqa: PLC0415
+    from tests.support.harness import free_port  # noqa: PLC0415
+    from tests.support.process import wait_healthy  # noqa: PLC0415
 
-    port_box, ready, stop = [], threading.Event(), threading.Event()
+    root = Path(__file__).resolve().parents[1]
     with FakeSlack() as slack, FakeStatusPage() as sp, tempfile.TemporaryDirectory() as tmp:
-        bare = threading.Thread(target=_bare_bolt, args=(slack.url, port_box, ready, stop), daemon=True)
-        bare.start()
-        ready.wait(10)
-        bare_http = httpx.Client(base_url=f"http://127.0.0.1:{port_box[0]}", timeout=15)
-        settings = Settings(
-            slack_bot_token="xoxb-test-token",
-            slack_signing_secret=SIGNING_SECRET,
-            slack_api_url=slack.url,
-            sitrep_channel=CHANNEL,
-            statuspage_url=sp.url,
-            statuspage_api_key=sp.api_key,
-            database_url=f"sqlite:///{tmp}/bench.db",
-        )
-        try:
-            with BotUnderTest(settings) as bot:
-                yield bot, slack, sp, bare_http
-        finally:
-            stop.set()
-            bare.join(10)
-            bare_http.close()
+        sitrep_port, bare_port = free_port(), free_port()
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "SLACK_BOT_TOKEN": "xoxb-test-token",
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.url,
+            "SITREP_CHANNEL": CHANNEL,
+            "STATUSPAGE_URL": sp.url,
+            "STATUSPAGE_API_KEY": sp.api_key,
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.db",
+            "PORT": str(sitrep_port),
+        }
+        with open(Path(tmp) / "sitrep.log", "w") as out:
+            sitrep = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=root, stdout=out, stderr=out)
+            bare = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "serve-bare", "--port", str(bare_port), "--slack-url", slack.url],
+                cwd=root,
+                stdout=out,
+                stderr=out,
+            )
+            try:
+                wait_healthy(f"http://127.0.0.1:{sitrep_port}", sitrep)
+                deadline = time.monotonic() + 20
+                while bare.poll() is None and time.monotonic() < deadline:
+                    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", bare_port), 0.5):
+                        break
+                    time.sleep(0.05)
+                yield Replicas(sitrep_port, bare_port, sitrep.pid, bare.pid, slack, sp)
+            finally:
+                for process in (sitrep, bare):
+                    process.terminate()
+                for process in (sitrep, bare):
+                    try:
+                        process.wait(30)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait()
 
 
-def bench_ack(runs: int, n: int = 300) -> None:
-    from tests.support.fakes.signing import command_body, slack_signature_headers  # noqa: PLC0415
+class Connections:
+    """`size` keep-alive HTTP/1.1 connections to one app, spoken by hand: an HTTP client
+    library would cost this process more CPU per request than the apps spend answering."""
 
-    def interleaved(*posts) -> list[list[float]]:
-        """Each request kind in turn, so machine load (2 cores shared) hits them alike."""
-        samples: list[list[float]] = [[] for _ in posts]
-        for i in range(n):
-            for post, into in zip(posts, samples, strict=True):
-                started = time.perf_counter()
-                post(i)
-                into.append(time.perf_counter() - started)
-        return [sorted(x) for x in samples]
+    def __init__(self, port: int, size: int):
+        self.port = port
+        self.size = size
+        self.pairs: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    with beside_bare_bolt() as (bot, _slack, _sp, bare_http):
+    async def __aenter__(self) -> Connections:
+        self.pairs = [await asyncio.open_connection("127.0.0.1", self.port) for _ in range(self.size)]
+        return self
 
-        def post_bare(i: int) -> None:
-            body = command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=f"t{i}")
-            headers = {"Content-Type": "application/x-www-form-urlencoded", **slack_signature_headers(SIGNING_SECRET, body, None)}
-            assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
+    async def __aexit__(self, *exc: object) -> None:
+        for _reader, writer in self.pairs:
+            writer.close()
 
-        def post_sitrep(i: int) -> None:
-            assert bot.command("help", trigger_id=f"t{i}").status_code == 200
+    async def post(self, index: int, body: str) -> float:
+        """One signed slash command on connection `index`: seconds to its whole answer."""
+        reader, writer = self.pairs[index]
+        data = body.encode()
+        headers = slack_headers(body)
+        request = (
+            f"POST /slack/events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-www-form-urlencoded\r\n"
+            f"content-length: {len(data)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        ).encode() + data
+        started = time.perf_counter()
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *([0-9]+)", head).group(1))
+        await reader.readexactly(length)
+        took = time.perf_counter() - started
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise AssertionError(head.split(b"\r\n", 1)[0].decode())
+        return took
 
-        def post_declare(i: int) -> None:
-            assert bot.command("declare DB down", trigger_id=f"d{i}").status_code == 200
 
-        bares, helps, declares, medians = [], [], [], []
+def slack_headers(body: str) -> dict[str, str]:
+    from tests.support.fakes.signing import slack_signature_headers  # noqa: PLC0415
+
+    return slack_signature_headers(SIGNING_SECRET, body, None)
+
+
+def help_body() -> str:
+    from tests.support.fakes.signing import command_body, new_trigger_id  # noqa: PLC0415
+
+    # A new trigger each time, as Slack makes one per command: none is a replay.
+    return command_body("/incident", "help", user_id="U1", channel_id="C1", trigger_id=new_trigger_id())
+
+
+def declare_body() -> str:
+    from tests.support.fakes.signing import command_body, new_trigger_id  # noqa: PLC0415
+
+    return command_body("/incident", "declare DB down", user_id="U1", channel_id="C1", trigger_id=new_trigger_id())
+
+
+async def _batches(apps: list[tuple[Connections, Callable[[], str]]], n: int) -> list[list[float]]:
+    """`n` requests to each app in batches of its connections' size sent at once, the apps
+    taking turns batch by batch, so the machine's load hits them alike: sorted latencies."""
+    samples: list[list[float]] = [[] for _ in apps]
+    while len(samples[0]) < n:
+        for (connections, body), into in zip(apps, samples, strict=True):
+            bodies = [body() for _ in range(connections.size)]
+            into += await asyncio.gather(*(connections.post(i, b) for i, b in enumerate(bodies)))
+    return [sorted(x) for x in samples]
+
+
+async def _sustained(port: int, size: int, body: Callable[[], str], total: int) -> float:
+    """Commands per second with `size` connections kept busy until `total` were answered
+    (connections of its own: the server closes one left idle for 5 s)."""
+    left = total
+
+    async def worker(index: int) -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await connections.post(index, body())
+
+    async with Connections(port, size) as connections:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(size)))
+        return total / (time.perf_counter() - started)
+
+
+def bench_ack(runs: int, concurrencies: list[int], n: int = 300, sustained: int = 3000) -> None:
+    """Ack p99 of `/incident help` (and `/incident declare`, whose modal opens after the ack)
+    at each concurrency, and sustained commands per second at the highest, sitrep against
+    the bare Bolt app, both apps in every run."""
+    load_before = os.getloadavg()
+    results: dict[int, list[tuple[float, float, float]]] = {c: [] for c in concurrencies}
+    rates: list[tuple[float, float]] = []
+    cpu: list[tuple[float, float]] = []
+    with two_replicas() as apps:
+        sitrep_port, bare_port, slack = apps.sitrep_port, apps.bare_port, apps.slack
+
+        async def one_run() -> None:
+            for c in concurrencies:
+                async with Connections(bare_port, c) as bare, Connections(sitrep_port, c) as sitrep:
+                    await _batches([(bare, help_body), (sitrep, help_body)], 50)  # warm both
+                    bare_s, help_s, declare_s = await _batches(
+                        [(bare, help_body), (sitrep, help_body), (sitrep, declare_body)], n
+                    )
+                    results[c].append((p99(bare_s), p99(help_s), p99(declare_s)))
+            top = max(concurrencies)
+            bare_cpu, sitrep_cpu = cpu_seconds(apps.bare_pid), cpu_seconds(apps.sitrep_pid)
+            first = await _sustained(bare_port, top, help_body, sustained // 2)
+            mine = await _sustained(sitrep_port, top, help_body, sustained)
+            second = await _sustained(bare_port, top, help_body, sustained // 2)
+            rates.append(((first + second) / 2, mine))
+            bare_cpu = (cpu_seconds(apps.bare_pid) - bare_cpu) / (sustained // 2 * 2)
+            cpu.append((bare_cpu, (cpu_seconds(apps.sitrep_pid) - sitrep_cpu) / sustained))
+
         for _ in range(runs):
-            bare_s, help_s, declare_s = interleaved(post_bare, post_sitrep, post_declare)
-            bares.append(p99(bare_s))
-            helps.append(p99(help_s))
-            declares.append(p99(declare_s))
-            medians.append((statistics.median(bare_s), statistics.median(help_s), statistics.median(declare_s)))
-    print(
-        f"ack p99 over {n}: bare Bolt {mmm(bares)} ms; sitrep /incident help {mmm(helps)} ms "
-        f"({statistics.median(helps) / statistics.median(bares):.2f}×); "
-        f"/incident declare (modal opened) {mmm(declares)} ms ({statistics.median(declares) / statistics.median(bares):.2f}×)"
-    )
-    print(
-        "  medians: "
-        + "; ".join(
-            f"{name} {mmm([m[k] for m in medians])} ms"
-            for k, name in enumerate(("bare Bolt", "/incident help", "/incident declare"))
+            asyncio.run(one_run())
+        problems = slack.violations
+    load_after = os.getloadavg()
+    for c in concurrencies:
+        rows = results[c]
+        print(
+            f"ack p99, {c:>2} at once, {n} each: bare Bolt {mmm([r[0] for r in rows])} ms; "
+            f"sitrep /incident help {mmm([r[1] for r in rows])} ms, ratio {mmm([r[1] / r[0] for r in rows], 1, '{:.2f}')}×; "
+            f"/incident declare {mmm([r[2] for r in rows])} ms, ratio {mmm([r[2] / r[0] for r in rows], 1, '{:.2f}')}×"
         )
+    print(
+        f"sustained, {max(concurrencies)} connections: bare Bolt {mmm([r[0] for r in rates], 1, '{:.0f}')} commands/s; "
+        f"sitrep {mmm([r[1] for r in rates], 1, '{:.0f}')} commands/s, "
+        f"ratio {mmm([r[1] / r[0] for r in rates], 1, '{:.2f}')}×"
     )
+    print(
+        f"  CPU per command (the app's process, user+system): bare Bolt {mmm([c[0] for c in cpu], 1e6, '{:.0f}')} µs; "
+        f"sitrep {mmm([c[1] for c in cpu], 1e6, '{:.0f}')} µs, ratio {mmm([c[1] / c[0] for c in cpu], 1, '{:.2f}')}×"
+    )
+    print(f"  load average (1/5/15 min) before {load_before}, after {load_after}; fake Slack violations: {problems or 'none'}")
 
 
 def bench_submit(runs: int, n: int = 100) -> None:
-    from tests.support.fakes.signing import interaction_body, slack_signature_headers  # noqa: PLC0415
+    """The ack of a declare's Submit, one at a time, each let finish before the next."""
+    from tests.support.fakes.signing import interaction_body  # noqa: PLC0415
     from tests.support.harness import last_view, submission_payload  # noqa: PLC0415
     from tests.support.incidents import declare_values  # noqa: PLC0415
 
-    with beside_bare_bolt() as (bot, slack, sp, bare_http):
-        assert bot.command("declare DB down").status_code == 200
-        modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-        made = 0
+    load_before = os.getloadavg()
+    with two_replicas() as apps:
+        sitrep_port, bare_port, slack, sp = apps.sitrep_port, apps.bare_port, apps.slack, apps.sp
 
-        def signed_submission(i: int) -> tuple[str, dict]:
-            """Another person's Submit each time: its own view ID and title (not a replay)."""
-            payload = submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Bench outage {i}"))
-            body = interaction_body(payload)
-            return body, {
-                "Content-Type": "application/x-www-form-urlencoded",
-                **slack_signature_headers(SIGNING_SECRET, body, None),
-            }
+        async def measure() -> list[tuple[list[float], list[float]]]:
+            async with Connections(sitrep_port, 1) as sitrep, Connections(bare_port, 1) as bare:
+                await sitrep.post(0, declare_body())
+                modal = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+                made, results = 0, []
 
-        bares, submits, bare_medians, submit_medians = [], [], [], []
-        for _ in range(runs):
-            bare_s, submit_s = [], []
-            for _ in range(n):
-                body, headers = signed_submission(made)
-                started = time.perf_counter()
-                assert bare_http.post("/slack/events", content=body, headers=headers).status_code == 200
-                bare_s.append(time.perf_counter() - started)
-                body, headers = signed_submission(made)
-                started = time.perf_counter()
-                assert bot.http.post("/slack/events", content=body, headers=headers).status_code == 200
-                submit_s.append(time.perf_counter() - started)
-                made += 1
-                slack.wait_for(lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15)
-            bare_s.sort()
-            submit_s.sort()
-            bares.append(p99(bare_s))
-            submits.append(p99(submit_s))
-            bare_medians.append(statistics.median(bare_s))
-            submit_medians.append(statistics.median(submit_s))
+                def submission(i: int) -> str:
+                    """Another person's Submit each time: its own view ID and title (not a replay)."""
+                    return interaction_body(submission_payload({**modal, "id": f"VB{i}"}, declare_values(title=f"Outage {i}")))
+
+                for _ in range(runs):
+                    bare_s, submit_s = [], []
+                    for _ in range(n):
+                        bare_s.append(await bare.post(0, submission(made)))
+                        submit_s.append(await sitrep.post(0, submission(made)))
+                        made += 1
+                        slack.wait_for(
+                            lambda made=made: len(sp.incidents) >= made and len(slack.ephemerals()) >= made, timeout=15
+                        )
+                    results.append((sorted(bare_s), sorted(submit_s)))
+                return results
+
+        results = asyncio.run(measure())
+    load_after = os.getloadavg()
+    bares = [p99(b) for b, _ in results]
+    submits = [p99(s) for _, s in results]
+    medians = [(statistics.median(b), statistics.median(s)) for b, s in results]
     print(
-        f"submit ack over {n} declare submissions: median bare Bolt {mmm(bare_medians)} ms; "
-        f"sitrep (draft kept before the ack) {mmm(submit_medians)} ms "
-        f"({statistics.median(submit_medians) / statistics.median(bare_medians):.2f}×)"
+        f"submit ack over {n} declare submissions, p99: bare Bolt {mmm(bares)} ms; sitrep (draft kept before the ack) "
+        f"{mmm(submits)} ms, ratio {mmm([s / b for b, s in zip(bares, submits, strict=True)], 1, '{:.2f}')}×"
     )
     print(
-        f"  p99: bare Bolt {mmm(bares)} ms; sitrep {mmm(submits)} ms "
-        f"({statistics.median(submits) / statistics.median(bares):.2f}×)"
+        f"  medians: bare Bolt {mmm([m[0] for m in medians])} ms; sitrep {mmm([m[1] for m in medians])} ms, "
+        f"ratio {mmm([m[1] / m[0] for m in medians], 1, '{:.2f}')}×; load average before {load_before}, after {load_after}"
     )
 
 
@@ -457,14 +605,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=None)
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50], help="requests at once (ack)"
+    )
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--slack-url", help=argparse.SUPPRESS)
     parser.add_argument("what", nargs="*", default=["sync", "picker", "ack", "submit"])
     args = parser.parse_args()
+    if args.what == ["serve-bare"]:  # the bench's own child process
+        serve_bare(args.port, args.slack_url)
+        return
     if "sync" in args.what:
         bench_sync(args.runs, args.sizes or [1000, 10000, 50000])
     if "picker" in args.what:
         bench_picker(args.runs, args.sizes or [10, 1000, 10000])
     if "ack" in args.what:
-        bench_ack(args.runs)
+        bench_ack(args.runs, args.concurrency)
     if "submit" in args.what:
         bench_submit(args.runs)
 

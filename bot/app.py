@@ -8,11 +8,14 @@ import time
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler, to_starlette_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -23,12 +26,13 @@ from starlette.routing import Route
 import handlers
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
-from bot.inbound.edge import SlackEdge
+from bot.inbound.edge import PARSED_BODY, SlackEdge
 from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
-from bot.inbound.replays import ForgetShownAgain, replay_guard
+from bot.inbound.replays import ForgetShownAgain, ReplayGuard
 from bot.messages.sandbox import answer_in_sandbox
 from bot.ops import logs
-from bot.ops.metrics import CONTENT_TYPE_LATEST
+from bot.ops.metrics import CONTENT_TYPE_LATEST, Metrics
+from handlers.payload import INTERACTION, Interaction
 from scheduler.runner import ReminderScheduler
 
 log = logging.getLogger(__name__)
@@ -54,68 +58,55 @@ def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> As
         authorize=(identity or SlackIdentity(ctx)).bolt_authorize(),
         logger=bolt_logger,
     )
-    # Outermost: the log context and the ack timer cover the replay guard's write too.
-    app.use(_observe_request(ctx))
-    # Before any listener: a replayed or retried request is acked and not acted on again.
-    app.use(replay_guard(ctx))
+    # Before any listener: the payload parsed once, the log context, the ack's deadline and
+    # timer, and the replay guard (a replayed or retried request is acked, not acted on again).
+    app.use(FirstMiddleware(ctx, ReplayGuard(ctx, repeatable=handlers.repeatable)))
     app.listener_runner.listener_completion_handler = ForgetShownAgain(ctx)
     handlers.register(app, ctx)
     return app
 
 
-def _what(body: dict) -> tuple[str, str]:
-    """(kind, name) of a Slack request: the command, action, view or suggestion it is."""
-    if "command" in body:
-        return "command", str(body["command"])
-    kind = str(body.get("type") or "unknown")
-    if kind == "block_actions":
-        actions = body.get("actions") or [{}]
-        return "action", str(actions[0].get("action_id") or "unknown")
-    if kind in ("view_submission", "view_closed"):
-        return "view", str((body.get("view") or {}).get("callback_id") or "unknown")
-    if kind == "block_suggestion":
-        return "suggestion", str(body.get("action_id") or "unknown")
-    if kind in ("message_action", "shortcut"):
-        return "shortcut", str(body.get("callback_id") or "unknown")
-    if kind == "event_callback":
-        return "event", str((body.get("event") or {}).get("type") or "unknown")
-    return kind, "-"
+class FirstMiddleware(AsyncMiddleware):
+    """Every Slack request's first step: its `Interaction`, parsed once and put on Bolt's
+    context (`INTERACTION`) for every later reader; the log context (who, which command or
+    action); the ack's deadline and the timer from here to the ack; then the replay guard.
+    One middleware of Bolt's own kind, not `app.use(function)`: Bolt inspects a function's
+    arguments on every request, and that is most of what a middleware costs."""
 
+    def __init__(self, ctx: AppContext, guard: ReplayGuard) -> None:
+        self.metrics = ctx.metrics
+        self.sandbox = ctx.settings.sitrep_sandbox
+        self.guard = guard
 
-def _event_user(body: dict) -> str | None:
-    """The person an event is about (`app_home_opened`: who opened the home tab)."""
-    event = body.get("event") if body.get("type") == "event_callback" else None
-    user = event.get("user") if isinstance(event, dict) else None
-    return user if isinstance(user, str) else None
-
-
-def _observe_request(ctx: AppContext):
-    """A Bolt global middleware: the log context of the request (who, which command or
-    action), and the time from Bolt receiving it to its ack."""
-    metrics = ctx.metrics
-    sandbox = ctx.settings.sitrep_sandbox
-
-    async def observe(req, resp, next):  # noqa: A002 - Bolt injects arguments by name
-        kind, name = _what(req.body)
-        user = req.body.get("user_id") or (req.body.get("user") or {}).get("id") or _event_user(req.body)
+    async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next):  # noqa: A002 - Bolt's name
+        it = Interaction.from_body(req.body)
+        req.context[INTERACTION] = it
+        kind, name = it.what
         logs.clear()
-        logs.bind(user=user, **{kind: name})
-        started = time.perf_counter()
+        logs.bind(user=it.user_id, **{kind: name})
         req.context[ACK_DEADLINE] = asyncio.get_running_loop().time() + ACK_BUDGET_SECONDS
+        req.context["ack"] = TimedAck(self.metrics, kind, name, sandbox=self.sandbox)
+        return await self.guard.check(req, it, next)
 
-        class TimedAck(AsyncAck):
-            async def __call__(self, *args, **kwargs):
-                if self.response is None:
-                    metrics.observe_ack(kind, name, time.perf_counter() - started)
-                if sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
-                    # A private answer in the ack (help, a list, an error): it says sandbox too.
-                    kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
-                return await super().__call__(*args, **kwargs)
 
-        req.context["ack"] = TimedAck()
-        return await next()
+class TimedAck(AsyncAck):
+    """Bolt's ack, observing the time from the request reaching Bolt to its first ack; in the
+    sandbox a private answer in the ack (help, a list, an error) says sandbox too."""
 
-    return observe
+    def __init__(self, metrics: Metrics, kind: str, name: str, *, sandbox: bool = False) -> None:
+        super().__init__()
+        self._observe = (metrics, kind, name, time.perf_counter())
+        self._sandbox = sandbox
+
+    async def __call__(self, *args, **kwargs):
+        if self._sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
+            kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
+        answer = await super().__call__(*args, **kwargs)
+        if self._observe is not None:
+            metrics, kind, name, started = self._observe
+            self._observe = None
+            metrics.observe_ack(kind, name, time.perf_counter() - started)
+        return answer
 
 
 class _NoTokenFromEnvironmentWarning(logging.Filter):
@@ -276,7 +267,14 @@ class Sitrep:
         handler = AsyncSlackRequestHandler(self.bolt)
 
         async def events(request: Request):
-            return await handler.handle(request)
+            parsed = request.scope.get(PARSED_BODY)
+            if parsed is None:  # not through the edge (it is always in front): Bolt verifies it
+                return await handler.handle(request)
+            # The edge parsed the body with Bolt's own parser and checked its signature (v0
+            # HMAC, five minutes, as Bolt does): Bolt is handed that dict. Bolt takes a parsed
+            # body only as a Socket Mode request, which it does not verify again.
+            bolt_request = AsyncBoltRequest(body=parsed, query=request.query_params, headers=request.headers, mode="socket_mode")
+            return to_starlette_response(await self.bolt.async_dispatch(bolt_request))
 
         @asynccontextmanager
         async def lifespan(_app):

@@ -19,6 +19,9 @@ from handlers.errors import renders_errors
 from handlers.ids import DraftAction, DraftCallback
 from handlers.payload import Interaction
 
+#: Edit and It exists: link it only open a form (see `handlers.incident.listeners.OPENS_A_FORM`).
+OPENS_A_FORM = frozenset({DraftAction.EDIT, DraftAction.LINK})
+
 
 def unknown_notifier(ctx: AppContext):
     """How the crash recovery tells a person: the outcome-unknown answer with its choices,

@@ -27,7 +27,7 @@ from bot.errors import (
 from bot.messages.format import MAX_SECTION_TEXT, button, escape, section, split_markup, truncate
 from handlers.draft_views import unknown_answer
 from handlers.ids import DraftAction
-from handlers.payload import Interaction, typed_summary
+from handlers.payload import INTERACTION, Interaction, typed_summary
 from store.db import is_store_failure, store_reason
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,13 @@ class TrackedAck:
     def __init__(self, ack: Callable[..., Awaitable[None]]):
         self._ack = ack
         self.done = False
-        self.called = asyncio.Event()
+        # A future, not an Event: the listener waits on it directly, with no task of its own.
+        self.called: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def __call__(self, *args: Any, **kwargs: Any) -> None:
         if not self.done:
             self.done = True
-            self.called.set()
+            self.called.set_result(None)
             await self._ack(*args, **kwargs)
 
 
@@ -174,6 +175,12 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
     if isinstance(exc, InputInvalid) and not ack.done and it.type == "view_submission":
         await ack(response_action="errors", errors=exc.errors)
         return
+    if isinstance(exc, SlackApiError) and slack_error(exc) == "exchanged_trigger_id":
+        # Slack spends a trigger once: an earlier delivery of this very request (a retry, or a
+        # replay another replica took) opened the form already. The person has it: say nothing.
+        log.info("the form was opened already by an earlier delivery of this request")
+        await ack()
+        return
     if is_store_failure(exc):
         # The database failing is no bug in sitrep: one line for the operator, its reason for
         # the person, no traceback (an outage would write one per request).
@@ -213,14 +220,14 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
 
 
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
-    """Wrap a listener `(ack, it)` so the payload is parsed once (`Interaction`) and every
-    error it raises is rendered in one place, and so Slack has its ack by the request's
-    `ACK_DEADLINE` whatever the database does. Bolt passes arguments by name: `ack`, `body`,
-    `context`."""
+    """Wrap a listener `(ack, it)` so it reads the request's `Interaction` (parsed once, by
+    the first middleware) and every error it raises is rendered in one place, and so Slack
+    has its ack by the request's `ACK_DEADLINE` whatever the database does. Bolt passes
+    arguments by name: `ack`, `context`."""
 
-    async def listener(ack, body, context) -> None:
+    async def listener(ack, context) -> None:
         tracked = TrackedAck(ack)
-        it = Interaction.from_body(body)
+        it: Interaction = context[INTERACTION]
 
         async def work() -> None:
             try:
@@ -233,12 +240,8 @@ def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
             await work()
             return
         running = asyncio.ensure_future(work())
-        acked = asyncio.ensure_future(tracked.called.wait())
         wait = max(deadline - asyncio.get_running_loop().time(), MIN_ACK_WAIT)
-        try:
-            await asyncio.wait({running, acked}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            acked.cancel()
+        await asyncio.wait({running, tracked.called}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
         if tracked.done or running.done():
             await running
             return

@@ -9,6 +9,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
+#: Where the first middleware (`bot/app.py`) puts the request's `Interaction` on Bolt's
+#: context; the replay guard, the ack timer, the log context and the listeners read it there.
+INTERACTION = "sitrep_interaction"
+
 
 def _value(values: dict, block_id: str, action_id: str) -> dict:
     return (values.get(block_id) or {}).get(action_id) or {}
@@ -93,6 +97,19 @@ class Interaction:
     tab: str = ""
     #: A reaction event's emoji name (`pushpin`); its message is `channel_id` + `message_ts`.
     reaction: str = ""
+    #: What was asked, for logs and metrics: the slash command (`/incident`), or the view's,
+    #: shortcut's or suggestion's own name (its callback_id, or action_id for a type-ahead).
+    name: str = ""
+
+    @property
+    def what(self) -> tuple[str, str]:
+        """(kind, name) for the log context and the ack metric: `("command", "/incident")`,
+        `("action", <action_id>)`, `("view", <callback_id>)`, ..."""
+        kind = _KINDS.get(self.type)
+        if kind is None:
+            return self.type or "unknown", "-"
+        name = self.action_id if kind == "action" else self.event_type if kind == "event" else self.name
+        return kind, name or "unknown"
 
     @property
     def is_command(self) -> bool:
@@ -112,6 +129,7 @@ class Interaction:
                 channel_id=body.get("channel_id"),
                 trigger_id=body.get("trigger_id"),
                 text=body.get("text") or "",
+                name=str(body["command"]),
             )
         if body.get("type") == "event_callback":
             event = body.get("event") or {}
@@ -137,7 +155,9 @@ class Interaction:
             channel = metadata.get("channel")
         if body.get("type") == "block_suggestion":
             value, action_id = body.get("value") or "", body.get("action_id") or ""
+            name = action_id
         else:
+            name = str(view.get("callback_id") or body.get("callback_id") or "")
             action = (body.get("actions") or [{}])[0]
             value, action_id = action.get("value") or "", action.get("action_id") or ""
         return cls(
@@ -153,7 +173,21 @@ class Interaction:
             view_hash=view.get("hash"),
             message_ts=str(message.get("ts") or ""),
             message_text=str(message.get("text") or ""),
+            name=name,
         )
+
+
+# An interaction's type → the kind its log lines and ack metric name it by.
+_KINDS = {
+    "command": "command",
+    "block_actions": "action",
+    "view_submission": "view",
+    "view_closed": "view",
+    "block_suggestion": "suggestion",
+    "message_action": "shortcut",
+    "shortcut": "shortcut",
+    "event": "event",
+}
 
 
 def typed_summary(values: dict) -> str:

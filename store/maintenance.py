@@ -15,8 +15,9 @@ from store.states import ACTIVE_WINDOW_STATES, WindowState
 
 #: States in which a window still matters to people (not cancelled, not over).
 ACTIVE_STATES = ACTIVE_WINDOW_STATES
-#: Rows converted between two returns to the event loop when a read is large.
-READ_SLICE = 1000
+#: Rows converted between two returns to the event loop when a read is large: 1,000 stored
+#: windows (two times parsed each) held the loop ~20 ms of CPU, over the sync's 20 ms budget.
+READ_SLICE = 250
 
 
 async def add_window(session: AsyncSession, window: MaintenanceWindow) -> MaintenanceWindow:

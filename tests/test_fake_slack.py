@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from tests.support.fakes.signing import (
     command_body,
     interaction_body,
+    new_trigger_id,
     slack_signature_headers,
 )
 from tests.support.fakes.slack_api import FakeSlack, Malformed, SlackCall, Tiers
@@ -323,12 +324,13 @@ def test_fail_next_can_answer_a_body_that_is_not_slacks(slack: FakeSlack, malfor
 
 
 async def test_trigger_id_is_single_use(slack: FakeSlack, client: AsyncWebClient):
-    opened = await client.views_open(trigger_id="trig-1", view=modal())
+    trigger = new_trigger_id()
+    opened = await client.views_open(trigger_id=trigger, view=modal())
     view = opened["view"]
     assert view["id"].startswith("V") and view["hash"] and view["state"] == {"values": {}}
     assert view["title"]["text"] == "Declare incident"
-    assert await api_error(client.views_open(trigger_id="trig-1", view=modal())) == "expired_trigger_id"
-    assert await api_error(client.views_push(trigger_id="expired", view=modal())) == "expired_trigger_id"
+    assert await api_error(client.views_open(trigger_id=trigger, view=modal())) == "exchanged_trigger_id"
+    assert await api_error(client.views_push(trigger_id=trigger, view=modal())) == "exchanged_trigger_id"
     assert await api_error(client.views_open(view=modal())) == "invalid_arguments"
 
     updated = await client.views_update(view_id=view["id"], view=modal(title="Updated"), hash=view["hash"])
@@ -337,6 +339,27 @@ async def test_trigger_id_is_single_use(slack: FakeSlack, client: AsyncWebClient
     stale = client.views_update(view_id=view["id"], view=modal(), hash=view["hash"])
     assert await api_error(stale) == "hash_conflict"
     assert await api_error(client.views_update(view_id="VNOPE", view=modal())) == "not_found"
+
+
+async def test_a_trigger_lives_three_seconds_on_the_fakes_clock(slack: FakeSlack, client: AsyncWebClient):
+    now = [1_900_000_000.0]  # the fake's own clock, moved by hand
+    slack.clock = lambda: now[0]
+    on_time, late = new_trigger_id(issued_at=now[0]), new_trigger_id(issued_at=now[0])
+    now[0] += 3.0
+    assert (await client.views_open(trigger_id=on_time, view=modal()))["ok"]
+    now[0] += 0.001
+    assert await api_error(client.views_open(trigger_id=late, view=modal())) == "expired_trigger_id"
+    assert await api_error(client.views_push(trigger_id=new_trigger_id(issued_at=now[0] - 10), view=modal())) == (
+        "expired_trigger_id"
+    )
+    assert (await client.views_push(trigger_id=new_trigger_id(issued_at=now[0]), view=modal()))["ok"]
+    assert len(slack.views) == 2
+
+
+async def test_a_trigger_not_shaped_like_slacks_is_invalid(slack: FakeSlack, client: AsyncWebClient):
+    for made_up in ("trig-1", "expired", "1.2.xyz"):
+        assert await api_error(client.views_open(trigger_id=made_up, view=modal())) == "invalid_trigger_id"
+    assert slack.views == {}
 
 
 # --------------------------------------------------------- Block Kit limits
@@ -528,7 +551,7 @@ VIEW_REFUSALS = [
 @pytest.mark.parametrize("what, view, pointer", VIEW_REFUSALS, ids=[r[0] for r in VIEW_REFUSALS])
 async def test_views_slack_refuses_are_refused(slack: FakeSlack, client: AsyncWebClient, what, view, pointer):
     with pytest.raises(SlackApiError) as info:
-        await client.views_open(trigger_id="t-1", view=view)
+        await client.views_open(trigger_id=new_trigger_id(), view=view)
     assert info.value.response["error"] == "invalid_arguments"  # as views.open's document shows
     messages = info.value.response["response_metadata"]["messages"]
     assert any(pointer in m for m in messages), messages
@@ -540,7 +563,7 @@ async def test_views_at_the_limits_are_accepted(slack: FakeSlack, client: AsyncW
     field = input_block(text_input(max_length=3000, initial_value="r" * 3000), label="l" * 2000)
     view = modal(title="t" * 24, submit=plain("s" * 24), close=plain("c" * 24), private_metadata="m" * 3000)
     view["blocks"] = [field] + [section("b")] * 99
-    assert (await client.views_open(trigger_id="t-1", view=view))["ok"]
+    assert (await client.views_open(trigger_id=new_trigger_id(), view=view))["ok"]
     home = {"type": "home", "blocks": [section("b")] * 100}
     assert (await client.views_publish(user_id="U1", view=home))["ok"]
     assert slack.violations == []
@@ -550,7 +573,7 @@ async def test_a_home_view_over_100_blocks_and_a_view_over_250kb(slack: FakeSlac
     home = {"type": "home", "blocks": [section("b")] * 101}
     assert await api_error(client.views_publish(user_id="U1", view=home)) == "invalid_arguments"
     huge = modal(blocks=[section("h" * 3000)] * 90)
-    assert await api_error(client.views_open(trigger_id="t-2", view=huge)) == "view_too_large"
+    assert await api_error(client.views_open(trigger_id=new_trigger_id(), view=huge)) == "view_too_large"
     assert len(slack.violations) == 2
 
 
@@ -570,10 +593,10 @@ async def test_views_publish_keeps_one_home_view_per_person_and_refuses_as_slack
 
 
 async def test_views_update_and_push_are_held_to_the_same_rules(slack: FakeSlack, client: AsyncWebClient):
-    opened = (await client.views_open(trigger_id="t-1", view=modal()))["view"]
+    opened = (await client.views_open(trigger_id=new_trigger_id(), view=modal()))["view"]
     bad = modal(blocks=[input_block(text_input(max_length=10, initial_value="eleven char"))])
     assert await api_error(client.views_update(view_id=opened["id"], view=bad)) == "invalid_arguments"
-    assert await api_error(client.views_push(trigger_id="t-2", view=bad)) == "invalid_arguments"
+    assert await api_error(client.views_push(trigger_id=new_trigger_id(), view=bad)) == "invalid_arguments"
     assert slack.views[opened["id"]]["blocks"] == [section("hello")]  # unchanged
     assert len(slack.violations) == 2
 

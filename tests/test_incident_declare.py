@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import httpx
 
 from handlers.ids import DraftAction
 from handlers.incident.ids import Block
+from tests.support.fakes.signing import new_trigger_id
 from tests.support.harness import (
     CHANNEL,
     BotUnderTest,
@@ -164,7 +168,8 @@ def test_healthz(bot):
 
 
 def test_an_expired_trigger_is_explained(bot, slack):
-    response = bot.command("declare DB down", trigger_id="expired")
+    # Issued 4 s ago on the fake's clock (the machine's): Slack's 3 s are over.
+    response = bot.command("declare DB down", trigger_id=new_trigger_id(issued_at=slack.clock() - 4))
     assert response.status_code == 200
     answer = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
     assert "run the command again" in json.dumps(answer[0]["blocks"])
@@ -173,6 +178,28 @@ def test_an_expired_trigger_is_explained(bot, slack):
 def test_help_and_list_answer_without_any_upstream_call(bot, slack, statuspage):
     assert bot.command("help").json()["response_type"] == "ephemeral"
     assert statuspage.requests == []
+
+
+def test_a_form_another_delivery_opened_already_tells_nobody(bot, slack, caplog):
+    """Slack spends a trigger once: when an earlier delivery of the same command (a retry that
+    reached another replica) opened the form, views.open answers `exchanged_trigger_id`, and
+    the person, who has the form, is told nothing."""
+    caplog.set_level(logging.INFO, logger="handlers.errors")
+    trigger = new_trigger_id()
+    other_replica = httpx.post(
+        f"{slack.url}views.open",
+        data={"trigger_id": trigger, "view": json.dumps(declare_modal_of_another_replica())},
+        headers={"Authorization": f"Bearer {slack.token}"},
+    )
+    assert other_replica.json()["ok"]
+    assert bot.command("declare DB down", trigger_id=trigger).status_code == 200
+    slack.wait_for(lambda: [r for r in caplog.records if "opened already" in r.getMessage()])
+    assert len(slack.calls_to("views.open")) == 2 and len(slack.views) == 1
+    assert slack.calls_to("chat.postEphemeral") == [] and slack.calls_to("chat.postMessage") == []
+
+
+def declare_modal_of_another_replica() -> dict:
+    return {"type": "modal", "callback_id": "incident_declare", "title": {"type": "plain_text", "text": "Declare incident"}}
 
 
 def _element(view: dict, block_id: str) -> dict:

@@ -5,26 +5,30 @@ with what they typed, never silence and never half-sent."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from bot.errors import DatabaseBusy, NotStored
 from handlers.errors import busy_answer, not_stored_answer
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action as IncidentAction
+from handlers.incident.ids import Callback
 from handlers.payload import Interaction
 from store.db import Database
 from store.states import DraftKind
-from tests.support.fakes.signing import command_body, interaction_body
-from tests.support.harness import BotUnderTest, free_port, last_view, submission_payload
+from tests.support.fakes.signing import command_body, interaction_body, new_trigger_id
+from tests.support.harness import BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import (
     declare,
     declare_values,
@@ -101,16 +105,24 @@ def test_every_command_is_answered_within_slacks_deadline(bot, settings, slack, 
 
 def test_when_reads_cannot_be_had_the_person_hears_the_database_is_busy(bot, settings, slack):
     """A write lock held for long exhausts the connection pool: every insert waits out SQLite's
-    busy timeout on its own connection. Twenty people typing at once still get an answer in
-    time, each either what they asked for or a plain "the database is busy"."""
+    busy timeout on its own connection. Twenty forms submitted at once (each keeps its replay
+    key and its draft before the ack: inserts) take the pool; twenty people then typing
+    `/incident list` (which writes nothing) still get an answer in time, each either what they
+    asked for or a plain "the database is busy"."""
     declare(bot, slack)
+    view = open_declare_modal(bot, slack)
     with locked(settings), ThreadPoolExecutor(20) as pool:
+        submitted = list(pool.map(lambda n: bot.submit({**view, "id": f"VSICK{n}"}, declare_values(title=f"T{n}")), range(20)))
+        assert all(response.status_code == 200 for response in submitted)
         results = list(pool.map(lambda _: bot.command("list"), range(20)))  # all answered while locked
     answers = [response.text for response in results]
     assert all(response.status_code == 200 for response in results), answers
     assert all("open incident" in a or BUSY in a for a in answers), answers
     assert any(BUSY in a for a in answers), "the pool was never exhausted: the test proves nothing"
     assert "open incident" in bot.command("list").text  # and it recovers
+    # Every form submitted is answered once the lock is gone (declared, or given back): the
+    # test ends with nothing of its own still in flight.
+    slack.wait_for(lambda: len(ephemeral_texts(slack)) >= 20, timeout=120)  # paced: one announcement a second
 
 
 # --- submissions the database cannot keep come back ----------------------------------------
@@ -341,3 +353,29 @@ def test_a_running_sitrep_with_its_database_locked_answers_in_time_and_gives_the
     assert ready.status_code == 503
     assert process.returncode == 0 and "Traceback" not in output, output
     assert "could not keep incident.declare from U777, nothing sent: the database is locked by another process" in output
+
+
+# --- a form opens before anything that may wait ---------------------------------------------
+
+
+def test_declare_opens_its_form_while_the_database_is_held(settings, slack):
+    """A trigger lives 3 s and works once, so `/incident declare` opens its form before
+    anything that may wait on the database. Here another process holds the database's write
+    lock, and every statement the bot sends it costs 3 s on the fake Slack's clock (the
+    trigger's clock): a form opened after any statement would find its trigger expired."""
+    now = [time.time()]
+    slack.clock = lambda: now[0]
+
+    def three_seconds(*_args) -> None:
+        now[0] += 3.0
+
+    # An injected clock: no timers, so every statement the database sees comes from the request.
+    with BotUnderTest(settings, clock=FakeClock()) as bot:
+        event.listen(bot.ctx.db.engine.sync_engine, "before_cursor_execute", three_seconds)
+        with locked(settings):
+            trigger = new_trigger_id(issued_at=now[0])
+            assert bot.command("declare Disk full", trigger_id=trigger).status_code == 200
+            [opened] = slack.wait_for(lambda: list(slack.views.values()))
+        assert opened["callback_id"] == Callback.DECLARE and "Disk full" in json.dumps(opened)
+        assert [c["trigger_id"] for c in slack.calls_to("views.open")] == [trigger]
+        assert slack.calls_to("chat.postEphemeral") == []

@@ -199,8 +199,7 @@ class AppFirstClient(UpstreamClient):
         items = payload["data"]
         data: list[MaintenanceWindow] = []
         for first in range(0, len(items), PARSE_SLICE):
-            if first:
-                await asyncio.sleep(0)
+            await asyncio.sleep(0)  # the first slice too: decoding the page was a step already
             data.extend(self._parse(_WINDOW_LIST, items[first : first + PARSE_SLICE], "list of maintenance windows"))
         pagination = self._parse(Pagination, payload.get("pagination"), "list of maintenance windows")
         return MaintenanceWindowPage.model_construct(pagination=pagination, data=data)

@@ -40,6 +40,8 @@ MAX_SIGNATURE_AGE = 5 * 60
 # Slack sends its whole request at once; a sender that trickles a body holds a connection
 # (and a graceful shutdown) hostage, so reading one is bounded too.
 DEFAULT_BODY_TIMEOUT = 10.0
+#: Where the edge leaves the body it parsed (Bolt's own parser) for the app, so it is parsed once.
+PARSED_BODY = "sitrep.slack_body"
 
 _TIMESTAMP = re.compile(rb"[0-9]{1,12}")
 _SIGNATURE = re.compile(rb"v0=[0-9a-f]{64}")
@@ -97,9 +99,10 @@ class SlackEdge:
             body = await self._read_body(receive)
             if is_slack:
                 self._check_signature(headers, body)
-                problem = payload_problem(body, headers.get(b"content-type", b"").decode("latin-1"))
+                parsed, problem = parse_payload(body, headers.get(b"content-type", b"").decode("latin-1"))
                 if problem:
                     raise Refused(400, problem)
+                scope[PARSED_BODY] = parsed
         except _Gone:
             return
         except Refused as refused:
@@ -175,22 +178,33 @@ class SlackEdge:
 
 
 def payload_problem(body: bytes, content_type: str) -> str | None:
-    """Why a signed body is not a request the listeners can answer, or None when it is.
+    """Why a signed body is not a request the listeners can answer, or None when it is."""
+    return parse_payload(body, content_type)[1]
 
-    Parsed with Bolt's own parser, so this judges exactly what Bolt will see. The fields
-    required are the ones every listener reads; anything else is left to Bolt, which
-    answers kinds nobody listens to with a 404 and one line.
+
+def parse_payload(body: bytes, content_type: str) -> tuple[dict[str, Any], str | None]:
+    """The body as Bolt reads it, and why it is not a request the listeners can answer (None
+    when it is).
+
+    Parsed with Bolt's own parser, so this judges exactly what Bolt will see (and Bolt is
+    handed this dict rather than parsing it again). The fields required are the ones every
+    listener reads; anything else is left to Bolt, which answers kinds nobody listens to
+    with a 404 and one line.
     """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "its body is not UTF-8"
+        return {}, "its body is not UTF-8"
     try:
         parsed = parse_body(text, content_type.split(";")[0].strip() or None)
     except ValueError:  # json.JSONDecodeError included
-        return "its payload is not JSON"
+        return {}, "its payload is not JSON"
     if not isinstance(parsed, dict) or not parsed:
-        return "its body is not a Slack command, interaction or event"
+        return {}, "its body is not a Slack command, interaction or event"
+    return parsed, _problem(parsed)
+
+
+def _problem(parsed: dict[str, Any]) -> str | None:
     if "ssl_check" in parsed:
         return None
     if "command" in parsed:

@@ -23,6 +23,13 @@ submission that is being handled still finds the draft and is swallowed.
 Keys' ages (this one, and the day after which a key is dropped) are stamped and compared on
 the database's clock (`store.submissions`): a step of a host's clock (NTP, a resumed VM)
 neither drops a key a replay would find nor keeps an abandoned one young.
+
+Only a request that acts needs that write. One that cannot act twice — a slash command
+(each answers the person or opens a form), a button or shortcut that opens a form — is
+remembered in this process only (`RecentKeys`), so its ack waits on no database: a second
+delivery to another replica answers the person again or asks Slack to open a form with a
+trigger Slack already spent, which Slack refuses (`exchanged_trigger_id`) and nobody sees.
+Which requests those are is the handlers' knowledge, passed in as `repeatable`.
 """
 
 from __future__ import annotations
@@ -31,9 +38,11 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from slack_bolt.listener.async_listener_completion_handler import AsyncListenerCompletionHandler
 from slack_bolt.request.async_request import AsyncBoltRequest
@@ -57,17 +66,41 @@ TAKEOVER_AFTER = 1.0
 FORGET_AFTER = timedelta(days=1)
 # How often a press waiting for that age looks again.
 TAKEOVER_POLL = 0.1
+# How long, and how many, keys of requests that cannot act twice this process remembers: a
+# signed body is accepted for five minutes (bot/inbound/edge.py), a Slack retry comes sooner.
+RECENT_FOR = 10 * 60.0
+RECENT_MAX = 50_000
+
+
+class Parsed(Protocol):
+    """What the guard reads of `handlers.payload.Interaction` (bot/inbound does not import handlers)."""
+
+    type: str
+    trigger_id: str | None
+    view_id: str | None
+    view_hash: str | None
+    values: dict
 
 
 def submission_key(body: dict[str, Any]) -> str | None:
     """The identity of a request that acts, or None for one that only reads (options, a closed view)."""
-    if body.get("type") == "view_submission":
-        view = body.get("view") or {}
-        values = json.dumps((view.get("state") or {}).get("values") or {}, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(values.encode()).hexdigest()[:32]
-        return f"view:{view.get('id')}:{view.get('hash')}:{digest}"[:200]
-    if ("command" in body or body.get("type") in ("block_actions", "message_action")) and body.get("trigger_id"):
-        return f"trigger:{body['trigger_id']}"[:200]
+    kind = "command" if "command" in body else body.get("type")
+    view = body.get("view") or {}
+    return _key(kind, body.get("trigger_id"), view.get("id"), view.get("hash"), (view.get("state") or {}).get("values") or {})
+
+
+def interaction_key(it: Parsed) -> str | None:
+    """`submission_key` of the request the interaction was parsed from."""
+    return _key(it.type, it.trigger_id, it.view_id, it.view_hash, it.values)
+
+
+def _key(kind: str | None, trigger_id: str | None, view_id: str | None, view_hash: str | None, values: dict) -> str | None:
+    if kind == "view_submission":
+        typed = json.dumps(values, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(typed.encode()).hexdigest()[:32]
+        return f"view:{view_id}:{view_hash}:{digest}"[:200]
+    if kind in ("command", "block_actions", "message_action") and trigger_id:
+        return f"trigger:{trigger_id}"[:200]
     return None
 
 
@@ -78,15 +111,50 @@ async def forget_old(ctx: AppContext) -> None:
         await submissions.prune(session, FORGET_AFTER)
 
 
-def replay_guard(ctx: AppContext) -> Callable[..., Awaitable[BoltResponse | None]]:
-    """A Bolt global middleware: record the request's key, or stop a replay with a plain ack."""
+class RecentKeys:
+    """Keys this process saw lately, oldest first, bounded in age and number (on the
+    monotonic clock: a step of the wall clock neither forgets them early nor keeps them)."""
 
-    async def guard(req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[None]]):
-        key = submission_key(req.body if isinstance(req.body, dict) else {})
+    def __init__(self, *, keep_for: float = RECENT_FOR, most: int = RECENT_MAX, clock: Callable[[], float] = time.monotonic):
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.keep_for = keep_for
+        self.most = most
+        self._clock = clock
+
+    def first(self, key: str) -> bool:
+        """True the first time `key` is offered (within `keep_for`), False after."""
+        now = self._clock()
+        seen = self._seen
+        while seen and (len(seen) >= self.most or next(iter(seen.values())) < now - self.keep_for):
+            seen.popitem(last=False)
+        if key in seen:
+            return False
+        seen[key] = now
+        return True
+
+
+class ReplayGuard:
+    """Before any listener: record the request's key, or stop a replay with a plain ack.
+
+    `repeatable(it)` says whether a request cannot act twice (see the module's docstring):
+    those are remembered in memory only, and no database is touched before their ack."""
+
+    def __init__(self, ctx: AppContext, *, repeatable: Callable[[Any], bool]) -> None:
+        self.ctx = ctx
+        self.repeatable = repeatable
+        self.recent = RecentKeys()
+
+    async def check(self, req: AsyncBoltRequest, it: Parsed, next: Callable[[], Awaitable[Any]]) -> BoltResponse | None:  # noqa: A002 - Bolt's name
+        key = interaction_key(it)
         if key is None:
             return await next()
+        if self.repeatable(it):
+            if self.recent.first(key):
+                return await next()
+            return _ignored(req, key)
         deadline = req.context.get(ACK_DEADLINE)
         bound = RECORD_TIMEOUT if deadline is None else min(RECORD_TIMEOUT, deadline - asyncio.get_running_loop().time())
+        ctx = self.ctx
         try:
             # Not `asyncio.wait_for`: it would wait for the cancelled insert's rollback, which
             # queues behind the lock it is waiting for (see `store.db.bounded`).
@@ -98,14 +166,16 @@ def replay_guard(ctx: AppContext) -> Callable[..., Awaitable[BoltResponse | None
             log.warning("a form pressed again after its first press was lost with its process; acting on it")
             first = True
         if not first:
-            retry = (req.headers.get("x-slack-retry-num") or [None])[0]
-            log.info("ignored a request already acted on (%s)%s", key.split(":")[0], f", Slack retry {retry}" if retry else "")
-            return BoltResponse(status=200, body="")
+            return _ignored(req, key)
         req.context[KEY] = key
         SUBMISSION_KEY.set(key)  # the listener's task copies this context: its draft records the key
         return await next()
 
-    return guard
+
+def _ignored(req: AsyncBoltRequest, key: str) -> BoltResponse:
+    retry = (req.headers.get("x-slack-retry-num") or [None])[0]
+    log.info("ignored a request already acted on (%s)%s", key.split(":")[0], f", Slack retry {retry}" if retry else "")
+    return BoltResponse(status=200, body="")
 
 
 async def _abandoned(ctx: AppContext, key: str, deadline: float | None) -> bool:

@@ -22,7 +22,11 @@ from bot.ops.redaction import escape_controls, scrub
 _context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("sitrep_log_context", default=MappingProxyType({}))
 audit_log = logging.getLogger("sitrep.audit")
 
-NOISY = ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt", "alembic")
+# At WARNING unless LOG_LEVEL=DEBUG. `uvicorn.access` is a line per HTTP request: on the ack's
+# path (redacted, formatted and written on the loop) it cost a Slack request about as much
+# CPU again as a bare Bolt app spends answering it, while `sitrep_ack_seconds` counts and
+# times every request, the audit line records every change and the edge logs every refusal.
+NOISY = ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt", "alembic", "uvicorn.access")
 
 
 def bind(**fields: Any) -> None:

@@ -22,6 +22,8 @@ _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def _fold(text: str) -> str:
     """Lower-case character by character, keeping positions (``"İ".lower()`` is two characters)."""
+    if text.isascii():  # the usual log line: one character each, lowered at C speed
+        return text.lower()
     return "".join(low if len(low := c.lower()) == 1 else c for c in text)
 
 

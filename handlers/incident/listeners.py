@@ -32,6 +32,10 @@ FIELD_BLOCKS = {
 }
 
 
+#: Buttons that only open a form: Slack spends their trigger once, so a second delivery
+#: cannot act, and the replay guard keeps no database key for them (`handlers.repeatable`).
+OPENS_A_FORM = frozenset({Action.POST_UPDATE, Action.RESOLVE, Action.DECLARE})
+
 MAX_LIST_PAGE = 1_000_000  # far past any real list; keeps the OFFSET a plain integer
 
 

@@ -72,6 +72,10 @@ def keep_unshown(form: ScheduleForm, metadata: dict, original: MaintenanceWindow
     return replace(form, **changes)
 
 
+#: Buttons that only open a form (see `handlers.incident.listeners.OPENS_A_FORM`).
+OPENS_A_FORM = frozenset({Action.CANCEL, Action.SCHEDULE, OverrunId.FOLLOW_ON})
+
+
 def _window_of(it: Interaction) -> int:
     window_id = it.metadata.get("window")
     if not isinstance(window_id, int):

@@ -11,12 +11,13 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["slack_signature_headers", "command_body", "command_fields", "interaction_body", "new_trigger_id"]
+__all__ = ["slack_signature_headers", "command_body", "command_fields", "interaction_body", "new_trigger_id", "trigger_issued_at"]
 
 RESPONSE_URL = "http://127.0.0.1:9/resp"  # port 9 (discard): nothing should really post here
 
@@ -32,9 +33,24 @@ def slack_signature_headers(signing_secret: str, body: bytes | str, timestamp: i
     return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": f"v0={digest}"}
 
 
-def new_trigger_id() -> str:
-    """A never-repeated trigger id shaped like Slack's (``123.456.hex``), since the fake allows one use each."""
-    return f"{next(_trigger_counter)}.{int(time.time())}.{uuid.uuid4().hex}"
+def new_trigger_id(issued_at: float | None = None) -> str:
+    """A never-repeated trigger id shaped like Slack's (``123.456.hex``), since the fake allows
+    one use each, stamped with when it was issued (`issued_at`, seconds since the epoch; now
+    by default) in milliseconds as its middle number, which the fake reads to expire it.
+    assumption: Slack documents no meaning for a trigger's parts; the fake needs one to know a
+    trigger's age, and only the tests (which make the triggers) and the fake read it."""
+    issued = time.time() if issued_at is None else issued_at
+    return f"{next(_trigger_counter)}.{int(issued * 1000)}.{uuid.uuid4().hex}"
+
+
+_TRIGGER = re.compile(r"[0-9]+\.([0-9]+)\.[0-9a-f]+")
+
+
+def trigger_issued_at(trigger_id: str) -> float | None:
+    """When `new_trigger_id` issued this trigger (seconds since the epoch); None for a string
+    not shaped like Slack's trigger ids."""
+    match = _TRIGGER.fullmatch(trigger_id)
+    return int(match[1]) / 1000 if match else None
 
 
 def command_body(

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from tests.support import slack_limits as limits
+from tests.support.fakes.signing import trigger_issued_at
 
 __all__ = ["FakeSlack", "Malformed", "SlackCall", "Tiers", "load_method_docs", "default_shared_dir"]
 
@@ -85,6 +86,9 @@ BOT_ID = "BBOT"
 APP_ID = "ABOT"
 DEFAULT_TZ = "America/New_York"
 _FIRST_TS_SECONDS = 1_700_000_000
+#: A trigger_id is "valid for 3 s and once" (../shared/slack/README.md); views.open's document
+#: names the two refusals: `expired_trigger_id` and `exchanged_trigger_id`.
+TRIGGER_LIFETIME = 3.0
 
 APP_TOKEN = "xapp-1-ABOT-1-test-app-token"
 #: Methods that take the app-level token (``xapp-``) and no other.
@@ -300,9 +304,13 @@ class FakeSlack:
         app_token: str = APP_TOKEN,
         tiers: Tiers | None = None,
         scopes: frozenset[str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.token = token
         self.tiers = tiers
+        #: The clock triggers age on, in seconds since the epoch (`new_trigger_id(issued_at=)`
+        #: stamps them on the same scale); a test that moves time gives its own.
+        self.clock = clock
         #: The app's Home tab (manifest `features.app_home.home_tab_enabled`); off, views.publish
         #: of a home view answers `not_enabled`, as its document says.
         self.home_tab_enabled = True
@@ -440,11 +448,13 @@ class FakeSlack:
 
     def reset(self) -> None:
         """Forget calls, messages, views, channels and violations, stop enforcing tiers, grant
-        every scope again, turn the Home tab back on; keep queued failures and users."""
+        every scope again, turn the Home tab back on, put triggers back on the machine's
+        clock; keep queued failures and users."""
         with self._lock:
             self.tiers = None
             self.scopes = None
             self.home_tab_enabled = True
+            self.clock = time.time
             self._reset_state()
 
     def grant(self, scopes: set[str] | frozenset[str] | None) -> None:
@@ -1246,10 +1256,16 @@ class FakeSlack:
         )
 
     def _views_open(self, args: Json) -> Json:
-        """views.open and views.push: triggers are single-use, as in Slack."""
+        """views.open and views.push: a trigger works once (`exchanged_trigger_id` after) and
+        for `TRIGGER_LIFETIME` seconds (`expired_trigger_id` after), as in Slack."""
         trigger_id = args.get("trigger_id")
         if trigger_id is not None:
-            if trigger_id == "expired" or trigger_id in self._used_triggers:
+            issued = trigger_issued_at(str(trigger_id))
+            if issued is None:
+                return {"ok": False, "error": "invalid_trigger_id"}
+            if trigger_id in self._used_triggers:
+                return {"ok": False, "error": "exchanged_trigger_id"}
+            if self.clock() - issued > TRIGGER_LIFETIME:
                 return {"ok": False, "error": "expired_trigger_id"}
             self._used_triggers.add(trigger_id)
         if self._external_id_taken(args["view"].get("external_id", "")):
