@@ -169,6 +169,12 @@ async def end_before(session: AsyncSession, series_id: int, index: int, *, now: 
     )
 
 
+async def retemplate(session: AsyncSession, series_id: int, *, now: datetime, **template) -> None:
+    """What the series' occurrences not created yet are created with (an edit of "this and
+    the following")."""
+    await session.execute(update(MaintenanceSeries).where(MaintenanceSeries.id == series_id).values(**template, updated_at=now))
+
+
 async def next_windows(
     session: AsyncSession, series_ids: Iterable[int], now: datetime, per_series: int
 ) -> dict[int, list[MaintenanceWindow]]:

@@ -22,7 +22,7 @@ from scheduler.series import roll_series
 from store import series as series_store
 from store.models import MaintenanceWindow, SeriesOccurrence
 from store.states import OccurrenceState, WindowState
-from tests.support.harness import BotUnderTest, FakeClock, chose, chose_many, typed
+from tests.support.harness import BotUnderTest, FakeClock, chose, chose_many, picked_time, typed
 from tests.support.maintenance import list_answer, open_modal, schedule_values, wait_answer, windows
 from tests.support.slack_limits import check_modal
 
@@ -247,3 +247,38 @@ def test_the_series_fields_and_the_cancel_scope_fit_slacks_limits(database_url):
     view = cancel_modal(window, channel_id="C1")
     check_modal(view)
     assert any(b.get("block_id") == Block.SCOPE for b in view["blocks"])
+
+
+def test_edit_this_and_the_following_changes_only_those_and_the_ones_to_come(appfirst_settings, appfirst, slack, database_url):
+    appfirst.shift = timedelta(0)
+    clock = FakeClock(NOW)
+    with BotUnderTest(appfirst_settings.model_copy(update={"sitrep_announce_horizon": 21}), clock=clock) as bot:
+        view = open_modal(bot, slack)
+        bot.submit(view, series_values("appfirst", times="4"))
+        wait_answer(slack)
+        rows = windows(bot)
+        assert [w.series_index for w in rows] == [0, 1, 2]  # the fourth is past the horizon
+        edit = open_modal(bot, slack, text=f"edit {rows[1].id}")
+        assert any(b.get("block_id") == Block.SCOPE for b in edit["blocks"])
+        moved = series_values("appfirst")
+        moved[Block.TITLE] = {Action.TITLE: typed("Kernel and firmware")}
+        start = rows[1].start.astimezone(BERLIN).replace(hour=3)
+        moved[Block.START] = {Action.START: picked_time(start)}
+        moved[Block.END] = {Action.END: picked_time(start + timedelta(hours=1))}
+        moved[Block.SCOPE] = {Action.SCOPE: chose(Scope.FOLLOWING)}
+        for block in (Block.REPEAT, Block.WEEKDAYS, Block.TIMES, Block.ZONE):
+            moved.pop(block, None)
+        bot.submit(edit, moved)
+        answer = wait_answer(slack, 2)
+        assert "Also changed the ones after it" in json.dumps(answer), answer
+        puts = {r.path.rstrip("/").rsplit("/", 1)[-1] for r in appfirst.requests if r.method == "PUT"}
+        assert puts == {rows[1].upstream_id, rows[2].upstream_id}
+        after = windows(bot)
+        assert [w.title for w in after] == ["Kernel patching", "Kernel and firmware", "Kernel and firmware"]
+        assert local_starts(after) == ["Tue 16 Mar 02:00", "Tue 23 Mar 03:00", "Tue 30 Mar 03:00"]
+        # The occurrence not created yet follows the new template.
+        clock.set(NOW + timedelta(days=14))
+        bot.run(roll_series(bot.ctx))
+        last = windows(bot)[-1]
+        assert (last.series_index, last.title, local_starts([last])) == (3, "Kernel and firmware", ["Tue 06 Apr 03:00"])
+        assert last.end - last.start == timedelta(hours=1)

@@ -357,6 +357,8 @@ class MaintenanceService(OverrunButtons, FeatureService):
     async def _edit(self, form: ScheduleForm, user_id: str) -> Outcome:
         backend = self.backend
         window = await self.find_editable(str(form.window_id))
+        if form.following and window.series_id is not None and window.series_index is not None:
+            return await self._edit_following(window, form, user_id)
         bw = await self._update_upstream(window.upstream_id, form)
         now = self.ctx.clock()
         new = {
@@ -392,6 +394,48 @@ class MaintenanceService(OverrunButtons, FeatureService):
             changes=changes,
             warning=warning,
         )
+
+    async def _edit_following(self, window: MaintenanceWindow, form: ScheduleForm, user_id: str) -> Outcome:
+        """This occurrence and every later one: the series' template takes the new title,
+        description, targets, local start time and length (so occurrences not created yet
+        follow), then this window and each later one already created is edited the same way
+        (its start moved by the same wall-clock shift). Only this one's failure fails the
+        whole; a later one that fails is named in the answer (edit it by itself)."""
+        async with self.ctx.db.session() as session:
+            series = await series_store.get_series(session, window.series_id)
+            ahead = await series_store.active_windows_from(session, window.series_id, window.series_index + 1)
+        shift, length = self.series.template_change(series, window, form)
+        async with self.ctx.db.session() as session, session.begin():
+            await series_store.retemplate(
+                session,
+                series.id,
+                now=self.ctx.clock(),
+                title=form.title,
+                description=form.description,
+                components=list(form.component_ids),
+                servers=list(form.servers),
+                at_time=self.series.shifted_time(series, shift),
+                length_minutes=int(length.total_seconds() // 60),
+            )
+        outcome = await self._edit(replace(form, following=False), user_id)
+        done, failed = [], []
+        for later in ahead:
+            start = self.series.shifted(later.start, series.zone, shift)
+            edit = replace(form, window_id=later.id, start=start, end=start + length, following=False)
+            try:
+                await self._edit(edit, user_id)
+            except (UpstreamError, NotFound) as exc:
+                log.warning("editing maintenance #%s (a later occurrence of series %s): %s", later.id, series.id, exc)
+                failed.append(later.id)
+            else:
+                done.append(later.id)
+        notes = ["The series' windows not created yet will follow."]
+        if done:
+            notes.insert(0, "Also changed the ones after it: " + ", ".join(f"#{n}" for n in done) + ".")
+        if failed:
+            notes.append("Not changed (edit each by itself): " + ", ".join(f"#{n}" for n in failed) + ".")
+        outcome.warning = " ".join(filter(None, [outcome.warning, *notes]))
+        return outcome
 
     async def _update_upstream(self, upstream_id: str, form: ScheduleForm) -> BackendWindow:
         """Send an edit; if the server kept other times under an offset it had not shown

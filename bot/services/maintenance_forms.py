@@ -79,6 +79,8 @@ class ScheduleForm:
     until: date | None = None
     times_text: str = ""
     zone: str = ""
+    #: An edit of one occurrence of a series: this one and every one after it.
+    following: bool = False
 
     @property
     def repeats(self) -> bool:

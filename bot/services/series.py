@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, time, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from bot.backends.base import BackendWindow, MaintenanceBackend
 from bot.context import AppContext
-from bot.errors import OutcomeUnknown, UpstreamError
+from bot.errors import NotSupported, OutcomeUnknown, UpstreamError
 from bot.services import server_times
 from bot.services.maintenance_forms import ScheduleForm, format_servers, valid_zone
 from bot.services.outcomes import Outcome
@@ -26,7 +27,7 @@ from bot.services.recurrence import Occurrence, Recurrence, Repeat, describe
 from store import instances
 from store import maintenance as window_store
 from store import series as series_store
-from store.models import MaintenanceSeries, SeriesOccurrence
+from store.models import MaintenanceSeries, MaintenanceWindow, SeriesOccurrence
 from store.states import OccurrenceState
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,34 @@ class SeriesService:
             log.warning("users.info for %s did not give a time zone (%s); the series uses UTC", user_id, type(exc).__name__)
             return "UTC"
         return zone if isinstance(zone, str) and valid_zone(zone) else "UTC"
+
+    @staticmethod
+    def template_change(series: MaintenanceSeries, window: MaintenanceWindow, form: ScheduleForm) -> tuple[timedelta, timedelta]:
+        """(the wall-clock shift of the start, the new length) an edit of `window` asks for
+        the series; a shift that moves it to another day is refused (the weekdays or day of
+        the month would no longer be the series')."""
+        assert form.start is not None and form.end is not None
+        tz = rule_of(series).tz
+        old = window.start.astimezone(tz).replace(tzinfo=None)
+        new = form.start.astimezone(tz).replace(tzinfo=None)
+        if old.date() != new.date():
+            raise NotSupported(
+                "A change for this and the following windows keeps them on their days: change the times within "
+                "the day, or cancel this and the following and schedule a new series."
+            )
+        return new - old, form.end - form.start
+
+    @staticmethod
+    def shifted_time(series: MaintenanceSeries, shift: timedelta) -> str:
+        start = datetime.combine(date.fromisoformat(series.first_date), time.fromisoformat(series.at_time)) + shift
+        return start.strftime("%H:%M")
+
+    @staticmethod
+    def shifted(start: datetime, zone: str, shift: timedelta) -> datetime:
+        """`start` moved by `shift` on the zone's wall clock (02:00 → 03:00 stays 03:00 local)."""
+        tz = ZoneInfo(zone)
+        local = start.astimezone(tz).replace(tzinfo=None) + shift
+        return local.replace(tzinfo=tz).astimezone(start.tzinfo)
 
     @classmethod
     def rule_and_next(cls, series: MaintenanceSeries, index: int) -> tuple[str, datetime | None]:

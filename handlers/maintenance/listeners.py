@@ -53,6 +53,7 @@ def parse_schedule(values: dict, window_id: int | None = None) -> ScheduleForm:
         component_ids=tuple(payload.selected_many(values, Block.COMPONENTS, Action.COMPONENTS)),
         servers_text=payload.text(values, Block.SERVERS, Action.SERVERS),
         window_id=window_id,
+        following=window_id is not None and payload.selected(values, Block.SCOPE, Action.SCOPE) == Scope.FOLLOWING,
         **repeat,
     )
 

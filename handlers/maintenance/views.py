@@ -151,6 +151,8 @@ def schedule_modal(
         blocks.append(kit.input_block(Block.COMPONENTS, "Affected components", element, optional=True))
     if window is None:
         blocks.extend(repeat_fields(form))
+    elif window.series_id is not None:
+        blocks.append(series_scope(following=form.following))
     metadata: dict[str, Any] = {"channel": channel_id}
     if window is not None:
         metadata["window"] = window.id
@@ -215,6 +217,17 @@ def repeat_fields(form: ScheduleForm) -> list[dict]:
     ]
 
 
+def series_scope(*, following: bool = False, hint: str | None = None) -> dict:
+    """For one window of a series: only it, or it and all that follow."""
+    scope = {
+        "type": "radio_buttons",
+        "action_id": Action.SCOPE,
+        "options": [kit.option("Only this one", Scope.THIS), kit.option("This one and all that follow", Scope.FOLLOWING)],
+    }
+    scope["initial_option"] = scope["options"][1 if following else 0]
+    return kit.input_block(Block.SCOPE, "This window repeats", scope, hint=hint)
+
+
 def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str | None) -> dict:
     question = (
         f"Cancel maintenance *#{window.id} {title_of(window)}* ({when(window.start, window.end)})?\n"
@@ -222,20 +235,7 @@ def cancel_modal(window: MaintenanceWindow, *, note: str = "", channel_id: str |
     )
     blocks = [section(question)]
     if window.series_id is not None:
-        scope = {
-            "type": "radio_buttons",
-            "action_id": Action.SCOPE,
-            "options": [kit.option("Only this one", Scope.THIS), kit.option("This one and all that follow", Scope.FOLLOWING)],
-        }
-        scope["initial_option"] = scope["options"][0]
-        blocks.append(
-            kit.input_block(
-                Block.SCOPE,
-                "This window repeats",
-                scope,
-                hint="All that follow: the series stops, and its windows ahead are cancelled.",
-            )
-        )
+        blocks.append(series_scope(hint="All that follow: the series stops, and its windows ahead are cancelled."))
     blocks += [
         kit.input_block(
             Block.NOTE,
