@@ -282,3 +282,21 @@ def test_edit_this_and_the_following_changes_only_those_and_the_ones_to_come(app
         last = windows(bot)[-1]
         assert (last.series_index, last.title, local_starts([last])) == (3, "Kernel and firmware", ["Tue 06 Apr 03:00"])
         assert last.end - last.start == timedelta(hours=1)
+
+
+def test_appfirsts_time_shift_is_compensated_for_the_occurrences_as_for_any_window(
+    appfirst_settings, appfirst, slack, database_url
+):
+    """AppFirst stores times shifted (seed 003): the person's first window teaches sitrep the
+    offset (and they are told, as for any window); every occurrence after it is sent moved back
+    so AppFirst keeps the series' local time."""
+    assert appfirst.shift != timedelta(0)
+    clock = FakeClock(NOW)
+    with BotUnderTest(appfirst_settings.model_copy(update={"sitrep_announce_horizon": 21}), clock=clock) as bot:
+        view = open_modal(bot, slack)
+        bot.submit(view, series_values("appfirst", times="3"))
+        answer = wait_answer(slack)
+        assert "as you entered" in json.dumps(answer)  # the first one: stored shifted, the person told
+        rows = windows(bot)
+        assert [w.series_index for w in rows] == [0, 1, 2]
+        assert local_starts(rows[1:]) == ["Tue 23 Mar 02:00", "Tue 30 Mar 02:00"]
