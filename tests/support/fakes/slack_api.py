@@ -1421,7 +1421,6 @@ class FakeSlack:
                 "text": str(args.get("initial_comment") or ""),
                 "files": shown,
                 "thread_ts": thread_ts,
-                "upload": True,
             }
             self._messages.append(message)
             self._by_key[(channel, message["ts"])] = message
