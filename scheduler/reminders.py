@@ -25,6 +25,7 @@ from bot.messages import maintenance as messages
 from bot.services.digest import LATE_AFTER as DIGEST_LATE_AFTER
 from bot.services.digest import DigestService
 from bot.services.incidents import IncidentService
+from bot.services.postmortem import PostmortemService, Shared
 from bot.services.windows import Windows
 from bot.slack import posts
 from bot.slack.channel import Message, Posted
@@ -296,6 +297,10 @@ async def _lead_reply(ctx: AppContext, due: Due, records: Records) -> int:
     return await IncidentService(ctx).deliver_lead(due.reminder_id, due.claim)
 
 
+async def _postmortem(ctx: AppContext, due: Due, records: Records) -> int:
+    return int((await PostmortemService(ctx).deliver(due.reminder_id, due.claim)).how == Shared.SHARED)
+
+
 async def _nudge(ctx: AppContext, due: Due, records: Records) -> int:
     return await deliver_nudge(ctx, await _as_claimed(ctx, due), due.claim)
 
@@ -328,6 +333,7 @@ DELIVERY: dict[ReminderKind, Deliver] = {
     ReminderKind.CANCELLED: _cancel_notice,
     ReminderKind.RESOLVED: _resolve_notice,
     ReminderKind.LEAD: _lead_reply,
+    ReminderKind.POSTMORTEM: _postmortem,
     ReminderKind.DIGEST: _digest,
     ReminderKind.NUDGE: _nudge,
     ReminderKind.ARCHIVE: _archive,

@@ -208,3 +208,9 @@ async def incidents_touching(session: AsyncSession, start: datetime, end: dateti
         .order_by(Incident.declared_at, Incident.id)
     )
     return list((await session.scalars(query)).all())
+
+
+async def latest_resolved(session: AsyncSession, *, since: datetime) -> Incident | None:
+    """The incident resolved most recently, if that was at `since` or later."""
+    query = select(Incident).where(Incident.resolved_at >= since).order_by(Incident.resolved_at.desc(), Incident.id.desc())
+    return await session.scalar(query.limit(1))

@@ -42,6 +42,12 @@ async def nudge_of(session: AsyncSession, incident_id: int) -> Reminder | None:
     return rows.scalars().first()
 
 
+async def row_of(session: AsyncSession, incident_id: int, kind: str) -> Reminder | None:
+    """An incident's one row of `kind` (its postmortem share), if it has one."""
+    rows = await session.execute(select(Reminder).where(Reminder.incident_id == incident_id, Reminder.kind == kind))
+    return rows.scalars().first()
+
+
 async def expire_claims_of_gone(session: AsyncSession, *, live_since: datetime) -> int:
     """Claims held by instances with no heartbeat since `live_since` are stale at once: the
     next pass takes them over (looking in Slack first) instead of waiting `STALE_CLAIM`."""

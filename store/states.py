@@ -117,6 +117,10 @@ class ReminderKind(StrEnum):
     """An incident's lead-change reply in its thread, due at once: written with the change
     (its `IncidentEvent.post_id` names the row; the row has no `incident_id`, as an incident
     changes lead any number of times), posted like a resolve notice."""
+    POSTMORTEM = "postmortem"
+    """An incident's postmortem draft shared as a file in its thread, one per incident:
+    written claimed with the resolution or by `/incident postmortem`, whichever is first
+    (`bot.services.postmortem`)."""
     DIGEST = "digest"
     """The weekly digest in SITREP_CHANNEL at SITREP_DIGEST's time (one row a week, planned
     a week ahead; `store.models.WeeklyDigest` makes it one)."""
@@ -130,6 +134,7 @@ class ReminderKind(StrEnum):
             ReminderKind.CANCELLED,
             ReminderKind.DIGEST,
             ReminderKind.LEAD,
+            ReminderKind.POSTMORTEM,
         )
 
     @property

@@ -171,7 +171,7 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
     second = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, second)
-        [notice] = wait_until(lambda: slack.thread(CHANNEL, parent), 15, "the resolve notice")
+        [notice] = wait_until(lambda: _posts(slack.thread(CHANNEL, parent)), 15, "the resolve notice")
         assert "Index rebuilt" in str(notice) and notice.get("reply_broadcast") in (True, "true", None)
         assert (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
         wait_until(
@@ -183,8 +183,17 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
     finally:
         output = stop(second)
     assert second.returncode == 0, output
-    assert len(slack.thread(CHANNEL, parent)) == 1
+    assert len(_posts(slack.thread(CHANNEL, parent))) == 1
     assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'resolved'") == [("posted",)]
+    # The postmortem draft's share, written with the resolution, was left too: shared once.
+    [draft] = slack.shared_files(CHANNEL)
+    assert draft["thread_ts"] == parent and draft["name"] == f"incident-{number}-postmortem.md"
+    assert stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'postmortem'") == [("posted",)]
+
+
+def _posts(thread: list[dict]) -> list[dict]:
+    """A thread's messages, without the ones sharing a file (the postmortem draft)."""
+    return [m for m in thread if not m.get("files")]
 
 
 def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_once(bot_env, tmp_path, slack, statuspage):

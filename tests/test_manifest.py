@@ -14,7 +14,7 @@ import yaml
 
 from bot.slack.manifest import PLACEHOLDER_URL, build_manifest, required_scopes
 from bot.slack.rooms import SCOPE_PRIVATE, SCOPE_PUBLIC
-from tests.support.fakes.slack_api import default_shared_dir
+from tests.support.fakes.slack_api import EXTRA_METHOD_DOCS, EXTRA_METHOD_SCOPES, default_shared_dir
 from tests.support.manifests import WITH_CHANNELS, load_manifest
 from tests.support.process import sitrep
 
@@ -54,6 +54,9 @@ def method_docs() -> dict[str, dict]:
         if isinstance(doc, dict) and "args" in doc:
             docs[path.stem] = doc
     assert docs, "no Slack method documents found"
+    # Methods the shared documents lack, described in the fake from Slack's pages.
+    for method, scopes in EXTRA_METHOD_SCOPES.items():
+        docs.setdefault(method, {"args": EXTRA_METHOD_DOCS[method], "scope": {"bot": sorted(scopes)}})
     return docs
 
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -33,6 +34,10 @@ Message = tuple[str, list[dict]]
 Guard = Callable[[], Awaitable[bool]]
 #: How far back `find_message` reads the channel for a tagged post (newest first).
 HISTORY_SEARCH_LIMIT = 1000
+
+
+class UploadFailed(Exception):
+    """The file's bytes did not reach Slack: nothing was shared."""
 
 
 @dataclass(frozen=True)
@@ -261,6 +266,60 @@ class Channel:
         except SlackApiError as exc:
             log.warning("could not read the channel's history: %s", slack_error(exc))
         return None
+
+    # --- files: the external upload (files.getUploadURLExternal, the upload, completeUploadExternal)
+    async def upload_file(self, filename: str, content: bytes) -> str:
+        """Upload `content` as a file nobody can see yet (not shared anywhere): its file ID.
+        Repeating it after a failure leaves at most an unshared file behind, never a second
+        share. `UploadFailed` when the upload URL refuses the bytes or does not answer in time."""
+        answer = await self.outbox.call(
+            "files.getUploadURLExternal",
+            lambda: self.sender.files_getUploadURLExternal(filename=filename, length=len(content)),
+        )
+        try:
+            # The upload URL is signed for this one file: no token goes with the bytes.
+            async with httpx.AsyncClient(timeout=self.sender.timeout) as http:
+                sent = await http.post(answer["upload_url"], content=content)
+        except httpx.HTTPError as exc:
+            raise UploadFailed(f"the upload did not go through ({type(exc).__name__})") from exc
+        if sent.status_code != 200:
+            raise UploadFailed(f"Slack's file upload answered HTTP {sent.status_code}")
+        return answer["file_id"]
+
+    async def share_file(self, at: Posted, file_id: str, title: str, *, guard: Guard | None = None) -> None:
+        """Share an uploaded file in the thread at `at` (files.completeUploadExternal), only
+        while `guard` says the claim is still ours (checked just before the request leaves)."""
+
+        async def complete() -> Any:
+            await _check(guard)
+            return await self.sender.files_completeUploadExternal(
+                files=[{"id": file_id, "title": title}], channel_id=at.channel, thread_ts=at.ts
+            )
+
+        await self.outbox.call("files.completeUploadExternal", complete, channel=at.channel)
+
+    async def find_file(self, at: Posted, filename: str) -> str | None:
+        """The ts of a message of the bot's in the thread sharing a file named `filename`, or
+        None (also when the thread is unreadable: sharing twice is better than never)."""
+        cursor = None
+        try:
+            while True:
+                page = await self.outbox.call(
+                    "conversations.replies",
+                    lambda cursor=cursor: self.sender.conversations_replies(
+                        channel=at.channel, ts=at.ts, limit=200, cursor=cursor
+                    ),
+                    channel=at.channel,
+                )
+                for message in page.get("messages", []):
+                    if any(f.get("name") == filename for f in message.get("files") or []):
+                        return message.get("ts")
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    return None
+        except SlackApiError as exc:
+            log.warning("could not read the thread %s: %s", at.ts, slack_error(exc))
+            return None
 
     async def after_upstream(self, step: Callable[[], Awaitable[Any]], *, what: str, upstream: str, then: str) -> str | None:
         """Run the Slack side of a change `upstream` already took. Slack refusing it is

@@ -26,6 +26,7 @@ BOT_SCOPES = (
     "groups:read",
     "users:read",
     "reactions:read",
+    "files:write",
 )
 #: A channel per incident (bot/slack/rooms.py): public ones, and private ones.
 ROOM_SCOPES = (SCOPE_PUBLIC, SCOPE_PRIVATE)
@@ -34,7 +35,7 @@ SLASH_COMMANDS = (
     {
         "command": "/incident",
         "description": "Declare, update, resolve and list incidents on the status page",
-        "usage_hint": "[declare [title] | update [ref] | resolve [ref] | lead [ref] @person | timeline [ref] | list | digest | help]",
+        "usage_hint": "[declare [title] | update [ref] | resolve [ref] | lead [ref] @person | timeline [ref] | postmortem [ref] | list | digest | help]",
     },
     {
         "command": "/maintenance",

@@ -13,6 +13,7 @@ from bot.errors import InputInvalid, NotFound
 from bot.services.digest import DigestService
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.incidents import IncidentService
+from bot.services.postmortem import PostmortemService
 from bot.services.timeline import PIN, TimelineService
 from handlers.errors import renders_errors
 from handlers.feature import FeatureHandlers, modal_errors
@@ -91,6 +92,7 @@ class IncidentHandlers(FeatureHandlers):
         super().__init__(ctx, service, views.done_answer)
         self.digests = digests
         self.timeline = timeline
+        self.postmortems = PostmortemService(ctx)
 
     # --- :pushpin: reactions (the Events API) ------------------------------------------
     async def reaction_added(self, ack, it: Interaction) -> None:
@@ -125,6 +127,13 @@ class IncidentHandlers(FeatureHandlers):
             await ack()  # the timeline can be long: answered after the ack
             incident, events = await self.timeline.events(str(incident.id))
             await self._tell(it, views.timeline_answer(incident, events))
+        elif sub == "postmortem":
+            self.service.require_enabled()
+            self.service.require_allowed(it.user_id)
+            incident = await self.postmortems.choose(rest or None)
+            await ack()  # the upload takes three Slack calls: answered after the ack
+            share = await self.postmortems.share(incident)
+            await self._tell(it, views.postmortem_answer(share, incident.permalink))
         elif sub == "list":
             page = list_page(rest)
             if page is None:

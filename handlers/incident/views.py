@@ -21,6 +21,7 @@ from bot.messages.format import (
 from bot.messages.incident import IMPACT_EMOJI, short_title
 from bot.services.incident_forms import TEXT_MAX, TITLE_MAX, DeclareForm
 from bot.services.outcomes import Outcome
+from bot.services.postmortem import Share, Shared
 from bot.settings import Component
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
 from store.digest import WeekDigest
@@ -155,6 +156,25 @@ def lead_answer(incident: Incident, permalink: str | None, warning: str | None) 
     if warning:
         blocks.append(section(f":warning: {warning}"))
     return text, blocks
+
+
+def postmortem_answer(share: Share, permalink: str | None) -> tuple[str, list[dict]]:
+    """To whoever ran `/incident postmortem`: shared, shared before, or why not yet."""
+    incident = share.incident
+    name = f"incident #{incident.id} *{short_title(incident)}*"
+    thread = f"<{permalink}|its thread>" if permalink else "its thread"
+    if share.how == Shared.SHARED:
+        text = f":white_check_mark: The postmortem draft of {name} is in {thread}."
+    elif share.how == Shared.ALREADY:
+        text = f"The postmortem draft of {name} was shared in {thread} already; sitrep shares it once."
+    elif share.how == Shared.WAITING:
+        text = f"The postmortem draft of {name} is shared in its thread as soon as its announcement is posted."
+    else:
+        text = (
+            f":warning: The postmortem draft of {name} could not be shared in {thread}: {share.reason}. "
+            "Nothing is lost: sitrep tries again in a minute and shares it there."
+        )
+    return text, [section(text)]
 
 
 def declare_from_message(text: str, channel_id: str, message_ts: str) -> DeclareForm:
@@ -358,6 +378,7 @@ HELP = (
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
     "• `/incident lead [ref] @person` — hand the incident to a new lead (also the *Lead* button)\n"
     "• `/incident timeline [ref]` — what happened when (react :pushpin: to a message in its thread or channel to add it), only to you\n"
+    "• `/incident postmortem [ref]` — share the postmortem draft (Markdown) in its thread; resolving shares it too\n"
     "• `/incident list [page]` — open incidents, newest first, 20 a page, only to you\n"
     "• `/incident digest` — this week so far: incidents, time to resolve, maintenance, only to you\n"
     "• `/incident help` — this help\n"

@@ -73,7 +73,7 @@ class Malformed(Enum):
 _Answer = tuple[int, Json | Malformed, dict[str, str]]
 
 #: Arguments Slack takes as JSON-encoded strings in form bodies.
-JSON_STRING_ARGS = frozenset({"blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "chunks"})
+JSON_STRING_ARGS = frozenset({"files", "blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "chunks"})
 #: Methods whose ``blocks`` argument is a message's blocks.
 MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.update", "chat.scheduleMessage"})
 VIEW_METHODS = frozenset({"views.open", "views.update", "views.push", "views.publish"})
@@ -99,6 +99,35 @@ APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
 EXTRA_METHOD_DOCS: dict[str, Json] = {
     "apps.connections.open": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
 }
+#: The shared documents have no per-method files for the external upload; described from
+#: Slack's public pages (docs.slack.dev/reference/methods/files.getUploadURLExternal and
+#: /files.completeUploadExternal): getUploadURLExternal requires `filename` and `length`
+#: ("Size in bytes of the file being uploaded"), optional `alt_txt`, `snippet_type`;
+#: completeUploadExternal requires `files` ("Array of file ids and their corresponding
+#: (optional) titles"), optional `channel_id`, `channels`, `thread_ts` ("Never use a reply's
+#: ts value; use its parent instead"), `initial_comment`, `blocks`. Both Tier 4, scope
+#: `files:write`.
+EXTRA_METHOD_DOCS.update(
+    {
+        "files.getUploadURLExternal": {
+            "type": "object",
+            "required": ["token", "filename", "length"],
+            "properties": {k: {} for k in ("token", "filename", "length", "alt_txt", "snippet_type")},
+        },
+        "files.completeUploadExternal": {
+            "type": "object",
+            "required": ["token", "files"],
+            "properties": {k: {} for k in ("token", "files", "channel_id", "channels", "thread_ts", "initial_comment", "blocks")},
+        },
+    }
+)
+EXTRA_METHOD_SCOPES: dict[str, frozenset[str]] = {
+    "files.getUploadURLExternal": frozenset({"files:write"}),
+    "files.completeUploadExternal": frozenset({"files:write"}),
+}
+EXTRA_METHOD_TIERS = {"files.getUploadURLExternal": "t4", "files.completeUploadExternal": "t4"}
+#: Where the fake's upload URLs point (``upload_url`` of files.getUploadURLExternal).
+UPLOAD_PATH = "/upload/{file_id}"
 #: Where ``apps.connections.open`` points when no fake Socket Mode server is attached.
 NO_SOCKET_SERVER_URL = "wss://wss-primary.slack.invalid/link/"
 
@@ -321,8 +350,8 @@ class FakeSlack:
         shared = Path(shared_dir) if shared_dir is not None else default_shared_dir()
         docs_dir = (shared / "slack" / "docs_slack_dev_methods").resolve()
         self._docs = {**load_method_docs(docs_dir), **EXTRA_METHOD_DOCS}
-        self._scopes_needed = load_method_scopes(docs_dir)
-        self._tiers = load_method_tiers(docs_dir)
+        self._scopes_needed = {**load_method_scopes(docs_dir), **EXTRA_METHOD_SCOPES}
+        self._tiers = {**load_method_tiers(docs_dir), **EXTRA_METHOD_TIERS}
         # Socket Mode: tickets handed out by apps.connections.open, redeemed by the websocket server.
         self.socket_mode_url = NO_SOCKET_SERVER_URL
         self._lock = threading.Lock()
@@ -350,6 +379,8 @@ class FakeSlack:
             "views.update": self._views_update,
             "views.publish": self._views_publish,
             "users.info": self._users_info,
+            "files.getUploadURLExternal": self._files_get_upload_url,
+            "files.completeUploadExternal": self._files_complete_upload,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -373,6 +404,7 @@ class FakeSlack:
             asyncio.set_event_loop(loop)
             app = web.Application()
             app.router.add_route("*", "/api/{method}", self._handle)
+            app.router.add_route("POST", UPLOAD_PATH, self._handle_upload)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
             try:
                 loop.run_until_complete(runner.setup())
@@ -529,6 +561,27 @@ class FakeSlack:
             raise ValueError(f"{method} is not a documented Slack method")
         with self._lock:
             self._delays[method].append(seconds)
+
+    def fail_next_upload(self, status: int = 500) -> None:
+        """Make the next POST to an upload URL answer this HTTP status, taking nothing."""
+        with self._lock:
+            self._upload_failures.append(status)
+
+    def file(self, file_id: str) -> Json | None:
+        """A file as the fake holds it (``content`` the bytes uploaded, ``shares`` where)."""
+        with self._lock:
+            found = self._files.get(file_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def shared_files(self, channel: str | None = None) -> list[Json]:
+        """Files completed into a channel (each with ``channel`` and ``thread_ts``), in order."""
+        with self._lock:
+            return [
+                {**copy.deepcopy(f), **share}
+                for f in self._files.values()
+                for share in f["shares"]
+                if channel is None or share["channel"] == channel
+            ]
 
     def person_posts(self, channel: str, text: str, user: str = "U999") -> str:
         """A message a person posted (not the bot), for shortcuts on it; returns its ts."""
@@ -939,6 +992,9 @@ class FakeSlack:
         self._used_triggers: set[str] = set()
         self._tickets: set[str] = set()
         self._channels: dict[str, Json] = {}  # the ones the fake knows: created, or add_channel
+        #: Files by ID: filename, declared length, the bytes once uploaded, where shared.
+        self._files: dict[str, Json] = {}
+        self._upload_failures: deque[int] = deque()
         self._ts_counter = 0
         self._id_counter = 0
 
@@ -1307,6 +1363,101 @@ class FakeSlack:
         self._views[view["id"]] = view
         self._home_views[user_id] = view["id"]
         return {"ok": True, "view": copy.deepcopy(view)}
+
+    # --- files: the external upload (described from Slack's pages, see EXTRA_METHOD_DOCS) ---
+
+    def _files_get_upload_url(self, args: Json) -> Json:
+        """assumption (from the page's `missing_argument`: "Typically only occurs when the
+        `length` provided is 0"): a length that is not a positive integer is refused so."""
+        try:
+            length = int(args["length"])
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "invalid_arguments"}
+        if length <= 0:
+            return {"ok": False, "error": "missing_argument"}
+        file_id = self._next_id("F")
+        self._files[file_id] = {
+            "id": file_id,
+            "name": str(args["filename"]),
+            "length": length,
+            "content": None,
+            "title": None,
+            "shares": [],
+        }
+        return {
+            "ok": True,
+            "upload_url": f"{self.url.removesuffix('/api/')}{UPLOAD_PATH.format(file_id=file_id)}",
+            "file_id": file_id,
+        }
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """The upload URL: the file's bytes, raw or multipart. assumption: Slack's page says
+        only that it answers HTTP 200 when the upload succeeds; the fake answers 404 for a
+        file it never handed a URL for and 400 for bytes whose size differs from `length`."""
+        file_id = request.match_info["file_id"]
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = form.get("file") or form.get("filename")
+            data = part.file.read() if hasattr(part, "file") else str(part or "").encode()
+        else:
+            data = await request.read()
+        with self._lock:
+            self._calls.append(SlackCall("upload", {"file_id": file_id, "length": len(data)}, None))
+            if self._upload_failures:
+                return web.Response(status=self._upload_failures.popleft(), text="upload failed")
+            found = self._files.get(file_id)
+            if found is None:
+                return web.Response(status=404, text="no such upload")
+            if len(data) != found["length"]:
+                self._violations.append(f"upload {file_id}: {len(data)} bytes sent, {found['length']} declared")
+                return web.Response(status=400, text="length mismatch")
+            found["content"] = data
+        return web.Response(status=200, text=f"OK - {len(data)}")
+
+    def _files_complete_upload(self, args: Json) -> Json:
+        """assumption: an ID Slack never handed out, or one whose bytes never arrived, is
+        answered `file_not_found` (the pages list the error without saying when)."""
+        files = args["files"]
+        if not isinstance(files, list) or not files or not all(isinstance(f, dict) and f.get("id") for f in files):
+            return {"ok": False, "error": "invalid_arguments"}
+        found = [self._files.get(str(f["id"])) for f in files]
+        if any(f is None or f["content"] is None for f in found):
+            return {"ok": False, "error": "file_not_found"}
+        channel = args.get("channel_id") or None
+        thread_ts = args.get("thread_ts") or None
+        if thread_ts is not None and channel is None:
+            return {"ok": False, "error": "invalid_arguments"}
+        if channel is not None:
+            known = self._channels.get(channel)
+            if known is not None and (known["is_archived"] or BOT_USER_ID not in known["members"]):
+                return {"ok": False, "error": "not_in_channel"}
+            if thread_ts is not None:
+                parent = self._by_key.get((channel, str(thread_ts)))
+                if parent is None:
+                    return {"ok": False, "error": "invalid_thread_ts"}  # assumption: the name
+                if parent["thread_ts"]:
+                    thread_ts = parent["thread_ts"]  # a reply's ts: the file joins its parent's thread
+        shown = []
+        for given, stored in zip(files, found, strict=True):
+            stored["title"] = given.get("title") or stored["name"]
+            shown.append({"id": stored["id"], "name": stored["name"], "title": stored["title"]})
+        if channel is not None:
+            # Shared: a message from the bot carrying the files, in the channel or the thread.
+            message: Json = {
+                "type": "message",
+                "channel": channel,
+                "ts": self._next_ts(),
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "text": str(args.get("initial_comment") or ""),
+                "files": shown,
+                "thread_ts": thread_ts,
+            }
+            self._messages.append(message)
+            self._by_key[(channel, message["ts"])] = message
+            for stored in found:
+                stored["shares"].append({"channel": channel, "thread_ts": thread_ts, "ts": message["ts"]})
+        return {"ok": True, "files": shown}
 
     def _users_info(self, args: Json) -> Json:
         user_id = str(args["user"])
