@@ -229,9 +229,7 @@ class Channel:
                     channel=at.channel,
                 )
                 for message in page.get("messages", []):
-                    meta = message.get("metadata") or {}
-                    found = meta.get("event_payload") or {}
-                    if meta.get("event_type") == event_type and all(found.get(k) == v for k, v in payload.items()):
+                    if _carries(message, event_type, payload):
                         return message.get("ts")
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
@@ -255,9 +253,7 @@ class Channel:
                     channel=self.channel_id,
                 )
                 for message in page.get("messages", []):
-                    meta = message.get("metadata") or {}
-                    found = meta.get("event_payload") or {}
-                    if meta.get("event_type") == event_type and all(found.get(k) == v for k, v in payload.items()):
+                    if _carries(message, event_type, payload):
                         return message.get("ts")
                 read += len(page.get("messages", []))
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
@@ -355,3 +351,10 @@ async def _check(guard: Guard | None) -> None:
     """Run just before the request leaves: a claim taken over meanwhile sends nothing."""
     if guard is not None and not await guard():
         raise ClaimLost("the claim was taken over before the post")
+
+
+def _carries(message: dict, event_type: str, payload: dict) -> bool:
+    """The message's metadata is this tag, with every key of `payload` as given."""
+    meta = message.get("metadata") or {}
+    found = meta.get("event_payload") or {}
+    return meta.get("event_type") == event_type and all(found.get(k) == v for k, v in payload.items())
