@@ -38,6 +38,8 @@ CHANGED = "sitrep_reminders"
 SYNC_JOB = "sitrep-maintenance-sync"
 SERIES_JOB = "sitrep-maintenance-series"
 SWEEP_EVERY = timedelta(seconds=60)
+#: How long stopping waits for a heartbeat under way to finish before cancelling it.
+HEARTBEAT_STOP_WAIT = 5.0
 STEP_CHECK = 1.0  # seconds on the monotonic clock between looks for a step of the clock
 FIRST_SYNC_AFTER = timedelta(seconds=5)
 #: A wake-up planned within this of the one asked for is left as it is (on a real clock the
@@ -65,6 +67,7 @@ class ReminderScheduler:
         self._running: set[asyncio.Task] = set()
         self._next_due: datetime | None = None
         self._heartbeat: asyncio.Task | None = None
+        self._stop_beating = asyncio.Event()
         self._step_watch: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
         #: Whether another replica's NOTIFY reaches this one now (PostgreSQL).
@@ -108,6 +111,7 @@ class ReminderScheduler:
             return
         # Catch up on whatever fell due while the bot was down, then plan the next wake-up.
         self._track(asyncio.create_task(self._run_due()))
+        self._stop_beating.clear()
         self._heartbeat = asyncio.create_task(self._beat_and_recover())
         self._step_watch = asyncio.create_task(self._watch_steps())
         if self.ctx.db.notifies:
@@ -182,6 +186,10 @@ class ReminderScheduler:
         had in hand is recovered by the next instance at once. Beats go on during the drain:
         sends finishing then are still this instance's."""
         if self._heartbeat is not None:
+            # A beat under way is let finish (bounded): cancelled mid-statement, the pool's
+            # reset of its connection fails too and logs a traceback at every such stop.
+            self._stop_beating.set()
+            await asyncio.wait([self._heartbeat], timeout=HEARTBEAT_STOP_WAIT)
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
@@ -200,7 +208,7 @@ class ReminderScheduler:
         the earliest due time in the database (another replica may have planned a reminder
         and died: this one must wake at its time, not at the next sweep), then settle drafts
         whose sender is gone (at start too: the last run may have died mid-send)."""
-        while True:
+        while not self._stop_beating.is_set():
             try:
                 await recovery.beat(self.ctx)
                 await self.wake()
@@ -210,7 +218,10 @@ class ReminderScheduler:
                     asyncio.create_task(self._run_due())  # not in the beat: a long pass must not delay it
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.exception("heartbeat or draft recovery failed; trying again at the next beat")
-            await asyncio.sleep(self.ctx.settings.sitrep_heartbeat)
+            try:
+                await asyncio.wait_for(self._stop_beating.wait(), timeout=self.ctx.settings.sitrep_heartbeat)
+            except TimeoutError:
+                pass
 
     async def stop(self, timeout: float = 10) -> None:
         """Stop taking new work, and let a delivery under way finish (its claim protects it).

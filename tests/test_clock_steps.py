@@ -14,6 +14,7 @@ from sqlalchemy import select
 from bot.context import StepAwareClock
 from bot.inbound.replays import TAKEOVER_AFTER, submission_key
 from scheduler.reminders import run_due_reminders
+from store.instances import db_now
 from store.models import SeenSubmission
 from tests.support.fakes.signing import interaction_body
 from tests.support.harness import BotUnderTest, FakeClock, last_view, submission_payload
@@ -78,7 +79,9 @@ def test_a_submit_pressed_again_after_a_step_back_is_still_taken_over(bot, slack
 
     async def left_by_the_dead() -> None:
         async with bot.ctx.db.session() as session, session.begin():
-            seen = datetime.now(UTC) - timedelta(seconds=TAKEOVER_AFTER + 1)  # as the database's clock stamps it
+            # Stamped on the database's own clock, as the guard stamps it (a PostgreSQL server's
+            # clock is not the process's: faketime moves only the latter).
+            seen = await db_now(session) - timedelta(seconds=TAKEOVER_AFTER + 1)
             session.add(SeenSubmission(key=submission_key(payload), seen_at=seen))
 
     bot.run(left_by_the_dead())
