@@ -48,6 +48,14 @@ async def get_draft(session: AsyncSession, draft_id: int) -> Draft | None:
     return await session.get(Draft, draft_id)
 
 
+async def being_sent(session: AsyncSession, kind: str, *, besides: int | None = None) -> list[Draft]:
+    """Drafts of `kind` some process is sending now (a few at most: one per Submit in flight)."""
+    query = select(Draft).where(Draft.kind == kind, Draft.state == SENDING, Draft.sent_by.is_not(None))
+    if besides is not None:
+        query = query.where(Draft.id != besides)
+    return list((await session.scalars(query)).all())
+
+
 async def claim_for_retry(
     session: AsyncSession,
     draft_id: int,

@@ -64,7 +64,8 @@ def test_two_resolves_at_once_post_one_resolved(bot, slack, statuspage):
 def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(settings, clock, slack, statuspage):
     """UA's resolve reaches the status page first, but its answer is slow; UB's comes after,
     is refused ("already resolved") and reaches the store first. The store follows the status
-    page without naming UB, UA's lands second and is recorded, and *Resolved* is posted once."""
+    page without naming UB, UA's lands second and is recorded, *Resolved* is posted once, and
+    UB (whose refusal waited for UA's record) hears who resolved it and when."""
     with BotUnderTest(settings, clock=clock, http_timeout=10) as bot:
         incident = declare(bot, slack)
         first = open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
@@ -73,13 +74,14 @@ def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(setti
         bot.submit(first, resolve_values(incident.id), user="UA")
         slack.wait_for(lambda: statuspage.incidents[incident.upstream_id]["Resolved"])  # taken, not yet answered
         bot.submit(second, resolve_values(incident.id), user="UB")
-        told_ub = slack.wait_for(lambda: [e for e in slack.ephemerals() if e.get("user") == "UB"])
-        assert "Incident already resolved." in str(told_ub)
-        assert incidents_in_store(bot)[0].resolved_by is None  # followed, nobody named
+        followed = slack.wait_for(lambda: (stored := incidents_in_store(bot)[0]).resolved_at is not None and stored)
+        assert followed.resolved_by is None  # followed, nobody named
         answer_ua.set()
+        told_ub = slack.wait_for(lambda: [e for e in slack.ephemerals() if e.get("user") == "UB"])
         slack.wait_for(lambda: [e for e in slack.ephemerals() if e.get("user") == "UA"])
         stored = incidents_in_store(bot)[0]
         assert not stored.is_open and stored.resolved_by == "UA"
+        assert "already resolved by <@UA> at <!date^" in str(told_ub)
         resolved = [r for r in thread_replies(slack, incident) if "Resolved" in str(r.get("blocks"))]
         assert len(resolved) == 1 and "<@UA>" in str(resolved[0]["blocks"])
 
