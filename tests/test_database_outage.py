@@ -5,20 +5,16 @@ another process) and on PostgreSQL (its connections cut and refused)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from handlers.ids import DraftAction, DraftBlock, DraftInput
 from tests.support.harness import BotUnderTest, last_view, typed
-from tests.support.incidents import declare_values, drafts_in_store, incidents_in_store, open_declare_modal
+from tests.support.incidents import answers_with, declare_values, drafts_in_store, incidents_in_store, open_declare_modal
 from tests.support.outage import database_down
 
 pytestmark = pytest.mark.both_databases
-
-HOLD = 5.0  # seconds the fake sits on the create's reply: past the harness's 2 s client timeout
-
-
-def answers_with(slack, words: str) -> list[dict]:
-    return [m for m in slack.ephemerals() if words in m["text"]]
 
 
 def draft_state(bot, draft_id: int) -> str | None:
@@ -31,11 +27,13 @@ def draft_state(bot, draft_id: int) -> str | None:
 
 def test_a_declare_cut_off_by_a_database_outage_becomes_unknown_and_create_anyway_works_after(settings, slack, statuspage):
     with BotUnderTest(settings.model_copy(update={"sitrep_heartbeat": 0.5})) as bot:
-        statuspage.hold_replies(1, seconds=HOLD)
+        cut = threading.Event()
+        statuspage.drop_reply_when(cut)  # made upstream; the reply is lost once the database is down
         bot.submit(open_declare_modal(bot, slack), declare_values(title="Login loops"))
         slack.wait_for(lambda: [r for r in statuspage.requests if r.method == "POST"])  # the create is on its way
         (draft,) = drafts_in_store(bot)
         with database_down(settings):
+            cut.set()
             answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=15)[0]
         assert DraftAction.ANYWAY in str(answer["blocks"]) and DraftAction.LINK in str(answer["blocks"])
 
@@ -52,11 +50,13 @@ def test_a_declare_cut_off_by_a_database_outage_becomes_unknown_and_create_anywa
 def test_the_link_choice_works_at_once_when_the_database_is_back(settings, slack, statuspage):
     """Clicked before any heartbeat wrote what the outage missed: the click writes it first."""
     with BotUnderTest(settings.model_copy(update={"sitrep_heartbeat": 600})) as bot:
-        statuspage.hold_replies(1, seconds=HOLD)
+        cut = threading.Event()
+        statuspage.drop_reply_when(cut)  # made upstream; the reply is lost once the database is down
         bot.submit(open_declare_modal(bot, slack), declare_values(title="Login loops"))
         slack.wait_for(lambda: [r for r in statuspage.requests if r.method == "POST"])
         (draft,) = drafts_in_store(bot)
         with database_down(settings):
+            cut.set()
             slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=15)
         slack.wait_for(lambda: draft_state(bot, draft.id) is not None, timeout=10)  # answering again
         slack.forget_calls()

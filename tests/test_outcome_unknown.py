@@ -15,32 +15,25 @@ from handlers.ids import DraftAction, DraftBlock, DraftCallback, DraftInput
 from store.states import DraftKind
 from tests.support.dates import T0, WINTER_START
 from tests.support.harness import CHANNEL, BotUnderTest, last_view, typed
-from tests.support.incidents import declare_values, drafts_in_store, incidents_in_store, open_declare_modal, update_values
+from tests.support.incidents import (
+    answers_with,
+    declare_values,
+    drafts_in_store,
+    incidents_in_store,
+    open_declare_modal,
+    unknown_declare,
+    update_values,
+)
 from tests.support.maintenance import open_modal, schedule_values, windows
 from tests.support.slack_limits import check_message, view_problems
-
-HOLD = 5.0  # seconds the fake sits on a create's reply: past the harness's 2 s client timeout
 
 
 def top_level(slack) -> list[dict]:
     return [m for m in slack.messages(CHANNEL) if not m.get("thread_ts")]
 
 
-def answers_with(slack, words: str) -> list[dict]:
-    return [m for m in slack.ephemerals() if words in m["text"]]
-
-
 def buttons(answer: dict) -> list[str]:
     return [e["action_id"] for b in answer["blocks"] if b["type"] == "actions" for e in b["elements"]]
-
-
-def unknown_declare(bot, slack, statuspage) -> tuple[dict, int]:
-    """Declare with the status page holding its reply: made upstream, the bot never hears."""
-    statuspage.hold_replies(1, seconds=HOLD)
-    view = open_declare_modal(bot, slack)
-    bot.submit(view, declare_values())
-    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))[0]
-    return answer, max(d.id for d in drafts_in_store(bot))
 
 
 # --- the views --------------------------------------------------------------------------------
@@ -174,7 +167,7 @@ def af_bot(appfirst_settings, upstream_clock):
 
 
 def unknown_schedule(bot, slack, appfirst) -> tuple[dict, int]:
-    appfirst.hold_replies(1, seconds=HOLD)  # AppFirst stores it (5 h late, its shift) and says nothing
+    appfirst.drop_replies(1)  # AppFirst stores it (5 h late, its shift) and cuts the connection
     view = open_modal(bot, slack, text="schedule Kernel updates")
     bot.submit(view, schedule_values("Kernel updates", description=None, servers="1, 2"))
     answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))[0]
@@ -225,7 +218,7 @@ def test_create_anyway_on_appfirst_does_not_look(af_bot, slack, appfirst):
 def test_a_status_page_window_whose_reply_is_lost_is_linked_with_its_reminders(bot, slack, statuspage):
     from tests.support.reminders import reminders
 
-    statuspage.hold_replies(1, seconds=HOLD)
+    statuspage.drop_replies(1)
     view = open_modal(bot, slack)
     bot.submit(view, schedule_values())
     answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))[0]

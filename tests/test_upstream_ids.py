@@ -18,9 +18,8 @@ from handlers.ids import DraftAction, DraftBlock, DraftCallback, DraftInput
 from store import ids
 from store.states import DraftKind
 from tests.support.harness import last_view, typed
-from tests.support.incidents import declare, drafts_in_store, incidents_in_store
+from tests.support.incidents import answers_with, declare, drafts_in_store, incidents_in_store, unknown_declare
 from tests.support.maintenance import open_modal, schedule_values, windows
-from tests.test_outcome_unknown import HOLD, answers_with, unknown_declare
 
 pytestmark = pytest.mark.both_databases  # lookups by a spelling the database computes
 
@@ -138,7 +137,7 @@ def test_when_the_status_page_cannot_list_its_windows_the_link_goes_ahead(bot, s
 def test_an_incidents_id_is_refused_for_a_window_in_the_link_form(bot, slack, statuspage):
     declare(bot, slack, title="Earlier")
     [incident] = incidents_in_store(bot)
-    statuspage.hold_replies(1, seconds=HOLD)
+    statuspage.drop_replies(1)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     view = open_modal(bot, slack)
     bot.submit(view, schedule_values(start=now + timedelta(days=2), end=now + timedelta(days=2, hours=2)))

@@ -110,3 +110,19 @@ def assert_update_landed(bot, slack, statuspage, incident, *, replies=1):
     stored = slack.wait_for(lambda: [i for i in incidents_in_store(bot) if i.id == incident.id and i.update_count == replies])[0]
     assert stored.status == "Identified"
     assert event_kinds(bot, incident.id) == ["declared"] + ["update"] * replies
+
+
+def answers_with(slack, words: str) -> list[dict]:
+    """The ephemeral answers whose text has `words`."""
+    return [m for m in slack.ephemerals() if words in m["text"]]
+
+
+def unknown_declare(bot, slack, statuspage) -> tuple[dict, int]:
+    """Declare with the status page cutting the connection after it made the incident: made
+    upstream, the bot never hears (at once: no client timeout waited out). Returns the
+    "Outcome unknown" answer and the draft's ID."""
+    statuspage.drop_replies(1)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values())
+    answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))[0]
+    return answer, max(d.id for d in drafts_in_store(bot))

@@ -105,8 +105,9 @@ class BackgroundServer:
         self.clock: Callable[[], datetime] = utcnow
         self._fail_remaining = 0
         self._fail_remaining_status = 500
-        # Creates carried out whose reply is then held back (seconds; None: dropped).
-        self._held_replies: list[float | None] = []
+        # Creates carried out whose reply is then held back (seconds; None: dropped; an
+        # Event: dropped once it is set).
+        self._held_replies: list[float | threading.Event | None] = []
         # While cleared, every request waits here before it is handled (`hold_requests`).
         self._open = threading.Event()
         self._open.set()
@@ -234,11 +235,19 @@ class BackgroundServer:
 
     def drop_replies(self, n: int = 1) -> None:
         """The next ``n`` creates are carried out, then the connection is cut without a
-        reply (a reset mid-call)."""
+        reply (a reset mid-call): the client's "no answer" at once, with no timeout to wait
+        out (a loaded machine cannot make it come early or late)."""
         with self._lock:
             self._held_replies = [None] * n
 
-    def _take_held(self) -> tuple[bool, float | None]:
+    def drop_reply_when(self, cut: threading.Event) -> None:
+        """The next create is carried out, its reply held until the test sets ``cut``, then
+        the connection is cut without a reply: the test orders what happens while the
+        create is in flight (a database outage, say) and says when the answer is lost."""
+        with self._lock:
+            self._held_replies = [cut]
+
+    def _take_held(self) -> tuple[bool, float | threading.Event | None]:
         with self._lock:
             if self._held_replies:
                 return True, self._held_replies.pop(0)
@@ -304,12 +313,15 @@ class BackgroundServer:
         if paused is not None:
             await asyncio.get_running_loop().run_in_executor(None, paused.wait, self._pause_seconds)
         if self._is_create(request) and response.status < 300:
-            held, seconds = self._take_held()
-            if held and seconds is None:
+            held, hold = self._take_held()
+            if isinstance(hold, threading.Event):
+                await asyncio.get_running_loop().run_in_executor(None, hold.wait, 60)
+                hold = None
+            if held and hold is None:
                 assert request.transport is not None
                 request.transport.abort()  # the create is done; the client hears a reset
             elif held:
-                await asyncio.sleep(seconds)
+                await asyncio.sleep(hold)
         return response
 
     def _record(self, request: web.Request, body: bytes) -> None:
