@@ -5,14 +5,13 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime
 
 import pytest
 
 from handlers.incident.ids import Action, Block
 from store.models import Incident
-from tests.support.harness import CHANNEL, BotUnderTest, chose, chose_external, typed
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, chose, chose_external, typed
 from tests.support.incidents import declare, incidents_in_store, open_modal, thread_replies
 from tests.support.queries import recorded_statements
 
@@ -145,16 +144,11 @@ def test_list_with_many_open_incidents_shows_the_newest_page_and_how_to_see_the_
 
 
 @pytest.fixture
-def quiet_bot(settings, caplog):
-    """The bot with its heartbeat slowed to the most allowed: only the first beat's recovery
-    pass runs (at start), so none lands inside a measured step."""
-    with BotUnderTest(settings.model_copy(update={"sitrep_heartbeat": 600})) as running:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # until the start's recovery pass has gone quiet
-            with recorded_statements(running.ctx.db.engine) as seen:
-                time.sleep(0.3)
-            if not seen:
-                break
+def quiet_bot(settings):
+    """The bot on an injected clock, so without live timers: no heartbeat, sweep or sync runs
+    beside the test, and every statement recorded in a step is the step's own. (Its start
+    has finished its one look at the due reminders before the bot answers.)"""
+    with BotUnderTest(settings, clock=FakeClock(datetime.now(UTC))) as running:
         yield running
 
 
