@@ -40,6 +40,8 @@ SERIES_JOB = "sitrep-maintenance-series"
 SWEEP_EVERY = timedelta(seconds=60)
 #: How long stopping waits for a heartbeat under way to finish before cancelling it.
 HEARTBEAT_STOP_WAIT = 5.0
+#: How long stopping waits for cancelled work to unwind (roll back, release its locks).
+UNWIND_WAIT = 5.0
 STEP_CHECK = 1.0  # seconds on the monotonic clock between looks for a step of the clock
 FIRST_SYNC_AFTER = timedelta(seconds=5)
 #: A wake-up planned within this of the one asked for is left as it is (on a real clock the
@@ -236,6 +238,16 @@ class ReminderScheduler:
             await asyncio.wait(self._running, timeout=timeout)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)  # cancels only what outlived the grace
+        # Whatever outlived the grace (APScheduler's jobs, a pass the heartbeat started) is
+        # cancelled and waited for as it unwinds: its sessions roll back and give their
+        # connections back, its locks are released. Left pending, it would end with the loop
+        # still holding a connection (idle, maybe in a transaction, the sync lock held) that
+        # the pool's dispose never sees.
+        left = [task for task in self._running if task is not asyncio.current_task()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left, timeout=UNWIND_WAIT)
 
     async def wake(self) -> None:
         """Re-plan the one-off job for the earliest pending reminder, or the moment a claim

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from scheduler.reminders import run_due_reminders
-from scheduler.sync import SyncReport, sync_windows
+from scheduler.sync import SYNC_LOCK, SyncReport, sync_windows
+from store.db import Database
 from store.models import MaintenanceWindow
 from tests.support.dates import T0, WINTER_END, WINTER_START, YEAR
 from tests.support.harness import CHANNEL, BotUnderTest
@@ -534,3 +536,34 @@ def test_the_sync_lock_is_held_by_one_holder_and_given_back(appfirst_bot):
             return held
 
     assert appfirst_bot.run(again()) is True
+
+
+def test_a_sync_under_way_when_the_bot_stops_gives_its_connection_and_lock_back(appfirst_settings, appfirst, slack, clock):
+    """Stopping past the grace cancels the work still under way and waits for it to unwind,
+    before the pool is closed: a pass left pending when the loop ends keeps its connection
+    (on PostgreSQL idle, maybe in a transaction, holding the sync lock; on SQLite the lock
+    file held), which `dispose` never sees and the next process's sync would skip on."""
+    settings = appfirst_settings.model_copy(update={"sitrep_shutdown_grace": 0})
+    bot = BotUnderTest(settings, clock=clock).start()
+    with appfirst.hold_requests():  # the pass sits in AppFirst's list, its lock held
+        # A pass started beside the timers, as the heartbeat starts one after a claim expires.
+        bot.loop.call_soon_threadsafe(lambda: bot.loop.create_task(bot.bot.scheduler._sync()))
+        slack.wait_for(lambda: appfirst.requests)
+        bot.stop()
+
+    async def after_the_stop() -> tuple[bool, int]:
+        db = Database(settings.database_url)
+        try:
+            async with db.exclusive(SYNC_LOCK) as held:
+                pass
+            if not db.notifies:
+                return held, 0
+            async with db.engine.connect() as conn:
+                others = await conn.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                )
+                return held, others.scalar_one()
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(after_the_stop()) == (True, 0)  # the lock free, no connection of the bot's left

@@ -54,25 +54,31 @@ class PostgresDatabases:
 
     def empty(self, url: str) -> None:
         """Every table but Alembic's emptied, numbering restarted: the next test starts clean
-        on an up-to-date schema. Connections an earlier test's bot left open are ended first:
-        one left idle in a transaction (a task stopped mid-session when its bot stopped) holds
-        a lock that TRUNCATE would wait on for ever."""
+        on an up-to-date schema. A stopped bot leaves no connection behind (its stop waits
+        for cancelled work to unwind); one that did, idle in a transaction, would hold a lock
+        TRUNCATE waits on: after 10 s the test fails naming the connections left."""
 
         async def go():
             import asyncpg
 
             conn = await asyncpg.connect(**connect_kwargs(url), timeout=5)
             try:
-                await conn.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
                 rows = await conn.fetch(
                     "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
                 )
                 if rows:
                     names = ", ".join(f'"{r["tablename"]}"' for r in rows)
-                    await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+                    await conn.execute("SET lock_timeout = '10s'")
+                    try:
+                        await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+                    except asyncpg.LockNotAvailableError:
+                        left = await conn.fetch(
+                            "SELECT state, query FROM pg_stat_activity"
+                            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                        raise AssertionError(
+                            f"an earlier test left connections holding locks: {[tuple(r) for r in left]}"
+                        ) from None
             finally:
                 await conn.close()
 
