@@ -74,6 +74,45 @@ class FakeClock:
             return self.now
 
 
+class PromptServer(uvicorn.Server):
+    """uvicorn as the harness runs it: it stops when told (`request_stop`), not at its next
+    0.1 s tick, and its shutdown looks at what it waits for every 5 ms instead of sleeping
+    0.1 s first. The same steps as uvicorn's (0.55), ~0.17 s less per bot stopped, and a
+    thousand tests stop one."""
+
+    def __init__(self, config: uvicorn.Config):
+        super().__init__(config)
+        self.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._stop = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def request_stop(self) -> None:
+        """From any thread."""
+        self.should_exit = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def main_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.on_tick(0)  # the default headers
+        if not self.should_exit:
+            await self._stop.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        while (self.server_state.connections or self.server_state.tasks) and not self.force_exit:
+            await asyncio.sleep(0.005)
+        for server in self.servers:
+            await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
 # Ports for the bot processes a test starts, below Linux's ephemeral range (32768 and up), so
 # no outgoing connection is handed one between the check here and the process binding it; each
 # pytest-xdist worker its own block, so two workers never pick the same port.
@@ -170,8 +209,8 @@ class BotUnderTest:
         self.http_timeout = http_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bot: Sitrep | None = None
-        self._server: uvicorn.Server | None = None
-        self._operator: uvicorn.Server | None = None
+        self._server: PromptServer | None = None
+        self._operator: PromptServer | None = None
         self._thread: threading.Thread | None = None
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.settings.port}", timeout=15)
         # METRICS_PORT: /metrics (not on the Slack port), /healthz and /readyz.
@@ -195,13 +234,11 @@ class BotUnderTest:
             config = uvicorn.Config(
                 self.bot.asgi(), host="127.0.0.1", port=self.settings.port, log_level="warning", lifespan="on"
             )
-            self._server = uvicorn.Server(config)
-            self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._server = PromptServer(config)
             operator_config = uvicorn.Config(
                 self.bot.operator_asgi(), host="127.0.0.1", port=self.settings.metrics_port, log_level="warning", lifespan="off"
             )
-            self._operator = uvicorn.Server(operator_config)
-            self._operator.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._operator = PromptServer(operator_config)
             ready.set()
             self.loop.run_until_complete(
                 asyncio.gather(self._server.serve(sockets=[slack_socket]), self._operator.serve(sockets=[operator_socket]))
@@ -221,7 +258,7 @@ class BotUnderTest:
     def stop(self) -> None:
         for server in (self._server, self._operator):
             if server is not None:
-                server.should_exit = True
+                server.request_stop()
         if self._thread is not None:
             self._thread.join(15)
         self._server = self._operator = None
