@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.slack.posts import PostTag
-from tests.support.fakes.slack_api import Tiers
+from tests.support.fakes.slack_api import WAIT_BOUND, Tiers
 from tests.support.harness import CHANNEL
 from tests.support.postgres import connect_kwargs
 from tests.support.replicas import Replicas, next_minute, schedule_from_slack
@@ -126,11 +126,14 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
     with Replicas(env, tmp_path, 3) as replicas:
         for i in range(FROM_SLACK):
             schedule_from_slack(replicas, slack, title=f"Slack {i:02d}", start=due, end=due + timedelta(hours=1))
-        # Announced before they start: the Slack ones at once, the others by the first sync.
+        # Announced: the Slack ones at once, the others by the first sync, normally before they
+        # start. On a loaded machine some may not be by then: the reminder that falls due
+        # announces its window first, once, so the counts below hold either way, and the wait
+        # is bounded generously past the start rather than by the machine's speed.
         slack.wait_for(
-            lambda: len(top_level(slack)) >= FROM_SLACK + FROM_APPFIRST, timeout=max(5, (due - utcnow()).total_seconds())
+            lambda: len(top_level(slack)) >= FROM_SLACK + FROM_APPFIRST,
+            timeout=max(0.0, (due - utcnow()).total_seconds()) + WAIT_BOUND,
         )
-        assert utcnow() < due, "the windows were announced only after they started: the setup is too slow for this machine"
 
         victim, held = freeze_a_claim_holder(replicas, url, slack, after_started=30, due=due)
         held_kinds = query(url, f"SELECT window_id, kind FROM reminders WHERE id IN ({', '.join(map(str, held))})")
