@@ -220,8 +220,12 @@ class ReminderScheduler:
                     asyncio.create_task(self._run_due())  # not in the beat: a long pass must not delay it
             except Exception:  # noqa: BLE001 - the next beat tries again
                 log.exception("heartbeat or draft recovery failed; trying again at the next beat")
+            # `asyncio.timeout`, not `wait_for`: the latter runs the wait as a task of its own,
+            # which a Socket Mode stop (it waits for every task but the heartbeat) then waited
+            # out, a whole heartbeat, at every stop.
             try:
-                await asyncio.wait_for(self._stop_beating.wait(), timeout=self.ctx.settings.sitrep_heartbeat)
+                async with asyncio.timeout(self.ctx.settings.sitrep_heartbeat):
+                    await self._stop_beating.wait()
             except TimeoutError:
                 pass
 
