@@ -21,6 +21,7 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.clients.http import tls_context
 from bot.clients.slack import slack_error
 from bot.errors import AnnouncementBusy, ClaimLost
 from bot.messages.sandbox import in_sandbox
@@ -283,7 +284,7 @@ class Channel:
         )
         try:
             # The upload URL is signed for this one file: no token goes with the bytes.
-            async with httpx.AsyncClient(timeout=self.sender.timeout) as http:
+            async with httpx.AsyncClient(timeout=self.sender.timeout, verify=tls_context()) as http:
                 sent = await http.post(answer["upload_url"], content=content)
         except httpx.HTTPError as exc:
             raise UploadFailed(f"the upload did not go through ({type(exc).__name__})") from exc
