@@ -20,6 +20,7 @@ from bot.messages import maintenance as messages
 from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
 from bot.services.windows import Windows
 from store import maintenance as window_store
+from store import series as series_store
 from store.maintenance import WindowTimes
 from store.states import WindowState
 
@@ -84,6 +85,7 @@ async def _sync_pass(ctx: AppContext, backend: MaintenanceBackend, report: SyncR
     await windows.note_synced()
     async with ctx.db.session() as session:
         known = await window_store.active_times(session, backend.name)
+        being_created = await series_store.titles_being_created(session, backend.name)
     listed_ids, unknown = await _listed_and_unknown(listed, known, now)
     over: set[str] = set()
     if unknown:  # known and over: one bulk lookup of these few, never of every listed window
@@ -97,6 +99,8 @@ async def _sync_pass(ctx: AppContext, backend: MaintenanceBackend, report: SyncR
         if row is None:
             if _history(upstream, now) or upstream.upstream_id in over:
                 continue  # history, not news; or a window we know that is over
+            if upstream.title in being_created:
+                continue  # maybe a series' occurrence mid-create: its claim stores it (`titles_being_created`)
             await windows.adopt_external(upstream, within_horizon=True)
             report.adopted += 1
             continue

@@ -107,6 +107,8 @@ class BackgroundServer:
         self._fail_remaining_status = 500
         # Creates carried out whose reply is then held back (seconds; None: dropped).
         self._held_replies: list[float | None] = []
+        # Creates to be recorded and then neither carried out nor answered (`stall_creates`).
+        self._stalled_creates = 0
         # While cleared, every request waits here before it is handled (`hold_requests`).
         self._open = threading.Event()
         self._open.set()
@@ -232,6 +234,21 @@ class BackgroundServer:
                     return self._paused.pop(end)
         return None
 
+    def stall_creates(self, n: int = 1) -> None:
+        """The next ``n`` creates are recorded, then neither carried out nor answered: each
+        waits until its caller goes away (a process killed mid-call) or the server stops.
+        Nothing was made, and no reply ever comes: what a create lost on its way looks like to
+        whoever takes the caller's work over."""
+        with self._lock:
+            self._stalled_creates = n
+
+    def _take_stalled(self) -> bool:
+        with self._lock:
+            if self._stalled_creates > 0:
+                self._stalled_creates -= 1
+                return True
+            return False
+
     def drop_replies(self, n: int = 1) -> None:
         """The next ``n`` creates are carried out, then the connection is cut without a
         reply (a reset mid-call)."""
@@ -285,6 +302,8 @@ class BackgroundServer:
         self._record(request, body)
         while not self._open.is_set():
             await asyncio.sleep(0.01)
+        if self._is_create(request) and self._take_stalled():
+            await asyncio.Event().wait()  # cancelled when the caller goes away (handler_cancellation)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         status = self._take_failure()
