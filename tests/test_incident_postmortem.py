@@ -5,8 +5,6 @@ share taken over from a dead process); an upload failure is told plainly and ret
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from sqlalchemy import select, update
 
@@ -17,10 +15,9 @@ from store.models import Reminder
 from store.states import ReminderKind, ReminderState
 from tests.support.harness import CHANNEL
 from tests.support.incidents import declare, open_modal, resolve_values
+from tests.support.process import died_before_recording, died_holding
 
 pytestmark = pytest.mark.both_databases
-
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def resolve(bot, slack, incident) -> dict:
@@ -93,9 +90,7 @@ def test_a_share_left_by_a_dead_process_is_made_once_by_the_scheduler(bot, slack
 
     async def planned_then_died() -> None:
         async with bot.ctx.db.session() as session, session.begin():
-            row = posts.held_row(bot.ctx, incident_id=incident.id, kind=ReminderKind.POSTMORTEM)
-            row.claimed_by, row.claimed_at = "killed", LONG_AGO
-            session.add(row)
+            session.add(died_holding(posts.held_row(bot.ctx, incident_id=incident.id, kind=ReminderKind.POSTMORTEM)))
 
     bot.run(planned_then_died())
     assert bot.run(run_due_reminders(bot.ctx)) == 1
@@ -109,15 +104,7 @@ def test_a_share_that_reached_slack_before_the_crash_is_found_not_made_again(bot
     bot.command(f"postmortem #{incident.id}")
     slack.wait_for(lambda: rows(bot) and rows(bot)[0].state == ReminderState.POSTED)
 
-    async def record_lost() -> None:  # shared, then the process died before recording it
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(Reminder)
-                .where(Reminder.kind == ReminderKind.POSTMORTEM)
-                .values(state=ReminderState.CLAIMED, claimed_by="killed", claimed_at=LONG_AGO, message_ts=None)
-            )
-
-    bot.run(record_lost())
+    bot.run(died_before_recording(bot.ctx.db, ReminderKind.POSTMORTEM))  # shared, then the process died
     slack.forget_calls()
     assert bot.run(run_due_reminders(bot.ctx)) == 0
     assert slack.calls_to("files.getUploadURLExternal") == []  # found in the thread by its name

@@ -15,7 +15,6 @@ is waited for but what the test looks for."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,12 +24,11 @@ from bot.services.maintenance_forms import ScheduleForm
 from bot.services.recurrence import Repeat
 from bot.services.series import new_series
 from store import series as series_store
-from store.db import Database
 from store.models import MaintenanceWindow, SeriesOccurrence
 from store.states import OccurrenceState
 from tests.support.harness import CHANNEL
 from tests.support.maintenance import announcements
-from tests.support.process import sitrep, wait_until
+from tests.support.process import in_store, migrated_appfirst_env, wait_until
 from tests.support.replicas import Replicas, next_minute
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.slow]  # 20 to 40 s per case
@@ -40,27 +38,19 @@ TITLE = "Kernel patching"
 INDEX = 2
 
 
-def in_store(database_url: str, read):
-    """`read(session)` on the replicas' database, from the test's own connection."""
-
-    async def go():
-        db = Database(database_url)
-        try:
-            async with db.session() as session, session.begin():
-                return await read(session)
-        finally:
-            await db.dispose()
-
-    return asyncio.run(go())
-
-
 def add_daily_series(database_url: str, start: datetime) -> int:
     """A daily series, as the schedule form stores one, begun two days before `start`: its
     occurrence at `start` is within the horizon (1 day) and not created yet, the next one is
     beyond it."""
     first = start - timedelta(days=INDEX)
     form = ScheduleForm(
-        title=TITLE, start=first, end=first + timedelta(hours=1), servers_text="1", repeat=Repeat.DAILY, times_text="10", zone="UTC"
+        title=TITLE,
+        start=first,
+        end=first + timedelta(hours=1),
+        servers_text="1",
+        repeat=Repeat.DAILY,
+        times_text="10",
+        zone="UTC",
     )
     series = new_series(form, backend="appfirst", user_id="U123", channel_id=CHANNEL, now=datetime.now(UTC))
     return in_store(database_url, lambda session: _added(session, series))
@@ -96,14 +86,9 @@ def test_a_replica_killed_mid_create_leaves_the_occurrence_to_the_survivor_once(
     reached, full_env, database_url, tmp_path, slack, appfirst
 ):
     appfirst.shift = timedelta(0)  # the time-shift learning has its own tests
-    env = full_env | {
-        "DATABASE_URL": database_url,
-        "MAINTENANCE_BACKEND": "appfirst",
-        "SITREP_ANNOUNCE_HORIZON": "1",
-        "SITREP_SYNC_INTERVAL": "10",
-        "SITREP_HEARTBEAT": "1",
-    }
-    assert sitrep("migrate", env=env, cwd=tmp_path).returncode == 0
+    env = migrated_appfirst_env(
+        full_env, database_url, tmp_path, SITREP_ANNOUNCE_HORIZON="1", SITREP_SYNC_INTERVAL="10", SITREP_HEARTBEAT="1"
+    )
     start = next_minute(datetime.now(UTC), at_least=timedelta(hours=2))
     series_id = add_daily_series(database_url, start)
     if reached:
@@ -121,7 +106,7 @@ def test_a_replica_killed_mid_create_leaves_the_occurrence_to_the_survivor_once(
         [survivor] = replicas.alive()
         # Killed holding its claim, mid-create (the claim would be given back on a timeout).
         assert claims(database_url) == [(INDEX, OccurrenceState.CREATING, victim.instance_id, None)]
-        assert [w.series_id for w in stored(database_url)] in ([], [None])  # not stored as the occurrence
+        assert stored(database_url) == []  # the sync leaves an occurrence mid-create to its claim
         assert len(appfirst.windows) == (1 if reached else 0)
 
         def done():
@@ -154,4 +139,7 @@ def test_a_replica_killed_mid_create_leaves_the_occurrence_to_the_survivor_once(
     [announcement] = announcements(slack)
     assert announcement["ts"] == window.message_ts
     assert "Repeats every day at" in str(announcement["blocks"]), announcement
+    # The survivor took the claim over and looked upstream first.
+    looked = "was found upstream" if reached else "is not upstream; creating it"
+    assert f"maintenance series {series_id}: occurrence {INDEX}, left by a replica now gone, {looked}" in output, output
     assert "Traceback" not in output, output

@@ -242,12 +242,14 @@ class BackgroundServer:
         with self._lock:
             self._stalled_creates = n
 
-    def _take_stalled(self) -> bool:
+    def _count_down(self, switch: str) -> bool:
+        """Whether the switch `switch` (a count of requests still to treat so) applies to this
+        request, one fewer left if so."""
         with self._lock:
-            if self._stalled_creates > 0:
-                self._stalled_creates -= 1
-                return True
-            return False
+            left = getattr(self, switch)
+            if left > 0:
+                setattr(self, switch, left - 1)
+            return left > 0
 
     def drop_replies(self, n: int = 1) -> None:
         """The next ``n`` creates are carried out, then the connection is cut without a
@@ -302,7 +304,7 @@ class BackgroundServer:
         self._record(request, body)
         while not self._open.is_set():
             await asyncio.sleep(0.01)
-        if self._is_create(request) and self._take_stalled():
+        if self._is_create(request) and self._count_down("_stalled_creates"):
             await asyncio.Event().wait()  # cancelled when the caller goes away (handler_cancellation)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
