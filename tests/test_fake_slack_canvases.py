@@ -125,7 +125,10 @@ async def test_arguments_outside_the_documents_are_refused_and_recorded(slack: F
     "changes",
     [
         [],
-        [{"operation": "replace", "document_content": markdown("a")}, {"operation": "replace", "document_content": markdown("b")}],
+        [
+            {"operation": "replace", "document_content": markdown("a")},
+            {"operation": "replace", "document_content": markdown("b")},
+        ],
         [{"operation": "rewrite", "document_content": markdown("a")}],
         [{"operation": "insert_after", "document_content": markdown("a")}],
         [{"operation": "replace"}],
