@@ -178,6 +178,7 @@ def test_the_draft_names_people_by_their_slack_names_and_by_id_when_slack_will_n
     incident = declare(bot, slack)
     bot.command(f"lead #{incident.id} <@U777|grace>")
     slack.wait_for(lambda: [r.state for r in rows_of(bot, ReminderKind.LEAD)] == [ReminderState.POSTED])
+    slack.wait_for(lambda: len(slack.calls_to("chat.postEphemeral")) == 1)  # the lead's answer
     slack.fail_next("users.info", "user_not_found")
     slack.fail_next("users.info", "user_not_found")
     bot.command(f"postmortem #{incident.id}")
@@ -190,7 +191,7 @@ def test_the_draft_names_people_by_their_slack_names_and_by_id_when_slack_will_n
     # Named once Slack says (then kept: each asked once more, not once per mention).
     slack.forget_calls()
     resolve(bot, slack, incident)
-    slack.wait_for(lambda: all_posted(bot))
+    slack.wait_for(lambda: len(rows(bot, all_kinds=True)) == 2 and all_posted(bot))
     [final] = [s for s in shares(slack) if s["name"] == filename(incident.id, final=True)]
     text = final["content"].decode()
     assert "**Lead:** User U777" in text and "by Ada Lovelace" in text and "U123" not in text
