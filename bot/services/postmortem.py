@@ -135,7 +135,7 @@ def resolve_warning(share: Share) -> str | None:
     """What the resolver hears of one share the resolution made, when it did not go out."""
     if share.how == Shared.FAILED:
         return f"The postmortem draft could not be shared ({share.reason}); sitrep tries again in a minute."
-    if share.how == Shared.SKIPPED:
+    if share.how == Shared.SKIPPED and share.reason:
         return f"The postmortem draft is in the thread but not its channel's canvas: {share.reason}."
     return None
 
@@ -272,9 +272,10 @@ class PostmortemService:
         if final and (first is None or first.state not in DONE):  # the first create may be under way
             await held.release_until(self.ctx.clock() + RETRY_AFTER)
             return Share(Shared.WAITING, incident)
-        if final and first.state == ReminderState.SKIPPED:
+        if final and first.state == ReminderState.SKIPPED:  # said when it was skipped: not again
+            log.info("incident %s has no canvas of sitrep's to replace", incident.id)
             await held.skip()
-            return Share(Shared.SKIPPED, incident, "the canvas was skipped before")
+            return Share(Shared.SKIPPED, incident)
         try:
             if final:
                 canvas_id = first.message_ts or await self._look(canvases, room)
