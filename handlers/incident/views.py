@@ -394,7 +394,7 @@ HELP = (
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
     "• `/incident lead [ref] @person` — hand the incident to a new lead (also the *Lead* button)\n"
     "• `/incident timeline [ref]` — what happened when (react :pushpin: to a message in its thread or channel to add it), only to you\n"
-    "• `/incident postmortem [ref]` — share the postmortem draft (Markdown) in its thread; resolving shares it too\n"
+    "• `/incident postmortem [ref]` — share the postmortem draft (Markdown) in its thread and as its channel's canvas; resolving shares the final version\n"
     "• `/incident list [page]` — open incidents, newest first, 20 a page, only to you\n"
     "• `/incident digest` — this week so far: incidents, time to resolve, maintenance, only to you\n"
     "• `/incident help` — this help\n"
