@@ -5,22 +5,19 @@ share taken over from a dead process); an upload failure is told plainly and ret
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from sqlalchemy import select, update
 
 from bot.services.postmortem import CANVAS, FILE, filename
-from bot.slack import posts
 from scheduler.reminders import run_due_reminders
 from store.models import Reminder
 from store.states import ReminderKind, ReminderState
 from tests.support.harness import CHANNEL
 from tests.support.incidents import declare, open_modal, resolve_values
+from tests.support.reminders import planned_then_died, record_lost
 
 pytestmark = pytest.mark.both_databases
 
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 POSTMORTEM_KINDS = (*FILE, *CANVAS)
 
 
@@ -101,14 +98,7 @@ def test_resolve_shares_the_draft_once_and_a_later_command_does_not_again(bot, s
 
 def test_a_share_left_by_a_dead_process_is_made_once_by_the_scheduler(bot, slack, statuspage):
     incident = declare(bot, slack)
-
-    async def planned_then_died() -> None:
-        async with bot.ctx.db.session() as session, session.begin():
-            row = posts.held_row(bot.ctx, incident_id=incident.id, kind=ReminderKind.POSTMORTEM)
-            row.claimed_by, row.claimed_at = "killed", LONG_AGO
-            session.add(row)
-
-    bot.run(planned_then_died())
+    planned_then_died(bot, incident.id, ReminderKind.POSTMORTEM)
     assert bot.run(run_due_reminders(bot.ctx)) == 1
     assert len(shares(slack)) == 1
     assert bot.run(run_due_reminders(bot.ctx)) == 0
@@ -119,16 +109,7 @@ def test_a_share_that_reached_slack_before_the_crash_is_found_not_made_again(bot
     incident = declare(bot, slack)
     bot.command(f"postmortem #{incident.id}")
     slack.wait_for(lambda: rows(bot) and rows(bot)[0].state == ReminderState.POSTED)
-
-    async def record_lost() -> None:  # shared, then the process died before recording it
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(Reminder)
-                .where(Reminder.kind == ReminderKind.POSTMORTEM)
-                .values(state=ReminderState.CLAIMED, claimed_by="killed", claimed_at=LONG_AGO, message_ts=None)
-            )
-
-    bot.run(record_lost())
+    record_lost(bot, ReminderKind.POSTMORTEM)  # shared, then the process died before recording it
     slack.forget_calls()
     assert bot.run(run_due_reminders(bot.ctx)) == 0
     assert slack.calls_to("files.getUploadURLExternal") == []  # found in the thread by its name
@@ -226,16 +207,7 @@ def test_the_final_share_left_by_a_dead_process_is_found_not_made_again(bot, sla
     slack.wait_for(lambda: shares(slack))
     resolve(bot, slack, incident)
     slack.wait_for(lambda: len(rows(bot, all_kinds=True)) == 2 and all_posted(bot))
-
-    async def record_lost() -> None:  # shared, then the process died before recording it
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(Reminder)
-                .where(Reminder.kind == ReminderKind.POSTMORTEM_FINAL)
-                .values(state=ReminderState.CLAIMED, claimed_by="killed", claimed_at=LONG_AGO, message_ts=None)
-            )
-
-    bot.run(record_lost())
+    record_lost(bot, ReminderKind.POSTMORTEM_FINAL)  # shared, then the process died before recording it
     slack.forget_calls()
     assert bot.run(run_due_reminders(bot.ctx)) == 0
     assert slack.calls_to("files.getUploadURLExternal") == []  # the final file found by its own name

@@ -7,22 +7,20 @@ canvases:write (the file still goes in the thread), and a person's own canvas le
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from bot.slack import posts
 from scheduler.reminders import run_due_reminders
 from store.models import Reminder
 from store.states import ReminderKind, ReminderState
 from tests.support.harness import CHANNEL
 from tests.support.incidents import declare, open_modal, resolve_values
 from tests.support.manifests import WITH_CHANNELS, bot_scopes
+from tests.support.reminders import planned_then_died, record_lost
 
 pytestmark = pytest.mark.both_databases
 
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 SHARES = (ReminderKind.POSTMORTEM, ReminderKind.CANVAS, ReminderKind.POSTMORTEM_FINAL, ReminderKind.CANVAS_FINAL)
 
 
@@ -116,24 +114,12 @@ def test_a_canvas_made_before_the_resolve_is_replaced_by_the_final_version_once(
     assert slack.calls_to("canvases.edit") == [] and slack.canvas_of(incident.room_channel_id)["edits"] == 1
 
 
-def _record_lost(bot, kind: ReminderKind):
-    async def lost() -> None:  # made, then the process died before recording it
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(Reminder)
-                .where(Reminder.kind == kind)
-                .values(state=ReminderState.CLAIMED, claimed_by="killed", claimed_at=LONG_AGO, message_ts=None)
-            )
-
-    bot.run(lost())
-
-
 @pytest.mark.parametrize("look", ["read", "unreadable"])
 def test_a_canvas_made_before_a_crash_is_found_not_made_again(bot, slack, statuspage, look):
     incident = declare(bot, slack)
     postmortem(bot, slack, incident, 2)
     made = slack.canvas_of(incident.room_channel_id)
-    _record_lost(bot, ReminderKind.CANVAS)
+    record_lost(bot, ReminderKind.CANVAS)
     slack.forget_calls()
     if look == "unreadable":  # the look fails: Slack's `channel_canvas_already_exists` tells instead
         slack.fail_next("conversations.info", "internal_error")
@@ -149,14 +135,7 @@ def test_a_canvas_made_before_a_crash_is_found_not_made_again(bot, slack, status
 
 def test_a_canvas_left_by_a_dead_process_before_the_create_is_made_once(bot, slack, statuspage):
     incident = declare(bot, slack)
-
-    async def planned_then_died() -> None:
-        async with bot.ctx.db.session() as session, session.begin():
-            row = posts.held_row(bot.ctx, incident_id=incident.id, kind=ReminderKind.CANVAS)
-            row.claimed_by, row.claimed_at = "killed", LONG_AGO
-            session.add(row)
-
-    bot.run(planned_then_died())
+    planned_then_died(bot, incident.id, ReminderKind.CANVAS)
     assert bot.run(run_due_reminders(bot.ctx)) == 1
     assert len(slack.calls_to("conversations.canvases.create")) == 1
     assert bot.run(run_due_reminders(bot.ctx)) == 0

@@ -241,7 +241,9 @@ def test_every_view_callback_action_and_options_listener_is_dispatched(bot, regi
 
 # --- scopes: exactly what the code calls --------------------------------------------------------
 
-_SDK_CALL = re.compile(r"\.((?:auth|chat|conversations|canvases|views|users|reactions|pins|files|usergroups|team|bots|dnd)_\w+)\(")
+_SDK_CALL = re.compile(
+    r"\.((?:auth|chat|conversations|canvases|views|users|reactions|pins|files|usergroups|team|bots|dnd)_\w+)\("
+)
 _API_CALL = re.compile(r"api_call\(\s*[\"']([\w.]+)[\"']")
 
 
@@ -376,7 +378,9 @@ def test_sitrep_manifest_prints_a_ready_socket_mode_manifest(channels, base_env,
     assert printed["settings"]["socket_mode_enabled"] is True
     # No URL anywhere: Socket Mode needs no public address, and none is left to replace.
     assert "http" not in json.dumps(printed["features"]) + json.dumps(printed["settings"])
-    assert printed["oauth_config"]["scopes"]["bot"] == bot_scopes() + ([SCOPE_PUBLIC, SCOPE_PRIVATE, CANVAS_SCOPE] if channels else [])
+    assert printed["oauth_config"]["scopes"]["bot"] == bot_scopes() + (
+        [SCOPE_PUBLIC, SCOPE_PRIVATE, CANVAS_SCOPE] if channels else []
+    )
     # Everything else is the HTTP one's (commands, shortcut, events, home tab).
     assert printed["features"]["shortcuts"] == manifest()["features"]["shortcuts"]
     assert [c["command"] for c in printed["features"]["slash_commands"]] == list(manifest_commands())

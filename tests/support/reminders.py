@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from bot.slack.posts import PostTag
+from bot.slack.posts import PostTag, held_row
 from store.models import Reminder
+from store.states import ReminderState
 
 
 def reminders(bot, window_id) -> dict[str, Reminder]:
@@ -34,3 +36,35 @@ def reminder_posts(slack, window=None, kind=None):
             continue
         posts.append(call)
     return posts
+
+
+#: When a dead process claimed what it left behind: long past any claim's stale age.
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def record_lost(bot, kind: str) -> None:
+    """The rows of `kind` as a process leaves them that made their post and died before
+    recording it: claimed by a process gone, long ago, with nothing recorded."""
+
+    async def lost() -> None:
+        async with bot.ctx.db.session() as session, session.begin():
+            await session.execute(
+                update(Reminder)
+                .where(Reminder.kind == kind)
+                .values(state=ReminderState.CLAIMED, claimed_by="killed", claimed_at=LONG_AGO, message_ts=None)
+            )
+
+    bot.run(lost())
+
+
+def planned_then_died(bot, incident_id: int, kind: str) -> None:
+    """An incident's row of `kind` as a process leaves it that wrote it claimed (with the
+    change calling for it) and died before posting."""
+
+    async def died() -> None:
+        async with bot.ctx.db.session() as session, session.begin():
+            row = held_row(bot.ctx, incident_id=incident_id, kind=kind)
+            row.claimed_by, row.claimed_at = "killed", LONG_AGO
+            session.add(row)
+
+    bot.run(died())
