@@ -221,16 +221,19 @@ class Channel:
         return await self._find_in_thread(at, lambda m: _carries(m, event_type, payload), metadata=True)
 
     async def _find_in_thread(self, at: Posted, match: Callable[[dict], bool], *, metadata: bool = False) -> str | None:
-        """The ts of the first message of the thread at `at` that `match`es (reading its
-        metadata too with `metadata`), or None, also when the thread is unreadable."""
-        extra = {"include_all_metadata": True} if metadata else {}
+        """The ts of the first message in the thread at `at` that `match`es, page by page;
+        None when none does or the thread cannot be read (the callers post rather than skip)."""
         cursor = None
         try:
             while True:
                 page = await self.outbox.call(
                     "conversations.replies",
                     lambda cursor=cursor: self.sender.conversations_replies(
-                        channel=at.channel, ts=at.ts, limit=200, cursor=cursor, **extra
+                        channel=at.channel,
+                        ts=at.ts,
+                        limit=200,
+                        cursor=cursor,
+                        **({"include_all_metadata": True} if metadata else {}),
                     ),
                     channel=at.channel,
                 )
