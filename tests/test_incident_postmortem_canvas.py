@@ -112,6 +112,9 @@ def test_a_canvas_made_before_the_resolve_is_replaced_by_the_final_version_once(
     bot.run(bot.ctx.channel.settle())
     assert bot.run(run_due_reminders(bot.ctx)) == 0
     assert slack.calls_to("canvases.edit") == [] and slack.canvas_of(incident.room_channel_id)["edits"] == 1
+    text = postmortem(bot, slack, incident, 4)
+    assert f"It is <#{incident.room_channel_id}>'s canvas already, as resolved." in text
+    assert slack.calls_to("canvases.edit") == [] and slack.calls_to("conversations.canvases.create") == []
 
 
 @pytest.mark.parametrize("look", ["read", "unreadable"])

@@ -175,15 +175,17 @@ def postmortem_answer(share: Share, permalink: str | None) -> tuple[str, list[di
             "Nothing is lost: sitrep tries again in a minute and shares it there."
         )
     if share.canvas is not None:
-        text += " " + _canvas_line(share.canvas, f"<#{incident.room_channel_id}>")
+        text += " " + _canvas_line(share.canvas, f"<#{incident.room_channel_id}>", resolved=incident.resolved_at is not None)
     return text, [section(text)]
 
 
-def _canvas_line(canvas: Share, room: str) -> str:
+def _canvas_line(canvas: Share, room: str, *, resolved: bool) -> str:
     """The room's canvas, after the file's line: made, made before (resolving replaces its
     text with the final version), following, or why not."""
     if canvas.how == Shared.SHARED:
         return f"It is {room}'s canvas too."
+    if canvas.how == Shared.ALREADY and resolved:
+        return f"It is {room}'s canvas already, as resolved."
     if canvas.how == Shared.ALREADY:
         return f"It is {room}'s canvas already; resolving the incident replaces it with the final version."
     if canvas.how == Shared.WAITING:
