@@ -24,6 +24,7 @@ from bot.settings import Settings
 from bot.slack.channel import Channel, unpaced_client
 from bot.slack.members import Memberships
 from bot.slack.outbox import Outbox, Rate, Reserve, scaled_rates
+from bot.slack.people import Names
 from store.db import Database
 from store.pace import reserve_slot
 from store.reminders import STALE_CLAIM
@@ -183,6 +184,7 @@ class AppContext:
     #: tab asks once per message, not once per open (`remember_permalink` bounds it).
     permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     _memberships: Memberships | None = field(default=None, repr=False)
+    _names: Names | None = field(default=None, repr=False)
 
     @property
     def memberships(self) -> Memberships:
@@ -190,6 +192,13 @@ class AppContext:
         if self._memberships is None:
             self._memberships = Memberships(lambda: self.sender, lambda: self.outbox, lambda: self.clock())
         return self._memberships
+
+    @property
+    def names(self) -> Names:
+        """People's display names, as Slack gives them (text that cannot carry a mention)."""
+        if self._names is None:
+            self._names = Names(lambda: self.sender, lambda: self.outbox, lambda: self.clock())
+        return self._names
 
     def remember_permalink(self, channel: str, ts: str, link: str) -> None:
         self.permalinks[(channel, ts)] = link
