@@ -16,6 +16,7 @@ from bot.errors import (
     DatabaseBusy,
     InputInvalid,
     NotStored,
+    Replayed,
     SitrepError,
     SubmissionFailed,
     SubmissionUnknown,
@@ -172,6 +173,9 @@ def plain_answer(exc: Exception) -> str:
 
 
 async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Interaction) -> None:
+    if isinstance(exc, Replayed):
+        await ack()  # an earlier delivery of this Submit acts on it: a plain ack, nothing said
+        return
     if isinstance(exc, InputInvalid) and not ack.done and it.type == "view_submission":
         await ack(response_action="errors", errors=exc.errors)
         return
