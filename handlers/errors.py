@@ -172,6 +172,30 @@ def plain_answer(exc: Exception) -> str:
     return ":warning: Something went wrong on our side; it has been logged. Please try again."
 
 
+def error_answer(exc: Exception, it: Interaction) -> tuple[str, list[dict]]:
+    """What the person reads about `exc` (and the operator's log line, when it is theirs)."""
+    if is_store_failure(exc):
+        # The database failing is no bug in sitrep: one line for the operator, its reason for
+        # the person, no traceback (an outage would write one per request).
+        reason = store_reason(exc)
+        log.warning(
+            "the database failed under a Slack request (%s %s): %s", it.type, it.action_id or it.event_type or it.text, reason
+        )
+        exc = DatabaseBusy.failed(reason)  # a form's values come back with it (`busy_answer`)
+    elif not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
+        log.exception("unexpected error in a listener", exc_info=exc)
+    if isinstance(exc, SubmissionFailed):
+        return failure_answer(exc)
+    if isinstance(exc, SubmissionUnknown):
+        return unknown_answer(exc)
+    if isinstance(exc, NotStored):
+        return not_stored_answer(exc)
+    if isinstance(exc, DatabaseBusy):
+        return busy_answer(exc, it)
+    text = plain_answer(exc)
+    return text, [section(text)]
+
+
 async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Interaction) -> None:
     if isinstance(exc, Replayed):
         await ack()  # an earlier delivery of this Submit acts on it: a plain ack, nothing said
@@ -185,27 +209,7 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         log.info("the form was opened already by an earlier delivery of this request")
         await ack()
         return
-    if is_store_failure(exc):
-        # The database failing is no bug in sitrep: one line for the operator, its reason for
-        # the person, no traceback (an outage would write one per request).
-        reason = store_reason(exc)
-        log.warning(
-            "the database failed under a Slack request (%s %s): %s", it.type, it.action_id or it.event_type or it.text, reason
-        )
-        exc = DatabaseBusy.failed(reason)  # a form's values come back with it (`busy_answer`)
-    elif not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
-        log.exception("unexpected error in a listener", exc_info=exc)
-    if isinstance(exc, SubmissionFailed):
-        text, blocks = failure_answer(exc)
-    elif isinstance(exc, SubmissionUnknown):
-        text, blocks = unknown_answer(exc)
-    elif isinstance(exc, NotStored):
-        text, blocks = not_stored_answer(exc)
-    elif isinstance(exc, DatabaseBusy):
-        text, blocks = busy_answer(exc, it)
-    else:
-        text = plain_answer(exc)
-        blocks = [section(text)]
+    text, blocks = error_answer(exc, it)
     if not ack.done and it.is_command:
         await ack(text=text, blocks=blocks, response_type="ephemeral")
         return
