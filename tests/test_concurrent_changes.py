@@ -4,15 +4,22 @@ who resolved it. Each test runs on a SQLite file and on PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
+from datetime import timedelta
+
 import pytest
 
 from bot.errors import NotFound
 from bot.services.incidents import IncidentService
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import ScheduleForm
+from store.states import DraftKind
 from tests.support.dates import T0
 from tests.support.harness import CHANNEL, BotUnderTest, at_once
 from tests.support.incidents import declare, incidents_in_store, resolve_values, thread_replies
 from tests.support.incidents import open_modal as open_incident_modal
-from tests.support.maintenance import cancel_twice_at_once, windows
+from tests.support.maintenance import cancel_twice_at_once, wait_announcement, windows
+from tests.support.maintenance import open_modal as open_window_modal
 
 pytestmark = pytest.mark.both_databases
 
@@ -42,6 +49,31 @@ def test_two_cancels_at_once_post_one_cancelled_and_tell_the_other_who(sp_bot, s
     assert len(replies) == 1
 
 
+def test_a_cancel_the_status_page_refused_never_names_its_sender(sp_bot, slack, statuspage, caplog):
+    """UA's cancel reaches the status page first, but its answer is slow; UB's comes after and
+    is refused ("already resolved"). UB is not recorded as the canceller: UB's answer waits for
+    UA's record and names UA, and *Cancelled* is posted once, naming UA."""
+    caplog.set_level(logging.INFO, logger="bot.services.drafts")
+    form = ScheduleForm(title="Race", start=T0 + timedelta(days=1), end=T0 + timedelta(days=1, hours=1))
+    window = sp_bot.run(MaintenanceService(sp_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U1", channel_id="C1")).record
+    parent = wait_announcement(slack)
+    first = open_window_modal(sp_bot, slack, text=f"cancel {window.id}")
+    second = {**open_window_modal(sp_bot, slack, text=f"cancel {window.id}"), "id": "V2"}
+    answer_ua = statuspage.pause_reply("/Incident/ResolveIncident")
+    sp_bot.submit(first, {}, user="UA")
+    slack.wait_for(lambda: statuspage.incidents[window.upstream_id]["Resolved"])  # taken, not yet answered
+    sp_bot.submit(second, {}, user="UB")
+    slack.wait_for(lambda: "waiting for a rival one" in caplog.text)  # UB's refused, UA's not recorded yet
+    answer_ua.set()
+    told_ub = slack.wait_for(lambda: [e for e in slack.ephemerals() if e.get("user") == "UB"])
+    slack.wait_for(lambda: [e for e in slack.ephemerals() if e.get("user") == "UA"])
+    stored = windows(sp_bot)[0]
+    assert stored.state == "cancelled" and stored.cancelled_by == "UA"
+    assert "already cancelled by <@UA> at <!date^" in str(told_ub)
+    replies = [r for r in slack.thread(CHANNEL, parent["ts"]) if "Cancelled" in str(r.get("blocks"))]
+    assert len(replies) == 1 and "<@UA>" in str(replies[0]["blocks"])
+
+
 def test_two_resolves_at_once_post_one_resolved(bot, slack, statuspage):
     incident = declare(bot, slack)
     first = open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
@@ -61,7 +93,8 @@ def test_two_resolves_at_once_post_one_resolved(bot, slack, statuspage):
     assert len(resolved) == 1
 
 
-def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(settings, clock, slack, statuspage):
+def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(settings, clock, slack, statuspage, caplog):
+    caplog.set_level(logging.INFO, logger="bot.services.drafts")
     """UA's resolve reaches the status page first, but its answer is slow; UB's comes after,
     is refused ("already resolved") and reaches the store first. The store follows the status
     page without naming UB, UA's lands second and is recorded, *Resolved* is posted once, and
@@ -74,6 +107,7 @@ def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(setti
         bot.submit(first, resolve_values(incident.id), user="UA")
         slack.wait_for(lambda: statuspage.incidents[incident.upstream_id]["Resolved"])  # taken, not yet answered
         bot.submit(second, resolve_values(incident.id), user="UB")
+        slack.wait_for(lambda: "waiting for a rival one" in caplog.text)  # UB's refused, UA's not recorded yet
         followed = slack.wait_for(lambda: (stored := incidents_in_store(bot)[0]).resolved_at is not None and stored)
         assert followed.resolved_by is None  # followed, nobody named
         answer_ua.set()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from slack_sdk.errors import SlackApiError
@@ -15,13 +17,13 @@ from bot.context import shared_pace
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.slack.channel import Channel, Posted
-from bot.slack.outbox import Outbox, Rate, TokenBucket, scaled_rates
+from bot.slack.outbox import SLACK_RATES, Outbox, Rate, TokenBucket, scaled_rates
 from bot.slack.posts import PostTag
 from scheduler.reminders import FRESH_WINDOW, RECORD_AFTER, run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.states import DraftKind
 from tests.support.dates import T0
-from tests.support.fakes.slack_api import Tiers
+from tests.support.fakes.slack_api import EXTRA_METHOD_TIERS, Tiers, default_shared_dir, load_method_tiers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 
 #: Slack's tiers sped up 20×: postMessage 20/s per channel (burst 3), update 10/s (burst 3).
@@ -486,3 +488,15 @@ def test_a_paced_read_refused_429_waits_its_retry_after_and_is_sent_again(bot, s
     assert answer["permalink"].endswith(window.message_ts.replace(".", ""))
     assert outbox.rate_limited == 1 and time_.now == 3  # waited its Retry-After, on the outbox's clock
     assert len(slack.calls_to("chat.getPermalink")) == 2
+
+
+def test_every_method_sent_through_the_outbox_has_its_documented_pace():
+    """A read or upload sent with `Outbox.call` is paced only if its method has a rate here:
+    one missing would be sent unpaced until Slack answers 429. The fake meters each of these
+    at its documented tier (``EXTRA_METHOD_TIERS`` for the ones not in ../shared/slack)."""
+    source = "\n".join(p.read_text() for p in (Path(__file__).parents[1] / "bot").rglob("*.py"))
+    called = set(re.findall(r'outbox\.call\(\s*"([a-z]+\.[A-Za-z.]+)"', source))
+    assert {"files.getUploadURLExternal", "files.completeUploadExternal", "conversations.replies"} <= called
+    assert called - set(SLACK_RATES) == set()
+    tiers = {**load_method_tiers(default_shared_dir() / "slack" / "docs_slack_dev_methods"), **EXTRA_METHOD_TIERS}
+    assert all(tiers.get(method) in ("t3", "t4", "t5") for method in called)

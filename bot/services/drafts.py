@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.context import FORM_KEY, SUBMISSION_KEY, AppContext
 from bot.errors import (
@@ -49,6 +50,12 @@ PRE_ACK_KEEP_SECONDS = 0.5
 #: The draft whose send is under way in this task: the incident or window it makes records
 #: it, so the crash recovery tells that draft's person what was made, not "outcome unknown".
 SENDING_DRAFT: ContextVar[int | None] = ContextVar("sitrep_sending_draft", default=None)
+
+#: How long a change the upstream refused as done already waits for a rival submission of
+#: ours (sent at the same moment, taken first) to be recorded, and how often it looks. Its
+#: answer comes after Slack's ack, so the wait costs no ack.
+RIVAL_WAIT_SECONDS = 15.0
+RIVAL_POLL_SECONDS = 0.05
 
 
 class Form(Protocol):
@@ -271,6 +278,30 @@ class DraftFlow:
                 await draft_store.release(session, draft_id, now=self.ctx.clock())
         except Exception:  # noqa: BLE001 - stopping; the heartbeat's absence says the same
             log.warning("could not release draft %s while stopping", draft_id)
+
+
+async def rival_outcome(
+    ctx: AppContext, kind: DraftKind, field: str, value: Any, landed: Callable[[AsyncSession], Awaitable[T | None]]
+) -> T | None:
+    """What a rival submission of `kind` on the same thing (its payload's `field` is `value`)
+    recorded, once `landed` finds it; None when no rival is being sent (the change was made
+    outside sitrep) or it has not landed within `RIVAL_WAIT_SECONDS` of loop time. Two people
+    pressing Submit at once: the upstream's refusal of the second can reach the store before
+    the first's success, and the person refused should hear who won and when."""
+    loop = asyncio.get_running_loop()
+    deadline, waited = loop.time() + RIVAL_WAIT_SECONDS, False
+    while True:
+        async with ctx.db.session() as session:
+            found = await landed(session)
+            if found is not None:
+                return found
+            rivals = await draft_store.being_sent(session, kind, besides=SENDING_DRAFT.get())
+        if not any(d.payload.get(field) == value for d in rivals) or loop.time() >= deadline:
+            return None
+        if not waited:
+            log.info("%s with %s %s was refused as done already; waiting for a rival one to be recorded", kind, field, value)
+            waited = True
+        await asyncio.sleep(RIVAL_POLL_SECONDS)
 
 
 async def write_unsettled(ctx: AppContext, draft_id: int | None = None) -> int:

@@ -24,7 +24,7 @@ from bot.errors import (
 )
 from bot.messages import incident as messages
 from bot.messages.format import escape, truncate
-from bot.services import incident_forms, notices, nudges
+from bot.services import drafts, incident_forms, notices, nudges
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
@@ -34,7 +34,6 @@ from bot.services.rooms import IncidentRooms
 from bot.slack import posts
 from bot.slack.channel import Message, Posted
 from bot.slack.posts import Post, PostTag, RowClaim, Subject
-from store import drafts as draft_store
 from store import ids
 from store import incidents as incident_store
 from store import maintenance as window_store
@@ -48,11 +47,6 @@ MAX_OVERLAPS = 5
 
 #: How long the link form waits for the status page's list of windows in progress.
 WINDOW_CHECK_SECONDS = 1.0
-
-#: How long a resolve the status page refused waits for a concurrent one (of ours) to be
-#: recorded, and how often it looks: its answer comes after Slack's ack, so this costs no ack.
-RESOLVE_RACE_WAIT = 15.0
-RESOLVE_RACE_POLL = 0.05
 
 
 def _joined(*warnings: str | None) -> str | None:
@@ -311,31 +305,14 @@ class IncidentService(FeatureService):
             # The status page says it is resolved already: the store follows it, and the
             # person still sees the upstream Message verbatim.
             await self._close(incident, user_id=user_id, note=form.note, announce=False)
-            winner = await self._winning_resolve(incident.id)
+            winner = await drafts.rival_outcome(
+                self.ctx, DraftKind.RESOLVE, "incident_id", incident.id, _resolver_named(incident.id)
+            )
             if winner is not None:
                 raise NotFound(messages.already_resolved(winner)) from None
             raise
         incident, warning = await self._close(incident, user_id=user_id, note=form.note, announce=True)
         return Outcome(DraftKind.RESOLVE, incident, permalink=incident.permalink, warning=warning)
-
-    async def _winning_resolve(self, incident_id: int) -> Incident | None:
-        """The incident once whoever's resolve the status page took has recorded it, so the
-        person it refused hears who and when. Their refusal can land first (two Submits at
-        once): then the other resolve is still being sent, and is waited for, bounded by
-        `RESOLVE_RACE_WAIT` of loop time. None: nobody here resolved it (it was done on the
-        status page itself), and the upstream's own Message is the answer."""
-        deadline = asyncio.get_running_loop().time() + RESOLVE_RACE_WAIT
-        while True:
-            async with self.ctx.db.session() as session:
-                incident = await incident_store.get_incident(session, incident_id)
-                if incident.resolved_by is not None:
-                    return incident
-                others = await draft_store.being_sent(session, DraftKind.RESOLVE, besides=SENDING_DRAFT.get())
-            if not any(d.payload.get("incident_id") == incident_id for d in others):
-                return None
-            if asyncio.get_running_loop().time() >= deadline:
-                return None
-            await asyncio.sleep(RESOLVE_RACE_POLL)
 
     async def _close(self, incident: Incident, *, user_id: str, note: str, announce: bool) -> tuple[Incident, str | None]:
         """Record the resolution if nobody did meanwhile (compare-and-set on `resolved_at`):
@@ -551,3 +528,13 @@ class IncidentService(FeatureService):
         """The incident a draft's send stored before its process died, if it got that far."""
         async with self.ctx.db.session() as session:
             return await incident_store.by_draft(session, draft_id)
+
+
+def _resolver_named(incident_id: int):
+    """The incident once a person's resolve of it is recorded (`drafts.rival_outcome`)."""
+
+    async def landed(session) -> Incident | None:
+        incident = await incident_store.get_incident(session, incident_id)
+        return incident if incident.resolved_by is not None else None
+
+    return landed

@@ -24,7 +24,7 @@ from bot.errors import (
 )
 from bot.messages import maintenance as messages
 from bot.messages.format import escape, truncate
-from bot.services import maintenance_forms, reminders, server_times
+from bot.services import drafts, maintenance_forms, reminders, server_times
 from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.maintenance_forms import CancelForm, ScheduleForm
@@ -464,8 +464,13 @@ class MaintenanceService(OverrunButtons, FeatureService):
         try:
             await self.backend.cancel(window.upstream_id)
         except AlreadyResolved:
-            # The status page has closed it already: the store follows, and the person still
-            # sees the upstream Message verbatim (unless someone here cancelled it first).
+            # Someone here cancelled it at the same moment and the status page took theirs
+            # first: this person hears who and when, and is never recorded as the canceller.
+            rival = await drafts.rival_outcome(self.ctx, DraftKind.CANCEL, "window_id", window.id, _cancelled(window.id))
+            if rival is not None:
+                raise NotFound(messages.already_cancelled(rival)) from None
+            # Closed on the status page itself: the store follows, and the person still sees
+            # the upstream Message verbatim (unless someone here cancelled it first).
             await self._close(window.id, user_id=user_id, note=form.note)
             raise
         window, warning = await self._close(window.id, user_id=user_id, note=form.note)
@@ -532,3 +537,13 @@ class MaintenanceService(OverrunButtons, FeatureService):
         return await self.ctx.channel.after_upstream(
             step, what=f"maintenance #{window_id}", upstream=self.backend.service, then="Reminders still follow the window."
         )
+
+
+def _cancelled(window_id: int):
+    """The window once someone's cancel of it is recorded (`drafts.rival_outcome`)."""
+
+    async def landed(session) -> MaintenanceWindow | None:
+        window = await window_store.get_window(session, window_id)
+        return window if window.state == WindowState.CANCELLED else None
+
+    return landed

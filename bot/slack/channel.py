@@ -218,18 +218,27 @@ class Channel:
     async def find_reply(self, at: Posted, event_type: str, payload: dict) -> str | None:
         """The ts of a reply in the thread tagged with this metadata, or None. Unreadable
         thread: None too, as posting twice is better than never."""
+        return await self._find_in_thread(at, lambda m: _carries(m, event_type, payload), metadata=True)
+
+    async def _find_in_thread(self, at: Posted, match: Callable[[dict], bool], *, metadata: bool = False) -> str | None:
+        """The ts of the first message in the thread at `at` that `match`es, page by page;
+        None when none does or the thread cannot be read (the callers post rather than skip)."""
         cursor = None
         try:
             while True:
                 page = await self.outbox.call(
                     "conversations.replies",
                     lambda cursor=cursor: self.sender.conversations_replies(
-                        channel=at.channel, ts=at.ts, include_all_metadata=True, limit=200, cursor=cursor
+                        channel=at.channel,
+                        ts=at.ts,
+                        limit=200,
+                        cursor=cursor,
+                        **({"include_all_metadata": True} if metadata else {}),
                     ),
                     channel=at.channel,
                 )
                 for message in page.get("messages", []):
-                    if _carries(message, event_type, payload):
+                    if match(message):
                         return message.get("ts")
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
                 if not cursor:
@@ -297,25 +306,7 @@ class Channel:
     async def find_file(self, at: Posted, filename: str) -> str | None:
         """The ts of a message of the bot's in the thread sharing a file named `filename`, or
         None (also when the thread is unreadable: sharing twice is better than never)."""
-        cursor = None
-        try:
-            while True:
-                page = await self.outbox.call(
-                    "conversations.replies",
-                    lambda cursor=cursor: self.sender.conversations_replies(
-                        channel=at.channel, ts=at.ts, limit=200, cursor=cursor
-                    ),
-                    channel=at.channel,
-                )
-                for message in page.get("messages", []):
-                    if any(f.get("name") == filename for f in message.get("files") or []):
-                        return message.get("ts")
-                cursor = (page.get("response_metadata") or {}).get("next_cursor")
-                if not cursor:
-                    return None
-        except SlackApiError as exc:
-            log.warning("could not read the thread %s: %s", at.ts, slack_error(exc))
-            return None
+        return await self._find_in_thread(at, lambda m: any(f.get("name") == filename for f in m.get("files") or []))
 
     async def after_upstream(self, step: Callable[[], Awaitable[Any]], *, what: str, upstream: str, then: str) -> str | None:
         """Run the Slack side of a change `upstream` already took. Slack refusing it is

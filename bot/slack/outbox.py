@@ -90,6 +90,10 @@ SLACK_RATES: dict[str, Rate] = {
     "conversations.members": Rate(per_second=TIER_4, burst=8),
     "views.publish": Rate(per_second=TIER_4, burst=8),
     "chat.getPermalink": Rate(per_second=TIER_4, burst=8),
+    # Not in ../shared/slack: Slack's method pages give both file-upload steps Tier 4 (the
+    # fake meters them so too, `EXTRA_METHOD_TIERS`).
+    "files.getUploadURLExternal": Rate(per_second=TIER_4, burst=8),
+    "files.completeUploadExternal": Rate(per_second=TIER_4, burst=8),
 }
 
 
