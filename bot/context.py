@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -45,6 +45,20 @@ MAX_PERMALINKS = 2000
 #: replay guard for the listener it runs: a draft kept by that listener records it, so a
 #: Submit pressed again after a crash is told apart from a replay.
 SUBMISSION_KEY: ContextVar[str | None] = ContextVar("sitrep_submission_key", default=None)
+
+
+class FormKey(Protocol):
+    """A form Submit's key, not recorded yet (`bot.inbound.replays.FormKey`)."""
+
+    async def record_with(self, write: Callable[[Any], Awaitable[Any]]) -> Any:
+        """`write(session)`'s result, committed in one transaction with the key; raises
+        `bot.errors.Replayed` when an earlier delivery of the Submit has the key."""
+
+
+#: Set by the replay guard for a form's Submit: the listener's draft is kept in the same
+#: transaction as the key (one write before the ack); a listener that keeps none before its
+#: ack has the key recorded then (`bot.app.TimedAck`).
+FORM_KEY: ContextVar[FormKey | None] = ContextVar("sitrep_form_key", default=None)
 
 
 log = logging.getLogger(__name__)
