@@ -14,8 +14,9 @@
   uvicorn), so neither shares a GIL with the load, which this process makes over raw
   keep-alive connections. The load average before and after is printed: the machine is shared.
 * `submit`: the ack of a declare's view submission (Submit on the modal: its replay key and
-  draft are kept before the ack), as a signed HTTP request and the time to its whole answer,
-  against the same bare Bolt app acking a submission, both apps as processes as above.
+  draft are kept before the ack, in one transaction), as a signed HTTP request and the time
+  to its whole answer, against the same bare Bolt app acking a submission, both apps as
+  processes as above.
   Each submission is let finish (status page, announcement, answer) before the next.
 
 The reminder path from "due" to "posted" against its two Slack calls is in

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 
@@ -25,10 +26,11 @@ from starlette.routing import Route
 
 import handlers
 from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
+from bot.errors import Replayed
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import PARSED_BODY, SlackEdge
 from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
-from bot.inbound.replays import ForgetShownAgain, ReplayGuard
+from bot.inbound.replays import ReplayGuard
 from bot.messages.sandbox import answer_in_sandbox
 from bot.ops import logs
 from bot.ops.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -61,7 +63,6 @@ def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> As
     # Before any listener: the payload parsed once, the log context, the ack's deadline and
     # timer, and the replay guard (a replayed or retried request is acked, not acted on again).
     app.use(FirstMiddleware(ctx, ReplayGuard(ctx, repeatable=handlers.repeatable)))
-    app.listener_runner.listener_completion_handler = ForgetShownAgain(ctx)
     handlers.register(app, ctx)
     return app
 
@@ -91,14 +92,25 @@ class FirstMiddleware(AsyncMiddleware):
 
 class TimedAck(AsyncAck):
     """Bolt's ack, observing the time from the request reaching Bolt to its first ack; in the
-    sandbox a private answer in the ack (help, a list, an error) says sandbox too."""
+    sandbox a private answer in the ack (help, a list, an error) says sandbox too. `before`,
+    when the replay guard sets it (`FormKey.before_ack`), runs first with the ack's arguments:
+    a form's key not written with a draft is written then, and a replay is acked plainly and
+    stopped (`Replayed` raised to the listener)."""
 
     def __init__(self, metrics: Metrics, kind: str, name: str, *, sandbox: bool = False) -> None:
         super().__init__()
         self._observe = (metrics, kind, name, time.perf_counter())
         self._sandbox = sandbox
+        self.before: Callable[[dict], Awaitable[None]] | None = None
 
     async def __call__(self, *args, **kwargs):
+        if self.before is not None:
+            before, self.before = self.before, None
+            try:
+                await before(kwargs)
+            except Replayed:
+                await super().__call__()
+                raise
         if self._sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
             kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
         answer = await super().__call__(*args, **kwargs)

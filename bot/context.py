@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Protocol
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -24,6 +24,7 @@ from bot.settings import Settings
 from bot.slack.channel import Channel, unpaced_client
 from bot.slack.members import Memberships
 from bot.slack.outbox import Outbox, Rate, Reserve, scaled_rates
+from bot.slack.people import Names
 from store.db import Database
 from store.pace import reserve_slot
 from store.reminders import STALE_CLAIM
@@ -44,6 +45,20 @@ MAX_PERMALINKS = 2000
 #: replay guard for the listener it runs: a draft kept by that listener records it, so a
 #: Submit pressed again after a crash is told apart from a replay.
 SUBMISSION_KEY: ContextVar[str | None] = ContextVar("sitrep_submission_key", default=None)
+
+
+class FormKey(Protocol):
+    """A form Submit's key, not recorded yet (`bot.inbound.replays.FormKey`)."""
+
+    async def record_with(self, write: Callable[[Any], Awaitable[Any]]) -> Any:
+        """`write(session)`'s result, committed in one transaction with the key; raises
+        `bot.errors.Replayed` when an earlier delivery of the Submit has the key."""
+
+
+#: Set by the replay guard for a form's Submit: the listener's draft is kept in the same
+#: transaction as the key (one write before the ack); a listener that keeps none before its
+#: ack has the key recorded then (`bot.app.TimedAck`).
+FORM_KEY: ContextVar[FormKey | None] = ContextVar("sitrep_form_key", default=None)
 
 
 log = logging.getLogger(__name__)
@@ -183,6 +198,7 @@ class AppContext:
     #: tab asks once per message, not once per open (`remember_permalink` bounds it).
     permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     _memberships: Memberships | None = field(default=None, repr=False)
+    _names: Names | None = field(default=None, repr=False)
 
     @property
     def memberships(self) -> Memberships:
@@ -190,6 +206,13 @@ class AppContext:
         if self._memberships is None:
             self._memberships = Memberships(lambda: self.sender, lambda: self.outbox, lambda: self.clock())
         return self._memberships
+
+    @property
+    def names(self) -> Names:
+        """People's display names, as Slack gives them (text that cannot carry a mention)."""
+        if self._names is None:
+            self._names = Names(lambda: self.sender, lambda: self.outbox, lambda: self.clock())
+        return self._names
 
     def remember_permalink(self, channel: str, ts: str, link: str) -> None:
         self.permalinks[(channel, ts)] = link

@@ -33,7 +33,8 @@ characters. Sitrep errors come from the services and are rendered by ``handlers/
         ├── ClaimLost            (`bot.slack.posts`) a claimed post's claim was taken over: not sent
         ├── RateLimited          Slack answered 429 to a post that hands its claim back
         ├── AnnouncementBusy     another replica is posting the parent message right now
-        └── Skip                 a post no longer worth sending: recorded as skipped
+        ├── Skip                 a post no longer worth sending: recorded as skipped
+        └── Replayed             (`bot.inbound.replays`) a form's Submit already acted on: a plain ack
 
 The store's own `store.db.StoreTimeout` stays below this floor (the store imports nothing of
 the bot); the drafts turn it into `DatabaseBusy` or `NotStored`. The redaction helpers
@@ -70,6 +71,7 @@ __all__ = [
     "RateLimited",
     "AnnouncementBusy",
     "Skip",
+    "Replayed",
 ]
 
 
@@ -296,3 +298,8 @@ class AnnouncementBusy(Signal):
 class Skip(Signal):
     """Raised by a message builder: the post is not worth sending any more (its window
     ended or was cancelled meanwhile); the claim is recorded as skipped."""
+
+
+class Replayed(Signal):
+    """A form's Submit found its key recorded by an earlier delivery (a replay, a Slack retry)
+    when it went to keep its draft or to ack: answered with a plain ack, and nothing else."""

@@ -17,6 +17,7 @@ from bot.services.outcomes import Outcome
 from handlers.draft_views import unknown_answer
 from handlers.errors import renders_errors
 from handlers.ids import DraftAction, DraftCallback
+from handlers.opening import open_form
 from handlers.payload import Interaction
 
 #: Edit and It exists: link it only open a form (see `handlers.incident.listeners.OPENS_A_FORM`).
@@ -69,12 +70,18 @@ def register(app: AsyncApp, ctx: AppContext, owners: Mapping[str, Any]) -> None:
         await handlers.send_kept(DraftAction(it.action_id), draft_id, it)
 
     async def edit(ack, it: Interaction) -> None:
-        draft_id, handlers = await owner_of(it)
-        await handlers.reopen_draft(ack, draft_id, it)
+        async def draft_view() -> dict:
+            draft_id, handlers = await owner_of(it)
+            return await handlers.draft_view(draft_id, it)
+
+        await open_form(ctx, ack, it, draft_view(), title="Edit what you typed")
 
     async def link(ack, it: Interaction) -> None:
-        draft_id, handlers = await owner_of(it)
-        await handlers.open_link(ack, draft_id, it)
+        async def link_view() -> dict:
+            draft_id, handlers = await owner_of(it)
+            return await handlers.link_view(draft_id, it)
+
+        await open_form(ctx, ack, it, link_view(), title="It exists: link it")
 
     async def submit_link(ack, it: Interaction) -> None:
         draft = it.metadata.get("draft")

@@ -16,6 +16,7 @@ from bot.errors import (
     DatabaseBusy,
     InputInvalid,
     NotStored,
+    Replayed,
     SitrepError,
     SubmissionFailed,
     SubmissionUnknown,
@@ -171,16 +172,8 @@ def plain_answer(exc: Exception) -> str:
     return ":warning: Something went wrong on our side; it has been logged. Please try again."
 
 
-async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Interaction) -> None:
-    if isinstance(exc, InputInvalid) and not ack.done and it.type == "view_submission":
-        await ack(response_action="errors", errors=exc.errors)
-        return
-    if isinstance(exc, SlackApiError) and slack_error(exc) == "exchanged_trigger_id":
-        # Slack spends a trigger once: an earlier delivery of this very request (a retry, or a
-        # replay another replica took) opened the form already. The person has it: say nothing.
-        log.info("the form was opened already by an earlier delivery of this request")
-        await ack()
-        return
+def error_answer(exc: Exception, it: Interaction) -> tuple[str, list[dict]]:
+    """What the person reads about `exc` (and the operator's log line, when it is theirs)."""
     if is_store_failure(exc):
         # The database failing is no bug in sitrep: one line for the operator, its reason for
         # the person, no traceback (an outage would write one per request).
@@ -192,16 +185,31 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
     elif not isinstance(exc, (SitrepError, UpstreamError, SlackApiError)):
         log.exception("unexpected error in a listener", exc_info=exc)
     if isinstance(exc, SubmissionFailed):
-        text, blocks = failure_answer(exc)
-    elif isinstance(exc, SubmissionUnknown):
-        text, blocks = unknown_answer(exc)
-    elif isinstance(exc, NotStored):
-        text, blocks = not_stored_answer(exc)
-    elif isinstance(exc, DatabaseBusy):
-        text, blocks = busy_answer(exc, it)
-    else:
-        text = plain_answer(exc)
-        blocks = [section(text)]
+        return failure_answer(exc)
+    if isinstance(exc, SubmissionUnknown):
+        return unknown_answer(exc)
+    if isinstance(exc, NotStored):
+        return not_stored_answer(exc)
+    if isinstance(exc, DatabaseBusy):
+        return busy_answer(exc, it)
+    text = plain_answer(exc)
+    return text, [section(text)]
+
+
+async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Interaction) -> None:
+    if isinstance(exc, Replayed):
+        await ack()  # an earlier delivery of this Submit acts on it: a plain ack, nothing said
+        return
+    if isinstance(exc, InputInvalid) and not ack.done and it.type == "view_submission":
+        await ack(response_action="errors", errors=exc.errors)
+        return
+    if isinstance(exc, SlackApiError) and slack_error(exc) == "exchanged_trigger_id":
+        # Slack spends a trigger once: an earlier delivery of this very request (a retry, or a
+        # replay another replica took) opened the form already. The person has it: say nothing.
+        log.info("the form was opened already by an earlier delivery of this request")
+        await ack()
+        return
+    text, blocks = error_answer(exc, it)
     if not ack.done and it.is_command:
         await ack(text=text, blocks=blocks, response_type="ephemeral")
         return

@@ -68,14 +68,16 @@ class FeatureHandlers:
 
     # --- an unknown outcome's link --------------------------------------------------------
 
-    async def open_link(self, ack, draft_id: int, it: Interaction) -> None:
+    async def draft_view(self, draft_id: int, it: Interaction) -> dict:
+        """The form of a kept draft, with what was typed (*Edit*)."""
+        raise NotImplementedError
+
+    async def link_view(self, draft_id: int, it: Interaction) -> dict:
         self.service.require_enabled()
         self.service.require_allowed(it.user_id)
         kind, form = await self.service.reopen(draft_id)
         choices = self.service.unknown_choices(kind)
-        await ack()
-        view = link_modal(draft_id, kind=kind, service=choices.service, summary=form.summary(), channel_id=it.channel_id)
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+        return link_modal(draft_id, kind=kind, service=choices.service, summary=form.summary(), channel_id=it.channel_id)
 
     async def submit_link(self, ack, draft_id: int, it: Interaction) -> None:
         """The ID's problems come back inside the modal (what was pasted stays); then the

@@ -45,6 +45,25 @@ async def occurrences_of(session: AsyncSession, series_id: int) -> dict[int, Ser
     return {row.index: row for row in rows}
 
 
+async def titles_being_created(session: AsyncSession, backend: str) -> set[str]:
+    """The titles of the series with an occurrence being created (claimed, not settled).
+
+    The sync leaves a listed window with one of these titles alone: it may be that
+    occurrence, made upstream by a replica not yet answered (or killed mid-create), and the
+    claim's holder, or whoever takes the claim over, stores and announces it as the series'.
+    Adopted instead, it would be announced as a window made outside Slack, and a roll storing
+    it meanwhile would collide with the adoption and strand its claim. Read after the list:
+    a window listed was made after its claim was written, so its claim is then either still
+    being created or settled with the window stored."""
+    query = (
+        select(MaintenanceSeries.title)
+        .join(SeriesOccurrence, SeriesOccurrence.series_id == MaintenanceSeries.id)
+        .where(MaintenanceSeries.backend == backend, SeriesOccurrence.state == OccurrenceState.CREATING)
+        .distinct()
+    )
+    return set((await session.scalars(query)).all())
+
+
 async def claim(session: AsyncSession, series_id: int, index: int, *, instance: str) -> bool:
     """Claim the creation of one occurrence: the first insert wins, on every replica."""
     try:

@@ -121,6 +121,15 @@ class ReminderKind(StrEnum):
     """An incident's postmortem draft shared as a file in its thread, one per incident:
     written claimed with the resolution or by `/incident postmortem`, whichever is first
     (`bot.services.postmortem`)."""
+    POSTMORTEM_FINAL = "postmortem_final"
+    """The postmortem as resolved, shared as a second file in the thread: written with the
+    resolution when the draft was shared before it (the resolve's figures exist only then)."""
+    CANVAS = "canvas"
+    """The postmortem draft as the canvas of the incident's own channel, one per incident:
+    written with the `postmortem` row (its `message_ts` holds the canvas's ID)."""
+    CANVAS_FINAL = "canvas_final"
+    """The canvas's text replaced by the postmortem as resolved: written with the resolution
+    when the canvas was made before it."""
     DIGEST = "digest"
     """The weekly digest in SITREP_CHANNEL at SITREP_DIGEST's time (one row a week, planned
     a week ahead; `store.models.WeeklyDigest` makes it one)."""
@@ -135,6 +144,9 @@ class ReminderKind(StrEnum):
             ReminderKind.DIGEST,
             ReminderKind.LEAD,
             ReminderKind.POSTMORTEM,
+            ReminderKind.POSTMORTEM_FINAL,
+            ReminderKind.CANVAS,
+            ReminderKind.CANVAS_FINAL,
         )
 
     @property

@@ -14,10 +14,16 @@ from store.dbclock import db_utc_now
 from store.models import Draft, SeenSubmission
 
 
+def add(session: AsyncSession, key: str) -> None:
+    """Record `key` in the caller's transaction (with the draft it keeps): its commit raises
+    `IntegrityError` when the key was there already (a replay)."""
+    session.add(SeenSubmission(key=key, seen_at=db_utc_now()))
+
+
 async def remember(session: AsyncSession, key: str) -> bool:
     """Record `key`; False when it was already there (a replay). Commits: the key must be
     visible to every other process before anyone acts on the request."""
-    session.add(SeenSubmission(key=key, seen_at=db_utc_now()))
+    add(session, key)
     try:
         await session.commit()
     except IntegrityError:

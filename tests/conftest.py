@@ -25,6 +25,9 @@ from tests.support.harness import (
 from tests.support.postgres import PostgresDatabases, unreachable
 from tests.support.process import SPEC_VARIABLES
 
+#: `web_slack` and `web_client`: a fake Slack of a test's own, for the fake's own tests.
+pytest_plugins = ["tests.support.fake_web"]
+
 TEST_SPEEDUP = 10
 
 

@@ -5,7 +5,6 @@ window has one announcement and one "started" reply. On a SQLite file and on Pos
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -14,12 +13,11 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from store.db import Database
 from store.models import MaintenanceWindow, Reminder
 from store.states import ReminderKind
 from tests.support.harness import CHANNEL, free_port
 from tests.support.maintenance import announcements
-from tests.support.process import sitrep, start_sitrep, wait_healthy
+from tests.support.process import in_store, migrated_appfirst_env, start_sitrep, wait_healthy
 
 pytestmark = pytest.mark.both_databases
 
@@ -28,24 +26,19 @@ def stored_unannounced(database_url: str, windows: list[tuple[int, datetime]]) -
     """Windows made in AppFirst, stored by an earlier sync beyond the horizon: no
     announcement yet, their "started" and "ended" reminders planned."""
 
-    async def go():
-        db = Database(database_url)
-        try:
-            async with db.session() as session, session.begin():
-                now = datetime.now(UTC)
-                for upstream_id, start in windows:
-                    window = MaintenanceWindow(
-                        backend="appfirst", upstream_id=str(upstream_id), title=f"Planned {upstream_id}", start=start,
-                        end=start + timedelta(hours=1), servers=[1], channel_id=CHANNEL, created_at=now, updated_at=now,
-                    )  # fmt: skip
-                    session.add(window)
-                    await session.flush()
-                    session.add(Reminder(window_id=window.id, kind=ReminderKind.STARTED, due_at=start))
-                    session.add(Reminder(window_id=window.id, kind=ReminderKind.ENDED, due_at=window.end))
-        finally:
-            await db.dispose()
+    async def store(session) -> None:
+        now = datetime.now(UTC)
+        for upstream_id, start in windows:
+            window = MaintenanceWindow(
+                backend="appfirst", upstream_id=str(upstream_id), title=f"Planned {upstream_id}", start=start,
+                end=start + timedelta(hours=1), servers=[1], channel_id=CHANNEL, created_at=now, updated_at=now,
+            )  # fmt: skip
+            session.add(window)
+            await session.flush()
+            session.add(Reminder(window_id=window.id, kind=ReminderKind.STARTED, due_at=start))
+            session.add(Reminder(window_id=window.id, kind=ReminderKind.ENDED, due_at=window.end))
 
-    asyncio.run(go())
+    in_store(database_url, store)
 
 
 def started_replies(slack) -> list[dict]:
@@ -61,29 +54,18 @@ def first_sync_done(port: str) -> bool:
 def all_recorded(database_url: str) -> bool:
     """Every window's announcement and every "started" reply due so far stored as posted."""
 
-    async def go():
-        db = Database(database_url)
-        try:
-            async with db.session() as session:
-                unannounced = await session.scalar(
-                    select(func.count()).select_from(MaintenanceWindow).where(MaintenanceWindow.message_ts.is_(None))
-                )
-                started = (await session.execute(select(Reminder.state).where(Reminder.kind == ReminderKind.STARTED))).scalars()
-                return unannounced == 0 and sorted(started) == ["pending", "pending", "posted", "posted"]
-        finally:
-            await db.dispose()
+    async def read(session) -> bool:
+        unannounced = await session.scalar(
+            select(func.count()).select_from(MaintenanceWindow).where(MaintenanceWindow.message_ts.is_(None))
+        )
+        started = (await session.execute(select(Reminder.state).where(Reminder.kind == ReminderKind.STARTED))).scalars()
+        return unannounced == 0 and sorted(started) == ["pending", "pending", "posted", "posted"]
 
-    return asyncio.run(go())
+    return in_store(database_url, read)
 
 
 def test_two_processes_announce_and_remind_each_window_once(full_env, database_url, tmp_path, slack, appfirst):
-    env = full_env | {
-        "DATABASE_URL": database_url,
-        "MAINTENANCE_BACKEND": "appfirst",
-        "SITREP_REMINDER_LEAD": "0",
-        "SITREP_OVERRUN_WARNING": "0",
-    }
-    assert sitrep("migrate", env=env, cwd=tmp_path).returncode == 0
+    env = migrated_appfirst_env(full_env, database_url, tmp_path, SITREP_REMINDER_LEAD="0", SITREP_OVERRUN_WARNING="0")
     now = datetime.now(UTC).replace(microsecond=0)
     soon, later = now + timedelta(seconds=12), now + timedelta(days=2)  # a start during the test; one ahead
     windows = [(appfirst.add_window(start, start + timedelta(hours=1), reason=f"Planned {n}", servers=[1]), start)

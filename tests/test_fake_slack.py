@@ -7,7 +7,6 @@ import json
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from urllib.parse import parse_qs
 
 import httpx
@@ -27,17 +26,6 @@ from tests.support.fakes.slack_api import FakeSlack, Malformed, SlackCall, Tiers
 from tests.support.slack_limits import ack_problems
 
 TOKEN = "xoxb-test-token"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(slack: FakeSlack) -> AsyncIterator[AsyncWebClient]:
-    yield AsyncWebClient(token=TOKEN, base_url=slack.url)
 
 
 def section(text: str) -> dict:
@@ -64,12 +52,14 @@ async def api_error(awaitable) -> str:
 # ----------------------------------------------------------------- messages
 
 
-async def test_post_update_replies_round_trip_metadata(slack: FakeSlack, client: AsyncWebClient):
+async def test_post_update_replies_round_trip_metadata(web_slack: FakeSlack, web_client: AsyncWebClient):
     metadata = {"event_type": "incident_opened", "event_payload": {"id": "INC-1"}}
-    parent = await client.chat_postMessage(channel="C1", text="Incident INC-1", blocks=[section("*INC-1*")], metadata=metadata)
+    parent = await web_client.chat_postMessage(
+        channel="C1", text="Incident INC-1", blocks=[section("*INC-1*")], metadata=metadata
+    )
     assert parent["ok"] and parent["channel"] == "C1"
     assert parent["message"]["metadata"] == metadata
-    reply = await client.chat_postMessage(
+    reply = await web_client.chat_postMessage(
         channel="C1",
         thread_ts=parent["ts"],
         text="update 1",
@@ -77,10 +67,12 @@ async def test_post_update_replies_round_trip_metadata(slack: FakeSlack, client:
     )
     assert float(reply["ts"]) > float(parent["ts"])
 
-    updated = await client.chat_update(channel="C1", ts=parent["ts"], text="Incident INC-1 (resolved)", blocks=[section("done")])
+    updated = await web_client.chat_update(
+        channel="C1", ts=parent["ts"], text="Incident INC-1 (resolved)", blocks=[section("done")]
+    )
     assert updated["ts"] == parent["ts"] and updated["text"] == "Incident INC-1 (resolved)"
 
-    replies = await client.conversations_replies(channel="C1", ts=parent["ts"], include_all_metadata=True)
+    replies = await web_client.conversations_replies(channel="C1", ts=parent["ts"], include_all_metadata=True)
     assert [m["ts"] for m in replies["messages"]] == [parent["ts"], reply["ts"]]
     assert replies["messages"][0]["metadata"] == metadata
     assert replies["messages"][0]["text"] == "Incident INC-1 (resolved)"
@@ -89,117 +81,117 @@ async def test_post_update_replies_round_trip_metadata(slack: FakeSlack, client:
     assert replies["has_more"] is False
     assert replies["response_metadata"]["next_cursor"] == ""
 
-    without = await client.conversations_replies(channel="C1", ts=parent["ts"])
+    without = await web_client.conversations_replies(channel="C1", ts=parent["ts"])
     assert all("metadata" not in m for m in without["messages"])
 
-    assert [m["ts"] for m in slack.messages("C1")] == [parent["ts"], reply["ts"]]
-    assert [m["ts"] for m in slack.thread("C1", parent["ts"])] == [reply["ts"]]
-    assert slack.message("C1", parent["ts"])["blocks"] == [section("done")]
-    assert slack.calls_to("chat.update")[0]["blocks"] == [section("done")]
-    assert slack.violations == []
+    assert [m["ts"] for m in web_slack.messages("C1")] == [parent["ts"], reply["ts"]]
+    assert [m["ts"] for m in web_slack.thread("C1", parent["ts"])] == [reply["ts"]]
+    assert web_slack.message("C1", parent["ts"])["blocks"] == [section("done")]
+    assert web_slack.calls_to("chat.update")[0]["blocks"] == [section("done")]
+    assert web_slack.violations == []
 
 
-async def test_ts_format_is_slack_like_and_increasing(client: AsyncWebClient):
-    stamps = [(await client.chat_postMessage(channel="C1", text=str(i)))["ts"] for i in range(3)]
+async def test_ts_format_is_slack_like_and_increasing(web_client: AsyncWebClient):
+    stamps = [(await web_client.chat_postMessage(channel="C1", text=str(i)))["ts"] for i in range(3)]
     assert stamps == sorted(stamps, key=float) and len(set(stamps)) == 3
     seconds, micros = stamps[0].split(".")
     assert len(seconds) == 10 and len(micros) == 6
 
 
-async def test_history_hides_replies_unless_broadcast(slack: FakeSlack, client: AsyncWebClient):
-    parent = await client.chat_postMessage(channel="C1", text="parent")
-    await client.chat_postMessage(channel="C1", thread_ts=parent["ts"], text="quiet")
-    loud = await client.chat_postMessage(channel="C1", thread_ts=parent["ts"], text="loud", reply_broadcast=True)
-    history = await client.conversations_history(channel="C1")
+async def test_history_hides_replies_unless_broadcast(web_slack: FakeSlack, web_client: AsyncWebClient):
+    parent = await web_client.chat_postMessage(channel="C1", text="parent")
+    await web_client.chat_postMessage(channel="C1", thread_ts=parent["ts"], text="quiet")
+    loud = await web_client.chat_postMessage(channel="C1", thread_ts=parent["ts"], text="loud", reply_broadcast=True)
+    history = await web_client.conversations_history(channel="C1")
     assert [m["ts"] for m in history["messages"]] == [loud["ts"], parent["ts"]]
-    assert len(slack.messages("C1")) == 3
+    assert len(web_slack.messages("C1")) == 3
 
 
-async def test_update_and_replies_of_unknown_message(client: AsyncWebClient):
-    assert await api_error(client.chat_update(channel="C1", ts="1.000001", text="x")) == "message_not_found"
-    assert await api_error(client.conversations_replies(channel="C1", ts="1.000001")) == "thread_not_found"
+async def test_update_and_replies_of_unknown_message(web_client: AsyncWebClient):
+    assert await api_error(web_client.chat_update(channel="C1", ts="1.000001", text="x")) == "message_not_found"
+    assert await api_error(web_client.conversations_replies(channel="C1", ts="1.000001")) == "thread_not_found"
 
 
-async def test_post_to_user_lands_in_dm(slack: FakeSlack, client: AsyncWebClient):
-    resp = await client.chat_postMessage(channel="U42", text="psst")
+async def test_post_to_user_lands_in_dm(web_slack: FakeSlack, web_client: AsyncWebClient):
+    resp = await web_client.chat_postMessage(channel="U42", text="psst")
     assert resp["channel"] == "DU42"
-    assert slack.messages("U42")[0]["text"] == "psst"
+    assert web_slack.messages("U42")[0]["text"] == "psst"
 
 
-async def test_ephemeral_permalink_and_user(slack: FakeSlack, client: AsyncWebClient):
-    eph = await client.chat_postEphemeral(channel="C1", user="U1", text="only you")
+async def test_ephemeral_permalink_and_user(web_slack: FakeSlack, web_client: AsyncWebClient):
+    eph = await web_client.chat_postEphemeral(channel="C1", user="U1", text="only you")
     assert eph["message_ts"]
-    assert slack.ephemerals("C1")[0]["user"] == "U1"
-    ts = slack.person_posts("C1", "someone said this")
-    link = await client.chat_getPermalink(channel="C1", message_ts=ts)
+    assert web_slack.ephemerals("C1")[0]["user"] == "U1"
+    ts = web_slack.person_posts("C1", "someone said this")
+    link = await web_client.chat_getPermalink(channel="C1", message_ts=ts)
     assert link["permalink"] == f"https://example.slack.com/archives/C1/p{ts.replace('.', '')}"
-    user = await client.users_info(user="U1")
+    user = await web_client.users_info(user="U1")
     assert user["user"]["tz"] == "America/New_York"
     assert isinstance(user["user"]["tz_offset"], int) and user["user"]["real_name"]
 
 
 async def test_permalink_of_a_message_slack_does_not_have_or_the_bot_cannot_see_is_refused(
-    slack: FakeSlack, client: AsyncWebClient
+    web_slack: FakeSlack, web_client: AsyncWebClient
 ):
-    assert await api_error(client.chat_getPermalink(channel="C1", message_ts="1699999999.000001")) == "message_not_found"
-    ts = slack.person_posts("G1", "in a private channel the bot is not in")
-    slack.hidden_channels.add("G1")
-    assert await api_error(client.chat_getPermalink(channel="G1", message_ts=ts)) == "channel_not_found"
-    assert slack.violations == []
+    assert await api_error(web_client.chat_getPermalink(channel="C1", message_ts="1699999999.000001")) == "message_not_found"
+    ts = web_slack.person_posts("G1", "in a private channel the bot is not in")
+    web_slack.hidden_channels.add("G1")
+    assert await api_error(web_client.chat_getPermalink(channel="G1", message_ts=ts)) == "channel_not_found"
+    assert web_slack.violations == []
 
 
-async def test_form_encoded_and_query_args_are_parsed(slack: FakeSlack, client: AsyncWebClient):
+async def test_form_encoded_and_query_args_are_parsed(web_slack: FakeSlack, web_client: AsyncWebClient):
     """slack_sdk sends `data=` as a form body and POST `params=` in the query string."""
     blocks = [section("from a form")]
-    resp = await client.api_call("chat.postMessage", data={"channel": "C9", "text": "t", "blocks": json.dumps(blocks)})
+    resp = await web_client.api_call("chat.postMessage", data={"channel": "C9", "text": "t", "blocks": json.dumps(blocks)})
     assert resp["ok"]
-    assert slack.calls_to("chat.postMessage")[0]["blocks"] == blocks
-    await client.chat_meMessage(channel="C9", text="waves")
-    assert slack.calls_to("chat.meMessage") == [{"channel": "C9", "text": "waves"}]
-    assert slack.calls[-1] == SlackCall("chat.meMessage", {"channel": "C9", "text": "waves"}, TOKEN)
-    assert slack.violations == []
+    assert web_slack.calls_to("chat.postMessage")[0]["blocks"] == blocks
+    await web_client.chat_meMessage(channel="C9", text="waves")
+    assert web_slack.calls_to("chat.meMessage") == [{"channel": "C9", "text": "waves"}]
+    assert web_slack.calls[-1] == SlackCall("chat.meMessage", {"channel": "C9", "text": "waves"}, TOKEN)
+    assert web_slack.violations == []
 
 
 # --------------------------------------------------------------- validation
 
 
-async def test_unknown_argument_is_a_violation(slack: FakeSlack, client: AsyncWebClient):
-    error = await api_error(client.chat_postMessage(channel="C1", text="hi", colour="red"))
+async def test_unknown_argument_is_a_violation(web_slack: FakeSlack, web_client: AsyncWebClient):
+    error = await api_error(web_client.chat_postMessage(channel="C1", text="hi", colour="red"))
     assert error == "invalid_arguments"
-    assert any("'colour'" in v for v in slack.violations)
-    assert slack.messages("C1") == []
+    assert any("'colour'" in v for v in web_slack.violations)
+    assert web_slack.messages("C1") == []
 
 
-async def test_unknown_method(slack: FakeSlack, client: AsyncWebClient):
-    assert await api_error(client.api_call("chat.shout", json={"channel": "C1"})) == "unknown_method"
-    assert slack.violations == ["chat.shout: not a documented Slack method"]
+async def test_unknown_method(web_slack: FakeSlack, web_client: AsyncWebClient):
+    assert await api_error(web_client.api_call("chat.shout", json={"channel": "C1"})) == "unknown_method"
+    assert web_slack.violations == ["chat.shout: not a documented Slack method"]
 
 
-async def test_missing_required_argument(slack: FakeSlack, client: AsyncWebClient):
-    error = await api_error(client.api_call("chat.update", json={"channel": "C1", "text": "x"}))
+async def test_missing_required_argument(web_slack: FakeSlack, web_client: AsyncWebClient):
+    error = await api_error(web_client.api_call("chat.update", json={"channel": "C1", "text": "x"}))
     assert error == "invalid_arguments"
-    assert slack.violations == ["chat.update: missing required argument 'ts'"]
+    assert web_slack.violations == ["chat.update: missing required argument 'ts'"]
 
 
-async def test_link_names_is_refused(slack: FakeSlack, client: AsyncWebClient):
-    assert await api_error(client.chat_postMessage(channel="C1", text="@here", link_names=True)) == ("invalid_arguments")
-    assert any("link_names" in v for v in slack.violations)
+async def test_link_names_is_refused(web_slack: FakeSlack, web_client: AsyncWebClient):
+    assert await api_error(web_client.chat_postMessage(channel="C1", text="@here", link_names=True)) == ("invalid_arguments")
+    assert any("link_names" in v for v in web_slack.violations)
 
 
-async def test_bad_metadata_shape(slack: FakeSlack, client: AsyncWebClient):
-    error = await api_error(client.chat_postMessage(channel="C1", text="x", metadata={"id": 1}))
+async def test_bad_metadata_shape(web_slack: FakeSlack, web_client: AsyncWebClient):
+    error = await api_error(web_client.chat_postMessage(channel="C1", text="x", metadata={"id": 1}))
     assert error == "invalid_metadata_format"
-    assert len(slack.violations) == 2
+    assert len(web_slack.violations) == 2
 
 
-async def test_wrong_token(slack: FakeSlack):
-    other = AsyncWebClient(token="xoxb-wrong", base_url=slack.url)
+async def test_wrong_token(web_slack: FakeSlack):
+    other = AsyncWebClient(token="xoxb-wrong", base_url=web_slack.url)
     assert await api_error(other.auth_test()) == "invalid_auth"
     assert await api_error(other.chat_postMessage(channel="C1", text="x")) == "invalid_auth"
 
 
-async def test_auth_test(client: AsyncWebClient):
-    resp = await client.auth_test()
+async def test_auth_test(web_client: AsyncWebClient):
+    resp = await web_client.auth_test()
     assert (resp["user_id"], resp["bot_id"], resp["team"]) == ("UBOT", "BBOT", "Example")
     assert resp["url"].startswith("https://")
 
@@ -207,31 +199,31 @@ async def test_auth_test(client: AsyncWebClient):
 # ---------------------------------------------------------------- failures
 
 
-async def test_a_call_held_by_an_event_is_carried_out_only_once_it_is_set(slack: FakeSlack, client: AsyncWebClient):
+async def test_a_call_held_by_an_event_is_carried_out_only_once_it_is_set(web_slack: FakeSlack, web_client: AsyncWebClient):
     released = threading.Event()
-    slack.delay_next("chat.postMessage", released)
-    sending = asyncio.ensure_future(client.chat_postMessage(channel="C1", text="held"))
-    await slack.await_for(lambda: slack.held == 1)  # it arrived
-    assert slack.messages("C1") == [] and slack.calls_to("chat.postMessage") == [] and not sending.done()
+    web_slack.delay_next("chat.postMessage", released)
+    sending = asyncio.ensure_future(web_client.chat_postMessage(channel="C1", text="held"))
+    await web_slack.await_for(lambda: web_slack.held == 1)  # it arrived
+    assert web_slack.messages("C1") == [] and web_slack.calls_to("chat.postMessage") == [] and not sending.done()
     released.set()
-    assert (await sending)["ok"] and slack.messages("C1")[0]["text"] == "held"
+    assert (await sending)["ok"] and web_slack.messages("C1")[0]["text"] == "held"
 
 
-async def test_rate_limit_honours_retry_after(slack: FakeSlack, client: AsyncWebClient):
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
-    slack.fail_next("chat.postMessage", status=429, retry_after=1)
+async def test_rate_limit_honours_retry_after(web_slack: FakeSlack, web_client: AsyncWebClient):
+    web_client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+    web_slack.fail_next("chat.postMessage", status=429, retry_after=1)
     started = time.monotonic()
-    resp = await client.chat_postMessage(channel="C1", text="eventually")
+    resp = await web_client.chat_postMessage(channel="C1", text="eventually")
     assert resp["ok"]
     assert time.monotonic() - started >= 1.0
-    assert len(slack.calls_to("chat.postMessage")) == 2
-    assert len(slack.messages("C1")) == 1
+    assert len(web_slack.calls_to("chat.postMessage")) == 2
+    assert len(web_slack.messages("C1")) == 1
 
 
-async def test_rate_limit_without_retry_handler_surfaces(slack: FakeSlack, client: AsyncWebClient):
-    slack.fail_next("chat.postMessage", status=429, retry_after=7)
+async def test_rate_limit_without_retry_handler_surfaces(web_slack: FakeSlack, web_client: AsyncWebClient):
+    web_slack.fail_next("chat.postMessage", status=429, retry_after=7)
     with pytest.raises(SlackApiError) as info:
-        await client.chat_postMessage(channel="C1", text="x")
+        await web_client.chat_postMessage(channel="C1", text="x")
     assert info.value.response.status_code == 429
     assert info.value.response.headers["Retry-After"] == "7"
     assert info.value.response["error"] == "ratelimited"
@@ -257,37 +249,39 @@ async def refused(call) -> str | None:
     return None
 
 
-async def test_tiers_meter_chat_update_per_workspace_and_chat_post_message_per_channel(slack: FakeSlack, client):
+async def test_tiers_meter_chat_update_per_workspace_and_chat_post_message_per_channel(web_slack: FakeSlack, web_client):
     clock = Seconds()
-    parents = {c: (await client.chat_postMessage(channel=c, text="parent"))["ts"] for c in ("C1", "C2", "C3")}
-    slack.enforce(Tiers(post_per_second=1, post_burst=2, update_per_minute=60, update_burst=3), clock=clock)
+    parents = {c: (await web_client.chat_postMessage(channel=c, text="parent"))["ts"] for c in ("C1", "C2", "C3")}
+    web_slack.enforce(Tiers(post_per_second=1, post_burst=2, update_per_minute=60, update_burst=3), clock=clock)
     # Tier 3 counts the app's edits in the whole workspace: three channels share one meter.
-    edits = [refused(client.chat_update(channel=c, ts=ts, text="edit")) for c, ts in parents.items()]
+    edits = [refused(web_client.chat_update(channel=c, ts=ts, text="edit")) for c, ts in parents.items()]
     assert [await e for e in edits] == [None, None, None]
-    assert await refused(client.chat_update(channel="C1", ts=parents["C1"], text="edit")) == "1"
+    assert await refused(web_client.chat_update(channel="C1", ts=parents["C1"], text="edit")) == "1"
     # chat.postMessage's own limit is per channel: C1 full does not stop C2.
-    assert [await refused(client.chat_postMessage(channel="C1", text="x")) for _ in range(3)] == [None, None, "1"]
-    assert await refused(client.chat_postMessage(channel="C2", text="x")) is None
+    assert [await refused(web_client.chat_postMessage(channel="C1", text="x")) for _ in range(3)] == [None, None, "1"]
+    assert await refused(web_client.chat_postMessage(channel="C2", text="x")) is None
     clock.now += 1
-    assert await refused(client.chat_update(channel="C2", ts=parents["C2"], text="edit")) is None
+    assert await refused(web_client.chat_update(channel="C2", ts=parents["C2"], text="edit")) is None
 
 
 @pytest.mark.parametrize(
     ("method", "per_minute"),
     [("views.publish", 100), ("chat.getPermalink", 100), ("conversations.history", 50), ("conversations.members", 100)],
 )
-async def test_tiers_meter_every_method_at_its_documented_tier_across_channels(slack: FakeSlack, client, method, per_minute):
+async def test_tiers_meter_every_method_at_its_documented_tier_across_channels(
+    web_slack: FakeSlack, web_client, method, per_minute
+):
     # views.publish and conversations.members are Tier 4, conversations.history Tier 3 in their
     # documents; chat.getPermalink is "special" (paced as Tier 4, see Tiers).
     clock = Seconds()
-    ts = (await client.chat_postMessage(channel="C1", text="parent"))["ts"]
-    rooms = [slack.add_channel(f"room-{i}") for i in range(6)]
-    slack.enforce(Tiers(burst=2), clock=clock)
+    ts = (await web_client.chat_postMessage(channel="C1", text="parent"))["ts"]
+    rooms = [web_slack.add_channel(f"room-{i}") for i in range(6)]
+    web_slack.enforce(Tiers(burst=2), clock=clock)
     calls = {
-        "views.publish": lambda i: client.views_publish(user_id=f"U{i}", view={"type": "home", "blocks": []}),
-        "chat.getPermalink": lambda i: client.chat_getPermalink(channel="C1", message_ts=ts),
-        "conversations.history": lambda i: client.conversations_history(channel=rooms[i]),
-        "conversations.members": lambda i: client.conversations_members(channel=rooms[i]),
+        "views.publish": lambda i: web_client.views_publish(user_id=f"U{i}", view={"type": "home", "blocks": []}),
+        "chat.getPermalink": lambda i: web_client.chat_getPermalink(channel="C1", message_ts=ts),
+        "conversations.history": lambda i: web_client.conversations_history(channel=rooms[i]),
+        "conversations.members": lambda i: web_client.conversations_members(channel=rooms[i]),
     }[method]
     wait = str(math.ceil(60 / per_minute))  # Retry-After: whole seconds until the next call may go
     assert [await refused(calls(i)) for i in range(3)] == [None, None, wait]  # other users and channels alike
@@ -296,70 +290,70 @@ async def test_tiers_meter_every_method_at_its_documented_tier_across_channels(s
     assert await refused(calls(5)) is not None
 
 
-async def test_fail_next_queues_per_method(slack: FakeSlack, client: AsyncWebClient):
-    slack.fail_next("chat.update", error="message_not_found")
-    slack.fail_next("chat.postMessage", error="channel_not_found")
-    slack.fail_next("chat.postMessage", error="not_in_channel", status=200)
-    assert await api_error(client.chat_postMessage(channel="C1", text="a")) == "channel_not_found"
-    assert await api_error(client.chat_postMessage(channel="C1", text="b")) == "not_in_channel"
-    assert (await client.chat_postMessage(channel="C1", text="c"))["ok"]
-    slack.reset()
-    assert slack.calls == [] and slack.messages("C1") == []
-    assert await api_error(client.chat_update(channel="C1", ts="1.1", text="x")) == "message_not_found"
+async def test_fail_next_queues_per_method(web_slack: FakeSlack, web_client: AsyncWebClient):
+    web_slack.fail_next("chat.update", error="message_not_found")
+    web_slack.fail_next("chat.postMessage", error="channel_not_found")
+    web_slack.fail_next("chat.postMessage", error="not_in_channel", status=200)
+    assert await api_error(web_client.chat_postMessage(channel="C1", text="a")) == "channel_not_found"
+    assert await api_error(web_client.chat_postMessage(channel="C1", text="b")) == "not_in_channel"
+    assert (await web_client.chat_postMessage(channel="C1", text="c"))["ok"]
+    web_slack.reset()
+    assert web_slack.calls == [] and web_slack.messages("C1") == []
+    assert await api_error(web_client.chat_update(channel="C1", ts="1.1", text="x")) == "message_not_found"
 
 
 @pytest.mark.parametrize("malformed", list(Malformed), ids=lambda m: m.name.lower())
-def test_fail_next_can_answer_a_body_that_is_not_slacks(slack: FakeSlack, malformed: Malformed):
-    slack.fail_next("conversations.create", malformed=malformed)
-    headers = {"Authorization": f"Bearer {slack.token}"}
-    answer = httpx.post(f"{slack.url}conversations.create", data={"name": "inc-1"}, headers=headers)
+def test_fail_next_can_answer_a_body_that_is_not_slacks(web_slack: FakeSlack, malformed: Malformed):
+    web_slack.fail_next("conversations.create", malformed=malformed)
+    headers = {"Authorization": f"Bearer {web_slack.token}"}
+    answer = httpx.post(f"{web_slack.url}conversations.create", data={"name": "inc-1"}, headers=headers)
     assert answer.status_code == 200 and answer.text == malformed.body
     assert answer.headers["Content-Type"].startswith(malformed.content_type)
-    assert slack.channel_named("inc-1") is None  # it took no effect
-    again = httpx.post(f"{slack.url}conversations.create", data={"name": "inc-1"}, headers=headers)
-    assert again.json()["ok"] and slack.channel_named("inc-1")
+    assert web_slack.channel_named("inc-1") is None  # it took no effect
+    again = httpx.post(f"{web_slack.url}conversations.create", data={"name": "inc-1"}, headers=headers)
+    assert again.json()["ok"] and web_slack.channel_named("inc-1")
 
 
 # ------------------------------------------------------------------- views
 
 
-async def test_trigger_id_is_single_use(slack: FakeSlack, client: AsyncWebClient):
+async def test_trigger_id_is_single_use(web_slack: FakeSlack, web_client: AsyncWebClient):
     trigger = new_trigger_id()
-    opened = await client.views_open(trigger_id=trigger, view=modal())
+    opened = await web_client.views_open(trigger_id=trigger, view=modal())
     view = opened["view"]
     assert view["id"].startswith("V") and view["hash"] and view["state"] == {"values": {}}
     assert view["title"]["text"] == "Declare incident"
-    assert await api_error(client.views_open(trigger_id=trigger, view=modal())) == "exchanged_trigger_id"
-    assert await api_error(client.views_push(trigger_id=trigger, view=modal())) == "exchanged_trigger_id"
-    assert await api_error(client.views_open(view=modal())) == "invalid_arguments"
+    assert await api_error(web_client.views_open(trigger_id=trigger, view=modal())) == "exchanged_trigger_id"
+    assert await api_error(web_client.views_push(trigger_id=trigger, view=modal())) == "exchanged_trigger_id"
+    assert await api_error(web_client.views_open(view=modal())) == "invalid_arguments"
 
-    updated = await client.views_update(view_id=view["id"], view=modal(title="Updated"), hash=view["hash"])
+    updated = await web_client.views_update(view_id=view["id"], view=modal(title="Updated"), hash=view["hash"])
     assert updated["view"]["id"] == view["id"]
-    assert slack.views[view["id"]]["title"]["text"] == "Updated"
-    stale = client.views_update(view_id=view["id"], view=modal(), hash=view["hash"])
+    assert web_slack.views[view["id"]]["title"]["text"] == "Updated"
+    stale = web_client.views_update(view_id=view["id"], view=modal(), hash=view["hash"])
     assert await api_error(stale) == "hash_conflict"
-    assert await api_error(client.views_update(view_id="VNOPE", view=modal())) == "not_found"
+    assert await api_error(web_client.views_update(view_id="VNOPE", view=modal())) == "not_found"
 
 
-async def test_a_trigger_lives_three_seconds_on_the_fakes_clock(slack: FakeSlack, client: AsyncWebClient):
+async def test_a_trigger_lives_three_seconds_on_the_fakes_clock(web_slack: FakeSlack, web_client: AsyncWebClient):
     now = [1_900_000_000.0]  # the fake's own clock, moved by hand
-    slack.clock = lambda: now[0]
+    web_slack.clock = lambda: now[0]
     on_time, late = new_trigger_id(issued_at=now[0]), new_trigger_id(issued_at=now[0])
     now[0] += 3.0
-    assert (await client.views_open(trigger_id=on_time, view=modal()))["ok"]
+    assert (await web_client.views_open(trigger_id=on_time, view=modal()))["ok"]
     now[0] += 0.001
-    assert await api_error(client.views_open(trigger_id=late, view=modal())) == "expired_trigger_id"
-    assert await api_error(client.views_push(trigger_id=new_trigger_id(issued_at=now[0] - 10), view=modal())) == (
+    assert await api_error(web_client.views_open(trigger_id=late, view=modal())) == "expired_trigger_id"
+    assert await api_error(web_client.views_push(trigger_id=new_trigger_id(issued_at=now[0] - 10), view=modal())) == (
         "expired_trigger_id"
     )
-    assert (await client.views_push(trigger_id=new_trigger_id(issued_at=now[0]), view=modal()))["ok"]
-    assert len(slack.views) == 2
+    assert (await web_client.views_push(trigger_id=new_trigger_id(issued_at=now[0]), view=modal()))["ok"]
+    assert len(web_slack.views) == 2
 
 
-async def test_a_trigger_not_shaped_like_slacks_is_invalid(slack: FakeSlack, client: AsyncWebClient):
+async def test_a_trigger_not_shaped_like_slacks_is_invalid(web_slack: FakeSlack, web_client: AsyncWebClient):
     for made_up in ("trig-1", "expired", "1.2.xyz"):
-        assert await api_error(client.views_open(trigger_id=made_up, view=modal())) == "invalid_trigger_id"
-    assert slack.views == {}
+        assert await api_error(web_client.views_open(trigger_id=made_up, view=modal())) == "invalid_trigger_id"
+    assert web_slack.views == {}
 
 
 # --------------------------------------------------------- Block Kit limits
@@ -476,18 +470,18 @@ MESSAGE_REFUSALS = [
 
 
 @pytest.mark.parametrize("what, blocks, pointer", MESSAGE_REFUSALS, ids=[r[0] for r in MESSAGE_REFUSALS])
-async def test_message_blocks_slack_refuses_are_refused(slack: FakeSlack, client: AsyncWebClient, what, blocks, pointer):
+async def test_message_blocks_slack_refuses_are_refused(web_slack: FakeSlack, web_client: AsyncWebClient, what, blocks, pointer):
     with pytest.raises(SlackApiError) as info:
-        await client.chat_postMessage(channel="C1", text="x", blocks=blocks)
+        await web_client.chat_postMessage(channel="C1", text="x", blocks=blocks)
     assert info.value.response["error"] == "invalid_blocks"
     messages = info.value.response["response_metadata"]["messages"]
     assert any(m.startswith("[ERROR] ") and pointer in m for m in messages), messages
-    assert slack.violations and all(v.startswith("chat.postMessage: [ERROR]") for v in slack.violations)
-    assert slack.messages("C1") == []
+    assert web_slack.violations and all(v.startswith("chat.postMessage: [ERROR]") for v in web_slack.violations)
+    assert web_slack.messages("C1") == []
     # chat.update and chat.postEphemeral check the same blocks.
-    posted = await client.chat_postMessage(channel="C1", text="x")
-    assert await api_error(client.chat_update(channel="C1", ts=posted["ts"], text="x", blocks=blocks)) == "invalid_blocks"
-    assert await api_error(client.chat_postEphemeral(channel="C1", user="U1", text="x", blocks=blocks)) == "invalid_blocks"
+    posted = await web_client.chat_postMessage(channel="C1", text="x")
+    assert await api_error(web_client.chat_update(channel="C1", ts=posted["ts"], text="x", blocks=blocks)) == "invalid_blocks"
+    assert await api_error(web_client.chat_postEphemeral(channel="C1", user="U1", text="x", blocks=blocks)) == "invalid_blocks"
 
 
 # Right at each limit, or allowed by Slack although it looks odd: accepted.
@@ -512,9 +506,9 @@ MESSAGE_ACCEPTED = [
 
 
 @pytest.mark.parametrize("what, blocks", MESSAGE_ACCEPTED, ids=[r[0] for r in MESSAGE_ACCEPTED])
-async def test_message_blocks_slack_accepts_are_accepted(slack: FakeSlack, client: AsyncWebClient, what, blocks):
-    assert (await client.chat_postMessage(channel="C1", text="x", blocks=blocks))["ok"]
-    assert slack.violations == []
+async def test_message_blocks_slack_accepts_are_accepted(web_slack: FakeSlack, web_client: AsyncWebClient, what, blocks):
+    assert (await web_client.chat_postMessage(channel="C1", text="x", blocks=blocks))["ok"]
+    assert web_slack.violations == []
 
 
 # (what, view, a pointer the refusal must name). views.open answers invalid_arguments.
@@ -549,119 +543,124 @@ VIEW_REFUSALS = [
 
 
 @pytest.mark.parametrize("what, view, pointer", VIEW_REFUSALS, ids=[r[0] for r in VIEW_REFUSALS])
-async def test_views_slack_refuses_are_refused(slack: FakeSlack, client: AsyncWebClient, what, view, pointer):
+async def test_views_slack_refuses_are_refused(web_slack: FakeSlack, web_client: AsyncWebClient, what, view, pointer):
     with pytest.raises(SlackApiError) as info:
-        await client.views_open(trigger_id=new_trigger_id(), view=view)
+        await web_client.views_open(trigger_id=new_trigger_id(), view=view)
     assert info.value.response["error"] == "invalid_arguments"  # as views.open's document shows
     messages = info.value.response["response_metadata"]["messages"]
     assert any(pointer in m for m in messages), messages
-    assert slack.views == {}
-    assert all(v.startswith("views.open: [ERROR]") for v in slack.violations) and slack.violations
+    assert web_slack.views == {}
+    assert all(v.startswith("views.open: [ERROR]") for v in web_slack.violations) and web_slack.violations
 
 
-async def test_views_at_the_limits_are_accepted(slack: FakeSlack, client: AsyncWebClient):
+async def test_views_at_the_limits_are_accepted(web_slack: FakeSlack, web_client: AsyncWebClient):
     field = input_block(text_input(max_length=3000, initial_value="r" * 3000), label="l" * 2000)
     view = modal(title="t" * 24, submit=plain("s" * 24), close=plain("c" * 24), private_metadata="m" * 3000)
     view["blocks"] = [field] + [section("b")] * 99
-    assert (await client.views_open(trigger_id=new_trigger_id(), view=view))["ok"]
+    assert (await web_client.views_open(trigger_id=new_trigger_id(), view=view))["ok"]
     home = {"type": "home", "blocks": [section("b")] * 100}
-    assert (await client.views_publish(user_id="U1", view=home))["ok"]
-    assert slack.violations == []
+    assert (await web_client.views_publish(user_id="U1", view=home))["ok"]
+    assert web_slack.violations == []
 
 
-async def test_a_home_view_over_100_blocks_and_a_view_over_250kb(slack: FakeSlack, client: AsyncWebClient):
+async def test_a_home_view_over_100_blocks_and_a_view_over_250kb(web_slack: FakeSlack, web_client: AsyncWebClient):
     home = {"type": "home", "blocks": [section("b")] * 101}
-    assert await api_error(client.views_publish(user_id="U1", view=home)) == "invalid_arguments"
+    assert await api_error(web_client.views_publish(user_id="U1", view=home)) == "invalid_arguments"
     huge = modal(blocks=[section("h" * 3000)] * 90)
-    assert await api_error(client.views_open(trigger_id=new_trigger_id(), view=huge)) == "view_too_large"
-    assert len(slack.violations) == 2
+    assert await api_error(web_client.views_open(trigger_id=new_trigger_id(), view=huge)) == "view_too_large"
+    assert len(web_slack.violations) == 2
 
 
-async def test_views_publish_keeps_one_home_view_per_person_and_refuses_as_slack_does(slack: FakeSlack, client: AsyncWebClient):
-    first = (await client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("one")]}))["view"]
-    again = (await client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("two")]}))["view"]
-    assert again["id"] == first["id"] and slack.views[first["id"]]["blocks"] == [section("two")]
+async def test_views_publish_keeps_one_home_view_per_person_and_refuses_as_slack_does(
+    web_slack: FakeSlack, web_client: AsyncWebClient
+):
+    first = (await web_client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("one")]}))["view"]
+    again = (await web_client.views_publish(user_id="U1", view={"type": "home", "blocks": [section("two")]}))["view"]
+    assert again["id"] == first["id"] and web_slack.views[first["id"]]["blocks"] == [section("two")]
     assert (
-        await api_error(client.views_publish(user_id="U1", view={"type": "home", "blocks": []}, hash="stale")) == "hash_conflict"
+        await api_error(web_client.views_publish(user_id="U1", view={"type": "home", "blocks": []}, hash="stale"))
+        == "hash_conflict"
     )
-    assert await api_error(client.views_publish(user_id="C1", view={"type": "home", "blocks": []})) == "invalid_arguments"
-    assert await api_error(client.views_publish(user_id="U2", view={"type": "modal", "blocks": []})) == "invalid_arguments"
-    slack.home_tab_enabled = False  # the app's Home tab is off
-    assert await api_error(client.views_publish(user_id="U1", view={"type": "home", "blocks": []})) == "not_enabled"
-    assert slack.views[first["id"]]["blocks"] == [section("two")]
-    assert len(slack.violations) == 1  # the modal: a home view's type must be "home"
+    assert await api_error(web_client.views_publish(user_id="C1", view={"type": "home", "blocks": []})) == "invalid_arguments"
+    assert await api_error(web_client.views_publish(user_id="U2", view={"type": "modal", "blocks": []})) == "invalid_arguments"
+    web_slack.home_tab_enabled = False  # the app's Home tab is off
+    assert await api_error(web_client.views_publish(user_id="U1", view={"type": "home", "blocks": []})) == "not_enabled"
+    assert web_slack.views[first["id"]]["blocks"] == [section("two")]
+    assert len(web_slack.violations) == 1  # the modal: a home view's type must be "home"
 
 
-async def test_views_update_and_push_are_held_to_the_same_rules(slack: FakeSlack, client: AsyncWebClient):
-    opened = (await client.views_open(trigger_id=new_trigger_id(), view=modal()))["view"]
+async def test_views_update_and_push_are_held_to_the_same_rules(web_slack: FakeSlack, web_client: AsyncWebClient):
+    opened = (await web_client.views_open(trigger_id=new_trigger_id(), view=modal()))["view"]
     bad = modal(blocks=[input_block(text_input(max_length=10, initial_value="eleven char"))])
-    assert await api_error(client.views_update(view_id=opened["id"], view=bad)) == "invalid_arguments"
-    assert await api_error(client.views_push(trigger_id=new_trigger_id(), view=bad)) == "invalid_arguments"
-    assert slack.views[opened["id"]]["blocks"] == [section("hello")]  # unchanged
-    assert len(slack.violations) == 2
+    assert await api_error(web_client.views_update(view_id=opened["id"], view=bad)) == "invalid_arguments"
+    assert await api_error(web_client.views_push(trigger_id=new_trigger_id(), view=bad)) == "invalid_arguments"
+    assert web_slack.views[opened["id"]]["blocks"] == [section("hello")]  # unchanged
+    assert len(web_slack.violations) == 2
 
 
-async def test_chat_update_text_over_4000_is_msg_too_long(slack: FakeSlack, client: AsyncWebClient):
-    posted = await client.chat_postMessage(channel="C1", text="short")
-    assert await api_error(client.chat_update(channel="C1", ts=posted["ts"], text="t" * 4001)) == "msg_too_long"
-    assert slack.message("C1", posted["ts"])["text"] == "short"
-    assert slack.violations == ["chat.update: [ERROR] must be less than 4001 characters (is 4001) [json-pointer:/text]"]
-    slack.reset()
-    posted = await client.chat_postMessage(channel="C1", text="short")
-    assert (await client.chat_update(channel="C1", ts=posted["ts"], text="t" * 4000))["ok"]
-    assert slack.violations == []
+async def test_chat_update_text_over_4000_is_msg_too_long(web_slack: FakeSlack, web_client: AsyncWebClient):
+    posted = await web_client.chat_postMessage(channel="C1", text="short")
+    assert await api_error(web_client.chat_update(channel="C1", ts=posted["ts"], text="t" * 4001)) == "msg_too_long"
+    assert web_slack.message("C1", posted["ts"])["text"] == "short"
+    assert web_slack.violations == ["chat.update: [ERROR] must be less than 4001 characters (is 4001) [json-pointer:/text]"]
+    web_slack.reset()
+    posted = await web_client.chat_postMessage(channel="C1", text="short")
+    assert (await web_client.chat_update(channel="C1", ts=posted["ts"], text="t" * 4000))["ok"]
+    assert web_slack.violations == []
 
 
-async def test_post_message_text_is_cut_at_40000_not_refused(slack: FakeSlack, client: AsyncWebClient):
+async def test_post_message_text_is_cut_at_40000_not_refused(web_slack: FakeSlack, web_client: AsyncWebClient):
     """Slack does not refuse a long text on chat.postMessage; it keeps the first 40,000."""
-    posted = await client.chat_postMessage(channel="C1", text="p" * 40_001)
-    assert posted["ok"] and len(slack.message("C1", posted["ts"])["text"]) == 40_000
-    await client.chat_postEphemeral(channel="C1", user="U1", text="e" * 40_001)
-    assert len(slack.ephemerals("C1")[0]["text"]) == 40_000
-    assert slack.violations == []
+    posted = await web_client.chat_postMessage(channel="C1", text="p" * 40_001)
+    assert posted["ok"] and len(web_slack.message("C1", posted["ts"])["text"]) == 40_000
+    await web_client.chat_postEphemeral(channel="C1", user="U1", text="e" * 40_001)
+    assert len(web_slack.ephemerals("C1")[0]["text"]) == 40_000
+    assert web_slack.violations == []
 
 
 # ------------------------------------------------------------------ waiting
 
 
-def test_wait_for_from_sync_code(slack: FakeSlack):
+def test_wait_for_from_sync_code(web_slack: FakeSlack):
     """Sync tests can drive the fake while another thread (here: a bot) calls it."""
 
     def bot() -> None:
         import asyncio
 
         async def post() -> None:
-            await AsyncWebClient(token=TOKEN, base_url=slack.url).chat_postMessage(channel="C5", text="hi")
+            await AsyncWebClient(token=TOKEN, base_url=web_slack.url).chat_postMessage(channel="C5", text="hi")
 
         time.sleep(0.05)
         asyncio.run(post())
 
     worker = threading.Thread(target=bot)
     worker.start()
-    messages = slack.wait_for(lambda: slack.messages("C5"))
+    messages = web_slack.wait_for(lambda: web_slack.messages("C5"))
     worker.join()
     assert messages[0]["text"] == "hi"
 
 
-async def test_await_for_times_out_with_dump(slack: FakeSlack, client: AsyncWebClient):
-    await client.chat_postMessage(channel="C1", text="noise")
+async def test_await_for_times_out_with_dump(web_slack: FakeSlack, web_client: AsyncWebClient):
+    await web_client.chat_postMessage(channel="C1", text="noise")
     with pytest.raises(AssertionError, match="chat.postMessage"):
-        await slack.await_for(lambda: slack.messages("C404"), timeout=0.05)
+        await web_slack.await_for(lambda: web_slack.messages("C404"), timeout=0.05)
 
 
-async def test_post_latency_answers_late_with_the_message_already_in_the_channel(slack: FakeSlack, client: AsyncWebClient):
+async def test_post_latency_answers_late_with_the_message_already_in_the_channel(
+    web_slack: FakeSlack, web_client: AsyncWebClient
+):
     """`post_latency`: Slack has the post before its answer arrives (what a sender killed in
     between never learns)."""
     import asyncio
 
-    slack.post_latency = 0.5
+    web_slack.post_latency = 0.5
     started = time.monotonic()
-    sending = asyncio.ensure_future(client.chat_postMessage(channel="C1", text="landed"))
-    seen = await slack.await_for(lambda: slack.messages("C1"))
+    sending = asyncio.ensure_future(web_client.chat_postMessage(channel="C1", text="landed"))
+    seen = await web_slack.await_for(lambda: web_slack.messages("C1"))
     assert seen[0]["text"] == "landed" and not sending.done()
     assert (await sending)["ok"] and time.monotonic() - started >= 0.5
-    slack.reset()
-    assert slack.post_latency == 0.0
+    web_slack.reset()
+    assert web_slack.post_latency == 0.0
 
 
 # ------------------------------------------------------------------ signing

@@ -5,26 +5,14 @@ given a set, and an archived channel takes no more posts. Driven by the real sla
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from tests.support.fakes.slack_api import BOT_USER_ID, FakeSlack, channel_name_error
+from tests.support.fakes.slack_api import BOT_USER_ID, channel_name_error
 
 TOKEN = "xoxb-test-token"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(slack: FakeSlack) -> AsyncIterator[AsyncWebClient]:
-    yield AsyncWebClient(token=TOKEN, base_url=slack.url)
 
 
 async def api_error(awaitable) -> SlackApiError:
@@ -33,13 +21,13 @@ async def api_error(awaitable) -> SlackApiError:
     return info.value
 
 
-async def test_create_gives_a_conversation_the_bot_is_in(slack, client):
-    answer = await client.conversations_create(name="inc-1-db-down", is_private=True)
+async def test_create_gives_a_conversation_the_bot_is_in(web_slack, web_client):
+    answer = await web_client.conversations_create(name="inc-1-db-down", is_private=True)
     channel = answer["channel"]
     assert channel["name"] == "inc-1-db-down" and channel["is_private"] is True and channel["is_member"] is True
     assert channel["id"].startswith("C")
-    assert slack.channel(channel["id"])["members"] == [BOT_USER_ID]
-    assert slack.violations == []
+    assert web_slack.channel(channel["id"])["members"] == [BOT_USER_ID]
+    assert web_slack.violations == []
 
 
 @pytest.mark.parametrize(
@@ -63,134 +51,140 @@ def test_names_slack_takes():
         assert channel_name_error(name) is None
 
 
-async def test_create_refuses_a_bad_or_taken_name(slack, client):
-    assert (await api_error(client.conversations_create(name="Bad Name"))).response["error"] == "invalid_name_specials"
-    slack.add_channel("inc-1-db-down")
-    assert (await api_error(client.conversations_create(name="inc-1-db-down"))).response["error"] == "name_taken"
+async def test_create_refuses_a_bad_or_taken_name(web_slack, web_client):
+    assert (await api_error(web_client.conversations_create(name="Bad Name"))).response["error"] == "invalid_name_specials"
+    web_slack.add_channel("inc-1-db-down")
+    assert (await api_error(web_client.conversations_create(name="inc-1-db-down"))).response["error"] == "name_taken"
     # An archived channel keeps its name.
-    made = (await client.conversations_create(name="inc-2-x"))["channel"]["id"]
-    await client.conversations_archive(channel=made)
-    assert (await api_error(client.conversations_create(name="inc-2-x"))).response["error"] == "name_taken"
+    made = (await web_client.conversations_create(name="inc-2-x"))["channel"]["id"]
+    await web_client.conversations_archive(channel=made)
+    assert (await api_error(web_client.conversations_create(name="inc-2-x"))).response["error"] == "name_taken"
 
 
-async def test_create_without_its_required_name_is_a_violation(slack, client):
-    error = await api_error(client.api_call("conversations.create", json={"is_private": False}))
+async def test_create_without_its_required_name_is_a_violation(web_slack, web_client):
+    error = await api_error(web_client.api_call("conversations.create", json={"is_private": False}))
     assert error.response["error"] == "invalid_arguments"
-    assert any("missing required argument 'name'" in v for v in slack.violations)
+    assert any("missing required argument 'name'" in v for v in web_slack.violations)
 
 
-async def test_invite_adds_people_and_refuses_as_slack_does(slack, client):
-    made = (await client.conversations_create(name="inc-3-x"))["channel"]["id"]
-    answer = await client.conversations_invite(channel=made, users="U1,U2")
+async def test_invite_adds_people_and_refuses_as_slack_does(web_slack, web_client):
+    made = (await web_client.conversations_create(name="inc-3-x"))["channel"]["id"]
+    answer = await web_client.conversations_invite(channel=made, users="U1,U2")
     assert answer["channel"]["id"] == made
-    assert slack.channel(made)["members"] == sorted([BOT_USER_ID, "U1", "U2"])
-    assert (await api_error(client.conversations_invite(channel=made, users="U1"))).response["error"] == "already_in_channel"
-    assert (await api_error(client.conversations_invite(channel=made, users=BOT_USER_ID))).response["error"] == "cant_invite_self"
-    assert (await api_error(client.conversations_invite(channel="C404", users="U1"))).response["error"] == "channel_not_found"
-    theirs = slack.add_channel("someone-elses", members=("UHUMAN",))
-    assert (await api_error(client.conversations_invite(channel=theirs, users="U1"))).response["error"] == "not_in_channel"
+    assert web_slack.channel(made)["members"] == sorted([BOT_USER_ID, "U1", "U2"])
+    assert (await api_error(web_client.conversations_invite(channel=made, users="U1"))).response["error"] == "already_in_channel"
+    assert (await api_error(web_client.conversations_invite(channel=made, users=BOT_USER_ID))).response[
+        "error"
+    ] == "cant_invite_self"
+    assert (await api_error(web_client.conversations_invite(channel="C404", users="U1"))).response["error"] == "channel_not_found"
+    theirs = web_slack.add_channel("someone-elses", members=("UHUMAN",))
+    assert (await api_error(web_client.conversations_invite(channel=theirs, users="U1"))).response["error"] == "not_in_channel"
 
 
-async def test_archive_once_and_then_no_more_posts(slack, client):
-    made = (await client.conversations_create(name="inc-4-x"))["channel"]["id"]
-    posted = await client.chat_postMessage(channel=made, text="hello")
-    assert (await client.conversations_archive(channel=made))["ok"] is True
-    assert slack.channel(made)["is_archived"] is True
-    assert (await api_error(client.conversations_archive(channel=made))).response["error"] == "already_archived"
-    assert (await api_error(client.chat_postMessage(channel=made, text="again"))).response["error"] == "is_archived"
-    assert (await api_error(client.chat_update(channel=made, ts=posted["ts"], text="x"))).response["error"] == "is_archived"
-    assert (await api_error(client.conversations_invite(channel=made, users="U1"))).response["error"] == "is_archived"
-    assert (await api_error(client.conversations_archive(channel="C404"))).response["error"] == "channel_not_found"
+async def test_archive_once_and_then_no_more_posts(web_slack, web_client):
+    made = (await web_client.conversations_create(name="inc-4-x"))["channel"]["id"]
+    posted = await web_client.chat_postMessage(channel=made, text="hello")
+    assert (await web_client.conversations_archive(channel=made))["ok"] is True
+    assert web_slack.channel(made)["is_archived"] is True
+    assert (await api_error(web_client.conversations_archive(channel=made))).response["error"] == "already_archived"
+    assert (await api_error(web_client.chat_postMessage(channel=made, text="again"))).response["error"] == "is_archived"
+    assert (await api_error(web_client.chat_update(channel=made, ts=posted["ts"], text="x"))).response["error"] == "is_archived"
+    assert (await api_error(web_client.conversations_invite(channel=made, users="U1"))).response["error"] == "is_archived"
+    assert (await api_error(web_client.conversations_archive(channel="C404"))).response["error"] == "channel_not_found"
 
 
-async def test_posting_in_a_known_channel_the_bot_is_not_in_is_refused(slack, client):
-    theirs = slack.add_channel("someone-elses", members=("UHUMAN",))
-    assert (await api_error(client.chat_postMessage(channel=theirs, text="hi"))).response["error"] == "not_in_channel"
+async def test_posting_in_a_known_channel_the_bot_is_not_in_is_refused(web_slack, web_client):
+    theirs = web_slack.add_channel("someone-elses", members=("UHUMAN",))
+    assert (await api_error(web_client.chat_postMessage(channel=theirs, text="hi"))).response["error"] == "not_in_channel"
 
 
-async def test_reading_a_channel_the_bot_is_not_in_is_refused_as_slack_documents(slack, client):
-    public = slack.add_channel("ops-public", members=("UHUMAN",))
-    private = slack.add_channel("ops-private", private=True, members=("UHUMAN",))
-    assert (await api_error(client.conversations_history(channel=public, limit=1))).response["error"] == "not_in_channel"
-    assert (await api_error(client.conversations_history(channel=private, limit=1))).response["error"] == "channel_not_found"
-    slack.hidden_channels.add("C0HIDDEN")
-    assert (await api_error(client.conversations_history(channel="C0HIDDEN", limit=1))).response["error"] == "channel_not_found"
-    slack.set_member(public, True)  # /invite @sitrep
-    assert (await client.conversations_history(channel=public, limit=1))["ok"] is True
-    slack.set_member(public, False)
-    assert (await api_error(client.conversations_history(channel=public, limit=1))).response["error"] == "not_in_channel"
+async def test_reading_a_channel_the_bot_is_not_in_is_refused_as_slack_documents(web_slack, web_client):
+    public = web_slack.add_channel("ops-public", members=("UHUMAN",))
+    private = web_slack.add_channel("ops-private", private=True, members=("UHUMAN",))
+    assert (await api_error(web_client.conversations_history(channel=public, limit=1))).response["error"] == "not_in_channel"
+    assert (await api_error(web_client.conversations_history(channel=private, limit=1))).response["error"] == "channel_not_found"
+    web_slack.hidden_channels.add("C0HIDDEN")
+    assert (await api_error(web_client.conversations_history(channel="C0HIDDEN", limit=1))).response[
+        "error"
+    ] == "channel_not_found"
+    web_slack.set_member(public, True)  # /invite @sitrep
+    assert (await web_client.conversations_history(channel=public, limit=1))["ok"] is True
+    web_slack.set_member(public, False)
+    assert (await api_error(web_client.conversations_history(channel=public, limit=1))).response["error"] == "not_in_channel"
 
 
-async def test_scopes_are_enforced_when_given(slack, client):
-    slack.grant({"commands", "chat:write"})
-    error = await api_error(client.conversations_create(name="inc-5-x"))
+async def test_scopes_are_enforced_when_given(web_slack, web_client):
+    web_slack.grant({"commands", "chat:write"})
+    error = await api_error(web_client.conversations_create(name="inc-5-x"))
     assert error.response["error"] == "missing_scope" and error.response["needed"] == "channels:manage"
     assert "chat:write" in error.response["provided"]
     # Public and private channels need different scopes.
-    slack.grant({"chat:write", "channels:manage"})
-    public = (await client.conversations_create(name="inc-5-x"))["channel"]["id"]
-    assert (await api_error(client.conversations_create(name="inc-6-x", is_private=True))).response["needed"] == "groups:write"
-    await client.conversations_invite(channel=public, users="U1")
-    await client.conversations_archive(channel=public)
-    slack.grant({"chat:write", "groups:write"})
-    private = (await client.conversations_create(name="inc-6-x", is_private=True))["channel"]["id"]
-    await client.conversations_invite(channel=private, users="U1")
-    await client.conversations_archive(channel=private)
+    web_slack.grant({"chat:write", "channels:manage"})
+    public = (await web_client.conversations_create(name="inc-5-x"))["channel"]["id"]
+    assert (await api_error(web_client.conversations_create(name="inc-6-x", is_private=True))).response[
+        "needed"
+    ] == "groups:write"
+    await web_client.conversations_invite(channel=public, users="U1")
+    await web_client.conversations_archive(channel=public)
+    web_slack.grant({"chat:write", "groups:write"})
+    private = (await web_client.conversations_create(name="inc-6-x", is_private=True))["channel"]["id"]
+    await web_client.conversations_invite(channel=private, users="U1")
+    await web_client.conversations_archive(channel=private)
     # Every other method needs one of the scopes its document lists.
-    slack.grant({"commands"})
-    assert (await api_error(client.chat_postMessage(channel="C1", text="hi"))).response["error"] == "missing_scope"
-    assert (await client.auth_test())["ok"] is True  # needs no scope
-    slack.grant(None)
-    assert (await client.chat_postMessage(channel="C1", text="hi"))["ok"] is True
-    assert slack.violations == []
+    web_slack.grant({"commands"})
+    assert (await api_error(web_client.chat_postMessage(channel="C1", text="hi"))).response["error"] == "missing_scope"
+    assert (await web_client.auth_test())["ok"] is True  # needs no scope
+    web_slack.grant(None)
+    assert (await web_client.chat_postMessage(channel="C1", text="hi"))["ok"] is True
+    assert web_slack.violations == []
 
 
-async def test_a_delayed_call_times_the_client_out_and_still_happens(slack, client):
-    slack.delay_next("conversations.create", 1.0)
-    with pytest.raises(asyncio.TimeoutError):  # the client gave up before the fake answered
-        await AsyncWebClient(token=TOKEN, base_url=slack.url, timeout=0.2).conversations_create(name="inc-7-x")
-    assert await slack.await_for(lambda: slack.channel_named("inc-7-x"))  # Slack may well have done it
-    assert (await client.conversations_create(name="inc-8-x"))["ok"] is True  # only the next call waited
+async def test_a_delayed_call_times_the_client_out_and_still_happens(web_slack, web_client):
+    web_slack.delay_next("conversations.create", 1.0)
+    with pytest.raises(asyncio.TimeoutError):  # the web_client gave up before the fake answered
+        await AsyncWebClient(token=TOKEN, base_url=web_slack.url, timeout=0.2).conversations_create(name="inc-7-x")
+    assert await web_slack.await_for(lambda: web_slack.channel_named("inc-7-x"))  # Slack may well have done it
+    assert (await web_client.conversations_create(name="inc-8-x"))["ok"] is True  # only the next call waited
 
 
 # --- conversations.members: who is in a channel, as the home tab asks it -----------------------
 
 
-async def test_members_come_in_pages_as_slack_pages_them(slack, client):
+async def test_members_come_in_pages_as_slack_pages_them(web_slack, web_client):
     people = tuple(f"U{i:03d}" for i in range(5))
-    channel = slack.add_channel("ops", members=(BOT_USER_ID, *people))
-    first = await client.conversations_members(channel=channel, limit=4)
+    channel = web_slack.add_channel("ops", members=(BOT_USER_ID, *people))
+    first = await web_client.conversations_members(channel=channel, limit=4)
     assert first["members"] == sorted((BOT_USER_ID, *people))[:4]
     cursor = first["response_metadata"]["next_cursor"]
     assert cursor
-    rest = await client.conversations_members(channel=channel, limit=4, cursor=cursor)
+    rest = await web_client.conversations_members(channel=channel, limit=4, cursor=cursor)
     assert rest["members"] == sorted((BOT_USER_ID, *people))[4:] and rest["response_metadata"]["next_cursor"] == ""
 
 
-async def test_members_of_a_public_channel_the_bot_is_not_in_are_listed(slack, client):
-    channel = slack.add_channel("general", members=("U1", "U2"))
-    assert (await client.conversations_members(channel=channel))["members"] == ["U1", "U2"]
+async def test_members_of_a_public_channel_the_bot_is_not_in_are_listed(web_slack, web_client):
+    channel = web_slack.add_channel("general", members=("U1", "U2"))
+    assert (await web_client.conversations_members(channel=channel))["members"] == ["U1", "U2"]
 
 
-async def test_members_of_a_private_channel_the_bot_is_not_in_or_of_no_channel_are_not_found(slack, client):
-    hidden = slack.add_channel("secret", private=True, members=("U1",))
-    assert (await api_error(client.conversations_members(channel=hidden))).response["error"] == "channel_not_found"
-    assert (await api_error(client.conversations_members(channel="C0NOWHERE"))).response["error"] == "channel_not_found"
+async def test_members_of_a_private_channel_the_bot_is_not_in_or_of_no_channel_are_not_found(web_slack, web_client):
+    hidden = web_slack.add_channel("secret", private=True, members=("U1",))
+    assert (await api_error(web_client.conversations_members(channel=hidden))).response["error"] == "channel_not_found"
+    assert (await api_error(web_client.conversations_members(channel="C0NOWHERE"))).response["error"] == "channel_not_found"
 
 
-async def test_members_need_the_read_scope_of_the_channels_kind(slack, client):
-    public = slack.add_channel("ops", members=(BOT_USER_ID, "U1"))
-    private = slack.add_channel("sec", private=True, members=(BOT_USER_ID, "U1"))
-    slack.grant({"chat:write", "channels:read"})
-    assert (await client.conversations_members(channel=public))["members"]
-    refused = (await api_error(client.conversations_members(channel=private))).response
+async def test_members_need_the_read_scope_of_the_channels_kind(web_slack, web_client):
+    public = web_slack.add_channel("ops", members=(BOT_USER_ID, "U1"))
+    private = web_slack.add_channel("sec", private=True, members=(BOT_USER_ID, "U1"))
+    web_slack.grant({"chat:write", "channels:read"})
+    assert (await web_client.conversations_members(channel=public))["members"]
+    refused = (await api_error(web_client.conversations_members(channel=private))).response
     assert refused["error"] == "missing_scope" and refused["needed"] == "groups:read"
-    slack.grant({"chat:write", "groups:read"})
-    assert (await client.conversations_members(channel=private))["members"]
-    assert (await api_error(client.conversations_members(channel=public))).response["needed"] == "channels:read"
+    web_slack.grant({"chat:write", "groups:read"})
+    assert (await web_client.conversations_members(channel=private))["members"]
+    assert (await api_error(web_client.conversations_members(channel=public))).response["needed"] == "channels:read"
 
 
 @pytest.mark.parametrize("limit", [0, 1001])
-async def test_members_refuse_a_limit_out_of_bounds(slack, client, limit):
-    channel = slack.add_channel("ops")
-    assert (await api_error(client.conversations_members(channel=channel, limit=limit))).response["error"] == "invalid_limit"
+async def test_members_refuse_a_limit_out_of_bounds(web_slack, web_client, limit):
+    channel = web_slack.add_channel("ops")
+    assert (await api_error(web_client.conversations_members(channel=channel, limit=limit))).response["error"] == "invalid_limit"

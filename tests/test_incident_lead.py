@@ -7,10 +7,10 @@ the thread (exactly once, through the engine) and a timeline event, and the anno
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from bot.messages import incident as messages
 from bot.services.incident_forms import DeclareForm
@@ -32,6 +32,7 @@ from tests.support.incidents import (
     open_modal,
     thread_replies,
 )
+from tests.support.process import died_before_recording, died_holding
 from tests.support.slack_limits import check_message, check_modal
 from tests.test_incident_views import HOSTILE, incident
 
@@ -115,9 +116,6 @@ def test_the_lead_button_opens_a_modal_whose_submission_changes_the_lead(bot, sl
     assert event_kinds(bot, incident.id) == ["declared", "lead"]
 
 
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
-
-
 def test_a_lead_reply_left_by_a_dead_process_is_posted_once_by_the_scheduler(bot, slack, statuspage):
     """The change and its row are written together: a process that died before posting
     leaves the row claimed; the scheduler takes the stale claim over and posts it, once."""
@@ -127,8 +125,7 @@ def test_a_lead_reply_left_by_a_dead_process_is_posted_once_by_the_scheduler(bot
         async with bot.ctx.db.session() as session, session.begin():
             stored = await incident_store.get_incident(session, incident.id)
             stored.lead_id = DANA
-            row = posts.held_row(bot.ctx, kind=ReminderKind.LEAD)
-            row.claimed_by, row.claimed_at = "killed", LONG_AGO
+            row = died_holding(posts.held_row(bot.ctx, kind=ReminderKind.LEAD))
             session.add(row)
             await session.flush()
             event = await incident_store.add_event(
@@ -149,15 +146,7 @@ def test_a_lead_reply_that_reached_slack_before_the_crash_is_found_not_posted_ag
     bot.command(f"lead #{incident.id} <@{DANA}>")
     slack.wait_for(lambda: bot.run(_rows(bot)) and bot.run(_rows(bot))[0].state == ReminderState.POSTED)
 
-    async def record_lost() -> None:  # posted, then the process died before recording it
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(Reminder)
-                .where(Reminder.kind == ReminderKind.LEAD)
-                .values(state=ReminderState.CLAIMED, claimed_by="killed", claimed_at=LONG_AGO, message_ts=None)
-            )
-
-    bot.run(record_lost())
+    bot.run(died_before_recording(bot.ctx.db, ReminderKind.LEAD))  # posted, then the process died
     slack.forget_calls()
     assert bot.run(run_due_reminders(bot.ctx)) == 0
     assert slack.calls_to("chat.postMessage") == []  # found in the thread by its tag

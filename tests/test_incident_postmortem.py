@@ -5,22 +5,20 @@ share taken over from a dead process); an upload failure is told plainly and ret
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 from sqlalchemy import select, update
 
-from bot.services.postmortem import filename
-from bot.slack import posts
+from bot.services.postmortem import CANVAS, FILE, filename
 from scheduler.reminders import run_due_reminders
 from store.models import Reminder
 from store.states import ReminderKind, ReminderState
 from tests.support.harness import CHANNEL
 from tests.support.incidents import declare, open_modal, resolve_values
+from tests.support.reminders import planned_then_died, record_lost
 
 pytestmark = pytest.mark.both_databases
 
-LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+POSTMORTEM_KINDS = (*FILE, *CANVAS)
 
 
 def resolve(bot, slack, incident) -> dict:
@@ -34,13 +32,23 @@ def shares(slack):
     return slack.shared_files(CHANNEL)
 
 
-def rows(bot):
+def rows(bot, *, all_kinds: bool = False):
+    """The postmortem's rows: the first file's, or (`all_kinds`) every share's."""
+    kinds = list(POSTMORTEM_KINDS) if all_kinds else [ReminderKind.POSTMORTEM]
+    return rows_of(bot, *kinds)
+
+
+def rows_of(bot, *kinds):
     async def read():
         async with bot.ctx.db.session() as session:
-            query = select(Reminder).where(Reminder.kind == ReminderKind.POSTMORTEM).order_by(Reminder.id)
+            query = select(Reminder).where(Reminder.kind.in_(kinds)).order_by(Reminder.id)
             return list((await session.execute(query)).scalars())
 
     return bot.run(read())
+
+
+def all_posted(bot) -> bool:
+    return all(r.state == ReminderState.POSTED for r in rows(bot, all_kinds=True))
 
 
 def test_the_command_shares_the_draft_in_the_thread_once(bot, slack, statuspage):
@@ -90,14 +98,7 @@ def test_resolve_shares_the_draft_once_and_a_later_command_does_not_again(bot, s
 
 def test_a_share_left_by_a_dead_process_is_made_once_by_the_scheduler(bot, slack, statuspage):
     incident = declare(bot, slack)
-
-    async def planned_then_died() -> None:
-        async with bot.ctx.db.session() as session, session.begin():
-            row = posts.held_row(bot.ctx, incident_id=incident.id, kind=ReminderKind.POSTMORTEM)
-            row.claimed_by, row.claimed_at = "killed", LONG_AGO
-            session.add(row)
-
-    bot.run(planned_then_died())
+    planned_then_died(bot, incident.id, ReminderKind.POSTMORTEM)
     assert bot.run(run_due_reminders(bot.ctx)) == 1
     assert len(shares(slack)) == 1
     assert bot.run(run_due_reminders(bot.ctx)) == 0
@@ -108,16 +109,7 @@ def test_a_share_that_reached_slack_before_the_crash_is_found_not_made_again(bot
     incident = declare(bot, slack)
     bot.command(f"postmortem #{incident.id}")
     slack.wait_for(lambda: rows(bot) and rows(bot)[0].state == ReminderState.POSTED)
-
-    async def record_lost() -> None:  # shared, then the process died before recording it
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(Reminder)
-                .where(Reminder.kind == ReminderKind.POSTMORTEM)
-                .values(state=ReminderState.CLAIMED, claimed_by="killed", claimed_at=LONG_AGO, message_ts=None)
-            )
-
-    bot.run(record_lost())
+    record_lost(bot, ReminderKind.POSTMORTEM)  # shared, then the process died before recording it
     slack.forget_calls()
     assert bot.run(run_due_reminders(bot.ctx)) == 0
     assert slack.calls_to("files.getUploadURLExternal") == []  # found in the thread by its name
@@ -160,3 +152,64 @@ def test_the_command_refuses_plainly(bot, slack, statuspage):
     assert "No incident is open or was resolved today" in bot.command("postmortem").text
     assert "I don't know an incident `#99`" in bot.command("postmortem #99").text
     assert shares(slack) == []
+
+
+def test_the_draft_names_people_by_their_slack_names_and_by_id_when_slack_will_not_say(bot, slack, statuspage):
+    slack.set_user("U123", real_name="Ada Lovelace")
+    incident = declare(bot, slack)
+    bot.command(f"lead #{incident.id} <@U777|grace>")
+    slack.wait_for(lambda: [r.state for r in rows_of(bot, ReminderKind.LEAD)] == [ReminderState.POSTED])
+    slack.wait_for(lambda: len(slack.calls_to("chat.postEphemeral")) == 1)  # the lead's answer
+    slack.fail_next("users.info", "user_not_found")
+    slack.fail_next("users.info", "user_not_found")
+    bot.command(f"postmortem #{incident.id}")
+    [shared] = slack.wait_for(lambda: shares(slack))
+    text = shared["content"].decode()
+    # Slack would not describe either: their IDs, never a mention Markdown cannot render.
+    assert "**Lead:** U777" in text and "by U123" in text
+    assert "<@" not in text
+
+    # Named once Slack says (then kept: each asked once more, not once per mention).
+    slack.forget_calls()
+    resolve(bot, slack, incident)
+    slack.wait_for(lambda: len(rows(bot, all_kinds=True)) == 2 and all_posted(bot))
+    [final] = [s for s in shares(slack) if s["name"] == filename(incident.id, final=True)]
+    text = final["content"].decode()
+    assert "**Lead:** User U777" in text and "by Ada Lovelace" in text and "U123" not in text
+    assert sorted(c["user"] for c in slack.calls_to("users.info")) == ["U123", "U777"]
+
+
+def test_a_draft_shared_before_the_resolve_is_shared_again_as_resolved_once(bot, slack, statuspage):
+    incident = declare(bot, slack)
+    bot.command(f"postmortem #{incident.id}")
+    [draft] = slack.wait_for(lambda: shares(slack))
+    assert "still open" in draft["content"].decode()
+    view = resolve(bot, slack, incident)
+    slack.wait_for(lambda: len(rows(bot, all_kinds=True)) == 2 and all_posted(bot))
+    assert [r.kind for r in rows(bot, all_kinds=True)] == [ReminderKind.POSTMORTEM, ReminderKind.POSTMORTEM_FINAL]
+    final = shares(slack)[1]
+    assert (final["name"], final["thread_ts"]) == (filename(incident.id, final=True), incident.message_ts)
+    assert final["title"] == f"Postmortem draft for #{incident.id}, as resolved"
+    assert "Time to resolve:** " in final["content"].decode() and "still open" not in final["content"].decode()
+    # Once: a replayed resolve, the scheduler and the command share nothing more.
+    slack.forget_calls()
+    assert bot.submit(view, resolve_values(incident.id)).status_code == 200
+    bot.run(bot.ctx.channel.settle())
+    assert bot.run(run_due_reminders(bot.ctx)) == 0
+    bot.command(f"postmortem #{incident.id}")
+    assert "already" in slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]["text"]
+    assert len(shares(slack)) == 2 and slack.calls_to("files.completeUploadExternal") == []
+
+
+def test_the_final_share_left_by_a_dead_process_is_found_not_made_again(bot, slack, statuspage):
+    incident = declare(bot, slack)
+    bot.command(f"postmortem #{incident.id}")
+    slack.wait_for(lambda: shares(slack))
+    resolve(bot, slack, incident)
+    slack.wait_for(lambda: len(rows(bot, all_kinds=True)) == 2 and all_posted(bot))
+    record_lost(bot, ReminderKind.POSTMORTEM_FINAL)  # shared, then the process died before recording it
+    slack.forget_calls()
+    assert bot.run(run_due_reminders(bot.ctx)) == 0
+    assert slack.calls_to("files.getUploadURLExternal") == []  # the final file found by its own name
+    assert len(shares(slack)) == 2
+    assert all_posted(bot)

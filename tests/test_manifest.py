@@ -12,6 +12,7 @@ import jsonschema
 import pytest
 import yaml
 
+from bot.slack.canvases import CANVAS_SCOPE
 from bot.slack.manifest import PLACEHOLDER_URL, build_manifest, required_scopes
 from bot.slack.rooms import SCOPE_PRIVATE, SCOPE_PUBLIC
 from tests.support.fakes.slack_api import EXTRA_METHOD_DOCS, EXTRA_METHOD_SCOPES, default_shared_dir
@@ -60,15 +61,17 @@ def method_docs() -> dict[str, dict]:
     return docs
 
 
-# The one module that opens, joins and archives an incident's own channel: its calls' scopes
-# are asked for only by manifest.channels.yml (SITREP_INCIDENT_CHANNELS=on).
-ROOMS_MODULE = REPO / "bot" / "slack" / "rooms.py"
+# The modules that open, join and archive an incident's own channel and write its canvas:
+# their calls' scopes are asked for only by manifest.channels.yml (SITREP_INCIDENT_CHANNELS=on).
+ROOMS_MODULES = (REPO / "bot" / "slack" / "rooms.py", REPO / "bot" / "slack" / "canvases.py")
 ROOM_METHODS = {"conversations.create", "conversations.invite", "conversations.archive"}
+#: The canvas's methods (conversations.info, which finds it, needs the base manifest's channels:read).
+CANVAS_METHODS = {"conversations.canvases.create", "canvases.edit", "conversations.info"}
 
 
 def source_text(*, rooms: bool = False) -> str:
-    """The product's source; without `bot/slack/rooms.py` unless `rooms`."""
-    files = [p for pkg in SOURCE_PACKAGES for p in sorted((REPO / pkg).rglob("*.py")) if rooms or p != ROOMS_MODULE]
+    """The product's source; without the room modules unless `rooms`."""
+    files = [p for pkg in SOURCE_PACKAGES for p in sorted((REPO / pkg).rglob("*.py")) if rooms or p not in ROOMS_MODULES]
     assert files
     return "\n".join(p.read_text(encoding="utf-8") for p in files)
 
@@ -238,7 +241,9 @@ def test_every_view_callback_action_and_options_listener_is_dispatched(bot, regi
 
 # --- scopes: exactly what the code calls --------------------------------------------------------
 
-_SDK_CALL = re.compile(r"\.((?:auth|chat|conversations|views|users|reactions|pins|files|usergroups|team|bots|dnd)_\w+)\(")
+_SDK_CALL = re.compile(
+    r"\.((?:auth|chat|conversations|canvases|views|users|reactions|pins|files|usergroups|team|bots|dnd)_\w+)\("
+)
 _API_CALL = re.compile(r"api_call\(\s*[\"']([\w.]+)[\"']")
 
 
@@ -306,9 +311,20 @@ def test_no_scope_is_requested_without_a_call_needing_it():
 # --- manifest.channels.yml: the same app, plus what a channel per incident calls -----------------
 
 
-def test_only_the_rooms_module_calls_the_channel_methods():
-    assert called_methods(rooms=True) - called_methods() == ROOM_METHODS
+def test_only_the_room_modules_call_the_channel_and_canvas_methods():
+    assert called_methods(rooms=True) - called_methods() == ROOM_METHODS | CANVAS_METHODS
     assert not ROOM_METHODS & called_methods(), "conversations.create/invite/archive belong in bot/slack/rooms.py"
+    assert not CANVAS_METHODS & called_methods(), "the canvas's calls belong in bot/slack/canvases.py"
+
+
+def test_the_channels_manifest_covers_every_call_of_the_room_modules():
+    """Every scope the room modules' calls need is in manifest.channels.yml (with a room
+    scope for the channel methods, whose scope depends on the kind of channel)."""
+    scopes = set(load_manifest(WITH_CHANNELS)["oauth_config"]["scopes"]["bot"])
+    for method in (called_methods(rooms=True) - called_methods()) - ROOM_METHODS:
+        assert scopes_for(method) <= scopes, f"{method} needs {scopes_for(method) - scopes}"
+    assert scopes_for("conversations.canvases.create") == {CANVAS_SCOPE}  # from Slack's own document
+    assert scopes_for("canvases.edit") == {CANVAS_SCOPE}  # described in the fake from Slack's page
 
 
 @pytest.mark.parametrize("scope", [SCOPE_PUBLIC, SCOPE_PRIVATE])
@@ -322,13 +338,14 @@ def test_channels_manifest_is_the_base_one_plus_the_room_scopes():
     schema = json.loads((shared_dir() / "slack" / "slack_app_manifest.schema.1.0.0.json").read_text(encoding="utf-8"))
     jsonschema.validate(variant, schema)
     scopes = variant["oauth_config"]["scopes"]["bot"]
-    assert scopes == bot_scopes() + [SCOPE_PUBLIC, SCOPE_PRIVATE]
+    assert scopes == bot_scopes() + [SCOPE_PUBLIC, SCOPE_PRIVATE, CANVAS_SCOPE]
+    assert CANVAS_SCOPE not in bot_scopes(), "canvases:write is asked for only with incident channels"
     # Everything else is manifest.yml's: a change there must be made here too.
     same = json.loads(json.dumps(variant))
     same["oauth_config"]["scopes"]["bot"] = bot_scopes()
-    assert same == manifest(), "manifest.channels.yml must be manifest.yml plus the two room scopes"
+    assert same == manifest(), "manifest.channels.yml must be manifest.yml plus the room and canvas scopes"
     comments = (REPO / WITH_CHANNELS).read_text(encoding="utf-8")
-    for needle in ("SITREP_INCIDENT_CHANNELS", SCOPE_PUBLIC, SCOPE_PRIVATE, "SITREP_INCIDENT_CHANNEL_PRIVATE"):
+    for needle in ("SITREP_INCIDENT_CHANNELS", SCOPE_PUBLIC, SCOPE_PRIVATE, "SITREP_INCIDENT_CHANNEL_PRIVATE", CANVAS_SCOPE):
         assert needle in comments
 
 
@@ -361,7 +378,9 @@ def test_sitrep_manifest_prints_a_ready_socket_mode_manifest(channels, base_env,
     assert printed["settings"]["socket_mode_enabled"] is True
     # No URL anywhere: Socket Mode needs no public address, and none is left to replace.
     assert "http" not in json.dumps(printed["features"]) + json.dumps(printed["settings"])
-    assert printed["oauth_config"]["scopes"]["bot"] == bot_scopes() + ([SCOPE_PUBLIC, SCOPE_PRIVATE] if channels else [])
+    assert printed["oauth_config"]["scopes"]["bot"] == bot_scopes() + (
+        [SCOPE_PUBLIC, SCOPE_PRIVATE, CANVAS_SCOPE] if channels else []
+    )
     # Everything else is the HTTP one's (commands, shortcut, events, home tab).
     assert printed["features"]["shortcuts"] == manifest()["features"]["shortcuts"]
     assert [c["command"] for c in printed["features"]["slash_commands"]] == list(manifest_commands())

@@ -24,6 +24,7 @@ from store.models import MaintenanceWindow, SeriesOccurrence
 from store.states import OccurrenceState, WindowState
 from tests.support.harness import BotUnderTest, FakeClock, chose, chose_many, picked_time, typed
 from tests.support.maintenance import list_answer, open_modal, schedule_values, wait_answer, windows
+from tests.support.process import died_holding
 from tests.support.slack_limits import check_modal
 
 pytestmark = pytest.mark.both_databases
@@ -167,9 +168,7 @@ def test_a_claim_left_by_a_dead_replica_is_found_before_anything_is_created_agai
 
         async def dead_claim() -> None:
             async with bot.ctx.db.session() as session, session.begin():
-                session.add(
-                    SeriesOccurrence(series_id=series.id, index=1, state=OccurrenceState.CREATING, claimed_by="gone-replica")
-                )
+                session.add(died_holding(SeriesOccurrence(series_id=series.id, index=1, state=OccurrenceState.CREATING)))
 
         bot.run(dead_claim())
         posts_before = len([r for r in appfirst.requests if r.method == "POST"])

@@ -18,7 +18,7 @@ import pytest
 from bot.slack.posts import PostTag
 from scheduler.runner import SWEEP_EVERY
 from tests.support.harness import CHANNEL
-from tests.support.process import sitrep
+from tests.support.process import migrated_appfirst_env
 from tests.support.replicas import Replicas, next_minute, schedule_from_slack
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.slow]  # 40 to 100 s per database
@@ -69,15 +69,15 @@ def sweeps_clear_of(start: datetime, low: datetime, high: datetime) -> bool:
 
 def test_the_survivor_posts_on_time_the_reminders_a_killed_replica_planned(full_env, database_url, tmp_path, slack, appfirst):
     appfirst.shift = timedelta(0)  # the time-shift learning has its own tests
-    env = full_env | {
-        "DATABASE_URL": database_url,
-        "MAINTENANCE_BACKEND": "appfirst",
-        "SITREP_REMINDER_LEAD": "0",
-        "SITREP_OVERRUN_WARNING": "0",
-        "SITREP_UPDATE_NUDGE": "0",
-        "SITREP_SYNC_INTERVAL": "3600",  # the first sync only, before anything is planned
-    }
-    assert sitrep("migrate", env=env, cwd=tmp_path).returncode == 0
+    env = migrated_appfirst_env(
+        full_env,
+        database_url,
+        tmp_path,
+        SITREP_REMINDER_LEAD="0",
+        SITREP_OVERRUN_WARNING="0",
+        SITREP_UPDATE_NUDGE="0",
+        SITREP_SYNC_INTERVAL="3600",  # the first sync only, before anything is planned
+    )
     await_a_clear_phase()
     spawned = utcnow()
     with Replicas(env, tmp_path, 2) as replicas:

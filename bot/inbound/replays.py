@@ -2,19 +2,24 @@
 
 A signed body can be replayed within its five minutes, and Slack sends a request again
 (with ``X-Slack-Retry-Num``) when our answer did not reach it. Either would declare a
-second incident. So before any listener acts, the request's key is inserted into
-``seen_submissions``, whose primary key lets exactly one insert win, in this process or
-any replica sharing the database; the loser is answered with a plain ack and nothing else.
+second incident. So before a request acts, its key is inserted into ``seen_submissions``,
+whose primary key lets exactly one insert win, in this process or any replica sharing the
+database; the loser is answered with a plain ack and nothing else. A button that acts has its
+key written before its listener runs. A form's Submit writes its key with its first write
+(`FormKey`): in the transaction that keeps its draft, so the Submit writes once before
+Slack's ack; until then its listener only reads and checks what was typed, which two
+deliveries may both do.
 
 The key of a form submission is its view id and hash (Slack's identity of that submit) plus
 a digest of what was typed, so a form sent back with errors and corrected is a new key; the
 key of a slash command or button click is its ``trigger_id``, which Slack makes per action
-and repeats on a retry. A form answered with errors is forgotten again, so submitting the
-same values once more shows the same errors rather than silently closing the modal.
+and repeats on a retry. A form answered with errors records no key, so submitting the same
+values once more shows the same errors rather than silently closing the modal.
 
 A form whose key is known but which never got as far as its draft was pressed again because
 the first press died with its process (killed after recording the key, before Slack had the
-ack: Slack showed an error and kept the modal open). Swallowing it would leave the person
+ack: Slack showed an error and kept the modal open; a key written with its draft is never
+left so, but one written at the ack is). Swallowing it would leave the person
 with a closed modal and no answer, so once the first press is `TAKEOVER_AFTER` old and still
 has no draft, one press (compare-and-set on the key's age) takes the key over and is acted on.
 A live first press acks at once and keeps its draft within milliseconds, so a replay of a
@@ -42,20 +47,21 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from slack_bolt.listener.async_listener_completion_handler import AsyncListenerCompletionHandler
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from bot.context import ACK_DEADLINE, SUBMISSION_KEY, AppContext
+from bot.context import ACK_DEADLINE, FORM_KEY, SUBMISSION_KEY, AppContext
+from bot.errors import Replayed
 from store import submissions
 from store.db import bounded
 
 log = logging.getLogger(__name__)
 
-KEY = "sitrep_submission_key"  # where the key waits on Bolt's request context
+T = TypeVar("T")
+
 # Recording the key sits on the path to Slack's 3-second ack: a database that does not answer
 # within this bound is not allowed to cost the person their request (it is acted on). Half
 # the ack budget, so the listener's own reads keep the other half.
@@ -137,7 +143,8 @@ class ReplayGuard:
     """Before any listener: record the request's key, or stop a replay with a plain ack.
 
     `repeatable(it)` says whether a request cannot act twice (see the module's docstring):
-    those are remembered in memory only, and no database is touched before their ack."""
+    those are remembered in memory only, and no database is touched before their ack. A
+    form's Submit records its key with its draft (`FormKey`)."""
 
     def __init__(self, ctx: AppContext, *, repeatable: Callable[[Any], bool]) -> None:
         self.ctx = ctx
@@ -153,23 +160,74 @@ class ReplayGuard:
                 return await next()
             return _ignored(req, key)
         deadline = req.context.get(ACK_DEADLINE)
-        bound = RECORD_TIMEOUT if deadline is None else min(RECORD_TIMEOUT, deadline - asyncio.get_running_loop().time())
-        ctx = self.ctx
-        try:
-            # Not `asyncio.wait_for`: it would wait for the cancelled insert's rollback, which
-            # queues behind the lock it is waiting for (see `store.db.bounded`).
-            first = await bounded(_remember(ctx, key), max(bound, 0.1))
-        except (TimeoutError, SQLAlchemyError, OSError) as exc:
-            log.warning("could not record a request's key (%s); acting on it unguarded", type(exc).__name__)
-            return await next()
-        if not first and key.startswith("view:") and await _abandoned(ctx, key, deadline):
-            log.warning("a form pressed again after its first press was lost with its process; acting on it")
-            first = True
-        if not first:
-            return _ignored(req, key)
-        req.context[KEY] = key
         SUBMISSION_KEY.set(key)  # the listener's task copies this context: its draft records the key
+        if key.startswith("view:"):
+            form = FormKey(self.ctx, key, deadline)
+            FORM_KEY.set(form)
+            req.context["ack"].before = form.before_ack  # `bot.app.TimedAck`
+            return await next()
+        if not await _record(self.ctx, key, deadline):
+            return _ignored(req, key)
         return await next()
+
+
+class FormKey:
+    """A form's Submit, whose key is written with what it does first: in the transaction that
+    keeps its draft (`record_with`, one write before Slack's ack), or, for a listener that
+    keeps none before its ack, just before the ack (`before_ack`). A form answered with errors
+    records nothing, so the same values sent again show the same errors."""
+
+    def __init__(self, ctx: AppContext, key: str, deadline: float | None) -> None:
+        self.ctx = ctx
+        self.key = key
+        self.deadline = deadline
+        self.settled = False  # recorded, taken over, or acted on unguarded: nothing left to write
+
+    async def record_with(self, write: Callable[[Any], Awaitable[T]]) -> T:
+        if not self.settled:
+            try:
+                async with self.ctx.db.session() as session, session.begin():
+                    submissions.add(session, self.key)
+                    result = await write(session)
+            except IntegrityError:
+                # Settled only once answered: given up on meanwhile, the ack asks again.
+                taken = await _abandoned(self.ctx, self.key, self.deadline)
+                self.settled = True
+                if not taken:
+                    log.info("ignored a form's Submit already acted on")
+                    raise Replayed from None
+                log.warning("a form pressed again after its first press was lost with its process; acting on it")
+            else:
+                self.settled = True
+                return result
+        async with self.ctx.db.session() as session, session.begin():
+            return await write(session)
+
+    async def before_ack(self, answer: dict[str, Any]) -> None:
+        """Called by the ack with its arguments: raises `Replayed` when the key is known."""
+        if self.settled or answer.get("response_action") == "errors":
+            return
+        self.settled = True
+        if not await _record(self.ctx, self.key, self.deadline):
+            log.info("ignored a form's Submit already acted on")
+            raise Replayed
+
+
+async def _record(ctx: AppContext, key: str, deadline: float | None) -> bool:
+    """Record `key` within the ack's budget: False for a replay. A database that does not
+    answer in time is acted on unguarded (True)."""
+    bound = RECORD_TIMEOUT if deadline is None else min(RECORD_TIMEOUT, deadline - asyncio.get_running_loop().time())
+    try:
+        # Not `asyncio.wait_for`: it would wait for the cancelled insert's rollback, which
+        # queues behind the lock it is waiting for (see `store.db.bounded`).
+        first = await bounded(_remember(ctx, key), max(bound, 0.1))
+    except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        log.warning("could not record a request's key (%s); acting on it unguarded", type(exc).__name__)
+        return True
+    if not first and key.startswith("view:") and await _abandoned(ctx, key, deadline):
+        log.warning("a form pressed again after its first press was lost with its process; acting on it")
+        return True
+    return first
 
 
 def _ignored(req: AsyncBoltRequest, key: str) -> BoltResponse:
@@ -204,21 +262,3 @@ async def _abandoned(ctx: AppContext, key: str, deadline: float | None) -> bool:
 async def _remember(ctx: AppContext, key: str) -> bool:
     async with ctx.db.session() as session:
         return await submissions.remember(session, key)
-
-
-class ForgetShownAgain(AsyncListenerCompletionHandler):
-    """Bolt's hook after every listener: a form answered with errors was not acted on."""
-
-    def __init__(self, ctx: AppContext) -> None:
-        self.ctx = ctx
-
-    async def handle(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
-        key = request.context.get(KEY)
-        answer = request.context.ack.response if request.context.ack is not None else None
-        if not key or not key.startswith("view:") or answer is None or '"errors"' not in (answer.body or ""):
-            return
-        try:
-            async with self.ctx.db.session() as session:
-                await submissions.forget(session, key)
-        except SQLAlchemyError as exc:
-            log.warning("could not forget a form shown again with errors (%s)", type(exc).__name__)

@@ -59,6 +59,14 @@ def _entry(event: IncidentEvent, names: dict[str, str]) -> str:
     return f"- {_when(event.at)} — {what}"
 
 
+def people(incident: Incident, events: Sequence[IncidentEvent]) -> set[str]:
+    """Every user ID the draft names: the lead, the declarer, each event's author and each new lead."""
+    found = {incident.lead, incident.declared_by}
+    found |= {e.user_id for e in events}
+    found |= {e.text for e in events if e.kind == "lead"}
+    return {user for user in found if user}
+
+
 def postmortem(incident: Incident, events: Sequence[IncidentEvent], *, names: dict[str, str] | None = None) -> str:
     """The draft: title, lead, impact, components, time to resolve and to the first
     `Identified`, the overlapping maintenance, the timeline, and empty sections for the

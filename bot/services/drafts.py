@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.context import SUBMISSION_KEY, AppContext
+from bot.context import FORM_KEY, SUBMISSION_KEY, AppContext
 from bot.errors import (
     DatabaseBusy,
     NotFound,
@@ -99,7 +99,10 @@ class DraftFlow:
             return None
 
     async def _keep(self, kind: DraftKind, form: Form, user_id: str, channel_id: str | None) -> int:
-        async with self.ctx.db.session() as session, session.begin():
+        """The draft's id; a form's Submit keeps it with its replay key, in one transaction
+        (`FORM_KEY`: `Replayed` when an earlier delivery of the Submit has the key)."""
+
+        async def keep(session) -> int:
             draft = await draft_store.keep_draft(
                 session,
                 kind=kind,
@@ -111,6 +114,12 @@ class DraftFlow:
                 submission_key=SUBMISSION_KEY.get(),
             )
             return draft.id
+
+        form_key = FORM_KEY.get()
+        if form_key is not None:
+            return await form_key.record_with(keep)
+        async with self.ctx.db.session() as session, session.begin():
+            return await keep(session)
 
     async def submit(
         self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T], kept: int | None = None

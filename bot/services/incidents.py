@@ -29,7 +29,7 @@ from bot.services.base import FeatureService
 from bot.services.drafts import SENDING_DRAFT, UnknownChoices
 from bot.services.incident_forms import DeclareForm, ResolveForm, UpdateForm
 from bot.services.outcomes import Outcome
-from bot.services.postmortem import PostmortemService, Shared
+from bot.services.postmortem import PostmortemService, resolve_warning
 from bot.services.rooms import IncidentRooms
 from bot.slack import posts
 from bot.slack.channel import Message, Posted
@@ -322,7 +322,8 @@ class IncidentService(FeatureService):
         that record when theirs lands second, and posts *Resolved* then."""
         now = self.ctx.clock()
         by = user_id if announce else None
-        event = notice = draft = None
+        event = notice = None
+        drafts: list[int] = []
         async with self.ctx.db.session() as session, session.begin():
             followed = (await incident_store.get_incident(session, incident.id)).resolved_at is not None
             won = await incident_store.resolve_if_open(session, incident.id, by=by, now=now)
@@ -339,7 +340,7 @@ class IncidentService(FeatureService):
                 await session.flush()
                 # The postmortem draft's share, written with the resolution too (unless
                 # `/incident postmortem` shared it already).
-                draft = await PostmortemService.plan(self.ctx, session, incident.id)
+                drafts = await PostmortemService.plan(self.ctx, session, incident)
         if not won:
             raise NotFound(messages.already_resolved(await self._reload(incident.id)))
         reply = messages.resolved_reply(incident, event) if announce else None
@@ -348,12 +349,9 @@ class IncidentService(FeatureService):
         )
         if not followed:  # a record taken over from a refused resolve planned it already
             await self.rooms.plan_archive(incident)
-        if draft is not None:
-            share = await PostmortemService(self.ctx).deliver(draft, posts.HELD)
-            if share.how == Shared.FAILED:
-                warning = _joined(
-                    warning, f"The postmortem draft could not be shared ({share.reason}); sitrep tries again in a minute."
-                )
+        postmortems = PostmortemService(self.ctx)
+        for row_id in drafts:
+            warning = _joined(warning, resolve_warning(await postmortems.deliver(row_id, posts.HELD)))
         return await self._reload(incident.id), warning
 
     async def change_lead(self, ref: str, lead: str, user_id: str) -> tuple[Incident, str | None]:

@@ -6,7 +6,9 @@ Each occurrence is created once however many replicas roll the series: its creat
 claimed by inserting its row (`store.series.claim`, first insert wins). A claim left by a
 replica that died mid-create is taken over once that replica misses its heartbeats; the
 new holder first looks in the store, then (AppFirst, which lists every window) upstream at
-the occurrence's times, shift-aware, and creates only what is not there. The status page
+the occurrence's times, shift-aware, and creates only what is not there (meanwhile the sync
+leaves such a window alone, `store.series.titles_being_created`, so it is stored and
+announced as the series' occurrence, never adopted as made outside Slack). The status page
 cannot be asked: such an occurrence is marked unknown and shown as "check the status page"
 in `/maintenance list`, never sent twice blindly."""
 
@@ -254,7 +256,18 @@ class SeriesService:
 
         found = server_times.find_lost_write(filter(could_be_it, listed), (form.start, form.end), offset)
         if found is None:
+            log.info(
+                "maintenance series %s: occurrence %s, left by a replica now gone, is not upstream; creating it",
+                series.id,
+                occurrence.index,
+            )
             return await self._create(series, occurrence)
+        log.info(
+            "maintenance series %s: occurrence %s, left by a replica now gone, was found upstream (%s); not creating it again",
+            series.id,
+            occurrence.index,
+            found.upstream_id,
+        )
         row = known.get(found.upstream_id)
         if row is None:
             await self.maintenance.store_occurrence(form, found, series.created_by, (series.id, occurrence.index))

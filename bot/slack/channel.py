@@ -89,7 +89,7 @@ class Channel:
 
         async def post() -> Any:
             text, blocks = self._mark(await message() if callable(message) else message)
-            await _check(guard)
+            await fence(guard)
             return await self.sender.chat_postMessage(
                 channel=self.channel_id, text=text, blocks=blocks, unfurl_links=False, **kwargs
             )
@@ -173,7 +173,7 @@ class Channel:
 
         async def post() -> Any:
             text, blocks = self._mark(await message() if callable(message) else message)
-            await _check(guard)
+            await fence(guard)
             return await self.sender.chat_postMessage(
                 channel=at.channel,
                 thread_ts=at.ts,
@@ -297,7 +297,7 @@ class Channel:
         while `guard` says the claim is still ours (checked just before the request leaves)."""
 
         async def complete() -> Any:
-            await _check(guard)
+            await fence(guard)
             return await self.sender.files_completeUploadExternal(
                 files=[{"id": file_id, "title": title}], channel_id=at.channel, thread_ts=at.ts
             )
@@ -339,7 +339,7 @@ class Channel:
             log.warning("%s: %s", what, slack_error(exc))
 
 
-async def _check(guard: Guard | None) -> None:
+async def fence(guard: Guard | None) -> None:
     """Run just before the request leaves: a claim taken over meanwhile sends nothing."""
     if guard is not None and not await guard():
         raise ClaimLost("the claim was taken over before the post")

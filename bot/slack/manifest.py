@@ -4,6 +4,7 @@ and `manifest.channels.yml`, which a test keeps equal to what this builds."""
 
 from __future__ import annotations
 
+from bot.slack.canvases import CANVAS_SCOPE
 from bot.slack.rooms import SCOPE_PRIVATE, SCOPE_PUBLIC
 
 #: Where sitrep answers every Slack request in HTTP mode (bot/app.py).
@@ -28,8 +29,9 @@ BOT_SCOPES = (
     "reactions:read",
     "files:write",
 )
-#: A channel per incident (bot/slack/rooms.py): public ones, and private ones.
-ROOM_SCOPES = (SCOPE_PUBLIC, SCOPE_PRIVATE)
+#: A channel per incident (bot/slack/rooms.py): public ones, and private ones; and its canvas
+#: (bot/slack/canvases.py: the postmortem draft). Only `manifest.channels.yml` asks for these.
+ROOM_SCOPES = (SCOPE_PUBLIC, SCOPE_PRIVATE, CANVAS_SCOPE)
 
 SLASH_COMMANDS = (
     {
@@ -59,7 +61,11 @@ class ManifestError(ValueError):
 
 
 def required_scopes(*, incident_channels: bool = False, private_rooms: bool = False) -> tuple[str, ...]:
-    """The bot scopes the enabled features need: what start-up asks the token for."""
+    """The bot scopes the enabled features need: what start-up asks the token for.
+    `canvases:write` is not among them: the canvas is the postmortem's second home (the
+    thread has the file), so a token without it still runs and the canvas is skipped with a
+    warning naming the scope (`bot.services.postmortem`), never a refused start-up for an
+    install made before the canvas existed."""
     extra = (SCOPE_PRIVATE if private_rooms else SCOPE_PUBLIC,) if incident_channels else ()
     return BOT_SCOPES + extra
 
@@ -67,7 +73,7 @@ def required_scopes(*, incident_channels: bool = False, private_rooms: bool = Fa
 def build_manifest(*, url: str | None = None, socket_mode: bool = False, incident_channels: bool = False) -> dict:
     """A ready manifest: Socket Mode (no public address), or HTTP with every request URL at
     `url` + /slack/events. `incident_channels` adds both room scopes (either setting of
-    SITREP_INCIDENT_CHANNEL_PRIVATE then works)."""
+    SITREP_INCIDENT_CHANNEL_PRIVATE then works) and the canvas's."""
     if socket_mode == (url is not None):
         raise ManifestError("give either --socket-mode (no public address needed) or --url https://… (HTTP mode)")
     endpoint = None

@@ -80,8 +80,12 @@ class Rate:
 #: chat.postMessage ~1/s per channel with short bursts (special tier); Tier 3 (50+/min) and
 #: Tier 4 (100+/min) per workspace. assumption: chat.getPermalink's document gives the special
 #: tier with no number; it is paced as Tier 4, per workspace.
-TIER_3, TIER_4 = 50 / 60, 100 / 60
+TIER_2, TIER_3, TIER_4 = 20 / 60, 50 / 60, 100 / 60
 SLACK_RATES: dict[str, Rate] = {
+    "conversations.canvases.create": Rate(per_second=TIER_2, burst=4),
+    "canvases.edit": Rate(per_second=TIER_3, burst=8),
+    "conversations.info": Rate(per_second=TIER_3, burst=8),
+    "users.info": Rate(per_second=TIER_4, burst=8),
     "chat.postMessage": Rate(per_second=1.0, burst=4),
     "chat.update": Rate(per_second=TIER_3, burst=8),
     "conversations.history": Rate(per_second=TIER_3, burst=8),

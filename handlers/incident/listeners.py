@@ -19,6 +19,7 @@ from handlers.errors import renders_errors
 from handlers.feature import FeatureHandlers, modal_errors
 from handlers.incident import views
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block, Callback
+from handlers.opening import open_form
 from handlers.payload import Interaction
 from store.models import Incident
 from store.states import DraftKind
@@ -36,6 +37,9 @@ FIELD_BLOCKS = {
 #: Buttons that only open a form: Slack spends their trigger once, so a second delivery
 #: cannot act, and the replay guard keeps no database key for them (`handlers.repeatable`).
 OPENS_A_FORM = frozenset({Action.POST_UPDATE, Action.RESOLVE, Action.DECLARE})
+
+# The titles of the modals opened before what they show is read (`handlers.opening`).
+UPDATE_TITLE, RESOLVE_TITLE = "Post an update", "Resolve incident"
 
 MAX_LIST_PAGE = 1_000_000  # far past any real list; keeps the OFFSET a plain integer
 
@@ -155,12 +159,17 @@ class IncidentHandlers(FeatureHandlers):
             text, blocks = views.help_answer(f"I don't know `{sub}`. Here is what `/incident` can do:")
             await ack(text=text, blocks=blocks, response_type="ephemeral")
 
-    async def open_declare(self, ack, it: Interaction, form: DeclareForm, *, fresh: bool = True) -> None:
+    async def open_declare(self, ack, it: Interaction, form: DeclareForm) -> None:
+        """A new form, which reads nothing first: opened at once."""
+        view = self._declare_view(it, form, fresh=True)
+        await ack()
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+
+    def _declare_view(self, it: Interaction, form: DeclareForm, *, fresh: bool) -> dict:
         """`fresh`: a new form, which gets the operator's defaults; a kept draft shows what its
         person chose."""
         self.service.require_enabled()
         self.service.require_allowed(it.user_id)
-        await ack()
         settings = self.ctx.settings
         if fresh:
             form = replace(
@@ -168,7 +177,7 @@ class IncidentHandlers(FeatureHandlers):
                 impact=form.impact or settings.sitrep_default_impact or "",
                 notify=form.notify or settings.sitrep_notify_default,
             )
-        view = views.declare_modal(
+        return views.declare_modal(
             form,
             settings.sitrep_components,
             statuses=settings.sitrep_incident_statuses,
@@ -176,7 +185,6 @@ class IncidentHandlers(FeatureHandlers):
             channel_id=it.channel_id,
             declarer=it.user_id,
         )
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
     async def change_lead(self, ack, it: Interaction, ref: str | None, lead: str) -> None:
         """Checked before the ack (a refusal is the answer); the posts after it."""
@@ -197,23 +205,25 @@ class IncidentHandlers(FeatureHandlers):
             return await self.service.find_open(ref)
         return await self.service.only_open()
 
-    async def open_update(self, ack, it: Interaction, ref: str | None, text: str = "", status: str | None = None) -> None:
+    async def open_update(self, ack, it: Interaction, ref: str | None) -> None:
+        await open_form(self.ctx, ack, it, self._update_view(it, ref), title=UPDATE_TITLE)
+
+    async def _update_view(self, it: Interaction, ref: str | None, text: str = "", status: str | None = None) -> dict:
         chosen = await self._open_choice(it, ref)
-        await ack()
-        view = views.update_modal(
+        return views.update_modal(
             chosen,
             status=status,
             statuses=self.ctx.settings.sitrep_incident_statuses,
             text=text,
             channel_id=it.channel_id,
         )
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
-    async def open_resolve(self, ack, it: Interaction, ref: str | None, note: str = "") -> None:
+    async def open_resolve(self, ack, it: Interaction, ref: str | None) -> None:
+        await open_form(self.ctx, ack, it, self._resolve_view(it, ref), title=RESOLVE_TITLE)
+
+    async def _resolve_view(self, it: Interaction, ref: str | None, note: str = "") -> dict:
         chosen = await self._open_choice(it, ref)
-        await ack()
-        view = views.resolve_modal(chosen, note=note, channel_id=it.channel_id)
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+        return views.resolve_modal(chosen, note=note, channel_id=it.channel_id)
 
     # --- the *Declare incident* message shortcut, and the home tab's button ------------
     async def shortcut_declare(self, ack, it: Interaction) -> None:
@@ -236,9 +246,10 @@ class IncidentHandlers(FeatureHandlers):
         await self.open_resolve(ack, it, ref=it.action_value)
 
     async def button_lead(self, ack, it: Interaction) -> None:
-        incident = await self._open_choice(it, it.action_value)
-        await ack()
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=views.lead_modal(incident, channel_id=it.channel_id))
+        async def lead_view() -> dict:
+            return views.lead_modal(await self._open_choice(it, it.action_value), channel_id=it.channel_id)
+
+        await open_form(self.ctx, ack, it, lead_view(), title="Incident lead")
 
     async def submit_lead(self, ack, it: Interaction) -> None:
         lead = payload.selected_user(it.values, Block.LEAD, Action.LEAD)
@@ -273,14 +284,13 @@ class IncidentHandlers(FeatureHandlers):
         await self._submit(it, DraftKind.RESOLVE, form, ack=ack)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
-    async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
+    async def draft_view(self, draft_id: int, it: Interaction) -> dict:
         kind, form = await self.service.reopen(draft_id)
         if kind == DraftKind.DECLARE:
-            await self.open_declare(ack, it, form, fresh=False)
-        elif kind == DraftKind.UPDATE:
-            await self.open_update(ack, it, ref=str(form.incident_id), text=form.text, status=form.status)
-        else:
-            await self.open_resolve(ack, it, ref=str(form.incident_id), note=form.note)
+            return self._declare_view(it, form, fresh=False)
+        if kind == DraftKind.UPDATE:
+            return await self._update_view(it, str(form.incident_id), text=form.text, status=form.status)
+        return await self._resolve_view(it, str(form.incident_id), note=form.note)
 
 
 def register(app: AsyncApp, ctx: AppContext) -> IncidentHandlers:

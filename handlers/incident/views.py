@@ -174,7 +174,25 @@ def postmortem_answer(share: Share, permalink: str | None) -> tuple[str, list[di
             f":warning: The postmortem draft of {name} could not be shared in {thread}: {share.reason}. "
             "Nothing is lost: sitrep tries again in a minute and shares it there."
         )
+    if share.canvas is not None:
+        text += " " + _canvas_line(share.canvas, f"<#{incident.room_channel_id}>", resolved=incident.resolved_at is not None)
     return text, [section(text)]
+
+
+def _canvas_line(canvas: Share, room: str, *, resolved: bool) -> str:
+    """The room's canvas, after the file's line: made, made before (resolving replaces its
+    text with the final version), following, or why not."""
+    if canvas.how == Shared.SHARED:
+        return f"It is {room}'s canvas too."
+    if canvas.how == Shared.ALREADY and resolved:
+        return f"It is {room}'s canvas already, as resolved."
+    if canvas.how == Shared.ALREADY:
+        return f"It is {room}'s canvas already; resolving the incident replaces it with the final version."
+    if canvas.how == Shared.WAITING:
+        return f"It becomes {room}'s canvas shortly."
+    if canvas.how == Shared.SKIPPED:
+        return f"It is not {room}'s canvas: {canvas.reason}."
+    return f"It could not be made {room}'s canvas yet ({canvas.reason}); sitrep tries again in a minute."
 
 
 def declare_from_message(text: str, channel_id: str, message_ts: str) -> DeclareForm:
@@ -378,7 +396,7 @@ HELP = (
     "• `/incident resolve [ref]` — resolve an incident, with an optional closing note\n"
     "• `/incident lead [ref] @person` — hand the incident to a new lead (also the *Lead* button)\n"
     "• `/incident timeline [ref]` — what happened when (react :pushpin: to a message in its thread or channel to add it), only to you\n"
-    "• `/incident postmortem [ref]` — share the postmortem draft (Markdown) in its thread; resolving shares it too\n"
+    "• `/incident postmortem [ref]` — share the postmortem draft (Markdown) in its thread and as its channel's canvas; resolving shares the final version\n"
     "• `/incident list [page]` — open incidents, newest first, 20 a page, only to you\n"
     "• `/incident digest` — this week so far: incidents, time to resolve, maintenance, only to you\n"
     "• `/incident help` — this help\n"

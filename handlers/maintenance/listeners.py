@@ -18,6 +18,7 @@ from handlers.errors import renders_errors
 from handlers.feature import FeatureHandlers, modal_errors
 from handlers.maintenance import views
 from handlers.maintenance.ids import Action, Block, Callback, Scope
+from handlers.opening import open_form
 from handlers.payload import Interaction
 from store.models import MaintenanceWindow
 from store.states import DraftKind
@@ -73,6 +74,9 @@ def keep_unshown(form: ScheduleForm, metadata: dict, original: MaintenanceWindow
     return replace(form, **changes)
 
 
+# The titles of the modals opened before what they show is read (`handlers.opening`).
+EDIT_TITLE, CANCEL_TITLE = "Edit maintenance", "Cancel maintenance"
+
 #: Buttons that only open a form (see `handlers.incident.listeners.OPENS_A_FORM`).
 OPENS_A_FORM = frozenset({Action.CANCEL, Action.SCHEDULE, OverrunId.FOLLOW_ON})
 
@@ -116,17 +120,23 @@ class MaintenanceHandlers(FeatureHandlers):
             await ack(text=text, blocks=blocks, response_type="ephemeral")
 
     async def open_schedule(self, ack, it: Interaction, form: ScheduleForm) -> None:
-        backend = self.service.require_enabled()
-        self.service.require_allowed(it.user_id)
+        """A new form, which reads nothing first: opened at once."""
+        view = self._schedule_view(it, form)
         await ack()
-        view = views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id)
         await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
 
-    async def open_edit(self, ack, it: Interaction, ref: str, form: ScheduleForm | None = None) -> None:
+    def _schedule_view(self, it: Interaction, form: ScheduleForm) -> dict:
+        backend = self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
+        return views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id)
+
+    async def open_edit(self, ack, it: Interaction, ref: str) -> None:
+        await open_form(self.ctx, ack, it, self._edit_view(it, ref), title=EDIT_TITLE)
+
+    async def _edit_view(self, it: Interaction, ref: str, form: ScheduleForm | None = None) -> dict:
         backend = self.service.require_enabled()
         self.service.require_allowed(it.user_id)
         window = await self.service.find_editable(ref)
-        await ack()
         if form is None:
             form = ScheduleForm(
                 title=window.title,
@@ -137,16 +147,16 @@ class MaintenanceHandlers(FeatureHandlers):
                 servers_text=format_servers(window.servers),
                 window_id=window.id,
             )
-        view = views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id, window=window)
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+        return views.schedule_modal(form, backend, self.ctx.settings.sitrep_components, channel_id=it.channel_id, window=window)
 
-    async def open_cancel(self, ack, it: Interaction, ref: str, note: str = "") -> None:
+    async def open_cancel(self, ack, it: Interaction, ref: str) -> None:
+        await open_form(self.ctx, ack, it, self._cancel_view(it, ref), title=CANCEL_TITLE)
+
+    async def _cancel_view(self, it: Interaction, ref: str, note: str = "") -> dict:
         self.service.require_enabled()
         self.service.require_allowed(it.user_id)
         window = await self.service.find_cancellable(ref)
-        await ack()
-        view = views.cancel_modal(window, note=note, channel_id=it.channel_id)
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+        return views.cancel_modal(window, note=note, channel_id=it.channel_id)
 
     # --- the button on the announcement (and the home tab) ------------------------------
     async def button_cancel(self, ack, it: Interaction) -> None:
@@ -178,14 +188,13 @@ class MaintenanceHandlers(FeatureHandlers):
         await self._submit(it, DraftKind.CANCEL, form, ack=ack)
 
     # --- kept drafts (Retry / Edit) ----------------------------------------------------
-    async def reopen_draft(self, ack, draft_id: int, it: Interaction) -> None:
+    async def draft_view(self, draft_id: int, it: Interaction) -> dict:
         kind, form = await self.service.reopen(draft_id)
         if kind == DraftKind.EDIT:
-            await self.open_edit(ack, it, ref=f"#{form.window_id}", form=form)
-        elif kind == DraftKind.CANCEL:
-            await self.open_cancel(ack, it, ref=f"#{form.window_id}", note=form.note)
-        else:
-            await self.open_schedule(ack, it, form)
+            return await self._edit_view(it, f"#{form.window_id}", form=form)
+        if kind == DraftKind.CANCEL:
+            return await self._cancel_view(it, f"#{form.window_id}", note=form.note)
+        return self._schedule_view(it, form)
 
     # --- the overrun prompt's buttons (bot.messages.maintenance.overrun_prompt) -----------
     async def button_extend(self, ack, it: Interaction) -> None:
@@ -207,10 +216,14 @@ class MaintenanceHandlers(FeatureHandlers):
 
     async def button_follow_on(self, ack, it: Interaction) -> None:
         """The schedule modal for a window that starts when this one ends."""
-        window = await self.service.find(f"#{it.action_value}")
-        start = max(window.end or self.ctx.clock(), self.ctx.clock())
-        form = replace(self.service.form_of(window, start=start, end=start + timedelta(minutes=30)), window_id=None)
-        await self.open_schedule(ack, it, form)
+
+        async def follow_on_view() -> dict:
+            window = await self.service.find(f"#{it.action_value}")
+            start = max(window.end or self.ctx.clock(), self.ctx.clock())
+            form = replace(self.service.form_of(window, start=start, end=start + timedelta(minutes=30)), window_id=None)
+            return self._schedule_view(it, form)
+
+        await open_form(self.ctx, ack, it, follow_on_view(), title="Schedule maintenance")
 
 
 def register(app: AsyncApp, ctx: AppContext) -> MaintenanceHandlers:

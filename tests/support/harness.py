@@ -328,9 +328,17 @@ class BotUnderTest:
         return self.post(interaction_body(submission_payload(view, values, user=user)))
 
     def click(
-        self, action_id: str, value: str, *, user: str = "U123", channel: str = "C123", message_ts: str = "1.0"
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = "U123",
+        channel: str = "C123",
+        message_ts: str = "1.0",
+        trigger_id: str | None = None,
     ) -> httpx.Response:
-        return self.post(interaction_body(click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)))
+        payload = click_payload(action_id, value, user=user, channel=channel, message_ts=message_ts)
+        return self.post(interaction_body(payload | ({"trigger_id": trigger_id} if trigger_id else {})))
 
     def click_in_home(self, view: dict, action_id: str, value: str, *, user: str = "U123") -> httpx.Response:
         """A button clicked on the home tab `view` (as views.publish stored it)."""

@@ -1,21 +1,33 @@
-"""Running `sitrep` as a real process, as an operator does, with only the SPEC's variables set."""
+"""Running `sitrep` as a real process, as an operator does, with only the SPEC's variables set;
+and what a process killed mid-work leaves in the store, for tests that stand in for the kill."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import httpx
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import Database
+from store.models import Reminder
+from store.reminders import LONG_AGO
+from store.states import ReminderKind, ReminderState
 from tests.support.fakes.signing import command_body, slack_signature_headers
 from tests.support.harness import SIGNING_SECRET, last_view
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+#: The instance id of a process a test says was killed: no heartbeat row names it.
+DEAD = "killed"
 
 SPEC_VARIABLES = (
     "SLACK_BOT_TOKEN",
@@ -72,6 +84,31 @@ def sitrep(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> s
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def migrated_appfirst_env(full_env: dict[str, str], database_url: str, cwd: Path, **settings: str) -> dict[str, str]:
+    """The environment of `sitrep run` processes sharing `database_url`, AppFirst their
+    maintenance backend, with `settings` on top; the schema migrated first, as a deploy's
+    release step does, so that no process waits on another's migration."""
+    env = full_env | {"DATABASE_URL": database_url, "MAINTENANCE_BACKEND": "appfirst"} | settings
+    migrated = sitrep("migrate", env=env, cwd=cwd)
+    assert migrated.returncode == 0, migrated.stderr
+    return env
+
+
+def in_store(database_url: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """`work(session)` in one transaction on the database the processes share, over a
+    connection of the test's own (opened and closed here)."""
+
+    async def go() -> T:
+        db = Database(database_url)
+        try:
+            async with db.session() as session, session.begin():
+                return await work(session)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(go())
 
 
 def lines_starting(output: str, prefix: str) -> list[str]:
@@ -159,3 +196,24 @@ def stop(process: subprocess.Popen) -> str:
         process.kill()
         output, _ = process.communicate()
     return output
+
+
+# -- what a killed process leaves ------------------------------------------------------------
+
+
+def died_holding(row: R) -> R:
+    """`row` (a reminder, a series occurrence) as a process killed holding its claim left it:
+    claimed by a dead instance, long ago (stale on any clock)."""
+    row.claimed_by, row.claimed_at = DEAD, LONG_AGO
+    return row
+
+
+async def died_before_recording(db: Database, kind: ReminderKind) -> None:
+    """The posts of every row of `kind` reached Slack, then their process was killed before
+    recording them: each row claimed by a dead instance, with no ts."""
+    async with db.session() as session, session.begin():
+        await session.execute(
+            update(Reminder)
+            .where(Reminder.kind == kind)
+            .values(state=ReminderState.CLAIMED, claimed_by=DEAD, claimed_at=LONG_AGO, message_ts=None)
+        )

@@ -6,8 +6,9 @@ import json
 
 from sqlalchemy import select
 
-from bot.slack.posts import PostTag
+from bot.slack.posts import PostTag, held_row
 from store.models import Reminder
+from tests.support.process import died_before_recording, died_holding
 
 
 def reminders(bot, window_id) -> dict[str, Reminder]:
@@ -34,3 +35,20 @@ def reminder_posts(slack, window=None, kind=None):
             continue
         posts.append(call)
     return posts
+
+
+def record_lost(bot, kind: str) -> None:
+    """The rows of `kind` as a process leaves them that made their post and died before
+    recording it (`died_before_recording`)."""
+    bot.run(died_before_recording(bot.ctx.db, kind))
+
+
+def planned_then_died(bot, incident_id: int, kind: str) -> None:
+    """An incident's row of `kind` as a process leaves it that wrote it claimed (with the
+    change calling for it) and died before posting (`died_holding`)."""
+
+    async def died() -> None:
+        async with bot.ctx.db.session() as session, session.begin():
+            session.add(died_holding(held_row(bot.ctx, incident_id=incident_id, kind=kind)))
+
+    bot.run(died())

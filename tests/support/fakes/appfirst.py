@@ -90,11 +90,7 @@ class FakeAppFirst(AppFirstStandIn, BackgroundServer):
             self._lose_remaining = n
 
     def _reply_lost(self) -> bool:
-        with self._lock:
-            if self._lose_remaining > 0:
-                self._lose_remaining -= 1
-                return True
-            return False
+        return self._count_down("_lose_remaining")
 
     def _is_create(self, request: web.Request) -> bool:
         return request.method == "POST" and request.path.endswith("/api/maintenance_windows/")

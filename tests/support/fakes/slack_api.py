@@ -73,7 +73,9 @@ class Malformed(Enum):
 _Answer = tuple[int, Json | Malformed, dict[str, str]]
 
 #: Arguments Slack takes as JSON-encoded strings in form bodies.
-JSON_STRING_ARGS = frozenset({"files", "blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "chunks"})
+JSON_STRING_ARGS = frozenset(
+    {"files", "blocks", "attachments", "view", "metadata", "unfurls", "user_auth_blocks", "chunks", "document_content", "changes"}
+)
 #: Methods whose ``blocks`` argument is a message's blocks.
 MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.postEphemeral", "chat.update", "chat.scheduleMessage"})
 VIEW_METHODS = frozenset({"views.open", "views.update", "views.push", "views.publish"})
@@ -121,11 +123,32 @@ EXTRA_METHOD_DOCS.update(
         },
     }
 )
+#: The shared documents have conversations.canvases.create (checked like every method, from
+#: its own document) but no canvases.edit; described from Slack's page
+#: (docs.slack.dev/reference/methods/canvases.edit): requires `canvas_id` ("Encoded ID of the
+#: canvas") and `changes` ("List of changes to apply on the specified canvas"), each change an
+#: `operation` (insert_after, insert_before, insert_at_start, insert_at_end, replace, delete)
+#: with `document_content` ("it works the same" as in canvases.create) and, for some, a
+#: `section_id`; replace "requires providing a document_content argument. You can optionally
+#: specify a section_id or omit it to replace the entire canvas"; "Only one operation per API
+#: call is currently supported". Tier 3, scope `canvases:write`.
+EXTRA_METHOD_DOCS["canvases.edit"] = {
+    "type": "object",
+    "required": ["token", "canvas_id", "changes"],
+    "properties": {k: {} for k in ("token", "canvas_id", "changes")},
+}
 EXTRA_METHOD_SCOPES: dict[str, frozenset[str]] = {
     "files.getUploadURLExternal": frozenset({"files:write"}),
     "files.completeUploadExternal": frozenset({"files:write"}),
+    "canvases.edit": frozenset({"canvases:write"}),
 }
-EXTRA_METHOD_TIERS = {"files.getUploadURLExternal": "t4", "files.completeUploadExternal": "t4"}
+EXTRA_METHOD_TIERS = {"files.getUploadURLExternal": "t4", "files.completeUploadExternal": "t4", "canvases.edit": "t3"}
+#: canvases.edit's operations (its page), and the ones that need a `section_id`.
+CANVAS_OPERATIONS = frozenset({"insert_after", "insert_before", "insert_at_start", "insert_at_end", "replace", "delete"})
+CANVAS_SECTION_OPERATIONS = frozenset({"insert_after", "insert_before", "delete"})
+#: conversations.canvases.create's document: "The markdown content is limited to 1 MiB
+#: (1,048,576 characters)."
+CANVAS_MARKDOWN_MAX = 1_048_576
 #: Where the fake's upload URLs point (``upload_url`` of files.getUploadURLExternal).
 UPLOAD_PATH = "/upload/{file_id}"
 #: Where ``apps.connections.open`` points when no fake Socket Mode server is attached.
@@ -243,7 +266,7 @@ _CHANNEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_")
 #: The methods that open, join and close channels, whose scope depends on the kind of channel.
 ROOM_METHODS = frozenset({"conversations.create", "conversations.invite", "conversations.archive"})
 #: Methods reading a channel, whose scope depends on its kind too (channels:* or groups:*).
-READ_METHODS = {"conversations.members": "read"}
+READ_METHODS = {"conversations.members": "read", "conversations.info": "read"}
 #: assumption: Slack's pagination page says a `limit` above 1,000 is refused; the method's own
 #: document gives no bound.
 MAX_PAGE_LIMIT = 1000
@@ -381,6 +404,9 @@ class FakeSlack:
             "users.info": self._users_info,
             "files.getUploadURLExternal": self._files_get_upload_url,
             "files.completeUploadExternal": self._files_complete_upload,
+            "conversations.info": self._conversations_info,
+            "conversations.canvases.create": self._conversations_canvases_create,
+            "canvases.edit": self._canvases_edit,
         }
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -402,7 +428,8 @@ class FakeSlack:
 
         def serve() -> None:
             asyncio.set_event_loop(loop)
-            app = web.Application()
+            # Bodies up to a canvas's 1 MiB of markdown and its JSON around it (aiohttp's default is 1 MiB).
+            app = web.Application(client_max_size=4 * CANVAS_MARKDOWN_MAX)
             app.router.add_route("*", "/api/{method}", self._handle)
             app.router.add_route("POST", UPLOAD_PATH, self._handle_upload)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -582,6 +609,18 @@ class FakeSlack:
                 for share in f["shares"]
                 if channel is None or share["channel"] == channel
             ]
+
+    def canvas_of(self, channel: str) -> Json | None:
+        """The channel's canvas (``id``, ``channel``, ``title``, ``markdown``, ``edits``), if it has one."""
+        with self._lock:
+            known = self._channels.get(channel) or {}
+            found = self._canvases.get(known.get("canvas") or "")
+            return copy.deepcopy(found) if found is not None else None
+
+    def person_adds_canvas(self, channel: str, markdown: str = "Our notes") -> str:
+        """A person gave the channel its canvas (not the bot); returns its ID."""
+        with self._lock:
+            return self._new_canvas(self._channels[channel], markdown, None)
 
     def person_posts(self, channel: str, text: str, user: str = "U999") -> str:
         """A message a person posted (not the bot), for shortcuts on it; returns its ts."""
@@ -995,6 +1034,8 @@ class FakeSlack:
         #: Files by ID: filename, declared length, the bytes once uploaded, where shared.
         self._files: dict[str, Json] = {}
         self._upload_failures: deque[int] = deque()
+        #: Canvases by ID: the channel whose canvas it is, its title and markdown, its edits.
+        self._canvases: dict[str, Json] = {}
         self._ts_counter = 0
         self._id_counter = 0
 
@@ -1228,7 +1269,7 @@ class FakeSlack:
     @staticmethod
     def _conversation(channel: Json) -> Json:
         """A channel as Slack's conversation object shows it to the bot (no member list)."""
-        out = {k: copy.deepcopy(v) for k, v in channel.items() if k != "members"}
+        out = {k: copy.deepcopy(v) for k, v in channel.items() if k not in ("members", "canvas")}
         out["name_normalized"] = channel["name"]
         out["is_member"] = BOT_USER_ID in channel["members"]
         return out
@@ -1458,6 +1499,86 @@ class FakeSlack:
             for stored in found:
                 stored["shares"].append({"channel": channel, "thread_ts": thread_ts, "ts": message["ts"]})
         return {"ok": True, "files": shown}
+
+    # --- channel canvases (conversations.canvases.create from the shared documents; canvases.edit
+    # described from Slack's page, see EXTRA_METHOD_DOCS; conversations.info shows the canvas) ---
+
+    def _conversations_info(self, args: Json) -> Json:
+        """A channel as the bot sees it. Slack's conversations.canvases.create page: "You can find
+        the ID of the canvas in the channel.properties.canvas section in the response of a
+        conversations.info request". assumption: that section holds `file_id` (the canvas ID)
+        and `is_empty`, as Slack's answers carry; the pages show no example of it."""
+        channel = self._channels.get(str(args["channel"]))
+        if channel is None or (channel["is_private"] and BOT_USER_ID not in channel["members"]):
+            return {"ok": False, "error": "channel_not_found"}
+        shown = self._conversation(channel)
+        canvas = self._canvases.get(channel.get("canvas") or "")
+        if canvas is not None:
+            shown["properties"] = {"canvas": {"file_id": canvas["id"], "is_empty": not canvas["markdown"]}}
+        return {"ok": True, "channel": shown}
+
+    @staticmethod
+    def _document_problem(content: Any) -> str | None:
+        """Why `document_content` is refused, else None. The documents give its shape ({"type":
+        "markdown", "markdown": "..."}) and the 1 MiB limit, not the errors. assumption: a value
+        that is not that shape is `invalid_arguments` (Slack's answer to an argument it cannot
+        read), and markdown past the limit is `canvas_creation_failed` ("Canvas was unable to
+        be created", the only content error conversations.canvases.create's document lists)."""
+        if not isinstance(content, dict) or content.get("type") != "markdown" or not isinstance(content.get("markdown"), str):
+            return "invalid_arguments"
+        if len(content["markdown"]) > CANVAS_MARKDOWN_MAX:
+            return "canvas_creation_failed"
+        return None
+
+    def _new_canvas(self, channel: Json, markdown: str, title: str | None) -> str:
+        canvas_id = self._next_id("F")
+        self._canvases[canvas_id] = {"id": canvas_id, "channel": channel["id"], "title": title, "markdown": markdown, "edits": 0}
+        channel["canvas"] = canvas_id
+        return canvas_id
+
+    def _conversations_canvases_create(self, args: Json) -> Json:
+        """One canvas per channel: a second create is `channel_canvas_already_exists` (its
+        document). assumption: a channel the bot cannot see (unknown, or private without the
+        bot) is `channel_not_found`, Slack's answer for a `channel` it cannot resolve (the
+        method's own document lists no such error); a public one it is not in is allowed ("The
+        channel must be public, or if it is private the app/user must be invited")."""
+        channel = self._channels.get(str(args["channel_id"]))
+        if channel is None or (channel["is_private"] and BOT_USER_ID not in channel["members"]):
+            return {"ok": False, "error": "channel_not_found"}
+        content = args.get("document_content")
+        problem = self._document_problem(content) if content is not None else None
+        if problem is not None:
+            return {"ok": False, "error": problem}
+        if channel["is_archived"]:
+            return {"ok": False, "error": "channel_canvas_creation_failed"}  # assumption: the name
+        if channel.get("canvas") in self._canvases:
+            return {"ok": False, "error": "channel_canvas_already_exists"}
+        markdown = content["markdown"] if content is not None else ""
+        title = args.get("title")
+        return {"ok": True, "canvas_id": self._new_canvas(channel, markdown, str(title) if title else None)}
+
+    def _canvases_edit(self, args: Json) -> Json:
+        """Only `replace` of the whole canvas changes the fake's text; the other operations are
+        checked and answered, not applied. assumption: an unknown canvas is `canvas_not_found`
+        and a change that breaks the page's rules `invalid_arguments` (the page lists no errors)."""
+        canvas = self._canvases.get(str(args["canvas_id"]))
+        if canvas is None:
+            return {"ok": False, "error": "canvas_not_found"}
+        changes = args["changes"]
+        if not isinstance(changes, list) or len(changes) != 1 or not isinstance(changes[0], dict):
+            return {"ok": False, "error": "invalid_arguments"}  # "Only one operation per API call"
+        change = changes[0]
+        operation = change.get("operation")
+        if operation not in CANVAS_OPERATIONS or (operation in CANVAS_SECTION_OPERATIONS and not change.get("section_id")):
+            return {"ok": False, "error": "invalid_arguments"}
+        if operation != "delete":
+            problem = self._document_problem(change.get("document_content"))
+            if problem is not None:
+                return {"ok": False, "error": "invalid_arguments" if problem == "invalid_arguments" else "canvas_editing_failed"}
+        if operation == "replace" and not change.get("section_id"):
+            canvas["markdown"] = change["document_content"]["markdown"]
+        canvas["edits"] += 1
+        return {"ok": True}
 
     def _users_info(self, args: Json) -> Json:
         user_id = str(args["user"])

@@ -108,6 +108,8 @@ class BackgroundServer:
         # Creates carried out whose reply is then held back (seconds; None: dropped; an
         # Event: dropped once it is set).
         self._held_replies: list[float | threading.Event | None] = []
+        # Creates to be recorded and then neither carried out nor answered (`stall_creates`).
+        self._stalled_creates = 0
         # While cleared, every request waits here before it is handled (`hold_requests`).
         self._open = threading.Event()
         self._open.set()
@@ -233,6 +235,23 @@ class BackgroundServer:
                     return self._paused.pop(end)
         return None
 
+    def stall_creates(self, n: int = 1) -> None:
+        """The next ``n`` creates are recorded, then neither carried out nor answered: each
+        waits until its caller goes away (a process killed mid-call) or the server stops.
+        Nothing was made, and no reply ever comes: what a create lost on its way looks like to
+        whoever takes the caller's work over."""
+        with self._lock:
+            self._stalled_creates = n
+
+    def _count_down(self, switch: str) -> bool:
+        """Whether the switch `switch` (a count of requests still to treat so) applies to this
+        request, one fewer left if so."""
+        with self._lock:
+            left = getattr(self, switch)
+            if left > 0:
+                setattr(self, switch, left - 1)
+            return left > 0
+
     def drop_replies(self, n: int = 1) -> None:
         """The next ``n`` creates are carried out, then the connection is cut without a
         reply (a reset mid-call): the client's "no answer" at once, with no timeout to wait
@@ -294,6 +313,8 @@ class BackgroundServer:
         self._record(request, body)
         while not self._open.is_set():
             await asyncio.sleep(0.01)
+        if self._is_create(request) and self._count_down("_stalled_creates"):
+            await asyncio.Event().wait()  # cancelled when the caller goes away (handler_cancellation)
         if self.latency > 0:
             await asyncio.sleep(self.latency)
         status = self._take_failure()
