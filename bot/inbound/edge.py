@@ -170,11 +170,29 @@ class SlackEdge:
                         raise _Gone
                     body += message.get("body", b"")
                     if len(body) > self.max_body:
-                        raise Refused(413, f"its chunked body went over the {self.max_body}-byte limit")
+                        break
                     if not message.get("more_body", False):
                         return bytes(body)
         except TimeoutError:
             raise Refused(408, f"its body did not arrive within {self.body_timeout:g} seconds") from None
+        await self._discard_rest(receive, more=message.get("more_body", False))
+        raise Refused(413, f"its chunked body went over the {self.max_body}-byte limit")
+
+    async def _discard_rest(self, receive: Receive, *, more: bool) -> None:
+        """Read and drop what the sender still sends of a body over the limit (at most as much
+        again, within the body timeout) before the 413 goes out: a socket closed with unread
+        bytes in it is reset, and the reset can destroy the 413 before the sender reads it."""
+        dropped = 0
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while more and dropped <= self.max_body:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    dropped += len(message.get("body", b""))
+                    more = message.get("more_body", False)
+        except TimeoutError:
+            return
 
 
 def payload_problem(body: bytes, content_type: str) -> str | None:
