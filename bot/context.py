@@ -41,6 +41,11 @@ ACK_BUDGET_SECONDS = 2.0
 #: Permalinks kept in memory: far more than a home tab shows.
 MAX_PERMALINKS = 2000
 
+#: How long a form's opening waits for the store before it opens a "one moment" modal with
+#: the trigger instead (`handlers.opening`): a healthy database answers in milliseconds, and
+#: Slack's trigger lives 3 s.
+READ_BEFORE_OPEN = 0.25
+
 #: The key (`bot.inbound.replays.submission_key`) of the Slack request being handled, set by the
 #: replay guard for the listener it runs: a draft kept by that listener records it, so a
 #: Submit pressed again after a crash is told apart from a replay.
@@ -198,6 +203,9 @@ class AppContext:
     #: tab asks once per message, not once per open (`remember_permalink` bounds it).
     permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     _memberships: Memberships | None = field(default=None, repr=False)
+    #: `READ_BEFORE_OPEN`; tests that do not hold the database give the read longer, so a
+    #: loaded machine cannot turn a command's answer into a modal's.
+    read_before_open: float = READ_BEFORE_OPEN
     _names: Names | None = field(default=None, repr=False)
 
     @property
@@ -289,6 +297,7 @@ def build_context(
     clock: Callable[[], datetime] = utcnow,
     monotonic: Callable[[], float] = time.monotonic,
     http_timeout: float = 10.0,
+    read_before_open: float = READ_BEFORE_OPEN,
 ) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine.
@@ -315,5 +324,6 @@ def build_context(
         due_clock=StepAwareClock(clock, monotonic),
         metrics=metrics,
         outbox=Outbox(rates=rates, reserve=shared_pace(db), on_rate_limited=metrics.slack_paced),
+        read_before_open=read_before_open,
     )
     return ctx

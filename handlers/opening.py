@@ -1,7 +1,7 @@
 """A form that shows what the store holds (the incident to preselect, the window to edit, a
 kept draft) opens before any read that may wait: Slack's trigger works once and for 3 s.
 
-The read gets `READ_BEFORE_OPEN`. Answered by then, the form opens whole, and a refusal (no
+The read gets `AppContext.read_before_open` (`READ_BEFORE_OPEN`, 0.25 s). Answered by then, the form opens whole, and a refusal (no
 such incident, several open) is the command's answer, as for any command. Not answered, Slack
 has its ack, a modal saying the form is being read opens with the trigger, and the form (or
 why it cannot be shown) replaces it by `views.update` once the read is done."""
@@ -22,10 +22,6 @@ from handlers.payload import Interaction
 
 log = logging.getLogger(__name__)
 
-#: How long a form's opening waits for its read before it opens the modal without it (a
-#: healthy database answers in milliseconds; the trigger lives 3 s).
-READ_BEFORE_OPEN = 0.25
-
 
 def notice_modal(title: str, blocks: list[dict]) -> dict:
     """A modal with nothing to submit: the form being read, or why it cannot open."""
@@ -37,7 +33,7 @@ async def open_form(ctx: AppContext, ack, it: Interaction, form: Awaitable[dict]
     trigger's life whatever the database does (see the module's docstring)."""
     reading = asyncio.ensure_future(form)
     try:
-        await asyncio.wait({reading}, timeout=READ_BEFORE_OPEN)
+        await asyncio.wait({reading}, timeout=ctx.read_before_open)
         if reading.done():
             view = reading.result()  # a refusal raised here is the command's answer
             await ack()

@@ -17,6 +17,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event
 
+from bot.context import READ_BEFORE_OPEN
 from bot.messages.maintenance import OverrunId
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
@@ -84,7 +85,7 @@ def opens_first(bot: BotUnderTest, slack, send: Callable[[str], object], callbac
 @pytest.fixture
 def quiet_bot(settings):
     """An injected clock: no timers, so every statement comes from a request."""
-    with BotUnderTest(settings, clock=FakeClock()) as bot:
+    with BotUnderTest(settings, clock=FakeClock(), read_before_open=READ_BEFORE_OPEN) as bot:
         yield bot
 
 
@@ -117,7 +118,7 @@ def test_an_incident_form_opens_while_the_database_holds(quiet_bot, slack, how, 
 
 @pytest.fixture
 def quiet_af_bot(appfirst_settings):
-    with BotUnderTest(appfirst_settings, clock=FakeClock()) as bot:
+    with BotUnderTest(appfirst_settings, clock=FakeClock(), read_before_open=READ_BEFORE_OPEN) as bot:
         yield bot
 
 

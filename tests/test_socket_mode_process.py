@@ -13,7 +13,7 @@ import pytest
 from handlers.incident.ids import Action
 from tests.support.fakes.slack_api import APP_TOKEN
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.support.harness import CHANNEL, free_port, last_view
+from tests.support.harness import CHANNEL, free_port, opened_form
 from tests.support.incidents import declare_values, resolve_values, update_values
 from tests.support.process import kill, lines_starting, sitrep, start_sitrep, wait_healthy, wait_until
 from tests.support.socket_mode import SocketModeDriver
@@ -145,7 +145,7 @@ def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(so
 
         # Declare: the modal, the status page, the announcement, the answer.
         person.command("declare DB down")
-        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        view = opened_form(slack)
         person.submit(view, declare_values())
         [announcement] = slack.wait_for(lambda: slack.messages(CHANNEL))
         assert len(statuspage.incidents) == 1
@@ -156,7 +156,7 @@ def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(so
         socket.wait_connected(2)
         slack.forget_calls()
         person.command("update #1")
-        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        view = opened_form(slack)
         person.submit(view, update_values(1))
         slack.wait_for(lambda: slack.thread(CHANNEL, announcement["ts"]))
         puts = [r.json for r in statuspage.requests if r.method == "PUT"]
@@ -173,7 +173,7 @@ def test_run_in_socket_mode_through_a_refresh_and_a_drop_then_stop_on_sigterm(so
         socket.wait_connected(3)
         slack.forget_calls()
         person.click(Action.RESOLVE, "1", channel=CHANNEL, message_ts=announcement["ts"])
-        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        view = opened_form(slack)
         person.submit(view, resolve_values(1))
         replies = slack.wait_for(
             lambda: len(slack.thread(CHANNEL, announcement["ts"])) == 2 and slack.thread(CHANNEL, announcement["ts"])
@@ -208,7 +208,7 @@ def test_sigterm_closes_the_websocket_and_fails_readyz_first_then_work_in_flight
         socket.wait_connected(1, timeout=20)
         wait_healthy(probes, process, path="/readyz")
         person.command("declare DB down")
-        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+        view = opened_form(slack)
         release = statuspage.pause_reply("/api/admin/Incident")  # the create
         person.submit(view, declare_values())
         wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")

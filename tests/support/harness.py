@@ -199,6 +199,7 @@ class BotUnderTest:
         clock: FakeClock | None = None,
         http_timeout: float = 2.0,
         live_scheduler: bool | None = None,
+        read_before_open: float = 2.0,
     ):
         # Slack's port and METRICS_PORT, bound here and handed to the servers.
         self._sockets: list[socket.socket] | None = [listening_socket(), listening_socket()]
@@ -207,6 +208,9 @@ class BotUnderTest:
         self.clock = clock
         self.live_scheduler = clock is None if live_scheduler is None else live_scheduler
         self.http_timeout = http_timeout
+        # Longer than production's 0.25 s: a form's read on a loaded machine still answers the
+        # command itself (tests of the modal-first path hold the database and pass 0.25).
+        self.read_before_open = read_before_open
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bot: Sitrep | None = None
         self._server: PromptServer | None = None
@@ -228,7 +232,7 @@ class BotUnderTest:
         def run() -> None:
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
-            kwargs: dict[str, Any] = {"http_timeout": self.http_timeout}
+            kwargs: dict[str, Any] = {"http_timeout": self.http_timeout, "read_before_open": self.read_before_open}
             if self.clock is not None:
                 kwargs["clock"], kwargs["monotonic"] = self.clock, self.clock.monotonic
             self.bot = Sitrep(build_context(self.settings, **kwargs), timers=self.live_scheduler)
@@ -503,6 +507,19 @@ def last_view(slack, method: str = "views.open") -> dict:
     assert calls, f"no {method} call"
     view = calls[-1]["view"]
     return view if isinstance(view, dict) else json.loads(view)
+
+
+def opened_form(slack, *, opened: int = 0, updated: int = 0, timeout: float | None = None) -> dict:
+    """The form a command or button opened after `opened` views.open calls: views.open's view,
+    or, when that was the "one moment" modal (the store answered after
+    `AppContext.read_before_open`, as on a loaded machine), the views.update that filled it."""
+    bound = {} if timeout is None else {"timeout": timeout}
+    slack.wait_for(lambda: len(slack.calls_to("views.open")) > opened, **bound)
+    view = last_view(slack)
+    if "submit" in view:
+        return view
+    slack.wait_for(lambda: len(slack.calls_to("views.update")) > updated, **bound)
+    return last_view(slack, "views.update")
 
 
 def at_once(*sends: Callable[[], Any]) -> None:

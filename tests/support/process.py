@@ -21,7 +21,7 @@ from store.models import Reminder
 from store.reminders import LONG_AGO
 from store.states import ReminderKind, ReminderState
 from tests.support.fakes.signing import command_body, slack_signature_headers
-from tests.support.harness import SIGNING_SECRET, last_view
+from tests.support.harness import SIGNING_SECRET, opened_form
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -160,11 +160,10 @@ def wait_healthy(base: str, process: subprocess.Popen, *, path: str = "/healthz"
 def command_modal(base: str, slack, command: str, text: str, *, user_id: str = "U123", timeout: float = 15) -> dict:
     """`command text` typed into a running sitrep, and the modal it opens (`views.open` on the
     fake Slack), for a test that then fills it in; fails when the command is not acked."""
-    opened = len(slack.calls_to("views.open"))
+    opened, updated = len(slack.calls_to("views.open")), len(slack.calls_to("views.update"))
     answer = signed_post(base, command_body(command, text, user_id=user_id))
     assert answer.status_code == 200, answer.text
-    slack.wait_for(lambda: len(slack.calls_to("views.open")) > opened, timeout=timeout)
-    return last_view(slack)
+    return opened_form(slack, opened=opened, updated=updated, timeout=timeout)
 
 
 def poll(predicate: Callable[[], T], timeout: float) -> T | None:
