@@ -23,9 +23,9 @@ POSTMORTEM_KINDS = (*FILE, *CANVAS)
 
 def resolve(bot, slack, incident) -> dict:
     view = open_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
-    told = len(slack.calls_to("chat.postEphemeral"))  # the declare's answer is one already
     bot.submit(view, resolve_values(incident.id))
-    slack.wait_for(lambda: len(slack.calls_to("chat.postEphemeral")) > told)
+    # Its own answer: the declare's, and a postmortem command's, may come before or after it.
+    slack.wait_for(lambda: [e for e in slack.calls_to("chat.postEphemeral") if "Resolved incident" in e["text"]])
     return view
 
 
