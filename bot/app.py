@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import handlers
-from bot.context import ACK_BUDGET_SECONDS, ACK_DEADLINE, AppContext
+from bot.context import ACK_DEADLINE, AppContext
 from bot.errors import Replayed
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import PARSED_BODY, SlackEdge
@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 #: How long /readyz trusts a good answer about SITREP_CHANNEL before asking Slack again.
 CHANNEL_RECHECK = timedelta(seconds=60)
+#: How long it keeps a bad one: an `/invite` shows within this, and probes every few seconds
+#: from each replica do not each spend a Tier 3 request while the channel is lost.
+CHANNEL_RECHECK_BAD = timedelta(seconds=10)
 
 
 def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> AsyncApp:
@@ -77,6 +80,7 @@ class FirstMiddleware(AsyncMiddleware):
     def __init__(self, ctx: AppContext, guard: ReplayGuard) -> None:
         self.metrics = ctx.metrics
         self.sandbox = ctx.settings.sitrep_sandbox
+        self.ack_budget = ctx.ack_budget
         self.guard = guard
 
     async def async_process(self, *, req: AsyncBoltRequest, resp: BoltResponse, next):  # noqa: A002 - Bolt's name
@@ -85,7 +89,7 @@ class FirstMiddleware(AsyncMiddleware):
         kind, name = it.what
         logs.clear()
         logs.bind(user=it.user_id, **{kind: name})
-        req.context[ACK_DEADLINE] = asyncio.get_running_loop().time() + ACK_BUDGET_SECONDS
+        req.context[ACK_DEADLINE] = asyncio.get_running_loop().time() + self.ack_budget
         req.context["ack"] = TimedAck(self.metrics, kind, name, sandbox=self.sandbox)
         return await self.guard.check(req, it, next)
 
@@ -176,7 +180,8 @@ class Sitrep:
         self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
-        self._channel_ok_at: datetime | None = None
+        #: The last answer about SITREP_CHANNEL and when it came (`_channel_state`).
+        self._channel_known: tuple[str, datetime] | None = None
 
     async def start(self) -> None:
         await self.ctx.db.upgrade()  # a no-op when `sitrep run` already did it
@@ -228,21 +233,25 @@ class Sitrep:
 
     async def _channel_state(self) -> str:
         """ "ok", or why the bot cannot post in SITREP_CHANNEL (removed from it, say). A good
-        answer is kept for `CHANNEL_RECHECK` (conversations.history is Tier 3: a probe every
-        few seconds must not spend it); a bad one is asked again each time, so an `/invite`
-        shows at once."""
+        answer is kept for `CHANNEL_RECHECK`, a bad one for `CHANNEL_RECHECK_BAD`, and the read
+        (conversations.history, Tier 3) goes through the outbox's workspace pace: probes every
+        few seconds must not spend what the announcements need."""
         from bot.slack.preflight import check_channel  # noqa: PLC0415 - loaded when used (start-up cost)
 
         now = self.ctx.clock()
-        if self._channel_ok_at is not None and now - self._channel_ok_at < CHANNEL_RECHECK:
-            return "ok"
+        if self._channel_known is not None:
+            state, at = self._channel_known
+            if now - at < (CHANNEL_RECHECK if state == "ok" else CHANNEL_RECHECK_BAD):
+                return state
+        channel = self.ctx.settings.sitrep_channel
         try:
             async with asyncio.timeout(5):
-                state = await check_channel(self.ctx.slack, self.ctx.settings.sitrep_channel, ())
+                answer = await self.ctx.outbox.call("conversations.history", lambda: check_channel(self.ctx.slack, channel, ()))
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             return f"not checked ({type(exc).__name__})"
-        self._channel_ok_at = now if state.ok else None
-        return "ok" if state.ok else str(state.problem)
+        state = "ok" if answer.ok else str(answer.problem)
+        self._channel_known = (state, now)
+        return state
 
     def operator_routes(self) -> list[Route]:
         """/healthz (the process answers), /readyz (it can do its work), /metrics."""

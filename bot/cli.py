@@ -108,8 +108,8 @@ async def _preflight(ctx) -> None:
 
     settings = ctx.settings
     try:
-        await check_token(ctx.slack)
-        state = await check_channel(ctx.slack, settings.sitrep_channel, needed_scopes(settings))
+        token = await check_token(ctx.slack)
+        state = await check_channel(ctx.slack, settings.sitrep_channel, needed_scopes(settings), token.scopes)
     except BotTokenRefused:
         raise
     except Exception as exc:  # noqa: BLE001 - Slack unreachable now is not a reason to stay down
@@ -195,8 +195,8 @@ async def _check(settings: Settings, out) -> int:
     code = EXIT_OK
     try:
         try:
-            auth = await check_token(slack)
-            out(f"slack: ok (workspace {auth.get('team')}, bot user {auth.get('user')})")
+            token = await check_token(slack)
+            out(f"slack: ok (workspace {token.answer.get('team')}, bot user {token.answer.get('user')})")
         except BotTokenRefused as exc:
             code = EXIT_REFUSED
             out(f"slack: FAILED ({exc})")
@@ -204,7 +204,7 @@ async def _check(settings: Settings, out) -> int:
             code = EXIT_REFUSED
             out(f"slack: FAILED ({_slack_reason(exc)} at {settings.slack_api_url}auth.test)")
         else:
-            if not await _check_channel(slack, settings, out):
+            if not await _check_channel(slack, settings, out, token.scopes):
                 code = EXIT_REFUSED
         if not await _check_socket_mode(slack, settings, out):
             code = EXIT_REFUSED
@@ -238,12 +238,13 @@ def needed_scopes(settings: Settings) -> tuple[str, ...]:
     )
 
 
-async def _check_channel(slack, settings: Settings, out) -> bool:
-    """Can the bot read and post in SITREP_CHANNEL, and has its token every scope needed?"""
+async def _check_channel(slack, settings: Settings, out, granted: frozenset[str] | None) -> bool:
+    """Can the bot read and post in SITREP_CHANNEL, and has its token every scope needed
+    (`granted`: the scopes auth.test's answer named)?"""
     from bot.slack.preflight import check_channel  # noqa: PLC0415 - loaded when used (start-up cost)
 
     try:
-        state = await check_channel(slack, settings.sitrep_channel, needed_scopes(settings))
+        state = await check_channel(slack, settings.sitrep_channel, needed_scopes(settings), granted)
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         out(f"channel: FAILED ({_slack_reason(exc)} at {settings.slack_api_url}conversations.history)")
         return False

@@ -206,6 +206,9 @@ class AppContext:
     #: `READ_BEFORE_OPEN`; tests that do not hold the database give the read longer, so a
     #: loaded machine cannot turn a command's answer into a modal's.
     read_before_open: float = READ_BEFORE_OPEN
+    #: `ACK_BUDGET_SECONDS`; tests that do not hold the database give it longer, so a loaded
+    #: machine cannot turn a healthy request's answer into "the database is busy".
+    ack_budget: float = ACK_BUDGET_SECONDS
     _names: Names | None = field(default=None, repr=False)
 
     @property
@@ -280,13 +283,14 @@ def build_upstreams(settings: Settings, *, http_timeout: float = 10.0) -> tuple[
     return statuspage, appfirst
 
 
-def shared_pace(db: Database) -> Reserve:
+def shared_pace(db: Database, *, now: Callable[[], float] | None = None) -> Reserve:
     """The outbox's send slots booked in the database, so replicas share each channel's (and
-    the workspace's) pace."""
+    the workspace's) pace; on the database's clock unless a test gives the outbox's (`now`)."""
 
     async def reserve(where: str, method: str, rate: Rate) -> float:
         async with db.session() as session, session.begin():
-            return await reserve_slot(session, where, method, interval=1 / rate.per_second, burst=rate.burst)
+            at = None if now is None else now()
+            return await reserve_slot(session, where, method, interval=1 / rate.per_second, burst=rate.burst, now=at)
 
     return reserve
 
@@ -298,6 +302,7 @@ def build_context(
     monotonic: Callable[[], float] = time.monotonic,
     http_timeout: float = 10.0,
     read_before_open: float = READ_BEFORE_OPEN,
+    ack_budget: float = ACK_BUDGET_SECONDS,
 ) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine.
@@ -325,5 +330,6 @@ def build_context(
         metrics=metrics,
         outbox=Outbox(rates=rates, reserve=shared_pace(db), on_rate_limited=metrics.slack_paced),
         read_before_open=read_before_open,
+        ack_budget=ack_budget,
     )
     return ctx

@@ -132,7 +132,10 @@ class SettingsError(Exception):
     def __init__(self, variable: str, problem: str, more: tuple[tuple[str, str], ...] = ()):
         self.variable = variable
         self.problems = ((variable, problem), *more)
-        self.lines = [f"{v} {p}: expected {EXPECTED.get(v, 'a valid value')}." for v, p in self.problems]
+        # A problem written as a whole sentence (a full stop at its end) says what to do itself.
+        self.lines = [
+            f"{v} {p}" if p.endswith(".") else f"{v} {p}: expected {EXPECTED.get(v, 'a valid value')}." for v, p in self.problems
+        ]
         super().__init__("\n".join(self.lines))
 
 
@@ -369,6 +372,20 @@ class Settings(BaseSettings):
     def _database_url(cls, v: str) -> str:
         if "://" not in v:
             raise _FieldProblem("DATABASE_URL")
+        if v.split("://", 1)[0].split("+", 1)[0].lower() in ("postgres", "postgresql"):
+            # The libpq query parameters (`?sslmode=…`) are read with the other settings, so
+            # one sitrep can honour is listed with every other problem of the run.
+            from sqlalchemy.engine import make_url  # noqa: PLC0415 - only for a PostgreSQL URL (start-up cost)
+            from sqlalchemy.exc import ArgumentError  # noqa: PLC0415 - (same reason)
+
+            from store.libpq import ParameterRefused, driver_arguments  # noqa: PLC0415 - (same reason)
+
+            try:
+                driver_arguments(make_url(v))
+            except ArgumentError:
+                raise _FieldProblem("DATABASE_URL") from None
+            except ParameterRefused as exc:
+                raise _FieldProblem("DATABASE_URL", f"{exc}.") from None
         return v
 
     @field_validator("sitrep_default_impact")

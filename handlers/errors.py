@@ -58,13 +58,10 @@ class TrackedAck:
     def __init__(self, ack: Callable[..., Awaitable[None]]):
         self._ack = ack
         self.done = False
-        # A future, not an Event: the listener waits on it directly, with no task of its own.
-        self.called: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def __call__(self, *args: Any, **kwargs: Any) -> None:
         if not self.done:
             self.done = True
-            self.called.set_result(None)
             await self._ack(*args, **kwargs)
 
 
@@ -227,6 +224,13 @@ async def render_error(ctx: AppContext, exc: Exception, ack: TrackedAck, it: Int
         log.error("could not tell %s about an error: %s", it.user_id, slack_error(exc))
 
 
+async def _rendering_errors(ctx: AppContext, fn: Listener, tracked: TrackedAck, it: Interaction) -> None:
+    try:
+        await fn(tracked, it)
+    except Exception as exc:  # noqa: BLE001 - this is the one error handler
+        await render_error(ctx, exc, tracked, it)
+
+
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
     """Wrap a listener `(ack, it)` so it reads the request's `Interaction` (parsed once, by
     the first middleware) and every error it raises is rendered in one place, and so Slack
@@ -236,29 +240,40 @@ def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
     async def listener(ack, context) -> None:
         tracked = TrackedAck(ack)
         it: Interaction = context[INTERACTION]
-
-        async def work() -> None:
-            try:
-                await fn(tracked, it)
-            except Exception as exc:  # noqa: BLE001 - this is the one error handler
-                await render_error(ctx, exc, tracked, it)
-
         deadline = context.get(ACK_DEADLINE)
         if deadline is None:
-            await work()
+            await _rendering_errors(ctx, fn, tracked, it)
             return
-        running = asyncio.ensure_future(work())
-        wait = max(deadline - asyncio.get_running_loop().time(), MIN_ACK_WAIT)
-        await asyncio.wait({running, tracked.called}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
-        if tracked.done or running.done():
-            await running
-            return
-        # Nothing answered Slack yet, and all a listener does before its ack is read the
-        # store: it is stuck on the database. Stop it (nothing was changed yet) without
-        # waiting for its clean-up, which may queue behind the lock, and say so.
-        running.cancel()
-        log.warning("the database did not answer within %.1f s of a Slack request; told the person it is busy", wait)
-        await render_error(ctx, DatabaseBusy(), tracked, it)
+        # The listener runs in this task (Bolt's), not one of its own: a task and a wait per
+        # request were a fifth of sitrep's CPU over a bare Bolt app's (#22). A timer stops it
+        # at the deadline if nothing answered Slack by then.
+        loop = asyncio.get_running_loop()
+        wait = max(deadline - loop.time(), MIN_ACK_WAIT)
+        this = asyncio.current_task()
+        telling: list[asyncio.Task] = []
+
+        def too_late() -> None:
+            if tracked.done or this is None:
+                return
+            # Nothing answered Slack yet, and all a listener does before its ack is read the
+            # store: it is stuck on the database. Say so at once, in a task of its own, not
+            # after the listener's clean-up (which may queue behind the lock); stop it
+            # (nothing was changed yet).
+            log.warning("the database did not answer within %.1f s of a Slack request; told the person it is busy", wait)
+            telling.append(asyncio.ensure_future(render_error(ctx, DatabaseBusy(), tracked, it)))
+            this.cancel()
+
+        timer = loop.call_later(wait, too_late)
+        try:
+            await _rendering_errors(ctx, fn, tracked, it)
+        except asyncio.CancelledError:
+            if not telling or this is None:
+                raise
+            this.uncancel()
+        finally:
+            timer.cancel()
+        if telling:
+            await telling[0]
 
     listener.__name__ = getattr(fn, "__name__", "listener")
     return listener

@@ -66,6 +66,9 @@ class ReminderScheduler:
             timezone=timezone.utc, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
         )
         self._lock = asyncio.Lock()
+        #: One plan at a time: a look-up that began before a change (a heartbeat's) must not
+        #: finish after the change's own and plan from what it read before it.
+        self._planning = asyncio.Lock()
         self._running: set[asyncio.Task] = set()
         self._next_due: datetime | None = None
         self._heartbeat: asyncio.Task | None = None
@@ -256,8 +259,13 @@ class ReminderScheduler:
     async def wake(self) -> None:
         """Re-plan the one-off job for the earliest pending reminder, or the moment a claim
         held now goes stale: a replica that dies holding one has it taken over then."""
-        async with self.ctx.db.session() as session:
-            next_due = await reminder_store.next_due_at(session, stale_claim=stale_claim(self.ctx))
+        async with self._planning:
+            async with self.ctx.db.session() as session:
+                next_due = await reminder_store.next_due_at(session, stale_claim=stale_claim(self.ctx))
+            self._plan(next_due)
+
+    def _plan(self, next_due: datetime | None) -> None:
+        """The one-off job at `next_due` (on the bot's clock), or none."""
         if not self.scheduler.running:
             return
         self._next_due = next_due
@@ -299,7 +307,12 @@ class ReminderScheduler:
                 await replays.forget_old(self.ctx)
             except Exception:  # noqa: BLE001 - the scheduler must keep running
                 log.exception("running due reminders failed; the next sweep retries")
-        await self.wake()
+        # A pass is often a task of its own (at start, after a heartbeat, after a step):
+        # raised out of it, a store failure would end as asyncio's "exception never retrieved".
+        try:
+            await self.wake()
+        except STORE_FAILURES:
+            log.warning("could not look up the next due reminder; the next heartbeat does")
 
     async def _sync(self) -> None:
         task = asyncio.current_task()

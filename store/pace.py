@@ -4,7 +4,7 @@ exists"."""
 
 from __future__ import annotations
 
-from sqlalchemy import case, update
+from sqlalchemy import Float, case, literal, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,14 +13,18 @@ from store.dbclock import db_epoch_now
 from store.models import ChannelPace
 
 
-async def reserve_slot(session: AsyncSession, channel: str, method: str, *, interval: float, burst: int) -> float:
+async def reserve_slot(
+    session: AsyncSession, channel: str, method: str, *, interval: float, burst: int, now: float | None = None
+) -> float:
     """Take the next send slot of `method` in `channel` (a channel ID, or "*" for a limit over
     the whole workspace); returns the seconds to wait before
     sending (0: now). A generic cell-rate limiter: one send per `interval` seconds on
-    average, up to `burst` at once after a quiet spell; one atomic update per send."""
+    average, up to `burst` at once after a quiet spell; one atomic update per send. Slots are on
+    the database's clock, which every replica shares; `now` (epoch seconds) replaces it where a
+    test drives the outbox's time."""
     insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(insert(ChannelPace).values(channel=channel, method=method, next_slot=0.0).on_conflict_do_nothing())
-    now = db_epoch_now()
+    now = db_epoch_now() if now is None else literal(now, Float)
     start = case((ChannelPace.next_slot > now, ChannelPace.next_slot), else_=now)
     row = (
         await session.execute(

@@ -68,10 +68,39 @@ def appfirst(appfirst_server):
     return appfirst_server
 
 
+#: What a `slow` test is expected to take when its marker does not say (`slow(seconds=…)`).
+SLOW_SECONDS = 10
+
+
+def _expected_seconds(item) -> float:
+    return item.get_closest_marker("slow").kwargs.get("seconds", SLOW_SECONDS)
+
+
 def pytest_collection_modifyitems(items):
-    """The `slow` tests first (in their order): under pytest-xdist a two-minute test taken up
-    last would leave the other workers idle while it runs."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The `slow` tests first, and under pytest-xdist spread over the workers: its work-stealing
+    scheduler first hands each worker the next 1/n of the list, in order, and later steals
+    from the ends of those shares. With every slow test at the head of the list, one worker
+    got them all (two minutes of them after the others had finished). So each share begins
+    with its part of the slow tests, longest first, parted so their expected times are even;
+    the rest of the share is the next fast tests in their order."""
+    slow = sorted((item for item in items if item.get_closest_marker("slow")), key=_expected_seconds, reverse=True)
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    shares = [[] for _ in range(max(workers, 1))]
+    loads = [0.0] * len(shares)
+    for item in slow:
+        lightest = loads.index(min(loads))
+        shares[lightest].append(item)
+        loads[lightest] += _expected_seconds(item)
+    ordered, left, rest = [], len(items), iter(fast)
+    for k, share in enumerate(shares):
+        size = left // (len(shares) - k)  # as xdist's worksteal sizes its first hand-out
+        if len(share) > size:  # a handful of tests picked out of the suite: slow first will do
+            items[:] = slow + fast
+            return
+        ordered += share + [next(rest) for _ in range(size - len(share))]
+        left -= size
+    items[:] = ordered
 
 
 def pytest_generate_tests(metafunc):

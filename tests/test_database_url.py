@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from store.db import Database, DatabaseUnusable
 from store.libpq import ParameterRefused, driver_arguments
 from tests.support.process import lines_starting, sitrep
-from tests.support.tls_postgres import TlsPostgres, server_binaries
+from tests.support.tls_postgres import CERT_USER, TlsPostgres, server_binaries
 
 # --- the mapping, on its own ---------------------------------------------------------------------
 
@@ -69,6 +69,19 @@ def test_what_cannot_be_honoured_is_one_clear_line(query, says):
     assert says in str(unusable.value) and "secret-pw" not in str(unusable.value)
 
 
+def test_a_parameter_it_cannot_honour_is_listed_with_the_runs_other_problems(base_env, tmp_path):
+    """Read with the settings: one run names the URL's parameter and the missing variables."""
+    url = "postgres://u:secret-pw@db.example.com/sitrep?sslmode=require&target_session_attrs=read-write"
+    done = sitrep("run", env=base_env | {"DATABASE_URL": url}, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines_starting(done.stderr, "sitrep: SLACK_BOT_TOKEN is required")
+    assert lines_starting(done.stderr, "sitrep: SITREP_CHANNEL is required")
+    (line,) = lines_starting(done.stderr, "sitrep: DATABASE_URL has target_session_attrs")
+    assert line.endswith("remove it from the URL.") and "secret-pw" not in done.stderr, done.stderr
+    assert all(line.startswith("sitrep: ") for line in lines), done.stderr
+
+
 # --- against a PostgreSQL with TLS on ------------------------------------------------------------
 
 
@@ -103,6 +116,27 @@ def test_sslmode_require_connects_over_tls(tls_postgres, scheme):
 def test_verify_full_trusts_the_given_root_certificate(tls_postgres):
     url = tls_postgres.url(host="localhost", sslmode="verify-full", sslrootcert=str(tls_postgres.cert))
     assert asyncio.run(_session_facts(url))[0] is True
+
+
+def test_a_client_certificate_is_sent_with_sslcert_and_sslkey(tls_postgres, tmp_path):
+    """The role may log in only with a certificate the server's signed (pg_hba `cert`): without
+    sslcert and sslkey it is refused; with them it is in, as that certificate's subject."""
+    cert, key = tls_postgres.client_certificate(tmp_path)
+    with pytest.raises(DatabaseUnusable):
+        asyncio.run(Database(tls_postgres.url(user=CERT_USER, sslmode="require")).prepare())
+    url = tls_postgres.url(user=CERT_USER, sslmode="require", sslcert=str(cert), sslkey=str(key))
+    assert asyncio.run(_client_dn(url)) == (CERT_USER, f"/CN={CERT_USER}")
+
+
+async def _client_dn(url: str) -> tuple[str, str]:
+    db = Database(url)
+    try:
+        async with db.engine.connect() as conn:
+            query = "SELECT current_user, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+            row = (await conn.execute(text(query))).one()
+        return str(row[0]), str(row[1])
+    finally:
+        await db.dispose()
 
 
 def test_verify_ca_refuses_a_server_the_root_does_not_vouch_for(tls_postgres, tmp_path):

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from bot.settings import Settings
 from handlers.preview import BUILDER, previews
 from tests.support.process import sitrep
 from tests.support.slack_limits import check_message, view_problems
@@ -152,3 +153,31 @@ def test_the_quick_start_goes_in_a_newcomers_order():
     positions = [quick.find(step) for step in steps]
     assert -1 not in positions and positions == sorted(positions), dict(zip(steps, positions, strict=True))
     assert quick.find("Socket Mode") < quick.find("--url"), "Socket Mode comes before the public-URL path"
+
+
+def section(text: str, heading: str) -> str:
+    """The text under `heading` (a `## ` line) up to the next `## ` heading."""
+    start = text.index(f"\n{heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_the_readme_deploy_section_shows_kubernetes_the_drain_and_the_alerts():
+    """#20: the README's Deploy section shows the Kubernetes base and how to apply it, with
+    the drain delay as the settings have it and the alert rules that exist."""
+    deploy = section(readme(), "## Deploy")
+    assert "kubectl apply -k deploy/kubernetes" in deploy
+    assert "kubectl create secret generic sitrep" in deploy and (REPO / "deploy" / "kubernetes" / "kustomization.yaml").exists()
+    drain = Settings.model_fields["sitrep_drain_delay"].default
+    assert f"`SITREP_DRAIN_DELAY` seconds ({drain:g})" in deploy
+    assert f"`METRICS_PORT` ({Settings.model_fields['metrics_port'].default}" in deploy
+    for linked in ("deploy/kubernetes/", "deploy/prometheus/alerts.yml", "Dockerfile", "compose.yml"):
+        assert f"]({linked})" in deploy and (REPO / linked).exists(), linked
+    assert "requirements/runtime.lock" in deploy and (REPO / "requirements" / "runtime.lock").exists()
+    assert "](docs/operating.md#deploy)" in deploy
+
+
+def test_the_readme_says_whose_incidents_the_home_tab_shows():
+    home = next(line for line in readme().splitlines() if line.startswith("| the **Home** tab"))
+    assert "member of a channel it was announced in" in home
+    assert "`SITREP_CHANNEL`" in home and "its own channel" in home

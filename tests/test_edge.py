@@ -280,13 +280,9 @@ def test_a_long_status_page_message_is_cut_after_redaction(bot, slack, statuspag
     assert pieces(key, shown) == []
 
 
-@pytest.mark.parametrize("which", ["bot token", "signing secret", "status page key"])
-def test_any_secret_sitrep_holds_echoed_in_groups_by_the_status_page_is_scrubbed(bot, slack, statuspage, caplog, which):
-    secret = {
-        "bot token": bot.ctx.settings.slack_bot_token,
-        "signing secret": bot.ctx.settings.slack_signing_secret,
-        "status page key": bot.ctx.settings.statuspage_api_key,
-    }[which].get_secret_value()
+def declare_refused_with_the_secret_echoed(bot, slack, statuspage, caplog, secret: str) -> None:
+    """The status page refuses a declare, echoing `secret` in groups of 4 with spaces and of 5
+    with dashes: the person sees the refusal, and neither Slack nor the log any piece of it."""
     statuspage.failure_message = f"Refused: credential {grouped(secret, ' ')} / {grouped(secret, '-', 5)} is not valid here."
     statuspage.fail_times(1, status=400)
     caplog.set_level(logging.DEBUG)
@@ -296,7 +292,33 @@ def test_any_secret_sitrep_holds_echoed_in_groups_by_the_status_page_is_scrubbed
     shown = json.dumps(answer)
     assert "Refused: credential [redacted]" in shown
     assert alnum_pieces(secret, shown) == []
+    assert alnum_pieces(secret, json.dumps([call.args for call in slack.calls])) == []
     assert all(alnum_pieces(secret, r.getMessage()) == [] for r in caplog.records)
+
+
+@pytest.mark.parametrize("which", ["bot token", "signing secret", "status page key"])
+def test_any_secret_sitrep_holds_echoed_in_groups_by_the_status_page_is_scrubbed(bot, slack, statuspage, caplog, which):
+    secret = {
+        "bot token": bot.ctx.settings.slack_bot_token,
+        "signing secret": bot.ctx.settings.slack_signing_secret,
+        "status page key": bot.ctx.settings.statuspage_api_key,
+    }[which].get_secret_value()
+    declare_refused_with_the_secret_echoed(bot, slack, statuspage, caplog, secret)
+
+
+#: Secrets the HTTP tests' bot does not hold otherwise: Socket Mode's app-level token, and the
+#: other upstream's key (a status page echoing AppFirst's).
+OTHER_SECRETS = {
+    "app token": ("slack_app_token", "xapp-1-A0SITREP7-7301234567890-5f2c9a8e1b7d4c3a9e0f6b2d8c1a7e5f"),
+    "AppFirst key": ("appfirst_api_key", AF_KEY),
+}
+
+
+@pytest.mark.parametrize("which", sorted(OTHER_SECRETS))
+def test_the_app_token_and_the_other_upstreams_key_echoed_in_groups_are_scrubbed_too(settings, slack, statuspage, caplog, which):
+    field, secret = OTHER_SECRETS[which]
+    with BotUnderTest(settings.model_copy(update={field: SecretStr(secret)})) as bot:
+        declare_refused_with_the_secret_echoed(bot, slack, statuspage, caplog, secret)
 
 
 # --- malformed headers: 401, one line, no traceback ----------------------------------------------

@@ -61,6 +61,21 @@ def test_a_token_without_the_scopes_stops_run_naming_every_missing_one(http_env,
     )
 
 
+def test_a_token_that_may_read_the_channel_but_not_post_is_caught_too(http_env, slack, tmp_path):
+    """conversations.history succeeds with a history scope alone: the scopes Slack names on
+    auth.test's answer (X-OAuth-Scopes) show chat:write and the rest missing all the same."""
+    slack.grant({"commands", "channels:history", "groups:history"})
+    done = sitrep("run", env=http_env, cwd=tmp_path)
+    assert done.returncode == cli.EXIT_REFUSED
+    line = only_line(done.stderr, "SLACK_BOT_TOKEN lacks the scopes")
+    named = line.split("lacks the scopes ", 1)[1].split(" that sitrep needs", 1)[0].split(", ")
+    assert {"chat:write", "channels:read", "groups:read", "users:read"} <= set(named), line
+    assert not {"commands", "channels:history", "groups:history"} & set(named), line
+    checked = sitrep("check", env=http_env, cwd=tmp_path)
+    (channel,) = lines_starting(checked.stdout, "channel: FAILED")
+    assert "chat:write" in channel and checked.returncode == cli.EXIT_REFUSED
+
+
 def test_with_a_channel_per_incident_its_scope_is_named_too(http_env, slack, tmp_path):
     slack.grant({"commands"})
     done = sitrep("check", env=http_env | {"SITREP_INCIDENT_CHANNELS": "on"}, cwd=tmp_path)

@@ -157,6 +157,18 @@ def test_a_windows_permalink_is_asked_of_slack_once_not_on_every_open(bot, slack
     assert len(slack.calls_to("chat.getPermalink")) == 3
 
 
+def test_an_incidents_permalink_is_not_asked_of_slack_when_the_home_tab_opens(bot, slack):
+    """Each incident keeps the link to its thread from its announcement: up to 25 incidents on
+    a tab opened by many people cost no chat.getPermalink (a Tier 4 workspace limit)."""
+    incidents = [declare(bot, slack, title=f"Outage {i}") for i in range(3)]
+    assert all(incident.permalink for incident in incidents)
+    slack.forget_calls()
+    for _ in range(3):
+        text = json.dumps(open_home(bot, slack)["blocks"])
+        assert all(f"<{incident.permalink}|Outage {i}>" in text for i, incident in enumerate(incidents))
+    assert slack.calls_to("chat.getPermalink") == []
+
+
 def test_the_messages_tab_publishes_nothing(bot, slack):
     assert bot.event(home_opened("U7", tab="messages")).status_code == 200
     open_home(bot, slack, user="U8")  # handled after it: by then U7's event is long done

@@ -177,7 +177,7 @@ def _wait_until(predicate, timeout: float) -> bool:
     return False
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
     # The build context: only what the Dockerfile copies.
     context = tmp_path / "src"
@@ -261,3 +261,42 @@ def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
     assert healthy, output
     assert process.returncode == 0, output
     assert (workdir / "sitrep.db").exists()  # the default store lands in WORKDIR
+
+
+# --- CI installs from the lock too ---------------------------------------------------------------
+
+
+def test_scripts_dev_and_so_ci_install_the_locked_versions_before_the_project(tmp_path):
+    """`.ci/run` installs only through `scripts/dev`, which installs the hash-checked dev lock
+    first, then the project on top (nothing left for pip to choose), and again when the lock
+    changes. Run for real against a `.venv` whose python, ruff and sitrep only record."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "pip install" not in ci and "bash scripts/dev lint" in ci
+    root = tmp_path / "repo"
+    (root / "scripts").mkdir(parents=True)
+    (root / "requirements").mkdir()
+    shutil.copy(ROOT / "scripts" / "dev", root / "scripts" / "dev")
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    shutil.copy(ROOT / DEV_LOCK, root / DEV_LOCK)
+    calls = tmp_path / "calls"
+    bin_dir = root / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "ruff", "sitrep"):
+        tool = bin_dir / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >>"{calls}"\n')
+        tool.chmod(0o755)
+
+    def lint() -> list[str]:
+        calls.unlink(missing_ok=True)
+        done = subprocess.run(["bash", str(root / "scripts" / "dev"), "lint"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [line for line in calls.read_text().splitlines() if " pip install" in line]
+
+    first = lint()
+    assert len(first) == 2, first
+    assert first[0].split()[-2:] == ["-r", DEV_LOCK]
+    assert first[1].endswith("-e .[test]")
+    assert lint() == []  # nothing changed: nothing installed
+    with (root / DEV_LOCK).open("a") as lock:
+        lock.write("\n# a new pin\n")
+    assert lint() == first  # the lock changed: installed from it again

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from scheduler.reminders import run_due_reminders
 from store.models import Reminder
 from store.states import ReminderKind, ReminderState
-from tests.support.harness import CHANNEL
+from tests.support.harness import CHANNEL, BotUnderTest
 from tests.support.incidents import declare, open_modal, resolve_values
 from tests.support.manifests import WITH_CHANNELS, bot_scopes
 from tests.support.reminders import planned_then_died, record_lost
@@ -183,3 +183,12 @@ def test_a_canvas_a_person_made_first_is_left_alone(bot, slack, statuspage):
     resolve(bot, slack, incident, 4)
     assert slack.canvas_of(incident.room_channel_id)["markdown"] == "Our own notes"
     assert slack.calls_to("canvases.edit") == []
+
+
+def test_in_the_sandbox_the_canvas_says_so(settings, slack, statuspage):
+    """Everything the sandbox posts says sandbox: the room's canvas is titled so, as the file is."""
+    with BotUnderTest(settings.model_copy(update={"sitrep_sandbox": True})) as bot:
+        incident = declare(bot, slack)
+        postmortem(bot, slack, incident, 2)
+        canvas = slack.canvas_of(incident.room_channel_id)
+    assert canvas["title"] == f"[sandbox] Postmortem draft for #{incident.id}"

@@ -166,7 +166,13 @@ def test_readyz_reports_a_channel_the_bot_lost(settings, slack):
         answer = bot.http.get("/readyz")
         assert answer.status_code == 200
         assert "not_in_channel" in answer.json()["checks"]["channel"] and "/invite @sitrep" in answer.json()["checks"]["channel"]
-        slack.set_member(channel, True)  # someone invites the bot: seen at the next probe
+        asked = len(slack.calls_to("conversations.history"))
+        for _ in range(5):  # probes every few seconds: a bad answer is kept for 10 s, not asked again
+            assert "not_in_channel" in bot.http.get("/readyz").json()["checks"]["channel"]
+        assert len(slack.calls_to("conversations.history")) == asked
+        slack.set_member(channel, True)  # someone invites the bot: seen within 10 s
+        assert "not_in_channel" in bot.http.get("/readyz").json()["checks"]["channel"]
+        clock.advance(seconds=11)
         assert bot.http.get("/readyz").json()["checks"]["channel"] == "ok"
         slack.set_member(channel, False)  # removed again: a good answer is trusted for a minute
         assert bot.http.get("/readyz").json()["checks"]["channel"] == "ok"
@@ -365,11 +371,13 @@ def test_audit_lines_survive_any_log_level_and_probes_show_only_at_debug(level, 
 
 def test_channel_reachable_is_kept_fresh_by_the_readiness_probe(settings, slack):
     """A replica that posts nothing still reports: /readyz reads the channel, so the value is
-    as fresh as the probe (a minute at most while it is fine)."""
+    as fresh as the probe (a minute at most while it is fine, 10 s while it is not)."""
     channel = slack.add_channel("ops-announcements", members=("UHUMAN",))
-    with BotUnderTest(settings.model_copy(update={"sitrep_channel": channel}), clock=FakeClock(), live_scheduler=True) as bot:
+    clock = FakeClock()
+    with BotUnderTest(settings.model_copy(update={"sitrep_channel": channel}), clock=clock, live_scheduler=True) as bot:
         bot.operator_http.get("/readyz")  # the orchestrator's probe
         assert value(scrape(bot), "sitrep_channel_reachable", channel=channel) == 0
         slack.set_member(channel, True)  # /invite @sitrep
+        clock.advance(seconds=11)
         bot.operator_http.get("/readyz")
         assert value(scrape(bot), "sitrep_channel_reachable", channel=channel) == 1

@@ -77,19 +77,27 @@ def test_a_declare_whose_reply_is_lost_is_outcome_unknown_not_failed(bot, slack,
     assert len(statuspage.incidents) == 1
 
 
-def test_a_declare_answered_success_without_its_id_is_outcome_unknown_and_retry_sends_nothing(bot, slack, statuspage):
+def answered_without_its_id_then_retried(bot, slack, statuspage, view, values, stored) -> None:
+    """Submit `view` while the status page answers `Success: true` with no `Result`: the person
+    is told the outcome is unknown, nothing is stored (`stored()` stays empty), and a plain
+    Retry sends nothing: the status page holds the one it made."""
     statuspage.answer_without_result(1)
-    view = open_declare_modal(bot, slack)
-    bot.submit(view, declare_values())
+    before = {d.id for d in drafts_in_store(bot)}
+    bot.submit(view, values)
     answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)[0]
     assert buttons(answer) == [DraftAction.LINK, DraftAction.ANYWAY, DraftAction.EDIT]
     assert "did not return its ID" in str(answer["blocks"])
-    assert len(statuspage.incidents) == 1 and incidents_in_store(bot) == []
-    [draft] = drafts_in_store(bot)
+    assert len(statuspage.incidents) == 1 and stored() == []
+    [draft] = [d for d in drafts_in_store(bot) if d.id not in before]  # this submission's, one
     assert draft.state == "unknown"
     bot.click(DraftAction.RETRY, str(draft.id))
     slack.wait_for(lambda: answers_with(slack, "already went through"))
     assert len(statuspage.incidents) == 1  # Retry did not make a second one
+
+
+def test_a_declare_answered_success_without_its_id_is_outcome_unknown_and_retry_sends_nothing(bot, slack, statuspage):
+    view = open_declare_modal(bot, slack)
+    answered_without_its_id_then_retried(bot, slack, statuspage, view, declare_values(), lambda: incidents_in_store(bot))
 
 
 def test_create_anyway_creates_it_once_however_often_clicked(bot, slack, statuspage):
@@ -237,3 +245,8 @@ def test_a_status_page_window_whose_reply_is_lost_is_linked_with_its_reminders(b
     assert len(top_level(slack)) == 1 and len(statuspage.incidents) == 1
     done = slack.wait_for(lambda: [m for m in slack.ephemerals() if "nothing was created twice" in str(m["blocks"])])
     assert done and drafts_in_store(bot)[-1].state == "done"
+
+
+def test_a_status_page_window_answered_success_without_its_id_is_outcome_unknown_and_retry_sends_nothing(bot, slack, statuspage):
+    view = open_modal(bot, slack)
+    answered_without_its_id_then_retried(bot, slack, statuspage, view, schedule_values(), lambda: windows(bot))

@@ -3,6 +3,7 @@ clock; the bot's own loop runs the jobs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from bot.services.reminders import cancel_window_reminders, schedule_window_reminders
 from bot.slack.posts import PostTag
+from scheduler import runner
 from scheduler.reminders import run_due_reminders
 from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
@@ -304,6 +306,43 @@ def test_the_scheduler_plans_its_wake_up_at_the_next_due_time(bot, slack, clock)
     run_due(bot)
     bot.run(bot.bot.scheduler.wake())
     assert bot.bot.scheduler.next_wake() == reminders(bot, window.id)["started"].due_at
+
+
+def test_a_look_up_that_began_before_a_change_does_not_undo_the_change_s_plan(bot, monkeypatch):
+    """A heartbeat's look-up that read the rows before a window was scheduled, and finishes
+    after the schedule's own re-plan, must not remove the wake-up that re-plan made (CI saw
+    `next_wake()` None right after a schedule, on a loaded machine)."""
+    scheduler = bot.bot.scheduler
+    window = schedule(bot)
+    planned = reminders(bot, window.id)["heads_up"].due_at
+    assert scheduler.next_wake() == planned
+    read_fresh = runner.reminder_store.next_due_at
+    stale_read_may_finish = asyncio.Event()
+    calls = []
+
+    async def first_read_is_stale(session, **kwargs):
+        calls.append(len(calls))
+        if len(calls) == 1:
+            await stale_read_may_finish.wait()
+            return None  # what it read before the window's reminders were written
+        return await read_fresh(session, **kwargs)
+
+    monkeypatch.setattr(runner.reminder_store, "next_due_at", first_read_is_stale)
+
+    async def race():
+        heartbeat = asyncio.create_task(scheduler.wake())
+        while not calls:
+            await asyncio.sleep(0)  # the heartbeat's read is under way
+        change = asyncio.create_task(scheduler.wake())
+        # Unplanned, the change's plan is made now and then undone by the stale read; planned
+        # one at a time, the change's look-up waits for the heartbeat's and reads after it.
+        await asyncio.wait([change], timeout=0.2)
+        stale_read_may_finish.set()
+        await asyncio.gather(heartbeat, change)
+
+    bot.run(race())
+    assert calls == [0, 1]
+    assert scheduler.next_wake() == planned
 
 
 def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):

@@ -27,7 +27,7 @@ from tests.support.harness import CHANNEL
 from tests.support.postgres import connect_kwargs
 from tests.support.replicas import Replicas, next_minute, schedule_from_slack
 
-pytestmark = pytest.mark.slow  # 60 to 120 s: the windows start at a whole minute 45 s or more ahead
+pytestmark = pytest.mark.slow(seconds=13)  # real processes; the first test below takes longest
 
 SPEEDUP = 20
 FROM_SLACK = 20
@@ -90,6 +90,7 @@ def freeze_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started:
     raise AssertionError("no replica was seen holding a reminder claim")
 
 
+@pytest.mark.slow(seconds=100)  # 60 to 120 s: the windows start at a whole minute 45 s or more ahead
 def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres, full_env, slack, appfirst, tmp_path):
     url = postgres.create("_replicas")
     appfirst.shift = timedelta(0)  # the time-shift learning has its own tests

@@ -13,13 +13,19 @@ import pytest
 
 from bot.messages.sandbox import SANDBOX_NOTE, SANDBOX_PREFIX, answer_in_sandbox, in_sandbox
 from bot.sandbox import SANDBOX_COMPONENTS, Sandbox
+from bot.services.maintenance import MaintenanceService
+from bot.services.maintenance_forms import ScheduleForm
 from bot.settings import SettingsError, load_settings
 from handlers.incident.ids import Block as IncidentBlock
+from scheduler.reminders import run_due_reminders
+from store.states import DraftKind
+from tests.support.dates import T0
 from tests.support.fakes.signing import interaction_body
-from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, free_port, submission_payload
+from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, submission_payload
 from tests.support.incidents import declare, declare_values, open_modal, resolve_values, thread_replies, update_values
 from tests.support.maintenance import schedule_values
 from tests.support.process import SPEC_VARIABLES, command_modal, lines_starting, signed_post, sitrep, start_sitrep, wait_healthy
+from tests.support.reminders import reminder_posts
 from tests.support.slack_limits import check_message
 
 API = SANDBOX_COMPONENTS[0].id
@@ -254,6 +260,27 @@ def test_in_the_sandbox_every_reply_and_private_answer_says_so(settings, slack, 
     assert marked_as_sandbox(reply["text"], reply["blocks"]), reply
     told = slack.ephemerals()
     assert told and all(marked_as_sandbox(e["text"], e["blocks"]) for e in told), told
+
+
+def test_in_the_sandbox_reminders_and_the_postmortem_share_say_so(settings, slack, statuspage):
+    """The scheduler's posts too: a window's heads-up reminder in its thread, and the
+    postmortem draft shared in the incident's thread on the resolve (its title)."""
+    clock = FakeClock(T0)
+    settings = settings.model_copy(update={"sitrep_sandbox": True, "sitrep_overrun_warning": 0})
+    with BotUnderTest(settings, clock=clock) as bot:
+        start = clock() + timedelta(minutes=30)
+        form = ScheduleForm(title="DB upgrade", start=start, end=start + timedelta(hours=1))
+        window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id=CHANNEL))
+        clock.advance(minutes=15)  # the heads-up's time
+        assert bot.run(run_due_reminders(bot.ctx)) == 1
+        [heads_up] = reminder_posts(slack, window.record, "heads_up")
+        incident = declare(bot, slack)
+        view = open_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
+        bot.submit(view, resolve_values(incident.id))
+        [shared] = slack.wait_for(lambda: slack.shared_files(CHANNEL))
+    blocks = json.loads(heads_up["blocks"]) if isinstance(heads_up["blocks"], str) else heads_up["blocks"]
+    assert marked_as_sandbox(heads_up["text"], blocks), heads_up
+    assert shared["thread_ts"] == incident.message_ts and shared["title"].startswith(SANDBOX_PREFIX), shared
 
 
 def test_a_text_only_answer_keeps_its_text_when_marked():

@@ -31,7 +31,7 @@ from tests.support.maintenance import announcements
 from tests.support.process import in_store, migrated_appfirst_env, wait_until
 from tests.support.replicas import Replicas, next_minute
 
-pytestmark = [pytest.mark.both_databases, pytest.mark.slow]  # 20 to 40 s per case
+pytestmark = [pytest.mark.both_databases, pytest.mark.slow(seconds=20)]  # 20 to 40 s per case
 
 TITLE = "Kernel patching"
 #: The occurrence rolled: the series began two days ago, at today's time.

@@ -118,6 +118,7 @@ def _channel_of(kwargs: dict[str, Any]) -> str | None:
 class Metrics:
     def __init__(self, *, version: str | None = None) -> None:
         self.registry = r = CollectorRegistry()
+        self._ack_children: dict[tuple[str, str], Any] = {}
         # The standard collectors the global registry would have: process_* (memory, CPU,
         # open file descriptors, start time), python_info, python_gc_*.
         ProcessCollector(registry=r)
@@ -193,7 +194,11 @@ class Metrics:
     # -- hooks ------------------------------------------------------------
 
     def observe_ack(self, kind: str, name: str, seconds: float) -> None:
-        self.ack_seconds.labels(kind, name).observe(seconds)
+        # The labelled child kept: `labels()` validates and locks at every call, on the ack path.
+        child = self._ack_children.get((kind, name))
+        if child is None:
+            child = self._ack_children[(kind, name)] = self.ack_seconds.labels(kind, name)
+        child.observe(seconds)
 
     def observe_upstream(self, service: str, operation: str, exc: BaseException | None, seconds: float) -> None:
         self.upstream_seconds.labels(service, operation, upstream_outcome(exc)).observe(seconds)

@@ -69,6 +69,7 @@ from bot.context import AppContext
 from bot.errors import ClaimLost, NotFound
 from bot.messages.format import escape, truncate
 from bot.messages.postmortem import people, postmortem
+from bot.messages.sandbox import SANDBOX_PREFIX
 from bot.slack import posts
 from bot.slack.canvases import ALREADY_EXISTS, CANVAS_SCOPE, PERMANENT, Canvases
 from bot.slack.channel import Posted, UploadFailed
@@ -291,7 +292,8 @@ class PostmortemService:
                     log.info("the canvas of incident %s's channel was already made (%s); not making it again", incident.id, found)
                     await held.record(found)
                     return Share(Shared.ALREADY, incident)
-            canvas_id = await canvases.create(room, title(incident.id), markdown, guard=held.still_ours)
+            named = (SANDBOX_PREFIX if self.ctx.settings.sitrep_sandbox else "") + title(incident.id)
+            canvas_id = await canvases.create(room, named, markdown, guard=held.still_ours)
         except ClaimLost:
             log.warning("the canvas of incident %s was taken over before it was written; leaving it", incident.id)
             return Share(Shared.ALREADY, incident)

@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.clients.http import tls_context
 from bot.clients.slack import slack_error
 from bot.errors import AnnouncementBusy, ClaimLost
-from bot.messages.sandbox import in_sandbox
+from bot.messages.sandbox import SANDBOX_PREFIX, in_sandbox
 from bot.slack.outbox import Outbox, Priority
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,8 @@ class Channel:
         # In the sandbox every announcement, as posted and as edited, and every reply in its
         # thread (updates, reminders, nudges) says so.
         self._mark = in_sandbox if sandbox else (lambda message: message)
+        # A file shared there (the postmortem draft) is titled so.
+        self._title_prefix = SANDBOX_PREFIX if sandbox else ""
         self.channel_id = channel_id
         self.outbox = outbox if outbox is not None else Outbox()
         self.sender = sender if sender is not None else unpaced_client(slack)
@@ -299,7 +301,7 @@ class Channel:
         async def complete() -> Any:
             await fence(guard)
             return await self.sender.files_completeUploadExternal(
-                files=[{"id": file_id, "title": title}], channel_id=at.channel, thread_ts=at.ts
+                files=[{"id": file_id, "title": self._title_prefix + title}], channel_id=at.channel, thread_ts=at.ts
             )
 
         await self.outbox.call("files.completeUploadExternal", complete, channel=at.channel)

@@ -56,25 +56,55 @@ class ChannelState:
         return self.problem is None
 
 
-async def check_token(slack: AsyncWebClient) -> dict:
-    """auth.test's answer; `BotTokenRefused` for a token Slack will never take. Any other
-    failure (Slack unreachable, a bad moment) is raised as it came."""
+@dataclass(frozen=True)
+class Token:
+    """auth.test's answer, and the scopes Slack says the token carries (`None`: not said)."""
+
+    answer: dict
+    scopes: frozenset[str] | None
+
+
+#: The header in which Slack names a token's scopes on every Web API answer. assumption: the
+#: shared method documents do not list response headers; Slack's OAuth pages and its SDKs
+#: (Node's `response_metadata.scopes`) read it from `X-OAuth-Scopes`, comma-separated.
+SCOPES_HEADER = "x-oauth-scopes"
+
+
+def granted_scopes(headers) -> frozenset[str] | None:
+    """The scopes named in an answer's `X-OAuth-Scopes` header (any case), or None."""
+    value = next((v for k, v in dict(headers or {}).items() if str(k).lower() == SCOPES_HEADER), None)
+    if value is None:
+        return None
+    return frozenset(s.strip() for s in str(value).split(",") if s.strip())
+
+
+async def check_token(slack: AsyncWebClient) -> Token:
+    """auth.test's answer and the token's scopes; `BotTokenRefused` for a token Slack will
+    never take. Any other failure (Slack unreachable, a bad moment) is raised as it came."""
     try:
-        return (await slack.auth_test()).data
+        response = await slack.auth_test()
     except SlackApiError as exc:
         error = slack_error(exc)
         if error in REFUSED_TOKEN:
             raise BotTokenRefused(error) from None
         raise
+    return Token(response.data if isinstance(response.data, dict) else {}, granted_scopes(response.headers))
 
 
-async def check_channel(slack: AsyncWebClient, channel: str, needed_scopes: tuple[str, ...]) -> ChannelState:
+async def check_channel(
+    slack: AsyncWebClient, channel: str, needed_scopes: tuple[str, ...], granted: frozenset[str] | None = None
+) -> ChannelState:
     """Read the newest message of `channel` (`conversations.history`, limit 1), which needs
     the bot in the channel and a history scope, as posting and reminders do.
 
-    A `missing_scope` answer lists the token's scopes (`provided`, as Slack documents it):
-    every scope of `needed_scopes` it lacks is named, not only the one this call wanted.
-    The Web API offers no other documented way to list a bot token's scopes."""
+    Every scope of `needed_scopes` the token lacks is named: from `granted` (the scopes
+    auth.test's answer named) before anything is read, so a token that may read the channel
+    but not post in it is caught too; else from a `missing_scope` answer, which lists the
+    token's scopes (`provided`, as Slack documents it)."""
+    if granted is not None:
+        missing = tuple(s for s in needed_scopes if s not in granted)
+        if missing:
+            return ChannelState(channel, str(ScopesMissing(list(missing))), missing)
     try:
         await slack.conversations_history(channel=channel, limit=1)
     except SlackApiError as exc:

@@ -160,16 +160,20 @@ class IncidentHandlers(FeatureHandlers):
             await ack(text=text, blocks=blocks, response_type="ephemeral")
 
     async def open_declare(self, ack, it: Interaction, form: DeclareForm) -> None:
-        """A new form, which reads nothing first: opened at once."""
-        view = self._declare_view(it, form, fresh=True)
+        """A new form, which reads nothing first: a refusal is the ack's answer, the form is
+        built after the ack (when fifty people declare at once, each ack waits on no form)."""
+        self._require_may_declare(it)
         await ack()
-        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=view)
+        await self.ctx.slack.views_open(trigger_id=it.trigger_id, view=self._declare_view(it, form, fresh=True))
+
+    def _require_may_declare(self, it: Interaction) -> None:
+        """Declaring is on and the person may: raises the refusal the error handler renders."""
+        self.service.require_enabled()
+        self.service.require_allowed(it.user_id)
 
     def _declare_view(self, it: Interaction, form: DeclareForm, *, fresh: bool) -> dict:
         """`fresh`: a new form, which gets the operator's defaults; a kept draft shows what its
-        person chose."""
-        self.service.require_enabled()
-        self.service.require_allowed(it.user_id)
+        person chose. Whether the person may declare is checked by the caller."""
         settings = self.ctx.settings
         if fresh:
             form = replace(
@@ -287,6 +291,7 @@ class IncidentHandlers(FeatureHandlers):
     async def draft_view(self, draft_id: int, it: Interaction) -> dict:
         kind, form = await self.service.reopen(draft_id)
         if kind == DraftKind.DECLARE:
+            self._require_may_declare(it)
             return self._declare_view(it, form, fresh=False)
         if kind == DraftKind.UPDATE:
             return await self._update_view(it, str(form.incident_id), text=form.text, status=form.status)

@@ -200,6 +200,7 @@ class BotUnderTest:
         http_timeout: float = 2.0,
         live_scheduler: bool | None = None,
         read_before_open: float = 2.0,
+        ack_budget: float = 8.0,
     ):
         # Slack's port and METRICS_PORT, bound here and handed to the servers.
         self._sockets: list[socket.socket] | None = [listening_socket(), listening_socket()]
@@ -211,6 +212,9 @@ class BotUnderTest:
         # Longer than production's 0.25 s: a form's read on a loaded machine still answers the
         # command itself (tests of the modal-first path hold the database and pass 0.25).
         self.read_before_open = read_before_open
+        # Longer than production's 2 s for the same reason: a healthy request on a loaded
+        # machine is never told "the database is busy" (the sick-database tests pass 2 s).
+        self.ack_budget = ack_budget
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bot: Sitrep | None = None
         self._server: PromptServer | None = None
@@ -232,7 +236,11 @@ class BotUnderTest:
         def run() -> None:
             self.loop = asyncio.new_event_loop()
             asyncio.set_event_loop(self.loop)
-            kwargs: dict[str, Any] = {"http_timeout": self.http_timeout, "read_before_open": self.read_before_open}
+            kwargs: dict[str, Any] = {
+                "http_timeout": self.http_timeout,
+                "read_before_open": self.read_before_open,
+                "ack_budget": self.ack_budget,
+            }
             if self.clock is not None:
                 kwargs["clock"], kwargs["monotonic"] = self.clock, self.clock.monotonic
             self.bot = Sitrep(build_context(self.settings, **kwargs), timers=self.live_scheduler)

@@ -18,6 +18,8 @@ from pathlib import Path
 from tests.support.harness import free_port
 
 ROOTS = (Path("/usr/lib/postgresql"), Path("/usr/local/pgsql"))
+#: The role that may log in only with a client certificate (pg_hba `cert`).
+CERT_USER = "sitrep_cert"
 
 
 def server_binaries() -> Path | None:
@@ -70,15 +72,33 @@ class TlsPostgres:
             for path in (self.home, self.cert, self.key):
                 os.chown(path, self._user.pw_uid, self._user.pw_gid)
         self._run(self.bin / "initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        # CERT_USER gets in only with a client certificate the server's own one signed
+        # (`sslcert`, `sslkey`); everyone else over TLS alone.
         (self.data / "pg_hba.conf").write_text(
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n"
+            "local all all trust\n"
+            f"hostssl all {CERT_USER} 127.0.0.1/32 cert\n"
+            "hostssl all all 127.0.0.1/32 trust\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
         )
         options = (
             f"-p {self.port} -k {self.home} -c listen_addresses=127.0.0.1 -c ssl=on "
-            f"-c ssl_cert_file={self.cert} -c ssl_key_file={self.key}"
+            f"-c ssl_cert_file={self.cert} -c ssl_key_file={self.key} -c ssl_ca_file={self.cert}"
         )
         self._run(self.bin / "pg_ctl", "-D", self.data, "-o", options, "-l", self.home / "server.log", "-w", "-t", "60", "start")
+        self._run(self.bin / "createuser", "-h", self.home, "-p", str(self.port), "-U", "postgres", CERT_USER)
         return self
+
+    def client_certificate(self, folder: Path, user: str = CERT_USER) -> tuple[Path, Path]:
+        """A client certificate (and its key) for `user`, signed by the server's certificate."""
+        key, request, cert = folder / f"{user}.key", folder / f"{user}.csr", folder / f"{user}.crt"
+        for command in (
+            ["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={user}",
+             "-keyout", str(key), "-out", str(request)],
+            ["openssl", "x509", "-req", "-in", str(request), "-CA", str(self.cert), "-CAkey", str(self.key),
+             "-CAcreateserial", "-CAserial", str(folder / "ca.srl"), "-days", "1", "-out", str(cert)],
+        ):  # fmt: skip
+            subprocess.run(command, check=True, capture_output=True, timeout=60)
+        return cert, key
 
     def stop(self) -> None:
         try:
@@ -86,9 +106,9 @@ class TlsPostgres:
         finally:
             shutil.rmtree(self.home, ignore_errors=True)
 
-    def url(self, scheme: str = "postgresql", host: str = "127.0.0.1", **query: str) -> str:
+    def url(self, scheme: str = "postgresql", host: str = "127.0.0.1", user: str = "postgres", **query: str) -> str:
         tail = "&".join(f"{k}={v}" for k, v in query.items())
-        return f"{scheme}://postgres@{host}:{self.port}/postgres" + (f"?{tail}" if tail else "")
+        return f"{scheme}://{user}@{host}:{self.port}/postgres" + (f"?{tail}" if tail else "")
 
     def __enter__(self) -> TlsPostgres:
         return self.start()

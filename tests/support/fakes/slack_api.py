@@ -505,6 +505,11 @@ class FakeSlack:
         with self._lock:
             return [copy.deepcopy(c.args) for c in self._calls if c.method == method]
 
+    def count(self, method: str) -> int:
+        """How many calls to ``method`` came (no copies: cheap enough to poll)."""
+        with self._lock:
+            return sum(1 for c in self._calls if c.method == method)
+
     def reset(self) -> None:
         """Forget calls, messages, views, channels and violations, stop enforcing tiers, grant
         every scope again, turn the Home tab back on, put triggers back on the machine's
@@ -880,7 +885,7 @@ class FakeSlack:
             return _error("invalid_auth")
         missing = self._missing_scope(method, args)
         if missing is not None:
-            return 200, missing, {}
+            return 200, missing, self._scopes_header()
         if problems:
             return _error("invalid_arguments", messages=_slack_messages(method, problems))
         if too_large:
@@ -899,11 +904,16 @@ class FakeSlack:
         try:
             answer = handler(args)
             if method in ("chat.postMessage", "chat.update"):
-                self.accepted.append((time.monotonic(), method, copy.deepcopy(args)))
-            return 200, answer, {}
+                self.accepted.append((self._meter_clock(), method, copy.deepcopy(args)))
+            return 200, answer, self._scopes_header()
         except Exception as exc:  # a bug in the fake, or args it cannot make sense of
             self._violations.append(f"{method}: fake could not handle {args!r}: {exc!r}")
             return _error("internal_error", 500)
+
+    def _scopes_header(self) -> dict[str, str]:
+        """Slack names the token's scopes on its answers (`X-OAuth-Scopes`, comma-separated);
+        the fake does once a test has `grant`ed some (every scope, the default, names none)."""
+        return {} if self.scopes is None else {"X-OAuth-Scopes": ",".join(sorted(self.scopes))}
 
     def _missing_scope(self, method: str, args: Json) -> Json | None:
         """Slack's ``missing_scope`` answer (with ``needed`` and ``provided``) when the token
@@ -1014,7 +1024,7 @@ class FakeSlack:
         self._meters: dict[tuple[str, str], _Meter] = {}
         self._meter_clock: Callable[[], float] = time.monotonic
         self._random = random.Random(self.tiers.seed if self.tiers else 0)
-        #: (monotonic time, method, args) of each chat.postMessage / chat.update Slack took.
+        #: (time on the meters' clock, method, args) of each chat.postMessage / chat.update Slack took.
         self.accepted: list[tuple[float, str, Json]] = []
         self.rate_limited = 0  # calls answered 429 by the tiers
         self.post_latency = 0.0  # seconds each chat.postMessage answer takes, after it is taken
@@ -1134,22 +1144,31 @@ class FakeSlack:
             parent = self._by_key.get((channel, str(thread_ts)))
             # A reply to a reply joins the parent's thread, as in Slack.
             thread_ts = parent["thread_ts"] if parent and parent["thread_ts"] else str(thread_ts)
+        message = self._add_bot_message(
+            channel,
+            thread_ts,
+            text=_posted_text(args),
+            blocks=copy.deepcopy(args.get("blocks")),
+            attachments=copy.deepcopy(args.get("attachments")),
+            reply_broadcast=_truthy(args.get("reply_broadcast")) if thread_ts else None,
+            metadata=copy.deepcopy(args.get("metadata")),
+        )
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": _public(message)}
+
+    def _add_bot_message(self, channel: str, thread_ts: str | None, **fields: Any) -> Json:
+        """A message from the bot, stored in `channel` (in the thread at `thread_ts`, if any)."""
         message: Json = {
             "type": "message",
             "channel": channel,
             "ts": self._next_ts(),
             "user": BOT_USER_ID,
             "bot_id": BOT_ID,
-            "text": _posted_text(args),
-            "blocks": copy.deepcopy(args.get("blocks")),
-            "attachments": copy.deepcopy(args.get("attachments")),
+            **fields,
             "thread_ts": thread_ts,
-            "reply_broadcast": _truthy(args.get("reply_broadcast")) if thread_ts else None,
-            "metadata": copy.deepcopy(args.get("metadata")),
         }
         self._messages.append(message)
         self._by_key[(channel, message["ts"])] = message
-        return {"ok": True, "channel": channel, "ts": message["ts"], "message": _public(message)}
+        return message
 
     def _chat_update(self, args: Json) -> Json:
         channel = self._channel_id(str(args["channel"]))
@@ -1484,18 +1503,7 @@ class FakeSlack:
             shown.append({"id": stored["id"], "name": stored["name"], "title": stored["title"]})
         if channel is not None:
             # Shared: a message from the bot carrying the files, in the channel or the thread.
-            message: Json = {
-                "type": "message",
-                "channel": channel,
-                "ts": self._next_ts(),
-                "user": BOT_USER_ID,
-                "bot_id": BOT_ID,
-                "text": str(args.get("initial_comment") or ""),
-                "files": shown,
-                "thread_ts": thread_ts,
-            }
-            self._messages.append(message)
-            self._by_key[(channel, message["ts"])] = message
+            message = self._add_bot_message(channel, thread_ts, text=str(args.get("initial_comment") or ""), files=shown)
             for stored in found:
                 stored["shares"].append({"channel": channel, "thread_ts": thread_ts, "ts": message["ts"]})
         return {"ok": True, "files": shown}
