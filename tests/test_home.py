@@ -22,12 +22,12 @@ from handlers.incident.ids import Action as IncidentAction
 from handlers.incident.ids import Callback as IncidentCallback
 from handlers.maintenance.ids import Action as MaintenanceAction
 from handlers.maintenance.ids import Callback as MaintenanceCallback
-from store.db import Database
 from store.models import Incident, MaintenanceWindow
 from store.states import DraftKind, WindowState
 from tests.support.fakes.signing import slack_signature_headers
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, home_opened, last_view
 from tests.support.incidents import declare, resolve_values
+from tests.support.outage import database_gone
 from tests.support.slack_limits import MAX_MODAL_BLOCKS, view_problems
 
 #: Who is in SITREP_CHANNEL in these tests (a private channel, as many keep it).
@@ -357,8 +357,8 @@ def test_a_channel_slack_will_not_list_shows_its_incidents_to_nobody(bot, slack,
 
 
 def test_the_home_tab_says_the_database_is_not_working_instead_of_going_quiet(bot, slack, tmp_path, caplog):
-    bot.ctx.db = Database(f"sqlite:///{tmp_path / 'moved-away' / 'sitrep.db'}")
-    view = open_home(bot, slack)
+    with database_gone(bot, f"sqlite:///{tmp_path / 'moved-away' / 'sitrep.db'}"):
+        view = open_home(bot, slack)
     assert "database is not working right now" in json.dumps(view["blocks"])
     assert view_problems(view, kind="home") == []
     assert not [r for r in caplog.records if r.exc_info and not r.name.startswith("scheduler")]

@@ -26,7 +26,6 @@ from handlers.ids import DraftAction
 from handlers.incident.ids import Action as IncidentAction
 from handlers.incident.ids import Callback
 from handlers.payload import Interaction
-from store.db import Database
 from store.states import DraftKind
 from tests.support.fakes.signing import command_body, interaction_body, new_trigger_id
 from tests.support.harness import BotUnderTest, FakeClock, free_port, last_view, submission_payload
@@ -40,7 +39,7 @@ from tests.support.incidents import (
     update_values,
 )
 from tests.support.maintenance import schedule_values
-from tests.support.outage import locked, sqlite_path
+from tests.support.outage import database_gone, locked, sqlite_path
 from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
@@ -300,9 +299,9 @@ def test_a_reminder_pass_on_a_database_gone_away_ends_quietly(bot, tmp_path, cap
     """A pass runs as a task of its own (at start, after a heartbeat, after a clock step):
     whatever its last look-up raises would end as asyncio's "exception never retrieved"
     (CI saw one in the middle of a home-tab test)."""
-    bot.ctx.db = Database(f"sqlite:///{tmp_path / 'moved-away' / 'sitrep.db'}")
     caplog.set_level(logging.WARNING)
-    assert bot.run(bot.bot.scheduler.sweep()) is None  # raises here without the guard
+    with database_gone(bot, f"sqlite:///{tmp_path / 'moved-away' / 'sitrep.db'}"):
+        assert bot.run(bot.bot.scheduler.sweep()) is None  # raises here without the guard
     said = [r.getMessage() for r in caplog.records if r.name == "scheduler.runner" and not r.exc_info]
     assert "could not look up the next due reminder; the next heartbeat does" in said
 
@@ -314,21 +313,22 @@ def test_a_database_outage_is_named_to_the_person_with_no_traceback_in_the_log(b
         gone = f"postgresql://postgres@127.0.0.1:{free_port()}/test"  # the server is down: nothing listens
     else:
         gone = f"sqlite:///{tmp_path / 'moved-away' / 'sitrep.db'}"  # the volume is gone
-    bot.ctx.db = Database(gone)
     caplog.clear()
     caplog.set_level(logging.INFO)
-    for command, text in [("/incident", "list"), ("/maintenance", "list"), ("/incident", f"update {incident.id}")]:
+    with database_gone(bot, gone):
+        for command, text in [("/incident", "list"), ("/maintenance", "list"), ("/incident", f"update {incident.id}")]:
+            slack.forget_calls()
+            response = bot.command(text, command=command)
+            assert response.status_code == 200
+            # In the ack, or (an ack sent before the store was read) privately right after it.
+            told = response.text or slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)[-1]
+            assert "database is not working right now" in told, (command, text, told)
+            assert "Something went wrong" not in told
         slack.forget_calls()
-        response = bot.command(text, command=command)
-        assert response.status_code == 200
-        # In the ack, or (an ack sent before the store was read) privately right after it.
-        told = response.text or slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)[-1]
-        assert "database is not working right now" in told, (command, text, told)
-        assert "Something went wrong" not in told
-    slack.forget_calls()
-    bot.click(IncidentAction.RESOLVE, str(incident.id))
-    told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)[-1]
-    assert "database is not working right now" in told
+        bot.click(IncidentAction.RESOLVE, str(incident.id))
+        told = slack.wait_for(lambda: ephemeral_texts(slack), timeout=10)[-1]
+        assert "database is not working right now" in told
+        bot.settle()
     assert traceback_lines(caplog) == []
     said = [r.getMessage() for r in caplog.records if r.name == "handlers.errors"]
     assert len(said) == 4 and all("the database failed under a Slack request" in line for line in said), said

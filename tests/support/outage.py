@@ -8,6 +8,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from store.db import Database
 from tests.support.postgres import connections_refused
 
 
@@ -52,3 +53,20 @@ def database_down(settings):
     else:
         with connections_refused(settings.database_url):
             yield
+
+
+@contextmanager
+def database_gone(bot, url: str):
+    """The bot's store swapped for one at `url` that cannot be reached (a volume gone, a
+    server down); the working store is put back and the gone one's pool closed on the bot's
+    own loop when the block ends. Left swapped, the working pool would only be closed by the
+    garbage collector after the loop is gone, and aiosqlite's threads would then answer into
+    a closed loop ("Event loop is closed" in a thread)."""
+    working = bot.ctx.db
+    gone = Database(url)
+    bot.ctx.db = gone
+    try:
+        yield gone
+    finally:
+        bot.ctx.db = working
+        bot.run(gone.dispose(linger=0))
