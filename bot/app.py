@@ -50,7 +50,9 @@ def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> As
     settings = ctx.settings
     # Bolt gets a token-less twin of our client: the token comes from `authorize`, so
     # Bolt neither warns about two sources nor keeps a second copy of the secret.
-    bolt_client = AsyncWebClient(base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers)
+    bolt_client = AsyncWebClient(
+        base_url=ctx.slack.base_url, timeout=ctx.slack.timeout, retry_handlers=ctx.slack.retry_handlers, session=ctx.slack.session
+    )
     ctx.metrics.instrument_slack(bolt_client)
     bolt_logger = logging.getLogger("sitrep.bolt")
     if not any(isinstance(f, _NoTokenFromEnvironmentWarning) for f in bolt_logger.filters):
@@ -185,6 +187,8 @@ class Sitrep:
 
     async def start(self) -> None:
         await self.ctx.db.upgrade()  # a no-op when `sitrep run` already did it
+        # Bolt copies its client's session into the client it gives each request.
+        await self.ctx.slack_connections.open([self.ctx.slack, self.ctx.sender, self.bolt.client])
         await self.scheduler.start()
         self.started = True
         log.info("sitrep started (instance %s)", self.ctx.instance_id)

@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.backends import make_backend
 from bot.clients.appfirst import AppFirstClient
-from bot.clients.slack import make_slack_client
+from bot.clients.slack import SLACK_TIMEOUT_SECONDS, SlackConnections, make_slack_client
 from bot.clients.statuspage import StatusPageClient
 from bot.errors import SubmissionUnknown
 from bot.ops.metrics import Metrics
@@ -199,6 +199,8 @@ class AppContext:
     #: never stays "sending" in a process that lives on (`bot.services.drafts`).
     unsettled: dict[int, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     _sender: AsyncWebClient | None = field(default=None, repr=False)
+    #: The keep-alive connections every Slack client shares while the bot runs (`Sitrep.start`).
+    slack_connections: SlackConnections = field(default_factory=SlackConnections, repr=False)
     #: Permalinks Slack gave, by (channel, ts): a message's link never changes, so the home
     #: tab asks once per message, not once per open (`remember_permalink` bounds it).
     permalinks: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
@@ -258,6 +260,7 @@ class AppContext:
         await self.wake_reminders()
 
     async def aclose(self) -> None:
+        await self.slack_connections.close()
         for client in (self.statuspage, self.appfirst):
             if client is not None:
                 await client.aclose()
@@ -303,6 +306,7 @@ def build_context(
     http_timeout: float = 10.0,
     read_before_open: float = READ_BEFORE_OPEN,
     ack_budget: float = ACK_BUDGET_SECONDS,
+    slack_timeout: float = SLACK_TIMEOUT_SECONDS,
 ) -> AppContext:
     """Wire the clients from settings; nothing here talks to the network. Raises
     `store.db.DatabaseUnusable` when `DATABASE_URL` cannot even be turned into an engine.
@@ -316,7 +320,7 @@ def build_context(
     for service, client in (("statuspage", statuspage), ("appfirst", appfirst)):
         if client is not None:
             client.observe = metrics.upstream_observer(service)
-    slack = make_slack_client(settings)
+    slack = make_slack_client(settings, timeout=slack_timeout)
     metrics.instrument_slack(slack)
     ctx = AppContext(
         settings=settings,

@@ -12,7 +12,6 @@ claim over after 6 s instead of 2 minutes."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import os
 import signal
@@ -24,8 +23,7 @@ import pytest
 from bot.slack.posts import PostTag
 from tests.support.fakes.slack_api import WAIT_BOUND, Tiers
 from tests.support.harness import CHANNEL
-from tests.support.postgres import connect_kwargs
-from tests.support.replicas import Replicas, next_minute, schedule_from_slack
+from tests.support.replicas import Replicas, next_minute, query, schedule_from_slack
 
 pytestmark = pytest.mark.slow(seconds=13)  # real processes; the first test below takes longest
 
@@ -36,19 +34,6 @@ FROM_APPFIRST = 80
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def query(url: str, sql: str) -> list:
-    async def go():
-        import asyncpg  # the PostgreSQL half's test dependency
-
-        conn = await asyncpg.connect(**connect_kwargs(url), timeout=5)
-        try:
-            return [tuple(r) for r in await conn.fetch(sql)]
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def top_level(slack) -> list[dict]:

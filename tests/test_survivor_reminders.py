@@ -19,13 +19,15 @@ from bot.slack.posts import PostTag
 from scheduler.runner import SWEEP_EVERY
 from tests.support.harness import CHANNEL
 from tests.support.process import migrated_appfirst_env
-from tests.support.replicas import Replicas, next_minute, schedule_from_slack
+from tests.support.replicas import Replicas, next_minute, query, schedule_from_slack
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.slow(seconds=55)]  # 40 to 100 s per database
 
 #: SPEC: "within a few seconds"; the issue's bound is 2 s. The test allows more, so that it
 #: passes beside two CPU-bound processes; the measured delays are printed (`-s`).
 BOUND = timedelta(seconds=8)
+#: How many windows the planner has announced and stored the announcement of.
+ANNOUNCED = "SELECT count(*) FROM maintenance_windows WHERE message_ts IS NOT NULL"
 #: The longest the two replicas may take to start here (see `sweeps_clear_of`).
 BOOT = timedelta(seconds=20)
 
@@ -87,6 +89,11 @@ def test_the_survivor_posts_on_time_the_reminders_a_killed_replica_planned(full_
         for title in ("Primary failover", "Cache flush"):
             schedule_from_slack(replicas, slack, title=title, start=start, end=start + timedelta(hours=1), via=planner)
         slack.wait_for(lambda: len([m for m in slack.messages(CHANNEL) if not m.get("thread_ts")]) == 2, timeout=15)
+        # And stored: killed between Slack taking an announcement and its ts being written, the
+        # planner would hold that post's claim, and the survivor would rightly wait until the
+        # planner counts as gone (three heartbeats) before posting into its thread (a loaded
+        # machine once made that 20 s). This test is of a planner killed after its work.
+        slack.wait_for(lambda: query(database_url, ANNOUNCED) == [(2,)], timeout=15)
         assert utcnow() < start - timedelta(seconds=5), "planned too close to the start: the setup is too slow here"
         planner.kill()
 
@@ -96,5 +103,5 @@ def test_the_survivor_posts_on_time_the_reminders_a_killed_replica_planned(full_
     delays = sorted(at - start.timestamp() for at, _ in receipts)
     print(f"\n{database_url.split(':')[0]}: started replies {', '.join(f'{d:.2f}' for d in delays)} s after their time")
     assert len(receipts) == 2 and len({window for _, window in receipts}) == 2, receipts
-    assert all(-0.5 <= d <= BOUND.total_seconds() for d in delays), delays
+    assert all(-0.5 <= d <= BOUND.total_seconds() for d in delays), (delays, output[-6000:])
     assert "Traceback" not in output, output

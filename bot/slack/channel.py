@@ -52,7 +52,7 @@ class Posted:
 def unpaced_client(slack: AsyncWebClient) -> AsyncWebClient:
     """The same client without slack_sdk's 429 handler, which sleeps through Retry-After
     while everything queued behind waits; the outbox handles 429s instead."""
-    return AsyncWebClient(token=slack.token, base_url=slack.base_url, timeout=slack.timeout)
+    return AsyncWebClient(token=slack.token, base_url=slack.base_url, timeout=slack.timeout, session=slack.session)
 
 
 class Channel:

@@ -201,6 +201,7 @@ class BotUnderTest:
         live_scheduler: bool | None = None,
         read_before_open: float = 2.0,
         ack_budget: float = 8.0,
+        slack_timeout: float = 10.0,
     ):
         # Slack's port and METRICS_PORT, bound here and handed to the servers.
         self._sockets: list[socket.socket] | None = [listening_socket(), listening_socket()]
@@ -215,6 +216,7 @@ class BotUnderTest:
         # Longer than production's 2 s for the same reason: a healthy request on a loaded
         # machine is never told "the database is busy" (the sick-database tests pass 2 s).
         self.ack_budget = ack_budget
+        self.slack_timeout = slack_timeout
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bot: Sitrep | None = None
         self._server: PromptServer | None = None
@@ -240,6 +242,7 @@ class BotUnderTest:
                 "http_timeout": self.http_timeout,
                 "read_before_open": self.read_before_open,
                 "ack_budget": self.ack_budget,
+                "slack_timeout": self.slack_timeout,
             }
             if self.clock is not None:
                 kwargs["clock"], kwargs["monotonic"] = self.clock, self.clock.monotonic

@@ -62,7 +62,8 @@ def declare(bot, slack, title="DB down"):
     bot.command(f"declare {title}")
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
     slack.forget_calls()
-    bot.submit(view, declare_values(title=title))
+    answer = bot.submit(view, declare_values(title=title))
+    assert answer.status_code == 200 and "errors" not in answer.text, answer.text  # a refused form says why here
     slack.wait_for(lambda: len([i for i in incidents_in_store(bot) if i.message_ts]) > before)
     slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))  # the declarer's answer: all done
     slack.forget_calls()

@@ -4,10 +4,12 @@ load balancer spreads them), each process's log in a file (read for its instance
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ import httpx
 from handlers.maintenance.ids import Action, Block
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
 from tests.support.harness import SIGNING_SECRET, free_port, picked_time, submission_payload, typed
+from tests.support.postgres import connect_kwargs
 
 _STARTED = re.compile(r"sitrep started \(instance (\w+)\)")
 
@@ -160,3 +163,21 @@ def next_minute(after: datetime, *, at_least: timedelta) -> datetime:
     earliest = after + at_least
     whole = earliest.replace(second=0, microsecond=0)
     return whole if whole >= earliest else whole + timedelta(minutes=1)
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    """Rows of `sql` on the replicas' database, read from outside them (SQLite or PostgreSQL)."""
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            return db.execute(sql).fetchall()
+
+    async def go() -> list[tuple]:
+        import asyncpg  # noqa: PLC0415 - the PostgreSQL half's test dependency
+
+        conn = await asyncpg.connect(**connect_kwargs(url), timeout=5)
+        try:
+            return [tuple(r) for r in await conn.fetch(sql)]
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())

@@ -510,6 +510,11 @@ class FakeSlack:
         with self._lock:
             return sum(1 for c in self._calls if c.method == method)
 
+    def connections(self, method: str) -> set[Any]:
+        """The distinct TCP connections calls to ``method`` came on (each client's address)."""
+        with self._lock:
+            return {peer for called, peer in self._connections if called == method}
+
     def reset(self) -> None:
         """Forget calls, messages, views, channels and violations, stop enforcing tiers, grant
         every scope again, turn the Home tab back on, put triggers back on the machine's
@@ -560,6 +565,7 @@ class FakeSlack:
         so a test can look at what one step did without breaking later updates."""
         with self._lock:
             self._calls = []
+            self._connections = []
             self._violations = []
             self._ephemerals = []
             self.accepted = []
@@ -793,6 +799,8 @@ class FakeSlack:
         elif delay:
             await asyncio.sleep(delay)
         with self._lock:
+            # Which TCP connection the call came on (the client's address and port).
+            self._connections.append((method, request.transport.get_extra_info("peername") if request.transport else None))
             status, body, headers = self._dispatch(method, args, token, problems)
         if method == "chat.postMessage" and self.post_latency:
             # Taken (a success is in the channel already), answered late: a sender that dies
@@ -1029,6 +1037,7 @@ class FakeSlack:
         self.rate_limited = 0  # calls answered 429 by the tiers
         self.post_latency = 0.0  # seconds each chat.postMessage answer takes, after it is taken
         self._calls: list[SlackCall] = []
+        self._connections: list[tuple[str, Any]] = []
         self._violations: list[str] = []
         self._messages: list[Json] = []
         self._by_key: dict[tuple[str, str], Json] = {}
