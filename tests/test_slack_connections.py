@@ -23,6 +23,18 @@ def test_modals_and_posts_of_one_bot_reuse_one_connection(bot, slack):
     assert calls >= 5 and 1 <= len(used) <= 2, (calls, used)
 
 
+def test_a_slack_that_closes_each_connection_is_answered_on_a_new_one(bot, slack):
+    """A server may end a kept-alive connection (`Connection: close`, an idle timeout): the
+    pool must not hand out a closed connection, and no call may fail for it."""
+    slack.close_connections = True
+    for n in range(3):
+        response = bot.command(f"declare Outage {n}")
+        assert response.status_code == 200
+        slack.wait_for(lambda n=n: slack.count("views.open") == n + 1)
+    assert len(slack.connections("views.open")) == 3  # each on a connection of its own
+    assert len(slack.views) >= 3 and slack.violations == []
+
+
 def test_a_stopped_bot_closes_its_connections_and_its_clients_hold_none(settings):
     with BotUnderTest(settings) as running:
         ctx = running.ctx

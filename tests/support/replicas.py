@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def next_minute(after: datetime, *, at_least: timedelta) -> datetime:
 def query(url: str, sql: str) -> list[tuple]:
     """Rows of `sql` on the replicas' database, read from outside them (SQLite or PostgreSQL)."""
     if url.startswith("sqlite"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        # closing(): sqlite3's own `with` commits but leaves the file open (tests poll this).
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
             return db.execute(sql).fetchall()
 
     async def go() -> list[tuple]:

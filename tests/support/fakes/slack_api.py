@@ -807,8 +807,12 @@ class FakeSlack:
             # meanwhile never learns its post landed.
             await asyncio.sleep(self.post_latency)
         if isinstance(body, Malformed):
-            return web.Response(status=status, text=body.body, content_type=body.content_type, headers=headers)
-        return web.json_response(body, status=status, headers=headers)
+            answer = web.Response(status=status, text=body.body, content_type=body.content_type, headers=headers)
+        else:
+            answer = web.json_response(body, status=status, headers=headers)
+        if self.close_connections:
+            answer.force_close()  # `Connection: close`, as a server ending a kept-alive connection says
+        return answer
 
     @staticmethod
     async def _read_args(request: web.Request) -> tuple[Json, list[str]]:
@@ -1036,6 +1040,7 @@ class FakeSlack:
         self.accepted: list[tuple[float, str, Json]] = []
         self.rate_limited = 0  # calls answered 429 by the tiers
         self.post_latency = 0.0  # seconds each chat.postMessage answer takes, after it is taken
+        self.close_connections = False  # close each connection after its answer (no keep-alive)
         self._calls: list[SlackCall] = []
         self._connections: list[tuple[str, Any]] = []
         self._violations: list[str] = []
