@@ -3,7 +3,13 @@ same form signed afresh, a Slack retry of a slash command — one incident, one 
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
+import pytest
+
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
+from store import drafts as draft_store
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
 from tests.support.harness import (
     CHANNEL,
@@ -15,6 +21,7 @@ from tests.support.harness import (
     submission_payload,
     typed,
 )
+from tests.support.incidents import drafts_in_store, incidents_in_store
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -82,3 +89,44 @@ def test_a_form_shown_again_with_errors_can_be_sent_again(bot, slack, statuspage
     assert bot.submit(view, declare_values()).status_code == 200
     slack.wait_for(lambda: statuspage.incidents)
     assert len(creates(statuspage)) == 1
+
+
+@pytest.mark.both_databases
+def test_a_draft_kept_after_its_ack_was_sent_is_the_one_declared_once(bot, slack, statuspage, monkeypatch):
+    """The draft is kept before the ack only while the database answers at once. When its
+    insert takes longer, the ack goes first and the same insert is waited for after it: it is
+    never given up on. A keep given up on (cancelled) can still commit, because the cancel may
+    reach the database after it took the COMMIT; its replay key then stopped the Submit as a
+    replay of itself, and the person heard nothing (seen under load on PostgreSQL). Here the
+    keep's commit waits on a gate the test opens after the ack, and ignores a cancel, as a
+    COMMIT the database already has does."""
+    real_keep = draft_store.keep_draft
+    gate = threading.Event()
+    cancels: list[str] = []
+
+    async def keep_slowly(session, **fields):
+        draft = await real_keep(session, **fields)
+        opened = asyncio.ensure_future(asyncio.to_thread(gate.wait, 60))
+        while not opened.done():
+            try:
+                await asyncio.shield(opened)
+            except asyncio.CancelledError:
+                cancels.append("cancelled")  # already with the database: a cancel cannot call it back
+        return draft
+
+    monkeypatch.setattr(draft_store, "keep_draft", keep_slowly)
+    bot.command("declare DB down")
+    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    try:
+        answer = bot.submit(view, declare_values())
+        assert answer.status_code == 200 and "errors" not in answer.text, answer.text  # acked with the keep still open
+    finally:
+        gate.set()
+    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    bot.settle()
+    assert cancels == [], "the keep was given up on: whether it committed is not known"
+    drafts = drafts_in_store(bot)
+    assert len(drafts) == 1 and drafts[0].state != "sending", [(d.id, d.state) for d in drafts]
+    assert len(creates(statuspage)) == 1 and len(incidents_in_store(bot)) == 1
+    assert len([c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL]) == 1
+    assert "declared" in str(slack.calls_to("chat.postEphemeral")[-1]).lower()

@@ -182,9 +182,14 @@ class FormKey:
         self.key = key
         self.deadline = deadline
         self.settled = False  # recorded, taken over, or acted on unguarded: nothing left to write
+        # A transaction writing the key with its draft is under way (the ack did not wait for
+        # it): the ack writes no key of its own, which would find this one and call the
+        # Submit a replay of itself.
+        self.writing = False
 
     async def record_with(self, write: Callable[[Any], Awaitable[T]]) -> T:
         if not self.settled:
+            self.writing = True
             try:
                 async with self.ctx.db.session() as session, session.begin():
                     submissions.add(session, self.key)
@@ -200,12 +205,14 @@ class FormKey:
             else:
                 self.settled = True
                 return result
+            finally:
+                self.writing = False
         async with self.ctx.db.session() as session, session.begin():
             return await write(session)
 
     async def before_ack(self, answer: dict[str, Any]) -> None:
         """Called by the ack with its arguments: raises `Replayed` when the key is known."""
-        if self.settled or answer.get("response_action") == "errors":
+        if self.settled or self.writing or answer.get("response_action") == "errors":
             return
         self.settled = True
         if not await _record(self.ctx, self.key, self.deadline):

@@ -3,6 +3,7 @@ draft flow (`bot.services.drafts`) around the feature's own `_send`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -34,9 +35,12 @@ class FeatureService:
     def require_allowed(self, user_id: str | None) -> None:
         raise NotImplementedError
 
-    async def keep_first(self, kind: DraftKind, form: Any, *, user_id: str, channel_id: str | None) -> int | None:
-        """The draft kept before Slack's ack, when the person may submit and the database
-        answers within `PRE_ACK_KEEP_SECONDS`; None otherwise (`submit` keeps it after)."""
+    async def keep_first(
+        self, kind: DraftKind, form: Any, *, user_id: str, channel_id: str | None
+    ) -> int | asyncio.Task[int] | None:
+        """The draft kept before Slack's ack when the person may submit: its id, or the keep
+        still running when the database takes longer than `PRE_ACK_KEEP_SECONDS` (`submit`
+        waits for it); None otherwise (`submit` keeps it after)."""
         try:
             self.require_allowed(user_id)
             self.require_enabled()
@@ -45,7 +49,7 @@ class FeatureService:
         return await self.drafts.keep_now(kind, form, user_id=user_id, channel_id=channel_id)
 
     async def submit(
-        self, kind: DraftKind, form: Any, *, user_id: str, channel_id: str | None, kept: int | None = None
+        self, kind: DraftKind, form: Any, *, user_id: str, channel_id: str | None, kept: int | asyncio.Task[int] | None = None
     ) -> Outcome:
         """Keep the draft (unless `kept` already), then send it; a failure leaves the draft for Retry."""
         self.require_allowed(user_id)

@@ -32,7 +32,7 @@ from bot.ops.logs import audit
 from bot.ops.metrics import upstream_outcome
 from store import drafts as draft_store
 from store import ids
-from store.db import STORE_FAILURES, bounded, store_reason
+from store.db import STORE_FAILURES, StoreTimeout, bounded, store_reason
 from store.models import Incident
 from store.states import DraftKind, DraftState
 
@@ -89,11 +89,23 @@ class DraftFlow:
         self.from_payload = from_payload
         self.choices = choices
 
-    async def keep_now(self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None) -> int | None:
-        """Keep the draft within `PRE_ACK_KEEP_SECONDS` (before Slack's ack); None when the
-        database does not answer in time (the given-up insert is rolled back)."""
+    async def keep_now(
+        self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None
+    ) -> int | asyncio.Task[int] | None:
+        """The draft's id when it is kept within `PRE_ACK_KEEP_SECONDS` (before Slack's ack);
+        the keep itself, still running, when the database is slower (`submit` waits for it
+        after the ack); None when the database refused it (`submit` keeps it again after).
+
+        A slow keep is never cancelled: a cancel can reach the database after it took the
+        COMMIT, and a draft (with the Submit's replay key) kept by an insert given up on would
+        be a second draft, never sent, or would make the Submit a replay of itself."""
+        keeping = asyncio.ensure_future(self._keep(kind, form, user_id, channel_id))
+        done, _ = await asyncio.wait({keeping}, timeout=PRE_ACK_KEEP_SECONDS)
+        if not done:
+            log.info("keeping %s takes longer than the ack can wait; it is waited for after the ack", kind)
+            return keeping
         try:
-            return await bounded(self._keep(kind, form, user_id, channel_id), PRE_ACK_KEEP_SECONDS)
+            return keeping.result()
         except STORE_FAILURES as exc:
             log.info("could not keep %s before the ack (%s); keeping it after", kind, type(exc).__name__)
             return None
@@ -122,20 +134,41 @@ class DraftFlow:
             return await keep(session)
 
     async def submit(
-        self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None, send: Send[T], kept: int | None = None
+        self,
+        kind: DraftKind,
+        form: Form,
+        *,
+        user_id: str,
+        channel_id: str | None,
+        send: Send[T],
+        kept: int | asyncio.Task[int] | None = None,
     ) -> T:
-        """Keep the draft (unless `kept` is its id already), then send it. A draft the database
+        """Keep the draft (unless `kept` is its id already, or the keep begun before the ack,
+        which is waited for), then send it. A draft the database
         will not take is never sent (what the upstream took and we could not record would be
         an orphan): `NotStored` gives the person what they typed instead."""
-        if kept is not None:
-            return await self._attempt(kept, kind, form, user_id, send)
-
         try:
-            draft_id = await bounded(self._keep(kind, form, user_id, channel_id), KEEP_BOUND_SECONDS)
+            if isinstance(kept, asyncio.Future):
+                kept = await self._kept_after_ack(kept, kind)
+            draft_id = (
+                kept if kept is not None else await bounded(self._keep(kind, form, user_id, channel_id), KEEP_BOUND_SECONDS)
+            )
         except STORE_FAILURES as exc:
             log.error("could not keep %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
             raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc)) from exc
         return await self._attempt(draft_id, kind, form, user_id, send)
+
+    async def _kept_after_ack(self, keeping: asyncio.Task[int], kind: DraftKind) -> int | None:
+        """The draft id of a keep begun before the ack, waited for within `KEEP_BOUND_SECONDS`
+        (`StoreTimeout` past that); None when the database refused it: nothing was kept, and
+        `submit` keeps it again."""
+        try:
+            return await bounded(keeping, KEEP_BOUND_SECONDS)
+        except StoreTimeout:
+            raise
+        except STORE_FAILURES as exc:
+            log.info("could not keep %s before the ack (%s); keeping it again", kind, type(exc).__name__)
+            return None
 
     async def retry(
         self,
