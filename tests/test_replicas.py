@@ -51,6 +51,31 @@ def reminder_messages(slack) -> list[tuple[int, str]]:
     return found
 
 
+#: Reminders due by now (not the Slack windows' "ended", an hour out) not yet posted or skipped.
+UNFINISHED = (
+    "SELECT id FROM reminders WHERE state IN ('pending', 'claimed') "
+    "AND due_at < (now() AT TIME ZONE 'utc') + interval '10 minutes'"
+)
+POSTED = "SELECT count(*) FROM reminders WHERE state = 'posted'"
+
+
+def stuck_report(url: str, slack, replicas: Replicas, victim, held: list[int], killed_at: datetime) -> str:
+    """What a failed wait for the reminders needs to be explained: the ones not in Slack, their
+    rows, the claims the killed replica held, and every replica's log."""
+    posted = set(reminder_messages(slack))
+    rows = query(
+        url,
+        "SELECT id, window_id, kind, state, claimed_by, claimed_at, not_before, due_at FROM reminders "
+        "WHERE due_at < (now() AT TIME ZONE 'utc') + interval '10 minutes' ORDER BY id",
+    )
+    missing = [r for r in rows if (r[1], r[2]) not in posted]
+    logs = "\n".join(f"--- {r.instance_id}{' (killed)' if r is victim else ''}\n{r.output()[-20000:]}" for r in replicas.replicas)
+    return (
+        f"killed {victim.instance_id} at {killed_at:%H:%M:%S.%f} holding reminders {held}; {len(posted)} reminders in "
+        f"Slack; not in Slack (id, window, kind, state, claimed_by, claimed_at, not_before, due_at): {missing}\n{logs}"
+    )
+
+
 def freeze_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started: int, due: datetime):
     """Once `after_started` "started" replies are in, catch a replica holding a claim: stop it
     (SIGSTOP), and if the claim is still held once it is stopped, return it and the claimed
@@ -129,8 +154,13 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
         survivors = replicas.alive()
         assert len(survivors) == 2
 
-        expected = FROM_SLACK + FROM_APPFIRST + FROM_APPFIRST  # every "started", and "ended" of the short ones
-        slack.wait_for(lambda: len(reminder_messages(slack)) >= expected, timeout=180)
+        # Every reminder due by now finished (posted or, see below, skipped) and in Slack.
+        try:
+            slack.wait_for(
+                lambda: not query(url, UNFINISHED) and len(reminder_messages(slack)) >= query(url, POSTED)[0][0], timeout=180
+            )
+        except AssertionError as exc:
+            raise AssertionError(stuck_report(url, slack, replicas, victim, held, killed_at)) from exc
         finished_at = utcnow()
         codes = [r.stop() for r in survivors]
         logs = {r.instance_id: r.output() for r in replicas.replicas}
@@ -149,14 +179,23 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
         assert len(mine) == 1 and mine[0]["ts"] == message_ts, (window_id, title, [p["text"] for p in mine])
     posted = collections.Counter(reminder_messages(slack))
     assert max(posted.values()) == 1, [k for k, n in posted.items() if n > 1]
+    # A "started" the killed replica held is taken over once its claim is stale (6 s). On a
+    # loaded machine that can come after the window's 10 s are over and its "ended" is in:
+    # the window is then completed, and the "started" is only recorded (skipped), never
+    # posted after the "ended". Only such a one may be missing.
+    skipped = query(url, "SELECT id, window_id, kind FROM reminders WHERE state = 'skipped'")
+    for reminder_id, window_id, kind in skipped:
+        assert kind == "started" and reminder_id in held and (window_id, "ended") in posted, (reminder_id, window_id, kind)
     ended_ids = {i for i, title, _, _ in windows if title.startswith("Adopted")}
-    assert set(posted) == {(i, "started") for i, *_ in windows} | {(i, "ended") for i in ended_ids}
+    started = {(i, "started") for i, *_ in windows} - {(w, k) for _, w, k in skipped}
+    assert set(posted) == started | {(i, "ended") for i in ended_ids}
+    expected = len(posted)
 
     # The store agrees, and the claims the dead replica held were finished by the others.
-    not_posted = query(url, "SELECT window_id, kind, state FROM reminders WHERE state <> 'posted'")
+    not_posted = query(url, "SELECT window_id, kind, state FROM reminders WHERE state NOT IN ('posted', 'skipped')")
     slack_ids = {i for i, title, _, _ in windows if title.startswith("Slack")}
     assert sorted(not_posted) == sorted((i, "ended", "pending") for i in slack_ids)  # they end in an hour
-    assert query(url, "SELECT count(*) FROM reminders WHERE state = 'posted'") == [(expected,)]
+    assert query(url, POSTED) == [(expected,)]
     finishers = dict(query(url, f"SELECT id, claimed_by FROM reminders WHERE id IN ({', '.join(map(str, held))})"))
     assert set(finishers) == set(held) and victim.instance_id not in finishers.values()
     assert {state for *_, state in windows} == {"in_progress", "completed"}
@@ -165,7 +204,7 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
     assert slack.rate_limited > 0
     print(
         f"\nreplicas: {len(windows)} windows due {due:%H:%M:%S}, killed {victim.instance_id} at {killed_at:%H:%M:%S} "
-        f"holding {held_kinds} ({len(landed)} of them already in Slack), all {expected} reminders in by "
+        f"holding {held_kinds} ({len(landed)} of them already in Slack, {len(skipped)} skipped), all {expected} reminders in by "
         f"{finished_at:%H:%M:%S}, "
         f"{slack.rate_limited} answered 429, {time.monotonic() - began:.0f} s in all"
     )
