@@ -256,10 +256,12 @@ class BotUnderTest:
             )
             self._operator = PromptServer(operator_config)
             ready.set()
-            self.loop.run_until_complete(
-                asyncio.gather(self._server.serve(sockets=[slack_socket]), self._operator.serve(sockets=[operator_socket]))
-            )
-            self.loop.close()
+            try:
+                self.loop.run_until_complete(
+                    asyncio.gather(self._server.serve(sockets=[slack_socket]), self._operator.serve(sockets=[operator_socket]))
+                )
+            finally:
+                close_loop(self.loop)
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
@@ -546,6 +548,21 @@ def at_once(*sends: Callable[[], Any]) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+def close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Close a loop as `asyncio.run` does: what is still running is cancelled and let finish
+    first. A task left pending would be destroyed with the loop, and an aiosqlite thread still
+    answering one of its queries would answer into a closed loop ("Event loop is closed")."""
+    try:
+        left = asyncio.all_tasks(loop)
+        for task in left:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
 
 
 def settle(bot) -> None:
