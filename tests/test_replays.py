@@ -7,6 +7,7 @@ import asyncio
 import threading
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from store import drafts as draft_store
@@ -129,4 +130,36 @@ def test_a_draft_kept_after_its_ack_was_sent_is_the_one_declared_once(bot, slack
     assert len(drafts) == 1 and drafts[0].state != "sending", [(d.id, d.state) for d in drafts]
     assert len(creates(statuspage)) == 1 and len(incidents_in_store(bot)) == 1
     assert len([c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL]) == 1
+    assert "declared" in str(slack.calls_to("chat.postEphemeral")[-1]).lower()
+
+
+@pytest.mark.both_databases
+def test_a_slow_keep_the_database_then_refuses_is_kept_again_after_the_ack(bot, slack, statuspage, monkeypatch):
+    """The keep the ack did not wait for fails (rolled back, so nothing was kept): the
+    submission is kept again after the ack and declared once, never lost."""
+    real_keep = draft_store.keep_draft
+    gate = threading.Event()
+    calls: list[int] = []
+
+    async def first_keep_slow_then_refused(session, **fields):
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.to_thread(gate.wait, 60)
+            raise OperationalError("INSERT INTO drafts", {}, Exception("server closed the connection unexpectedly"))
+        return await real_keep(session, **fields)
+
+    monkeypatch.setattr(draft_store, "keep_draft", first_keep_slow_then_refused)
+    bot.command("declare DB down")
+    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    try:
+        answer = bot.submit(view, declare_values())
+        assert answer.status_code == 200 and "errors" not in answer.text, answer.text  # acked with the keep still open
+    finally:
+        gate.set()
+    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    bot.settle()
+    assert len(calls) == 2
+    drafts = drafts_in_store(bot)
+    assert len(drafts) == 1 and drafts[0].state != "sending", [(d.id, d.state) for d in drafts]
+    assert len(creates(statuspage)) == 1 and len(incidents_in_store(bot)) == 1
     assert "declared" in str(slack.calls_to("chat.postEphemeral")[-1]).lower()

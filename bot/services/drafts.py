@@ -149,7 +149,13 @@ class DraftFlow:
         an orphan): `NotStored` gives the person what they typed instead."""
         try:
             if isinstance(kept, asyncio.Future):
-                kept = await self._kept_after_ack(kept, kind)
+                try:
+                    kept = await bounded(kept, KEEP_BOUND_SECONDS)
+                except StoreTimeout:
+                    raise
+                except STORE_FAILURES as exc:  # refused, so nothing was kept: keep it again
+                    log.info("could not keep %s before the ack (%s); keeping it again", kind, type(exc).__name__)
+                    kept = None
             draft_id = (
                 kept if kept is not None else await bounded(self._keep(kind, form, user_id, channel_id), KEEP_BOUND_SECONDS)
             )
@@ -157,18 +163,6 @@ class DraftFlow:
             log.error("could not keep %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
             raise NotStored(kind=kind, summary=form.summary(), reason=store_reason(exc)) from exc
         return await self._attempt(draft_id, kind, form, user_id, send)
-
-    async def _kept_after_ack(self, keeping: asyncio.Task[int], kind: DraftKind) -> int | None:
-        """The draft id of a keep begun before the ack, waited for within `KEEP_BOUND_SECONDS`
-        (`StoreTimeout` past that); None when the database refused it: nothing was kept, and
-        `submit` keeps it again."""
-        try:
-            return await bounded(keeping, KEEP_BOUND_SECONDS)
-        except StoreTimeout:
-            raise
-        except STORE_FAILURES as exc:
-            log.info("could not keep %s before the ack (%s); keeping it again", kind, type(exc).__name__)
-            return None
 
     async def retry(
         self,
