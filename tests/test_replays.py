@@ -116,19 +116,9 @@ def test_a_draft_kept_after_its_ack_was_sent_is_the_one_declared_once(bot, slack
         return draft
 
     monkeypatch.setattr(draft_store, "keep_draft", keep_slowly)
-    bot.command("declare DB down")
-    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
-    try:
-        answer = bot.submit(view, declare_values())
-        assert answer.status_code == 200 and "errors" not in answer.text, answer.text  # acked with the keep still open
-    finally:
-        gate.set()
-    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
-    bot.settle()
+    declare_with_the_keep_held(bot, slack, gate)
     assert cancels == [], "the keep was given up on: whether it committed is not known"
-    drafts = drafts_in_store(bot)
-    assert len(drafts) == 1 and drafts[0].state != "sending", [(d.id, d.state) for d in drafts]
-    assert len(creates(statuspage)) == 1 and len(incidents_in_store(bot)) == 1
+    assert_declared_once(bot, statuspage)
     assert len([c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL]) == 1
     assert "declared" in str(slack.calls_to("chat.postEphemeral")[-1]).lower()
 
@@ -149,6 +139,15 @@ def test_a_slow_keep_the_database_then_refuses_is_kept_again_after_the_ack(bot, 
         return await real_keep(session, **fields)
 
     monkeypatch.setattr(draft_store, "keep_draft", first_keep_slow_then_refused)
+    declare_with_the_keep_held(bot, slack, gate)
+    assert len(calls) == 2
+    assert_declared_once(bot, statuspage)
+    assert "declared" in str(slack.calls_to("chat.postEphemeral")[-1]).lower()
+
+
+def declare_with_the_keep_held(bot, slack, gate: threading.Event) -> None:
+    """Submit a declare while its draft's keep waits on `gate`; the ack must come first (the
+    gate opens after it), then wait until the person is answered and the bot is idle."""
     bot.command("declare DB down")
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
     try:
@@ -158,8 +157,9 @@ def test_a_slow_keep_the_database_then_refuses_is_kept_again_after_the_ack(bot, 
         gate.set()
     slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
     bot.settle()
-    assert len(calls) == 2
+
+
+def assert_declared_once(bot, statuspage) -> None:
     drafts = drafts_in_store(bot)
     assert len(drafts) == 1 and drafts[0].state != "sending", [(d.id, d.state) for d in drafts]
     assert len(creates(statuspage)) == 1 and len(incidents_in_store(bot)) == 1
-    assert "declared" in str(slack.calls_to("chat.postEphemeral")[-1]).lower()
