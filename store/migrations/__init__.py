@@ -26,8 +26,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 @lru_cache(maxsize=1)
+def scripts() -> ScriptDirectory:
+    """The revision scripts, read once per process: reading them compiles every file, and a
+    start that finds the schema at head (every start but the first) only asks which are known."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return scripts().get_current_head()
 
 
 def current(connection: Connection) -> str | None:
@@ -36,7 +42,7 @@ def current(connection: Connection) -> str | None:
 
 def known(revision: str) -> bool:
     try:
-        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+        return scripts().get_revision(revision) is not None
     except Exception:  # noqa: BLE001 - alembic's resolution errors: not one of ours
         return False
 
