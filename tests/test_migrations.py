@@ -103,6 +103,39 @@ def test_a_schema_from_a_newer_sitrep_stops_with_one_sentence(fresh_database_url
     assert "revision 9999, which this sitrep does not know" in run(body, fresh_database_url)
 
 
+def test_head_is_the_newest_script():
+    """`HEAD` is what Alembic reads off the scripts: a new migration that forgets to move it
+    fails here, not as a start that skips the upgrade."""
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - a fresh reading, not the cached one
+
+    assert ScriptDirectory.from_config(migrations.alembic_config()).get_current_head() == migrations.HEAD
+    assert migrations.known(migrations.HEAD) and migrations.known(migrations.FIRST) and not migrations.known("9999")
+
+
+@BOTH
+def test_a_start_that_finds_the_schema_at_head_never_imports_alembic(fresh_database_url, tmp_path):
+    """Opening a migrated database, as every start but the first does, needs nothing of
+    Alembic (its import, with Mako's and Pygments', was a tenth of a start)."""
+    run(lambda db: db.prepare(), fresh_database_url)
+    program = (
+        "import asyncio, sys\n"
+        "from store.db import Database\n"
+        "async def main():\n"
+        "    db = Database(sys.argv[1])\n"
+        "    try:\n"
+        "        print(await db.prepare())\n"
+        "    finally:\n"
+        "        await db.dispose()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program, fresh_database_url], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [migrations.HEAD, "[]"], done.stdout + done.stderr
+
+
 # --- `sitrep migrate` as a real process ---------------------------------------------------------
 
 
