@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -343,13 +342,19 @@ def test_a_claim_posted_at_once_is_not_confirmed_again_but_one_that_waited_is(se
         assert run_due(bot) == 1 and confirmed == []
         assert len(in_thread(slack, quick, "started")) == 1
 
-        # The elapsed-time clock 100× faster: a reply queued 2 s behind another is 200 s old.
-        monkeypatch.setattr(posts_module, "elapsed", lambda: time.monotonic() * 100)
+        # The elapsed-time clock in the test's hands: it stands still until the first reply is
+        # in, then jumps past the fresh share while the second waits its turn (5 s behind the
+        # first in the channel's queue). Never the machine's speed: a real clock sped up
+        # 100× made a loaded machine's first post "old" too.
+        since_boot = [0.0]
+        monkeypatch.setattr(posts_module, "elapsed", lambda: since_boot[0])
         first, second = schedule(bot, title="First"), schedule(bot, title="Second")
-        bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.5, burst=1)})
+        bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.2, burst=1)})
         clock.advance(minutes=30)
         pending = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
-        slack.wait_for(lambda: reminders(bot, second.id)["started"].state == "claimed")  # its reply queued
+        slack.wait_for(lambda: in_thread(slack, first, "started"))
+        assert reminders(bot, second.id)["started"].state == "claimed"  # its reply queued
+        since_boot[0] += 2 * posts_module.fresh_claim_seconds(bot.ctx)
 
         async def take_over():  # what another replica's takeover does to the second claim
             async with bot.ctx.db.session() as session, session.begin():
