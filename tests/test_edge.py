@@ -39,6 +39,7 @@ from tests.support.fakes.signing import (
     interaction_body,
     slack_signature_headers,
 )
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, free_port
 from tests.support.incidents import declare_values, open_declare_modal
 from tests.support.maintenance import open_modal, schedule_values, wait_answer
@@ -566,7 +567,7 @@ def sitrep_process(tmp_path, slack, statuspage) -> Iterator[tuple[int, subproces
     }
     process = start_sitrep(env, tmp_path)
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + WAIT_BOUND  # only a start that never comes reaches it
         while time.monotonic() < deadline and process.poll() is None:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:

@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus
 from handlers.incident.ids import Action, Block
 from handlers.incident.ids import Callback as IncidentCallback
 from tests.support.fakes import socket_mode
-from tests.support.fakes.slack_api import APP_TOKEN
+from tests.support.fakes.slack_api import APP_TOKEN, WAIT_BOUND
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, home_opened, last_view
 from tests.support.incidents import (
@@ -308,7 +308,7 @@ def test_probes_and_metrics_answer_on_metrics_port(sbot, socket_settings):
     """Socket Mode has no HTTP server for Slack: the operator's three paths are on METRICS_PORT."""
     assert "/incident declare [title]" in sbot.command("help").text
     base = f"http://127.0.0.1:{socket_settings.metrics_port}"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_BOUND
     while True:
         try:
             ready = httpx.get(f"{base}/readyz", timeout=5)

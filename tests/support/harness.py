@@ -265,8 +265,8 @@ class BotUnderTest:
 
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
-        ready.wait(10)
-        deadline = time.monotonic() + 10
+        ready.wait(WAIT_BOUND)
+        deadline = time.monotonic() + WAIT_BOUND
         while time.monotonic() < deadline:
             if self._server is not None and self._server.started and self._operator is not None and self._operator.started:
                 return self

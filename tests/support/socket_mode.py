@@ -122,7 +122,7 @@ class SocketModeBotUnderTest(SocketModeDriver):
         before = self.socket.connection_count
         self._thread = threading.Thread(target=run, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + WAIT_BOUND
         while True:
             try:
                 self.socket.wait_connected(before + 1, timeout=0.1)
