@@ -136,14 +136,14 @@ async def migrate(settings: Settings | MigrateSettings, out=print) -> int:
     same lock). Exit 0 when done, 2 when `DATABASE_URL` cannot be used."""
     # Imported here: `sitrep --version` and `--help` need neither SQLAlchemy nor Alembic.
     from store.db import Database, DatabaseUnusable
-    from store.migrations import head  # (same reason)
+    from store.migrations import HEAD  # (same reason)
 
     try:
         was = await _on_database(Database, settings.database_url, lambda db: db.prepare())
     except DatabaseUnusable as exc:
         out(f"sitrep: DATABASE_URL {exc}.")
         return EXIT_SETTINGS
-    out(f"database: at revision {head()}" + (" (already)" if was == head() else f" (was {was or 'empty'})"))
+    out(f"database: at revision {HEAD}" + (" (already)" if was == HEAD else f" (was {was or 'empty'})"))
     return EXIT_OK
 
 
@@ -257,11 +257,11 @@ async def _check_database(settings: Settings, out) -> int:
     it is this version's or the database is empty (`run` and `migrate` create it), 1 when it
     is behind (the line says to run `sitrep migrate`), 2 when it cannot be used."""
     from store.db import STORE_FAILURES, Database, DatabaseUnusable  # noqa: PLC0415 - loaded when used (start-up cost)
-    from store.migrations import head  # noqa: PLC0415 - (same reason)
+    from store.migrations import HEAD  # noqa: PLC0415 - (same reason)
 
     async def inspect(db) -> str | None:
         was = await db.revision()
-        if was == head():
+        if was == HEAD:
             await db.check_writable(timeout=10)  # a write that changes nothing, rolled back
         return was
 
@@ -271,13 +271,13 @@ async def _check_database(settings: Settings, out) -> int:
         reason = exc if isinstance(exc, DatabaseUnusable) else f"cannot be written ({type(exc).__name__})"
         out(f"database: FAILED (DATABASE_URL {reason})")
         return EXIT_SETTINGS
-    if was == head():
+    if was == HEAD:
         out(f"database: ok (schema at {was})")
         return EXIT_OK
     if was is None:
-        out(f"database: ok (empty: `sitrep migrate`, or `sitrep run` at its start, creates schema {head()})")
+        out(f"database: ok (empty: `sitrep migrate`, or `sitrep run` at its start, creates schema {HEAD})")
         return EXIT_OK
-    out(f"database: schema at {was}, this version needs {head()}: run `sitrep migrate`")
+    out(f"database: schema at {was}, this version needs {HEAD}: run `sitrep migrate`")
     return EXIT_REFUSED
 
 

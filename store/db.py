@@ -154,9 +154,9 @@ class Database:
                 raise DatabaseUnusable(
                     f"holds schema revision {was}, which this sitrep does not know (a newer version migrated it)"
                 )
-            if was != migrations.head():
+            if was != migrations.HEAD:
                 await conn.run_sync(migrations.upgrade)
-                log.info("database schema upgraded from %s to %s", was or "nothing", migrations.head())
+                log.info("database schema upgraded from %s to %s", was or "nothing", migrations.HEAD)
             return was
 
     async def prepare(self) -> str | None:

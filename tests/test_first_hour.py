@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot import cli
-from store.migrations import head
+from store.migrations import HEAD
 from tests.support.harness import free_port
 from tests.support.process import kill, lines_starting, signed_post, sitrep, start_sitrep, wait_healthy
 
@@ -155,7 +155,7 @@ def test_check_leaves_an_old_schema_as_it_is_and_says_to_migrate(full_env, tmp_p
     done = sitrep("check", env=full_env | {"DATABASE_URL": url}, cwd=tmp_path)
     assert done.returncode == cli.EXIT_REFUSED
     (line,) = lines_starting(done.stdout, "database:")
-    assert line == f"database: schema at 0001, this version needs {head()}: run `sitrep migrate`"
+    assert line == f"database: schema at 0001, this version needs {HEAD}: run `sitrep migrate`"
     assert _revision(path) == "0001" and _contents(path) == before
 
 
@@ -169,7 +169,7 @@ def test_check_never_migrates(full_env, tmp_path, fresh_database_url):
     assert lines_starting(again.stdout, "database: ok (empty")  # still empty: nothing was written
     assert sitrep("migrate", env=full_env | {"DATABASE_URL": fresh_database_url}, cwd=tmp_path).returncode == 0
     done = sitrep("check", env=full_env | {"DATABASE_URL": fresh_database_url}, cwd=tmp_path)
-    assert lines_starting(done.stdout, f"database: ok (schema at {head()})")
+    assert lines_starting(done.stdout, f"database: ok (schema at {HEAD})")
 
 
 # --- exit codes: what docs/operating.md promises is what sitrep does ---------------------------------

@@ -75,7 +75,7 @@ def test_an_old_database_with_data_is_upgraded_to_head(fresh_database_url, versi
         return await revision_and_rows(db)
 
     revision, window, reminders = run(body, fresh_database_url)
-    assert revision == migrations.head() != migrations.FIRST
+    assert revision == migrations.HEAD != migrations.FIRST
     assert window == ("Old window", T0, [1])
     assert reminders == [("started", T0)]
 
@@ -157,8 +157,8 @@ def migrate_process(database_url: str, cwd) -> subprocess.Popen:
 @BOTH
 def test_sitrep_migrate_upgrades_then_finds_nothing_to_do(fresh_database_url, tmp_path):
     for expected in (
-        f"database: at revision {migrations.head()} (was empty)",
-        f"database: at revision {migrations.head()} (already)",
+        f"database: at revision {migrations.HEAD} (was empty)",
+        f"database: at revision {migrations.HEAD} (already)",
     ):
         out, err = migrate_process(fresh_database_url, tmp_path).communicate(timeout=60)
         assert out.strip().splitlines()[-1] == expected, out + err
@@ -171,7 +171,7 @@ def test_replicas_migrating_at_once_on_postgresql_migrate_once(fresh_database_ur
     results = [p.communicate(timeout=60) for p in processes]
     assert [p.returncode for p in processes] == [0, 0, 0], results
     lasts = sorted(out.strip().splitlines()[-1] for out, _ in results)
-    head = migrations.head()
+    head = migrations.HEAD
     assert lasts == [f"database: at revision {head} (already)"] * 2 + [f"database: at revision {head} (was empty)"]
 
 
@@ -187,10 +187,10 @@ def test_sitrep_migrate_needs_only_database_url(tmp_path):
     process = migrate_process(url, tmp_path)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, out + err
-    assert out.strip().splitlines() == [f"database: at revision {migrations.head()} (was empty)"], out + err
+    assert out.strip().splitlines() == [f"database: at revision {migrations.HEAD} (was empty)"], out + err
     assert "Traceback" not in err and "SLACK" not in err and "SITREP_CHANNEL" not in err
     with sqlite3.connect(tmp_path / "only.db") as db:
-        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrations.head(),)]
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(migrations.HEAD,)]
 
 
 def test_sitrep_migrate_with_a_malformed_database_url_names_it(tmp_path):

@@ -24,7 +24,7 @@ FIRST = "0001"  # today's models before migrations existed: what `create_all` us
 #: The newest script in versions/. A new migration moves it (tests/test_migrations.py checks
 #: it against Alembic's own reading of the scripts).
 HEAD = "0017"
-#: Alembic's table and its one column (its defaults, which env.py keeps).
+#: Alembic's table, one row of one column `version_num` (its defaults, which env.py keeps).
 VERSION_TABLE = "alembic_version"
 
 
@@ -43,10 +43,6 @@ def scripts() -> ScriptDirectory:
     from alembic.script import ScriptDirectory  # noqa: PLC0415 - (same reason)
 
     return ScriptDirectory.from_config(alembic_config())
-
-
-def head() -> str:
-    return HEAD
 
 
 def current(connection: Connection) -> str | None:
