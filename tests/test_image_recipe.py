@@ -69,6 +69,7 @@ def test_the_image_runs_sitrep_as_a_user_that_is_not_root():
 
 RUNTIME_LOCK = "requirements/runtime.lock"
 DEV_LOCK = "requirements/dev.lock"
+PIP_LOCK = "requirements/pip.lock"
 
 
 def pip_installs() -> list[list[str]]:
@@ -267,9 +268,10 @@ def test_the_recipe_installs_and_runs_in_a_fresh_environment(tmp_path, slack):
 
 
 def test_scripts_dev_and_so_ci_install_the_locked_versions_before_the_project(tmp_path):
-    """`.ci/run` installs only through `scripts/dev`, which installs the hash-checked dev lock
-    first, then the project on top (nothing left for pip to choose), and again when the lock
-    changes. Run for real against a `.venv` whose python, ruff and sitrep only record."""
+    """`.ci/run` installs only through `scripts/dev`, which installs its pinned pip, then the
+    hash-checked dev lock, then the project on top (nothing left for pip to choose), and again
+    when either lock changes. Run for real against a `.venv` whose python, ruff and sitrep
+    only record."""
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install" not in ci and "bash scripts/dev lint" in ci
     root = tmp_path / "repo"
@@ -278,6 +280,7 @@ def test_scripts_dev_and_so_ci_install_the_locked_versions_before_the_project(tm
     shutil.copy(ROOT / "scripts" / "dev", root / "scripts" / "dev")
     shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
     shutil.copy(ROOT / DEV_LOCK, root / DEV_LOCK)
+    shutil.copy(ROOT / PIP_LOCK, root / PIP_LOCK)
     calls = tmp_path / "calls"
     bin_dir = root / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -293,10 +296,19 @@ def test_scripts_dev_and_so_ci_install_the_locked_versions_before_the_project(tm
         return [line for line in calls.read_text().splitlines() if " pip install" in line]
 
     first = lint()
-    assert len(first) == 2, first
-    assert first[0].split()[-2:] == ["-r", DEV_LOCK]
-    assert first[1].endswith("-e .[test]")
+    assert len(first) == 3, first
+    assert first[0].split()[-2:] == ["-r", PIP_LOCK]
+    assert first[1].split()[-2:] == ["-r", DEV_LOCK]
+    assert first[2].endswith("-e .[test]")
     assert lint() == []  # nothing changed: nothing installed
-    with (root / DEV_LOCK).open("a") as lock:
-        lock.write("\n# a new pin\n")
-    assert lint() == first  # the lock changed: installed from it again
+    for changed in (DEV_LOCK, PIP_LOCK):
+        with (root / changed).open("a") as lock:
+            lock.write("\n# a new pin\n")
+        assert lint() == first, changed  # a lock changed: installed from them again
+
+
+def test_the_pip_that_installs_the_locks_is_pinned_with_its_hashes():
+    """The pip `scripts/dev` installs first is one version, hash-checked, as every other pin."""
+    lock = (ROOT / PIP_LOCK).read_text(encoding="utf-8")
+    assert re.search(r"^pip==[0-9.]+ \\$", lock, re.MULTILINE), lock
+    assert "--hash=sha256:" in lock
