@@ -5,8 +5,6 @@ exists"."""
 from __future__ import annotations
 
 from sqlalchemy import Float, case, literal, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.dbclock import db_epoch_now
@@ -22,7 +20,7 @@ async def reserve_slot(
     average, up to `burst` at once after a quiet spell; one atomic update per send. Slots are on
     the database's clock, which every replica shares; `now` (epoch seconds) replaces it where a
     test drives the outbox's time."""
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    insert = _upsert_for(session.get_bind().dialect.name)
     await session.execute(insert(ChannelPace).values(channel=channel, method=method, next_slot=0.0).on_conflict_do_nothing())
     now = db_epoch_now() if now is None else literal(now, Float)
     start = case((ChannelPace.next_slot > now, ChannelPace.next_slot), else_=now)
@@ -37,3 +35,15 @@ async def reserve_slot(
     next_slot, at = row
     tolerance = (burst - 1) * interval  # how far ahead of now a burst may book
     return max(0.0, next_slot - interval - tolerance - at)
+
+
+def _upsert_for(dialect: str):
+    """The dialect's own INSERT (the one with ON CONFLICT DO NOTHING)."""
+    if dialect == "postgresql":
+        # Loaded when used: the PostgreSQL dialect is a tenth of a SQLite process's start-up.
+        from sqlalchemy.dialects.postgresql import insert  # noqa: PLC0415 - loaded when used (start-up cost)
+
+        return insert
+    from sqlalchemy.dialects.sqlite import insert  # noqa: PLC0415 - (same reason; loaded anyway by a SQLite engine)
+
+    return insert

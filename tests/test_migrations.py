@@ -113,12 +113,14 @@ def test_head_is_the_newest_script():
 
 
 @BOTH
-def test_a_start_that_finds_the_schema_at_head_never_imports_alembic(fresh_database_url, tmp_path):
+def test_a_start_that_finds_the_schema_at_head_imports_no_alembic_nor_another_dialect(fresh_database_url, tmp_path):
     """Opening a migrated database, as every start but the first does, needs nothing of
-    Alembic (its import, with Mako's and Pygments', was a tenth of a start)."""
+    Alembic (its import, with Mako's and Pygments', was a tenth of a start), and a bot on
+    SQLite loads no PostgreSQL dialect (another tenth: `store/pace.py` imported it)."""
     run(lambda db: db.prepare(), fresh_database_url)
     program = (
         "import asyncio, sys\n"
+        "import bot.app, bot.context\n"
         "from store.db import Database\n"
         "async def main():\n"
         "    db = Database(sys.argv[1])\n"
@@ -128,12 +130,14 @@ def test_a_start_that_finds_the_schema_at_head_never_imports_alembic(fresh_datab
         "        await db.dispose()\n"
         "asyncio.run(main())\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))\n"
+        "print('sqlalchemy.dialects.postgresql' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", program, fresh_database_url], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [migrations.HEAD, "[]"], done.stdout + done.stderr
+    on_postgresql = fresh_database_url.startswith("postgresql")
+    assert done.stdout.splitlines() == [migrations.HEAD, "[]", str(on_postgresql)], done.stdout + done.stderr
 
 
 # --- `sitrep migrate` as a real process ---------------------------------------------------------
