@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from bot.app import Sitrep
+from bot.clients.slack import make_slack_client
 from bot.context import build_context
+from bot.ops.logs import NOISY, audit_log
+from bot.ops.logs import configure as configure_logs
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import run_due_reminders
@@ -381,3 +385,41 @@ def test_channel_reachable_is_kept_fresh_by_the_readiness_probe(settings, slack)
         clock.advance(seconds=11)
         bot.operator_http.get("/readyz")
         assert value(scrape(bot), "sitrep_channel_reachable", channel=channel) == 1
+
+
+class _Counted(str):
+    """Text that counts how often it is put into a log message (`repr`); JSON sends its value."""
+
+    reprs = 0
+
+    def __repr__(self) -> str:
+        type(self).reprs += 1
+        return super().__repr__()
+
+
+@pytest.fixture
+def logging_restored():
+    """`configure` sets the process's logging; put pytest's back after the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    loggers = {name: logging.getLogger(name).level for name in (*NOISY, audit_log.name)}
+    yield
+    root.handlers[:], root.level = handlers, level
+    for name, was in loggers.items():
+        logging.getLogger(name).setLevel(was)
+
+
+@pytest.mark.parametrize(("level", "formatted"), [("INFO", False), ("WARNING", False), ("DEBUG", True)])
+def test_a_slack_call_formats_no_debug_line_unless_log_level_is_debug(level, formatted, settings, slack, logging_restored):
+    """slack_sdk builds each call's debug lines when its logger's own level lets it (not
+    whether DEBUG is on): with a modal, the biggest share of a declare's CPU after the ack."""
+    configure_logs(level=level)
+    _Counted.reprs = 0
+
+    async def post() -> None:
+        client = make_slack_client(settings)
+        await client.chat_postMessage(channel=CHANNEL, text=_Counted("Checkout down"))
+
+    asyncio.run(post())
+    assert [m["text"] for m in slack.messages(CHANNEL)] == ["Checkout down"]
+    assert (_Counted.reprs > 0) is formatted, _Counted.reprs

@@ -26,7 +26,21 @@ audit_log = logging.getLogger("sitrep.audit")
 # path (redacted, formatted and written on the loop) it cost a Slack request about as much
 # CPU again as a bare Bolt app spends answering it, while `sitrep_ack_seconds` counts and
 # times every request, the audit line records every change and the edge logs every refusal.
-NOISY = ("httpx", "httpcore", "apscheduler.executors", "aiosqlite", "slack_bolt", "sitrep.bolt", "alembic", "uvicorn.access")
+# `slack_sdk.web.async_base_client` is the logger of every Slack client (ours and the one Bolt
+# makes per request). slack_sdk asks that logger's own `level`, not whether DEBUG is on: left
+# unset (0) it formatted each call's whole request and answer (a modal's every block) to hand
+# to a logger that dropped them, a tenth of a declare's CPU.
+NOISY = (
+    "httpx",
+    "httpcore",
+    "apscheduler.executors",
+    "aiosqlite",
+    "slack_bolt",
+    "sitrep.bolt",
+    "slack_sdk.web.async_base_client",
+    "alembic",
+    "uvicorn.access",
+)
 
 
 def bind(**fields: Any) -> None:
