@@ -343,7 +343,22 @@ async def bounded(work: Awaitable[T], seconds: float) -> T:
     return task.result()
 
 
-# Tasks `bounded` gave up on, until they end: `dispose` lets them roll back first.
+async def waited(work: Awaitable[T], seconds: float, *, late: Callable[[T], None]) -> T:
+    """`work`'s result, or `StoreTimeout` after `seconds`, as `bounded`, but the work is not
+    cancelled: a write that may have reached its COMMIT is let finish (a cancel can arrive
+    after the database took it, so whether it was written would not be known), and `late`
+    is given its result if it succeeds after all, to undo what the caller gave up on."""
+    task = asyncio.ensure_future(work)
+    done, _pending = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        _given_up.add(task)
+        task.add_done_callback(_forget_late)
+        task.add_done_callback(lambda ended: None if ended.cancelled() or ended.exception() else late(ended.result()))
+        raise StoreTimeout(f"the database did not answer within {seconds:g} s")
+    return task.result()
+
+
+# Tasks `bounded` and `waited` gave up on, until they end: `dispose` lets them end first.
 _given_up: set[asyncio.Task] = set()
 
 

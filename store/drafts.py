@@ -75,6 +75,17 @@ async def claim_for_retry(
     return claimed.rowcount == 1
 
 
+async def unclaim(session: AsyncSession, draft_id: int, *, state: DraftState, sent_by: str | None, now: datetime) -> bool:
+    """Undo `claim_for_retry` by `sent_by` (whose caller gave up waiting for it): the draft is
+    in `state` again, nothing sent, its attempts unchanged."""
+    put_back = await session.execute(
+        update(Draft)
+        .where(Draft.id == draft_id, Draft.state == SENDING, Draft.sent_by == sent_by)
+        .values(state=DraftState(state).value, updated_at=now, sent_by=None)
+    )
+    return put_back.rowcount == 1
+
+
 async def record_attempt(
     session: AsyncSession, draft_id: int, *, error: str | None, now: datetime, state: DraftState | None = None
 ) -> None:

@@ -9,6 +9,7 @@ import threading
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from bot.services import drafts as draft_flow
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from store import drafts as draft_store
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
@@ -143,6 +144,44 @@ def test_a_slow_keep_the_database_then_refuses_is_kept_again_after_the_ack(bot, 
     assert len(calls) == 2
     assert_declared_once(bot, statuspage)
     assert "declared" in str(slack.calls_to("chat.postEphemeral")[-1]).lower()
+
+
+@pytest.mark.both_databases
+def test_a_keep_that_outlasts_the_persons_wait_is_never_cancelled_and_lands_as_failed(bot, slack, statuspage, monkeypatch):
+    """Past `KEEP_BOUND_SECONDS` after the ack the person is given what they typed back. The
+    keep is still not cancelled (a cancel can come after the database took the COMMIT):
+    when it lands after all, its draft is marked failed and never sent. Before, it was
+    cancelled, went on to commit, and stayed "sending" by this live process (which nobody
+    recovers) until a restart."""
+    real_keep = draft_store.keep_draft
+    gate = threading.Event()
+    cancels: list[str] = []
+
+    async def keep_slowly(session, **fields):
+        draft = await real_keep(session, **fields)
+        opened = asyncio.ensure_future(asyncio.to_thread(gate.wait, 60))
+        while not opened.done():
+            try:
+                await asyncio.shield(opened)
+            except asyncio.CancelledError:
+                cancels.append("cancelled")  # already with the database: a cancel cannot call it back
+        return draft
+
+    monkeypatch.setattr(draft_store, "keep_draft", keep_slowly)
+    monkeypatch.setattr(draft_flow, "KEEP_BOUND_SECONDS", 0.2)  # the person's wait, short here
+    bot.command("declare DB down")
+    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    try:
+        answer = bot.submit(view, declare_values(title="Checkout down"))
+        assert answer.status_code == 200 and "errors" not in answer.text, answer.text
+        told = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    finally:
+        gate.set()
+    assert "could not keep your incident" in str(told[-1]) and "Checkout down" in str(told[-1]), told[-1]
+    slack.wait_for(lambda: [(d.state, d.sent_by) for d in drafts_in_store(bot)] == [("failed", None)])
+    assert cancels == [], "the keep was given up on: whether it committed is not known"
+    assert creates(statuspage) == [] and incidents_in_store(bot) == []
+    assert drafts_in_store(bot)[0].error == "kept too late: never sent"
 
 
 def declare_with_the_keep_held(bot, slack, gate: threading.Event) -> None:

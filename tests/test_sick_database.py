@@ -5,11 +5,13 @@ with what they typed, never silence and never half-sent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,11 +23,13 @@ from sqlalchemy import event
 
 from bot.context import ACK_BUDGET_SECONDS
 from bot.errors import DatabaseBusy, NotStored
+from bot.services import drafts as draft_flow
 from handlers.errors import busy_answer, not_stored_answer
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action as IncidentAction
 from handlers.incident.ids import Callback
 from handlers.payload import Interaction
+from store import drafts as draft_store
 from store.states import DraftKind
 from tests.support.fakes.signing import command_body, interaction_body, new_trigger_id
 from tests.support.harness import BotUnderTest, FakeClock, free_port, last_view, submission_payload
@@ -216,6 +220,51 @@ def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_late
     slack.forget_calls()
     bot.click(DraftAction.RETRY, str(draft.id))
     slack.wait_for(lambda: len(statuspage.incidents) == 1 and ephemeral_texts(slack))
+
+
+def test_a_retry_whose_claim_lands_after_its_click_was_answered_is_put_back(bot, slack, statuspage, monkeypatch, caplog):
+    """The Retry's claim (a compare-and-set) is not cancelled when the click's wait is over:
+    the person hears "press Retry again", and when the claim lands after all the draft is put
+    back as it was, so that the next Retry sends it. Before, the claim was cancelled, went on
+    to commit, and the draft stayed "sending" by this live process: every Retry after it
+    answered that it was being sent."""
+    statuspage.fail_times(1, status=500)
+    view = open_declare_modal(bot, slack)
+    bot.submit(view, declare_values(title="Search slow"))
+    slack.wait_for(lambda: ephemeral_texts(slack))
+    (draft,) = drafts_in_store(bot)
+    real_claim = draft_store.claim_for_retry
+    gate = threading.Event()
+    cancels: list[str] = []
+
+    async def claim_slowly(session, draft_id, **fields):
+        claimed = await real_claim(session, draft_id, **fields)
+        opened = asyncio.ensure_future(asyncio.to_thread(gate.wait, 60))
+        while not opened.done():
+            try:
+                await asyncio.shield(opened)
+            except asyncio.CancelledError:
+                cancels.append("cancelled")  # already with the database: a cancel cannot call it back
+        return claimed
+
+    monkeypatch.setattr(draft_store, "claim_for_retry", claim_slowly)
+    monkeypatch.setattr(draft_flow, "KEEP_BOUND_SECONDS", 0.2)  # the person's wait, short here
+    slack.forget_calls()
+    try:
+        bot.click(DraftAction.RETRY, str(draft.id))
+        told = slack.wait_for(lambda: ephemeral_texts(slack))
+    finally:
+        gate.set()
+    assert "press *Retry* again" in told[-1], told[-1]
+    slack.wait_for(lambda: f"draft {draft.id} was claimed for a Retry after its click was answered" in caplog.text)
+    slack.wait_for(lambda: [(d.state, d.sent_by) for d in drafts_in_store(bot)] == [("failed", None)])
+    assert cancels == [], "the claim was given up on: whether it committed is not known"
+    assert statuspage.incidents == {}
+    monkeypatch.setattr(draft_store, "claim_for_retry", real_claim)
+    slack.forget_calls()
+    bot.click(DraftAction.RETRY, str(draft.id))
+    slack.wait_for(lambda: len(statuspage.incidents) == 1 and ephemeral_texts(slack))
+    slack.wait_for(lambda: [d.state for d in drafts_in_store(bot)] == ["done"])
 
 
 # --- the answers themselves --------------------------------------------------------------

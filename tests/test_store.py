@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text, update
 
+from store import drafts as draft_store
 from store import incidents as incident_store
 from store.db import Database
 from store.dbclock import db_utc_now
@@ -29,7 +30,7 @@ from store.reminders import (
     release,
     release_unattempted,
 )
-from store.states import ClaimResult
+from store.states import ClaimResult, DraftState
 from tests.support.dates import T0
 
 pytestmark = pytest.mark.both_databases
@@ -387,3 +388,27 @@ def test_where_open_incidents_were_announced_is_read_without_loading_them(databa
     places, loaded, none = run(database_url, body)
     assert places == [(4, "C2", None), (2, "C1", "C9"), (1, "C1", None)]  # newest first, the resolved left out
     assert loaded == [4, 2] and none == []
+
+
+def test_a_claimed_draft_is_put_back_only_by_its_claimer_and_only_while_it_is_sending(database_url):
+    """`unclaim` undoes a Retry's claim its caller gave up waiting for: the draft is in the
+    state it was claimed from again, its attempts unchanged; a claim held by another
+    instance, or a draft no longer sending, is left alone."""
+
+    async def body(db):
+        async with db.session() as session, session.begin():
+            draft = await draft_store.keep_draft(
+                session, kind="incident.declare", user_id="U1", channel_id="C1", payload={"title": "t"}, now=T0, sent_by="a"
+            )
+            await draft_store.record_attempt(session, draft.id, error="HTTP 500", now=T0)
+        async with db.session() as session, session.begin():
+            assert await draft_store.claim_for_retry(session, draft.id, now=T0, sent_by="b")
+        async with db.session() as session, session.begin():
+            assert not await draft_store.unclaim(session, draft.id, state=DraftState.FAILED, sent_by="a", now=T0)
+            assert await draft_store.unclaim(session, draft.id, state=DraftState.FAILED, sent_by="b", now=T0)
+            assert not await draft_store.unclaim(session, draft.id, state=DraftState.FAILED, sent_by="b", now=T0)
+        async with db.session() as session:
+            kept = await draft_store.get_draft(session, draft.id)
+        return kept.state, kept.sent_by, kept.attempts, kept.error
+
+    assert run(database_url, body) == ("failed", None, 1, "HTTP 500")

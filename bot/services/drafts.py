@@ -32,7 +32,7 @@ from bot.ops.logs import audit
 from bot.ops.metrics import upstream_outcome
 from store import drafts as draft_store
 from store import ids
-from store.db import STORE_FAILURES, StoreTimeout, bounded, store_reason
+from store.db import STORE_FAILURES, StoreTimeout, bounded, store_reason, waited
 from store.models import Incident
 from store.states import DraftKind, DraftState
 
@@ -88,6 +88,9 @@ class DraftFlow:
         self.kinds = frozenset(kinds)
         self.from_payload = from_payload
         self.choices = choices
+        # Writes that undo a keep or a claim which ended after its caller gave up (held
+        # here until they end: the loop keeps only weak references to tasks).
+        self._undoing: set[asyncio.Task] = set()
 
     async def keep_now(
         self, kind: DraftKind, form: Form, *, user_id: str, channel_id: str | None
@@ -150,14 +153,16 @@ class DraftFlow:
         try:
             if isinstance(kept, asyncio.Future):
                 try:
-                    kept = await bounded(kept, KEEP_BOUND_SECONDS)
+                    kept = await waited(kept, KEEP_BOUND_SECONDS, late=self._kept_too_late)
                 except StoreTimeout:
                     raise
                 except STORE_FAILURES as exc:  # refused, so nothing was kept: keep it again
                     log.info("could not keep %s before the ack (%s); keeping it again", kind, type(exc).__name__)
                     kept = None
             draft_id = (
-                kept if kept is not None else await bounded(self._keep(kind, form, user_id, channel_id), KEEP_BOUND_SECONDS)
+                kept
+                if kept is not None
+                else await waited(self._keep(kind, form, user_id, channel_id), KEEP_BOUND_SECONDS, late=self._kept_too_late)
             )
         except STORE_FAILURES as exc:
             log.error("could not keep %s from %s, nothing sent: %s", kind, user_id, store_reason(exc))
@@ -187,9 +192,18 @@ class DraftFlow:
                     session, draft_id, now=self.ctx.clock(), sent_by=self.ctx.instance_id, states=states
                 )
 
+        def claimed_too_late(claimed: bool) -> None:
+            if claimed:  # the person was told to press Retry again: the draft is put back
+                put_back = DraftState.UNKNOWN if DraftState.UNKNOWN in states else DraftState.FAILED
+                self._undo(
+                    draft_id,
+                    f"claimed for a Retry after its click was answered; put back {put_back}",
+                    self._unclaim(draft_id, put_back),
+                )
+
         await write_unsettled(self.ctx, draft_id)
         try:
-            claimed = await bounded(take(), KEEP_BOUND_SECONDS)
+            claimed = await waited(take(), KEEP_BOUND_SECONDS, late=claimed_too_late)
         except STORE_FAILURES as exc:
             log.error("could not claim draft %s for Retry: %s", draft_id, store_reason(exc))
             raise DatabaseBusy(
@@ -298,6 +312,36 @@ class DraftFlow:
                 store_reason(exc),
             )
             self.ctx.unsettled[draft_id] = record
+
+    def _kept_too_late(self, draft_id: int) -> None:
+        """A keep that ended after the person was given what they typed back (`NotStored`):
+        failed, never sent, so no draft stays "sending" by this live process."""
+        self._undo(
+            draft_id,
+            "kept after its person was told it was not; marked failed, never sent",
+            self._record(draft_id, "kept too late: never sent"),
+        )
+
+    def _undo(self, draft_id: int, what: str, write: Awaitable[Any]) -> None:
+        log.warning("draft %s was %s", draft_id, what)
+        task = asyncio.ensure_future(write)
+        self._undoing.add(task)
+        task.add_done_callback(self._undoing.discard)
+
+    async def _unclaim(self, draft_id: int, state: DraftState) -> None:
+        async def put_back() -> None:
+            async with self.ctx.db.session() as session, session.begin():
+                await draft_store.unclaim(session, draft_id, state=state, sent_by=self.ctx.instance_id, now=self.ctx.clock())
+
+        try:
+            await bounded(put_back(), KEEP_BOUND_SECONDS)
+        except STORE_FAILURES as exc:
+            log.error(
+                "could not put draft %s back after a late claim (%s); writing it when the database is back",
+                draft_id,
+                store_reason(exc),
+            )
+            self.ctx.unsettled[draft_id] = put_back
 
     async def _release(self, draft_id: int) -> None:
         try:
