@@ -29,6 +29,7 @@ from scheduler.sync import sync_windows
 from store.states import DraftKind
 from tests.support.dates import T0
 from tests.support.fakes.signing import command_body, interaction_body
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, SIGNING_SECRET, BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import declare_values, open_declare_modal
 from tests.support.process import kill, signed_post, wait_healthy
@@ -199,7 +200,7 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
     base = f"http://127.0.0.1:{port}"
     operator = f"http://127.0.0.1:{env['METRICS_PORT']}"
     try:
-        wait_healthy(base, process, path="/readyz", timeout=15)
+        wait_healthy(base, process, path="/readyz")
         # Prometheus reads METRICS_PORT; the Slack port, published to the internet, has no /metrics.
         assert httpx.get(f"{operator}/metrics", timeout=5).status_code == 200
         assert httpx.get(f"{base}/metrics", timeout=5).status_code == 404
@@ -218,7 +219,7 @@ def test_json_logs_carry_context_and_audit_and_never_a_secret(full_env, slack, s
             slack.wait_for(lambda posts=posts: len([r for r in statuspage.requests if r.method == "POST"]) >= posts)
             slack.wait_for(lambda posts=posts: len(slack.calls_to("chat.postEphemeral")) >= posts)  # the person told
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=15)
+        _, stderr = process.communicate(timeout=WAIT_BOUND)
     finally:
         if process.poll() is None:
             process.kill()
@@ -340,7 +341,7 @@ def _logs_of_one_declare(env: dict[str, str], slack, statuspage, cwd) -> list[di
         process = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env | {"LOG_FORMAT": "json"}, cwd=cwd,
                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        wait_healthy(base, process, path="/readyz", timeout=15)
+        wait_healthy(base, process, path="/readyz")
         assert httpx.get(f"{operator}/metrics", timeout=5).status_code == 200
         opened = len(slack.calls_to("views.open"))
         assert signed_post(base, command_body("/incident", "declare DB down")).status_code == 200

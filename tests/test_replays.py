@@ -24,6 +24,7 @@ from tests.support.harness import (
     typed,
 )
 from tests.support.incidents import drafts_in_store, incidents_in_store
+from tests.support.outage import committing_slowly
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -106,17 +107,7 @@ def test_a_draft_kept_after_its_ack_was_sent_is_the_one_declared_once(bot, slack
     gate = threading.Event()
     cancels: list[str] = []
 
-    async def keep_slowly(session, **fields):
-        draft = await real_keep(session, **fields)
-        opened = asyncio.ensure_future(asyncio.to_thread(gate.wait, 60))
-        while not opened.done():
-            try:
-                await asyncio.shield(opened)
-            except asyncio.CancelledError:
-                cancels.append("cancelled")  # already with the database: a cancel cannot call it back
-        return draft
-
-    monkeypatch.setattr(draft_store, "keep_draft", keep_slowly)
+    monkeypatch.setattr(draft_store, "keep_draft", committing_slowly(real_keep, gate, cancels))
     declare_with_the_keep_held(bot, slack, gate)
     assert cancels == [], "the keep was given up on: whether it committed is not known"
     assert_declared_once(bot, statuspage)
@@ -157,17 +148,7 @@ def test_a_keep_that_outlasts_the_persons_wait_is_never_cancelled_and_lands_as_f
     gate = threading.Event()
     cancels: list[str] = []
 
-    async def keep_slowly(session, **fields):
-        draft = await real_keep(session, **fields)
-        opened = asyncio.ensure_future(asyncio.to_thread(gate.wait, 60))
-        while not opened.done():
-            try:
-                await asyncio.shield(opened)
-            except asyncio.CancelledError:
-                cancels.append("cancelled")  # already with the database: a cancel cannot call it back
-        return draft
-
-    monkeypatch.setattr(draft_store, "keep_draft", keep_slowly)
+    monkeypatch.setattr(draft_store, "keep_draft", committing_slowly(real_keep, gate, cancels))
     monkeypatch.setattr(draft_flow, "KEEP_BOUND_SECONDS", 0.2)  # the person's wait, short here
     bot.command("declare DB down")
     view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))

@@ -5,7 +5,6 @@ with what they typed, never silence and never half-sent."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ from tests.support.incidents import (
     update_values,
 )
 from tests.support.maintenance import schedule_values
-from tests.support.outage import database_gone, locked, sqlite_path
+from tests.support.outage import committing_slowly, database_gone, locked, sqlite_path
 from tests.support.process import command_modal, signed_post, start_sitrep, wait_healthy
 from tests.support.slack_limits import check_message
 
@@ -156,10 +155,18 @@ def test_a_declare_that_cannot_be_kept_comes_back_with_what_was_typed(bot, setti
     assert "Checkout times out for EU customers since 09:12 &amp; the retries pile up &lt;@U999&gt;" in answer
     assert "<@U999>" not in answer  # what they typed is escaped, never a mention
     assert statuspage.incidents == {}, "sent to the status page without a draft: an orphan if storing fails"
-    # The given-up insert ends once the lock is gone, and it must be rolled back: read once
-    # every connection is back in the bot's pool, so it has ended one way or the other.
+    # The insert the person stopped waiting for is let finish (it may be past its COMMIT):
+    # a refused one keeps nothing; one that waited out the lock lands once the lock is gone,
+    # marked failed and never sent, so no draft is left "sending" by this live process.
+    landed = 1 if sickness == "locked" else 0
+    slack.wait_for(
+        lambda: (
+            [(d.state, d.sent_by, d.error) for d in drafts_in_store(bot)]
+            == [("failed", None, "kept too late: never sent")] * landed
+        )
+    )
     slack.wait_for(lambda: bot.ctx.db.engine.sync_engine.pool.checkedout() == 0)
-    assert drafts_in_store(bot) == [] and incidents_in_store(bot) == []
+    assert incidents_in_store(bot) == [] and statuspage.incidents == {}
     assert slack.calls_to("chat.postMessage") == []  # nothing announced
 
 
@@ -203,7 +210,7 @@ def test_a_database_that_goes_read_only_while_the_status_page_creates_is_not_sil
     assert len(statuspage.incidents) == 1
 
 
-def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_later(bot, settings, slack, statuspage):
+def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_later(bot, settings, slack, statuspage, caplog):
     statuspage.fail_times(1, status=500)
     view = open_declare_modal(bot, slack)
     bot.submit(view, declare_values(title="Search slow"))
@@ -216,7 +223,10 @@ def test_retry_while_the_database_is_locked_says_so_and_the_draft_stays_for_late
         told = slack.wait_for(lambda: ephemeral_texts(slack))
     assert "the database is locked by another process" in told[-1] and "press *Retry* again" in told[-1]
     assert statuspage.incidents == {}
-    assert [d.state for d in drafts_in_store(bot)] == ["failed"]  # still there for the next Retry
+    # The claim waited out the lock and lands once it is gone; it is put back, so the draft
+    # is still there for the next Retry.
+    slack.wait_for(lambda: f"draft {draft.id} was claimed for a Retry after its click was answered" in caplog.text)
+    slack.wait_for(lambda: [(d.state, d.sent_by) for d in drafts_in_store(bot)] == [("failed", None)])
     slack.forget_calls()
     bot.click(DraftAction.RETRY, str(draft.id))
     slack.wait_for(lambda: len(statuspage.incidents) == 1 and ephemeral_texts(slack))
@@ -237,17 +247,7 @@ def test_a_retry_whose_claim_lands_after_its_click_was_answered_is_put_back(bot,
     gate = threading.Event()
     cancels: list[str] = []
 
-    async def claim_slowly(session, draft_id, **fields):
-        claimed = await real_claim(session, draft_id, **fields)
-        opened = asyncio.ensure_future(asyncio.to_thread(gate.wait, 60))
-        while not opened.done():
-            try:
-                await asyncio.shield(opened)
-            except asyncio.CancelledError:
-                cancels.append("cancelled")  # already with the database: a cancel cannot call it back
-        return claimed
-
-    monkeypatch.setattr(draft_store, "claim_for_retry", claim_slowly)
+    monkeypatch.setattr(draft_store, "claim_for_retry", committing_slowly(real_claim, gate, cancels))
     monkeypatch.setattr(draft_flow, "KEEP_BOUND_SECONDS", 0.2)  # the person's wait, short here
     slack.forget_calls()
     try:

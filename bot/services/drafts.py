@@ -303,15 +303,16 @@ class DraftFlow:
             async with self.ctx.db.session() as session, session.begin():
                 await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock(), state=state)
 
+        await self._write_or_defer(draft_id, record, "record the end of draft %s's attempt")
+
+    async def _write_or_defer(self, draft_id: int, write: Callable[[], Awaitable[None]], what: str) -> None:
+        """`write` within `KEEP_BOUND_SECONDS`, or left in `AppContext.unsettled` for when the
+        database is back (`write_unsettled`); never raised."""
         try:
-            await bounded(record(), KEEP_BOUND_SECONDS)
+            await bounded(write(), KEEP_BOUND_SECONDS)
         except STORE_FAILURES as exc:
-            log.error(
-                "could not record the end of draft %s's attempt (%s); writing it when the database is back",
-                draft_id,
-                store_reason(exc),
-            )
-            self.ctx.unsettled[draft_id] = record
+            log.error("could not " + what + " (%s); writing it when the database is back", draft_id, store_reason(exc))
+            self.ctx.unsettled[draft_id] = write
 
     def _kept_too_late(self, draft_id: int) -> None:
         """A keep that ended after the person was given what they typed back (`NotStored`):
@@ -333,15 +334,7 @@ class DraftFlow:
             async with self.ctx.db.session() as session, session.begin():
                 await draft_store.unclaim(session, draft_id, state=state, sent_by=self.ctx.instance_id, now=self.ctx.clock())
 
-        try:
-            await bounded(put_back(), KEEP_BOUND_SECONDS)
-        except STORE_FAILURES as exc:
-            log.error(
-                "could not put draft %s back after a late claim (%s); writing it when the database is back",
-                draft_id,
-                store_reason(exc),
-            )
-            self.ctx.unsettled[draft_id] = put_back
+        await self._write_or_defer(draft_id, put_back, "put draft %s back after a late claim")
 
     async def _release(self, draft_id: int) -> None:
         try:

@@ -1,10 +1,14 @@
 """A database out from under a running bot: SQLite's file locked by another process, or
-PostgreSQL refusing connections (`database_down` picks by the URL)."""
+PostgreSQL refusing connections (`database_down` picks by the URL); or one write of it held
+at its COMMIT (`committing_slowly`)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import threading
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,3 +74,21 @@ def database_gone(bot, url: str):
     finally:
         bot.ctx.db = working
         bot.run(gone.dispose(linger=0))
+
+
+def committing_slowly(write: Callable[..., Awaitable], gate: threading.Event, cancels: list[str]) -> Callable[..., Awaitable]:
+    """`write` (a store function), whose transaction then waits on `gate` before its COMMIT
+    and goes on through a cancel meanwhile, as a COMMIT the database already has does: each
+    cancel is noted in `cancels` (a caller that gave up on it cannot know it was written)."""
+
+    async def slow(*args, **fields):
+        result = await write(*args, **fields)
+        opened = asyncio.ensure_future(asyncio.to_thread(gate.wait, 60))
+        while not opened.done():
+            try:
+                await asyncio.shield(opened)
+            except asyncio.CancelledError:
+                cancels.append("cancelled")
+        return result
+
+    return slow

@@ -21,6 +21,7 @@ from store.models import Reminder
 from store.reminders import LONG_AGO
 from store.states import ReminderKind, ReminderState
 from tests.support.fakes.signing import command_body, slack_signature_headers
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import SIGNING_SECRET, opened_form
 
 T = TypeVar("T")
@@ -157,7 +158,7 @@ def wait_healthy(base: str, process: subprocess.Popen, *, path: str = "/healthz"
     raise AssertionError(f"GET {path} did not answer within {timeout:g} s")
 
 
-def command_modal(base: str, slack, command: str, text: str, *, user_id: str = "U123", timeout: float = 15) -> dict:
+def command_modal(base: str, slack, command: str, text: str, *, user_id: str = "U123", timeout: float = WAIT_BOUND) -> dict:
     """`command text` typed into a running sitrep, and the modal it opens (`views.open` on the
     fake Slack), for a test that then fills it in; fails when the command is not acked."""
     opened, updated = len(slack.calls_to("views.open")), len(slack.calls_to("views.update"))
