@@ -334,13 +334,11 @@ async def bounded(work: Awaitable[T], seconds: float) -> T:
     same connection: a bound that waits for the clean-up is no bound. So the task is
     cancelled and left to finish on its own; the write it was doing is rolled back."""
     task = asyncio.ensure_future(work)
-    done, _pending = await asyncio.wait({task}, timeout=seconds)
-    if not done:
-        task.cancel()
-        _given_up.add(task)
-        task.add_done_callback(_forget_late)
-        raise StoreTimeout(f"the database did not answer within {seconds:g} s")
-    return task.result()
+    try:
+        return await _within(task, seconds)
+    except StoreTimeout:
+        task.cancel()  # a no-op when the work itself ended in a StoreTimeout
+        raise
 
 
 async def waited(work: Awaitable[T], seconds: float, *, late: Callable[[T], None]) -> T:
@@ -349,13 +347,23 @@ async def waited(work: Awaitable[T], seconds: float, *, late: Callable[[T], None
     after the database took it, so whether it was written would not be known), and `late`
     is given its result if it succeeds after all, to undo what the caller gave up on."""
     task = asyncio.ensure_future(work)
+    try:
+        return await _within(task, seconds)
+    except StoreTimeout:
+        if not task.done():
+            task.add_done_callback(lambda ended: None if ended.cancelled() or ended.exception() else late(ended.result()))
+        raise
+
+
+async def _within(task: asyncio.Future[T], seconds: float) -> T:
+    """`task`'s result, or `StoreTimeout` after `seconds`, the task left to end on its own
+    (`dispose` waits for it)."""
     done, _pending = await asyncio.wait({task}, timeout=seconds)
-    if not done:
-        _given_up.add(task)
-        task.add_done_callback(_forget_late)
-        task.add_done_callback(lambda ended: None if ended.cancelled() or ended.exception() else late(ended.result()))
-        raise StoreTimeout(f"the database did not answer within {seconds:g} s")
-    return task.result()
+    if done:
+        return task.result()
+    _given_up.add(task)
+    task.add_done_callback(_forget_late)
+    raise StoreTimeout(f"the database did not answer within {seconds:g} s")
 
 
 # Tasks `bounded` and `waited` gave up on, until they end: `dispose` lets them end first.

@@ -303,7 +303,7 @@ class DraftFlow:
             async with self.ctx.db.session() as session, session.begin():
                 await draft_store.record_attempt(session, draft_id, error=error, now=self.ctx.clock(), state=state)
 
-        await self._write_or_defer(draft_id, record, "record the end of draft %s's attempt")
+        await self._write_or_defer(draft_id, record, f"record the end of draft {draft_id}'s attempt")
 
     async def _write_or_defer(self, draft_id: int, write: Callable[[], Awaitable[None]], what: str) -> None:
         """`write` within `KEEP_BOUND_SECONDS`, or left in `AppContext.unsettled` for when the
@@ -311,7 +311,7 @@ class DraftFlow:
         try:
             await bounded(write(), KEEP_BOUND_SECONDS)
         except STORE_FAILURES as exc:
-            log.error("could not " + what + " (%s); writing it when the database is back", draft_id, store_reason(exc))
+            log.error("could not %s (%s); writing it when the database is back", what, store_reason(exc))
             self.ctx.unsettled[draft_id] = write
 
     def _kept_too_late(self, draft_id: int) -> None:
@@ -334,7 +334,7 @@ class DraftFlow:
             async with self.ctx.db.session() as session, session.begin():
                 await draft_store.unclaim(session, draft_id, state=state, sent_by=self.ctx.instance_id, now=self.ctx.clock())
 
-        await self._write_or_defer(draft_id, put_back, "put draft %s back after a late claim")
+        await self._write_or_defer(draft_id, put_back, f"put draft {draft_id} back after a late claim")
 
     async def _release(self, draft_id: int) -> None:
         try:
