@@ -367,6 +367,9 @@ def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
         now = datetime.now(UTC)
         form = ScheduleForm(title="Stop mid-post", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
         window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
+        # The announcement goes out after `submit` returns: the 429 is queued once it is in, or
+        # a slow machine gave it to the announcement and the reminder was never held.
+        slack.wait_for(lambda: slack.messages(CHANNEL))
         slack.fail_next("chat.postMessage", status=429, retry_after=2)
         slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed")
         bot.run(bot.bot.scheduler.stop(timeout=10))
