@@ -27,6 +27,7 @@ from starlette.routing import Route
 import handlers
 from bot.context import ACK_DEADLINE, AppContext
 from bot.errors import Replayed
+from bot.inbound.answered import after_answer
 from bot.inbound.drain import Drain, TrackListenerTask, draining_server
 from bot.inbound.edge import PARSED_BODY, SlackEdge
 from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
@@ -97,8 +98,10 @@ class FirstMiddleware(AsyncMiddleware):
 
 
 class TimedAck(AsyncAck):
-    """Bolt's ack, observing the time from the request reaching Bolt to its first ack; in the
-    sandbox a private answer in the ack (help, a list, an error) says sandbox too. `before`,
+    """Bolt's ack, observing the time from the request reaching Bolt to its first ack, and
+    returning only once the answer is written (`after_answer`), so the listener's work after
+    it never holds the answer up; in the sandbox a private answer in the ack (help, a list,
+    an error) says sandbox too. `before`,
     when the replay guard sets it (`FormKey.before_ack`), runs first with the ack's arguments:
     a form's key not written with a draft is written then, and a replay is acked plainly and
     stopped (`Replayed` raised to the listener)."""
@@ -124,6 +127,7 @@ class TimedAck(AsyncAck):
             metrics, kind, name, started = self._observe
             self._observe = None
             metrics.observe_ack(kind, name, time.perf_counter() - started)
+        await after_answer()  # the listener's work after its ack must not delay the answer
         return answer
 
 
@@ -396,6 +400,7 @@ class Sitrep:
 
         from bot.inbound.socket_mode import (  # loaded when used (start-up cost)
             SocketModeDisabled,
+            answer_each_envelope,
             first_connection_url,
             stop_on_link_disabled,
         )
@@ -403,6 +408,7 @@ class Sitrep:
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()
         handler = AsyncSocketModeHandler(self.bolt, app_token)
+        answer_each_envelope(handler)
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)

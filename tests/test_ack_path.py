@@ -1,15 +1,19 @@
 """The ack path does only what the ack needs (#22): a request that cannot act twice (a slash
 command, a button or shortcut that only opens a form) writes nothing to the database before
-Slack has its answer; a form's Submit still keeps its replay key."""
+Slack has its answer; a form's Submit still keeps its replay key; and a listener's work
+after its ack starts once the answer is written, never holding it up."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sqlalchemy import event
 
+from bot.inbound.answered import after_answer, answering
 from bot.inbound.replays import RecentKeys
 from handlers.incident.ids import Callback
-from tests.support.harness import BotUnderTest, FakeClock, last_view
+from tests.support.harness import BotUnderTest, FakeClock, last_view, probe_listener
 from tests.support.incidents import declare_values
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -56,3 +60,62 @@ def test_recent_keys_are_remembered_for_a_while_and_a_bounded_number():
     assert recent.first("a")
     now[0] += 11  # all of them too old to matter
     assert recent.first("d")
+
+
+# --- the work after an ack waits for the answer (bot/inbound/answered.py) ------------------
+
+
+def test_over_http_a_listeners_ack_returns_once_its_answer_is_written(quiet_bot, slack):
+    seen: list[bool] = []
+    probe_listener(quiet_bot.bot.bolt, seen)
+    response = quiet_bot.command("now", command="/probe")
+    assert response.status_code == 200 and "probed" in response.text
+    assert slack.wait_for(lambda: seen) == [True]
+
+
+def test_a_form_submit_acks_before_its_work_and_the_work_still_happens(quiet_bot, slack, statuspage):
+    """The declare's own path: its Submit's ack is the same TimedAck the probe used, and the
+    work after it (status page, announcement, answer) goes on once the answer is out."""
+    bot = quiet_bot
+    assert bot.command("declare DB down").status_code == 200
+    view = slack.wait_for(lambda: slack.views and last_view(slack))
+    assert bot.submit(view, declare_values()).status_code == 200
+    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    assert len(statuspage.incidents) == 1
+
+
+def test_after_answer_waits_for_the_answer_in_a_listeners_task_only():
+    async def scenario() -> list[str]:
+        happened: list[str] = []
+        await after_answer()  # no request being answered: at once
+        with answering() as answer:
+            await after_answer(timeout=60)  # the request's own task: at once, though not sent
+            happened.append("own task went on")
+
+            async def listener() -> None:
+                await after_answer(timeout=60)
+                happened.append("listener went on")
+
+            task = asyncio.ensure_future(listener())  # inherits the answer, as Bolt's does
+            for _ in range(5):
+                await asyncio.sleep(0)
+            happened.append("answer written")
+            answer.sent()
+            await task
+        return happened
+
+    assert asyncio.run(scenario()) == ["own task went on", "answer written", "listener went on"]
+
+
+def test_after_answer_gives_up_at_its_bound_and_answering_marks_the_answer_sent_on_the_way_out():
+    async def scenario() -> tuple[bool, bool]:
+        with answering() as answer:
+
+            async def listener() -> bool:
+                await after_answer(timeout=0.01)  # never written: goes on after the bound
+                return answer.is_sent
+
+            sent_when_given_up = await asyncio.ensure_future(listener())
+        return sent_when_given_up, answer.is_sent
+
+    assert asyncio.run(scenario()) == (False, True)

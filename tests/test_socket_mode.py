@@ -23,7 +23,7 @@ from handlers.incident.ids import Callback as IncidentCallback
 from tests.support.fakes import socket_mode
 from tests.support.fakes.slack_api import APP_TOKEN, WAIT_BOUND
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, home_opened, last_view
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, home_opened, last_view, probe_listener
 from tests.support.incidents import (
     assert_update_landed,
     declare,
@@ -79,6 +79,13 @@ def test_connects_with_the_app_token_and_stops_cleanly(sbot, slack, socket):
     sbot.stop()
     assert not bot.started and not bot.scheduler.scheduler.running
     slack.wait_for(lambda: socket.live_connections == 0)
+
+
+def test_a_listeners_ack_returns_once_the_ack_went_back_over_the_websocket(sbot, slack, socket):
+    seen: list[bool] = []
+    probe_listener(sbot.bot.bolt, seen)
+    assert "probed" in sbot.command("now", command="/probe").text
+    assert slack.wait_for(lambda: seen) == [True]
 
 
 def test_a_help_command_is_answered_in_the_ack(sbot, socket):

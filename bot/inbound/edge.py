@@ -21,6 +21,7 @@ from typing import Any
 
 from slack_bolt.request.internals import parse_body
 
+from bot.inbound.answered import answering
 from bot.inbound.drain import Drain
 from bot.inbound.guard import SlowClientLog
 from bot.ops.redaction import escape_controls
@@ -121,6 +122,20 @@ class SlackEdge:
             )
             await _answer(send, refused.status)
             return
+        if not is_slack:
+            await self._serve(scope, body, receive, send)
+            return
+        # A listener's work after its ack waits until the answer is written (answered.py).
+        with answering() as answer:
+
+            async def sending(message: Message) -> None:
+                await send(message)
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    answer.sent()
+
+            await self._serve(scope, body, receive, sending)
+
+    async def _serve(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         if self._drain is None:
             await self.app(scope, _replay(body, receive), send)
             return

@@ -21,6 +21,7 @@ import uvicorn
 
 from bot.app import Sitrep
 from bot.context import build_context
+from bot.inbound.answered import current_answer
 from bot.settings import Settings
 from tests.support.dates import T0
 from tests.support.fakes.signing import (
@@ -575,3 +576,15 @@ def settle(bot) -> None:
 
     left = bot.run(quiet())
     assert left == 0, f"{left} Slack request(s) still being handled after {WAIT_BOUND:g} s"
+
+
+def probe_listener(bolt, seen: list) -> None:
+    """A listener on the production app that tells whether its answer was written by the
+    time its `await ack()` returned: Bolt finds an ack by polling every 10 ms from the
+    request's task, so without the wait the listener's next steps ran before the answer."""
+
+    @bolt.command("/probe")
+    async def probe(ack) -> None:
+        await ack(text="probed")
+        answer = current_answer()
+        seen.append(answer is not None and answer.is_sent)
