@@ -98,13 +98,13 @@ class FirstMiddleware(AsyncMiddleware):
 
 
 class TimedAck(AsyncAck):
-    """Bolt's ack, observing the time from the request reaching Bolt to its first ack, and
-    returning only once the answer is written (`after_answer`), so the listener's work after
-    it never holds the answer up; in the sandbox a private answer in the ack (help, a list,
-    an error) says sandbox too. `before`,
-    when the replay guard sets it (`FormKey.before_ack`), runs first with the ack's arguments:
-    a form's key not written with a draft is written then, and a replay is acked plainly and
-    stopped (`Replayed` raised to the listener)."""
+    """Bolt's ack, observing the time from the request reaching Bolt to its first ack, and,
+    for a bare ack, returning only once the answer is written (`after_answer`), so the
+    listener's work after it never holds the answer up. In the sandbox a private answer in
+    the ack (help, a list, an error) says sandbox too. `before`, when the replay guard sets
+    it (`FormKey.before_ack`), runs first with the ack's arguments: a form's key not written
+    with a draft is written then, and a replay is acked plainly and stopped (`Replayed`
+    raised to the listener)."""
 
     def __init__(self, metrics: Metrics, kind: str, name: str, *, sandbox: bool = False) -> None:
         super().__init__()
@@ -127,7 +127,10 @@ class TimedAck(AsyncAck):
             metrics, kind, name, started = self._observe
             self._observe = None
             metrics.observe_ack(kind, name, time.perf_counter() - started)
-        await after_answer()  # the listener's work after its ack must not delay the answer
+        if not args and not kwargs:
+            # Work follows a bare ack: it must not delay the answer. An ack that carries the
+            # answer (text, errors, options) is a listener's last step: not waited for.
+            await after_answer()
         return answer
 
 

@@ -68,9 +68,10 @@ def test_recent_keys_are_remembered_for_a_while_and_a_bounded_number():
 def test_over_http_a_listeners_ack_returns_once_its_answer_is_written(quiet_bot, slack):
     seen: list[bool] = []
     probe_listener(quiet_bot.bot.bolt, seen)
-    response = quiet_bot.command("now", command="/probe")
-    assert response.status_code == 200 and "probed" in response.text
+    assert quiet_bot.command("now", command="/probe").status_code == 200
     assert slack.wait_for(lambda: seen) == [True]
+    assert "probed" in quiet_bot.command("answer", command="/probe").text
+    assert slack.wait_for(lambda: len(seen) == 2 and seen) == [True, False]
 
 
 def test_a_form_submit_acks_before_its_work_and_the_work_still_happens(quiet_bot, slack, statuspage):
