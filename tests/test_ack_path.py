@@ -74,9 +74,9 @@ def test_over_http_a_listeners_ack_returns_once_its_answer_is_written(quiet_bot,
     assert slack.wait_for(lambda: len(seen) == 2 and seen) == [True, False]
 
 
-def test_a_form_submit_acks_before_its_work_and_the_work_still_happens(quiet_bot, slack, statuspage):
-    """The declare's own path: its Submit's ack is the same TimedAck the probe used, and the
-    work after it (status page, announcement, answer) goes on once the answer is out."""
+def test_a_declare_submit_whose_ack_waits_for_its_answer_still_does_its_work(quiet_bot, slack, statuspage):
+    """The declare's own path: its Submit's bare ack is the TimedAck the probe used (which
+    waits for the answer), and the work after it (status page, answer) still happens."""
     bot = quiet_bot
     assert bot.command("declare DB down").status_code == 200
     view = slack.wait_for(lambda: slack.views and last_view(slack))
