@@ -27,8 +27,8 @@ from starlette.routing import Route
 import handlers
 from bot.context import ACK_DEADLINE, AppContext
 from bot.errors import Replayed
-from bot.inbound.answered import after_answer
-from bot.inbound.drain import Drain, TrackListenerTask, draining_server
+from bot.inbound.answered import acked, after_answer
+from bot.inbound.drain import Drain, draining_server
 from bot.inbound.edge import PARSED_BODY, SlackEdge
 from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
 from bot.inbound.replays import ReplayGuard
@@ -62,7 +62,9 @@ def build_bolt_app(ctx: AppContext, identity: SlackIdentity | None = None) -> As
         client=bolt_client,
         signing_secret=settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None,
         request_verification_enabled=not settings.socket_mode,
-        process_before_response=False,
+        # Bolt answers when the listener function returns; sitrep's one listener wrapper
+        # returns at the ack, the rest of the work going on in a task of its own (answered.py).
+        process_before_response=True,
         authorize=(identity or SlackIdentity(ctx)).bolt_authorize(),
         logger=bolt_logger,
     )
@@ -98,8 +100,9 @@ class FirstMiddleware(AsyncMiddleware):
 
 
 class TimedAck(AsyncAck):
-    """Bolt's ack, observing the time from the request reaching Bolt to its first ack, and,
-    for a bare ack, returning only once the answer is written (`after_answer`), so the
+    """Bolt's ack, observing the time from the request reaching Bolt to its first ack, waking
+    the request's task to send the answer (`acked`), and, for a bare ack, returning only
+    once that answer is written (`after_answer`), so the
     listener's work after it never holds the answer up. In the sandbox a private answer in
     the ack (help, a list, an error) says sandbox too. `before`, when the replay guard sets
     it (`FormKey.before_ack`), runs first with the ack's arguments: a form's key not written
@@ -118,11 +121,11 @@ class TimedAck(AsyncAck):
             try:
                 await before(kwargs)
             except Replayed:
-                await super().__call__()
+                await self._answer()
                 raise
         if self._sandbox and not args and (kwargs.get("text") or kwargs.get("blocks")):
             kwargs["text"], kwargs["blocks"] = answer_in_sandbox(kwargs.get("text") or "", kwargs.get("blocks"))
-        answer = await super().__call__(*args, **kwargs)
+        answer = await self._answer(*args, **kwargs)
         if self._observe is not None:
             metrics, kind, name, started = self._observe
             self._observe = None
@@ -132,6 +135,12 @@ class TimedAck(AsyncAck):
             # answer (text, errors, options) is a listener's last step: not waited for.
             await after_answer()
         return answer
+
+    async def _answer(self, *args, **kwargs):
+        """Bolt's ack (it sets the response), then the request's task is woken to send it."""
+        response = await super().__call__(*args, **kwargs)
+        acked()
+        return response
 
 
 class _NoTokenFromEnvironmentWarning(logging.Filter):
@@ -185,8 +194,6 @@ class Sitrep:
         self.drain = Drain()
         # One count of slow clients for the whole process: its log is a line a second at most.
         self.slow_clients = SlowClientLog()
-        # Bolt calls this first inside every listener's background task: the drain waits on them.
-        self.bolt.listener_runner.listener_start_handler = TrackListenerTask(self.drain)
         self.scheduler = ReminderScheduler(ctx, timers=timers)
         self.started = False
         #: The last answer about SITREP_CHANNEL and when it came (`_channel_state`).
@@ -411,7 +418,7 @@ class Sitrep:
         app_token = self.ctx.settings.slack_app_token.get_secret_value()
         await self.start()
         handler = AsyncSocketModeHandler(self.bolt, app_token)
-        answer_each_envelope(handler)
+        answer_each_envelope(handler, self.drain.track)
         if stop is None:
             stop = asyncio.Event()
             _stop_on_signals(stop)

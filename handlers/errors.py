@@ -25,6 +25,7 @@ from bot.errors import (
     UpstreamUnauthorized,
     UpstreamWrongURL,
 )
+from bot.inbound.answered import ANSWER_WAIT_SECONDS, start_listener, until_acked
 from bot.messages.format import MAX_SECTION_TEXT, button, escape, section, split_markup, truncate
 from handlers.draft_views import unknown_answer
 from handlers.ids import DraftAction
@@ -233,47 +234,33 @@ async def _rendering_errors(ctx: AppContext, fn: Listener, tracked: TrackedAck, 
 
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
     """Wrap a listener `(ack, it)` so it reads the request's `Interaction` (parsed once, by
-    the first middleware) and every error it raises is rendered in one place, and so Slack
-    has its ack by the request's `ACK_DEADLINE` whatever the database does. Bolt passes
-    arguments by name: `ack`, `context`."""
+    the first middleware), every error it raises is rendered in one place, Slack has its
+    answer the moment the listener acks (its body runs in a task of its own that goes on
+    after the answer, bot/inbound/answered.py), and Slack has an ack by the request's
+    `ACK_DEADLINE` whatever the database does. Bolt passes arguments by name: `ack`,
+    `context`."""
 
     async def listener(ack, context) -> None:
         tracked = TrackedAck(ack)
         it: Interaction = context[INTERACTION]
+        work = start_listener(_rendering_errors(ctx, fn, tracked, it))
+        if it.type == "event":
+            return  # Bolt acks an event itself, as soon as this returns
         deadline = context.get(ACK_DEADLINE)
-        if deadline is None:
-            await _rendering_errors(ctx, fn, tracked, it)
-            return
-        # The listener runs in this task (Bolt's), not one of its own: a task and a wait per
-        # request were a fifth of sitrep's CPU over a bare Bolt app's (#22). A timer stops it
-        # at the deadline if nothing answered Slack by then.
         loop = asyncio.get_running_loop()
-        wait = max(deadline - loop.time(), MIN_ACK_WAIT)
-        this = asyncio.current_task()
-        telling: list[asyncio.Task] = []
-
-        def too_late() -> None:
-            if tracked.done or this is None:
-                return
-            # Nothing answered Slack yet, and all a listener does before its ack is read the
-            # store: it is stuck on the database. Say so at once, in a task of its own, not
-            # after the listener's clean-up (which may queue behind the lock); stop it
-            # (nothing was changed yet).
-            log.warning("the database did not answer within %.1f s of a Slack request; told the person it is busy", wait)
-            telling.append(asyncio.ensure_future(render_error(ctx, DatabaseBusy(), tracked, it)))
-            this.cancel()
-
-        timer = loop.call_later(wait, too_late)
-        try:
-            await _rendering_errors(ctx, fn, tracked, it)
-        except asyncio.CancelledError:
-            if not telling or this is None:
-                raise
-            this.uncancel()
-        finally:
-            timer.cancel()
-        if telling:
-            await telling[0]
+        wait = ANSWER_WAIT_SECONDS if deadline is None else max(deadline - loop.time(), MIN_ACK_WAIT)
+        await until_acked(work, wait)
+        if tracked.done or work.done():
+            # Acked (or acking: a form's key being written first), or it ended without an
+            # ack (Bolt logs that): the ack's own path is bounded, and so is this wait.
+            if not work.done():
+                await until_acked(work, max(ANSWER_WAIT_SECONDS - wait, MIN_ACK_WAIT))
+            return
+        # Nothing answered Slack yet, and all a listener does before its ack is read the
+        # store: it is stuck on the database. Stop it (nothing was changed yet) and say so.
+        log.warning("the database did not answer within %.1f s of a Slack request; told the person it is busy", wait)
+        work.cancel()
+        await render_error(ctx, DatabaseBusy(), tracked, it)
 
     listener.__name__ = getattr(fn, "__name__", "listener")
     return listener

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from bot.inbound.answered import after_answer, answering
 from bot.inbound.replays import RecentKeys
 from handlers.incident.ids import Callback
-from tests.support.harness import BotUnderTest, FakeClock, last_view, probe_listener
+from tests.support.harness import BotUnderTest, FakeClock, Probe, last_view
 from tests.support.incidents import declare_values
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -66,12 +66,49 @@ def test_recent_keys_are_remembered_for_a_while_and_a_bounded_number():
 
 
 def test_over_http_a_listeners_ack_returns_once_its_answer_is_written(quiet_bot, slack):
-    seen: list[bool] = []
-    probe_listener(quiet_bot.bot.bolt, seen)
+    probe = Probe(quiet_bot)
     assert quiet_bot.command("now", command="/probe").status_code == 200
-    assert slack.wait_for(lambda: seen) == [True]
+    assert slack.wait_for(lambda: probe.seen) == [True]
     assert "probed" in quiet_bot.command("answer", command="/probe").text
-    assert slack.wait_for(lambda: len(seen) == 2 and seen) == [True, False]
+    assert slack.wait_for(lambda: len(probe.seen) == 2 and probe.seen) == [True, False]
+
+
+def test_the_answer_goes_out_at_the_ack_while_the_listener_goes_on_and_the_drain_waits_for_it(quiet_bot, slack):
+    """Bolt answers when the listener function returns (process_before_response): the one
+    listener wrapper returns at the ack, and the body it started is the drain's to wait on."""
+    bot = quiet_bot
+    probe = Probe(bot)
+    assert bot.command("hold", command="/probe").status_code == 200  # answered, the body still held
+    drain = bot.bot.drain
+    assert slack.wait_for(lambda: probe.held and drain.in_flight == 1)
+    probe.release()
+    assert slack.wait_for(lambda: not probe.held and drain.in_flight == 0)
+
+
+def test_no_answer_waits_for_a_poll(quiet_bot, slack, monkeypatch):
+    """Bolt left to itself looks for the ack every 10 ms (`asyncio.sleep(0.01)` in its
+    listener runner): every answer waited for the next look. A spy on that module's sleeps
+    sees none, for an answer in the ack, a bare ack and a form's Submit."""
+    from slack_bolt.listener import asyncio_runner  # noqa: PLC0415 - the module spied on
+
+    polls: list[float] = []
+
+    class SleepSpy:
+        def __getattr__(self, name: str):
+            return getattr(asyncio, name)
+
+        async def sleep(self, delay: float, *args):
+            polls.append(delay)
+            return await asyncio.sleep(delay, *args)
+
+    monkeypatch.setattr(asyncio_runner, "asyncio", SleepSpy())
+    bot = quiet_bot
+    assert "/incident" in bot.command("help").text
+    assert bot.command("declare DB down").status_code == 200
+    view = slack.wait_for(lambda: slack.views and last_view(slack))
+    assert bot.submit(view, declare_values()).status_code == 200
+    slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    assert polls == []
 
 
 def test_a_declare_submit_whose_ack_waits_for_its_answer_still_does_its_work(quiet_bot, slack, statuspage):

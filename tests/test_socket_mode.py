@@ -23,7 +23,7 @@ from handlers.incident.ids import Callback as IncidentCallback
 from tests.support.fakes import socket_mode
 from tests.support.fakes.slack_api import APP_TOKEN, WAIT_BOUND
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
-from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, free_port, home_opened, last_view, probe_listener
+from tests.support.harness import CHANNEL, BotUnderTest, FakeClock, Probe, free_port, home_opened, last_view
 from tests.support.incidents import (
     assert_update_landed,
     declare,
@@ -82,10 +82,17 @@ def test_connects_with_the_app_token_and_stops_cleanly(sbot, slack, socket):
 
 
 def test_a_listeners_ack_returns_once_the_ack_went_back_over_the_websocket(sbot, slack, socket):
-    seen: list[bool] = []
-    probe_listener(sbot.bot.bolt, seen)
+    probe = Probe(sbot)
     sbot.command("now", command="/probe")
-    assert slack.wait_for(lambda: seen) == [True]
+    assert slack.wait_for(lambda: probe.seen) == [True]
+
+
+def test_the_ack_goes_back_over_the_websocket_while_the_listener_goes_on(sbot, slack, socket):
+    probe = Probe(sbot)
+    assert sbot.command("hold", command="/probe").status_code == 200  # acked, the body still held
+    assert slack.wait_for(lambda: probe.held and sbot.bot.drain.in_flight == 1)
+    probe.release()
+    assert slack.wait_for(lambda: not probe.held and sbot.bot.drain.in_flight == 0)
 
 
 def test_a_help_command_is_answered_in_the_ack(sbot, socket):

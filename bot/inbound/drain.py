@@ -9,10 +9,9 @@ Last, every request and listener already inside finishes, bounded by
 ``SITREP_SHUTDOWN_GRACE`` from the close, and only then does the process close its clients
 and store.
 
-Bolt acknowledges Slack first and runs the listener afterwards as a background task
-(``process_before_response=False``); listener tasks are tracked explicitly: Bolt's listener
-runner calls its start handler as the first thing inside each background task, so that
-handler registers the current task.
+Slack has its answer at a listener's ack, and the listener goes on in a task of its own
+(bot/inbound/answered.py): the request that started it tells the drain of that task
+(`Drain.track`), so work Slack already has its answer for is waited on too.
 """
 
 from __future__ import annotations
@@ -25,9 +24,6 @@ from contextlib import contextmanager
 from types import FrameType
 
 import uvicorn
-from slack_bolt.listener.async_listener_start_handler import AsyncListenerStartHandler
-from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.response import BoltResponse
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +95,6 @@ class Drain:
                 await asyncio.wait(tasks, timeout=min(left, 0.5))
             else:
                 await asyncio.sleep(min(left, 0.05))
-
-
-class TrackListenerTask(AsyncListenerStartHandler):
-    """Bolt's hook at the start of every listener run: register the task it runs in."""
-
-    def __init__(self, drain: Drain) -> None:
-        self.drain = drain
-
-    async def handle(self, request: AsyncBoltRequest, response: BoltResponse | None) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.drain.track(task)
 
 
 def draining_server(config: uvicorn.Config, drain: Drain, delay: float) -> uvicorn.Server:

@@ -125,8 +125,9 @@ class SlackEdge:
         if not is_slack:
             await self._serve(scope, body, receive, send)
             return
-        # A listener's work after its ack waits until the answer is written (answered.py).
-        with answering() as answer:
+        # The answer goes out at the listener's ack; its work after a bare ack waits until the
+        # answer is written, in a task the drain is told of (answered.py).
+        with answering(self._drain.track if self._drain is not None else None) as answer:
 
             async def sending(message: Message) -> None:
                 await send(message)

@@ -16,7 +16,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.inbound.answered import answering
+from bot.inbound.answered import Track, answering
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +96,16 @@ def stop_on_link_disabled(client, disabled: Callable[[], None]) -> None:
     client.run_message_listeners = run_message_listeners
 
 
-def answer_each_envelope(handler) -> None:
-    """Serve each envelope Bolt's Socket Mode handler takes under `answering()`: a listener's
-    work after its ack waits until the ack went back over the websocket, as over HTTP
-    (answered.py). Bolt's handler registers its `handle` with the client; it is wrapped there."""
+def answer_each_envelope(handler, track: Track | None = None) -> None:
+    """Serve each envelope Bolt's Socket Mode handler takes under `answering()`, as over
+    HTTP (answered.py): the ack goes back over the websocket as the listener acks, its work
+    after a bare ack waits until it went, and `track` (the drain) is told of the listener's
+    task. Bolt's handler registers its `handle` with the client; it is wrapped there."""
     listeners = handler.client.socket_mode_request_listeners
     handle = handler.handle
 
     async def handle_answering(client, req) -> None:
-        with answering():
+        with answering(track):
             await handle(client, req)
 
     listeners[listeners.index(handle)] = handle_answering

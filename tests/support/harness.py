@@ -578,18 +578,41 @@ def settle(bot) -> None:
     assert left == 0, f"{left} Slack request(s) still being handled after {WAIT_BOUND:g} s"
 
 
-def probe_listener(bolt, seen: list) -> None:
-    """A listener on the production app that tells whether its answer was written by the
-    time its `await ack()` returned: Bolt finds an ack by polling every 10 ms from the
-    request's task, so without the wait the listener's next steps ran before the answer.
-    `/probe answer` acks with its answer (text), which sitrep's listeners only do as their
-    last step: that ack is not waited for."""
+class Probe:
+    """A `/probe` listener on the production app, wrapped as every sitrep listener is
+    (`renders_errors`), that tells whether its answer was written by the time its `await
+    ack()` returned (`seen`), and, for `/probe hold`, keeps its body running after the ack
+    until `release()`: the answer must not wait for it. `/probe answer` acks with its answer
+    (text), which sitrep's listeners only do as their last step: that ack is not waited for."""
 
-    @bolt.command("/probe")
-    async def probe(ack, command) -> None:
-        if command["text"] == "answer":
-            await ack(text="probed")
-        else:
-            await ack()
-        answer = current_answer()
-        seen.append(answer is not None and answer.is_sent)
+    def __init__(self, bot) -> None:
+        """`bot`: a running bot under test, over HTTP or Socket Mode."""
+        from handlers.errors import renders_errors  # noqa: PLC0415 - the harness imports no handler at load
+
+        self.bot = bot
+        self.seen: list[bool] = []
+        self.held = False
+        self._release: asyncio.Event | None = None
+
+        async def probe(ack, it) -> None:
+            if it.text == "answer":
+                await ack(text="probed")
+            else:
+                await ack()
+            answer = current_answer()
+            self.seen.append(answer is not None and answer.is_sent)
+            if it.text == "hold":
+                self._release = asyncio.Event()
+                self.held = True
+                await self._release.wait()
+                self.held = False
+
+        bot.bot.bolt.command("/probe")(renders_errors(bot.bot.ctx, probe))
+
+    def release(self) -> None:
+        assert self._release is not None
+        self.bot.run(_set(self._release))
+
+
+async def _set(event: asyncio.Event) -> None:
+    event.set()
