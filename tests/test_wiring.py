@@ -39,3 +39,18 @@ def test_a_port_nobody_answers_does_nothing_and_says_so():
     assert asyncio.run(port("x")) is False and told == []
     port.connect(tell)
     assert asyncio.run(port("x")) is True and told == [("x",)]
+
+
+def test_every_listener_is_wrapped_to_answer_at_its_ack(settings):
+    """Bolt runs with `process_before_response=True`: it answers when the listener function
+    returns. Only the one wrapper (`handlers.errors.renders_errors`) returns at the ack with
+    the rest of the work in a task of its own; a listener registered without it would hold
+    every answer until its whole work was done."""
+    from handlers.errors import renders_errors  # noqa: PLC0415 - the wrapper compared against
+
+    bot = Sitrep(build_context(settings), timers=False)
+    assert bot.bolt.process_before_response
+    wrapper = renders_errors(bot.ctx, lambda ack, it: None).__code__
+    listeners = bot.bolt._async_listeners  # noqa: SLF001 - Bolt offers no public list
+    assert len(listeners) > 20
+    assert [li.ack_function.__name__ for li in listeners if li.ack_function.__code__ is not wrapper] == []
