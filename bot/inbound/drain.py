@@ -47,7 +47,7 @@ class Drain:
     @contextmanager
     def request(self) -> Iterator[None]:
         """An HTTP request that passed the edge: counted until its answer is sent, which
-        covers the moment before Bolt has started its listener task."""
+        covers the moment before its listener's task is started and told to the drain."""
         self._requests += 1
         try:
             yield
