@@ -232,6 +232,14 @@ async def _rendering_errors(ctx: AppContext, fn: Listener, tracked: TrackedAck, 
         await render_error(ctx, exc, tracked, it)
 
 
+def _stop_stuck(work: asyncio.Task, wait: float, it: Interaction) -> None:
+    if work.done():
+        return
+    told = "" if it.type == "event" else "; told the person it is busy"
+    log.warning("the database did not answer within %.1f s of a Slack request%s", wait, told)
+    work.cancel()
+
+
 def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
     """Wrap a listener `(ack, it)` so it reads the request's `Interaction` (parsed once, by
     the first middleware), every error it raises is rendered in one place, Slack has its
@@ -244,23 +252,29 @@ def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
         tracked = TrackedAck(ack)
         it: Interaction = context[INTERACTION]
         work = start_listener(_rendering_errors(ctx, fn, tracked, it))
-        if it.type == "event":
-            return  # Bolt acks an event itself, as soon as this returns
         deadline = context.get(ACK_DEADLINE)
         loop = asyncio.get_running_loop()
         wait = ANSWER_WAIT_SECONDS if deadline is None else max(deadline - loop.time(), MIN_ACK_WAIT)
+        if it.type == "event":
+            # Bolt acks an event itself as soon as this returns. A body still waiting on the
+            # database at the deadline is stopped all the same: it holds a connection.
+            loop.call_later(wait, _stop_stuck, work, wait, it)
+            return
         await until_acked(work, wait)
         if tracked.done or work.done():
-            # Acked (or acking: a form's key being written first), or it ended without an
-            # ack (Bolt logs that): the ack's own path is bounded, and so is this wait.
+            # Acked (or acking: a form's key being written first, itself bounded by the
+            # deadline), or ended without an ack (Bolt then answers 404: said here too).
             if not work.done():
                 await until_acked(work, max(ANSWER_WAIT_SECONDS - wait, MIN_ACK_WAIT))
+            if not tracked.done:
+                log.warning("a %s listener ended without answering Slack", "/".join(it.what))
             return
         # Nothing answered Slack yet, and all a listener does before its ack is read the
-        # store: it is stuck on the database. Stop it (nothing was changed yet) and say so.
-        log.warning("the database did not answer within %.1f s of a Slack request; told the person it is busy", wait)
-        work.cancel()
-        await render_error(ctx, DatabaseBusy(), tracked, it)
+        # store: it is stuck on the database. Stop it (nothing was changed yet) and say so, in
+        # a task of its own: the answer (its ack) must not wait for the Slack call after it.
+        _stop_stuck(work, wait, it)
+        telling = start_listener(render_error(ctx, DatabaseBusy(), tracked, it))
+        await until_acked(telling, max(ANSWER_WAIT_SECONDS - wait, MIN_ACK_WAIT))
 
     listener.__name__ = getattr(fn, "__name__", "listener")
     return listener

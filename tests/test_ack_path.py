@@ -6,6 +6,7 @@ after its ack starts once the answer is written, never holding it up."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from sqlalchemy import event
@@ -13,7 +14,7 @@ from sqlalchemy import event
 from bot.inbound.answered import after_answer, answering
 from bot.inbound.replays import RecentKeys
 from handlers.incident.ids import Callback
-from tests.support.harness import BotUnderTest, FakeClock, Probe, last_view
+from tests.support.harness import PROBE_STUCK, BotUnderTest, FakeClock, Probe, last_view
 from tests.support.incidents import declare_values
 
 WRITES = ("INSERT", "UPDATE", "DELETE")
@@ -109,6 +110,22 @@ def test_no_answer_waits_for_a_poll(quiet_bot, slack, monkeypatch):
     assert bot.submit(view, declare_values()).status_code == 200
     slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
     assert polls == []
+
+
+def test_a_listener_stuck_at_the_deadline_is_stopped_and_the_answer_does_not_wait_for_saying_so(settings, slack):
+    """The click is answered (a bare ack) at its deadline; the "database is busy" message
+    after it is a Slack call of its own, held here until the click has its answer."""
+    with BotUnderTest(settings, clock=FakeClock(), ack_budget=0.0) as bot:  # the shortest deadline there is
+        probe = Probe(bot)
+        held = threading.Event()
+        slack.delay_next("chat.postEphemeral", held)
+        try:
+            assert bot.click(PROBE_STUCK, "1").status_code == 200
+            assert slack.wait_for(lambda: probe.stopped)
+        finally:
+            held.set()
+        told = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
+    assert "database is busy" in str(told[-1])
 
 
 def test_a_declare_submit_whose_ack_waits_for_its_answer_still_does_its_work(quiet_bot, slack, statuspage):

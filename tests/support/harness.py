@@ -578,12 +578,17 @@ def settle(bot) -> None:
     assert left == 0, f"{left} Slack request(s) still being handled after {WAIT_BOUND:g} s"
 
 
+PROBE_STUCK = "probe_stuck"
+
+
 class Probe:
     """A `/probe` listener on the production app, wrapped as every sitrep listener is
     (`renders_errors`), that tells whether its answer was written by the time its `await
     ack()` returned (`seen`), and, for `/probe hold`, keeps its body running after the ack
     until `release()`: the answer must not wait for it. `/probe answer` acks with its answer
-    (text), which sitrep's listeners only do as their last step: that ack is not waited for."""
+    (text), which sitrep's listeners only do as their last step: that ack is not waited for.
+    A click on `PROBE_STUCK` waits before its ack for what never comes (a store read the
+    database does not answer): the deadline stops it (`stopped`)."""
 
     def __init__(self, bot) -> None:
         """`bot`: a running bot under test, over HTTP or Socket Mode."""
@@ -592,6 +597,7 @@ class Probe:
         self.bot = bot
         self.seen: list[bool] = []
         self.held = False
+        self.stopped = False
         self._release: asyncio.Event | None = None
 
         async def probe(ack, it) -> None:
@@ -607,7 +613,15 @@ class Probe:
                 await self._release.wait()
                 self.held = False
 
+        async def stuck(ack, it) -> None:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                self.stopped = True
+                raise
+
         bot.bot.bolt.command("/probe")(renders_errors(bot.bot.ctx, probe))
+        bot.bot.bolt.action(PROBE_STUCK)(renders_errors(bot.bot.ctx, stuck))
 
     def release(self) -> None:
         assert self._release is not None
