@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -70,6 +72,8 @@ class ReminderScheduler:
         #: finish after the change's own and plan from what it read before it.
         self._planning = asyncio.Lock()
         self._running: set[asyncio.Task] = set()
+        #: `stop` is cancelling what outlived its grace (`_stopped_quietly`).
+        self._cutting_short = False
         self._next_due: datetime | None = None
         self._heartbeat: asyncio.Task | None = None
         self._stop_beating = asyncio.Event()
@@ -87,6 +91,7 @@ class ReminderScheduler:
             await recovery.beat(self.ctx)
         except Exception:  # noqa: BLE001 - a sick database is /readyz's to report; beats retry
             log.exception("could not write this instance's heartbeat; the next beat tries again")
+        self._cutting_short = False
         self.scheduler.start(paused=not self.timers)
         self.ctx.wake_reminders.connect(self.changed)
         try:
@@ -243,6 +248,7 @@ class ReminderScheduler:
             self.scheduler.pause()
         if self._running:
             await asyncio.wait(self._running, timeout=timeout)
+        self._cutting_short = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)  # cancels only what outlived the grace
         # Whatever outlived the grace (APScheduler's jobs, a pass the heartbeat started) is
@@ -301,6 +307,10 @@ class ReminderScheduler:
         task = asyncio.current_task()
         if task is not None:
             self._track(task)
+        with self._stopped_quietly("a reminder pass", "what it posted is recorded; a claim it held is taken over once stale"):
+            await self._run_due_and_plan()
+
+    async def _run_due_and_plan(self) -> None:
         async with self._lock:
             try:
                 await run_due_reminders(self.ctx)
@@ -320,8 +330,9 @@ class ReminderScheduler:
             self._track(task)
         started, outcome = time.perf_counter(), "failed"
         try:
-            report = await sync_windows(self.ctx)
-            outcome = "failed" if report.failed else "skipped" if report.skipped else "ok"
+            with self._stopped_quietly("the maintenance sync", "the next sync starts over"):
+                report = await sync_windows(self.ctx)
+                outcome = "failed" if report.failed else "skipped" if report.skipped else "ok"
         except Exception:  # noqa: BLE001 - a failing sync never stops the bot
             log.exception("maintenance sync failed; retrying at the next interval")
         finally:
@@ -332,9 +343,22 @@ class ReminderScheduler:
         if task is not None:
             self._track(task)
         try:
-            await roll_series(self.ctx)
+            with self._stopped_quietly("rolling recurring maintenance forward", "the next pass rolls it"):
+                await roll_series(self.ctx)
         except Exception:  # noqa: BLE001 - a failing roll never stops the bot; the next pass retries
             log.exception("rolling recurring maintenance forward failed; retrying at the next interval")
+
+    @contextmanager
+    def _stopped_quietly(self, what: str, after: str) -> Iterator[None]:
+        """A job `stop` cancels because it outlived the shutdown grace: the designed end of
+        such work, said in one line. Left to APScheduler, it is logged as a failed job with a
+        traceback (it catches the cancellation as any other exception)."""
+        try:
+            yield
+        except asyncio.CancelledError:
+            if not self._cutting_short:
+                raise
+            log.warning("%s was still running when the shutdown grace ran out: stopped (%s)", what, after)
 
     def _track(self, task: asyncio.Task) -> None:
         self._running.add(task)

@@ -377,6 +377,27 @@ def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
         assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == PostTag.REMINDER]) == 1
 
 
+def test_a_reminder_pass_that_outlives_the_shutdown_grace_is_stopped_in_one_line(settings, slack, caplog):
+    """SIGTERM while a reminder's post is held past the grace: the pass is stopped (its claim
+    is taken over once stale), and the log says so in one warning, not as a failed job with a
+    traceback (APScheduler's own line for any exception, a cancellation included)."""
+    with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
+        now = datetime.now(UTC)
+        form = ScheduleForm(title="Stop past the grace", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
+        window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
+        slack.wait_for(lambda: slack.messages(CHANNEL))  # the announcement is in: the next post is the reminder
+        held = threading.Event()
+        slack.delay_next("chat.postMessage", held)
+        try:
+            slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed")
+            bot.run(bot.bot.scheduler.stop(timeout=0))  # no grace at all: the pass outlives it
+        finally:
+            held.set()
+    assert "a reminder pass was still running when the shutdown grace ran out: stopped" in caplog.text
+    failed_jobs = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler") and r.levelname == "ERROR"]
+    assert failed_jobs == []
+
+
 @pytest.mark.parametrize("days", [-400, 0, 400])
 def test_the_live_scheduler_follows_the_injected_clock_at_any_date(settings, slack, days):
     """The bot's clock set far from the machine's: the live timers still fire each reminder
