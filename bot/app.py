@@ -101,13 +101,12 @@ class FirstMiddleware(AsyncMiddleware):
 
 class TimedAck(AsyncAck):
     """Bolt's ack, observing the time from the request reaching Bolt to its first ack, waking
-    the request's task to send the answer (`acked`), and, for a bare ack, returning only
-    once that answer is written (`after_answer`), so the
-    listener's work after it never holds the answer up. In the sandbox a private answer in
-    the ack (help, a list, an error) says sandbox too. `before`, when the replay guard sets
-    it (`FormKey.before_ack`), runs first with the ack's arguments: a form's key not written
-    with a draft is written then, and a replay is acked plainly and stopped (`Replayed`
-    raised to the listener)."""
+    the request's task to send the answer (`acked`), and, for a bare ack, returning only once
+    that answer is written (`after_answer`), so the listener's work after it never holds the
+    answer up. In the sandbox a private answer in the ack (help, a list, an error) says
+    sandbox too. `before`, when the replay guard sets it (`FormKey.before_ack`), runs first
+    with the ack's arguments: a form's key not written with a draft is written then, and a
+    replay is acked plainly and stopped (`Replayed` raised to the listener)."""
 
     def __init__(self, metrics: Metrics, kind: str, name: str, *, sandbox: bool = False) -> None:
         super().__init__()

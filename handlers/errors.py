@@ -267,7 +267,7 @@ def renders_errors(ctx: AppContext, fn: Listener) -> Listener:
             if not work.done():
                 await until_acked(work, max(ANSWER_WAIT_SECONDS - wait, MIN_ACK_WAIT))
             if not tracked.done:
-                log.warning("a %s listener ended without answering Slack", "/".join(it.what))
+                log.warning("a listener (%s %s) ended without answering Slack", *it.what)
             return
         # Nothing answered Slack yet, and all a listener does before its ack is read the
         # store: it is stuck on the database. Stop it (nothing was changed yet) and say so, in

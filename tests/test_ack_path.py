@@ -128,6 +128,13 @@ def test_a_listener_stuck_at_the_deadline_is_stopped_and_the_answer_does_not_wai
     assert "database is busy" in str(told[-1])
 
 
+def test_a_listener_that_ends_without_an_ack_is_named_in_the_log(quiet_bot, caplog):
+    """Bolt answers such a request 404 ("unhandled request"); the wrapper says which listener."""
+    Probe(quiet_bot)
+    assert quiet_bot.command("silent", command="/probe").status_code == 404
+    assert "a listener (command /probe) ended without answering Slack" in caplog.text
+
+
 def test_a_declare_submit_whose_ack_waits_for_its_answer_still_does_its_work(quiet_bot, slack, statuspage):
     """The declare's own path: its Submit's bare ack is the TimedAck the probe used (which
     waits for the answer), and the work after it (status page, answer) still happens."""

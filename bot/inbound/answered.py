@@ -30,6 +30,8 @@ from typing import Any
 #: a request whose listener has not acked by then is answered without it.
 ANSWER_WAIT_SECONDS = 3.0
 
+log = logging.getLogger(__name__)
+
 Track = Callable[[asyncio.Task], None]
 
 
@@ -64,28 +66,18 @@ class Answer:
         """Until the listener acked, its task ended, or `timeout` seconds."""
         if self.is_acked or work.done():
             return
-        loop = asyncio.get_running_loop()
-        waiter = self._acked = loop.create_future()
+        waiter = self._acked = asyncio.get_running_loop().create_future()
         work.add_done_callback(lambda _task: _settle(waiter))
-        bound = loop.call_later(timeout, _settle, waiter)
-        try:
-            await waiter
-        finally:
-            bound.cancel()
+        await _within(waiter, timeout)
 
     async def wait(self, timeout: float) -> None:
         """Until the answer is sent, or `timeout` seconds. A future of its own per wait: a
         waiter cancelled (the process stopping) cancels only its own."""
         if self.is_sent:
             return
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
+        waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        bound = loop.call_later(timeout, _settle, waiter)
-        try:
-            await waiter
-        finally:
-            bound.cancel()
+        await _within(waiter, timeout)
 
 
 def _settle(waiter: asyncio.Future[None]) -> None:
@@ -93,7 +85,14 @@ def _settle(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-log = logging.getLogger(__name__)
+async def _within(waiter: asyncio.Future[None], timeout: float) -> None:
+    """Until `waiter` is settled, or `timeout` seconds settle it."""
+    bound = asyncio.get_running_loop().call_later(timeout, _settle, waiter)
+    try:
+        await waiter
+    finally:
+        bound.cancel()
+
 
 _ANSWER: ContextVar[Answer | None] = ContextVar("sitrep_answer", default=None)
 

@@ -587,6 +587,7 @@ class Probe:
     ack()` returned (`seen`), and, for `/probe hold`, keeps its body running after the ack
     until `release()`: the answer must not wait for it. `/probe answer` acks with its answer
     (text), which sitrep's listeners only do as their last step: that ack is not waited for.
+    `/probe silent` returns without an ack.
     A click on `PROBE_STUCK` waits before its ack for what never comes (a store read the
     database does not answer): the deadline stops it (`stopped`)."""
 
@@ -601,6 +602,8 @@ class Probe:
         self._release: asyncio.Event | None = None
 
         async def probe(ack, it) -> None:
+            if it.text == "silent":
+                return  # a listener that never acks (none of sitrep's does)
             if it.text == "answer":
                 await ack(text="probed")
             else:
