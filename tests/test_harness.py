@@ -10,19 +10,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.support.dates import NY, first_year_ahead
-from tests.support.harness import _PORTS_FROM, _PORTS_PER_WORKER, CHANNEL, _worker_ports, free_port
+from tests.support.fakes.slack_api import WAIT_BOUND
+from tests.support.harness import _PORTS_FROM, _PORTS_PER_WORKER, CHANNEL, BotUnderTest, _worker_ports, free_port
 from tests.support.incidents import declare_values, open_declare_modal
 
 
-def test_settle_waits_for_a_listener_still_at_work(bot, slack, statuspage):
+def test_settle_waits_for_a_listener_still_at_work(settings, slack, statuspage):
     statuspage.latency = 0.5  # the status page answers the create late: the listener is still at it
-    view = open_declare_modal(bot, slack)
-    slack.forget_calls()
-    assert bot.submit(view, declare_values(title="Slow page")).status_code == 200
-    bot.settle()
-    assert len(statuspage.incidents) == 1
-    assert [m for m in slack.messages(CHANNEL) if "Slow page" in (m.get("text") or "")]
-    assert slack.calls_to("chat.postEphemeral")  # the person told: the listener ran to its end
+    with BotUnderTest(settings, http_timeout=WAIT_BOUND) as bot:  # patient: late is not lost under load
+        view = open_declare_modal(bot, slack)
+        slack.forget_calls()
+        assert bot.submit(view, declare_values(title="Slow page")).status_code == 200
+        bot.settle()
+        assert len(statuspage.incidents) == 1  # before the bot stops (its stop would wait too)
+        assert [m for m in slack.messages(CHANNEL) if "Slow page" in (m.get("text") or "")]
+        assert slack.calls_to("chat.postEphemeral")  # the person told: the listener ran to its end
 
 
 @pytest.mark.parametrize("year", range(2026, 2037))

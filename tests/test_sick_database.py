@@ -31,6 +31,7 @@ from handlers.payload import Interaction
 from store import drafts as draft_store
 from store.states import DraftKind
 from tests.support.fakes.signing import command_body, interaction_body, new_trigger_id
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import BotUnderTest, FakeClock, free_port, last_view, submission_payload
 from tests.support.incidents import (
     declare,
@@ -195,16 +196,20 @@ def test_a_schedule_that_cannot_be_kept_comes_back_as_a_direct_message_when_no_e
     assert "Kernel upgrade" in str(dm[-1]) and "Reboot db-1 and db-2" in str(dm[-1])
 
 
-def test_a_database_that_goes_read_only_while_the_status_page_creates_is_not_silence(bot, settings, slack, statuspage):
+def test_a_database_that_goes_read_only_while_the_status_page_creates_is_not_silence(settings, slack, statuspage):
     """The draft was kept, the status page took the incident, then the store refused it: the
     person hears that it may have gone through (never "try again", which would make two)."""
-    statuspage.latency = 1.0
-    view = open_declare_modal(bot, slack)
-    slack.forget_calls()
-    bot.submit(view, declare_values(title="Login loops", description=DESCRIPTION))
-    slack.wait_for(lambda: [r for r in statuspage.requests if r.method == "POST"])  # on its way
-    with read_only(settings):
-        told = slack.wait_for(lambda: ephemeral_texts(slack))
+    # The status page's answer waits for the test (no latency raced against the client's
+    # timeout): a patient client, and the reply let go once the store is read-only.
+    with BotUnderTest(settings, http_timeout=WAIT_BOUND) as bot:
+        view = open_declare_modal(bot, slack)
+        slack.forget_calls()
+        answer = statuspage.pause_reply("/Incident")
+        bot.submit(view, declare_values(title="Login loops", description=DESCRIPTION))
+        slack.wait_for(lambda: statuspage.incidents)  # made upstream; its answer is on hold
+        with read_only(settings):
+            answer.set()
+            told = slack.wait_for(lambda: ephemeral_texts(slack))
     assert "may have gone through" in told[-1] and "check before you send it again" in told[-1]
     assert "Login loops" in told[-1] and "Checkout times out for EU customers" in told[-1]
     assert len(statuspage.incidents) == 1

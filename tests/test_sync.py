@@ -14,6 +14,7 @@ from scheduler.sync import SYNC_LOCK, SyncReport, sync_windows
 from store.db import Database
 from store.models import MaintenanceWindow
 from tests.support.dates import T0, WINTER_END, WINTER_START, YEAR
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, BotUnderTest
 from tests.support.maintenance import (
     announcements,
@@ -479,9 +480,11 @@ def test_only_one_instance_syncs_at_a_time_the_other_skips(appfirst_settings, ap
 
     for hour in range(1, 4):
         appfirst.add_window(T0 + timedelta(hours=hour), T0 + timedelta(hours=hour, minutes=30), reason=f"W{hour}")
-    with BotUnderTest(appfirst_settings, clock=clock) as one, BotUnderTest(appfirst_settings, clock=clock) as two:
+    # Patient clients and a held list (not a latency raced against the client's timeout): the
+    # pass that took the lock waits at AppFirst until the other has skipped.
+    patient = {"clock": clock, "http_timeout": WAIT_BOUND}
+    with BotUnderTest(appfirst_settings, **patient) as one, BotUnderTest(appfirst_settings, **patient) as two:
         appfirst.requests.clear()
-        appfirst.latency = 1.0  # the first pass is still reading the list when the second starts
         barrier = threading.Barrier(2)
         reports = {}
 
@@ -490,8 +493,10 @@ def test_only_one_instance_syncs_at_a_time_the_other_skips(appfirst_settings, ap
             reports[name] = sync(bot)
 
         threads = [threading.Thread(target=race, args=item) for item in (("one", one), ("two", two))]
-        for t in threads:
-            t.start()
+        with appfirst.hold_requests():  # the first pass is still reading the list when the second starts
+            for t in threads:
+                t.start()
+            slack.wait_for(lambda: len(reports) == 1)  # the one that skipped, at once
         for t in threads:
             t.join()
         ran = [r for r in reports.values() if not r.skipped]
@@ -503,7 +508,6 @@ def test_only_one_instance_syncs_at_a_time_the_other_skips(appfirst_settings, ap
         assert len(announcements(slack)) == 3
 
         # The lock is given back: the next pass runs (and finds nothing new).
-        appfirst.latency = 0.0
         again = sync(two)
         assert not again.skipped and again.adopted == 0
 
