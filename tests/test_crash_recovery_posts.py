@@ -7,6 +7,7 @@ press died with its process before Slack had the ack is acted on, not swallowed 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,6 +18,7 @@ from handlers.maintenance.ids import Action as WindowAction
 from handlers.maintenance.ids import Block as WindowBlock
 from store.models import SeenSubmission
 from tests.support.fakes.signing import interaction_body
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values, resolve_values
 from tests.support.maintenance import schedule_values
@@ -96,16 +98,19 @@ def test_kill_9_while_the_announcement_is_in_flight_then_restart_finds_it_and_do
     bot_env, tmp_path, slack, statuspage
 ):
     base = f"http://127.0.0.1:{bot_env['PORT']}"
+    held = threading.Event()  # Slack takes the post once its sender is dead: it never hears where it is
     first = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, first)
         view = command_modal(base, slack, "/incident", "declare DB down")
-        slack.delay_next("chat.postMessage", 2)  # Slack takes the post, and answers late
+        slack.delay_next("chat.postMessage", held)
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
-        wait_until(lambda: stored(tmp_path, "SELECT id FROM incidents"), 10, "the incident to be stored")
-        kill(first)  # the post is on its way; the dead process never hears where it is
+        wait_until(lambda: slack.held == 1, WAIT_BOUND, "the announcement to reach Slack")
+        kill(first)  # the post is on its way
     finally:
         kill(first)
+        held.set()
+    slack.wait_for(lambda: announcements(slack, "DB down"))
     [(ts,)] = stored(tmp_path, "SELECT message_ts FROM incidents")
     assert ts is None
 

@@ -10,6 +10,7 @@ import pytest
 from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
 from handlers.incident.views import MAX_MESSAGE_BLOCKS
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, BotUnderTest, last_view
 from tests.support.incidents import (
     assert_update_landed,
@@ -231,25 +232,28 @@ def test_a_restart_between_declare_and_update_keeps_the_thread(settings, slack, 
         assert reply["thread_ts"] == incident.message_ts and reply["channel"] == CHANNEL
 
 
-def test_retry_clicked_twice_sends_once(bot, slack, statuspage):
+def test_retry_clicked_twice_sends_once(settings, slack, statuspage):
     import threading
 
-    incident, _ = _failing_update(bot, slack, statuspage, 500)
-    draft_id = str(drafts_in_store(bot)[-1].id)
-    slack.forget_calls()
-    statuspage.latency = 0.3  # both clicks arrive while the first is still being sent
-    clicks = [threading.Thread(target=bot.click, args=(DraftAction.RETRY, draft_id)) for _ in range(2)]
-    for click in clicks:
-        click.start()
-    for click in clicks:
-        click.join()
-    slack.wait_for(lambda: thread_replies(slack, incident))
-    answers = slack.wait_for(lambda: len(slack.calls_to("chat.postEphemeral")) >= 2 and slack.calls_to("chat.postEphemeral"))
-    puts = [r for r in statuspage.requests if r.method == "PUT"]
-    assert len(puts) == 2  # the failed one, and exactly one retry
-    assert len(thread_replies(slack, incident)) == 1
-    assert any("already went through, or is being sent" in json.dumps(a["blocks"]) for a in answers)
-    statuspage.latency = 0
+    def puts():
+        return [r for r in statuspage.requests if r.method == "PUT"]
+
+    with BotUnderTest(settings, http_timeout=WAIT_BOUND) as bot:  # patient: the held PUT is not a timeout
+        incident, _ = _failing_update(bot, slack, statuspage, 500)
+        draft_id = str(drafts_in_store(bot)[-1].id)
+        slack.forget_calls()
+        with statuspage.hold_requests():  # both clicks arrive while the first is still being sent
+            clicks = [threading.Thread(target=bot.click, args=(DraftAction.RETRY, draft_id)) for _ in range(2)]
+            for click in clicks:
+                click.start()
+            for click in clicks:
+                click.join()
+            slack.wait_for(lambda: len(puts()) == 2 and slack.calls_to("chat.postEphemeral"))
+        slack.wait_for(lambda: thread_replies(slack, incident))
+        answers = slack.wait_for(lambda: len(slack.calls_to("chat.postEphemeral")) >= 2 and slack.calls_to("chat.postEphemeral"))
+        assert len(puts()) == 2  # the failed one, and exactly one retry
+        assert len(thread_replies(slack, incident)) == 1
+        assert any("already went through, or is being sent" in json.dumps(a["blocks"]) for a in answers)
 
 
 @pytest.mark.parametrize("failure", ["401", "timeout", "malformed"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -295,12 +296,14 @@ def test_a_reminder_coming_due_while_a_pass_waits_for_its_edits_is_posted_at_onc
     for i in range(4):
         schedule(bot, title=f"Now {i}")
     later = schedule(bot, start_in=31, title="A minute later")
-    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=2, burst=1)})
+    # Edits at one every 2 s: the test's next step has seconds to spare on a loaded machine (an
+    # edit held at Slack instead would hold the replies behind it: one channel, one call at a time).
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=0.5, burst=1)})
     slack.forget_calls()
     clock.advance(minutes=30)
     pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
     slack.wait_for(lambda: len(started_replies(slack)) == 4)
-    clock.advance(minutes=1)  # the last window starts while three edits (1.5 s) still wait
+    clock.advance(minutes=1)  # the last window starts while three edits (6 s) still wait
     assert pass_.result(30) == 5
     last_reply = max(at for at, _ in started_replies(slack))
     assert last_reply < max(at for at, method, _ in slack.accepted if method == "chat.update")
@@ -314,17 +317,22 @@ def test_an_edit_that_waited_in_the_queue_carries_what_changed_meanwhile(bot, sl
     first, second = schedule(bot, title="First"), schedule(bot, title="Second")
     bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=18, burst=2), "chat.update": Rate(per_second=0.4, burst=1)})
     slack.forget_calls()
+    held = threading.Event()  # the first edit is held at Slack until the rename is in: no race with the pace
+    slack.delay_next("chat.update", held)
     clock.advance(minutes=30)
     pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
-    slack.wait_for(lambda: len(slack.calls_to("chat.update")) == 1)  # the second edit waits 2.5 s
+    try:
+        slack.wait_for(lambda: slack.held == 1)  # the second edit waits behind it, then 2.5 s for its turn
 
-    async def rename():
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(MaintenanceWindow).where(MaintenanceWindow.id == second.id).values(title="Second, renamed")
-            )
+        async def rename():
+            async with bot.ctx.db.session() as session, session.begin():
+                await session.execute(
+                    update(MaintenanceWindow).where(MaintenanceWindow.id == second.id).values(title="Second, renamed")
+                )
 
-    bot.run(rename())
+        bot.run(rename())
+    finally:
+        held.set()
     assert pass_.result(30) == 2
     assert [json.dumps(u["blocks"]).count("renamed") > 0 for u in slack.calls_to("chat.update")] == [False, True]
     for window in (first, second):
@@ -348,18 +356,25 @@ def test_a_window_changed_after_its_batch_was_claimed_is_read_again_before_its_p
     first, renamed, cancelled = schedule(bot, title="First"), schedule(bot, title="Second"), schedule(bot, title="Third")
     bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1 / (FRESH_WINDOW + 0.5), burst=1)})
     slack.forget_calls()
+    held = threading.Event()  # the first reply is held at Slack until the change is in: no race with the pace
+    slack.delay_next("chat.postMessage", held)
     clock.advance(minutes=30)
     pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
-    slack.wait_for(lambda: len(started_replies(slack)) == 1)
+    try:
+        slack.wait_for(lambda: slack.held == 1)
 
-    async def change():
-        async with bot.ctx.db.session() as session, session.begin():
-            await session.execute(
-                update(MaintenanceWindow).where(MaintenanceWindow.id == renamed.id).values(title="Second, renamed")
-            )
-            await session.execute(update(MaintenanceWindow).where(MaintenanceWindow.id == cancelled.id).values(state="cancelled"))
+        async def change():
+            async with bot.ctx.db.session() as session, session.begin():
+                await session.execute(
+                    update(MaintenanceWindow).where(MaintenanceWindow.id == renamed.id).values(title="Second, renamed")
+                )
+                await session.execute(
+                    update(MaintenanceWindow).where(MaintenanceWindow.id == cancelled.id).values(state="cancelled")
+                )
 
-    bot.run(change())
+        bot.run(change())
+    finally:
+        held.set()
     assert pass_.result(30) == 2
     replies = [json.dumps(args["blocks"]) for _, args in started_replies(slack)]
     assert len(replies) == 2 and "First" in replies[0] and "Second, renamed" in replies[1]
@@ -370,16 +385,22 @@ def test_a_window_changed_after_its_batch_was_claimed_is_read_again_before_its_p
 
 def test_a_posted_reminder_is_recorded_while_the_next_post_still_waits_its_turn(bot, slack, clock):
     """Outcomes are written together, but none waits for the posts after it: the first
-    window is "In progress" in the store (and its parent edited) long before the second
-    reply's turn comes."""
+    window is "In progress" in the store (and its parent edited) while the second reply,
+    past its turn, is still held at Slack."""
     first, second = schedule(bot, title="First"), schedule(bot, title="Second")
-    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1 / (RECORD_AFTER + 5), burst=1)})
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1 / (RECORD_AFTER + 1), burst=1)})
     slack.forget_calls()
+    held = threading.Event()  # the second reply, once its turn comes, is held at Slack until the test lets it go
+    slack.delay_next("chat.postMessage", 0)
+    slack.delay_next("chat.postMessage", held)
     clock.advance(minutes=30)
     pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
-    slack.wait_for(lambda: reminder_rows(bot)[first.id].state == "posted", timeout=RECORD_AFTER + 4)
-    assert len(started_replies(slack)) == 1  # the second is still waiting for its slot
-    slack.wait_for(lambda: "In progress" in json.dumps(slack.message(CHANNEL, first.message_ts)["blocks"]))
+    try:
+        slack.wait_for(lambda: reminder_rows(bot)[first.id].state == "posted")
+        assert len(started_replies(slack)) == 1  # the second is not in Slack yet
+        slack.wait_for(lambda: "In progress" in json.dumps(slack.message(CHANNEL, first.message_ts)["blocks"]))
+    finally:
+        held.set()
     assert pass_.result(30) == 2
     assert reminder_rows(bot)[second.id].state == "posted"
 

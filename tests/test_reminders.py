@@ -364,14 +364,19 @@ def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
     """SIGTERM while a reminder waits on Slack (429, Retry-After 2 s): the stop waits for it,
     so it is posted and recorded, not cancelled mid-post with its claim left held."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
+        # Queued before anything is posted, so no pace of the machine decides which post they
+        # meet: the announcement goes through, the reminder's post is held at Slack, then refused.
+        held = threading.Event()
+        slack.delay_next("chat.postMessage", 0)
+        slack.delay_next("chat.postMessage", held)
         now = datetime.now(UTC)
         form = ScheduleForm(title="Stop mid-post", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
         window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
-        # The announcement goes out after `submit` returns: the 429 is queued once it is in, or
-        # a slow machine gave it to the announcement and the reminder was never held.
-        slack.wait_for(lambda: slack.messages(CHANNEL))
-        slack.fail_next("chat.postMessage", status=429, retry_after=2)
-        slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed")
+        try:
+            slack.wait_for(lambda: slack.held == 1 and reminders(bot, window.id)["started"].state == "claimed")
+            slack.fail_next("chat.postMessage", status=429, retry_after=2)  # met by the held post, once let go
+        finally:
+            held.set()
         bot.run(bot.bot.scheduler.stop(timeout=10))
         assert reminders(bot, window.id)["started"].state == "posted"
         assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == PostTag.REMINDER]) == 1
@@ -382,14 +387,14 @@ def test_a_reminder_pass_that_outlives_the_shutdown_grace_is_stopped_in_one_line
     is taken over once stale), and the log says so in one warning, not as a failed job with a
     traceback (APScheduler's own line for any exception, a cancellation included)."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
+        held = threading.Event()
+        slack.delay_next("chat.postMessage", 0)  # the announcement
+        slack.delay_next("chat.postMessage", held)  # the reminder, whenever it comes due
         now = datetime.now(UTC)
         form = ScheduleForm(title="Stop past the grace", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
         window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
-        slack.wait_for(lambda: slack.messages(CHANNEL))  # the announcement is in: the next post is the reminder
-        held = threading.Event()
-        slack.delay_next("chat.postMessage", held)
         try:
-            slack.wait_for(lambda: reminders(bot, window.id)["started"].state == "claimed")
+            slack.wait_for(lambda: slack.held == 1 and reminders(bot, window.id)["started"].state == "claimed")
             bot.run(bot.bot.scheduler.stop(timeout=0))  # no grace at all: the pass outlives it
         finally:
             held.set()

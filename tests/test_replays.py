@@ -148,6 +148,7 @@ def test_a_keep_that_outlasts_the_persons_wait_is_never_cancelled_and_lands_as_f
     gate = threading.Event()
     cancels: list[str] = []
 
+    keep_bound = draft_flow.KEEP_BOUND_SECONDS
     monkeypatch.setattr(draft_store, "keep_draft", committing_slowly(real_keep, gate, cancels))
     monkeypatch.setattr(draft_flow, "KEEP_BOUND_SECONDS", 0.2)  # the person's wait, short here
     bot.command("declare DB down")
@@ -157,6 +158,7 @@ def test_a_keep_that_outlasts_the_persons_wait_is_never_cancelled_and_lands_as_f
         assert answer.status_code == 200 and "errors" not in answer.text, answer.text
         told = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
     finally:
+        monkeypatch.setattr(draft_flow, "KEEP_BOUND_SECONDS", keep_bound)  # the late write's own bound: the real one
         gate.set()
     assert "could not keep your incident" in str(told[-1]) and "Checkout down" in str(told[-1]), told[-1]
     slack.wait_for(lambda: [(d.state, d.sent_by) for d in drafts_in_store(bot)] == [("failed", None)])
