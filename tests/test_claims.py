@@ -431,11 +431,13 @@ def test_a_pass_stopped_while_its_outcomes_are_written_still_records_them(settin
     stale."""
     with BotUnderTest(settings, clock=clock) as bot:
         first, second = schedule(bot, title="First"), schedule(bot, title="Second")
-        slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.25, burst=1)})  # the second waits 4 s
+        # The second waits 8 s: the stop below comes well within that on a loaded machine (a reply
+        # held at Slack instead would be in flight, and a stop lets those finish).
+        slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.125, burst=1)})
         writing, may_write = hold_first_write(monkeypatch)
         clock.advance(minutes=30)
         pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)
-        assert writing.wait(10)  # the first reply's outcome, written while the second waits its turn
+        assert writing.wait(WAIT_BOUND)  # the first reply's outcome, written while the second waits its turn
         assert len(in_thread(slack, first, "started")) == 1 and in_thread(slack, second, "started") == []
         bot.loop.call_soon_threadsafe(pass_.cancel)
         slack.wait_for(lambda: pass_.done())

@@ -17,6 +17,7 @@ from scheduler.reminders import run_due_reminders
 from store.instances import db_now
 from store.models import SeenSubmission
 from tests.support.fakes.signing import interaction_body
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import BotUnderTest, FakeClock, last_view, submission_payload
 from tests.support.incidents import declare, declare_values, drafts_in_store, incidents_in_store, update_values
 from tests.support.reminders import reminder_posts, reminders
@@ -118,7 +119,7 @@ def test_a_step_of_the_clock_is_noticed_within_seconds_not_at_the_next_wake_up(s
         window = schedule(bot, start_in=30, minutes=60)
         assert bot.bot.scheduler.next_run_time() > datetime.now(UTC) + timedelta(minutes=14)  # the planned wake-up
         clock.step(hours=26)
-        slack.wait_for(lambda: reminder_posts(slack, window, "ended"), timeout=10)
+        slack.wait_for(lambda: reminder_posts(slack, window, "ended"), timeout=WAIT_BOUND)
         slack.wait_for(lambda: set(states(bot, window.id).values()) == {"posted"})
 
 

@@ -10,11 +10,13 @@ from datetime import timedelta
 import pytest
 
 from bot.errors import NotFound
+from bot.services import drafts as draft_flow
 from bot.services.incidents import IncidentService
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from store.states import DraftKind
 from tests.support.dates import T0
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, BotUnderTest, at_once
 from tests.support.incidents import declare, incidents_in_store, resolve_values, thread_replies
 from tests.support.incidents import open_modal as open_incident_modal
@@ -93,13 +95,18 @@ def test_two_resolves_at_once_post_one_resolved(bot, slack, statuspage):
     assert len(resolved) == 1
 
 
-def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(settings, clock, slack, statuspage, caplog):
-    caplog.set_level(logging.INFO, logger="bot.services.drafts")
+def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(
+    settings, clock, slack, statuspage, caplog, monkeypatch
+):
     """UA's resolve reaches the status page first, but its answer is slow; UB's comes after,
     is refused ("already resolved") and reaches the store first. The store follows the status
     page without naming UB, UA's lands second and is recorded, *Resolved* is posted once, and
     UB (whose refusal waited for UA's record) hears who resolved it and when."""
-    with BotUnderTest(settings, clock=clock, http_timeout=10) as bot:
+    caplog.set_level(logging.INFO, logger="bot.services.drafts")
+    # UA's answer is held across several steps of the test: neither its client nor UB's wait
+    # for the rival may run out first, however slow the machine.
+    monkeypatch.setattr(draft_flow, "RIVAL_WAIT_SECONDS", 4 * WAIT_BOUND)
+    with BotUnderTest(settings, clock=clock, http_timeout=4 * WAIT_BOUND) as bot:
         incident = declare(bot, slack)
         first = open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
         second = {**open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}")), "id": "V2"}

@@ -66,7 +66,7 @@ def test_kill_9_between_storing_and_announcing_then_restart_announces_once_and_t
         # Slack rate-limits the announcement: the outbox holds it for Retry-After seconds.
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
-        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the announcement to be refused with 429")
+        wait_until(lambda: slack.calls_to("chat.postMessage"), WAIT_BOUND, "the announcement to be refused with 429")
         kill(first)  # SIGKILL while the announcement waits
     finally:
         kill(first)
@@ -77,13 +77,13 @@ def test_kill_9_between_storing_and_announcing_then_restart_announces_once_and_t
     second = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, second)
-        told = wait_until(lambda: [m for m in slack.ephemerals() if m["user"] == "U123"], 15, "the person to be told")
+        told = wait_until(lambda: [m for m in slack.ephemerals() if m["user"] == "U123"], WAIT_BOUND, "the person to be told")
         [posted] = announcements(slack, "DB down")
         assert (posted.get("metadata") or {}).get("event_type") == "sitrep_incident_announcement"
         text = str(told[0]["blocks"])
         assert RECOVERED_NOTE.split(";")[0] in text and "Outcome unknown" not in text
         assert f"#{number}" in text or str(number) in told[0]["text"]
-        wait_until(lambda: stored(tmp_path, "SELECT state FROM drafts") == [("done",)], 5, "the draft to be done")
+        wait_until(lambda: stored(tmp_path, "SELECT state FROM drafts") == [("done",)], WAIT_BOUND, "the draft to be done")
         [(ts,)] = stored(tmp_path, "SELECT message_ts FROM incidents")
         assert ts == posted["ts"]
     finally:
@@ -117,7 +117,7 @@ def test_kill_9_while_the_announcement_is_in_flight_then_restart_finds_it_and_do
     second = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, second)
-        wait_until(lambda: [m for m in slack.ephemerals() if m["user"] == "U123"], 15, "the person to be told")
+        wait_until(lambda: [m for m in slack.ephemerals() if m["user"] == "U123"], WAIT_BOUND, "the person to be told")
         [posted] = announcements(slack, "DB down")  # the one the dead process sent, found, not posted again
         [(ts,)] = stored(tmp_path, "SELECT message_ts FROM incidents")
         assert ts == posted["ts"]
@@ -159,13 +159,13 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
         wait_healthy(base, first)
         view = command_modal(base, slack, "/incident", "declare DB down")
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
-        wait_until(lambda: slack.ephemerals(), 10, "the declarer's answer")
+        wait_until(lambda: slack.ephemerals(), WAIT_BOUND, "the declarer's answer")
         [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM incidents")
         slack.forget_calls()
         view = command_modal(base, slack, "/incident", f"resolve {number}")
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
         assert signed_post(base, interaction_body(submission_payload(view, resolve_values(number)))).status_code == 200
-        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
+        wait_until(lambda: slack.calls_to("chat.postMessage"), WAIT_BOUND, "the notice to be refused with 429")
         kill(first)  # …and the process dies with it
     finally:
         kill(first)
@@ -176,7 +176,7 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
     second = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, second)
-        [notice] = wait_until(lambda: _posts(slack.thread(CHANNEL, parent)), 15, "the resolve notice")
+        [notice] = wait_until(lambda: _posts(slack.thread(CHANNEL, parent)), WAIT_BOUND, "the resolve notice")
         assert "Index rebuilt" in str(notice) and notice.get("reply_broadcast") in (True, "true", None)
         assert (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
         wait_until(
@@ -210,7 +210,7 @@ def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_
         view = command_modal(base, slack, "/maintenance", "schedule DB upgrade")
         values = schedule_values(start=start, end=start + timedelta(hours=1))
         assert signed_post(base, interaction_body(submission_payload(view, values))).status_code == 200
-        wait_until(lambda: slack.ephemerals(), 10, "the answer to the person")
+        wait_until(lambda: slack.ephemerals(), WAIT_BOUND, "the answer to the person")
         [(number, parent)] = stored(tmp_path, "SELECT id, message_ts FROM maintenance_windows")
         assert parent
         slack.forget_calls()
@@ -218,7 +218,7 @@ def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_
         slack.fail_next("chat.postMessage", status=429, retry_after=HELD)  # the notice is held…
         note = {WindowBlock.NOTE: {WindowAction.NOTE: typed("Postponed")}}
         assert signed_post(base, interaction_body(submission_payload(view, note))).status_code == 200
-        wait_until(lambda: slack.calls_to("chat.postMessage"), 10, "the notice to be refused with 429")
+        wait_until(lambda: slack.calls_to("chat.postMessage"), WAIT_BOUND, "the notice to be refused with 429")
         kill(first)  # …and the process dies with it
     finally:
         kill(first)
@@ -229,7 +229,7 @@ def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_
     second = start_sitrep(bot_env, tmp_path)
     try:
         wait_healthy(base, second)
-        [notice] = wait_until(lambda: slack.thread(CHANNEL, parent), 15, "the cancel notice")
+        [notice] = wait_until(lambda: slack.thread(CHANNEL, parent), WAIT_BOUND, "the cancel notice")
         assert "Cancelled" in notice["text"] and (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
         wait_until(
             lambda: stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'cancelled'") == [("posted",)],

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from handlers.ids import DraftAction, DraftBlock, DraftInput
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import BotUnderTest, last_view, typed
 from tests.support.incidents import answers_with, declare_values, drafts_in_store, incidents_in_store, open_declare_modal
 from tests.support.outage import database_down
@@ -34,13 +35,13 @@ def test_a_declare_cut_off_by_a_database_outage_becomes_unknown_and_create_anywa
         (draft,) = drafts_in_store(bot)
         with database_down(settings):
             cut.set()
-            answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=15)[0]
+            answer = slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=WAIT_BOUND)[0]
         assert DraftAction.ANYWAY in str(answer["blocks"]) and DraftAction.LINK in str(answer["blocks"])
 
         # The database is back: this process writes what it missed, without a restart.
-        slack.wait_for(lambda: draft_state(bot, draft.id) == "unknown", timeout=10)
+        slack.wait_for(lambda: draft_state(bot, draft.id) == "unknown", timeout=WAIT_BOUND)
         bot.click(DraftAction.ANYWAY, str(draft.id))
-        slack.wait_for(lambda: answers_with(slack, "is declared"), timeout=10)
+        slack.wait_for(lambda: answers_with(slack, "is declared"), timeout=WAIT_BOUND)
         assert len(statuspage.incidents) == 2  # the person said the first does not exist
         [incident] = incidents_in_store(bot)
         assert incident.title == "Login loops" and incident.message_ts
@@ -57,15 +58,15 @@ def test_the_link_choice_works_at_once_when_the_database_is_back(settings, slack
         (draft,) = drafts_in_store(bot)
         with database_down(settings):
             cut.set()
-            slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=15)
-        slack.wait_for(lambda: draft_state(bot, draft.id) is not None, timeout=10)  # answering again
+            slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=WAIT_BOUND)
+        slack.wait_for(lambda: draft_state(bot, draft.id) is not None, timeout=WAIT_BOUND)  # answering again
         slack.forget_calls()
         bot.click(DraftAction.LINK, str(draft.id))
-        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack), timeout=10)
+        view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack), timeout=WAIT_BOUND)
         (upstream_id,) = statuspage.incidents
         response = bot.submit(view, {DraftBlock.UPSTREAM_ID: {DraftInput.UPSTREAM_ID: typed(upstream_id)}})
         assert response.status_code == 200 and not response.content  # no "settled already" error: the modal closes
-        slack.wait_for(lambda: answers_with(slack, "is declared"), timeout=10)
+        slack.wait_for(lambda: answers_with(slack, "is declared"), timeout=WAIT_BOUND)
         [incident] = incidents_in_store(bot)
         assert incident.upstream_id == upstream_id and len(statuspage.incidents) == 1
         assert draft_state(bot, draft.id) == "done"

@@ -15,6 +15,7 @@ import pytest
 
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from tests.support.fakes.signing import command_body, interaction_body
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import (
     CHANNEL,
     checked,
@@ -67,10 +68,10 @@ def test_a_command_during_the_drain_delay_is_answered_and_work_in_flight_finishe
         release = statuspage.pause_reply("/api/admin/Incident")  # the create
         answer = signed_post(base, interaction_body(submission_payload(view, declare_values())))
         assert answer.status_code == 200  # the modal closes; the status page is still thinking
-        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")
+        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], WAIT_BOUND, "the create at the status page")
 
         process.send_signal(signal.SIGTERM)
-        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 503, 10, "/readyz to fail")
+        wait_until(lambda: httpx.get(f"{base}/readyz", timeout=5).status_code == 503, WAIT_BOUND, "/readyz to fail")
         # Out of rotation, yet a request the balancer still sends is answered as ever.
         sent = time.monotonic()
         during = signed_post(base, command_body("/incident", "help"))
@@ -80,7 +81,7 @@ def test_a_command_during_the_drain_delay_is_answered_and_work_in_flight_finishe
         assert httpx.get(f"{base}/healthz", timeout=2).status_code == 200
 
         process.send_signal(signal.SIGTERM)  # a second signal ends the delay: the listener closes
-        wait_until(lambda: refused(base), 10, "the listener to close")
+        wait_until(lambda: refused(base), WAIT_BOUND, "the listener to close")
         assert process.poll() is None  # the declare still waits on the status page, and so does the process
         release.set()
         output, _ = process.communicate(timeout=40)

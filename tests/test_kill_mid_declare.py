@@ -12,6 +12,7 @@ import pytest
 
 from handlers.ids import DraftAction, DraftBlock, DraftInput
 from tests.support.fakes.signing import interaction_body
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, click_payload, free_port, last_view, submission_payload, typed
 from tests.support.incidents import declare_values
 from tests.support.process import command_modal, kill, signed_post, start_sitrep, stop, wait_healthy, wait_until
@@ -37,7 +38,7 @@ def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_lin
         view = command_modal(base, slack, "/incident", "declare DB down")
         statuspage.hold_replies(1, seconds=60)  # made upstream; the answer never comes in time
         assert signed_post(base, interaction_body(submission_payload(view, declare_values()))).status_code == 200
-        wait_until(lambda: statuspage.incidents, 10, "the status page to make the incident")
+        wait_until(lambda: statuspage.incidents, WAIT_BOUND, "the status page to make the incident")
         kill(first)  # SIGKILL: no drain, no goodbye
     finally:
         kill(first)
@@ -58,20 +59,20 @@ def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_lin
         assert "DB down" in blocks and DraftAction.LINK in blocks and DraftAction.ANYWAY in blocks
         # The person is told first, then the draft is settled (a crash in between tells twice,
         # never not at all): not stuck "sending".
-        wait_until(lambda: drafts(tmp_path) == [("unknown", None)], 5, "the draft to be unknown")
+        wait_until(lambda: drafts(tmp_path) == [("unknown", None)], WAIT_BOUND, "the draft to be unknown")
 
         # The person links the incident they see on the status page.
         draft_id = next(e["value"] for b in notice["blocks"] if b["type"] == "actions" for e in b["elements"])
         slack.forget_calls()
         assert signed_post(base, interaction_body(click_payload(DraftAction.LINK, draft_id))).status_code == 200
-        link_view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), 5, "the link modal")
+        link_view = wait_until(lambda: slack.calls_to("views.open") and last_view(slack), WAIT_BOUND, "the link modal")
         values = {DraftBlock.UPSTREAM_ID: {DraftInput.UPSTREAM_ID: typed(made)}}
         assert signed_post(base, interaction_body(submission_payload(link_view, values))).status_code == 200
         announced = wait_until(
             lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL], 10, "the announcement"
         )
         assert len(announced) == 1 and "DB down" in announced[0]["text"]
-        wait_until(lambda: drafts(tmp_path) == [("done", None)], 5, "the draft to be done")
+        wait_until(lambda: drafts(tmp_path) == [("done", None)], WAIT_BOUND, "the draft to be done")
     finally:
         output = stop(second)
     assert second.returncode == 0, output

@@ -411,7 +411,9 @@ def test_a_pass_stopped_mid_batch_records_what_it_posted_and_gives_the_rest_back
     and recorded; the reply waiting in the queue and those never tried are pending again at
     once, not held until their claims go stale. Afterwards each window has one reply."""
     windows = [schedule(bot, title=f"Window {i}") for i in range(4)]
-    slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.25, burst=2)})
+    # The third reply's turn is 8 s after the second's: the stop comes well before it on a
+    # loaded machine (one held at Slack instead would be in flight, and a stop lets those finish).
+    slow = bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=0.125, burst=2)})
     slack.forget_calls()
     clock.advance(minutes=30)
     pass_ = asyncio.run_coroutine_threadsafe(run_due_reminders(bot.ctx), bot.loop)

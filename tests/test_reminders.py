@@ -349,7 +349,8 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
     """No injected clock: APScheduler itself wakes the bot (seconds, not minutes)."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
         now = datetime.now(UTC)
-        form = ScheduleForm(title="Quick one", start=now + timedelta(seconds=2), end=now + timedelta(seconds=4))
+        # Ends 6 s after it starts: a machine stalled for seconds still finds "started" before the end.
+        form = ScheduleForm(title="Quick one", start=now + timedelta(seconds=2), end=now + timedelta(seconds=8))
         window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
         slack.wait_for(lambda: reminder_posts(slack, window, "ended"))
         slack.wait_for(lambda: all(r.state == "posted" for r in reminders(bot, window.id).values()))

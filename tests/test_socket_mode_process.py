@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from handlers.incident.ids import Action
-from tests.support.fakes.slack_api import APP_TOKEN
+from tests.support.fakes.slack_api import APP_TOKEN, WAIT_BOUND
 from tests.support.fakes.socket_mode import ACK_DEADLINE, FakeSocketMode
 from tests.support.harness import CHANNEL, free_port, opened_form
 from tests.support.incidents import declare_values, resolve_values, update_values
@@ -211,11 +211,11 @@ def test_sigterm_closes_the_websocket_and_fails_readyz_first_then_work_in_flight
         view = opened_form(slack)
         release = statuspage.pause_reply("/api/admin/Incident")  # the create
         person.submit(view, declare_values())
-        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], 10, "the create at the status page")
+        wait_until(lambda: [r for r in statuspage.requests if r.method == "POST"], WAIT_BOUND, "the create at the status page")
 
         process.send_signal(signal.SIGTERM)
-        wait_until(lambda: socket.live_connections == 0, 10, "the websocket to close")
-        wait_until(lambda: httpx.get(f"{probes}/readyz", timeout=5).status_code == 503, 10, "/readyz to fail")
+        wait_until(lambda: socket.live_connections == 0, WAIT_BOUND, "the websocket to close")
+        wait_until(lambda: httpx.get(f"{probes}/readyz", timeout=5).status_code == 503, WAIT_BOUND, "/readyz to fail")
         assert process.poll() is None  # the declare still waits on the status page
         release.set()
         output = process.communicate(timeout=40)[0]
