@@ -17,7 +17,9 @@ from tests.support.fakes.statuspage import FakeStatusPage
 from tests.support.harness import (
     CHANNEL,
     COMPONENTS,
+    IMPATIENT_UPSTREAM,
     SIGNING_SECRET,
+    UPSTREAM_TIMEOUT,
     BotUnderTest,
     FakeClock,
     free_port,
@@ -204,8 +206,15 @@ def appfirst_settings(settings, appfirst) -> Settings:
 
 
 @pytest.fixture
-def bot(settings, caplog):
-    with BotUnderTest(settings) as running:
+def upstream_timeout(request) -> float:
+    """The bound the test's bot gives each status page and AppFirst call: patient, unless the
+    test is about that bound running out (`@pytest.mark.upstream_times_out`)."""
+    return IMPATIENT_UPSTREAM if request.node.get_closest_marker("upstream_times_out") else UPSTREAM_TIMEOUT
+
+
+@pytest.fixture
+def bot(settings, caplog, upstream_timeout):
+    with BotUnderTest(settings, http_timeout=upstream_timeout) as running:
         yield running
     unexpected = [r.getMessage() for r in caplog.records if r.name == "handlers.errors" and r.levelname == "ERROR"]
     assert unexpected == [], unexpected

@@ -6,6 +6,7 @@ import json
 import logging
 
 import httpx
+import pytest
 
 from handlers.ids import DraftAction
 from handlers.incident.ids import Block
@@ -107,6 +108,7 @@ def test_upstream_500_tells_user_and_keeps_text_and_retry_succeeds(bot, slack, s
     slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))
 
 
+@pytest.mark.upstream_times_out
 def test_upstream_timeout_tells_user_and_announces_nothing(bot, slack, statuspage):
     statuspage.latency = 3.0  # the bot's client times out after 2 s in tests
     view = open_declare_modal(bot, slack)

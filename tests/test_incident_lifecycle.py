@@ -192,6 +192,7 @@ def test_update_malformed_body_keeps_the_update(bot, slack, statuspage):
     assert DraftAction.RETRY in answer and "bad index" in answer
 
 
+@pytest.mark.upstream_times_out
 def test_update_timeout_keeps_the_update(bot, slack, statuspage):
     incident = declare(bot, slack)
     view = open_modal(bot, slack, lambda: bot.command(f"update {incident.id}"))
@@ -256,6 +257,7 @@ def test_retry_clicked_twice_sends_once(settings, slack, statuspage):
         assert any("already went through, or is being sent" in json.dumps(a["blocks"]) for a in answers)
 
 
+@pytest.mark.upstream_times_out
 @pytest.mark.parametrize("failure", ["401", "timeout", "malformed"])
 def test_resolve_failures_keep_the_incident_open_and_the_note(bot, slack, statuspage, failure):
     incident = declare(bot, slack)

@@ -41,8 +41,8 @@ def clock(upstream_clock):
 
 
 @pytest.fixture
-def af_bot(appfirst_settings, clock):
-    with BotUnderTest(appfirst_settings, clock=clock) as bot:
+def af_bot(appfirst_settings, clock, upstream_timeout):
+    with BotUnderTest(appfirst_settings, clock=clock, http_timeout=upstream_timeout) as bot:
         yield bot
 
 
@@ -381,6 +381,7 @@ def test_list_shows_appfirst_s_times_and_leaves_out_what_it_deleted(af_bot, slac
     assert f"#{deleted.id}*" not in text and "1 upcoming or ongoing maintenance window*" in text
 
 
+@pytest.mark.upstream_times_out
 @pytest.mark.parametrize("failure", ["500", "timeout", "401", "malformed", "trailing-comma"])
 def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_old(af_bot, slack, appfirst, clock, failure):
     hold_live_sync(af_bot)
@@ -585,6 +586,7 @@ def _break(appfirst, failure):
         appfirst.fail_times(1, status=int(failure))
 
 
+@pytest.mark.upstream_times_out
 @pytest.mark.parametrize("failure", ["400", "401", "500", "timeout", "malformed"])
 def test_edit_failures_keep_the_window_and_what_was_typed(af_bot, slack, appfirst, failure):
     form = ScheduleForm(title="Patch", start=WINTER_START, end=WINTER_END, servers_text="4")
@@ -601,6 +603,7 @@ def test_edit_failures_keep_the_window_and_what_was_typed(af_bot, slack, appfirs
     appfirst.latency = 0
 
 
+@pytest.mark.upstream_times_out
 @pytest.mark.parametrize("failure", ["401", "500", "timeout"])
 def test_cancel_failures_leave_the_window_scheduled(af_bot, slack, appfirst, failure):
     form = ScheduleForm(title="Keep me", start=WINTER_START, end=WINTER_END, servers_text="1")

@@ -38,8 +38,8 @@ def clock(upstream_clock):
 
 
 @pytest.fixture
-def sp_bot(settings, clock):
-    with BotUnderTest(settings, clock=clock) as bot:
+def sp_bot(settings, clock, upstream_timeout):
+    with BotUnderTest(settings, clock=clock, http_timeout=upstream_timeout) as bot:
         yield bot
 
 
@@ -191,6 +191,7 @@ def test_list_adds_what_the_status_page_lists_in_progress_to_the_store(sp_bot, s
     assert len(windows(sp_bot)) == 1
 
 
+@pytest.mark.upstream_times_out
 @pytest.mark.parametrize("failure", ["500", "timeout", "401", "malformed"])
 def test_list_when_the_status_page_does_not_answer_is_the_bots_own_record(sp_bot, slack, statuspage, failure):
     hold_live_sync(sp_bot)
@@ -237,6 +238,7 @@ def test_status_when_nothing_is_in_progress(sp_bot, slack, statuspage):
     assert "No maintenance in progress right now, according to the status page" in answer["text"]
 
 
+@pytest.mark.upstream_times_out
 @pytest.mark.parametrize("failure", ["401", "500", "timeout", "malformed"])
 def test_status_when_the_status_page_fails_says_so(sp_bot, slack, statuspage, failure):
     if failure == "401":

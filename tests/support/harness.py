@@ -188,6 +188,13 @@ def picked_time(moment: datetime | None) -> dict:
     return {"type": "datetimepicker", "selected_date_time": int(moment.timestamp()) if moment else None}
 
 
+#: The bot's status page and AppFirst clients in tests: patient, so a healthy call on a loaded
+#: machine never times out. A test of the timeout itself gives an answer that never comes in
+#: time (a gate, or a latency past it) and the short bound below (`upstream_times_out`).
+UPSTREAM_TIMEOUT = 10.0
+IMPATIENT_UPSTREAM = 2.0
+
+
 class BotUnderTest:
     """The real bot on a loopback port. With an injected `clock` the live scheduler's
     timers are off unless `live_scheduler=True`: such tests move the clock and run the
@@ -198,7 +205,7 @@ class BotUnderTest:
         settings: Settings,
         *,
         clock: FakeClock | None = None,
-        http_timeout: float = 2.0,
+        http_timeout: float = UPSTREAM_TIMEOUT,
         live_scheduler: bool | None = None,
         read_before_open: float = 2.0,
         ack_budget: float = 8.0,

@@ -17,6 +17,7 @@ from tests.support.fakes.signing import command_fields
 from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.fakes.socket_mode import Envelope, FakeSocketMode
 from tests.support.harness import (
+    UPSTREAM_TIMEOUT,
     FakeClock,
     click_payload,
     event_envelope,
@@ -86,7 +87,14 @@ class SocketModeDriver:
 class SocketModeBotUnderTest(SocketModeDriver):
     """The real bot in Socket Mode on its own thread and loop; `run` reads its store."""
 
-    def __init__(self, settings: Settings, socket: FakeSocketMode, *, clock: FakeClock | None = None, http_timeout: float = 2.0):
+    def __init__(
+        self,
+        settings: Settings,
+        socket: FakeSocketMode,
+        *,
+        clock: FakeClock | None = None,
+        http_timeout: float = UPSTREAM_TIMEOUT,
+    ):
         super().__init__(socket)
         self.settings = settings
         self.clock = clock
