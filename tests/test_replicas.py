@@ -76,10 +76,12 @@ def stuck_report(url: str, slack, replicas: Replicas, victim, held: list[int], k
     )
 
 
-def freeze_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started: int, due: datetime):
+def kill_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started: int, due: datetime):
     """Once `after_started` "started" replies are in, catch a replica holding a claim: stop it
-    (SIGSTOP), and if the claim is still held once it is stopped, return it and the claimed
-    reminder ids; otherwise let it go on and look again."""
+    (SIGSTOP); if the claim is still held once it is stopped, kill it (SIGKILL) and return it
+    and the reminder ids it held when it died; otherwise let it go on and look again. What it
+    held is read once the server has closed its connections: a COMMIT it sent just before
+    the stop has landed by then (no sleep guesses how long that takes)."""
     deadline = time.monotonic() + max(0.0, (due - utcnow()).total_seconds()) + 45
     while time.monotonic() < deadline:
         if sum(kind == "started" for _, kind in reminder_messages(slack)) < after_started:
@@ -91,10 +93,11 @@ def freeze_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started:
         for who in holders:
             replica = replicas.by_instance(who)
             os.kill(replica.process.pid, signal.SIGSTOP)
-            time.sleep(0.3)  # a COMMIT already sent lands; nothing more can
-            held = query(url, f"SELECT id FROM reminders WHERE state = 'claimed' AND claimed_by = '{who}'")
-            if held:
-                return replica, sorted(i for (i,) in held)
+            claimed = f"SELECT id FROM reminders WHERE state = 'claimed' AND claimed_by = '{who}'"
+            if query(url, claimed):
+                replica.kill()
+                slack.wait_for(lambda r=replica: r.gone_from(url))
+                return replica, sorted(i for (i,) in query(url, claimed))
             os.kill(replica.process.pid, signal.SIGCONT)
         time.sleep(0.01)
     raise AssertionError("no replica was seen holding a reminder claim")
@@ -146,11 +149,10 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
             timeout=max(0.0, (due - utcnow()).total_seconds()) + WAIT_BOUND,
         )
 
-        victim, held = freeze_a_claim_holder(replicas, url, slack, after_started=30, due=due)
-        held_kinds = query(url, f"SELECT window_id, kind FROM reminders WHERE id IN ({', '.join(map(str, held))})")
-        landed = [k for k in held_kinds if k in reminder_messages(slack)]  # in Slack, not yet recorded
-        victim.kill()
+        victim, held = kill_a_claim_holder(replicas, url, slack, after_started=30, due=due)
         killed_at = utcnow()
+        held_kinds = query(url, f"SELECT window_id, kind FROM reminders WHERE id IN ({', '.join(map(str, held)) or 'NULL'})")
+        landed = [k for k in held_kinds if k in reminder_messages(slack)]  # in Slack, not yet recorded
         survivors = replicas.alive()
         assert len(survivors) == 2
 
@@ -196,7 +198,7 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
     slack_ids = {i for i, title, _, _ in windows if title.startswith("Slack")}
     assert sorted(not_posted) == sorted((i, "ended", "pending") for i in slack_ids)  # they end in an hour
     assert query(url, POSTED) == [(expected,)]
-    finishers = dict(query(url, f"SELECT id, claimed_by FROM reminders WHERE id IN ({', '.join(map(str, held))})"))
+    finishers = dict(query(url, f"SELECT id, claimed_by FROM reminders WHERE id IN ({', '.join(map(str, held)) or 'NULL'})"))
     assert set(finishers) == set(held) and victim.instance_id not in finishers.values()
     assert {state for *_, state in windows} == {"in_progress", "completed"}
 

@@ -21,6 +21,7 @@ import httpx
 
 from handlers.maintenance.ids import Action, Block
 from tests.support.fakes.signing import command_body, interaction_body, slack_signature_headers
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import SIGNING_SECRET, free_port, picked_time, submission_payload, typed
 from tests.support.postgres import connect_kwargs
 
@@ -31,6 +32,12 @@ class Replica:
     def __init__(self, env: dict[str, str], cwd: Path, log: Path):
         self.port = int(env["PORT"])
         env = env | {"METRICS_PORT": str(free_port())}  # each its own, as each pod has
+        # On PostgreSQL each replica's connections carry its name (`application_name`): a test
+        # can tell from pg_stat_activity when the server is done with a killed one.
+        self.name = log.stem
+        if env.get("DATABASE_URL", "").startswith("postgresql"):
+            url = env["DATABASE_URL"]
+            env["DATABASE_URL"] = f"{url}{'&' if '?' in url else '?'}application_name={self.name}"
         self.metrics_port = int(env["METRICS_PORT"])
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -87,8 +94,13 @@ class Replica:
     def kill(self) -> None:
         """`kill -9`: no handler runs, nothing is flushed, held claims stay held."""
         os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(10)
+        self.process.wait(WAIT_BOUND)
         self._close()
+
+    def gone_from(self, url: str) -> bool:
+        """Whether the PostgreSQL server has no connection of this (killed) replica left: it has
+        then read everything the replica sent before it died (a COMMIT on its way landed)."""
+        return query(url, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{self.name}'") == [(0,)]
 
     def _close(self) -> None:
         self.http.close()
