@@ -110,7 +110,7 @@ def test_a_resolve_the_status_page_refused_never_wins_over_the_one_it_took(
         incident = declare(bot, slack)
         first = open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}"))
         second = {**open_incident_modal(bot, slack, lambda: bot.command(f"resolve {incident.id}")), "id": "V2"}
-        answer_ua = statuspage.pause_reply("/Incident/ResolveIncident")
+        answer_ua = statuspage.pause_reply("/Incident/ResolveIncident", seconds=4 * WAIT_BOUND)
         bot.submit(first, resolve_values(incident.id), user="UA")
         slack.wait_for(lambda: statuspage.incidents[incident.upstream_id]["Resolved"])  # taken, not yet answered
         bot.submit(second, resolve_values(incident.id), user="UB")

@@ -181,7 +181,7 @@ def test_kill_9_between_resolving_and_its_notice_then_restart_posts_the_notice_o
         assert (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
         wait_until(
             lambda: stored(tmp_path, "SELECT message_ts FROM incident_events WHERE kind = 'resolved'") == [(notice["ts"],)],
-            5,
+            WAIT_BOUND,
             "the notice to be recorded",
         )
         after_two_more_beats(tmp_path)  # a second pass would have posted it again by then
@@ -233,7 +233,7 @@ def test_kill_9_between_cancelling_and_its_notice_then_restart_posts_the_notice_
         assert "Cancelled" in notice["text"] and (notice.get("metadata") or {}).get("event_type") == "sitrep_notice"
         wait_until(
             lambda: stored(tmp_path, "SELECT state FROM reminders WHERE kind = 'cancelled'") == [("posted",)],
-            5,
+            WAIT_BOUND,
             "the notice to be recorded",
         )
         after_two_more_beats(tmp_path)  # a second pass would have posted it again by then

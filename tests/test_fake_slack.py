@@ -22,7 +22,7 @@ from tests.support.fakes.signing import (
     new_trigger_id,
     slack_signature_headers,
 )
-from tests.support.fakes.slack_api import FakeSlack, Malformed, SlackCall, Tiers
+from tests.support.fakes.slack_api import WAIT_BOUND, FakeSlack, Malformed, SlackCall, Tiers
 from tests.support.slack_limits import ack_problems
 
 TOKEN = "xoxb-test-token"
@@ -207,6 +207,20 @@ async def test_a_call_held_by_an_event_is_carried_out_only_once_it_is_set(web_sl
     assert web_slack.messages("C1") == [] and web_slack.calls_to("chat.postMessage") == [] and not sending.done()
     released.set()
     assert (await sending)["ok"] and web_slack.messages("C1")[0]["text"] == "held"
+
+
+async def test_release_delays_lets_a_held_call_go_and_drops_the_unmet_ones(web_slack: FakeSlack, web_client: AsyncWebClient):
+    """What a test that ended early leaves (a held call, delays no call met) holds nothing of
+    the next test's: the fixture lets it go at teardown, and reset() does too."""
+    web_slack.delay_next("chat.postMessage", threading.Event())  # never set by anyone
+    web_slack.delay_next("chat.update", threading.Event())  # never met
+    sending = asyncio.ensure_future(web_client.chat_postMessage(channel="C1", text="held"))
+    await web_slack.await_for(lambda: web_slack.held == 1)
+    web_slack.release_delays()
+    assert (await sending)["ok"] and web_slack.held == 0
+    posted = web_slack.messages("C1")[0]
+    # The queued chat.update delay is gone: the next update is answered at once.
+    assert (await asyncio.wait_for(web_client.chat_update(channel="C1", ts=posted["ts"], text="edited"), WAIT_BOUND))["ok"]
 
 
 async def test_rate_limit_honours_retry_after(web_slack: FakeSlack, web_client: AsyncWebClient):

@@ -11,10 +11,7 @@ import pytest
 from handlers.ids import DraftAction
 from handlers.incident.ids import Block
 from tests.support.fakes.signing import new_trigger_id
-from tests.support.harness import (
-    CHANNEL,
-    BotUnderTest,
-)
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest
 from tests.support.incidents import declare_values, drafts_in_store, incidents_in_store, open_declare_modal
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"
@@ -110,7 +107,7 @@ def test_upstream_500_tells_user_and_keeps_text_and_retry_succeeds(bot, slack, s
 
 @pytest.mark.upstream_times_out
 def test_upstream_timeout_tells_user_and_announces_nothing(bot, slack, statuspage):
-    statuspage.latency = 3.0  # the bot's client times out after 2 s in tests
+    statuspage.latency = PAST_IMPATIENT  # the bot's client here gives up after 2 s
     view = open_declare_modal(bot, slack)
     bot.submit(view, declare_values())
     # Sent, no answer: the status page may have it, so this is "outcome unknown", not a

@@ -11,7 +11,7 @@ from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
 from handlers.incident.views import MAX_MESSAGE_BLOCKS
 from tests.support.fakes.slack_api import WAIT_BOUND
-from tests.support.harness import CHANNEL, BotUnderTest, last_view
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view
 from tests.support.incidents import (
     assert_update_landed,
     declare,
@@ -196,7 +196,7 @@ def test_update_malformed_body_keeps_the_update(bot, slack, statuspage):
 def test_update_timeout_keeps_the_update(bot, slack, statuspage):
     incident = declare(bot, slack)
     view = open_modal(bot, slack, lambda: bot.command(f"update {incident.id}"))
-    statuspage.latency = 3.0
+    statuspage.latency = PAST_IMPATIENT
     bot.submit(view, update_values(incident.id))
     answer = json.dumps(slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"))[-1]["blocks"])
     assert DraftAction.RETRY in answer
@@ -265,7 +265,7 @@ def test_resolve_failures_keep_the_incident_open_and_the_note(bot, slack, status
     if failure == "401":
         statuspage.api_key = "rotated"
     elif failure == "timeout":
-        statuspage.latency = 3.0
+        statuspage.latency = PAST_IMPATIENT
     else:
         statuspage.malformed = True
     bot.submit(view, resolve_values(incident.id))

@@ -52,7 +52,7 @@ def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_lin
         wait_healthy(base, second)
         # Within a few heartbeats the dead sender counts as gone: the person is told.
         notice = wait_until(
-            lambda: [m for m in slack.ephemerals() if "Outcome unknown" in m["text"]], 15, "the outcome-unknown notice"
+            lambda: [m for m in slack.ephemerals() if "Outcome unknown" in m["text"]], WAIT_BOUND, "the outcome-unknown notice"
         )[0]
         assert notice["user"] == "U123" and notice["channel"] == "C123"
         blocks = str(notice["blocks"])
@@ -69,7 +69,7 @@ def test_kill_9_while_the_status_page_holds_a_declare_then_restart_tells_and_lin
         values = {DraftBlock.UPSTREAM_ID: {DraftInput.UPSTREAM_ID: typed(made)}}
         assert signed_post(base, interaction_body(submission_payload(link_view, values))).status_code == 200
         announced = wait_until(
-            lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL], 10, "the announcement"
+            lambda: [c for c in slack.calls_to("chat.postMessage") if c["channel"] == CHANNEL], WAIT_BOUND, "the announcement"
         )
         assert len(announced) == 1 and "DB down" in announced[0]["text"]
         wait_until(lambda: drafts(tmp_path) == [("done", None)], WAIT_BOUND, "the draft to be done")

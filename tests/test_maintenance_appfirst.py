@@ -17,7 +17,7 @@ from scheduler.sync import sync_windows
 from store.states import DraftKind
 from tests.support.dates import SUMMER_END, SUMMER_START, T0, WINTER_END, WINTER_START, YEAR
 from tests.support.fakes.slack_api import WAIT_BOUND
-from tests.support.harness import CHANNEL, BotUnderTest, last_view
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view
 from tests.support.maintenance import (
     ack_text,
     block,
@@ -411,7 +411,7 @@ def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_o
 def test_list_gives_up_on_a_slow_list(af_bot, slack, appfirst, monkeypatch):
     monkeypatch.setattr(maintenance_listing, "LIST_DEADLINE_SECONDS", 0.5)
     schedule_first(af_bot)
-    with appfirst.hold_requests():  # no page answers before the list's deadline (the client's own is 2 s)
+    with appfirst.hold_requests():  # no page answers before the list's deadline
         text = list_answer(af_bot, slack)
     assert "took more than 0.5 seconds to list its windows" in text and "sitrep's own record" in text
 
@@ -579,7 +579,7 @@ def _break(appfirst, failure):
     if failure == "401":
         appfirst.api_key = "rotated"
     elif failure == "timeout":
-        appfirst.latency = 3.0
+        appfirst.latency = PAST_IMPATIENT
     elif failure == "malformed":
         appfirst.malformed = True
     else:

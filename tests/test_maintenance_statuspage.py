@@ -13,7 +13,7 @@ from handlers.ids import DraftAction
 from handlers.maintenance.ids import Action, Block, Callback
 from store.states import DraftKind
 from tests.support.dates import SUMMER_END, SUMMER_START, T0, WINTER_END, WINTER_START, YEAR
-from tests.support.harness import CHANNEL, BotUnderTest, last_view
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view
 from tests.support.maintenance import (
     API,
     ack_text,
@@ -199,7 +199,7 @@ def test_list_when_the_status_page_does_not_answer_is_the_bots_own_record(sp_bot
     if failure == "500":
         statuspage.fail_status = 500
     elif failure == "timeout":
-        statuspage.latency = 3.0
+        statuspage.latency = PAST_IMPATIENT
     elif failure == "malformed":
         statuspage.malformed = True
     else:
@@ -246,7 +246,7 @@ def test_status_when_the_status_page_fails_says_so(sp_bot, slack, statuspage, fa
     elif failure == "500":
         statuspage.fail_status = 500
     elif failure == "timeout":
-        statuspage.latency = 3.0
+        statuspage.latency = PAST_IMPATIENT
     else:
         statuspage.malformed = True
     response = sp_bot.command("status", command="/maintenance")

@@ -388,7 +388,9 @@ def test_a_posted_reminder_is_recorded_while_the_next_post_still_waits_its_turn(
     window is "In progress" in the store (and its parent edited) while the second reply,
     past its turn, is still held at Slack."""
     first, second = schedule(bot, title="First"), schedule(bot, title="Second")
-    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1 / (RECORD_AFTER + 1), burst=1)})
+    # The parent's edit must be queued before the second reply's turn comes (the channel's
+    # calls go one at a time, and that reply is held): the turn comes 8 s after the record.
+    bot.ctx.outbox = Outbox({"chat.postMessage": Rate(per_second=1 / (RECORD_AFTER + 8), burst=1)})
     slack.forget_calls()
     held = threading.Event()  # the second reply, once its turn comes, is held at Slack until the test lets it go
     slack.delay_next("chat.postMessage", 0)

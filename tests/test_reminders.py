@@ -9,6 +9,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from apscheduler.schedulers.base import STATE_PAUSED
 from sqlalchemy import select
 
 from bot.services.maintenance import MaintenanceService
@@ -21,6 +22,7 @@ from store.models import MaintenanceWindow, Reminder
 from store.reminders import LONG_AGO
 from store.states import DraftKind
 from tests.support.dates import T0
+from tests.support.fakes.slack_api import WAIT_BOUND
 from tests.support.harness import CHANNEL, BotUnderTest, FakeClock
 from tests.support.reminders import reminder_posts, reminders
 
@@ -365,20 +367,26 @@ def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
     """SIGTERM while a reminder waits on Slack (429, Retry-After 2 s): the stop waits for it,
     so it is posted and recorded, not cancelled mid-post with its claim left held."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
-        # Queued before anything is posted, so no pace of the machine decides which post they
-        # meet: the announcement goes through, the reminder's post is held at Slack, then refused.
         held = threading.Event()
-        slack.delay_next("chat.postMessage", 0)
-        slack.delay_next("chat.postMessage", held)
-        now = datetime.now(UTC)
-        form = ScheduleForm(title="Stop mid-post", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
-        window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
         try:
+            # Queued before anything is posted, so no pace of the machine decides which post they
+            # meet: the announcement goes through, the reminder's post is held at Slack, then refused.
+            slack.delay_next("chat.postMessage", 0)
+            slack.delay_next("chat.postMessage", held)
+            now = datetime.now(UTC)
+            form = ScheduleForm(title="Stop mid-post", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
+            window = bot.run(
+                MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")
+            ).record
             slack.wait_for(lambda: slack.held == 1 and reminders(bot, window.id)["started"].state == "claimed")
             slack.fail_next("chat.postMessage", status=429, retry_after=2)  # met by the held post, once let go
+            # The stop begins (the scheduler pauses) while the post is still held: only then is
+            # it let go, so the 429 and its retry happen during the stop on any machine.
+            stopping = asyncio.run_coroutine_threadsafe(bot.bot.scheduler.stop(timeout=WAIT_BOUND), bot.loop)
+            slack.wait_for(lambda: bot.bot.scheduler.scheduler.state == STATE_PAUSED)
         finally:
             held.set()
-        bot.run(bot.bot.scheduler.stop(timeout=10))
+        stopping.result(2 * WAIT_BOUND)
         assert reminders(bot, window.id)["started"].state == "posted"
         assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == PostTag.REMINDER]) == 1
 
@@ -389,12 +397,14 @@ def test_a_reminder_pass_that_outlives_the_shutdown_grace_is_stopped_in_one_line
     traceback (APScheduler's own line for any exception, a cancellation included)."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
         held = threading.Event()
-        slack.delay_next("chat.postMessage", 0)  # the announcement
-        slack.delay_next("chat.postMessage", held)  # the reminder, whenever it comes due
-        now = datetime.now(UTC)
-        form = ScheduleForm(title="Stop past the grace", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
-        window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
         try:
+            slack.delay_next("chat.postMessage", 0)  # the announcement
+            slack.delay_next("chat.postMessage", held)  # the reminder, whenever it comes due
+            now = datetime.now(UTC)
+            form = ScheduleForm(title="Stop past the grace", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
+            window = bot.run(
+                MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")
+            ).record
             slack.wait_for(lambda: slack.held == 1 and reminders(bot, window.id)["started"].state == "claimed")
             bot.run(bot.bot.scheduler.stop(timeout=0))  # no grace at all: the pass outlives it
         finally:

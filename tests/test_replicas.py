@@ -78,10 +78,11 @@ def stuck_report(url: str, slack, replicas: Replicas, victim, held: list[int], k
 
 def kill_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started: int, due: datetime):
     """Once `after_started` "started" replies are in, catch a replica holding a claim: stop it
-    (SIGSTOP); if the claim is still held once it is stopped, kill it (SIGKILL) and return it
-    and the reminder ids it held when it died; otherwise let it go on and look again. What it
-    held is read once the server has closed its connections: a COMMIT it sent just before
-    the stop has landed by then (no sleep guesses how long that takes)."""
+    (SIGSTOP); once the server carries out nothing more for it (a COMMIT it sent just before
+    the stop has landed: no sleep guesses how long that takes), read what it still holds; if
+    anything, kill it (SIGKILL), wait until the server has closed its connections, and return
+    it and those reminder ids; otherwise let it go on and look again. The ids are read before
+    the kill: once it is dead another replica may take its claims over."""
     deadline = time.monotonic() + max(0.0, (due - utcnow()).total_seconds()) + 45
     while time.monotonic() < deadline:
         if sum(kind == "started" for _, kind in reminder_messages(slack)) < after_started:
@@ -93,11 +94,15 @@ def kill_a_claim_holder(replicas: Replicas, url: str, slack, *, after_started: i
         for who in holders:
             replica = replicas.by_instance(who)
             os.kill(replica.process.pid, signal.SIGSTOP)
-            claimed = f"SELECT id FROM reminders WHERE state = 'claimed' AND claimed_by = '{who}'"
-            if query(url, claimed):
+            # Its connections are named (else the waits below would prove nothing), and the
+            # server finishes what it was sent before the stop.
+            assert replica.connections(url), f"no connection named {replica.name} on the server"
+            slack.wait_for(lambda r=replica: "active" not in r.connections(url))
+            held = sorted(i for (i,) in query(url, f"SELECT id FROM reminders WHERE state = 'claimed' AND claimed_by = '{who}'"))
+            if held:
                 replica.kill()
                 slack.wait_for(lambda r=replica: r.gone_from(url))
-                return replica, sorted(i for (i,) in query(url, claimed))
+                return replica, held
             os.kill(replica.process.pid, signal.SIGCONT)
         time.sleep(0.01)
     raise AssertionError("no replica was seen holding a reminder claim")
@@ -151,7 +156,7 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
 
         victim, held = kill_a_claim_holder(replicas, url, slack, after_started=30, due=due)
         killed_at = utcnow()
-        held_kinds = query(url, f"SELECT window_id, kind FROM reminders WHERE id IN ({', '.join(map(str, held)) or 'NULL'})")
+        held_kinds = query(url, f"SELECT window_id, kind FROM reminders WHERE id IN ({', '.join(map(str, held))})")
         landed = [k for k in held_kinds if k in reminder_messages(slack)]  # in Slack, not yet recorded
         survivors = replicas.alive()
         assert len(survivors) == 2
@@ -198,7 +203,7 @@ def test_three_replicas_post_everything_once_through_429s_and_a_kill_9(postgres,
     slack_ids = {i for i, title, _, _ in windows if title.startswith("Slack")}
     assert sorted(not_posted) == sorted((i, "ended", "pending") for i in slack_ids)  # they end in an hour
     assert query(url, POSTED) == [(expected,)]
-    finishers = dict(query(url, f"SELECT id, claimed_by FROM reminders WHERE id IN ({', '.join(map(str, held)) or 'NULL'})"))
+    finishers = dict(query(url, f"SELECT id, claimed_by FROM reminders WHERE id IN ({', '.join(map(str, held))})"))
     assert set(finishers) == set(held) and victim.instance_id not in finishers.values()
     assert {state for *_, state in windows} == {"in_progress", "completed"}
 

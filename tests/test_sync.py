@@ -15,7 +15,7 @@ from store.db import Database
 from store.models import MaintenanceWindow
 from tests.support.dates import T0, WINTER_END, WINTER_START, YEAR
 from tests.support.fakes.slack_api import WAIT_BOUND
-from tests.support.harness import CHANNEL, BotUnderTest
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest
 from tests.support.maintenance import (
     announcements,
     list_answer,
@@ -291,7 +291,7 @@ def test_a_failing_sync_keeps_the_bot_running(appfirst_bot, appfirst, slack, fai
     if failure == "500":
         appfirst.fail_status = 500
     elif failure == "timeout":
-        appfirst.latency = 3.0
+        appfirst.latency = PAST_IMPATIENT
     elif failure == "malformed":
         appfirst.malformed = True
     elif failure == "trailing-comma":

@@ -141,7 +141,7 @@ def test_an_incidents_id_is_refused_for_a_window_in_the_link_form(bot, slack, st
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     view = open_modal(bot, slack)
     bot.submit(view, schedule_values(start=now + timedelta(days=2), end=now + timedelta(days=2, hours=2)))
-    slack.wait_for(lambda: answers_with(slack, "Outcome unknown"), timeout=10)
+    slack.wait_for(lambda: answers_with(slack, "Outcome unknown"))
     draft_id = max(d.id for d in drafts_in_store(bot))
     error = paste(bot, link_form(bot, slack, draft_id), incident.upstream_id.replace("-", ""))
     assert error == f"That is the ID of incident #{incident.id}, not a maintenance window. Paste the window's ID."

@@ -193,6 +193,10 @@ def picked_time(moment: datetime | None) -> dict:
 #: time (a gate, or a latency past it) and the short bound below (`upstream_times_out`).
 UPSTREAM_TIMEOUT = 10.0
 IMPATIENT_UPSTREAM = 2.0
+#: A fake's latency no impatient client waits out, however the machine stalls: the client gives
+#: up at 2 s and closes the connection, and the fakes cancel a handler whose client is gone
+#: (`handler_cancellation`), so the request is never carried out, then or in a later test.
+PAST_IMPATIENT = IMPATIENT_UPSTREAM + WAIT_BOUND
 
 
 class BotUnderTest:

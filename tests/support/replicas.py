@@ -33,9 +33,10 @@ class Replica:
         self.port = int(env["PORT"])
         env = env | {"METRICS_PORT": str(free_port())}  # each its own, as each pod has
         # On PostgreSQL each replica's connections carry its name (`application_name`): a test
-        # can tell from pg_stat_activity when the server is done with a killed one.
-        self.name = log.stem
-        if env.get("DATABASE_URL", "").startswith("postgresql"):
+        # can tell from pg_stat_activity what the server is still doing for it, and when it is
+        # done with a killed one. The port makes the name the server's only one of its kind.
+        self.name = f"sitrep-{log.stem}-{self.port}"
+        if env.get("DATABASE_URL", "").startswith(("postgresql", "postgres:")):
             url = env["DATABASE_URL"]
             env["DATABASE_URL"] = f"{url}{'&' if '?' in url else '?'}application_name={self.name}"
         self.metrics_port = int(env["METRICS_PORT"])
@@ -97,10 +98,19 @@ class Replica:
         self.process.wait(WAIT_BOUND)
         self._close()
 
+    def connections(self, url: str) -> list[str]:
+        """The state of each of this replica's connections on the PostgreSQL server
+        (`active` while the server carries out a statement it sent)."""
+        sql = (
+            "SELECT coalesce(state, '') FROM pg_stat_activity"
+            f" WHERE application_name = '{self.name}' AND datname = current_database()"
+        )
+        return [state for (state,) in query(url, sql)]
+
     def gone_from(self, url: str) -> bool:
         """Whether the PostgreSQL server has no connection of this (killed) replica left: it has
         then read everything the replica sent before it died (a COMMIT on its way landed)."""
-        return query(url, f"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{self.name}'") == [(0,)]
+        return self.connections(url) == []
 
     def _close(self) -> None:
         self.http.close()

@@ -381,6 +381,7 @@ class FakeSlack:
         self._failures: defaultdict[str, deque[_Failure]] = defaultdict(deque)
         self._delays: defaultdict[str, deque[float | threading.Event]] = defaultdict(deque)
         self.held = 0  # calls arrived and held by an Event given to `delay_next`
+        self._holding: list[threading.Event] = []  # the Events those calls wait on
         self._users: dict[str, Json] = {}
         self._handlers: dict[str, Callable[[Json], Json]] = {
             "auth.test": self._auth_test,
@@ -518,7 +519,8 @@ class FakeSlack:
     def reset(self) -> None:
         """Forget calls, messages, views, channels and violations, stop enforcing tiers, grant
         every scope again, turn the Home tab back on, put triggers back on the machine's
-        clock; keep queued failures and users."""
+        clock, let go of held calls and drop delays no call met; keep queued failures and users."""
+        self.release_delays()
         with self._lock:
             self.tiers = None
             self.scopes = None
@@ -599,6 +601,17 @@ class FakeSlack:
             raise ValueError(f"{method} is not a documented Slack method")
         with self._lock:
             self._delays[method].append(seconds)
+
+    def release_delays(self) -> None:
+        """Let every call held by an `Event` go, and drop the delays no call has met yet: a
+        test that ends early (an assertion failed while a call was held) leaves nothing that
+        holds a later test's call."""
+        with self._lock:
+            events = [d for queue in self._delays.values() for d in queue if isinstance(d, threading.Event)]
+            events += self._holding
+            self._delays.clear()
+        for event in events:
+            event.set()
 
     def fail_next_upload(self, status: int = 500) -> None:
         """Make the next POST to an upload URL answer this HTTP status, taking nothing."""
@@ -792,10 +805,12 @@ class FakeSlack:
         if isinstance(delay, threading.Event):
             with self._lock:
                 self.held += 1
+                self._holding.append(delay)
             while not delay.is_set():
                 await asyncio.sleep(0.01)
             with self._lock:
                 self.held -= 1
+                self._holding.remove(delay)
         elif delay:
             await asyncio.sleep(delay)
         with self._lock:
