@@ -11,8 +11,17 @@ import pytest
 
 from tests.support.dates import NY, first_year_ahead
 from tests.support.fakes.slack_api import WAIT_BOUND
-from tests.support.harness import _PORTS_FROM, _PORTS_PER_WORKER, CHANNEL, BotUnderTest, _worker_ports, free_port
-from tests.support.incidents import declare_values, open_declare_modal
+from tests.support.harness import (
+    _PORTS_FROM,
+    _PORTS_PER_WORKER,
+    CHANNEL,
+    ONE_MOMENT,
+    BotUnderTest,
+    _worker_ports,
+    free_port,
+    said,
+)
+from tests.support.incidents import declare, declare_values, open_declare_modal, open_modal
 
 
 def test_settle_waits_for_a_listener_still_at_work(settings, slack, statuspage):
@@ -25,6 +34,19 @@ def test_settle_waits_for_a_listener_still_at_work(settings, slack, statuspage):
         assert len(statuspage.incidents) == 1  # before the bot stops (its stop would wait too)
         assert [m for m in slack.messages(CHANNEL) if "Slow page" in (m.get("text") or "")]
         assert slack.calls_to("chat.postEphemeral")  # the person told: the listener ran to its end
+
+
+def test_a_form_whose_read_outlived_read_before_open_is_what_the_helpers_give_back(settings, slack, statuspage):
+    """On a loaded machine a form's read can outlive `read_before_open`: the "one moment"
+    modal opens and the form, or the refusal, fills it. The helpers give the test what the
+    person sees either way, so no test depends on the machine's pace."""
+    with BotUnderTest(settings, read_before_open=0.0) as bot:  # every such read outlives it
+        incident = declare(bot, slack)
+        view = open_modal(bot, slack, lambda: bot.command(f"update {incident.id}"))
+        assert ONE_MOMENT in str(slack.calls_to("views.open")[-1]["view"])  # it went the slow way
+        assert "submit" in view and f"#{incident.id}" in str(view["blocks"])
+        assert "I don't know an incident `#99`" in said(bot, slack, "update #99")
+        assert "I don't know an incident `#99`" not in str(slack.calls_to("views.open")[-1]["view"])
 
 
 @pytest.mark.parametrize("year", range(2026, 2037))

@@ -11,7 +11,7 @@ from handlers.ids import DraftAction
 from handlers.incident.ids import Action, Block
 from handlers.incident.views import MAX_MESSAGE_BLOCKS
 from tests.support.fakes.slack_api import WAIT_BOUND
-from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view, said
 from tests.support.incidents import (
     assert_update_landed,
     declare,
@@ -70,9 +70,8 @@ def test_resolve_broadcasts_and_removes_buttons_then_again_says_already_resolved
     assert "Resolved" in json.dumps(parent["blocks"])
 
     slack.forget_calls()
-    response = bot.command(f"resolve {incident.id}")
-    assert "already resolved" in response.text
-    assert slack.calls_to("chat.postMessage") == [] and slack.calls_to("views.open") == []
+    assert "already resolved" in said(bot, slack, f"resolve {incident.id}")  # and no form opened
+    assert slack.calls_to("chat.postMessage") == []
 
 
 def test_resolve_when_the_status_page_says_already_resolved(bot, slack, statuspage):
@@ -97,10 +96,10 @@ def test_update_of_an_incident_the_status_page_lost_shows_its_message(bot, slack
 
 
 def test_unknown_references_are_answered_plainly(bot, slack, statuspage):
-    assert "no open incidents" in bot.command("update").text.lower()
+    assert "no open incidents" in said(bot, slack, "update").lower()
     declare(bot, slack)
-    assert "I don't know an incident `#99`" in bot.command("update #99").text
-    assert "I don't know an incident `nope`" in bot.command("resolve nope").text
+    assert "I don't know an incident `#99`" in said(bot, slack, "update #99")
+    assert "I don't know an incident `nope`" in said(bot, slack, "resolve nope")
 
 
 def test_list_with_zero_one_and_many(bot, slack, statuspage):

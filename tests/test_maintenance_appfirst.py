@@ -17,9 +17,8 @@ from scheduler.sync import sync_windows
 from store.states import DraftKind
 from tests.support.dates import SUMMER_END, SUMMER_START, T0, WINTER_END, WINTER_START, YEAR
 from tests.support.fakes.slack_api import WAIT_BOUND
-from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view, said
 from tests.support.maintenance import (
-    ack_text,
     block,
     date_token,
     drafts,
@@ -568,11 +567,11 @@ def test_500_keeps_the_draft_and_edit_reopens_it(af_bot, slack, appfirst):
 
 def test_edit_of_unknown_or_finished_windows(af_bot, slack, appfirst, clock):
     appfirst.shift = timedelta(0)  # the window must have ended an hour later
-    assert "I don't know a maintenance window `#9`" in ack_text(af_bot.command("edit #9", command="/maintenance"))
+    assert "I don't know a maintenance window `#9`" in said(af_bot, slack, "edit #9", command="/maintenance")
     form = ScheduleForm(title="Short", start=T0 + timedelta(minutes=1), end=T0 + timedelta(minutes=10), servers_text="1")
     window = af_bot.run(MaintenanceService(af_bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
     clock.advance(hours=1)
-    assert "has already ended" in ack_text(af_bot.command(f"edit {window.id}", command="/maintenance"))
+    assert "has already ended" in said(af_bot, slack, f"edit {window.id}", command="/maintenance")
 
 
 def _break(appfirst, failure):

@@ -13,7 +13,7 @@ from handlers.ids import DraftAction
 from handlers.maintenance.ids import Action, Block, Callback
 from store.states import DraftKind
 from tests.support.dates import SUMMER_END, SUMMER_START, T0, WINTER_END, WINTER_START, YEAR
-from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view
+from tests.support.harness import CHANNEL, PAST_IMPATIENT, BotUnderTest, last_view, said
 from tests.support.maintenance import (
     API,
     ack_text,
@@ -296,7 +296,7 @@ def test_cancel_resolves_the_maintenance_and_updates_the_thread(sp_bot, slack, s
     assert statuspage.incidents[window.upstream_id]["Resolved"] is True
     # Cancelled windows leave the list, and cannot be cancelled twice.
     assert "No maintenance scheduled" in list_answer(sp_bot, slack)
-    assert "already cancelled" in ack_text(sp_bot.command(f"cancel {window.id}", command="/maintenance"))
+    assert "already cancelled" in said(sp_bot, slack, f"cancel {window.id}", command="/maintenance")
 
 
 def test_cancel_button_on_the_announcement_opens_the_confirmation(sp_bot, slack):
@@ -312,8 +312,8 @@ def test_cancel_by_upstream_id_and_unknown_ids(sp_bot, slack, statuspage):
     window = schedule_directly(sp_bot, "By GUID", T0 + timedelta(days=1), T0 + timedelta(days=1, hours=1))
     view = open_modal(sp_bot, slack, text=f"cancel {window.upstream_id}")
     assert f"#{window.id}" in str(view["blocks"])
-    assert "I don't know a maintenance window `42`" in ack_text(sp_bot.command("cancel 42", command="/maintenance"))
-    assert "Say which window" in ack_text(sp_bot.command("cancel", command="/maintenance"))
+    assert "I don't know a maintenance window `42`" in said(sp_bot, slack, "cancel 42", command="/maintenance")
+    assert "Say which window" in said(sp_bot, slack, "cancel", command="/maintenance")
 
 
 def test_already_resolved_upstream_still_cancels_here_and_shows_the_message(sp_bot, slack, statuspage):

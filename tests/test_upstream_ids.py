@@ -17,7 +17,7 @@ from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction, DraftBlock, DraftCallback, DraftInput
 from store import ids
 from store.states import DraftKind
-from tests.support.harness import last_view, typed
+from tests.support.harness import last_view, said, typed
 from tests.support.incidents import answers_with, declare, drafts_in_store, incidents_in_store, unknown_declare
 from tests.support.maintenance import open_modal, schedule_values, windows
 
@@ -105,7 +105,7 @@ def test_a_windows_id_is_refused_for_an_incident_in_the_link_form_and_in_command
     assert error and f"maintenance #{window.id}" in error and "not an incident" in error
     assert incidents_in_store(bot) == [] and [d.state for d in drafts_in_store(bot) if d.id == draft_id] == ["unknown"]
     for sub in ("update", "resolve"):
-        answer = bot.command(f"{sub} {window.upstream_id}").json()["text"]
+        answer = said(bot, slack, f"{sub} {window.upstream_id}")
         assert f"is maintenance #{window.id}, a maintenance window, not an incident" in answer
     assert not [r for r in statuspage.requests if r.path.endswith("ResolveIncident")]
 
@@ -155,7 +155,7 @@ def test_an_incidents_id_is_refused_for_a_window_in_the_link_form(bot, slack, st
 def test_a_number_too_large_for_an_incident_is_not_an_incident_number(bot, slack, ref):
     declare(bot, slack)
     for sub in ("update", "resolve"):
-        answer = bot.command(f"{sub} {ref}").json()["text"]
+        answer = said(bot, slack, f"{sub} {ref}")
         assert "is not an incident number" in answer, (sub, answer)
 
 
@@ -167,7 +167,7 @@ def test_a_number_too_large_in_the_link_form_is_not_an_incident_number(bot, slac
 
 
 def test_a_number_too_large_for_a_window_is_answered_plainly(bot, slack):
-    answer = bot.command(f"cancel {LONG}", command="/maintenance").json()["text"]
+    answer = said(bot, slack, f"cancel {LONG}", command="/maintenance")
     assert f"I don't know a maintenance window `{LONG}`" in answer
 
 
@@ -181,7 +181,7 @@ def test_a_button_naming_a_kept_submission_past_any_number_is_answered_plainly(b
 def test_maintenance_commands_take_a_window_id_in_any_spelling_and_refuse_an_incidents(bot, slack, statuspage):
     window = schedule_window(bot)
     incident = declare(bot, slack)
-    answer = bot.command(f"cancel {incident.upstream_id.upper()}", command="/maintenance").json()["text"]
+    answer = said(bot, slack, f"cancel {incident.upstream_id.upper()}", command="/maintenance")
     assert f"is incident #{incident.id}, not a maintenance window" in answer
     slack.forget_calls()
     response = bot.command(f"cancel {{{window.upstream_id.upper()}}}", command="/maintenance")

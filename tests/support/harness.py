@@ -527,24 +527,64 @@ def home_opened(user: str = "U123", *, tab: str = "home", view: dict | None = No
     return event
 
 
-def last_view(slack, method: str = "views.open") -> dict:
-    calls = slack.calls_to(method)
-    assert calls, f"no {method} call"
-    view = calls[-1]["view"]
+#: What the modal says that `handlers/opening.py` opens when the store has not answered
+#: within `read_before_open`; the form then replaces it by `views.update`.
+ONE_MOMENT = "One moment: reading what sitrep has"
+
+
+def _view(args: dict) -> dict:
+    view = args["view"]
     return view if isinstance(view, dict) else json.loads(view)
 
 
-def opened_form(slack, *, opened: int = 0, updated: int = 0, timeout: float | None = None) -> dict:
-    """The form a command or button opened after `opened` views.open calls: views.open's view,
-    or, when that was the "one moment" modal (the store answered after
-    `AppContext.read_before_open`, as on a loaded machine), the views.update that filled it."""
-    bound = {} if timeout is None else {"timeout": timeout}
-    slack.wait_for(lambda: len(slack.calls_to("views.open")) > opened, **bound)
-    view = last_view(slack)
-    if "submit" in view:
-        return view
-    slack.wait_for(lambda: len(slack.calls_to("views.update")) > updated, **bound)
-    return last_view(slack, "views.update")
+def last_view(slack, method: str = "views.open") -> dict:
+    """The view of the last `method` call. For `views.open`, the form the person sees: when
+    that opened the "one moment" modal (the store answered after `read_before_open`, as on a
+    loaded machine), the `views.update` that filled it, waited for."""
+    calls = slack.calls_to(method)
+    assert calls, f"no {method} call"
+    view = _view(calls[-1])
+    if method == "views.open" and ONE_MOMENT in json.dumps(view):
+        return slack.wait_for(lambda: _filled_after_last_open(slack))
+    return view
+
+
+def _filled_after_last_open(slack) -> dict | None:
+    calls = slack.calls
+    opened = max(i for i, call in enumerate(calls) if call.method == "views.open")
+    filled = [call for call in calls[opened + 1 :] if call.method == "views.update"]
+    return _view(filled[0].args) if filled else None
+
+
+def opened_form(slack, *, opened: int = 0, timeout: float | None = None) -> dict:
+    """The form a command or button opened after `opened` views.open calls (`last_view`)."""
+    slack.wait_for(lambda: slack.count("views.open") > opened, **({} if timeout is None else {"timeout": timeout}))
+    return last_view(slack)
+
+
+def said(bot, slack, text: str, **kwargs) -> str:
+    """The text a command that reads before it opens its form (`handlers/opening.py`)
+    answers with when it refuses: in its ack when the read answered within
+    `read_before_open`, else in the "one moment" modal that the answer fills (as on a loaded
+    machine). Either way no form was opened."""
+    opened = slack.count("views.open")
+    response = bot.command(text, **kwargs)
+    assert response.status_code == 200, response.text
+    if response.content not in (b"", b"null"):
+        return "\n".join(texts(response.json()))
+    view = opened_form(slack, opened=opened)
+    assert "submit" not in view, view
+    return "\n".join(texts(view["blocks"]))
+
+
+def texts(node: Any) -> list[str]:
+    """Every `text` string in a message or view (its mrkdwn and plain text, in order)."""
+    if isinstance(node, list):
+        return [t for item in node for t in texts(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["text"]] if isinstance(node.get("text"), str) else []
+    return found + [t for key, value in node.items() if not (key == "text" and isinstance(value, str)) for t in texts(value)]
 
 
 def at_once(*sends: Callable[[], Any]) -> None:

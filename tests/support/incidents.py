@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from handlers.incident.ids import NOTIFY_VALUE, Action, Block
 from store.models import Draft, Incident, IncidentEvent
-from tests.support.harness import CHANNEL, BotUnderTest, checked, chose, chose_many, last_view, typed
+from tests.support.harness import CHANNEL, BotUnderTest, checked, chose, chose_many, last_view, opened_form, typed
 
 API = "3fa85f64-5717-4562-b3fc-2c963f66afa0"  # a component GUID of the harness's settings
 
@@ -51,16 +51,17 @@ def event_kinds(bot: BotUnderTest, incident_id: int) -> list[str]:
 
 
 def open_declare_modal(bot, slack, text="declare DB down") -> dict:
+    opened = slack.count("views.open")
     response = bot.command(text)
     assert response.status_code == 200
-    slack.wait_for(lambda: slack.calls_to("views.open"))
-    return last_view(slack)
+    return opened_form(slack, opened=opened)
 
 
 def declare(bot, slack, title="DB down"):
     before = len(incidents_in_store(bot))
+    opened = slack.count("views.open")
     bot.command(f"declare {title}")
-    view = slack.wait_for(lambda: slack.calls_to("views.open") and last_view(slack))
+    view = opened_form(slack, opened=opened)
     slack.forget_calls()
     answer = bot.submit(view, declare_values(title=title))
     assert answer.status_code == 200 and "errors" not in answer.text, answer.text  # a refused form says why here
