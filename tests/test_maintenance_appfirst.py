@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from bot.services import maintenance_listing
+from bot.services import windows as windows_service
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from handlers.ids import DraftAction
@@ -382,7 +383,10 @@ def test_list_shows_appfirst_s_times_and_leaves_out_what_it_deleted(af_bot, slac
 
 @pytest.mark.upstream_times_out
 @pytest.mark.parametrize("failure", ["500", "timeout", "401", "malformed", "trailing-comma"])
-def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_old(af_bot, slack, appfirst, clock, failure):
+def test_list_when_appfirst_does_not_answer_says_it_is_the_bots_record_and_how_old(
+    af_bot, slack, appfirst, clock, failure, monkeypatch
+):
+    monkeypatch.setattr(windows_service, "NOTE_BOUND_SECONDS", WAIT_BOUND)  # each note must land, however slow the machine
     hold_live_sync(af_bot)
     window = schedule_first(af_bot)
     assert af_bot.run(sync_windows(af_bot.ctx)).failed is False  # AppFirst answered at T0

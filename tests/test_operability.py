@@ -22,6 +22,7 @@ from bot.clients.slack import make_slack_client
 from bot.context import build_context
 from bot.ops.logs import NOISY, audit_log
 from bot.ops.logs import configure as configure_logs
+from bot.services import windows as windows_service
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
 from scheduler.reminders import run_due_reminders
@@ -298,7 +299,8 @@ def test_reminders_overdue_counts_what_no_replica_posted_a_minute_after_its_time
         assert value(scrape(bot), "sitrep_reminders_overdue") == 0
 
 
-def test_last_sync_success_is_when_a_sync_pass_last_completed(settings, statuspage):
+def test_last_sync_success_is_when_a_sync_pass_last_completed(settings, statuspage, monkeypatch):
+    monkeypatch.setattr(windows_service, "NOTE_BOUND_SECONDS", WAIT_BOUND)  # each note must land, however slow the machine
     clock = FakeClock(T0)
     with BotUnderTest(settings, clock=clock) as bot:
         bot.run(bot.bot.scheduler.stop())  # the sync is driven here, on the injected clock

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, text
 
+from bot.services import windows as windows_service
 from scheduler.reminders import run_due_reminders
 from scheduler.sync import SYNC_LOCK, SyncReport, sync_windows
 from store.db import Database
@@ -448,10 +449,13 @@ def test_a_window_beyond_the_horizon_moved_upstream_is_followed_quietly(appfirst
     assert sync(appfirst_bot).announced == 0 and len(announcements(slack)) == 1
 
 
-def test_a_sync_with_nothing_changed_writes_nothing_and_costs_the_same_however_many_windows(appfirst_bot, appfirst, clock):
+def test_a_sync_with_nothing_changed_writes_nothing_and_costs_the_same_however_many_windows(
+    appfirst_bot, appfirst, clock, monkeypatch
+):
     """Work follows what changed: the stored side is read whole in fixed queries (never one
     per window) and nothing is written but the time the API last answered a list (what
     `/maintenance list` shows when the API is later down)."""
+    monkeypatch.setattr(windows_service, "NOTE_BOUND_SECONDS", WAIT_BOUND)  # each note must land, however slow the machine
     bot = appfirst_bot
     bot.run(bot.bot.scheduler.stop())  # the test drives the sync on the fake clock itself
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from bot.services import incidents as incidents_service
 from bot.services.incidents import WINDOW_CHECK_SECONDS
 from bot.services.maintenance import MaintenanceService
 from bot.services.maintenance_forms import ScheduleForm
@@ -110,8 +111,11 @@ def test_a_windows_id_is_refused_for_an_incident_in_the_link_form_and_in_command
     assert not [r for r in statuspage.requests if r.path.endswith("ResolveIncident")]
 
 
-def test_a_window_in_progress_on_the_status_page_is_refused_for_an_incident(bot, slack, statuspage):
+def test_a_window_in_progress_on_the_status_page_is_refused_for_an_incident(bot, slack, statuspage, monkeypatch):
     """Made on the status page, never seen by sitrep: its list of windows in progress says so."""
+    # The list of windows in progress must come back within the bound (1 s) on a loaded machine
+    # too; the bound running out has its own test (below). 5 s stays inside the ack budget.
+    monkeypatch.setattr(incidents_service, "WINDOW_CHECK_SECONDS", 5.0)
     now = datetime.now(UTC)
     elsewhere = statuspage.add_maintenance("Made elsewhere", now - timedelta(hours=1), now + timedelta(hours=1), in_progress=True)
     _answer, draft_id = unknown_declare(bot, slack, statuspage)
