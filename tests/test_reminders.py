@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -363,29 +365,35 @@ def test_real_time_reminders_are_posted_by_the_scheduler(settings, slack):
         assert len(reminder_posts(slack, window, "started")) == 1
 
 
+@contextmanager
+def a_reminder_post_held(bot, slack, title: str) -> Iterator[MaintenanceWindow]:
+    """A window starting in a second, whose "started" reminder is claimed and its post held at
+    Slack until the block ends. The delays are queued before anything is posted, so no pace of
+    the machine decides which post they meet: the announcement goes through, the reminder's
+    post is held."""
+    held = threading.Event()
+    try:
+        slack.delay_next("chat.postMessage", 0)
+        slack.delay_next("chat.postMessage", held)
+        now = datetime.now(UTC)
+        form = ScheduleForm(title=title, start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
+        window = bot.run(MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")).record
+        slack.wait_for(lambda: slack.held == 1 and reminders(bot, window.id)["started"].state == "claimed")
+        yield window
+    finally:
+        held.set()
+
+
 def test_stopping_lets_a_reminder_being_posted_finish(settings, slack):
     """SIGTERM while a reminder waits on Slack (429, Retry-After 2 s): the stop waits for it,
     so it is posted and recorded, not cancelled mid-post with its claim left held."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
-        held = threading.Event()
-        try:
-            # Queued before anything is posted, so no pace of the machine decides which post they
-            # meet: the announcement goes through, the reminder's post is held at Slack, then refused.
-            slack.delay_next("chat.postMessage", 0)
-            slack.delay_next("chat.postMessage", held)
-            now = datetime.now(UTC)
-            form = ScheduleForm(title="Stop mid-post", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
-            window = bot.run(
-                MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")
-            ).record
-            slack.wait_for(lambda: slack.held == 1 and reminders(bot, window.id)["started"].state == "claimed")
+        with a_reminder_post_held(bot, slack, "Stop mid-post") as window:
             slack.fail_next("chat.postMessage", status=429, retry_after=2)  # met by the held post, once let go
             # The stop begins (the scheduler pauses) while the post is still held: only then is
             # it let go, so the 429 and its retry happen during the stop on any machine.
             stopping = asyncio.run_coroutine_threadsafe(bot.bot.scheduler.stop(timeout=WAIT_BOUND), bot.loop)
             slack.wait_for(lambda: bot.bot.scheduler.scheduler.state == STATE_PAUSED)
-        finally:
-            held.set()
         stopping.result(2 * WAIT_BOUND)
         assert reminders(bot, window.id)["started"].state == "posted"
         assert len([m for m in slack.messages(CHANNEL) if (m.get("metadata") or {}).get("event_type") == PostTag.REMINDER]) == 1
@@ -396,19 +404,8 @@ def test_a_reminder_pass_that_outlives_the_shutdown_grace_is_stopped_in_one_line
     is taken over once stale), and the log says so in one warning, not as a failed job with a
     traceback (APScheduler's own line for any exception, a cancellation included)."""
     with BotUnderTest(settings.model_copy(update={"sitrep_reminder_lead": 0})) as bot:
-        held = threading.Event()
-        try:
-            slack.delay_next("chat.postMessage", 0)  # the announcement
-            slack.delay_next("chat.postMessage", held)  # the reminder, whenever it comes due
-            now = datetime.now(UTC)
-            form = ScheduleForm(title="Stop past the grace", start=now + timedelta(seconds=1), end=now + timedelta(hours=1))
-            window = bot.run(
-                MaintenanceService(bot.ctx).submit(DraftKind.SCHEDULE, form, user_id="U123", channel_id="C123")
-            ).record
-            slack.wait_for(lambda: slack.held == 1 and reminders(bot, window.id)["started"].state == "claimed")
+        with a_reminder_post_held(bot, slack, "Stop past the grace"):
             bot.run(bot.bot.scheduler.stop(timeout=0))  # no grace at all: the pass outlives it
-        finally:
-            held.set()
     assert "a reminder pass was still running when the shutdown grace ran out: stopped" in caplog.text
     failed_jobs = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler") and r.levelname == "ERROR"]
     assert failed_jobs == []
