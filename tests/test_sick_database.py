@@ -365,7 +365,6 @@ def test_a_reminder_pass_on_a_database_gone_away_ends_quietly(bot, tmp_path, cap
     assert "could not look up the next due reminder; the next heartbeat does" in said
 
 
-@pytest.mark.both_databases
 def told_after(slack, response) -> str:
     """The answer to a request (Slack's calls forgotten before it) while the database fails: in
     the ack; privately right after an ack sent before the store was read (a list); or in the
@@ -383,6 +382,7 @@ def told_after(slack, response) -> str:
     return slack.wait_for(seen)
 
 
+@pytest.mark.both_databases
 def test_a_database_outage_is_named_to_the_person_with_no_traceback_in_the_log(bot, settings, slack, caplog, tmp_path):
     incident = declare(bot, slack)
     if settings.database_url.startswith("postgresql"):
