@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler, to_starlette_response
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -29,7 +29,7 @@ from bot.context import ACK_DEADLINE, AppContext
 from bot.errors import Replayed
 from bot.inbound.answered import acked, after_answer
 from bot.inbound.drain import Drain, draining_server
-from bot.inbound.edge import PARSED_BODY, SlackEdge
+from bot.inbound.edge import SlackEdge
 from bot.inbound.guard import AcceptFailures, ConnectionGuard, SlowClientLog, accept_backlog
 from bot.inbound.replays import ReplayGuard
 from bot.messages.sandbox import answer_in_sandbox
@@ -302,17 +302,12 @@ class Sitrep:
         return Starlette(routes=self.operator_routes())
 
     def asgi(self) -> Starlette:
+        # Only reached by a request the edge does not answer itself (it dispatches every POST
+        # it verified): Bolt's own adapter, which verifies the signature again.
         handler = AsyncSlackRequestHandler(self.bolt)
 
         async def events(request: Request):
-            parsed = request.scope.get(PARSED_BODY)
-            if parsed is None:  # not through the edge (it is always in front): Bolt verifies it
-                return await handler.handle(request)
-            # The edge parsed the body with Bolt's own parser and checked its signature (v0
-            # HMAC, five minutes, as Bolt does): Bolt is handed that dict. Bolt takes a parsed
-            # body only as a Socket Mode request, which it does not verify again.
-            bolt_request = AsyncBoltRequest(body=parsed, query=request.query_params, headers=request.headers, mode="socket_mode")
-            return to_starlette_response(await self.bolt.async_dispatch(bolt_request))
+            return await handler.handle(request)
 
         @asynccontextmanager
         async def lifespan(_app):
@@ -334,11 +329,20 @@ class Sitrep:
         secret = self.ctx.settings.slack_signing_secret
         return Middleware(
             SlackEdge,
+            dispatch=self.dispatch,
             signing_secret=secret.get_secret_value() if secret else None,
             max_body=self.ctx.settings.sitrep_max_body,
             drain=self.drain,
             slow_clients=self.slow_clients,
         )
+
+    async def dispatch(self, body: dict, headers: dict[bytes, bytes]) -> tuple[int, dict, str]:
+        """A request the edge verified and parsed (Bolt's own parser, its v0 signature check),
+        handed to Bolt as that dict: Bolt takes a parsed body only as a Socket Mode request,
+        which it does not verify again."""
+        names = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers.items()}
+        response = await self.bolt.async_dispatch(AsyncBoltRequest(body=body, headers=names, mode="socket_mode"))
+        return response.status, response.headers, response.body
 
     async def serve_http(self, host: str = "0.0.0.0") -> None:
         import uvicorn

@@ -460,14 +460,19 @@ def test_healthz_is_not_affected(edge_bot):
 def run_edge(
     messages: list[dict] | None, headers=(), path: str = "/other", secret: str | None = SIGNING_SECRET, **options
 ) -> tuple[list[dict], list[bytes]]:
-    """Drive SlackEdge around a recording app with the given receive messages (None: never)."""
-    reached: list[bytes] = []
+    """Drive SlackEdge around a recording app and dispatch with the given receive messages
+    (None: never): what reached the app (its body) or the dispatch (the parsed body)."""
+    reached: list[bytes | dict] = []
     sent: list[dict] = []
 
     async def app(scope, receive, send):
         reached.append((await receive())["body"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
+
+    async def dispatch(parsed, _headers):
+        reached.append(parsed)
+        return 200, {"content-type": ["application/json;charset=utf-8"]}, '{"text": "ok"}'
 
     async def main():
         queue = list(messages or [])
@@ -481,7 +486,7 @@ def run_edge(
             sent.append(message)
 
         scope = {"type": "http", "method": "POST", "path": path, "headers": list(headers), "client": ("127.0.0.1", 1)}
-        await SlackEdge(app, signing_secret=secret, **options)(scope, receive, send)
+        await SlackEdge(app, dispatch=dispatch, signing_secret=secret, **options)(scope, receive, send)
 
     asyncio.run(main())
     return sent, reached
@@ -507,10 +512,21 @@ def test_slack_requests_are_served_during_the_drain_delay_and_refused_once_the_l
     drain = Drain()
     drain.begin()  # SIGTERM: /readyz fails, Slack is still answered
     sent, reached = run_edge(request, headers, path="/slack/events", drain=drain)
-    assert sent[0]["status"] == 200 and reached == [body]
+    assert sent[0]["status"] == 200 and [r["command"] for r in reached] == ["/incident"]
     drain.close()  # the delay is over: a kept-alive connection's request is refused unread
     sent, reached = run_edge(request, headers, path="/slack/events", drain=drain)
     assert sent[0]["status"] == 503 and reached == []
+
+
+def test_a_verified_slack_request_goes_to_the_dispatch_and_its_answer_is_written_whole():
+    body = command_body("/incident", "help").encode()
+    headers = [(k.lower().encode(), v.encode()) for k, v in signed(body).items()]
+    sent, reached = run_edge([{"type": "http.request", "body": body}], headers, path="/slack/events")
+    assert [r["text"] for r in reached] == ["help"]  # parsed once, by the edge
+    start, answer = sent
+    assert start["status"] == 200
+    assert dict(start["headers"]) == {b"content-length": b"14", b"content-type": b"application/json;charset=utf-8"}
+    assert answer == {"type": "http.response.body", "body": b'{"text": "ok"}'}
 
 
 def test_a_content_length_that_is_not_a_number_is_400():

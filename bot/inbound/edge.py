@@ -33,6 +33,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: A signed Slack request's answer: status, headers (as Bolt gives them: each name with its
+#: values) and body text, from its parsed body and its headers (lower-case names).
+Dispatch = Callable[[dict[str, Any], dict[bytes, bytes]], Awaitable[tuple[int, dict[str, Any], str]]]
 
 DEFAULT_MAX_BODY = 1024 * 1024
 SLACK_PATH = "/slack/events"
@@ -41,8 +44,6 @@ MAX_SIGNATURE_AGE = 5 * 60
 # Slack sends its whole request at once; a sender that trickles a body holds a connection
 # (and a graceful shutdown) hostage, so reading one is bounded too.
 DEFAULT_BODY_TIMEOUT = 10.0
-#: Where the edge leaves the body it parsed (Bolt's own parser) for the app, so it is parsed once.
-PARSED_BODY = "sitrep.slack_body"
 
 _TIMESTAMP = re.compile(rb"[0-9]{1,12}")
 _SIGNATURE = re.compile(rb"v0=[0-9a-f]{64}")
@@ -63,12 +64,16 @@ class _Gone(Exception):
 
 class SlackEdge:
     """Pure ASGI middleware around the whole app: body cap on every route, signature and
-    payload checks on ``POST /slack/events``; what passes is replayed to the app unchanged."""
+    payload checks on ``POST /slack/events``. A Slack request that passes goes straight to
+    `dispatch` (Bolt, handed the body parsed here) and its answer is written here: no router,
+    request or response object of the app's framework on the path Slack times (three seconds,
+    also fifty at once). Every other request is replayed to the app unchanged."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
+        dispatch: Dispatch,
         signing_secret: str | None,
         max_body: int = DEFAULT_MAX_BODY,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
@@ -77,6 +82,7 @@ class SlackEdge:
         slow_clients: SlowClientLog | None = None,
     ) -> None:
         self.app = app
+        self._dispatch = dispatch
         self._drain = drain
         self._slow_clients = slow_clients
         self._secret = signing_secret.encode() if signing_secret else None
@@ -103,7 +109,6 @@ class SlackEdge:
                 parsed, problem = parse_payload(body, headers.get(b"content-type", b"").decode("latin-1"))
                 if problem:
                     raise Refused(400, problem)
-                scope[PARSED_BODY] = parsed
         except _Gone:
             return
         except Refused as refused:
@@ -128,13 +133,13 @@ class SlackEdge:
         # The answer goes out at the listener's ack; its work after a bare ack waits until the
         # answer is written, in a task the drain is told of (answered.py).
         with answering(self._drain.track if self._drain is not None else None) as answer:
-
-            async def sending(message: Message) -> None:
-                await send(message)
-                if message["type"] == "http.response.body" and not message.get("more_body", False):
-                    answer.sent()
-
-            await self._serve(scope, body, receive, sending)
+            if self._drain is None:
+                status, answer_headers, content = await self._dispatch(parsed, headers)
+            else:
+                with self._drain.request():
+                    status, answer_headers, content = await self._dispatch(parsed, headers)
+            await _respond(send, status, answer_headers, content)
+            answer.sent()
 
     async def _serve(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         if self._drain is None:
@@ -362,6 +367,20 @@ _REASONS = {
     413: "request too large",
     503: "service unavailable",
 }
+
+
+async def _respond(send: Send, status: int, headers: dict[str, Any], content: str) -> None:
+    """A dispatched request's answer, as Bolt's Starlette adapter writes it (its headers,
+    each value of a repeated one, and the body's length)."""
+    body = content.encode()
+    raw = [(b"content-length", str(len(body)).encode())]
+    for name, values in headers.items():
+        if name.lower() == "content-length":
+            continue
+        for value in values if isinstance(values, list | tuple) else [values]:
+            raw.append((name.lower().encode("latin-1"), str(value).encode("latin-1")))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _answer(send: Send, status: int) -> None:
