@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 
-from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -302,12 +301,10 @@ class Sitrep:
         return Starlette(routes=self.operator_routes())
 
     def asgi(self) -> Starlette:
-        # Only reached by a request the edge does not answer itself (it dispatches every POST
-        # it verified): Bolt's own adapter, which verifies the signature again.
-        handler = AsyncSlackRequestHandler(self.bolt)
-
-        async def events(request: Request):
-            return await handler.handle(request)
+        async def events(_request: Request):
+            # The route gives other methods their 405; a POST is the edge's: it dispatches
+            # every one it verified and refuses the rest, so none gets here.
+            raise RuntimeError("POST /slack/events is answered by the edge (bot/inbound/edge.py)")
 
         @asynccontextmanager
         async def lifespan(_app):

@@ -454,6 +454,12 @@ def test_healthz_is_not_affected(edge_bot):
     assert edge_bot.http.get("/healthz").json() == {"ok": True}
 
 
+def test_slack_s_path_takes_only_post(edge_bot, server_log):
+    answer = edge_bot.http.get("/slack/events")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert [r for r in server_log() if r.levelno >= logging.ERROR] == []
+
+
 # --- the middleware alone (unit): a trickled body, a sender that hangs up --------------------------
 
 
