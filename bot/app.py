@@ -302,9 +302,10 @@ class Sitrep:
 
     def asgi(self) -> Starlette:
         async def events(_request: Request):
-            # The route gives other methods their 405; a POST is the edge's: it dispatches
-            # every one it verified and refuses the rest, so none gets here.
-            raise RuntimeError("POST /slack/events is answered by the edge (bot/inbound/edge.py)")
+            # The route gives other methods their 405. A POST is the edge's: it dispatches every
+            # one it verified and refuses the rest. One that got past it (a path the edge reads
+            # differently) is not Slack's to answer.
+            return JSONResponse({"error": "not found"}, status_code=404)
 
         @asynccontextmanager
         async def lifespan(_app):

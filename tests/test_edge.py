@@ -478,7 +478,7 @@ def run_edge(
 
     async def dispatch(parsed, _headers):
         reached.append(parsed)
-        return 200, {"content-type": ["application/json;charset=utf-8"]}, '{"text": "ok"}'
+        return 200, {"content-type": ["application/json;charset=utf-8"], "X-Slack-No-Retry": ["1", "2"]}, '{"text": "ok"}'
 
     async def main():
         queue = list(messages or [])
@@ -531,7 +531,12 @@ def test_a_verified_slack_request_goes_to_the_dispatch_and_its_answer_is_written
     assert [r["text"] for r in reached] == ["help"]  # parsed once, by the edge
     start, answer = sent
     assert start["status"] == 200
-    assert dict(start["headers"]) == {b"content-length": b"14", b"content-type": b"application/json;charset=utf-8"}
+    # as Bolt's Starlette adapter sent them: the first value of each header
+    assert start["headers"] == [
+        (b"content-length", b"14"),
+        (b"content-type", b"application/json;charset=utf-8"),
+        (b"x-slack-no-retry", b"1"),
+    ]
     assert answer == {"type": "http.response.body", "body": b'{"text": "ok"}'}
 
 
@@ -539,6 +544,27 @@ def test_a_content_length_that_is_not_a_number_is_400():
     # h11 (uvicorn's parser) refuses these itself; the edge does not rely on it
     sent, reached = run_edge([], headers=[(b"content-length", b"12abc")])
     assert sent[0]["status"] == 400 and reached == []
+
+
+def test_a_body_refused_on_its_content_length_is_read_and_dropped_up_to_the_limit_before_the_413():
+    # Closing a socket with unread bytes resets it, and the reset can destroy the 413 first.
+    chunks = [{"type": "http.request", "body": b"x" * 10, "more_body": True} for _ in range(5)]
+    left = list(chunks)
+    sent: list[dict] = []
+
+    async def receive():
+        return left.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    async def main():
+        scope = {"type": "http", "method": "POST", "path": "/other", "headers": [(b"content-length", b"50")], "client": None}
+        await SlackEdge(None, dispatch=None, signing_secret=None, max_body=16)(scope, receive, send)
+
+    asyncio.run(main())
+    assert sent[0]["status"] == 413
+    assert len(left) == 3  # 20 bytes read and dropped: more than the limit, then no more
 
 
 def test_without_a_signing_secret_slack_requests_are_refused():

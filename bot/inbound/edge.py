@@ -1,10 +1,14 @@
 """The HTTP edge: what a request must be before Bolt, or anything else, reads it.
 
 A hostile body is cheap to send and dear to read, so every check that needs no body comes
-first: the size from ``Content-Length`` (413 before a byte is read), then the shape and age
+first: the size from ``Content-Length`` (413 before a byte is kept: at most as much again is
+read and dropped first, so the answer is not lost to a reset), then the shape and age
 of Slack's signature headers (401). Only then is the body read, stopping at the cap when it
 is chunked, and its signature (401) and shape (400) checked. Each refusal is one log line,
 no traceback, quoting nothing the sender chose except an escaped, shortened path.
+
+A request that passes is Bolt's at once: the body parsed here is handed to it and its answer
+written here, so the path Slack times has no router, request or response object on it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextlib import nullcontext
 from typing import Any
 
 from slack_bolt.request.internals import parse_body
@@ -35,7 +40,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: A signed Slack request's answer: status, headers (as Bolt gives them: each name with its
 #: values) and body text, from its parsed body and its headers (lower-case names).
-Dispatch = Callable[[dict[str, Any], dict[bytes, bytes]], Awaitable[tuple[int, dict[str, Any], str]]]
+Dispatch = Callable[[dict[str, Any], dict[bytes, bytes]], Awaitable[tuple[int, dict[str, list[str]], str]]]
 
 DEFAULT_MAX_BODY = 1024 * 1024
 SLACK_PATH = "/slack/events"
@@ -52,10 +57,12 @@ _SIGNATURE = re.compile(rb"v0=[0-9a-f]{64}")
 class Refused(Exception):
     """A request the edge answers itself: the status and a reason for the log."""
 
-    def __init__(self, status: int, reason: str):
+    def __init__(self, status: int, reason: str, *, unread: bool = False):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        #: Refused before its body was read (`Content-Length` over the limit).
+        self.unread = unread
 
 
 class _Gone(Exception):
@@ -117,6 +124,8 @@ class SlackEdge:
                 self._slow_clients.closed("a body not sent within the time", _address(scope))
                 await _answer(send, refused.status)
                 return
+            if refused.unread:
+                await self._discard_rest(receive, more=True)
             log.warning(
                 "refused %s %s from %s: %s (HTTP %s)",
                 scope["method"],
@@ -132,12 +141,9 @@ class SlackEdge:
             return
         # The answer goes out at the listener's ack; its work after a bare ack waits until the
         # answer is written, in a task the drain is told of (answered.py).
-        with answering(self._drain.track if self._drain is not None else None) as answer:
-            if self._drain is None:
-                status, answer_headers, content = await self._dispatch(parsed, headers)
-            else:
-                with self._drain.request():
-                    status, answer_headers, content = await self._dispatch(parsed, headers)
+        drain = self._drain
+        with answering(drain.track if drain is not None else None) as answer, drain.request() if drain else nullcontext():
+            status, answer_headers, content = await self._dispatch(parsed, headers)
             await _respond(send, status, answer_headers, content)
             answer.sent()
 
@@ -157,7 +163,7 @@ class SlackEdge:
         if not declared.isdigit():  # h11 refuses these already; this is for other servers
             raise Refused(400, "its Content-Length is not a number")
         if int(declared) > self.max_body:
-            raise Refused(413, f"a body of {int(declared)} bytes is over the {self.max_body}-byte limit")
+            raise Refused(413, f"a body of {int(declared)} bytes is over the {self.max_body}-byte limit", unread=True)
 
     def _check_signature_headers(self, headers: dict[bytes, bytes]) -> None:
         if self._secret is None:
@@ -202,7 +208,8 @@ class SlackEdge:
     async def _discard_rest(self, receive: Receive, *, more: bool) -> None:
         """Read and drop what the sender still sends of a body over the limit (at most as much
         again, within the body timeout) before the 413 goes out: a socket closed with unread
-        bytes in it is reset, and the reset can destroy the 413 before the sender reads it."""
+        bytes in it is reset, and the reset can destroy the 413 before the sender reads it
+        (seen on loopback: a 64 KiB + 1 body refused on its Content-Length, unread)."""
         dropped = 0
         try:
             async with asyncio.timeout(self.body_timeout):
@@ -369,16 +376,18 @@ _REASONS = {
 }
 
 
-async def _respond(send: Send, status: int, headers: dict[str, Any], content: str) -> None:
-    """A dispatched request's answer, as Bolt's Starlette adapter writes it (its headers,
-    each value of a repeated one, and the body's length)."""
+async def _respond(send: Send, status: int, headers: dict[str, list[str]], content: str) -> None:
+    """A dispatched request's answer: its status, the first value of each of Bolt's headers
+    (as Bolt's Starlette adapter sends them) and the body, with its length. Bolt answers a
+    request with 200, 404 or 500 and a content type; sitrep sets no cookie (Bolt's OAuth flow,
+    the only one that does, is not used)."""
     body = content.encode()
     raw = [(b"content-length", str(len(body)).encode())]
-    for name, values in headers.items():
-        if name.lower() == "content-length":
-            continue
-        for value in values if isinstance(values, list | tuple) else [values]:
-            raw.append((name.lower().encode("latin-1"), str(value).encode("latin-1")))
+    raw += [
+        (name.lower().encode("latin-1"), values[0].encode("latin-1"))
+        for name, values in headers.items()
+        if values and name.lower() != "content-length"
+    ]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
