@@ -567,6 +567,25 @@ def test_a_body_refused_on_its_content_length_is_read_and_dropped_up_to_the_limi
     assert len(left) == 3  # 20 bytes read and dropped: more than the limit, then no more
 
 
+def test_a_sender_waiting_for_100_continue_is_refused_at_once_with_nothing_read():
+    left = [{"type": "http.request", "body": b"x" * 10, "more_body": True}]
+    sent: list[dict] = []
+
+    async def receive():  # uvicorn sends "100 Continue" at the first receive: the body would follow
+        return left.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    async def main():
+        headers = [(b"content-length", b"50"), (b"expect", b"100-continue")]
+        scope = {"type": "http", "method": "POST", "path": "/other", "headers": headers, "client": None}
+        await SlackEdge(None, dispatch=None, signing_secret=None, max_body=16)(scope, receive, send)
+
+    asyncio.run(main())
+    assert sent[0]["status"] == 413 and len(left) == 1
+
+
 def test_without_a_signing_secret_slack_requests_are_refused():
     # Socket Mode has no signing secret and no HTTP Slack traffic: nothing unsigned gets in.
     body = command_body("/incident", "help").encode()
@@ -686,7 +705,7 @@ HEAD = "POST /slack/events HTTP/1.1\r\nHost: sitrep\r\nContent-Type: application
 
 def test_hostile_requests_against_a_real_process(sitrep_process):
     """The table's rows, against `sitrep run`: an unsigned 400 MB POST and an endless chunked
-    one are refused without being read (peak memory stays put), and garbage signature
+    one are refused with no more than the limit read (peak memory stays put), and garbage signature
     headers cost one log line each, no traceback."""
     port, process = sitrep_process
     before = peak_rss_kib(process.pid)

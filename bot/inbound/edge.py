@@ -2,7 +2,8 @@
 
 A hostile body is cheap to send and dear to read, so every check that needs no body comes
 first: the size from ``Content-Length`` (413 before a byte is kept: at most as much again is
-read and dropped first, so the answer is not lost to a reset), then the shape and age
+read and dropped first, so the answer is not lost to a reset, and nothing when the sender
+waits for "100 Continue"), then the shape and age
 of Slack's signature headers (401). Only then is the body read, stopping at the cap when it
 is chunked, and its signature (401) and shape (400) checked. Each refusal is one log line,
 no traceback, quoting nothing the sender chose except an escaped, shortened path.
@@ -124,7 +125,8 @@ class SlackEdge:
                 self._slow_clients.closed("a body not sent within the time", _address(scope))
                 await _answer(send, refused.status)
                 return
-            if refused.unread:
+            if refused.unread and headers.get(b"expect", b"").lower() != b"100-continue":
+                # A sender waiting for "100 Continue" has sent nothing: answered at once.
                 await self._discard_rest(receive, more=True)
             log.warning(
                 "refused %s %s from %s: %s (HTTP %s)",
@@ -142,7 +144,8 @@ class SlackEdge:
         # The answer goes out at the listener's ack; its work after a bare ack waits until the
         # answer is written, in a task the drain is told of (answered.py).
         drain = self._drain
-        with answering(drain.track if drain is not None else None) as answer, drain.request() if drain else nullcontext():
+        counted = drain.request() if drain is not None else nullcontext()
+        with answering(drain.track if drain is not None else None) as answer, counted:
             status, answer_headers, content = await self._dispatch(parsed, headers)
             await _respond(send, status, answer_headers, content)
             answer.sent()
